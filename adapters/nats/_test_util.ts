@@ -1,0 +1,70 @@
+/** Helpers shared by the NATS adapter tests. */
+
+import type { NatsConnection, Status } from "@nats-io/nats-core";
+import { createLogger, type Logger } from "../logger.ts";
+import type { WatchEvent } from "./kv_watch.ts";
+
+const decoder = new TextDecoder();
+
+/** A compact text form of an event, so tests compare plain strings. */
+export function show(event: WatchEvent): string {
+  switch (event.type) {
+    case "put":
+      return `put ${event.key}=${decoder.decode(event.value)}`;
+    case "delete":
+      return `${event.operation} ${event.key}`;
+    case "ready":
+      return `ready ${event.read}${event.restarted ? " restarted" : ""}`;
+  }
+}
+
+/** Polls `check` until it returns true (kubebuilder's `Eventually`), or fails with `what`. */
+export async function eventually(
+  what: string,
+  check: () => boolean,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Drains an iterable in the background, keeping what it yields and how it ended. */
+export class Collector<T> {
+  readonly items: T[] = [];
+  readonly done: Promise<void>;
+  error: unknown;
+
+  constructor(iterable: AsyncIterable<T>) {
+    this.done = (async () => {
+      try {
+        for await (const item of iterable) this.items.push(item);
+      } catch (err) {
+        this.error = err;
+      }
+    })();
+  }
+}
+
+/** A logger whose lines are kept in `lines`, for assertions on log output. */
+export function captureLogger(
+  level: "debug" | "info" = "debug",
+): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return {
+    logger: createLogger({ level, timestamps: false, write: (line) => lines.push(line) }),
+    lines,
+  };
+}
+
+/** Resolves on the connection's next status event of `type` (call it before the cause). */
+export function nextStatus(nc: NatsConnection, type: Status["type"]): Promise<void> {
+  const statuses = nc.status();
+  return (async () => {
+    for await (const s of statuses) if (s.type === type) return;
+  })();
+}

@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { connect } from "@nats-io/transport-node";
+import { Buckets, ensureBucket, openBucket } from "./buckets.ts";
+import { startNatsServer } from "./server_process.ts";
+
+Deno.test("ensureBucket() creates a bucket once and then opens it, whatever the settings", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connect({ servers: ns.url });
+  try {
+    const first = await ensureBucket(nc, Buckets.desiredState, { replicas: 1, history: 3 });
+    await first.put("dev1.default.web", "v1");
+    const again = await ensureBucket(nc, Buckets.desiredState, { replicas: 1, history: 3 });
+    assert.equal((await again.get("dev1.default.web"))?.string(), "v1");
+
+    // Different settings: the existing bucket is used as it is, not changed, no error.
+    const other = await ensureBucket(nc, Buckets.desiredState, { replicas: 1, history: 10 });
+    assert.equal((await other.get("dev1.default.web"))?.string(), "v1");
+    assert.equal((await other.status()).history, 3);
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("ensureBucket() called concurrently with different settings never fails", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connect({ servers: ns.url });
+  try {
+    const kvs = await Promise.all(
+      [1, 2, 3, 4, 5].map((history) => ensureBucket(nc, "race", { replicas: 1, history })),
+    );
+    await kvs[0]!.put("k", "v");
+    for (const kv of kvs) assert.equal((await kv.get("k"))?.string(), "v");
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("openBucket() binds to an existing bucket without creating one", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connect({ servers: ns.url });
+  try {
+    const created = await ensureBucket(nc, Buckets.deviceInfo, { replicas: 1, history: 1 });
+    await created.put("info.dev1", "{}");
+    const bound = await openBucket(nc, Buckets.deviceInfo);
+    assert.equal((await bound.get("info.dev1"))?.string(), "{}");
+
+    // Binding makes no API call, so a missing bucket shows up only on use.
+    const missing = await openBucket(nc, "missing");
+    await assert.rejects(missing.put("k", "v"));
+  } finally {
+    await nc.close();
+  }
+});

@@ -1,0 +1,366 @@
+/**
+ * Opens the long-lived NATS connection of a Fleet process: never gives up reconnecting,
+ * survives starting while NATS is down, and tells a field engineer in plain words what
+ * the connection is doing.
+ */
+
+import {
+  AuthorizationError,
+  InvalidArgumentError,
+  type NatsConnection,
+  PermissionViolationError,
+  type Status,
+  UserAuthenticationExpiredError,
+} from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import type { Logger } from "../logger.ts";
+import type { CredentialSource } from "./credentials.ts";
+
+/** Options of {@link connectNats}. */
+export interface ConnectNatsOptions {
+  /** Server URLs, e.g. `["nats://10.0.0.5:4222"]`; at least one. */
+  servers: string[];
+  credentials: CredentialSource;
+  /** Connection name shown by the server's monitoring, e.g. `fleet-agent-dev1`. */
+  name: string;
+  logger: Logger;
+  /**
+   * Keep trying when no server is reachable for the first connect, instead of failing.
+   * @default true
+   */
+  waitOnFirstConnect?: boolean;
+  /** Stops the first-connect attempts; the promise then rejects with {@link NatsConnectError}. */
+  signal?: AbortSignal;
+}
+
+/** Connecting to NATS failed (or was stopped); the message names the servers. */
+export class NatsConnectError extends Error {
+  override name = "NatsConnectError";
+  /** The servers that were tried. */
+  readonly servers: readonly string[];
+  constructor(message: string, servers: readonly string[], options?: ErrorOptions) {
+    super(message, options);
+    this.servers = servers;
+  }
+}
+
+/** Base wait between reconnect attempts; the client adds up to `JITTER_MS` at random. */
+const RECONNECT_WAIT_MS = 1_000;
+const JITTER_MS = 500;
+const JITTER_TLS_MS = 1_000;
+/** Pings every 30 s, two unanswered = stale: a silently dead link is noticed in ~1 min
+ * instead of the client default of ~4-6 min. */
+const PING_INTERVAL_MS = 30_000;
+const MAX_PINGS_OUT = 2;
+
+/**
+ * Connects to NATS and keeps the connection alive for the life of the process.
+ *
+ * The connection reconnects forever (`maxReconnectAttempts: -1`, ~1 s between attempts
+ * plus jitter), also after the server rejects the credentials (a token source may fix
+ * them on the next attempt). Every status change is logged in plain words; repeated
+ * "still trying" lines are thinned out to attempts 1, 2, 4, 8, ... and then once a minute.
+ *
+ * When no server is reachable at start and `waitOnFirstConnect` is true (the default),
+ * the returned promise stays pending, retrying in the background, until a server answers
+ * or `signal` aborts; it does not reject because NATS is down. A caller that must carry on
+ * meanwhile (the agent with its cached desired state) should not await it first: see
+ * {@link connectNatsInBackground}.
+ *
+ * Installs the process-wide {@link installConnectionResetGuard} on first use.
+ *
+ * @throws {NatsConnectError} when `signal` aborts before a server was reached, when the
+ *   options are invalid, or (with `waitOnFirstConnect: false`) when the first attempt fails.
+ */
+export async function connectNats(options: ConnectNatsOptions): Promise<NatsConnection> {
+  const { servers, credentials, name, signal } = options;
+  const logger = options.logger.with({ component: "nats" });
+  const where = servers.map(hostPort).join(", ");
+  installConnectionResetGuard(options.logger);
+  if (servers.length === 0 || servers.some((s) => s.trim() === "" || /\s/.test(s))) {
+    throw new NatsConnectError(
+      `Invalid NATS server list ${JSON.stringify(servers)}: give at least one URL such as ` +
+        `"nats://127.0.0.1:4222", without spaces`,
+      servers,
+    );
+  }
+  const waitOnFirstConnect = options.waitOnFirstConnect ?? true;
+  const stillTrying = new Thinner();
+  for (let attempt = 1;; attempt++) {
+    if (signal?.aborted) {
+      throw new NatsConnectError(
+        `Stopped connecting to NATS at ${where} before it could be reached`,
+        servers,
+        { cause: signal.reason },
+      );
+    }
+    let nc: NatsConnection;
+    try {
+      const auth = await credentials.connectionOptions();
+      nc = await connect({
+        ...auth,
+        servers,
+        name,
+        waitOnFirstConnect: false,
+        reconnect: true,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: RECONNECT_WAIT_MS,
+        reconnectJitter: JITTER_MS,
+        reconnectJitterTLS: JITTER_TLS_MS,
+        pingInterval: PING_INTERVAL_MS,
+        maxPingOut: MAX_PINGS_OUT,
+        // Without this the client closes for good after two auth failures in a row.
+        ignoreAuthErrorAbort: true,
+      });
+    } catch (err) {
+      const reason = errorMessage(err);
+      if (err instanceof InvalidArgumentError || err instanceof TypeError) {
+        throw new NatsConnectError(
+          `Cannot connect to NATS at ${where}: ${reason}; check the server URLs and options`,
+          servers,
+          { cause: err },
+        );
+      }
+      if (!waitOnFirstConnect) {
+        throw new NatsConnectError(
+          `Cannot connect to NATS at ${where}: ${reason}${authHint(err, credentials)}`,
+          servers,
+          { cause: err },
+        );
+      }
+      if (stillTrying.shouldLog(attempt)) {
+        logger.warn(
+          `Cannot reach NATS at ${where} yet (${reason}${authHint(err, credentials)}); ` +
+            `still trying in the background`,
+          { attempt },
+        );
+      }
+      await sleep(RECONNECT_WAIT_MS + Math.random() * JITTER_MS, signal);
+      continue;
+    }
+    if (signal?.aborted) {
+      await nc.close();
+      continue; // reports the abort at the top of the loop
+    }
+    logger.info(`Connected to NATS at ${hostPort(nc.getServer())}`, { name });
+    logStatus(nc, logger, credentials);
+    return nc;
+  }
+}
+
+/**
+ * Starts {@link connectNats} without making the caller wait: the returned promise resolves
+ * with the connection once a server answers, or with `undefined` when `signal` aborts first.
+ * It does not reject for an unreachable server, so it is safe to leave un-awaited while
+ * the caller works from cached state; it rejects only for invalid options.
+ */
+export function connectNatsInBackground(
+  options: Omit<ConnectNatsOptions, "waitOnFirstConnect" | "signal"> & { signal: AbortSignal },
+): Promise<NatsConnection | undefined> {
+  return connectNats({ ...options, waitOnFirstConnect: true }).catch((err: unknown) => {
+    if (options.signal.aborted && err instanceof NatsConnectError) return undefined;
+    throw err;
+  });
+}
+
+/** Logs the connection's status events until it closes. */
+function logStatus(nc: NatsConnection, logger: Logger, credentials: CredentialSource): void {
+  let disconnectedAt = 0;
+  let attempts = 0;
+  let server = hostPort(nc.getServer());
+  const stillTrying = new Thinner();
+  const authErrors = new Thinner();
+  const describe = (s: Status): void => {
+    switch (s.type) {
+      case "disconnect":
+        disconnectedAt = Date.now();
+        attempts = 0;
+        server = hostPort(s.server);
+        logger.warn(
+          `Lost connection to NATS at ${server}; reconnecting in the background ` +
+            `(running containers are not affected)`,
+        );
+        return;
+      case "reconnecting":
+        attempts++;
+        if (attempts > 1 && stillTrying.shouldLog(attempts - 1)) {
+          logger.info(`Still trying to reach NATS (last server ${server})`, {
+            attempt: attempts - 1,
+            disconnectedFor: `${secondsSince(disconnectedAt)}s`,
+          });
+        }
+        return;
+      case "reconnect":
+        server = hostPort(s.server);
+        logger.info(
+          `Reconnected to NATS at ${server} after ${secondsSince(disconnectedAt)} s`,
+          { attempts },
+        );
+        stillTrying.reset();
+        authErrors.reset();
+        return;
+      case "error":
+        describeError(s.error);
+        return;
+      case "staleConnection":
+        logger.warn(`NATS at ${server} stopped answering pings; reconnecting`);
+        return;
+      case "ldm":
+        logger.info(
+          `NATS server ${hostPort(s.server)} is shutting down for maintenance; ` +
+            `the connection will move to another server`,
+        );
+        return;
+      case "forceReconnect":
+        logger.info(`Reconnecting to NATS on request`);
+        return;
+      case "slowConsumer":
+        logger.warn(`Falling behind on messages from NATS`, {
+          subject: s.sub.getSubject(),
+          pending: s.pending,
+        });
+        return;
+      case "update":
+        logger.debug(`NATS cluster membership changed`, {
+          added: s.added?.join(","),
+          deleted: s.deleted?.join(","),
+        });
+        return;
+      case "ping":
+      case "close":
+        // Pings are routine; the close is logged from `closed()` below with its reason.
+        return;
+    }
+  };
+  const describeError = (err: Error): void => {
+    if (err instanceof PermissionViolationError) {
+      logger.warn(
+        `NATS refused permission to ${err.operation} on "${err.subject}"; ` +
+          `this process's NATS user lacks that permission`,
+        { credentials: credentials.describe() },
+      );
+    } else if (
+      err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError
+    ) {
+      authErrors.count();
+      if (authErrors.shouldLog(authErrors.total)) {
+        logger.warn(
+          `NATS at ${server} rejected our credentials (${credentials.describe()}): ` +
+            `${err.message}; will keep retrying`,
+          { times: authErrors.total },
+        );
+      }
+    } else {
+      logger.warn(`NATS at ${server} reported an error: ${err.message}`);
+    }
+  };
+  (async () => {
+    for await (const s of nc.status()) describe(s);
+  })().catch((err: unknown) => {
+    logger.error(`Stopped following the NATS connection status: ${errorMessage(err)}`);
+  });
+  nc.closed().then((err) => {
+    if (err) {
+      logger.error(
+        `The connection to NATS at ${server} closed and will not come back: ${err.message}`,
+      );
+    } else {
+      logger.info(`Closed the connection to NATS at ${server}`);
+    }
+  }, (err: unknown) => {
+    logger.error(`The connection to NATS failed while closing: ${errorMessage(err)}`);
+  });
+}
+
+/** Lets repeated lines through at counts 1, 2, 4, ..., 64 and after that once a minute. */
+class Thinner {
+  #lastLogAt = 0;
+  #total = 0;
+
+  get total(): number {
+    return this.#total;
+  }
+  count(): void {
+    this.#total++;
+  }
+  reset(): void {
+    this.#lastLogAt = 0;
+    this.#total = 0;
+  }
+  shouldLog(n: number): boolean {
+    const now = Date.now();
+    const powerOfTwo = n > 0 && n <= 64 && (n & (n - 1)) === 0;
+    if (powerOfTwo || (n > 64 && now - this.#lastLogAt >= 60_000)) {
+      this.#lastLogAt = now;
+      return true;
+    }
+    return false;
+  }
+}
+
+let guardInstalled = false;
+
+/**
+ * Keeps the process alive through the one stray error Deno's Node compatibility layer can
+ * throw outside any promise when NATS drops a TCP connection that failed authentication:
+ * an uncaught `ECONNRESET` (seen in ~30 of 50 tries here; the failed connect itself is
+ * already reported to the caller). Everything else stays fatal. Installed once per process.
+ */
+export function installConnectionResetGuard(logger: Logger): void {
+  if (guardInstalled) return;
+  guardInstalled = true;
+  const log = logger.with({ component: "nats" });
+  globalThis.addEventListener("error", (event: ErrorEvent) => {
+    if (!isConnectionReset(event.error)) return;
+    event.preventDefault();
+    log.debug("Ignored a connection reset from a NATS connection that was already closed", {
+      error: errorMessage(event.error),
+    });
+  });
+  globalThis.addEventListener("unhandledrejection", (event: PromiseRejectionEvent) => {
+    if (!isConnectionReset(event.reason)) return;
+    event.preventDefault();
+    log.debug("Ignored a connection reset from a NATS connection that was already closed", {
+      error: errorMessage(event.reason),
+    });
+  });
+}
+
+function isConnectionReset(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as Error & { code?: unknown }).code;
+  return code === "ECONNRESET" || /\bECONNRESET\b/.test(err.message);
+}
+
+function authHint(err: unknown, credentials: CredentialSource): string {
+  return err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError
+    ? `; the server rejected ${credentials.describe()}`
+    : "";
+}
+
+/** `nats://host:4222` or `host:4222` → `host:4222`. */
+function hostPort(server: string): string {
+  return server.replace(/^[a-z]+:\/\//i, "").replace(/^[^@/]*@/, "");
+}
+
+function secondsSince(start: number): string {
+  return start === 0 ? "0" : ((Date.now() - start) / 1000).toFixed(1);
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Waits `ms`, or less when `signal` aborts (then it resolves early, not rejects). */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

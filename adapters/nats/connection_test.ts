@@ -1,0 +1,236 @@
+import assert from "node:assert/strict";
+import { silentLogger } from "../logger.ts";
+import {
+  connectNats,
+  connectNatsInBackground,
+  installConnectionResetGuard,
+  NatsConnectError,
+} from "./connection.ts";
+import { noCredentials, userPasswordCredentials } from "./credentials.ts";
+import { startNatsServer } from "./server_process.ts";
+import { captureLogger, eventually, nextStatus } from "./_test_util.ts";
+
+const users = `authorization {
+  users = [
+    { user: "dev", password: "s3cret" },
+    { user: "narrow", password: "pw", permissions: { publish: { deny: ["forbidden.>"] } } }
+  ]
+}`;
+
+Deno.test("connectNats() logs connection loss, retries and reconnection in plain words", async () => {
+  await using ns = await startNatsServer();
+  const { logger, lines } = captureLogger();
+  const nc = await connectNats({
+    servers: [ns.url],
+    credentials: noCredentials(),
+    name: "test",
+    logger,
+  });
+  try {
+    const where = `127.0.0.1:${ns.port}`;
+    assert.ok(
+      lines.some((l) => l.includes(`INFO  Connected to NATS at ${where}`)),
+      lines.join("\n"),
+    );
+
+    const started = Date.now();
+    const reconnected = nextStatus(nc, "reconnect");
+    await ns.kill();
+    await eventually("the loss line", () => lines.some((l) => l.includes("Lost connection")));
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    await ns.restart();
+    await reconnected;
+    const downFor = Date.now() - started;
+    await eventually("the reconnect line", () => lines.some((l) => l.includes("Reconnected")));
+
+    assert.ok(
+      lines.some((l) =>
+        l.includes(
+          `WARN  Lost connection to NATS at ${where}; reconnecting in the background ` +
+            `(running containers are not affected)`,
+        )
+      ),
+      lines.join("\n"),
+    );
+    assert.ok(
+      lines.some((l) => new RegExp(`INFO  Reconnected to NATS at ${where} after \\d`).test(l)),
+    );
+    // ~4-5 failed attempts in that time; thinned to attempts 1, 2, 4.
+    const stillTrying = lines.filter((l) => l.includes("Still trying to reach NATS"));
+    assert.ok(stillTrying.length >= 2 && stillTrying.length <= 3, lines.join("\n"));
+    assert.ok(downFor < 8_000, `reconnected ${downFor} ms after the crash`);
+  } finally {
+    await nc.close();
+  }
+  await eventually("the close line", () => lines.some((l) => l.includes("Closed the connection")));
+});
+
+Deno.test("connectNats() waits while NATS is down at start, then connects when it comes up", async () => {
+  await using ns = await startNatsServer();
+  await ns.stop();
+  const { logger, lines } = captureLogger();
+  let connected = false;
+  const pending = connectNats({
+    servers: [ns.url],
+    credentials: noCredentials(),
+    name: "test",
+    logger,
+  }).then((nc) => {
+    connected = true;
+    return nc;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 2_500));
+  assert.equal(connected, false, "still pending, neither connected nor rejected");
+  const cannotReach = lines.filter((l) => l.includes(`Cannot reach NATS at 127.0.0.1:${ns.port}`));
+  assert.ok(cannotReach.length >= 1 && cannotReach.length <= 2, lines.join("\n"));
+  await ns.restart();
+  const nc = await pending;
+  assert.equal(nc.isClosed(), false);
+  await nc.close();
+});
+
+Deno.test("connectNats() stops trying when its signal aborts", async () => {
+  await using ns = await startNatsServer();
+  await ns.stop();
+  const controller = new AbortController();
+  const pending = connectNats({
+    servers: [ns.url],
+    credentials: noCredentials(),
+    name: "test",
+    logger: silentLogger,
+    signal: controller.signal,
+  });
+  setTimeout(() => controller.abort(), 300);
+  await assert.rejects(pending, (err: unknown) => {
+    assert.ok(err instanceof NatsConnectError);
+    assert.match(err.message, /Stopped connecting to NATS at 127\.0\.0\.1:\d+ before/);
+    return true;
+  });
+});
+
+Deno.test("connectNatsInBackground() resolves undefined when stopped before NATS came up", async () => {
+  await using ns = await startNatsServer();
+  await ns.stop();
+  const controller = new AbortController();
+  const background = connectNatsInBackground({
+    servers: [ns.url],
+    credentials: noCredentials(),
+    name: "agent",
+    logger: silentLogger,
+    signal: controller.signal,
+  });
+  controller.abort();
+  assert.equal(await background, undefined);
+});
+
+Deno.test("connectNatsInBackground() resolves with the connection once NATS is up", async () => {
+  await using ns = await startNatsServer();
+  await ns.stop();
+  const controller = new AbortController();
+  const background = connectNatsInBackground({
+    servers: [ns.url],
+    credentials: noCredentials(),
+    name: "agent",
+    logger: silentLogger,
+    signal: controller.signal,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await ns.restart();
+  const nc = await background;
+  assert.ok(nc);
+  await nc.close();
+});
+
+Deno.test("connectNats() with waitOnFirstConnect false fails at once, naming the server", async () => {
+  await using ns = await startNatsServer();
+  await ns.stop();
+  await assert.rejects(
+    connectNats({
+      servers: [ns.url],
+      credentials: noCredentials(),
+      name: "test",
+      logger: silentLogger,
+      waitOnFirstConnect: false,
+    }),
+    (err: unknown) => {
+      assert.ok(err instanceof NatsConnectError);
+      assert.match(err.message, new RegExp(`Cannot connect to NATS at 127\\.0\\.0\\.1:${ns.port}`));
+      return true;
+    },
+  );
+});
+
+Deno.test("connectNats() rejects an empty server list with a clear message", async () => {
+  await assert.rejects(
+    connectNats({ servers: [], credentials: noCredentials(), name: "t", logger: silentLogger }),
+    /Invalid NATS server list \[\]: give at least one URL/,
+  );
+});
+
+Deno.test("connectNats() uses user/password credentials and names them on rejection", async () => {
+  await using ns = await startNatsServer({ extraConfig: users });
+  const nc = await connectNats({
+    servers: [ns.url],
+    credentials: userPasswordCredentials("dev", "s3cret"),
+    name: "test",
+    logger: silentLogger,
+  });
+  await nc.close();
+  await assert.rejects(
+    connectNats({
+      servers: [ns.url],
+      credentials: userPasswordCredentials("dev", "wrong"),
+      name: "test",
+      logger: silentLogger,
+      waitOnFirstConnect: false,
+    }),
+    (err: unknown) => {
+      assert.ok(err instanceof NatsConnectError);
+      assert.match(err.message, /the server rejected user "dev" with a password/);
+      assert.doesNotMatch(err.message, /wrong/);
+      return true;
+    },
+  );
+});
+
+Deno.test("the connection-reset guard keeps the process alive through failed TCP auth", async () => {
+  // Without the guard, Deno's Node compatibility layer kills the process with an uncaught
+  // ECONNRESET in most of these attempts (DESIGN.md §8).
+  installConnectionResetGuard(silentLogger);
+  await using ns = await startNatsServer({ extraConfig: users });
+  for (let i = 0; i < 30; i++) {
+    await assert.rejects(connectNats({
+      servers: [ns.url],
+      credentials: userPasswordCredentials("dev", "wrong"),
+      name: "test",
+      logger: silentLogger,
+      waitOnFirstConnect: false,
+    }));
+  }
+  // Give a late reset the time to surface before the test ends.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+});
+
+Deno.test("connectNats() logs a permission violation as a warning naming the subject", async () => {
+  await using ns = await startNatsServer({ extraConfig: users });
+  const { logger, lines } = captureLogger();
+  const nc = await connectNats({
+    servers: [ns.url],
+    credentials: userPasswordCredentials("narrow", "pw"),
+    name: "test",
+    logger,
+  });
+  try {
+    nc.publish("forbidden.x", "hello");
+    await eventually("the permission warning", () => lines.some((l) => l.includes("refused")));
+    assert.ok(
+      lines.some((l) =>
+        l.includes(`WARN  NATS refused permission to publish on "forbidden.x"`) &&
+        l.includes(`credentials="user \\"narrow\\" with a password"`)
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    await nc.close();
+  }
+});

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { connect } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { NATS_SERVER_BIN_ENV, NatsServerError, startNatsServer } from "./server_process.ts";
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+Deno.test("startNatsServer() serves JetStream and keeps its data across restart on the same port", async () => {
+  let dir: string;
+  {
+    await using ns = await startNatsServer();
+    dir = ns.storeDir;
+    assert.match(ns.url, /^nats:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(ns.url, `nats://127.0.0.1:${ns.port}`);
+
+    const nc = await connect({ servers: ns.url });
+    const kv = await new Kvm(nc).create("persist", { history: 1 });
+    await kv.put("a", "1");
+    await nc.close();
+
+    await ns.restart();
+    assert.equal(ns.running, true);
+    const nc2 = await connect({ servers: ns.url });
+    const kv2 = await new Kvm(nc2).open("persist");
+    assert.equal((await kv2.get("a"))?.string(), "1");
+    await nc2.close();
+
+    // A crash (SIGKILL) then a restart also keeps the port and the flushed data.
+    const port = ns.port;
+    await ns.kill();
+    assert.equal(ns.running, false);
+    await ns.restart();
+    assert.equal(ns.port, port);
+    const nc3 = await connect({ servers: ns.url });
+    assert.equal((await (await new Kvm(nc3).open("persist")).get("a"))?.string(), "1");
+    await nc3.close();
+  }
+  assert.equal(await exists(dir), false, "the temporary folder is removed on dispose");
+});
+
+Deno.test("startNatsServer() keeps a caller-provided store dir on dispose", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-nats-test-" });
+  try {
+    {
+      await using ns = await startNatsServer({ storeDir: dir });
+      assert.equal(ns.storeDir, dir);
+    }
+    assert.equal(await exists(`${dir}/nats-server.conf`), true);
+    assert.match(await Deno.readTextFile(`${dir}/nats-server.log`), /Server is ready/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("startNatsServer() reports a bad config with the server's own message", async () => {
+  await assert.rejects(
+    startNatsServer({ extraConfig: "this is { not valid" }),
+    (err: unknown) => {
+      assert.ok(err instanceof NatsServerError);
+      assert.match(err.message, /exited with code \d+ during start-up/);
+      return true;
+    },
+  );
+});
+
+Deno.test("startNatsServer() names the missing binary and the variable to set", async () => {
+  const previous = Deno.env.get(NATS_SERVER_BIN_ENV);
+  Deno.env.set(NATS_SERVER_BIN_ENV, "/nonexistent/nats-server");
+  try {
+    await assert.rejects(startNatsServer(), (err: unknown) => {
+      assert.ok(err instanceof NatsServerError);
+      assert.match(err.message, /"\/nonexistent\/nats-server" was not found/);
+      assert.match(err.message, /FLEET_NATS_SERVER_BIN/);
+      return true;
+    });
+  } finally {
+    if (previous === undefined) Deno.env.delete(NATS_SERVER_BIN_ENV);
+    else Deno.env.set(NATS_SERVER_BIN_ENV, previous);
+  }
+});

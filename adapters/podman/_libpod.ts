@@ -1,0 +1,115 @@
+/**
+ * libpod's wire formats (only the fields the adapter reads) and their mapping to the
+ * adapter's own types. Private to the adapter: zod drops unknown fields, so newer Podman
+ * versions that add fields keep working.
+ */
+
+import { z } from "zod";
+import type { InspectedContainer, InspectedImage, ObservedContainer } from "./types.ts";
+
+/** Podman stores an unset time as Go's zero time; report it as absent. */
+function epochMs(ms: number): number | undefined {
+  return Number.isFinite(ms) && ms > 0 ? ms : undefined;
+}
+
+/** Only set `key` when there is a value (exactOptionalPropertyTypes forbids `key: undefined`). */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
+/** One element of `GET /libpod/containers/json` (podman 4 and 5). */
+export const LibpodListedContainerSchema = z.object({
+  Id: z.string(),
+  Names: z.array(z.string()).nullish(),
+  Image: z.string(),
+  Labels: z.record(z.string(), z.string()).nullish(),
+  State: z.string(),
+  ExitCode: z.number().int(),
+  /** Unix seconds; Go's zero time (negative) when never started. */
+  StartedAt: z.number().nullish(),
+}).transform((c): ObservedContainer => ({
+  id: c.Id,
+  name: c.Names?.[0] ?? c.Id,
+  image: c.Image,
+  labels: c.Labels ?? {},
+  state: c.State,
+  exitCode: c.ExitCode,
+  ...optional("startedAt", epochMs((c.StartedAt ?? 0) * 1000)),
+}));
+
+/** The answer of `GET /libpod/containers/json`. */
+export const LibpodContainerListSchema = z.array(LibpodListedContainerSchema).nullable()
+  .transform((list) => list ?? []);
+
+/** The answer of `GET /libpod/containers/{id}/json` (the fields we read). */
+export const LibpodContainerInspectSchema = z.object({
+  Id: z.string(),
+  Name: z.string(),
+  ImageName: z.string(),
+  Config: z.object({ Labels: z.record(z.string(), z.string()).nullish() }).nullish(),
+  State: z.object({
+    Status: z.string(),
+    ExitCode: z.number().int(),
+    /** RFC 3339 with nanoseconds; `0001-01-01T00:00:00Z` when unset. */
+    StartedAt: z.string().nullish(),
+    FinishedAt: z.string().nullish(),
+    Error: z.string().nullish(),
+  }),
+}).transform((c): InspectedContainer => ({
+  id: c.Id,
+  name: c.Name,
+  image: c.ImageName,
+  labels: c.Config?.Labels ?? {},
+  state: c.State.Status,
+  exitCode: c.State.ExitCode,
+  ...optional("startedAt", epochMs(Date.parse(c.State.StartedAt ?? ""))),
+  ...optional("finishedAt", epochMs(Date.parse(c.State.FinishedAt ?? ""))),
+  ...optional("error", c.State.Error || undefined),
+}));
+
+/** The network part of `GET /libpod/containers/{id}/json`: the container's addresses. */
+export const LibpodContainerNetworkSchema = z.object({
+  NetworkSettings: z.object({
+    IPAddress: z.string().nullish(),
+    Networks: z.record(z.string(), z.object({ IPAddress: z.string().nullish() })).nullish(),
+  }).nullish(),
+}).transform((c): string | undefined => {
+  const settings = c.NetworkSettings;
+  const addresses = [
+    settings?.IPAddress,
+    ...Object.values(settings?.Networks ?? {}).map((n) => n.IPAddress),
+  ];
+  return addresses.find((a) => typeof a === "string" && a !== "") ?? undefined;
+});
+
+/** The answer of `GET /libpod/images/{name}/json` (the fields we read). */
+export const LibpodImageInspectSchema = z.object({
+  Id: z.string(),
+  Labels: z.record(z.string(), z.string()).nullish(),
+}).transform((i): InspectedImage => ({ id: i.Id, labels: i.Labels ?? {} }));
+
+/** The answer of `POST /libpod/containers/create`. */
+export const LibpodCreateResponseSchema = z.object({ Id: z.string() });
+
+/** The answer of `GET /libpod/version` (podman 4 and 5). */
+export const LibpodVersionSchema = z.object({
+  Version: z.string(),
+  ApiVersion: z.string(),
+  Components: z.array(z.object({
+    Name: z.string(),
+    Details: z.record(z.string(), z.unknown()).nullish(),
+  })).nullish(),
+});
+
+/** libpod's error body: `{"cause": "...", "message": "...", "response": 404}`. */
+export const LibpodErrorBodySchema = z.object({
+  message: z.string().optional(),
+  cause: z.string().optional(),
+});
+
+/** One message of a streamed pull or build answer. */
+export const LibpodStreamMessageSchema = z.object({
+  stream: z.string().optional(),
+  error: z.string().optional(),
+  errorDetail: z.object({ message: z.string().optional() }).nullish(),
+});

@@ -1,0 +1,530 @@
+/**
+ * The Podman adapter: a small client for the libpod REST API over its unix socket. It is
+ * the only code that talks to Podman; everything it throws is a {@linkcode PodmanError}.
+ */
+
+import type { z } from "zod";
+import {
+  LibpodContainerInspectSchema,
+  LibpodContainerListSchema,
+  LibpodContainerNetworkSchema,
+  LibpodCreateResponseSchema,
+  LibpodErrorBodySchema,
+  LibpodImageInspectSchema,
+  LibpodStreamMessageSchema,
+  LibpodVersionSchema,
+} from "./_libpod.ts";
+import { PodmanError, PodmanUnavailableError } from "./errors.ts";
+import { tarArchive } from "./tar.ts";
+import {
+  type ContainerCreateSpec,
+  ContainerCreateSpecSchema,
+  type InspectedContainer,
+  type InspectedImage,
+  type ObservedContainer,
+} from "./types.ts";
+
+/**
+ * The libpod API version in request paths. Podman 4.x and 5.x both serve `v4.0.0` (the
+ * server answers every version from its minimum up), and 4.0 has all we use.
+ */
+const API = "/v4.0.0/libpod";
+
+/**
+ * Host name in request URLs. The unix socket carries the request, but Deno still checks
+ * `--allow-net` against this name, so it is explicit rather than `localhost`.
+ */
+const HOST = "http://podman";
+
+/** Options of {@linkcode PodmanClient}. */
+export interface PodmanClientOptions {
+  /**
+   * Path of the libpod socket, e.g. `/run/podman/podman.sock` (rootful) or
+   * `$XDG_RUNTIME_DIR/podman/podman.sock` (rootless).
+   */
+  socketPath: string;
+}
+
+/** What {@linkcode PodmanClient.buildImage} builds. */
+export interface BuildImageOptions {
+  /** Tags for the result, e.g. `["localhost/app:1"]`. At least one. */
+  tags: string[];
+  /** Text of the Containerfile; it is placed at the root of the context. */
+  containerfile: string;
+  /** Build context: relative path → content (strings are written as UTF-8). */
+  files: Record<string, Uint8Array | string>;
+  /** Permission bits per path in `files`. @default 0o644 */
+  fileModes?: Record<string, number>;
+}
+
+/** Server versions reported by {@linkcode PodmanClient.version}. */
+export interface PodmanVersion {
+  /** Podman release, e.g. `4.3.1`. */
+  version: string;
+  /** libpod API version, e.g. `4.3.1` (not the Docker-compatible `1.41`). */
+  apiVersion: string;
+}
+
+/** Names an action for error messages: `Podman could not <operation> "<target>"`. */
+interface Operation {
+  operation: string;
+  target?: string;
+}
+
+interface CallInit {
+  method?: "GET" | "POST" | "DELETE";
+  query?: URLSearchParams;
+  /** Sent as `application/json`. */
+  json?: unknown;
+  /** Sent as is, with `contentType`. */
+  bytes?: { data: Uint8Array<ArrayBuffer>; contentType: string };
+}
+
+/**
+ * A client for one libpod socket. Needs `--allow-read`/`--allow-write` on the socket path
+ * and `--allow-net=podman,unix:<socketPath>`. Call {@linkcode PodmanClient.close} (or use
+ * `using`) when done.
+ *
+ * @example
+ * ```ts
+ * using podman = new PodmanClient({ socketPath: "/run/podman/podman.sock" });
+ * const running = await podman.listContainers({ "fleet.nationtech.io/managed-by": "fleet-agent" });
+ * ```
+ */
+export class PodmanClient implements Disposable {
+  /** The libpod socket this client talks to. */
+  readonly socketPath: string;
+  readonly #http: Deno.HttpClient;
+  #closed = false;
+
+  /** @throws {Deno.errors.NotCapable} without `--allow-net=unix:<socketPath>`. */
+  constructor(options: PodmanClientOptions) {
+    this.socketPath = options.socketPath;
+    this.#http = Deno.createHttpClient({ proxy: { transport: "unix", path: options.socketPath } });
+  }
+
+  /** Closes the underlying HTTP client; safe to call twice. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#http.close();
+  }
+
+  /** Same as {@linkcode PodmanClient.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * Checks that the service answers.
+   * @throws {PodmanUnavailableError} when the socket cannot be reached.
+   */
+  async ping(): Promise<void> {
+    const op = { operation: "answer a ping" };
+    await this.#discard(op, await this.#fetch(op, "/_ping"), [200]);
+  }
+
+  /** Podman's release and libpod API version. */
+  async version(): Promise<PodmanVersion> {
+    const op = { operation: "report its version" };
+    const v = await this.#json(op, await this.#fetch(op, `${API}/version`), LibpodVersionSchema);
+    // The top-level ApiVersion is the Docker-compatible one; libpod's is on the engine.
+    const engine = v.Components?.find((c) => c.Name === "Podman Engine");
+    const apiVersion = engine?.Details?.["APIVersion"];
+    return {
+      version: v.Version,
+      apiVersion: typeof apiVersion === "string" ? apiVersion : v.ApiVersion,
+    };
+  }
+
+  /**
+   * All containers (running or not) carrying every one of the given labels.
+   * @param labelFilter label → value; an empty object lists every container.
+   */
+  async listContainers(labelFilter: Record<string, string>): Promise<ObservedContainer[]> {
+    const labels = Object.entries(labelFilter).map(([k, v]) => `${k}=${v}`);
+    const query = new URLSearchParams({ all: "true" });
+    if (labels.length > 0) query.set("filters", JSON.stringify({ label: labels }));
+    const op = { operation: "list containers" };
+    const response = await this.#fetch(op, `${API}/containers/json`, { query });
+    return await this.#json(op, response, LibpodContainerListSchema);
+  }
+
+  /**
+   * Creates (does not start) a container.
+   * @returns the new container's id.
+   * @throws {TypeError} when `spec` is invalid (checked before calling Podman).
+   */
+  async createContainer(spec: ContainerCreateSpec): Promise<string> {
+    const checked = ContainerCreateSpecSchema.safeParse(spec);
+    if (!checked.success) {
+      const issues = checked.error.issues.map((i) => `${i.path.join(".") || "spec"}: ${i.message}`);
+      throw new TypeError(`Invalid container spec "${spec.name}": ${issues.join("; ")}`);
+    }
+    const op = { operation: "create container", target: spec.name };
+    const response = await this.#fetch(op, `${API}/containers/create`, {
+      method: "POST",
+      json: toSpecGenerator(checked.data),
+    });
+    return (await this.#json(op, response, LibpodCreateResponseSchema, [201])).Id;
+  }
+
+  /** Starts a container; starting a running one is not an error. */
+  async startContainer(id: string): Promise<void> {
+    const op = { operation: "start container", target: id };
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/start`, {
+      method: "POST",
+    });
+    await this.#discard(op, response, [204, 304]);
+  }
+
+  /**
+   * Stops a container: its stop signal first, SIGKILL after `timeoutSeconds`. Stopping a
+   * stopped container is not an error.
+   */
+  async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
+    const op = { operation: "stop container", target: id };
+    // Podman 4.3 honours `t` on the libpod route and ignores `timeout` (measured); podman 5's
+    // handler reads only `timeout` there. Each ignores the other, so send both.
+    const seconds = String(Math.max(0, Math.ceil(timeoutSeconds)));
+    const query = new URLSearchParams({ t: seconds, timeout: seconds });
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/stop`, {
+      method: "POST",
+      query,
+    });
+    await this.#discard(op, response, [204, 304]);
+  }
+
+  /**
+   * Removes a container at once, running or not (SIGKILL, no grace period: a graceful stop
+   * is {@linkcode PodmanClient.stopContainer}'s job), with its anonymous volumes. Removing
+   * a container that does not exist is not an error.
+   */
+  async removeContainer(id: string): Promise<void> {
+    const op = { operation: "remove container", target: id };
+    // A forced remove of a running container waits out its stop timeout (10 s) before the
+    // kill, and podman 4.3 has no API parameter to shorten it: kill it first.
+    const kill = await this.#fetch(op, `${API}/containers/${enc(id)}/kill`, {
+      method: "POST",
+      query: new URLSearchParams({ signal: "SIGKILL" }),
+    });
+    await this.#text(op, kill);
+    if (kill.status === 404) return; // already gone
+    // Other refusals mean "not running" (409 on podman 5, 500 on 4.3, by message only):
+    // nothing to kill. The forced DELETE below decides and reports any real failure.
+
+    // `timeout=0` does the same on podman 5, in case the container was restarted meanwhile.
+    const query = new URLSearchParams({ force: "true", v: "true", timeout: "0" });
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}`, {
+      method: "DELETE",
+      query,
+    });
+    // Podman 4 answers 200 with a report, podman 5 may answer 204.
+    await this.#discard(op, response, [200, 204, 404]);
+  }
+
+  /**
+   * The current state of one container.
+   * @returns undefined when no container has that id or name.
+   */
+  async inspectContainer(id: string): Promise<InspectedContainer | undefined> {
+    const op = { operation: "inspect container", target: id };
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/json`);
+    if (response.status === 404) {
+      await this.#discard(op, response, [404]);
+      return undefined;
+    }
+    return await this.#json(op, response, LibpodContainerInspectSchema);
+  }
+
+  /**
+   * The container's IP address on its network (the podman bridge), which the host can
+   * reach without a published port.
+   * @returns undefined when the container does not exist or has no address.
+   */
+  async containerAddress(id: string): Promise<string | undefined> {
+    const op = { operation: "inspect container", target: id };
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/json`);
+    if (response.status === 404) {
+      await this.#discard(op, response, [404]);
+      return undefined;
+    }
+    return await this.#json(op, response, LibpodContainerNetworkSchema);
+  }
+
+  /** Whether the image is in local storage. */
+  async imageExists(ref: string): Promise<boolean> {
+    const op = { operation: "look up image", target: ref };
+    const response = await this.#fetch(op, `${API}/images/${encImage(ref)}/exists`);
+    await this.#discard(op, response, [204, 404]);
+    return response.status === 204;
+  }
+
+  /**
+   * Pulls an image unless it is already present.
+   * @throws {PodmanError} naming the image when the registry or the pull fails.
+   */
+  async pullImage(ref: string): Promise<void> {
+    const op = { operation: "pull image", target: ref };
+    const query = new URLSearchParams({ reference: ref, policy: "missing" });
+    const response = await this.#fetch(op, `${API}/images/pull`, { method: "POST", query });
+    await this.#stream(op, response);
+  }
+
+  /**
+   * Builds an image from a Containerfile and in-memory context files.
+   * @throws {PodmanError} with the build's last output lines as `cause` when a step fails.
+   */
+  async buildImage(options: BuildImageOptions): Promise<void> {
+    const op = { operation: "build image", target: options.tags[0] ?? "(untagged)" };
+    if (options.tags.length === 0) throw new TypeError("buildImage needs at least one tag");
+    if ("Containerfile" in options.files) {
+      throw new TypeError(`Build context for "${op.target}" already has a "Containerfile"`);
+    }
+    const encoder = new TextEncoder();
+    const entries = Object.entries(options.files).map(([path, content]) => ({
+      path,
+      data: typeof content === "string" ? encoder.encode(content) : content,
+      ...(options.fileModes?.[path] === undefined ? {} : { mode: options.fileModes[path] }),
+    }));
+    entries.push({ path: "Containerfile", data: encoder.encode(options.containerfile) });
+
+    // forcerm: without it a failed step leaves a buildah working container in storage.
+    const query = new URLSearchParams({ dockerfile: "Containerfile", forcerm: "true" });
+    for (const tag of options.tags) query.append("t", tag);
+    const response = await this.#fetch(op, `${API}/build`, {
+      method: "POST",
+      query,
+      bytes: { data: tarArchive(entries), contentType: "application/x-tar" },
+    });
+    await this.#stream(op, response);
+  }
+
+  /**
+   * The id and labels of a local image.
+   * @returns undefined when the image is not in local storage.
+   */
+  async inspectImage(ref: string): Promise<InspectedImage | undefined> {
+    const op = { operation: "inspect image", target: ref };
+    const response = await this.#fetch(op, `${API}/images/${encImage(ref)}/json`);
+    if (response.status === 404) {
+      await this.#discard(op, response, [404]);
+      return undefined;
+    }
+    return await this.#json(op, response, LibpodImageInspectSchema);
+  }
+
+  /** Removes an image from local storage; removing an absent image is not an error. */
+  async removeImage(ref: string): Promise<void> {
+    const op = { operation: "remove image", target: ref };
+    const response = await this.#fetch(op, `${API}/images/${encImage(ref)}`, {
+      method: "DELETE",
+    });
+    await this.#discard(op, response, [200, 204, 404]);
+  }
+
+  // --- transport ------------------------------------------------------------------------
+
+  async #fetch(op: Operation, path: string, init: CallInit = {}): Promise<Response> {
+    const url = `${HOST}${path}${init.query ? `?${init.query}` : ""}`;
+    const headers = new Headers();
+    let body: BodyInit | undefined;
+    if (init.bytes !== undefined) {
+      body = init.bytes.data;
+      headers.set("Content-Type", init.bytes.contentType);
+    } else if (init.json !== undefined) {
+      body = JSON.stringify(init.json);
+      headers.set("Content-Type", "application/json");
+    }
+    try {
+      return await fetch(url, {
+        method: init.method ?? "GET",
+        headers,
+        client: this.#http,
+        ...(body === undefined ? {} : { body }),
+      });
+    } catch (error) {
+      throw this.#transportError(op, error);
+    }
+  }
+
+  #transportError(op: Operation, error: unknown): PodmanError {
+    const connect = connectFailure(error);
+    if (connect !== undefined) {
+      return new PodmanUnavailableError(
+        { ...op, socketPath: this.socketPath, reason: connect },
+        { cause: error },
+      );
+    }
+    const detail = error instanceof Error ? describe(error) : String(error);
+    return new PodmanError({ ...op, socketPath: this.socketPath, detail }, { cause: error });
+  }
+
+  /** Reads the whole body as text, wrapping a broken connection. */
+  async #text(op: Operation, response: Response): Promise<string> {
+    try {
+      return await response.text();
+    } catch (error) {
+      throw this.#transportError(op, error);
+    }
+  }
+
+  /** Throws the libpod error unless the status is expected; always consumes the body. */
+  async #discard(op: Operation, response: Response, ok: number[]): Promise<void> {
+    const text = await this.#text(op, response);
+    if (!ok.includes(response.status)) throw this.#statusError(op, response.status, text);
+  }
+
+  async #json<S extends z.ZodType>(
+    op: Operation,
+    response: Response,
+    schema: S,
+    ok: number[] = [200],
+  ): Promise<z.output<S>> {
+    const text = await this.#text(op, response);
+    if (!ok.includes(response.status)) throw this.#statusError(op, response.status, text);
+    let parsed: z.ZodSafeParseResult<z.output<S>>;
+    try {
+      parsed = schema.safeParse(JSON.parse(text));
+    } catch (error) {
+      throw this.#unexpected(op, response.status, `not JSON: ${text.slice(0, 200)}`, error);
+    }
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+      throw this.#unexpected(op, response.status, issues.join("; "), parsed.error);
+    }
+    return parsed.data;
+  }
+
+  #unexpected(op: Operation, status: number, what: string, cause: unknown): PodmanError {
+    return new PodmanError(
+      {
+        ...op,
+        status,
+        socketPath: this.socketPath,
+        detail: `unexpected answer from Podman (${what})`,
+      },
+      { cause },
+    );
+  }
+
+  #statusError(op: Operation, status: number, text: string): PodmanError {
+    let detail = text.trim() || `HTTP ${status}`;
+    try {
+      const body = LibpodErrorBodySchema.safeParse(JSON.parse(text));
+      if (body.success && (body.data.message || body.data.cause)) {
+        detail = body.data.message || body.data.cause || detail;
+      }
+    } catch {
+      // Not JSON (e.g. a proxy's plain-text answer): the raw text is the best detail.
+    }
+    return new PodmanError({ ...op, status, socketPath: this.socketPath, detail });
+  }
+
+  /**
+   * Reads a streamed answer (pull, build) to the end. libpod has already sent 200 by the
+   * time a step fails, so failures arrive as an `error` message inside the stream.
+   */
+  async #stream(op: Operation, response: Response): Promise<void> {
+    if (response.status !== 200) {
+      throw this.#statusError(op, response.status, await this.#text(op, response));
+    }
+    if (response.body === null) return;
+    const tail: string[] = []; // last output lines, for the error's cause
+    let failure: string | undefined;
+    const handle = (line: string) => {
+      if (line.trim() === "") return;
+      let message;
+      try {
+        message = LibpodStreamMessageSchema.safeParse(JSON.parse(line));
+      } catch {
+        return; // a stray non-JSON line (never seen) is output, not a failure
+      }
+      if (!message.success) return;
+      const { stream, error, errorDetail } = message.data;
+      if (stream !== undefined) {
+        tail.push(...stream.split("\n").filter((l) => l.trim() !== ""));
+        tail.splice(0, Math.max(0, tail.length - 20));
+      }
+      failure ??= error ?? errorDetail?.message;
+    };
+
+    let buffered = "";
+    try {
+      for await (const chunk of response.body.pipeThrough(new TextDecoderStream())) {
+        buffered += chunk;
+        const lines = buffered.split("\n");
+        buffered = lines.pop() ?? "";
+        lines.forEach(handle);
+      }
+    } catch (error) {
+      throw this.#transportError(op, error);
+    }
+    handle(buffered);
+    if (failure !== undefined) {
+      const cause = tail.length > 0 ? new Error(`Podman output:\n${tail.join("\n")}`) : undefined;
+      throw new PodmanError(
+        { ...op, status: response.status, socketPath: this.socketPath, detail: failure },
+        cause === undefined ? undefined : { cause },
+      );
+    }
+  }
+}
+
+/** Maps our spec to libpod's SpecGenerator (`POST /libpod/containers/create`). */
+function toSpecGenerator(spec: ContainerCreateSpec): Record<string, unknown> {
+  return {
+    name: spec.name,
+    image: spec.image,
+    labels: spec.labels,
+    env: spec.env,
+    portmappings: spec.ports.map((p) => ({
+      host_port: p.hostPort,
+      container_port: p.containerPort,
+      protocol: p.protocol,
+      ...(p.hostIp === undefined ? {} : { host_ip: p.hostIp }),
+    })),
+    mounts: spec.volumes.map((v) => ({
+      type: "bind",
+      source: v.hostPath,
+      destination: v.containerPath,
+      options: ["rbind", v.readOnly ? "ro" : "rw"],
+    })),
+    restart_policy: spec.restartPolicy,
+    ...(spec.command === undefined ? {} : { entrypoint: spec.command }),
+    ...(spec.args === undefined ? {} : { command: spec.args }),
+  };
+}
+
+/**
+ * Deno reports a failed connect as `TypeError("fetch failed")` whose cause reads
+ * `... client error (Connect): No such file or directory (os error 2)` (older releases put
+ * that text in the TypeError itself). Returns the OS reason, or undefined for other errors.
+ */
+function connectFailure(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 3; depth++) {
+    const match = /client error \(Connect\):\s*(.+)$/s.exec(e.message);
+    if (match?.[1] !== undefined) return match[1].trim();
+    e = e.cause;
+  }
+  return undefined;
+}
+
+/** The message of an error and its causes, e.g. `fetch failed: connection reset`. */
+function describe(error: Error): string {
+  const parts = [error.message];
+  if (error.cause instanceof Error) parts.push(error.cause.message);
+  return parts.join(": ");
+}
+
+function enc(id: string): string {
+  return encodeURIComponent(id);
+}
+
+/**
+ * Image references keep their `/` (libpod routes `/images/{name:.*}`); everything else
+ * that could break the path is escaped.
+ */
+function encImage(ref: string): string {
+  return ref.split("/").map(encodeURIComponent).join("/");
+}

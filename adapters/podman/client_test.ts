@@ -1,0 +1,350 @@
+import assert from "node:assert/strict";
+import { PodmanClient } from "./client.ts";
+import { PodmanError, PodmanUnavailableError } from "./errors.ts";
+import { startPodmanService } from "./service_process.ts";
+import { ensureTestImage } from "./test_image.ts";
+import type { ContainerCreateSpec } from "./types.ts";
+
+// One tag for every test in this file: built once, then reused from shared storage.
+const TAG = "adapter-test";
+
+function uniqueName(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+function freeLoopbackPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/** Polls until `probe` returns a value (the server may need a moment), or throws its last error. */
+async function eventually<T>(probe: () => Promise<T>, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await probe();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+function spec(name: string, image: string, extra: Partial<ContainerCreateSpec> = {}) {
+  return {
+    name,
+    image,
+    labels: {},
+    env: {},
+    ports: [],
+    volumes: [],
+    restartPolicy: "no",
+    ...extra,
+  } satisfies ContainerCreateSpec;
+}
+
+Deno.test("PodmanClient.ping() and version() answer on a fresh service", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  await client.ping();
+  const { version, apiVersion } = await client.version();
+  assert.match(version, /^[45]\./);
+  assert.match(apiVersion, /^[45]\./);
+});
+
+Deno.test("PodmanClient runs a labelled container with a published port through its lifecycle", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, TAG);
+  assert.equal(image, `localhost/fleet-test:${TAG}`);
+  assert.ok(await client.imageExists(image));
+
+  const name = uniqueName("fleet-lifecycle");
+  const label = { "fleet.test/run": name };
+  const port = freeLoopbackPort();
+  let id: string | undefined;
+  try {
+    id = await client.createContainer(spec(name, image, {
+      labels: label,
+      env: { GREETING: "hello" },
+      ports: [{ hostPort: port, containerPort: 80, protocol: "tcp", hostIp: "127.0.0.1" }],
+    }));
+    const created = await client.listContainers(label);
+    assert.equal(created.length, 1);
+    assert.equal(created[0]?.state, "created");
+    assert.equal(created[0]?.startedAt, undefined);
+
+    await client.startContainer(id);
+    await client.startContainer(id); // already running: not an error
+    const page = await eventually(async () => {
+      const response = await fetch(`http://127.0.0.1:${port}/`);
+      const text = await response.text();
+      assert.equal(response.status, 200);
+      return text;
+    });
+    assert.equal(page, `fleet-test ${TAG}\n`);
+
+    const [listed, ...others] = await client.listContainers(label);
+    assert.equal(others.length, 0);
+    assert.ok(listed);
+    assert.equal(listed.id, id);
+    assert.equal(listed.name, name);
+    assert.equal(listed.image, image);
+    assert.equal(listed.state, "running");
+    assert.equal(listed.labels["fleet.test/run"], name);
+    assert.ok(listed.startedAt && Math.abs(listed.startedAt - Date.now()) < 60_000);
+    // Several labels must all match.
+    assert.deepEqual(await client.listContainers({ ...label, "fleet.test/other": "x" }), []);
+
+    // The trap in the image makes SIGTERM work: far quicker than the 10 s kill timeout.
+    const stopStart = performance.now();
+    await client.stopContainer(id, 10);
+    assert.ok(performance.now() - stopStart < 5000, "stop waited for the kill timeout");
+    await client.stopContainer(id, 10); // already stopped: not an error
+
+    const stopped = await client.inspectContainer(id);
+    assert.equal(stopped?.state, "exited");
+    assert.equal(stopped?.exitCode, 0);
+    assert.ok(stopped?.finishedAt !== undefined);
+
+    await client.removeContainer(id);
+    assert.deepEqual(await client.listContainers(label), []);
+    assert.equal(await client.inspectContainer(id), undefined);
+    id = undefined;
+  } finally {
+    if (id !== undefined) await client.removeContainer(id);
+  }
+});
+
+Deno.test("PodmanClient.createContainer() passes env, bind mounts, entrypoint and args", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, TAG);
+  const dir = await Deno.makeTempDir({ prefix: "fleet-podman-mount-" });
+  const name = uniqueName("fleet-spec");
+  try {
+    await Deno.writeTextFile(`${dir}/in.txt`, "from host");
+    await Deno.mkdir(`${dir}/out`);
+    const id = await client.createContainer(spec(name, image, {
+      env: { GREETING: "hello" },
+      volumes: [
+        { hostPath: `${dir}/in.txt`, containerPath: "/in.txt", readOnly: true },
+        { hostPath: `${dir}/out`, containerPath: "/out", readOnly: false },
+      ],
+      command: ["/bin/sh", "-c"],
+      args: ['cat /in.txt > /out/copy; echo "$GREETING" > /out/env; echo x > /in.txt || exit 3'],
+    }));
+    await client.startContainer(id);
+    const exited = await eventually(async () => {
+      const state = await client.inspectContainer(id);
+      assert.equal(state?.state, "exited");
+      return state;
+    });
+    assert.equal(exited?.exitCode, 3, "the read-only mount was writable");
+    assert.equal(await Deno.readTextFile(`${dir}/out/copy`), "from host");
+    assert.equal(await Deno.readTextFile(`${dir}/out/env`), "hello\n");
+  } finally {
+    await client.removeContainer(name);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("PodmanClient.stopContainer() kills a container that ignores SIGTERM after the timeout", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, TAG);
+  const name = uniqueName("fleet-stubborn");
+  try {
+    const id = await client.createContainer(spec(name, image, {
+      command: ["/bin/sh", "-c"],
+      args: ["trap '' TERM; while true; do sleep 1; done"],
+    }));
+    await client.startContainer(id);
+    const started = performance.now();
+    await client.stopContainer(id, 1);
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 900 && elapsed < 5000, `stop took ${elapsed} ms, expected about 1 s`);
+    assert.equal((await client.inspectContainer(id))?.exitCode, 137); // SIGKILL
+
+    // Removing it while it runs does not wait for a stop timeout.
+    await client.startContainer(id);
+    const removing = performance.now();
+    await client.removeContainer(id);
+    assert.ok(performance.now() - removing < 5000, "remove waited for the stop timeout");
+    assert.equal(await client.inspectContainer(id), undefined);
+  } finally {
+    await client.removeContainer(name);
+  }
+});
+
+Deno.test("a container outlives its Podman service and the next service stops it cleanly", async () => {
+  // Socket-activated Podman exits when idle, so the agent usually talks to a newer service
+  // process than the one that started its containers.
+  const first = await startPodmanService();
+  let id: string | undefined;
+  try {
+    using client = new PodmanClient({ socketPath: first.socketPath });
+    const image = await ensureTestImage(client, TAG);
+    id = await client.createContainer(spec(uniqueName("fleet-outlives"), image));
+    await client.startContainer(id);
+  } finally {
+    await first.stop();
+  }
+
+  await using second = await startPodmanService();
+  using client = new PodmanClient({ socketPath: second.socketPath });
+  try {
+    assert.equal((await client.inspectContainer(id))?.state, "running");
+    const started = performance.now();
+    await client.stopContainer(id, 10);
+    assert.ok(performance.now() - started < 5000, "stop waited for the kill timeout");
+    // "exited" (not "stopped") proves conmon's cleanup ran after the first service was gone.
+    assert.equal((await client.inspectContainer(id))?.state, "exited");
+  } finally {
+    await client.removeContainer(id);
+  }
+});
+
+Deno.test("PodmanClient.removeContainer() removes a created container; an absent one is fine", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, TAG);
+  const name = uniqueName("fleet-created");
+  try {
+    await client.createContainer(spec(name, image));
+    await client.removeContainer(name);
+    assert.equal(await client.inspectContainer(name), undefined);
+  } finally {
+    await client.removeContainer(name);
+  }
+  await client.removeContainer(uniqueName("fleet-absent"));
+  await client.removeContainer("0123456789abcdef0123456789abcdef");
+});
+
+Deno.test("PodmanClient.createContainer() rejects an invalid spec and names a missing image", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  await assert.rejects(
+    client.createContainer(
+      spec("bad name", "x", { ports: [{ hostPort: 0, containerPort: 80, protocol: "tcp" }] }),
+    ),
+    (error: unknown) => {
+      assert.ok(error instanceof TypeError);
+      assert.match(
+        error.message,
+        /^Invalid container spec "bad name": name: .*; ports\.0\.hostPort/,
+      );
+      return true;
+    },
+  );
+
+  const name = uniqueName("fleet-noimage");
+  try {
+    await assert.rejects(
+      client.createContainer(spec(name, "localhost/fleet-test:no-such-tag")),
+      (error: unknown) => {
+        assert.ok(error instanceof PodmanError);
+        assert.equal(error.operation, "create container");
+        assert.ok(error.status !== undefined && error.status >= 400); // 500 on podman 4.3
+        assert.match(
+          error.message,
+          new RegExp(`^Podman could not create container "${name}": .*no-such-tag`),
+        );
+        return true;
+      },
+    );
+  } finally {
+    await client.removeContainer(name);
+  }
+});
+
+Deno.test("PodmanClient.pullImage() of an unreachable image throws a PodmanError naming it", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  await assert.rejects(client.pullImage("localhost:1/nope:1"), (error: unknown) => {
+    assert.ok(error instanceof PodmanError);
+    assert.ok(!(error instanceof PodmanUnavailableError));
+    assert.equal(error.name, "PodmanError");
+    assert.equal(error.operation, "pull image");
+    assert.equal(error.target, "localhost:1/nope:1");
+    assert.equal(error.socketPath, svc.socketPath);
+    assert.match(error.message, /^Podman could not pull image "localhost:1\/nope:1": .+/);
+    assert.doesNotMatch(error.message, /\n/);
+    return true;
+  });
+});
+
+Deno.test("PodmanClient.buildImage() surfaces a failing step; removeImage() removes the image", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const failing = `localhost/fleet-test:${uniqueName("broken")}`;
+  await assert.rejects(
+    client.buildImage({
+      tags: [failing],
+      containerfile: 'FROM scratch\nRUN ["/no-such-binary"]\n',
+      files: {},
+    }),
+    (error: unknown) => {
+      assert.ok(error instanceof PodmanError);
+      assert.match(error.message, /^Podman could not build image ".*broken-.*": .*no-such-binary/);
+      return true;
+    },
+  );
+  assert.equal(await client.imageExists(failing), false);
+
+  const ref = `localhost/fleet-test:${uniqueName("removable")}`;
+  try {
+    await client.buildImage({
+      tags: [ref],
+      containerfile: "FROM scratch\nCOPY data/file.txt /file.txt\nLABEL purpose=test\n",
+      files: { "data/file.txt": "content\n" },
+    });
+    assert.equal(await client.imageExists(ref), true);
+    assert.equal((await client.inspectImage(ref))?.labels["purpose"], "test");
+  } finally {
+    await client.removeImage(ref);
+  }
+  assert.equal(await client.imageExists(ref), false);
+  assert.equal(await client.inspectImage(ref), undefined);
+  await client.removeImage(ref); // already gone: not an error
+});
+
+Deno.test("PodmanClient on a missing socket throws PodmanUnavailableError naming the socket", async () => {
+  const socketPath = `/tmp/fleet-no-such-dir-${crypto.randomUUID()}/podman.sock`;
+  using client = new PodmanClient({ socketPath });
+  await assert.rejects(client.ping(), (error: unknown) => {
+    assert.ok(error instanceof PodmanUnavailableError);
+    assert.ok(error instanceof PodmanError);
+    assert.equal(error.name, "PodmanUnavailableError");
+    assert.equal(error.status, undefined);
+    assert.equal(error.socketPath, socketPath);
+    assert.ok(error.message.includes(JSON.stringify(socketPath)), error.message);
+    assert.match(error.message, /No such file or directory/);
+    assert.match(error.message, /systemctl --user status podman\.socket/);
+    assert.match(error.message, /podman system service/);
+    assert.ok(error.cause instanceof Error);
+    return true;
+  });
+});
+
+Deno.test("PodmanClient on a socket nobody listens on throws PodmanUnavailableError", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-dead-socket-" });
+  try {
+    const socketPath = `${dir}/podman.sock`;
+    // Closing a listener deletes its socket file; a hard link keeps a socket file behind
+    // that nobody listens on.
+    const listener = Deno.listen({ transport: "unix", path: `${dir}/live.sock` });
+    await Deno.link(`${dir}/live.sock`, socketPath);
+    listener.close();
+    using client = new PodmanClient({ socketPath });
+    await assert.rejects(client.listContainers({}), (error: unknown) => {
+      assert.ok(error instanceof PodmanUnavailableError);
+      assert.match(error.message, /^Podman could not list containers: .*Connection refused/);
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

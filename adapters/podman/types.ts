@@ -1,0 +1,90 @@
+/**
+ * Shapes that cross the Podman adapter boundary, as zod schemas with their inferred types:
+ * what callers ask Podman to create and what they read back. libpod's own wire formats
+ * live in `_libpod.ts`.
+ */
+
+import { z } from "zod";
+
+// Podman's own rule for container names (libpod `define.NameRegex`).
+const containerName = z.string().regex(
+  /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/,
+  "must start with a letter or digit and contain only letters, digits, '_', '.' and '-'",
+);
+const port = z.number().int().min(1).max(65535);
+
+/** A published port: `hostIp:hostPort -> containerPort/protocol`. */
+export const PortMappingSchema = z.object({
+  hostPort: port,
+  containerPort: port,
+  protocol: z.enum(["tcp", "udp"]),
+  /** Address on the host to bind; all addresses when absent. */
+  hostIp: z.string().min(1).optional(),
+});
+/** A published port: `hostIp:hostPort -> containerPort/protocol`. */
+export type PortMapping = z.infer<typeof PortMappingSchema>;
+
+/** A bind mount of a host path into the container. */
+export const VolumeMountSchema = z.object({
+  hostPath: z.string().startsWith("/", "must be an absolute path"),
+  containerPath: z.string().startsWith("/", "must be an absolute path"),
+  readOnly: z.boolean(),
+});
+/** A bind mount of a host path into the container. */
+export type VolumeMount = z.infer<typeof VolumeMountSchema>;
+
+/** Podman restart policies, as libpod spells them. */
+export const RestartPolicySchema = z.enum(["no", "always", "on-failure", "unless-stopped"]);
+/** Podman restart policies, as libpod spells them. */
+export type RestartPolicy = z.infer<typeof RestartPolicySchema>;
+
+/** Everything the adapter needs to create one container. */
+export const ContainerCreateSpecSchema = z.object({
+  name: containerName,
+  image: z.string().min(1),
+  labels: z.record(z.string(), z.string()),
+  env: z.record(z.string(), z.string()),
+  ports: z.array(PortMappingSchema),
+  volumes: z.array(VolumeMountSchema),
+  restartPolicy: RestartPolicySchema,
+  /** Replaces the image's entrypoint. */
+  command: z.array(z.string()).optional(),
+  /** Replaces the image's CMD (the arguments given to the entrypoint). */
+  args: z.array(z.string()).optional(),
+});
+/** Everything the adapter needs to create one container. */
+export type ContainerCreateSpec = z.infer<typeof ContainerCreateSpecSchema>;
+
+/** A container as listed by Podman, in our own names. */
+export const ObservedContainerSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  image: z.string(),
+  labels: z.record(z.string(), z.string()),
+  /** As Podman reports it: `"running"`, `"exited"`, `"created"`, `"paused"`, ... */
+  state: z.string(),
+  exitCode: z.number().int(),
+  /** Epoch milliseconds of the last start; absent when never started. */
+  startedAt: z.number().optional(),
+});
+/** A container as listed by Podman, in our own names. */
+export type ObservedContainer = z.infer<typeof ObservedContainerSchema>;
+
+/** A container as inspected: the listed fields plus how its last run ended. */
+export const InspectedContainerSchema = ObservedContainerSchema.extend({
+  /** Epoch milliseconds of the last exit; absent when it has not exited yet. */
+  finishedAt: z.number().optional(),
+  /** Podman's error for the last start attempt, when there was one. */
+  error: z.string().optional(),
+});
+/** A container as inspected: the listed fields plus how its last run ended. */
+export type InspectedContainer = z.infer<typeof InspectedContainerSchema>;
+
+/** A local image as inspected. */
+export const InspectedImageSchema = z.object({
+  /** Image id (hex digest without `sha256:`). */
+  id: z.string(),
+  labels: z.record(z.string(), z.string()),
+});
+/** A local image as inspected. */
+export type InspectedImage = z.infer<typeof InspectedImageSchema>;

@@ -1,0 +1,287 @@
+/**
+ * The device agent: keeps this device's containers equal to its desired state and tells
+ * the control plane how that goes. It works from the disk cache while NATS is away and
+ * never stops a container because the control plane is unreachable.
+ */
+import type { NatsConnection } from "@nats-io/nats-core";
+import {
+  Buckets,
+  type DeploymentState,
+  type DeviceInfo,
+  deviceLabels,
+  type Heartbeat,
+  keys,
+} from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { every } from "../adapters/timers.ts";
+import { readInventory } from "../adapters/host/inventory.ts";
+import {
+  connectNatsInBackground,
+  type CredentialSource,
+  watchBucket,
+} from "../adapters/nats/mod.ts";
+import type { AgentConfig } from "./config.ts";
+import { DesiredCache } from "./desired_cache.ts";
+import { DesiredView } from "./desired_view.ts";
+import { Reconciler } from "./reconciler.ts";
+import { Reporter, type ReportSink } from "./reporter.ts";
+import type { ContainerRuntime } from "./runtime.ts";
+import { NatsReportSink } from "./nats_reports.ts";
+
+export interface AgentOptions {
+  config: AgentConfig;
+  credentials: CredentialSource;
+  runtime: ContainerRuntime;
+  log: Logger;
+  version: string;
+  /** Describes the container runtime in the start-up line, e.g. the podman socket. */
+  runtimeDescription: string;
+}
+
+/** A sink that fails until NATS is connected; reports stay pending meanwhile. */
+class LateSink implements ReportSink {
+  target: ReportSink | undefined;
+  #get(): ReportSink {
+    if (!this.target) throw new Error("not connected to NATS yet");
+    return this.target;
+  }
+  putDeviceInfo(key: string, info: DeviceInfo) {
+    return this.#get().putDeviceInfo(key, info);
+  }
+  putState(key: string, state: DeploymentState) {
+    return this.#get().putState(key, state);
+  }
+  deleteState(key: string) {
+    return this.#get().deleteState(key);
+  }
+  putHeartbeat(key: string, heartbeat: Heartbeat) {
+    return this.#get().putHeartbeat(key, heartbeat);
+  }
+}
+
+/** Wakes a loop early; several wake-ups before it runs count as one. */
+class Wakeup {
+  #resolve: (() => void) | undefined;
+  #pending = false;
+  wake(): void {
+    this.#pending = true;
+    this.#resolve?.();
+  }
+  wait(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.#pending || signal.aborted) {
+      this.#pending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        this.#resolve = undefined;
+        this.#pending = false;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done);
+      this.#resolve = done;
+    });
+  }
+}
+
+export class Agent {
+  readonly #config: AgentConfig;
+  readonly #options: AgentOptions;
+  readonly #log: Logger;
+  readonly #view: DesiredView;
+  readonly #cache: DesiredCache;
+  readonly #reconciler: Reconciler;
+  readonly #sink = new LateSink();
+  readonly #wakeup = new Wakeup();
+  #reporter: Reporter | undefined;
+  #nc: NatsConnection | undefined;
+  #cacheDirty = false;
+  /** Passes completed, for tests and the bench. */
+  passes = 0;
+
+  constructor(options: AgentOptions) {
+    this.#options = options;
+    this.#config = options.config;
+    this.#log = options.log;
+    const intervals = this.#config.intervals;
+    this.#view = new DesiredView(this.#config.device_id, intervals.orphan_grace_seconds * 1000);
+    this.#cache = new DesiredCache(this.#config.state_dir, this.#config.device_id);
+    this.#reconciler = new Reconciler(options.runtime, this.#log, intervals.stop_timeout_seconds);
+  }
+
+  /** Runs until `signal` aborts; containers are left running on the way out. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { config } = this;
+    const log = this.#log;
+    log.info(`Fleet agent ${this.#options.version} starting as device "${config.device_id}"`, {
+      nats: config.nats.urls.join(","),
+      runtime: this.#options.runtimeDescription,
+      credentials: this.#options.credentials.describe(),
+    });
+
+    const cached = await this.#cache.load();
+    if (cached.problem) log.warn(cached.problem);
+    this.#view.seed(cached.values);
+    if (cached.values.size > 0) {
+      log.info(
+        `Running ${cached.values.size} deployment(s) from the local cache until NATS answers`,
+        {
+          cache: this.#cache.path,
+        },
+      );
+    }
+
+    const info: DeviceInfo = {
+      deviceId: config.device_id,
+      labels: deviceLabels(config.device_id, config.labels),
+      inventory: await readInventory(this.#options.version),
+      updatedAt: new Date().toISOString(),
+    };
+    this.#reporter = new Reporter({ deviceId: config.device_id, info, sink: this.#sink, log });
+
+    const loops = [
+      this.#reconcileLoop(signal),
+      every(config.intervals.heartbeat_seconds * 1000, signal, () => this.#heartbeat()),
+      every(config.intervals.republish_seconds * 1000, signal, () => {
+        this.#reporter?.republishAll();
+        void this.#reporter?.sync();
+      }),
+      this.#natsLoop(signal),
+    ];
+    await Promise.all(loops);
+    if (this.#cacheDirty) await this.#saveCache();
+    await this.#nc?.close();
+    log.info("Fleet agent stopped; containers keep running");
+  }
+
+  get config(): AgentConfig {
+    return this.#config;
+  }
+
+  /** The reporter's current view, for tests. */
+  states(): ReadonlyMap<string, DeploymentState> {
+    return this.#reporter?.states() ?? new Map();
+  }
+
+  async #natsLoop(signal: AbortSignal): Promise<void> {
+    const config = this.#config;
+    const nc = await connectNatsInBackground({
+      servers: config.nats.urls,
+      credentials: this.#options.credentials,
+      name: `fleet-agent-${config.device_id}`,
+      logger: this.#log,
+      signal,
+    });
+    if (!nc) return;
+    this.#nc = nc;
+    this.#sink.target = await NatsReportSink.open(nc);
+    void this.#reporter?.sync();
+    void this.#heartbeat();
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "reconnect") {
+          this.#reporter?.republishAll();
+          void this.#reporter?.sync();
+        }
+      }
+    })();
+
+    for await (
+      const event of watchBucket({
+        nc,
+        bucket: Buckets.desiredState,
+        keyFilter: keys.desiredStateOfDevice(config.device_id),
+        logger: this.#log,
+        signal,
+      })
+    ) {
+      switch (event.type) {
+        case "put": {
+          const problem = this.#view.put(event.key, new TextDecoder().decode(event.value));
+          if (problem) {
+            this.#log.warn(`Ignoring desired-state key "${problem.key}": ${problem.reason}`);
+          }
+          break;
+        }
+        case "delete":
+          this.#view.delete(event.key);
+          break;
+        case "ready":
+          this.#view.readComplete(Date.now());
+          this.#log.info(
+            `Read the desired state from NATS: ${this.#view.entries().size} deployment(s) for this device`,
+          );
+          break;
+      }
+      if (event.type === "ready" || this.#view.complete) {
+        this.#cacheDirty = true;
+        this.#wakeup.wake();
+      }
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    await this.#reporter?.heartbeat();
+    await this.#reporter?.sync();
+  }
+
+  async #reconcileLoop(signal: AbortSignal): Promise<void> {
+    const relistMs = this.#config.intervals.relist_seconds * 1000;
+    let podmanDown = false;
+    let delay = 0;
+    while (!signal.aborted) {
+      await this.#wakeup.wait(delay, signal);
+      if (signal.aborted) break;
+      delay = relistMs;
+      if (this.#cacheDirty) await this.#saveCache();
+      try {
+        const result = await this.#reconciler.pass({
+          deviceId: this.#config.device_id,
+          desired: this.#view.entries(),
+          retained: (refs) => this.#view.retained(refs, Date.now()),
+        });
+        if (podmanDown) {
+          podmanDown = false;
+          this.#log.info("Podman answers again; reconciling");
+        }
+        this.passes++;
+        const reporter = this.#reporter!;
+        for (const a of result.assessments) reporter.assess(a);
+        for (const ref of reporter.states().keys()) {
+          if (!this.#view.entries().has(ref) && !result.lingering.has(ref)) {
+            reporter.forget(ref);
+            this.#view.settled(ref);
+          }
+        }
+        void reporter.sync();
+        // Confirm soon what was just changed, instead of waiting a whole relist.
+        if (result.actions > 0) delay = Math.min(1000, relistMs);
+      } catch (error) {
+        if (!podmanDown) {
+          podmanDown = true;
+          this.#log.error(
+            `Cannot reach the container runtime (${
+              (error as Error).message
+            }); containers are left as they are, retrying`,
+          );
+        }
+        delay = Math.min(5000, relistMs);
+      }
+    }
+  }
+
+  async #saveCache(): Promise<void> {
+    this.#cacheDirty = false;
+    try {
+      await this.#cache.save(this.#view.rawValues());
+    } catch (error) {
+      this.#cacheDirty = true;
+      this.#log.warn(
+        `Could not save the desired-state cache ${this.#cache.path}: ${(error as Error).message}`,
+      );
+    }
+  }
+}

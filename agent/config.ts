@@ -1,0 +1,92 @@
+/** The agent's TOML configuration (`/etc/fleet-agent/config.toml`), validated with zod. */
+import { z } from "zod";
+import { parse as parseToml } from "smol-toml";
+import { describeIssues, identifierSchema, Labels } from "../core/mod.ts";
+
+const Seconds = z.number().positive();
+
+const NatsUrl = z.string().regex(
+  /^(nats|tls|ws|wss):\/\/[^\s/]+$|^[^\s:/]+:\d+$/,
+  "must look like nats://host:4222 (or tls://, ws://, wss://, or host:port)",
+);
+
+export const UserPasswordCredentials = z.object({
+  type: z.literal("userpass"),
+  user: z.string().min(1),
+  password: z.string().min(1).optional(),
+  password_file: z.string().min(1).optional(),
+}).refine((c) => (c.password === undefined) !== (c.password_file === undefined), {
+  message: "set exactly one of password and password_file",
+});
+
+export const NoCredentials = z.object({ type: z.literal("none") });
+
+/** Credential sources; the identity work adds `oidc`. */
+export const CredentialsConfig = z.discriminatedUnion("type", [
+  UserPasswordCredentials,
+  NoCredentials,
+]);
+export type CredentialsConfig = z.infer<typeof CredentialsConfig>;
+
+export const AgentConfig = z.object({
+  device_id: identifierSchema("device id"),
+  labels: Labels.default({}),
+  state_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/fleet-agent"),
+  nats: z.object({
+    urls: z.array(NatsUrl).min(1, "list at least one NATS server"),
+    credentials: CredentialsConfig.default({ type: "none" }),
+  }),
+  podman: z.object({
+    socket: z.string().startsWith("/", "must be an absolute path"),
+  }),
+  intervals: z.object({
+    heartbeat_seconds: Seconds.default(30),
+    relist_seconds: Seconds.default(30),
+    republish_seconds: Seconds.default(300),
+    orphan_grace_seconds: z.number().nonnegative().default(60),
+    stop_timeout_seconds: Seconds.default(10),
+  }).default({
+    heartbeat_seconds: 30,
+    relist_seconds: 30,
+    republish_seconds: 300,
+    orphan_grace_seconds: 60,
+    stop_timeout_seconds: 10,
+  }),
+});
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+/** A config file that cannot be used; the message names the file and the field. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(readonly path: string, detail: string, options?: ErrorOptions) {
+    super(`Invalid agent config ${path}: ${detail}`, options);
+  }
+}
+
+/** Validates TOML text; `path` is only used in messages. */
+export function parseAgentConfig(text: string, path: string): AgentConfig {
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message.split("\n")[0] : String(cause);
+    throw new ConfigError(path, `not valid TOML (${reason})`, { cause });
+  }
+  const result = AgentConfig.safeParse(raw);
+  if (!result.success) throw new ConfigError(path, describeIssues(result.error));
+  return result.data;
+}
+
+/** Reads and validates the config file. */
+export async function loadAgentConfig(path: string): Promise<AgentConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (cause) {
+    const reason = cause instanceof Deno.errors.NotFound
+      ? "the file does not exist"
+      : String(cause);
+    throw new ConfigError(path, reason, { cause });
+  }
+  return parseAgentConfig(text, path);
+}

@@ -1,0 +1,175 @@
+/**
+ * What the agent tells the control plane: its DeviceInfo, each deployment's state (only
+ * when something changed), and a heartbeat. Reports that could not be delivered stay
+ * pending and go out on the next sync, so nothing is lost while NATS is away.
+ */
+import {
+  type Assessment,
+  type DeploymentRef,
+  type DeploymentState,
+  type DeviceInfo,
+  type Heartbeat,
+  keys,
+  parseKey,
+  refKey,
+  shortError,
+  stateChanged,
+} from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+
+/** Where reports go; the NATS KV sink is the real one. */
+export interface ReportSink {
+  putDeviceInfo(key: string, info: DeviceInfo): Promise<void>;
+  putState(key: string, state: DeploymentState): Promise<void>;
+  deleteState(key: string): Promise<void>;
+  putHeartbeat(key: string, heartbeat: Heartbeat): Promise<void>;
+}
+
+export class Reporter {
+  readonly #deviceId: string;
+  readonly #sink: ReportSink;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #info: DeviceInfo;
+  #infoPublished = false;
+  /** refKey → current state. */
+  readonly #current = new Map<string, DeploymentState>();
+  /** refKey → state last delivered. */
+  readonly #published = new Map<string, DeploymentState>();
+  /** refKeys whose state key must be deleted. */
+  readonly #forgotten = new Set<string>();
+  #failing = false;
+  #syncing: Promise<boolean> | undefined;
+
+  constructor(options: {
+    deviceId: string;
+    info: DeviceInfo;
+    sink: ReportSink;
+    log: Logger;
+    now?: () => number;
+  }) {
+    this.#deviceId = options.deviceId;
+    this.#info = options.info;
+    this.#sink = options.sink;
+    this.#log = options.log;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Records how a deployment is doing; returns whether that is news. */
+  assess(a: Assessment): boolean {
+    const key = refKey(a.ref);
+    const previous = this.#current.get(key);
+    const next: DeploymentState = {
+      deviceId: this.#deviceId,
+      namespace: a.ref.namespace,
+      deployment: a.ref.name,
+      generation: a.generation,
+      phase: a.phase,
+      lastError: a.error === null ? null : shortError(a.error),
+      lastEventAt: new Date(this.#now()).toISOString(),
+    };
+    this.#forgotten.delete(key);
+    if (!stateChanged(previous, next)) return false;
+    this.#current.set(key, next);
+    const where = `${a.ref.namespace}/${a.ref.name}`;
+    if (next.phase === "Failed") {
+      this.#log.warn(`Deployment ${where} failed: ${next.lastError ?? "unknown error"}`, {
+        generation: next.generation,
+      });
+    } else {
+      this.#log.info(`Deployment ${where} is ${next.phase.toLowerCase()}`, {
+        generation: next.generation,
+      });
+    }
+    return true;
+  }
+
+  /** The deployment left this device: its state key goes too. */
+  forget(ref: string): void {
+    if (!this.#current.has(ref) && !this.#published.has(ref)) return;
+    this.#current.delete(ref);
+    this.#forgotten.add(ref);
+  }
+
+  /** States for the deployments currently assessed, for tests and `status`. */
+  states(): ReadonlyMap<string, DeploymentState> {
+    return this.#current;
+  }
+
+  /** Forces DeviceInfo and every state out again (after a reconnect, or periodically). */
+  republishAll(): void {
+    this.#infoPublished = false;
+    this.#published.clear();
+  }
+
+  updateInfo(info: DeviceInfo): void {
+    this.#info = info;
+    this.#infoPublished = false;
+  }
+
+  /** Delivers whatever is pending; true when everything went out. Concurrent calls share one run. */
+  sync(): Promise<boolean> {
+    this.#syncing ??= this.#sync().finally(() => this.#syncing = undefined);
+    return this.#syncing;
+  }
+
+  async heartbeat(): Promise<void> {
+    const hb: Heartbeat = { deviceId: this.#deviceId, at: this.#now() };
+    await this.#deliver(() => this.#sink.putHeartbeat(keys.heartbeat(this.#deviceId), hb));
+  }
+
+  async #sync(): Promise<boolean> {
+    let ok = true;
+    if (!this.#infoPublished) {
+      const info = { ...this.#info, updatedAt: new Date(this.#now()).toISOString() };
+      if (
+        await this.#deliver(() => this.#sink.putDeviceInfo(keys.deviceInfo(this.#deviceId), info))
+      ) {
+        this.#infoPublished = true;
+      } else ok = false;
+    }
+    for (const [key, state] of this.#current) {
+      const published = this.#published.get(key);
+      if (published !== undefined && !stateChanged(published, state)) continue;
+      const ref = parseKey.deployment(key) as DeploymentRef;
+      if (
+        await this.#deliver(() => this.#sink.putState(keys.deviceState(this.#deviceId, ref), state))
+      ) {
+        this.#published.set(key, state);
+      } else ok = false;
+    }
+    for (const key of [...this.#forgotten]) {
+      const ref = parseKey.deployment(key) as DeploymentRef;
+      if (
+        await this.#deliver(() => this.#sink.deleteState(keys.deviceState(this.#deviceId, ref)))
+      ) {
+        this.#forgotten.delete(key);
+        this.#published.delete(key);
+      } else ok = false;
+    }
+    return ok;
+  }
+
+  /** Runs one delivery; logs the first failure of a streak and the recovery, not every try. */
+  async #deliver(send: () => Promise<void>): Promise<boolean> {
+    try {
+      await send();
+      if (this.#failing) {
+        this.#failing = false;
+        this.#log.info("Reports reach NATS again; sending everything that was pending");
+        this.republishAll();
+      }
+      return true;
+    } catch (error) {
+      if (!this.#failing) {
+        this.#failing = true;
+        this.#log.warn(
+          `Could not send reports to NATS (${(error as Error).message}); keeping them and retrying`,
+        );
+      } else {
+        this.#log.debug("Report delivery still failing", { error });
+      }
+      return false;
+    }
+  }
+}

@@ -1,0 +1,100 @@
+/** What every command shares: exit codes, usage errors, logging flags, the CLI's NATS client. */
+import { Option } from "@commander-js/extra-typings";
+import type { NatsConnection } from "@nats-io/nats-core";
+import {
+  DeploymentFlagError,
+  InvalidIdentifierError,
+  SelectorSyntaxError,
+  WireFormatError,
+} from "../core/mod.ts";
+import { createLogger, LogFormats, type Logger, LogLevels } from "../adapters/logger.ts";
+import {
+  connectNats,
+  type CredentialSource,
+  noCredentials,
+  userPasswordCredentials,
+} from "../adapters/nats/mod.ts";
+import { ConfigError } from "../agent/config.ts";
+
+export const ExitCode = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** The user asked for something that cannot be done as asked (exit code 2). */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Errors that are the user's input, not a runtime failure. */
+export function isUsageError(error: unknown): boolean {
+  return error instanceof UsageError || error instanceof InvalidIdentifierError ||
+    error instanceof SelectorSyntaxError || error instanceof DeploymentFlagError ||
+    error instanceof WireFormatError || error instanceof ConfigError;
+}
+
+export const logLevelOption = new Option("--log-level <level>", "how much to log")
+  .choices(LogLevels).default("info" as const).env("FLEET_LOG_LEVEL");
+export const logFormatOption = new Option(
+  "--log-format <format>",
+  "text for people, json for machines",
+)
+  .choices(LogFormats).default("text" as const).env("FLEET_LOG_FORMAT");
+
+export interface LogFlags {
+  logLevel: typeof LogLevels[number];
+  logFormat: typeof LogFormats[number];
+}
+
+export function loggerFrom(flags: LogFlags): Logger {
+  return createLogger({ level: flags.logLevel, format: flags.logFormat });
+}
+
+export const natsUrlOption = new Option("--nats-url <urls>", "NATS server URLs, comma-separated")
+  .default("nats://127.0.0.1:4222").env("FLEET_NATS_URL");
+export const natsUserOption = new Option(
+  "--nats-user <user>",
+  "NATS user (development credentials)",
+)
+  .env("FLEET_NATS_USER");
+export const natsPasswordOption = new Option("--nats-password <password>", "NATS password")
+  .env("FLEET_NATS_PASSWORD");
+
+export interface NatsFlags {
+  natsUrl: string;
+  natsUser?: string | undefined;
+  natsPassword?: string | undefined;
+}
+
+export function natsServers(flags: NatsFlags): string[] {
+  return flags.natsUrl.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+export function credentialsFrom(flags: NatsFlags): CredentialSource {
+  if (flags.natsUser === undefined) return noCredentials();
+  if (flags.natsPassword === undefined) {
+    throw new UsageError("--nats-user needs --nats-password (or FLEET_NATS_PASSWORD)");
+  }
+  return userPasswordCredentials(flags.natsUser, flags.natsPassword);
+}
+
+/** A short-lived connection for CLI commands: fails fast when NATS cannot be reached. */
+export async function connectCli(flags: NatsFlags, log: Logger): Promise<NatsConnection> {
+  return await connectNats({
+    servers: natsServers(flags),
+    credentials: credentialsFrom(flags),
+    name: "fleet-cli",
+    logger: log.with({}),
+    waitOnFirstConnect: false,
+  });
+}
+
+/** An AbortSignal that fires on Ctrl-C or SIGTERM, for long-running commands. */
+export function shutdownSignal(log: Logger): AbortSignal {
+  const controller = new AbortController();
+  const stop = (name: string) => () => {
+    if (controller.signal.aborted) return;
+    log.info(`Received ${name}; shutting down`);
+    controller.abort();
+  };
+  Deno.addSignalListener("SIGINT", stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", stop("SIGTERM"));
+  return controller.signal;
+}

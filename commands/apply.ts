@@ -1,0 +1,121 @@
+import { Command, Option } from "@commander-js/extra-typings";
+import YAML from "yaml";
+import {
+  buildDeployment,
+  DEFAULT_NAMESPACE,
+  Deployment,
+  parseWith,
+  RestartPolicies,
+} from "../core/mod.ts";
+import { NatsDeploymentStore } from "../operator/mod.ts";
+import { printLine } from "../adapters/output.ts";
+import {
+  connectCli,
+  logFormatOption,
+  loggerFrom,
+  logLevelOption,
+  natsPasswordOption,
+  natsUrlOption,
+  natsUserOption,
+  UsageError,
+} from "./_cli.ts";
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+async function readDeploymentFile(path: string): Promise<Deployment> {
+  let text: string;
+  try {
+    text = path === "-"
+      ? await new Response(Deno.stdin.readable).text()
+      : await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UsageError(`Cannot read ${path}: ${(error as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = YAML.parse(text);
+  } catch (error) {
+    throw new UsageError(`${path} is not valid YAML: ${(error as Error).message.split("\n")[0]}`);
+  }
+  return parseWith(Deployment, raw, `Deployment in ${path}`);
+}
+
+export function applyCommand(): Command {
+  const apply = new Command("apply").description("Create or update fleet objects");
+  apply.command("deployment")
+    .description(
+      "Apply a Deployment: from flags, or from a file holding the same object kubectl would apply",
+    )
+    .option("-f, --filename <file>", "YAML or JSON file with a Deployment object ('-' for stdin)")
+    .option("--name <name>", "deployment name (DNS label)")
+    .addOption(new Option("-n, --namespace <namespace>", "namespace").default(DEFAULT_NAMESPACE))
+    .option("--image <image>", "container image")
+    .option("--service <name>", "service (container) name; defaults to the deployment name")
+    .option("--port <host:container[/udp]>", "published port, repeatable", collect, [] as string[])
+    .option("--env <NAME=value>", "environment variable, repeatable", collect, [] as string[])
+    .option("--volume <host:container[:ro]>", "bind mount, repeatable", collect, [] as string[])
+    .addOption(new Option("--restart <policy>", "restart policy").choices(RestartPolicies))
+    .option(
+      "--selector <selector>",
+      "device selector: key=value, key!=value, 'key in (a,b)', 'key notin (a,b)', key, !key; repeatable (ANDed)",
+      collect,
+      [] as string[],
+    )
+    .option("--print", "print the Deployment as YAML instead of applying it")
+    .addOption(natsUrlOption)
+    .addOption(natsUserOption)
+    .addOption(natsPasswordOption)
+    .addOption(logLevelOption)
+    .addOption(logFormatOption)
+    .addHelpText(
+      "after",
+      `
+Examples:
+  fleet apply deployment --name web --image localhost/web:1 --port 8080:80 --selector site=lab
+  fleet apply deployment --name web --image nginx:1.27 --selector 'role in (edge,gateway)' --print
+  fleet apply deployment -f web.yaml`,
+    )
+    .action(async (flags) => {
+      const log = loggerFrom(flags);
+      let deployment: Deployment;
+      if (flags.filename !== undefined) {
+        const described = [flags.name, flags.image, flags.service, flags.restart].some((v) =>
+          v !== undefined
+        ) ||
+          [flags.port, flags.env, flags.volume, flags.selector].some((list) => list.length > 0);
+        if (described) {
+          throw new UsageError("-f cannot be combined with flags that describe the deployment");
+        }
+        deployment = await readDeploymentFile(flags.filename);
+      } else {
+        if (flags.name === undefined || flags.image === undefined) {
+          throw new UsageError("apply deployment needs --name and --image (or -f file.yaml)");
+        }
+        deployment = buildDeployment({
+          name: flags.name,
+          namespace: flags.namespace,
+          image: flags.image,
+          ports: flags.port,
+          env: flags.env,
+          volumes: flags.volume,
+          selectors: flags.selector,
+          ...(flags.service !== undefined ? { service: flags.service } : {}),
+          ...(flags.restart !== undefined ? { restart: flags.restart } : {}),
+        });
+      }
+      if (flags.print) {
+        printLine(YAML.stringify(deployment).trimEnd());
+        return;
+      }
+      const nc = await connectCli(flags, log);
+      try {
+        const result = await new NatsDeploymentStore(nc, log).apply(deployment);
+        printLine(
+          `deployment ${deployment.metadata.namespace}/${deployment.metadata.name} ${result.outcome} (generation ${result.generation})`,
+        );
+      } finally {
+        await nc.close();
+      }
+    });
+  return apply;
+}

@@ -1,0 +1,56 @@
+import { Command } from "@commander-js/extra-typings";
+import { DemoStory } from "../sandbox/demo.ts";
+import { printLine } from "../adapters/output.ts";
+import { renderTable } from "./_table.ts";
+import { ExitCode, logFormatOption, loggerFrom, logLevelOption, shutdownSignal } from "./_cli.ts";
+
+export function demoCommand(version: string): Command {
+  return new Command("demo")
+    .description(
+      "Run a whole fleet on this machine: nats-server, the operator and three agents, then deploy to two of them",
+    )
+    .option(
+      "--auto",
+      "run the full story unattended (update, delete), print timings, exit 0 only if every step held",
+    )
+    .addOption(logLevelOption.default("warn" as const))
+    .addOption(logFormatOption)
+    .addHelpText(
+      "after",
+      `
+Needs nats-server and podman on this machine (the README's setup line installs them).
+Everything it starts is stopped and removed on exit, containers included.
+
+Examples:
+  fleet demo          interactive: stops at Ctrl-C
+  fleet demo --auto   unattended, for CI`,
+    )
+    .action(async (flags) => {
+      const log = loggerFrom(flags);
+      const story = new DemoStory(log, version);
+      try {
+        await story.up();
+        if (flags.auto) {
+          await story.updateAndDelete();
+        } else {
+          printLine(`
+The fleet is running. In another terminal, try:
+  deno task fleet get devices --nats-url ${story.fleet?.nats.url}
+  deno task fleet get deployments --watch --nats-url ${story.fleet?.nats.url}
+  deno task fleet apply deployment --name hello -n demo --image localhost/fleet-test:v2 --selector site=lab --nats-url ${story.fleet?.nats.url}
+Press Ctrl-C to stop and clean up.`);
+          const signal = shutdownSignal(log);
+          await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve()));
+        }
+      } catch {
+        Deno.exitCode = ExitCode.failure;
+      } finally {
+        await story.down();
+      }
+      printLine("\nSummary:");
+      printLine(renderTable(
+        ["STEP", "RESULT", "SECONDS"],
+        story.results.map((r) => [r.step, r.ok ? "ok" : "FAILED", (r.ms / 1000).toFixed(2)]),
+      ));
+    });
+}

@@ -1,0 +1,125 @@
+import { Command, Option } from "@commander-js/extra-typings";
+import { validateIdentifier } from "../core/mod.ts";
+import { NatsDeploymentStore } from "../operator/mod.ts";
+import { printLine } from "../adapters/output.ts";
+import { sleep } from "../adapters/timers.ts";
+import {
+  connectCli,
+  logFormatOption,
+  loggerFrom,
+  logLevelOption,
+  natsPasswordOption,
+  natsUrlOption,
+  natsUserOption,
+  shutdownSignal,
+} from "./_cli.ts";
+import { OutputFormats, renderDeployments, renderDevices } from "./_render.ts";
+
+const outputOption = new Option("-o, --output <format>", "table, wide, json or yaml")
+  .choices(OutputFormats).default("table" as const);
+const watchOption = new Option(
+  "-w, --watch",
+  "keep showing the list as it changes (Ctrl-C to stop)",
+);
+
+/** Prints `render()` once, or on every change until Ctrl-C with --watch. */
+async function show(
+  render: () => Promise<string>,
+  watch: boolean | undefined,
+  log: ReturnType<typeof loggerFrom>,
+) {
+  if (!watch) {
+    printLine(await render());
+    return;
+  }
+  const signal = shutdownSignal(log);
+  let last = "";
+  while (!signal.aborted) {
+    const text = await render();
+    if (text !== last) {
+      printLine(`--- ${new Date().toISOString()}\n${text}`);
+      last = text;
+    }
+    await sleep(1000, signal);
+  }
+}
+
+export function getCommand(): Command {
+  const get = new Command("get").description("Show fleet objects");
+  get.command("deployments")
+    .alias("deployment")
+    .description("List Deployments with how the fleet is doing with each")
+    .addOption(new Option("-n, --namespace <namespace>", "only this namespace"))
+    .addOption(outputOption)
+    .addOption(watchOption)
+    .addOption(natsUrlOption)
+    .addOption(natsUserOption)
+    .addOption(natsPasswordOption)
+    .addOption(logLevelOption)
+    .addOption(logFormatOption)
+    .addHelpText(
+      "after",
+      `
+Columns: MATCHED devices the selector picks; SUCCEEDED running the current generation;
+FAILED reporting an error; PENDING neither yet (including devices that never reported);
+UNREACHABLE matched devices without a recent heartbeat. GEN ends with * while the operator
+has not yet processed the latest generation.
+
+Examples:
+  fleet get deployments
+  fleet get deployments -n default -o yaml
+  fleet get deployments --watch`,
+    )
+    .action(async (flags) => {
+      if (flags.namespace !== undefined) validateIdentifier("namespace", flags.namespace);
+      const log = loggerFrom(flags);
+      const nc = await connectCli(flags, log);
+      const store = new NatsDeploymentStore(nc, log);
+      try {
+        await show(
+          async () => {
+            const rows = (await store.deployments()).filter((r) =>
+              flags.namespace === undefined || r.deployment.metadata.namespace === flags.namespace
+            );
+            return renderDeployments(rows, flags.output, Date.now());
+          },
+          flags.watch,
+          log,
+        );
+      } finally {
+        await nc.close();
+      }
+    });
+  get.command("devices")
+    .alias("device")
+    .description("List the devices that reported to the fleet")
+    .addOption(outputOption)
+    .addOption(watchOption)
+    .addOption(natsUrlOption)
+    .addOption(natsUserOption)
+    .addOption(natsPasswordOption)
+    .addOption(logLevelOption)
+    .addOption(logFormatOption)
+    .addHelpText(
+      "after",
+      `
+Examples:
+  fleet get devices
+  fleet get devices -o wide`,
+    )
+    .action(async (flags) => {
+      const log = loggerFrom(flags);
+      const nc = await connectCli(flags, log);
+      const store = new NatsDeploymentStore(nc, log);
+      try {
+        await show(
+          async () => renderDevices(await store.devices(), flags.output, Date.now()),
+          flags.watch,
+          log,
+        );
+      } finally {
+        await nc.close();
+      }
+    });
+  return get;
+}

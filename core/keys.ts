@@ -1,0 +1,106 @@
+import { validateIdentifier } from "./ids.ts";
+
+/** The JetStream KV buckets, DESIGN.md §2. */
+export const Buckets = {
+  desiredState: "desired-state",
+  deviceInfo: "device-info",
+  deviceState: "device-state",
+  deviceHeartbeat: "device-heartbeat",
+  deployments: "fleet-deployments",
+  deploymentStatus: "fleet-deployment-status",
+} as const;
+export type BucketName = typeof Buckets[keyof typeof Buckets];
+
+/** A deployment's identity: the namespace is part of every key. */
+export interface DeploymentRef {
+  namespace: string;
+  name: string;
+}
+
+export function refKey(ref: DeploymentRef): string {
+  return `${ref.namespace}.${ref.name}`;
+}
+
+function check(deviceId: string, ref?: DeploymentRef): void {
+  validateIdentifier("device id", deviceId);
+  if (ref) {
+    validateIdentifier("namespace", ref.namespace);
+    validateIdentifier("deployment name", ref.name);
+  }
+}
+
+export const keys = {
+  /** `desired-state`: `<deviceId>.<namespace>.<deployment>` */
+  desiredState(deviceId: string, ref: DeploymentRef): string {
+    check(deviceId, ref);
+    return `${deviceId}.${ref.namespace}.${ref.name}`;
+  },
+  /** Watch filter for one device's desired state. */
+  desiredStateOfDevice(deviceId: string): string {
+    check(deviceId);
+    return `${deviceId}.>`;
+  },
+  deviceInfo(deviceId: string): string {
+    check(deviceId);
+    return `info.${deviceId}`;
+  },
+  deviceState(deviceId: string, ref: DeploymentRef): string {
+    check(deviceId, ref);
+    return `state.${deviceId}.${ref.namespace}.${ref.name}`;
+  },
+  deviceStatesOfDevice(deviceId: string): string {
+    check(deviceId);
+    return `state.${deviceId}.>`;
+  },
+  heartbeat(deviceId: string): string {
+    check(deviceId);
+    return `heartbeat.${deviceId}`;
+  },
+  deployment(ref: DeploymentRef): string {
+    check("x", ref);
+    return refKey(ref);
+  },
+  deploymentStatus(ref: DeploymentRef): string {
+    check("x", ref);
+    return refKey(ref);
+  },
+};
+
+/** Request/reply subject of a command to one device. */
+export function commandSubject(deviceId: string, verb: string): string {
+  check(deviceId);
+  if (!/^[a-z][a-z0-9-]*$/.test(verb)) {
+    throw new Error(`Invalid command verb ${JSON.stringify(verb)}`);
+  }
+  return `device-commands.${deviceId}.${verb}`;
+}
+
+function tokens(key: string, count: number, prefix?: string): string[] | undefined {
+  const parts = key.split(".");
+  if (prefix !== undefined) {
+    if (parts.shift() !== prefix) return undefined;
+  }
+  return parts.length === count && parts.every((p) => p.length > 0) ? parts : undefined;
+}
+
+/** Inverse helpers: undefined for a key that does not have the bucket's shape. */
+export const parseKey = {
+  desiredState(key: string): { deviceId: string; ref: DeploymentRef } | undefined {
+    const t = tokens(key, 3);
+    return t && { deviceId: t[0]!, ref: { namespace: t[1]!, name: t[2]! } };
+  },
+  deviceInfo(key: string): string | undefined {
+    return tokens(key, 1, "info")?.[0];
+  },
+  deviceState(key: string): { deviceId: string; ref: DeploymentRef } | undefined {
+    const t = tokens(key, 3, "state");
+    return t && { deviceId: t[0]!, ref: { namespace: t[1]!, name: t[2]! } };
+  },
+  heartbeat(key: string): string | undefined {
+    return tokens(key, 1, "heartbeat")?.[0];
+  },
+  deployment(key: string): DeploymentRef | undefined {
+    const t = tokens(key, 2);
+    return t && { namespace: t[0]!, name: t[1]! };
+  },
+};

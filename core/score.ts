@@ -1,0 +1,123 @@
+import { z } from "zod";
+import { identifierSchema } from "./ids.ts";
+import { describeIssues } from "./errors.ts";
+
+const PORT_PATTERN = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/;
+
+/** A published port, `"8080:80"`, `"8080:80/udp"` or `"127.0.0.1:8080:80"`. */
+export const PortMapping = z.string().superRefine((text, ctx) => {
+  const match = PORT_PATTERN.exec(text);
+  const numbers = match ? [Number(match[2]), Number(match[3])] : [];
+  if (!match || numbers.some((n) => n < 1 || n > 65535)) {
+    ctx.addIssue({
+      code: "custom",
+      message: `port ${
+        JSON.stringify(text)
+      } must be "hostPort:containerPort" or "hostPort:containerPort/udp", ports 1-65535`,
+    });
+  }
+});
+
+/** A parsed PortMapping. */
+export interface ParsedPort {
+  hostIp?: string;
+  hostPort: number;
+  containerPort: number;
+  protocol: "tcp" | "udp";
+}
+
+/** Splits a PortMapping string that already passed validation. */
+export function parsePort(text: string): ParsedPort {
+  const match = PORT_PATTERN.exec(text);
+  if (!match) throw new Error(`Unvalidated port ${JSON.stringify(text)}`);
+  const port: ParsedPort = {
+    hostPort: Number(match[2]),
+    containerPort: Number(match[3]),
+    protocol: match[4] === "udp" ? "udp" : "tcp",
+  };
+  if (match[1] !== undefined) port.hostIp = match[1];
+  return port;
+}
+
+export const EnvVar = z.object({
+  name: z.string().regex(
+    /^[A-Za-z_][A-Za-z0-9_]*$/,
+    "environment variable names are letters, digits and '_'",
+  ),
+  value: z.string(),
+});
+
+export const VolumeMount = z.object({
+  hostPath: z.string().startsWith("/", "hostPath must be an absolute path"),
+  containerPath: z.string().startsWith("/", "containerPath must be an absolute path"),
+  readOnly: z.boolean().default(false),
+});
+
+export const RestartPolicies = ["no", "always", "on-failure", "unless-stopped"] as const;
+export type RestartPolicy = typeof RestartPolicies[number];
+
+export const PodmanService = z.object({
+  name: identifierSchema("service name"),
+  image: z.string().min(1, "image is required").regex(/^\S+$/, "image must not contain whitespace"),
+  ports: z.array(PortMapping).default([]),
+  env: z.array(EnvVar).default([]),
+  volumes: z.array(VolumeMount).default([]),
+  restartPolicy: z.enum(RestartPolicies).default("unless-stopped"),
+  command: z.array(z.string()).optional(),
+  args: z.array(z.string()).optional(),
+});
+export type PodmanService = z.infer<typeof PodmanService>;
+
+export const PodmanV0Data = z.object({
+  services: z.array(PodmanService).min(1, "at least one service is required"),
+}).superRefine((data, ctx) => {
+  const seen = new Set<string>();
+  data.services.forEach((service, i) => {
+    if (seen.has(service.name)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["services", i, "name"],
+        message: `service name ${JSON.stringify(service.name)} is used twice`,
+      });
+    }
+    seen.add(service.name);
+  });
+});
+export type PodmanV0Data = z.infer<typeof PodmanV0Data>;
+
+export const PodmanV0 = z.object({ type: z.literal("PodmanV0"), data: PodmanV0Data });
+
+/** The workload types this build understands; the union grows by adding variants. */
+export const WorkloadTypes = ["PodmanV0"] as const;
+
+/** The workload envelope, `{ type, data }`. */
+export const Score = z.discriminatedUnion("type", [PodmanV0]);
+export type Score = z.infer<typeof Score>;
+
+/**
+ * A score as carried on the wire: only the envelope is checked, so a DesiredState with a
+ * workload type this agent does not know still parses and fails only its own deployment.
+ */
+export const ScoreEnvelope = z.object({ type: z.string().min(1), data: z.unknown() });
+export type ScoreEnvelope = z.infer<typeof ScoreEnvelope>;
+
+/** A workload the device cannot run: unknown type or malformed data. */
+export class WorkloadError extends Error {
+  override name = "WorkloadError";
+}
+
+/** Validates an envelope into a known workload, or explains why it cannot be run. */
+export function resolveScore(envelope: ScoreEnvelope): Score {
+  if (!(WorkloadTypes as readonly string[]).includes(envelope.type)) {
+    throw new WorkloadError(
+      `unknown workload type ${JSON.stringify(envelope.type)}; this agent runs ${
+        WorkloadTypes.join(", ")
+      } (a newer agent may be needed)`,
+    );
+  }
+  const result = Score.safeParse(envelope);
+  if (!result.success) {
+    throw new WorkloadError(`invalid ${envelope.type} workload: ${describeIssues(result.error)}`);
+  }
+  return result.data;
+}

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { parsePort, PodmanService, PortMapping, RestartPolicies } from "./score.ts";
+
+Deno.test("parsePort() splits host port, container port and protocol", () => {
+  assert.deepStrictEqual(parsePort("8080:80"), {
+    hostPort: 8080,
+    containerPort: 80,
+    protocol: "tcp",
+  });
+  assert.deepStrictEqual(parsePort("8053:53/udp"), {
+    hostPort: 8053,
+    containerPort: 53,
+    protocol: "udp",
+  });
+  assert.deepStrictEqual(parsePort("8443:443/tcp"), {
+    hostPort: 8443,
+    containerPort: 443,
+    protocol: "tcp",
+  });
+});
+
+Deno.test("parsePort() keeps a host IP", () => {
+  assert.deepStrictEqual(parsePort("127.0.0.1:8080:80"), {
+    hostIp: "127.0.0.1",
+    hostPort: 8080,
+    containerPort: 80,
+    protocol: "tcp",
+  });
+});
+
+Deno.test("parsePort() throws on a string that never passed validation", () => {
+  assert.throws(() => parsePort("80"), /Unvalidated port "80"/);
+});
+
+Deno.test("PortMapping accepts the documented forms and the port range bounds", () => {
+  for (const port of ["8080:80", "8080:80/udp", "8080:80/tcp", "127.0.0.1:8080:80", "1:65535"]) {
+    assert.equal(PortMapping.safeParse(port).success, true, port);
+  }
+});
+
+Deno.test("PortMapping rejects other forms with a message naming the value", () => {
+  for (
+    const port of [
+      "80",
+      "",
+      "a:b",
+      "8080:80/sctp",
+      "0:80",
+      "80:0",
+      "65536:80",
+      "8080-8090:80",
+      " 8080:80",
+    ]
+  ) {
+    const result = PortMapping.safeParse(port);
+    assert.equal(result.success, false, port);
+    assert.match(
+      result.error!.issues[0]!.message,
+      new RegExp(`port ${JSON.stringify(port)} must be`),
+    );
+  }
+});
+
+Deno.test("PodmanService fills defaults and keeps command and args when given", () => {
+  assert.deepStrictEqual(PodmanService.parse({ name: "web", image: "nginx" }), {
+    name: "web",
+    image: "nginx",
+    ports: [],
+    env: [],
+    volumes: [],
+    restartPolicy: "unless-stopped",
+  });
+  const withCommand = PodmanService.parse({
+    name: "job",
+    image: "busybox",
+    command: ["sh", "-c"],
+    args: ["echo hi"],
+    volumes: [{ hostPath: "/a", containerPath: "/b" }],
+  });
+  assert.deepStrictEqual(withCommand.command, ["sh", "-c"]);
+  assert.deepStrictEqual(withCommand.args, ["echo hi"]);
+  assert.deepStrictEqual(withCommand.volumes, [{
+    hostPath: "/a",
+    containerPath: "/b",
+    readOnly: false,
+  }]);
+});
+
+Deno.test("RestartPolicies are the four of DESIGN.md §3", () => {
+  assert.deepStrictEqual([...RestartPolicies], ["no", "always", "on-failure", "unless-stopped"]);
+  for (const restartPolicy of RestartPolicies) {
+    assert.equal(
+      PodmanService.parse({ name: "a", image: "b", restartPolicy }).restartPolicy,
+      restartPolicy,
+    );
+  }
+});

@@ -1,0 +1,121 @@
+/** Shared pieces of the end-to-end stories. */
+import {
+  API_VERSION,
+  type Deployment,
+  type DeploymentStatus,
+  type LabelSelector,
+} from "../core/mod.ts";
+import { createLogger, type Logger } from "../adapters/logger.ts";
+import { ensureTestImage } from "../adapters/podman/mod.ts";
+import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
+
+/** Logs only when FLEET_TEST_LOG is set, so a failing story can be replayed with its log. */
+export function testLogger(): Logger {
+  const level = Deno.env.get("FLEET_TEST_LOG");
+  return level
+    ? createLogger({ level: level as "debug" | "info" })
+    : createLogger({ level: "error", write: () => {} });
+}
+
+export async function startFleet(): Promise<LocalFleet> {
+  const fleet = await LocalFleet.start({
+    log: testLogger(),
+    version: "0.0.0-test",
+    staleAfterMs: 6000,
+  });
+  await ensureTestImage(fleet.podman, "v1");
+  await ensureTestImage(fleet.podman, "v2");
+  return fleet;
+}
+
+export function webDeployment(options: {
+  name: string;
+  namespace?: string;
+  tag?: string;
+  selector: LabelSelector;
+  image?: string;
+}): Deployment {
+  return {
+    apiVersion: API_VERSION,
+    kind: "Deployment",
+    metadata: { name: options.name, namespace: options.namespace ?? "default" },
+    spec: {
+      targetSelector: options.selector,
+      score: {
+        type: "PodmanV0",
+        data: {
+          services: [{
+            name: "web",
+            image: options.image ?? `localhost/fleet-test:${options.tag ?? "v1"}`,
+            ports: [],
+            env: [],
+            volumes: [],
+            restartPolicy: "unless-stopped",
+          }],
+        },
+      },
+      rollout: { strategy: "Immediate" },
+    },
+  };
+}
+
+export interface Expected {
+  generation?: number;
+  matched: number;
+  succeeded: number;
+  failed?: number;
+  pending?: number;
+  unreachable?: number;
+}
+
+/** Waits until the deployment's stored status shows exactly `expected`. */
+export async function waitForStatus(
+  fleet: LocalFleet,
+  ref: { namespace?: string; name: string },
+  expected: Expected,
+  timeoutMs = 30_000,
+): Promise<DeploymentStatus> {
+  const store = await fleet.store();
+  const namespace = ref.namespace ?? "default";
+  let last: DeploymentStatus | undefined;
+  try {
+    return await waitFor(
+      `status of ${namespace}/${ref.name} to be ${JSON.stringify(expected)}`,
+      async () => {
+        const row = (await store.deployments()).find((r) =>
+          r.deployment.metadata.namespace === namespace && r.deployment.metadata.name === ref.name
+        );
+        const s = row?.status;
+        last = s;
+        if (!s) return undefined;
+        const a = s.aggregate;
+        const ok = a.matchedDeviceCount === expected.matched &&
+          a.succeeded === expected.succeeded &&
+          a.failed === (expected.failed ?? 0) &&
+          a.pending ===
+            (expected.pending ?? expected.matched - expected.succeeded - (expected.failed ?? 0)) &&
+          a.unreachable === (expected.unreachable ?? 0) &&
+          (expected.generation === undefined || s.observedGeneration === expected.generation);
+        return ok ? s : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last)}`);
+  }
+}
+
+/** GETs the container's page over the podman bridge network. */
+export async function curl(fleet: LocalFleet, containerId: string): Promise<string> {
+  const address = await fleet.podman.containerAddress(containerId);
+  if (!address) throw new Error(`container ${containerId} has no IP address`);
+  return await waitFor(`http://${address}/`, async () => {
+    const response = await fetch(`http://${address}/`);
+    return response.ok ? (await response.text()).trim() : undefined;
+  }, 10_000);
+}
+
+/** Container ids by name, for "nothing was recreated" checks. */
+export async function containerIds(fleet: LocalFleet): Promise<Map<string, string>> {
+  return new Map((await fleet.containers()).map((c) => [c.name, c.id]));
+}

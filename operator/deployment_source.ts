@@ -1,0 +1,24 @@
+/**
+ * Where Deployments come from and where their status goes: the `nats` source (KV buckets,
+ * no Kubernetes) today, the `kube` source (CRDs) beside it later. The operator's logic
+ * is the same for both.
+ */
+import type { DeploymentRef, DeploymentStatus, StoredDeployment } from "../core/mod.ts";
+
+export type SourceEvent =
+  | { type: "upsert"; deployment: StoredDeployment }
+  | { type: "delete"; ref: DeploymentRef }
+  /** Every deployment that existed at start has been delivered. */
+  | { type: "ready" };
+
+export interface DeploymentSource {
+  /** For logs: "nats" or "kube". */
+  readonly kind: string;
+  /** Deployments as they are at start, then every change, until `signal` aborts. */
+  events(signal: AbortSignal): AsyncIterable<SourceEvent>;
+  /** Status as it was stored before this operator started, so unchanged values are not rewritten. */
+  loadStatuses(signal: AbortSignal): Promise<Map<string, DeploymentStatus>>;
+  writeStatus(status: DeploymentStatus): Promise<void>;
+  /** Called once a deleted deployment's desired state is gone. */
+  deleteStatus(ref: DeploymentRef): Promise<void>;
+}

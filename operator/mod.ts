@@ -1,0 +1,10 @@
+/**
+ * The operator: deployment sources, the fleet view, and the Operator that writes desired
+ * state and aggregates; plus the nats store the CLI uses.
+ * @module
+ */
+export * from "./deployment_source.ts";
+export * from "./nats_source.ts";
+export * from "./nats_store.ts";
+export * from "./fleet_view.ts";
+export * from "./operator.ts";

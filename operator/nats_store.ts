@@ -1,0 +1,149 @@
+/**
+ * The nats source as the CLI sees it: apply and delete Deployments, and read deployments,
+ * their status and the device registry, straight from the KV buckets.
+ */
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { KV } from "@nats-io/kv";
+import {
+  Buckets,
+  type Deployment,
+  type DeploymentRef,
+  DeploymentStatus,
+  DeviceInfo,
+  Heartbeat,
+  keys,
+  nextGeneration,
+  parseJsonWith,
+  parseKey,
+  type StoredDeployment,
+} from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { ensureBucket, readBucket } from "../adapters/nats/mod.ts";
+import { parseStoredDeployment } from "./nats_source.ts";
+
+export type ApplyOutcome = "created" | "configured" | "unchanged";
+
+export interface DeploymentRow {
+  deployment: StoredDeployment;
+  status: DeploymentStatus | undefined;
+}
+
+export interface DeviceRow {
+  info: DeviceInfo;
+  /** Epoch ms of the last heartbeat, if any. */
+  lastSeen: number | undefined;
+}
+
+/** Someone else changed the deployment between our read and our write. */
+export class ConcurrentUpdateError extends Error {
+  override name = "ConcurrentUpdateError";
+}
+
+export class NatsDeploymentStore {
+  readonly #nc: NatsConnection;
+  readonly #log: Logger;
+  readonly #replicas: number;
+
+  constructor(nc: NatsConnection, log: Logger, replicas = 1) {
+    this.#nc = nc;
+    this.#log = log;
+    this.#replicas = replicas;
+  }
+
+  /** Stores the deployment, bumping the generation only when the spec changed. */
+  async apply(deployment: Deployment): Promise<{ outcome: ApplyOutcome; generation: number }> {
+    const kv = await this.#bucket(Buckets.deployments, 5);
+    const key = keys.deployment(deployment.metadata);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const entry = await kv.get(key);
+      const exists = entry !== null && entry.operation === "PUT";
+      const stored = exists ? parseStoredDeployment(entry.value, key) : undefined;
+      const generation = nextGeneration(stored, deployment);
+      const value: StoredDeployment = {
+        ...deployment,
+        metadata: {
+          ...deployment.metadata,
+          generation,
+          creationTimestamp: stored?.metadata.creationTimestamp ?? new Date().toISOString(),
+        },
+      };
+      if (stored && stored.metadata.generation === generation) {
+        return { outcome: "unchanged", generation };
+      }
+      try {
+        // Compare-and-set on the revision read above: concurrent applies cannot lose a generation.
+        if (entry === null) await kv.create(key, JSON.stringify(value));
+        else await kv.update(key, JSON.stringify(value), entry.revision);
+        return { outcome: stored ? "configured" : "created", generation };
+      } catch (error) {
+        this.#log.debug("Apply raced with another writer; retrying", { error });
+      }
+    }
+    throw new ConcurrentUpdateError(
+      `Deployment ${deployment.metadata.namespace}/${deployment.metadata.name} kept changing while it was applied; try again`,
+    );
+  }
+
+  /** Deletes a deployment; false when it did not exist. */
+  async delete(ref: DeploymentRef): Promise<boolean> {
+    const kv = await this.#bucket(Buckets.deployments, 5);
+    const key = keys.deployment(ref);
+    const entry = await kv.get(key);
+    if (entry === null || entry.operation !== "PUT") return false;
+    await kv.delete(key);
+    return true;
+  }
+
+  async deployments(): Promise<DeploymentRow[]> {
+    await this.#bucket(Buckets.deployments, 5);
+    await this.#bucket(Buckets.deploymentStatus, 1);
+    const [raw, rawStatus] = await Promise.all([
+      readBucket(this.#nc, Buckets.deployments, this.#log),
+      readBucket(this.#nc, Buckets.deploymentStatus, this.#log),
+    ]);
+    const rows: DeploymentRow[] = [];
+    for (const [key, value] of raw) {
+      if (!parseKey.deployment(key)) continue;
+      try {
+        const deployment = parseStoredDeployment(value, key);
+        const statusValue = rawStatus.get(key);
+        const status = statusValue
+          ? parseJsonWith(DeploymentStatus, statusValue, `status of ${key}`)
+          : undefined;
+        rows.push({ deployment, status });
+      } catch (error) {
+        this.#log.warn(`Skipping ${key}: ${(error as Error).message}`);
+      }
+    }
+    return rows.sort((a, b) =>
+      keys.deployment(a.deployment.metadata).localeCompare(keys.deployment(b.deployment.metadata))
+    );
+  }
+
+  async devices(): Promise<DeviceRow[]> {
+    await this.#bucket(Buckets.deviceInfo, 1);
+    await this.#bucket(Buckets.deviceHeartbeat, 1);
+    const [infos, beats] = await Promise.all([
+      readBucket(this.#nc, Buckets.deviceInfo, this.#log),
+      readBucket(this.#nc, Buckets.deviceHeartbeat, this.#log),
+    ]);
+    const rows: DeviceRow[] = [];
+    for (const [key, value] of infos) {
+      const deviceId = parseKey.deviceInfo(key);
+      if (!deviceId) continue;
+      try {
+        const info = parseJsonWith(DeviceInfo, value, `device info of ${deviceId}`);
+        const beat = beats.get(keys.heartbeat(deviceId));
+        const lastSeen = beat ? parseJsonWith(Heartbeat, beat, "heartbeat").at : undefined;
+        rows.push({ info, lastSeen });
+      } catch (error) {
+        this.#log.warn(`Skipping ${key}: ${(error as Error).message}`);
+      }
+    }
+    return rows.sort((a, b) => a.info.deviceId.localeCompare(b.info.deviceId));
+  }
+
+  #bucket(name: string, history: number): Promise<KV> {
+    return ensureBucket(this.#nc, name, { replicas: this.#replicas, history });
+  }
+}

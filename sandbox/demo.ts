@@ -1,0 +1,195 @@
+/**
+ * The story `fleet demo` tells: a local fleet of three devices, a deployment that selects
+ * two of them, its status converging, the containers answering, then (with --auto) an
+ * image update and a delete. Each step reports what it saw and how long it took.
+ */
+import { API_VERSION, type Deployment, type DeploymentStatus } from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { printLine } from "../adapters/output.ts";
+import { ensureTestImage } from "../adapters/podman/mod.ts";
+import { renderDeployments, renderDevices } from "../commands/_render.ts";
+import { type DeviceSpec, LocalFleet, waitFor } from "./local_fleet.ts";
+
+export const DEMO_DEVICES: DeviceSpec[] = [
+  { deviceId: "pi-lab-1", labels: { site: "lab", arch: "arm64" } },
+  { deviceId: "pi-lab-2", labels: { site: "lab", arch: "arm64" } },
+  { deviceId: "pi-shop-1", labels: { site: "shop", arch: "arm64" } },
+];
+
+export interface StepResult {
+  step: string;
+  ok: boolean;
+  ms: number;
+  detail: string;
+}
+
+function helloDeployment(image: string): Deployment {
+  return {
+    apiVersion: API_VERSION,
+    kind: "Deployment",
+    metadata: { name: "hello", namespace: "demo" },
+    spec: {
+      targetSelector: { matchLabels: { site: "lab" } },
+      score: {
+        type: "PodmanV0",
+        data: {
+          services: [{
+            name: "web",
+            image,
+            ports: [],
+            env: [{ name: "GREETING", value: "hello from the fleet" }],
+            volumes: [],
+            restartPolicy: "unless-stopped",
+          }],
+        },
+      },
+      rollout: { strategy: "Immediate" },
+    },
+  };
+}
+
+export class DemoStory {
+  readonly results: StepResult[] = [];
+  readonly #log: Logger;
+  readonly #version: string;
+  #fleet: LocalFleet | undefined;
+
+  constructor(log: Logger, version: string) {
+    this.#log = log;
+    this.#version = version;
+  }
+
+  get fleet(): LocalFleet | undefined {
+    return this.#fleet;
+  }
+
+  /** Runs one step; a failed step is recorded and ends the story. */
+  async step(name: string, run: () => Promise<string>): Promise<void> {
+    printLine(`\n==> ${name}`);
+    const started = performance.now();
+    try {
+      const detail = await run();
+      const ms = Math.round(performance.now() - started);
+      this.results.push({ step: name, ok: true, ms, detail });
+      printLine(`    ok in ${(ms / 1000).toFixed(2)} s: ${detail}`);
+    } catch (error) {
+      const ms = Math.round(performance.now() - started);
+      const detail = (error as Error).message;
+      this.results.push({ step: name, ok: false, ms, detail });
+      printLine(`    FAILED after ${(ms / 1000).toFixed(2)} s: ${detail}`);
+      throw error;
+    }
+  }
+
+  /** Start, apply, converge, curl. Leaves the fleet running. */
+  async up(): Promise<void> {
+    await this.step("Start nats-server (JetStream, temp dir) and a podman service", async () => {
+      this.#fleet = await LocalFleet.start({ log: this.#log, version: this.#version });
+      return `NATS at ${this.#fleet.nats.url}`;
+    });
+    const fleet = this.#fleet!;
+    await this.step("Build the local test images (no registry needed)", async () => {
+      const v1 = await ensureTestImage(fleet.podman, "v1");
+      const v2 = await ensureTestImage(fleet.podman, "v2");
+      return `${v1}, ${v2}`;
+    });
+    await this.step("Start the operator", async () => {
+      await fleet.startOperator();
+      return "watching fleet-deployments and the device buckets";
+    });
+    await this.step("Start three agents with different labels", async () => {
+      for (const device of DEMO_DEVICES) await fleet.startAgent(device);
+      const store = await fleet.store();
+      const devices = await waitFor("three devices to register", async () => {
+        const rows = await store.devices();
+        return rows.length === DEMO_DEVICES.length ? rows : undefined;
+      });
+      printLine(renderDevices(devices, "table", Date.now()));
+      return "pi-lab-1, pi-lab-2 (site=lab) and pi-shop-1 (site=shop) registered";
+    });
+    await this.step("Apply deployment demo/hello (image v1) selecting site=lab", async () => {
+      const store = await fleet.store();
+      await store.apply(helloDeployment("localhost/fleet-test:v1"));
+      const status = await this.#converged(1, 2);
+      return `status converged: ${status.aggregate.succeeded}/${status.aggregate.matchedDeviceCount} running`;
+    });
+    await this.step("Curl the containers", () => this.#curlAll("v1"));
+  }
+
+  /** The rest of the automatic story: update the image, then delete. */
+  async updateAndDelete(): Promise<void> {
+    const fleet = this.#fleet!;
+    const before = new Set((await fleet.containers()).map((c) => c.id));
+    await this.step("Update the image tag to v2", async () => {
+      const store = await fleet.store();
+      await store.apply(helloDeployment("localhost/fleet-test:v2"));
+      await this.#converged(2, 2);
+      const now = await fleet.containers();
+      const recreated = now.filter((c) => !before.has(c.id)).length;
+      if (recreated !== 2) throw new Error(`expected 2 new containers, found ${recreated}`);
+      return "both containers recreated with new ids";
+    });
+    await this.step("Curl the updated containers", () => this.#curlAll("v2"));
+    await this.step("Delete the deployment", async () => {
+      const store = await fleet.store();
+      await store.delete({ namespace: "demo", name: "hello" });
+      await waitFor(
+        "the containers to be removed",
+        async () => (await fleet.containers()).length === 0 || undefined,
+      );
+      return "all demo containers are gone";
+    });
+  }
+
+  async down(): Promise<void> {
+    if (!this.#fleet) return;
+    printLine("\n==> Cleaning up (agents, operator, nats-server, podman service, containers)");
+    await this.#fleet[Symbol.asyncDispose]();
+    this.#fleet = undefined;
+  }
+
+  async #converged(generation: number, running: number): Promise<DeploymentStatus> {
+    const fleet = this.#fleet!;
+    const store = await fleet.store();
+    let shown = "";
+    const status = await waitFor(
+      `demo/hello generation ${generation} running on ${running} devices`,
+      async () => {
+        const rows = await store.deployments();
+        const table = renderDeployments(rows, "table", Date.now());
+        if (table !== shown) {
+          printLine(table);
+          shown = table;
+        }
+        const s = rows.find((r) => r.deployment.metadata.name === "hello")?.status;
+        return s && s.observedGeneration === generation && s.aggregate.succeeded === running &&
+            s.aggregate.pending === 0
+          ? s
+          : undefined;
+      },
+      60_000,
+      250,
+    );
+    return status;
+  }
+
+  async #curlAll(tag: string): Promise<string> {
+    const fleet = this.#fleet!;
+    const answers: string[] = [];
+    for (const c of await fleet.containers()) {
+      const address = await fleet.podman.containerAddress(c.id);
+      if (!address) throw new Error(`container ${c.name} has no IP address`);
+      const body = await waitFor(`http://${address}/ to answer`, async () => {
+        const response = await fetch(`http://${address}/`);
+        return response.ok ? await response.text() : undefined;
+      }, 10_000);
+      if (body.trim() !== `fleet-test ${tag}`) {
+        throw new Error(`${c.name} answered "${body.trim()}"`);
+      }
+      printLine(`    curl http://${address}/  (${c.name}) -> ${body.trim()}`);
+      answers.push(c.name);
+    }
+    if (answers.length !== 2) throw new Error(`expected 2 containers, found ${answers.length}`);
+    return `${answers.length} containers answered "fleet-test ${tag}"`;
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * A whole fleet on one machine: a nats-server, a private podman service, the operator and
+ * any number of agents, all real, in this process. `fleet demo` and the end-to-end tests
+ * run on it.
+ */
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Labels } from "../core/mod.ts";
+import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { sleep } from "../adapters/timers.ts";
+import {
+  connectNats,
+  type NatsServer,
+  noCredentials,
+  startNatsServer,
+} from "../adapters/nats/mod.ts";
+import { PodmanClient, type PodmanService, startPodmanService } from "../adapters/podman/mod.ts";
+import { Agent, AgentConfig, PodmanRuntime } from "../agent/mod.ts";
+import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
+
+export interface DeviceSpec {
+  deviceId: string;
+  labels: Labels;
+}
+
+export interface Intervals {
+  heartbeat_seconds: number;
+  relist_seconds: number;
+  republish_seconds: number;
+  orphan_grace_seconds: number;
+  stop_timeout_seconds: number;
+}
+
+/** Fast cadences so stories finish in seconds; production uses the config defaults. */
+export const QUICK_INTERVALS: Intervals = {
+  heartbeat_seconds: 2,
+  relist_seconds: 3,
+  republish_seconds: 5,
+  orphan_grace_seconds: 10,
+  stop_timeout_seconds: 5,
+};
+
+export interface RunningAgent {
+  agent: Agent;
+  stop(): Promise<void>;
+}
+
+interface RunningOperator {
+  operator: Operator;
+  stop(): Promise<void>;
+}
+
+export interface LocalFleetOptions {
+  log: Logger;
+  version: string;
+  intervals?: Intervals;
+  /** Operator: devices without a heartbeat for this long are unreachable. */
+  staleAfterMs?: number;
+}
+
+export class LocalFleet implements AsyncDisposable {
+  readonly nats: NatsServer;
+  readonly podmanService: PodmanService;
+  readonly podman: PodmanClient;
+  readonly log: Logger;
+  readonly agents = new Map<string, RunningAgent>();
+  readonly #options: LocalFleetOptions;
+  readonly #stateRoot: string;
+  #operator: RunningOperator | undefined;
+  #client: NatsConnection | undefined;
+
+  private constructor(
+    options: LocalFleetOptions,
+    nats: NatsServer,
+    podmanService: PodmanService,
+    stateRoot: string,
+  ) {
+    this.#options = options;
+    this.log = options.log;
+    this.nats = nats;
+    this.podmanService = podmanService;
+    this.podman = new PodmanClient({ socketPath: podmanService.socketPath });
+    this.#stateRoot = stateRoot;
+  }
+
+  /** Starts nats-server and a podman service; the operator and agents start on request. */
+  static async start(options: LocalFleetOptions): Promise<LocalFleet> {
+    const stateRoot = await Deno.makeTempDir({ prefix: "fleet-local-" });
+    const nats = await startNatsServer();
+    try {
+      const podman = await startPodmanService();
+      return new LocalFleet(options, nats, podman, stateRoot);
+    } catch (error) {
+      await nats[Symbol.asyncDispose]();
+      throw error;
+    }
+  }
+
+  get intervals(): Intervals {
+    return this.#options.intervals ?? QUICK_INTERVALS;
+  }
+
+  get operator(): Operator | undefined {
+    return this.#operator?.operator;
+  }
+
+  /** A CLI-side connection and store, like `fleet apply` uses. */
+  async store(): Promise<NatsDeploymentStore> {
+    const nc = this.#client ?? await connectNats({
+      servers: [this.nats.url],
+      credentials: noCredentials(),
+      name: "fleet-local-client",
+      logger: this.log.with({ component: "client" }),
+    });
+    this.#client = nc;
+    return new NatsDeploymentStore(nc, this.log);
+  }
+
+  async startOperator(): Promise<Operator> {
+    if (this.#operator) throw new Error("the operator is already running");
+    const log = this.log.with({ component: "operator" });
+    const controller = new AbortController();
+    const nc = await connectNats({
+      servers: [this.nats.url],
+      credentials: noCredentials(),
+      name: "fleet-operator",
+      logger: log,
+    });
+    const operator = new Operator({
+      nc,
+      source: new NatsDeploymentSource(nc, log, 1),
+      log,
+      replicas: 1,
+      auditIntervalMs: 1000,
+      ...(this.#options.staleAfterMs ? { staleAfterMs: this.#options.staleAfterMs } : {}),
+    });
+    const done = operator.run(controller.signal).catch((error) => {
+      log.error(`Operator stopped: ${(error as Error).message}`);
+    });
+    this.#operator = {
+      operator,
+      stop: async () => {
+        controller.abort();
+        await done;
+        await nc.close();
+      },
+    };
+    await operator.ready;
+    return operator;
+  }
+
+  async stopOperator(): Promise<void> {
+    await this.#operator?.stop();
+    this.#operator = undefined;
+  }
+
+  /** The config an agent of this fleet runs with. */
+  agentConfig(device: DeviceSpec): AgentConfig {
+    return AgentConfig.parse({
+      device_id: device.deviceId,
+      labels: device.labels,
+      state_dir: `${this.#stateRoot}/${device.deviceId}`,
+      nats: { urls: [this.nats.url] },
+      podman: { socket: this.podmanService.socketPath },
+      intervals: this.intervals,
+    });
+  }
+
+  startAgent(device: DeviceSpec): Agent {
+    if (this.agents.has(device.deviceId)) {
+      throw new Error(`agent ${device.deviceId} is already running`);
+    }
+    const log = this.log.with({ device: device.deviceId });
+    const client = new PodmanClient({ socketPath: this.podmanService.socketPath });
+    const agent = new Agent({
+      config: this.agentConfig(device),
+      credentials: noCredentials(),
+      runtime: new PodmanRuntime(client),
+      log,
+      version: this.#options.version,
+      runtimeDescription: "podman (local fleet)",
+    });
+    const controller = new AbortController();
+    const done = agent.run(controller.signal).catch((error) => {
+      log.error(`Agent stopped: ${(error as Error).message}`);
+    });
+    this.agents.set(device.deviceId, {
+      agent,
+      stop: async () => {
+        controller.abort();
+        await done;
+        client.close();
+      },
+    });
+    return agent;
+  }
+
+  async stopAgent(deviceId: string): Promise<void> {
+    await this.agents.get(deviceId)?.stop();
+    this.agents.delete(deviceId);
+  }
+
+  /** Containers the fleet's agents manage, by device. */
+  async containers(deviceId?: string) {
+    const filter: Record<string, string> = { [ContainerLabels.managedBy]: MANAGED_BY };
+    if (deviceId) filter[ContainerLabels.deviceId] = deviceId;
+    return await this.podman.listContainers(filter);
+  }
+
+  /** Stops everything it started and removes the containers its agents created. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    const devices = [...this.agents.keys()];
+    for (const id of devices) await this.stopAgent(id);
+    await this.stopOperator();
+    await this.#client?.close();
+    for (const deviceId of devices) {
+      for (const c of await this.containers(deviceId)) await this.podman.removeContainer(c.id);
+    }
+    this.podman.close();
+    await this.podmanService.stop();
+    await this.nats[Symbol.asyncDispose]();
+    await Deno.remove(this.#stateRoot, { recursive: true });
+  }
+}
+
+/** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+  intervalMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await sleep(intervalMs, new AbortController().signal);
+  }
+  const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : "";
+  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
+}

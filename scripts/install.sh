@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what Fleet needs on a Debian bookworm machine (idempotent, quick when done):
+#   - Deno 2.9.5 from npm (the same version exists for amd64 and arm64)
+#   - podman + runc + netavark from Debian, busybox-static for the local test image
+#   - nats-server 2.10 built with `go install` (bookworm ships 2.9, which has no auth callout),
+#     cached under .cache/ and linked into /usr/local/bin
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DENO_VERSION=2.9.5
+NATS_SERVER_VERSION=v2.10.27
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+say() { printf '==> %s\n' "$*"; }
+
+need_apt=()
+for pkg in podman runc netavark aardvark-dns busybox-static uidmap slirp4netns iptables curl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "Installing from Debian: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v deno >/dev/null 2>&1 || [ "$(deno --version | head -1 | awk '{print $2}')" != "$DENO_VERSION" ]; then
+  say "Installing Deno $DENO_VERSION from npm"
+  $SUDO npm install -g --silent "deno@$DENO_VERSION" >/dev/null
+fi
+
+nats_ok() {
+  command -v nats-server >/dev/null 2>&1 &&
+    [ "$(nats-server --version | sed 's/.*v//')" = "${NATS_SERVER_VERSION#v}" ]
+}
+if ! nats_ok; then
+  bin="$PWD/.cache/gobin"
+  if [ ! -x "$bin/nats-server" ]; then
+    say "Building nats-server $NATS_SERVER_VERSION with go install (about a minute)"
+    mkdir -p "$bin"
+    GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+  fi
+  $SUDO install -m 0755 "$bin/nats-server" /usr/local/bin/nats-server
+fi
+
+say "Fetching the program's npm dependencies (pinned in deno.lock)"
+deno install --frozen >/dev/null 2>&1 || deno install --frozen
+
+say "Ready: $(deno --version | head -1), nats-server $(nats-server --version | sed 's/.*v/v/'), podman $(podman --version | awk '{print $3}')"
