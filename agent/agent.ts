@@ -36,6 +36,8 @@ export interface AgentOptions {
   version: string;
   /** Describes the container runtime in the start-up line, e.g. the podman socket. */
   runtimeDescription: string;
+  /** Idle heartbeat of the desired-state watch (the adapter's default when absent). */
+  watchHeartbeatMs?: number;
 }
 
 /** A sink that fails until NATS is connected; reports stay pending meanwhile. */
@@ -196,6 +198,8 @@ export class Agent {
         keyFilter: keys.desiredStateOfDevice(config.device_id),
         logger: this.#log,
         signal,
+        onRestart: () => this.#view.readStarted(),
+        ...(this.#options.watchHeartbeatMs ? { idleHeartbeatMs: this.#options.watchHeartbeatMs } : {}),
       })
     ) {
       switch (event.type) {

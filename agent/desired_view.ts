@@ -58,7 +58,7 @@ export class DesiredView {
   /** refKey → raw JSON value, as last seen. */
   readonly #raw = new Map<string, string>();
   readonly #entries = new Map<string, DesiredEntry>();
-  /** Keys seen since the current read began. */
+  /** Keys delivered since the current read began (live updates included). */
   #seen = new Set<string>();
   /** refKey → epoch ms when a complete read first missed it. */
   readonly #absentSince = new Map<string, number>();
@@ -106,6 +106,11 @@ export class DesiredView {
     this.#seen.add(ref);
   }
 
+  /** A new read of the bucket begins (the watch restarted): only what it delivers counts. */
+  readStarted(): void {
+    this.#seen = new Set();
+  }
+
   /**
    * Marks the end of a complete read. Deployments the read did not contain leave the
    * desired set, but their containers stay for the grace period: a wiped or rebuilt bucket
@@ -118,7 +123,6 @@ export class DesiredView {
       this.#raw.delete(ref);
       if (!this.#absentSince.has(ref)) this.#absentSince.set(ref, now);
     }
-    this.#seen = new Set();
     this.#complete = true;
   }
 

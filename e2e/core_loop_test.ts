@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { Buckets, ContainerLabels } from "../core/mod.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
+import { connectNats, noCredentials, readBucket } from "../adapters/nats/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { containerIds, curl, startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
@@ -139,7 +139,12 @@ Deno.test(
     for (const c of await fleet.containers()) assert.equal(c.state, "running");
 
     await fleet.nats.restart();
-    await store.apply(webDeployment({ name: "web", selector: LAB, tag: "v2" }));
+    // As a user would: retry the apply until JetStream answers again (apply is idempotent).
+    await waitFor(
+      "the apply to go through",
+      () => store.apply(webDeployment({ name: "web", selector: LAB, tag: "v2" })),
+      30_000,
+    );
     await waitForStatus(
       fleet,
       { name: "web" },
@@ -175,7 +180,11 @@ Deno.test(
     assert.equal(await curl(fleet, running.id), "fleet-test v1");
 
     await fleet.nats.restart();
-    await store.apply(webDeployment({ name: "api", selector: LAB }));
+    await waitFor(
+      "the apply to go through",
+      () => store.apply(webDeployment({ name: "api", selector: LAB })),
+      30_000,
+    );
     await waitForStatus(fleet, { name: "api" }, { matched: 1, succeeded: 1 }, 60_000);
     await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 });
     assert.equal(
@@ -294,12 +303,10 @@ Deno.test(
         }
         return true;
       });
-      await waitFor("desired state rewritten", async () => {
-        const kv = await new Kvm(nc).open(Buckets.desiredState);
-        const keys = [];
-        for await (const k of await kv.keys()) keys.push(k);
-        return keys.length === 2 || undefined;
-      });
+      await waitFor(
+        "desired state rewritten",
+        async () => (await readBucket(nc, Buckets.desiredState, fleet.log)).size === 2 || undefined,
+      );
       await waitFor("device info and state republished", async () => {
         const info = await new Kvm(nc).open(Buckets.deviceInfo);
         const state = await new Kvm(nc).open(Buckets.deviceState);

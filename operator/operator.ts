@@ -41,6 +41,8 @@ export interface OperatorOptions {
   flushIntervalMs?: number;
   /** How often the buckets are checked for existence (self-healing after broker data loss). */
   auditIntervalMs?: number;
+  /** Idle heartbeat of the bucket watches: a wiped bucket is noticed after two missed ones. */
+  watchHeartbeatMs?: number;
   now?: () => number;
 }
 
@@ -90,7 +92,7 @@ export class Operator {
   #written = new Map<string, DeploymentStatus>();
   /** Devices currently considered unreachable. */
   readonly #stale = new Set<string>();
-  /** Keys seen during the current read of desired-state, to rebuild after a wiped bucket. */
+  /** Keys delivered since the current read of desired-state began, to rebuild after a wiped bucket. */
   #desiredSeen = new Set<string>();
   #syncTimer: ReturnType<typeof setTimeout> | undefined;
   #syncing: Promise<void> | undefined;
@@ -104,6 +106,7 @@ export class Operator {
       staleAfterMs: DEFAULT_STALE_AFTER_MS,
       flushIntervalMs: 1000,
       auditIntervalMs: 10_000,
+      watchHeartbeatMs: 5_000,
       now: Date.now,
       ...options,
     };
@@ -139,7 +142,18 @@ export class Operator {
     signal: AbortSignal,
     handle: (e: WatchEvent) => void,
   ): Promise<void> {
-    for await (const event of watchBucket({ nc: this.#o.nc, bucket, logger: this.#log, signal })) {
+    const watch = {
+      nc: this.#o.nc,
+      bucket,
+      logger: this.#log,
+      signal,
+      idleHeartbeatMs: this.#o.watchHeartbeatMs,
+      // Only what the new read delivers counts when rebuilding after a wiped bucket.
+      onRestart: () => {
+        if (bucket === Buckets.desiredState) this.#desiredSeen = new Set();
+      },
+    };
+    for await (const event of watchBucket(watch)) {
       if (event.type === "ready") {
         this.#readDone(bucket, event.restarted);
         continue;
@@ -192,7 +206,6 @@ export class Operator {
         }
         for (const ref of this.view.deployments.keys()) this.#markTargets(ref);
       }
-      this.#desiredSeen = new Set();
     }
     if (restarted) {
       this.#log.info(`Re-read the "${input}" bucket after it came back`);

@@ -132,6 +132,7 @@ export class LocalFleet implements AsyncDisposable {
       log,
       replicas: 1,
       auditIntervalMs: 1000,
+      watchHeartbeatMs: 1000,
       ...(this.#options.staleAfterMs ? { staleAfterMs: this.#options.staleAfterMs } : {}),
     });
     const done = operator.run(controller.signal).catch((error) => {
@@ -179,6 +180,7 @@ export class LocalFleet implements AsyncDisposable {
       log,
       version: this.#options.version,
       runtimeDescription: "podman (local fleet)",
+      watchHeartbeatMs: 1000,
     });
     const controller = new AbortController();
     const done = agent.run(controller.signal).catch((error) => {

@@ -6,6 +6,7 @@
 /** What `next()` yields: a value, or the end of the queue. */
 export type QueueResult<T> = { done: false; value: T } | { done: true };
 
+/** FIFO with one async reader; see the module doc. */
 export class AsyncQueue<T> {
   #items: T[] = [];
   #head = 0;

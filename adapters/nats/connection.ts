@@ -14,7 +14,7 @@ import {
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import type { Logger } from "../logger.ts";
-import type { CredentialSource } from "./credentials.ts";
+import type { CredentialOptions, CredentialSource } from "./credentials.ts";
 
 /** Options of {@link connectNats}. */
 export interface ConnectNatsOptions {
@@ -94,9 +94,26 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
         { cause: signal.reason },
       );
     }
+    /** Fails now, or logs (thinned out) and waits before the next attempt. */
+    const failOrWait = async (problem: string, err: unknown): Promise<void> => {
+      if (!waitOnFirstConnect) throw new NatsConnectError(problem, servers, { cause: err });
+      if (stillTrying.shouldLog(attempt)) {
+        logger.warn(`${problem}; still trying in the background`, { attempt });
+      }
+      await sleep(RECONNECT_WAIT_MS + Math.random() * JITTER_MS, signal);
+    };
+    let auth: CredentialOptions;
+    try {
+      auth = await credentials.connectionOptions();
+    } catch (err) {
+      await failOrWait(
+        `Cannot get the credentials for NATS (${credentials.describe()}): ${errorMessage(err)}`,
+        err,
+      );
+      continue;
+    }
     let nc: NatsConnection;
     try {
-      const auth = await credentials.connectionOptions();
       nc = await connect({
         ...auth,
         servers,
@@ -113,36 +130,28 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
         ignoreAuthErrorAbort: true,
       });
     } catch (err) {
-      const reason = errorMessage(err);
       if (err instanceof InvalidArgumentError || err instanceof TypeError) {
         throw new NatsConnectError(
-          `Cannot connect to NATS at ${where}: ${reason}; check the server URLs and options`,
+          `Cannot connect to NATS at ${where}: ${errorMessage(err)}; check the server URLs ` +
+            `and options`,
           servers,
           { cause: err },
         );
       }
-      if (!waitOnFirstConnect) {
-        throw new NatsConnectError(
-          `Cannot connect to NATS at ${where}: ${reason}${authHint(err, credentials)}`,
-          servers,
-          { cause: err },
-        );
-      }
-      if (stillTrying.shouldLog(attempt)) {
-        logger.warn(
-          `Cannot reach NATS at ${where} yet (${reason}${authHint(err, credentials)}); ` +
-            `still trying in the background`,
-          { attempt },
-        );
-      }
-      await sleep(RECONNECT_WAIT_MS + Math.random() * JITTER_MS, signal);
+      await failOrWait(
+        `Cannot connect to NATS at ${where}: ${errorMessage(err)}${authHint(err, credentials)}`,
+        err,
+      );
       continue;
     }
     if (signal?.aborted) {
       await nc.close();
       continue; // reports the abort at the top of the loop
     }
-    logger.info(`Connected to NATS at ${hostPort(nc.getServer())}`, { name });
+    logger.info(`Connected to NATS at ${hostPort(nc.getServer())}`, {
+      name,
+      ...(attempt > 1 ? { attempts: attempt } : {}),
+    });
     logStatus(nc, logger, credentials);
     return nc;
   }
@@ -221,10 +230,13 @@ function logStatus(nc: NatsConnection, logger: Logger, credentials: CredentialSo
         });
         return;
       case "update":
-        logger.debug(`NATS cluster membership changed`, {
-          added: s.added?.join(","),
-          deleted: s.deleted?.join(","),
-        });
+        // Sent with empty lists on every reconnect to a single server; only changes matter.
+        if (s.added?.length || s.deleted?.length) {
+          logger.info(`NATS cluster membership changed`, {
+            added: s.added?.join(","),
+            deleted: s.deleted?.join(","),
+          });
+        }
         return;
       case "ping":
       case "close":

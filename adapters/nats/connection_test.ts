@@ -81,7 +81,9 @@ Deno.test("connectNats() waits while NATS is down at start, then connects when i
   });
   await new Promise((resolve) => setTimeout(resolve, 2_500));
   assert.equal(connected, false, "still pending, neither connected nor rejected");
-  const cannotReach = lines.filter((l) => l.includes(`Cannot reach NATS at 127.0.0.1:${ns.port}`));
+  const cannotReach = lines.filter((l) =>
+    l.includes(`WARN  Cannot connect to NATS at 127.0.0.1:${ns.port}`)
+  );
   assert.ok(cannotReach.length >= 1 && cannotReach.length <= 2, lines.join("\n"));
   await ns.restart();
   const nc = await pending;
@@ -233,4 +235,32 @@ Deno.test("connectNats() logs a permission violation as a warning naming the sub
   } finally {
     await nc.close();
   }
+});
+
+Deno.test("connectNats() keeps asking a failing credential source, then connects", async () => {
+  await using ns = await startNatsServer();
+  const { logger, lines } = captureLogger();
+  let calls = 0;
+  const flaky = {
+    kind: "flaky",
+    connectionOptions: () => {
+      calls++;
+      return calls < 3
+        ? Promise.reject(new Error("token endpoint unreachable"))
+        : Promise.resolve({});
+    },
+    describe: () => "a test token",
+  };
+  const nc = await connectNats({ servers: [ns.url], credentials: flaky, name: "t", logger });
+  await nc.close();
+  assert.equal(calls, 3);
+  assert.ok(
+    lines.some((l) =>
+      l.includes(
+        "WARN  Cannot get the credentials for NATS (a test token): token endpoint unreachable; " +
+          "still trying in the background",
+      )
+    ),
+    lines.join("\n"),
+  );
 });

@@ -118,13 +118,21 @@ const MARKER_REASON = "Nats-Marker-Reason";
  * the caller stops iterating); neither an unreachable server nor a missing bucket ends it,
  * they are logged and retried. Waits for the connection if it is down.
  *
- * @throws {WatchError} at once for an invalid bucket name or key filter, and from the
+ * @throws {WatchError} at once for an invalid bucket name, key filter or heartbeat, and from the
  *   iteration when the connection is closed for good.
  */
 export function watchBucket(options: WatchBucketOptions): AsyncIterable<WatchEvent> {
   const keyFilter = options.keyFilter ?? ">";
   validateBucket(options.bucket);
   validateFilter(options.bucket, keyFilter);
+  const heartbeat = options.idleHeartbeatMs ?? DEFAULT_IDLE_HEARTBEAT_MS;
+  if (!(heartbeat >= 100)) {
+    throw new WatchError(
+      `Cannot watch the "${options.bucket}" bucket: idleHeartbeatMs must be at least 100, ` +
+        `got ${heartbeat}`,
+      options.bucket,
+    );
+  }
   return {
     [Symbol.asyncIterator]: () => iterate(new BucketWatch({ ...options, keyFilter })),
   };
@@ -188,13 +196,6 @@ class BucketWatch {
     this.#log = options.logger.with({ component: "kv-watch", bucket: options.bucket });
     this.#signal = AbortSignal.any([options.signal, this.#stopper.signal]);
     this.#heartbeatMs = options.idleHeartbeatMs ?? DEFAULT_IDLE_HEARTBEAT_MS;
-    if (!(this.#heartbeatMs >= 100)) {
-      throw new WatchError(
-        `Cannot watch the "${options.bucket}" bucket: idleHeartbeatMs must be at least 100, ` +
-          `got ${this.#heartbeatMs}`,
-        options.bucket,
-      );
-    }
   }
 
   start(): AsyncQueue<QueueItem> {

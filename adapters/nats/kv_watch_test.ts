@@ -190,6 +190,11 @@ Deno.test("watchBucket() rejects a bad key filter or bucket name at once", () =>
     );
   }
   assert.throws(
+    () => watchBucket({ nc, bucket: "b", logger: silentLogger, signal, idleHeartbeatMs: 0 }),
+    (err: unknown) =>
+      err instanceof WatchError && /idleHeartbeatMs must be at least 100/.test(err.message),
+  );
+  assert.throws(
     () => watchBucket({ nc, bucket: "a.b", logger: silentLogger, signal }),
     (err: unknown) => err instanceof WatchError && /Invalid bucket name "a\.b"/.test(err.message),
   );

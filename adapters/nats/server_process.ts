@@ -242,8 +242,10 @@ class NatsServerProcess implements NatsServer {
     const why = exitStatus
       ? `exited with code ${exitStatus.code} during start-up`
       : `did not accept clients on 127.0.0.1:${this.#port} within ${READY_TIMEOUT_MS / 1000} s`;
+    // A temporary folder is removed after a failed start, so only name a config that stays.
+    const config = this.#ownsDir ? "" : ` (config ${this.#configFile})`;
     throw new NatsServerError(
-      `nats-server ${why} (config ${this.#configFile}); last log lines:\n${tail || "(empty)"}`,
+      `nats-server ${why}${config}; last log lines:\n${tail || "(empty)"}`,
     );
   }
 

@@ -66,6 +66,7 @@ Deno.test("startNatsServer() reports a bad config with the server's own message"
     (err: unknown) => {
       assert.ok(err instanceof NatsServerError);
       assert.match(err.message, /exited with code \d+ during start-up/);
+      assert.match(err.message, /Parse error on line \d+/);
       return true;
     },
   );
