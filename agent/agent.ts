@@ -262,7 +262,7 @@ export class Agent {
         }
         void reporter.sync();
         // Confirm soon what was just changed, instead of waiting a whole relist.
-        if (result.actions > 0) delay = Math.min(1000, relistMs);
+        if (result.actions > 0) delay = Math.min(250, relistMs);
       } catch (error) {
         if (!podmanDown) {
           podmanDown = true;

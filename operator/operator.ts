@@ -90,6 +90,8 @@ export class Operator {
   readonly #dirtyAggregates = new Set<string>();
   /** refKey → status last written (or found at start). */
   #written = new Map<string, DeploymentStatus>();
+  /** refKey → monotonic ms of its last status write. */
+  readonly #flushedAt = new Map<string, number>();
   /** Devices currently considered unreachable. */
   readonly #stale = new Set<string>();
   /** Keys delivered since the current read of desired-state began, to rebuild after a wiped bucket. */
@@ -129,7 +131,9 @@ export class Operator {
       this.#follow(Buckets.deviceState, signal, (e) => this.#onDeviceState(e)),
       this.#follow(Buckets.deviceHeartbeat, signal, (e) => this.#onHeartbeat(e)),
       this.#followSource(signal),
-      every(this.#o.flushIntervalMs, signal, () => this.#flush()),
+      // Ticks faster than the per-deployment limit, so a first change goes out at once.
+      every(Math.max(50, this.#o.flushIntervalMs / 10), signal, () => this.#flush()),
+      every(this.#o.flushIntervalMs, signal, () => this.#scanStaleness()),
       every(this.#o.auditIntervalMs, signal, () => this.#audit()),
     ];
     await Promise.all(tasks);
@@ -416,13 +420,22 @@ export class Operator {
     }
   }
 
-  /** Writes changed aggregates; called once per flush interval. */
+  /** Heartbeats age without events: look for devices that crossed the line. */
+  #scanStaleness(): void {
+    if (this.#pendingReads.size > 0) return;
+    for (const deviceId of this.view.devices.keys()) this.#checkStaleness(deviceId);
+  }
+
+  /** Writes changed aggregates, each deployment at most once per flush interval. */
   async #flush(): Promise<void> {
     if (this.#pendingReads.size > 0) return;
     const now = this.#o.now();
-    for (const deviceId of this.view.devices.keys()) this.#checkStaleness(deviceId);
-    const refs = [...this.#dirtyAggregates];
-    this.#dirtyAggregates.clear();
+    // Spacing uses a monotonic clock: the injected `now` is for heartbeat ages only.
+    const tick = performance.now();
+    const refs = [...this.#dirtyAggregates].filter((ref) =>
+      tick - (this.#flushedAt.get(ref) ?? -Infinity) >= this.#o.flushIntervalMs
+    );
+    for (const ref of refs) this.#dirtyAggregates.delete(ref);
     await Promise.all(refs.map(async (ref) => {
       const deployment = this.view.deployments.get(ref);
       // Not yet synced: the targets (and so the aggregate) would be out of date.
@@ -444,6 +457,7 @@ export class Operator {
         aggregate,
         updatedAt: new Date(now).toISOString(),
       };
+      this.#flushedAt.set(ref, tick);
       try {
         await this.#o.source.writeStatus(status);
         this.#written.set(ref, status);
