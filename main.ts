@@ -59,7 +59,8 @@ export async function main(args: string[]): Promise<number> {
       // Commander already printed the message or the help.
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     }
-    const log = createLogger();
+    // One readable line for people: no timestamp, journald or a terminal adds context.
+    const log = createLogger({ timestamps: false });
     if (isUsageError(error)) {
       log.error((error as Error).message);
       return ExitCode.usage;

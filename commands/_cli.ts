@@ -30,13 +30,17 @@ export function isUsageError(error: unknown): boolean {
     error instanceof WireFormatError || error instanceof ConfigError;
 }
 
-export const logLevelOption = new Option("--log-level <level>", "how much to log")
-  .choices(LogLevels).default("info" as const).env("FLEET_LOG_LEVEL");
-export const logFormatOption = new Option(
-  "--log-format <format>",
-  "text for people, json for machines",
-)
-  .choices(LogFormats).default("text" as const).env("FLEET_LOG_FORMAT");
+// Factories, not shared instances: commander options are mutable (`.default()` on one
+// command must not change another's).
+export const logLevelOption = () =>
+  new Option("--log-level <level>", "how much to log")
+    .choices(LogLevels).default("info" as const).env("FLEET_LOG_LEVEL");
+export const logFormatOption = () =>
+  new Option(
+    "--log-format <format>",
+    "text for people, json for machines",
+  )
+    .choices(LogFormats).default("text" as const).env("FLEET_LOG_FORMAT");
 
 export interface LogFlags {
   logLevel: typeof LogLevels[number];
@@ -47,15 +51,18 @@ export function loggerFrom(flags: LogFlags): Logger {
   return createLogger({ level: flags.logLevel, format: flags.logFormat });
 }
 
-export const natsUrlOption = new Option("--nats-url <urls>", "NATS server URLs, comma-separated")
-  .default("nats://127.0.0.1:4222").env("FLEET_NATS_URL");
-export const natsUserOption = new Option(
-  "--nats-user <user>",
-  "NATS user (development credentials)",
-)
-  .env("FLEET_NATS_USER");
-export const natsPasswordOption = new Option("--nats-password <password>", "NATS password")
-  .env("FLEET_NATS_PASSWORD");
+export const natsUrlOption = () =>
+  new Option("--nats-url <urls>", "NATS server URLs, comma-separated")
+    .default("nats://127.0.0.1:4222").env("FLEET_NATS_URL");
+export const natsUserOption = () =>
+  new Option(
+    "--nats-user <user>",
+    "NATS user (development credentials)",
+  )
+    .env("FLEET_NATS_USER");
+export const natsPasswordOption = () =>
+  new Option("--nats-password <password>", "NATS password")
+    .env("FLEET_NATS_PASSWORD");
 
 export interface NatsFlags {
   natsUrl: string;

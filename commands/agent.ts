@@ -35,8 +35,8 @@ export function agentCommand(version: string): Command {
       new Option("-c, --config <path>", "agent config file (TOML)")
         .default("/etc/fleet-agent/config.toml").env("FLEET_AGENT_CONFIG"),
     )
-    .addOption(logLevelOption)
-    .addOption(logFormatOption)
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

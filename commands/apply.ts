@@ -62,11 +62,11 @@ export function applyCommand(): Command {
       [] as string[],
     )
     .option("--print", "print the Deployment as YAML instead of applying it")
-    .addOption(natsUrlOption)
-    .addOption(natsUserOption)
-    .addOption(natsPasswordOption)
-    .addOption(logLevelOption)
-    .addOption(logFormatOption)
+    .addOption(natsUrlOption())
+    .addOption(natsUserOption())
+    .addOption(natsPasswordOption())
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

@@ -20,11 +20,11 @@ export function deleteCommand(): Command {
     .argument("<name>", "deployment name")
     .addOption(new Option("-n, --namespace <namespace>", "namespace").default(DEFAULT_NAMESPACE))
     .option("--ignore-not-found", "succeed when the deployment does not exist")
-    .addOption(natsUrlOption)
-    .addOption(natsUserOption)
-    .addOption(natsPasswordOption)
-    .addOption(logLevelOption)
-    .addOption(logFormatOption)
+    .addOption(natsUrlOption())
+    .addOption(natsUserOption())
+    .addOption(natsPasswordOption())
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

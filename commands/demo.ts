@@ -13,8 +13,8 @@ export function demoCommand(version: string): Command {
       "--auto",
       "run the full story unattended (update, delete), print timings, exit 0 only if every step held",
     )
-    .addOption(logLevelOption.default("warn" as const))
-    .addOption(logFormatOption)
+    .addOption(logLevelOption().default("warn" as const))
+    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

@@ -52,11 +52,11 @@ export function getCommand(): Command {
     .addOption(new Option("-n, --namespace <namespace>", "only this namespace"))
     .addOption(outputOption)
     .addOption(watchOption)
-    .addOption(natsUrlOption)
-    .addOption(natsUserOption)
-    .addOption(natsPasswordOption)
-    .addOption(logLevelOption)
-    .addOption(logFormatOption)
+    .addOption(natsUrlOption())
+    .addOption(natsUserOption())
+    .addOption(natsPasswordOption())
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `
@@ -95,11 +95,11 @@ Examples:
     .description("List the devices that reported to the fleet")
     .addOption(outputOption)
     .addOption(watchOption)
-    .addOption(natsUrlOption)
-    .addOption(natsUserOption)
-    .addOption(natsPasswordOption)
-    .addOption(logLevelOption)
-    .addOption(logFormatOption)
+    .addOption(natsUrlOption())
+    .addOption(natsUserOption())
+    .addOption(natsPasswordOption())
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

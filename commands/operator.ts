@@ -34,9 +34,9 @@ export function operatorCommand(): Command {
       new Option("--source <source>", "where Deployments live: nats (embedded, no Kubernetes)")
         .choices(["nats"] as const).default("nats" as const).env("FLEET_SOURCE"),
     )
-    .addOption(natsUrlOption)
-    .addOption(natsUserOption)
-    .addOption(natsPasswordOption)
+    .addOption(natsUrlOption())
+    .addOption(natsUserOption())
+    .addOption(natsPasswordOption())
     .addOption(
       new Option("--replicas <n>", "bucket replicas (3 on a NATS cluster)")
         .argParser(positiveInt("--replicas")).default(1).env("FLEET_REPLICAS"),
@@ -48,8 +48,8 @@ export function operatorCommand(): Command {
       )
         .argParser(positiveInt("--stale-after")).default(90).env("FLEET_STALE_AFTER"),
     )
-    .addOption(logLevelOption)
-    .addOption(logFormatOption)
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

@@ -2,6 +2,7 @@
 import { API_VERSION, Deployment } from "./deployment.ts";
 import { describeIssues } from "./errors.ts";
 import { parseSelector } from "./selector.ts";
+import { validateIdentifier } from "./ids.ts";
 
 export interface DeploymentFlags {
   name: string;
@@ -48,9 +49,11 @@ function splitVolume(text: string): { hostPath: string; containerPath: string; r
 }
 
 /**
- * @throws DeploymentFlagError or SelectorSyntaxError naming the offending value
+ * @throws InvalidIdentifierError, DeploymentFlagError or SelectorSyntaxError naming the offending value
  */
 export function buildDeployment(flags: DeploymentFlags): Deployment {
+  // Checked first: the service name defaults to it, so a bad name would be reported twice.
+  validateIdentifier("deployment name", flags.name);
   const candidate = {
     apiVersion: API_VERSION,
     kind: "Deployment",
