@@ -199,7 +199,9 @@ export class Agent {
         logger: this.#log,
         signal,
         onRestart: () => this.#view.readStarted(),
-        ...(this.#options.watchHeartbeatMs ? { idleHeartbeatMs: this.#options.watchHeartbeatMs } : {}),
+        ...(this.#options.watchHeartbeatMs
+          ? { idleHeartbeatMs: this.#options.watchHeartbeatMs }
+          : {}),
       })
     ) {
       switch (event.type) {
@@ -272,6 +274,17 @@ export class Agent {
             }); containers are left as they are, retrying`,
           );
         }
+        // The control plane should see it too: every deployment here is failing for this reason.
+        const message = `cannot reach the container runtime: ${(error as Error).message}`;
+        for (const entry of this.#view.entries().values()) {
+          this.#reporter?.assess({
+            ref: entry.ref,
+            generation: entry.generation,
+            phase: "Failed",
+            error: message,
+          });
+        }
+        void this.#reporter?.sync();
         delay = Math.min(5000, relistMs);
       }
     }
