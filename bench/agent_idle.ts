@@ -3,7 +3,6 @@
  * it settles. Prints one line of figures. `deno task bench:agent-idle [deployments]`
  */
 import { fileURLToPath } from "node:url";
-import { API_VERSION } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { connectNats, noCredentials, startNatsServer } from "../adapters/nats/mod.ts";
@@ -11,6 +10,7 @@ import { ensureTestImage, PodmanClient, startPodmanService } from "../adapters/p
 import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
+import { singleServiceDeployment } from "../sandbox/deployments.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const deployments = Number(Deno.args[0] ?? 10);
@@ -57,28 +57,12 @@ const agent = new Deno.Command(Deno.execPath(), {
 const store = new NatsDeploymentStore(nc, log);
 const started = performance.now();
 for (let i = 0; i < deployments; i++) {
-  await store.apply({
-    apiVersion: API_VERSION,
-    kind: "Deployment",
-    metadata: { name: `idle-${i}`, namespace: "bench" },
-    spec: {
-      targetSelector: { matchLabels: { site: "bench" } },
-      score: {
-        type: "PodmanV0",
-        data: {
-          services: [{
-            name: "web",
-            image,
-            ports: [],
-            env: [],
-            volumes: [],
-            restartPolicy: "unless-stopped",
-          }],
-        },
-      },
-      rollout: { strategy: "Immediate" },
-    },
-  });
+  await store.apply(singleServiceDeployment({
+    name: `idle-${i}`,
+    namespace: "bench",
+    image,
+    selector: { matchLabels: { site: "bench" } },
+  }));
 }
 const managed = () =>
   client.listContainers({

@@ -1,19 +1,15 @@
 /** Shared pieces of the end-to-end stories. */
-import {
-  API_VERSION,
-  type Deployment,
-  type DeploymentStatus,
-  type LabelSelector,
-} from "../core/mod.ts";
-import { createLogger, type Logger } from "../adapters/logger.ts";
+import type { Deployment, DeploymentStatus, LabelSelector } from "../core/mod.ts";
+import { createLogger, type Logger, type LogLevel, LogLevels } from "../adapters/logger.ts";
 import { ensureTestImage } from "../adapters/podman/mod.ts";
 import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
+import { singleServiceDeployment } from "../sandbox/deployments.ts";
 
 /** Logs only when FLEET_TEST_LOG is set, so a failing story can be replayed with its log. */
 export function testLogger(): Logger {
   const level = Deno.env.get("FLEET_TEST_LOG");
   return level
-    ? createLogger({ level: level as "debug" | "info" })
+    ? createLogger({ level: LogLevels.includes(level as LogLevel) ? level as LogLevel : "debug" })
     : createLogger({ level: "error", write: () => {} });
 }
 
@@ -33,30 +29,13 @@ export function webDeployment(options: {
   namespace?: string;
   tag?: string;
   selector: LabelSelector;
-  image?: string;
 }): Deployment {
-  return {
-    apiVersion: API_VERSION,
-    kind: "Deployment",
-    metadata: { name: options.name, namespace: options.namespace ?? "default" },
-    spec: {
-      targetSelector: options.selector,
-      score: {
-        type: "PodmanV0",
-        data: {
-          services: [{
-            name: "web",
-            image: options.image ?? `localhost/fleet-test:${options.tag ?? "v1"}`,
-            ports: [],
-            env: [],
-            volumes: [],
-            restartPolicy: "unless-stopped",
-          }],
-        },
-      },
-      rollout: { strategy: "Immediate" },
-    },
-  };
+  return singleServiceDeployment({
+    name: options.name,
+    selector: options.selector,
+    image: `localhost/fleet-test:${options.tag ?? "v1"}`,
+    ...(options.namespace ? { namespace: options.namespace } : {}),
+  });
 }
 
 export interface Expected {

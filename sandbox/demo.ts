@@ -3,7 +3,8 @@
  * two of them, its status converging, the containers answering, then (with --auto) an
  * image update and a delete. Each step reports what it saw and how long it took.
  */
-import { API_VERSION, type Deployment, type DeploymentStatus } from "../core/mod.ts";
+import type { Deployment, DeploymentStatus } from "../core/mod.ts";
+import { singleServiceDeployment } from "./deployments.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { ensureTestImage } from "../adapters/podman/mod.ts";
@@ -24,28 +25,13 @@ export interface StepResult {
 }
 
 function helloDeployment(image: string): Deployment {
-  return {
-    apiVersion: API_VERSION,
-    kind: "Deployment",
-    metadata: { name: "hello", namespace: "demo" },
-    spec: {
-      targetSelector: { matchLabels: { site: "lab" } },
-      score: {
-        type: "PodmanV0",
-        data: {
-          services: [{
-            name: "web",
-            image,
-            ports: [],
-            env: [{ name: "GREETING", value: "hello from the fleet" }],
-            volumes: [],
-            restartPolicy: "unless-stopped",
-          }],
-        },
-      },
-      rollout: { strategy: "Immediate" },
-    },
-  };
+  return singleServiceDeployment({
+    name: "hello",
+    namespace: "demo",
+    image,
+    selector: { matchLabels: { site: "lab" } },
+    env: { GREETING: "hello from the fleet" },
+  });
 }
 
 export class DemoStory {
