@@ -1,0 +1,881 @@
+/**
+ * The Operator against a real nats-server. Devices are simulated by writing what an agent
+ * writes (DeviceInfo, Heartbeat, DeploymentState) straight into their buckets; deployments
+ * go through the NatsDeploymentStore like `fleet apply`. Each test starts its own server.
+ */
+import assert from "node:assert/strict";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { KV } from "@nats-io/kv";
+import {
+  type Aggregate,
+  API_VERSION,
+  Buckets,
+  Deployment,
+  type DeploymentRef,
+  DeploymentState,
+  DeploymentStatus,
+  DesiredState,
+  desiredStateOf,
+  DeviceInfo,
+  deviceLabels,
+  Heartbeat,
+  keys,
+  type Labels,
+  type LabelSelector,
+  type Phase,
+  UNKNOWN_GENERATION,
+} from "../core/mod.ts";
+import { createLogger, type Logger, silentLogger } from "../adapters/logger.ts";
+import {
+  connectNats,
+  ensureBucket,
+  type NatsServer,
+  noCredentials,
+  readBucket,
+  startNatsServer,
+  watchBucket,
+} from "../adapters/nats/mod.ts";
+import { waitFor } from "../sandbox/local_fleet.ts";
+import { NatsDeploymentSource } from "./nats_source.ts";
+import { NatsDeploymentStore } from "./nats_store.ts";
+import { Operator, type OperatorOptions, type OperatorStats } from "./operator.ts";
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/** Logs only when FLEET_TEST_LOG is set (its value is the level), like the e2e stories. */
+function testLogger(): Logger {
+  const level = Deno.env.get("FLEET_TEST_LOG");
+  return level ? createLogger({ level: level as "debug" | "info" }) : silentLogger;
+}
+
+/** A logger that keeps warnings and errors in `lines` (and prints them under FLEET_TEST_LOG). */
+function capturingLogger(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const echo = Deno.env.get("FLEET_TEST_LOG") !== undefined;
+  const log = createLogger({
+    level: "warn",
+    timestamps: false,
+    write: (line) => {
+      lines.push(line);
+      if (echo) console.error(line);
+    },
+  });
+  return { log, lines };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const decoder = new TextDecoder();
+const POLL_MS = 25;
+const TIMEOUT_MS = 15_000;
+
+/** Polls like kubebuilder's `Eventually`. */
+function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined) {
+  return waitFor(what, check, TIMEOUT_MS, POLL_MS);
+}
+
+function deployment(
+  name: string,
+  targetSelector: LabelSelector,
+  options: { namespace?: string; image?: string } = {},
+): Deployment {
+  // Parsed, so schema defaults are filled in exactly as the operator will see them.
+  return Deployment.parse({
+    apiVersion: API_VERSION,
+    kind: "Deployment",
+    metadata: { name, namespace: options.namespace ?? "default" },
+    spec: {
+      targetSelector,
+      score: {
+        type: "PodmanV0",
+        data: {
+          services: [{ name: "main", image: options.image ?? "registry.local/web:v1" }],
+        },
+      },
+    },
+  });
+}
+
+/** The desired-state value the operator must write for `d` at `generation`. */
+function desiredOf(d: Deployment, generation: number): DesiredState {
+  return desiredStateOf({ ...d, metadata: { ...d.metadata, generation } });
+}
+
+function refOf(d: Deployment): DeploymentRef {
+  return { namespace: d.metadata.namespace, name: d.metadata.name };
+}
+
+/** The DeviceInfo an agent publishes. */
+function deviceInfo(deviceId: string, labels: Labels): DeviceInfo {
+  return DeviceInfo.parse({
+    deviceId,
+    labels: deviceLabels(deviceId, labels),
+    inventory: {
+      hostname: `${deviceId}.local`,
+      arch: "x86_64",
+      os: "linux",
+      kernel: "6.8.0",
+      cpuCores: 4,
+      memoryMb: 4096,
+      agentVersion: "0.0.0-test",
+    },
+    updatedAt: new Date().toISOString(),
+  });
+}
+
+const SITE_A: LabelSelector = { matchLabels: { site: "a" } };
+const SITE_B: LabelSelector = { matchLabels: { site: "b" } };
+
+interface ExpectedStatus {
+  generation: number;
+  matched: number;
+  succeeded?: number;
+  failed?: number;
+  /** Defaults to matched - succeeded - failed. */
+  pending?: number;
+  unreachable?: number;
+  /** Compared only when given. */
+  lastError?: Aggregate["lastError"];
+}
+
+function statusMatches(s: DeploymentStatus, e: ExpectedStatus): boolean {
+  const a = s.aggregate;
+  const succeeded = e.succeeded ?? 0;
+  const failed = e.failed ?? 0;
+  return s.observedGeneration === e.generation &&
+    a.matchedDeviceCount === e.matched &&
+    a.succeeded === succeeded &&
+    a.failed === failed &&
+    a.pending === (e.pending ?? e.matched - succeeded - failed) &&
+    a.unreachable === (e.unreachable ?? 0) &&
+    (e.lastError === undefined || JSON.stringify(a.lastError) === JSON.stringify(e.lastError));
+}
+
+function statsDelta(now: OperatorStats, before: OperatorStats): OperatorStats {
+  return {
+    desiredPuts: now.desiredPuts - before.desiredPuts,
+    desiredDeletes: now.desiredDeletes - before.desiredDeletes,
+    statusWrites: now.statusWrites - before.statusWrites,
+    writeErrors: now.writeErrors - before.writeErrors,
+    bucketsRecreated: now.bucketsRecreated - before.bucketsRecreated,
+  };
+}
+
+const NO_WRITES: OperatorStats = {
+  desiredPuts: 0,
+  desiredDeletes: 0,
+  statusWrites: 0,
+  writeErrors: 0,
+  bucketsRecreated: 0,
+};
+
+interface RunningOperator {
+  operator: Operator;
+  /** Whether `run()` has returned or thrown. */
+  readonly stopped: boolean;
+  /** Aborts `run()`, waits for it and closes the operator's connection. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A test client on one nats-server: plays the agents (writes their buckets), `fleet apply`
+ * (the store), and starts operators, each on its own connection like a real process.
+ */
+class TestFleet implements AsyncDisposable {
+  readonly #ns: NatsServer;
+  readonly nc: NatsConnection;
+  readonly log: Logger;
+  readonly store: NatsDeploymentStore;
+  readonly #info: KV;
+  readonly #heartbeat: KV;
+  readonly #state: KV;
+  readonly #desired: KV;
+  readonly #deployments: KV;
+  readonly #operators: RunningOperator[] = [];
+
+  private constructor(
+    ns: NatsServer,
+    nc: NatsConnection,
+    log: Logger,
+    kvs: [KV, KV, KV, KV, KV],
+  ) {
+    this.#ns = ns;
+    this.nc = nc;
+    this.log = log;
+    this.store = new NatsDeploymentStore(nc, log, 1);
+    [this.#info, this.#heartbeat, this.#state, this.#desired, this.#deployments] = kvs;
+  }
+
+  static async open(ns: NatsServer): Promise<TestFleet> {
+    const log = testLogger();
+    const nc = await connectNats({
+      servers: [ns.url],
+      credentials: noCredentials(),
+      name: "fleet-test-client",
+      logger: log.with({ component: "test-client" }),
+    });
+    // Same settings as the operator creates them with.
+    const kvs = await Promise.all([
+      ensureBucket(nc, Buckets.deviceInfo, { replicas: 1, history: 1 }),
+      ensureBucket(nc, Buckets.deviceHeartbeat, { replicas: 1, history: 1 }),
+      ensureBucket(nc, Buckets.deviceState, { replicas: 1, history: 3 }),
+      ensureBucket(nc, Buckets.desiredState, { replicas: 1, history: 3 }),
+      ensureBucket(nc, Buckets.deployments, { replicas: 1, history: 5 }),
+    ]);
+    return new TestFleet(ns, nc, log, kvs);
+  }
+
+  /** Starts an operator and waits until it has read everything and run its first sync. */
+  async startOperator(
+    options: Partial<Omit<OperatorOptions, "nc" | "source">> = {},
+  ): Promise<RunningOperator> {
+    const log = (options.log ?? this.log).with({ component: "operator" });
+    const nc = await connectNats({
+      servers: [this.#ns.url],
+      credentials: noCredentials(),
+      name: "fleet-operator-test",
+      logger: log,
+    });
+    const operator = new Operator({
+      replicas: 1,
+      flushIntervalMs: 100,
+      auditIntervalMs: 1000,
+      watchHeartbeatMs: 500,
+      ...options,
+      nc,
+      log,
+      source: new NatsDeploymentSource(nc, log, 1),
+    });
+    const controller = new AbortController();
+    let stopped = false;
+    let failure: unknown;
+    const done = operator.run(controller.signal).catch((error) => failure = error).finally(() =>
+      stopped = true
+    );
+    let closed: Promise<void> | undefined;
+    const running: RunningOperator = {
+      operator,
+      get stopped() {
+        return stopped;
+      },
+      stop: () =>
+        closed ??= (async () => {
+          controller.abort();
+          await done;
+          await nc.close();
+          if (failure !== undefined) throw failure;
+        })(),
+    };
+    this.#operators.push(running);
+    const ended = done.then(() => {
+      throw new Error(`the operator stopped before it was ready: ${failure}`);
+    });
+    await Promise.race([operator.ready, ended]);
+    return running;
+  }
+
+  /** What an agent writes when it starts: its DeviceInfo and, unless `null`, a heartbeat. */
+  async device(
+    deviceId: string,
+    labels: Labels,
+    heartbeatAt: number | null = Date.now(),
+  ): Promise<void> {
+    await this.#info.put(keys.deviceInfo(deviceId), JSON.stringify(deviceInfo(deviceId, labels)));
+    if (heartbeatAt !== null) await this.heartbeat(deviceId, heartbeatAt);
+  }
+
+  async heartbeat(deviceId: string, at: number): Promise<void> {
+    const hb = Heartbeat.parse({ deviceId, at });
+    await this.#heartbeat.put(keys.heartbeat(deviceId), JSON.stringify(hb));
+  }
+
+  /** What an agent writes on a phase change; returns the value written. */
+  async report(
+    deviceId: string,
+    ref: DeploymentRef,
+    generation: number,
+    phase: Phase,
+    lastError: string | null = null,
+    lastEventAt = new Date().toISOString(),
+  ): Promise<DeploymentState> {
+    const state = DeploymentState.parse({
+      deviceId,
+      namespace: ref.namespace,
+      deployment: ref.name,
+      generation,
+      phase,
+      lastError,
+      lastEventAt,
+    });
+    await this.#state.put(keys.deviceState(deviceId, ref), JSON.stringify(state));
+    return state;
+  }
+
+  /** Writes raw bytes to a bucket, for malformed values and hand-written keys. */
+  async putRaw(
+    bucket: "device-info" | "device-state" | "desired-state" | "fleet-deployments",
+    key: string,
+    value: string,
+  ): Promise<void> {
+    const kv = {
+      [Buckets.deviceInfo]: this.#info,
+      [Buckets.deviceState]: this.#state,
+      [Buckets.desiredState]: this.#desired,
+      [Buckets.deployments]: this.#deployments,
+    }[bucket];
+    await kv.put(key, value);
+  }
+
+  /** desired-state as it is now: key → parsed value (the raw JSON, not re-shaped). */
+  async desired(): Promise<Map<string, unknown>> {
+    const raw = await readBucket(this.nc, Buckets.desiredState, this.log);
+    return new Map([...raw].map(([k, v]) => [k, JSON.parse(decoder.decode(v))]));
+  }
+
+  async desiredKeys(): Promise<string[]> {
+    return [...(await this.desired()).keys()].sort();
+  }
+
+  async statuses(): Promise<Map<string, DeploymentStatus>> {
+    const raw = await readBucket(this.nc, Buckets.deploymentStatus, this.log);
+    return new Map(
+      [...raw].map(([k, v]) => [k, DeploymentStatus.parse(JSON.parse(decoder.decode(v)))]),
+    );
+  }
+
+  /** Current revision of every key in `bucket`. */
+  async revisions(bucket: string): Promise<Map<string, number>> {
+    const revisions = new Map<string, number>();
+    const stop = new AbortController();
+    try {
+      for await (
+        const event of watchBucket({ nc: this.nc, bucket, logger: this.log, signal: stop.signal })
+      ) {
+        if (event.type === "ready") break;
+        if (event.type === "put") revisions.set(event.key, event.revision);
+        else revisions.delete(event.key);
+      }
+    } finally {
+      stop.abort();
+    }
+    return revisions;
+  }
+
+  /** Waits until desired-state holds exactly `expected` keys. */
+  async waitForDesiredKeys(expected: string[]): Promise<Map<string, unknown>> {
+    const want = [...expected].sort();
+    let last: string[] = [];
+    try {
+      return await eventually(`desired-state keys ${JSON.stringify(want)}`, async () => {
+        const desired = await this.desired();
+        last = [...desired.keys()].sort();
+        return JSON.stringify(last) === JSON.stringify(want) ? desired : undefined;
+      });
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; last keys: ${JSON.stringify(last)}`);
+    }
+  }
+
+  /** Waits until the stored status of `ref` shows `expected`. */
+  async waitForStatus(ref: DeploymentRef, expected: ExpectedStatus): Promise<DeploymentStatus> {
+    const key = keys.deploymentStatus(ref);
+    let last: DeploymentStatus | undefined;
+    try {
+      return await eventually(`status of ${key} to be ${JSON.stringify(expected)}`, async () => {
+        last = (await this.statuses()).get(key);
+        return last && statusMatches(last, expected) ? last : undefined;
+      });
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last)}`);
+    }
+  }
+
+  async waitForNoStatus(ref: DeploymentRef): Promise<void> {
+    const key = keys.deploymentStatus(ref);
+    await eventually(
+      `no status at ${key}`,
+      async () => !(await this.statuses()).has(key) || undefined,
+    );
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const op of this.#operators) await op.stop();
+    await this.nc.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+Deno.test("Operator writes desired state to exactly the devices the selector matches, and a status", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  await fleet.device("a1", { site: "a" });
+  await fleet.device("a2", { site: "a" });
+  await fleet.device("b1", { site: "b" });
+  const { operator } = await fleet.startOperator();
+
+  const web = deployment("web", SITE_A);
+  assert.deepEqual(await fleet.store.apply(web), { outcome: "created", generation: 1 });
+
+  const status = await fleet.waitForStatus(refOf(web), { generation: 1, matched: 2 });
+  assert.deepEqual(status.aggregate, {
+    matchedDeviceCount: 2,
+    succeeded: 0,
+    failed: 0,
+    pending: 2,
+    unreachable: 0,
+    lastError: null,
+  });
+  assert.equal(status.namespace, "default");
+  assert.equal(status.name, "web");
+  assert.equal(status.observedGeneration, 1);
+
+  const desired = await fleet.desired();
+  assert.deepEqual([...desired.keys()].sort(), ["a1.default.web", "a2.default.web"]);
+  for (const value of desired.values()) {
+    assert.deepEqual(value, desiredOf(web, 1));
+    DesiredState.parse(value);
+  }
+  assert.equal(operator.stats.desiredPuts, 2);
+  assert.equal(operator.stats.desiredDeletes, 0);
+  assert.equal(operator.stats.writeErrors, 0);
+});
+
+Deno.test("Operator folds device reports into the aggregate; older generations count as pending", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  for (const id of ["a1", "a2", "a3"]) await fleet.device(id, { site: "a" });
+  await fleet.startOperator();
+  const web = deployment("web", SITE_A);
+  const ref = refOf(web);
+  await fleet.store.apply(web);
+  await fleet.waitForStatus(ref, { generation: 1, matched: 3, lastError: null });
+
+  await fleet.report("a1", ref, 1, "Running");
+  await fleet.waitForStatus(ref, { generation: 1, matched: 3, succeeded: 1, pending: 2 });
+
+  const at = new Date().toISOString();
+  await fleet.report("a2", ref, 1, "Failed", "pull failed: manifest unknown", at);
+  const failed = await fleet.waitForStatus(ref, {
+    generation: 1,
+    matched: 3,
+    succeeded: 1,
+    failed: 1,
+    pending: 1,
+  });
+  assert.deepEqual(failed.aggregate.lastError, {
+    deviceId: "a2",
+    message: "pull failed: manifest unknown",
+    at,
+  });
+
+  // A new generation: every report still speaks for generation 1, so all are pending.
+  const v2 = deployment("web", SITE_A, { image: "registry.local/web:v2" });
+  assert.deepEqual(await fleet.store.apply(v2), { outcome: "configured", generation: 2 });
+  await fleet.waitForStatus(ref, { generation: 2, matched: 3, pending: 3, lastError: null });
+
+  await fleet.report("a1", ref, 2, "Running");
+  await fleet.waitForStatus(ref, { generation: 2, matched: 3, succeeded: 1, pending: 2 });
+
+  // An agent that could not even read its desired state reports generation 0: that failure
+  // counts against the current generation.
+  const unknownAt = new Date().toISOString();
+  await fleet.report(
+    "a3",
+    ref,
+    UNKNOWN_GENERATION,
+    "Failed",
+    "unreadable desired state",
+    unknownAt,
+  );
+  const unknown = await fleet.waitForStatus(ref, {
+    generation: 2,
+    matched: 3,
+    succeeded: 1,
+    failed: 1,
+    pending: 1,
+  });
+  assert.deepEqual(unknown.aggregate.lastError, {
+    deviceId: "a3",
+    message: "unreadable desired state",
+    at: unknownAt,
+  });
+});
+
+Deno.test("Operator writes nothing in a steady state", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  for (const id of ["a1", "a2"]) await fleet.device(id, { site: "a" });
+  await fleet.device("b1", { site: "b" });
+  const flushIntervalMs = 100;
+  const { operator } = await fleet.startOperator({ flushIntervalMs });
+  const web = deployment("web", SITE_A);
+  const ref = refOf(web);
+  await fleet.store.apply(web);
+  await fleet.report("a1", ref, 1, "Running");
+  // lastError.at is part of the aggregate: a re-publication keeps the event's time.
+  const failedAt = new Date().toISOString();
+  await fleet.report("a2", ref, 1, "Failed", "exited with code 1", failedAt);
+  await fleet.waitForStatus(ref, { generation: 1, matched: 2, succeeded: 1, failed: 1 });
+  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web"]);
+
+  const before = { ...operator.stats };
+  const statusRevisions = await fleet.revisions(Buckets.deploymentStatus);
+  const desiredRevisions = await fleet.revisions(Buckets.desiredState);
+  // Agents keep sending heartbeats and re-publish their info and reports (same content,
+  // new timestamps); none of it changes anything. Nothing is expected to happen, so this
+  // one waits: several flush and staleness ticks.
+  for (let round = 0; round < 4; round++) {
+    for (const id of ["a1", "a2"]) await fleet.device(id, { site: "a" });
+    await fleet.device("b1", { site: "b" });
+    await fleet.report("a1", ref, 1, "Running");
+    await fleet.report("a2", ref, 1, "Failed", "exited with code 1", failedAt);
+    await sleep(flushIntervalMs * 2);
+  }
+  assert.deepEqual(statsDelta(operator.stats, before), NO_WRITES);
+  assert.deepEqual(await fleet.revisions(Buckets.deploymentStatus), statusRevisions);
+  assert.deepEqual(await fleet.revisions(Buckets.desiredState), desiredRevisions);
+});
+
+Deno.test("Operator restart converges without rewriting unchanged keys", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  for (const id of ["a1", "a2"]) await fleet.device(id, { site: "a" });
+  await fleet.device("b1", { site: "b" });
+  const web = deployment("web", SITE_A);
+  const api = deployment("api", SITE_B, { namespace: "team-b" });
+  const first = await fleet.startOperator();
+  await fleet.store.apply(web);
+  await fleet.store.apply(api);
+  await fleet.report("a1", refOf(web), 1, "Running");
+  await fleet.report("b1", refOf(api), 1, "Failed", "port 8080 in use");
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 2, succeeded: 1 });
+  await fleet.waitForStatus(refOf(api), { generation: 1, matched: 1, failed: 1 });
+  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web", "b1.team-b.api"]);
+  await first.stop();
+
+  const desiredRevisions = await fleet.revisions(Buckets.desiredState);
+  const statusRevisions = await fleet.revisions(Buckets.deploymentStatus);
+  assert.equal(desiredRevisions.size, 3);
+  assert.equal(statusRevisions.size, 2);
+
+  const flushIntervalMs = 100;
+  const second = await fleet.startOperator({ flushIntervalMs });
+  assert.equal(second.operator.stats.desiredPuts, 0);
+  assert.equal(second.operator.stats.desiredDeletes, 0);
+  // Statuses go out on the flush tick after `ready`: give it several.
+  await sleep(flushIntervalMs * 8);
+  assert.deepEqual(second.operator.stats, NO_WRITES);
+  assert.deepEqual(await fleet.revisions(Buckets.desiredState), desiredRevisions);
+  assert.deepEqual(await fleet.revisions(Buckets.deploymentStatus), statusRevisions);
+
+  // And it is live: a new device gets its key.
+  await fleet.device("a3", { site: "a" });
+  await fleet.waitForDesiredKeys([
+    "a1.default.web",
+    "a2.default.web",
+    "a3.default.web",
+    "b1.team-b.api",
+  ]);
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 3, succeeded: 1 });
+  assert.equal(second.operator.stats.desiredPuts, 1);
+});
+
+Deno.test("Operator writes exactly the diff when a deployment is retargeted or bumped", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  for (const id of ["a1", "a2"]) await fleet.device(id, { site: "a" });
+  await fleet.device("b1", { site: "b" });
+  const { operator } = await fleet.startOperator();
+  const ref = { namespace: "default", name: "web" };
+  await fleet.store.apply(deployment("web", SITE_A));
+  await fleet.waitForStatus(ref, { generation: 1, matched: 2 });
+  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web"]);
+
+  // site=a → site=b: the spec changed (generation 2), a1 and a2 lose the key, b1 gains it.
+  let before = { ...operator.stats };
+  const toB = deployment("web", SITE_B);
+  assert.deepEqual(await fleet.store.apply(toB), { outcome: "configured", generation: 2 });
+  // The status of a generation is written only after its desired state was synced.
+  await fleet.waitForStatus(ref, { generation: 2, matched: 1 });
+  const retargeted = await fleet.waitForDesiredKeys(["b1.default.web"]);
+  assert.deepEqual(retargeted.get("b1.default.web"), desiredOf(toB, 2));
+  assert.deepEqual(
+    { ...statsDelta(operator.stats, before), statusWrites: 0 },
+    { ...NO_WRITES, desiredPuts: 1, desiredDeletes: 2 },
+  );
+
+  // Same targets, new image (generation 3): one put per target, nothing deleted.
+  before = { ...operator.stats };
+  const bumped = deployment("web", SITE_B, { image: "registry.local/web:v2" });
+  assert.deepEqual(await fleet.store.apply(bumped), { outcome: "configured", generation: 3 });
+  await fleet.waitForStatus(ref, { generation: 3, matched: 1 });
+  const updated = await fleet.waitForDesiredKeys(["b1.default.web"]);
+  assert.deepEqual(updated.get("b1.default.web"), desiredOf(bumped, 3));
+  assert.deepEqual(
+    { ...statsDelta(operator.stats, before), statusWrites: 0 },
+    { ...NO_WRITES, desiredPuts: 1 },
+  );
+});
+
+Deno.test("Operator moves a deployment's keys when a device's labels change", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  await fleet.device("a1", { site: "a" });
+  await fleet.device("b1", { site: "b" });
+  const { operator } = await fleet.startOperator();
+  const web = deployment("web", SITE_A);
+  await fleet.store.apply(web);
+  await fleet.waitForDesiredKeys(["a1.default.web"]);
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1 });
+
+  // b1 is relabelled site=a: it gains the key.
+  await fleet.device("b1", { site: "a" });
+  const gained = await fleet.waitForDesiredKeys(["a1.default.web", "b1.default.web"]);
+  assert.deepEqual(gained.get("b1.default.web"), desiredOf(web, 1));
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 2 });
+
+  // a1 is relabelled site=b: it loses the key.
+  await fleet.device("a1", { site: "b", zone: "north" });
+  await fleet.waitForDesiredKeys(["b1.default.web"]);
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1 });
+  assert.equal(operator.stats.desiredPuts, 2);
+  assert.equal(operator.stats.desiredDeletes, 1);
+});
+
+Deno.test("Operator removes a deleted deployment's desired state and status, and only those", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  for (const id of ["a1", "a2"]) await fleet.device(id, { site: "a" });
+  await fleet.startOperator();
+  const web = deployment("web", SITE_A);
+  const api = deployment("api", SITE_A);
+  await fleet.store.apply(web);
+  await fleet.store.apply(api);
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 2 });
+  await fleet.waitForStatus(refOf(api), { generation: 1, matched: 2 });
+  await fleet.waitForDesiredKeys([
+    "a1.default.api",
+    "a1.default.web",
+    "a2.default.api",
+    "a2.default.web",
+  ]);
+
+  assert.equal(await fleet.store.delete(refOf(web)), true);
+  await fleet.waitForDesiredKeys(["a1.default.api", "a2.default.api"]);
+  await fleet.waitForNoStatus(refOf(web));
+  assert.deepEqual([...(await fleet.statuses()).keys()], ["default.api"]);
+});
+
+Deno.test("Operator cleans up at cold start after deletions it missed and keys nobody wants", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  for (const id of ["a1", "a2"]) await fleet.device(id, { site: "a" });
+  const web = deployment("web", SITE_A);
+  const api = deployment("api", SITE_A);
+  const first = await fleet.startOperator();
+  await fleet.store.apply(web);
+  await fleet.store.apply(api);
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 2 });
+  await fleet.waitForStatus(refOf(api), { generation: 1, matched: 2 });
+  await first.stop();
+
+  // While it is down: web is deleted, and someone writes a key for a deployment that never existed.
+  assert.equal(await fleet.store.delete(refOf(web)), true);
+  const ghost = deployment("ghost", SITE_A);
+  await fleet.putRaw(
+    Buckets.desiredState,
+    keys.desiredState("a1", refOf(ghost)),
+    JSON.stringify(desiredOf(ghost, 1)),
+  );
+  assert.deepEqual(await fleet.desiredKeys(), [
+    "a1.default.api",
+    "a1.default.ghost",
+    "a1.default.web",
+    "a2.default.api",
+    "a2.default.web",
+  ]);
+
+  // `ready` means the first sync is done.
+  const { operator } = await fleet.startOperator();
+  assert.deepEqual(await fleet.desiredKeys(), ["a1.default.api", "a2.default.api"]);
+  assert.equal(operator.stats.desiredDeletes, 3);
+  assert.equal(operator.stats.desiredPuts, 0);
+  assert.deepEqual([...(await fleet.statuses()).keys()], ["default.api"]);
+});
+
+Deno.test("Operator counts devices with stale or missing heartbeats as unreachable", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  const staleAfterMs = 10_000;
+  let clock = Date.now();
+  await fleet.device("a1", { site: "a" }, clock);
+  await fleet.device("a2", { site: "a" }, clock - 3 * staleAfterMs);
+  await fleet.device("a3", { site: "a" }, null);
+  await fleet.startOperator({ staleAfterMs, now: () => clock });
+  const web = deployment("web", SITE_A);
+  const ref = refOf(web);
+  await fleet.store.apply(web);
+  // a2's heartbeat is too old, a3 never sent one.
+  await fleet.waitForStatus(ref, { generation: 1, matched: 3, unreachable: 2 });
+
+  await fleet.heartbeat("a2", clock);
+  await fleet.waitForStatus(ref, { generation: 1, matched: 3, unreachable: 1 });
+
+  // Time passes without heartbeats: a1 and a2 go stale too.
+  clock += staleAfterMs + 1;
+  await fleet.waitForStatus(ref, { generation: 1, matched: 3, unreachable: 3 });
+
+  await fleet.heartbeat("a1", clock);
+  await fleet.waitForStatus(ref, { generation: 1, matched: 3, unreachable: 2 });
+});
+
+Deno.test("Operator keeps same-named deployments of two namespaces apart", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  for (const id of ["a1", "a2"]) await fleet.device(id, { site: "a" });
+  await fleet.device("b1", { site: "b" });
+  await fleet.startOperator();
+  const webDefault = deployment("web", SITE_A);
+  const webTeam = deployment("web", {
+    matchExpressions: [{ key: "site", operator: "In", values: ["a", "b"] }],
+  }, { namespace: "team-b", image: "registry.local/team-b-web:v1" });
+  await fleet.store.apply(webDefault);
+  await fleet.store.apply(webTeam);
+
+  const desired = await fleet.waitForDesiredKeys([
+    "a1.default.web",
+    "a1.team-b.web",
+    "a2.default.web",
+    "a2.team-b.web",
+    "b1.team-b.web",
+  ]);
+  assert.deepEqual(desired.get("a1.default.web"), desiredOf(webDefault, 1));
+  assert.deepEqual(desired.get("a1.team-b.web"), desiredOf(webTeam, 1));
+  assert.deepEqual(desired.get("b1.team-b.web"), desiredOf(webTeam, 1));
+
+  await fleet.report("a1", refOf(webTeam), 1, "Running");
+  await fleet.waitForStatus(refOf(webTeam), { generation: 1, matched: 3, succeeded: 1 });
+  await fleet.waitForStatus(refOf(webDefault), { generation: 1, matched: 2 });
+  const statuses = await fleet.statuses();
+  assert.deepEqual([...statuses.keys()].sort(), ["default.web", "team-b.web"]);
+  assert.equal(statuses.get("team-b.web")?.namespace, "team-b");
+  assert.equal(statuses.get("default.web")?.namespace, "default");
+
+  assert.equal(await fleet.store.delete(refOf(webTeam)), true);
+  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web"]);
+  await fleet.waitForNoStatus(refOf(webTeam));
+  assert.ok((await fleet.statuses()).has("default.web"));
+});
+
+Deno.test("Operator ignores malformed device info, reports and deployments", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  const { log, lines } = capturingLogger();
+  for (const id of ["a1", "a2"]) await fleet.device(id, { site: "a" });
+  const running = await fleet.startOperator({ log });
+  const { operator } = running;
+  const web = deployment("web", SITE_A);
+  const ref = refOf(web);
+  await fleet.store.apply(web);
+  await fleet.report("a1", ref, 1, "Running");
+  await fleet.waitForStatus(ref, { generation: 1, matched: 2, succeeded: 1 });
+
+  // device-info: not JSON, the wrong shape, another device's info under a1's key. Each
+  // bucket's events arrive in order, so once the valid write after them took effect they
+  // have been handled.
+  await fleet.putRaw(Buckets.deviceInfo, keys.deviceInfo("a1"), "{not json");
+  await fleet.putRaw(
+    Buckets.deviceInfo,
+    keys.deviceInfo("a1"),
+    JSON.stringify({ deviceId: "a1", labels: "site=b" }),
+  );
+  const other = deviceInfo("b7", { site: "b" });
+  await fleet.putRaw(Buckets.deviceInfo, keys.deviceInfo("a1"), JSON.stringify(other));
+  await fleet.device("a3", { site: "a" });
+  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web", "a3.default.web"]);
+
+  // device-state: garbage over a1's Running report keeps that report.
+  await fleet.putRaw(Buckets.deviceState, keys.deviceState("a1", ref), "\u0000garbage");
+  await fleet.putRaw(
+    Buckets.deviceState,
+    keys.deviceState("a2", ref),
+    JSON.stringify({ deviceId: "a2", phase: "Sideways" }),
+  );
+  await fleet.report("a3", ref, 1, "Running");
+  await fleet.waitForStatus(ref, { generation: 1, matched: 3, succeeded: 2 });
+
+  // fleet-deployments: garbage, the wrong shape, a bad key, metadata naming another one.
+  await fleet.putRaw(Buckets.deployments, "default.broken", "][");
+  await fleet.putRaw(Buckets.deployments, "default.shapeless", JSON.stringify({ kind: "Pod" }));
+  await fleet.putRaw(Buckets.deployments, "nodots", JSON.stringify(web));
+  await fleet.putRaw(Buckets.deployments, "default.liar", JSON.stringify(web));
+  const after = deployment("after", SITE_A);
+  await fleet.store.apply(after);
+  await fleet.waitForStatus(refOf(after), { generation: 1, matched: 3 });
+  await fleet.waitForDesiredKeys([
+    "a1.default.after",
+    "a1.default.web",
+    "a2.default.after",
+    "a2.default.web",
+    "a3.default.after",
+    "a3.default.web",
+  ]);
+  assert.deepEqual([...(await fleet.statuses()).keys()].sort(), ["default.after", "default.web"]);
+
+  // desired-state is the operator's own: a malformed value there is replaced.
+  await fleet.putRaw(Buckets.desiredState, keys.desiredState("a2", ref), "{}");
+  await eventually("a2's desired state rewritten", async () => {
+    const value = (await fleet.desired()).get("a2.default.web");
+    return JSON.stringify(value) === JSON.stringify(desiredOf(web, 1)) || undefined;
+  });
+
+  assert.equal(running.stopped, false);
+  assert.equal(operator.stats.writeErrors, 0);
+  const warned = (text: string) =>
+    assert.ok(
+      lines.some((line) => line.includes(text)),
+      `expected a log line with ${JSON.stringify(text)}, got:\n${lines.join("\n")}`,
+    );
+  warned("unreadable device info");
+  warned('names device "b7"');
+  warned("unreadable report");
+  warned("unreadable deployment");
+  warned('Ignoring key "nodots"');
+  warned('Ignoring deployment at key "default.liar"');
+});
+
+Deno.test("Operator flushes a deployment's aggregate at most once per flush interval", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  const devices = ["d0", "d1", "d2", "d3", "d4"];
+  for (const id of devices) await fleet.device(id, { site: "a" });
+  const flushIntervalMs = 1000;
+  const { operator } = await fleet.startOperator({ flushIntervalMs });
+  const web = deployment("web", SITE_A);
+  const ref = refOf(web);
+  await fleet.store.apply(web);
+  await fleet.waitForStatus(ref, { generation: 1, matched: 5 });
+
+  // 50 reports over ~200 ms, each changing the aggregate; the last one per device is Running.
+  const before = { ...operator.stats };
+  const phases: Phase[] = ["Pending", "Failed", "Running"];
+  const started = performance.now();
+  for (let i = 0; i < 50; i++) {
+    const deviceId = devices[i % devices.length]!;
+    const phase = i >= 45 ? "Running" : phases[i % phases.length]!;
+    const lastError = phase === "Failed" ? `attempt ${i} failed` : null;
+    const at = new Date(Date.UTC(2030, 0, 1, 0, 0, i)).toISOString();
+    await fleet.report(deviceId, ref, 1, phase, lastError, at);
+    await sleep(4);
+  }
+  const burstMs = performance.now() - started;
+  assert.ok(burstMs < flushIntervalMs, `the burst took ${burstMs} ms`);
+
+  await fleet.waitForStatus(ref, { generation: 1, matched: 5, succeeded: 5, lastError: null });
+  const writes = operator.stats.statusWrites - before.statusWrites;
+  assert.ok(writes >= 1 && writes <= 2, `${writes} status writes for one burst`);
+});
