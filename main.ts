@@ -19,7 +19,6 @@ function program(): Command {
   const root = new Command("fleet")
     .description("Fleet: put containers on a fleet of Linux devices and see how they are doing")
     .version(VERSION, "-V, --version")
-    .showHelpAfterError("(run with --help for usage)")
     .addHelpText(
       "after",
       `
@@ -40,12 +39,18 @@ Quick start (no Kubernetes):
       demoCommand(VERSION),
     ]
   ) root.addCommand(command);
-  // Every subcommand exits through the catch below, with our exit codes.
-  const exitOverride = (c: Command) => {
+  // Every subcommand exits through the catch below, with our exit codes, and reports a
+  // usage mistake on one line: commander puts hints such as "(Did you mean --name?)" on
+  // a line of their own, and settings are not inherited through addCommand().
+  const configure = (c: Command, path: string) => {
     c.exitOverride();
-    c.commands.forEach((sub) => exitOverride(sub as Command));
+    c.configureOutput({
+      outputError: (message, write) =>
+        write(`${message.trim().replace(/\s*\n\s*/g, " ")} (see '${path} --help')\n`),
+    });
+    c.commands.forEach((sub) => configure(sub as Command, `${path} ${sub.name()}`));
   };
-  exitOverride(root);
+  configure(root, "fleet");
   return root;
 }
 

@@ -95,10 +95,10 @@ export class DesiredView {
     return undefined;
   }
 
-  /** Applies an explicit delete: the containers may go at once. */
+  /** Applies an explicit delete: the containers may go at once. Other devices' keys are ignored. */
   delete(key: string): void {
     const parsed = parseKey.desiredState(key);
-    if (!parsed) return;
+    if (!parsed || parsed.deviceId !== this.#deviceId) return;
     const ref = refKey(parsed.ref);
     this.#raw.delete(ref);
     this.#entries.delete(ref);

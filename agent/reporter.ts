@@ -40,6 +40,8 @@ export class Reporter {
   readonly #forgotten = new Set<string>();
   #failing = false;
   #syncing: Promise<boolean> | undefined;
+  /** Set by republishAll(), so a sync that was under way makes another pass. */
+  #republishRequested = false;
 
   constructor(options: {
     deviceId: string;
@@ -100,6 +102,7 @@ export class Reporter {
   republishAll(): void {
     this.#infoPublished = false;
     this.#published.clear();
+    this.#republishRequested = true;
   }
 
   updateInfo(info: DeviceInfo): void {
@@ -119,6 +122,17 @@ export class Reporter {
   }
 
   async #sync(): Promise<boolean> {
+    // A republish requested mid-pass (e.g. by the recovery of delivery) would otherwise
+    // leave DeviceInfo and the states already passed for the next sync.
+    let ok: boolean;
+    do {
+      this.#republishRequested = false;
+      ok = await this.#syncOnce();
+    } while (ok && this.#republishRequested);
+    return ok;
+  }
+
+  async #syncOnce(): Promise<boolean> {
     let ok = true;
     if (!this.#infoPublished) {
       const info = { ...this.#info, updatedAt: new Date(this.#now()).toISOString() };

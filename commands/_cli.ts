@@ -70,8 +70,17 @@ export interface NatsFlags {
   natsPassword?: string | undefined;
 }
 
+/** The server URLs of --nats-url; an empty list or a URL with a space is a usage error. */
 export function natsServers(flags: NatsFlags): string[] {
-  return flags.natsUrl.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const servers = flags.natsUrl.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (servers.length === 0 || servers.some((s) => /\s/.test(s))) {
+    throw new UsageError(
+      `Invalid --nats-url ${
+        JSON.stringify(flags.natsUrl)
+      }: give one or more comma-separated URLs such as nats://127.0.0.1:4222, without spaces`,
+    );
+  }
+  return servers;
 }
 
 export function credentialsFrom(flags: NatsFlags): CredentialSource {
@@ -88,7 +97,7 @@ export async function connectCli(flags: NatsFlags, log: Logger): Promise<NatsCon
     servers: natsServers(flags),
     credentials: credentialsFrom(flags),
     name: "fleet-cli",
-    logger: log.with({}),
+    logger: log,
     waitOnFirstConnect: false,
   });
 }

@@ -35,7 +35,8 @@ async function readDeploymentFile(path: string): Promise<Deployment> {
   try {
     raw = YAML.parse(text);
   } catch (error) {
-    throw new UsageError(`${path} is not valid YAML: ${(error as Error).message.split("\n")[0]}`);
+    const reason = (error as Error).message.split("\n")[0]?.replace(/:$/, "");
+    throw new UsageError(`${path} is not valid YAML: ${reason}`);
   }
   return parseWith(Deployment, raw, `Deployment in ${path}`);
 }
@@ -65,7 +66,7 @@ export function applyCommand(): Command {
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
-    .addOption(logLevelOption())
+    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
     .addOption(logFormatOption())
     .addHelpText(
       "after",
@@ -75,16 +76,29 @@ Examples:
   fleet apply deployment --name web --image nginx:1.27 --selector 'role in (edge,gateway)' --print
   fleet apply deployment -f web.yaml`,
     )
-    .action(async (flags) => {
+    .action(async (flags, command) => {
       const log = loggerFrom(flags);
       let deployment: Deployment;
       if (flags.filename !== undefined) {
-        const described = [flags.name, flags.image, flags.service, flags.restart].some((v) =>
-          v !== undefined
-        ) ||
-          [flags.port, flags.env, flags.volume, flags.selector].some((list) => list.length > 0);
-        if (described) {
-          throw new UsageError("-f cannot be combined with flags that describe the deployment");
+        // The file describes the whole deployment: a flag beside it would be silently ignored.
+        const given: [string, boolean][] = [
+          ["--name", flags.name !== undefined],
+          ["--namespace", command.getOptionValueSource("namespace") === "cli"],
+          ["--image", flags.image !== undefined],
+          ["--service", flags.service !== undefined],
+          ["--port", flags.port.length > 0],
+          ["--env", flags.env.length > 0],
+          ["--volume", flags.volume.length > 0],
+          ["--restart", flags.restart !== undefined],
+          ["--selector", flags.selector.length > 0],
+        ];
+        const conflicting = given.filter(([, set]) => set).map(([flag]) => flag);
+        if (conflicting.length > 0) {
+          throw new UsageError(
+            `-f cannot be combined with ${
+              conflicting.join(", ")
+            }: the file describes the whole deployment; edit the file or drop -f`,
+          );
         }
         deployment = await readDeploymentFile(flags.filename);
       } else {

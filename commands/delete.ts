@@ -23,7 +23,7 @@ export function deleteCommand(): Command {
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
-    .addOption(logLevelOption())
+    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
     .addOption(logFormatOption())
     .addHelpText(
       "after",

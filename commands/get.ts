@@ -55,7 +55,7 @@ export function getCommand(): Command {
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
-    .addOption(logLevelOption())
+    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
     .addOption(logFormatOption())
     .addHelpText(
       "after",
@@ -98,7 +98,7 @@ Examples:
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
-    .addOption(logLevelOption())
+    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
     .addOption(logFormatOption())
     .addHelpText(
       "after",

@@ -45,7 +45,15 @@ function splitVolume(text: string): { hostPath: string; containerPath: string; r
       }: expected /host/path:/container/path or /host/path:/container/path:ro`,
     );
   }
-  return { hostPath: parts[0] ?? "", containerPath: parts[1] ?? "", readOnly: mode === "ro" };
+  const [hostPath = "", containerPath = ""] = parts;
+  if (!hostPath.startsWith("/") || !containerPath.startsWith("/")) {
+    throw new DeploymentFlagError(
+      `Invalid --volume ${
+        JSON.stringify(text)
+      }: both paths must be absolute, as in /host/path:/container/path[:ro]`,
+    );
+  }
+  return { hostPath, containerPath, readOnly: mode === "ro" };
 }
 
 /**

@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ConfigError, loadAgentConfig, parseAgentConfig } from "./config.ts";
+
+const PATH = "/etc/fleet-agent/config.toml";
+
+/** A minimal valid config with `extra` TOML inserted before the tables. */
+function minimal(top: { deviceId?: string | null; extra?: string; nats?: string } = {}): string {
+  const deviceId = top.deviceId === undefined
+    ? `device_id = "pi-01"\n`
+    : top.deviceId === null
+    ? ""
+    : `device_id = ${JSON.stringify(top.deviceId)}\n`;
+  return `${deviceId}${top.extra ?? ""}
+[nats]
+${top.nats ?? `urls = ["nats://10.0.0.5:4222"]`}
+
+[podman]
+socket = "/run/podman/podman.sock"
+`;
+}
+
+/** Asserts that parsing fails with a ConfigError naming the file and every `mentions`. */
+function assertRejects(text: string, ...mentions: string[]): ConfigError {
+  let caught: unknown;
+  try {
+    parseAgentConfig(text, PATH);
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(caught instanceof ConfigError, `expected a ConfigError, got ${String(caught)}`);
+  assert.equal(caught.path, PATH);
+  assert.ok(caught.message.includes(PATH), `the message names the file: ${caught.message}`);
+  assert.ok(!caught.message.includes("\n"), `the message is one line: ${caught.message}`);
+  for (const m of mentions) {
+    assert.ok(caught.message.includes(m), `the message mentions ${m}: ${caught.message}`);
+  }
+  return caught;
+}
+
+Deno.test("parseAgentConfig() reads a config that sets every field", () => {
+  const config = parseAgentConfig(
+    `device_id = "pi-01"
+state_dir = "/srv/fleet-agent"
+
+[labels]
+site = "lab"
+"fleet.example.com/tier" = "edge"
+
+[nats]
+urls = ["nats://10.0.0.5:4222", "tls://nats.example.com:4443", "10.0.0.6:4222"]
+credentials = { type = "userpass", user = "pi-01", password_file = "/etc/fleet-agent/nats-password" }
+
+[podman]
+socket = "/run/user/1000/podman/podman.sock"
+
+[intervals]
+heartbeat_seconds = 15
+relist_seconds = 20
+republish_seconds = 600
+orphan_grace_seconds = 0
+stop_timeout_seconds = 5
+`,
+    PATH,
+  );
+  assert.deepEqual(config, {
+    device_id: "pi-01",
+    labels: { site: "lab", "fleet.example.com/tier": "edge" },
+    state_dir: "/srv/fleet-agent",
+    nats: {
+      urls: ["nats://10.0.0.5:4222", "tls://nats.example.com:4443", "10.0.0.6:4222"],
+      credentials: {
+        type: "userpass",
+        user: "pi-01",
+        password_file: "/etc/fleet-agent/nats-password",
+      },
+    },
+    podman: { socket: "/run/user/1000/podman/podman.sock" },
+    intervals: {
+      heartbeat_seconds: 15,
+      relist_seconds: 20,
+      republish_seconds: 600,
+      orphan_grace_seconds: 0,
+      stop_timeout_seconds: 5,
+    },
+  });
+});
+
+Deno.test("parseAgentConfig() fills the defaults of a minimal config", () => {
+  assert.deepEqual(parseAgentConfig(minimal(), PATH), {
+    device_id: "pi-01",
+    labels: {},
+    state_dir: "/var/lib/fleet-agent",
+    nats: { urls: ["nats://10.0.0.5:4222"], credentials: { type: "none" } },
+    podman: { socket: "/run/podman/podman.sock" },
+    intervals: {
+      heartbeat_seconds: 30,
+      relist_seconds: 30,
+      republish_seconds: 300,
+      orphan_grace_seconds: 60,
+      stop_timeout_seconds: 10,
+    },
+  });
+});
+
+Deno.test("parseAgentConfig() accepts userpass with an inline password", () => {
+  const config = parseAgentConfig(
+    minimal({
+      nats:
+        `urls = ["nats://a:4222"]\ncredentials = { type = "userpass", user = "u", password = "p" }`,
+    }),
+    PATH,
+  );
+  assert.deepEqual(config.nats.credentials, { type: "userpass", user: "u", password: "p" });
+});
+
+Deno.test("parseAgentConfig() rejects a config without device_id, naming the field", () => {
+  assertRejects(minimal({ deviceId: null }), "device_id");
+});
+
+for (const [bad, problem] of [["Pi.01", "dots"], ["pi*", "wildcards"], ["PI", "uppercase"]]) {
+  Deno.test(`parseAgentConfig() rejects device_id ${JSON.stringify(bad)}, naming the value and the RFC 1123 rule`, () => {
+    assertRejects(minimal({ deviceId: bad! }), "device_id", `"${bad}"`, problem!, "RFC 1123");
+  });
+}
+
+Deno.test("parseAgentConfig() rejects an empty nats.urls", () => {
+  assertRejects(minimal({ nats: "urls = []" }), "nats.urls", "at least one NATS server");
+});
+
+Deno.test("parseAgentConfig() rejects a NATS URL of another scheme", () => {
+  assertRejects(
+    minimal({ nats: `urls = ["nats://a:4222", "http://nats.example.com"]` }),
+    "nats.urls.1",
+    "nats://host:4222",
+  );
+});
+
+Deno.test("parseAgentConfig() rejects userpass with both password and password_file", () => {
+  assertRejects(
+    minimal({
+      nats:
+        `urls = ["nats://a:4222"]\ncredentials = { type = "userpass", user = "u", password = "p", password_file = "/p" }`,
+    }),
+    "nats.credentials",
+    "exactly one of password and password_file",
+  );
+});
+
+Deno.test("parseAgentConfig() rejects userpass with neither password nor password_file", () => {
+  assertRejects(
+    minimal({ nats: `urls = ["nats://a:4222"]\ncredentials = { type = "userpass", user = "u" }` }),
+    "nats.credentials",
+    "exactly one of password and password_file",
+  );
+});
+
+Deno.test("parseAgentConfig() rejects a relative state_dir", () => {
+  assertRejects(minimal({ extra: `state_dir = "var/lib/fleet"\n` }), "state_dir", "absolute path");
+});
+
+Deno.test("parseAgentConfig() rejects an unknown credentials type, naming the field", () => {
+  assertRejects(
+    minimal({ nats: `urls = ["nats://a:4222"]\ncredentials = { type = "kerberos" }` }),
+    "nats.credentials.type",
+    "userpass",
+  );
+});
+
+Deno.test("parseAgentConfig() says when the file is not valid TOML", () => {
+  assertRejects(`device_id = "pi-01\n[nats]\n`, "not valid TOML");
+  assertRejects(`device_id = pi-01\n`, "not valid TOML");
+});
+
+Deno.test("parseAgentConfig() rejects a label with an invalid key, naming the key", () => {
+  assertRejects(minimal({ extra: `labels = { "bad key!" = "x" }\n` }), "labels", `"bad key!"`);
+  assertRejects(minimal({ extra: `labels = { "Example.com/tier" = "x" }\n` }), "labels", "prefix");
+});
+
+Deno.test("loadAgentConfig() reads and validates a file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-config-" });
+  try {
+    const path = join(dir, "config.toml");
+    await Deno.writeTextFile(path, minimal());
+    assert.equal((await loadAgentConfig(path)).device_id, "pi-01");
+
+    await Deno.writeTextFile(path, minimal({ deviceId: "Pi.01" }));
+    await assert.rejects(loadAgentConfig(path), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.ok(error.message.includes(path) && error.message.includes("device_id"));
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadAgentConfig() on a missing file says the file does not exist", async () => {
+  const path = "/nonexistent/fleet-agent/config.toml";
+  await assert.rejects(loadAgentConfig(path), (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.equal(
+      error.message,
+      `Invalid agent config ${path}: the file does not exist`,
+    );
+    return true;
+  });
+});

@@ -1,0 +1,508 @@
+/**
+ * The CLI as users run it: each test spawns the real program (`deno run -A main.ts ...`)
+ * and checks its stdout, stderr and exit code; the NATS tests use a real nats-server.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import YAML from "yaml";
+import denoJson from "../deno.json" with { type: "json" };
+import { API_VERSION, Deployment } from "../core/mod.ts";
+import { startNatsServer } from "../adapters/nats/mod.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const MAIN = join(ROOT, "main.ts");
+const WEB_YAML = "fixtures/deployments/web.yaml";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** The environment of this process without FLEET_* settings, so flags are what counts. */
+function cleanEnv(): Record<string, string> {
+  const env = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("FLEET_")),
+  );
+  return { ...env, NO_COLOR: "1" };
+}
+
+/** Runs `fleet <args>` from the project folder. */
+async function fleet(...args: string[]): Promise<Run> {
+  const started = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    cwd: ROOT,
+    env: cleanEnv(),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+    ms: performance.now() - started,
+  };
+}
+
+function describe(run: Run): string {
+  return `exit ${run.code}\n--- stdout\n${run.stdout}--- stderr\n${run.stderr}`;
+}
+
+/** Asserts a successful run and returns its stdout. */
+function assertOk(run: Run): string {
+  assert.equal(run.code, 0, describe(run));
+  assert.equal(run.stderr, "", `nothing on stderr on success\n${describe(run)}`);
+  return run.stdout;
+}
+
+/** Asserts that stderr is one readable line (no stack trace) that mentions every `mentions`. */
+function assertOneLineError(run: Run, code: number, ...mentions: string[]): string {
+  assert.equal(run.code, code, describe(run));
+  assert.equal(run.stdout, "", describe(run));
+  const lines = run.stderr.split("\n").filter((l) => l.trim() !== "");
+  assert.equal(lines.length, 1, `one line on stderr\n${describe(run)}`);
+  const line = lines[0]!;
+  assert.doesNotMatch(line, /\bat .*:\d+:\d+/, "no stack trace");
+  for (const m of mentions) assert.ok(line.includes(m), `stderr mentions ${m}\n${describe(run)}`);
+  return line;
+}
+
+/** Help text with whitespace collapsed, so wrapping does not matter. */
+function flat(text: string): string {
+  return text.replace(/\s+/g, " ");
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-cli-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+// --- help and version
+
+Deno.test("fleet --help lists the commands and exits 0", async () => {
+  const help = flat(assertOk(await fleet("--help")));
+  for (const word of ["Usage: fleet", "--version", "--help", "operator", "agent", "apply"]) {
+    assert.ok(help.includes(word), `mentions ${word}: ${help}`);
+  }
+  for (const word of ["delete", "get", "demo"]) assert.ok(help.includes(` ${word} `), word);
+});
+
+Deno.test("fleet --version prints the version from deno.json", async () => {
+  assert.equal(assertOk(await fleet("--version")), `${denoJson.version}\n`);
+});
+
+const helpCases: [string[], string[]][] = [
+  [["apply", "deployment"], [
+    "-f, --filename <file>",
+    "--name <name>",
+    "-n, --namespace <namespace>",
+    "--image <image>",
+    "--port <host:container[/udp]>",
+    "--env <NAME=value>",
+    "--volume <host:container[:ro]>",
+    "--restart <policy>",
+    "--selector <selector>",
+    "--print",
+    "--nats-url <urls>",
+    "env: FLEET_NATS_URL",
+  ]],
+  [["get", "deployments"], [
+    "-n, --namespace <namespace>",
+    "-o, --output <format>",
+    "-w, --watch",
+    "--nats-url <urls>",
+    "MATCHED",
+  ]],
+  [["agent", "run"], [
+    "-c, --config <path>",
+    `default: "/etc/fleet-agent/config.toml"`,
+    "env: FLEET_AGENT_CONFIG",
+    `--log-level <level> how much to log (choices: "debug", "info", "warn", "error", default: "info"`,
+    "--log-format <format>",
+  ]],
+  [["operator", "run"], [
+    "--source <source>",
+    "--nats-url <urls>",
+    "--replicas <n>",
+    "--stale-after <seconds>",
+    `--log-level <level> how much to log (choices: "debug", "info", "warn", "error", default: "info"`,
+  ]],
+  [["demo"], [
+    "--auto",
+    `--log-level <level> how much to log (choices: "debug", "info", "warn", "error", default: "warn"`,
+  ]],
+];
+
+for (const [command, flags] of helpCases) {
+  Deno.test(`fleet ${command.join(" ")} --help shows its flags and exits 0`, async () => {
+    const help = flat(assertOk(await fleet(...command, "--help")));
+    assert.match(help, new RegExp(`^Usage: fleet ${command.join(" ")}(\\|\\w+)? \\[options\\]`));
+    for (const flag of flags) assert.ok(help.includes(flag), `mentions ${flag}:\n${help}`);
+  });
+}
+
+// --- usage errors: exit code 2, one readable line
+
+const RFC = "RFC 1123";
+
+const usageCases: [string, string[], string[]][] = [
+  [
+    "an invalid deployment name",
+    ["apply", "deployment", "--name", "Bad_Name", "--image", "x", "--print"],
+    [`"Bad_Name"`, "deployment name", RFC],
+  ],
+  [
+    "a selector with an empty set",
+    ["apply", "deployment", "--name", "web", "--image", "x", "--selector", "a in ()", "--print"],
+    [`"a in ()"`, "at least one value"],
+  ],
+  [
+    "a port without a host port",
+    ["apply", "deployment", "--name", "web", "--image", "x", "--port", "80", "--print"],
+    [`"80"`, "hostPort:containerPort"],
+  ],
+  [
+    "an environment variable without a value",
+    ["apply", "deployment", "--name", "web", "--image", "x", "--env", "NOVALUE", "--print"],
+    [`"NOVALUE"`, "NAME=value"],
+  ],
+  [
+    "a volume with a relative host path",
+    ["apply", "deployment", "--name", "web", "--image", "x", "--volume", "relative:/x", "--print"],
+    [`"relative:/x"`, "absolute"],
+  ],
+  [
+    "apply deployment without --image",
+    ["apply", "deployment", "--name", "web", "--print"],
+    ["--image"],
+  ],
+  ["an unknown command", ["frob"], ["unknown command", "'frob'", "fleet --help"]],
+  [
+    "an unknown flag",
+    ["apply", "deployment", "--frob"],
+    ["unknown option", "'--frob'", "fleet apply deployment --help"],
+  ],
+  [
+    "a misspelt flag, with the suggestion on the same line",
+    ["apply", "deployment", "--nmae", "web"],
+    ["unknown option", "'--nmae'", "Did you mean --name?"],
+  ],
+  ["an invalid name to delete", ["delete", "deployment", "dev*"], [`"dev*"`, RFC]],
+  [
+    "-f combined with --image",
+    ["apply", "deployment", "-f", WEB_YAML, "--image", "x", "--print"],
+    ["-f", "--image"],
+  ],
+  [
+    "-f combined with -n, which the file's namespace would silently override",
+    ["apply", "deployment", "-f", WEB_YAML, "-n", "prod", "--print"],
+    ["-f", "--namespace"],
+  ],
+  [
+    "an empty --nats-url",
+    ["get", "deployments", "--nats-url", ""],
+    ["--nats-url", `""`, "nats://127.0.0.1:4222"],
+  ],
+  [
+    "a --nats-url with a space in a URL",
+    ["apply", "deployment", "--name", "web", "--image", "x", "--nats-url", "nats://a b:4222"],
+    [`"nats://a b:4222"`, "without spaces"],
+  ],
+  [
+    "agent run with a missing config file",
+    ["agent", "run", "--config", "/nonexistent/fleet/config.toml"],
+    ["/nonexistent/fleet/config.toml", "does not exist"],
+  ],
+];
+
+for (const [what, args, mentions] of usageCases) {
+  Deno.test(`fleet exits 2 with one readable line for ${what}`, async () => {
+    assertOneLineError(await fleet(...args), 2, ...mentions);
+  });
+}
+
+Deno.test("fleet apply deployment -f exits 2 for a file whose Deployment has an invalid name", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "bad.yaml");
+    const text = await Deno.readTextFile(join(ROOT, WEB_YAML));
+    await Deno.writeTextFile(
+      path,
+      text.replace("  name: web\n  namespace:", "  name: Web.1\n  namespace:"),
+    );
+    assertOneLineError(
+      await fleet("apply", "deployment", "-f", path, "--print"),
+      2,
+      path,
+      "metadata.name",
+      `"Web.1"`,
+      RFC,
+    );
+  });
+});
+
+Deno.test("fleet apply deployment -f exits 2 for a file that is not YAML", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "broken.yaml");
+    await Deno.writeTextFile(path, "spec: [\n");
+    const line = assertOneLineError(
+      await fleet("apply", "deployment", "-f", path, "--print"),
+      2,
+      path,
+      "not valid YAML",
+    );
+    assert.doesNotMatch(line, /:$/);
+  });
+});
+
+Deno.test("fleet agent run exits 2 naming the file and field of an invalid device_id", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "config.toml");
+    await Deno.writeTextFile(
+      path,
+      `device_id = "Pi.01"\n[nats]\nurls = ["nats://127.0.0.1:4222"]\n[podman]\nsocket = "/run/podman/podman.sock"\n`,
+    );
+    assertOneLineError(
+      await fleet("agent", "run", "--config", path),
+      2,
+      path,
+      "device_id",
+      `"Pi.01"`,
+      RFC,
+    );
+  });
+});
+
+// --- apply deployment --print
+
+Deno.test("fleet apply deployment --print outputs the Deployment the flags describe", async () => {
+  const yaml = assertOk(
+    await fleet(
+      "apply",
+      "deployment",
+      "--name",
+      "web",
+      "-n",
+      "retail",
+      "--image",
+      "localhost/web:1",
+      "--port",
+      "8080:80",
+      "--port",
+      "8053:53/udp",
+      "--env",
+      "NGINX_HOST=shop.example.com",
+      "--env",
+      "OPTS=a=b",
+      "--volume",
+      "/srv/web:/usr/share/nginx/html:ro",
+      "--volume",
+      "/srv/log:/var/log/nginx",
+      "--restart",
+      "always",
+      "--selector",
+      "site=lab,tier in (edge,core)",
+      "--print",
+    ),
+  );
+  const expected: Deployment = {
+    apiVersion: API_VERSION,
+    kind: "Deployment",
+    metadata: { name: "web", namespace: "retail" },
+    spec: {
+      targetSelector: {
+        matchLabels: { site: "lab" },
+        matchExpressions: [{ key: "tier", operator: "In", values: ["edge", "core"] }],
+      },
+      score: {
+        type: "PodmanV0",
+        data: {
+          services: [{
+            name: "web",
+            image: "localhost/web:1",
+            ports: ["8080:80", "8053:53/udp"],
+            env: [
+              { name: "NGINX_HOST", value: "shop.example.com" },
+              { name: "OPTS", value: "a=b" },
+            ],
+            volumes: [
+              { hostPath: "/srv/web", containerPath: "/usr/share/nginx/html", readOnly: true },
+              { hostPath: "/srv/log", containerPath: "/var/log/nginx", readOnly: false },
+            ],
+            restartPolicy: "always",
+          }],
+        },
+      },
+      rollout: { strategy: "Immediate" },
+    },
+  };
+  assert.deepEqual(Deployment.parse(YAML.parse(yaml)), expected);
+  assert.deepEqual(YAML.parse(yaml), expected, "the printed object is complete as it is");
+});
+
+Deno.test("fleet apply deployment -f FILE --print round-trips the file", async () => {
+  const fromFile = Deployment.parse(YAML.parse(await Deno.readTextFile(join(ROOT, WEB_YAML))));
+  const yaml = assertOk(await fleet("apply", "deployment", "-f", WEB_YAML, "--print"));
+  assert.deepEqual(Deployment.parse(YAML.parse(yaml)), fromFile);
+  assert.equal(fromFile.metadata.namespace, "retail");
+});
+
+// --- against a real nats-server
+
+Deno.test("fleet apply deployment creates, leaves unchanged, then configures a deployment", async () => {
+  await using ns = await startNatsServer();
+  const apply = (image: string, ...more: string[]) =>
+    fleet(
+      "apply",
+      "deployment",
+      "--name",
+      "web",
+      "--image",
+      image,
+      "--selector",
+      "site=lab",
+      "--nats-url",
+      ns.url,
+      ...more,
+    );
+  assert.equal(
+    assertOk(await apply("localhost/web:1")),
+    "deployment default/web created (generation 1)\n",
+  );
+  assert.equal(
+    assertOk(await apply("localhost/web:1")),
+    "deployment default/web unchanged (generation 1)\n",
+  );
+  assert.equal(
+    assertOk(await apply("localhost/web:2")),
+    "deployment default/web configured (generation 2)\n",
+  );
+  // The connection's progress is there for whoever asks for it.
+  const debug = await apply("localhost/web:2", "--log-level", "debug");
+  assert.equal(debug.code, 0, describe(debug));
+  assert.equal(debug.stdout, "deployment default/web unchanged (generation 2)\n");
+  assert.match(debug.stderr, /Connected to NATS at 127\.0\.0\.1:/);
+});
+
+Deno.test("fleet get deployments shows a table, JSON and YAML", async () => {
+  await using ns = await startNatsServer();
+  const url = ["--nats-url", ns.url];
+  assert.equal(assertOk(await fleet("get", "deployments", ...url)), "No deployments.\n");
+  assertOk(
+    await fleet("apply", "deployment", "--name", "web", "--image", "localhost/web:1", ...url),
+  );
+  assertOk(
+    await fleet("apply", "deployment", "--name", "web", "--image", "localhost/web:2", ...url),
+  );
+
+  const [header, ...rows] = assertOk(await fleet("get", "deployments", ...url)).trimEnd().split(
+    "\n",
+  );
+  assert.deepEqual(
+    header?.split(/\s{2,}/).slice(0, 8),
+    ["NAMESPACE", "NAME", "GEN", "MATCHED", "SUCCEEDED", "FAILED", "PENDING", "UNREACHABLE"],
+  );
+  assert.equal(rows.length, 1);
+  assert.match(rows[0]!, /^default\s+web\s+2\*?\s/);
+
+  const json = JSON.parse(assertOk(await fleet("get", "deployments", "-o", "json", ...url)));
+  assert.equal(json.items.length, 1);
+  assert.equal(json.items[0].metadata.generation, 2);
+  assert.equal(json.items[0].spec.score.data.services[0].image, "localhost/web:2");
+
+  const yaml = YAML.parse(assertOk(await fleet("get", "deployments", "-o", "yaml", ...url)));
+  assert.equal(yaml.items[0].metadata.name, "web");
+  assert.equal(yaml.items[0].metadata.generation, 2);
+});
+
+Deno.test("fleet get devices on an empty fleet says so", async () => {
+  await using ns = await startNatsServer();
+  assert.equal(assertOk(await fleet("get", "devices", "--nats-url", ns.url)), "No devices.\n");
+  const json = JSON.parse(
+    assertOk(await fleet("get", "devices", "-o", "json", "--nats-url", ns.url)),
+  );
+  assert.deepEqual(json, { items: [] });
+});
+
+Deno.test("fleet delete deployment deletes, then exits 1 unless --ignore-not-found", async () => {
+  await using ns = await startNatsServer();
+  const url = ["--nats-url", ns.url];
+  assertOk(
+    await fleet("apply", "deployment", "--name", "web", "--image", "localhost/web:1", ...url),
+  );
+  assert.equal(
+    assertOk(await fleet("delete", "deployment", "web", ...url)),
+    "deployment default/web deleted\n",
+  );
+  assertOneLineError(
+    await fleet("delete", "deployment", "web", ...url),
+    1,
+    "default/web",
+    "not found",
+  );
+  const ignored = await fleet("delete", "deployment", "web", "--ignore-not-found", ...url);
+  assertOk(ignored);
+  assert.equal(assertOk(await fleet("get", "deployments", ...url)), "No deployments.\n");
+});
+
+Deno.test("fleet keeps deployments of the same name in two namespaces apart", async () => {
+  await using ns = await startNatsServer();
+  const url = ["--nats-url", ns.url];
+  for (const namespace of ["team-a", "team-b"]) {
+    assert.equal(
+      assertOk(
+        await fleet(
+          "apply",
+          "deployment",
+          "--name",
+          "web",
+          "-n",
+          namespace,
+          "--image",
+          "localhost/web:1",
+          ...url,
+        ),
+      ),
+      `deployment ${namespace}/web created (generation 1)\n`,
+    );
+  }
+  const rows = assertOk(await fleet("get", "deployments", ...url)).trimEnd().split("\n").slice(1);
+  assert.deepEqual(rows.map((r) => r.split(/\s+/).slice(0, 2)), [["team-a", "web"], [
+    "team-b",
+    "web",
+  ]]);
+
+  const onlyA = assertOk(await fleet("get", "deployments", "-n", "team-a", ...url));
+  assert.deepEqual(onlyA.trimEnd().split("\n").slice(1).map((r) => r.split(/\s+/)[0]), ["team-a"]);
+
+  assertOk(await fleet("delete", "deployment", "web", "-n", "team-a", ...url));
+  const left = JSON.parse(assertOk(await fleet("get", "deployments", "-o", "json", ...url)));
+  assert.deepEqual(
+    left.items.map((d: Deployment) => `${d.metadata.namespace}/${d.metadata.name}`),
+    ["team-b/web"],
+  );
+});
+
+Deno.test("fleet apply deployment fails fast with exit 1 when nothing listens at the NATS URL", async () => {
+  const run = await fleet(
+    "apply",
+    "deployment",
+    "--name",
+    "web",
+    "--image",
+    "localhost/web:1",
+    "--nats-url",
+    "nats://127.0.0.1:1",
+  );
+  assertOneLineError(run, 1, "127.0.0.1:1");
+  assert.ok(run.ms < 5000, `failed within a few seconds (took ${Math.round(run.ms)} ms)`);
+});
