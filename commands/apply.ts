@@ -31,14 +31,27 @@ async function readDeploymentFile(path: string): Promise<Deployment> {
   } catch (error) {
     throw new UsageError(`Cannot read ${path}: ${(error as Error).message}`);
   }
-  let raw: unknown;
-  try {
-    raw = YAML.parse(text);
-  } catch (error) {
-    const reason = (error as Error).message.split("\n")[0]?.replace(/:$/, "");
-    throw new UsageError(`${path} is not valid YAML: ${reason}`);
+  const source = path === "-" ? "stdin" : path;
+  const documents = YAML.parseAllDocuments(text);
+  if (!Array.isArray(documents) || documents.length === 0) {
+    throw new UsageError(`${source} is empty: it should hold one Deployment`);
   }
-  return parseWith(Deployment, raw, `Deployment in ${path}`);
+  if (documents.length > 1) {
+    throw new UsageError(
+      `${source} holds ${documents.length} YAML documents: apply one Deployment per file`,
+    );
+  }
+  const [document] = documents;
+  const problem = document?.errors[0];
+  if (problem) {
+    const reason = problem.message.split("\n")[0]?.replace(/:$/, "");
+    throw new UsageError(`${source} is not valid YAML: ${reason}`);
+  }
+  const raw: unknown = document?.toJS();
+  if (raw === null || raw === undefined) {
+    throw new UsageError(`${source} is empty: it should hold one Deployment`);
+  }
+  return parseWith(Deployment, raw, `Deployment in ${source}`);
 }
 
 export function applyCommand(): Command {

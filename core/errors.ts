@@ -9,6 +9,10 @@ function messageOf(issue: Issue): string {
   ) {
     return issue.issues.map(messageOf).join("; ");
   }
+  // zod says "Invalid input: expected string, received undefined" for a missing field.
+  if (issue.code === "invalid_type" && / received undefined$/.test(issue.message)) {
+    return `is required (${issue.expected})`;
+  }
   return issue.message;
 }
 

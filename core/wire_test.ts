@@ -222,7 +222,7 @@ const MALFORMED: { what: string; data: unknown; field: RegExp; detail: RegExp }[
     what: "a service without an image",
     data: { services: [{ name: "web" }] },
     field: /services\.0\.image/,
-    detail: /expected string/,
+    detail: /is required \(string\)/,
   },
   {
     what: "a service with an empty image",
