@@ -3,7 +3,12 @@
  * no Kubernetes) today, the `kube` source (CRDs) beside it later. The operator's logic
  * is the same for both.
  */
-import type { DeploymentRef, DeploymentStatus, StoredDeployment } from "../core/mod.ts";
+import type {
+  DeploymentRef,
+  DeploymentStatus,
+  DeviceInfo,
+  StoredDeployment,
+} from "../core/mod.ts";
 
 export type SourceEvent =
   | { type: "upsert"; deployment: StoredDeployment }
@@ -19,6 +24,21 @@ export interface DeploymentSource {
   /** Status as it was stored before this operator started, so unchanged values are not rewritten. */
   loadStatuses(signal: AbortSignal): Promise<Map<string, DeploymentStatus>>;
   writeStatus(status: DeploymentStatus): Promise<void>;
-  /** Called once a deleted deployment's desired state is gone. */
-  deleteStatus(ref: DeploymentRef): Promise<void>;
+  /**
+   * Called once a deleted deployment's desired state is gone from every device: the source
+   * lets the deployment go (nats: its status key; kube: the finalizer).
+   */
+  release(ref: DeploymentRef): Promise<void>;
+}
+
+/**
+ * Where the operator mirrors the device registry, if anywhere (kube: Device objects).
+ * Calls are fire-and-forget; the sink retries on its own.
+ */
+export interface DeviceSink {
+  /** A device's info is new or changed. */
+  deviceChanged(info: DeviceInfo): void;
+  /** A device crossed the heartbeat staleness line (either way), or was seen for the first time. */
+  reachabilityChanged(deviceId: string, reachable: boolean, lastSeenMs: number | undefined): void;
+  deviceRemoved(deviceId: string): void;
 }

@@ -119,7 +119,7 @@ export class NatsDeploymentSource implements DeploymentSource {
     await kv.put(keys.deploymentStatus(status), JSON.stringify(status));
   }
 
-  async deleteStatus(ref: DeploymentRef): Promise<void> {
+  async release(ref: DeploymentRef): Promise<void> {
     const kv = await this.#statusBucket();
     await kv.delete(keys.deploymentStatus(ref));
   }

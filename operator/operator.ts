@@ -27,7 +27,7 @@ import {
 import type { Logger } from "../adapters/logger.ts";
 import { every } from "../adapters/timers.ts";
 import { ensureBucket, watchBucket, type WatchEvent } from "../adapters/nats/mod.ts";
-import type { DeploymentSource } from "./deployment_source.ts";
+import type { DeploymentSource, DeviceSink } from "./deployment_source.ts";
 import { FleetView } from "./fleet_view.ts";
 
 export interface OperatorOptions {
@@ -43,6 +43,8 @@ export interface OperatorOptions {
   auditIntervalMs?: number;
   /** Idle heartbeat of the bucket watches: a wiped bucket is noticed after two missed ones. */
   watchHeartbeatMs?: number;
+  /** Mirror of the device registry (the kube source's Device objects). */
+  deviceSink?: DeviceSink;
   now?: () => number;
 }
 
@@ -75,7 +77,10 @@ export class Operator {
     writeErrors: 0,
     bucketsRecreated: 0,
   };
-  readonly #o: Required<Omit<OperatorOptions, "now">> & { now: () => number };
+  readonly #o: Required<Omit<OperatorOptions, "now" | "deviceSink">> & {
+    now: () => number;
+    deviceSink: DeviceSink | undefined;
+  };
   readonly #log: Logger;
   #desiredKv: KV | undefined;
   /** Inputs read once; the first sync waits for all of them. */
@@ -90,6 +95,8 @@ export class Operator {
   readonly #dirtyAggregates = new Set<string>();
   /** refKey → status last written (or found at start). */
   #written = new Map<string, DeploymentStatus>();
+  /** Deleted deployments the source has not released yet. */
+  readonly #deleting = new Set<string>();
   /** refKey → monotonic ms of its last status write. */
   readonly #flushedAt = new Map<string, number>();
   /** Devices currently considered unreachable. */
@@ -111,6 +118,7 @@ export class Operator {
       watchHeartbeatMs: 5_000,
       now: Date.now,
       ...options,
+      deviceSink: options.deviceSink,
     };
     this.#log = options.log;
     this.ready = new Promise((resolve) => this.#readyResolve = resolve);
@@ -187,6 +195,7 @@ export class Operator {
         }
         case "delete": {
           const ref = refKey(event.ref);
+          this.#deleting.add(ref);
           if (this.view.deployments.delete(ref)) {
             this.#log.info(`Deployment ${ref.replace(".", "/")} deleted`);
           }
@@ -256,6 +265,7 @@ export class Operator {
     if (!deviceId) return;
     if (event.type === "delete") {
       if (this.view.devices.delete(deviceId)) {
+        this.#o.deviceSink?.deviceRemoved(deviceId);
         this.#log.info(`Device ${deviceId} was removed from the registry`);
         for (const ref of this.view.deployments.keys()) this.#markTargets(ref);
       }
@@ -273,6 +283,14 @@ export class Operator {
       return;
     }
     const isNew = !this.view.devices.has(deviceId);
+    this.#o.deviceSink?.deviceChanged(info);
+    if (isNew) {
+      // Staleness is only reported on transitions; a new device's first state is one.
+      const seen = this.view.lastSeen.get(deviceId);
+      const stale = seen === undefined || this.#o.now() - seen > this.#o.staleAfterMs;
+      if (stale) this.#stale.add(deviceId);
+      this.#o.deviceSink?.reachabilityChanged(deviceId, !stale, seen);
+    }
     if (this.view.setDevice(deviceId, info.labels)) {
       if (this.#pendingReads.size === 0) {
         this.#log.info(
@@ -327,6 +345,7 @@ export class Operator {
     if (stale === this.#stale.has(deviceId)) return;
     if (stale) this.#stale.add(deviceId);
     else this.#stale.delete(deviceId);
+    if (this.view.devices.has(deviceId)) this.#o.deviceSink?.reachabilityChanged(deviceId, !stale, seen);
     if (this.#pendingReads.size === 0) {
       this.#log.info(
         stale ? `Device ${deviceId} stopped sending heartbeats` : `Device ${deviceId} is reachable`,
@@ -410,12 +429,14 @@ export class Operator {
       return;
     }
     this.#dirtyAggregates.add(ref);
-    if (!deployment && this.#written.has(ref)) {
+    if (!deployment && (this.#deleting.has(ref) || this.#written.has(ref))) {
       try {
-        await this.#o.source.deleteStatus(deploymentRef);
+        await this.#o.source.release(deploymentRef);
         this.#written.delete(ref);
+        this.#deleting.delete(ref);
       } catch (error) {
-        this.#log.warn(`Could not remove the status of ${ref}: ${(error as Error).message}`);
+        this.#dirtyTargets.add(ref);
+        this.#log.warn(`Could not finish deleting ${ref.replace(".", "/")}: ${(error as Error).message}; will retry`);
       }
     }
   }
