@@ -31,7 +31,7 @@ Quick start (no Kubernetes):
     );
   for (
     const command of [
-      operatorCommand(),
+      operatorCommand(VERSION),
       agentCommand(VERSION),
       applyCommand(),
       deleteCommand(),

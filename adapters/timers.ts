@@ -25,3 +25,28 @@ export async function every(
     if (!signal.aborted) await fn();
   }
 }
+
+/**
+ * Iterates `source` until it ends or `signal` aborts, whichever comes first: a source
+ * blocked in a read (a network stream) cannot hold up a shutdown.
+ */
+export async function* untilAborted<T>(
+  source: AsyncIterable<T>,
+  signal: AbortSignal,
+): AsyncGenerator<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  const aborted = new Promise<"aborted">((resolve) => {
+    if (signal.aborted) resolve("aborted");
+    signal.addEventListener("abort", () => resolve("aborted"), { once: true });
+  });
+  try {
+    while (true) {
+      const next = await Promise.race([iterator.next(), aborted]);
+      if (next === "aborted" || next.done) return;
+      yield next.value;
+    }
+  } finally {
+    // Not awaited: the source may be stuck; it is told to stop and left to finish.
+    void iterator.return?.()?.catch(() => {});
+  }
+}

@@ -1,7 +1,7 @@
 /** The agent's TOML configuration (`/etc/fleet-agent/config.toml`), validated with zod. */
 import { z } from "zod";
 import { parse as parseToml } from "smol-toml";
-import { describeIssues, identifierSchema, Labels } from "../core/mod.ts";
+import { describeIssues, DeviceLabels, identifierSchema } from "../core/mod.ts";
 
 const Seconds = z.number().positive();
 
@@ -30,7 +30,7 @@ export type CredentialsConfig = z.infer<typeof CredentialsConfig>;
 
 export const AgentConfig = z.object({
   device_id: identifierSchema("device id"),
-  labels: Labels.default({}),
+  labels: DeviceLabels.default({}),
   state_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/fleet-agent"),
   nats: z.object({
     urls: z.array(NatsUrl).min(1, "list at least one NATS server"),

@@ -7,10 +7,8 @@ import {
   parseWith,
   RestartPolicies,
 } from "../core/mod.ts";
-import { NatsDeploymentStore } from "../operator/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import {
-  connectCli,
   logFormatOption,
   loggerFrom,
   logLevelOption,
@@ -19,6 +17,7 @@ import {
   natsUserOption,
   UsageError,
 } from "./_cli.ts";
+import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -76,6 +75,9 @@ export function applyCommand(): Command {
       [] as string[],
     )
     .option("--print", "print the Deployment as YAML instead of applying it")
+    .addOption(targetOption())
+    .addOption(kubeconfigOption())
+    .option("--force-conflicts", "kube: take over fields another manager (e.g. kubectl) owns")
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
@@ -134,15 +136,11 @@ Examples:
         printLine(YAML.stringify(deployment).trimEnd());
         return;
       }
-      const nc = await connectCli(flags, log);
-      try {
-        const result = await new NatsDeploymentStore(nc, log).apply(deployment);
-        printLine(
-          `deployment ${deployment.metadata.namespace}/${deployment.metadata.name} ${result.outcome} (generation ${result.generation})`,
-        );
-      } finally {
-        await nc.close();
-      }
+      await using target = await openStore(flags, log);
+      const result = await target.store.apply(deployment);
+      printLine(
+        `deployment ${deployment.metadata.namespace}/${deployment.metadata.name} ${result.outcome} (generation ${result.generation})`,
+      );
     });
   return apply;
 }

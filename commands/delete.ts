@@ -1,9 +1,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { DEFAULT_NAMESPACE, validateIdentifier } from "../core/mod.ts";
-import { NatsDeploymentStore } from "../operator/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import {
-  connectCli,
   ExitCode,
   logFormatOption,
   loggerFrom,
@@ -12,6 +10,7 @@ import {
   natsUrlOption,
   natsUserOption,
 } from "./_cli.ts";
+import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
 
 export function deleteCommand(): Command {
   const del = new Command("delete").description("Delete fleet objects");
@@ -20,6 +19,8 @@ export function deleteCommand(): Command {
     .argument("<name>", "deployment name")
     .addOption(new Option("-n, --namespace <namespace>", "namespace").default(DEFAULT_NAMESPACE))
     .option("--ignore-not-found", "succeed when the deployment does not exist")
+    .addOption(targetOption())
+    .addOption(kubeconfigOption())
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
@@ -37,18 +38,14 @@ Example:
         name: validateIdentifier("deployment name", name),
       };
       const log = loggerFrom(flags);
-      const nc = await connectCli(flags, log);
-      try {
-        const deleted = await new NatsDeploymentStore(nc, log).delete(ref);
-        if (deleted) printLine(`deployment ${ref.namespace}/${ref.name} deleted`);
-        else if (flags.ignoreNotFound) {
-          printLine(`deployment ${ref.namespace}/${ref.name} not found`);
-        } else {
-          log.error(`Deployment ${ref.namespace}/${ref.name} not found`);
-          Deno.exitCode = ExitCode.failure;
-        }
-      } finally {
-        await nc.close();
+      await using target = await openStore(flags, log);
+      const deleted = await target.store.delete(ref);
+      if (deleted) printLine(`deployment ${ref.namespace}/${ref.name} deleted`);
+      else if (flags.ignoreNotFound) {
+        printLine(`deployment ${ref.namespace}/${ref.name} not found`);
+      } else {
+        log.error(`Deployment ${ref.namespace}/${ref.name} not found`);
+        Deno.exitCode = ExitCode.failure;
       }
     });
   return del;

@@ -1,10 +1,8 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { validateIdentifier } from "../core/mod.ts";
-import { NatsDeploymentStore } from "../operator/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import { sleep } from "../adapters/timers.ts";
 import {
-  connectCli,
   logFormatOption,
   loggerFrom,
   logLevelOption,
@@ -13,6 +11,7 @@ import {
   natsUserOption,
   shutdownSignal,
 } from "./_cli.ts";
+import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
 import { OutputFormats, renderDeployments, renderDevices } from "./_render.ts";
 
 const outputOption = new Option("-o, --output <format>", "table, wide, json or yaml")
@@ -52,6 +51,8 @@ export function getCommand(): Command {
     .addOption(new Option("-n, --namespace <namespace>", "only this namespace"))
     .addOption(outputOption)
     .addOption(watchOption)
+    .addOption(targetOption())
+    .addOption(kubeconfigOption())
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
@@ -73,28 +74,26 @@ Examples:
     .action(async (flags) => {
       if (flags.namespace !== undefined) validateIdentifier("namespace", flags.namespace);
       const log = loggerFrom(flags);
-      const nc = await connectCli(flags, log);
-      const store = new NatsDeploymentStore(nc, log);
-      try {
-        await show(
-          async () => {
-            const rows = (await store.deployments()).filter((r) =>
-              flags.namespace === undefined || r.deployment.metadata.namespace === flags.namespace
-            );
-            return renderDeployments(rows, flags.output, Date.now());
-          },
-          flags.watch,
-          log,
-        );
-      } finally {
-        await nc.close();
-      }
+      await using target = await openStore(flags, log);
+      const store = target.store;
+      await show(
+        async () => {
+          const rows = (await store.deployments()).filter((r) =>
+            flags.namespace === undefined || r.deployment.metadata.namespace === flags.namespace
+          );
+          return renderDeployments(rows, flags.output, Date.now());
+        },
+        flags.watch,
+        log,
+      );
     });
   get.command("devices")
     .alias("device")
     .description("List the devices that reported to the fleet")
     .addOption(outputOption)
     .addOption(watchOption)
+    .addOption(targetOption())
+    .addOption(kubeconfigOption())
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
@@ -109,17 +108,13 @@ Examples:
     )
     .action(async (flags) => {
       const log = loggerFrom(flags);
-      const nc = await connectCli(flags, log);
-      const store = new NatsDeploymentStore(nc, log);
-      try {
-        await show(
-          async () => renderDevices(await store.devices(), flags.output, Date.now()),
-          flags.watch,
-          log,
-        );
-      } finally {
-        await nc.close();
-      }
+      await using target = await openStore(flags, log);
+      const store = target.store;
+      await show(
+        async () => renderDevices(await store.devices(), flags.output, Date.now()),
+        flags.watch,
+        log,
+      );
     });
   return get;
 }

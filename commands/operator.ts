@@ -1,8 +1,22 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import { NatsDeploymentSource, Operator } from "../operator/mod.ts";
+import {
+  findDenoBinary,
+  HELM_CHART_NAME,
+  helmChart,
+  installCrds,
+  KubeDeploymentSource,
+  KubeDeviceSink,
+  NatsDeploymentSource,
+  Operator,
+  operatorImageContext,
+  runAsLeader,
+} from "../operator/mod.ts";
+import { crdsYaml } from "../core/mod.ts";
 import { connectNats } from "../adapters/nats/mod.ts";
+import { printLine } from "../adapters/output.ts";
 import {
   credentialsFrom,
+  ExitCode,
   logFormatOption,
   loggerFrom,
   logLevelOption,
@@ -13,6 +27,7 @@ import {
   shutdownSignal,
   UsageError,
 } from "./_cli.ts";
+import { kubeClientFrom, kubeconfigOption } from "./_kube.ts";
 
 function positiveInt(name: string) {
   return (text: string): number => {
@@ -24,19 +39,41 @@ function positiveInt(name: string) {
   };
 }
 
-export function operatorCommand(): Command {
-  const operator = new Command("operator").description(
-    "The control plane that targets devices and aggregates status",
-  );
-  operator.command("run")
+function runCommand(): Command {
+  return new Command("run")
     .description("Run the operator")
     .addOption(
-      new Option("--source <source>", "where Deployments live: nats (embedded, no Kubernetes)")
-        .choices(["nats"] as const).default("nats" as const).env("FLEET_SOURCE"),
+      new Option(
+        "--source <source>",
+        "where Deployments live: nats (embedded, no Kubernetes) or kube (Deployment CRs)",
+      ).choices(["nats", "kube"] as const).default("nats" as const).env("FLEET_SOURCE"),
     )
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
+    .addOption(kubeconfigOption())
+    .addOption(
+      new Option(
+        "--leader-elect",
+        "run as one of several replicas; only the Lease holder writes (kube)",
+      )
+        .env("FLEET_LEADER_ELECT"),
+    )
+    .addOption(
+      new Option("--lease-namespace <namespace>", "namespace of the leader-election Lease")
+        .default("fleet-system").env("FLEET_LEASE_NAMESPACE"),
+    )
+    .addOption(
+      new Option("--identity <name>", "this replica's name in the Lease (default: the host name)")
+        .env("FLEET_IDENTITY"),
+    )
+    .addOption(
+      new Option(
+        "--lease-duration <seconds>",
+        "a standby takes over after the leader missed renewing for this long",
+      )
+        .argParser(positiveInt("--lease-duration")).default(15).env("FLEET_LEASE_DURATION"),
+    )
     .addOption(
       new Option("--replicas <n>", "bucket replicas (3 on a NATS cluster)")
         .argParser(positiveInt("--replicas")).default(1).env("FLEET_REPLICAS"),
@@ -53,10 +90,14 @@ export function operatorCommand(): Command {
     .addHelpText(
       "after",
       `
-Example:
-  fleet operator run --nats-url nats://10.0.0.5:4222`,
+Examples:
+  fleet operator run --nats-url nats://10.0.0.5:4222
+  fleet operator run --source kube --leader-elect --nats-url nats://nats.fleet:4222`,
     )
     .action(async (flags) => {
+      if (flags.leaderElect && flags.source !== "kube") {
+        throw new UsageError("--leader-elect needs --source kube (the Lease lives in Kubernetes)");
+      }
       const log = loggerFrom(flags).with({ component: "operator" });
       const signal = shutdownSignal(log);
       const nc = await connectNats({
@@ -66,17 +107,169 @@ Example:
         logger: log,
         signal,
       });
+      const common = {
+        nc,
+        log,
+        replicas: flags.replicas,
+        staleAfterMs: flags.staleAfter * 1000,
+      };
       try {
-        await new Operator({
-          nc,
-          source: new NatsDeploymentSource(nc, log, flags.replicas),
-          log,
-          replicas: flags.replicas,
-          staleAfterMs: flags.staleAfter * 1000,
-        }).run(signal);
+        if (flags.source === "nats") {
+          await new Operator({
+            ...common,
+            source: new NatsDeploymentSource(nc, log, flags.replicas),
+          })
+            .run(signal);
+          return;
+        }
+        using kube = await kubeClientFrom(flags);
+        const lead = async (leading: AbortSignal) => {
+          const devices = new KubeDeviceSink(kube, log);
+          await devices.load();
+          const mirrored = devices.run(leading);
+          await new Operator({
+            ...common,
+            source: new KubeDeploymentSource(kube, log),
+            deviceSink: devices,
+          })
+            .run(leading);
+          await mirrored;
+        };
+        if (!flags.leaderElect) {
+          await lead(signal);
+          return;
+        }
+        const outcome = await runAsLeader(
+          {
+            client: kube,
+            namespace: flags.leaseNamespace,
+            name: "fleet-operator",
+            identity: flags.identity ?? Deno.hostname(),
+            leaseDurationSeconds: flags.leaseDuration,
+            // client-go's proportions: retry every 2/15 of the lease, step down after 2/3 of it.
+            retryIntervalMs: Math.max(250, flags.leaseDuration * 1000 * 2 / 15),
+            renewDeadlineMs: flags.leaseDuration * 1000 * 2 / 3,
+            log,
+          },
+          signal,
+          lead,
+        );
+        if (outcome === "lost") Deno.exitCode = ExitCode.failure;
       } finally {
         await nc.close();
       }
     });
+}
+
+function installCommand(): Command {
+  return new Command("install")
+    .description(
+      "Install the CRDs (Deployment, Device) into the cluster and wait until they are Established",
+    )
+    .addOption(kubeconfigOption())
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
+    .addHelpText(
+      "after",
+      `
+Example:
+  fleet operator install --kubeconfig ~/.kube/config`,
+    )
+    .action(async (flags) => {
+      const log = loggerFrom(flags);
+      using kube = await kubeClientFrom(flags);
+      for (const name of await installCrds(kube, log)) {
+        printLine(`customresourcedefinition ${name} established`);
+      }
+    });
+}
+
+/** The running program as one file: itself when bundled, else a fresh `deno bundle`. */
+async function programBundle(into: string): Promise<string> {
+  const self = new URL(import.meta.url);
+  if (self.protocol === "file:" && self.pathname.endsWith(".js")) return self.pathname;
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  const out = `${into}/fleet.js`;
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--quiet", "--minify", "--output", out, main],
+    stdout: "null",
+  }).output();
+  if (!result.success) {
+    throw new Error(`deno bundle failed: ${new TextDecoder().decode(result.stderr).trim()}`);
+  }
+  return out;
+}
+
+async function writeFiles(
+  dir: string,
+  files: Iterable<[string, string | Uint8Array]>,
+  modes: Record<string, number> = {},
+) {
+  for (const [path, content] of files) {
+    const target = `${dir}/${path}`;
+    await Deno.mkdir(target.slice(0, target.lastIndexOf("/")), { recursive: true });
+    if (typeof content === "string") await Deno.writeTextFile(target, content);
+    else {await Deno.writeFile(
+        target,
+        content,
+        modes[path] !== undefined ? { mode: modes[path] } : {},
+      );}
+  }
+}
+
+function chartCommand(version: string): Command {
+  return new Command("chart")
+    .description(
+      "Write the operator's Helm chart and a Containerfile (with its build context) for its image",
+    )
+    .requiredOption("-o, --output <dir>", "directory to write into (created if needed)")
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
+    .addHelpText(
+      "after",
+      `
+Writes DIR/fleet-operator/ (the chart; CRDs in crds/ are kept on uninstall) and DIR/image/
+(a Containerfile and everything it copies: no registry is needed to build it).
+
+Example:
+  fleet operator chart --output out
+  podman build -t localhost/fleet-operator:${version} out/image
+  helm install fleet out/fleet-operator -n fleet-system --create-namespace --set nats.url=nats://nats:4222`,
+    )
+    .action(async (flags) => {
+      const out = flags.output;
+      await writeFiles(`${out}/${HELM_CHART_NAME}`, helmChart({ version, crdsYaml: crdsYaml() }));
+      const scratch = await Deno.makeTempDir({ prefix: "fleet-chart-" });
+      try {
+        const context = await operatorImageContext({
+          denoBinary: (await findDenoBinary()) ?? Deno.execPath(),
+          bundle: await programBundle(scratch),
+          version,
+        });
+        await writeFiles(`${out}/image`, Object.entries(context.files), context.fileModes);
+        await Deno.writeTextFile(`${out}/image/Containerfile`, context.containerfile);
+      } finally {
+        await Deno.remove(scratch, { recursive: true });
+      }
+      printLine(
+        `wrote ${out}/${HELM_CHART_NAME} (Helm chart) and ${out}/image (Containerfile and its context)`,
+      );
+    });
+}
+
+function crdsCommand(): Command {
+  return new Command("crds")
+    .description("Print the CRDs as YAML (for kubectl apply -f - or GitOps)")
+    .action(() => printLine(crdsYaml().trimEnd()));
+}
+
+export function operatorCommand(version: string): Command {
+  const operator = new Command("operator").description(
+    "The control plane that targets devices and aggregates status",
+  );
+  operator.addCommand(runCommand());
+  operator.addCommand(installCommand());
+  operator.addCommand(crdsCommand());
+  operator.addCommand(chartCommand(version));
   return operator;
 }

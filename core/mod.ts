@@ -1,7 +1,8 @@
 /**
  * Fleet's pure core: wire types (zod schemas and their inferred types), identifier rules,
  * keys and subjects, label selectors, the agent's planner, the operator's targeting diff
- * and aggregation. Nothing here does I/O or imports from outside `core/`.
+ * and aggregation, the Device resource and the CRDs generated from the wire schemas. Nothing
+ * here does I/O or imports from outside `core/`.
  * @module
  */
 export * from "./ids.ts";
@@ -19,3 +20,6 @@ export * from "./planner.ts";
 export * from "./targeting.ts";
 export * from "./aggregate.ts";
 export * from "./deployment_builder.ts";
+export * from "./crd_schema.ts";
+export * from "./device_resource.ts";
+export * from "./crds.ts";

@@ -20,6 +20,7 @@ import {
   type StoredDeployment,
   WorkloadError,
 } from "./mod.ts";
+import { describeIssues } from "./errors.ts";
 
 const WIRE = new URL("../fixtures/wire/", import.meta.url);
 const DEPLOYMENTS = new URL("../fixtures/deployments/", import.meta.url);
@@ -184,9 +185,30 @@ Deno.test("DeviceInfo rejects an invalid device id and an invalid label, naming 
   const badId = DeviceInfo.safeParse({ ...base, deviceId: "edge.1" });
   assert.equal(badId.success, false);
   assert.match(badId.error!.issues[0]!.message, /"edge\.1"/);
-  const badLabel = DeviceInfo.safeParse({ ...base, labels: { env: "has space" } });
-  assert.equal(badLabel.success, false);
-  assert.match(badLabel.error!.issues[0]!.message, /"has space"/);
+  const badKey = DeviceInfo.safeParse({ ...base, labels: { "has space": "x" } });
+  assert.equal(badKey.success, false);
+  assert.match(describeIssues(badKey.error!), /"has space"/);
+  const longValue = DeviceInfo.safeParse({ ...base, labels: { env: "x".repeat(257) } });
+  assert.equal(longValue.success, false);
+  assert.match(describeIssues(longValue.error!), /at most 256 characters/);
+});
+
+Deno.test("DeviceInfo accepts free-text label values (Device objects sanitize them)", () => {
+  const parsed = DeviceInfo.parse({
+    deviceId: "edge-1",
+    labels: { room: "Building 4, Room 12" },
+    inventory: {
+      hostname: "h",
+      arch: "x86_64",
+      os: "linux",
+      kernel: "6.8",
+      cpuCores: 2,
+      memoryMb: 2048,
+      agentVersion: "0.1.0",
+    },
+    updatedAt: "2025-01-15T10:00:00.000Z",
+  });
+  assert.equal(parsed.labels.room, "Building 4, Room 12");
 });
 
 // --- workloads ------------------------------------------------------------------------

@@ -3,12 +3,7 @@
  * no Kubernetes) today, the `kube` source (CRDs) beside it later. The operator's logic
  * is the same for both.
  */
-import type {
-  DeploymentRef,
-  DeploymentStatus,
-  DeviceInfo,
-  StoredDeployment,
-} from "../core/mod.ts";
+import type { DeploymentRef, DeploymentStatus, DeviceInfo, StoredDeployment } from "../core/mod.ts";
 
 export type SourceEvent =
   | { type: "upsert"; deployment: StoredDeployment }

@@ -34,12 +34,21 @@ export interface DeviceRow {
   lastSeen: number | undefined;
 }
 
+/** What the CLI does with a deployment source, whichever it is. */
+export interface FleetStore {
+  apply(deployment: Deployment): Promise<{ outcome: ApplyOutcome; generation: number }>;
+  /** False when it did not exist. */
+  delete(ref: DeploymentRef): Promise<boolean>;
+  deployments(): Promise<DeploymentRow[]>;
+  devices(): Promise<DeviceRow[]>;
+}
+
 /** Someone else changed the deployment between our read and our write. */
 export class ConcurrentUpdateError extends Error {
   override name = "ConcurrentUpdateError";
 }
 
-export class NatsDeploymentStore {
+export class NatsDeploymentStore implements FleetStore {
   readonly #nc: NatsConnection;
   readonly #log: Logger;
   readonly #replicas: number;

@@ -345,7 +345,9 @@ export class Operator {
     if (stale === this.#stale.has(deviceId)) return;
     if (stale) this.#stale.add(deviceId);
     else this.#stale.delete(deviceId);
-    if (this.view.devices.has(deviceId)) this.#o.deviceSink?.reachabilityChanged(deviceId, !stale, seen);
+    if (this.view.devices.has(deviceId)) {
+      this.#o.deviceSink?.reachabilityChanged(deviceId, !stale, seen);
+    }
     if (this.#pendingReads.size === 0) {
       this.#log.info(
         stale ? `Device ${deviceId} stopped sending heartbeats` : `Device ${deviceId} is reachable`,
@@ -436,7 +438,11 @@ export class Operator {
         this.#deleting.delete(ref);
       } catch (error) {
         this.#dirtyTargets.add(ref);
-        this.#log.warn(`Could not finish deleting ${ref.replace(".", "/")}: ${(error as Error).message}; will retry`);
+        this.#log.warn(
+          `Could not finish deleting ${ref.replace(".", "/")}: ${
+            (error as Error).message
+          }; will retry`,
+        );
       }
     }
   }

@@ -16,7 +16,14 @@ import {
 } from "../adapters/nats/mod.ts";
 import { PodmanClient, type PodmanService, startPodmanService } from "../adapters/podman/mod.ts";
 import { Agent, AgentConfig, PodmanRuntime } from "../agent/mod.ts";
-import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
+import {
+  KubeDeploymentSource,
+  KubeDeviceSink,
+  NatsDeploymentSource,
+  NatsDeploymentStore,
+  Operator,
+} from "../operator/mod.ts";
+import type { KubeClient } from "../adapters/kube/mod.ts";
 
 export interface DeviceSpec {
   deviceId: string;
@@ -47,6 +54,7 @@ export interface RunningAgent {
 
 interface RunningOperator {
   operator: Operator;
+  devices: KubeDeviceSink | undefined;
   stop(): Promise<void>;
 }
 
@@ -104,8 +112,8 @@ export class LocalFleet implements AsyncDisposable {
     return this.#operator?.operator;
   }
 
-  /** A CLI-side connection and store, like `fleet apply` uses. */
-  async store(): Promise<NatsDeploymentStore> {
+  /** A client-side NATS connection, like the CLI's (opened once, closed on dispose). */
+  async connection(): Promise<NatsConnection> {
     const nc = this.#client ?? await connectNats({
       servers: [this.nats.url],
       credentials: noCredentials(),
@@ -113,10 +121,19 @@ export class LocalFleet implements AsyncDisposable {
       logger: this.log.with({ component: "client" }),
     });
     this.#client = nc;
-    return new NatsDeploymentStore(nc, this.log);
+    return nc;
   }
 
-  async startOperator(): Promise<Operator> {
+  /** A CLI-side store, like `fleet apply` uses. */
+  async store(): Promise<NatsDeploymentStore> {
+    return new NatsDeploymentStore(await this.connection(), this.log);
+  }
+
+  /**
+   * Starts the operator in this process. With `kube`, Deployments come from that API server
+   * and devices are mirrored as Device objects; otherwise the nats source is used.
+   */
+  async startOperator(options: { kube?: KubeClient } = {}): Promise<Operator> {
     if (this.#operator) throw new Error("the operator is already running");
     const log = this.log.with({ component: "operator" });
     const controller = new AbortController();
@@ -126,20 +143,29 @@ export class LocalFleet implements AsyncDisposable {
       name: "fleet-operator",
       logger: log,
     });
+    const devices = options.kube ? new KubeDeviceSink(options.kube, log) : undefined;
+    await devices?.load();
     const operator = new Operator({
       nc,
-      source: new NatsDeploymentSource(nc, log, 1),
+      source: options.kube
+        ? new KubeDeploymentSource(options.kube, log)
+        : new NatsDeploymentSource(nc, log, 1),
       log,
       replicas: 1,
       auditIntervalMs: 1000,
       watchHeartbeatMs: 1000,
+      ...(devices ? { deviceSink: devices } : {}),
       ...(this.#options.staleAfterMs ? { staleAfterMs: this.#options.staleAfterMs } : {}),
     });
-    const done = operator.run(controller.signal).catch((error) => {
+    const done = Promise.all([
+      operator.run(controller.signal),
+      devices?.run(controller.signal),
+    ]).catch((error) => {
       log.error(`Operator stopped: ${(error as Error).message}`);
     });
     this.#operator = {
       operator,
+      devices,
       stop: async () => {
         controller.abort();
         await done;
@@ -148,6 +174,11 @@ export class LocalFleet implements AsyncDisposable {
     };
     await operator.ready;
     return operator;
+  }
+
+  /** The Device mirror of a kube-source operator, for tests. */
+  get deviceSink(): KubeDeviceSink | undefined {
+    return this.#operator?.devices;
   }
 
   async stopOperator(): Promise<void> {

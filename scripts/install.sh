@@ -46,4 +46,6 @@ fi
 say "Fetching the program's npm dependencies (pinned in deno.lock)"
 deno install --frozen >/dev/null 2>&1 || deno install --frozen
 
+bash scripts/build-kube-test-bins.sh
+
 say "Ready: $(deno --version | head -1), nats-server $(nats-server --version | sed 's/.*v/v/'), podman $(podman --version | awk '{print $3}')"

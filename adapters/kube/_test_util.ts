@@ -1,0 +1,134 @@
+/** Helpers shared by the Kubernetes adapter tests (not part of the adapter's surface). */
+
+import { type KubeApiServer, startKubeApiServer } from "./apiserver_process.ts";
+import type { KubeClient } from "./client.ts";
+import { createLogger, type Logger } from "../logger.ts";
+import {
+  CustomResourceDefinitionType,
+  type KubeObject,
+  NamespaceType,
+  type ResourceType,
+} from "./types.ts";
+
+/** Options for tests that share one API server across a file. */
+export const sharedServerTest = { sanitizeOps: false, sanitizeResources: false };
+
+let shared: Promise<KubeApiServer> | undefined;
+
+/** One API server for the whole test file, started on first use. */
+export function sharedKube(): Promise<KubeApiServer> {
+  shared ??= startKubeApiServer();
+  return shared;
+}
+
+/** Stops the shared API server (the file's last test calls this). */
+export async function disposeSharedKube(): Promise<void> {
+  const server = shared;
+  shared = undefined;
+  if (server) await (await server)[Symbol.asyncDispose]();
+}
+
+let counter = 0;
+
+/** Creates a namespace with a unique name starting with `prefix`, so tests stay apart. */
+export async function createNamespace(client: KubeClient, prefix: string): Promise<string> {
+  const name = `${prefix}-${Date.now().toString(36)}-${counter++}`;
+  await client.create(NamespaceType, { metadata: { name } });
+  return name;
+}
+
+/** Polls `check` until it returns true (kubebuilder's `Eventually`), or fails with `what`. */
+export async function eventually(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** A logger whose lines are kept in `lines`. */
+export function captureLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return {
+    logger: createLogger({ level: "debug", timestamps: false, write: (l) => lines.push(l) }),
+    lines,
+  };
+}
+
+/** The tiny test kind: namespaced `Widget` with a status subresource and one CEL rule. */
+export const WidgetType: ResourceType = {
+  group: "kubetest.fleet.nationtech.io",
+  version: "v1",
+  plural: "widgets",
+  kind: "Widget",
+  namespaced: true,
+};
+
+/** The CEL rule's message, which must reach callers verbatim. */
+export const WIDGET_SIZE_RULE_MESSAGE =
+  "spec.size must be at most 10 (a Widget that big does not fit)";
+
+/** A Widget as the tests read it. */
+export interface Widget extends KubeObject {
+  spec?: { size?: number; color?: string };
+  status?: { phase?: string; observedSize?: number };
+}
+
+/** Installs the Widget CRD with `apply` and waits until it is Established. */
+export async function installWidgetCrd(client: KubeClient): Promise<void> {
+  const name = `${WidgetType.plural}.${WidgetType.group}`;
+  await client.apply(CustomResourceDefinitionType, {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name },
+    spec: {
+      group: WidgetType.group,
+      scope: "Namespaced",
+      names: { plural: "widgets", singular: "widget", kind: "Widget", listKind: "WidgetList" },
+      versions: [{
+        name: "v1",
+        served: true,
+        storage: true,
+        subresources: { status: {} },
+        schema: {
+          openAPIV3Schema: {
+            type: "object",
+            properties: {
+              spec: {
+                type: "object",
+                properties: {
+                  size: { type: "integer" },
+                  color: { type: "string" },
+                },
+                "x-kubernetes-validations": [{
+                  rule: "!has(self.size) || self.size <= 10",
+                  message: WIDGET_SIZE_RULE_MESSAGE,
+                }],
+              },
+              status: {
+                type: "object",
+                properties: {
+                  phase: { type: "string" },
+                  observedSize: { type: "integer" },
+                },
+              },
+            },
+          },
+        },
+      }],
+    },
+  }, { fieldManager: "fleet-test" });
+  await eventually(`CRD ${name} to be Established`, async () => {
+    const crd = await client.get<
+      { status?: { conditions?: { type: string; status: string }[] } }
+    >(CustomResourceDefinitionType, name);
+    return crd?.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ??
+      false;
+  });
+}

@@ -1,0 +1,43 @@
+/** Flags and wiring shared by the commands that talk to Kubernetes. */
+import { Option } from "@commander-js/extra-typings";
+import { KubeClient, loadKubeConfig } from "../adapters/kube/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { type FleetStore, KubeDeploymentStore, NatsDeploymentStore } from "../operator/mod.ts";
+import { connectCli, type NatsFlags } from "./_cli.ts";
+
+export const kubeconfigOption = () =>
+  new Option(
+    "--kubeconfig <path>",
+    "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)",
+  )
+    .env("FLEET_KUBECONFIG");
+
+export const targetOption = () =>
+  new Option("--target <target>", "where Deployments live: nats (no Kubernetes) or kube (CRDs)")
+    .choices(["nats", "kube"] as const).default("nats" as const).env("FLEET_TARGET");
+
+export async function kubeClientFrom(
+  flags: { kubeconfig?: string | undefined },
+): Promise<KubeClient> {
+  return new KubeClient(await loadKubeConfig(flags.kubeconfig ? { path: flags.kubeconfig } : {}));
+}
+
+/** The store `--target` names, and how to let go of it. */
+export async function openStore(
+  flags: NatsFlags & {
+    target: "nats" | "kube";
+    kubeconfig?: string | undefined;
+    forceConflicts?: boolean | undefined;
+  },
+  log: Logger,
+): Promise<{ store: FleetStore } & AsyncDisposable> {
+  if (flags.target === "kube") {
+    const kube = await kubeClientFrom(flags);
+    return {
+      store: new KubeDeploymentStore(kube, log, { forceConflicts: flags.forceConflicts ?? false }),
+      [Symbol.asyncDispose]: () => Promise.resolve(kube.close()),
+    };
+  }
+  const nc = await connectCli(flags, log);
+  return { store: new NatsDeploymentStore(nc, log), [Symbol.asyncDispose]: () => nc.close() };
+}

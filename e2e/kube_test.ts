@@ -1,0 +1,204 @@
+/**
+ * The kube source on real parts: kube-apiserver and etcd (built from the Go module proxy),
+ * nats-server, podman, the operator and agents.
+ */
+import assert from "node:assert/strict";
+import { Buckets, ContainerLabels, DEVICE_ID_LABEL, REACHABLE } from "../core/mod.ts";
+import { KubeApiError, KubeClient, startKubeApiServer } from "../adapters/kube/mod.ts";
+import { readBucket } from "../adapters/nats/mod.ts";
+import {
+  DeploymentType,
+  DeviceType,
+  FINALIZER,
+  installCrds,
+  KubeDeploymentStore,
+} from "../operator/mod.ts";
+import { waitFor } from "../sandbox/local_fleet.ts";
+import { containerIds, startFleet, testLogger, webDeployment } from "./_helpers.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+const LAB = { matchLabels: { site: "lab" } };
+
+interface DeploymentCr {
+  metadata: { generation?: number; finalizers?: string[]; resourceVersion?: string };
+  status?: {
+    observedGeneration?: number;
+    aggregate?: { matchedDeviceCount: number; succeeded: number };
+  };
+}
+interface DeviceCr {
+  metadata: {
+    labels?: Record<string, string>;
+    resourceVersion?: string;
+    annotations?: Record<string, string>;
+  };
+  spec: { inventory: { arch: string; agentVersion: string } };
+  status?: { conditions?: { type: string; status: string; reason: string }[] };
+}
+
+async function desiredKeys(
+  fleet: Awaited<ReturnType<typeof startFleet>>,
+): Promise<Map<string, Uint8Array>> {
+  return await readBucket(await fleet.connection(), Buckets.desiredState, fleet.log);
+}
+
+Deno.test(
+  "kube source: CRDs are Established and CEL rules reject bad objects with their messages",
+  opts,
+  async () => {
+    await using kube = await startKubeApiServer();
+    using client = new KubeClient(kube.adminConfig);
+    assert.deepEqual(await installCrds(client, testLogger()), [
+      "deployments.fleet.nationtech.io",
+      "devices.fleet.nationtech.io",
+    ]);
+    const store = new KubeDeploymentStore(client, testLogger());
+    const rejects = async (mutate: (d: Record<string, unknown>) => void, message: RegExp) => {
+      const d = structuredClone(webDeployment({ name: "web", selector: LAB })) as unknown as Record<
+        string,
+        unknown
+      >;
+      mutate(d);
+      await assert.rejects(() => store.apply(d as never), (e: unknown) => {
+        assert.ok(e instanceof KubeApiError, String(e));
+        assert.match(e.message, message);
+        return true;
+      });
+    };
+    const spec = (d: Record<string, unknown>) => d.spec as Record<string, Record<string, unknown>>;
+    await rejects((d) => spec(d).score!.type = "HelmV1", /supported values: "PodmanV0"/);
+    await rejects(
+      (d) => (d.metadata as Record<string, string>).name = "Web_1",
+      /invalid deployment name 'Web_1'/,
+    );
+    await rejects(
+      (d) => spec(d).targetSelector!.matchExpressions = [{ key: "site", operator: "DoesNotExist" }],
+      /matches no device/,
+    );
+    await rejects(
+      (d) =>
+        spec(d).targetSelector!.matchExpressions = [
+          { key: "tier", operator: "Exists" },
+          { key: "tier", operator: "DoesNotExist" },
+        ],
+      /matches no device/,
+    );
+    await rejects(
+      (d) =>
+        spec(d).targetSelector!.matchExpressions = [{
+          key: "site",
+          operator: "In",
+          values: ["shop"],
+        }],
+      /matches no device/,
+    );
+    assert.deepEqual(await store.apply(webDeployment({ name: "web", selector: LAB })), {
+      outcome: "created",
+      generation: 1,
+    });
+  },
+);
+
+Deno.test(
+  "kube source: apply → keys → containers → status.aggregate; update; delete releases the finalizer; Device objects and Reachable",
+  opts,
+  async () => {
+    await using kube = await startKubeApiServer();
+    using client = new KubeClient(kube.adminConfig);
+    await installCrds(client, testLogger());
+    await using fleet = await startFleet();
+    await fleet.startOperator({ kube: client });
+    fleet.startAgent({ deviceId: "lab-1", labels: { site: "lab", room: "Lab A / 2nd floor" } });
+    fleet.startAgent({ deviceId: "lab-2", labels: { site: "lab" } });
+    fleet.startAgent({ deviceId: "shop-1", labels: { site: "shop" } });
+    const store = new KubeDeploymentStore(client, testLogger());
+
+    // Devices are listed like Nodes, labels sanitized with the originals kept.
+    const devices = await waitFor("three Device objects, reachable", async () => {
+      const { items } = await client.list<DeviceCr>(DeviceType);
+      const reachable = items.filter((d) =>
+        d.status?.conditions?.some((c) => c.type === REACHABLE && c.status === "True")
+      );
+      return reachable.length === 3 ? items : undefined;
+    });
+    const lab1 = devices.find((d) => d.metadata.labels?.[DEVICE_ID_LABEL] === "lab-1")!;
+    assert.equal(lab1.spec.inventory.agentVersion, "0.0.0-test");
+    // "Lab A / 2nd floor" is no Kubernetes label value: sanitized, the original kept.
+    assert.match(lab1.metadata.labels?.room ?? "", /^Lab-A-[-.\w]*2nd-floor$/);
+    assert.match(
+      lab1.metadata.annotations?.["fleet.nationtech.io/original-labels"] ?? "",
+      /Lab A \/ 2nd floor/,
+    );
+
+    const applyAt = performance.now();
+    await store.apply(webDeployment({ name: "web", selector: LAB }));
+    await waitFor(
+      "desired-state keys",
+      async () => (await desiredKeys(fleet)).size === 2 || undefined,
+      30_000,
+      20,
+    );
+    const keysMs = performance.now() - applyAt;
+    const cr = await waitFor(
+      "status.aggregate with 2 succeeded",
+      async () => {
+        const d = await client.get<DeploymentCr>(DeploymentType, "web", "default");
+        return d?.status?.aggregate?.succeeded === 2 && d.status.observedGeneration === 1
+          ? d
+          : undefined;
+      },
+      30_000,
+      50,
+    );
+    const statusMs = performance.now() - applyAt;
+    console.log(
+      `kube apply → desired keys ${keysMs.toFixed(0)} ms, → status.aggregate 2/2 ${
+        statusMs.toFixed(0)
+      } ms`,
+    );
+    assert.deepEqual(cr.metadata.finalizers, [FINALIZER]);
+    assert.equal(cr.status?.aggregate?.matchedDeviceCount, 2);
+
+    const before = await containerIds(fleet);
+    assert.equal(
+      (await store.apply(webDeployment({ name: "web", selector: LAB, tag: "v2" }))).generation,
+      2,
+    );
+    await waitFor("generation 2 running on both", async () => {
+      const d = await client.get<DeploymentCr>(DeploymentType, "web", "default");
+      return d?.status?.observedGeneration === 2 && d.status.aggregate?.succeeded === 2 ||
+        undefined;
+    });
+    const after = await containerIds(fleet);
+    assert.equal(after.size, 2);
+    for (const [name, id] of after) assert.notEqual(before.get(name), id, `${name} was recreated`);
+
+    // Reachable flips when heartbeats stop, and back when they return.
+    await fleet.stopAgent("shop-1");
+    await waitFor("shop-1 unreachable", async () => {
+      const d = await client.get<DeviceCr>(DeviceType, "shop-1");
+      return d?.status?.conditions?.some((c) => c.type === REACHABLE && c.status === "False") ||
+        undefined;
+    }, 30_000);
+    fleet.startAgent({ deviceId: "shop-1", labels: { site: "shop" } });
+    await waitFor("shop-1 reachable again", async () => {
+      const d = await client.get<DeviceCr>(DeviceType, "shop-1");
+      return d?.status?.conditions?.some((c) => c.type === REACHABLE && c.status === "True") ||
+        undefined;
+    }, 30_000);
+
+    assert.equal(await store.delete({ namespace: "default", name: "web" }), true);
+    await waitFor(
+      "the CR to go once its keys are gone",
+      async () => (await client.get(DeploymentType, "web", "default")) === undefined || undefined,
+    );
+    assert.equal((await desiredKeys(fleet)).size, 0);
+    await waitFor(
+      "containers removed",
+      async () => (await fleet.containers()).length === 0 || undefined,
+    );
+    assert.ok(
+      (await fleet.containers()).every((c) => c.labels[ContainerLabels.deployment] !== "web"),
+    );
+  },
+);

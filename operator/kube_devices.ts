@@ -1,0 +1,186 @@
+/**
+ * Mirrors the device registry as cluster-scoped Device objects, like Nodes: spec and labels
+ * by server-side apply when a device's info changes, and the `Reachable` condition on
+ * heartbeat staleness transitions only. Writes are queued per device (latest wins) and
+ * retried, so a slow or restarting API server never blocks the operator.
+ */
+import { z } from "zod";
+import {
+  API_VERSION,
+  canonicalJson,
+  Condition,
+  type DeviceInfo,
+  deviceResource,
+  deviceStatus,
+  REACHABLE,
+} from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { sleep } from "../adapters/timers.ts";
+import type { KubeClient } from "../adapters/kube/mod.ts";
+import type { DeviceSink } from "./deployment_source.ts";
+import { DeviceType, ObjectMeta } from "./kube_resources.ts";
+import { OPERATOR_FIELD_MANAGER } from "./kube_source.ts";
+
+const DeviceObject = z.object({
+  metadata: ObjectMeta,
+  spec: z.unknown().optional(),
+  status: z.object({ lastSeen: z.string().optional(), conditions: z.array(Condition).optional() })
+    .optional(),
+});
+
+interface Pending {
+  body?: Record<string, unknown>;
+  reachable?: { reachable: boolean; lastSeenMs: number | undefined };
+  remove?: boolean;
+}
+
+export class KubeDeviceSink implements DeviceSink {
+  readonly #client: KubeClient;
+  readonly #log: Logger;
+  /** deviceId → canonical JSON of the last body applied (or found at start). */
+  readonly #applied = new Map<string, string>();
+  /** deviceId → Reachable condition last written (or found at start). */
+  readonly #conditions = new Map<string, Condition>();
+  readonly #pending = new Map<string, Pending>();
+  #wake: (() => void) | undefined;
+  /** Writes to the API server, for tests. */
+  writes = 0;
+
+  constructor(client: KubeClient, log: Logger) {
+    this.#client = client;
+    this.#log = log.with({ component: "devices" });
+  }
+
+  /** Reads the Device objects that exist, so unchanged ones are not written again. */
+  async load(): Promise<void> {
+    const { items } = await this.#client.list(DeviceType);
+    for (const item of items) {
+      const parsed = DeviceObject.safeParse(item);
+      if (!parsed.success) continue;
+      const { metadata, spec, status } = parsed.data;
+      this.#applied.set(metadata.name, canonicalJson(this.#bodyOf(metadata, spec)));
+      const condition = status?.conditions?.find((c) => c.type === REACHABLE);
+      if (condition) this.#conditions.set(metadata.name, condition);
+    }
+  }
+
+  deviceChanged(info: DeviceInfo): void {
+    const body: Record<string, unknown> = deviceResource(info);
+    if (this.#applied.get(info.deviceId) === canonicalJson(body)) return;
+    this.#queue(info.deviceId, { body });
+  }
+
+  reachabilityChanged(deviceId: string, reachable: boolean, lastSeenMs: number | undefined): void {
+    const previous = this.#conditions.get(deviceId);
+    if (previous && (previous.status === "True") === reachable) return;
+    this.#queue(deviceId, { reachable: { reachable, lastSeenMs } });
+  }
+
+  deviceRemoved(deviceId: string): void {
+    this.#pending.set(deviceId, { remove: true });
+    this.#wake?.();
+  }
+
+  /** Carries out queued writes until `signal` aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      if (this.#pending.size === 0) {
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+          signal.addEventListener("abort", () => resolve(), { once: true });
+        });
+        this.#wake = undefined;
+        continue;
+      }
+      const batch = [...this.#pending].slice(0, 16);
+      for (const [deviceId] of batch) this.#pending.delete(deviceId);
+      const failed = (await Promise.all(batch.map(([id, p]) => this.#write(id, p)))).some((ok) =>
+        !ok
+      );
+      if (failed) await sleep(2000, signal);
+    }
+  }
+
+  #queue(deviceId: string, update: Pending): void {
+    const pending = this.#pending.get(deviceId) ?? {};
+    delete pending.remove;
+    this.#pending.set(deviceId, { ...pending, ...update });
+    this.#wake?.();
+  }
+
+  async #write(deviceId: string, p: Pending): Promise<boolean> {
+    try {
+      if (p.remove) {
+        await this.#client.delete(DeviceType, deviceId);
+        this.#applied.delete(deviceId);
+        this.#conditions.delete(deviceId);
+        this.writes++;
+        return true;
+      }
+      if (p.body) {
+        await this.#client.apply(DeviceType, p.body, {
+          fieldManager: OPERATOR_FIELD_MANAGER,
+          force: true,
+        });
+        this.#applied.set(deviceId, canonicalJson(p.body));
+        this.writes++;
+      }
+      if (p.reachable) {
+        if (!this.#applied.has(deviceId)) {
+          // Its Device object does not exist yet; the status waits for the spec.
+          this.#queue(deviceId, { reachable: p.reachable });
+          return true;
+        }
+        const previous = this.#conditions.get(deviceId);
+        const status = deviceStatus(
+          p.reachable.reachable,
+          p.reachable.lastSeenMs,
+          Date.now(),
+          previous ? { conditions: [previous] } : undefined,
+        );
+        await this.#client.applyStatus(DeviceType, {
+          apiVersion: API_VERSION,
+          kind: "Device",
+          metadata: { name: deviceId },
+          status,
+        }, { fieldManager: OPERATOR_FIELD_MANAGER, force: true });
+        const condition = status.conditions?.find((c) => c.type === REACHABLE);
+        if (!condition) throw new Error("deviceStatus() returned no Reachable condition");
+        this.#conditions.set(deviceId, condition);
+        this.writes++;
+        this.#log.info(
+          `Device ${deviceId} is ${
+            p.reachable.reachable ? "reachable" : "unreachable"
+          } (Device object updated)`,
+        );
+      }
+      return true;
+    } catch (error) {
+      this.#log.warn(
+        `Could not update the Device object ${deviceId}: ${(error as Error).message}; will retry`,
+      );
+      const again = this.#pending.get(deviceId);
+      this.#pending.set(deviceId, { ...p, ...again });
+      return false;
+    }
+  }
+
+  /** The part of an existing object our apply body sets, to compare with what we would write. */
+  #bodyOf(metadata: ObjectMeta, spec: unknown): Record<string, unknown> {
+    const annotations = Object.fromEntries(
+      Object.entries(metadata.annotations ?? {}).filter(([k]) =>
+        k.startsWith("fleet.nationtech.io/")
+      ),
+    );
+    return {
+      apiVersion: API_VERSION,
+      kind: "Device",
+      metadata: {
+        name: metadata.name,
+        labels: metadata.labels ?? {},
+        ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+      },
+      spec,
+    };
+  }
+}
