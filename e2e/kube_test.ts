@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { Buckets, ContainerLabels, DEVICE_ID_LABEL, REACHABLE } from "../core/mod.ts";
 import { KubeApiError, KubeClient, startKubeApiServer } from "../adapters/kube/mod.ts";
 import { readBucket } from "../adapters/nats/mod.ts";
+import { Kvm } from "@nats-io/kv";
 import {
   DeploymentType,
   DeviceType,
@@ -200,5 +201,95 @@ Deno.test(
     assert.ok(
       (await fleet.containers()).every((c) => c.labels[ContainerLabels.deployment] !== "web"),
     );
+  },
+);
+
+/** Revision of every desired-state key, to prove nothing was rewritten. */
+async function desiredRevisions(
+  fleet: Awaited<ReturnType<typeof startFleet>>,
+): Promise<Map<string, number>> {
+  const kv = await new Kvm(await fleet.connection()).open(Buckets.desiredState);
+  const revisions = new Map<string, number>();
+  for (const key of (await desiredKeys(fleet)).keys()) {
+    revisions.set(key, (await kv.get(key))!.revision);
+  }
+  return revisions;
+}
+
+async function resourceVersions(client: KubeClient): Promise<Map<string, string>> {
+  const versions = new Map<string, string>();
+  for (const type of [DeploymentType, DeviceType]) {
+    const { items } = await client.list<{ metadata: { name: string; resourceVersion?: string } }>(
+      type,
+    );
+    for (const item of items) {
+      versions.set(`${type.kind}/${item.metadata.name}`, item.metadata.resourceVersion ?? "");
+    }
+  }
+  return versions;
+}
+
+Deno.test(
+  "kube source: operator restart and API server restart converge without duplicate writes",
+  opts,
+  async () => {
+    await using kube = await startKubeApiServer();
+    using client = new KubeClient(kube.adminConfig);
+    await installCrds(client, testLogger());
+    await using fleet = await startFleet();
+    await fleet.startOperator({ kube: client });
+    fleet.startAgent({ deviceId: "lab-1", labels: { site: "lab" } });
+    fleet.startAgent({ deviceId: "lab-2", labels: { site: "lab", note: "has spaces" } });
+    const store = new KubeDeploymentStore(client, testLogger());
+    await store.apply(webDeployment({ name: "web", selector: LAB }));
+    await store.apply(webDeployment({ name: "api", selector: LAB }));
+    for (const name of ["web", "api"]) {
+      await waitFor(`${name} 2/2`, async () => {
+        const d = await client.get<DeploymentCr>(DeploymentType, name, "default");
+        return d?.status?.aggregate?.succeeded === 2 || undefined;
+      });
+    }
+    await waitFor("both devices reachable", async () => {
+      const { items } = await client.list<DeviceCr>(DeviceType);
+      return items.filter((d) => d.status?.conditions?.some((c) => c.status === "True")).length ===
+          2 ||
+        undefined;
+    });
+    const revisions = await desiredRevisions(fleet);
+    const versions = await resourceVersions(client);
+    const containers = await containerIds(fleet);
+
+    await fleet.stopOperator();
+    const restarted = await fleet.startOperator({ kube: client });
+    await new Promise((r) => setTimeout(r, 3000)); // several flush intervals and heartbeats
+    assert.deepEqual(restarted.stats, {
+      desiredPuts: 0,
+      desiredDeletes: 0,
+      statusWrites: 0,
+      writeErrors: 0,
+      bucketsRecreated: 0,
+    });
+    assert.equal(fleet.deviceSink?.writes, 0, "no Device object rewritten");
+    assert.deepEqual(await desiredRevisions(fleet), revisions);
+    assert.deepEqual(await resourceVersions(client), versions);
+
+    await kube.restart();
+    await waitFor("the API server to answer", () => client.list(DeploymentType), 30_000);
+    await store.apply(webDeployment({ name: "web", selector: LAB, tag: "v2" }));
+    await waitFor("web generation 2 on both devices", async () => {
+      const d = await client.get<DeploymentCr>(DeploymentType, "web", "default");
+      return d?.status?.observedGeneration === 2 && d.status.aggregate?.succeeded === 2 ||
+        undefined;
+    }, 60_000);
+    assert.equal(restarted.stats.desiredPuts, 2, "exactly web's two keys were rewritten");
+    assert.equal(restarted.stats.desiredDeletes, 0);
+    const after = await desiredRevisions(fleet);
+    for (const key of ["lab-1.default.api", "lab-2.default.api"]) {
+      assert.equal(after.get(key), revisions.get(key), `${key} untouched`);
+    }
+    const now = await containerIds(fleet);
+    for (const [name, id] of containers) {
+      if (name.includes("_api_")) assert.equal(now.get(name), id, `${name} not recreated`);
+    }
   },
 );

@@ -229,6 +229,7 @@ export class Operator {
     for (const ref of this.view.deployments.keys()) this.#markTargets(ref);
     for (const ref of this.view.desired.keys()) this.#markTargets(ref);
     for (const ref of this.#written.keys()) this.#markTargets(ref);
+    for (const deviceId of this.view.devices.keys()) this.#reportReachability(deviceId);
     this.#log.info("Read the fleet's current state", {
       deployments: this.view.deployments.size,
       devices: this.view.devices.size,
@@ -284,13 +285,9 @@ export class Operator {
     }
     const isNew = !this.view.devices.has(deviceId);
     this.#o.deviceSink?.deviceChanged(info);
-    if (isNew) {
-      // Staleness is only reported on transitions; a new device's first state is one.
-      const seen = this.view.lastSeen.get(deviceId);
-      const stale = seen === undefined || this.#o.now() - seen > this.#o.staleAfterMs;
-      if (stale) this.#stale.add(deviceId);
-      this.#o.deviceSink?.reachabilityChanged(deviceId, !stale, seen);
-    }
+    // Staleness is reported on transitions; a new device's first state is one. At cold
+    // start it waits until the heartbeats are read too (see #readDone).
+    if (isNew && this.#pendingReads.size === 0) this.#reportReachability(deviceId);
     if (this.view.setDevice(deviceId, info.labels)) {
       if (this.#pendingReads.size === 0) {
         this.#log.info(
@@ -338,6 +335,15 @@ export class Operator {
     this.#checkStaleness(deviceId);
   }
 
+  /** Tells the device sink whether a device is reachable now, and remembers it. */
+  #reportReachability(deviceId: string): void {
+    const seen = this.view.lastSeen.get(deviceId);
+    const stale = seen === undefined || this.#o.now() - seen > this.#o.staleAfterMs;
+    if (stale) this.#stale.add(deviceId);
+    else this.#stale.delete(deviceId);
+    this.#o.deviceSink?.reachabilityChanged(deviceId, !stale, seen);
+  }
+
   /** Marks a device's deployments when it crosses the staleness line, either way. */
   #checkStaleness(deviceId: string): void {
     const seen = this.view.lastSeen.get(deviceId);
@@ -345,7 +351,7 @@ export class Operator {
     if (stale === this.#stale.has(deviceId)) return;
     if (stale) this.#stale.add(deviceId);
     else this.#stale.delete(deviceId);
-    if (this.view.devices.has(deviceId)) {
+    if (this.view.devices.has(deviceId) && this.#pendingReads.size === 0) {
       this.#o.deviceSink?.reachabilityChanged(deviceId, !stale, seen);
     }
     if (this.#pendingReads.size === 0) {
