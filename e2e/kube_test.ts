@@ -273,6 +273,17 @@ Deno.test(
     assert.deepEqual(await desiredRevisions(fleet), revisions);
     assert.deepEqual(await resourceVersions(client), versions);
 
+    // Another writer (a GitOps tool, say) owns an annotation; status writes must not touch it.
+    await client.apply(DeploymentType, {
+      apiVersion: "fleet.nationtech.io/v1alpha1",
+      kind: "Deployment",
+      metadata: {
+        name: "web",
+        namespace: "default",
+        annotations: { "gitops.example/sync-wave": "2" },
+      },
+    }, { fieldManager: "gitops-tool" });
+
     await kube.restart();
     await waitFor("the API server to answer", () => client.list(DeploymentType), 30_000);
     await store.apply(webDeployment({ name: "web", selector: LAB, tag: "v2" }));
@@ -282,6 +293,16 @@ Deno.test(
         undefined;
     }, 60_000);
     assert.equal(restarted.stats.desiredPuts, 2, "exactly web's two keys were rewritten");
+    const web = await client.get<{ metadata: { annotations?: Record<string, string> } }>(
+      DeploymentType,
+      "web",
+      "default",
+    );
+    assert.equal(
+      web?.metadata.annotations?.["gitops.example/sync-wave"],
+      "2",
+      "other writers' fields kept",
+    );
     assert.equal(restarted.stats.desiredDeletes, 0);
     const after = await desiredRevisions(fleet);
     for (const key of ["lab-1.default.api", "lab-2.default.api"]) {
