@@ -185,8 +185,11 @@ class LoggedProcess {
   }
 
   async start(args: string[]): Promise<void> {
-    const child = new Deno.Command(this.#bin, {
-      args,
+    // Through setpriv (util-linux), the kernel kills the child when this process dies,
+    // even by SIGKILL or a test timeout; otherwise an orphaned etcd would run on forever.
+    const guard = await deathSignalWrapper();
+    const child = new Deno.Command(guard ?? this.#bin, {
+      args: guard ? ["--pdeathsig", "SIGKILL", "--", this.#bin, ...args] : args,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -241,6 +244,14 @@ class LoggedProcess {
     const all = text.split("\n").filter((line) => line.trim() !== "");
     return all.slice(-lines).join("\n") || `(${this.#label} wrote no log)`;
   }
+}
+
+let setpriv: Promise<string | undefined> | undefined;
+
+/** `setpriv` if this system has it (it `exec`s the program, so the pid stays the same). */
+function deathSignalWrapper(): Promise<string | undefined> {
+  setpriv ??= Deno.stat("/usr/bin/setpriv").then(() => "/usr/bin/setpriv", () => undefined);
+  return setpriv;
 }
 
 async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
