@@ -188,6 +188,16 @@ Deno.test(
         undefined;
     }, 30_000);
 
+    // A Device object deleted by hand comes back while its device reports.
+    assert.equal(await client.delete(DeviceType, "lab-2"), true);
+    const back = await waitFor("lab-2's Device object to come back", async () => {
+      const d = await client.get<DeviceCr>(DeviceType, "lab-2");
+      return d?.status?.conditions?.some((c) => c.type === REACHABLE && c.status === "True")
+        ? d
+        : undefined;
+    }, 30_000);
+    assert.equal(back.metadata.labels?.site, "lab");
+
     assert.equal(await store.delete({ namespace: "default", name: "web" }), true);
     await waitFor(
       "the CR to go once its keys are gone",

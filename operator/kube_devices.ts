@@ -15,8 +15,8 @@ import {
   REACHABLE,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { sleep } from "../adapters/timers.ts";
-import type { KubeClient } from "../adapters/kube/mod.ts";
+import { sleep, untilAborted } from "../adapters/timers.ts";
+import { informer, KubeApiError, type KubeClient } from "../adapters/kube/mod.ts";
 import type { DeviceSink } from "./deployment_source.ts";
 import { DeviceType, ObjectMeta } from "./kube_resources.ts";
 import { OPERATOR_FIELD_MANAGER } from "./kube_source.ts";
@@ -38,7 +38,9 @@ export class KubeDeviceSink implements DeviceSink {
   readonly #client: KubeClient;
   readonly #log: Logger;
   /** deviceId → canonical JSON of the last body applied (or found at start). */
-  readonly #applied = new Map<string, string>();
+  readonly #applied = new Map<string, { json: string; body: Record<string, unknown> }>();
+  /** Reachability waiting for its Device object to be created first. */
+  readonly #deferred = new Map<string, NonNullable<Pending["reachable"]>>();
   /** deviceId → Reachable condition last written (or found at start). */
   readonly #conditions = new Map<string, Condition>();
   readonly #pending = new Map<string, Pending>();
@@ -58,7 +60,8 @@ export class KubeDeviceSink implements DeviceSink {
       const parsed = DeviceObject.safeParse(item);
       if (!parsed.success) continue;
       const { metadata, spec, status } = parsed.data;
-      this.#applied.set(metadata.name, canonicalJson(this.#bodyOf(metadata, spec)));
+      const body = this.#bodyOf(metadata, spec);
+      this.#applied.set(metadata.name, { json: canonicalJson(body), body });
       const condition = status?.conditions?.find((c) => c.type === REACHABLE);
       if (condition) this.#conditions.set(metadata.name, condition);
     }
@@ -66,7 +69,7 @@ export class KubeDeviceSink implements DeviceSink {
 
   deviceChanged(info: DeviceInfo): void {
     const body: Record<string, unknown> = deviceResource(info);
-    if (this.#applied.get(info.deviceId) === canonicalJson(body)) return;
+    if (this.#applied.get(info.deviceId)?.json === canonicalJson(body)) return;
     this.#queue(info.deviceId, { body });
   }
 
@@ -83,6 +86,38 @@ export class KubeDeviceSink implements DeviceSink {
 
   /** Carries out queued writes until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
+    await Promise.all([this.#writeLoop(signal), this.#healLoop(signal)]);
+  }
+
+  /**
+   * A Device object deleted by hand (`kubectl delete fleetdev`) while its device still
+   * reports comes back, like a Node whose kubelet is alive.
+   */
+  async #healLoop(signal: AbortSignal): Promise<void> {
+    for await (
+      const event of untilAborted(
+        informer(this.#client, DeviceType, { signal, logger: this.#log }),
+        signal,
+      )
+    ) {
+      if (event.type !== "delete") continue;
+      const name = event.object.metadata?.name ?? "";
+      const applied = this.#applied.get(name);
+      if (!applied || this.#pending.get(name)?.remove) continue;
+      this.#applied.delete(name);
+      const condition = this.#conditions.get(name);
+      this.#conditions.delete(name);
+      this.#log.info(
+        `The Device object ${name} was deleted while the device still reports; recreating it`,
+      );
+      this.#queue(name, { body: applied.body });
+      if (condition) {
+        this.#deferred.set(name, { reachable: condition.status === "True", lastSeenMs: undefined });
+      }
+    }
+  }
+
+  async #writeLoop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       if (this.#pending.size === 0) {
         await new Promise<void>((resolve) => {
@@ -114,6 +149,7 @@ export class KubeDeviceSink implements DeviceSink {
         await this.#client.delete(DeviceType, deviceId);
         this.#applied.delete(deviceId);
         this.#conditions.delete(deviceId);
+        this.#deferred.delete(deviceId);
         this.writes++;
         return true;
       }
@@ -122,13 +158,16 @@ export class KubeDeviceSink implements DeviceSink {
           fieldManager: OPERATOR_FIELD_MANAGER,
           force: true,
         });
-        this.#applied.set(deviceId, canonicalJson(p.body));
+        this.#applied.set(deviceId, { json: canonicalJson(p.body), body: p.body });
         this.writes++;
+        const deferred = this.#deferred.get(deviceId);
+        this.#deferred.delete(deviceId);
+        if (deferred && !p.reachable) p = { ...p, reachable: deferred };
       }
       if (p.reachable) {
         if (!this.#applied.has(deviceId)) {
-          // Its Device object does not exist yet; the status waits for the spec.
-          this.#queue(deviceId, { reachable: p.reachable });
+          // Its Device object does not exist yet: the status goes right after the spec.
+          this.#deferred.set(deviceId, p.reachable);
           return true;
         }
         const previous = this.#conditions.get(deviceId);
@@ -156,6 +195,13 @@ export class KubeDeviceSink implements DeviceSink {
       }
       return true;
     } catch (error) {
+      const applied = this.#applied.get(deviceId);
+      if (error instanceof KubeApiError && error.isNotFound() && applied && !p.remove) {
+        // Someone deleted the Device object: create it again from what it last held.
+        this.#applied.delete(deviceId);
+        this.#conditions.delete(deviceId);
+        p = { ...p, body: p.body ?? applied.body };
+      }
       this.#log.warn(
         `Could not update the Device object ${deviceId}: ${(error as Error).message}; will retry`,
       );

@@ -13,7 +13,7 @@ import {
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { untilAborted } from "../adapters/timers.ts";
-import { informer, type KubeClient } from "../adapters/kube/mod.ts";
+import { informer, KubeApiError, type KubeClient } from "../adapters/kube/mod.ts";
 import type { DeploymentSource, SourceEvent } from "./deployment_source.ts";
 import { DeploymentObject, DeploymentType, FINALIZER } from "./kube_resources.ts";
 
@@ -150,13 +150,9 @@ export class KubeDeploymentSource implements DeploymentSource {
 }
 
 function isNotFound(error: unknown): boolean {
-  return error instanceof Error && "isNotFound" in error &&
-    typeof error.isNotFound === "function" &&
-    error.isNotFound() === true;
+  return error instanceof KubeApiError && error.isNotFound();
 }
 
 function isConflict(error: unknown): boolean {
-  return error instanceof Error && "isConflict" in error &&
-    typeof error.isConflict === "function" &&
-    error.isConflict() === true;
+  return error instanceof KubeApiError && error.isConflict();
 }
