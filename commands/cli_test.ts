@@ -506,3 +506,33 @@ Deno.test("fleet apply deployment fails fast with exit 1 when nothing listens at
   assertOneLineError(run, 1, "127.0.0.1:1");
   assert.ok(run.ms < 5000, `failed within a few seconds (took ${Math.round(run.ms)} ms)`);
 });
+
+Deno.test("fleet operator chart writes the Helm chart and a Containerfile with its context", async () => {
+  await withTempDir(async (dir) => {
+    const out = assertOk(await fleet("operator", "chart", "--output", dir));
+    assert.match(out, /fleet-operator \(Helm chart\)/);
+    for (
+      const path of [
+        "fleet-operator/Chart.yaml",
+        "fleet-operator/values.yaml",
+        "fleet-operator/crds/fleet.nationtech.io.yaml",
+        "fleet-operator/templates/deployment.yaml",
+        "fleet-operator/templates/clusterrole.yaml",
+        "image/Containerfile",
+        "image/app/fleet.js",
+      ]
+    ) {
+      assert.ok((await Deno.stat(join(dir, path))).isFile, `${path} written`);
+    }
+    const containerfile = await Deno.readTextFile(join(dir, "image/Containerfile"));
+    assert.match(containerfile, /^FROM scratch/m);
+    const crds = await Deno.readTextFile(join(dir, "fleet-operator/crds/fleet.nationtech.io.yaml"));
+    assert.match(crds, /helm\.sh\/resource-policy: keep/);
+  });
+});
+
+Deno.test("fleet operator crds prints both CRDs as YAML", async () => {
+  const out = assertOk(await fleet("operator", "crds"));
+  assert.match(out, /name: deployments\.fleet\.nationtech\.io/);
+  assert.match(out, /name: devices\.fleet\.nationtech\.io/);
+});
