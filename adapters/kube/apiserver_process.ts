@@ -16,6 +16,7 @@ import { stringify as toYaml } from "yaml";
 import { KubeClient } from "./client.ts";
 import { KubeApiError, KubeError, KubeUnavailableError } from "./errors.ts";
 import type { KubeConfig } from "./kubeconfig.ts";
+import { stopChild } from "../process.ts";
 
 /** Environment variable naming the folder with `kube-apiserver` and `etcd`. */
 export const KUBE_BIN_DIR_ENV = "FLEET_KUBE_BIN_DIR";
@@ -213,21 +214,7 @@ class LoggedProcess {
     const status = this.#status;
     if (!child || !status) return;
     if (this.#exited === undefined) {
-      try {
-        child.kill(signal);
-      } catch (err) {
-        if (!(err instanceof TypeError)) throw err; // exited meanwhile
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
-      });
-      const result = await Promise.race([status, timedOut]);
-      clearTimeout(timer);
-      if (result === "timeout") {
-        child.kill("SIGKILL");
-        await status;
-      }
+      await stopChild(child, status, signal, STOP_TIMEOUT_MS);
     }
     await this.#logging;
     this.#child = undefined;

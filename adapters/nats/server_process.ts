@@ -5,6 +5,7 @@
  */
 
 import { join } from "node:path";
+import { stopChild } from "../process.ts";
 
 /** Environment variable that overrides which `nats-server` binary is started. */
 export const NATS_SERVER_BIN_ENV = "FLEET_NATS_SERVER_BIN";
@@ -282,22 +283,7 @@ class NatsServerProcess implements NatsServer {
     const child = this.#child;
     const exited = this.#exited;
     if (!child || !exited) return;
-    try {
-      child.kill(signal);
-    } catch (err) {
-      // Already exited on its own (e.g. crashed): nothing to signal.
-      if (!(err instanceof TypeError)) throw err;
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
-    });
-    const result = await Promise.race([exited, timedOut]);
-    clearTimeout(timer);
-    if (result === "timeout") {
-      child.kill("SIGKILL");
-      await exited;
-    }
+    await stopChild(child, exited, signal, STOP_TIMEOUT_MS);
     await this.#stderr;
     this.#child = undefined;
     this.#exited = undefined;

@@ -1,0 +1,29 @@
+/** Stopping the child processes the fixtures start (nats-server, kube-apiserver, etcd). */
+
+/**
+ * Sends `signal`, waits up to `timeoutMs` for `exited`, then sends SIGKILL and waits again.
+ * A child that already exited on its own is fine.
+ */
+export async function stopChild(
+  child: Deno.ChildProcess,
+  exited: Promise<unknown>,
+  signal: Deno.Signal,
+  timeoutMs: number,
+): Promise<void> {
+  try {
+    child.kill(signal);
+  } catch (error) {
+    // Already exited (e.g. crashed): nothing to signal.
+    if (!(error instanceof TypeError)) throw error;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), timeoutMs);
+  });
+  const result = await Promise.race([exited, timedOut]);
+  clearTimeout(timer);
+  if (result === "timeout") {
+    child.kill("SIGKILL");
+    await exited;
+  }
+}
