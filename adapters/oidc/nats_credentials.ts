@@ -1,0 +1,163 @@
+/**
+ * NATS credentials from an OIDC access token: the client presents the token on every
+ * (re)connect and the auth callout turns it into a NATS user. The token is renewed in the
+ * background before it expires, and at once when a stale one is noticed, so a reconnect
+ * after a long time offline presents a fresh token (at worst on the second attempt).
+ */
+
+import type { Auth, Authenticator } from "@nats-io/nats-core";
+import type { Logger } from "../logger.ts";
+import type { CredentialOptions, CredentialSource } from "../nats/credentials.ts";
+import { errorMessage } from "./_discovery.ts";
+import type { TokenSource } from "./token_source.ts";
+
+/** Options of {@link oidcCredentials}. */
+export interface OidcCredentialsOptions {
+  /** Inbox prefix for the connection, e.g. `_INBOX_<deviceId>` (DESIGN.md §5). */
+  inboxPrefix?: string;
+  /** Where renewal failures are logged. Without one they are not logged. */
+  logger?: Logger;
+  /**
+   * First wait before retrying a failed renewal; doubles up to `maxRetryDelayMs`.
+   * @default 2_000
+   */
+  retryDelayMs?: number;
+  /** @default 60_000 */
+  maxRetryDelayMs?: number;
+  /** Clock (epoch ms), for tests. @default Date.now */
+  now?: () => number;
+}
+
+/** A {@link CredentialSource} backed by a {@link TokenSource}. */
+export interface OidcCredentialSource extends CredentialSource {
+  readonly kind: "oidc-token";
+  /**
+   * Tells the source the connection dropped: a token that is stale (past its refresh time)
+   * is renewed now, even while a failed renewal waits for its retry, so it is fresh for the
+   * reconnect. Never throws.
+   */
+  onDisconnect(): void;
+  /** Stops the background renewal. */
+  stop(): void;
+}
+
+/**
+ * NATS credentials that present `source`'s access token as `auth_token`.
+ *
+ * `connectionOptions()` waits for a fresh token and starts the background renewal (a timer
+ * set to the token's refresh time, retried with backoff when the provider is unreachable).
+ * The returned `authenticator` is synchronous as nats.js requires: it hands out
+ * `source.current()` and, when that token is past its refresh time (a laptop or device
+ * waking up after the timer should have fired), starts a renewal at once and still returns
+ * the stale token for this attempt; the next attempt, about a second later, has the fresh one.
+ */
+export function oidcCredentials(
+  source: TokenSource,
+  options: OidcCredentialsOptions = {},
+): OidcCredentialSource {
+  return new OidcCredentials(source, options);
+}
+
+/** Least time between two scheduled renewals, against a provider issuing stale tokens. */
+const MIN_RENEW_INTERVAL_MS = 1_000;
+
+class OidcCredentials implements OidcCredentialSource {
+  readonly kind = "oidc-token";
+  readonly #source: TokenSource;
+  readonly #inboxPrefix: string | undefined;
+  readonly #logger: Logger | undefined;
+  readonly #retryDelayMs: number;
+  readonly #maxRetryDelayMs: number;
+  readonly #now: () => number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #renewing: Promise<void> | undefined;
+  #failures = 0;
+  #stopped = false;
+
+  constructor(source: TokenSource, options: OidcCredentialsOptions) {
+    this.#source = source;
+    this.#inboxPrefix = options.inboxPrefix;
+    this.#logger = options.logger?.with({ component: "oidc-credentials" });
+    this.#retryDelayMs = options.retryDelayMs ?? 2_000;
+    this.#maxRetryDelayMs = options.maxRetryDelayMs ?? 30_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  describe(): string {
+    return `OIDC token for client "${this.#source.clientId}" from ${this.#source.issuer}`;
+  }
+
+  async connectionOptions(): Promise<CredentialOptions> {
+    this.#stopped = false;
+    await this.#source.token();
+    this.#failures = 0;
+    this.#schedule();
+    const authenticator: Authenticator = (): Auth => {
+      // After a failed renewal the backoff timer retries; connect attempts do not add more.
+      if (this.#isStale() && this.#failures === 0) this.#renewNow();
+      return { auth_token: this.#source.current() ?? "" };
+    };
+    return {
+      authenticator,
+      ...(this.#inboxPrefix !== undefined ? { inboxPrefix: this.#inboxPrefix } : {}),
+    };
+  }
+
+  onDisconnect(): void {
+    if (this.#isStale()) this.#renewNow();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #isStale(): boolean {
+    const refreshAt = this.#source.refreshAt;
+    return refreshAt === undefined || this.#now() >= refreshAt;
+  }
+
+  /** Renews now unless a renewal is already running; reschedules after it. */
+  #renewNow(): void {
+    if (this.#renewing !== undefined || this.#stopped) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#renewing = this.#source.refresh()
+      .then(() => {
+        this.#failures = 0;
+      }, (err: unknown) => {
+        this.#failures++;
+        this.#logger?.warn(
+          `Cannot renew the NATS access token (${this.describe()}); will retry`,
+          { attempt: this.#failures, error: errorMessage(err) },
+        );
+      })
+      .finally(() => {
+        this.#renewing = undefined;
+        this.#schedule();
+      });
+  }
+
+  /** Sets the timer for the next renewal: the token's refresh time, or a retry backoff. */
+  #schedule(): void {
+    if (this.#stopped) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    let delay: number;
+    if (this.#failures > 0) {
+      delay = Math.min(this.#retryDelayMs * 2 ** (this.#failures - 1), this.#maxRetryDelayMs);
+    } else {
+      const refreshAt = this.#source.refreshAt;
+      delay = refreshAt === undefined
+        ? this.#retryDelayMs
+        : Math.max(MIN_RENEW_INTERVAL_MS, refreshAt - this.#now());
+    }
+    // setTimeout's limit is ~24.8 days; a later refresh just wakes up once more first.
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#isStale() || this.#failures > 0) this.#renewNow();
+      else this.#schedule();
+    }, Math.min(delay, 2 ** 31 - 1));
+    Deno.unrefTimer(this.#timer);
+  }
+}

@@ -1,0 +1,538 @@
+/**
+ * A real OpenID Provider for tests, built on the certified `oidc-provider` library and run
+ * in this process over plain http on 127.0.0.1: discovery, JWKS, JWT access tokens for one
+ * resource (audience), `client_credentials` with `private_key_jwt`, and the RFC 7523
+ * JWT-bearer grant the way Zitadel offers it to machine users.
+ *
+ * ```ts
+ * await using idp = await startTestProvider({ audience: "nats://fleet" });
+ * const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+ * const token = await idp.mintToken(device);
+ * ```
+ *
+ * `oidc-provider` prints two warnings on stderr when loaded under Deno (unsupported runtime,
+ * and a pre-parsed request body on the first token request); both are expected.
+ *
+ * @module
+ */
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  calculateJwkThumbprint,
+  createLocalJWKSet,
+  exportJWK,
+  generateKeyPair,
+  type JWK,
+  jwtVerify,
+} from "jose";
+// @ts-types="./_oidc_provider.d.ts"
+import Provider, {
+  type Adapter,
+  type AdapterPayload,
+  type Configuration,
+  errors,
+  type ResourceServer,
+  type TokenEndpointGrantContext,
+} from "oidc-provider";
+import { type Logger, silentLogger } from "../logger.ts";
+import { errorMessage } from "./_discovery.ts";
+import {
+  createTokenSource,
+  JWT_BEARER_GRANT_TYPE,
+  JWT_CLIENT_ASSERTION_TYPE,
+  type TokenGrant,
+} from "./token_source.ts";
+
+/** The algorithms the test provider signs with and generates machine-user keys for. */
+export type TestSigningAlgorithm = "ES256" | "RS256";
+
+/** Options of {@link startTestProvider}. */
+export interface TestProviderOptions {
+  /**
+   * The one resource (RFC 8707) the provider issues tokens for; the tokens' `aud`.
+   * @default "nats://fleet"
+   */
+  audience?: string;
+  /**
+   * Lifetime of the access tokens.
+   * @default 600
+   */
+  accessTokenTtlSeconds?: number;
+  /**
+   * Algorithm of the provider's signing keys.
+   * @default "ES256"
+   */
+  signingAlgorithm?: TestSigningAlgorithm;
+  /**
+   * The claim carrying a machine user's device id; `"sub"` replaces the subject.
+   * @default "fleet_device_id"
+   */
+  deviceIdClaim?: string;
+  /**
+   * Organisation id and primary domain in the Zitadel roles claim
+   * `{"urn:zitadel:iam:org:project:roles": {"<role>": {"<orgId>": "<orgDomain>"}}}`.
+   * @default "fleet-org"
+   */
+  orgId?: string;
+  /** @default "fleet.localhost" */
+  orgDomain?: string;
+  /**
+   * Scopes clients may ask for (all land in the token's `scope`).
+   * @default ["fleet"]
+   */
+  scopes?: string[];
+  /** Listen on this port instead of a free one. */
+  port?: number;
+  /** Where the provider's request errors are logged (debug level). @default silentLogger */
+  logger?: Logger;
+}
+
+/** Options of {@link TestProvider.addMachineUser}. */
+export interface MachineUserOptions {
+  /** The client id (Zitadel: the machine user's `userId`). */
+  id: string;
+  /** Project roles, put in both the Zitadel nested claim and the flat `roles` claim. */
+  roles: string[];
+  /** Put in the device id claim. @default id */
+  deviceId?: string;
+  /** More claims for this user's tokens; they override the ones above. */
+  extraClaims?: Record<string, unknown>;
+  /**
+   * Algorithm of the generated key pair.
+   * @default "ES256"
+   */
+  keyAlgorithm?: TestSigningAlgorithm;
+}
+
+/** A registered machine user and its private key. */
+export interface MachineUser {
+  /** The client id. */
+  clientId: string;
+  /** The private key, as a JWK with `kid` and `alg`; its public half is registered. */
+  privateKeyJwk: JWK;
+  /** The device id its tokens carry. */
+  deviceId: string;
+  /** Its roles. */
+  roles: readonly string[];
+}
+
+/** Options of {@link TestProvider.mintToken}. */
+export interface MintTokenOptions {
+  /** @default "jwt-bearer" */
+  grant?: TokenGrant;
+  /** Space-separated scopes. */
+  scope?: string;
+}
+
+/** A running test provider; `await using` stops it. */
+export interface TestProvider extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>`, the `iss` of its tokens. */
+  readonly issuer: string;
+  /** The URL of its discovery document. */
+  readonly discoveryUrl: string;
+  /** The URL of its JWKS. */
+  readonly jwksUri: string;
+  /** The URL of its token endpoint. */
+  readonly tokenEndpoint: string;
+  /** The `aud` of its access tokens. */
+  readonly audience: string;
+  /** The claim carrying the device id. */
+  readonly deviceIdClaim: string;
+  /** `kid` of the key it signs new tokens with. */
+  readonly signingKid: string;
+  /** Whether it is listening. */
+  readonly running: boolean;
+  /** Registers a machine user (client) with a freshly generated key pair. */
+  addMachineUser(options: MachineUserOptions): Promise<MachineUser>;
+  /**
+   * Gets an access token for `user` from the token endpoint, through {@link createTokenSource}.
+   * @throws {TokenMintError}
+   */
+  mintToken(user: MachineUser, options?: MintTokenOptions): Promise<string>;
+  /**
+   * Signs new tokens with a new key (new `kid`), published in the JWKS before the old one,
+   * which stays published so tokens already issued keep verifying.
+   * @returns the new `kid`
+   */
+  rotateSigningKey(): Promise<string>;
+  /** Stops listening (the provider is "down"); registered users and keys are kept. */
+  stop(): Promise<void>;
+  /** Listens again on the same port. */
+  start(): Promise<void>;
+}
+
+/** Starts a {@link TestProvider} on 127.0.0.1 and a free port (or `options.port`). */
+export async function startTestProvider(options: TestProviderOptions = {}): Promise<TestProvider> {
+  const provider = new OidcTestProvider(options);
+  await provider.start();
+  return provider;
+}
+
+/** The Zitadel claim holding project roles: `{ role: { orgId: orgDomain } }`. */
+export const ZITADEL_ROLES_CLAIM = "urn:zitadel:iam:org:project:roles";
+
+interface UserRecord {
+  clientId: string;
+  deviceId: string;
+  roles: string[];
+  extraClaims: Record<string, unknown>;
+  metadata: AdapterPayload;
+}
+
+type Callback = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+class OidcTestProvider implements TestProvider {
+  readonly audience: string;
+  readonly deviceIdClaim: string;
+  readonly #ttl: number;
+  readonly #alg: TestSigningAlgorithm;
+  readonly #orgId: string;
+  readonly #orgDomain: string;
+  readonly #scopes: string[];
+  readonly #logger: Logger;
+  readonly #store = new MemoryStore();
+  readonly #users = new Map<string, UserRecord>();
+  /** Private signing keys, newest (the one used) first. */
+  #signingKeys: JWK[] = [];
+  #port: number;
+  #server: Server | undefined;
+  #callback: Callback | undefined;
+
+  constructor(options: TestProviderOptions) {
+    this.audience = options.audience ?? "nats://fleet";
+    this.deviceIdClaim = options.deviceIdClaim ?? "fleet_device_id";
+    this.#ttl = options.accessTokenTtlSeconds ?? 600;
+    this.#alg = options.signingAlgorithm ?? "ES256";
+    this.#orgId = options.orgId ?? "fleet-org";
+    this.#orgDomain = options.orgDomain ?? "fleet.localhost";
+    this.#scopes = options.scopes ?? ["fleet"];
+    this.#logger = (options.logger ?? silentLogger).with({ component: "test-oidc-provider" });
+    this.#port = options.port ?? 0;
+    if (!Number.isSafeInteger(this.#ttl) || this.#ttl <= 0) {
+      throw new RangeError(
+        `accessTokenTtlSeconds must be a positive whole number of seconds: got ${this.#ttl}`,
+      );
+    }
+  }
+
+  get issuer(): string {
+    return `http://127.0.0.1:${this.#port}`;
+  }
+  get discoveryUrl(): string {
+    return `${this.issuer}/.well-known/openid-configuration`;
+  }
+  get jwksUri(): string {
+    return `${this.issuer}/jwks`;
+  }
+  get tokenEndpoint(): string {
+    return `${this.issuer}/token`;
+  }
+  get signingKid(): string {
+    const kid = this.#signingKeys[0]?.kid;
+    if (kid === undefined) throw new Error("The test provider has not been started yet");
+    return kid;
+  }
+  get running(): boolean {
+    return this.#server !== undefined;
+  }
+
+  async start(): Promise<void> {
+    if (this.#server !== undefined) return;
+    const server = createServer((req, res) => {
+      const callback = this.#callback;
+      if (callback === undefined) {
+        res.writeHead(503).end();
+        return;
+      }
+      callback(req, res).catch((err: unknown) => {
+        this.#logger.warn("Request failed", { error: errorMessage(err) });
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.#port, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.#port = (server.address() as AddressInfo).port;
+    this.#server = server;
+    if (this.#callback === undefined) {
+      this.#signingKeys = [await generateSigningKey(this.#alg)];
+      this.#callback = this.#buildProvider();
+    }
+  }
+
+  async stop(): Promise<void> {
+    const server = this.#server;
+    if (server === undefined) return;
+    this.#server = undefined;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  async rotateSigningKey(): Promise<string> {
+    const key = await generateSigningKey(this.#alg);
+    this.#signingKeys = [key, ...this.#signingKeys];
+    this.#callback = this.#buildProvider();
+    return this.signingKid;
+  }
+
+  async addMachineUser(options: MachineUserOptions): Promise<MachineUser> {
+    if (this.#users.has(options.id)) {
+      throw new Error(`Machine user "${options.id}" is already registered`);
+    }
+    const alg = options.keyAlgorithm ?? "ES256";
+    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+    const publicJwk = await exportJWK(publicKey);
+    const kid = await calculateJwkThumbprint(publicJwk);
+    const privateKeyJwk: JWK = { ...await exportJWK(privateKey), kid, alg };
+    const deviceId = options.deviceId ?? options.id;
+    this.#users.set(options.id, {
+      clientId: options.id,
+      deviceId,
+      roles: [...options.roles],
+      extraClaims: { ...options.extraClaims },
+      metadata: {
+        client_id: options.id,
+        token_endpoint_auth_method: "private_key_jwt",
+        token_endpoint_auth_signing_alg: alg,
+        grant_types: ["client_credentials", JWT_BEARER_GRANT_TYPE],
+        response_types: [],
+        redirect_uris: [],
+        jwks: { keys: [{ ...publicJwk, kid, alg, use: "sig" }] },
+      },
+    });
+    return { clientId: options.id, privateKeyJwk, deviceId, roles: [...options.roles] };
+  }
+
+  async mintToken(user: MachineUser, options: MintTokenOptions = {}): Promise<string> {
+    return await createTokenSource({
+      issuer: this.issuer,
+      clientId: user.clientId,
+      privateKeyJwk: user.privateKeyJwk,
+      grant: options.grant ?? "jwt-bearer",
+      audience: this.audience,
+      ...(options.scope !== undefined ? { scope: options.scope } : {}),
+      logger: this.#logger,
+    }).token();
+  }
+
+  #resourceServer(): ResourceServer {
+    return {
+      audience: this.audience,
+      scope: this.#scopes.join(" "),
+      accessTokenFormat: "jwt",
+      accessTokenTTL: this.#ttl,
+      jwt: { sign: { alg: this.#alg } },
+    };
+  }
+
+  /** A new `oidc-provider` instance over the current keys, users and stored state. */
+  #buildProvider(): Callback {
+    const audience = this.audience;
+    const configuration: Configuration = {
+      adapter: (name: string) => this.#store.adapter(name, this.#users),
+      jwks: { keys: this.#signingKeys },
+      scopes: this.#scopes,
+      clientDefaults: { id_token_signed_response_alg: this.#alg },
+      cookies: { keys: ["fleet-test-provider-only"] },
+      ttl: { ClientCredentials: this.#ttl, AccessToken: this.#ttl },
+      features: {
+        devInteractions: { enabled: false },
+        clientCredentials: { enabled: true },
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: () => audience,
+          useGrantedResource: () => true,
+          getResourceServerInfo: (_ctx, resource) => {
+            if (resource !== audience) {
+              throw new errors.InvalidTarget(`unknown resource "${resource}"; use "${audience}"`);
+            }
+            return this.#resourceServer();
+          },
+        },
+      },
+      formats: {
+        customizers: {
+          jwt: (_ctx, token, parts) => {
+            const user = token.clientId === undefined ? undefined : this.#users.get(token.clientId);
+            if (user === undefined) return;
+            Object.assign(parts.payload, this.#claimsFor(user));
+          },
+        },
+      },
+    };
+    const provider = new Provider(this.issuer, configuration);
+    provider.on("grant.error", (_ctx, err) => {
+      this.#logger.debug("Token request refused", { error: err.message, detail: err.error_detail });
+    });
+    provider.on("server_error", (_ctx, err) => {
+      this.#logger.warn("Provider error", { error: err.message });
+    });
+    // Zitadel's JWT-bearer request carries no client authentication; oidc-provider insists on
+    // one. The assertion (iss = sub = client id, aud = issuer, signed with the client's key)
+    // is also a valid private_key_jwt client assertion, so it is passed as one too.
+    provider.use(async (ctx, next) => {
+      if (ctx.method === "POST" && ctx.path === "/token" && ctx.is("urlencoded") !== false) {
+        const params = new URLSearchParams(await readBody(ctx.req));
+        const assertion = params.get("assertion");
+        if (
+          params.get("grant_type") === JWT_BEARER_GRANT_TYPE && assertion !== null &&
+          !params.has("client_id") && !params.has("client_assertion") &&
+          ctx.get("authorization") === ""
+        ) {
+          params.set("client_assertion_type", JWT_CLIENT_ASSERTION_TYPE);
+          params.set("client_assertion", assertion);
+        }
+        Object.assign(ctx.req, { body: params.toString() });
+      }
+      await next();
+    });
+    provider.registerGrantType(
+      JWT_BEARER_GRANT_TYPE,
+      (ctx) => this.#jwtBearerGrant(provider, ctx),
+      ["assertion", "scope", "resource"],
+      ["resource"],
+    );
+    return provider.callback();
+  }
+
+  /** RFC 7523 §2.1: an access token for the client the assertion is about. */
+  async #jwtBearerGrant(
+    provider: Provider,
+    ctx: TokenEndpointGrantContext,
+  ): Promise<void> {
+    const { client, params } = ctx.oidc;
+    const assertion = params.assertion;
+    if (typeof assertion !== "string" || assertion === "") {
+      throw new errors.InvalidRequest("missing required parameter 'assertion'");
+    }
+    const keys = client.jwks?.keys;
+    if (keys === undefined) throw new errors.InvalidGrant("the client has no registered keys");
+    try {
+      await jwtVerify(assertion, createLocalJWKSet({ keys: keys.map((key) => ({ ...key })) }), {
+        issuer: client.clientId,
+        subject: client.clientId,
+        audience: [this.issuer, this.tokenEndpoint],
+        algorithms: ["ES256", "RS256", "PS256", "EdDSA"],
+        requiredClaims: ["exp", "jti"],
+        clockTolerance: 5,
+      });
+    } catch (err) {
+      throw new errors.InvalidGrant(`invalid assertion: ${errorMessage(err)}`);
+    }
+    if (params.resource !== undefined && params.resource !== this.audience) {
+      throw new errors.InvalidTarget(`unknown resource; use "${this.audience}"`);
+    }
+    // Like oidc-provider's client_credentials: scopes the resource does not know are left out.
+    const scopes = typeof params.scope === "string"
+      ? params.scope.split(" ").filter((scope) => this.#scopes.includes(scope))
+      : [];
+    const token = new provider.ClientCredentials({
+      client,
+      scope: scopes.join(" ") || undefined,
+      resourceServer: new provider.ResourceServer(this.audience, this.#resourceServer()),
+    });
+    ctx.oidc.entity("ClientCredentials", token);
+    const value = await token.save();
+    ctx.body = {
+      access_token: value,
+      expires_in: token.expiration,
+      token_type: token.tokenType,
+      ...(token.scope ? { scope: token.scope } : {}),
+    };
+  }
+
+  #claimsFor(user: UserRecord): Record<string, unknown> {
+    const nested = Object.fromEntries(
+      user.roles.map((role) => [role, { [this.#orgId]: this.#orgDomain }]),
+    );
+    return {
+      [this.deviceIdClaim]: user.deviceId,
+      [ZITADEL_ROLES_CLAIM]: nested,
+      roles: [...user.roles],
+      ...user.extraClaims,
+    };
+  }
+}
+
+async function generateSigningKey(alg: TestSigningAlgorithm): Promise<JWK> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const kid = await calculateJwkThumbprint(await exportJWK(publicKey));
+  return { ...await exportJWK(privateKey), kid, alg, use: "sig" };
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of req as AsyncIterable<Uint8Array | string>) {
+    chunks.push(typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk);
+  }
+  const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return new TextDecoder().decode(body);
+}
+
+/** The provider's storage: machine users as clients, everything else in memory. */
+class MemoryStore {
+  readonly #data = new Map<string, { payload: AdapterPayload; expiresAt: number }>();
+
+  adapter(name: string, users: ReadonlyMap<string, UserRecord>): Adapter {
+    const data = this.#data;
+    const key = (id: string): string => `${name}:${id}`;
+    const get = (id: string): AdapterPayload | undefined => {
+      if (name === "Client") return users.get(id)?.metadata;
+      const entry = data.get(key(id));
+      if (entry === undefined) return undefined;
+      if (entry.expiresAt <= Date.now()) {
+        data.delete(key(id));
+        return undefined;
+      }
+      return entry.payload;
+    };
+    const findBy = (field: "userCode" | "uid", value: string): AdapterPayload | undefined => {
+      for (const [k, entry] of data) {
+        if (k.startsWith(`${name}:`) && entry.payload[field] === value) return entry.payload;
+      }
+      return undefined;
+    };
+    return {
+      upsert: (id, payload, expiresIn) => {
+        const ttl = expiresIn === undefined ? Infinity : expiresIn * 1000;
+        data.set(key(id), { payload, expiresAt: Date.now() + ttl });
+        return Promise.resolve();
+      },
+      find: (id) => Promise.resolve(get(id)),
+      findByUserCode: (userCode) => Promise.resolve(findBy("userCode", userCode)),
+      findByUid: (uid) => Promise.resolve(findBy("uid", uid)),
+      consume: (id) => {
+        const payload = get(id);
+        if (payload !== undefined) payload.consumed = Math.floor(Date.now() / 1000);
+        return Promise.resolve();
+      },
+      destroy: (id) => {
+        data.delete(key(id));
+        return Promise.resolve();
+      },
+      revokeByGrantId: (grantId) => {
+        for (const [k, entry] of data) {
+          if (entry.payload.grantId === grantId) data.delete(k);
+        }
+        return Promise.resolve();
+      },
+    };
+  }
+}

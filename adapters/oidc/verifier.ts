@@ -1,0 +1,391 @@
+/**
+ * Verifies OIDC access tokens (JWTs) against the provider's published keys, for the auth
+ * callout: signature, issuer, audience, expiry, not-before and algorithm.
+ *
+ * The keys are found through discovery and kept: an unknown `kid` refetches them (at most
+ * once per `minRefetchIntervalMs`), and when the provider is down the kept keys go on
+ * verifying tokens that are still valid. jose's `createRemoteJWKSet` is not used because its
+ * cache expires; the kept set is wrapped with `createLocalJWKSet` instead.
+ */
+
+import {
+  createLocalJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  type JSONWebKeySet,
+  type JWK,
+  type JWTPayload,
+  jwtVerify,
+  type ProtectedHeaderParameters,
+} from "jose";
+import type { Logger } from "../logger.ts";
+import { discover, errorMessage, fetchJsonObject } from "./_discovery.ts";
+
+/** The JWS algorithms accepted unless configured otherwise. */
+export const DEFAULT_ALGORITHMS: readonly string[] = ["RS256", "ES256", "EdDSA", "PS256"];
+
+/** Options of {@link createTokenVerifier}. */
+export interface TokenVerifierOptions {
+  /** The expected `iss`, exactly; discovery is read from `<issuer>/.well-known/openid-configuration`. */
+  issuer: string;
+  /** The expected `aud` (one of the token's audiences), e.g. `nats://fleet`. */
+  audience: string;
+  logger: Logger;
+  /**
+   * Time limit of each request to the provider.
+   * @default 5_000
+   */
+  fetchTimeoutMs?: number;
+  /**
+   * Leeway for `exp` and `nbf`, for clocks that disagree a little.
+   * @default 5
+   */
+  clockToleranceSeconds?: number;
+  /**
+   * Least time between two key refetches caused by unknown `kid`s (a flood of forged
+   * tokens cannot turn into a flood of requests to the provider).
+   * @default 10_000
+   */
+  minRefetchIntervalMs?: number;
+  /**
+   * Refetch the keys in the background when the kept set is older than this, so removed
+   * keys stop being trusted; a failed refetch keeps the old set.
+   * @default 900_000 (15 min)
+   */
+  maxKeyAgeMs?: number;
+  /** Accepted JWS algorithms. @default DEFAULT_ALGORITHMS */
+  algorithms?: readonly string[];
+  /** Clock (epoch ms), for tests. @default Date.now */
+  now?: () => number;
+}
+
+/** A token that passed every check. */
+export interface VerifiedToken {
+  /** The token's claims. */
+  claims: JWTPayload;
+  /** Its `exp` in epoch milliseconds. */
+  expiresAt: number;
+}
+
+/** Verifies access tokens of one issuer for one audience. */
+export interface TokenVerifier {
+  /** The configured issuer. */
+  readonly issuer: string;
+  /** The configured audience. */
+  readonly audience: string;
+  /**
+   * Checks the token; resolves with its claims, or rejects with {@link TokenRejectedError}.
+   * @throws {TokenRejectedError} with a `reason` fit for a log line (never for the client).
+   */
+  verify(token: string): Promise<VerifiedToken>;
+  /**
+   * Fetches discovery and the keys now (e.g. at start, to fail early on a wrong issuer).
+   * @throws {TokenRejectedError} with code `"provider-unreachable"` when that fails.
+   */
+  refreshKeys(): Promise<void>;
+  /** The `kid`s of the kept keys (empty before the first fetch). */
+  readonly keyIds: readonly string[];
+}
+
+/** Why a token was rejected, as a const object and union (stable for tests and metrics). */
+export const RejectionCodes = {
+  malformed: "malformed",
+  algorithm: "algorithm",
+  issuer: "issuer",
+  audience: "audience",
+  expired: "expired",
+  notYetValid: "not-yet-valid",
+  claims: "claims",
+  signature: "signature",
+  unknownKey: "unknown-key",
+  providerUnreachable: "provider-unreachable",
+} as const;
+/** One of {@link RejectionCodes}. */
+export type RejectionCode = typeof RejectionCodes[keyof typeof RejectionCodes];
+
+/**
+ * A token was rejected. `reason` says why in words a log line can carry (it never contains
+ * the token); the client should only be told "authorization failed".
+ */
+export class TokenRejectedError extends Error {
+  override name = "TokenRejectedError";
+  /** Machine-readable kind of rejection. */
+  readonly code: RejectionCode;
+  /** Why, e.g. `expired at 2026-01-01T00:00:00.000Z (now 2026-01-01T00:00:07.000Z)`. */
+  readonly reason: string;
+  constructor(code: RejectionCode, reason: string, options?: ErrorOptions) {
+    super(`Token rejected: ${reason}`, options);
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+/** Creates a {@link TokenVerifier}; nothing is fetched until the first use. */
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  return new JwksTokenVerifier(options);
+}
+
+class JwksTokenVerifier implements TokenVerifier {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly #logger: Logger;
+  readonly #timeoutMs: number;
+  readonly #tolerance: number;
+  readonly #minRefetchMs: number;
+  readonly #maxKeyAgeMs: number;
+  readonly #algorithms: string[];
+  readonly #now: () => number;
+  #jwksUri: string | undefined;
+  #keys: JWK[] | undefined;
+  #keySet: ReturnType<typeof createLocalJWKSet> | undefined;
+  #fetchedAt = 0;
+  #lastAttemptAt = Number.NEGATIVE_INFINITY;
+  #inFlight: Promise<void> | undefined;
+
+  constructor(options: TokenVerifierOptions) {
+    this.issuer = options.issuer;
+    this.audience = options.audience;
+    this.#logger = options.logger.with({ component: "oidc-verifier" });
+    this.#timeoutMs = options.fetchTimeoutMs ?? 5_000;
+    this.#tolerance = options.clockToleranceSeconds ?? 5;
+    this.#minRefetchMs = options.minRefetchIntervalMs ?? 10_000;
+    this.#maxKeyAgeMs = options.maxKeyAgeMs ?? 15 * 60_000;
+    this.#algorithms = [...(options.algorithms ?? DEFAULT_ALGORITHMS)];
+    this.#now = options.now ?? Date.now;
+  }
+
+  get keyIds(): readonly string[] {
+    return (this.#keys ?? []).flatMap((key) => key.kid === undefined ? [] : [key.kid]);
+  }
+
+  refreshKeys(): Promise<void> {
+    this.#inFlight ??= this.#fetchKeys().finally(() => {
+      this.#inFlight = undefined;
+    });
+    return this.#inFlight;
+  }
+
+  async verify(token: string): Promise<VerifiedToken> {
+    const { header, payload } = this.#decode(token);
+    const kid = typeof header.kid === "string" ? header.kid : undefined;
+    const keyName = kid === undefined ? "without kid" : `kid=${kid}`;
+    if (header.alg === undefined || !this.#algorithms.includes(header.alg)) {
+      throw new TokenRejectedError(
+        RejectionCodes.algorithm,
+        `algorithm ${JSON.stringify(header.alg)} is not allowed (allowed: ` +
+          `${this.#algorithms.join(", ")})`,
+      );
+    }
+    // Checked before any key lookup: a foreign token gets a clear reason and cannot make
+    // the verifier refetch keys.
+    if (payload.iss !== this.issuer) {
+      throw new TokenRejectedError(
+        RejectionCodes.issuer,
+        `issuer ${JSON.stringify(payload.iss)} is not the configured "${this.issuer}"`,
+      );
+    }
+    await this.#ensureKey(kid, keyName);
+    const keySet = this.#keySet;
+    if (keySet === undefined) {
+      throw new TokenRejectedError(
+        RejectionCodes.providerUnreachable,
+        `provider unreachable and no cached key`,
+      );
+    }
+    try {
+      const { payload: claims } = await jwtVerify(token, keySet, {
+        issuer: this.issuer,
+        audience: this.audience,
+        algorithms: this.#algorithms,
+        clockTolerance: this.#tolerance,
+        requiredClaims: ["exp"],
+        currentDate: new Date(this.#now()),
+      });
+      if (typeof claims.exp !== "number") {
+        throw new TokenRejectedError(RejectionCodes.claims, `the token has no numeric exp`);
+      }
+      this.#maybeRefreshInBackground();
+      return { claims, expiresAt: claims.exp * 1000 };
+    } catch (err) {
+      throw this.#rejection(err, payload, keyName);
+    }
+  }
+
+  #decode(token: string): { header: ProtectedHeaderParameters; payload: JWTPayload } {
+    try {
+      return { header: decodeProtectedHeader(token), payload: decodeJwt(token) };
+    } catch (err) {
+      const what = token.split(".").length === 5
+        ? "an encrypted token (JWE) is not supported"
+        : `not a signed JWT (${errorMessage(err)})`;
+      throw new TokenRejectedError(RejectionCodes.malformed, what, { cause: err });
+    }
+  }
+
+  /** Makes sure the key set is loaded and, when possible, holds `kid`. */
+  async #ensureKey(kid: string | undefined, keyName: string): Promise<void> {
+    if (this.#keys === undefined) {
+      try {
+        await this.refreshKeys();
+      } catch (err) {
+        throw new TokenRejectedError(
+          RejectionCodes.providerUnreachable,
+          `provider unreachable and no cached key (${keyName}): ${errorMessage(err)}`,
+          { cause: err },
+        );
+      }
+      return;
+    }
+    if (kid === undefined || this.#hasKey(kid)) return;
+    const sinceLastMs = this.#now() - this.#lastAttemptAt;
+    if (sinceLastMs < this.#minRefetchMs && this.#inFlight === undefined) {
+      throw new TokenRejectedError(
+        RejectionCodes.unknownKey,
+        `unknown signing key ${keyName} (JWKS refreshed ${Math.round(sinceLastMs / 1000)} s ago; ` +
+          `next refetch allowed in ${Math.ceil((this.#minRefetchMs - sinceLastMs) / 1000)} s)`,
+      );
+    }
+    try {
+      await this.refreshKeys();
+    } catch (err) {
+      throw new TokenRejectedError(
+        RejectionCodes.providerUnreachable,
+        `provider unreachable and no cached key ${keyName} ` +
+          `(${this.#keys.length} other keys cached): ${errorMessage(err)}`,
+        { cause: err },
+      );
+    }
+    if (!this.#hasKey(kid)) {
+      throw new TokenRejectedError(
+        RejectionCodes.unknownKey,
+        `unknown signing key ${keyName} (JWKS refreshed; it has ${this.keyIds.join(", ")})`,
+      );
+    }
+  }
+
+  #hasKey(kid: string): boolean {
+    return this.#keys?.some((key) => key.kid === kid) ?? false;
+  }
+
+  #maybeRefreshInBackground(): void {
+    const now = this.#now();
+    if (now - this.#fetchedAt < this.#maxKeyAgeMs) return;
+    if (now - this.#lastAttemptAt < this.#minRefetchMs) return;
+    this.refreshKeys().catch((err: unknown) => {
+      this.#logger.warn("Cannot refresh the provider's signing keys; keeping the cached ones", {
+        issuer: this.issuer,
+        error: errorMessage(err),
+      });
+    });
+  }
+
+  async #fetchKeys(): Promise<void> {
+    this.#lastAttemptAt = this.#now();
+    const started = performance.now();
+    if (this.#jwksUri === undefined) {
+      const document = await discover(this.issuer, this.#timeoutMs);
+      if (typeof document.jwks_uri !== "string" || document.jwks_uri === "") {
+        throw new Error(`the discovery document of ${this.issuer} has no jwks_uri`);
+      }
+      this.#jwksUri = document.jwks_uri;
+    }
+    const jwksUri = this.#jwksUri;
+    let body: Record<string, unknown>;
+    try {
+      body = await fetchJsonObject(jwksUri, this.#timeoutMs);
+    } catch (err) {
+      this.#jwksUri = undefined; // rediscover next time: the JWKS may have moved
+      throw err;
+    }
+    const keys = body.keys;
+    if (!Array.isArray(keys)) throw new Error(`${jwksUri} is not a JWK set (no "keys" array)`);
+    const usable = keys.filter((key): key is JWK =>
+      typeof key === "object" && key !== null && typeof (key as JWK).kty === "string" &&
+      ((key as JWK).use === undefined || (key as JWK).use === "sig")
+    );
+    const keySet: JSONWebKeySet = { keys: usable };
+    const before = this.keyIds.join(",");
+    this.#keySet = createLocalJWKSet(keySet);
+    this.#keys = usable;
+    this.#fetchedAt = this.#now();
+    if (this.keyIds.join(",") !== before) {
+      this.#logger.info(`Loaded ${usable.length} signing keys of ${this.issuer}`, {
+        jwksUri,
+        kids: this.keyIds.join(","),
+        ms: Math.round(performance.now() - started),
+      });
+    }
+  }
+
+  #rejection(err: unknown, payload: JWTPayload, keyName: string): TokenRejectedError {
+    if (err instanceof TokenRejectedError) return err;
+    const now = new Date(this.#now()).toISOString();
+    if (err instanceof joseErrors.JWTExpired) {
+      const exp = typeof payload.exp === "number"
+        ? new Date(payload.exp * 1000).toISOString()
+        : "?";
+      return new TokenRejectedError(RejectionCodes.expired, `expired at ${exp} (now ${now})`, {
+        cause: err,
+      });
+    }
+    if (err instanceof joseErrors.JWTClaimValidationFailed) {
+      switch (err.claim) {
+        case "aud":
+          return new TokenRejectedError(
+            RejectionCodes.audience,
+            `audience ${JSON.stringify(payload.aud)} does not include the configured ` +
+              `"${this.audience}"`,
+            { cause: err },
+          );
+        case "iss":
+          return new TokenRejectedError(
+            RejectionCodes.issuer,
+            `issuer ${JSON.stringify(payload.iss)} is not the configured "${this.issuer}"`,
+            { cause: err },
+          );
+        case "nbf": {
+          const nbf = typeof payload.nbf === "number"
+            ? new Date(payload.nbf * 1000).toISOString()
+            : JSON.stringify(payload.nbf);
+          return new TokenRejectedError(
+            RejectionCodes.notYetValid,
+            `not valid before ${nbf} (now ${now})`,
+            { cause: err },
+          );
+        }
+        default:
+          return new TokenRejectedError(
+            RejectionCodes.claims,
+            `claim "${err.claim}" is invalid (${err.reason}): ${err.message}`,
+            { cause: err },
+          );
+      }
+    }
+    if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
+      return new TokenRejectedError(
+        RejectionCodes.signature,
+        `signature does not verify with the issuer's key ${keyName}`,
+        { cause: err },
+      );
+    }
+    if (err instanceof joseErrors.JWKSNoMatchingKey) {
+      return new TokenRejectedError(
+        RejectionCodes.unknownKey,
+        `no signing key of the issuer matches ${keyName}`,
+        { cause: err },
+      );
+    }
+    if (err instanceof joseErrors.JWKSMultipleMatchingKeys) {
+      return new TokenRejectedError(
+        RejectionCodes.unknownKey,
+        `several signing keys of the issuer match ${keyName}; the token must name its kid`,
+        { cause: err },
+      );
+    }
+    if (err instanceof joseErrors.JOSEAlgNotAllowed) {
+      return new TokenRejectedError(RejectionCodes.algorithm, err.message, { cause: err });
+    }
+    return new TokenRejectedError(RejectionCodes.malformed, errorMessage(err), { cause: err });
+  }
+}

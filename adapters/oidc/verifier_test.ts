@@ -1,0 +1,204 @@
+import assert from "node:assert/strict";
+import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from "jose";
+import { silentLogger } from "../logger.ts";
+import { delay, rejection } from "./_test_util.ts";
+import { startTestProvider, type TestProvider, ZITADEL_ROLES_CLAIM } from "./test_provider.ts";
+import {
+  createTokenVerifier,
+  RejectionCodes,
+  TokenRejectedError,
+  type TokenVerifierOptions,
+} from "./verifier.ts";
+
+function verifierFor(idp: TestProvider, options: Partial<TokenVerifierOptions> = {}) {
+  return createTokenVerifier({
+    issuer: idp.issuer,
+    audience: idp.audience,
+    logger: silentLogger,
+    fetchTimeoutMs: 2_000,
+    ...options,
+  });
+}
+
+Deno.test("createTokenVerifier() accepts tokens from both grants and returns their claims", async () => {
+  await using idp = await startTestProvider();
+  const device = await idp.addMachineUser({ id: "pi-lab-1", roles: ["device"] });
+  const verifier = verifierFor(idp);
+  for (const grant of ["jwt-bearer", "client-credentials"] as const) {
+    const token = await idp.mintToken(device, { grant });
+    const verified = await verifier.verify(token);
+    assert.equal(verified.claims.fleet_device_id, "pi-lab-1", grant);
+    assert.deepEqual(
+      verified.claims[ZITADEL_ROLES_CLAIM],
+      { device: { "fleet-org": "fleet.localhost" } },
+      grant,
+    );
+    assert.equal(verified.expiresAt, (decodeJwt(token).exp ?? 0) * 1000, grant);
+  }
+  assert.deepEqual(verifier.keyIds, [idp.signingKid]);
+});
+
+Deno.test("createTokenVerifier() rejects an expired token and says when it expired", async () => {
+  await using idp = await startTestProvider({ accessTokenTtlSeconds: 2 });
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const verifier = verifierFor(idp, { clockToleranceSeconds: 0 });
+  const token = await idp.mintToken(device);
+  await verifier.verify(token);
+  const exp = (decodeJwt(token).exp ?? 0) * 1000;
+  await delay(exp - Date.now() + 50);
+  const err = await rejection(verifier.verify(token), TokenRejectedError);
+  assert.equal(err.code, RejectionCodes.expired);
+  assert.match(err.reason, new RegExp(`^expired at ${new Date(exp).toISOString()} \\(now `));
+  assert.ok(!err.message.includes(token), "the token must not be in the message");
+});
+
+Deno.test("createTokenVerifier() tolerates a little clock skew on exp", async () => {
+  await using idp = await startTestProvider({ accessTokenTtlSeconds: 60 });
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const token = await idp.mintToken(device);
+  const exp = (decodeJwt(token).exp ?? 0) * 1000;
+  const at = (ms: number) => () => ms;
+  await verifierFor(idp, { clockToleranceSeconds: 5, now: at(exp + 3_000) }).verify(token);
+  const err = await rejection(
+    verifierFor(idp, { clockToleranceSeconds: 5, now: at(exp + 6_000) }).verify(token),
+    TokenRejectedError,
+  );
+  assert.equal(err.code, RejectionCodes.expired);
+});
+
+Deno.test("createTokenVerifier() rejects a token for another audience", async () => {
+  await using idp = await startTestProvider({ audience: "nats://other-fleet" });
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const verifier = verifierFor(idp, { audience: "nats://fleet" });
+  const err = await rejection(verifier.verify(await idp.mintToken(device)), TokenRejectedError);
+  assert.equal(err.code, RejectionCodes.audience);
+  assert.equal(
+    err.reason,
+    `audience "nats://other-fleet" does not include the configured "nats://fleet"`,
+  );
+});
+
+Deno.test("createTokenVerifier() rejects a token of a foreign issuer without fetching keys", async () => {
+  await using idp = await startTestProvider();
+  await using foreign = await startTestProvider();
+  const verifier = verifierFor(idp, { minRefetchIntervalMs: 0 });
+  await verifier.refreshKeys();
+  await idp.stop(); // a refetch would now fail with "provider unreachable"
+  const impostor = await foreign.addMachineUser({ id: "dev1", roles: ["device"] });
+  const err = await rejection(
+    verifier.verify(await foreign.mintToken(impostor)),
+    TokenRejectedError,
+  );
+  assert.equal(err.code, RejectionCodes.issuer);
+  assert.equal(err.reason, `issuer "${foreign.issuer}" is not the configured "${idp.issuer}"`);
+});
+
+Deno.test("createTokenVerifier() refetches the JWKS for an unknown kid after a key rotation", async () => {
+  await using idp = await startTestProvider();
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const verifier = verifierFor(idp, { minRefetchIntervalMs: 0 });
+  await verifier.verify(await idp.mintToken(device));
+  const oldKid = idp.signingKid;
+  const newKid = await idp.rotateSigningKey();
+  const token = await idp.mintToken(device);
+  assert.equal(decodeProtectedHeader(token).kid, newKid);
+  await verifier.verify(token);
+  assert.deepEqual(verifier.keyIds, [newKid, oldKid]);
+});
+
+Deno.test("createTokenVerifier() refetches for unknown kids at most once per interval", async () => {
+  await using idp = await startTestProvider();
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  let now = Date.now();
+  const verifier = verifierFor(idp, { minRefetchIntervalMs: 10_000, now: () => now });
+  await verifier.verify(await idp.mintToken(device));
+  await idp.rotateSigningKey();
+  const token = await idp.mintToken(device);
+  const err = await rejection(verifier.verify(token), TokenRejectedError);
+  assert.equal(err.code, RejectionCodes.unknownKey);
+  assert.match(
+    err.reason,
+    /^unknown signing key kid=\S+ \(JWKS refreshed 0 s ago; next refetch allowed in 10 s\)$/,
+  );
+  now += 10_000;
+  await verifier.verify(token);
+});
+
+Deno.test("createTokenVerifier() keeps verifying from cached keys while the provider is down", async () => {
+  await using idp = await startTestProvider();
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const verifier = verifierFor(idp, { minRefetchIntervalMs: 0, fetchTimeoutMs: 1_000 });
+  const token = await idp.mintToken(device);
+  await verifier.verify(token);
+  const rotatedKid = await idp.rotateSigningKey();
+  const unknownKidToken = await idp.mintToken(device);
+  await idp.stop();
+
+  const verified = await verifier.verify(token);
+  assert.equal(verified.claims.sub, "dev1");
+
+  const err = await rejection(verifier.verify(unknownKidToken), TokenRejectedError);
+  assert.equal(err.code, RejectionCodes.providerUnreachable);
+  assert.match(
+    err.reason,
+    new RegExp(
+      `^provider unreachable and no cached key kid=${rotatedKid} \\(1 other keys cached\\): ` +
+        `cannot reach ${idp.jwksUri.replaceAll(".", "\\.")}`,
+    ),
+  );
+
+  await idp.start();
+  await verifier.verify(unknownKidToken);
+});
+
+Deno.test("createTokenVerifier() says the provider is unreachable when it never had keys", async () => {
+  await using idp = await startTestProvider();
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const token = await idp.mintToken(device);
+  await idp.stop();
+  const err = await rejection(verifierFor(idp).verify(token), TokenRejectedError);
+  assert.equal(err.code, RejectionCodes.providerUnreachable);
+  assert.match(err.reason, /^provider unreachable and no cached key \(kid=\S+\): cannot reach /);
+});
+
+Deno.test("createTokenVerifier() rejects a forged signature, a disallowed algorithm and garbage", async () => {
+  await using idp = await startTestProvider();
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const verifier = verifierFor(idp);
+  const token = await idp.mintToken(device);
+  const claims = decodeJwt(token);
+  const kid = decodeProtectedHeader(token).kid ?? "";
+
+  const { privateKey } = await generateKeyPair("ES256");
+  const forged = await new SignJWT({ ...claims, roles: ["admin"] })
+    .setProtectedHeader({ alg: "ES256", kid, typ: "at+jwt" })
+    .sign(privateKey);
+  const forgedErr = await rejection(verifier.verify(forged), TokenRejectedError);
+  assert.equal(forgedErr.code, RejectionCodes.signature);
+  assert.equal(forgedErr.reason, `signature does not verify with the issuer's key kid=${kid}`);
+
+  const hmac = await new SignJWT(claims)
+    .setProtectedHeader({ alg: "HS256", kid })
+    .sign(new TextEncoder().encode("a shared secret of thirty-two bytes!"));
+  const algErr = await rejection(verifier.verify(hmac), TokenRejectedError);
+  assert.equal(algErr.code, RejectionCodes.algorithm);
+  assert.match(algErr.reason, /^algorithm "HS256" is not allowed/);
+
+  const garbageErr = await rejection(verifier.verify("not-a-token"), TokenRejectedError);
+  assert.equal(garbageErr.code, RejectionCodes.malformed);
+});
+
+Deno.test("createTokenVerifier() rejects a token that is not valid yet", async () => {
+  await using idp = await startTestProvider();
+  const user = await idp.addMachineUser({
+    id: "dev1",
+    roles: ["device"],
+    extraClaims: { nbf: Math.floor(Date.now() / 1000) + 3600 },
+  });
+  const err = await rejection(
+    verifierFor(idp).verify(await idp.mintToken(user)),
+    TokenRejectedError,
+  );
+  assert.equal(err.code, RejectionCodes.notYetValid);
+  assert.match(err.reason, /^not valid before \d{4}-\d\d-\d\dT\S+ \(now \S+\)$/);
+});
