@@ -11,6 +11,7 @@ import { applyCommand } from "./commands/apply.ts";
 import { deleteCommand } from "./commands/delete.ts";
 import { getCommand } from "./commands/get.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { calloutCommand } from "./commands/callout.ts";
 import { ExitCode, isUsageError } from "./commands/_cli.ts";
 
 export const VERSION: string = denoJson.version;
@@ -37,6 +38,7 @@ Quick start (no Kubernetes):
       deleteCommand(),
       getCommand(),
       demoCommand(VERSION),
+      calloutCommand(),
     ]
   ) root.addCommand(command);
   // Every subcommand exits through the catch below, with our exit codes, and reports a

@@ -21,10 +21,25 @@ export const UserPasswordCredentials = z.object({
 
 export const NoCredentials = z.object({ type: z.literal("none") });
 
-/** Credential sources; the identity work adds `oidc`. */
+/** A per-device identity: the agent mints OIDC access tokens with its own private key. */
+export const OidcCredentials = z.object({
+  type: z.literal("oidc"),
+  issuer: z.string().url("must be the provider's issuer URL"),
+  /** The machine user; optional when the key file names it (Zitadel key JSON `userId`). */
+  client_id: z.string().min(1).optional(),
+  /** JWK JSON, Zitadel machine-key JSON or PKCS#8 PEM. */
+  key_file: z.string().startsWith("/", "must be an absolute path"),
+  grant: z.enum(["jwt-bearer", "client-credentials"]).default("jwt-bearer"),
+  /** Resource indicator the access token is for (the NATS auth callout's audience). */
+  audience: z.string().min(1).optional(),
+  scope: z.string().min(1).optional(),
+});
+
+/** Credential sources: per-device OIDC in production, user/password for development. */
 export const CredentialsConfig = z.discriminatedUnion("type", [
   UserPasswordCredentials,
   NoCredentials,
+  OidcCredentials,
 ]);
 export type CredentialsConfig = z.infer<typeof CredentialsConfig>;
 

@@ -14,6 +14,7 @@ import {
   noCredentials,
   userPasswordCredentials,
 } from "../adapters/nats/mod.ts";
+import { createTokenSource, loadPrivateKey, oidcCredentials } from "../adapters/oidc/mod.ts";
 import { ConfigError } from "../agent/config.ts";
 
 export const ExitCode = { ok: 0, failure: 1, usage: 2 } as const;
@@ -83,11 +84,69 @@ export function natsServers(flags: NatsFlags): string[] {
   return servers;
 }
 
-export function credentialsFrom(flags: NatsFlags): CredentialSource {
+/** The OIDC identity flags (the operator's, or an admin's); see agent config `type = "oidc"`. */
+export const oidcOptions = () =>
+  [
+    new Option("--oidc-issuer <url>", "OIDC issuer: authenticate to NATS with tokens from it")
+      .env("FLEET_OIDC_ISSUER"),
+    new Option("--oidc-client-id <id>", "OIDC machine user (default: from a Zitadel key file)")
+      .env("FLEET_OIDC_CLIENT_ID"),
+    new Option(
+      "--oidc-key <path-or-json>",
+      "private key: a file, or the key itself (from a Secret)",
+    )
+      .env("FLEET_OIDC_KEY"),
+    new Option("--oidc-grant <grant>", "how tokens are minted").choices(
+      ["jwt-bearer", "client-credentials"] as const,
+    )
+      .default("jwt-bearer" as const).env("FLEET_OIDC_GRANT"),
+    new Option(
+      "--oidc-audience <audience>",
+      "resource the tokens are for (the auth callout's audience)",
+    )
+      .env("FLEET_OIDC_AUDIENCE"),
+  ] as const;
+
+export interface OidcFlags {
+  oidcIssuer?: string | undefined;
+  oidcClientId?: string | undefined;
+  oidcKey?: string | undefined;
+  oidcGrant?: "jwt-bearer" | "client-credentials" | undefined;
+  oidcAudience?: string | undefined;
+}
+
+export async function credentialsFrom(
+  flags: NatsFlags & OidcFlags,
+  log: Logger,
+): Promise<CredentialSource> {
+  if (flags.oidcIssuer !== undefined) {
+    if (flags.oidcKey === undefined) {
+      throw new UsageError("--oidc-issuer needs --oidc-key (or FLEET_OIDC_KEY)");
+    }
+    const key = await loadPrivateKey(flags.oidcKey);
+    const clientId = flags.oidcClientId ?? key.clientId;
+    if (clientId === undefined) {
+      throw new UsageError(
+        "--oidc-client-id is required unless the key is a Zitadel key file that names its user",
+      );
+    }
+    return oidcCredentials(
+      createTokenSource({
+        issuer: flags.oidcIssuer,
+        clientId,
+        privateKeyJwk: key,
+        grant: flags.oidcGrant ?? "jwt-bearer",
+        logger: log,
+        ...(flags.oidcAudience ? { audience: flags.oidcAudience } : {}),
+      }),
+      { logger: log },
+    );
+  }
   if (flags.natsUser === undefined) return noCredentials();
   if (flags.natsPassword === undefined) {
     throw new UsageError("--nats-user needs --nats-password (or FLEET_NATS_PASSWORD)");
   }
+  log.warn("Using a NATS user and password: fine for development; production uses OIDC identities");
   return userPasswordCredentials(flags.natsUser, flags.natsPassword);
 }
 
@@ -95,7 +154,7 @@ export function credentialsFrom(flags: NatsFlags): CredentialSource {
 export async function connectCli(flags: NatsFlags, log: Logger): Promise<NatsConnection> {
   return await connectNats({
     servers: natsServers(flags),
-    credentials: credentialsFrom(flags),
+    credentials: await credentialsFrom(flags, log),
     name: "fleet-cli",
     logger: log,
     waitOnFirstConnect: false,

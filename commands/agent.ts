@@ -1,29 +1,8 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { Agent, loadAgentConfig, PodmanRuntime } from "../agent/mod.ts";
-import type { AgentConfig } from "../agent/config.ts";
+import { credentialsFromConfig } from "../agent/credentials.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
-import {
-  type CredentialSource,
-  noCredentials,
-  userPasswordCredentials,
-} from "../adapters/nats/mod.ts";
-import type { Logger } from "../adapters/logger.ts";
 import { logFormatOption, loggerFrom, logLevelOption, shutdownSignal } from "./_cli.ts";
-
-async function credentialsOf(config: AgentConfig, log: Logger): Promise<CredentialSource> {
-  const c = config.nats.credentials;
-  switch (c.type) {
-    case "none":
-      return noCredentials();
-    case "userpass": {
-      log.warn(
-        "Using a shared NATS user and password: fine for development, but every device should get its own identity in production",
-      );
-      const password = c.password ?? (await Deno.readTextFile(c.password_file ?? "")).trim();
-      return userPasswordCredentials(c.user, password);
-    }
-  }
-}
 
 export function agentCommand(version: string): Command {
   const agent = new Command("agent").description("The device agent that runs on every device");
@@ -53,7 +32,11 @@ when it returns. Logs go to stderr (journald under systemd).`,
       using podman = new PodmanClient({ socketPath: config.podman.socket });
       await new Agent({
         config,
-        credentials: await credentialsOf(config, log),
+        credentials: await credentialsFromConfig(config.nats.credentials, {
+          deviceId: config.device_id,
+          configPath: flags.config,
+          log,
+        }),
         runtime: new PodmanRuntime(podman),
         log,
         version,

@@ -24,6 +24,7 @@ import {
   natsServers,
   natsUrlOption,
   natsUserOption,
+  oidcOptions,
   shutdownSignal,
   UsageError,
 } from "./_cli.ts";
@@ -102,7 +103,7 @@ Examples:
       const signal = shutdownSignal(log);
       const nc = await connectNats({
         servers: natsServers(flags),
-        credentials: credentialsFrom(flags),
+        credentials: await credentialsFrom(flags, log),
         name: "fleet-operator",
         logger: log,
         signal,

@@ -23,3 +23,4 @@ export * from "./deployment_builder.ts";
 export * from "./crd_schema.ts";
 export * from "./device_resource.ts";
 export * from "./crds.ts";
+export * from "./permissions.ts";

@@ -1,0 +1,196 @@
+/**
+ * The auth callout's TOML configuration (`callout.toml`), validated with zod; errors name
+ * the file and the field.
+ *
+ * ```toml
+ * [nats]
+ * urls = ["nats://127.0.0.1:4222"]
+ * user = "fleet-callout"                  # the callout's own user, in the AUTH account
+ * password_file = "/etc/fleet-callout/nats-password"   # or password = "..."
+ *
+ * [account]
+ * name = "FLEET"                          # where device and operator users are placed
+ * issuer_seed_file = "/etc/fleet-callout/issuer.nk"    # account signing seed, SA...
+ * xkey_seed_file = "/etc/fleet-callout/xkey.nk"        # optional curve seed, SX...
+ *
+ * [oidc]
+ * issuer = "https://idp.example.com/realms/fleet"
+ * audience = "fleet-nats"
+ * device_id_claim = "sub"
+ * role_claim = "roles"                    # or "urn:zitadel:iam:org:project:roles"
+ * strip_prefix = "device-"                # machine user "device-pi-1" is device "pi-1"
+ * roles = { fleet-device = "device", fleet-operator = "operator", fleet-admin = "admin" }
+ *
+ * [jwt]
+ * max_ttl_seconds = 3600
+ * ```
+ */
+
+import { z } from "zod";
+import { parse as parseToml } from "smol-toml";
+import { describeIssues } from "../core/errors.ts";
+import { FleetRoles } from "../core/permissions.ts";
+import type { KeyPair } from "@nats-io/nkeys";
+import type { AuthorizerPolicy } from "./authorizer.ts";
+import { AccountSigningKey, CalloutKeyError, curveKeyFromSeed } from "./keys.ts";
+
+const NatsUrl = z.string().regex(
+  /^(nats|tls|ws|wss):\/\/[^\s/]+$|^[^\s:/]+:\d+$/,
+  "must look like nats://host:4222 (or tls://, ws://, wss://, or host:port)",
+);
+
+/** A NATS subject token or account name: no dots, wildcards or whitespace. */
+const NatsName = z.string().regex(
+  /^[A-Za-z0-9_-]+$/,
+  "use letters, digits, '-' and '_' only",
+);
+
+const AbsolutePath = z.string().startsWith("/", "must be an absolute path");
+
+/** The callout's configuration as written in the file. */
+export const CalloutConfig = z.object({
+  nats: z.object({
+    urls: z.array(NatsUrl).min(1, "list at least one NATS server"),
+    user: NatsName,
+    password: z.string().min(1).optional(),
+    password_file: AbsolutePath.optional(),
+  }).refine((n) => (n.password === undefined) !== (n.password_file === undefined), {
+    message: "set exactly one of password and password_file",
+  }),
+  account: z.object({
+    name: NatsName.default("FLEET"),
+    issuer_seed_file: AbsolutePath,
+    xkey_seed_file: AbsolutePath.optional(),
+  }),
+  oidc: z.object({
+    issuer: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
+    audience: z.string().min(1),
+    device_id_claim: z.string().min(1).default("sub"),
+    role_claim: z.string().min(1).default("roles"),
+    strip_prefix: z.string().default(""),
+    roles: z.record(z.string().min(1), z.enum(FleetRoles)).refine(
+      (roles) => Object.keys(roles).length > 0,
+      { message: "map at least one OIDC role to a Fleet role (device, operator or admin)" },
+    ),
+  }),
+  jwt: z.object({
+    max_ttl_seconds: z.number().int().positive().default(3600),
+  }).default({ max_ttl_seconds: 3600 }),
+});
+/** The validated configuration. */
+export type CalloutConfig = z.infer<typeof CalloutConfig>;
+
+/** A config file (or a file it names) that cannot be used; names the file and the field. */
+export class CalloutConfigError extends Error {
+  override name = "CalloutConfigError";
+  constructor(readonly path: string, detail: string, options?: ErrorOptions) {
+    super(`Invalid callout config ${path}: ${detail}`, options);
+  }
+}
+
+/**
+ * Validates TOML text; `path` is only used in messages.
+ *
+ * @throws {CalloutConfigError} for invalid TOML or a field that breaks its rule.
+ */
+export function parseCalloutConfig(text: string, path: string): CalloutConfig {
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message.split("\n")[0] : String(cause);
+    throw new CalloutConfigError(path, `not valid TOML (${reason})`, { cause });
+  }
+  const result = CalloutConfig.safeParse(raw);
+  if (!result.success) throw new CalloutConfigError(path, describeIssues(result.error));
+  return result.data;
+}
+
+/**
+ * Reads and validates the config file.
+ *
+ * @throws {CalloutConfigError} when it cannot be read or is invalid.
+ */
+export async function loadCalloutConfig(path: string): Promise<CalloutConfig> {
+  return parseCalloutConfig(await readConfigFile(path, path, "the file"), path);
+}
+
+/** The decision rules of the authorizer, from the `[oidc]` and `[jwt]` sections. */
+export function authorizerPolicy(config: CalloutConfig): AuthorizerPolicy {
+  return {
+    deviceIdClaim: config.oidc.device_id_claim,
+    roleClaim: config.oidc.role_claim,
+    stripPrefix: config.oidc.strip_prefix,
+    roles: config.oidc.roles,
+    maxTtlSeconds: config.jwt.max_ttl_seconds,
+  };
+}
+
+/** The secrets a config file names, read from their files and checked. */
+export interface CalloutKeys {
+  /** The callout user's NATS password. */
+  password: string;
+  /** The account signing key that issues user JWTs (its public key is the `issuer`). */
+  issuer: AccountSigningKey;
+  /** The curve key that encrypts the exchange with the server, when configured. */
+  xkey?: KeyPair;
+}
+
+/**
+ * Reads the password and seed files the config names and loads the keys.
+ *
+ * @throws {CalloutConfigError} naming the field and the file that cannot be read or does
+ *   not hold the right kind of seed.
+ */
+export async function loadCalloutKeys(config: CalloutConfig, path: string): Promise<CalloutKeys> {
+  let password = config.nats.password;
+  if (password === undefined) {
+    const file = config.nats.password_file ?? "";
+    password = (await readConfigFile(path, file, "nats.password_file")).trim();
+    if (password === "") {
+      throw new CalloutConfigError(path, `nats.password_file: ${file} is empty`);
+    }
+  }
+  const issuer = await loadSeed(
+    path,
+    config.account.issuer_seed_file,
+    "account.issuer_seed_file",
+    AccountSigningKey.fromSeed,
+  );
+  const xkeyFile = config.account.xkey_seed_file;
+  const xkey = xkeyFile === undefined
+    ? undefined
+    : await loadSeed(path, xkeyFile, "account.xkey_seed_file", curveKeyFromSeed);
+  return { password, issuer, ...(xkey ? { xkey } : {}) };
+}
+
+async function loadSeed<K>(
+  configPath: string,
+  file: string,
+  field: string,
+  load: (seed: string) => K,
+): Promise<K> {
+  const seed = await readConfigFile(configPath, file, field);
+  try {
+    return load(seed);
+  } catch (cause) {
+    if (!(cause instanceof CalloutKeyError)) throw cause;
+    throw new CalloutConfigError(configPath, `${field}: ${file} is ${cause.message}`, {
+      cause,
+    });
+  }
+}
+
+async function readConfigFile(configPath: string, file: string, field: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(file);
+  } catch (cause) {
+    const reason = cause instanceof Deno.errors.NotFound
+      ? "does not exist"
+      : cause instanceof Deno.errors.PermissionDenied
+      ? "cannot be read (permission denied)"
+      : `cannot be read (${cause instanceof Error ? cause.message : String(cause)})`;
+    const what = field === "the file" ? "the file" : `${field}: ${file}`;
+    throw new CalloutConfigError(configPath, `${what} ${reason}`, { cause });
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * The auth callout service (NATS 2.10+): answers the server's authorization requests on
+ * `$SYS.REQ.USER.AUTH` by verifying the client's OIDC access token (passed as the NATS
+ * `token`), deciding with {@link authorize}, and replying with a user JWT for the Fleet
+ * account, or with a refusal.
+ */
+
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import {
+  type AuthorizationRequest,
+  type ClaimsData,
+  encodeAuthorizationResponse,
+  encodeUser,
+  type User,
+} from "@nats-io/jwt";
+import type { KeyPair } from "@nats-io/nkeys";
+import type { Logger } from "../adapters/logger.ts";
+import type { NatsPermissions } from "../core/permissions.ts";
+import { authorize, type AuthorizerPolicy, type Decision } from "./authorizer.ts";
+import { decodeAuthorizationRequest } from "./keys.ts";
+
+/** The subject the server sends authorization requests to, in the callout's account. */
+export const AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH";
+/** Header carrying the server's public xkey when the request is encrypted. */
+export const SERVER_XKEY_HEADER = "Nats-Server-Xkey";
+/** Queue group of the callout's subscription, so several replicas share the requests. */
+export const CALLOUT_QUEUE = "fleet-callout";
+/** The only refusal a client is told; the reason stays in the callout's log. */
+export const REFUSAL_MESSAGE = "authorization failed";
+
+/** A verified access token: its claims and when it expires (epoch ms). */
+export interface VerifiedToken {
+  claims: Record<string, unknown>;
+  expiresAt: number;
+}
+
+/**
+ * Verifies an OIDC access token (signature against the provider's keys, issuer, audience,
+ * expiry). Rejects with an error carrying a `reason` string when the token is not
+ * acceptable (e.g. the OIDC adapter's `TokenRejectedError`); any other error means it
+ * could not be checked (provider unreachable...). Either way the client is refused.
+ */
+export interface TokenVerifier {
+  verify(token: string): Promise<VerifiedToken>;
+}
+
+/** Options of {@link startCalloutService}. */
+export interface CalloutServiceOptions {
+  /** A connection as the callout user (one of the server's `auth_users`). */
+  nc: NatsConnection;
+  verifier: TokenVerifier;
+  policy: AuthorizerPolicy;
+  /** The account users are placed into (the user JWT's `aud`), e.g. `"FLEET"`. */
+  account: string;
+  /** The account signing key whose public key is the `auth_callout` `issuer`. */
+  issuer: KeyPair;
+  /** The callout's curve key, when the server encrypts requests (`auth_callout.xkey`). */
+  xkey?: KeyPair;
+  logger: Logger;
+  /** @default "fleet-callout" */
+  queue?: string;
+  /** The clock, epoch ms. @default Date.now */
+  now?: () => number;
+}
+
+/** Counters of what the service decided since it started. */
+export interface CalloutStats {
+  allowed: number;
+  refused: number;
+  /** Requests it could not answer at all (unreadable or undecryptable). */
+  dropped: number;
+}
+
+/** A running callout service; `await using` (or `stop()`) unsubscribes and waits. */
+export interface CalloutService extends AsyncDisposable {
+  readonly stats: Readonly<CalloutStats>;
+  /** Stops taking requests and waits for those being answered. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Subscribes to {@link AUTH_CALLOUT_SUBJECT} (queue group) and answers every request.
+ * Resolves once the server has registered the subscription.
+ */
+export async function startCalloutService(options: CalloutServiceOptions): Promise<CalloutService> {
+  const service = new Callout(options);
+  await service.start();
+  return service;
+}
+
+type Outcome =
+  | { kind: "answered"; decision: Decision; request: AuthorizationRequest }
+  | { kind: "dropped" };
+
+class Callout implements CalloutService {
+  readonly stats: CalloutStats = { allowed: 0, refused: 0, dropped: 0 };
+  readonly #o: CalloutServiceOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #inflight = new Set<Promise<void>>();
+  #sub: Subscription | undefined;
+
+  constructor(options: CalloutServiceOptions) {
+    this.#o = options;
+    this.#log = options.logger.with({ component: "callout" });
+    this.#now = options.now ?? Date.now;
+  }
+
+  async start(): Promise<void> {
+    this.#sub = this.#o.nc.subscribe(AUTH_CALLOUT_SUBJECT, {
+      queue: this.#o.queue ?? CALLOUT_QUEUE,
+      callback: (err, msg) => {
+        if (err) {
+          this.#log.error(`The authorization request subscription failed: ${err.message}`);
+          return;
+        }
+        const task = this.#handle(msg).catch((e: unknown) => {
+          this.stats.dropped++;
+          this.#log.error(`Failed to answer an authorization request: ${errorMessage(e)}`);
+        }).finally(() => this.#inflight.delete(task));
+        this.#inflight.add(task);
+      },
+    });
+    await this.#o.nc.flush();
+    this.#log.info(`Answering NATS authorization requests`, {
+      account: this.#o.account,
+      issuer: this.#o.issuer.getPublicKey(),
+      encrypted: this.#o.xkey !== undefined,
+    });
+  }
+
+  async stop(): Promise<void> {
+    const sub = this.#sub;
+    this.#sub = undefined;
+    if (!sub) return;
+    sub.unsubscribe();
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  async #handle(msg: Msg): Promise<void> {
+    const started = performance.now();
+    const serverXkey = msg.headers?.get(SERVER_XKEY_HEADER) ?? "";
+    const outcome = await this.#answer(msg, serverXkey);
+    const ms = Math.round((performance.now() - started) * 10) / 10;
+    if (outcome.kind === "dropped") {
+      this.stats.dropped++;
+      return;
+    }
+    const { decision, request } = outcome;
+    const client = {
+      client: request.client_info?.host,
+      clientName: request.connect_opts?.name || undefined,
+      ...(serverXkey !== "" ? { encrypted: true } : {}),
+      ms,
+    };
+    if (decision.kind === "allow") {
+      this.stats.allowed++;
+      const who = decision.role === "device"
+        ? `device "${decision.name}"`
+        : `${decision.role} "${decision.name}"`;
+      this.#log.info(`Allowed ${who} on NATS`, {
+        role: decision.role,
+        account: this.#o.account,
+        until: new Date(decision.expiresAt).toISOString(),
+        ...client,
+      });
+    } else {
+      this.stats.refused++;
+      this.#log.warn(`Refused a NATS connection: ${decision.reason}`, client);
+    }
+  }
+
+  /** Decodes, decides and replies; what to log comes back to the caller. */
+  async #answer(msg: Msg, serverXkey: string): Promise<Outcome> {
+    const xkey = this.#o.xkey;
+    let data = msg.data;
+    if (serverXkey !== "") {
+      if (!xkey) {
+        this.#log.error(
+          `The server encrypts authorization requests but no xkey is configured; set ` +
+            `account.xkey_seed_file to the seed of the server's auth_callout xkey`,
+        );
+        return { kind: "dropped" };
+      }
+      const opened = openOrNull(xkey, data, serverXkey);
+      if (!opened) {
+        this.#log.error(
+          `Cannot decrypt an authorization request: the server's auth_callout xkey is not ` +
+            `the public key of account.xkey_seed_file`,
+          { serverXkey },
+        );
+        return { kind: "dropped" };
+      }
+      data = opened;
+    }
+    let claims: ClaimsData<AuthorizationRequest>;
+    try {
+      claims = decodeAuthorizationRequest(new TextDecoder().decode(data));
+    } catch (err) {
+      this.#log.warn(`Ignored an authorization request that cannot be read: ${errorMessage(err)}`);
+      return { kind: "dropped" };
+    }
+    const request = claims.nats as AuthorizationRequest;
+    const decision = await this.#decide(request);
+    const response = await this.#response(request, decision);
+    const bytes = new TextEncoder().encode(response);
+    msg.respond(serverXkey !== "" && xkey ? xkey.seal(bytes, serverXkey) : bytes);
+    return { kind: "answered", decision, request };
+  }
+
+  async #decide(request: AuthorizationRequest): Promise<Decision> {
+    const token = request.connect_opts.auth_token;
+    if (token === undefined || token === "") {
+      const presented = request.connect_opts.user !== undefined
+        ? "a user name and password"
+        : request.connect_opts.jwt !== undefined || request.connect_opts.nkey !== undefined
+        ? "an nkey or credentials file"
+        : "no credentials";
+      return {
+        kind: "deny",
+        reason: `the client presented ${presented} instead of an OIDC access token ` +
+          `(pass the token as the NATS token)`,
+      };
+    }
+    let verified: VerifiedToken;
+    try {
+      verified = await this.#o.verifier.verify(token);
+    } catch (err) {
+      const reason = rejectionReason(err);
+      return {
+        kind: "deny",
+        reason: reason !== undefined
+          ? `the token was rejected: ${reason}`
+          : `the token could not be verified: ${errorMessage(err)}`,
+      };
+    }
+    return authorize(verified, this.#o.policy, this.#now());
+  }
+
+  async #response(request: AuthorizationRequest, decision: Decision): Promise<string> {
+    const { issuer } = this.#o;
+    const data = decision.kind === "allow"
+      ? {
+        jwt: await encodeUser(
+          decision.name,
+          request.user_nkey,
+          issuer,
+          userClaims(decision.permissions),
+          { aud: this.#o.account, exp: decision.expiresAt / 1000 },
+        ),
+      }
+      : { error: REFUSAL_MESSAGE };
+    return await encodeAuthorizationResponse(
+      request.user_nkey,
+      request.server_id.id,
+      issuer,
+      data,
+      {},
+    );
+  }
+}
+
+/** The `nats` part of a user JWT with these permissions (response TTL in nanoseconds). */
+export function userClaims(permissions: NatsPermissions): Partial<User> {
+  return {
+    pub: { allow: [...permissions.pub.allow] },
+    sub: { allow: [...permissions.sub.allow] },
+    ...(permissions.resp
+      ? { resp: { max: permissions.resp.max, ttl: permissions.resp.ttlMs * 1_000_000 } }
+      : {}),
+  };
+}
+
+function openOrNull(xkey: KeyPair, data: Uint8Array, sender: string): Uint8Array | null {
+  try {
+    return xkey.open(data, sender);
+  } catch {
+    return null;
+  }
+}
+
+/** The `reason` of a verifier's rejection (e.g. `TokenRejectedError`), if it is one. */
+function rejectionReason(err: unknown): string | undefined {
+  if (typeof err !== "object" || err === null || !("reason" in err)) return undefined;
+  const reason = (err as { reason: unknown }).reason;
+  return typeof reason === "string" && reason !== "" ? reason : undefined;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,392 @@
+/**
+ * The callout against a real nats-server started with the generated config, with a test
+ * verifier that checks jose-signed tokens against a local key set. (The real OIDC provider
+ * is exercised end to end in e2e/.)
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  AuthorizationError,
+  type NatsConnection,
+  PermissionViolationError,
+  RequestError,
+  UserAuthenticationExpiredError,
+} from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
+import { ensureBucket, installConnectionResetGuard, openBucket } from "../adapters/nats/mod.ts";
+import { watchBucket } from "../adapters/nats/kv_watch.ts";
+import { startNatsServer } from "../adapters/nats/server_process.ts";
+import { captureLogger, eventually } from "../adapters/nats/_test_util.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { deviceInboxPrefix } from "../core/permissions.ts";
+import { authorizerPolicy, loadCalloutConfig, loadCalloutKeys } from "./config.ts";
+import { curveKeyFromSeed, generateSeeds } from "./keys.ts";
+import { calloutServerConfig, serverSettings } from "./nats_config.ts";
+import { startCalloutService, type TokenVerifier, type VerifiedToken } from "./service.ts";
+
+const ISSUER = "https://idp.test/realms/fleet";
+const AUDIENCE = "fleet-nats";
+
+/** What the OIDC adapter's TokenRejectedError looks like to the service. */
+class TestTokenRejected extends Error {
+  override name = "TestTokenRejected";
+  constructor(readonly reason: string) {
+    super(`Token rejected: ${reason}`);
+  }
+}
+
+/** A local issuer: signs tokens and verifies them like the real verifier would. */
+async function localIssuer() {
+  const { privateKey, publicKey } = await generateKeyPair("ES256");
+  const jwk = { ...await exportJWK(publicKey), kid: "k1", alg: "ES256" };
+  const keySet = createLocalJWKSet({ keys: [jwk] });
+  const verifier: TokenVerifier = {
+    async verify(token: string): Promise<VerifiedToken> {
+      try {
+        const { payload } = await jwtVerify(token, keySet, { issuer: ISSUER, audience: AUDIENCE });
+        return { claims: payload, expiresAt: (payload.exp ?? 0) * 1000 };
+      } catch (err) {
+        throw new TestTokenRejected(err instanceof Error ? err.message : String(err));
+      }
+    },
+  };
+  const mint = (
+    sub: string,
+    roles: string[],
+    options: { expiresInSeconds?: number; signer?: CryptoKey } = {},
+  ) =>
+    new SignJWT({ roles })
+      .setProtectedHeader({ alg: "ES256", kid: "k1" })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setSubject(sub)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + (options.expiresInSeconds ?? 600))
+      .sign(options.signer ?? privateKey);
+  return { verifier, mint };
+}
+
+/** A config file, seeds and password on disk, as an operator would write them. */
+async function writeConfig(dir: string, encrypted: boolean): Promise<string> {
+  const { issuerSeed, xkeySeed } = generateSeeds();
+  await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
+  await Deno.writeTextFile(join(dir, "xkey.nk"), xkeySeed, { mode: 0o600 });
+  await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
+  const path = join(dir, "callout.toml");
+  await Deno.writeTextFile(
+    path,
+    `
+[nats]
+urls = ["nats://127.0.0.1:4222"]
+user = "fleet-callout"
+password_file = "${join(dir, "password")}"
+
+[account]
+name = "FLEET"
+issuer_seed_file = "${join(dir, "issuer.nk")}"
+${encrypted ? `xkey_seed_file = "${join(dir, "xkey.nk")}"` : ""}
+
+[oidc]
+issuer = "${ISSUER}"
+audience = "${AUDIENCE}"
+roles = { fleet-device = "device", fleet-operator = "operator" }
+
+[jwt]
+max_ttl_seconds = 600
+`,
+  );
+  return path;
+}
+
+/** nats-server with the generated block, the callout running in-process, a local issuer. */
+async function setup(
+  encrypted: boolean,
+  serviceXkey: "configured" | "none" | "other" = "configured",
+) {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-callout-" });
+  const path = await writeConfig(dir, encrypted);
+  const config = await loadCalloutConfig(path);
+  const keys = await loadCalloutKeys(config, path);
+  const ns = await startNatsServer({
+    extraConfig: calloutServerConfig(serverSettings(config, keys)),
+  });
+  const { logger, lines } = captureLogger("info");
+  installConnectionResetGuard(silentLogger);
+  const calloutNc = await connect({ servers: ns.url, user: "fleet-callout", pass: keys.password });
+  const issuer = await localIssuer();
+  const service = await startCalloutService({
+    nc: calloutNc,
+    verifier: issuer.verifier,
+    policy: authorizerPolicy(config),
+    account: config.account.name,
+    issuer: keys.issuer,
+    ...(keys.xkey && serviceXkey === "configured" ? { xkey: keys.xkey } : {}),
+    ...(serviceXkey === "other" ? { xkey: curveKeyFromSeed(generateSeeds().xkeySeed) } : {}),
+    logger,
+  });
+  const connectAs = (token: string, deviceId?: string) =>
+    connect({
+      servers: ns.url,
+      token,
+      reconnect: false,
+      ...(deviceId ? { inboxPrefix: deviceInboxPrefix(deviceId) } : {}),
+    });
+  return {
+    ns,
+    lines,
+    service,
+    mint: issuer.mint,
+    connectAs,
+    async [Symbol.asyncDispose]() {
+      await service.stop();
+      await calloutNc.close();
+      await ns[Symbol.asyncDispose]();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** The cause chain of an error, for PermissionViolationError inside a RequestError. */
+function causes(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e: unknown = err; e !== undefined && out.length < 5;) {
+    out.push(e);
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return out;
+}
+
+function isPermissionViolation(err: unknown): boolean {
+  return causes(err).some((e) => e instanceof PermissionViolationError);
+}
+
+async function refused(connecting: Promise<NatsConnection>): Promise<Error> {
+  try {
+    const nc = await connecting;
+    await nc.close();
+  } catch (err) {
+    assert.ok(err instanceof Error);
+    return err;
+  }
+  assert.fail("the connection was accepted");
+}
+
+for (const encrypted of [true, false]) {
+  const mode = encrypted ? "with xkey encryption" : "unencrypted";
+  Deno.test(`callout ${mode}: a device gets exactly its permissions on a real nats-server`, async () => {
+    await using t = await setup(encrypted);
+
+    // The operator role gets everything: it creates the buckets.
+    const operator = await t.connectAs(await t.mint("fleet-operator", ["fleet-operator"]));
+    const desired = await ensureBucket(operator, "desired-state", { replicas: 1, history: 3 });
+    const heartbeats = await ensureBucket(operator, "device-heartbeat", {
+      replicas: 1,
+      history: 1,
+    });
+    await desired.put("dev-a.default.web", "for a");
+    await desired.put("dev-b.default.web", "for b");
+    await eventually(
+      "the operator's allow line",
+      () => t.lines.some((l) => l.includes(`Allowed operator "fleet-operator" on NATS`)),
+    );
+
+    const dev = await t.connectAs(await t.mint("dev-a", ["fleet-device"]), "dev-a");
+    try {
+      const errors: Error[] = [];
+      (async () => {
+        for await (const s of dev.status()) if (s.type === "error") errors.push(s.error);
+      })().catch(() => {});
+
+      // Its own heartbeat key: stored.
+      const hb = await openBucket(dev, "device-heartbeat");
+      await hb.put("heartbeat.dev-a", "1");
+      assert.equal((await heartbeats.get("heartbeat.dev-a"))?.string(), "1");
+
+      // Another device's key: denied by the server.
+      const put = await hb.put("heartbeat.dev-b", "1").then(() => undefined, (e: unknown) => e);
+      assert.ok(isPermissionViolation(put), `expected a permission violation, got ${put}`);
+      assert.ok(put instanceof RequestError || put instanceof PermissionViolationError);
+      assert.equal(await heartbeats.get("heartbeat.dev-b"), null);
+
+      // Plain publish to another device's state: the server reports the violation.
+      dev.publish("$KV.device-heartbeat.heartbeat.dev-b", "x");
+      await eventually(
+        "the publish violation",
+        () =>
+          errors.some((e) =>
+            e instanceof PermissionViolationError && e.subject.includes("heartbeat.dev-b")
+          ),
+      );
+
+      // Everyone's inbox: denied.
+      const sub = dev.subscribe("_INBOX.>");
+      const subError = await (async () => {
+        try {
+          for await (const _ of sub) return undefined;
+        } catch (err) {
+          return err;
+        }
+      })();
+      assert.ok(subError instanceof PermissionViolationError, String(subError));
+      assert.equal(subError.operation, "subscription");
+
+      // Its desired state through the KV watch: allowed; another device's: refused.
+      const { logger, lines } = captureLogger();
+      const controller = new AbortController();
+      const seen: string[] = [];
+      const own = (async () => {
+        for await (
+          const e of watchBucket({
+            nc: dev,
+            bucket: "desired-state",
+            keyFilter: "dev-a.>",
+            logger,
+            signal: controller.signal,
+          })
+        ) seen.push(e.type === "put" ? `put ${e.key}` : e.type);
+      })();
+      const other = (async () => {
+        for await (
+          const e of watchBucket({
+            nc: dev,
+            bucket: "desired-state",
+            keyFilter: "dev-b.>",
+            logger,
+            signal: controller.signal,
+          })
+        ) seen.push(`LEAK ${e.type}`);
+      })();
+      await eventually("its own desired state", () => seen.includes("ready"));
+      await eventually(
+        "the refused watch",
+        () => lines.some((l) => l.includes("NATS does not allow this process to watch")),
+      );
+      controller.abort();
+      await Promise.all([own, other]);
+      assert.deepStrictEqual(seen, ["put dev-a.default.web", "ready"]);
+    } finally {
+      await dev.close();
+      await operator.close();
+    }
+
+    // The callout said who it let in, and never logged a token.
+    assert.ok(
+      t.lines.some((l) =>
+        /INFO {2}Allowed device "dev-a" on NATS .*role=device account=FLEET/.test(l)
+      ),
+      t.lines.join("\n"),
+    );
+    assert.ok(!t.lines.some((l) => /eyJ/.test(l)), t.lines.join("\n"));
+    // The server encrypted the exchange exactly when the config has an xkey.
+    const allowed = t.lines.filter((l) => l.includes("Allowed"));
+    assert.ok(allowed.length >= 2);
+    assert.ok(allowed.every((l) => l.includes("encrypted=true") === encrypted), allowed.join("\n"));
+  });
+}
+
+Deno.test("callout: bad tokens are refused and the callout logs why", async () => {
+  await using t = await setup(true);
+  const forger = await generateKeyPair("ES256");
+  const cases: [string, Promise<string> | string, RegExp][] = [
+    ["not a JWT", "garbage", /Refused a NATS connection: the token was rejected: /],
+    [
+      "forged signature",
+      t.mint("dev-a", ["fleet-device"], { signer: forger.privateKey }),
+      /the token was rejected: signature verification failed/,
+    ],
+    [
+      "unknown role",
+      t.mint("dev-a", ["viewer"]),
+      /the token's "roles" claim has the roles "viewer", none of which is a Fleet role/,
+    ],
+    [
+      "wildcard device id",
+      t.mint("dev.>", ["fleet-device"]),
+      /invalid device id "dev\.>" \(from the "sub" claim\): dots and the wildcards/,
+    ],
+    [
+      "expired",
+      t.mint("dev-a", ["fleet-device"], { expiresInSeconds: -10 }),
+      /the token was rejected: .*"exp" claim timestamp check failed/,
+    ],
+  ];
+  for (const [what, token, logged] of cases) {
+    const err = await refused(t.connectAs(await token));
+    assert.ok(
+      err instanceof AuthorizationError || /authorization/i.test(err.message),
+      `${what}: ${err.name} ${err.message}`,
+    );
+    await eventually(`the log line for ${what}`, () => t.lines.some((l) => logged.test(l)));
+  }
+  // User and password instead of a token: not for the callout.
+  const err = await refused(
+    connect({ servers: t.ns.url, user: "someone", pass: "pw", reconnect: false }),
+  );
+  assert.ok(err instanceof AuthorizationError, `${err.name} ${err.message}`);
+  await eventually(
+    "the credentials line",
+    () => t.lines.some((l) => l.includes("the client presented a user name and password instead")),
+  );
+  assert.equal(t.service.stats.allowed, 0);
+  assert.equal(t.service.stats.refused, cases.length + 1);
+  assert.ok(!t.lines.some((l) => l.includes("garbage")), t.lines.join("\n"));
+});
+
+Deno.test("callout: the server disconnects a user when its token's expiry is reached", async () => {
+  await using t = await setup(false);
+  const nc = await t.connectAs(await t.mint("dev-a", ["fleet-device"], { expiresInSeconds: 3 }));
+  const expired = (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "error" && s.error instanceof UserAuthenticationExpiredError) return true;
+    }
+    return false;
+  })();
+  const closed = await Promise.race([
+    expired,
+    new Promise<false>((resolve) => setTimeout(() => resolve(false), 8_000)),
+  ]);
+  await nc.close();
+  assert.ok(closed, "the connection outlived the token");
+});
+
+Deno.test("callout: latency per connect", async () => {
+  for (const encrypted of [false, true]) {
+    await using t = await setup(encrypted);
+    const token = await t.mint("dev-a", ["fleet-device"]);
+    const times: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const started = performance.now();
+      const nc = await t.connectAs(token, "dev-a");
+      times.push(performance.now() - started);
+      await nc.close();
+    }
+    const served = t.lines
+      .filter((l) => l.includes("Allowed device"))
+      .map((l) => Number(/ ms=([\d.]+)/.exec(l)?.[1]));
+    times.sort((a, b) => a - b);
+    served.sort((a, b) => a - b);
+    const median = (xs: number[]) => xs[Math.floor(xs.length / 2)] ?? NaN;
+    console.log(
+      `callout ${encrypted ? "with xkey" : "unencrypted"}: connect median ` +
+        `${median(times).toFixed(1)} ms, callout handling median ${median(served).toFixed(1)} ms`,
+    );
+    assert.ok(median(times) < 250, `median connect ${median(times)} ms`);
+  }
+});
+
+Deno.test("callout: an xkey that does not match the server's is logged, and nobody gets in", async () => {
+  for (const serviceXkey of ["none", "other"] as const) {
+    await using t = await setup(true, serviceXkey);
+    const started = Date.now();
+    const err = await refused(t.connectAs(await t.mint("dev-a", ["fleet-device"])));
+    assert.ok(err instanceof AuthorizationError, `${err.name} ${err.message}`);
+    const expected = serviceXkey === "none"
+      ? "The server encrypts authorization requests but no xkey is configured"
+      : "Cannot decrypt an authorization request";
+    assert.ok(t.lines.some((l) => l.includes(`ERROR ${expected}`)), t.lines.join("\n"));
+    assert.equal(t.service.stats.dropped, 1);
+    assert.ok(Date.now() - started < 10_000);
+  }
+});

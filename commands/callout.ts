@@ -1,0 +1,192 @@
+import { Command, Option } from "@commander-js/extra-typings";
+import { join } from "node:path";
+import { connectNats, userPasswordCredentials } from "../adapters/nats/mod.ts";
+import { createTokenVerifier } from "../adapters/oidc/mod.ts";
+import { printLine } from "../adapters/output.ts";
+import {
+  authorizerPolicy,
+  type CalloutConfig,
+  CalloutConfigError,
+  type CalloutKeys,
+  calloutServerConfig,
+  generateSeeds,
+  loadCalloutConfig,
+  loadCalloutKeys,
+  publicKeyOfSeed,
+  serverSettings,
+  startCalloutService,
+} from "../callout/mod.ts";
+import { logFormatOption, loggerFrom, logLevelOption, shutdownSignal, UsageError } from "./_cli.ts";
+
+const configOption = () =>
+  new Option("-c, --config <path>", "callout config file (TOML)")
+    .default("/etc/fleet-callout/callout.toml").env("FLEET_CALLOUT_CONFIG");
+
+/** The config and its keys; a bad file is a usage error (exit 2) naming file and field. */
+async function load(path: string): Promise<{ config: CalloutConfig; keys: CalloutKeys }> {
+  try {
+    const config = await loadCalloutConfig(path);
+    return { config, keys: await loadCalloutKeys(config, path) };
+  } catch (err) {
+    if (err instanceof CalloutConfigError) throw new UsageError(err.message, { cause: err });
+    throw err;
+  }
+}
+
+function runCommand(): Command {
+  return new Command("run")
+    .description(
+      "Run the NATS auth callout: turn OIDC access tokens into NATS users with per-role permissions",
+    )
+    .addOption(configOption())
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
+    .addHelpText(
+      "after",
+      `
+Example:
+  fleet callout run --config /etc/fleet-callout/callout.toml
+
+nats-server must have the matching auth_callout block: see 'fleet callout nats-config'.
+Every decision is logged with its reason; clients are only told "authorization failed".`,
+    )
+    .action(async (flags) => {
+      const { config, keys } = await load(flags.config);
+      const log = loggerFrom(flags).with({ component: "callout" });
+      const signal = shutdownSignal(log);
+      const verifier = createTokenVerifier({
+        issuer: config.oidc.issuer,
+        audience: config.oidc.audience,
+        logger: log,
+      });
+      // Fail loudly but keep running: the keys are fetched again on the first token.
+      await verifier.refreshKeys().catch((err: unknown) => {
+        log.warn(
+          `Cannot read the OIDC provider's keys yet: ${
+            err instanceof Error ? err.message : String(err)
+          }; tokens are refused until it answers`,
+          { issuer: config.oidc.issuer },
+        );
+      });
+      const nc = await connectNats({
+        servers: config.nats.urls,
+        credentials: userPasswordCredentials(config.nats.user, keys.password),
+        name: "fleet-callout",
+        logger: log,
+        signal,
+      });
+      try {
+        await using _service = await startCalloutService({
+          nc,
+          verifier,
+          policy: authorizerPolicy(config),
+          account: config.account.name,
+          issuer: keys.issuer,
+          ...(keys.xkey ? { xkey: keys.xkey } : {}),
+          logger: log,
+        });
+        await new Promise<void>((resolve) => {
+          if (signal.aborted) return resolve();
+          signal.addEventListener("abort", () => resolve(), { once: true });
+        });
+      } finally {
+        keys.issuer.clear();
+        await nc.close();
+      }
+    });
+}
+
+function natsConfigCommand(): Command {
+  return new Command("nats-config")
+    .description("Print the nats-server configuration block that matches the callout config")
+    .addOption(configOption())
+    .addHelpText(
+      "after",
+      `
+Prints the accounts (FLEET with JetStream, AUTH with the callout's user, SYS), system_account
+and authorization.auth_callout (issuer, auth_users, account, xkey). The output holds the
+callout user's password: write it to a file only nats-server can read.
+
+Example:
+  fleet callout nats-config --config callout.toml > /etc/nats/fleet-auth.conf
+  # then in nats-server.conf: include ./fleet-auth.conf`,
+    )
+    .action(async (flags) => {
+      const { config, keys } = await load(flags.config);
+      const settings = serverSettings(config, keys);
+      keys.issuer.clear();
+      printLine(calloutServerConfig(settings).trimEnd());
+    });
+}
+
+async function writeSeed(path: string, seed: string, force: boolean): Promise<void> {
+  try {
+    await Deno.writeTextFile(path, seed + "\n", { mode: 0o600, createNew: !force });
+    await Deno.chmod(path, 0o600); // an existing file keeps its mode on overwrite
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) {
+      throw new UsageError(`${path} already exists; pass --force to replace it`);
+    }
+    throw err;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+function keysCommand(): Command {
+  return new Command("keys")
+    .description(
+      "Generate the callout's account signing seed (issuer.nk) and xkey seed (xkey.nk), mode 0600",
+    )
+    .addOption(
+      new Option("-d, --dir <dir>", "directory to write the seed files into (created if needed)")
+        .default(".").env("FLEET_CALLOUT_KEYS_DIR"),
+    )
+    .option("--no-xkey", "do not generate the xkey seed (requests stay unencrypted)")
+    .option("--force", "replace existing seed files")
+    .addHelpText(
+      "after",
+      `
+Example:
+  fleet callout keys --dir /etc/fleet-callout
+  # callout.toml: issuer_seed_file = "/etc/fleet-callout/issuer.nk"
+  #               xkey_seed_file   = "/etc/fleet-callout/xkey.nk"`,
+    )
+    .action(async (flags) => {
+      await Deno.mkdir(flags.dir, { recursive: true });
+      const { issuerSeed, xkeySeed } = generateSeeds();
+      const issuerFile = join(flags.dir, "issuer.nk");
+      const xkeyFile = join(flags.dir, "xkey.nk");
+      // Checked before writing anything, so a refusal leaves no half-new pair behind.
+      for (const file of flags.xkey ? [issuerFile, xkeyFile] : [issuerFile]) {
+        if (!flags.force && await exists(file)) {
+          throw new UsageError(`${file} already exists; pass --force to replace it`);
+        }
+      }
+      await writeSeed(issuerFile, issuerSeed, flags.force === true);
+      printLine(`wrote ${issuerFile} (issuer ${publicKeyOfSeed(issuerSeed)})`);
+      if (flags.xkey) {
+        await writeSeed(xkeyFile, xkeySeed, flags.force === true);
+        printLine(`wrote ${xkeyFile} (xkey ${publicKeyOfSeed(xkeySeed)})`);
+      }
+    });
+}
+
+/** `fleet callout`: the NATS auth callout and its setup helpers. */
+export function calloutCommand(): Command {
+  const callout = new Command("callout").description(
+    "The NATS auth callout: OIDC access tokens in, NATS user JWTs with per-role permissions out",
+  );
+  callout.addCommand(runCommand());
+  callout.addCommand(natsConfigCommand());
+  callout.addCommand(keysCommand());
+  return callout;
+}

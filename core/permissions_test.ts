@@ -1,0 +1,178 @@
+import assert from "node:assert/strict";
+import { InvalidIdentifierError } from "./ids.ts";
+import {
+  deviceInboxPrefix,
+  devicePermissions,
+  fleetPermissions,
+  permissionsForRole,
+} from "./permissions.ts";
+
+/**
+ * Whether `pattern` (a permission, with `*` and `>`) covers `subject` the way nats-server
+ * checks permissions: a literal subject (publish, a plain subscription) or a subscription
+ * that itself has wildcards, which is allowed only when every subject it could match is
+ * covered (a `*` in the subject is covered by `*` or `>`, a `>` only by `>`).
+ */
+function covers(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    const token = p[i]!;
+    if (token === ">") return s.length > i; // one or more tokens left
+    if (i >= s.length) return false;
+    const t = s[i]!;
+    if (token === "*") {
+      if (t === ">") return false;
+      continue;
+    }
+    if (t !== token) return false; // a literal covers neither `*` nor `>`
+  }
+  return p.length === s.length;
+}
+
+function allowed(patterns: string[], subject: string): boolean {
+  return patterns.some((p) => covers(p, subject));
+}
+
+Deno.test("covers() follows NATS wildcard rules (the matcher the tests rely on)", () => {
+  assert.ok(covers("a.b", "a.b"));
+  assert.ok(!covers("a.b", "a.b.c"));
+  assert.ok(!covers("a.b.c", "a.b"));
+  assert.ok(covers("a.*", "a.b"));
+  assert.ok(!covers("a.*", "a.b.c"));
+  assert.ok(covers("a.>", "a.b.c"));
+  assert.ok(!covers("a.>", "a"));
+  assert.ok(covers(">", "x"));
+  assert.ok(covers("a.*", "a.*"));
+  assert.ok(!covers("a.*", "a.>"));
+  assert.ok(covers("a.>", "a.>"));
+  assert.ok(!covers("a.b", "a.*"));
+  assert.ok(!covers("_INBOX_dev-a.>", "_INBOX.>"));
+});
+
+Deno.test("devicePermissions() is exactly the set verified in DESIGN.md §5", () => {
+  assert.deepStrictEqual(devicePermissions("dev-a"), {
+    pub: {
+      allow: [
+        "$JS.API.CONSUMER.CREATE.KV_desired-state.*.$KV.desired-state.dev-a.>",
+        "$JS.FC.KV_desired-state.>",
+        "$KV.device-info.info.dev-a",
+        "$KV.device-state.state.dev-a.>",
+        "$KV.device-heartbeat.heartbeat.dev-a",
+      ],
+    },
+    sub: { allow: ["_INBOX_dev-a.>", "device-commands.dev-a.>"] },
+    resp: { max: 1, ttlMs: 120_000 },
+  });
+});
+
+Deno.test("fleetPermissions() allows everything", () => {
+  assert.deepStrictEqual(fleetPermissions(), { pub: { allow: [">"] }, sub: { allow: [">"] } });
+});
+
+Deno.test("permissionsForRole() picks the template of the role", () => {
+  assert.deepStrictEqual(permissionsForRole("device", "pi-1"), devicePermissions("pi-1"));
+  assert.deepStrictEqual(permissionsForRole("operator"), fleetPermissions());
+  assert.deepStrictEqual(permissionsForRole("admin", "ignored"), fleetPermissions());
+  assert.throws(() => permissionsForRole("device"), InvalidIdentifierError);
+});
+
+Deno.test("deviceInboxPrefix() is one token per device", () => {
+  assert.equal(deviceInboxPrefix("pi-1"), "_INBOX_pi-1");
+  assert.throws(() => deviceInboxPrefix("pi.1"), InvalidIdentifierError);
+});
+
+for (const bad of ["*", ">", "dev.a", "dev a", "Dev-A", "", "dev-a.>", "a*"]) {
+  Deno.test(`devicePermissions() rejects the device id ${JSON.stringify(bad)}`, () => {
+    assert.throws(() => devicePermissions(bad), (err: unknown) => {
+      assert.ok(err instanceof InvalidIdentifierError);
+      assert.equal(err.value, bad);
+      assert.ok(err.message.includes(JSON.stringify(bad)), err.message);
+      return true;
+    });
+  });
+}
+
+/**
+ * What device `id` does on the wire, as publish and subscribe subjects. Flow-control
+ * replies (`$JS.FC.KV_desired-state.<consumer>.<...>`) are left out: their subject names
+ * the consumer, not the device, so every device shares that permission; a reply carries no
+ * data and only lets a consumer send on.
+ */
+function traffic(id: string): { pub: string[]; sub: string[] } {
+  return {
+    pub: [
+      `$JS.API.CONSUMER.CREATE.KV_desired-state.fleet_watch_X1.$KV.desired-state.${id}.>`,
+      `$KV.device-info.info.${id}`,
+      `$KV.device-state.state.${id}.default.web`,
+      `$KV.device-heartbeat.heartbeat.${id}`,
+    ],
+    sub: [
+      `_INBOX_${id}.>`,
+      `_INBOX_${id}.abc123`,
+      `device-commands.${id}.>`,
+      `device-commands.${id}.restart`,
+    ],
+  };
+}
+
+Deno.test("devicePermissions() allows what the agent does on the wire", () => {
+  const perms = devicePermissions("dev-a");
+  const own = traffic("dev-a");
+  for (const s of own.pub) assert.ok(allowed(perms.pub.allow, s), `publish ${s}`);
+  assert.ok(allowed(perms.pub.allow, "$JS.FC.KV_desired-state.fleet_watch_X1.3.7"));
+  for (const s of own.sub) assert.ok(allowed(perms.sub.allow, s), `subscribe ${s}`);
+});
+
+/** Device ids chosen to catch prefix mistakes: one is a prefix of another. */
+const IDS = ["dev-a", "dev-b", "dev", "dev-a2", "a", "dev-a-b"];
+
+for (const a of IDS) {
+  Deno.test(`devicePermissions("${a}") never matches another device's subjects`, () => {
+    const perms = devicePermissions(a);
+    for (const b of IDS.filter((id) => id !== a)) {
+      const other = traffic(b);
+      const stray = [
+        ...other.pub.filter((s) => allowed(perms.pub.allow, s)),
+        ...other.sub.filter((s) => allowed(perms.sub.allow, s)),
+        // Reading another device's desired state or reports in any other way.
+        ...[
+          `$JS.API.CONSUMER.CREATE.KV_device-state.X.$KV.device-state.state.${b}.>`,
+          `$JS.API.DIRECT.GET.KV_desired-state.$KV.desired-state.${b}.default.web`,
+          `$KV.desired-state.${b}.default.web`,
+          `$KV.device-info.info.${b}.x`,
+        ].filter((s) => allowed(perms.pub.allow, s)),
+        ...[`$KV.desired-state.${b}.>`, `$KV.device-state.state.${b}.>`].filter((s) =>
+          allowed(perms.sub.allow, s)
+        ),
+      ];
+      assert.deepStrictEqual(stray, [], `device ${a} reaches device ${b}`);
+    }
+  });
+}
+
+Deno.test("devicePermissions() never grants the subjects that leak other devices' data", () => {
+  const perms = devicePermissions("dev-a");
+  const forbiddenPub = [
+    "$JS.API.STREAM.MSG.GET.KV_desired-state",
+    "$JS.API.STREAM.MSG.GET.KV_device-state",
+    "$JS.API.STREAM.INFO.KV_desired-state",
+    "$JS.API.STREAM.INFO.KV_device-info",
+    "$JS.API.STREAM.LIST",
+    "$JS.API.INFO",
+    "$JS.API.>",
+    "$JS.API.CONSUMER.CREATE.KV_desired-state.X.$KV.desired-state.>",
+    "$JS.API.CONSUMER.CREATE.KV_desired-state.X.$KV.desired-state.*.>",
+    "$JS.API.CONSUMER.CREATE.KV_desired-state.X",
+    "$JS.API.CONSUMER.DURABLE.CREATE.KV_desired-state.X",
+    "$KV.desired-state.dev-a.default.web", // only the operator writes desired state
+    "$KV.fleet-deployments.default.web",
+    "$KV.device-state.state.>",
+    "device-commands.dev-a.restart", // it answers commands, it does not send them
+    "_INBOX.abc",
+  ];
+  for (const s of forbiddenPub) assert.ok(!allowed(perms.pub.allow, s), `publish ${s}`);
+  for (const s of ["_INBOX.>", "_INBOX.abc", ">", "$KV.>", "device-commands.>", "_INBOX_*.>"]) {
+    assert.ok(!allowed(perms.sub.allow, s), `subscribe ${s}`);
+  }
+});
