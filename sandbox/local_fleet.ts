@@ -10,6 +10,7 @@ import type { Logger } from "../adapters/logger.ts";
 import { sleep } from "../adapters/timers.ts";
 import {
   connectNats,
+  type CredentialSource,
   type NatsServer,
   noCredentials,
   startNatsServer,
@@ -58,9 +59,20 @@ interface RunningOperator {
   stop(): Promise<void>;
 }
 
+/** Who each part of the fleet is to NATS; no credentials when absent. */
+export interface FleetIdentities {
+  /** The CLI-side client (fleet apply/get): an admin. */
+  client: CredentialSource;
+  operator: CredentialSource;
+  device(deviceId: string): CredentialSource;
+}
+
 export interface LocalFleetOptions {
   log: Logger;
   version: string;
+  /** Extra nats-server configuration, e.g. the auth callout block. */
+  natsConfig?: string;
+  identities?: FleetIdentities;
   intervals?: Intervals;
   /** Operator: devices without a heartbeat for this long are unreachable. */
   staleAfterMs?: number;
@@ -94,7 +106,9 @@ export class LocalFleet implements AsyncDisposable {
   /** Starts nats-server and a podman service; the operator and agents start on request. */
   static async start(options: LocalFleetOptions): Promise<LocalFleet> {
     const stateRoot = await Deno.makeTempDir({ prefix: "fleet-local-" });
-    const nats = await startNatsServer();
+    const nats = await startNatsServer(
+      options.natsConfig ? { extraConfig: options.natsConfig } : {},
+    );
     try {
       const podman = await startPodmanService();
       return new LocalFleet(options, nats, podman, stateRoot);
@@ -116,7 +130,7 @@ export class LocalFleet implements AsyncDisposable {
   async connection(): Promise<NatsConnection> {
     const nc = this.#client ?? await connectNats({
       servers: [this.nats.url],
-      credentials: noCredentials(),
+      credentials: this.#options.identities?.client ?? noCredentials(),
       name: "fleet-local-client",
       logger: this.log.with({ component: "client" }),
     });
@@ -139,7 +153,7 @@ export class LocalFleet implements AsyncDisposable {
     const controller = new AbortController();
     const nc = await connectNats({
       servers: [this.nats.url],
-      credentials: noCredentials(),
+      credentials: this.#options.identities?.operator ?? noCredentials(),
       name: "fleet-operator",
       logger: log,
     });
@@ -206,7 +220,7 @@ export class LocalFleet implements AsyncDisposable {
     const client = new PodmanClient({ socketPath: this.podmanService.socketPath });
     const agent = new Agent({
       config: this.agentConfig(device),
-      credentials: noCredentials(),
+      credentials: this.#options.identities?.device(device.deviceId) ?? noCredentials(),
       runtime: new PodmanRuntime(client),
       log,
       version: this.#options.version,

@@ -1,0 +1,293 @@
+/**
+ * Per-device identity on real parts: an OpenID Provider (oidc-provider), nats-server with
+ * auth callout, the callout service, the operator and agents with their own OIDC identity.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { Buckets, deviceInboxPrefix, keys } from "../core/mod.ts";
+import { connectNats, installConnectionResetGuard, readBucket } from "../adapters/nats/mod.ts";
+import {
+  createTokenSource,
+  createTokenVerifier,
+  oidcCredentials,
+  type OidcCredentialSource,
+  type TokenSource,
+} from "../adapters/oidc/mod.ts";
+import {
+  type MachineUser,
+  startTestProvider,
+  type TestProvider,
+} from "../adapters/oidc/test_provider.ts";
+import {
+  authorizerPolicy,
+  calloutServerConfig,
+  type CalloutService,
+  generateSeeds,
+  loadCalloutConfig,
+  loadCalloutKeys,
+  serverSettings,
+  startCalloutService,
+} from "../callout/mod.ts";
+import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
+import { ensureTestImage } from "../adapters/podman/mod.ts";
+import { containerIds, testLogger, waitForStatus, webDeployment } from "./_helpers.ts";
+
+const LAB = { matchLabels: { site: "lab" } };
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+async function calloutConfig(dir: string, idp: TestProvider): Promise<string> {
+  const { issuerSeed } = generateSeeds();
+  await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
+  await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
+  const path = join(dir, "callout.toml");
+  await Deno.writeTextFile(
+    path,
+    `[nats]
+urls = ["nats://127.0.0.1:4222"]
+user = "fleet-callout"
+password_file = "${join(dir, "password")}"
+
+[account]
+name = "FLEET"
+issuer_seed_file = "${join(dir, "issuer.nk")}"
+
+[oidc]
+issuer = "${idp.issuer}"
+audience = "${idp.audience}"
+device_id_claim = "${idp.deviceIdClaim}"
+role_claim = "urn:zitadel:iam:org:project:roles"
+roles = { device = "device", operator = "operator", admin = "admin" }
+`,
+  );
+  return path;
+}
+
+function tokenSource(idp: TestProvider, user: MachineUser): TokenSource {
+  return createTokenSource({
+    issuer: idp.issuer,
+    clientId: user.clientId,
+    privateKeyJwk: user.privateKeyJwk,
+    grant: "jwt-bearer",
+    audience: idp.audience,
+    logger: testLogger(),
+  });
+}
+
+Deno.test(
+  "identity: devices reach only their own subjects; the core loop runs with auth on",
+  opts,
+  async () => {
+    installConnectionResetGuard(testLogger());
+    await using idp = await startTestProvider({ accessTokenTtlSeconds: 600 });
+    const dir = await Deno.makeTempDir({ prefix: "fleet-identity-" });
+    const users = {
+      a: await idp.addMachineUser({ id: "dev-a", roles: ["device"], deviceId: "dev-a" }),
+      b: await idp.addMachineUser({ id: "dev-b", roles: ["device"], deviceId: "dev-b" }),
+      operator: await idp.addMachineUser({ id: "fleet-operator", roles: ["operator"] }),
+      admin: await idp.addMachineUser({ id: "alice", roles: ["admin"] }),
+      nobody: await idp.addMachineUser({ id: "no-role", roles: [] }),
+      wild: await idp.addMachineUser({ id: "wild", roles: ["device"], deviceId: "dev.*" }),
+    };
+    const configPath = await calloutConfig(dir, idp);
+    const config = await loadCalloutConfig(configPath);
+    const calloutKeys = await loadCalloutKeys(config, configPath);
+    const log = testLogger();
+    const issued: OidcCredentialSource[] = [];
+    const identity = (user: MachineUser, deviceId?: string) => {
+      const credentials = oidcCredentials(tokenSource(idp, user), {
+        logger: log,
+        ...(deviceId ? { inboxPrefix: deviceInboxPrefix(deviceId) } : {}),
+      });
+      issued.push(credentials);
+      return credentials;
+    };
+    const deviceUsers: Record<string, MachineUser> = { "dev-a": users.a, "dev-b": users.b };
+    await using fleet = await LocalFleet.start({
+      log,
+      version: "0.0.0-test",
+      natsConfig: calloutServerConfig(serverSettings(config, calloutKeys)),
+      identities: {
+        client: identity(users.admin),
+        operator: identity(users.operator),
+        device: (id) => identity(deviceUsers[id]!, id),
+      },
+    });
+    await ensureTestImage(fleet.podman, "v1");
+    await ensureTestImage(fleet.podman, "v2");
+
+    let callout: CalloutService | undefined;
+    let calloutNc: NatsConnection | undefined;
+    const startCallout = async () => {
+      calloutNc = await connect({
+        servers: fleet.nats.url,
+        user: "fleet-callout",
+        pass: calloutKeys.password,
+      });
+      callout = await startCalloutService({
+        nc: calloutNc,
+        verifier: createTokenVerifier({ issuer: idp.issuer, audience: idp.audience, logger: log }),
+        policy: authorizerPolicy(config),
+        account: config.account.name,
+        issuer: calloutKeys.issuer,
+        logger: log,
+      });
+    };
+    const stopCallout = async () => {
+      await callout?.stop();
+      await calloutNc?.close();
+    };
+    await startCallout();
+    const raw = async (user: MachineUser, deviceId?: string) =>
+      await connect({
+        servers: fleet.nats.url,
+        token: await idp.mintToken(user),
+        reconnect: false,
+        ...(deviceId ? { inboxPrefix: deviceInboxPrefix(deviceId) } : {}),
+      });
+    try {
+      // The core loop, with every process on its own identity.
+      await fleet.startOperator();
+      fleet.startAgent({ deviceId: "dev-a", labels: { site: "lab" } });
+      fleet.startAgent({ deviceId: "dev-b", labels: { site: "lab" } });
+      const store = await fleet.store();
+      await store.apply(webDeployment({ name: "web", selector: LAB }));
+      await waitForStatus(fleet, { name: "web" }, { matched: 2, succeeded: 2 });
+
+      // Device A: its own keys work.
+      const a = await raw(users.a, "dev-a");
+      const own = await readBucket(
+        a,
+        Buckets.desiredState,
+        log,
+        keys.desiredStateOfDevice("dev-a"),
+      );
+      assert.deepEqual([...own.keys()], ["dev-a.default.web"]);
+      const aKv = (bucket: string) => new Kvm(a).open(bucket, { bindOnly: true });
+      await (await aKv(Buckets.deviceHeartbeat)).put(
+        keys.heartbeat("dev-a"),
+        JSON.stringify({ deviceId: "dev-a", at: Date.now() }),
+      );
+
+      // ...and nothing of device B's, by any route through the JetStream API.
+      const denied = async (what: string, attempt: () => Promise<unknown>) => {
+        await assert.rejects(attempt, (e: unknown) => {
+          assert.match(
+            String(e instanceof Error ? `${e.message} ${e.cause ?? ""}` : e),
+            /permission|denied|timeout|no responders/i,
+            what,
+          );
+          return true;
+        }, what);
+      };
+      const jsm = await jetstreamManager(a, { checkAPI: false });
+      await denied("consumer on B's keys", () =>
+        jsm.consumers.add("KV_desired-state", {
+          filter_subject: "$KV.desired-state.dev-b.>",
+          name: "peek",
+        }));
+      await denied(
+        "direct get of B's key",
+        async () => await (await aKv(Buckets.desiredState)).get("dev-b.default.web"),
+      );
+      await denied("stream info", () => jsm.streams.info("KV_desired-state"));
+      await denied("stream purge", () => jsm.streams.purge("KV_desired-state"));
+      await denied(
+        "put to B's heartbeat",
+        async () =>
+          await (await aKv(Buckets.deviceHeartbeat)).put(keys.heartbeat("dev-b"), "{}", {
+            timeout: 2000,
+          }),
+      );
+      await denied(
+        "put to B's state",
+        async () =>
+          await (await aKv(Buckets.deviceState)).put("state.dev-b.default.web", "{}", {
+            timeout: 2000,
+          }),
+      );
+      for (const subject of ["_INBOX.>", "device-commands.dev-b.>", "$KV.desired-state.dev-b.>"]) {
+        const sub = a.subscribe(subject);
+        await denied(`subscribe ${subject}`, async () => {
+          for await (const _ of sub) {
+            break;
+          }
+        });
+      }
+      await a.close();
+
+      // The operator and an admin read every device.
+      for (const user of [users.operator, users.admin]) {
+        const nc = await raw(user);
+        const kv = await new Kvm(nc).open(Buckets.desiredState);
+        assert.equal((await kv.get("dev-b.default.web"))?.operation, "PUT");
+        await nc.close();
+      }
+
+      // Refused: no role, a device id with metacharacters, another issuer, an expired token.
+      for (const user of [users.nobody, users.wild]) {
+        await assert.rejects(() => raw(user), /authoriz/i);
+      }
+      await using foreign = await startTestProvider();
+      const stranger = await foreign.addMachineUser({
+        id: "dev-a",
+        roles: ["device"],
+        deviceId: "dev-a",
+      });
+      await assert.rejects(
+        async () =>
+          await connect({
+            servers: fleet.nats.url,
+            token: await foreign.mintToken(stranger),
+            reconnect: false,
+          }),
+        /authoriz/i,
+      );
+      await using shortLived = await startTestProvider({ accessTokenTtlSeconds: 1 });
+      const brief = await shortLived.addMachineUser({
+        id: "dev-a",
+        roles: ["device"],
+        deviceId: "dev-a",
+      });
+      const expired = await shortLived.mintToken(brief);
+      await new Promise((r) => setTimeout(r, 2500));
+      await assert.rejects(
+        async () => await connect({ servers: fleet.nats.url, token: expired, reconnect: false }),
+        /authoriz/i,
+      );
+
+      // nats-server restarted while the provider is down: everyone reconnects on the tokens
+      // they hold, and the fleet keeps reconciling.
+      const before = await containerIds(fleet);
+      await idp.stop();
+      await fleet.nats.restart();
+      await waitFor(
+        "the apply to go through",
+        () => store.apply(webDeployment({ name: "web", selector: LAB, tag: "v2" })),
+        30_000,
+      );
+      await waitForStatus(
+        fleet,
+        { name: "web" },
+        { generation: 2, matched: 2, succeeded: 2 },
+        60_000,
+      );
+      assert.notDeepEqual(await containerIds(fleet), before);
+      await idp.start();
+
+      // The callout restarted: new connections get in again.
+      await stopCallout();
+      await assert.rejects(() => raw(users.a, "dev-a"));
+      await startCallout();
+      const again = await raw(users.a, "dev-a");
+      await again.close();
+    } finally {
+      await stopCallout();
+      for (const credentials of issued) credentials.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
