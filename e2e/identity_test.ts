@@ -9,7 +9,14 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Buckets, deviceInboxPrefix, keys } from "../core/mod.ts";
-import { connectNats, installConnectionResetGuard, readBucket } from "../adapters/nats/mod.ts";
+import {
+  connectNats,
+  ensureBucket,
+  installConnectionResetGuard,
+  readBucket,
+  startNatsServer,
+  userPasswordCredentials,
+} from "../adapters/nats/mod.ts";
 import {
   createTokenSource,
   createTokenVerifier,
@@ -209,6 +216,41 @@ Deno.test(
             timeout: 2000,
           }),
       );
+      // Every bucket: B's keys cannot be written; desired state cannot be written at all.
+      const writes: [string, string][] = [
+        [Buckets.deviceInfo, keys.deviceInfo("dev-b")],
+        [Buckets.desiredState, "dev-b.default.web"],
+        [Buckets.desiredState, "dev-a.default.web"],
+        [Buckets.deployments, "default.web"],
+        [Buckets.deploymentStatus, "default.web"],
+      ];
+      for (const [bucket, key] of writes) {
+        await denied(
+          `put ${bucket} ${key}`,
+          async () => await (await aKv(bucket)).put(key, "{}", { timeout: 2000 }),
+        );
+      }
+      for (
+        const [bucket, filter] of [
+          [Buckets.deviceInfo, "info.dev-b"],
+          [Buckets.deviceState, "state.dev-b.>"],
+          [Buckets.deviceHeartbeat, "heartbeat.dev-b"],
+          [Buckets.deployments, ">"],
+        ] as const
+      ) {
+        await denied(
+          `consumer on ${bucket} ${filter}`,
+          () =>
+            jsm.consumers.add(`KV_${bucket}`, {
+              filter_subject: `$KV.${bucket}.${filter}`,
+              name: "peek",
+            }),
+        );
+      }
+      await denied(
+        "request to B's command subject",
+        () => a.request("device-commands.dev-b.restart", "", { timeout: 1000 }),
+      );
       for (const subject of ["_INBOX.>", "device-commands.dev-b.>", "$KV.desired-state.dev-b.>"]) {
         const sub = a.subscribe(subject);
         await denied(`subscribe ${subject}`, async () => {
@@ -287,6 +329,84 @@ Deno.test(
     } finally {
       await stopCallout();
       for (const credentials of issued) credentials.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
+  "identity: a device offline for longer than its token's life reconnects with a fresh token",
+  opts,
+  async () => {
+    installConnectionResetGuard(testLogger());
+    const log = testLogger();
+    await using idp = await startTestProvider({ accessTokenTtlSeconds: 4 });
+    const dir = await Deno.makeTempDir({ prefix: "fleet-identity-" });
+    const configPath = await calloutConfig(dir, idp);
+    const config = await loadCalloutConfig(configPath);
+    const calloutKeys = await loadCalloutKeys(config, configPath);
+    await using nats = await startNatsServer({
+      extraConfig: calloutServerConfig(serverSettings(config, calloutKeys)),
+    });
+    const calloutNc = await connectNats({
+      servers: [nats.url],
+      credentials: userPasswordCredentials("fleet-callout", calloutKeys.password),
+      name: "callout",
+      logger: log,
+    });
+    const callout = await startCalloutService({
+      nc: calloutNc,
+      verifier: createTokenVerifier({ issuer: idp.issuer, audience: idp.audience, logger: log }),
+      policy: authorizerPolicy(config),
+      account: config.account.name,
+      issuer: calloutKeys.issuer,
+      logger: log,
+    });
+    const operator = await idp.addMachineUser({ id: "fleet-operator", roles: ["operator"] });
+    const device = await idp.addMachineUser({ id: "dev-a", roles: ["device"], deviceId: "dev-a" });
+    const credentials = oidcCredentials(tokenSource(idp, device), {
+      logger: log,
+      inboxPrefix: deviceInboxPrefix("dev-a"),
+    });
+    const admin = await connect({
+      servers: nats.url,
+      token: await idp.mintToken(operator),
+      reconnect: false,
+    });
+    try {
+      await ensureBucket(admin, Buckets.deviceHeartbeat, { replicas: 1, history: 1 });
+      await admin.close();
+      const nc = await connectNats({
+        servers: [nats.url],
+        credentials,
+        name: "dev-a",
+        logger: log,
+      });
+      const beats = await new Kvm(nc).open(Buckets.deviceHeartbeat, { bindOnly: true });
+      await beats.put(
+        keys.heartbeat("dev-a"),
+        JSON.stringify({ deviceId: "dev-a", at: Date.now() }),
+      );
+      await nats.kill();
+      await new Promise((r) => setTimeout(r, 6000)); // longer than the 4 s token
+      await nats.restart();
+      await waitFor("a heartbeat after the outage", async () => {
+        await beats.put(
+          keys.heartbeat("dev-a"),
+          JSON.stringify({ deviceId: "dev-a", at: Date.now() }),
+          { timeout: 1000 },
+        );
+        return true;
+      }, 30_000);
+      assert.ok(
+        callout.stats.allowed >= 3,
+        `the callout admitted the device again (${callout.stats.allowed} allowed)`,
+      );
+      await nc.close();
+    } finally {
+      credentials.stop();
+      await callout.stop();
+      await calloutNc.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
