@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { decodeJwt } from "jose";
+import { silentLogger } from "../adapters/logger.ts";
+import { startTestProvider } from "../adapters/oidc/test_provider.ts";
+import { parseAgentConfig } from "./config.ts";
+import { credentialsFromConfig } from "./credentials.ts";
+
+Deno.test('credentialsFromConfig() turns [nats.credentials] type = "oidc" into a device token with the device inbox', async () => {
+  await using idp = await startTestProvider();
+  const user = await idp.addMachineUser({
+    id: "pi-lab-1",
+    roles: ["device"],
+    deviceId: "pi-lab-1",
+  });
+  const dir = await Deno.makeTempDir();
+  try {
+    const keyFile = join(dir, "device.key.json");
+    await Deno.writeTextFile(keyFile, JSON.stringify(user.privateKeyJwk), { mode: 0o600 });
+    const path = join(dir, "config.toml");
+    const config = parseAgentConfig(
+      `device_id = "pi-lab-1"
+[nats]
+urls = ["nats://127.0.0.1:4222"]
+credentials = { type = "oidc", issuer = "${idp.issuer}", client_id = "${user.clientId}", key_file = "${keyFile}", audience = "${idp.audience}" }
+[podman]
+socket = "/run/podman/podman.sock"
+`,
+      path,
+    );
+    const credentials = await credentialsFromConfig(config.nats.credentials, {
+      deviceId: config.device_id,
+      configPath: path,
+      log: silentLogger,
+    });
+    const options = await credentials.connectionOptions();
+    assert.equal(options.inboxPrefix, "_INBOX_pi-lab-1");
+    const auth = typeof options.authenticator === "function" ? options.authenticator() : undefined;
+    const token = auth && "auth_token" in auth ? String(auth.auth_token) : "";
+    assert.equal(decodeJwt(token).fleet_device_id, "pi-lab-1");
+    assert.match(credentials.describe(), /OIDC token for client "pi-lab-1"/);
+    (credentials as { stop?: () => void }).stop?.();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("parseAgentConfig() requires an absolute key_file for oidc credentials", () => {
+  assert.throws(
+    () =>
+      parseAgentConfig(
+        `device_id = "pi-1"
+[nats]
+urls = ["nats://a:4222"]
+credentials = { type = "oidc", issuer = "https://id.example.com", key_file = "device.key" }
+[podman]
+socket = "/x"
+`,
+        "/etc/fleet-agent/config.toml",
+      ),
+    /\/etc\/fleet-agent\/config\.toml: nats\.credentials\.key_file: must be an absolute path/,
+  );
+});
