@@ -320,6 +320,19 @@ Deno.test(
       assert.notDeepEqual(await containerIds(fleet), before);
       await idp.start();
 
+      // Delete: the agents remove the containers and their own state keys.
+      await store.delete({ namespace: "default", name: "web" });
+      await waitFor(
+        "containers gone",
+        async () => (await fleet.containers()).length === 0 || undefined,
+      );
+      await waitFor(
+        "the devices' state keys gone",
+        async () =>
+          (await readBucket(await fleet.connection(), Buckets.deviceState, log)).size === 0 ||
+          undefined,
+      );
+
       // The callout restarted: new connections get in again.
       await stopCallout();
       await assert.rejects(() => raw(users.a, "dev-a"));
