@@ -1,0 +1,197 @@
+/**
+ * Agent figures with a real `fleet agent run` process, podman and nats-server:
+ * apply → container running latency over N deployments (p50/p99), idle resident memory and
+ * CPU with K deployments, and an agent restart that must confirm K unchanged deployments
+ * without recreating any. Prints one line of figures, last.
+ *
+ * `deno task bench:agent [--deployments 20] [--idle 10] [--idle-seconds 60]`
+ */
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
+import { createLogger } from "../adapters/logger.ts";
+import { printLine } from "../adapters/output.ts";
+import { connectNats, noCredentials, startNatsServer } from "../adapters/nats/mod.ts";
+import { ensureTestImage, PodmanClient, startPodmanService } from "../adapters/podman/mod.ts";
+import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
+import { waitFor } from "../sandbox/local_fleet.ts";
+import { singleServiceDeployment } from "../sandbox/deployments.ts";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    deployments: { type: "string", default: "20" },
+    idle: { type: "string", default: "10" },
+    "idle-seconds": { type: "string", default: "60" },
+  },
+});
+const total = Number(values.deployments);
+const idleCount = Math.min(Number(values.idle), total);
+const idleSeconds = Number(values["idle-seconds"]);
+const log = createLogger({ level: "error" });
+const DEVICE = "bench-1";
+
+function procStat(pid: number): { rssKb: number; cpuTicks: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
+  return { rssKb, cpuTicks: Number(fields[11]) + Number(fields[12]) };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+/** A `fleet agent run` child whose stderr lines are kept. */
+function startAgent(config: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "agent", "run", "--config", config, "--log-level", "info"],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const reading = (async () => {
+    let rest = "";
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      const parts = rest.split("\n");
+      rest = parts.pop() ?? "";
+      lines.push(...parts);
+    }
+  })();
+  return {
+    child,
+    lines,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+      await reading;
+    },
+  };
+}
+
+await using nats = await startNatsServer();
+await using podman = await startPodmanService();
+using client = new PodmanClient({ socketPath: podman.socketPath });
+const image = await ensureTestImage(client, "v1");
+const nc = await connectNats({
+  servers: [nats.url],
+  credentials: noCredentials(),
+  name: "bench",
+  logger: log,
+});
+const controller = new AbortController();
+const operator = new Operator({
+  nc,
+  source: new NatsDeploymentSource(nc, log, 1),
+  log,
+  replicas: 1,
+});
+const operatorDone = operator.run(controller.signal);
+await operator.ready;
+const dir = await Deno.makeTempDir({ prefix: "fleet-bench-agent-" });
+const config = `${dir}/agent.toml`;
+await Deno.writeTextFile(
+  config,
+  `device_id = "${DEVICE}"\nstate_dir = "${dir}/state"\nlabels = { site = "bench" }\n` +
+    `[nats]\nurls = ["${nats.url}"]\n[podman]\nsocket = "${podman.socketPath}"\n`,
+);
+const managed = () =>
+  client.listContainers({
+    [ContainerLabels.managedBy]: MANAGED_BY,
+    [ContainerLabels.deviceId]: DEVICE,
+  });
+const store = new NatsDeploymentStore(nc, log);
+const deployment = (i: number) =>
+  singleServiceDeployment({
+    name: `bench-${i}`,
+    namespace: "bench",
+    image,
+    selector: { matchLabels: { site: "bench" } },
+  });
+
+let agent = startAgent(config);
+try {
+  await waitFor(
+    "the agent to register",
+    async () => (await store.devices()).length === 1 || undefined,
+  );
+
+  // 1. apply → running, one deployment at a time.
+  const latencies: number[] = [];
+  for (let i = 0; i < total; i++) {
+    const started = performance.now();
+    await store.apply(deployment(i));
+    await waitFor(
+      `bench-${i} running`,
+      async () => {
+        const cs = await managed();
+        return cs.some((c) =>
+          c.labels[ContainerLabels.deployment] === `bench-${i}` && c.state === "running"
+        ) ||
+          undefined;
+      },
+      60_000,
+      20,
+    );
+    latencies.push(performance.now() - started);
+  }
+  latencies.sort((a, b) => a - b);
+
+  // 2. Idle with `idleCount` deployments.
+  for (let i = idleCount; i < total; i++) {
+    await store.delete({ namespace: "bench", name: `bench-${i}` });
+  }
+  await waitFor(
+    "the extra containers gone",
+    async () => (await managed()).length === idleCount || undefined,
+    60_000,
+  );
+  await new Promise((r) => setTimeout(r, 15_000)); // settle
+  const a = procStat(agent.child.pid);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+  const b = procStat(agent.child.pid);
+  const cpuPercent = ((b.cpuTicks - a.cpuTicks) / 100) / ((performance.now() - t0) / 1000) * 100;
+
+  // 3. Restart: confirm every deployment, recreate none.
+  const before = new Map((await managed()).map((c) => [c.name, c.id]));
+  await agent.stop();
+  const restartedAt = performance.now();
+  agent = startAgent(config);
+  const confirmedMs = await waitFor(
+    "the restarted agent's first pass",
+    () => {
+      const read = agent.lines.some((l) =>
+        l.includes(`Read the desired state from NATS: ${idleCount} deployment`)
+      );
+      const running = agent.lines.filter((l) => / is running /.test(l)).length >= idleCount;
+      return read && running ? performance.now() - restartedAt : undefined;
+    },
+    60_000,
+    20,
+  );
+  const after = new Map((await managed()).map((c) => [c.name, c.id]));
+  const recreated = [...before].filter(([name, id]) => after.get(name) !== id).length;
+  const creates = agent.lines.filter((l) => l.includes("Creating container")).length;
+
+  printLine(
+    `agent bench: apply→running p50=${percentile(latencies, 50).toFixed(0)}ms p99=${
+      percentile(latencies, 99).toFixed(0)
+    }ms over ${total} deployments; idle with ${idleCount}: rss=${
+      (b.rssKb / 1024).toFixed(1)
+    }MB cpu=${
+      cpuPercent.toFixed(2)
+    }% of a core over ${idleSeconds}s; restart confirmed ${idleCount} unchanged in ${
+      (confirmedMs / 1000).toFixed(2)
+    }s, recreated=${recreated}, creates=${creates}`,
+  );
+} finally {
+  await agent.stop();
+  for (const c of await managed()) await client.removeContainer(c.id);
+  controller.abort();
+  await operatorDone;
+  await nc.close();
+  await Deno.remove(dir, { recursive: true });
+}
