@@ -12,6 +12,7 @@ import { deleteCommand } from "./commands/delete.ts";
 import { getCommand } from "./commands/get.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { calloutCommand } from "./commands/callout.ts";
+import { benchCommand } from "./commands/bench.ts";
 import { ExitCode, isUsageError } from "./commands/_cli.ts";
 
 export const VERSION: string = denoJson.version;
@@ -39,6 +40,7 @@ Quick start (no Kubernetes):
       getCommand(),
       demoCommand(VERSION),
       calloutCommand(),
+      benchCommand(),
     ]
   ) root.addCommand(command);
   // Every subcommand exits through the catch below, with our exit codes, and reports a

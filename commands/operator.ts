@@ -52,6 +52,11 @@ function runCommand(): Command {
     .addOption(natsUrlOption())
     .addOption(natsUserOption())
     .addOption(natsPasswordOption())
+    .addOption(oidcOptions()[0])
+    .addOption(oidcOptions()[1])
+    .addOption(oidcOptions()[2])
+    .addOption(oidcOptions()[3])
+    .addOption(oidcOptions()[4])
     .addOption(kubeconfigOption())
     .addOption(
       new Option(

@@ -1,0 +1,618 @@
+/**
+ * Control-plane benchmark: a real operator (nats source) against N simulated devices, no
+ * podman. `fleet bench fleet --devices N --deployments M --rate R --duration D`
+ * (`deno task bench:fleet -- ...`). Prints progress, then LAST one line of figures.
+ *
+ * How it simulates:
+ * - Device i has labels `group=g<i % M>` and `half=a|b` (`a` when ⌊i / M⌋ is even), plus
+ *   the device-id label. Deployment j selects `group=g<j>`; when j % 4 == 1 it also needs
+ *   `half=a`, when j % 4 == 3 `half notin (a)`: the deployments split the fleet by labels.
+ * - Devices map onto `--connections` NATS connections round-robin (device i on connection
+ *   i % C); every connection pipelines its puts (at most `WINDOW` in flight each).
+ * - Heartbeats: every device once at registration, then the whole fleet once per 30 s
+ *   (N/30 puts per second on top of the state writes).
+ * - State writes: at `--rate` per second, a random (device, deployment) pair the selector
+ *   matches moves to its next phase (Pending → Running → Failed → Running ...). Every
+ *   report carries a unique `lastError` tag and a strictly increasing `lastEventAt`, so the
+ *   aggregate's `lastError` names the newest write the operator has folded in: that is how
+ *   the convergence latency of each write is measured, exactly.
+ * - The raw ceiling: before the operator starts, one bare client pipelines KV puts of the
+ *   same size into a scratch bucket while a second connection watches it, on the same server.
+ */
+import { fileURLToPath } from "node:url";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { KV } from "@nats-io/kv";
+import {
+  type Aggregate,
+  Buckets,
+  type DeploymentState,
+  DeploymentStatus,
+  DEVICE_ID_LABEL,
+  type DeviceInfo,
+  keys,
+  type LabelSelector,
+  parseJsonWith,
+  parseKey,
+} from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { printLine } from "../adapters/output.ts";
+import {
+  connectNats,
+  ensureBucket,
+  noCredentials,
+  startNatsServer,
+  watchBucket,
+} from "../adapters/nats/mod.ts";
+import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
+import { singleServiceDeployment } from "../sandbox/deployments.ts";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const NAMESPACE = "bench";
+/** Puts in flight per connection. */
+const WINDOW = 512;
+const HEARTBEAT_PERIOD_MS = 30_000;
+const RAW_SECONDS = 5;
+/** Same histories as the operator's buckets. */
+const HISTORY: Record<string, number> = {
+  [Buckets.desiredState]: 3,
+  [Buckets.deviceInfo]: 1,
+  [Buckets.deviceState]: 3,
+  [Buckets.deviceHeartbeat]: 1,
+  [Buckets.deployments]: 5,
+  [Buckets.deploymentStatus]: 1,
+};
+
+export interface FleetBenchOptions {
+  devices: number;
+  deployments: number;
+  /** State writes per second; 0 = as fast as the pipeline allows. */
+  rate: number;
+  durationSeconds: number;
+  connections: number;
+  /** Attach to this server instead of starting one. */
+  natsUrl?: string | undefined;
+  /** `process`: `deno run -A main.ts operator run` (RSS/CPU from /proc); `inline`: same process. */
+  operator: "process" | "inline";
+  /** Writes a V8 CPU profile of the operator process into this directory. */
+  cpuProfDir?: string | undefined;
+  /** Seconds to wait for fan-out and for quiescence before giving up. */
+  timeoutSeconds: number;
+  log: Logger;
+}
+
+interface ProcSample {
+  rssKb: number;
+  hwmKb: number;
+  cpuTicks: number;
+}
+
+function procSample(pid: number | "self"): ProcSample | undefined {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
+    return {
+      rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0),
+      hwmKb: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0),
+      cpuTicks: Number(stat[11]) + Number(stat[12]),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The nats-server whose command line names `marker` (its store dir), if we can see it. */
+function findPid(marker: string): number | undefined {
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (cmd.includes("nats-server") && cmd.includes(marker)) return Number(entry.name);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return undefined;
+}
+
+/** CPU use of a process between two samples, in % of one core. */
+function cpuPercent(a: ProcSample | undefined, b: ProcSample | undefined, ms: number): number {
+  if (!a || !b) return NaN;
+  return (b.cpuTicks - a.cpuTicks) / 100 / (ms / 1000) * 100;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs puts with at most WINDOW in flight per connection; counts failures. */
+class Pipeline {
+  inFlight = 0;
+  done = 0;
+  errors = 0;
+  #waiters: (() => void)[] = [];
+  firstError: string | undefined;
+
+  async put(kv: KV, key: string, value: string): Promise<void> {
+    while (this.inFlight >= WINDOW) await new Promise<void>((r) => this.#waiters.push(r));
+    this.inFlight++;
+    kv.put(key, value).then(
+      () => this.done++,
+      (error) => {
+        this.errors++;
+        this.firstError ??= (error as Error).message;
+      },
+    ).finally(() => {
+      this.inFlight--;
+      this.#waiters.shift()?.();
+    });
+  }
+
+  async drain(): Promise<void> {
+    while (this.inFlight > 0) await sleep(5);
+  }
+}
+
+function deviceId(i: number): string {
+  return `dev-${i}`;
+}
+
+function deploymentName(j: number): string {
+  return `d-${j}`;
+}
+
+function deviceLabels(i: number, m: number): Record<string, string> {
+  return {
+    group: `g${i % m}`,
+    half: Math.floor(i / m) % 2 === 0 ? "a" : "b",
+    [DEVICE_ID_LABEL]: deviceId(i),
+  };
+}
+
+function selectorOf(j: number): LabelSelector {
+  const matchLabels: Record<string, string> = { group: `g${j}` };
+  if (j % 4 === 1) matchLabels.half = "a";
+  if (j % 4 === 3) {
+    return { matchLabels, matchExpressions: [{ key: "half", operator: "NotIn", values: ["a"] }] };
+  }
+  return { matchLabels };
+}
+
+/** The simulator's own truth of which devices deployment j matches (no core code). */
+function matchedDevices(j: number, n: number, m: number): number[] {
+  const out: number[] = [];
+  for (let i = j; i < n; i += m) {
+    const half = Math.floor(i / m) % 2 === 0 ? "a" : "b";
+    if (j % 4 === 1 && half !== "a") continue;
+    if (j % 4 === 3 && half === "a") continue;
+    out.push(i);
+  }
+  return out;
+}
+
+/** The KV put + watch rate a bare client reaches on this server: the physical ceiling. */
+async function rawCeiling(
+  put: NatsConnection,
+  watch: NatsConnection,
+  log: Logger,
+  valueSize: number,
+): Promise<{ putRate: number; watchRate: number }> {
+  const bucket = "bench-raw";
+  const kv = await ensureBucket(put, bucket, { replicas: 1, history: 1 });
+  const stop = new AbortController();
+  let seen = 0;
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => ready = r);
+  const watching = (async () => {
+    for await (const e of watchBucket({ nc: watch, bucket, logger: log, signal: stop.signal })) {
+      if (e.type === "ready") ready();
+      else seen++;
+    }
+  })();
+  await isReady;
+  const value = "x".repeat(valueSize);
+  const pipe = new Pipeline();
+  const started = performance.now();
+  let i = 0;
+  while (performance.now() - started < RAW_SECONDS * 1000) {
+    await pipe.put(kv, `k.${i % 10_000}`, value);
+    i++;
+  }
+  await pipe.drain();
+  const putMs = performance.now() - started;
+  const deadline = performance.now() + 30_000;
+  while (seen < i && performance.now() < deadline) await sleep(5);
+  const watchMs = performance.now() - started;
+  stop.abort();
+  await watching;
+  await new (await import("@nats-io/kv")).Kvm(put).destroy(bucket).catch(() => {});
+  return { putRate: pipe.done / (putMs / 1000), watchRate: seen / (watchMs / 1000) };
+}
+
+export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
+  const { log } = o;
+  const n = o.devices;
+  const m = o.deployments;
+  const say = (text: string) => printLine(`# ${text}`);
+  await using server = o.natsUrl ? undefined : await startNatsServer();
+  const url = o.natsUrl ?? server!.url;
+  const natsPid = server ? findPid(server.storeDir) : undefined;
+  const conns: NatsConnection[] = [];
+  for (let c = 0; c < o.connections + 1; c++) {
+    conns.push(
+      await connectNats({
+        servers: [url],
+        credentials: noCredentials(),
+        name: `bench-${c}`,
+        logger: log,
+      }),
+    );
+  }
+  // The last connection only watches; the others write.
+  const watcher = conns[o.connections]!;
+  const writers = conns.slice(0, o.connections);
+  const bucketsOf = async (nc: NatsConnection) => {
+    const out: Record<string, KV> = {};
+    for (const b of Object.values(Buckets)) {
+      out[b] = await ensureBucket(nc, b, { replicas: 1, history: HISTORY[b]! });
+    }
+    return out;
+  };
+  const kvs = await Promise.all(writers.map(bucketsOf));
+  const pipes = writers.map(() => new Pipeline());
+  const kvOf = (i: number, bucket: string) => kvs[i % o.connections]![bucket]!;
+  const pipeOf = (i: number) => pipes[i % o.connections]!;
+  say(
+    `nats ${url}${server ? " (started here)" : ""}; ${n} devices on ${o.connections} ` +
+      `connections (device i on connection i % ${o.connections}, ${WINDOW} puts in flight each)`,
+  );
+
+  // 1. The raw ceiling, same server, before anything else loads it.
+  const sampleState: DeploymentState = {
+    deviceId: deviceId(n),
+    namespace: NAMESPACE,
+    deployment: deploymentName(m),
+    generation: 1,
+    phase: "Running",
+    lastError: "w1234567",
+    lastEventAt: new Date().toISOString(),
+  };
+  const raw = await rawCeiling(writers[0]!, watcher, log, JSON.stringify(sampleState).length);
+  say(`raw KV: ${raw.putRate.toFixed(0)} puts/s, ${raw.watchRate.toFixed(0)} watched/s`);
+
+  // 2. The fleet registers: device info and a first heartbeat.
+  const regStart = performance.now();
+  for (let i = 0; i < n; i++) {
+    const info: DeviceInfo = {
+      deviceId: deviceId(i),
+      labels: deviceLabels(i, m),
+      inventory: {
+        hostname: deviceId(i),
+        arch: "arm64",
+        os: "linux",
+        kernel: "6.6",
+        cpuCores: 4,
+        memoryMb: 8192,
+        agentVersion: "bench",
+      },
+      updatedAt: new Date().toISOString(),
+    };
+    await pipeOf(i).put(
+      kvOf(i, Buckets.deviceInfo),
+      keys.deviceInfo(info.deviceId),
+      JSON.stringify(info),
+    );
+    await pipeOf(i).put(
+      kvOf(i, Buckets.deviceHeartbeat),
+      keys.heartbeat(info.deviceId),
+      JSON.stringify({ deviceId: info.deviceId, at: Date.now() }),
+    );
+  }
+  for (const p of pipes) await p.drain();
+  say(`registered ${n} devices in ${((performance.now() - regStart) / 1000).toFixed(2)} s`);
+
+  // Heartbeats keep flowing for the rest of the run.
+  const stop = new AbortController();
+  const heartbeats = (async () => {
+    const perTick = Math.max(1, Math.ceil(n / (HEARTBEAT_PERIOD_MS / 100)));
+    let next = 0;
+    while (!stop.signal.aborted) {
+      await sleep(100);
+      for (let k = 0; k < perTick; k++, next = (next + 1) % n) {
+        await pipeOf(next).put(
+          kvOf(next, Buckets.deviceHeartbeat),
+          keys.heartbeat(deviceId(next)),
+          JSON.stringify({ deviceId: deviceId(next), at: Date.now() }),
+        );
+      }
+    }
+  })();
+
+  // 3. The operator.
+  const opStart = performance.now();
+  let operatorPid: number | "self" = "self";
+  let child: Deno.ChildProcess | undefined;
+  let inline: { operator: Operator; done: Promise<void>; stop: AbortController } | undefined;
+  const warnings: string[] = [];
+  let operatorReady: Promise<void>;
+  if (o.operator === "process") {
+    const args = ["run", "-A"];
+    if (o.cpuProfDir) args.push("--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`);
+    args.push(MAIN, "operator", "run", "--nats-url", url, "--log-level", "info");
+    child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" }).spawn();
+    operatorPid = child.pid;
+    let resolveReady!: () => void;
+    operatorReady = new Promise((r) => resolveReady = r);
+    void (async () => {
+      let buffer = "";
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        buffer += chunk;
+        let nl;
+        while ((nl = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          if (line.includes("Read the fleet's current state")) resolveReady();
+          if (/\b(WARN|ERROR|warn|error)\b/.test(line)) {
+            warnings.push(line);
+            if (warnings.length <= 5) log.warn(`operator: ${line}`);
+          }
+        }
+      }
+    })();
+  } else {
+    const nc = await connectNats({
+      servers: [url],
+      credentials: noCredentials(),
+      name: "fleet-operator",
+      logger: log,
+    });
+    const controller = new AbortController();
+    const operator = new Operator({
+      nc,
+      source: new NatsDeploymentSource(nc, log, 1),
+      log,
+      replicas: 1,
+    });
+    inline = {
+      operator,
+      stop: controller,
+      done: operator.run(controller.signal).finally(() => nc.close()),
+    };
+    operatorReady = operator.ready;
+  }
+  await operatorReady;
+  const coldStartS = (performance.now() - opStart) / 1000;
+  say(`operator ready (read ${n} devices) in ${coldStartS.toFixed(2)} s`);
+  let peakRssKb = 0;
+  const sampler = setInterval(() => {
+    const s = procSample(operatorPid);
+    if (s) peakRssKb = Math.max(peakRssKb, s.rssKb);
+  }, 200);
+
+  // 4. Status watch (latency and exactness) and desired-state watch (fan-out).
+  const matched = Array.from({ length: m }, (_, j) => matchedDevices(j, n, m));
+  const expectedDesired = matched.reduce((s, d) => s + d.length, 0);
+  /** Per deployment: send time of each write, by its per-deployment index. */
+  const writeTimes: number[][] = Array.from({ length: m }, () => []);
+  /** Per deployment: how many writes the latest status includes. */
+  const included = new Array<number>(m).fill(0);
+  const latencies: number[] = [];
+  const statuses = new Map<number, DeploymentStatus>();
+  let lastStatusAt = performance.now();
+  const statusWatch = (async () => {
+    for await (
+      const e of watchBucket({
+        nc: watcher,
+        bucket: Buckets.deploymentStatus,
+        logger: log,
+        signal: stop.signal,
+      })
+    ) {
+      if (e.type !== "put") continue;
+      const now = performance.now();
+      const j = Number(/^bench\.d-(\d+)$/.exec(e.key)?.[1] ?? NaN);
+      if (!Number.isInteger(j)) continue;
+      const status = parseJsonWith(DeploymentStatus, e.value, "status");
+      statuses.set(j, status);
+      lastStatusAt = now;
+      const tag = status.aggregate.lastError?.message;
+      const upTo = tag ? Number(tag.split(":")[1]) + 1 : 0;
+      for (let w = included[j]!; w < upTo; w++) latencies.push(now - writeTimes[j]![w]!);
+      if (upTo > included[j]!) included[j] = upTo;
+    }
+  })();
+  const desiredKeys = new Set<string>();
+  let fanOutDone!: () => void;
+  const fannedOut = new Promise<void>((r) => fanOutDone = r);
+  const desiredWatch = (async () => {
+    for await (
+      const e of watchBucket({
+        nc: watcher,
+        bucket: Buckets.desiredState,
+        logger: log,
+        signal: stop.signal,
+      })
+    ) {
+      if (e.type === "put" && parseKey.desiredState(e.key)) desiredKeys.add(e.key);
+      else if (e.type === "delete") desiredKeys.delete(e.key);
+      if (desiredKeys.size >= expectedDesired) fanOutDone();
+    }
+  })();
+
+  // 5. M deployments.
+  const cpu0 = procSample(operatorPid);
+  const nats0 = natsPid ? procSample(natsPid) : undefined;
+  const self0 = procSample("self");
+  const fanStart = performance.now();
+  const store = new NatsDeploymentStore(writers[0]!, log);
+  await Promise.all(
+    Array.from({ length: m }, (_, j) =>
+      store.apply(singleServiceDeployment({
+        name: deploymentName(j),
+        namespace: NAMESPACE,
+        image: "localhost/bench:1",
+        selector: selectorOf(j),
+      }))),
+  );
+  const fanTimeout = sleep(o.timeoutSeconds * 1000).then(() => "timeout" as const);
+  const fanResult = await Promise.race([fannedOut.then(() => "ok" as const), fanTimeout]);
+  const fanOutS = (performance.now() - fanStart) / 1000;
+  say(
+    `fan-out: ${desiredKeys.size}/${expectedDesired} desired-state keys in ${
+      fanOutS.toFixed(2)
+    } s` +
+      (fanResult === "timeout" ? " (TIMED OUT)" : ""),
+  );
+
+  // 6. State writes at the rate, for the duration.
+  type Sim = { phase: DeploymentState["phase"]; tag: string; at: string };
+  const truth: Map<number, Sim>[] = Array.from({ length: m }, () => new Map());
+  const pairs = matched.flatMap((devs, j) => devs.map((i) => [i, j] as const));
+  let seq = 0;
+  const base = Date.now();
+  const writeStart = performance.now();
+  const cpu1 = procSample(operatorPid);
+  const nats1 = natsPid ? procSample(natsPid) : undefined;
+  const self1 = procSample("self");
+  const durationMs = o.durationSeconds * 1000;
+  const perMs = o.rate / 1000;
+  while (performance.now() - writeStart < durationMs) {
+    const due = o.rate > 0 ? Math.floor((performance.now() - writeStart) * perMs) : seq + WINDOW;
+    if (seq >= due) {
+      await sleep(1);
+      continue;
+    }
+    for (; seq < due && pairs.length > 0; seq++) {
+      const [i, j] = pairs[Math.floor(Math.random() * pairs.length)]!;
+      const previous = truth[j]!.get(i)?.phase;
+      const phase = previous === undefined
+        ? "Pending"
+        : previous === "Running"
+        ? (seq % 3 === 0 ? "Failed" : "Pending")
+        : "Running";
+      const index = writeTimes[j]!.length;
+      const tag = `w:${index}`;
+      // Strictly increasing per run, so the newest write is the aggregate's lastError.
+      const at = new Date(base + seq).toISOString();
+      truth[j]!.set(i, { phase, tag, at });
+      const state: DeploymentState = {
+        deviceId: deviceId(i),
+        namespace: NAMESPACE,
+        deployment: deploymentName(j),
+        generation: 1,
+        phase,
+        lastError: tag,
+        lastEventAt: at,
+      };
+      writeTimes[j]!.push(performance.now());
+      await pipeOf(i).put(
+        kvOf(i, Buckets.deviceState),
+        keys.deviceState(state.deviceId, { namespace: NAMESPACE, name: state.deployment }),
+        JSON.stringify(state),
+      );
+    }
+  }
+  for (const p of pipes) await p.drain();
+  const writeEnd = performance.now();
+  const writes = seq;
+  const sentRate = writes / ((writeEnd - writeStart) / 1000);
+  say(`wrote ${writes} states in ${((writeEnd - writeStart) / 1000).toFixed(2)} s`);
+
+  // 7. Quiescence: every deployment's status includes its last write.
+  const total = () => included.reduce((s, x) => s + x, 0);
+  const quietDeadline = performance.now() + o.timeoutSeconds * 1000;
+  while (total() < writes && performance.now() < quietDeadline) await sleep(20);
+  const processedAt = lastStatusAt;
+  const cpu2 = procSample(operatorPid);
+  const nats2 = natsPid ? procSample(natsPid) : undefined;
+  const self2 = procSample("self");
+  const processedS = (processedAt - writeStart) / 1000;
+  const processedRate = total() / Math.max(processedS, (writeEnd - writeStart) / 1000);
+  // One more flush interval, then compare with the truth.
+  await sleep(1500);
+  let exact = 0;
+  const mismatches: string[] = [];
+  for (let j = 0; j < m; j++) {
+    const want: Aggregate = {
+      matchedDeviceCount: matched[j]!.length,
+      succeeded: 0,
+      failed: 0,
+      pending: 0,
+      unreachable: 0,
+      lastError: null,
+    };
+    let newest: Sim | undefined;
+    let newestDevice = -1;
+    for (const [i, s] of truth[j]!) {
+      if (s.phase === "Running") want.succeeded++;
+      if (s.phase === "Failed") want.failed++;
+      if (!newest || s.at > newest.at) [newest, newestDevice] = [s, i];
+    }
+    want.pending = want.matchedDeviceCount - want.succeeded - want.failed;
+    if (newest) {
+      want.lastError = { deviceId: deviceId(newestDevice), message: newest.tag, at: newest.at };
+    }
+    const got = statuses.get(j)?.aggregate;
+    if (got && JSON.stringify(got) === JSON.stringify(want)) exact++;
+    else if (mismatches.length < 3) {
+      mismatches.push(
+        `${deploymentName(j)} want ${JSON.stringify(want)} got ${JSON.stringify(got)}`,
+      );
+    }
+  }
+  for (const line of mismatches) say(`MISMATCH ${line}`);
+
+  const hwm = procSample(operatorPid)?.hwmKb ?? 0;
+  clearInterval(sampler);
+  stop.abort();
+  await Promise.all([heartbeats, statusWatch, desiredWatch]);
+  const putErrors = pipes.reduce((s, p) => s + p.errors, 0);
+  if (putErrors > 0) {
+    say(`put errors: ${putErrors}, first: ${pipes.find((p) => p.firstError)?.firstError}`);
+  }
+  if (child) {
+    child.kill("SIGTERM");
+    await child.status;
+  } else if (inline) {
+    inline.stop.abort();
+    await inline.done;
+  }
+  for (const nc of conns) await nc.close();
+
+  latencies.sort((a, b) => a - b);
+  const writeWindowMs = (cpu2 && cpu1) ? performance.now() : 0;
+  void writeWindowMs;
+  const runMs = processedAt - writeStart;
+  const opErrors = o.operator === "inline"
+    ? inline!.operator.stats.writeErrors
+    : warnings.filter((w) => /Could not/.test(w)).length;
+  const fmt = (x: number, d = 0) => Number.isFinite(x) ? x.toFixed(d) : "n/a";
+  const ok = fanResult === "ok" && exact === m && putErrors === 0 && opErrors === 0 &&
+    total() === writes;
+  say(
+    `cpu % of a core during writes: operator ${fmt(cpuPercent(cpu1, cpu2, runMs))}, ` +
+      `nats-server ${fmt(cpuPercent(nats1, nats2, runMs))}, simulator ${
+        fmt(cpuPercent(self1, self2, runMs))
+      }; during fan-out: operator ${fmt(cpuPercent(cpu0, cpu1, fanOutS * 1000))}, nats-server ${
+        fmt(cpuPercent(nats0, nats1, fanOutS * 1000))
+      }` + (o.operator === "inline" ? " (inline: operator = simulator process)" : ""),
+  );
+  printLine(
+    `fleet bench: devices=${n} deployments=${m} connections=${o.connections} ` +
+      `desired_keys=${expectedDesired} fanout_s=${fmt(fanOutS, 2)} ` +
+      `cold_start_s=${fmt(coldStartS, 2)} ` +
+      `state_writes=${writes} sent_per_s=${fmt(sentRate)} processed_per_s=${fmt(processedRate)} ` +
+      `errors=${putErrors + opErrors} ` +
+      `latency_p50_ms=${fmt(percentile(latencies, 0.5))} latency_p99_ms=${
+        fmt(percentile(latencies, 0.99))
+      } ` +
+      `exact=${exact}/${m} operator_peak_rss_mb=${fmt(Math.max(peakRssKb, hwm) / 1024, 1)} ` +
+      `operator_cpu_pct=${fmt(cpuPercent(cpu1, cpu2, runMs))} ` +
+      `raw_put_per_s=${fmt(raw.putRate)} raw_watch_per_s=${fmt(raw.watchRate)} ` +
+      `processed_vs_raw_watch=${fmt(processedRate / raw.watchRate * 100, 1)}% ` +
+      `result=${ok ? "ok" : "FAILED"}`,
+  );
+  return ok;
+}

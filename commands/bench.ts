@@ -1,0 +1,90 @@
+import { Command, Option } from "@commander-js/extra-typings";
+import { runFleetBench } from "../bench/fleet.ts";
+import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
+
+function count(name: string, min: number) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) {
+      throw new UsageError(`${name} must be an integer of at least ${min}, got "${text}"`);
+    }
+    return n;
+  };
+}
+
+function fleetCommand(): Command {
+  return new Command("fleet")
+    .description(
+      "Benchmark the control plane: a real operator against N simulated devices (no podman); prints one line of figures last",
+    )
+    .addOption(
+      new Option("--devices <n>", "simulated devices").argParser(count("--devices", 1))
+        .default(1000),
+    )
+    .addOption(
+      new Option("--deployments <n>", "deployments, whose selectors split the fleet by labels")
+        .argParser(count("--deployments", 1)).default(100),
+    )
+    .addOption(
+      new Option("--rate <n>", "device state writes per second (0: as fast as possible)")
+        .argParser(count("--rate", 0)).default(1000),
+    )
+    .addOption(
+      new Option("--duration <seconds>", "how long the state writes go on")
+        .argParser(count("--duration", 1)).default(20),
+    )
+    .addOption(
+      new Option("--connections <n>", "NATS connections the simulated devices share")
+        .argParser(count("--connections", 1)).default(4),
+    )
+    .addOption(
+      new Option("--nats-url <url>", "attach to this nats-server instead of starting one")
+        .env("FLEET_NATS_URL"),
+    )
+    .addOption(
+      new Option(
+        "--operator <where>",
+        "process: a child `fleet operator run` (its RSS/CPU read from /proc); inline: this process",
+      ).choices(["process", "inline"] as const).default("process" as const),
+    )
+    .addOption(
+      new Option("--cpu-prof <dir>", "write a V8 CPU profile of the operator process into DIR"),
+    )
+    .addOption(
+      new Option("--timeout <seconds>", "give up waiting for fan-out or convergence after this")
+        .argParser(count("--timeout", 1)).default(120),
+    )
+    .addOption(logLevelOption().default("warn" as const))
+    .addOption(logFormatOption())
+    .addHelpText(
+      "after",
+      `
+Needs nats-server on this machine (unless --nats-url). Writes into the fleet buckets of the
+server it uses: attach only to a scratch server.
+
+Examples:
+  fleet bench fleet --devices 1000 --deployments 100 --rate 1000 --duration 20
+  deno task bench:fleet --devices 10000 --deployments 100 --rate 5000 --duration 30`,
+    )
+    .action(async (flags) => {
+      const ok = await runFleetBench({
+        devices: flags.devices,
+        deployments: flags.deployments,
+        rate: flags.rate,
+        durationSeconds: flags.duration,
+        connections: flags.connections,
+        natsUrl: flags.natsUrl,
+        operator: flags.operator,
+        cpuProfDir: flags.cpuProf,
+        timeoutSeconds: flags.timeout,
+        log: loggerFrom(flags),
+      });
+      if (!ok) Deno.exitCode = ExitCode.failure;
+    });
+}
+
+export function benchCommand(): Command {
+  const bench = new Command("bench").description("Benchmarks that print figures");
+  bench.addCommand(fleetCommand());
+  return bench;
+}
