@@ -227,7 +227,7 @@ async function rawCeiling(
   const watchMs = performance.now() - started;
   stop.abort();
   await watching;
-  await new (await import("@nats-io/kv")).Kvm(put).destroy(bucket).catch(() => {});
+  await kv.destroy().catch(() => {});
   return { putRate: pipe.done / (putMs / 1000), watchRate: seen / (watchMs / 1000) };
 }
 
@@ -444,7 +444,6 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   // 5. M deployments.
   const cpu0 = procSample(operatorPid);
   const nats0 = natsPid ? procSample(natsPid) : undefined;
-  const self0 = procSample("self");
   const fanStart = performance.now();
   const store = new NatsDeploymentStore(writers[0]!, log);
   await Promise.all(
@@ -582,8 +581,6 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   for (const nc of conns) await nc.close();
 
   latencies.sort((a, b) => a - b);
-  const writeWindowMs = (cpu2 && cpu1) ? performance.now() : 0;
-  void writeWindowMs;
   const runMs = processedAt - writeStart;
   const opErrors = o.operator === "inline"
     ? inline!.operator.stats.writeErrors

@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -386,8 +387,39 @@ Deno.test(
       token: await idp.mintToken(operator),
       reconnect: false,
     });
+    // `fleet operator run` on its own OIDC identity, from the flags (key from a file).
+    const keyFile = join(dir, "operator.key.json");
+    await Deno.writeTextFile(keyFile, JSON.stringify(operator.privateKeyJwk), { mode: 0o600 });
+    const operatorProcess = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        fileURLToPath(new URL("../main.ts", import.meta.url)),
+        "operator",
+        "run",
+        "--nats-url",
+        nats.url,
+        "--oidc-issuer",
+        idp.issuer,
+        "--oidc-client-id",
+        operator.clientId,
+        "--oidc-key",
+        keyFile,
+        "--oidc-audience",
+        idp.audience,
+        "--log-level",
+        "warn",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
     try {
-      await ensureBucket(admin, Buckets.deviceHeartbeat, { replicas: 1, history: 1 });
+      await waitFor("the operator process to create the buckets", async () => {
+        await (await jetstreamManager(admin)).streams.info(`KV_${Buckets.deviceHeartbeat}`);
+        return true;
+      }, 30_000);
+      operatorProcess.kill("SIGTERM");
+      assert.equal((await operatorProcess.status).code, 0, "the operator ran on its OIDC identity");
       await admin.close();
       const nc = await connectNats({
         servers: [nats.url],
@@ -417,6 +449,11 @@ Deno.test(
       );
       await nc.close();
     } finally {
+      try {
+        operatorProcess.kill("SIGKILL");
+      } catch {
+        // Already stopped.
+      }
       credentials.stop();
       await callout.stop();
       await calloutNc.close();
