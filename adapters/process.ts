@@ -1,4 +1,4 @@
-/** Stopping the child processes the fixtures start (nats-server, kube-apiserver, etcd). */
+/** Child processes the fixtures start (nats-server, kube-apiserver, etcd): ports and stopping. */
 
 /**
  * Sends `signal`, waits up to `timeoutMs` for `exited`, then sends SIGKILL and waits again.
@@ -26,4 +26,12 @@ export async function stopChild(
     child.kill("SIGKILL");
     await exited;
   }
+}
+
+/** A free TCP port on 127.0.0.1, chosen by the OS (callers retry on the rare race). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
 }

@@ -16,7 +16,7 @@ import { stringify as toYaml } from "yaml";
 import { KubeClient } from "./client.ts";
 import { KubeApiError, KubeError, KubeUnavailableError } from "./errors.ts";
 import type { KubeConfig } from "./kubeconfig.ts";
-import { stopChild } from "../process.ts";
+import { freePort, stopChild } from "../process.ts";
 
 /** Environment variable naming the folder with `kube-apiserver` and `etcd`. */
 export const KUBE_BIN_DIR_ENV = "FLEET_KUBE_BIN_DIR";
@@ -142,14 +142,6 @@ export async function startKubeApiServer(
     await server[Symbol.asyncDispose]();
     throw err;
   }
-}
-
-/** A free TCP port on 127.0.0.1, chosen by the OS. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 function randomToken(): string {

@@ -5,7 +5,7 @@
  */
 
 import { join } from "node:path";
-import { stopChild } from "../process.ts";
+import { freePort, stopChild } from "../process.ts";
 
 /** Environment variable that overrides which `nats-server` binary is started. */
 export const NATS_SERVER_BIN_ENV = "FLEET_NATS_SERVER_BIN";
@@ -75,14 +75,6 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     if (ownsDir) await Deno.remove(dir, { recursive: true });
     throw err;
   }
-}
-
-/** A free TCP port on 127.0.0.1, chosen by the OS. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 function serverBinary(): string {
