@@ -4,7 +4,15 @@
 #   - podman + runc + netavark from Debian, busybox-static for the local test image
 #   - nats-server 2.10 built with `go install` (bookworm ships 2.9, which has no auth callout),
 #     cached under .cache/ and linked into /usr/local/bin
+#   - for the tests (`install.sh test`, the default): kube-apiserver and etcd built from the Go
+#     module proxy (scripts/build-kube-test-bins.sh); `install.sh demo` skips that build
+# Usage: bash scripts/install.sh [test|demo]
 set -euo pipefail
+purpose="${1:-test}"
+case "$purpose" in
+  test | demo) ;;
+  *) echo "usage: bash scripts/install.sh [test|demo] (got \"$purpose\")" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 
 DENO_VERSION=2.9.5
@@ -46,6 +54,6 @@ fi
 say "Fetching the program's npm dependencies (pinned in deno.lock)"
 deno install --frozen >/dev/null 2>&1 || deno install --frozen
 
-bash scripts/build-kube-test-bins.sh
+if [ "$purpose" = test ]; then bash scripts/build-kube-test-bins.sh; fi
 
 say "Ready: $(deno --version | head -1), nats-server $(nats-server --version | sed 's/.*v/v/'), podman $(podman --version | awk '{print $3}')"
