@@ -12,7 +12,6 @@ import { Kvm } from "@nats-io/kv";
 import { Buckets, deviceInboxPrefix, keys } from "../core/mod.ts";
 import {
   connectNats,
-  ensureBucket,
   installConnectionResetGuard,
   readBucket,
   startNatsServer,
