@@ -8,6 +8,7 @@ import {
   type DeploymentState,
   type DesiredState,
   type Labels,
+  type LabelSelector,
   refKey,
   selectDevices,
   type StoredDeployment,
@@ -25,21 +26,90 @@ export class FleetView {
   /** refKey → devices the selector matches now. */
   readonly targets = new Map<string, Set<string>>();
 
+  /** label key → value → devices carrying it: a selector looks only at its candidates. */
+  readonly #byLabel = new Map<string, Map<string, Set<string>>>();
+
   /** Sets a device's labels; true when they changed. */
   setDevice(deviceId: string, labels: Labels): boolean {
     const previous = this.devices.get(deviceId);
+    const changed = previous === undefined || JSON.stringify(previous) !== JSON.stringify(labels);
+    if (previous !== undefined && changed) this.#index(deviceId, previous, false);
     this.devices.set(deviceId, labels);
-    return previous === undefined || JSON.stringify(previous) !== JSON.stringify(labels);
+    if (changed) this.#index(deviceId, labels, true);
+    return changed;
+  }
+
+  /** Forgets a device; true when it was known. */
+  removeDevice(deviceId: string): boolean {
+    const previous = this.devices.get(deviceId);
+    if (previous === undefined) return false;
+    this.#index(deviceId, previous, false);
+    return this.devices.delete(deviceId);
+  }
+
+  #index(deviceId: string, labels: Labels, add: boolean): void {
+    for (const [key, value] of Object.entries(labels)) {
+      let values = this.#byLabel.get(key);
+      if (!values) {
+        if (!add) continue;
+        this.#byLabel.set(key, values = new Map());
+      }
+      let ids = values.get(value);
+      if (!ids) {
+        if (!add) continue;
+        values.set(value, ids = new Set());
+      }
+      if (add) ids.add(deviceId);
+      else {
+        ids.delete(deviceId);
+        if (ids.size === 0) values.delete(value);
+        if (values.size === 0) this.#byLabel.delete(key);
+      }
+    }
+  }
+
+  /**
+   * The devices that can match `selector`: the smallest set its `matchLabels` or `In`
+   * terms name, or every device when it has neither. The selector still decides.
+   */
+  #candidates(selector: LabelSelector): Iterable<string> {
+    let best: Set<string> | undefined;
+    const consider = (ids: Set<string>) => {
+      if (best === undefined || ids.size < best.size) best = ids;
+    };
+    for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
+      consider(this.#byLabel.get(key)?.get(value) ?? new Set());
+    }
+    for (const req of selector.matchExpressions ?? []) {
+      if (req.operator !== "In") continue;
+      const values = this.#byLabel.get(req.key);
+      const ids = new Set<string>();
+      for (const value of req.values ?? []) {
+        for (const id of values?.get(value) ?? []) ids.add(id);
+      }
+      consider(ids);
+    }
+    return best ?? this.devices.keys();
   }
 
   resolveTargets(ref: string): Set<string> {
     const deployment = this.deployments.get(ref);
     const targets = deployment
-      ? selectDevices(deployment.spec.targetSelector, this.devices)
+      ? selectDevices(
+        deployment.spec.targetSelector,
+        this.#labelled(deployment.spec.targetSelector),
+      )
       : new Set<string>();
     if (deployment) this.targets.set(ref, targets);
     else this.targets.delete(ref);
     return targets;
+  }
+
+  *#labelled(selector: LabelSelector): Iterable<readonly [string, Labels]> {
+    for (const id of this.#candidates(selector)) {
+      const labels = this.devices.get(id);
+      if (labels !== undefined) yield [id, labels];
+    }
   }
 
   desiredOf(ref: string): Map<string, DesiredState> {

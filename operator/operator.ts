@@ -20,6 +20,8 @@ import {
   diffTargets,
   Heartbeat,
   keys,
+  type Labels,
+  matchesSelector,
   parseJsonWith,
   parseKey,
   refKey,
@@ -265,10 +267,10 @@ export class Operator {
     const deviceId = parseKey.deviceInfo(event.key);
     if (!deviceId) return;
     if (event.type === "delete") {
-      if (this.view.devices.delete(deviceId)) {
+      if (this.view.removeDevice(deviceId)) {
         this.#o.deviceSink?.deviceRemoved(deviceId);
         this.#log.info(`Device ${deviceId} was removed from the registry`);
-        for (const ref of this.view.deployments.keys()) this.#markTargets(ref);
+        this.#markMembershipChanges(deviceId, undefined);
       }
       return;
     }
@@ -294,7 +296,7 @@ export class Operator {
           isNew ? `Device ${deviceId} joined` : `Device ${deviceId} changed its labels`,
         );
       }
-      for (const ref of this.view.deployments.keys()) this.#markTargets(ref);
+      this.#markMembershipChanges(deviceId, info.labels);
     }
   }
 
@@ -360,6 +362,21 @@ export class Operator {
       );
     }
     for (const ref of this.view.deploymentsTargeting(deviceId)) this.#dirtyAggregates.add(ref);
+  }
+
+  /**
+   * Marks only the deployments whose targets gain or lose the device: O(deployments) per
+   * label change instead of re-selecting the whole fleet for every deployment. Before the
+   * first complete read nothing is marked: #readDone marks every deployment then.
+   */
+  #markMembershipChanges(deviceId: string, labels: Labels | undefined): void {
+    if (this.#pendingReads.size > 0) return;
+    for (const [ref, deployment] of this.view.deployments) {
+      const targets = this.view.targets.get(ref);
+      const matches = labels !== undefined &&
+        matchesSelector(deployment.spec.targetSelector, labels);
+      if (targets === undefined || targets.has(deviceId) !== matches) this.#markTargets(ref);
+    }
   }
 
   #markTargets(ref: string): void {
