@@ -18,6 +18,14 @@
  *   the convergence latency of each write is measured, exactly.
  * - The raw ceiling: before the operator starts, one bare client pipelines KV puts of the
  *   same size into a scratch bucket while a second connection watches it, on the same server.
+ * - After the run, two more phases (each one figures line, and in the last line):
+ *   retarget: a deployment `retarget` selecting `half=a` switches to `half notin (a)`; the
+ *   desired-state watch must see exactly one put per newly matched device and one delete per
+ *   no longer matched one, and nothing else (also during 2 s after), else the run fails.
+ *   Cold start: the operator is stopped and a new one started; time until it has read the
+ *   fleet (its "Read the fleet's current state" log line), its peak RSS, and it must write
+ *   nothing to desired-state or fleet-deployment-status until 3 s after ready, else the run
+ *   fails. State writes are over by then; heartbeats go on.
  */
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -42,6 +50,7 @@ import {
   noCredentials,
   startNatsServer,
   watchBucket,
+  type WatchEvent,
 } from "../adapters/nats/mod.ts";
 import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
@@ -52,6 +61,10 @@ const NAMESPACE = "bench";
 const WINDOW = 512;
 const HEARTBEAT_PERIOD_MS = 30_000;
 const RAW_SECONDS = 5;
+/** After the retarget diff is in, how long to watch for writes beyond it. */
+const RETARGET_SETTLE_MS = 2_000;
+/** After a restarted operator is ready, how long to watch for (forbidden) writes. */
+const RESTART_SETTLE_MS = 3_000;
 /** Same histories as the operator's buckets. */
 const HISTORY: Record<string, number> = {
   [Buckets.desiredState]: 3,
@@ -231,6 +244,81 @@ async function rawCeiling(
   return { putRate: pipe.done / (putMs / 1000), watchRate: seen / (watchMs / 1000) };
 }
 
+interface RunningOperator {
+  pid: number | "self";
+  /** Resolves when the operator has read the fleet's current state. */
+  ready: Promise<void>;
+  stop(): Promise<void>;
+  /** Desired-state/status writes that failed (inline only; the process reports them as warnings). */
+  writeErrors(): number;
+}
+
+/** Starts the operator: a child `fleet operator run` (ready = its info log line) or inline. */
+async function startOperator(
+  o: FleetBenchOptions,
+  url: string,
+  warnings: string[],
+): Promise<RunningOperator> {
+  const { log } = o;
+  if (o.operator === "process") {
+    const args = ["run", "-A"];
+    if (o.cpuProfDir) args.push("--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`);
+    args.push(MAIN, "operator", "run", "--nats-url", url, "--log-level", "info");
+    const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" })
+      .spawn();
+    let resolveReady!: () => void;
+    const ready = new Promise<void>((r) => resolveReady = r);
+    void (async () => {
+      let buffer = "";
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        buffer += chunk;
+        let nl;
+        while ((nl = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          if (line.includes("Read the fleet's current state")) resolveReady();
+          if (/\b(WARN|ERROR|warn|error)\b/.test(line)) {
+            warnings.push(line);
+            if (warnings.length <= 5) log.warn(`operator: ${line}`);
+          }
+        }
+      }
+    })();
+    return {
+      pid: child.pid,
+      ready,
+      stop: async () => {
+        child.kill("SIGTERM");
+        await child.status;
+      },
+      writeErrors: () => 0,
+    };
+  }
+  const nc = await connectNats({
+    servers: [url],
+    credentials: noCredentials(),
+    name: "fleet-operator",
+    logger: log,
+  });
+  const controller = new AbortController();
+  const operator = new Operator({
+    nc,
+    source: new NatsDeploymentSource(nc, log, 1),
+    log,
+    replicas: 1,
+  });
+  const done = operator.run(controller.signal).finally(() => nc.close());
+  return {
+    pid: "self",
+    ready: operator.ready,
+    stop: async () => {
+      controller.abort();
+      await done;
+    },
+    writeErrors: () => operator.stats.writeErrors,
+  };
+}
+
 export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const { log } = o;
   const n = o.devices;
@@ -332,56 +420,12 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
 
   // 3. The operator.
   const opStart = performance.now();
-  let operatorPid: number | "self" = "self";
-  let child: Deno.ChildProcess | undefined;
-  let inline: { operator: Operator; done: Promise<void>; stop: AbortController } | undefined;
   const warnings: string[] = [];
-  let operatorReady: Promise<void>;
-  if (o.operator === "process") {
-    const args = ["run", "-A"];
-    if (o.cpuProfDir) args.push("--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`);
-    args.push(MAIN, "operator", "run", "--nats-url", url, "--log-level", "info");
-    child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" }).spawn();
-    operatorPid = child.pid;
-    let resolveReady!: () => void;
-    operatorReady = new Promise((r) => resolveReady = r);
-    void (async () => {
-      let buffer = "";
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        let nl;
-        while ((nl = buffer.indexOf("\n")) >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          if (line.includes("Read the fleet's current state")) resolveReady();
-          if (/\b(WARN|ERROR|warn|error)\b/.test(line)) {
-            warnings.push(line);
-            if (warnings.length <= 5) log.warn(`operator: ${line}`);
-          }
-        }
-      }
-    })();
-  } else {
-    const nc = await connectNats({
-      servers: [url],
-      credentials: noCredentials(),
-      name: "fleet-operator",
-      logger: log,
-    });
-    const controller = new AbortController();
-    const operator = new Operator({
-      nc,
-      source: new NatsDeploymentSource(nc, log, 1),
-      log,
-      replicas: 1,
-    });
-    inline = {
-      operator,
-      stop: controller,
-      done: operator.run(controller.signal).finally(() => nc.close()),
-    };
-    operatorReady = operator.ready;
-  }
+  const operators: RunningOperator[] = [];
+  let op = await startOperator(o, url, warnings);
+  operators.push(op);
+  const operatorPid = op.pid;
+  const operatorReady = op.ready;
   await operatorReady;
   const coldStartS = (performance.now() - opStart) / 1000;
   say(`operator ready (read ${n} devices) in ${coldStartS.toFixed(2)} s`);
@@ -401,6 +445,10 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const latencies: number[] = [];
   const statuses = new Map<number, DeploymentStatus>();
   let lastStatusAt = performance.now();
+  /** Extra observers of the two buckets the operator writes (retarget and restart phases). */
+  let onStatusEvent: ((e: WatchEvent) => void) | undefined;
+  let onDesiredEvent: ((e: WatchEvent) => void) | undefined;
+  let lastOperatorWriteAt = performance.now();
   const statusWatch = (async () => {
     for await (
       const e of watchBucket({
@@ -410,6 +458,8 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
         signal: stop.signal,
       })
     ) {
+      if (e.type !== "ready") lastOperatorWriteAt = performance.now();
+      onStatusEvent?.(e);
       if (e.type !== "put") continue;
       const now = performance.now();
       const j = Number(/^bench\.d-(\d+)$/.exec(e.key)?.[1] ?? NaN);
@@ -435,6 +485,8 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
         signal: stop.signal,
       })
     ) {
+      if (e.type !== "ready") lastOperatorWriteAt = performance.now();
+      onDesiredEvent?.(e);
       if (e.type === "put" && parseKey.desiredState(e.key)) desiredKeys.add(e.key);
       else if (e.type === "delete") desiredKeys.delete(e.key);
       if (desiredKeys.size >= expectedDesired) fanOutDone();
@@ -565,29 +617,127 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
 
   const hwm = procSample(operatorPid)?.hwmKb ?? 0;
   clearInterval(sampler);
+
+  // 8. Retarget: one deployment selecting `half=a` moves to `half notin (a)`; the operator
+  // must write exactly the diff (puts for the newly matched, deletes for the no longer matched).
+  const retargetRef = { namespace: NAMESPACE, name: "retarget" };
+  const retargetSuffix = `.${NAMESPACE}.${retargetRef.name}`;
+  const halfKeys = { a: new Set<string>(), b: new Set<string>() };
+  for (let i = 0; i < n; i++) {
+    halfKeys[deviceLabels(i, m).half as "a" | "b"].add(keys.desiredState(deviceId(i), retargetRef));
+  }
+  const retargetKeys = new Set<string>();
+  const rt = { puts: 0, deletes: 0, other: 0, counting: false, examples: [] as string[] };
+  onDesiredEvent = (e) => {
+    if (e.type === "ready") return;
+    const mine = e.key.endsWith(retargetSuffix);
+    if (mine && e.type === "put") retargetKeys.add(e.key);
+    if (mine && e.type === "delete") retargetKeys.delete(e.key);
+    if (!rt.counting) return;
+    if (e.type === "put" && halfKeys.b.has(e.key)) rt.puts++;
+    else if (e.type === "delete" && halfKeys.a.has(e.key)) rt.deletes++;
+    else {
+      rt.other++;
+      if (rt.examples.length < 3) rt.examples.push(`${e.type} ${e.key}`);
+    }
+  };
+  const retargetTo = (selector: LabelSelector) =>
+    store.apply(singleServiceDeployment({
+      name: retargetRef.name,
+      namespace: NAMESPACE,
+      image: "localhost/bench:1",
+      selector,
+    }));
+  const waitFor = async (cond: () => boolean, ms: number) => {
+    const deadline = performance.now() + ms;
+    while (!cond() && performance.now() < deadline) await sleep(5);
+    return cond();
+  };
+  const holds = (want: Set<string>) => () =>
+    retargetKeys.size === want.size && [...want].every((k) => retargetKeys.has(k));
+  const quiet = (ms: number) => () => performance.now() - lastOperatorWriteAt >= ms;
+  await retargetTo({ matchLabels: { half: "a" } });
+  let retargetOk = await waitFor(holds(halfKeys.a), o.timeoutSeconds * 1000) &&
+    await waitFor(quiet(1500), o.timeoutSeconds * 1000);
+  if (!retargetOk) say(`retarget: setup timed out (${retargetKeys.size}/${halfKeys.a.size} keys)`);
+  rt.counting = true;
+  const retargetStart = performance.now();
+  await retargetTo({ matchExpressions: [{ key: "half", operator: "NotIn", values: ["a"] }] });
+  const retargetReached = await waitFor(holds(halfKeys.b), o.timeoutSeconds * 1000);
+  const retargetS = (performance.now() - retargetStart) / 1000;
+  // Settle: anything written after the diff is a write too many.
+  await sleep(RETARGET_SETTLE_MS);
+  rt.counting = false;
+  retargetOk = retargetOk && retargetReached && rt.puts === halfKeys.b.size &&
+    rt.deletes === halfKeys.a.size && rt.other === 0;
+  say(
+    `retarget (half=a → half notin (a)): ${retargetReached ? "" : "TIMED OUT "}` +
+      `${retargetS.toFixed(2)} s; puts ${rt.puts} (expected ${halfKeys.b.size}), deletes ` +
+      `${rt.deletes} (expected ${halfKeys.a.size}), other writes ${rt.other}` +
+      (rt.examples.length ? ` e.g. ${rt.examples.join(", ")}` : "") +
+      (retargetOk ? "" : " — FAILED: the operator did not write exactly the diff"),
+  );
+  onDesiredEvent = undefined;
+
+  // 9. Operator cold start: stop it, start a new one; it rebuilds from KV and must write
+  // nothing to desired-state or fleet-deployment-status. State writes are over; heartbeats go on.
+  await waitFor(quiet(1500), o.timeoutSeconds * 1000);
+  await op.stop();
+  await sleep(500);
+  const restart = { writes: 0, examples: [] as string[] };
+  const countWrite = (bucket: string) => (e: WatchEvent) => {
+    if (e.type === "ready") return;
+    restart.writes++;
+    if (restart.examples.length < 3) restart.examples.push(`${bucket} ${e.type} ${e.key}`);
+  };
+  onDesiredEvent = countWrite(Buckets.desiredState);
+  onStatusEvent = countWrite(Buckets.deploymentStatus);
+  const restartStart = performance.now();
+  op = await startOperator(o, url, warnings);
+  operators.push(op);
+  let restartPeakKb = 0;
+  const restartSampler = setInterval(() => {
+    const s = procSample(op.pid);
+    if (s) restartPeakKb = Math.max(restartPeakKb, s.rssKb);
+  }, 100);
+  const restartReady = await Promise.race([
+    op.ready.then(() => true),
+    sleep(o.timeoutSeconds * 1000).then(() => false),
+  ]);
+  const restartS = (performance.now() - restartStart) / 1000;
+  restartPeakKb = Math.max(restartPeakKb, procSample(op.pid)?.hwmKb ?? 0);
+  const writesAtReady = restart.writes;
+  await sleep(RESTART_SETTLE_MS);
+  clearInterval(restartSampler);
+  onDesiredEvent = onStatusEvent = undefined;
+  const restartOk = restartReady && restart.writes === 0;
+  say(
+    `operator cold start: ${restartReady ? "" : "NOT READY "}ready in ${restartS.toFixed(2)} s, ` +
+      `peak RSS ${(restartPeakKb / 1024).toFixed(1)} MB` +
+      (op.pid === "self" ? " (inline: the bench process)" : "") +
+      `; writes to ${Buckets.desiredState}/${Buckets.deploymentStatus}: ${restart.writes} ` +
+      `(${writesAtReady} before ready, then ${RESTART_SETTLE_MS / 1000} s watched)` +
+      (restart.examples.length ? ` e.g. ${restart.examples.join(", ")}` : "") +
+      (restartOk ? "" : " — FAILED: a restarted operator must not write"),
+  );
+
   stop.abort();
   await Promise.all([heartbeats, statusWatch, desiredWatch]);
   const putErrors = pipes.reduce((s, p) => s + p.errors, 0);
   if (putErrors > 0) {
     say(`put errors: ${putErrors}, first: ${pipes.find((p) => p.firstError)?.firstError}`);
   }
-  if (child) {
-    child.kill("SIGTERM");
-    await child.status;
-  } else if (inline) {
-    inline.stop.abort();
-    await inline.done;
-  }
+  await op.stop();
   for (const nc of conns) await nc.close();
 
   latencies.sort((a, b) => a - b);
   const runMs = processedAt - writeStart;
   const opErrors = o.operator === "inline"
-    ? inline!.operator.stats.writeErrors
+    ? operators.reduce((s, x) => s + x.writeErrors(), 0)
     : warnings.filter((w) => /Could not/.test(w)).length;
   const fmt = (x: number, d = 0) => Number.isFinite(x) ? x.toFixed(d) : "n/a";
   const ok = fanResult === "ok" && exact === m && putErrors === 0 && opErrors === 0 &&
-    total() === writes;
+    total() === writes && retargetOk && restartOk;
   say(
     `cpu % of a core during writes: operator ${fmt(cpuPercent(cpu1, cpu2, runMs))}, ` +
       `nats-server ${fmt(cpuPercent(nats1, nats2, runMs))}, simulator ${
@@ -609,6 +759,10 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
       `operator_cpu_pct=${fmt(cpuPercent(cpu1, cpu2, runMs))} ` +
       `raw_put_per_s=${fmt(raw.putRate)} raw_watch_per_s=${fmt(raw.watchRate)} ` +
       `processed_vs_raw_watch=${fmt(processedRate / raw.watchRate * 100, 1)}% ` +
+      `retarget_s=${fmt(retargetS, 2)} retarget_puts=${rt.puts}/${halfKeys.b.size} ` +
+      `retarget_deletes=${rt.deletes}/${halfKeys.a.size} retarget_other_writes=${rt.other} ` +
+      `restart_ready_s=${fmt(restartS, 2)} restart_peak_rss_mb=${fmt(restartPeakKb / 1024, 1)} ` +
+      `restart_writes=${restart.writes} ` +
       `result=${ok ? "ok" : "FAILED"}`,
   );
   return ok;
