@@ -15,6 +15,7 @@ import {
   noCredentials,
   startNatsServer,
 } from "../adapters/nats/mod.ts";
+import { type NatsCluster, startNatsCluster } from "../adapters/nats/cluster_process.ts";
 import { PodmanClient, type PodmanService, startPodmanService } from "../adapters/podman/mod.ts";
 import { Agent, AgentConfig, PodmanRuntime } from "../agent/mod.ts";
 import {
@@ -55,6 +56,7 @@ export interface RunningAgent {
 
 interface RunningOperator {
   operator: Operator;
+  nc: NatsConnection;
   devices: KubeDeviceSink | undefined;
   stop(): Promise<void>;
 }
@@ -76,10 +78,18 @@ export interface LocalFleetOptions {
   intervals?: Intervals;
   /** Operator: devices without a heartbeat for this long are unreachable. */
   staleAfterMs?: number;
+  /**
+   * Run on a 3-server nats-server cluster instead of one server: every client gets all
+   * URLs and buckets are created with 3 replicas. @default false
+   */
+  cluster?: boolean;
 }
 
 export class LocalFleet implements AsyncDisposable {
+  /** The nats-server; on a cluster, its first server (see {@link LocalFleet.cluster}). */
   readonly nats: NatsServer;
+  /** The nats-server cluster, when started with `cluster: true`. */
+  readonly cluster: NatsCluster | undefined;
   readonly podmanService: PodmanService;
   readonly podman: PodmanClient;
   readonly log: Logger;
@@ -91,13 +101,14 @@ export class LocalFleet implements AsyncDisposable {
 
   private constructor(
     options: LocalFleetOptions,
-    nats: NatsServer,
+    nats: NatsServer | NatsCluster,
     podmanService: PodmanService,
     stateRoot: string,
   ) {
     this.#options = options;
     this.log = options.log;
-    this.nats = nats;
+    this.cluster = "servers" in nats ? nats : undefined;
+    this.nats = "servers" in nats ? nats.servers[0]! : nats;
     this.podmanService = podmanService;
     this.podman = new PodmanClient({ socketPath: podmanService.socketPath });
     this.#stateRoot = stateRoot;
@@ -106,7 +117,10 @@ export class LocalFleet implements AsyncDisposable {
   /** Starts nats-server and a podman service; the operator and agents start on request. */
   static async start(options: LocalFleetOptions): Promise<LocalFleet> {
     const stateRoot = await Deno.makeTempDir({ prefix: "fleet-local-" });
-    const nats = await startNatsServer(
+    if (options.cluster && options.natsConfig) {
+      throw new Error("natsConfig is not supported on a cluster");
+    }
+    const nats = options.cluster ? await startNatsCluster({ size: 3 }) : await startNatsServer(
       options.natsConfig ? { extraConfig: options.natsConfig } : {},
     );
     try {
@@ -122,6 +136,16 @@ export class LocalFleet implements AsyncDisposable {
     return this.#options.intervals ?? QUICK_INTERVALS;
   }
 
+  /** Client URLs of the NATS server, or of every server of the cluster. */
+  get natsUrls(): string[] {
+    return this.cluster ? this.cluster.urls : [this.nats.url];
+  }
+
+  /** Bucket replicas: 3 on a cluster, else 1. */
+  get replicas(): number {
+    return this.cluster ? 3 : 1;
+  }
+
   get operator(): Operator | undefined {
     return this.#operator?.operator;
   }
@@ -129,7 +153,7 @@ export class LocalFleet implements AsyncDisposable {
   /** A client-side NATS connection, like the CLI's (opened once, closed on dispose). */
   async connection(): Promise<NatsConnection> {
     const nc = this.#client ?? await connectNats({
-      servers: [this.nats.url],
+      servers: this.natsUrls,
       credentials: this.#options.identities?.client ?? noCredentials(),
       name: "fleet-local-client",
       logger: this.log.with({ component: "client" }),
@@ -140,7 +164,7 @@ export class LocalFleet implements AsyncDisposable {
 
   /** A CLI-side store, like `fleet apply` uses. */
   async store(): Promise<NatsDeploymentStore> {
-    return new NatsDeploymentStore(await this.connection(), this.log);
+    return new NatsDeploymentStore(await this.connection(), this.log, this.replicas);
   }
 
   /**
@@ -152,7 +176,7 @@ export class LocalFleet implements AsyncDisposable {
     const log = this.log.with({ component: "operator" });
     const controller = new AbortController();
     const nc = await connectNats({
-      servers: [this.nats.url],
+      servers: this.natsUrls,
       credentials: this.#options.identities?.operator ?? noCredentials(),
       name: "fleet-operator",
       logger: log,
@@ -163,9 +187,9 @@ export class LocalFleet implements AsyncDisposable {
       nc,
       source: options.kube
         ? new KubeDeploymentSource(options.kube, log)
-        : new NatsDeploymentSource(nc, log, 1),
+        : new NatsDeploymentSource(nc, log, this.replicas),
       log,
-      replicas: 1,
+      replicas: this.replicas,
       auditIntervalMs: 1000,
       watchHeartbeatMs: 1000,
       ...(devices ? { deviceSink: devices } : {}),
@@ -179,6 +203,7 @@ export class LocalFleet implements AsyncDisposable {
     });
     this.#operator = {
       operator,
+      nc,
       devices,
       stop: async () => {
         controller.abort();
@@ -188,6 +213,11 @@ export class LocalFleet implements AsyncDisposable {
     };
     await operator.ready;
     return operator;
+  }
+
+  /** The operator's NATS connection (e.g. `getServer()` for failover tests). */
+  get operatorConnection(): NatsConnection | undefined {
+    return this.#operator?.nc;
   }
 
   /** The Device mirror of a kube-source operator, for tests. */
@@ -206,7 +236,7 @@ export class LocalFleet implements AsyncDisposable {
       device_id: device.deviceId,
       labels: device.labels,
       state_dir: `${this.#stateRoot}/${device.deviceId}`,
-      nats: { urls: [this.nats.url] },
+      nats: { urls: this.natsUrls },
       podman: { socket: this.podmanService.socketPath },
       intervals: this.intervals,
     });
@@ -265,7 +295,7 @@ export class LocalFleet implements AsyncDisposable {
     }
     this.podman.close();
     await this.podmanService.stop();
-    await this.nats[Symbol.asyncDispose]();
+    await (this.cluster ?? this.nats)[Symbol.asyncDispose]();
     await Deno.remove(this.#stateRoot, { recursive: true });
   }
 }
