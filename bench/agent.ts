@@ -16,6 +16,7 @@ import { ensureTestImage, PodmanClient, startPodmanService } from "../adapters/p
 import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
+import { type ProcSample, procSample } from "./_proc.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const { values } = parseArgs({
@@ -32,11 +33,11 @@ const idleSeconds = Number(values["idle-seconds"]);
 const log = createLogger({ level: "error" });
 const DEVICE = "bench-1";
 
-function procStat(pid: number): { rssKb: number; cpuTicks: number } {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
-  return { rssKb, cpuTicks: Number(fields[11]) + Number(fields[12]) };
+/** RSS and CPU of the agent, which must still be running. */
+function procStat(pid: number): ProcSample {
+  const sample = procSample(pid);
+  if (!sample) throw new Error(`the agent (pid ${pid}) exited during the benchmark`);
+  return sample;
 }
 
 function percentile(sorted: number[], p: number): number {

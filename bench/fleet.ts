@@ -54,6 +54,7 @@ import {
 } from "../adapters/nats/mod.ts";
 import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
+import { type ProcSample, procSample } from "./_proc.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const NAMESPACE = "bench";
@@ -91,26 +92,6 @@ export interface FleetBenchOptions {
   /** Seconds to wait for fan-out and for quiescence before giving up. */
   timeoutSeconds: number;
   log: Logger;
-}
-
-interface ProcSample {
-  rssKb: number;
-  hwmKb: number;
-  cpuTicks: number;
-}
-
-function procSample(pid: number | "self"): ProcSample | undefined {
-  try {
-    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
-    return {
-      rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0),
-      hwmKb: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0),
-      cpuTicks: Number(stat[11]) + Number(stat[12]),
-    };
-  } catch {
-    return undefined;
-  }
 }
 
 /** The nats-server whose command line names `marker` (its store dir), if we can see it. */
