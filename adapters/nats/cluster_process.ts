@@ -25,8 +25,10 @@ export interface NatsCluster extends AsyncDisposable {
   /** The servers, `n1` at index 0; each keeps its ports and store across kill/restart. */
   readonly servers: readonly NatsServer[];
   /** Waits until JetStream answers through a client connected to every server (a meta
-   * leader is elected). */
-  waitReady(timeoutMs?: number): Promise<void>;
+   * leader is elected) and each named stream has a leader: a replicated stream whose
+   * leader died takes a moment to elect another, and until then its puts find no
+   * responder. */
+  waitReady(options?: { streams?: string[]; timeoutMs?: number }): Promise<void>;
 }
 
 /**
@@ -92,7 +94,9 @@ class NatsClusterProcesses implements NatsCluster {
     return this.servers.map((s) => s.url);
   }
 
-  async waitReady(timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+  async waitReady(
+    { streams = [], timeoutMs = READY_TIMEOUT_MS }: { streams?: string[]; timeoutMs?: number } = {},
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const nc = await connect({
       servers: this.urls,
@@ -106,7 +110,13 @@ class NatsClusterProcesses implements NatsCluster {
         try {
           const jsm = await jetstreamManager(nc, { timeout: 2000 });
           await jsm.getAccountInfo();
-          return;
+          const leaderless = [];
+          for (const stream of streams) {
+            const info = await jsm.streams.info(stream);
+            if (!info.cluster?.leader) leaderless.push(stream);
+          }
+          if (leaderless.length === 0) return;
+          last = new Error(`stream ${leaderless.join(", ")} has no leader yet`);
         } catch (err) {
           last = err;
         }
@@ -120,7 +130,9 @@ class NatsClusterProcesses implements NatsCluster {
       this.servers.map(async (s, i) => `n${i + 1}:\n${await s.logTail(5)}`),
     );
     throw new NatsServerError(
-      `The nats-server cluster had no JetStream meta leader within ${timeoutMs / 1000} s ` +
+      `The nats-server cluster had no JetStream meta leader${
+        streams.length ? " or stream leaders" : ""
+      } within ${timeoutMs / 1000} s ` +
         `(${why}); last log lines:\n${tails.join("\n")}`,
     );
   }

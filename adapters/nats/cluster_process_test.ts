@@ -26,13 +26,13 @@ Deno.test("startNatsCluster() runs 3 routed servers with replicated KV that surv
     const port = cluster.servers[0]!.port;
     await cluster.servers[0]!.kill();
     assert.equal(cluster.servers[0]!.running, false);
-    await cluster.waitReady();
+    await cluster.waitReady({ streams: ["KV_r3"] });
     await kv.put("b", "2");
     assert.equal((await kv.get("a"))?.string(), "1");
 
     await cluster.servers[0]!.restart();
     assert.equal(cluster.servers[0]!.port, port, "restart keeps the client port");
-    await cluster.waitReady();
+    await cluster.waitReady({ streams: ["KV_r3"] });
     assert.equal((await kv.get("b"))?.string(), "2");
   } finally {
     await nc.close();
