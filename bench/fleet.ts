@@ -29,7 +29,6 @@
  */
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/nats-core";
-import type { KV } from "@nats-io/kv";
 import {
   type Aggregate,
   Buckets,
@@ -55,6 +54,7 @@ import {
 import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { type ProcSample, procSample } from "./_proc.ts";
+import { KvPipeline } from "./_kv_pipeline.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const NAMESPACE = "bench";
@@ -121,34 +121,6 @@ function percentile(sorted: number[], p: number): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Runs puts with at most WINDOW in flight per connection; counts failures. */
-class Pipeline {
-  inFlight = 0;
-  done = 0;
-  errors = 0;
-  #waiters: (() => void)[] = [];
-  firstError: string | undefined;
-
-  async put(kv: KV, key: string, value: string): Promise<void> {
-    while (this.inFlight >= WINDOW) await new Promise<void>((r) => this.#waiters.push(r));
-    this.inFlight++;
-    kv.put(key, value).then(
-      () => this.done++,
-      (error) => {
-        this.errors++;
-        this.firstError ??= (error as Error).message;
-      },
-    ).finally(() => {
-      this.inFlight--;
-      this.#waiters.shift()?.();
-    });
-  }
-
-  async drain(): Promise<void> {
-    while (this.inFlight > 0) await sleep(5);
-  }
-}
-
 function deviceId(i: number): string {
   return `dev-${i}`;
 }
@@ -207,14 +179,15 @@ async function rawCeiling(
   })();
   await isReady;
   const value = "x".repeat(valueSize);
-  const pipe = new Pipeline();
+  const pipe = new KvPipeline(put, WINDOW);
   const started = performance.now();
   let i = 0;
   while (performance.now() - started < RAW_SECONDS * 1000) {
-    await pipe.put(kv, `k.${i % 10_000}`, value);
+    await pipe.put(bucket, `k.${i % 10_000}`, value);
     i++;
   }
   await pipe.drain();
+  pipe.close();
   const putMs = performance.now() - started;
   const deadline = performance.now() + 30_000;
   while (seen < i && performance.now() < deadline) await sleep(5);
@@ -222,7 +195,7 @@ async function rawCeiling(
   stop.abort();
   await watching;
   await kv.destroy().catch(() => {});
-  return { putRate: pipe.done / (putMs / 1000), watchRate: seen / (watchMs / 1000) };
+  return { putRate: pipe.acked / (putMs / 1000), watchRate: seen / (watchMs / 1000) };
 }
 
 interface RunningOperator {
@@ -322,16 +295,10 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   // The last connection only watches; the others write.
   const watcher = conns[o.connections]!;
   const writers = conns.slice(0, o.connections);
-  const bucketsOf = async (nc: NatsConnection) => {
-    const out: Record<string, KV> = {};
-    for (const b of Object.values(Buckets)) {
-      out[b] = await ensureBucket(nc, b, { replicas: 1, history: HISTORY[b]! });
-    }
-    return out;
-  };
-  const kvs = await Promise.all(writers.map(bucketsOf));
-  const pipes = writers.map(() => new Pipeline());
-  const kvOf = (i: number, bucket: string) => kvs[i % o.connections]![bucket]!;
+  for (const b of Object.values(Buckets)) {
+    await ensureBucket(writers[0]!, b, { replicas: 1, history: HISTORY[b]! });
+  }
+  const pipes = writers.map((nc) => new KvPipeline(nc, WINDOW));
   const pipeOf = (i: number) => pipes[i % o.connections]!;
   say(
     `nats ${url}${server ? " (started here)" : ""}; ${n} devices on ${o.connections} ` +
@@ -369,12 +336,12 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
       updatedAt: new Date().toISOString(),
     };
     await pipeOf(i).put(
-      kvOf(i, Buckets.deviceInfo),
+      Buckets.deviceInfo,
       keys.deviceInfo(info.deviceId),
       JSON.stringify(info),
     );
     await pipeOf(i).put(
-      kvOf(i, Buckets.deviceHeartbeat),
+      Buckets.deviceHeartbeat,
       keys.heartbeat(info.deviceId),
       JSON.stringify({ deviceId: info.deviceId, at: Date.now() }),
     );
@@ -391,7 +358,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
       await sleep(100);
       for (let k = 0; k < perTick; k++, next = (next + 1) % n) {
         await pipeOf(next).put(
-          kvOf(next, Buckets.deviceHeartbeat),
+          Buckets.deviceHeartbeat,
           keys.heartbeat(deviceId(next)),
           JSON.stringify({ deviceId: deviceId(next), at: Date.now() }),
         );
@@ -540,7 +507,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
       };
       writeTimes[j]!.push(performance.now());
       await pipeOf(i).put(
-        kvOf(i, Buckets.deviceState),
+        Buckets.deviceState,
         keys.deviceState(state.deviceId, { namespace: NAMESPACE, name: state.deployment }),
         JSON.stringify(state),
       );
@@ -702,6 +669,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
       (restartOk ? "" : " — FAILED: a restarted operator must not write"),
   );
 
+  if (!restartOk && server) say(`nats-server log:\n${await server.logTail(15)}`);
   stop.abort();
   await Promise.all([heartbeats, statusWatch, desiredWatch]);
   const putErrors = pipes.reduce((s, p) => s + p.errors, 0);

@@ -128,6 +128,9 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
         maxPingOut: MAX_PINGS_OUT,
         // Without this the client closes for good after two auth failures in a row.
         ignoreAuthErrorAbort: true,
+        // Otherwise every request builds two errors up front for their stack traces: 15 %
+        // of the operator's CPU in the 100,000-device benchmark.
+        noAsyncTraces: true,
       });
     } catch (err) {
       if (err instanceof InvalidArgumentError || err instanceof TypeError) {

@@ -31,6 +31,7 @@ import {
 } from "@nats-io/jetstream";
 import type { Logger } from "../logger.ts";
 import { AsyncQueue } from "./_queue.ts";
+import { readGateOf } from "./_read_gate.ts";
 
 /** One change seen by {@link watchBucket}, in stream order. */
 export type WatchEvent =
@@ -167,6 +168,8 @@ interface ConsumerSession {
   numPending: number;
   /** Delivers the messages received so far, then every later one, to `fn`. */
   attach(fn: (m: JsMsg) => void): void;
+  /** Lets the connection's next initial read start (see `_read_gate.ts`). */
+  releaseGate(): void;
 }
 
 class BucketWatch {
@@ -249,6 +252,7 @@ class BucketWatch {
     if (!session) return { kind: "stopped" };
     const { iterator, numPending } = session;
     if (this.#signal.aborted) {
+      session.releaseGate();
       iterator.stop();
       await iterator.closed();
       return { kind: "stopped" };
@@ -273,6 +277,7 @@ class BucketWatch {
     };
     const markReady = (): void => {
       ready = true;
+      session.releaseGate();
       this.#queue.push({ kind: "event", event: { type: "ready", read, restarted } });
       this.#log.debug(`${restarted ? "Re-read" : "Read"} the bucket`, { read, entries: delivered });
     };
@@ -323,6 +328,7 @@ class BucketWatch {
     });
 
     const result = await ended;
+    session.releaseGate();
     this.#signal.removeEventListener("abort", abort);
     iterator.stop();
     await iterator.closed();
@@ -337,8 +343,11 @@ class BucketWatch {
     const js = jetstream(this.#nc);
     // Deliveries go under the connection's inbox prefix (a device may only use its own).
     const prefix = js.getOptions().watcherPrefix;
+    const gate = readGateOf(this.#nc);
     let lastProblem = "";
     for (let attempt = 1; !this.#signal.aborted; attempt++) {
+      const releaseGate = await gate.acquire(this.#signal);
+      if (!releaseGate) return undefined;
       const deliverSubject = createInbox(prefix);
       // Subscribed before the consumer exists, so nothing it sends can be missed; messages
       // that arrive before the caller attaches are kept in order.
@@ -373,8 +382,10 @@ class BucketWatch {
             for (const m of early.splice(0)) fn(m);
             sink = fn;
           },
+          releaseGate,
         };
       } catch (err) {
+        releaseGate();
         iterator?.stop();
         await iterator?.closed();
         if (this.#nc.isClosed()) {
