@@ -13,6 +13,7 @@ import { getCommand } from "./commands/get.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { calloutCommand } from "./commands/callout.ts";
 import { benchCommand } from "./commands/bench.ts";
+import { deviceCommand } from "./commands/device.ts";
 import { ExitCode, isUsageError } from "./commands/_cli.ts";
 
 export const VERSION: string = denoJson.version;
@@ -40,6 +41,7 @@ Quick start (no Kubernetes):
       getCommand(),
       demoCommand(VERSION),
       calloutCommand(),
+      deviceCommand(),
       benchCommand(),
     ]
   ) root.addCommand(command);

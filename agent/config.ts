@@ -1,6 +1,6 @@
 /** The agent's TOML configuration (`/etc/fleet-agent/config.toml`), validated with zod. */
 import { z } from "zod";
-import { parse as parseToml } from "smol-toml";
+import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { describeIssues, DeviceLabels, identifierSchema } from "../core/mod.ts";
 
 const Seconds = z.number().positive();
@@ -104,4 +104,21 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
     throw new ConfigError(path, reason, { cause });
   }
   return parseAgentConfig(text, path);
+}
+
+/**
+ * The config file text for `config` (what `fleet device enroll` writes), validated the way the
+ * agent will read it. Only the fields given are written, so the agent's defaults stay its own.
+ *
+ * @throws {ConfigError} when `config` is not a valid agent config.
+ */
+export function renderAgentConfig(config: z.input<typeof AgentConfig>, path: string): string {
+  const text = [
+    "# Fleet agent configuration, written by `fleet device enroll`.",
+    "# Edit with care: a new enroll of this device shows the difference before overwriting it.",
+    stringifyToml(config),
+    "",
+  ].join("\n");
+  parseAgentConfig(text, path);
+  return text;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ConfigError, loadAgentConfig, parseAgentConfig } from "./config.ts";
+import { ConfigError, loadAgentConfig, parseAgentConfig, renderAgentConfig } from "./config.ts";
 
 const PATH = "/etc/fleet-agent/config.toml";
 
@@ -205,4 +205,35 @@ Deno.test("loadAgentConfig() on a missing file says the file does not exist", as
     );
     return true;
   });
+});
+
+Deno.test("renderAgentConfig() writes a file the agent reads back as the same config", () => {
+  const input = {
+    device_id: "pi-7",
+    labels: { site: "lab", "fleet.nationtech.io/room": "Room 4 (north)" },
+    state_dir: "/var/lib/fleet-agent",
+    nats: {
+      urls: ["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"],
+      credentials: {
+        type: "oidc" as const,
+        issuer: "https://id.example.com",
+        key_file: "/etc/fleet-agent/device-key.json",
+        audience: "fleet-nats",
+      },
+    },
+    podman: { socket: "/run/user/1001/podman/podman.sock" },
+  };
+  const text = renderAgentConfig(input, "/etc/fleet-agent/config.toml");
+  assert.match(text, /^# Fleet agent configuration, written by `fleet device enroll`/);
+  const parsed = parseAgentConfig(text, "config.toml");
+  assert.deepEqual(parsed.labels, input.labels);
+  assert.deepEqual(parsed.nats.urls, input.nats.urls);
+  assert.equal(parsed.nats.credentials.type, "oidc");
+  assert.equal(parsed.intervals.heartbeat_seconds, 30, "defaults stay the agent's");
+  assert.doesNotMatch(text, /heartbeat_seconds/);
+  assert.equal(renderAgentConfig(input, "x"), text, "the same input renders the same text");
+  assert.throws(
+    () => renderAgentConfig({ ...input, device_id: "pi.7" }, "/etc/fleet-agent/config.toml"),
+    /Invalid agent config \/etc\/fleet-agent\/config.toml: device_id/,
+  );
 });

@@ -24,3 +24,4 @@ export * from "./crd_schema.ts";
 export * from "./device_resource.ts";
 export * from "./crds.ts";
 export * from "./permissions.ts";
+export * from "./text_diff.ts";

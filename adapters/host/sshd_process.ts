@@ -1,0 +1,86 @@
+/**
+ * A real OpenSSH server for tests: its own host key, one authorized client key, a random
+ * loopback port, a temp dir; `await using` stops it. Needs `/usr/sbin/sshd` and root (sshd
+ * switches to the logged-in user).
+ */
+import { freePort, stopChild } from "../process.ts";
+import { spawnCollect, TargetError } from "./target.ts";
+
+export interface SshServer extends AsyncDisposable {
+  readonly port: number;
+  /** Private key the server accepts, for `ssh -i`. */
+  readonly clientKey: string;
+  /** A known_hosts file holding the server's key. */
+  readonly knownHosts: string;
+}
+
+const SSHD = "/usr/sbin/sshd";
+
+async function must(cmd: string, args: string[]): Promise<void> {
+  const r = await spawnCollect(cmd, args);
+  if (r.code !== 0) throw new TargetError(`${cmd} ${args.join(" ")} failed: ${r.stderr.trim()}`);
+}
+
+export async function startSshServer(): Promise<SshServer> {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-sshd-" });
+  const port = freePort();
+  await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${dir}/host_key`]);
+  await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${dir}/client_key`]);
+  await Deno.copyFile(`${dir}/client_key.pub`, `${dir}/authorized_keys`);
+  const hostPub = (await Deno.readTextFile(`${dir}/host_key.pub`)).trim().split(" ");
+  await Deno.writeTextFile(
+    `${dir}/known_hosts`,
+    `[127.0.0.1]:${port} ${hostPub[0]} ${hostPub[1]}\n`,
+  );
+  await Deno.writeTextFile(
+    `${dir}/sshd_config`,
+    [
+      `Port ${port}`,
+      "ListenAddress 127.0.0.1",
+      `HostKey ${dir}/host_key`,
+      `AuthorizedKeysFile ${dir}/authorized_keys`,
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "PermitRootLogin prohibit-password",
+      // The temp dir is not owned the way sshd insists on for home directories.
+      "StrictModes no",
+      "UsePAM no",
+      "PidFile none",
+      `Subsystem sftp internal-sftp`,
+      "",
+    ].join("\n"),
+  );
+  // sshd refuses to start without its privilege separation directory.
+  await Deno.mkdir("/run/sshd", { recursive: true });
+  const child = new Deno.Command(SSHD, {
+    args: ["-D", "-e", "-f", `${dir}/sshd_config`],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = new Response(child.stderr).text();
+  const stop = async () => {
+    await stopChild(child, child.status, "SIGTERM", 5_000);
+    await log.catch(() => "");
+    await Deno.remove(dir, { recursive: true });
+  };
+  const deadline = Date.now() + 10_000;
+  while (true) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      break;
+    } catch {
+      if (Date.now() > deadline) {
+        await stop();
+        throw new TargetError(`sshd did not listen on 127.0.0.1:${port} within 10 s`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    port,
+    clientKey: `${dir}/client_key`,
+    knownHosts: `${dir}/known_hosts`,
+    [Symbol.asyncDispose]: stop,
+  };
+}

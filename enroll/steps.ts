@@ -1,0 +1,295 @@
+/**
+ * The steps that turn a Debian machine into a fleet device, each idempotent: it looks first
+ * and changes only what differs, and says which. Order matters: podman and the service user
+ * before the package (its unit runs as that user), config before the service.
+ */
+import type { Target } from "../adapters/host/target.ts";
+import { formatDiff } from "../core/mod.ts";
+
+export const AGENT_USER = "fleet-agent";
+export const CONFIG_PATH = "/etc/fleet-agent/config.toml";
+export const DEVICE_KEY_PATH = "/etc/fleet-agent/device-key.json";
+export const STATE_DIR = "/var/lib/fleet-agent";
+const AGENT_UNIT = "fleet-agent.service";
+/** What rootless podman needs beside podman itself on Debian. */
+const PODMAN_PACKAGES = ["podman", "uidmap", "slirp4netns", "dbus-user-session"];
+
+/** What a step did; `detail` completes "<title>: …" for the person watching. */
+export interface StepOutcome {
+  changed: boolean;
+  detail: string;
+}
+
+/** Facts the first step reads and later steps use. */
+export interface TargetFacts {
+  os: string;
+  /** Debian architecture: amd64 or arm64. */
+  arch: string;
+}
+
+/** Decides whether an existing config may be replaced; shown the diff. */
+export type ConfirmOverwrite = (path: string, diff: string) => Promise<boolean>;
+
+/** A step failed; the message says what, where, and what to look at. */
+export class EnrollError extends Error {
+  override readonly name = "EnrollError";
+}
+
+async function must(target: Target, argv: string[], what: string, sudo = true) {
+  const r = await target.run(argv, { sudo });
+  if (r.code !== 0) {
+    throw new EnrollError(
+      `${what} failed on ${target.description} (${argv.join(" ")} exited with ${r.code}): ${
+        (r.stderr || r.stdout).trim().split("\n").slice(-3).join(" / ")
+      }`,
+    );
+  }
+  return r.stdout;
+}
+
+export async function inspectSystem(target: Target): Promise<TargetFacts & StepOutcome> {
+  const release = await target.run(["cat", "/etc/os-release"]);
+  const fields = new Map(
+    release.stdout.split("\n").filter((l) => l.includes("=")).map((l) => {
+      const at = l.indexOf("=");
+      return [l.slice(0, at), l.slice(at + 1).replace(/^"|"$/g, "")] as const;
+    }),
+  );
+  const family = `${fields.get("ID") ?? ""} ${fields.get("ID_LIKE") ?? ""}`;
+  if (!/\bdebian\b/.test(family)) {
+    throw new EnrollError(
+      `${target.description} runs ${fields.get("PRETTY_NAME") ?? "an unknown OS"}; ` +
+        `enroll supports Debian and its derivatives (Raspberry Pi OS, Ubuntu)`,
+    );
+  }
+  const arch =
+    (await must(target, ["dpkg", "--print-architecture"], "Reading the architecture", false))
+      .trim();
+  if (arch !== "amd64" && arch !== "arm64") {
+    throw new EnrollError(
+      `${target.description} is ${arch}; Fleet packages exist for amd64 and arm64`,
+    );
+  }
+  if ((await target.run(["test", "-d", "/run/systemd/system"])).code !== 0) {
+    throw new EnrollError(
+      `${target.description} does not run systemd, which keeps the agent running`,
+    );
+  }
+  const os = fields.get("PRETTY_NAME") ?? "Debian";
+  return { os, arch, changed: false, detail: `${os}, ${arch}` };
+}
+
+async function installedVersion(target: Target, pkg: string): Promise<string | undefined> {
+  const r = await target.run(["dpkg-query", "-W", "-f", "${Status} ${Version}", pkg]);
+  const m = /^install ok installed (\S+)$/.exec(r.stdout.trim());
+  return m?.[1];
+}
+
+export async function ensurePodman(target: Target): Promise<StepOutcome> {
+  const missing = [];
+  for (const pkg of PODMAN_PACKAGES) {
+    if (await installedVersion(target, pkg) === undefined) missing.push(pkg);
+  }
+  if (missing.length > 0) {
+    await must(target, ["apt-get", "update", "-qq"], "apt-get update");
+    await must(
+      target,
+      ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", ...missing],
+      `Installing ${missing.join(", ")}`,
+    );
+  }
+  const version = await installedVersion(target, "podman");
+  return missing.length > 0
+    ? { changed: true, detail: `installed ${missing.join(", ")} (podman ${version})` }
+    : { changed: false, detail: `podman ${version} already installed` };
+}
+
+/** A regular (non-system) user, so useradd allocates subordinate ids for rootless podman. */
+export async function ensureAgentUser(target: Target): Promise<StepOutcome & { uid: number }> {
+  let changed = false;
+  let id = await target.run(["id", "-u", AGENT_USER]);
+  if (id.code !== 0) {
+    await must(target, [
+      "useradd",
+      "--create-home",
+      "--shell",
+      "/usr/sbin/nologin",
+      "--comment",
+      "Fleet agent (runs this device's containers)",
+      AGENT_USER,
+    ], `Creating the ${AGENT_USER} user`);
+    changed = true;
+    id = await target.run(["id", "-u", AGENT_USER]);
+  }
+  const uid = Number(id.stdout.trim());
+  for (const file of ["/etc/subuid", "/etc/subgid"]) {
+    if ((await target.run(["grep", "-q", `^${AGENT_USER}:`, file])).code !== 0) {
+      throw new EnrollError(
+        `${AGENT_USER} has no range in ${file} on ${target.description}, so rootless podman ` +
+          `cannot run containers; add one (usermod --add-subuids/--add-subgids) and enroll again`,
+      );
+    }
+  }
+  const detail = changed
+    ? `created ${AGENT_USER} (uid ${uid})`
+    : `${AGENT_USER} exists (uid ${uid})`;
+  return { changed, detail, uid };
+}
+
+/** Linger starts the user's systemd at boot, and with it the podman socket. */
+export async function ensureLinger(target: Target): Promise<StepOutcome> {
+  if ((await target.run(["test", "-e", `/var/lib/systemd/linger/${AGENT_USER}`])).code === 0) {
+    return { changed: false, detail: "already enabled" };
+  }
+  await must(target, ["loginctl", "enable-linger", AGENT_USER], "Enabling linger");
+  return { changed: true, detail: "enabled (the user's services start at boot)" };
+}
+
+export function podmanSocketPath(uid: number): string {
+  return `/run/user/${uid}/podman/podman.sock`;
+}
+
+export async function ensurePodmanSocket(target: Target, uid: number): Promise<StepOutcome> {
+  const user = ["systemctl", "--user", `--machine=${AGENT_USER}@`];
+  const enabled = await target.run([...user, "is-enabled", "podman.socket"], { sudo: true });
+  const active = await target.run([...user, "is-active", "podman.socket"], { sudo: true });
+  if (enabled.stdout.trim() === "enabled" && active.stdout.trim() === "active") {
+    return { changed: false, detail: `listening at ${podmanSocketPath(uid)}` };
+  }
+  // The user's manager may still be starting right after enable-linger.
+  let last = "";
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const r = await target.run([...user, "enable", "--now", "podman.socket"], { sudo: true });
+    if (r.code === 0) return { changed: true, detail: `enabled at ${podmanSocketPath(uid)}` };
+    last = r.stderr.trim();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  throw new EnrollError(
+    `Could not enable ${AGENT_USER}'s podman socket on ${target.description}: ${last}`,
+  );
+}
+
+/** Installs the package when the device has another version (or none). */
+export async function ensurePackage(
+  target: Target,
+  pkg: { path: string; version: string },
+): Promise<StepOutcome> {
+  const current = await installedVersion(target, "fleet");
+  if (current === pkg.version) {
+    return { changed: false, detail: `fleet ${current} already installed` };
+  }
+  const remote = `/tmp/${pkg.path.split("/").pop()}`;
+  const data = await Deno.readFile(pkg.path);
+  const upload = await target.run(["sh", "-c", 'cat > "$1"', "sh", remote], { stdin: data });
+  if (upload.code !== 0) {
+    throw new EnrollError(`Copying ${pkg.path} to ${target.description} failed: ${upload.stderr}`);
+  }
+  try {
+    await must(
+      target,
+      ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", remote],
+      `Installing ${remote}`,
+    );
+  } finally {
+    await target.run(["rm", "-f", remote]);
+  }
+  return {
+    changed: true,
+    detail: current
+      ? `upgraded fleet ${current} → ${pkg.version}`
+      : `installed fleet ${pkg.version}`,
+  };
+}
+
+async function readRootFile(target: Target, path: string): Promise<string | undefined> {
+  const r = await target.run(
+    ["sh", "-c", 'if [ -e "$1" ]; then cat "$1"; else exit 3; fi', "sh", path],
+    { sudo: true },
+  );
+  if (r.code === 3) return undefined;
+  if (r.code !== 0) throw new EnrollError(`Reading ${path} on ${target.description}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Writes root:fleet-agent 0640 (the agent reads, nobody else), atomically. */
+async function writeAgentFile(target: Target, path: string, content: string): Promise<void> {
+  const r = await target.run([
+    "sh",
+    "-c",
+    'umask 077 && tmp=$(mktemp "$1.XXXXXX") && cat > "$tmp" && chown root:"$2" "$tmp" && ' +
+    'chmod 0640 "$tmp" && mv -f "$tmp" "$1"',
+    "sh",
+    path,
+    AGENT_USER,
+  ], { sudo: true, stdin: content });
+  if (r.code !== 0) throw new EnrollError(`Writing ${path} on ${target.description}: ${r.stderr}`);
+}
+
+/**
+ * Writes the device key when a new one is given; keeps the one on the device otherwise (a
+ * provider hands out a key only once).
+ */
+export async function ensureDeviceKey(
+  target: Target,
+  key: string | undefined,
+): Promise<StepOutcome> {
+  const current = await readRootFile(target, DEVICE_KEY_PATH);
+  if (key === undefined) {
+    if (current === undefined) {
+      throw new EnrollError(
+        `${target.description} has no device key at ${DEVICE_KEY_PATH} and none was given ` +
+          `(pass --device-key, or let enroll create the identity)`,
+      );
+    }
+    return { changed: false, detail: `kept the key at ${DEVICE_KEY_PATH}` };
+  }
+  if (current === key) return { changed: false, detail: `${DEVICE_KEY_PATH} unchanged` };
+  await writeAgentFile(target, DEVICE_KEY_PATH, key);
+  return { changed: true, detail: `wrote ${DEVICE_KEY_PATH} (mode 0640)` };
+}
+
+/**
+ * Writes the config when it differs. A config the device already holds is replaced only after
+ * `confirm` saw the diff.
+ */
+export async function ensureConfig(
+  target: Target,
+  config: string,
+  confirm: ConfirmOverwrite,
+): Promise<StepOutcome> {
+  const current = await readRootFile(target, CONFIG_PATH);
+  if (current === config) return { changed: false, detail: `${CONFIG_PATH} unchanged` };
+  if (current !== undefined && !await confirm(CONFIG_PATH, formatDiff(current, config))) {
+    throw new EnrollError(
+      `Left ${CONFIG_PATH} on ${target.description} as it was: overwriting was not confirmed ` +
+        `(nothing else was changed after this point; pass --yes to overwrite without asking)`,
+    );
+  }
+  await writeAgentFile(target, CONFIG_PATH, config);
+  return {
+    changed: true,
+    detail: current === undefined ? `wrote ${CONFIG_PATH} (mode 0640)` : `updated ${CONFIG_PATH}`,
+  };
+}
+
+/** Enables and starts the agent; restarts it when something it reads changed. */
+export async function ensureService(target: Target, restart: boolean): Promise<StepOutcome> {
+  const enabled = (await target.run(["systemctl", "is-enabled", AGENT_UNIT])).stdout.trim();
+  const active = (await target.run(["systemctl", "is-active", AGENT_UNIT])).stdout.trim();
+  if (enabled !== "enabled") {
+    await must(target, ["systemctl", "enable", "--now", AGENT_UNIT], "Enabling fleet-agent");
+    if (active === "active" && restart) {
+      await must(target, ["systemctl", "restart", AGENT_UNIT], "Restarting fleet-agent");
+    }
+    return { changed: true, detail: "enabled and started" };
+  }
+  if (active !== "active") {
+    await must(target, ["systemctl", "start", AGENT_UNIT], "Starting fleet-agent");
+    return { changed: true, detail: "started" };
+  }
+  if (restart) {
+    await must(target, ["systemctl", "restart", AGENT_UNIT], "Restarting fleet-agent");
+    return { changed: true, detail: "restarted to pick up the changes" };
+  }
+  return { changed: false, detail: "running" };
+}
