@@ -60,6 +60,8 @@ export interface ResourceServerInstance extends ResourceServer {
 /** An access token being issued (`AccessToken` or `ClientCredentials`). */
 export interface IssuedToken {
   clientId?: string | undefined;
+  /** The signed-in account, for tokens of user grants (device flow). */
+  accountId?: string | undefined;
   scope?: string | undefined;
   readonly expiration: number;
   readonly tokenType: string;
@@ -85,6 +87,7 @@ export interface KoaContext {
   readonly path: string;
   readonly req: IncomingMessage;
   body: unknown;
+  status: number;
   is(...types: string[]): string | false | null;
   get(field: string): string;
 }
@@ -113,6 +116,44 @@ export namespace errors {
   class InvalidTarget extends OIDCProviderError {
     constructor(description?: string);
   }
+  class SlowDown extends OIDCProviderError {
+    constructor(description?: string);
+  }
+}
+
+/** What `findAccount` returns for a known account. */
+export interface Account {
+  accountId: string;
+  claims(): Record<string, unknown> | Promise<Record<string, unknown>>;
+}
+
+/** A pending end-user interaction (login or consent) of an authorization or device flow. */
+export interface Interaction {
+  readonly uid: string;
+  readonly prompt: {
+    name: string;
+    details: {
+      missingOIDCScope?: string[];
+      missingOIDCClaims?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+  };
+  readonly params: Record<string, unknown>;
+  readonly session?: { accountId?: string } | undefined;
+  readonly grantId?: string | undefined;
+}
+
+/** What an interaction ends with (`interactionFinished`). */
+export type InteractionResult =
+  | { login?: { accountId: string }; consent?: { grantId: string } }
+  | { error: string; error_description?: string };
+
+/** The consent an account gave a client. */
+export interface Grant {
+  addOIDCScope(scope: string): void;
+  addOIDCClaims(claims: string[]): void;
+  addResourceScope(resource: string, scope: string): void;
+  save(): Promise<string>;
 }
 
 /** The configuration options used. */
@@ -122,10 +163,28 @@ export interface Configuration {
   scopes?: string[];
   clientDefaults?: { id_token_signed_response_alg?: string };
   cookies?: { keys?: string[] };
-  ttl?: { ClientCredentials?: number; AccessToken?: number };
+  ttl?: {
+    ClientCredentials?: number;
+    AccessToken?: number;
+    DeviceCode?: number;
+    Grant?: number;
+    Interaction?: number;
+    Session?: number;
+  };
+  findAccount?: (ctx: KoaContext, id: string) => Account | undefined | Promise<Account | undefined>;
+  interactions?: { url?: (ctx: KoaContext, interaction: Interaction) => string };
   features?: {
     devInteractions?: { enabled: boolean };
     clientCredentials?: { enabled: boolean };
+    deviceFlow?: {
+      enabled: boolean;
+      /** Renders the page asking for the user code; `form` is the library's form. */
+      userCodeInputSource?: (ctx: KoaContext, form: string) => void | Promise<void>;
+      /** Renders the page confirming the code; `form` holds the hidden inputs. */
+      userCodeConfirmSource?: (ctx: KoaContext, form: string) => void | Promise<void>;
+      /** Renders the page shown after the sign-in. */
+      successSource?: (ctx: KoaContext) => void | Promise<void>;
+    };
     resourceIndicators?: {
       enabled: boolean;
       defaultResource?: (ctx: KoaContext, client: Client) => string | undefined;
@@ -162,6 +221,19 @@ export default class Provider {
     event: "grant.error" | "server_error",
     listener: (ctx: KoaContext, err: OIDCProviderError) => void,
   ): this;
+  /** The interaction the request's cookie points at. */
+  interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<Interaction>;
+  /** Stores the result and redirects (303) the user agent back to the flow. */
+  interactionFinished(
+    req: IncomingMessage,
+    res: ServerResponse,
+    result: InteractionResult,
+    options?: { mergeWithLastSubmission?: boolean },
+  ): Promise<void>;
+  readonly Grant: {
+    new (properties: { accountId: string; clientId: string }): Grant;
+    find(id: string): Promise<Grant | undefined>;
+  };
   readonly ClientCredentials: new (properties: {
     client: Client;
     scope?: string | undefined;

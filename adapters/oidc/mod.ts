@@ -1,6 +1,7 @@
 /**
  * The OIDC adapter: verifying access tokens against a provider's keys (the auth callout),
- * minting them from a private key (agents and the operator), and presenting them to NATS.
+ * minting them from a private key (agents and the operator), presenting them to NATS, and
+ * signing an admin in from a terminal with the device authorization grant (RFC 8628).
  *
  * The test provider (`test_provider.ts`, a real `oidc-provider` instance) is not exported
  * here so production code never loads it.
@@ -37,3 +38,13 @@ export {
   type OidcCredentialSource,
 } from "./nats_credentials.ts";
 export { OidcFetchError } from "./_discovery.ts";
+export {
+  DEVICE_CODE_GRANT_TYPE,
+  DeviceFlowError,
+  type DeviceFlowErrorCode,
+  DeviceFlowErrorCodes,
+  deviceFlowLogin,
+  type DeviceFlowOptions,
+  type DeviceFlowPrompt,
+  type DeviceFlowToken,
+} from "./device_flow.ts";

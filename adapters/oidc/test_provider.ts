@@ -10,6 +10,11 @@
  * const token = await idp.mintToken(device);
  * ```
  *
+ * With `deviceFlow`, it also offers the RFC 8628 device authorization grant to a public
+ * client (the CLI), for people added with `addAccount`; `completeDeviceSignIn` plays the
+ * person's browser: the code verification page, then a minimal login and consent page that
+ * the fixture serves at `/interaction/:uid` through oidc-provider's interaction API.
+ *
  * `oidc-provider` prints two warnings on stderr when loaded under Deno (unsupported runtime,
  * and a pre-parsed request body on the first token request); both are expected.
  *
@@ -32,11 +37,14 @@ import Provider, {
   type AdapterPayload,
   type Configuration,
   errors,
+  type InteractionResult,
+  type KoaContext,
   type ResourceServer,
   type TokenEndpointGrantContext,
 } from "oidc-provider";
 import { type Logger, silentLogger } from "../logger.ts";
 import { errorMessage } from "./_discovery.ts";
+import { DEVICE_CODE_GRANT_TYPE } from "./device_flow.ts";
 import {
   createTokenSource,
   JWT_BEARER_GRANT_TYPE,
@@ -84,8 +92,53 @@ export interface TestProviderOptions {
   scopes?: string[];
   /** Listen on this port instead of a free one. */
   port?: number;
+  /** Offer the device authorization grant (RFC 8628) to a public client. Off by default. */
+  deviceFlow?: TestDeviceFlowOptions;
   /** Where the provider's request errors are logged (debug level). @default silentLogger */
   logger?: Logger;
+}
+
+/** Options of {@link TestProviderOptions.deviceFlow}. */
+export interface TestDeviceFlowOptions {
+  /**
+   * The public client (no secret) allowed to use the grant.
+   * @default "fleet-cli"
+   */
+  clientId?: string;
+  /**
+   * Lifetime of device and user codes (the `expires_in` of the device authorization response).
+   * @default 600
+   */
+  codeTtlSeconds?: number;
+  /**
+   * Announced as `interval` and enforced: a poll sooner than this after the previous poll of
+   * the same code is answered `slow_down` (oidc-provider itself never sends it). Unset: no
+   * `interval` in the response, and no enforcement.
+   */
+  intervalSeconds?: number;
+}
+
+/** Options of {@link TestProvider.addAccount}. */
+export interface AccountOptions {
+  /** The account id: `sub` of its tokens, and what is typed in the fixture's login page. */
+  id: string;
+  /** Project roles, put in both the Zitadel nested claim and the flat `roles` claim. */
+  roles: string[];
+  /** More claims for this account's access tokens. */
+  extraClaims?: Record<string, unknown>;
+}
+
+/** Options of {@link TestProvider.completeDeviceSignIn}. */
+export interface DeviceSignInOptions {
+  /** The account that signs in (see {@link TestProvider.addAccount}). */
+  account: string;
+  /**
+   * `approve`: confirm the code, log in and consent. `abort`: press "Abort" on the code
+   * confirmation page. `deny`: log in, then decline consent. Both refusals end the flow with
+   * `access_denied`.
+   * @default "approve"
+   */
+  decision?: "approve" | "abort" | "deny";
 }
 
 /** Options of {@link TestProvider.addMachineUser}. */
@@ -160,6 +213,16 @@ export interface TestProvider extends AsyncDisposable {
   stop(): Promise<void>;
   /** Listens again on the same port. */
   start(): Promise<void>;
+  /** The client id of the device flow's public client; undefined without `deviceFlow`. */
+  readonly deviceFlowClientId: string | undefined;
+  /** Registers a person who can sign in through the device flow. */
+  addAccount(options: AccountOptions): void;
+  /**
+   * Does what the person does in a browser: opens `verificationUri` (the complete one, with
+   * `user_code`), confirms the code, logs in as `options.account` and consents, or refuses.
+   * @throws {Error} when a page is not what the flow expects
+   */
+  completeDeviceSignIn(verificationUri: string, options: DeviceSignInOptions): Promise<void>;
 }
 
 /** Starts a {@link TestProvider} on 127.0.0.1 and a free port (or `options.port`). */
@@ -171,6 +234,17 @@ export async function startTestProvider(options: TestProviderOptions = {}): Prom
 
 /** The Zitadel claim holding project roles: `{ role: { orgId: orgDomain } }`. */
 export const ZITADEL_ROLES_CLAIM = "urn:zitadel:iam:org:project:roles";
+
+interface DeviceFlowSettings {
+  clientId: string;
+  codeTtlSeconds: number;
+  intervalSeconds: number | undefined;
+}
+
+interface AccountRecord {
+  roles: string[];
+  extraClaims: Record<string, unknown>;
+}
 
 interface UserRecord {
   clientId: string;
@@ -193,6 +267,12 @@ class OidcTestProvider implements TestProvider {
   readonly #logger: Logger;
   readonly #store = new MemoryStore();
   readonly #users = new Map<string, UserRecord>();
+  readonly #accounts = new Map<string, AccountRecord>();
+  readonly #deviceFlow: DeviceFlowSettings | undefined;
+  /** The device flow client's metadata, served by the `Client` adapter beside machine users. */
+  readonly #publicClients = new Map<string, AdapterPayload>();
+  /** Last poll (epoch ms) per device code, for the `slow_down` check. */
+  readonly #lastPolls = new Map<string, number>();
   /** Private signing keys, newest (the one used) first. */
   #signingKeys: JWK[] = [];
   #port: number;
@@ -209,6 +289,21 @@ class OidcTestProvider implements TestProvider {
     this.#scopes = options.scopes ?? ["fleet"];
     this.#logger = (options.logger ?? silentLogger).with({ component: "test-oidc-provider" });
     this.#port = options.port ?? 0;
+    if (options.deviceFlow !== undefined) {
+      const clientId = options.deviceFlow.clientId ?? "fleet-cli";
+      this.#deviceFlow = {
+        clientId,
+        codeTtlSeconds: options.deviceFlow.codeTtlSeconds ?? 600,
+        intervalSeconds: options.deviceFlow.intervalSeconds,
+      };
+      this.#publicClients.set(clientId, {
+        client_id: clientId,
+        token_endpoint_auth_method: "none",
+        grant_types: [DEVICE_CODE_GRANT_TYPE],
+        response_types: [],
+        redirect_uris: [],
+      });
+    }
     if (!Number.isSafeInteger(this.#ttl) || this.#ttl <= 0) {
       throw new RangeError(
         `accessTokenTtlSeconds must be a positive whole number of seconds: got ${this.#ttl}`,
@@ -235,6 +330,9 @@ class OidcTestProvider implements TestProvider {
   }
   get running(): boolean {
     return this.#server !== undefined;
+  }
+  get deviceFlowClientId(): string | undefined {
+    return this.#deviceFlow?.clientId;
   }
 
   async start(): Promise<void> {
@@ -315,6 +413,20 @@ class OidcTestProvider implements TestProvider {
     return { clientId: options.id, privateKeyJwk, deviceId, roles: [...options.roles] };
   }
 
+  addAccount(options: AccountOptions): void {
+    if (this.#accounts.has(options.id)) {
+      throw new Error(`Account "${options.id}" is already registered`);
+    }
+    this.#accounts.set(options.id, {
+      roles: [...options.roles],
+      extraClaims: { ...options.extraClaims },
+    });
+  }
+
+  async completeDeviceSignIn(verificationUri: string, options: DeviceSignInOptions): Promise<void> {
+    await new TestBrowser(this.issuer).signIn(verificationUri, options);
+  }
+
   async mintToken(user: MachineUser, options: MintTokenOptions = {}): Promise<string> {
     return await createTokenSource({
       issuer: this.issuer,
@@ -326,6 +438,10 @@ class OidcTestProvider implements TestProvider {
       logger: this.#logger,
     }).token();
   }
+
+  /** Client metadata by id: machine users and the device flow's public client. */
+  readonly #clientMetadata = (id: string): AdapterPayload | undefined =>
+    this.#users.get(id)?.metadata ?? this.#publicClients.get(id);
 
   #resourceServer(): ResourceServer {
     return {
@@ -341,15 +457,41 @@ class OidcTestProvider implements TestProvider {
   #buildProvider(): Callback {
     const audience = this.audience;
     const configuration: Configuration = {
-      adapter: (name: string) => this.#store.adapter(name, this.#users),
+      adapter: (name: string) => this.#store.adapter(name, this.#clientMetadata),
       jwks: { keys: this.#signingKeys },
       scopes: this.#scopes,
       clientDefaults: { id_token_signed_response_alg: this.#alg },
       cookies: { keys: ["fleet-test-provider-only"] },
-      ttl: { ClientCredentials: this.#ttl, AccessToken: this.#ttl },
+      ttl: {
+        ClientCredentials: this.#ttl,
+        AccessToken: this.#ttl,
+        ...(this.#deviceFlow
+          ? {
+            DeviceCode: this.#deviceFlow.codeTtlSeconds,
+            Interaction: this.#deviceFlow.codeTtlSeconds,
+            Session: 3600,
+            Grant: 3600,
+          }
+          : {}),
+      },
+      findAccount: (_ctx, id) =>
+        this.#accounts.has(id) ? { accountId: id, claims: () => ({ sub: id }) } : undefined,
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
+        deviceFlow: {
+          enabled: this.#deviceFlow !== undefined,
+          // Bare pages around the library's forms (its defaults print a notice each).
+          userCodeInputSource: (ctx, form) => {
+            ctx.body = `<!DOCTYPE html><title>Enter code</title>${form}`;
+          },
+          userCodeConfirmSource: (ctx, form) => {
+            ctx.body = `<!DOCTYPE html><title>Confirm code</title>${form}`;
+          },
+          successSource: (ctx) => {
+            ctx.body = `<!DOCTYPE html><title>Signed in</title>`;
+          },
+        },
         resourceIndicators: {
           enabled: true,
           defaultResource: () => audience,
@@ -365,6 +507,13 @@ class OidcTestProvider implements TestProvider {
       formats: {
         customizers: {
           jwt: (_ctx, token, parts) => {
+            const account = token.accountId === undefined
+              ? undefined
+              : this.#accounts.get(token.accountId);
+            if (account !== undefined) {
+              Object.assign(parts.payload, this.#claimsForAccount(account));
+              return;
+            }
             const user = token.clientId === undefined ? undefined : this.#users.get(token.clientId);
             if (user === undefined) return;
             Object.assign(parts.payload, this.#claimsFor(user));
@@ -385,6 +534,12 @@ class OidcTestProvider implements TestProvider {
     provider.use(async (ctx, next) => {
       if (ctx.method === "POST" && ctx.path === "/token" && ctx.is("urlencoded") !== false) {
         const params = new URLSearchParams(await readBody(ctx.req));
+        if (this.#pollsTooSoon(params)) {
+          const err = new errors.SlowDown();
+          ctx.status = err.statusCode;
+          ctx.body = { error: err.error, error_description: err.error_description };
+          return;
+        }
         const assertion = params.get("assertion");
         if (
           params.get("grant_type") === JWT_BEARER_GRANT_TYPE && assertion !== null &&
@@ -397,6 +552,7 @@ class OidcTestProvider implements TestProvider {
         Object.assign(ctx.req, { body: params.toString() });
       }
       await next();
+      this.#announceInterval(ctx);
     });
     provider.registerGrantType(
       JWT_BEARER_GRANT_TYPE,
@@ -404,7 +560,108 @@ class OidcTestProvider implements TestProvider {
       ["assertion", "scope", "resource"],
       ["resource"],
     );
-    return provider.callback();
+    const callback = provider.callback();
+    return async (req, res) => {
+      const path = new URL(req.url ?? "/", this.issuer).pathname;
+      if (path.startsWith("/interaction/")) {
+        await this.#interaction(provider, req, res);
+      } else {
+        await callback(req, res);
+      }
+    };
+  }
+
+  /** RFC 8628 §3.5: polling a device code faster than the interval earns `slow_down`. */
+  #pollsTooSoon(params: URLSearchParams): boolean {
+    const intervalSeconds = this.#deviceFlow?.intervalSeconds;
+    const code = params.get("device_code");
+    if (
+      intervalSeconds === undefined || code === null ||
+      params.get("grant_type") !== DEVICE_CODE_GRANT_TYPE
+    ) {
+      return false;
+    }
+    const now = Date.now();
+    const last = this.#lastPolls.get(code);
+    this.#lastPolls.set(code, now);
+    return last !== undefined && now - last < intervalSeconds * 1000;
+  }
+
+  /** oidc-provider leaves `interval` out of the device authorization response (5 s applies). */
+  #announceInterval(ctx: KoaContext): void {
+    const intervalSeconds = this.#deviceFlow?.intervalSeconds;
+    if (
+      intervalSeconds !== undefined && ctx.method === "POST" && ctx.path === "/device/auth" &&
+      ctx.status === 200 && typeof ctx.body === "object" && ctx.body !== null
+    ) {
+      Object.assign(ctx.body, { interval: intervalSeconds });
+    }
+  }
+
+  /**
+   * The login and consent pages oidc-provider sends the person to (`/interaction/:uid`): a
+   * form to type the account id (login), or to approve or decline (consent). Each is finished
+   * through `interactionFinished`, the library's way to hand the result back to the flow.
+   */
+  async #interaction(
+    provider: Provider,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
+    const interaction = await provider.interactionDetails(req, res);
+    const { prompt } = interaction;
+    if (req.method === "GET") {
+      const fields = prompt.name === "login" ? `<input type="text" name="account"/>` : "";
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(
+        `<!DOCTYPE html><title>${prompt.name}</title>` +
+          `<form method="post" action="/interaction/${interaction.uid}">` +
+          `<input type="hidden" name="prompt" value="${prompt.name}"/>${fields}` +
+          `<button name="decision" value="approve">Continue</button>` +
+          `<button name="decision" value="deny">Deny</button></form>`,
+      );
+      return;
+    }
+    const form = new URLSearchParams(await readBody(req));
+    let result: InteractionResult;
+    if (form.get("decision") !== "approve") {
+      result = { error: "access_denied", error_description: "the user declined the request" };
+    } else if (prompt.name === "login") {
+      const accountId = form.get("account") ?? "";
+      if (!this.#accounts.has(accountId)) {
+        res.writeHead(400, { "content-type": "text/plain" }).end(`unknown account "${accountId}"`);
+        return;
+      }
+      result = { login: { accountId } };
+    } else if (prompt.name === "consent") {
+      result = { consent: { grantId: await this.#consent(provider, interaction) } };
+    } else {
+      throw new Error(`The test provider cannot complete a "${prompt.name}" prompt`);
+    }
+    await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
+  }
+
+  /** Grants what the consent prompt says is missing, like the library's example consent page. */
+  async #consent(
+    provider: Provider,
+    interaction: Awaited<ReturnType<Provider["interactionDetails"]>>,
+  ): Promise<string> {
+    const accountId = interaction.session?.accountId;
+    const clientId = interaction.params.client_id;
+    if (accountId === undefined || typeof clientId !== "string") {
+      throw new Error("The consent prompt has no signed-in account or client");
+    }
+    const existing = interaction.grantId === undefined
+      ? undefined
+      : await provider.Grant.find(interaction.grantId);
+    const grant = existing ?? new provider.Grant({ accountId, clientId });
+    const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } =
+      interaction.prompt.details;
+    if (missingOIDCScope !== undefined) grant.addOIDCScope(missingOIDCScope.join(" "));
+    if (missingOIDCClaims !== undefined) grant.addOIDCClaims(missingOIDCClaims);
+    for (const [resource, scopes] of Object.entries(missingResourceScopes ?? {})) {
+      grant.addResourceScope(resource, scopes.join(" "));
+    }
+    return await grant.save();
   }
 
   /** RFC 7523 §2.1: an access token for the client the assertion is about. */
@@ -453,13 +710,22 @@ class OidcTestProvider implements TestProvider {
     };
   }
 
+  #claimsForAccount(account: AccountRecord): Record<string, unknown> {
+    return {
+      [ZITADEL_ROLES_CLAIM]: this.#nestedRoles(account.roles),
+      roles: [...account.roles],
+      ...account.extraClaims,
+    };
+  }
+
+  #nestedRoles(roles: readonly string[]): Record<string, Record<string, string>> {
+    return Object.fromEntries(roles.map((role) => [role, { [this.#orgId]: this.#orgDomain }]));
+  }
+
   #claimsFor(user: UserRecord): Record<string, unknown> {
-    const nested = Object.fromEntries(
-      user.roles.map((role) => [role, { [this.#orgId]: this.#orgDomain }]),
-    );
     return {
       [this.deviceIdClaim]: user.deviceId,
-      [ZITADEL_ROLES_CLAIM]: nested,
+      [ZITADEL_ROLES_CLAIM]: this.#nestedRoles(user.roles),
       roles: [...user.roles],
       ...user.extraClaims,
     };
@@ -490,14 +756,16 @@ async function readBody(req: IncomingMessage): Promise<string> {
 class MemoryStore {
   readonly #data = new Map<string, { payload: AdapterPayload; expiresAt: number }>();
 
-  adapter(name: string, users: ReadonlyMap<string, UserRecord>): Adapter {
+  adapter(name: string, clients: (id: string) => AdapterPayload | undefined): Adapter {
     const data = this.#data;
     const key = (id: string): string => `${name}:${id}`;
     const get = (id: string): AdapterPayload | undefined => {
-      if (name === "Client") return users.get(id)?.metadata;
+      if (name === "Client") return clients(id);
       const entry = data.get(key(id));
       if (entry === undefined) return undefined;
-      if (entry.expiresAt <= Date.now()) {
+      // An expired device code is kept: oidc-provider checks expiry itself and then answers
+      // expired_token (RFC 8628 §3.5) rather than "not found".
+      if (entry.expiresAt <= Date.now() && name !== "DeviceCode") {
         data.delete(key(id));
         return undefined;
       }
@@ -535,4 +803,102 @@ class MemoryStore {
       },
     };
   }
+}
+
+/**
+ * Just enough of a browser for the device flow's pages: a cookie jar, redirects followed by
+ * hand, and forms read from their hidden inputs.
+ */
+class TestBrowser {
+  readonly #origin: string;
+  readonly #cookies = new Map<string, string>();
+
+  constructor(origin: string) {
+    this.#origin = origin;
+  }
+
+  async signIn(verificationUri: string, options: DeviceSignInOptions): Promise<void> {
+    const decision = options.decision ?? "approve";
+    // The complete URI answers a self-submitting form (xsrf + user_code); submit it.
+    let page = await this.#request(verificationUri);
+    page = await this.#submit(page, {});
+    // The code confirmation page: confirm, or press Abort.
+    page = await this.#submit(page, decision === "abort" ? { abort: "yes" } : {});
+    if (decision === "abort") return;
+    for (let step = 0; step < 4 && page.url.includes("/interaction/"); step++) {
+      const prompt = hiddenInputs(page.html).get("prompt");
+      const fields: Record<string, string> = prompt === "login"
+        ? { account: options.account, decision: "approve" }
+        : { decision: decision === "deny" && prompt === "consent" ? "deny" : "approve" };
+      page = await this.#submit(page, fields);
+    }
+    if (page.status !== 200 || page.url.includes("/interaction/")) {
+      throw new Error(`The device sign-in did not finish: ${page.status} at ${page.url}`);
+    }
+  }
+
+  /** Submits the page's first form with its hidden inputs plus `fields`. */
+  async #submit(page: Page, fields: Record<string, string>): Promise<Page> {
+    const action = /<form[^>]*\saction="([^"]*)"/.exec(page.html)?.[1];
+    if (action === undefined) {
+      throw new Error(`No form on the page at ${page.url} (HTTP ${page.status})`);
+    }
+    const body = new URLSearchParams([...hiddenInputs(page.html), ...Object.entries(fields)]);
+    return await this.#request(new URL(unescapeHtml(action), page.url).href, body);
+  }
+
+  /** GET (or POST `body`), following redirects with the cookie jar. */
+  async #request(url: string, body?: URLSearchParams): Promise<Page> {
+    let current = new URL(url, this.#origin).href;
+    let form = body;
+    for (let hop = 0; hop < 10; hop++) {
+      const response = await fetch(current, {
+        method: form === undefined ? "GET" : "POST",
+        headers: {
+          cookie: [...this.#cookies].map(([name, value]) => `${name}=${value}`).join("; "),
+          ...(form === undefined ? {} : { "content-type": "application/x-www-form-urlencoded" }),
+        },
+        ...(form === undefined ? {} : { body: form }),
+        redirect: "manual",
+      });
+      for (const header of response.headers.getSetCookie()) {
+        const [pair = ""] = header.split(";");
+        const at = pair.indexOf("=");
+        const name = pair.slice(0, at).trim();
+        const value = pair.slice(at + 1).trim();
+        if (value === "" || /expires=Thu, 01 Jan 1970/i.test(header)) this.#cookies.delete(name);
+        else this.#cookies.set(name, value);
+      }
+      const location = response.headers.get("location");
+      if (response.status >= 300 && response.status < 400 && location !== null) {
+        await response.body?.cancel();
+        current = new URL(location, current).href;
+        form = undefined;
+        continue;
+      }
+      return { url: current, status: response.status, html: await response.text() };
+    }
+    throw new Error(`Too many redirects from ${url}`);
+  }
+}
+
+interface Page {
+  url: string;
+  status: number;
+  html: string;
+}
+
+function hiddenInputs(html: string): Map<string, string> {
+  const inputs = new Map<string, string>();
+  for (
+    const match of html.matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)"\s*\/?>/g)
+  ) {
+    inputs.set(unescapeHtml(match[1] ?? ""), unescapeHtml(match[2] ?? ""));
+  }
+  return inputs;
+}
+
+function unescapeHtml(text: string): string {
+  return text.replaceAll("&quot;", '"').replaceAll("&#39;", "'").replaceAll("&lt;", "<")
+    .replaceAll("&gt;", ">").replaceAll("&amp;", "&");
 }

@@ -1,0 +1,25 @@
+/**
+ * The Zitadel adapter: the Management API calls that give a device its identity at
+ * enrollment, behind the provider-neutral {@link IdentityProvider}.
+ *
+ * @module
+ */
+
+export {
+  createZitadelIdentityProvider,
+  type DeviceIdentity,
+  type IdentityProvider,
+  type ZitadelIdentityOptions,
+} from "./identity.ts";
+export {
+  type AccessTokenType,
+  createZitadelManagement,
+  type MachineUserRecord,
+  type MachineUserSpec,
+  ZitadelApiError,
+  type ZitadelCall,
+  ZitadelCalls,
+  ZitadelKeyFile,
+  type ZitadelManagement,
+  type ZitadelManagementOptions,
+} from "./management.ts";
