@@ -6,6 +6,8 @@ import { LocalTarget, type Target } from "../adapters/host/target.ts";
 import { parseSshTarget, SshTarget } from "../adapters/host/ssh_target.ts";
 import type { CredentialsConfig } from "../agent/config.ts";
 import { enrollDevice } from "../enroll/enroll.ts";
+import { deviceFlowLogin } from "../adapters/oidc/mod.ts";
+import { createZitadelIdentityProvider, createZitadelManagement } from "../adapters/zitadel/mod.ts";
 import {
   connectCli,
   logFormatOption,
@@ -64,6 +66,23 @@ async function findPackages(
   return found;
 }
 
+/** The admin signs in with a code on another device (RFC 8628); returns the access token. */
+async function signIn(issuer: string, clientId: string): Promise<string> {
+  const token = await deviceFlowLogin({
+    issuer,
+    clientId,
+    // The audience scope lets the token call Zitadel's own Management API.
+    scope: "openid urn:zitadel:iam:org:project:id:zitadel:aud",
+    prompt: (p) =>
+      printLine(
+        `To let enroll create the device's identity, open ${
+          p.verificationUriComplete ?? p.verificationUri
+        } and enter the code ${p.userCode}`,
+      ),
+  });
+  return token.accessToken;
+}
+
 function enrollCommand(): Command {
   const command = new Command("enroll")
     .description(
@@ -86,6 +105,17 @@ function enrollCommand(): Command {
     .option("--device-oidc-audience <audience>", "audience of the device's tokens")
     .option("--device-nats-user <user>", "shared NATS user for the device (development only)")
     .option("--device-nats-password <password>", "its password (development only)")
+    .option("--zitadel-url <url>", "create the device's identity in this Zitadel instance")
+    .option("--zitadel-project-id <id>", "the Zitadel project whose `device` role devices get")
+    .option("--zitadel-org-id <id>", "the organisation devices live in (default: the admin's)")
+    .addOption(
+      new Option("--zitadel-token <token>", "the admin's access token (default: sign in)")
+        .env("FLEET_ZITADEL_TOKEN"),
+    )
+    .addOption(
+      new Option("--zitadel-client-id <id>", "the CLI's public client, for signing in")
+        .env("FLEET_ZITADEL_CLIENT_ID"),
+    )
     .option("-y, --yes", "overwrite a different config on the device without asking")
     .option("--no-wait", "do not wait for the first heartbeat")
     .addOption(
@@ -118,10 +148,11 @@ Examples:
       const labels = parseLabels(flags.label);
       const deviceUrls = natsServers({ natsUrl: flags.deviceNatsUrl ?? flags.natsUrl });
       let credentials: CredentialsConfig = { type: "none" };
-      if (flags.deviceOidcIssuer !== undefined) {
+      const issuer = flags.deviceOidcIssuer ?? flags.zitadelUrl;
+      if (issuer !== undefined) {
         credentials = {
           type: "oidc",
-          issuer: flags.deviceOidcIssuer,
+          issuer,
           key_file: "/etc/fleet-agent/device-key.json",
           grant: "jwt-bearer",
           ...(flags.deviceOidcAudience ? { audience: flags.deviceOidcAudience } : {}),
@@ -145,6 +176,17 @@ Examples:
         ? undefined
         : await Deno.readTextFile(flags.deviceKey);
       const packages = await findPackages(flags.packageDir);
+      if (flags.zitadelUrl !== undefined && flags.zitadelProjectId === undefined) {
+        throw new UsageError("--zitadel-url needs --zitadel-project-id");
+      }
+      if (
+        flags.zitadelUrl !== undefined && flags.zitadelToken === undefined &&
+        flags.zitadelClientId === undefined
+      ) {
+        throw new UsageError(
+          "--zitadel-url needs --zitadel-token, or --zitadel-client-id to sign in with a code",
+        );
+      }
       // Validates before connecting anywhere.
       const address = flags.target === undefined ? undefined : parseSshTarget(flags.target);
 
@@ -155,6 +197,14 @@ Examples:
           prompt: askSecret,
         })
         : new LocalTarget(askSecret);
+      const identity = flags.zitadelUrl === undefined ? undefined : createZitadelIdentityProvider({
+        management: createZitadelManagement({
+          baseUrl: flags.zitadelUrl,
+          token: flags.zitadelToken ?? await signIn(flags.zitadelUrl, flags.zitadelClientId!),
+          ...(flags.zitadelOrgId ? { orgId: flags.zitadelOrgId } : {}),
+        }),
+        projectId: flags.zitadelProjectId!,
+      });
       const nc = flags.wait ? await connectCli(flags, log) : undefined;
       try {
         const result = await enrollDevice({
@@ -165,6 +215,7 @@ Examples:
           credentials,
           packages,
           ...(deviceKey !== undefined ? { deviceKey } : {}),
+          ...(identity ? { identity } : {}),
           confirm: (path, diff) =>
             flags.yes
               ? Promise.resolve(true)

@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { Buckets, keys, validateIdentifier } from "../core/mod.ts";
 import type { Target } from "../adapters/host/target.ts";
 import type { Logger } from "../adapters/logger.ts";
+import type { IdentityProvider } from "../adapters/zitadel/mod.ts";
 import { watchBucket } from "../adapters/nats/mod.ts";
 import { type CredentialsConfig, renderAgentConfig } from "../agent/config.ts";
 import {
@@ -22,16 +23,12 @@ import {
   ensurePodman,
   ensurePodmanSocket,
   ensureService,
+  hasDeviceKey,
   inspectSystem,
   podmanSocketPath,
   STATE_DIR,
   type StepOutcome,
 } from "./steps.ts";
-
-/** Makes sure the device has an identity at the provider; returns a key only when new. */
-export interface DeviceIdentityProvider {
-  ensureDeviceIdentity(deviceId: string): Promise<StepOutcome & { key?: string }>;
-}
 
 export interface EnrollOptions {
   target: Target;
@@ -44,7 +41,8 @@ export interface EnrollOptions {
   packages: Record<string, { path: string; version: string }>;
   /** A device key to install (read from a file by the caller). */
   deviceKey?: string;
-  identity?: DeviceIdentityProvider;
+  /** Creates the device's identity (and a key when the device has none) at the provider. */
+  identity?: IdentityProvider;
   confirm: ConfirmOverwrite;
   /** A connection to the fleet's NATS, to see the heartbeat; none = do not wait. */
   nats?: NatsConnection;
@@ -91,9 +89,20 @@ export async function enrollDevice(o: EnrollOptions): Promise<EnrollResult> {
   const installed = await step("package", () => ensurePackage(o.target, pkg));
 
   let key = o.deviceKey;
-  if (o.identity) {
-    const identity = await step("identity", () => o.identity!.ensureDeviceIdentity(o.deviceId));
-    key ??= identity.key;
+  const identity = o.identity;
+  if (identity) {
+    const created = await step("identity", async () => {
+      // A key can be had only when created: ask for one only when the device has none.
+      const needKey = key === undefined && !await hasDeviceKey(o.target);
+      const id = await identity.ensureDeviceIdentity(o.deviceId, { newKey: needKey });
+      return {
+        changed: id.changed,
+        detail: `${id.clientId} ${id.changed ? "set up" : "already set up"} at the provider` +
+          (id.keyFile ? ", with a new key" : ""),
+        key: id.keyFile,
+      };
+    });
+    key ??= created.key;
   }
   let keyChanged = false;
   if (o.credentials.type === "oidc") {

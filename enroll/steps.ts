@@ -225,6 +225,10 @@ async function writeAgentFile(target: Target, path: string, content: string): Pr
   if (r.code !== 0) throw new EnrollError(`Writing ${path} on ${target.description}: ${r.stderr}`);
 }
 
+export async function hasDeviceKey(target: Target): Promise<boolean> {
+  return (await readRootFile(target, DEVICE_KEY_PATH)) !== undefined;
+}
+
 /**
  * Writes the device key when a new one is given; keeps the one on the device otherwise (a
  * provider hands out a key only once).
