@@ -106,6 +106,8 @@ interface RequestInit {
 
 const TOKEN_FILE_REFRESH_MS = 60_000;
 const LIST_PAGE_SIZE = 500;
+/** How long past its server-side timeout a silent watch is taken for dead. */
+const WATCH_IDLE_GRACE_MS = 15_000;
 
 /**
  * A client for one API server. Needs `--allow-net` to the server (and `--allow-read` for
@@ -288,6 +290,9 @@ export class KubeClient implements Disposable {
       errorFor: (status) => this.#errorFromStatus(target, status.code ?? 500, status),
       lost: (reason, cause) =>
         new KubeUnavailableError({ server: this.server, reason, operation: "watch" }, { cause }),
+      ...(options.timeoutSeconds !== undefined
+        ? { idleTimeoutMs: options.timeoutSeconds * 1000 + WATCH_IDLE_GRACE_MS }
+        : {}),
     });
   }
 

@@ -39,10 +39,13 @@ export interface InformerOptions {
   resyncOnGone?: true;
   /** Retry delays after a failure: doubling from `initialMs` up to `maxMs`. */
   backoff?: { initialMs?: number; maxMs?: number };
-  /** Ask the server to end each watch after this long; it is resumed at once. @default 300 */
+  /** Ask the server to end each watch after this long; it is resumed at once. @default 60 */
   watchTimeoutSeconds?: number;
 }
 
+/** Short, so a connection that died silently is noticed within a minute and a half (the
+ * client gives a watch 15 s beyond its timeout); re-watching resumes without a relist. */
+const DEFAULT_WATCH_TIMEOUT_SECONDS = 60;
 const DEFAULT_INITIAL_BACKOFF_MS = 1000;
 const DEFAULT_MAX_BACKOFF_MS = 5000;
 const REMINDER_EVERY_MS = 60_000;
@@ -163,7 +166,7 @@ export async function* informer<T extends KubeObject = KubeObject>(
           fieldSelector: options.fieldSelector,
           resourceVersion,
           signal,
-          timeoutSeconds: options.watchTimeoutSeconds ?? 300,
+          timeoutSeconds: options.watchTimeoutSeconds ?? DEFAULT_WATCH_TIMEOUT_SECONDS,
         });
         recovered();
         for await (const event of stream) {

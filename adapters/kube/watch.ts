@@ -15,6 +15,12 @@ export interface WatchStreamContext {
   errorFor(status: KubeStatus): KubeApiError;
   /** The error for a connection that broke mid-stream. */
   lost(reason: string, cause: unknown): KubeUnavailableError;
+  /**
+   * Nothing received for this long means the connection is dead even if no error says so
+   * (seen after an API server was killed: a read that never returned for 5 minutes). Set it
+   * beyond the watch's server-side timeout, which always ends a healthy watch first.
+   */
+  idleTimeoutMs?: number;
 }
 
 const EVENT_TYPES: ReadonlySet<string> = new Set<WatchEventType>([
@@ -37,12 +43,18 @@ export async function* readWatchEvents<T>(
   let buffer = "";
   try {
     while (true) {
-      let chunk: ReadableStreamReadResult<string>;
+      let chunk: ReadableStreamReadResult<string> | "idle";
       try {
-        chunk = await reader.read();
+        chunk = await readWithin(reader, context.idleTimeoutMs);
       } catch (err) {
         if (context.signal.aborted) return;
         throw context.lost(`the watch connection broke (${describe(err)})`, err);
+      }
+      if (chunk === "idle") {
+        throw context.lost(
+          `the watch sent nothing for ${context.idleTimeoutMs! / 1000} s; the connection is dead`,
+          undefined,
+        );
       }
       if (chunk.done) {
         const rest = buffer.trim();
@@ -65,6 +77,21 @@ export async function* readWatchEvents<T>(
   } finally {
     await reader.cancel().catch(() => {});
     reader.releaseLock();
+  }
+}
+
+async function readWithin<T>(
+  reader: ReadableStreamDefaultReader<T>,
+  ms: number | undefined,
+): Promise<ReadableStreamReadResult<T> | "idle"> {
+  if (ms === undefined) return await reader.read();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<"idle">((resolve) => timer = setTimeout(() => resolve("idle"), ms));
+  try {
+    // A read left pending by "idle" ends when the caller cancels the reader.
+    return await Promise.race([reader.read(), idle]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
