@@ -21,3 +21,19 @@ export function procSample(pid: number | "self"): ProcSample | undefined {
     return undefined;
   }
 }
+
+/** Pid of the process whose argv[0] is `program` and whose command line names `marker`. */
+export function findPid(program: string, marker: string): number | undefined {
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
+      if (argv[0]?.split("/").pop() === program && argv.some((a) => a.includes(marker))) {
+        return Number(entry.name);
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return undefined;
+}

@@ -8,7 +8,9 @@
  *   the device-id label. Deployment j selects `group=g<j>`; when j % 4 == 1 it also needs
  *   `half=a`, when j % 4 == 3 `half notin (a)`: the deployments split the fleet by labels.
  * - Devices map onto `--connections` NATS connections round-robin (device i on connection
- *   i % C); every connection pipelines its puts (at most `WINDOW` in flight each).
+ *   i % C); every connection pipelines its puts (at most `WINDOW` in flight each) as plain
+ *   JetStream publishes acked on one inbox ({@link KvPipeline}). On a cluster (`--cluster`)
+ *   connection c prefers server c % 3.
  * - Heartbeats: every device once at registration, then the whole fleet once per 30 s
  *   (N/30 puts per second on top of the state writes).
  * - State writes: at `--rate` per second, a random (device, deployment) pair the selector
@@ -17,7 +19,8 @@
  *   aggregate's `lastError` names the newest write the operator has folded in: that is how
  *   the convergence latency of each write is measured, exactly.
  * - The raw ceiling: before the operator starts, one bare client pipelines KV puts of the
- *   same size into a scratch bucket while a second connection watches it, on the same server.
+ *   same size the same way into a scratch bucket (same replicas) while a second connection
+ *   watches it, on the same server(s).
  * - After the run, two more phases (each one figures line, and in the last line):
  *   retarget: a deployment `retarget` selecting `half=a` switches to `half notin (a)`; the
  *   desired-state watch must see exactly one put per newly matched device and one delete per
@@ -34,7 +37,6 @@ import {
   Buckets,
   type DeploymentState,
   DeploymentStatus,
-  DEVICE_ID_LABEL,
   type DeviceInfo,
   keys,
   type LabelSelector,
@@ -51,9 +53,19 @@ import {
   watchBucket,
   type WatchEvent,
 } from "../adapters/nats/mod.ts";
+import { startNatsCluster } from "../adapters/nats/cluster_process.ts";
 import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
-import { type ProcSample, procSample } from "./_proc.ts";
+import { findPid, type ProcSample, procSample } from "./_proc.ts";
+import {
+  deploymentName,
+  deviceId,
+  deviceLabels,
+  fmt,
+  matchedDevices,
+  percentile,
+  selectorOf,
+} from "./_sim_fleet.ts";
 import { KvPipeline } from "./_kv_pipeline.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -83,8 +95,12 @@ export interface FleetBenchOptions {
   rate: number;
   durationSeconds: number;
   connections: number;
-  /** Attach to this server instead of starting one. */
+  /** Attach to these servers (comma-separated) instead of starting any. */
   natsUrl?: string | undefined;
+  /** Start a 3-server cluster instead of one server. */
+  cluster: boolean;
+  /** Replicas of the fleet buckets (3 on a cluster). */
+  replicas: number;
   /** `process`: `deno run -A main.ts operator run` (RSS/CPU from /proc); `inline`: same process. */
   operator: "process" | "inline";
   /** Writes a V8 CPU profile of the operator process into this directory. */
@@ -94,18 +110,15 @@ export interface FleetBenchOptions {
   log: Logger;
 }
 
-/** The nats-server whose command line names `marker` (its store dir), if we can see it. */
-function findPid(marker: string): number | undefined {
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const cmd = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
-      if (cmd.includes("nats-server") && cmd.includes(marker)) return Number(entry.name);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return undefined;
+/** The servers' CPU ticks summed (a cluster counts as one), undefined when none is ours. */
+function natsSample(pids: number[]): ProcSample | undefined {
+  const samples = pids.map((pid) => procSample(pid)).filter((x) => x !== undefined);
+  if (samples.length === 0) return undefined;
+  return samples.reduce((a, b) => ({
+    rssKb: a.rssKb + b.rssKb,
+    hwmKb: a.hwmKb + b.hwmKb,
+    cpuTicks: a.cpuTicks + b.cpuTicks,
+  }));
 }
 
 /** CPU use of a process between two samples, in % of one core. */
@@ -114,49 +127,7 @@ function cpuPercent(a: ProcSample | undefined, b: ProcSample | undefined, ms: nu
   return (b.cpuTicks - a.cpuTicks) / 100 / (ms / 1000) * 100;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function deviceId(i: number): string {
-  return `dev-${i}`;
-}
-
-function deploymentName(j: number): string {
-  return `d-${j}`;
-}
-
-function deviceLabels(i: number, m: number): Record<string, string> {
-  return {
-    group: `g${i % m}`,
-    half: Math.floor(i / m) % 2 === 0 ? "a" : "b",
-    [DEVICE_ID_LABEL]: deviceId(i),
-  };
-}
-
-function selectorOf(j: number): LabelSelector {
-  const matchLabels: Record<string, string> = { group: `g${j}` };
-  if (j % 4 === 1) matchLabels.half = "a";
-  if (j % 4 === 3) {
-    return { matchLabels, matchExpressions: [{ key: "half", operator: "NotIn", values: ["a"] }] };
-  }
-  return { matchLabels };
-}
-
-/** The simulator's own truth of which devices deployment j matches (no core code). */
-function matchedDevices(j: number, n: number, m: number): number[] {
-  const out: number[] = [];
-  for (let i = j; i < n; i += m) {
-    const half = Math.floor(i / m) % 2 === 0 ? "a" : "b";
-    if (j % 4 === 1 && half !== "a") continue;
-    if (j % 4 === 3 && half === "a") continue;
-    out.push(i);
-  }
-  return out;
-}
 
 /** The KV put + watch rate a bare client reaches on this server: the physical ceiling. */
 async function rawCeiling(
@@ -164,9 +135,10 @@ async function rawCeiling(
   watch: NatsConnection,
   log: Logger,
   valueSize: number,
+  replicas: number,
 ): Promise<{ putRate: number; watchRate: number }> {
   const bucket = "bench-raw";
-  const kv = await ensureBucket(put, bucket, { replicas: 1, history: 1 });
+  const kv = await ensureBucket(put, bucket, { replicas, history: 1 });
   const stop = new AbortController();
   let seen = 0;
   let ready!: () => void;
@@ -218,6 +190,7 @@ async function startOperator(
     const args = ["run", "-A"];
     if (o.cpuProfDir) args.push("--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`);
     args.push(MAIN, "operator", "run", "--nats-url", url, "--log-level", "info");
+    args.push("--replicas", String(o.replicas));
     const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" })
       .spawn();
     let resolveReady!: () => void;
@@ -249,7 +222,7 @@ async function startOperator(
     };
   }
   const nc = await connectNats({
-    servers: [url],
+    servers: url.split(","),
     credentials: noCredentials(),
     name: "fleet-operator",
     logger: log,
@@ -257,9 +230,9 @@ async function startOperator(
   const controller = new AbortController();
   const operator = new Operator({
     nc,
-    source: new NatsDeploymentSource(nc, log, 1),
+    source: new NatsDeploymentSource(nc, log, o.replicas),
     log,
-    replicas: 1,
+    replicas: o.replicas,
   });
   const done = operator.run(controller.signal).finally(() => nc.close());
   return {
@@ -278,14 +251,19 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const n = o.devices;
   const m = o.deployments;
   const say = (text: string) => printLine(`# ${text}`);
-  await using server = o.natsUrl ? undefined : await startNatsServer();
-  const url = o.natsUrl ?? server!.url;
-  const natsPid = server ? findPid(server.storeDir) : undefined;
+  await using server = o.natsUrl || o.cluster ? undefined : await startNatsServer();
+  await using cluster = o.cluster && !o.natsUrl ? await startNatsCluster() : undefined;
+  const urls = o.natsUrl?.split(",") ?? cluster?.urls ?? [server!.url];
+  const url = urls.join(",");
+  const natsPids = (cluster?.servers ?? (server ? [server] : []))
+    .map((s) => findPid("nats-server", s.storeDir))
+    .filter((pid) => pid !== undefined);
   const conns: NatsConnection[] = [];
   for (let c = 0; c < o.connections + 1; c++) {
     conns.push(
       await connectNats({
-        servers: [url],
+        // Spread over the cluster: connection c prefers server c % size.
+        servers: [...urls.slice(c % urls.length), ...urls.slice(0, c % urls.length)],
         credentials: noCredentials(),
         name: `bench-${c}`,
         logger: log,
@@ -296,12 +274,13 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const watcher = conns[o.connections]!;
   const writers = conns.slice(0, o.connections);
   for (const b of Object.values(Buckets)) {
-    await ensureBucket(writers[0]!, b, { replicas: 1, history: HISTORY[b]! });
+    await ensureBucket(writers[0]!, b, { replicas: o.replicas, history: HISTORY[b]! });
   }
   const pipes = writers.map((nc) => new KvPipeline(nc, WINDOW));
   const pipeOf = (i: number) => pipes[i % o.connections]!;
   say(
-    `nats ${url}${server ? " (started here)" : ""}; ${n} devices on ${o.connections} ` +
+    `nats ${url}${server || cluster ? " (started here)" : ""}, buckets at ${o.replicas} ` +
+      `replica(s); ${n} devices on ${o.connections} ` +
       `connections (device i on connection i % ${o.connections}, ${WINDOW} puts in flight each)`,
   );
 
@@ -315,7 +294,13 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
     lastError: "w1234567",
     lastEventAt: new Date().toISOString(),
   };
-  const raw = await rawCeiling(writers[0]!, watcher, log, JSON.stringify(sampleState).length);
+  const raw = await rawCeiling(
+    writers[0]!,
+    watcher,
+    log,
+    JSON.stringify(sampleState).length,
+    o.replicas,
+  );
   say(`raw KV: ${raw.putRate.toFixed(0)} puts/s, ${raw.watchRate.toFixed(0)} watched/s`);
 
   // 2. The fleet registers: device info and a first heartbeat.
@@ -443,7 +428,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
 
   // 5. M deployments.
   const cpu0 = procSample(operatorPid);
-  const nats0 = natsPid ? procSample(natsPid) : undefined;
+  const nats0 = natsSample(natsPids);
   const fanStart = performance.now();
   const store = new NatsDeploymentStore(writers[0]!, log);
   await Promise.all(
@@ -473,7 +458,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const base = Date.now();
   const writeStart = performance.now();
   const cpu1 = procSample(operatorPid);
-  const nats1 = natsPid ? procSample(natsPid) : undefined;
+  const nats1 = natsSample(natsPids);
   const self1 = procSample("self");
   const durationMs = o.durationSeconds * 1000;
   const perMs = o.rate / 1000;
@@ -525,7 +510,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   while (total() < writes && performance.now() < quietDeadline) await sleep(20);
   const processedAt = lastStatusAt;
   const cpu2 = procSample(operatorPid);
-  const nats2 = natsPid ? procSample(natsPid) : undefined;
+  const nats2 = natsSample(natsPids);
   const self2 = procSample("self");
   const processedS = (processedAt - writeStart) / 1000;
   const processedRate = total() / Math.max(processedS, (writeEnd - writeStart) / 1000);
@@ -670,6 +655,9 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   );
 
   if (!restartOk && server) say(`nats-server log:\n${await server.logTail(15)}`);
+  for (const [i, s] of (cluster?.servers ?? []).entries()) {
+    if (!restartOk) say(`nats-server n${i + 1} log:\n${await s.logTail(10)}`);
+  }
   stop.abort();
   await Promise.all([heartbeats, statusWatch, desiredWatch]);
   const putErrors = pipes.reduce((s, p) => s + p.errors, 0);
@@ -684,7 +672,6 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const opErrors = o.operator === "inline"
     ? operators.reduce((s, x) => s + x.writeErrors(), 0)
     : warnings.filter((w) => /Could not/.test(w)).length;
-  const fmt = (x: number, d = 0) => Number.isFinite(x) ? x.toFixed(d) : "n/a";
   const ok = fanResult === "ok" && exact === m && putErrors === 0 && opErrors === 0 &&
     total() === writes && retargetOk && restartOk;
   say(
@@ -697,6 +684,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   );
   printLine(
     `fleet bench: devices=${n} deployments=${m} connections=${o.connections} ` +
+      `nats_servers=${urls.length} replicas=${o.replicas} ` +
       `desired_keys=${expectedDesired} fanout_s=${fmt(fanOutS, 2)} ` +
       `cold_start_s=${fmt(coldStartS, 2)} ` +
       `state_writes=${writes} sent_per_s=${fmt(sentRate)} processed_per_s=${fmt(processedRate)} ` +

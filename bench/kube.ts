@@ -21,13 +21,10 @@
  *    (measured from the moment their heartbeat crossed `--stale-after`, which is passed to the
  *    operator), no other device may flip, and every aggregate's `unreachable` must count them.
  *
- * The label scheme (same idea as bench/fleet.ts, written here on its own): device i has
- * `group=g<i % M>` and `half=a|b` (`a` when ⌊i / M⌋ is even); deployment j selects
- * `group=g<j>`, plus `half=a` when j % 4 == 1 and `half notin (a)` when j % 4 == 3.
+ * The simulated fleet (labels, selectors, truth) is bench/_sim_fleet.ts, as for bench:fleet.
  */
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/nats-core";
-import type { KV } from "@nats-io/kv";
 import { z } from "zod";
 import {
   Aggregate,
@@ -35,11 +32,9 @@ import {
   Buckets,
   Condition,
   type DeploymentState,
-  DEVICE_ID_LABEL,
   type DeviceInfo,
   type Heartbeat,
   keys,
-  type LabelSelector,
   parseKey,
   REACHABLE,
 } from "../core/mod.ts";
@@ -56,7 +51,17 @@ import {
 } from "../adapters/nats/mod.ts";
 import { DeploymentType, DeviceType, installCrds, KubeDeploymentStore } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
-import { type ProcSample, procSample } from "./_proc.ts";
+import { findPid, type ProcSample, procSample } from "./_proc.ts";
+import { KvPipeline } from "./_kv_pipeline.ts";
+import {
+  deploymentName,
+  deviceId,
+  deviceLabels,
+  fmt,
+  matchedDevices,
+  percentile,
+  selectorOf,
+} from "./_sim_fleet.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 /** Deployments live in `default`: the test API server runs no namespace controller. */
@@ -92,57 +97,6 @@ async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolea
   return cond();
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
-}
-
-const fmt = (x: number, digits = 0) => Number.isFinite(x) ? x.toFixed(digits) : "n/a";
-
-const deviceId = (i: number) => `dev-${i}`;
-const deploymentName = (j: number) => `d-${j}`;
-const halfOf = (i: number, m: number) => Math.floor(i / m) % 2 === 0 ? "a" : "b";
-
-function deviceLabels(i: number, m: number): Record<string, string> {
-  return { group: `g${i % m}`, half: halfOf(i, m), [DEVICE_ID_LABEL]: deviceId(i) };
-}
-
-function selectorOf(j: number): LabelSelector {
-  const matchLabels: Record<string, string> = { group: `g${j}` };
-  if (j % 4 === 1) matchLabels.half = "a";
-  if (j % 4 === 3) {
-    return { matchLabels, matchExpressions: [{ key: "half", operator: "NotIn", values: ["a"] }] };
-  }
-  return { matchLabels };
-}
-
-/** The simulator's own truth of which devices deployment j matches (no core code). */
-function matchedDevices(j: number, n: number, m: number): number[] {
-  const out: number[] = [];
-  for (let i = j; i < n; i += m) {
-    if (j % 4 === 1 && halfOf(i, m) !== "a") continue;
-    if (j % 4 === 3 && halfOf(i, m) === "a") continue;
-    out.push(i);
-  }
-  return out;
-}
-
-/** Pid of the process whose argv[0] is `program` and whose command line names `marker`. */
-function findPid(program: string, marker: string): number | undefined {
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const argv = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
-      if (argv[0]?.split("/").pop() === program && argv.some((a) => a.includes(marker))) {
-        return Number(entry.name);
-      }
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return undefined;
-}
-
 const PROCESSES = ["operator", "kube-apiserver", "etcd", "nats-server", "simulator"] as const;
 type ProcessName = typeof PROCESSES[number];
 /** /proc samples of every process at one moment (`at`: performance.now()). */
@@ -160,45 +114,18 @@ function cpuPercents(a: Samples, b: Samples): Record<ProcessName, number> {
   return out;
 }
 
-/** Puts with at most WINDOW in flight on one connection; counts failures. */
-class PutWindow {
-  #inFlight = 0;
-  #waiters: (() => void)[] = [];
-  errors = 0;
-  firstError: string | undefined;
-
-  async put(kv: KV, key: string, value: string): Promise<void> {
-    while (this.#inFlight >= WINDOW) await new Promise<void>((r) => this.#waiters.push(r));
-    this.#inFlight++;
-    kv.put(key, value).catch((error) => {
-      this.errors++;
-      this.firstError ??= (error as Error).message;
-    }).finally(() => {
-      this.#inFlight--;
-      this.#waiters.shift()?.();
-    });
-  }
-
-  async drain(): Promise<void> {
-    while (this.#inFlight > 0) await sleep(5);
-  }
-}
-
 /** N devices over a few NATS connections: device i writes on connection i % C. */
 class Simulator {
-  readonly #kvs: Record<string, KV>[];
-  readonly #windows: PutWindow[];
+  readonly #windows: KvPipeline[];
   /** Devices whose heartbeats stopped (the reachability phase). */
   readonly silenced = new Set<number>();
 
-  constructor(kvs: Record<string, KV>[]) {
-    this.#kvs = kvs;
-    this.#windows = kvs.map(() => new PutWindow());
+  constructor(conns: NatsConnection[]) {
+    this.#windows = conns.map((nc) => new KvPipeline(nc, WINDOW));
   }
 
   put(i: number, bucket: string, key: string, value: string): Promise<void> {
-    const c = i % this.#kvs.length;
-    return this.#windows[c]!.put(this.#kvs[c]![bucket]!, key, value);
+    return this.#windows[i % this.#windows.length]!.put(bucket, key, value);
   }
 
   heartbeat(i: number, at = Date.now()): Promise<void> {
@@ -460,15 +387,11 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
       );
     }
     const watcher = conns[o.connections]!;
-    const kvs: Record<string, KV>[] = [];
-    for (const nc of conns.slice(0, o.connections)) {
-      const kv: Record<string, KV> = {};
-      for (const b of [Buckets.deviceInfo, Buckets.deviceState, Buckets.deviceHeartbeat]) {
-        kv[b] = await openBucket(nc, b);
-      }
-      kvs.push(kv);
+    // The operator creates the buckets; the simulator's puts need them to exist.
+    for (const b of [Buckets.deviceInfo, Buckets.deviceState, Buckets.deviceHeartbeat]) {
+      await openBucket(conns[0]!, b);
     }
-    const sim = new Simulator(kvs);
+    const sim = new Simulator(conns.slice(0, o.connections));
 
     const devices = new DeviceView();
     tasks.push(devices.follow(client, stop.signal, log));

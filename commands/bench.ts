@@ -1,5 +1,6 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { runFleetBench } from "../bench/fleet.ts";
+import { kubeCommand } from "./bench_kube.ts";
 import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
 
 function count(name: string, min: number) {
@@ -38,8 +39,16 @@ function fleetCommand(): Command {
         .argParser(count("--connections", 1)).default(4),
     )
     .addOption(
-      new Option("--nats-url <url>", "attach to this nats-server instead of starting one")
+      new Option("--nats-url <urls>", "attach to these nats-servers instead of starting any")
         .env("FLEET_NATS_URL"),
+    )
+    .addOption(
+      new Option("--cluster", "start a 3-server nats-server cluster instead of one server")
+        .conflicts("natsUrl"),
+    )
+    .addOption(
+      new Option("--replicas <n>", "replicas of the fleet buckets (default: 3 with --cluster)")
+        .argParser(count("--replicas", 1)),
     )
     .addOption(
       new Option(
@@ -64,7 +73,8 @@ server it uses: attach only to a scratch server.
 
 Examples:
   fleet bench fleet --devices 1000 --deployments 100 --rate 1000 --duration 20
-  deno task bench:fleet --devices 10000 --deployments 100 --rate 5000 --duration 30`,
+  deno task bench:fleet --devices 10000 --deployments 100 --rate 5000 --duration 30
+  deno task bench:fleet --cluster --devices 10000 --deployments 100 --rate 5000`,
     )
     .action(async (flags) => {
       const ok = await runFleetBench({
@@ -74,6 +84,8 @@ Examples:
         durationSeconds: flags.duration,
         connections: flags.connections,
         natsUrl: flags.natsUrl,
+        cluster: flags.cluster ?? false,
+        replicas: flags.replicas ?? (flags.cluster ? 3 : 1),
         operator: flags.operator,
         cpuProfDir: flags.cpuProf,
         timeoutSeconds: flags.timeout,
@@ -86,5 +98,6 @@ Examples:
 export function benchCommand(): Command {
   const bench = new Command("bench").description("Benchmarks that print figures");
   bench.addCommand(fleetCommand());
+  bench.addCommand(kubeCommand());
   return bench;
 }

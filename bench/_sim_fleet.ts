@@ -1,0 +1,43 @@
+/**
+ * The simulated fleet both control-plane benchmarks use: device i has labels
+ * `group=g<i % M>` and `half=a|b` (`a` when ⌊i / M⌋ is even); deployment j selects
+ * `group=g<j>`, narrowed to `half=a` when j % 4 == 1 and to `half notin (a)` when j % 4 == 3.
+ * The truth of who matches what is computed here without core code, to check the operator.
+ */
+import { DEVICE_ID_LABEL, type LabelSelector } from "../core/mod.ts";
+
+export const deviceId = (i: number): string => `dev-${i}`;
+export const deploymentName = (j: number): string => `d-${j}`;
+export const halfOf = (i: number, m: number): "a" | "b" => Math.floor(i / m) % 2 === 0 ? "a" : "b";
+
+export function deviceLabels(i: number, m: number): Record<string, string> {
+  return { group: `g${i % m}`, half: halfOf(i, m), [DEVICE_ID_LABEL]: deviceId(i) };
+}
+
+export function selectorOf(j: number): LabelSelector {
+  const matchLabels: Record<string, string> = { group: `g${j}` };
+  if (j % 4 === 1) matchLabels.half = "a";
+  if (j % 4 === 3) {
+    return { matchLabels, matchExpressions: [{ key: "half", operator: "NotIn", values: ["a"] }] };
+  }
+  return { matchLabels };
+}
+
+/** The devices deployment j matches, among n devices and m deployments. */
+export function matchedDevices(j: number, n: number, m: number): number[] {
+  const out: number[] = [];
+  for (let i = j; i < n; i += m) {
+    if (j % 4 === 1 && halfOf(i, m) !== "a") continue;
+    if (j % 4 === 3 && halfOf(i, m) === "a") continue;
+    out.push(i);
+  }
+  return out;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+}
+
+export const fmt = (x: number, digits = 0): string =>
+  Number.isFinite(x) ? x.toFixed(digits) : "n/a";
