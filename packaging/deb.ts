@@ -1,0 +1,144 @@
+/**
+ * What goes into a `fleet_<version>_<arch>.deb`, as text: the control file, the maintainer
+ * scripts, the `/usr/bin/fleet` launcher and the `fleet-agent` systemd unit. Pure; the
+ * build (`build.ts`) lays these out next to the Deno runtime and the bundled program.
+ */
+
+/** A package cannot be built as asked; the message says which value and why. */
+export class PackagingError extends Error {
+  override readonly name = "PackagingError";
+}
+
+/** Debian architecture names of the packages we build, with their Deno npm package. */
+export const DEB_ARCHES = {
+  amd64: { denoPackage: "@deno/linux-x64-glibc", qemu: undefined },
+  arm64: { denoPackage: "@deno/linux-arm64-glibc", qemu: "qemu-aarch64-static" },
+} as const;
+
+export type DebArch = keyof typeof DEB_ARCHES;
+
+/** Where the package puts things; the launcher finds the rest relative to itself. */
+export const DebPaths = {
+  launcher: "usr/bin/fleet",
+  runtime: "usr/lib/fleet/deno",
+  program: "usr/lib/fleet/fleet.js",
+  unit: "lib/systemd/system/fleet-agent.service",
+  configDir: "etc/fleet-agent",
+} as const;
+
+export function debFileName(version: string, arch: DebArch): string {
+  return `fleet_${version}_${arch}.deb`;
+}
+
+/** Debian versions must start with a digit; semver pre-releases sort with `~`. */
+export function debVersion(version: string): string {
+  if (!/^\d[0-9A-Za-z.+~-]*$/.test(version)) {
+    throw new PackagingError(
+      `"${version}" cannot be a Debian package version (it must start with a digit)`,
+    );
+  }
+  return version.replace("-", "~");
+}
+
+export function controlFile(
+  options: { version: string; arch: DebArch; installedSizeKb: number },
+): string {
+  return [
+    "Package: fleet",
+    `Version: ${debVersion(options.version)}`,
+    `Architecture: ${options.arch}`,
+    "Maintainer: Fleet developers <fleet@nationtech.io>",
+    `Installed-Size: ${Math.ceil(options.installedSizeKb)}`,
+    "Section: admin",
+    "Priority: optional",
+    // The agent drives podman through its REST API; `fleet device enroll` installs and sets
+    // it up, so the package itself only recommends it (the CLI runs without it).
+    "Depends: libc6 (>= 2.31)",
+    "Recommends: podman (>= 4.3), uidmap, systemd",
+    "Homepage: https://github.com/nationtech/fleet",
+    "Description: Fleet device agent and control-plane CLI",
+    " The fleet-agent service runs the containers that the Fleet control plane",
+    " assigns to this device through podman, and reports their state over NATS.",
+    " The fleet command also holds the operator, the NATS auth callout and the CLI.",
+    "",
+  ].join("\n");
+}
+
+/**
+ * `/usr/bin/fleet`: runs the bundle with the packaged runtime. Paths are relative to the
+ * script so an unpacked package (`dpkg-deb -x`) runs in place; caches go to the caller's
+ * DENO_DIR or a private temp dir, never to a home directory the service user may lack.
+ */
+export function launcherScript(): string {
+  return `#!/bin/sh
+# Fleet: runs the bundled program with the Deno runtime shipped in this package.
+set -e
+here=$(dirname "$(readlink -f "$0")")
+lib="$here/../lib/fleet"
+export DENO_NO_UPDATE_CHECK=1
+export DENO_NO_PROMPT=1
+: "\${DENO_DIR:=\${CACHE_DIRECTORY:-\${TMPDIR:-/tmp}/fleet-deno-$(id -u)}}"
+export DENO_DIR
+exec "$lib/deno" run --allow-all --no-config --no-lock --no-code-cache "$lib/fleet.js" "$@"
+`;
+}
+
+/**
+ * The agent's unit. It runs as the `fleet-agent` user whose rootless podman holds the
+ * containers, so stopping or restarting the agent never stops them. systemd before 254
+ * ignores RestartSteps/RestartMaxDelaySec (one notice at load) and restarts every 5 s.
+ */
+export function agentUnit(): string {
+  return `[Unit]
+Description=Fleet device agent (runs this device's containers with podman)
+Documentation=https://github.com/nationtech/fleet
+Wants=network-online.target
+After=network-online.target
+# Never give up: a device without network for a day must come back on its own.
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+User=fleet-agent
+ExecStart=/usr/bin/fleet agent run --config /etc/fleet-agent/config.toml
+Restart=always
+RestartSec=5s
+RestartSteps=6
+RestartMaxDelaySec=2min
+CacheDirectory=fleet-agent
+StateDirectory=fleet-agent
+Environment=NO_COLOR=1
+StandardOutput=journal
+StandardError=journal
+SyslogIdentifier=fleet-agent
+# The containers belong to the user's podman service, not to this unit.
+KillMode=mixed
+TimeoutStopSec=20s
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/** Reloads systemd and restarts an agent that was running, so an upgrade takes effect. */
+export function postinstScript(): string {
+  return `#!/bin/sh
+set -e
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload || true
+  if [ "$1" = configure ] && [ -n "$2" ]; then
+    systemctl try-restart fleet-agent.service || true
+  fi
+fi
+`;
+}
+
+/** Stops the agent on removal (not on upgrade); its containers keep running. */
+export function prermScript(): string {
+  return `#!/bin/sh
+set -e
+if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
+  systemctl disable --now fleet-agent.service || true
+fi
+`;
+}

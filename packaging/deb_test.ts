@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import {
+  agentUnit,
+  controlFile,
+  debFileName,
+  debVersion,
+  launcherScript,
+  PackagingError,
+  postinstScript,
+  prermScript,
+} from "./deb.ts";
+
+Deno.test("debFileName() and debVersion() follow Debian's naming", () => {
+  assert.equal(debFileName("0.1.0", "arm64"), "fleet_0.1.0_arm64.deb");
+  assert.equal(debVersion("1.2.0-rc.1"), "1.2.0~rc.1", "a pre-release sorts before the release");
+  assert.throws(() => debVersion("v1.0"), PackagingError);
+  assert.throws(() => debVersion("1.0 beta"), /must start with a digit/);
+});
+
+Deno.test("controlFile() names the package, version, arch and a folded description", () => {
+  const control = controlFile({ version: "0.3.0", arch: "amd64", installedSizeKb: 1234.2 });
+  const fields = new Map(
+    control.split("\n").filter((l) => /^\S+: /.test(l)).map((l) => {
+      const at = l.indexOf(": ");
+      return [l.slice(0, at), l.slice(at + 2)] as const;
+    }),
+  );
+  assert.equal(fields.get("Package"), "fleet");
+  assert.equal(fields.get("Version"), "0.3.0");
+  assert.equal(fields.get("Architecture"), "amd64");
+  assert.equal(fields.get("Installed-Size"), "1235");
+  assert.match(fields.get("Recommends") ?? "", /podman/);
+  assert.ok(control.endsWith("\n"), "dpkg-deb wants a final newline");
+  for (const line of control.split("\n").filter((l) => l.startsWith(" "))) {
+    assert.ok(line.length <= 80, `description lines stay short: "${line}"`);
+  }
+});
+
+Deno.test("the agent unit restarts forever with backoff after the network is up, to the journal", () => {
+  const unit = agentUnit();
+  const has = (line: string) => assert.ok(unit.split("\n").includes(line), line);
+  has("After=network-online.target");
+  has("Wants=network-online.target");
+  has("StartLimitIntervalSec=0");
+  has("Restart=always");
+  has("RestartSteps=6");
+  has("RestartMaxDelaySec=2min");
+  has("User=fleet-agent");
+  has("ExecStart=/usr/bin/fleet agent run --config /etc/fleet-agent/config.toml");
+  has("StandardOutput=journal");
+  has("SyslogIdentifier=fleet-agent");
+  has("WantedBy=multi-user.target");
+});
+
+Deno.test("the launcher and maintainer scripts are POSIX sh that never stop the agent on upgrade", () => {
+  for (const script of [launcherScript(), postinstScript(), prermScript()]) {
+    assert.ok(script.startsWith("#!/bin/sh\n"));
+    assert.match(script, /^set -e$/m);
+  }
+  assert.match(launcherScript(), /exec "\$lib\/deno" run --allow-all --no-config/);
+  assert.match(prermScript(), /"\$1" = remove/, "prerm stops the agent only on removal");
+  assert.match(postinstScript(), /try-restart fleet-agent/);
+});
