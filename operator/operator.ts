@@ -288,8 +288,13 @@ export class Operator {
     const isNew = !this.view.devices.has(deviceId);
     this.#o.deviceSink?.deviceChanged(info);
     // Staleness is reported on transitions; a new device's first state is one. At cold
-    // start it waits until the heartbeats are read too (see #readDone).
-    if (isNew && this.#pendingReads.size === 0) this.#reportReachability(deviceId);
+    // start it waits until the heartbeats are read too (see #readDone). A device that just
+    // wrote its info is alive: counting that as seen keeps a device whose info arrives
+    // before its first heartbeat from showing unreachable for a moment.
+    if (isNew && this.#pendingReads.size === 0) {
+      if (!this.view.lastSeen.has(deviceId)) this.view.lastSeen.set(deviceId, this.#o.now());
+      this.#reportReachability(deviceId);
+    }
     if (this.view.setDevice(deviceId, info.labels)) {
       if (this.#pendingReads.size === 0) {
         this.#log.info(

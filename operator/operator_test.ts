@@ -733,6 +733,33 @@ Deno.test("Operator counts devices with stale or missing heartbeats as unreachab
   await fleet.waitForStatus(ref, { generation: 1, matched: 3, unreachable: 2 });
 });
 
+Deno.test("Operator counts a device that just joined as reachable until its heartbeat is overdue", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  const staleAfterMs = 10_000;
+  let clock = Date.now();
+  const reachability: string[] = [];
+  await fleet.startOperator({
+    staleAfterMs,
+    now: () => clock,
+    deviceSink: {
+      deviceChanged: () => {},
+      deviceRemoved: () => {},
+      reachabilityChanged: (id, reachable) => reachability.push(`${id}:${reachable}`),
+    },
+  });
+  const web = deployment("web", SITE_A);
+  await fleet.store.apply(web);
+  // Its info arrives first, its heartbeat later (or never): writing its info is a sign of life.
+  await fleet.device("a1", { site: "a" }, null);
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1, unreachable: 0 });
+  assert.deepEqual(reachability, ["a1:true"], "no unreachable blip on joining");
+
+  clock += staleAfterMs + 1;
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1, unreachable: 1 });
+  assert.deepEqual(reachability, ["a1:true", "a1:false"]);
+});
+
 Deno.test("Operator keeps same-named deployments of two namespaces apart", async () => {
   await using ns = await startNatsServer();
   await using fleet = await TestFleet.open(ns);
