@@ -137,6 +137,10 @@ relist_seconds = 3
           const log = await stderr;
           assert.equal(status.code, 0, `the arm64 agent exits cleanly on SIGTERM:\n${log}`);
           assert.match(log, /Connected to NATS/);
+          // The host's podman storage is shared with the other tests: leave nothing behind.
+          for (const c of await fleet.containers("pi-arm64")) {
+            await fleet.podman.removeContainer(c.id);
+          }
         }
       });
     } finally {
