@@ -23,7 +23,8 @@ import { denoRuntime } from "./deno_runtime.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+// Without the trailing slash fileURLToPath keeps, so `${ROOT}/x` reads well in messages.
+const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 
 export interface BuiltPackage {
   arch: DebArch;
