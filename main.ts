@@ -13,6 +13,7 @@ import { getCommand } from "./commands/get.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { calloutCommand } from "./commands/callout.ts";
 import { benchCommand } from "./commands/bench.ts";
+import { vmCommand } from "./commands/vm.ts";
 import { deviceCommand } from "./commands/device.ts";
 import { ExitCode, isUsageError } from "./commands/_cli.ts";
 
@@ -43,6 +44,7 @@ Quick start (no Kubernetes):
       calloutCommand(),
       deviceCommand(),
       benchCommand(),
+      vmCommand(),
     ]
   ) root.addCommand(command);
   // Every subcommand exits through the catch below, with our exit codes, and reports a

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Fleet needs on a Debian bookworm machine (idempotent, quick when done):
 #   - Deno 2.9.5 from npm (the same version exists for amd64 and arm64)
-#   - podman + runc + netavark from Debian, busybox-static for the local test image
+#   - podman + runc + netavark from Debian, busybox-static for the local test image; for the
+#     tests also qemu-user-static and the arm64 libc/libgcc (the arm64 package runs under qemu)
+#   - for the VM tests: qemu-system (x86 and arm, with the aarch64 UEFI firmware), qemu-utils,
+#     debootstrap, dosfstools and mtools (`fleet vm image build` / `fleet vm provision`)
 #   - nats-server 2.10 built with `go install` (bookworm ships 2.9, which has no auth callout),
 #     cached under .cache/ and linked into /usr/local/bin
 #   - for the tests (`install.sh test`, the default): kube-apiserver and etcd built from the Go
@@ -22,8 +25,12 @@ SUDO=""
 
 say() { printf '==> %s\n' "$*"; }
 
+apt_pkgs=(podman runc netavark aardvark-dns busybox-static uidmap slirp4netns iptables curl)
+# The package tests run the arm64 package's program under qemu-user; the enroll tests talk to
+# a real sshd; the VM tests build a Debian image (debootstrap) and boot it under qemu-system.
+if [ "$purpose" = test ]; then apt_pkgs+=(qemu-user-static libc6-arm64-cross libgcc-s1-arm64-cross openssh-server qemu-system-x86 qemu-system-arm qemu-efi-aarch64 qemu-utils debootstrap dosfstools mtools); fi
 need_apt=()
-for pkg in podman runc netavark aardvark-dns busybox-static uidmap slirp4netns iptables curl; do
+for pkg in "${apt_pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,0 +1,383 @@
+/**
+ * `fleet vm provision | list | destroy`: qemu started directly (no libvirt), one directory
+ * per VM holding its overlay disk, seed, firmware copies, key, console log and `vm.json`.
+ */
+import {
+  type Accel,
+  type ImageRecipe,
+  qemuCommand,
+  seedFiles,
+  sshArgs,
+  USER_NET_GUEST_IP,
+  validateVmName,
+  type VmArch,
+  VmBootError,
+  VmHostError,
+  type VmSshAccess,
+  type VmState,
+  VmStateSchema,
+  VmUsageError,
+} from "../../vm/mod.ts";
+import { resolve } from "node:path";
+import type { Logger } from "../logger.ts";
+import { freePort } from "../process.ts";
+import { type BuiltImage, findImage } from "./image_build.ts";
+import { detectAccel } from "./accel_probe.ts";
+import { discoverFirmware, preparePflash } from "./firmware_files.ts";
+import { writeSeedImage } from "./seed_image.ts";
+import { exists, findTool, mustRun, runTool, tail } from "./tools.ts";
+
+/** Where VMs live unless --dir says otherwise: `$XDG_DATA_HOME/fleet/vms`. */
+export function defaultVmsDir(): string {
+  const data = Deno.env.get("XDG_DATA_HOME") ??
+    `${Deno.env.get("HOME") ?? "/root"}/.local/share`;
+  return `${data}/fleet/vms`;
+}
+
+export interface ProvisionOptions {
+  name: string;
+  arch: VmArch;
+  recipe: ImageRecipe;
+  cacheDir: string;
+  vmsDir: string;
+  memoryMb: number;
+  cpus: number;
+  user: string;
+  /** A private key whose `.pub` sits beside it; a new ed25519 key is made when absent. */
+  sshKey?: string;
+  /** Force an accelerator instead of detecting one. */
+  accel?: Accel;
+  timeoutMs: number;
+  log: Logger;
+}
+
+/** What provisioning hands on: the enroll step logs in with `ssh`. */
+export interface ProvisionedVm {
+  state: VmState;
+  ssh: VmSshAccess;
+  bootSeconds: number;
+}
+
+/**
+ * Creates and starts the VM and waits until SSH with its key works and cloud-init is done.
+ * @throws {VmUsageError} for a taken name, {VmHostError} for a missing image or tool,
+ *   {VmBootError} when qemu fails or the guest never answers (the VM is left for inspection).
+ */
+export async function provisionVm(options: ProvisionOptions): Promise<ProvisionedVm> {
+  const { log } = options;
+  const name = validateVmName(options.name);
+  const image = await findImage(options.cacheDir, options.recipe);
+  if (image === undefined) {
+    throw new VmHostError(
+      `No ${options.arch} ${options.recipe.suite} base image in ${options.cacheDir}: build it first with ` +
+        `'sudo fleet vm image build --arch ${options.arch} --suite ${options.recipe.suite}'`,
+    );
+  }
+  // Absolute: qemu changes to / when it goes to the background.
+  const dir = resolve(options.vmsDir, name);
+  if (await exists(`${dir}/vm.json`)) {
+    throw new VmUsageError(
+      `A VM named "${name}" already exists in ${options.vmsDir}: remove it with 'fleet vm destroy --name ${name}'`,
+    );
+  }
+  if (await exists(dir) && (await Array.fromAsync(Deno.readDir(dir))).length > 0) {
+    throw new VmUsageError(`${dir} exists and is not a Fleet VM: choose another --name or --dir`);
+  }
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  let state: VmState;
+  try {
+    state = await prepareAndStart(options, name, dir, image);
+  } catch (error) {
+    // Nothing runs yet: leave no half-made VM behind to block the name.
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw error;
+  }
+  const started = Date.now();
+  log.info("VM started; waiting for SSH", {
+    name,
+    port: state.ssh.address.port,
+    pid: await readPid(state.pidFile),
+  });
+  await waitForSsh(state, options.timeoutMs, log);
+  return { state, ssh: state.ssh, bootSeconds: (Date.now() - started) / 1000 };
+}
+
+/** Key, overlay, seed, firmware, accelerator, then qemu in the background; the VM's state. */
+async function prepareAndStart(
+  options: ProvisionOptions,
+  name: string,
+  dir: string,
+  image: BuiltImage,
+): Promise<VmState> {
+  const { log } = options;
+  const bootFail = (what: string) => (reason: string) => new VmBootError(`${what}: ${reason}`);
+
+  const identityFile = options.sshKey ?? `${dir}/id_ed25519`;
+  if (options.sshKey === undefined) {
+    await mustRun("ssh-keygen", [
+      "-q",
+      "-t",
+      "ed25519",
+      "-N",
+      "",
+      "-C",
+      `fleet-vm-${name}`,
+      "-f",
+      identityFile,
+    ], bootFail("Cannot make the VM's SSH key"));
+  }
+  let publicKey: string;
+  try {
+    publicKey = await Deno.readTextFile(`${identityFile}.pub`);
+  } catch {
+    throw new VmUsageError(
+      `--ssh-key ${identityFile}: its public key ${identityFile}.pub is missing`,
+    );
+  }
+
+  const imageDir = await Deno.realPath(image.dir);
+  const disk = `${dir}/overlay.qcow2`;
+  await mustRun("qemu-img", [
+    "create",
+    "-q",
+    "-f",
+    "qcow2",
+    "-F",
+    "qcow2",
+    "-b",
+    `${imageDir}/${image.manifest.disk}`,
+    disk,
+  ], bootFail("Cannot create the VM's disk"));
+  const seed = `${dir}/seed.img`;
+  await writeSeedImage(
+    seed,
+    seedFiles({
+      hostname: name,
+      instanceId: `fleet-${name}-${crypto.randomUUID().slice(0, 8)}`,
+      user: options.user,
+      sshPublicKey: publicKey,
+    }),
+  );
+
+  let firmware: { code: string; vars: string } | undefined;
+  if (options.arch === "aarch64") {
+    const choice = await discoverFirmware("aarch64");
+    log.info("UEFI firmware", {
+      code: choice.code,
+      vars: choice.varsTemplate ?? "(empty)",
+      from: choice.source,
+    });
+    firmware = await preparePflash(choice, dir);
+  }
+  if (await exists("/run/libvirt/libvirt-sock") || findToolOrUndefined("virsh")) {
+    log.info("libvirt is installed but not used: Fleet starts qemu directly (the tested path)");
+  }
+  const accel = options.accel === undefined
+    ? await detectAccel(options.arch)
+    : { accel: options.accel, why: "--accel" };
+  log.info(`Accelerator: ${accel.accel} (${accel.why})`);
+
+  const sshPort = freePort();
+  const access: VmSshAccess = {
+    address: { user: options.user, host: "127.0.0.1", port: sshPort },
+    identityFile: await Deno.realPath(identityFile),
+    knownHostsFile: `${dir}/known_hosts`,
+  };
+  const spec = {
+    name,
+    arch: options.arch,
+    accel: accel.accel,
+    memoryMb: options.memoryMb,
+    cpus: options.cpus,
+    disk,
+    seed,
+    boot: {
+      kernel: `${imageDir}/${image.manifest.kernel}`,
+      initrd: `${imageDir}/${image.manifest.initrd}`,
+      root: image.manifest.rootDevice,
+    },
+    ...(firmware ? { firmware } : {}),
+    sshPort,
+    consoleLog: `${dir}/console.log`,
+    pidFile: `${dir}/qemu.pid`,
+    qmpSocket: `${dir}/qmp.sock`,
+  };
+  const command = qemuCommand(spec);
+  const state: VmState = {
+    name,
+    arch: options.arch,
+    accel: accel.accel,
+    memoryMb: options.memoryMb,
+    cpus: options.cpus,
+    image: { key: image.manifest.key, dir: imageDir },
+    ssh: access,
+    guestIp: USER_NET_GUEST_IP,
+    pidFile: spec.pidFile,
+    qmpSocket: spec.qmpSocket,
+    consoleLog: spec.consoleLog,
+    createdAt: new Date().toISOString(),
+    command: [command.program, ...command.args],
+  };
+  await Deno.writeTextFile(`${dir}/vm.json`, JSON.stringify(state, null, 2) + "\n");
+  // -daemonize: qemu returns once the VM runs, or with the reason it cannot start.
+  const start = await runTool(command.program, command.args);
+  if (start.code !== 0) {
+    throw new VmBootError(
+      `qemu could not start VM "${name}" (exit code ${start.code}): ${tail(start.stderr)}`,
+    );
+  }
+  return state;
+}
+
+/** Polls until the guest answers SSH and cloud-init is done; fails early when qemu is gone. */
+async function waitForSsh(state: VmState, timeoutMs: number, log: Logger): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    if (!(await isRunning(state))) {
+      throw new VmBootError(
+        `VM "${state.name}" stopped while booting; its console log ${state.consoleLog} ends: ${await consoleTail(
+          state,
+        )}`,
+      );
+    }
+    // qemu's port forward accepts at once even before the guest listens; the SSH banner
+    // shows the guest's sshd is really there.
+    if (await sshBanner(state.ssh.address.port)) {
+      // Logged in is not settled: cloud-init's later stages restart sshd (ssh_pwauth) and
+      // may still be writing config, so wait for it too (exit 0 done, 1 finished with errors).
+      const result = await runTool("ssh", sshArgs(state.ssh, ["cloud-init", "status", "--wait"]));
+      if (result.code === 0) return;
+      if (result.code === 1) {
+        log.warn("cloud-init finished with errors; see /var/log/cloud-init.log in the VM", {
+          status: tail(result.stdout, 1),
+        });
+        return;
+      }
+      last = tail(result.stderr, 2);
+      log.debug("SSH not ready yet", { reason: last });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+  throw new VmBootError(
+    `VM "${state.name}" did not answer SSH on 127.0.0.1:${state.ssh.address.port} within ${
+      timeoutMs / 1000
+    } s` +
+      `${last ? ` (last: ${last})` : ""}; console log ${state.consoleLog} ends: ${await consoleTail(
+        state,
+      )}. ` +
+      `Remove it with 'fleet vm destroy --name ${state.name}'`,
+  );
+}
+
+async function sshBanner(port: number): Promise<boolean> {
+  let conn: Deno.TcpConn | undefined;
+  const timer = setTimeout(() => conn?.close(), 5000);
+  try {
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const buffer = new Uint8Array(64);
+    const n = await conn.read(buffer);
+    return n !== null && new TextDecoder().decode(buffer.subarray(0, n)).startsWith("SSH-");
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn?.close();
+    } catch {
+      // already closed by the timer
+    }
+  }
+}
+
+async function consoleTail(state: VmState): Promise<string> {
+  try {
+    return tail((await Deno.readTextFile(state.consoleLog)).replace(/\r/g, ""), 3) || "(empty)";
+  } catch {
+    return "(no console log)";
+  }
+}
+
+async function readPid(pidFile: string): Promise<number | undefined> {
+  try {
+    const pid = Number((await Deno.readTextFile(pidFile)).trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when the pid file names a live qemu of this VM (not a reused pid). */
+export async function isRunning(state: VmState): Promise<boolean> {
+  const pid = await readPid(state.pidFile);
+  if (pid === undefined) return false;
+  try {
+    const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+    return cmdline.includes(state.pidFile);
+  } catch {
+    return false;
+  }
+}
+
+/** Every VM in `vmsDir` with a readable `vm.json`, by name. */
+export async function listVms(vmsDir: string): Promise<{ state: VmState; running: boolean }[]> {
+  const vms: { state: VmState; running: boolean }[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(vmsDir));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    const state = await readState(`${vmsDir}/${entry.name}`);
+    if (state) vms.push({ state, running: await isRunning(state) });
+  }
+  return vms;
+}
+
+async function readState(dir: string): Promise<VmState | undefined> {
+  try {
+    return VmStateSchema.parse(JSON.parse(await Deno.readTextFile(`${dir}/vm.json`)));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stops the VM (SIGTERM, then SIGKILL after 10 s) and removes its directory.
+ * @returns false when there is no such VM.
+ */
+export async function destroyVm(vmsDir: string, name: string, log: Logger): Promise<boolean> {
+  const dir = `${vmsDir}/${validateVmName(name)}`;
+  const state = await readState(dir);
+  if (state === undefined) return false;
+  const pid = await readPid(state.pidFile);
+  if (pid !== undefined && await isRunning(state)) {
+    Deno.kill(pid, "SIGTERM");
+    const deadline = Date.now() + 10_000;
+    while (await isRunning(state) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    if (await isRunning(state)) Deno.kill(pid, "SIGKILL");
+    log.info("VM stopped", { name, pid });
+  }
+  await Deno.remove(dir, { recursive: true });
+  return true;
+}
+
+/** Runs a command in the VM over SSH (for checks and for the enroll step's own use). */
+export async function sshRun(
+  access: VmSshAccess,
+  command: readonly string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return await runTool("ssh", sshArgs(access, command));
+}
+
+function findToolOrUndefined(name: string): string | undefined {
+  try {
+    return findTool(name);
+  } catch {
+    return undefined;
+  }
+}

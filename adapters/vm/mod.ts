@@ -1,0 +1,20 @@
+/**
+ * The VM tooling's I/O: image builds (debootstrap), seeds, firmware files, the KVM probe and
+ * qemu instances. The decisions they carry out are pure, in `vm/`.
+ * @module
+ */
+export { buildImage, type BuiltImage, findImage } from "./image_build.ts";
+export {
+  defaultVmsDir,
+  destroyVm,
+  isRunning,
+  listVms,
+  type ProvisionedVm,
+  type ProvisionOptions,
+  provisionVm,
+  sshRun,
+} from "./instances.ts";
+export { detectAccel } from "./accel_probe.ts";
+export { discoverFirmware, preparePflash, readDescriptors } from "./firmware_files.ts";
+export { writeSeedImage } from "./seed_image.ts";
+export { findTool, TOOL_PACKAGES } from "./tools.ts";

@@ -1,0 +1,247 @@
+import { Command, Option } from "@commander-js/extra-typings";
+import { imageRecipe, VmArches, VmUsageError } from "../vm/mod.ts";
+import {
+  buildImage,
+  defaultVmsDir,
+  destroyVm,
+  listVms,
+  type ProvisionedVm,
+  provisionVm,
+} from "../adapters/vm/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { printLine } from "../adapters/output.ts";
+import { renderTable } from "./_table.ts";
+import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
+
+/**
+ * Enrolls a freshly provisioned VM as a fleet device (the `fleet device enroll` work plugs
+ * in here). It gets the VM's SSH address, user and key in `vm.ssh`.
+ */
+export type VmEnrollHook = (vm: ProvisionedVm, log: Logger) => Promise<void>;
+
+export interface VmCommandOptions {
+  enroll?: VmEnrollHook;
+}
+
+function count(name: string, min: number) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) {
+      throw new UsageError(`${name} must be an integer of at least ${min}, got "${text}"`);
+    }
+    return n;
+  };
+}
+
+/** VmUsageError is the user's input: exit code 2 like every other usage error. */
+async function usageAware(run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (error) {
+    if (error instanceof VmUsageError) throw new UsageError(error.message, { cause: error });
+    throw error;
+  }
+}
+
+const archOption = () =>
+  new Option("--arch <arch>", "guest architecture").choices(VmArches).default(
+    "x86_64" as const,
+  ).env("FLEET_VM_ARCH");
+const suiteOption = () =>
+  new Option("--suite <suite>", "Debian suite of the base image").default("bookworm").env(
+    "FLEET_VM_SUITE",
+  );
+const cacheOption = () =>
+  new Option("--cache-dir <dir>", "where base images are built and kept").default(".cache/vm")
+    .env("FLEET_VM_CACHE");
+const dirOption = () =>
+  new Option(
+    "--dir <dir>",
+    `where VMs keep their state, one folder each (default: ${defaultVmsDir()})`,
+  )
+    .env("FLEET_VM_DIR");
+
+const TESTED_PATH =
+  `VMs run under qemu started directly, with user-mode networking (no root, no bridge);
+libvirt is not used, even where a libvirt daemon runs (this is the path the tests exercise).`;
+
+export function vmCommand(options: VmCommandOptions = {}): Command {
+  const vm = new Command("vm").description(
+    "Virtual machines as fleet devices: build a Debian base image, provision, list, destroy",
+  ).addHelpText("after", `\n${TESTED_PATH}`);
+
+  const image = new Command("image").description("Base images for VMs");
+  image.command("build")
+    .description(
+      "Build the Debian base image for an architecture with debootstrap (needs root; cached)",
+    )
+    .addOption(archOption())
+    .addOption(suiteOption())
+    .addOption(
+      new Option("--mirror <url>", "Debian mirror").default("http://deb.debian.org/debian").env(
+        "FLEET_VM_MIRROR",
+      ),
+    )
+    .addOption(cacheOption())
+    .option("--output <path>", "also copy the finished qcow2 disk here")
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
+    .addHelpText(
+      "after",
+      `
+The image is a minimal Debian (systemd, openssh-server, cloud-init, sudo) on an MBR disk with
+one ext4 partition, as qcow2; its kernel and initrd are kept beside it and VMs boot them
+directly (behind UEFI firmware on aarch64). It is cached under --cache-dir by architecture,
+suite and a hash of the recipe, so a second run returns at once. A foreign architecture is
+built through qemu-user-static (much slower).
+
+Examples:
+  sudo fleet vm image build --arch x86_64
+  sudo fleet vm image build --arch aarch64 --output /srv/images/fleet-arm64.qcow2`,
+    )
+    .action((flags) =>
+      usageAware(async () => {
+        const log = loggerFrom(flags);
+        const recipe = imageRecipe(flags.arch, flags.suite, flags.mirror);
+        const built = await buildImage(flags.cacheDir, recipe, log);
+        const disk = `${built.dir}/${built.manifest.disk}`;
+        if (flags.output) await Deno.copyFile(disk, flags.output);
+        printLine(
+          `${built.cached ? "cached" : "built"} ${built.manifest.key}: ${flags.output ?? disk} ` +
+            `(kernel ${built.manifest.kernelVersion}, built in ${built.manifest.buildSeconds} s)`,
+        );
+      })
+    );
+  vm.addCommand(image);
+
+  vm.command("provision")
+    .description("Start a VM from the base image and wait until it answers SSH")
+    .requiredOption("--name <name>", "VM name, also its host name (a DNS label)")
+    .addOption(archOption())
+    .addOption(suiteOption())
+    .addOption(
+      new Option("--memory <mb>", "memory in MiB").argParser(count("--memory", 256)).default(1024),
+    )
+    .addOption(new Option("--cpus <n>", "virtual CPUs").argParser(count("--cpus", 1)).default(2))
+    .option(
+      "--ssh-key <path>",
+      "private key to log in with (its .pub beside it); default: a new one",
+    )
+    .option("--user <user>", "the user cloud-init creates, with sudo", "fleet")
+    .addOption(
+      new Option("--accel <accel>", "force an accelerator (default: KVM when it works, else TCG)")
+        .choices(["kvm", "tcg"] as const),
+    )
+    .addOption(
+      new Option("--timeout <seconds>", "how long to wait for SSH").argParser(
+        count("--timeout", 1),
+      ),
+    )
+    .option("--no-enroll", "only start the VM; do not enroll it as a fleet device")
+    .addOption(cacheOption())
+    .addOption(dirOption())
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
+    .addHelpText(
+      "after",
+      `
+The VM gets a qcow2 overlay over the base image, a cloud-init NoCloud seed (a read-only virtio
+disk labelled cidata) that creates --user with the SSH key and sudo, and user-mode networking
+with the guest's SSH on a free 127.0.0.1 port. KVM is used when /dev/kvm really runs a guest,
+TCG otherwise; aarch64 boots through the UEFI firmware found in /usr/share/qemu/firmware.
+${TESTED_PATH}
+
+Examples:
+  fleet vm provision --name vm1 --no-enroll
+  fleet vm provision --name arm1 --arch aarch64 --memory 2048 --no-enroll
+  ssh -i ~/.local/share/fleet/vms/vm1/id_ed25519 -p PORT fleet@127.0.0.1`,
+    )
+    .action((flags) =>
+      usageAware(async () => {
+        // Checked first: nothing is started for a request that cannot be completed.
+        if (flags.enroll && options.enroll === undefined) {
+          throw new UsageError(
+            "Enrolling VMs as devices is not available in this build yet: add --no-enroll",
+          );
+        }
+        const log = loggerFrom(flags);
+        const provisioned = await provisionVm({
+          name: flags.name,
+          arch: flags.arch,
+          recipe: imageRecipe(flags.arch, flags.suite),
+          cacheDir: flags.cacheDir,
+          vmsDir: flags.dir ?? defaultVmsDir(),
+          memoryMb: flags.memory,
+          cpus: flags.cpus,
+          user: flags.user,
+          ...(flags.sshKey ? { sshKey: flags.sshKey } : {}),
+          ...(flags.accel ? { accel: flags.accel } : {}),
+          timeoutMs: (flags.timeout ?? defaultTimeoutSeconds(flags.arch)) * 1000,
+          log,
+        });
+        const { address, identityFile } = provisioned.ssh;
+        printLine(
+          `VM ${flags.name} (${flags.arch}, ${provisioned.state.accel}) answered SSH after ${
+            provisioned.bootSeconds.toFixed(1)
+          } s`,
+        );
+        printLine(
+          `ssh -i ${identityFile} -p ${address.port} ${address.user}@${address.host}`,
+        );
+        if (flags.enroll && options.enroll) await options.enroll(provisioned, log);
+      })
+    );
+
+  vm.command("list")
+    .description("List the VMs and whether they run")
+    .addOption(dirOption())
+    .addOption(
+      new Option("-o, --output <format>", "table or json").choices(["table", "json"] as const)
+        .default("table" as const),
+    )
+    .action((flags) =>
+      usageAware(async () => {
+        const vms = await listVms(flags.dir ?? defaultVmsDir());
+        if (flags.output === "json") {
+          printLine(JSON.stringify(vms.map((v) => ({ ...v.state, running: v.running })), null, 2));
+          return;
+        }
+        printLine(renderTable(
+          ["NAME", "ARCH", "ACCEL", "STATUS", "SSH"],
+          vms.map(({ state, running }) => [
+            state.name,
+            state.arch,
+            state.accel,
+            running ? "running" : "stopped",
+            `${state.ssh.address.user}@${state.ssh.address.host}:${state.ssh.address.port}`,
+          ]),
+        ));
+      })
+    );
+
+  vm.command("destroy")
+    .description("Stop a VM and delete its disk and state")
+    .requiredOption("--name <name>", "VM name")
+    .option("--ignore-not-found", "succeed when there is no such VM")
+    .addOption(dirOption())
+    .addOption(logLevelOption().default("warn" as const))
+    .addOption(logFormatOption())
+    .action((flags) =>
+      usageAware(async () => {
+        const log = loggerFrom(flags);
+        const vmsDir = flags.dir ?? defaultVmsDir();
+        if (await destroyVm(vmsDir, flags.name, log)) printLine(`VM ${flags.name} destroyed`);
+        else if (flags.ignoreNotFound) printLine(`VM ${flags.name} not found`);
+        else {
+          log.error(`No VM named "${flags.name}" in ${vmsDir}`);
+          Deno.exitCode = ExitCode.failure;
+        }
+      })
+    );
+  return vm;
+}
+
+/** TCG emulation of a foreign architecture is several times slower than of our own. */
+function defaultTimeoutSeconds(arch: string): number {
+  return arch === "aarch64" ? 1200 : 600;
+}

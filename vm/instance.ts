@@ -1,0 +1,79 @@
+/** A provisioned VM's recorded state (`vm.json` in its directory) and its name rule. */
+import { z } from "zod";
+import { VmArches } from "./arch.ts";
+import { Accels } from "./qemu_args.ts";
+import { VmUsageError } from "./errors.ts";
+
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** A VM name is its host name and directory name: an RFC 1123 label, like a device id. */
+export function validateVmName(name: string): string {
+  if (!NAME.test(name)) {
+    throw new VmUsageError(
+      `Invalid VM name "${name}": use a-z, 0-9 and '-', at most 63, starting and ending with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+/** How to reach a VM over SSH: what the enroll step consumes (shaped like an SshTarget's). */
+export const VmSshAccessSchema = z.object({
+  address: z.object({
+    user: z.string(),
+    host: z.string(),
+    port: z.number().int().min(1).max(65535),
+  }),
+  identityFile: z.string(),
+  /** Empty known_hosts of the VM's own: its host keys are new on every provisioning. */
+  knownHostsFile: z.string(),
+});
+export type VmSshAccess = z.infer<typeof VmSshAccessSchema>;
+
+export const VmStateSchema = z.object({
+  name: z.string(),
+  arch: z.enum(VmArches),
+  accel: z.enum(Accels),
+  memoryMb: z.number().int().positive(),
+  cpus: z.number().int().positive(),
+  /** The base image's cache key (`<arch>-<suite>-<hash>`) and directory. */
+  image: z.object({ key: z.string(), dir: z.string() }),
+  ssh: VmSshAccessSchema,
+  /** The guest's address on qemu's user-mode network (always 10.0.2.15 with its DHCP). */
+  guestIp: z.string(),
+  pidFile: z.string(),
+  qmpSocket: z.string(),
+  consoleLog: z.string(),
+  createdAt: z.string(),
+  /** The qemu command line, for a person debugging a VM that does not boot. */
+  command: z.array(z.string()),
+});
+export type VmState = z.infer<typeof VmStateSchema>;
+
+/** qemu's user-mode network gives the first DHCP client this address. */
+export const USER_NET_GUEST_IP = "10.0.2.15";
+
+/** The OpenSSH client's arguments to run `command` in the VM: key only, never a prompt. */
+export function sshArgs(access: VmSshAccess, command: readonly string[]): string[] {
+  return [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "IdentitiesOnly=yes",
+    // The VM made its host keys at first boot: record them, trust them from then on.
+    "-o",
+    "StrictHostKeyChecking=accept-new",
+    "-o",
+    `UserKnownHostsFile=${access.knownHostsFile}`,
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "LogLevel=ERROR",
+    "-i",
+    access.identityFile,
+    "-p",
+    String(access.address.port),
+    `${access.address.user}@${access.address.host}`,
+    "--",
+    ...command,
+  ];
+}
