@@ -114,8 +114,8 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
  */
 export function renderAgentConfig(config: z.input<typeof AgentConfig>, path: string): string {
   const text = [
-    "# Fleet agent configuration, written by `fleet device enroll`.",
-    "# Edit with care: a new enroll of this device shows the difference before overwriting it.",
+    "# Fleet agent configuration. Edit with care: after a change here, a new",
+    "# `fleet device enroll` of this device shows the difference and asks before replacing it.",
     stringifyToml(config),
     "",
   ].join("\n");

@@ -224,7 +224,7 @@ Deno.test("renderAgentConfig() writes a file the agent reads back as the same co
     podman: { socket: "/run/user/1001/podman/podman.sock" },
   };
   const text = renderAgentConfig(input, "/etc/fleet-agent/config.toml");
-  assert.match(text, /^# Fleet agent configuration, written by `fleet device enroll`/);
+  assert.match(text, /^# Fleet agent configuration\. Edit with care/);
   const parsed = parseAgentConfig(text, "config.toml");
   assert.deepEqual(parsed.labels, input.labels);
   assert.deepEqual(parsed.nats.urls, input.nats.urls);

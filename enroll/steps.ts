@@ -5,6 +5,7 @@
  */
 import type { Target } from "../adapters/host/target.ts";
 import { formatDiff } from "../core/mod.ts";
+import { isUntouched, stampConfig } from "./config_stamp.ts";
 
 export const AGENT_USER = "fleet-agent";
 export const CONFIG_PATH = "/etc/fleet-agent/config.toml";
@@ -253,8 +254,8 @@ export async function ensureDeviceKey(
 }
 
 /**
- * Writes the config when it differs. A config the device already holds is replaced only after
- * `confirm` saw the diff.
+ * Writes the config when it differs. A config enroll did not write, or that was changed on the
+ * device since, is replaced only after `confirm` saw the diff.
  */
 export async function ensureConfig(
   target: Target,
@@ -262,14 +263,18 @@ export async function ensureConfig(
   confirm: ConfirmOverwrite,
 ): Promise<StepOutcome> {
   const current = await readRootFile(target, CONFIG_PATH);
-  if (current === config) return { changed: false, detail: `${CONFIG_PATH} unchanged` };
-  if (current !== undefined && !await confirm(CONFIG_PATH, formatDiff(current, config))) {
+  const stamped = await stampConfig(config);
+  if (current === stamped) return { changed: false, detail: `${CONFIG_PATH} unchanged` };
+  // Enroll's own untouched config is simply replaced (new labels apply); anything else the
+  // device holds is shown and replaced only when confirmed.
+  const foreign = current !== undefined && !await isUntouched(current);
+  if (foreign && !await confirm(CONFIG_PATH, formatDiff(current, stamped))) {
     throw new EnrollError(
       `Left ${CONFIG_PATH} on ${target.description} as it was: overwriting was not confirmed ` +
         `(nothing else was changed after this point; pass --yes to overwrite without asking)`,
     );
   }
-  await writeAgentFile(target, CONFIG_PATH, config);
+  await writeAgentFile(target, CONFIG_PATH, stamped);
   return {
     changed: true,
     detail: current === undefined ? `wrote ${CONFIG_PATH} (mode 0640)` : `updated ${CONFIG_PATH}`,

@@ -1,0 +1,23 @@
+/**
+ * Tells a config enroll wrote, untouched since, from one someone changed on the device: the
+ * first line carries the SHA-256 of the rest. Enroll replaces its own untouched config freely
+ * (new labels simply apply) and asks before replacing anything else.
+ */
+
+const STAMP = /^# Written by fleet device enroll; content sha256 ([0-9a-f]{64})\n/;
+
+async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** `body` with its stamp line first. */
+export async function stampConfig(body: string): Promise<string> {
+  return `# Written by fleet device enroll; content sha256 ${await sha256(body)}\n${body}`;
+}
+
+/** True when `text` is a stamped config whose content still matches its stamp. */
+export async function isUntouched(text: string): Promise<boolean> {
+  const m = STAMP.exec(text);
+  return m !== null && m[1] === await sha256(text.slice(m[0].length));
+}
