@@ -85,7 +85,9 @@ export function parseAgentConfig(text: string, path: string): AgentConfig {
     raw = parseToml(text);
   } catch (cause) {
     const reason = cause instanceof Error ? cause.message.split("\n")[0] : String(cause);
-    throw new ConfigError(path, `not valid TOML (${reason})`, { cause });
+    const line = (cause as { line?: unknown }).line;
+    const where = typeof line === "number" ? ` at line ${line}` : "";
+    throw new ConfigError(path, `not valid TOML${where} (${reason})`, { cause });
   }
   const result = AgentConfig.safeParse(raw);
   if (!result.success) throw new ConfigError(path, describeIssues(result.error));

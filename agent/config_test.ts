@@ -167,9 +167,10 @@ Deno.test("parseAgentConfig() rejects an unknown credentials type, naming the fi
   );
 });
 
-Deno.test("parseAgentConfig() says when the file is not valid TOML", () => {
-  assertRejects(`device_id = "pi-01\n[nats]\n`, "not valid TOML");
-  assertRejects(`device_id = pi-01\n`, "not valid TOML");
+Deno.test("parseAgentConfig() says when the file is not valid TOML, and where", () => {
+  assertRejects(`device_id = "pi-01\n[nats]\n`, "not valid TOML at line 1");
+  assertRejects(`device_id = pi-01\n`, "not valid TOML at line 1");
+  assertRejects(`device_id = "pi-01"\n\nlabels = [\n`, "not valid TOML at line 4");
 });
 
 Deno.test("parseAgentConfig() rejects a label with an invalid key, naming the key", () => {

@@ -1,8 +1,30 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { Agent, loadAgentConfig, PodmanRuntime } from "../agent/mod.ts";
+import { ConfigError } from "../agent/config.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { sleep } from "../adapters/timers.ts";
 import { credentialsFromConfig } from "../agent/credentials.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { logFormatOption, loggerFrom, logLevelOption, shutdownSignal } from "./_cli.ts";
+
+/** How long a service with an unusable config stays up to show why (see holdBeforeExit). */
+const CONFIG_ERROR_HOLD_MS = 30_000;
+
+/**
+ * Under systemd (which sets INVOCATION_ID), `systemctl status` shows only the running
+ * attempt's log: between a crash and the restart it showed nothing of the reason. So the agent
+ * says what is wrong and stays up a while before exiting, which also spaces the restarts out.
+ */
+async function holdBeforeExit(error: ConfigError, log: Logger): Promise<void> {
+  if (Deno.env.get("INVOCATION_ID") === undefined) return;
+  log.error(error.message);
+  log.error(
+    `The agent cannot start until ${error.path} is fixed; it exits in ${
+      CONFIG_ERROR_HOLD_MS / 1000
+    } s and systemd starts it again (running containers are not affected)`,
+  );
+  await sleep(CONFIG_ERROR_HOLD_MS, shutdownSignal(log));
+}
 
 export function agentCommand(version: string): Command {
   const agent = new Command("agent").description("The device agent that runs on every device");
@@ -26,7 +48,10 @@ The agent keeps running containers untouched while NATS is unreachable and conve
 when it returns. Logs go to stderr (journald under systemd).`,
     )
     .action(async (flags) => {
-      const config = await loadAgentConfig(flags.config);
+      const config = await loadAgentConfig(flags.config).catch(async (error: unknown) => {
+        if (error instanceof ConfigError) await holdBeforeExit(error, loggerFrom(flags));
+        throw error;
+      });
       const log = loggerFrom(flags).with({ device: config.device_id });
       const signal = shutdownSignal(log);
       using podman = new PodmanClient({ socketPath: config.podman.socket });

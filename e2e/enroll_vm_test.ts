@@ -1,0 +1,342 @@
+/**
+ * A device in the field, on a real booted Debian: a VM from `fleet vm provision` (qemu, its
+ * own kernel and systemd), enrolled over SSH by `device enroll` with the real package, then
+ * put through what field devices live through: the agent SIGKILLed, a reboot, NATS out of
+ * reach during boot, a corrupt config. The host's nats-server and operator are the control
+ * plane; the guest reaches the host's loopback as 10.0.2.2 (qemu user-mode networking).
+ *
+ * Needs the cached base image (`fleet vm image build --arch x86_64`, about as long as a
+ * debootstrap takes the first time).
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { Buckets, keys } from "../core/mod.ts";
+import { SshTarget } from "../adapters/host/ssh_target.ts";
+import type { Target } from "../adapters/host/target.ts";
+import { readBucket } from "../adapters/nats/mod.ts";
+import { printLine } from "../adapters/output.ts";
+import { destroyVm, provisionVm } from "../adapters/vm/mod.ts";
+import { imageRecipe } from "../vm/mod.ts";
+import { buildPackages, projectVersion } from "../packaging/build.ts";
+import { enrollDevice, type EnrollOptions } from "../enroll/enroll.ts";
+import { CONFIG_PATH, EnrollError } from "../enroll/steps.ts";
+import { waitFor } from "../sandbox/local_fleet.ts";
+import { startFleet, testLogger, waitForStatus, webDeployment } from "./_helpers.ts";
+
+const CACHE = fileURLToPath(new URL("../.cache", import.meta.url));
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const DEVICE = "vm-pi-1";
+const noPrompt = () => Promise.resolve(undefined);
+
+async function must(target: Target, argv: string[], sudo = true): Promise<string> {
+  const r = await target.run(argv, { sudo });
+  assert.equal(r.code, 0, `${argv.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** The agent user's podman, as the agent sees it. */
+async function agentPodman(target: Target, uid: number, args: string[]): Promise<string> {
+  return await must(target, [
+    "runuser",
+    "-u",
+    "fleet-agent",
+    "--",
+    "env",
+    `XDG_RUNTIME_DIR=/run/user/${uid}`,
+    "podman",
+    ...args,
+  ]);
+}
+
+async function unitProperty(target: Target, property: string): Promise<string> {
+  return (await must(target, ["systemctl", "show", "-p", property, "--value", "fleet-agent"]))
+    .trim();
+}
+
+Deno.test(
+  "device enroll over SSH makes a fresh VM a fleet device that survives SIGKILL, reboots, a missing network and a bad config",
+  { sanitizeOps: false, sanitizeResources: false },
+  async (t) => {
+    const log = testLogger();
+    const work = await Deno.makeTempDir({ prefix: "fleet-enroll-vm-" });
+    await using fleet = await startFleet();
+    await fleet.startOperator();
+    // The base image: built once (debootstrap), then served from the cache.
+    const build = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        MAIN,
+        "vm",
+        "image",
+        "build",
+        "--arch",
+        "x86_64",
+        "--cache-dir",
+        `${CACHE}/vm`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(build.code, 0, new TextDecoder().decode(build.stderr));
+    const version = await projectVersion();
+    const [pkg] = await buildPackages({ outDir: `${work}/dist`, arches: ["amd64"] });
+    const vmsDir = `${work}/vms`;
+    const vm = await provisionVm({
+      name: "enroll-e2e",
+      arch: "x86_64",
+      recipe: imageRecipe("x86_64"),
+      cacheDir: `${CACHE}/vm`,
+      vmsDir,
+      memoryMb: 2048,
+      cpus: 2,
+      user: "fleet",
+      timeoutMs: 600_000,
+      log,
+    });
+    const connect = () => SshTarget.connect({ ...vm.ssh, prompt: noPrompt });
+    let target = await connect();
+    // The VM boots its kernel and initramfs from outside (qemu -kernel/-initrd), so the guest's
+    // own initramfs is never used, and rebuilding it when podman is installed takes minutes under
+    // TCG emulation. A Raspberry Pi keeps the update; it is quick on real hardware.
+    await must(target, [
+      "sed",
+      "-i",
+      "s/^update_initramfs=.*/update_initramfs=no/",
+      "/etc/initramfs-tools/update-initramfs.conf",
+    ]);
+    const nc = await fleet.connection();
+    const lines: string[] = [];
+    const enroll = (overrides: Partial<EnrollOptions> = {}) =>
+      enrollDevice({
+        target,
+        deviceId: DEVICE,
+        labels: { site: "vm" },
+        natsUrls: [`nats://10.0.2.2:${fleet.nats.port}`],
+        credentials: { type: "none" },
+        packages: { amd64: { path: pkg!.path, version } },
+        confirm: () => Promise.resolve(false),
+        nats: nc,
+        heartbeatTimeoutMs: 180_000,
+        report: (line) => lines.push(line),
+        log,
+        ...overrides,
+      });
+    try {
+      let uid = 0;
+      await t.step("a fresh host: every step changes something, then the heartbeat", async () => {
+        const started = performance.now();
+        const result = await enroll();
+        const seconds = (performance.now() - started) / 1000;
+        printLine(`enroll of a fresh VM: ${seconds.toFixed(1)} s\n${lines.join("\n")}`);
+        assert.ok(result.changed >= 7, lines.join("\n"));
+        assert.match(lines.at(-1)!, /heartbeat: reached NATS/);
+        uid = Number((await must(target, ["id", "-u", "fleet-agent"], false)).trim());
+        const mode = await must(target, ["stat", "-c", "%a %U:%G", CONFIG_PATH]);
+        assert.equal(mode.trim(), "640 root:fleet-agent");
+        assert.equal(await unitProperty(target, "ActiveState"), "active");
+      });
+
+      await t.step("a second run changes nothing and says so", async () => {
+        lines.length = 0;
+        const result = await enroll();
+        assert.equal(result.changed, 0, lines.join("\n"));
+        assert.ok(lines.slice(0, -1).every((l) => l.startsWith("unchanged")), lines.join("\n"));
+      });
+
+      await t.step("new labels rewrite only the config and restart the agent", async () => {
+        lines.length = 0;
+        const result = await enroll({ labels: { site: "vm", tier: "edge" } });
+        const changed = lines.filter((l) => l.startsWith("changed")).map((l) => l.split(":")[0]);
+        assert.deepEqual(changed, ["changed    config", "changed    service"], lines.join("\n"));
+        assert.equal(result.changed, 2);
+        await waitFor("the new label in the device registry", async () => {
+          const infos = await readBucket(nc, Buckets.deviceInfo, log);
+          const info = infos.get(keys.deviceInfo(DEVICE));
+          return info && JSON.parse(new TextDecoder().decode(info)).labels.tier === "edge"
+            ? true
+            : undefined;
+        }, 60_000);
+      });
+
+      await t.step(
+        "a config changed on the device is shown and kept unless confirmed",
+        async () => {
+          await must(target, ["sh", "-c", `echo '# local tweak' >> ${CONFIG_PATH}`]);
+          const diffs: string[] = [];
+          await assert.rejects(
+            enroll({
+              labels: { site: "vm", tier: "edge" },
+              confirm: (_path, diff) => {
+                diffs.push(diff);
+                return Promise.resolve(false);
+              },
+            }),
+            (e: Error) => e instanceof EnrollError && /was not confirmed/.test(e.message),
+          );
+          assert.match(diffs[0] ?? "", /^- # local tweak$/m);
+          assert.match(await must(target, ["cat", CONFIG_PATH]), /# local tweak/, "left as it was");
+          await enroll({
+            labels: { site: "vm", tier: "edge" },
+            confirm: () => Promise.resolve(true),
+          });
+          assert.doesNotMatch(await must(target, ["cat", CONFIG_PATH]), /# local tweak/);
+        },
+      );
+
+      // A workload for the field stories: the test image, loaded into the agent's podman.
+      await saveTestImage(fleet.podmanService.socketPath, `${work}/image.tar`);
+      const tar = await Deno.readFile(`${work}/image.tar`);
+      const upload = await target.run([
+        "sh",
+        "-c",
+        'cat > "$1" && chmod 644 "$1"',
+        "sh",
+        "/tmp/image.tar",
+      ], {
+        stdin: tar,
+      });
+      assert.equal(upload.code, 0, upload.stderr);
+      await agentPodman(target, uid, ["load", "-i", "/tmp/image.tar"]);
+      const store = await fleet.store();
+      await store.apply(webDeployment({ name: "web", selector: { matchLabels: { site: "vm" } } }));
+      await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 120_000);
+      const containerId = async () =>
+        (await agentPodman(target, uid, ["ps", "-q", "--no-trunc", "--filter", "status=running"]))
+          .trim();
+      const running = await containerId();
+      assert.match(running, /^[0-9a-f]{64}$/, `one running container: "${running}"`);
+
+      await t.step("SIGKILL: systemd brings the agent back and it recreates nothing", async () => {
+        const before = Number(await unitProperty(target, "NRestarts"));
+        await must(target, ["systemctl", "kill", "--signal=SIGKILL", "fleet-agent"]);
+        await waitFor(
+          "systemd to restart the agent",
+          async () =>
+            Number(await unitProperty(target, "NRestarts")) > before &&
+              await unitProperty(target, "ActiveState") === "active" || undefined,
+          60_000,
+        );
+        // Its first reconcile after the restart has had time to run.
+        await new Promise((r) => setTimeout(r, 10_000));
+        assert.equal(await containerId(), running, "the same container keeps running");
+      });
+
+      const reboot = async () => {
+        await target.run(["systemctl", "reboot"], { sudo: true });
+        await target[Symbol.asyncDispose]();
+        const started = performance.now();
+        await new Promise((r) => setTimeout(r, 5_000));
+        target = await waitFor(
+          "the VM to take SSH logins again",
+          async () => {
+            try {
+              return await connect();
+            } catch {
+              return undefined;
+            }
+          },
+          300_000,
+          2_000,
+        );
+        return started;
+      };
+
+      await t.step("a reboot comes back to the desired state (boot-to-reconciled)", async () => {
+        const started = await reboot();
+        const id = await waitFor(
+          "the workload to run again",
+          async () => {
+            const r = await containerId().catch(() => "");
+            return r !== "" ? r : undefined;
+          },
+          300_000,
+          1_000,
+        );
+        const seconds = (performance.now() - started) / 1000;
+        printLine(`reboot → container running again: ${seconds.toFixed(1)} s`);
+        assert.match(id, /^[0-9a-f]{64}$/);
+        await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 120_000);
+      });
+
+      await t.step(
+        "NATS unreachable during boot: the cached desired state runs, no crash loop, then it converges",
+        async () => {
+          await fleet.nats.kill();
+          try {
+            await reboot();
+            await waitFor(
+              "the workload to run from the cache",
+              async () => {
+                const r = await containerId().catch(() => "");
+                return r !== "" ? r : undefined;
+              },
+              300_000,
+              1_000,
+            );
+            await new Promise((r) => setTimeout(r, 15_000));
+            assert.equal(await unitProperty(target, "NRestarts"), "0", "no crash loop offline");
+            assert.equal(await unitProperty(target, "ActiveState"), "active");
+          } finally {
+            await fleet.nats.restart();
+          }
+          await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 180_000);
+        },
+      );
+
+      await t.step(
+        "a corrupt config: a crash loop with backoff whose status says what and where",
+        async () => {
+          await must(target, ["sh", "-c", `echo 'labels = [' >> ${CONFIG_PATH}`]);
+          await must(target, ["systemctl", "restart", "fleet-agent"]);
+          const status = await waitFor(
+            "systemctl status to show the config error",
+            async () => {
+              const s = await target.run([
+                "systemctl",
+                "status",
+                "--no-pager",
+                "-n",
+                "20",
+                "fleet-agent",
+              ], {
+                sudo: true,
+              });
+              return /Invalid agent config \/etc\/fleet-agent\/config\.toml/.test(s.stdout)
+                ? s.stdout
+                : undefined;
+            },
+            120_000,
+            2_000,
+          );
+          assert.match(status, /not valid TOML at line \d+/);
+          await waitFor(
+            "systemd to keep retrying",
+            async () => Number(await unitProperty(target, "NRestarts")) >= 2 || undefined,
+            240_000,
+            2_000,
+          );
+          assert.notEqual(await containerId(), "", "the workload keeps running");
+          // Recovery needs no console: enroll again from the laptop.
+          await enroll({
+            labels: { site: "vm", tier: "edge" },
+            confirm: () => Promise.resolve(true),
+          });
+          assert.equal(await unitProperty(target, "ActiveState"), "active");
+        },
+      );
+    } finally {
+      await target[Symbol.asyncDispose]();
+      await destroyVm(vmsDir, "enroll-e2e", log);
+      await Deno.remove(work, { recursive: true });
+    }
+  },
+);
+
+/** `podman save` of the test image through the host's podman service. */
+async function saveTestImage(socketPath: string, out: string): Promise<void> {
+  const r = await new Deno.Command("podman", {
+    args: ["--url", `unix://${socketPath}`, "save", "-o", out, "localhost/fleet-test:v1"],
+  }).output();
+  assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+}
