@@ -1,27 +1,9 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { imageRecipe, VmArches, VmUsageError } from "../vm/mod.ts";
-import {
-  buildImage,
-  defaultVmsDir,
-  destroyVm,
-  listVms,
-  type ProvisionedVm,
-  provisionVm,
-} from "../adapters/vm/mod.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { buildImage, defaultVmsDir, destroyVm, listVms, provisionVm } from "../adapters/vm/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import { renderTable } from "./_table.ts";
 import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
-
-/**
- * Enrolls a freshly provisioned VM as a fleet device (the `fleet device enroll` work plugs
- * in here). It gets the VM's SSH address, user and key in `vm.ssh`.
- */
-export type VmEnrollHook = (vm: ProvisionedVm, log: Logger) => Promise<void>;
-
-export interface VmCommandOptions {
-  enroll?: VmEnrollHook;
-}
 
 function count(name: string, min: number) {
   return (text: string): number => {
@@ -65,7 +47,7 @@ const TESTED_PATH =
   `VMs run under qemu started directly, with user-mode networking (no root, no bridge);
 libvirt is not used, even where a libvirt daemon runs (this is the path the tests exercise).`;
 
-export function vmCommand(options: VmCommandOptions = {}): Command {
+export function vmCommand(): Command {
   const vm = new Command("vm").description(
     "Virtual machines as fleet devices: build a Debian base image, provision, list, destroy",
   ).addHelpText("after", `\n${TESTED_PATH}`);
@@ -159,9 +141,10 @@ Examples:
     .action((flags) =>
       usageAware(async () => {
         // Checked first: nothing is started for a request that cannot be completed.
-        if (flags.enroll && options.enroll === undefined) {
+        if (flags.enroll) {
           throw new UsageError(
-            "Enrolling VMs as devices is not available in this build yet: add --no-enroll",
+            "vm provision does not enroll yet: add --no-enroll, then run the `fleet device enroll " +
+              "--target ssh://... --ssh-key ...` it prints",
           );
         }
         const log = loggerFrom(flags);
@@ -188,7 +171,11 @@ Examples:
         printLine(
           `ssh -i ${identityFile} -p ${address.port} ${address.user}@${address.host}`,
         );
-        if (flags.enroll && options.enroll) await options.enroll(provisioned, log);
+        // The guest reaches this host's loopback as 10.0.2.2 (qemu user-mode networking).
+        printLine(
+          `enroll it: fleet device enroll --device-id ${flags.name} --target ssh://${address.user}@${address.host}:${address.port} ` +
+            `--ssh-key ${identityFile} --nats-url nats://127.0.0.1:4222 --device-nats-url nats://10.0.2.2:4222`,
+        );
       })
     );
 
