@@ -19,7 +19,7 @@ import {
   postinstScript,
   prermScript,
 } from "./deb.ts";
-import { denoRuntime } from "./deno_runtime.ts";
+import { denoRuntime, runTool } from "./deno_runtime.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 
@@ -29,17 +29,6 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 export interface BuiltPackage {
   arch: DebArch;
   path: string;
-}
-
-async function run(cmd: string, args: string[]): Promise<void> {
-  const out = await new Deno.Command(cmd, { args, cwd: ROOT, stdout: "piped", stderr: "piped" })
-    .output();
-  if (!out.success) {
-    throw new PackagingError(
-      `${cmd} ${args.join(" ")} failed (exit ${out.code}): ` +
-        new TextDecoder().decode(out.stderr).trim(),
-    );
-  }
 }
 
 async function writeFile(root: string, path: string, text: string, mode: number) {
@@ -75,14 +64,14 @@ export async function buildPackages(
   const work = await Deno.makeTempDir({ prefix: "fleet-package-" });
   try {
     const bundle = `${work}/fleet.js`;
-    await run(Deno.execPath(), [
+    await runTool(Deno.execPath(), [
       "bundle",
       "--quiet",
       "--minify",
       "--output",
       bundle,
       `${ROOT}/main.ts`,
-    ]);
+    ], ROOT);
     const built: BuiltPackage[] = [];
     for (const arch of options.arches) {
       const root = `${work}/${arch}`;
@@ -105,7 +94,7 @@ export async function buildPackages(
       await writeFile(root, "DEBIAN/postinst", postinstScript(), 0o755);
       await writeFile(root, "DEBIAN/prerm", prermScript(), 0o755);
       const path = `${options.outDir}/${debFileName(version, arch)}`;
-      await run("dpkg-deb", ["--root-owner-group", "-Zgzip", "--build", root, path]);
+      await runTool("dpkg-deb", ["--root-owner-group", "-Zgzip", "--build", root, path], ROOT);
       built.push({ arch, path });
     }
     return built;

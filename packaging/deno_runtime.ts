@@ -5,7 +5,12 @@
  */
 import { DEB_ARCHES, type DebArch, PackagingError } from "./deb.ts";
 
-async function run(cmd: string, args: string[], cwd: string): Promise<void> {
+/**
+ * Runs a build tool in `cwd`.
+ *
+ * @throws {PackagingError} with the tool's stderr when it fails.
+ */
+export async function runTool(cmd: string, args: string[], cwd: string): Promise<void> {
   const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" })
     .output();
   if (!out.success) {
@@ -34,10 +39,10 @@ export async function denoRuntime(
   const work = await Deno.makeTempDir({ dir: cacheRoot, prefix: "deno-npm-" });
   try {
     const spec = `${DEB_ARCHES[arch].denoPackage}@${version}`;
-    await run("npm", ["pack", "--silent", spec, "--pack-destination", work], work);
+    await runTool("npm", ["pack", "--silent", spec, "--pack-destination", work], work);
     const tgz = [...Deno.readDirSync(work)].find((e) => e.name.endsWith(".tgz"));
     if (!tgz) throw new PackagingError(`npm pack ${spec} wrote no tarball`);
-    await run("tar", ["-xzf", tgz.name, "package/deno"], work);
+    await runTool("tar", ["-xzf", tgz.name, "package/deno"], work);
     await Deno.mkdir(dir, { recursive: true });
     // Renamed into place last, so an interrupted fetch never leaves a partial runtime.
     await Deno.chmod(`${work}/package/deno`, 0o755);
