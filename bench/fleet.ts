@@ -30,7 +30,6 @@
  *   nothing to desired-state or fleet-deployment-status until 3 s after ready, else the run
  *   fails. State writes are over by then; heartbeats go on.
  */
-import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/nats-core";
 import {
   type Aggregate,
@@ -57,6 +56,7 @@ import { startNatsCluster } from "../adapters/nats/cluster_process.ts";
 import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { findPid, type ProcSample, procSample } from "./_proc.ts";
+import { spawnOperator } from "./_operator_process.ts";
 import {
   deploymentName,
   deviceId,
@@ -68,7 +68,6 @@ import {
 } from "./_sim_fleet.ts";
 import { KvPipeline } from "./_kv_pipeline.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const NAMESPACE = "bench";
 /** Puts in flight per connection. */
 const WINDOW = 512;
@@ -187,39 +186,13 @@ async function startOperator(
 ): Promise<RunningOperator> {
   const { log } = o;
   if (o.operator === "process") {
-    const args = ["run", "-A"];
-    if (o.cpuProfDir) args.push("--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`);
-    args.push(MAIN, "operator", "run", "--nats-url", url, "--log-level", "info");
-    args.push("--replicas", String(o.replicas));
-    const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" })
-      .spawn();
-    let resolveReady!: () => void;
-    const ready = new Promise<void>((r) => resolveReady = r);
-    void (async () => {
-      let buffer = "";
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        let nl;
-        while ((nl = buffer.indexOf("\n")) >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          if (line.includes("Read the fleet's current state")) resolveReady();
-          if (/\b(WARN|ERROR|warn|error)\b/.test(line)) {
-            warnings.push(line);
-            if (warnings.length <= 5) log.warn(`operator: ${line}`);
-          }
-        }
-      }
-    })();
-    return {
-      pid: child.pid,
-      ready,
-      stop: async () => {
-        child.kill("SIGTERM");
-        await child.status;
-      },
-      writeErrors: () => 0,
-    };
+    const op = spawnOperator({
+      operatorArgs: ["--nats-url", url, "--replicas", String(o.replicas)],
+      denoArgs: o.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`] : [],
+      warnings,
+      log,
+    });
+    return { pid: op.pid, ready: op.ready, stop: op.stop, writeErrors: () => 0 };
   }
   const nc = await connectNats({
     servers: url.split(","),

@@ -23,7 +23,6 @@
  *
  * The simulated fleet (labels, selectors, truth) is bench/_sim_fleet.ts, as for bench:fleet.
  */
-import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
 import {
@@ -52,6 +51,7 @@ import {
 import { DeploymentType, DeviceType, installCrds, KubeDeploymentStore } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { findPid, type ProcSample, procSample } from "./_proc.ts";
+import { spawnOperator } from "./_operator_process.ts";
 import { KvPipeline } from "./_kv_pipeline.ts";
 import {
   deploymentName,
@@ -63,7 +63,6 @@ import {
   selectorOf,
 } from "./_sim_fleet.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 /** Deployments live in `default`: the test API server runs no namespace controller. */
 const NAMESPACE = "default";
 /** Puts in flight per NATS connection. */
@@ -255,74 +254,6 @@ class StatusView {
   }
 }
 
-interface OperatorProcess {
-  pid: number;
-  ready: Promise<void>;
-  warnings: string[];
-  stop(): Promise<void>;
-}
-
-/** `fleet operator run --source kube` as a child; ready = its "Read the fleet's" log line. */
-function startOperator(
-  kubeconfig: string,
-  natsUrl: string,
-  staleAfterSeconds: number,
-  log: Logger,
-): OperatorProcess {
-  const args = [
-    "run",
-    "-A",
-    MAIN,
-    "operator",
-    "run",
-    "--source",
-    "kube",
-    "--kubeconfig",
-    kubeconfig,
-    "--nats-url",
-    natsUrl,
-    "--stale-after",
-    String(staleAfterSeconds),
-    "--log-level",
-    "info",
-  ];
-  const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" })
-    .spawn();
-  const warnings: string[] = [];
-  let resolveReady!: () => void;
-  const ready = new Promise<void>((r) => resolveReady = r);
-  const reading = (async () => {
-    let buffer = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      let nl;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        if (line.includes("Read the fleet's current state")) resolveReady();
-        if (/\b(WARN|ERROR|warn|error)\b/.test(line)) {
-          warnings.push(line);
-          if (warnings.length <= 5) log.warn(`operator: ${line}`);
-        }
-      }
-    }
-  })();
-  return {
-    pid: child.pid,
-    ready,
-    warnings,
-    stop: async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already exited.
-      }
-      await child.status;
-      await reading;
-    },
-  };
-}
-
 /** Runs the benchmark; true when every check held. */
 export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
   const { log } = o;
@@ -347,7 +278,19 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
     }, up in ${(kube.startupMs / 1000).toFixed(1)} s), nats ${nats.url}; CRDs installed`,
   );
 
-  const op = startOperator(kube.kubeconfigPath, nats.url, o.staleAfterSeconds, log);
+  const op = spawnOperator({
+    operatorArgs: [
+      "--source",
+      "kube",
+      "--kubeconfig",
+      kube.kubeconfigPath,
+      "--nats-url",
+      nats.url,
+      "--stale-after",
+      String(o.staleAfterSeconds),
+    ],
+    log,
+  });
   pids.operator = op.pid;
   const sampleAll = (): Samples => {
     const out: Samples = { at: performance.now() };
