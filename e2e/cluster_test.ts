@@ -28,9 +28,14 @@ async function startClusterFleet(): Promise<LocalFleet> {
   return fleet;
 }
 
-/** Keys and values of a bucket as text, sorted, for comparisons. */
-async function contents(nc: NatsConnection, fleet: LocalFleet, bucket: string) {
-  const values = await readBucket(nc, bucket, fleet.log);
+/** Keys and values of a bucket as text, sorted, for comparisons; gives up after 30 s. */
+async function contents(
+  nc: NatsConnection,
+  fleet: LocalFleet,
+  bucket: string,
+  signal = AbortSignal.timeout(30_000),
+) {
+  const values = await readBucket(nc, bucket, fleet.log, { signal });
   return [...values.entries()].map(([k, v]) => [k, decoder.decode(v)] as const).sort();
 }
 
@@ -139,8 +144,8 @@ Deno.test(
       "dev-2.default.api",
       "dev-2.default.web",
     ];
-    const desired = await waitFor("desired state for every device", async () => {
-      const d = await contents(nc, fleet, Buckets.desiredState);
+    const desired = await waitFor("desired state for every device", async (signal) => {
+      const d = await contents(nc, fleet, Buckets.desiredState, signal);
       return d.map(([k]) => k).join() === expectDesired.join() ? d : undefined;
     });
     for (const [key, value] of desired) {
@@ -163,12 +168,12 @@ Deno.test(
       logger: fleet.log,
     });
     try {
-      await waitFor("the restarted server to serve the same desired state", async () => {
-        const d = await contents(direct, fleet, Buckets.desiredState);
+      await waitFor("the restarted server to serve the same desired state", async (signal) => {
+        const d = await contents(direct, fleet, Buckets.desiredState, signal);
         return JSON.stringify(d) === JSON.stringify(desired) || undefined;
       }, 30_000);
-      await waitFor("the restarted server to serve every report", async () => {
-        const s = await contents(direct, fleet, Buckets.deviceState);
+      await waitFor("the restarted server to serve every report", async (signal) => {
+        const s = await contents(direct, fleet, Buckets.deviceState, signal);
         return s.map(([k]) => k).join() === expectDesired.map((k) => `state.${k}`).join() ||
           undefined;
       }, 30_000);

@@ -166,12 +166,9 @@ Deno.test(
 
       // Device A: its own keys work.
       const a = await raw(users.a, "dev-a");
-      const own = await readBucket(
-        a,
-        Buckets.desiredState,
-        log,
-        keys.desiredStateOfDevice("dev-a"),
-      );
+      const own = await readBucket(a, Buckets.desiredState, log, {
+        keyFilter: keys.desiredStateOfDevice("dev-a"),
+      });
       assert.deepEqual([...own.keys()], ["dev-a.default.web"]);
       const aKv = (bucket: string) => new Kvm(a).open(bucket, { bindOnly: true });
       await (await aKv(Buckets.deviceHeartbeat)).put(

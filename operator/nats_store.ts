@@ -21,6 +21,9 @@ import type { Logger } from "../adapters/logger.ts";
 import { ensureBucket, readBucket } from "../adapters/nats/mod.ts";
 import { parseStoredDeployment } from "./nats_source.ts";
 
+/** How long a read of a bucket may take before the command gives up. */
+const READ_TIMEOUT_MS = 30_000;
+
 export type ApplyOutcome = "created" | "configured" | "unchanged";
 
 export interface DeploymentRow {
@@ -107,8 +110,8 @@ export class NatsDeploymentStore implements FleetStore {
     await this.#bucket(Buckets.deployments, 5);
     await this.#bucket(Buckets.deploymentStatus, 1);
     const [raw, rawStatus] = await Promise.all([
-      readBucket(this.#nc, Buckets.deployments, this.#log),
-      readBucket(this.#nc, Buckets.deploymentStatus, this.#log),
+      this.#read(Buckets.deployments),
+      this.#read(Buckets.deploymentStatus),
     ]);
     const rows: DeploymentRow[] = [];
     for (const [key, value] of raw) {
@@ -133,8 +136,8 @@ export class NatsDeploymentStore implements FleetStore {
     await this.#bucket(Buckets.deviceInfo, 1);
     await this.#bucket(Buckets.deviceHeartbeat, 1);
     const [infos, beats] = await Promise.all([
-      readBucket(this.#nc, Buckets.deviceInfo, this.#log),
-      readBucket(this.#nc, Buckets.deviceHeartbeat, this.#log),
+      this.#read(Buckets.deviceInfo),
+      this.#read(Buckets.deviceHeartbeat),
     ]);
     const rows: DeviceRow[] = [];
     for (const [key, value] of infos) {
@@ -150,6 +153,13 @@ export class NatsDeploymentStore implements FleetStore {
       }
     }
     return rows.sort((a, b) => a.info.deviceId.localeCompare(b.info.deviceId));
+  }
+
+  /** A read that NATS cannot serve (no JetStream quorum, say) fails instead of waiting forever. */
+  #read(bucket: string): Promise<Map<string, Uint8Array>> {
+    return readBucket(this.#nc, bucket, this.#log, {
+      signal: AbortSignal.timeout(READ_TIMEOUT_MS),
+    });
   }
 
   #bucket(name: string, history: number): Promise<KV> {

@@ -300,24 +300,53 @@ export class LocalFleet implements AsyncDisposable {
   }
 }
 
-/** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes. */
+/**
+ * Polls `check` until it returns a value (not undefined) or `timeoutMs` passes. A check that
+ * has not returned by then is abandoned (its signal aborts), so a read stuck on a server that
+ * never answers fails the wait instead of hanging it.
+ */
 export async function waitFor<T>(
   what: string,
-  check: () => Promise<T | undefined> | T | undefined,
+  check: (signal: AbortSignal) => Promise<T | undefined> | T | undefined,
   timeoutMs = 30_000,
   intervalMs = 200,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  // A timer of our own, not AbortSignal.timeout(): that one does not keep Deno's event loop
+  // alive, and a stuck check may be all that is left.
+  const expiry = new AbortController();
+  const deadline = expiry.signal;
+  const timer = setTimeout(() => expiry.abort(), timeoutMs);
   let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
+  let stuck = false;
+  try {
+    while (!deadline.aborted) {
+      try {
+        const value = await untilAborted(Promise.resolve(check(deadline)), deadline);
+        if (value === ABANDONED) stuck = true;
+        else if (value !== undefined) return value;
+      } catch (error) {
+        lastError = error;
+      }
+      await sleep(intervalMs, deadline);
     }
-    await sleep(intervalMs, new AbortController().signal);
+  } finally {
+    clearTimeout(timer);
   }
-  const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : "";
+  const detail = stuck
+    ? " (the last check had not returned)"
+    : lastError instanceof Error
+    ? ` (last error: ${lastError.message})`
+    : "";
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
+}
+
+const ABANDONED = Symbol("abandoned");
+
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | typeof ABANDONED> {
+  if (signal.aborted) return Promise.resolve(ABANDONED);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(ABANDONED);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
