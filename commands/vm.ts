@@ -1,9 +1,11 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import { imageRecipe, VmArches, VmUsageError } from "../vm/mod.ts";
+import { imageRecipe, urlsFromGuest, USER_NET_HOST_IP, VmArches, VmUsageError } from "../vm/mod.ts";
+import { SshTarget } from "../adapters/host/ssh_target.ts";
 import { buildImage, defaultVmsDir, destroyVm, listVms, provisionVm } from "../adapters/vm/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import { renderTable } from "./_table.ts";
 import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
+import { enrollOptions, planEnroll, runEnroll } from "./_enroll.ts";
 
 function count(name: string, min: number) {
   return (text: string): number => {
@@ -96,8 +98,10 @@ Examples:
     );
   vm.addCommand(image);
 
-  vm.command("provision")
-    .description("Start a VM from the base image and wait until it answers SSH")
+  const provision = new Command("provision")
+    .description(
+      "Start a VM from the base image, wait until it answers SSH, and enroll it as a fleet device",
+    )
     .requiredOption("--name <name>", "VM name, also its host name (a DNS label)")
     .addOption(archOption())
     .addOption(suiteOption())
@@ -121,7 +125,9 @@ Examples:
     )
     .option("--no-enroll", "only start the VM; do not enroll it as a fleet device")
     .addOption(cacheOption())
-    .addOption(dirOption())
+    .addOption(dirOption());
+  for (const option of enrollOptions()) provision.addOption(option);
+  provision
     .addOption(logLevelOption())
     .addOption(logFormatOption())
     .addHelpText(
@@ -133,21 +139,21 @@ with the guest's SSH on a free 127.0.0.1 port. KVM is used when /dev/kvm really 
 TCG otherwise; aarch64 boots through the UEFI firmware found in /usr/share/qemu/firmware.
 ${TESTED_PATH}
 
+Then, unless --no-enroll, it enrolls the VM as device --name over SSH exactly as
+\`fleet device enroll\` does (same flags). The guest reaches this host's loopback as
+${USER_NET_HOST_IP}, so a loopback --nats-url is given to the device with that address
+unless --device-nats-url says otherwise.
+
 Examples:
-  fleet vm provision --name vm1 --no-enroll
+  fleet vm provision --name vm1 --label site=lab --nats-url nats://127.0.0.1:4222
   fleet vm provision --name arm1 --arch aarch64 --memory 2048 --no-enroll
   ssh -i ~/.local/share/fleet/vms/vm1/id_ed25519 -p PORT fleet@127.0.0.1`,
     )
     .action((flags) =>
       usageAware(async () => {
-        // Checked first: nothing is started for a request that cannot be completed.
-        if (flags.enroll) {
-          throw new UsageError(
-            "vm provision does not enroll yet: add --no-enroll, then run the `fleet device enroll " +
-              "--target ssh://... --ssh-key ...` it prints",
-          );
-        }
         const log = loggerFrom(flags);
+        // Checked first: no VM is started for an enroll that cannot be done.
+        const plan = flags.enroll ? await planEnroll(flags.name, flags, urlsFromGuest) : undefined;
         const provisioned = await provisionVm({
           name: flags.name,
           arch: flags.arch,
@@ -171,13 +177,22 @@ Examples:
         printLine(
           `ssh -i ${identityFile} -p ${address.port} ${address.user}@${address.host}`,
         );
-        // The guest reaches this host's loopback as 10.0.2.2 (qemu user-mode networking).
-        printLine(
-          `enroll it: fleet device enroll --device-id ${flags.name} --target ssh://${address.user}@${address.host}:${address.port} ` +
-            `--ssh-key ${identityFile} --nats-url nats://127.0.0.1:4222 --device-nats-url nats://10.0.2.2:4222`,
-        );
+        if (!plan) {
+          printLine(
+            `enroll it: fleet device enroll --device-id ${flags.name} --target ssh://${address.user}@${address.host}:${address.port} ` +
+              `--ssh-key ${identityFile} --nats-url nats://127.0.0.1:4222 --device-nats-url nats://${USER_NET_HOST_IP}:4222`,
+          );
+          return;
+        }
+        // The VM's user has sudo without a password: nothing to ask.
+        await using target = await SshTarget.connect({
+          ...provisioned.ssh,
+          prompt: () => Promise.resolve(undefined),
+        });
+        await runEnroll(target, plan, log);
       })
     );
+  vm.addCommand(provision);
 
   vm.command("list")
     .description("List the VMs and whether they run")

@@ -15,8 +15,8 @@ import { SshTarget } from "../adapters/host/ssh_target.ts";
 import type { Target } from "../adapters/host/target.ts";
 import { readBucket } from "../adapters/nats/mod.ts";
 import { printLine } from "../adapters/output.ts";
-import { destroyVm, provisionVm } from "../adapters/vm/mod.ts";
-import { imageRecipe } from "../vm/mod.ts";
+import { destroyVm } from "../adapters/vm/mod.ts";
+import { type VmState, VmStateSchema } from "../vm/mod.ts";
 import { buildPackages, projectVersion } from "../packaging/build.ts";
 import { enrollDevice, type EnrollOptions } from "../enroll/enroll.ts";
 import { CONFIG_PATH, EnrollError } from "../enroll/steps.ts";
@@ -28,8 +28,8 @@ const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const DEVICE = "vm-pi-1";
 const noPrompt = () => Promise.resolve(undefined);
 
-async function must(target: Target, argv: string[], sudo = true): Promise<string> {
-  const r = await target.run(argv, { sudo });
+async function must(target: Target, argv: string[], sudo = true, stdin?: string): Promise<string> {
+  const r = await target.run(argv, { sudo, ...(stdin !== undefined ? { stdin } : {}) });
   assert.equal(r.code, 0, `${argv.join(" ")}: ${r.stderr}`);
   return r.stdout;
 }
@@ -82,29 +82,46 @@ Deno.test(
     const version = await projectVersion();
     const [pkg] = await buildPackages({ outDir: `${work}/dist`, arches: ["amd64"] });
     const vmsDir = `${work}/vms`;
-    const vm = await provisionVm({
-      name: "enroll-e2e",
-      arch: "x86_64",
-      recipe: imageRecipe("x86_64"),
-      cacheDir: `${CACHE}/vm`,
-      vmsDir,
-      memoryMb: 2048,
-      cpus: 2,
-      user: "fleet",
-      timeoutMs: 600_000,
-      log,
-    });
-    const connect = () => SshTarget.connect({ ...vm.ssh, prompt: noPrompt });
-    let target = await connect();
-    // The VM boots its kernel and initramfs from outside (qemu -kernel/-initrd), so the guest's
-    // own initramfs is never used, and rebuilding it when podman is installed takes minutes under
-    // TCG emulation. A Raspberry Pi keeps the update; it is quick on real hardware.
-    await must(target, [
-      "sed",
-      "-i",
-      "s/^update_initramfs=.*/update_initramfs=no/",
-      "/etc/initramfs-tools/update-initramfs.conf",
-    ]);
+
+    // One command from the laptop: a fresh VM, enrolled as device DEVICE.
+    let target: Target;
+    let state: VmState;
+    let provisioned: Timed;
+    try {
+      provisioned = await runTimed([
+        "vm",
+        "provision",
+        "--name",
+        DEVICE,
+        "--memory",
+        "2048",
+        "--timeout",
+        "600",
+        "--dir",
+        vmsDir,
+        "--cache-dir",
+        `${CACHE}/vm`,
+        "--package-dir",
+        `${work}/dist`,
+        "--label",
+        "site=vm",
+        "--nats-url",
+        fleet.nats.url,
+        "--heartbeat-timeout",
+        "180",
+      ]);
+      const output = provisioned.lines.map(([, line]) => line).join("\n");
+      assert.equal(provisioned.code, 0, `${output}\n${provisioned.stderr}`);
+      state = VmStateSchema.parse(
+        JSON.parse(await Deno.readTextFile(`${vmsDir}/${DEVICE}/vm.json`)),
+      );
+      target = await SshTarget.connect({ ...state.ssh, prompt: noPrompt });
+    } catch (error) {
+      await destroyVm(vmsDir, DEVICE, log);
+      await Deno.remove(work, { recursive: true });
+      throw error;
+    }
+    const connect = () => SshTarget.connect({ ...state.ssh, prompt: noPrompt });
     const nc = await fleet.connection();
     const lines: string[] = [];
     const enroll = (overrides: Partial<EnrollOptions> = {}) =>
@@ -124,18 +141,32 @@ Deno.test(
       });
     try {
       let uid = 0;
-      await t.step("a fresh host: every step changes something, then the heartbeat", async () => {
-        const started = performance.now();
-        const result = await enroll();
-        const seconds = (performance.now() - started) / 1000;
-        printLine(`enroll of a fresh VM: ${seconds.toFixed(1)} s\n${lines.join("\n")}`);
-        assert.ok(result.changed >= 7, lines.join("\n"));
-        assert.match(lines.at(-1)!, /heartbeat: reached NATS/);
-        uid = Number((await must(target, ["id", "-u", "fleet-agent"], false)).trim());
-        const mode = await must(target, ["stat", "-c", "%a %U:%G", CONFIG_PATH]);
-        assert.equal(mode.trim(), "640 root:fleet-agent");
-        assert.equal(await unitProperty(target, "ActiveState"), "active");
-      });
+      await t.step(
+        "vm provision enrolls the fresh VM: every step changes something, then the heartbeat",
+        async () => {
+          const output = provisioned.lines.map(([, line]) => line).join("\n");
+          const sshAt = provisioned.lines.find(([, l]) => /answered SSH after/.test(l))?.[0];
+          assert.ok(sshAt !== undefined, output);
+          const steps = provisioned.lines.map(([, l]) => l).filter((l) => /^(un)?changed /.test(l));
+          printLine(
+            `vm provision: SSH after ${sshAt.toFixed(1)} s, enroll of the fresh VM ${
+              (provisioned.seconds - sshAt).toFixed(1)
+            } s\n${output}`,
+          );
+          assert.ok(steps.filter((l) => l.startsWith("changed")).length >= 7, output);
+          assert.match(steps.at(-1)!, /heartbeat: reached NATS/);
+          assert.match(output, new RegExp(`^${DEVICE} is enrolled \\(`, "m"));
+          const config = await must(target, ["cat", CONFIG_PATH]);
+          assert.match(
+            config,
+            new RegExp(`urls = \\[ ?"nats://10\\.0\\.2\\.2:${fleet.nats.port}" ?\\]`),
+          );
+          uid = Number((await must(target, ["id", "-u", "fleet-agent"], false)).trim());
+          const mode = await must(target, ["stat", "-c", "%a %U:%G", CONFIG_PATH]);
+          assert.equal(mode.trim(), "640 root:fleet-agent");
+          assert.equal(await unitProperty(target, "ActiveState"), "active");
+        },
+      );
 
       await t.step("a second run changes nothing and says so", async () => {
         lines.length = 0;
@@ -143,6 +174,51 @@ Deno.test(
         assert.equal(result.changed, 0, lines.join("\n"));
         assert.ok(lines.slice(0, -1).every((l) => l.startsWith("unchanged")), lines.join("\n"));
       });
+
+      await t.step(
+        "a login whose sudo asks for a password: asked once, nothing changes",
+        async () => {
+          // Debian's stock sudoers: members of "sudo" give their password.
+          await must(target, ["useradd", "--create-home", "--groups", "sudo", "field"]);
+          await must(target, ["chpasswd"], true, "field:field-secret\n");
+          await must(target, ["install", "-d", "-m", "700", "-o", "field", "/home/field/.ssh"]);
+          await must(target, [
+            "install",
+            "-m",
+            "600",
+            "-o",
+            "field",
+            `/home/${state.ssh.address.user}/.ssh/authorized_keys`,
+            "/home/field/.ssh/authorized_keys",
+          ]);
+          const asFieldUser = (password: string, prompts: string[]) =>
+            SshTarget.connect({
+              ...state.ssh,
+              address: { ...state.ssh.address, user: "field" },
+              prompt: (question) => {
+                prompts.push(question);
+                return Promise.resolve(password);
+              },
+            });
+          const prompts: string[] = [];
+          await using field = await asFieldUser("field-secret", prompts);
+          assert.notEqual(
+            (await field.run(["sudo", "-n", "true"])).code,
+            0,
+            "sudo wants a password",
+          );
+          lines.length = 0;
+          const result = await enroll({ target: field });
+          assert.equal(result.changed, 0, lines.join("\n"));
+          assert.deepEqual(prompts, [
+            `sudo password on field@127.0.0.1:${state.ssh.address.port}: `,
+          ]);
+
+          const wrong: string[] = [];
+          await using typo = await asFieldUser("not-it", wrong);
+          await assert.rejects(enroll({ target: typo }), /sudo on field@\S+ refused the password/);
+        },
+      );
 
       await t.step("new labels rewrite only the config and restart the agent", async () => {
         lines.length = 0;
@@ -327,11 +403,112 @@ Deno.test(
       );
     } finally {
       await target[Symbol.asyncDispose]();
-      await destroyVm(vmsDir, "enroll-e2e", log);
+      await destroyVm(vmsDir, DEVICE, log);
       await Deno.remove(work, { recursive: true });
     }
   },
 );
+
+Deno.test({
+  name:
+    "vm provision enrolls an aarch64 VM with the arm64 package (FLEET_TEST_AARCH64=1; slow under TCG)",
+  ignore: Deno.env.get("FLEET_TEST_AARCH64") !== "1",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const log = testLogger();
+    const work = await Deno.makeTempDir({ prefix: "fleet-enroll-arm-" });
+    await using fleet = await startFleet();
+    await fleet.startOperator();
+    const build = await runTimed([
+      "vm",
+      "image",
+      "build",
+      "--arch",
+      "aarch64",
+      "--cache-dir",
+      `${CACHE}/vm`,
+    ]);
+    assert.equal(build.code, 0, build.stderr);
+    await buildPackages({ outDir: `${work}/dist`, arches: ["arm64"] });
+    const vmsDir = `${work}/vms`;
+    const device = "vm-arm-1";
+    try {
+      const provisioned = await runTimed([
+        "vm",
+        "provision",
+        "--name",
+        device,
+        "--arch",
+        "aarch64",
+        "--memory",
+        "2048",
+        "--dir",
+        vmsDir,
+        "--cache-dir",
+        `${CACHE}/vm`,
+        "--package-dir",
+        `${work}/dist`,
+        "--label",
+        "site=arm",
+        "--nats-url",
+        fleet.nats.url,
+        "--heartbeat-timeout",
+        "900",
+      ]);
+      const output = provisioned.lines.map(([, line]) => line).join("\n");
+      assert.equal(provisioned.code, 0, `${output}\n${provisioned.stderr}`);
+      const sshAt = provisioned.lines.find(([, l]) => /answered SSH after/.test(l))?.[0] ?? 0;
+      printLine(
+        `vm provision aarch64: SSH after ${sshAt.toFixed(1)} s, enroll ${
+          (provisioned.seconds - sshAt).toFixed(1)
+        } s\n${output}`,
+      );
+      assert.match(output, /^changed {4}package: installed fleet \S+$/m);
+      assert.match(output, /heartbeat: reached NATS/);
+      const infos = await readBucket(await fleet.connection(), Buckets.deviceInfo, log);
+      const info = JSON.parse(new TextDecoder().decode(infos.get(keys.deviceInfo(device))!));
+      assert.equal(info.inventory.arch, "aarch64");
+      assert.equal(info.labels.site, "arm");
+    } finally {
+      await destroyVm(vmsDir, device, log);
+      await Deno.remove(work, { recursive: true });
+    }
+  },
+});
+
+/**
+ * Runs the CLI, noting when each stdout line arrived (seconds from the start), so one
+ * command's phases can be timed.
+ */
+interface Timed {
+  code: number;
+  lines: [number, string][];
+  seconds: number;
+  stderr: string;
+}
+
+async function runTimed(args: string[]): Promise<Timed> {
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines: [number, string][] = [];
+  let partial = "";
+  for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+    const parts = (partial + chunk).split("\n");
+    partial = parts.pop()!;
+    for (const line of parts) lines.push([(performance.now() - started) / 1000, line]);
+  }
+  if (partial !== "") lines.push([(performance.now() - started) / 1000, partial]);
+  const { code } = await child.status;
+  return { code, lines, seconds: (performance.now() - started) / 1000, stderr: await stderr };
+}
 
 /** `podman save` of the test image through the host's podman service. */
 async function saveTestImage(socketPath: string, out: string): Promise<void> {

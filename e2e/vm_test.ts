@@ -42,9 +42,32 @@ Deno.test("fleet vm: usage mistakes exit 2 with one line naming the value", asyn
     ]);
     assert.equal(badName.code, 2, badName.stderr);
     assert.match(badName.stderr, /Invalid VM name "Bad_Name"/);
-    const noEnroll = await fleet(["vm", "provision", "--name", "vm1", "--dir", dir]);
-    assert.equal(noEnroll.code, 2);
-    assert.match(noEnroll.stderr, /--no-enroll/);
+    // Enroll flags are checked before a VM is started: nothing is left behind.
+    const badLabel = await fleet([
+      "vm",
+      "provision",
+      "--name",
+      "vm1",
+      "--label",
+      "site",
+      "--dir",
+      dir,
+    ]);
+    assert.equal(badLabel.code, 2, badLabel.stderr);
+    assert.match(badLabel.stderr, /--label "site" is not key=value/);
+    const noPackages = await fleet([
+      "vm",
+      "provision",
+      "--name",
+      "vm1",
+      "--package-dir",
+      `${dir}/none`,
+      "--dir",
+      dir,
+    ]);
+    assert.equal(noPackages.code, 2, noPackages.stderr);
+    assert.match(noPackages.stderr, /No fleet_<version>_<arch>\.deb in --package-dir/);
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no VM was started");
     const badArch = await fleet(["vm", "image", "build", "--arch", "sparc"]);
     assert.equal(badArch.code, 2);
     assert.match(badArch.stderr, /sparc/);

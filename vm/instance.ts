@@ -52,6 +52,29 @@ export type VmState = z.infer<typeof VmStateSchema>;
 /** qemu's user-mode network gives the first DHCP client this address. */
 export const USER_NET_GUEST_IP = "10.0.2.15";
 
+/** On qemu's user-mode network the guest reaches the host's loopback at this address. */
+export const USER_NET_HOST_IP = "10.0.2.2";
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/**
+ * The URLs as a VM on the user-mode network must write them: a loopback host (the host's
+ * own NATS) becomes {@link USER_NET_HOST_IP}; any other host is left alone. Text that is not
+ * a URL is left alone too (the NATS client reports it).
+ */
+export function urlsFromGuest(urls: readonly string[]): string[] {
+  return urls.map((text) => {
+    try {
+      const url = new URL(text);
+      if (!LOOPBACK_HOSTS.has(url.hostname)) return text;
+      url.hostname = USER_NET_HOST_IP;
+      return url.href;
+    } catch {
+      return text;
+    }
+  });
+}
+
 /** The OpenSSH client's arguments to run `command` in the VM: key only, never a prompt. */
 export function sshArgs(access: VmSshAccess, command: readonly string[]): string[] {
   return [

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { sshArgs, validateVmName } from "./instance.ts";
+import { sshArgs, urlsFromGuest, validateVmName } from "./instance.ts";
 import { VmUsageError } from "./errors.ts";
 
 Deno.test("validateVmName() takes DNS labels only", () => {
@@ -27,4 +27,28 @@ Deno.test("sshArgs() logs in with the VM's key and known_hosts, never prompting"
     assert.ok(args.includes(option), option);
   }
   assert.equal(args[args.indexOf("-i") + 1], "/vms/vm1/id_ed25519");
+});
+
+Deno.test("urlsFromGuest() points loopback URLs at the host as the guest sees it", () => {
+  assert.deepEqual(
+    urlsFromGuest([
+      "nats://127.0.0.1:4222",
+      "nats://localhost:4223",
+      "nats://[::1]:4224",
+      "nats://user:secret@127.0.0.1:4225",
+      "tls://127.0.0.1:4443",
+    ]),
+    [
+      "nats://10.0.2.2:4222",
+      "nats://10.0.2.2:4223",
+      "nats://10.0.2.2:4224",
+      "nats://user:secret@10.0.2.2:4225",
+      "tls://10.0.2.2:4443",
+    ],
+  );
+});
+
+Deno.test("urlsFromGuest() leaves other hosts and text that is not a URL alone", () => {
+  const others = ["nats://10.0.0.5:4222", "nats://nats.example.com:4222", "127.0.0.1:4222"];
+  assert.deepEqual(urlsFromGuest(others), others);
 });

@@ -35,6 +35,16 @@ Deno.test("seedFiles() user-data is cloud-config creating the user with the key 
   }]);
 });
 
+Deno.test("seedFiles() user-data turns off the guest's initramfs rebuilds (VMs boot an outside initrd)", () => {
+  const data = parse(seedFiles(spec)["user-data"]);
+  assert.deepEqual(data.bootcmd, [[
+    "sed",
+    "-i",
+    "s/^update_initramfs=.*/update_initramfs=no/",
+    "/etc/initramfs-tools/update-initramfs.conf",
+  ]]);
+});
+
 Deno.test("seedFiles() network-config is version 2 with DHCP on eth0", () => {
   assert.deepEqual(parse(seedFiles(spec)["network-config"]), {
     version: 2,

@@ -3,7 +3,8 @@
  * are argv arrays (quoted for the remote shell here, never by callers); root-only steps ask for
  * `sudo` and get it only when the login user is not root. A sudo password, when one is needed,
  * is fed to `sudo -S` ahead of the command's own input (sudo reads it byte by byte up to the
- * newline, so the rest stays the command's).
+ * newline, so the rest stays the command's); `-k` makes sudo read it even when it still holds
+ * a cached credential, which would otherwise leave the password at the head of that input.
  */
 
 export interface CommandResult {
@@ -105,7 +106,7 @@ export abstract class SudoTarget implements Target {
     if (mode.kind === "root") return await this.exec(argv, stdin);
     if (mode.kind === "nopasswd") return await this.exec(["sudo", "-n", "--", ...argv], stdin);
     const input = new Uint8Array([...encoder.encode(`${mode.password}\n`), ...(stdin ?? [])]);
-    return await this.exec(["sudo", "-S", "-p", "", "--", ...argv], input);
+    return await this.exec(["sudo", "-k", "-S", "-p", "", "--", ...argv], input);
   }
 
   async #sudoMode() {
@@ -123,7 +124,7 @@ export abstract class SudoTarget implements Target {
       );
     }
     const check = await this.exec(
-      ["sudo", "-S", "-p", "", "--", "true"],
+      ["sudo", "-k", "-S", "-p", "", "--", "true"],
       encoder.encode(`${password}\n`),
     );
     if (check.code !== 0) {

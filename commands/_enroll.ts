@@ -1,0 +1,324 @@
+/**
+ * What `device enroll` and `vm provision` share: the flags that say how a device is enrolled
+ * (labels, package, the device's NATS and identity, Zitadel) and the run that reads them,
+ * validates them before anything is touched, and enrolls a target.
+ */
+import { Option } from "@commander-js/extra-typings";
+import { z } from "zod";
+import { describeIssues, DeviceLabels, validateIdentifier } from "../core/mod.ts";
+import { printLine } from "../adapters/output.ts";
+import { askYesNo } from "../adapters/host/terminal.ts";
+import type { Target } from "../adapters/host/target.ts";
+import type { Logger } from "../adapters/logger.ts";
+import type { CredentialsConfig } from "../agent/config.ts";
+import { enrollDevice } from "../enroll/enroll.ts";
+import { deviceFlowLogin } from "../adapters/oidc/mod.ts";
+import {
+  createZitadelIdentityProvider,
+  createZitadelManagement,
+  type IdentityProvider,
+} from "../adapters/zitadel/mod.ts";
+import {
+  connectCli,
+  natsPasswordOption,
+  natsServers,
+  natsUrlOption,
+  natsUserOption,
+  oidcOptions,
+  UsageError,
+} from "./_cli.ts";
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function seconds(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new UsageError(`--heartbeat-timeout must be a whole number of seconds, got "${text}"`);
+  }
+  return n;
+}
+
+/** The enroll flags, for `command.addOption()` (a list, like {@link oidcOptions}). */
+export function enrollOptions(): Option[] {
+  return [
+    new Option("--label <key=value>", "a device label (repeat for more)").argParser(collect)
+      .default([] as string[], "none"),
+    new Option("--package-dir <dir>", "where fleet_<version>_<arch>.deb are").default("dist")
+      .env("FLEET_PACKAGE_DIR"),
+    new Option(
+      "--device-nats-url <urls>",
+      "NATS URLs the device connects to, comma-separated (default: --nats-url)",
+    ).env("FLEET_DEVICE_NATS_URL"),
+    new Option("--device-key <path>", "the device's private key file (OIDC identity)")
+      .env("FLEET_DEVICE_KEY"),
+    new Option("--device-oidc-issuer <url>", "OIDC issuer the device gets its tokens from")
+      .env("FLEET_DEVICE_OIDC_ISSUER"),
+    new Option("--device-oidc-audience <audience>", "audience of the device's tokens")
+      .env("FLEET_DEVICE_OIDC_AUDIENCE"),
+    new Option("--device-nats-user <user>", "shared NATS user for the device (development only)")
+      .env("FLEET_DEVICE_NATS_USER"),
+    new Option("--device-nats-password <password>", "its password (development only)")
+      .env("FLEET_DEVICE_NATS_PASSWORD"),
+    new Option("--zitadel-url <url>", "create the device's identity in this Zitadel instance")
+      .env("FLEET_ZITADEL_URL"),
+    new Option("--zitadel-project-id <id>", "the Zitadel project whose `device` role devices get")
+      .env("FLEET_ZITADEL_PROJECT_ID"),
+    new Option("--zitadel-org-id <id>", "the organisation devices live in (default: the admin's)")
+      .env("FLEET_ZITADEL_ORG_ID"),
+    new Option("--zitadel-token <token>", "the admin's access token (default: sign in)")
+      .env("FLEET_ZITADEL_TOKEN"),
+    new Option("--zitadel-client-id <id>", "the CLI's public client, for signing in")
+      .env("FLEET_ZITADEL_CLIENT_ID"),
+    new Option("-y, --yes", "overwrite a different config on the device without asking")
+      .env("FLEET_ENROLL_YES"),
+    new Option("--no-wait", "do not wait for the first heartbeat").env("FLEET_ENROLL_NO_WAIT"),
+    new Option("--heartbeat-timeout <seconds>", "how long to wait for the first heartbeat")
+      .argParser(seconds).default(120).env("FLEET_HEARTBEAT_TIMEOUT"),
+    natsUrlOption(),
+    natsUserOption(),
+    natsPasswordOption(),
+    ...oidcOptions(),
+  ];
+}
+
+const optional = z.string().optional();
+
+/** The values of {@link enrollOptions} as commander hands them over. */
+const EnrollFlagsSchema = z.object({
+  label: z.array(z.string()),
+  packageDir: z.string(),
+  deviceNatsUrl: optional,
+  deviceKey: optional,
+  deviceOidcIssuer: optional,
+  deviceOidcAudience: optional,
+  deviceNatsUser: optional,
+  deviceNatsPassword: optional,
+  zitadelUrl: optional,
+  zitadelProjectId: optional,
+  zitadelOrgId: optional,
+  zitadelToken: optional,
+  zitadelClientId: optional,
+  yes: z.boolean().optional(),
+  wait: z.boolean(),
+  heartbeatTimeout: z.number(),
+  natsUrl: z.string(),
+  natsUser: optional,
+  natsPassword: optional,
+  oidcIssuer: optional,
+  oidcClientId: optional,
+  oidcKey: optional,
+  oidcGrant: z.enum(["jwt-bearer", "client-credentials"]).optional(),
+  oidcAudience: optional,
+});
+type EnrollFlags = z.infer<typeof EnrollFlagsSchema>;
+
+/** Everything an enroll needs from the flags, checked; nothing is contacted yet. */
+export interface EnrollPlan {
+  deviceId: string;
+  labels: Record<string, string>;
+  deviceUrls: string[];
+  credentials: CredentialsConfig;
+  deviceKey: string | undefined;
+  packages: Record<string, { path: string; version: string }>;
+  /** Where the device's identity is created, and how the admin signs in there. */
+  zitadel: ZitadelPlan | undefined;
+  flags: EnrollFlags;
+}
+
+interface ZitadelPlan {
+  url: string;
+  projectId: string;
+  orgId: string | undefined;
+  /** The admin's token, or the public client to sign in with. */
+  auth: { token: string } | { clientId: string };
+}
+
+/**
+ * Reads and validates the enroll flags for `deviceId` out of a command's option values (added
+ * with {@link enrollOptions}, so commander's typing does not see them): labels, credentials,
+ * key file and the packages. `defaultDeviceUrls` maps --nats-url to what the device should
+ * use when --device-nats-url is not given.
+ *
+ * @throws {UsageError} naming the flag and the rule.
+ */
+export async function planEnroll(
+  deviceId: string,
+  optionValues: object,
+  defaultDeviceUrls: (urls: string[]) => string[] = (urls) => urls,
+): Promise<EnrollPlan> {
+  validateIdentifier("device id", deviceId);
+  const flags = EnrollFlagsSchema.parse(optionValues);
+  const labels = parseLabels(flags.label);
+  const deviceUrls = flags.deviceNatsUrl === undefined
+    ? defaultDeviceUrls(natsServers(flags))
+    : natsServers({ natsUrl: flags.deviceNatsUrl });
+  let credentials: CredentialsConfig = { type: "none" };
+  const issuer = flags.deviceOidcIssuer ?? flags.zitadelUrl;
+  if (issuer !== undefined) {
+    credentials = {
+      type: "oidc",
+      issuer,
+      key_file: "/etc/fleet-agent/device-key.json",
+      grant: "jwt-bearer",
+      ...(flags.deviceOidcAudience ? { audience: flags.deviceOidcAudience } : {}),
+    };
+  } else if (flags.deviceNatsUser !== undefined) {
+    if (flags.deviceNatsPassword === undefined) {
+      throw new UsageError("--device-nats-user needs --device-nats-password");
+    }
+    credentials = {
+      type: "userpass",
+      user: flags.deviceNatsUser,
+      password: flags.deviceNatsPassword,
+    };
+  }
+  if (flags.deviceKey !== undefined && credentials.type !== "oidc") {
+    throw new UsageError("--device-key needs --device-oidc-issuer (the key is an OIDC identity)");
+  }
+  const zitadel = planZitadel(flags);
+  const deviceKey = flags.deviceKey === undefined ? undefined : await readKeyFile(flags.deviceKey);
+  return {
+    deviceId,
+    labels,
+    deviceUrls,
+    credentials,
+    deviceKey,
+    packages: await findPackages(flags.packageDir),
+    zitadel,
+    flags,
+  };
+}
+
+function planZitadel(flags: EnrollFlags): ZitadelPlan | undefined {
+  if (flags.zitadelUrl === undefined) return undefined;
+  if (flags.zitadelProjectId === undefined) {
+    throw new UsageError("--zitadel-url needs --zitadel-project-id");
+  }
+  const auth = flags.zitadelToken !== undefined
+    ? { token: flags.zitadelToken }
+    : flags.zitadelClientId !== undefined
+    ? { clientId: flags.zitadelClientId }
+    : undefined;
+  if (!auth) {
+    throw new UsageError(
+      "--zitadel-url needs --zitadel-token, or --zitadel-client-id to sign in with a code",
+    );
+  }
+  return {
+    url: flags.zitadelUrl,
+    projectId: flags.zitadelProjectId,
+    orgId: flags.zitadelOrgId,
+    auth,
+  };
+}
+
+/** Enrolls `target` as planned, printing a line per step and a summary. */
+export async function runEnroll(target: Target, plan: EnrollPlan, log: Logger): Promise<void> {
+  const flags = plan.flags;
+  const identity = plan.zitadel ? await identityProvider(plan.zitadel) : undefined;
+  const nc = flags.wait ? await connectCli(flags, log) : undefined;
+  try {
+    const result = await enrollDevice({
+      target,
+      deviceId: plan.deviceId,
+      labels: plan.labels,
+      natsUrls: plan.deviceUrls,
+      credentials: plan.credentials,
+      packages: plan.packages,
+      ...(plan.deviceKey !== undefined ? { deviceKey: plan.deviceKey } : {}),
+      ...(identity ? { identity } : {}),
+      confirm: (path, diff) =>
+        flags.yes
+          ? Promise.resolve(true)
+          : askYesNo(`${path} on ${target.description} differs:\n${diff}`, "Overwrite it?"),
+      ...(nc ? { nats: nc } : {}),
+      heartbeatTimeoutMs: flags.heartbeatTimeout * 1000,
+      report: printLine,
+      log,
+    });
+    printLine(
+      result.changed === 0
+        ? `${plan.deviceId} was already enrolled: nothing changed`
+        : `${plan.deviceId} is enrolled (${result.changed} of ${result.steps} steps changed something)`,
+    );
+  } finally {
+    await nc?.close();
+  }
+}
+
+function parseLabels(pairs: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of pairs) {
+    const at = pair.indexOf("=");
+    if (at <= 0) throw new UsageError(`--label "${pair}" is not key=value`);
+    labels[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  const result = DeviceLabels.safeParse(labels);
+  if (!result.success) throw new UsageError(`Invalid --label: ${describeIssues(result.error)}`);
+  return result.data;
+}
+
+async function readKeyFile(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new UsageError(`--device-key ${path} does not exist`);
+    }
+    throw error;
+  }
+}
+
+/** `fleet_<version>_<arch>.deb` for each architecture found in `dir`. */
+async function findPackages(
+  dir: string,
+): Promise<Record<string, { path: string; version: string }>> {
+  const found: Record<string, { path: string; version: string }> = {};
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const m = /^fleet_(.+)_(amd64|arm64)\.deb$/.exec(entry.name);
+      if (m) found[m[2]!] = { path: `${dir}/${entry.name}`, version: m[1]! };
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  if (Object.keys(found).length === 0) {
+    throw new UsageError(
+      `No fleet_<version>_<arch>.deb in --package-dir ${dir}: build them with \`deno task package\``,
+    );
+  }
+  return found;
+}
+
+async function identityProvider(zitadel: ZitadelPlan): Promise<IdentityProvider> {
+  const token = "token" in zitadel.auth
+    ? zitadel.auth.token
+    : await signIn(zitadel.url, zitadel.auth.clientId);
+  return createZitadelIdentityProvider({
+    management: createZitadelManagement({
+      baseUrl: zitadel.url,
+      token,
+      ...(zitadel.orgId ? { orgId: zitadel.orgId } : {}),
+    }),
+    projectId: zitadel.projectId,
+  });
+}
+
+/** The admin signs in with a code on another device (RFC 8628); returns the access token. */
+async function signIn(issuer: string, clientId: string): Promise<string> {
+  const token = await deviceFlowLogin({
+    issuer,
+    clientId,
+    // The audience scope lets the token call Zitadel's own Management API.
+    scope: "openid urn:zitadel:iam:org:project:id:zitadel:aud",
+    prompt: (p) =>
+      printLine(
+        `To let enroll create the device's identity, open ${
+          p.verificationUriComplete ?? p.verificationUri
+        } and enter the code ${p.userCode}`,
+      ),
+  });
+  return token.accessToken;
+}
