@@ -177,11 +177,11 @@ Examples:
         printLine(
           `ssh -i ${identityFile} -p ${address.port} ${address.user}@${address.host}`,
         );
+        const enrollLater =
+          `fleet device enroll --device-id ${flags.name} --target ssh://${address.user}@${address.host}:${address.port} ` +
+          `--ssh-key ${identityFile} --nats-url nats://127.0.0.1:4222 --device-nats-url nats://${USER_NET_HOST_IP}:4222`;
         if (!plan) {
-          printLine(
-            `enroll it: fleet device enroll --device-id ${flags.name} --target ssh://${address.user}@${address.host}:${address.port} ` +
-              `--ssh-key ${identityFile} --nats-url nats://127.0.0.1:4222 --device-nats-url nats://${USER_NET_HOST_IP}:4222`,
-          );
+          printLine(`enroll it: ${enrollLater}`);
           return;
         }
         // The VM's user has sudo without a password: nothing to ask.
@@ -189,7 +189,13 @@ Examples:
           ...provisioned.ssh,
           prompt: () => Promise.resolve(undefined),
         });
-        await runEnroll(target, plan, log);
+        try {
+          await runEnroll(target, plan, log);
+        } catch (error) {
+          // The VM stays up: the steps done so far are kept and a new enroll picks up from there.
+          printLine(`VM ${flags.name} runs but is not enrolled; once fixed: ${enrollLater} ...`);
+          throw error;
+        }
       })
     );
   vm.addCommand(provision);
