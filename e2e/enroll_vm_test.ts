@@ -19,7 +19,7 @@ import { destroyVm } from "../adapters/vm/mod.ts";
 import { type VmState, VmStateSchema } from "../vm/mod.ts";
 import { buildPackages, projectVersion } from "../packaging/build.ts";
 import { enrollDevice, type EnrollOptions } from "../enroll/enroll.ts";
-import { CONFIG_PATH, EnrollError } from "../enroll/steps.ts";
+import { CONFIG_PATH, EnrollError, PACKAGE_RECORD_PATH } from "../enroll/steps.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { startFleet, testLogger, waitForStatus, webDeployment } from "./_helpers.ts";
 
@@ -173,6 +173,18 @@ Deno.test(
         const result = await enroll();
         assert.equal(result.changed, 0, lines.join("\n"));
         assert.ok(lines.slice(0, -1).every((l) => l.startsWith("unchanged")), lines.join("\n"));
+      });
+
+      await t.step("another build of the same version is installed again", async () => {
+        // As if enroll had installed a different build of 0.1.0 before.
+        await must(target, ["sh", "-c", `echo 0000 > ${PACKAGE_RECORD_PATH}`]);
+        lines.length = 0;
+        await enroll();
+        const changed = lines.filter((l) => l.startsWith("changed")).map((l) => l.split(":")[0]);
+        assert.deepEqual(changed, ["changed    package", "changed    service"], lines.join("\n"));
+        assert.match(lines.join("\n"), /reinstalled fleet \S+ \(not the build enroll installed/);
+        lines.length = 0;
+        assert.equal((await enroll()).changed, 0, lines.join("\n"));
       });
 
       await t.step(

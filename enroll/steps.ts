@@ -5,13 +5,15 @@
  */
 import type { Target } from "../adapters/host/target.ts";
 import { formatDiff } from "../core/mod.ts";
-import { isUntouched, stampConfig } from "./config_stamp.ts";
+import { isUntouched, sha256, stampConfig } from "./config_stamp.ts";
 
 export const AGENT_USER = "fleet-agent";
 export const CONFIG_PATH = "/etc/fleet-agent/config.toml";
 export const DEVICE_KEY_PATH = "/etc/fleet-agent/device-key.json";
 export const STATE_DIR = "/var/lib/fleet-agent";
 const AGENT_UNIT = "fleet-agent.service";
+/** The SHA-256 of the .deb enroll installed last. */
+export const PACKAGE_RECORD_PATH = "/var/lib/fleet-enroll/package.sha256";
 /** What rootless podman needs beside podman itself on Debian. */
 const PODMAN_PACKAGES = ["podman", "uidmap", "slirp4netns", "dbus-user-session"];
 
@@ -170,17 +172,24 @@ export async function ensurePodmanSocket(target: Target, uid: number): Promise<S
   );
 }
 
-/** Installs the package when the device has another version (or none). */
+/**
+ * Installs the package when the device has another version (or none), or the same version
+ * from another build: enroll records the SHA-256 of the .deb it installed, so a rebuilt
+ * package is not taken for the one already there. A device whose package enroll did not
+ * install (no record) gets it installed again once.
+ */
 export async function ensurePackage(
   target: Target,
   pkg: { path: string; version: string },
 ): Promise<StepOutcome> {
+  const data = await Deno.readFile(pkg.path);
+  const digest = await sha256(data);
   const current = await installedVersion(target, "fleet");
-  if (current === pkg.version) {
+  const sameVersion = current === pkg.version;
+  if (sameVersion && (await readRootFile(target, PACKAGE_RECORD_PATH))?.trim() === digest) {
     return { changed: false, detail: `fleet ${current} already installed` };
   }
   const remote = `/tmp/${pkg.path.split("/").pop()}`;
-  const data = await Deno.readFile(pkg.path);
   const upload = await target.run(["sh", "-c", 'cat > "$1"', "sh", remote], { stdin: data });
   if (upload.code !== 0) {
     throw new EnrollError(`Copying ${pkg.path} to ${target.description} failed: ${upload.stderr}`);
@@ -188,15 +197,38 @@ export async function ensurePackage(
   try {
     await must(
       target,
-      ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", remote],
+      [
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        ...(sameVersion ? ["--reinstall"] : []),
+        remote,
+      ],
       `Installing ${remote}`,
     );
   } finally {
     await target.run(["rm", "-f", remote]);
   }
+  await must(
+    target,
+    [
+      "sh",
+      "-c",
+      'mkdir -p "${1%/*}" && printf "%s\\n" "$2" > "$1"',
+      "sh",
+      PACKAGE_RECORD_PATH,
+      digest,
+    ],
+    `Recording the installed package in ${PACKAGE_RECORD_PATH}`,
+  );
   return {
     changed: true,
-    detail: current
+    detail: sameVersion
+      ? `reinstalled fleet ${pkg.version} (not the build enroll installed before)`
+      : current
       ? `upgraded fleet ${current} → ${pkg.version}`
       : `installed fleet ${pkg.version}`,
   };
