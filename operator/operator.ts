@@ -28,7 +28,12 @@ import {
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { every } from "../adapters/timers.ts";
-import { ensureBucket, watchBucket, type WatchEvent } from "../adapters/nats/mod.ts";
+import {
+  ensureBucket,
+  ensureBucketRetrying,
+  watchBucket,
+  type WatchEvent,
+} from "../adapters/nats/mod.ts";
 import type { DeploymentSource, DeviceSink } from "./deployment_source.ts";
 import { FleetView } from "./fleet_view.ts";
 
@@ -130,7 +135,13 @@ export class Operator {
     const { nc, replicas } = this.#o;
     this.#log.info(`Fleet operator starting (deployment source: ${this.#o.source.kind})`);
     for (const bucket of Object.values(Buckets)) {
-      const kv = await ensureBucket(nc, bucket, { replicas, history: BUCKET_HISTORY[bucket] });
+      const kv = await ensureBucketRetrying(
+        nc,
+        bucket,
+        { replicas, history: BUCKET_HISTORY[bucket] },
+        { signal, logger: this.#log },
+      );
+      if (!kv) return;
       if (bucket === Buckets.desiredState) this.#desiredKv = kv;
     }
     this.#written = await this.#o.source.loadStatuses(signal);

@@ -195,10 +195,11 @@ export class LocalFleet implements AsyncDisposable {
       ...(devices ? { deviceSink: devices } : {}),
       ...(this.#options.staleAfterMs ? { staleAfterMs: this.#options.staleAfterMs } : {}),
     });
-    const done = Promise.all([
+    const run = Promise.all([
       operator.run(controller.signal),
       devices?.run(controller.signal),
-    ]).catch((error) => {
+    ]);
+    const done = run.catch((error) => {
       log.error(`Operator stopped: ${(error as Error).message}`);
     });
     this.#operator = {
@@ -211,7 +212,13 @@ export class LocalFleet implements AsyncDisposable {
         await nc.close();
       },
     };
-    await operator.ready;
+    // An operator that fails before it is ready must fail this call, not leave it waiting.
+    await Promise.race([
+      operator.ready,
+      run.then(() => {
+        throw new Error("The operator stopped before it was ready");
+      }),
+    ]);
     return operator;
   }
 

@@ -5,6 +5,8 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { JetStreamApiError } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
+import type { Logger } from "../logger.ts";
+import { sleep } from "../timers.ts";
 
 export { type BucketName, Buckets } from "../../core/keys.ts";
 
@@ -54,6 +56,41 @@ export async function ensureBucket(
       { cause: err },
     );
   }
+}
+
+const RETRY_MIN_MS = 1_000;
+const RETRY_MAX_MS = 10_000;
+
+/**
+ * {@link ensureBucket}, retried while NATS cannot do it (down, or a cluster still forming, which
+ * answers "insufficient resources" for a while): a process that starts before its broker waits
+ * instead of failing. Logs the reason the first time, when it changes, and at attempts 2^n.
+ *
+ * @returns undefined when `signal` aborts first.
+ * @throws {BucketError} only once the connection is closed for good.
+ */
+export async function ensureBucketRetrying(
+  nc: NatsConnection,
+  name: string,
+  settings: BucketSettings,
+  options: { signal: AbortSignal; logger: Logger },
+): Promise<KV | undefined> {
+  let lastProblem = "";
+  for (let attempt = 1; !options.signal.aborted; attempt++) {
+    try {
+      const kv = await ensureBucket(nc, name, settings);
+      if (lastProblem !== "") options.logger.info(`The "${name}" bucket is ready now`);
+      return kv;
+    } catch (err) {
+      if (!(err instanceof BucketError) || nc.isClosed()) throw err;
+      if (err.message !== lastProblem || (attempt & (attempt - 1)) === 0) {
+        options.logger.warn(`${err.message}; retrying`, { attempt });
+      }
+      lastProblem = err.message;
+      await sleep(Math.min(RETRY_MIN_MS * 2 ** (attempt - 1), RETRY_MAX_MS), options.signal);
+    }
+  }
+  return undefined;
 }
 
 /**

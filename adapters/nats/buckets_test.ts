@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
-import { Buckets, ensureBucket, openBucket } from "./buckets.ts";
+import { Buckets, ensureBucket, ensureBucketRetrying, openBucket } from "./buckets.ts";
+import { silentLogger } from "../logger.ts";
+import { captureLogger, eventually } from "./_test_util.ts";
 import { startNatsServer } from "./server_process.ts";
 
 Deno.test("ensureBucket() creates a bucket once and then opens it, whatever the settings", async () => {
@@ -47,6 +49,45 @@ Deno.test("openBucket() binds to an existing bucket without creating one", async
     // Binding makes no API call, so a missing bucket shows up only on use.
     const missing = await openBucket(nc, "missing");
     await assert.rejects(missing.put("k", "v"));
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("ensureBucketRetrying() waits while NATS is down, says why, and creates the bucket once it is back", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connect({ servers: ns.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  try {
+    await ns.stop();
+    const { logger, lines } = captureLogger("info");
+    const pending = ensureBucketRetrying(nc, Buckets.deviceInfo, { replicas: 1, history: 1 }, {
+      signal: new AbortController().signal,
+      logger,
+    });
+    await eventually("a retry warning", () => lines.some((l) => l.includes("retrying")));
+    await ns.restart();
+    const kv = await pending;
+    assert.ok(kv, "a bucket once NATS is back");
+    await kv.put("info.dev1", "{}");
+    assert.match(lines[0]!, /Cannot create or open the "device-info" bucket on NATS: .*; retrying/);
+    assert.match(lines.at(-1)!, /The "device-info" bucket is ready now/);
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("ensureBucketRetrying() gives up quietly when its signal aborts", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connect({ servers: ns.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  try {
+    await ns.stop();
+    const stop = new AbortController();
+    const pending = ensureBucketRetrying(nc, Buckets.deviceInfo, { replicas: 1, history: 1 }, {
+      signal: stop.signal,
+      logger: silentLogger,
+    });
+    setTimeout(() => stop.abort(), 300);
+    assert.equal(await pending, undefined);
   } finally {
     await nc.close();
   }

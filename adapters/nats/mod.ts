@@ -12,6 +12,7 @@ export {
   Buckets,
   type BucketSettings,
   ensureBucket,
+  ensureBucketRetrying,
   openBucket,
 } from "./buckets.ts";
 export {
