@@ -348,26 +348,63 @@ Deno.test(
       });
 
       await t.step(
-        "NATS unreachable during boot: the cached desired state runs, no crash loop, then it converges",
+        "the network to NATS cut during boot (iptables in the guest): the cached desired state runs, no crash loop, it converges when the network returns",
         async () => {
-          await fleet.nats.kill();
-          try {
-            await reboot();
-            await waitFor(
-              "the workload to run from the cache",
-              async () => {
-                const r = await containerId().catch(() => "");
-                return r !== "" ? r : undefined;
-              },
-              300_000,
-              1_000,
-            );
-            await new Promise((r) => setTimeout(r, 15_000));
-            assert.equal(await unitProperty(target, "NRestarts"), "0", "no crash loop offline");
-            assert.equal(await unitProperty(target, "ActiveState"), "active");
-          } finally {
-            await fleet.nats.restart();
-          }
+          // Packets to NATS are dropped, not refused: the agent's connects time out, as in the
+          // field. A oneshot unit puts the rule in place at boot, before fleet-agent starts.
+          await must(target, [
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "iptables",
+          ]);
+          const rule = `OUTPUT -d 10.0.2.2 -p tcp --dport ${fleet.nats.port} -j DROP`;
+          await must(
+            target,
+            ["tee", "/etc/systemd/system/cut-nats.service"],
+            true,
+            [
+              "[Unit]",
+              "Description=Test: drop packets to NATS",
+              "Before=fleet-agent.service network-pre.target",
+              "Wants=network-pre.target",
+              "[Service]",
+              "Type=oneshot",
+              `ExecStart=/usr/sbin/iptables -I ${rule}`,
+              "RemainAfterExit=yes",
+              "[Install]",
+              "WantedBy=multi-user.target",
+              "",
+            ].join("\n"),
+          );
+          await must(target, ["systemctl", "enable", "cut-nats.service"]);
+          await reboot();
+          await waitFor(
+            "the workload to run from the cache",
+            async () => {
+              const r = await containerId().catch(() => "");
+              return r !== "" ? r : undefined;
+            },
+            300_000,
+            1_000,
+          );
+          // The cut is real: the operator stops hearing from the device.
+          await waitForStatus(
+            fleet,
+            { name: "web" },
+            { matched: 1, succeeded: 1, unreachable: 1 },
+            120_000,
+          );
+          assert.match(await must(target, ["iptables", "-S", "OUTPUT"]), /-j DROP/);
+          await new Promise((r) => setTimeout(r, 15_000));
+          assert.equal(await unitProperty(target, "NRestarts"), "0", "no crash loop offline");
+          assert.equal(await unitProperty(target, "ActiveState"), "active");
+
+          await must(target, ["systemctl", "disable", "cut-nats.service"]);
+          await must(target, ["sh", "-c", `iptables -D ${rule}`]);
           await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 180_000);
         },
       );
