@@ -5,7 +5,7 @@
  */
 
 import { connect } from "@nats-io/transport-node";
-import { type JetStreamManager, jetstreamManager, StorageType } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { freePort } from "../process.ts";
 import { type NatsServer, NatsServerError, startNatsServer } from "./server_process.ts";
 
@@ -60,9 +60,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     throw failed.reason;
   }
   try {
-    // A meta leader alone is not enough: until it knows every peer's JetStream, creating an
-    // R3 bucket fails with "no suitable peers for placement".
-    await cluster.waitReady({ placement: true });
+    await cluster.waitReady();
   } catch (err) {
     await cluster[Symbol.asyncDispose]();
     throw err;
@@ -98,16 +96,8 @@ class NatsClusterProcesses implements NatsCluster {
     return this.servers.map((s) => s.url);
   }
 
-  /**
-   * Waits for a JetStream meta leader, for a leader of each of `streams`, and with `placement`
-   * until a stream replicated on every running server can be created (a probe, deleted again).
-   */
   async waitReady(
-    { streams = [], timeoutMs = READY_TIMEOUT_MS, placement = false }: {
-      streams?: string[];
-      timeoutMs?: number;
-      placement?: boolean;
-    } = {},
+    { streams = [], timeoutMs = READY_TIMEOUT_MS }: { streams?: string[]; timeoutMs?: number } = {},
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const nc = await connect({
@@ -127,11 +117,7 @@ class NatsClusterProcesses implements NatsCluster {
             const info = await jsm.streams.info(stream);
             if (!info.cluster?.leader) leaderless.push(stream);
           }
-          if (leaderless.length === 0) {
-            // Throws (and is retried) while the stream cannot be placed.
-            if (placement) await this.#placementProbe(jsm);
-            return;
-          }
+          if (leaderless.length === 0) return;
           last = new Error(`stream ${leaderless.join(", ")} has no leader yet`);
         } catch (err) {
           last = err;
@@ -151,18 +137,6 @@ class NatsClusterProcesses implements NatsCluster {
       } within ${timeoutMs / 1000} s ` +
         `(${why}); last log lines:\n${tails.join("\n")}`,
     );
-  }
-
-  /** Creates and deletes a memory stream with a replica on every running server. */
-  async #placementProbe(jsm: JetStreamManager): Promise<void> {
-    const name = "FLEET_PLACEMENT_PROBE";
-    await jsm.streams.add({
-      name,
-      subjects: ["fleet.placement.probe"],
-      storage: StorageType.Memory,
-      num_replicas: this.servers.filter((s) => s.running).length,
-    });
-    await jsm.streams.delete(name);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
+import { silentLogger } from "../logger.ts";
+import { ensureBucketRetrying } from "./buckets.ts";
 import { startNatsCluster } from "./cluster_process.ts";
 
 Deno.test("startNatsCluster() runs 3 routed servers with replicated KV that survives one server down", async () => {
@@ -17,7 +18,12 @@ Deno.test("startNatsCluster() runs 3 routed servers with replicated KV that surv
   const nc = await connect({ servers: cluster.urls, reconnectTimeWait: 100 });
   try {
     const jsm = await jetstreamManager(nc);
-    const kv = await new Kvm(nc).create("r3", { replicas: 3, history: 1 });
+    // A cluster that has just formed may refuse R3 placement for a moment; the operator retries.
+    const kv = await ensureBucketRetrying(nc, "r3", { replicas: 3, history: 1 }, {
+      signal: AbortSignal.timeout(60_000),
+      logger: silentLogger,
+    });
+    assert.ok(kv, "the r3 bucket within a minute");
     await kv.put("a", "1");
     const info = await jsm.streams.info("KV_r3");
     assert.equal(info.config.num_replicas, 3);
