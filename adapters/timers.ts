@@ -50,3 +50,21 @@ export async function* untilAborted<T>(
     void iterator.return?.()?.catch(() => {});
   }
 }
+
+/** Rejected by {@link withDeadline} when the work is not done in time. */
+export class DeadlineError extends Error {
+  override name = "DeadlineError";
+}
+
+/**
+ * Settles like `work`, or rejects with a {@link DeadlineError} carrying `message` once `ms`
+ * pass first. The work itself goes on (nothing can cancel a promise): the caller decides what
+ * to stop. The timer keeps the event loop alive, unlike `AbortSignal.timeout()`.
+ */
+export function withDeadline<T>(work: PromiseLike<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineError(message)), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}

@@ -1,24 +1,14 @@
 /** Shared pieces of the end-to-end stories. */
 import type { Deployment, DeploymentStatus, LabelSelector } from "../core/mod.ts";
-import { createLogger, type Logger, type LogLevel, LogLevels } from "../adapters/logger.ts";
+import { stopOnDeadline, testLogger } from "./_story.ts";
 import { ensureTestImage } from "../adapters/podman/mod.ts";
 import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 
-/** Logs only when FLEET_TEST_LOG is set, so a failing story can be replayed with its log. */
-export function testLogger(): Logger {
-  const level = Deno.env.get("FLEET_TEST_LOG");
-  return level
-    ? createLogger({ level: LogLevels.includes(level as LogLevel) ? level as LogLevel : "debug" })
-    : createLogger({ level: "error", write: () => {} });
-}
-
 export async function startFleet(): Promise<LocalFleet> {
-  const fleet = await LocalFleet.start({
-    log: testLogger(),
-    version: "0.0.0-test",
-    staleAfterMs: 6000,
-  });
+  const fleet = stopOnDeadline(
+    await LocalFleet.start({ log: testLogger(), version: "0.0.0-test", staleAfterMs: 6000 }),
+  );
   await ensureTestImage(fleet.podman, "v1");
   await ensureTestImage(fleet.podman, "v2");
   return fleet;

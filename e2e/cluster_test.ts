@@ -10,19 +10,21 @@ import { Buckets, ContainerLabels } from "../core/mod.ts";
 import { ensureTestImage } from "../adapters/podman/mod.ts";
 import { connectNats, noCredentials, readBucket } from "../adapters/nats/mod.ts";
 import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
-import { curl, testLogger, waitForStatus, webDeployment } from "./_helpers.ts";
+import { curl, waitForStatus, webDeployment } from "./_helpers.ts";
+import { stopOnDeadline, story, testLogger } from "./_story.ts";
 
 const LAB = { matchLabels: { site: "lab" } };
-const opts = { sanitizeOps: false, sanitizeResources: false };
 const decoder = new TextDecoder();
 
 async function startClusterFleet(): Promise<LocalFleet> {
-  const fleet = await LocalFleet.start({
-    log: testLogger(),
-    version: "0.0.0-test",
-    staleAfterMs: 6000,
-    cluster: true,
-  });
+  const fleet = stopOnDeadline(
+    await LocalFleet.start({
+      log: testLogger(),
+      version: "0.0.0-test",
+      staleAfterMs: 6000,
+      cluster: true,
+    }),
+  );
   await ensureTestImage(fleet.podman, "v1");
   await ensureTestImage(fleet.podman, "v2");
   return fleet;
@@ -39,9 +41,8 @@ async function contents(
   return [...values.entries()].map(([k, v]) => [k, decoder.decode(v)] as const).sort();
 }
 
-Deno.test(
+story(
   "cluster: core loop with 3-replica buckets, apply → running → update recreates → delete removes",
-  opts,
   async () => {
     await using fleet = await startClusterFleet();
     assert.equal(fleet.natsUrls.length, 3);
@@ -83,9 +84,8 @@ Deno.test(
   },
 );
 
-Deno.test(
+story(
   "cluster: the operator's server killed mid-run: clients fail over, an update converges, nothing is lost, the server rejoins",
-  opts,
   async () => {
     await using fleet = await startClusterFleet();
     const cluster = fleet.cluster!;

@@ -9,13 +9,12 @@ import { connectNats, noCredentials, readBucket } from "../adapters/nats/mod.ts"
 import { Kvm } from "@nats-io/kv";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { containerIds, curl, startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
+import { story } from "./_story.ts";
 
 const LAB = { matchLabels: { site: "lab" } };
-const opts = { sanitizeOps: false, sanitizeResources: false };
 
-Deno.test(
+story(
   "core loop: apply → running → image update recreates → delete removes, aggregate right at every step",
-  opts,
   async () => {
     await using fleet = await startFleet();
     await fleet.startOperator();
@@ -56,7 +55,7 @@ Deno.test(
   },
 );
 
-Deno.test("agent restart with unchanged desired state recreates nothing", opts, async () => {
+story("agent restart with unchanged desired state recreates nothing", async () => {
   await using fleet = await startFleet();
   await fleet.startOperator();
   await fleet.startAgent({ deviceId: "dev-1", labels: { site: "lab" } });
@@ -74,7 +73,7 @@ Deno.test("agent restart with unchanged desired state recreates nothing", opts, 
   await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 });
 });
 
-Deno.test("a container removed by hand comes back within one relist", opts, async () => {
+story("a container removed by hand comes back within one relist", async () => {
   await using fleet = await startFleet();
   await fleet.startOperator();
   await fleet.startAgent({ deviceId: "dev-1", labels: { site: "lab" } });
@@ -96,7 +95,7 @@ Deno.test("a container removed by hand comes back within one relist", opts, asyn
   assert.equal(await curl(fleet, back.id), "fleet-test v1");
 });
 
-Deno.test("a device whose labels change gains and loses deployments", opts, async () => {
+story("a device whose labels change gains and loses deployments", async () => {
   await using fleet = await startFleet();
   await fleet.startOperator();
   await fleet.startAgent({ deviceId: "dev-1", labels: { site: "shop" } });
@@ -119,9 +118,8 @@ Deno.test("a device whose labels change gains and loses deployments", opts, asyn
   assert.deepEqual(names, ["lab-app"]);
 });
 
-Deno.test(
+story(
   "nats-server killed and restarted: containers untouched, everything recovers, a later apply converges",
-  opts,
   async () => {
     await using fleet = await startFleet();
     await fleet.startOperator();
@@ -157,9 +155,8 @@ Deno.test(
   },
 );
 
-Deno.test(
+story(
   "an agent started while NATS is down runs its cached desired state and converges when NATS returns",
-  opts,
   async () => {
     await using fleet = await startFleet();
     await fleet.startOperator();
@@ -195,9 +192,8 @@ Deno.test(
   },
 );
 
-Deno.test(
+story(
   "a malformed desired-state value or an unknown workload type fails only that deployment",
-  opts,
   async () => {
     await using fleet = await startFleet();
     await fleet.startOperator();
@@ -251,7 +247,7 @@ Deno.test(
   },
 );
 
-Deno.test("two namespaces with the same deployment name do not collide", opts, async () => {
+story("two namespaces with the same deployment name do not collide", async () => {
   await using fleet = await startFleet();
   await fleet.startOperator();
   await fleet.startAgent({ deviceId: "dev-1", labels: { site: "lab" } });
@@ -273,9 +269,8 @@ Deno.test("two namespaces with the same deployment name do not collide", opts, a
   });
 });
 
-Deno.test(
+story(
   "buckets deleted while everything runs are rebuilt, aggregates come back, nothing is recreated",
-  opts,
   async () => {
     await using fleet = await startFleet();
     await fleet.startOperator();

@@ -21,7 +21,8 @@ import { buildPackages, projectVersion } from "../packaging/build.ts";
 import { enrollDevice, type EnrollOptions } from "../enroll/enroll.ts";
 import { CONFIG_PATH, EnrollError, PACKAGE_RECORD_PATH } from "../enroll/steps.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
-import { startFleet, testLogger, waitForStatus, webDeployment } from "./_helpers.ts";
+import { startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
+import { testLogger } from "./_story.ts";
 
 const CACHE = fileURLToPath(new URL("../.cache", import.meta.url));
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));

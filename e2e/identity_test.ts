@@ -41,10 +41,10 @@ import {
 } from "../callout/mod.ts";
 import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
 import { ensureTestImage } from "../adapters/podman/mod.ts";
-import { containerIds, testLogger, waitForStatus, webDeployment } from "./_helpers.ts";
+import { containerIds, waitForStatus, webDeployment } from "./_helpers.ts";
+import { stopOnDeadline, story, testLogger } from "./_story.ts";
 
 const LAB = { matchLabels: { site: "lab" } };
-const opts = { sanitizeOps: false, sanitizeResources: false };
 
 async function calloutConfig(dir: string, idp: TestProvider): Promise<string> {
   const { issuerSeed } = generateSeeds();
@@ -84,9 +84,8 @@ function tokenSource(idp: TestProvider, user: MachineUser): TokenSource {
   });
 }
 
-Deno.test(
+story(
   "identity: devices reach only their own subjects; the core loop runs with auth on",
-  opts,
   async () => {
     installConnectionResetGuard(testLogger());
     await using idp = await startTestProvider({ accessTokenTtlSeconds: 600 });
@@ -113,16 +112,18 @@ Deno.test(
       return credentials;
     };
     const deviceUsers: Record<string, MachineUser> = { "dev-a": users.a, "dev-b": users.b };
-    await using fleet = await LocalFleet.start({
-      log,
-      version: "0.0.0-test",
-      natsConfig: calloutServerConfig(serverSettings(config, calloutKeys)),
-      identities: {
-        client: identity(users.admin),
-        operator: identity(users.operator),
-        device: (id) => identity(deviceUsers[id]!, id),
-      },
-    });
+    await using fleet = stopOnDeadline(
+      await LocalFleet.start({
+        log,
+        version: "0.0.0-test",
+        natsConfig: calloutServerConfig(serverSettings(config, calloutKeys)),
+        identities: {
+          client: identity(users.admin),
+          operator: identity(users.operator),
+          device: (id) => identity(deviceUsers[id]!, id),
+        },
+      }),
+    );
     await ensureTestImage(fleet.podman, "v1");
     await ensureTestImage(fleet.podman, "v2");
 
@@ -344,9 +345,8 @@ Deno.test(
   },
 );
 
-Deno.test(
+story(
   "identity: a device offline for longer than its token's life reconnects with a fresh token",
-  opts,
   async () => {
     installConnectionResetGuard(testLogger());
     const log = testLogger();
@@ -355,9 +355,11 @@ Deno.test(
     const configPath = await calloutConfig(dir, idp);
     const config = await loadCalloutConfig(configPath);
     const calloutKeys = await loadCalloutKeys(config, configPath);
-    await using nats = await startNatsServer({
-      extraConfig: calloutServerConfig(serverSettings(config, calloutKeys)),
-    });
+    await using nats = stopOnDeadline(
+      await startNatsServer({
+        extraConfig: calloutServerConfig(serverSettings(config, calloutKeys)),
+      }),
+    );
     const calloutNc = await connectNats({
       servers: [nats.url],
       credentials: userPasswordCredentials("fleet-callout", calloutKeys.password),

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import { KubeClient, startKubeApiServer } from "../adapters/kube/mod.ts";
 import { DeploymentType } from "../operator/mod.ts";
+import { stopOnDeadline, story } from "./_story.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
@@ -17,8 +18,8 @@ async function fleet(...args: string[]): Promise<{ code: number; stdout: string;
   return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
 }
 
-Deno.test("fleet operator install, apply/get/delete --target kube", async () => {
-  await using kube = await startKubeApiServer();
+story("fleet operator install, apply/get/delete --target kube", async () => {
+  await using kube = stopOnDeadline(await startKubeApiServer());
   using client = new KubeClient(kube.adminConfig);
   const k = ["--kubeconfig", kube.kubeconfigPath];
 

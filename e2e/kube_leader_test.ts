@@ -11,7 +11,8 @@ import { KubeClient, startKubeApiServer } from "../adapters/kube/mod.ts";
 import { connectNats, ensureBucket, noCredentials, startNatsServer } from "../adapters/nats/mod.ts";
 import { DeploymentType, installCrds, KubeDeploymentStore, LeaseType } from "../operator/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
-import { testLogger, webDeployment } from "./_helpers.ts";
+import { webDeployment } from "./_helpers.ts";
+import { stopOnDeadline, story, testLogger } from "./_story.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const LEASE_SECONDS = 4;
@@ -20,15 +21,11 @@ interface Lease {
   spec: { holderIdentity?: string; leaseTransitions?: number };
 }
 
-Deno.test(
+story(
   "leader election: the standby takes over a killed leader; nothing lost or written twice",
-  {
-    sanitizeOps: false,
-    sanitizeResources: false,
-  },
   async () => {
-    await using kube = await startKubeApiServer();
-    await using nats = await startNatsServer();
+    await using kube = stopOnDeadline(await startKubeApiServer());
+    await using nats = stopOnDeadline(await startNatsServer());
     using client = new KubeClient(kube.adminConfig);
     const log = testLogger();
     await installCrds(client, log);

@@ -15,9 +15,9 @@ import {
   KubeDeploymentStore,
 } from "../operator/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
-import { containerIds, startFleet, testLogger, webDeployment } from "./_helpers.ts";
+import { containerIds, startFleet, webDeployment } from "./_helpers.ts";
+import { stopOnDeadline, story, testLogger } from "./_story.ts";
 
-const opts = { sanitizeOps: false, sanitizeResources: false };
 const LAB = { matchLabels: { site: "lab" } };
 
 interface DeploymentCr {
@@ -43,11 +43,10 @@ async function desiredKeys(
   return await readBucket(await fleet.connection(), Buckets.desiredState, fleet.log);
 }
 
-Deno.test(
+story(
   "kube source: CRDs are Established and CEL rules reject bad objects with their messages",
-  opts,
   async () => {
-    await using kube = await startKubeApiServer();
+    await using kube = stopOnDeadline(await startKubeApiServer());
     using client = new KubeClient(kube.adminConfig);
     assert.deepEqual(await installCrds(client, testLogger()), [
       "deployments.fleet.nationtech.io",
@@ -100,11 +99,10 @@ Deno.test(
   },
 );
 
-Deno.test(
+story(
   "kube source: apply → keys → containers → status.aggregate; update; delete releases the finalizer; Device objects and Reachable",
-  opts,
   async () => {
-    await using kube = await startKubeApiServer();
+    await using kube = stopOnDeadline(await startKubeApiServer());
     using client = new KubeClient(kube.adminConfig);
     await installCrds(client, testLogger());
     await using fleet = await startFleet();
@@ -239,11 +237,10 @@ async function resourceVersions(client: KubeClient): Promise<Map<string, string>
   return versions;
 }
 
-Deno.test(
+story(
   "kube source: operator restart and API server restart converge without duplicate writes",
-  opts,
   async () => {
-    await using kube = await startKubeApiServer();
+    await using kube = stopOnDeadline(await startKubeApiServer());
     using client = new KubeClient(kube.adminConfig);
     await installCrds(client, testLogger());
     await using fleet = await startFleet();

@@ -8,6 +8,7 @@ import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
 import { startNatsServer } from "../adapters/nats/mod.ts";
 import { ensureTestImage, PodmanClient, startPodmanService } from "../adapters/podman/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
+import { stopOnDeadline, story } from "./_story.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
@@ -54,12 +55,11 @@ async function fleet(...args: string[]): Promise<{ code: number; stdout: string;
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-Deno.test(
+story(
   "fleet operator run + fleet agent run --config: apply converges, SIGTERM leaves containers, restart recreates nothing",
-  { sanitizeOps: false, sanitizeResources: false },
   async () => {
-    await using nats = await startNatsServer();
-    await using podman = await startPodmanService();
+    await using nats = stopOnDeadline(await startNatsServer());
+    await using podman = stopOnDeadline(await startPodmanService());
     using client = new PodmanClient({ socketPath: podman.socketPath });
     await ensureTestImage(client, "v1");
     const dir = await Deno.makeTempDir({ prefix: "fleet-proc-" });

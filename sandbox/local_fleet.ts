@@ -7,7 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import type { Labels } from "../core/mod.ts";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { sleep } from "../adapters/timers.ts";
+import { sleep, withDeadline } from "../adapters/timers.ts";
 import {
   connectNats,
   type CredentialSource,
@@ -48,6 +48,11 @@ export const QUICK_INTERVALS: Intervals = {
   orphan_grace_seconds: 10,
   stop_timeout_seconds: 5,
 };
+
+/** Retries included, the operator is ready in seconds; this long means it cannot be. */
+const OPERATOR_READY_MS = 120_000;
+/** Each step of stopping a local fleet: agents and operator stop within a second or two. */
+const STOP_STEP_MS = 30_000;
 
 export interface RunningAgent {
   agent: Agent;
@@ -212,13 +217,18 @@ export class LocalFleet implements AsyncDisposable {
         await nc.close();
       },
     };
-    // An operator that fails before it is ready must fail this call, not leave it waiting.
-    await Promise.race([
-      operator.ready,
-      run.then(() => {
-        throw new Error("The operator stopped before it was ready");
-      }),
-    ]);
+    // An operator that fails, or cannot get ready (it retries for as long as NATS cannot serve
+    // it, as it should in production), must fail this call, not leave it waiting.
+    await withDeadline(
+      Promise.race([
+        operator.ready,
+        run.then(() => {
+          throw new Error("The operator stopped before it was ready");
+        }),
+      ]),
+      OPERATOR_READY_MS,
+      `The operator was not ready within ${OPERATOR_READY_MS / 1000} s; its log says why`,
+    );
     return operator;
   }
 
@@ -291,19 +301,35 @@ export class LocalFleet implements AsyncDisposable {
     return await this.podman.listContainers(filter);
   }
 
-  /** Stops everything it started and removes the containers its agents created. */
+  /**
+   * Stops everything it started and removes the containers its agents created. Each step gets
+   * {@link STOP_STEP_MS}: one that hangs is reported, and the servers are stopped regardless.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
+    const problems: string[] = [];
+    const step = async (what: string, work: () => PromiseLike<void>) => {
+      try {
+        await withDeadline(work(), STOP_STEP_MS, `did not finish within ${STOP_STEP_MS / 1000} s`);
+      } catch (error) {
+        problems.push(`${what}: ${(error as Error).message}`);
+      }
+    };
     const devices = [...this.agents.keys()];
-    for (const id of devices) await this.stopAgent(id);
-    await this.stopOperator();
-    await this.#client?.close();
-    for (const deviceId of devices) {
-      for (const c of await this.containers(deviceId)) await this.podman.removeContainer(c.id);
-    }
+    for (const id of devices) await step(`stopping agent ${id}`, () => this.stopAgent(id));
+    await step("stopping the operator", () => this.stopOperator());
+    await step("closing the client connection", async () => await this.#client?.close());
+    await step("removing the agents' containers", async () => {
+      for (const deviceId of devices) {
+        for (const c of await this.containers(deviceId)) await this.podman.removeContainer(c.id);
+      }
+    });
     this.podman.close();
-    await this.podmanService.stop();
-    await (this.cluster ?? this.nats)[Symbol.asyncDispose]();
+    await step("stopping the podman service", () => this.podmanService.stop());
+    await step("stopping NATS", () => (this.cluster ?? this.nats)[Symbol.asyncDispose]());
     await Deno.remove(this.#stateRoot, { recursive: true });
+    if (problems.length > 0) {
+      throw new Error(`The local fleet did not stop cleanly: ${problems.join("; ")}`);
+    }
   }
 }
 
