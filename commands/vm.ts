@@ -1,7 +1,21 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import { imageRecipe, urlsFromGuest, USER_NET_HOST_IP, VmArches, VmUsageError } from "../vm/mod.ts";
+import {
+  imageRecipe,
+  urlsFromGuest,
+  USER_NET_HOST_IP,
+  VmArches,
+  VmDrivers,
+  VmUsageError,
+} from "../vm/mod.ts";
 import { SshTarget } from "../adapters/host/ssh_target.ts";
-import { buildImage, defaultVmsDir, destroyVm, listVms, provisionVm } from "../adapters/vm/mod.ts";
+import {
+  buildImage,
+  defaultVmsDir,
+  destroyVm,
+  listVms,
+  provisionVm,
+  SYSTEM_URI,
+} from "../adapters/vm/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import { renderTable } from "./_table.ts";
 import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
@@ -45,14 +59,16 @@ const dirOption = () =>
   )
     .env("FLEET_VM_DIR");
 
-const TESTED_PATH =
-  `VMs run under qemu started directly, with user-mode networking (no root, no bridge);
-libvirt is not used, even where a libvirt daemon runs (this is the path the tests exercise).`;
+const DRIVERS =
+  `A VM runs as a libvirt domain (fleet-NAME, in \`virsh list\`) when a libvirt daemon answers
+at $LIBVIRT_DEFAULT_URI (default ${SYSTEM_URI}), else as a qemu process started directly;
+--driver picks one. Both give the guest qemu's user-mode network (no bridge): its SSH on a
+free 127.0.0.1 port, this host's loopback as ${USER_NET_HOST_IP}.`;
 
 export function vmCommand(): Command {
   const vm = new Command("vm").description(
     "Virtual machines as fleet devices: build a Debian base image, provision, list, destroy",
-  ).addHelpText("after", `\n${TESTED_PATH}`);
+  ).addHelpText("after", `\n${DRIVERS}`);
 
   const image = new Command("image").description("Base images for VMs");
   image.command("build")
@@ -123,6 +139,13 @@ Examples:
         count("--timeout", 1),
       ),
     )
+    .addOption(
+      new Option(
+        "--driver <driver>",
+        "what runs the VM (default: libvirt when it answers, else qemu)",
+      )
+        .choices(VmDrivers),
+    )
     .option("--no-enroll", "only start the VM; do not enroll it as a fleet device")
     .addOption(cacheOption())
     .addOption(dirOption());
@@ -137,7 +160,7 @@ The VM gets a qcow2 overlay over the base image, a cloud-init NoCloud seed (a re
 disk labelled cidata) that creates --user with the SSH key and sudo, and user-mode networking
 with the guest's SSH on a free 127.0.0.1 port. KVM is used when /dev/kvm really runs a guest,
 TCG otherwise; aarch64 boots through the UEFI firmware found in /usr/share/qemu/firmware.
-${TESTED_PATH}
+${DRIVERS}
 
 Then, unless --no-enroll, it enrolls the VM as device --name over SSH exactly as
 \`fleet device enroll\` does (same flags). The guest reaches this host's loopback as
@@ -165,6 +188,7 @@ Examples:
           user: flags.user,
           ...(flags.sshKey ? { sshKey: flags.sshKey } : {}),
           ...(flags.accel ? { accel: flags.accel } : {}),
+          ...(flags.driver ? { driver: flags.driver } : {}),
           timeoutMs: (flags.timeout ?? defaultTimeoutSeconds(flags.arch)) * 1000,
           log,
         });
@@ -215,11 +239,12 @@ Examples:
           return;
         }
         printLine(renderTable(
-          ["NAME", "ARCH", "ACCEL", "STATUS", "SSH"],
+          ["NAME", "ARCH", "ACCEL", "DRIVER", "STATUS", "SSH"],
           vms.map(({ state, running }) => [
             state.name,
             state.arch,
             state.accel,
+            state.driver.kind,
             running ? "running" : "stopped",
             `${state.ssh.address.user}@${state.ssh.address.host}:${state.ssh.address.port}`,
           ]),

@@ -4,7 +4,10 @@
 #   - podman + runc + netavark from Debian, busybox-static for the local test image; for the
 #     tests also qemu-user-static and the arm64 libc/libgcc (the arm64 package runs under qemu)
 #   - for the VM tests: qemu-system (x86 and arm, with the aarch64 UEFI firmware), qemu-utils,
-#     debootstrap, dosfstools and mtools (`fleet vm image build` / `fleet vm provision`)
+#     debootstrap, dosfstools and mtools (`fleet vm image build` / `fleet vm provision`), and
+#     libvirt's daemon, qemu driver and virsh without recommends (the --driver libvirt story
+#     starts its own libvirtd; no systemd units), with the libvirt-qemu user the packaged
+#     daemon's configuration (libvirt-daemon-system, which pulls in systemd) would create
 #   - nats-server 2.10 built with `go install` (bookworm ships 2.9, which has no auth callout),
 #     cached under .cache/ and linked into /usr/local/bin
 #   - for the tests (`install.sh test`, the default): kube-apiserver and etcd built from the Go
@@ -37,6 +40,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   say "Installing from Debian: ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ "$purpose" = test ]; then
+  libvirt_pkgs=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
+  need_libvirt=()
+  for pkg in "${libvirt_pkgs[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_libvirt+=("$pkg")
+  done
+  if [ ${#need_libvirt[@]} -gt 0 ]; then
+    say "Installing from Debian (no recommends): ${need_libvirt[*]}"
+    [ ${#need_apt[@]} -gt 0 ] || $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_libvirt[@]}" >/dev/null
+  fi
+  # libvirtd's qemu driver refuses to start without the user it runs guests as.
+  getent passwd libvirt-qemu >/dev/null ||
+    $SUDO useradd --system --user-group --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
 fi
 
 if ! command -v deno >/dev/null 2>&1 || [ "$(deno --version | head -1 | awk '{print $2}')" != "$DENO_VERSION" ]; then

@@ -16,6 +16,10 @@ export function validateVmName(name: string): string {
   return name;
 }
 
+/** What runs a VM: qemu started directly, or a libvirt daemon's domain. */
+export const VmDrivers = ["qemu", "libvirt"] as const;
+export type VmDriver = typeof VmDrivers[number];
+
 /** How to reach a VM over SSH: what the enroll step consumes (shaped like an SshTarget's). */
 export const VmSshAccessSchema = z.object({
   address: z.object({
@@ -40,12 +44,27 @@ export const VmStateSchema = z.object({
   ssh: VmSshAccessSchema,
   /** The guest's address on qemu's user-mode network (always 10.0.2.15 with its DHCP). */
   guestIp: z.string(),
-  pidFile: z.string(),
-  qmpSocket: z.string(),
   consoleLog: z.string(),
   createdAt: z.string(),
-  /** The qemu command line, for a person debugging a VM that does not boot. */
-  command: z.array(z.string()),
+  /** What runs the VM. */
+  driver: z.discriminatedUnion("kind", [
+    z.object({
+      /** qemu started directly, in the background. */
+      kind: z.literal("qemu"),
+      pidFile: z.string(),
+      qmpSocket: z.string(),
+      /** The qemu command line, for a person debugging a VM that does not boot. */
+      command: z.array(z.string()),
+    }),
+    z.object({
+      /** A domain defined in, and started by, a libvirt daemon. */
+      kind: z.literal("libvirt"),
+      uri: z.string(),
+      domain: z.string(),
+      /** The domain XML it was defined from. */
+      xmlFile: z.string(),
+    }),
+  ]),
 });
 export type VmState = z.infer<typeof VmStateSchema>;
 

@@ -12,3 +12,4 @@ export * from "./disk_layout.ts";
 export * from "./accel.ts";
 export * from "./recipe.ts";
 export * from "./instance.ts";
+export * from "./domain_xml.ts";

@@ -1,9 +1,13 @@
 /**
- * `fleet vm provision | list | destroy`: qemu started directly (no libvirt), one directory
- * per VM holding its overlay disk, seed, firmware copies, key, console log and `vm.json`.
+ * `fleet vm provision | list | destroy`: one directory per VM holding its overlay disk, seed,
+ * firmware copies, key, console log and `vm.json`; the VM runs as a libvirt domain where a
+ * libvirt daemon answers, else as a qemu process of its own.
  */
 import {
   type Accel,
+  archProfiles,
+  domainName,
+  domainXml,
   type ImageRecipe,
   qemuCommand,
   seedFiles,
@@ -12,6 +16,7 @@ import {
   validateVmName,
   type VmArch,
   VmBootError,
+  type VmDriver,
   VmHostError,
   type VmSshAccess,
   type VmState,
@@ -25,6 +30,7 @@ import { type BuiltImage, findImage } from "./image_build.ts";
 import { detectAccel } from "./accel_probe.ts";
 import { discoverFirmware, preparePflash } from "./firmware_files.ts";
 import { writeSeedImage } from "./seed_image.ts";
+import { Libvirt, libvirtUri } from "./libvirt.ts";
 import { exists, findTool, mustRun, runTool, tail } from "./tools.ts";
 
 /** Where VMs live unless --dir says otherwise: `$XDG_DATA_HOME/fleet/vms`. */
@@ -47,6 +53,8 @@ export interface ProvisionOptions {
   sshKey?: string;
   /** Force an accelerator instead of detecting one. */
   accel?: Accel;
+  /** Force a driver; by default libvirt when its daemon answers, else qemu directly. */
+  driver?: VmDriver;
   timeoutMs: number;
   log: Logger;
 }
@@ -66,6 +74,7 @@ export interface ProvisionedVm {
 export async function provisionVm(options: ProvisionOptions): Promise<ProvisionedVm> {
   const { log } = options;
   const name = validateVmName(options.name);
+  const libvirt = await chooseLibvirt(options.driver, log);
   const image = await findImage(options.cacheDir, options.recipe);
   if (image === undefined) {
     throw new VmHostError(
@@ -86,7 +95,7 @@ export async function provisionVm(options: ProvisionOptions): Promise<Provisione
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   let state: VmState;
   try {
-    state = await prepareAndStart(options, name, dir, image);
+    state = await prepareAndStart(options, name, dir, image, libvirt);
   } catch (error) {
     // Nothing runs yet: leave no half-made VM behind to block the name.
     await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -96,18 +105,21 @@ export async function provisionVm(options: ProvisionOptions): Promise<Provisione
   log.info("VM started; waiting for SSH", {
     name,
     port: state.ssh.address.port,
-    pid: await readPid(state.pidFile),
+    ...(state.driver.kind === "qemu"
+      ? { pid: await readPid(state.driver.pidFile) }
+      : { domain: state.driver.domain, libvirt: state.driver.uri }),
   });
   await waitForSsh(state, options.timeoutMs, log);
   return { state, ssh: state.ssh, bootSeconds: (Date.now() - started) / 1000 };
 }
 
-/** Key, overlay, seed, firmware, accelerator, then qemu in the background; the VM's state. */
+/** Key, overlay, seed, firmware, accelerator, then the VM started; its state. */
 async function prepareAndStart(
   options: ProvisionOptions,
   name: string,
   dir: string,
   image: BuiltImage,
+  libvirt: Libvirt | undefined,
 ): Promise<VmState> {
   const { log } = options;
   const bootFail = (what: string) => (reason: string) => new VmBootError(`${what}: ${reason}`);
@@ -169,9 +181,6 @@ async function prepareAndStart(
     });
     firmware = await preparePflash(choice, dir);
   }
-  if (await exists("/run/libvirt/libvirt-sock") || findToolOrUndefined("virsh")) {
-    log.info("libvirt is installed but not used: Fleet starts qemu directly (the tested path)");
-  }
   const accel = options.accel === undefined
     ? await detectAccel(options.arch)
     : { accel: options.accel, why: "--accel" };
@@ -202,8 +211,7 @@ async function prepareAndStart(
     pidFile: `${dir}/qemu.pid`,
     qmpSocket: `${dir}/qmp.sock`,
   };
-  const command = qemuCommand(spec);
-  const state: VmState = {
+  const base = {
     name,
     arch: options.arch,
     accel: accel.accel,
@@ -212,13 +220,43 @@ async function prepareAndStart(
     image: { key: image.manifest.key, dir: imageDir },
     ssh: access,
     guestIp: USER_NET_GUEST_IP,
-    pidFile: spec.pidFile,
-    qmpSocket: spec.qmpSocket,
     consoleLog: spec.consoleLog,
     createdAt: new Date().toISOString(),
-    command: [command.program, ...command.args],
   };
-  await Deno.writeTextFile(`${dir}/vm.json`, JSON.stringify(state, null, 2) + "\n");
+  if (libvirt) {
+    const domain = domainName(name);
+    if (await libvirt.state(domain) !== undefined) {
+      throw new VmUsageError(
+        `libvirt at ${libvirt.uri} already has a domain named ${domain} (a VM of another --dir?): ` +
+          `choose another --name, or remove it with 'virsh undefine ${domain}'`,
+      );
+    }
+    const xmlFile = `${dir}/domain.xml`;
+    const xml = domainXml({
+      ...spec,
+      emulator: findTool(archProfiles[options.arch].qemuSystem),
+      runAs: { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 },
+    });
+    await Deno.writeTextFile(xmlFile, xml);
+    const state: VmState = {
+      ...base,
+      driver: { kind: "libvirt", uri: libvirt.uri, domain, xmlFile },
+    };
+    await writeState(dir, state);
+    await libvirt.defineAndStart(domain, xmlFile);
+    return state;
+  }
+  const command = qemuCommand(spec);
+  const state: VmState = {
+    ...base,
+    driver: {
+      kind: "qemu",
+      pidFile: spec.pidFile,
+      qmpSocket: spec.qmpSocket,
+      command: [command.program, ...command.args],
+    },
+  };
+  await writeState(dir, state);
   // -daemonize: qemu returns once the VM runs, or with the reason it cannot start.
   const start = await runTool(command.program, command.args);
   if (start.code !== 0) {
@@ -227,6 +265,33 @@ async function prepareAndStart(
     );
   }
   return state;
+}
+
+/** The libvirt daemon to run the VM on, or undefined for qemu directly; says which and why. */
+async function chooseLibvirt(
+  driver: VmDriver | undefined,
+  log: Logger,
+): Promise<Libvirt | undefined> {
+  if (driver === "qemu") {
+    log.info("Driver: qemu started directly (--driver qemu)");
+    return undefined;
+  }
+  const found = await Libvirt.connect(libvirtUri());
+  if (found instanceof Libvirt) {
+    log.info(`Driver: libvirt at ${found.uri}${driver ? " (--driver libvirt)" : ""}`);
+    return found;
+  }
+  if (driver === "libvirt") {
+    throw new VmHostError(
+      `--driver libvirt: ${found.unavailable}; start libvirtd, set LIBVIRT_DEFAULT_URI, or use --driver qemu`,
+    );
+  }
+  log.info(`Driver: qemu started directly (${found.unavailable})`);
+  return undefined;
+}
+
+async function writeState(dir: string, state: VmState): Promise<void> {
+  await Deno.writeTextFile(`${dir}/vm.json`, JSON.stringify(state, null, 2) + "\n");
 }
 
 /** Polls until the guest answers SSH and cloud-init is done; fails early when qemu is gone. */
@@ -307,13 +372,18 @@ async function readPid(pidFile: string): Promise<number | undefined> {
   }
 }
 
-/** True when the pid file names a live qemu of this VM (not a reused pid). */
+/** True when the VM runs: its qemu is alive (not a reused pid), or its domain is running. */
 export async function isRunning(state: VmState): Promise<boolean> {
-  const pid = await readPid(state.pidFile);
+  const driver = state.driver;
+  if (driver.kind === "libvirt") {
+    const libvirt = await Libvirt.connect(driver.uri);
+    return libvirt instanceof Libvirt && await libvirt.state(driver.domain) === "running";
+  }
+  const pid = await readPid(driver.pidFile);
   if (pid === undefined) return false;
   try {
     const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
-    return cmdline.includes(state.pidFile);
+    return cmdline.includes(driver.pidFile);
   } catch {
     return false;
   }
@@ -345,22 +415,37 @@ async function readState(dir: string): Promise<VmState | undefined> {
 }
 
 /**
- * Stops the VM (SIGTERM, then SIGKILL after 10 s) and removes its directory.
+ * Stops the VM and removes its directory: a qemu process gets SIGTERM, then SIGKILL after
+ * 10 s; a libvirt domain is stopped and undefined.
  * @returns false when there is no such VM.
+ * @throws {VmHostError} when the VM's libvirt daemon does not answer (nothing is removed).
  */
 export async function destroyVm(vmsDir: string, name: string, log: Logger): Promise<boolean> {
   const dir = `${vmsDir}/${validateVmName(name)}`;
   const state = await readState(dir);
   if (state === undefined) return false;
-  const pid = await readPid(state.pidFile);
-  if (pid !== undefined && await isRunning(state)) {
-    Deno.kill(pid, "SIGTERM");
-    const deadline = Date.now() + 10_000;
-    while (await isRunning(state) && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 200));
+  const driver = state.driver;
+  if (driver.kind === "libvirt") {
+    const libvirt = await Libvirt.connect(driver.uri);
+    if (!(libvirt instanceof Libvirt)) {
+      throw new VmHostError(
+        `VM "${name}" is libvirt domain ${driver.domain}, but ${libvirt.unavailable}; ` +
+          `start the daemon and try again`,
+      );
     }
-    if (await isRunning(state)) Deno.kill(pid, "SIGKILL");
-    log.info("VM stopped", { name, pid });
+    await libvirt.remove(driver.domain);
+    log.info("VM stopped and its domain undefined", { name, domain: driver.domain });
+  } else {
+    const pid = await readPid(driver.pidFile);
+    if (pid !== undefined && await isRunning(state)) {
+      Deno.kill(pid, "SIGTERM");
+      const deadline = Date.now() + 10_000;
+      while (await isRunning(state) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      if (await isRunning(state)) Deno.kill(pid, "SIGKILL");
+      log.info("VM stopped", { name, pid });
+    }
   }
   await Deno.remove(dir, { recursive: true });
   return true;
@@ -372,12 +457,4 @@ export async function sshRun(
   command: readonly string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return await runTool("ssh", sshArgs(access, command));
-}
-
-function findToolOrUndefined(name: string): string | undefined {
-  try {
-    return findTool(name);
-  } catch {
-    return undefined;
-  }
 }

@@ -1,6 +1,6 @@
 /**
  * The VM tooling's I/O: image builds (debootstrap), seeds, firmware files, the KVM probe and
- * qemu instances. The decisions they carry out are pure, in `vm/`.
+ * VM instances (qemu directly or a libvirt domain). The decisions they carry out are pure, in `vm/`.
  * @module
  */
 export { buildImage, type BuiltImage, findImage } from "./image_build.ts";
@@ -15,6 +15,7 @@ export {
   sshRun,
 } from "./instances.ts";
 export { detectAccel } from "./accel_probe.ts";
+export { Libvirt, libvirtUri, SYSTEM_URI } from "./libvirt.ts";
 export { discoverFirmware, preparePflash, readDescriptors } from "./firmware_files.ts";
 export { writeSeedImage } from "./seed_image.ts";
 export { findTool, TOOL_PACKAGES } from "./tools.ts";

@@ -13,6 +13,9 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "ssh": "openssh-client",
   "ssh-keygen": "openssh-client",
   "chroot": "coreutils",
+  "virsh": "libvirt-clients",
+  "libvirtd": "libvirt-daemon",
+  "virtlogd": "libvirt-daemon",
 };
 
 const SEARCH_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
