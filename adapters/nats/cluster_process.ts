@@ -5,7 +5,7 @@
  */
 
 import { connect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { freePort } from "../process.ts";
 import { type NatsServer, NatsServerError, startNatsServer } from "./server_process.ts";
 
@@ -119,35 +119,18 @@ class NatsClusterProcesses implements NatsCluster {
   async waitReady(
     { streams = [], timeoutMs = READY_TIMEOUT_MS }: { streams?: string[]; timeoutMs?: number } = {},
   ): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    const nc = await connect({
-      servers: this.urls,
-      name: "fleet-cluster-ready",
-      reconnectTimeWait: 100,
-      maxReconnectAttempts: -1,
-    });
-    let last: unknown;
-    try {
-      while (Date.now() < deadline) {
-        try {
-          const jsm = await jetstreamManager(nc, { timeout: 2000 });
-          await jsm.getAccountInfo();
-          const leaderless = [];
-          for (const stream of streams) {
-            const info = await jsm.streams.info(stream);
-            if (!info.cluster?.leader) leaderless.push(stream);
-          }
-          if (leaderless.length === 0) return;
-          last = new Error(`stream ${leaderless.join(", ")} has no leader yet`);
-        } catch (err) {
-          last = err;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 100));
+    const why = await this.#retry("fleet-cluster-ready", timeoutMs, 100, async (jsm) => {
+      await jsm.getAccountInfo();
+      const leaderless = [];
+      for (const stream of streams) {
+        const info = await jsm.streams.info(stream);
+        if (!info.cluster?.leader) leaderless.push(stream);
       }
-    } finally {
-      await nc.close();
-    }
-    const why = last instanceof Error ? last.message : String(last);
+      if (leaderless.length > 0) {
+        throw new Error(`stream ${leaderless.join(", ")} has no leader yet`);
+      }
+    });
+    if (why === undefined) return;
     throw new NatsServerError(
       `The nats-server cluster had no JetStream meta leader${
         streams.length ? " or stream leaders" : ""
@@ -158,34 +141,54 @@ class NatsClusterProcesses implements NatsCluster {
 
   /** Creates and deletes a stream with a replica on every server until that works. */
   async waitForPlacement(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    const nc = await connect({ servers: this.urls, name: "fleet-cluster-placement" });
     const probe = "FLEET_PLACEMENT_PROBE";
-    let last: unknown;
-    try {
-      while (Date.now() < deadline) {
-        try {
-          const jsm = await jetstreamManager(nc, { timeout: 2000 });
-          await jsm.streams.add({
-            name: probe,
-            subjects: ["fleet-internal.placement-probe"],
-            num_replicas: this.servers.length,
-          });
-          await jsm.streams.delete(probe);
-          return;
-        } catch (err) {
-          last = err;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
-    } finally {
-      await nc.close();
-    }
-    const why = last instanceof Error ? last.message : String(last);
+    const why = await this.#retry("fleet-cluster-placement", timeoutMs, 250, async (jsm) => {
+      await jsm.streams.add({
+        name: probe,
+        subjects: ["fleet-internal.placement-probe"],
+        num_replicas: this.servers.length,
+      });
+      await jsm.streams.delete(probe);
+    });
+    if (why === undefined) return;
     throw new PlacementError(
       `The nats-server cluster could not place a stream on all ${this.servers.length} ` +
         `servers within ${timeoutMs / 1000} s (${why}); last log lines:\n${await this.#logTails()}`,
     );
+  }
+
+  /**
+   * Runs `attempt` through a client of every server until it does not throw or `timeoutMs`
+   * passes. @returns undefined on success, else the last failure's message.
+   */
+  async #retry(
+    name: string,
+    timeoutMs: number,
+    intervalMs: number,
+    attempt: (jsm: JetStreamManager) => Promise<void>,
+  ): Promise<string | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    const nc = await connect({
+      servers: this.urls,
+      name,
+      reconnectTimeWait: 100,
+      maxReconnectAttempts: -1,
+    });
+    let last: unknown;
+    try {
+      while (Date.now() < deadline) {
+        try {
+          await attempt(await jetstreamManager(nc, { timeout: 2000 }));
+          return undefined;
+        } catch (err) {
+          last = err;
+        }
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+      }
+    } finally {
+      await nc.close();
+    }
+    return last instanceof Error ? last.message : String(last);
   }
 
   async #logTails(): Promise<string> {
