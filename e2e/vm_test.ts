@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { type VmArch, VmStateSchema } from "../vm/mod.ts";
+import { domainName, type VmArch, VmStateSchema } from "../vm/mod.ts";
 import { Libvirt, sshRun } from "../adapters/vm/mod.ts";
 import { startLibvirtd } from "../adapters/vm/libvirtd_process.ts";
 import { printLine } from "../adapters/output.ts";
@@ -161,7 +161,7 @@ async function vmStory(arch: VmArch, memoryMb: number, driver: StoryDriver): Pro
     const libvirt = driver.kind === "libvirt" ? await Libvirt.connect(driver.uri) : undefined;
     if (libvirt !== undefined) {
       assert.ok(libvirt instanceof Libvirt, JSON.stringify(libvirt));
-      assert.equal(await libvirt.state(`fleet-${name}`), "running");
+      assert.equal(await libvirt.state(domainName(name)), "running");
     }
 
     // Booted all the way: systemd is up with no failed unit.
@@ -197,7 +197,7 @@ async function vmStory(arch: VmArch, memoryMb: number, driver: StoryDriver): Pro
     assert.equal(destroy.code, 0, destroy.stderr);
     await assert.rejects(() => Deno.stat(`${dir}/${name}`), Deno.errors.NotFound);
     if (libvirt instanceof Libvirt) {
-      assert.equal(await libvirt.state(`fleet-${name}`), undefined, "the domain is undefined");
+      assert.equal(await libvirt.state(domainName(name)), undefined, "the domain is undefined");
     }
   } finally {
     await fleet(["vm", "destroy", "--name", name, "--dir", dir, "--ignore-not-found"], env);

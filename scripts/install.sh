@@ -32,27 +32,24 @@ apt_pkgs=(podman runc netavark aardvark-dns busybox-static uidmap slirp4netns ip
 # The package tests run the arm64 package's program under qemu-user; the enroll tests talk to
 # a real sshd; the VM tests build a Debian image (debootstrap) and boot it under qemu-system.
 if [ "$purpose" = test ]; then apt_pkgs+=(qemu-user-static libc6-arm64-cross libgcc-s1-arm64-cross openssh-server qemu-system-x86 qemu-system-arm qemu-efi-aarch64 qemu-utils debootstrap dosfstools mtools); fi
-need_apt=()
-for pkg in "${apt_pkgs[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  say "Installing from Debian: ${need_apt[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+# Installs those of the packages that are missing; apt-get options (--...) may come first.
+apt_updated=""
+apt_install_missing() {
+  local options=() missing=() pkg
+  while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do options+=("$1"); shift; done
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  say "Installing from Debian: ${missing[*]}"
+  [ -n "$apt_updated" ] || { $SUDO apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
+}
+apt_install_missing "${apt_pkgs[@]}"
 
 if [ "$purpose" = test ]; then
-  libvirt_pkgs=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
-  need_libvirt=()
-  for pkg in "${libvirt_pkgs[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_libvirt+=("$pkg")
-  done
-  if [ ${#need_libvirt[@]} -gt 0 ]; then
-    say "Installing from Debian (no recommends): ${need_libvirt[*]}"
-    [ ${#need_apt[@]} -gt 0 ] || $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_libvirt[@]}" >/dev/null
-  fi
+  # Recommends would pull in lvm2 and the xen, lxc and vbox drivers.
+  apt_install_missing --no-install-recommends libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   # libvirtd's qemu driver refuses to start without the user it runs guests as.
   getent passwd libvirt-qemu >/dev/null ||
     $SUDO useradd --system --user-group --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
