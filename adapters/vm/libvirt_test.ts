@@ -41,3 +41,16 @@ Deno.test("Libvirt against a real libvirtd: unknown domains, a refused definitio
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("startLibvirtd() twice: virtlogd answers again though the first left its socket", async () => {
+  // A virtlogd stopped by SIGTERM leaves /run/libvirt/virtlogd-sock behind; the second daemon
+  // must not take that file for a running virtlogd, or no domain can start.
+  for (let round = 0; round < 2; round++) {
+    await using _daemon = await startLibvirtd();
+    const connection = await Deno.connect({
+      transport: "unix",
+      path: "/run/libvirt/virtlogd-sock",
+    });
+    connection.close();
+  }
+});

@@ -5,7 +5,7 @@
  */
 import { VmHostError } from "../../vm/mod.ts";
 import { Libvirt, SYSTEM_URI } from "./libvirt.ts";
-import { exists, findTool } from "./tools.ts";
+import { findTool } from "./tools.ts";
 
 export interface LibvirtDaemon extends AsyncDisposable {
   /** The connection URI to give `LIBVIRT_DEFAULT_URI`. */
@@ -40,8 +40,12 @@ export async function startLibvirtd(): Promise<LibvirtDaemon> {
   };
   try {
     await Deno.mkdir(LOG_DIR, { recursive: true });
-    // virtlogd's socket has a fixed place: one that already runs is shared, not replaced.
-    if (!(await exists(VIRTLOGD_SOCKET))) {
+    // virtlogd's socket has a fixed place: one that answers is shared, not replaced. A
+    // virtlogd stopped by SIGTERM leaves its socket file behind, so the file alone says nothing.
+    if (!(await answers(VIRTLOGD_SOCKET))) {
+      await Deno.remove(VIRTLOGD_SOCKET).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
       children.push(daemon("virtlogd", dir, `log_outputs = "3:file:${dir}/virtlogd.log"\n`));
     }
     children.push(daemon(
@@ -54,7 +58,7 @@ export async function startLibvirtd(): Promise<LibvirtDaemon> {
     let last = "";
     while (Date.now() < deadline) {
       const found = await Libvirt.connect(uri);
-      if (found instanceof Libvirt && await exists(VIRTLOGD_SOCKET)) {
+      if (found instanceof Libvirt && await answers(VIRTLOGD_SOCKET)) {
         return { uri, [Symbol.asyncDispose]: stop };
       }
       last = found instanceof Libvirt ? "virtlogd is not listening" : found.unavailable;
@@ -87,4 +91,15 @@ function daemon(name: string, dir: string, config: string): Deno.ChildProcess {
     stdout: "null",
     stderr: "null",
   }).spawn();
+}
+
+/** Whether something accepts connections on the unix socket at `path`. */
+async function answers(path: string): Promise<boolean> {
+  try {
+    const connection = await Deno.connect({ transport: "unix", path });
+    connection.close();
+    return true;
+  } catch {
+    return false;
+  }
 }
