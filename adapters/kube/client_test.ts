@@ -6,6 +6,7 @@ import { KubeApiError, KubeGoneError, KubeUnavailableError } from "./errors.ts";
 import { loadKubeConfig } from "./kubeconfig.ts";
 import { ConfigMapType, type KubeObject, type ResourceType } from "./types.ts";
 import { OPERATOR_TEST_USER } from "./apiserver_process.ts";
+import { waitFor } from "../../sandbox/local_fleet.ts";
 import {
   createNamespace,
   disposeSharedKube,
@@ -344,7 +345,15 @@ Deno.test(
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "read-configmaps" },
       subjects: [{ kind: "User", name: OPERATOR_TEST_USER, apiGroup: "rbac.authorization.k8s.io" }],
     }, { fieldManager: "fleet-test" });
-    const { items } = await operator.list(ConfigMapType, { namespace: ns });
+    // The API server's authorizer learns of the binding through its own watch, a moment later.
+    const { items } = await waitFor("the RoleBinding to take effect", async () => {
+      try {
+        return await operator.list(ConfigMapType, { namespace: ns });
+      } catch (error) {
+        if (error instanceof KubeApiError && error.isForbidden()) return undefined;
+        throw error;
+      }
+    });
     assert.deepEqual(items, []);
     const write = await rejection(
       operator.create(ConfigMapType, { metadata: { name: "x", namespace: ns } }),
