@@ -166,6 +166,11 @@ Deno.test(
           const mode = await must(target, ["stat", "-c", "%a %U:%G", CONFIG_PATH]);
           assert.equal(mode.trim(), "640 root:fleet-agent");
           assert.equal(await unitProperty(target, "ActiveState"), "active");
+          // Stopped before its podman's systemd at shutdown: a reboot reads as no failure.
+          assert.match(
+            await unitProperty(target, "After"),
+            new RegExp(`\\buser@${uid}\\.service\\b`),
+          );
         },
       );
 

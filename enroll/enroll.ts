@@ -127,7 +127,7 @@ export async function enrollDevice(o: EnrollOptions): Promise<EnrollResult> {
   try {
     await step(
       "service",
-      () => ensureService(o.target, installed.changed || wrote.changed || keyChanged),
+      () => ensureService(o.target, user.uid, installed.changed || wrote.changed || keyChanged),
     );
     if (heartbeat) {
       await step("heartbeat", async () => {

@@ -5,6 +5,7 @@
  */
 import type { Target } from "../adapters/host/target.ts";
 import { formatDiff } from "../core/mod.ts";
+import { agentUnitUserDropIn } from "../packaging/deb.ts";
 import { isUntouched, sha256, stampConfig } from "./config_stamp.ts";
 
 export const AGENT_USER = "fleet-agent";
@@ -12,6 +13,7 @@ export const CONFIG_PATH = "/etc/fleet-agent/config.toml";
 export const DEVICE_KEY_PATH = "/etc/fleet-agent/device-key.json";
 export const STATE_DIR = "/var/lib/fleet-agent";
 const AGENT_UNIT = "fleet-agent.service";
+const AGENT_UNIT_DROP_IN = "/etc/systemd/system/fleet-agent.service.d/10-podman-user.conf";
 /** The SHA-256 of the .deb enroll installed last. */
 export const PACKAGE_RECORD_PATH = "/var/lib/fleet-enroll/package.sha256";
 /** What rootless podman needs beside podman itself on Debian. */
@@ -313,8 +315,30 @@ export async function ensureConfig(
   };
 }
 
-/** Enables and starts the agent; restarts it when something it reads changed. */
-export async function ensureService(target: Target, restart: boolean): Promise<StepOutcome> {
+/**
+ * Enables and starts the agent, ordered after the systemd of `uid` (its podman); restarts it
+ * when something it reads changed.
+ */
+export async function ensureService(
+  target: Target,
+  uid: number,
+  restart: boolean,
+): Promise<StepOutcome> {
+  const dropIn = agentUnitUserDropIn(uid);
+  const ordered = (await readRootFile(target, AGENT_UNIT_DROP_IN)) === dropIn;
+  if (!ordered) {
+    const r = await target.run([
+      "sh",
+      "-c",
+      'mkdir -p "${1%/*}" && cat > "$1.tmp" && chmod 0644 "$1.tmp" && mv -f "$1.tmp" "$1"',
+      "sh",
+      AGENT_UNIT_DROP_IN,
+    ], { sudo: true, stdin: dropIn });
+    if (r.code !== 0) {
+      throw new EnrollError(`Writing ${AGENT_UNIT_DROP_IN} on ${target.description}: ${r.stderr}`);
+    }
+    await must(target, ["systemctl", "daemon-reload"], "Reloading systemd");
+  }
   const enabled = (await target.run(["systemctl", "is-enabled", AGENT_UNIT])).stdout.trim();
   const active = (await target.run(["systemctl", "is-active", AGENT_UNIT])).stdout.trim();
   if (enabled !== "enabled") {
@@ -332,5 +356,7 @@ export async function ensureService(target: Target, restart: boolean): Promise<S
     await must(target, ["systemctl", "restart", AGENT_UNIT], "Restarting fleet-agent");
     return { changed: true, detail: "restarted to pick up the changes" };
   }
-  return { changed: false, detail: "running" };
+  return ordered
+    ? { changed: false, detail: "running" }
+    : { changed: true, detail: `running, now ordered after user@${uid}.service (its podman)` };
 }

@@ -120,6 +120,23 @@ WantedBy=multi-user.target
 `;
 }
 
+/**
+ * A drop-in that orders the agent after the systemd of its service user (uid known only once
+ * enroll created the user): at boot the agent starts once that user's podman socket listens,
+ * and at shutdown it stops before that systemd stops the containers, so a reboot is not seen
+ * by the agent as containers failing, nor reported to the control plane as such.
+ */
+export function agentUnitUserDropIn(uid: number): string {
+  if (!Number.isSafeInteger(uid) || uid < 0) {
+    throw new PackagingError(`uid ${uid} is not a user id (a whole number, 0 or more)`);
+  }
+  return `# Written by fleet device enroll.
+[Unit]
+Wants=user@${uid}.service
+After=user@${uid}.service
+`;
+}
+
 /** Reloads systemd and restarts an agent that was running, so an upgrade takes effect. */
 export function postinstScript(): string {
   return `#!/bin/sh

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   agentUnit,
+  agentUnitUserDropIn,
   controlFile,
   debFileName,
   debVersion,
@@ -50,6 +51,16 @@ Deno.test("the agent unit restarts forever with backoff after the network is up,
   has("StandardOutput=journal");
   has("SyslogIdentifier=fleet-agent");
   has("WantedBy=multi-user.target");
+});
+
+Deno.test("the agent's drop-in orders it after its user's systemd, which holds podman", () => {
+  const dropIn = agentUnitUserDropIn(1001).split("\n");
+  assert.ok(dropIn.includes("[Unit]"));
+  assert.ok(dropIn.includes("Wants=user@1001.service"));
+  assert.ok(dropIn.includes("After=user@1001.service"));
+  for (const uid of [-1, 1.5, Number.NaN]) {
+    assert.throws(() => agentUnitUserDropIn(uid), PackagingError);
+  }
 });
 
 Deno.test("the launcher and maintainer scripts are POSIX sh that never stop the agent on upgrade", () => {
