@@ -375,8 +375,11 @@ Deno.test(
             [
               "[Unit]",
               "Description=Test: drop packets to NATS",
-              "Before=fleet-agent.service network-pre.target",
-              "Wants=network-pre.target",
+              // Only before the agent: ordering it before network-pre.target as well made a
+              // cycle with cloud-init's network stage (which runs before sysinit.target, while
+              // this unit has the default After=basic.target) that systemd broke by dropping
+              // some other start job, now and then sshd's or the network's.
+              "Before=fleet-agent.service",
               "[Service]",
               "Type=oneshot",
               `ExecStart=/usr/sbin/iptables -I ${rule}`,

@@ -56,6 +56,7 @@ export class SshTarget extends SudoTarget {
   readonly description: string;
   readonly #options: SshTargetOptions;
   readonly #controlDir: string;
+  #disposed = false;
 
   private constructor(options: SshTargetOptions, controlDir: string) {
     super(options.prompt);
@@ -121,7 +122,10 @@ export class SshTarget extends SudoTarget {
     );
   }
 
+  /** Idempotent: a second dispose (e.g. in a `finally` after a reboot disposed it) is a no-op. */
   override async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
     await spawnCollect("ssh", [...this.#sshArgs(), "-O", "exit", this.#options.address.host])
       .catch(() => undefined);
     await Deno.remove(this.#controlDir, { recursive: true });
