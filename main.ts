@@ -12,7 +12,7 @@ import { deleteCommand } from "./commands/delete.ts";
 import { getCommand } from "./commands/get.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { calloutCommand } from "./commands/callout.ts";
-import { benchCommand } from "./commands/bench.ts";
+import { benchCommand } from "./bench/main.ts";
 import { vmCommand } from "./commands/vm.ts";
 import { deviceCommand } from "./commands/device.ts";
 import { ExitCode, isUsageError } from "./commands/_cli.ts";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { decodeJwt } from "jose";
 import { silentLogger } from "../adapters/logger.ts";
-import { startTestProvider } from "../adapters/oidc/test_provider.ts";
+import { startTestProvider } from "../testing/oidc_provider.ts";
 import { parseAgentConfig } from "./config.ts";
 import { credentialsFromConfig } from "./credentials.ts";
 

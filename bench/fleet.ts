@@ -44,15 +44,15 @@ import {
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
+import { startNatsServer } from "../sandbox/nats_server.ts";
 import {
   connectNats,
   ensureBucket,
   noCredentials,
-  startNatsServer,
   watchBucket,
   type WatchEvent,
 } from "../adapters/nats/mod.ts";
-import { startNatsCluster } from "../adapters/nats/cluster_process.ts";
+import { startNatsCluster } from "../testing/nats_cluster.ts";
 import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { findPid, type ProcSample, procSample } from "./_proc.ts";

@@ -25,29 +25,24 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
+import { Condition, REACHABLE } from "../crd/device_resource.ts";
 import {
   Aggregate,
   aggregateEquals,
   Buckets,
-  Condition,
   type DeploymentState,
   type DeviceInfo,
   type Heartbeat,
   keys,
   parseKey,
-  REACHABLE,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { untilAborted } from "../adapters/timers.ts";
-import { informer, KubeClient, startKubeApiServer } from "../adapters/kube/mod.ts";
-import {
-  connectNats,
-  noCredentials,
-  openBucket,
-  startNatsServer,
-  watchBucket,
-} from "../adapters/nats/mod.ts";
+import { startKubeApiServer } from "../testing/kube_apiserver.ts";
+import { informer, KubeClient } from "../adapters/kube/mod.ts";
+import { startNatsServer } from "../sandbox/nats_server.ts";
+import { connectNats, noCredentials, openBucket, watchBucket } from "../adapters/nats/mod.ts";
 import { DeploymentType, DeviceType, installCrds, KubeDeploymentStore } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { findPid, type ProcSample, procSample } from "./_proc.ts";

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AuthorizationError } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
-import { installConnectionResetGuard, startNatsServer } from "../adapters/nats/mod.ts";
+import { startNatsServer } from "../sandbox/nats_server.ts";
+import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import denoJson from "../deno.json" with { type: "json" };
 import { API_VERSION, Deployment } from "../core/mod.ts";
-import { startNatsServer } from "../adapters/nats/mod.ts";
+import { startNatsServer } from "../sandbox/nats_server.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = join(ROOT, "main.ts");

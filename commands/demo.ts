@@ -1,7 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { DemoStory } from "../sandbox/demo.ts";
 import { printLine } from "../adapters/output.ts";
-import { renderTable } from "./_table.ts";
+import { renderTable } from "../cli/table.ts";
 import { ExitCode, logFormatOption, loggerFrom, logLevelOption, shutdownSignal } from "./_cli.ts";
 
 export function demoCommand(version: string): Command {

@@ -12,7 +12,7 @@ import {
   shutdownSignal,
 } from "./_cli.ts";
 import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
-import { OutputFormats, renderDeployments, renderDevices } from "./_render.ts";
+import { OutputFormats, renderDeployments, renderDevices } from "../cli/render.ts";
 
 const outputOption = new Option("-o, --output <format>", "table, wide, json or yaml")
   .choices(OutputFormats).default("table" as const);

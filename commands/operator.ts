@@ -11,7 +11,7 @@ import {
   operatorImageContext,
   runAsLeader,
 } from "../operator/mod.ts";
-import { crdsYaml } from "../core/mod.ts";
+import { crdsYaml } from "../crd/crds.ts";
 import { connectNats } from "../adapters/nats/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import {

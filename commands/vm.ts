@@ -17,7 +17,7 @@ import {
   SYSTEM_URI,
 } from "../adapters/vm/mod.ts";
 import { printLine } from "../adapters/output.ts";
-import { renderTable } from "./_table.ts";
+import { renderTable } from "../cli/table.ts";
 import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
 import { enrollOptions, planEnroll, runEnroll } from "./_enroll.ts";
 

@@ -20,8 +20,5 @@ export * from "./planner.ts";
 export * from "./targeting.ts";
 export * from "./aggregate.ts";
 export * from "./deployment_builder.ts";
-export * from "./crd_schema.ts";
-export * from "./device_resource.ts";
-export * from "./crds.ts";
 export * from "./permissions.ts";
 export * from "./text_diff.ts";

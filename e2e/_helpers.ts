@@ -1,7 +1,7 @@
 /** Shared pieces of the end-to-end stories. */
 import type { Deployment, DeploymentStatus, LabelSelector } from "../core/mod.ts";
 import { stopOnDeadline, testLogger } from "./_story.ts";
-import { ensureTestImage } from "../adapters/podman/mod.ts";
+import { ensureTestImage } from "../sandbox/local_image.ts";
 import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Buckets, ContainerLabels } from "../core/mod.ts";
-import { ensureTestImage } from "../adapters/podman/mod.ts";
+import { ensureTestImage } from "../sandbox/local_image.ts";
 import { connectNats, noCredentials, readBucket } from "../adapters/nats/mod.ts";
 import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
 import { curl, waitForStatus, webDeployment } from "./_helpers.ts";

@@ -10,11 +10,11 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Buckets, deviceInboxPrefix, keys } from "../core/mod.ts";
+import { startNatsServer } from "../sandbox/nats_server.ts";
 import {
   connectNats,
   installConnectionResetGuard,
   readBucket,
-  startNatsServer,
   userPasswordCredentials,
 } from "../adapters/nats/mod.ts";
 import {
@@ -28,7 +28,7 @@ import {
   type MachineUser,
   startTestProvider,
   type TestProvider,
-} from "../adapters/oidc/test_provider.ts";
+} from "../testing/oidc_provider.ts";
 import {
   authorizerPolicy,
   calloutServerConfig,
@@ -40,7 +40,7 @@ import {
   startCalloutService,
 } from "../callout/mod.ts";
 import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
-import { ensureTestImage } from "../adapters/podman/mod.ts";
+import { ensureTestImage } from "../sandbox/local_image.ts";
 import { containerIds, waitForStatus, webDeployment } from "./_helpers.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";
 

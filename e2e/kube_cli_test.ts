@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
-import { KubeClient, startKubeApiServer } from "../adapters/kube/mod.ts";
+import { startKubeApiServer } from "../testing/kube_apiserver.ts";
+import { KubeClient } from "../adapters/kube/mod.ts";
 import { DeploymentType } from "../operator/mod.ts";
 import { stopOnDeadline, story } from "./_story.ts";
 

@@ -3,8 +3,10 @@
  * nats-server, podman, the operator and agents.
  */
 import assert from "node:assert/strict";
-import { Buckets, ContainerLabels, DEVICE_ID_LABEL, REACHABLE } from "../core/mod.ts";
-import { KubeApiError, KubeClient, startKubeApiServer } from "../adapters/kube/mod.ts";
+import { REACHABLE } from "../crd/device_resource.ts";
+import { Buckets, ContainerLabels, DEVICE_ID_LABEL } from "../core/mod.ts";
+import { startKubeApiServer } from "../testing/kube_apiserver.ts";
+import { KubeApiError, KubeClient } from "../adapters/kube/mod.ts";
 import { readBucket } from "../adapters/nats/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import {

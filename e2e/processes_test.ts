@@ -5,8 +5,10 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
-import { startNatsServer } from "../adapters/nats/mod.ts";
-import { ensureTestImage, PodmanClient, startPodmanService } from "../adapters/podman/mod.ts";
+import { startNatsServer } from "../sandbox/nats_server.ts";
+import { startPodmanService } from "../sandbox/podman_service.ts";
+import { ensureTestImage } from "../sandbox/local_image.ts";
+import { PodmanClient } from "../adapters/podman/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { stopOnDeadline, story } from "./_story.ts";
 

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { domainName, type VmArch, VmStateSchema } from "../vm/mod.ts";
 import { Libvirt, sshRun } from "../adapters/vm/mod.ts";
-import { startLibvirtd } from "../adapters/vm/libvirtd_process.ts";
+import { startLibvirtd } from "../testing/libvirtd.ts";
 import { printLine } from "../adapters/output.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));

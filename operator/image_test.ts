@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { PodmanClient, startPodmanService } from "../adapters/podman/mod.ts";
+import { startPodmanService } from "../sandbox/podman_service.ts";
+import { PodmanClient } from "../adapters/podman/mod.ts";
 import {
   findDenoBinary,
   ImageContextError,

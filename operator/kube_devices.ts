@@ -5,15 +5,8 @@
  * retried, so a slow or restarting API server never blocks the operator.
  */
 import { z } from "zod";
-import {
-  API_VERSION,
-  canonicalJson,
-  Condition,
-  type DeviceInfo,
-  deviceResource,
-  deviceStatus,
-  REACHABLE,
-} from "../core/mod.ts";
+import { Condition, deviceResource, deviceStatus, REACHABLE } from "../crd/device_resource.ts";
+import { API_VERSION, canonicalJson, type DeviceInfo } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { sleep, untilAborted } from "../adapters/timers.ts";
 import { informer, KubeApiError, type KubeClient } from "../adapters/kube/mod.ts";

@@ -3,13 +3,13 @@
  * and delete Deployment objects, and read them and the Device objects back.
  */
 import { z } from "zod";
+import { ORIGINAL_LABELS_ANNOTATION } from "../crd/device_resource.ts";
 import {
   API_VERSION,
   type Deployment,
   type DeploymentRef,
   describeIssues,
   Inventory,
-  ORIGINAL_LABELS_ANNOTATION,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { KubeClient } from "../adapters/kube/mod.ts";

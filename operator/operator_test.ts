@@ -26,13 +26,12 @@ import {
   UNKNOWN_GENERATION,
 } from "../core/mod.ts";
 import { createLogger, type Logger, silentLogger } from "../adapters/logger.ts";
+import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
 import {
   connectNats,
   ensureBucket,
-  type NatsServer,
   noCredentials,
   readBucket,
-  startNatsServer,
   watchBucket,
 } from "../adapters/nats/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";

@@ -7,8 +7,8 @@ import type { Deployment, DeploymentStatus } from "../core/mod.ts";
 import { singleServiceDeployment } from "./deployments.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
-import { ensureTestImage } from "../adapters/podman/mod.ts";
-import { renderDeployments, renderDevices } from "../commands/_render.ts";
+import { ensureTestImage } from "./local_image.ts";
+import { renderDeployments, renderDevices } from "../cli/render.ts";
 import { type DeviceSpec, LocalFleet, waitFor } from "./local_fleet.ts";
 
 export const DEMO_DEVICES: DeviceSpec[] = [

@@ -8,15 +8,11 @@ import type { Labels } from "../core/mod.ts";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { sleep, withDeadline } from "../adapters/timers.ts";
-import {
-  connectNats,
-  type CredentialSource,
-  type NatsServer,
-  noCredentials,
-  startNatsServer,
-} from "../adapters/nats/mod.ts";
-import { type NatsCluster, startNatsCluster } from "../adapters/nats/cluster_process.ts";
-import { PodmanClient, type PodmanService, startPodmanService } from "../adapters/podman/mod.ts";
+import { type NatsServer, startNatsServer } from "./nats_server.ts";
+import { connectNats, type CredentialSource, noCredentials } from "../adapters/nats/mod.ts";
+import { type NatsCluster, startNatsCluster } from "../testing/nats_cluster.ts";
+import { type PodmanService, startPodmanService } from "./podman_service.ts";
+import { PodmanClient } from "../adapters/podman/mod.ts";
 import { Agent, AgentConfig, PodmanRuntime } from "../agent/mod.ts";
 import {
   KubeDeploymentSource,

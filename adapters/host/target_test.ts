@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { LocalTarget, shellQuote, type Target, TargetError } from "./target.ts";
 import { parseSshTarget, SshTarget } from "./ssh_target.ts";
-import { startSshServer } from "./sshd_process.ts";
+import { startSshServer } from "../../testing/sshd.ts";
 
 const noPrompt = () => Promise.resolve(undefined);
 

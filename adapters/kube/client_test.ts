@@ -5,7 +5,7 @@ import { KubeClient } from "./client.ts";
 import { KubeApiError, KubeGoneError, KubeUnavailableError } from "./errors.ts";
 import { loadKubeConfig } from "./kubeconfig.ts";
 import { ConfigMapType, type KubeObject, type ResourceType } from "./types.ts";
-import { OPERATOR_TEST_USER } from "./apiserver_process.ts";
+import { OPERATOR_TEST_USER } from "../../testing/kube_apiserver.ts";
 import { waitFor } from "../../sandbox/local_fleet.ts";
 import {
   createNamespace,
@@ -16,7 +16,7 @@ import {
   type Widget,
   WIDGET_SIZE_RULE_MESSAGE,
   WidgetType,
-} from "./_test_util.ts";
+} from "../../testing/kube.ts";
 
 interface ConfigMap extends KubeObject {
   data?: Record<string, string>;

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { silentLogger } from "../logger.ts";
-import { startKubeApiServer } from "./apiserver_process.ts";
+import { startKubeApiServer } from "../../testing/kube_apiserver.ts";
 import { KubeClient } from "./client.ts";
 import { KubeApiError } from "./errors.ts";
 import { informer, type InformerEvent, objectKey, relistChanges } from "./informer.ts";
 import { ConfigMapType, type KubeObject } from "./types.ts";
-import { captureLogger, createNamespace, eventually } from "./_test_util.ts";
+import { captureLogger, createNamespace, eventually } from "../../testing/kube.ts";
 
 interface ConfigMap extends KubeObject {
   data?: Record<string, string>;

@@ -1,8 +1,8 @@
 /**
  * The Kubernetes adapter: our own thin REST client on `fetch` (get, list, watch with
  * bookmarks, server-side apply, merge patch, create, replace, delete), kubeconfig and
- * in-cluster loading, typed errors, a restart- and 410-proof informer, and a real
- * kube-apiserver + etcd for tests.
+ * in-cluster loading, typed errors and a restart- and 410-proof informer. The real
+ * kube-apiserver + etcd that tests run is in `testing/kube_apiserver.ts`.
  *
  * It deliberately does not use kubernetes-fluent-client (DESIGN §7): see client.ts.
  * Import this module lazily: the agent path never needs it.
@@ -20,16 +20,6 @@
  * @module
  */
 
-export {
-  ADMIN_TEST_USER,
-  KUBE_BIN_DIR_ENV,
-  type KubeApiServer,
-  KubeApiServerError,
-  type KubeApiServerOptions,
-  kubeBinDir,
-  OPERATOR_TEST_USER,
-  startKubeApiServer,
-} from "./apiserver_process.ts";
 export {
   type ApplyOptions,
   type DeleteOptions,

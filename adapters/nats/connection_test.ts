@@ -7,8 +7,8 @@ import {
   NatsConnectError,
 } from "./connection.ts";
 import { noCredentials, userPasswordCredentials } from "./credentials.ts";
-import { startNatsServer } from "./server_process.ts";
-import { captureLogger, eventually, nextStatus } from "./_test_util.ts";
+import { startNatsServer } from "../../sandbox/nats_server.ts";
+import { captureLogger, eventually, nextStatus } from "../../testing/nats.ts";
 
 const users = `authorization {
   users = [

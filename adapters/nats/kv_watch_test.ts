@@ -7,8 +7,8 @@ import { silentLogger } from "../logger.ts";
 import { ensureBucket } from "./buckets.ts";
 import { connectNats } from "./connection.ts";
 import { watchBucket, type WatchBucketOptions, WatchError, type WatchRestart } from "./kv_watch.ts";
-import { startNatsServer } from "./server_process.ts";
-import { captureLogger, eventually, nextStatus, show } from "./_test_util.ts";
+import { startNatsServer } from "../../sandbox/nats_server.ts";
+import { captureLogger, eventually, nextStatus, show } from "../../testing/nats.ts";
 
 const settings = { replicas: 1, history: 3 };
 

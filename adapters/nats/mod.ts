@@ -1,7 +1,7 @@
 /**
  * The NATS adapter: the long-lived connection with plain-words status logging, the KV
- * buckets of DESIGN.md §2, a resilient bucket watch that reports complete reads, and a
- * real nats-server process for tests and `fleet demo`.
+ * buckets of DESIGN.md §2 and a resilient bucket watch that reports complete reads. The
+ * nats-server processes that tests and `fleet demo` run live in `sandbox/` and `testing/`.
  *
  * @module
  */
@@ -36,11 +36,4 @@ export {
   type WatchRestart,
   type WatchRestartReason,
 } from "./kv_watch.ts";
-export {
-  NATS_SERVER_BIN_ENV,
-  type NatsServer,
-  NatsServerError,
-  type NatsServerOptions,
-  startNatsServer,
-} from "./server_process.ts";
 export { readBucket } from "./snapshot.ts";

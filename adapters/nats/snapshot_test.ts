@@ -4,7 +4,7 @@ import { silentLogger } from "../logger.ts";
 import { ensureBucket } from "./buckets.ts";
 import { WatchError } from "./kv_watch.ts";
 import { readBucket } from "./snapshot.ts";
-import { startNatsServer } from "./server_process.ts";
+import { startNatsServer } from "../../sandbox/nats_server.ts";
 
 const decoder = new TextDecoder();
 const settings = { replicas: 1, history: 3 };

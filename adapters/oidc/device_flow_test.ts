@@ -8,9 +8,13 @@ import {
   type DeviceFlowOptions,
   type DeviceFlowPrompt,
 } from "./device_flow.ts";
-import { startTestProvider, type TestProvider, ZITADEL_ROLES_CLAIM } from "./test_provider.ts";
+import {
+  startTestProvider,
+  type TestProvider,
+  ZITADEL_ROLES_CLAIM,
+} from "../../testing/oidc_provider.ts";
 import { createTokenVerifier } from "./verifier.ts";
-import { rejection } from "./_test_util.ts";
+import { rejection } from "../../testing/oidc.ts";
 
 /** Waits at most 20 ms whatever the interval, so tests do not sit out 5 s polls. */
 function quickSleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
 import type { Auth, TokenAuth } from "@nats-io/nats-core";
 import { silentLogger } from "../logger.ts";
-import { eventually } from "../nats/_test_util.ts";
+import { eventually } from "../../testing/nats.ts";
 import { oidcCredentials } from "./nats_credentials.ts";
-import { type MachineUser, startTestProvider, type TestProvider } from "./test_provider.ts";
+import {
+  type MachineUser,
+  startTestProvider,
+  type TestProvider,
+} from "../../testing/oidc_provider.ts";
 import { createTokenSource, type TokenSource } from "./token_source.ts";
 
 function sourceFor(idp: TestProvider, user: MachineUser, now?: () => number): TokenSource {

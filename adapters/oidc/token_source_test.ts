@@ -2,8 +2,12 @@ import assert from "node:assert/strict";
 import { createPrivateKey } from "node:crypto";
 import { decodeJwt, type JWK } from "jose";
 import { silentLogger } from "../logger.ts";
-import { delay, rejection } from "./_test_util.ts";
-import { type MachineUser, startTestProvider, type TestProvider } from "./test_provider.ts";
+import { delay, rejection } from "../../testing/oidc.ts";
+import {
+  type MachineUser,
+  startTestProvider,
+  type TestProvider,
+} from "../../testing/oidc_provider.ts";
 import {
   createTokenSource,
   loadPrivateKey,

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from "jose";
 import { silentLogger } from "../logger.ts";
-import { delay, rejection } from "./_test_util.ts";
-import { startTestProvider, type TestProvider, ZITADEL_ROLES_CLAIM } from "./test_provider.ts";
+import { delay, rejection } from "../../testing/oidc.ts";
+import {
+  startTestProvider,
+  type TestProvider,
+  ZITADEL_ROLES_CLAIM,
+} from "../../testing/oidc_provider.ts";
 import {
   createTokenVerifier,
   RejectionCodes,

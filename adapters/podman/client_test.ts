@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { PodmanClient } from "./client.ts";
 import { PodmanError, PodmanUnavailableError } from "./errors.ts";
-import { startPodmanService } from "./service_process.ts";
-import { ensureTestImage } from "./test_image.ts";
+import { startPodmanService } from "../../sandbox/podman_service.ts";
+import { ensureTestImage } from "../../sandbox/local_image.ts";
 import type { ContainerCreateSpec } from "./types.ts";
 
 // One tag for every test in this file: built once, then reused from shared storage.

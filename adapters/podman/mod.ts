@@ -1,7 +1,7 @@
 /**
  * The Podman adapter: a libpod REST client over the Podman unix socket, its typed errors
- * and types, plus helpers for tests and `fleet demo` (a private Podman service and a local
- * test image).
+ * and types. The private Podman service and the local test image that tests and
+ * `fleet demo` use live in `sandbox/`.
  *
  * @example
  * ```ts
@@ -21,13 +21,7 @@ export {
   type PodmanVersion,
 } from "./client.ts";
 export { PodmanError, type PodmanErrorInit, PodmanUnavailableError } from "./errors.ts";
-export {
-  type PodmanService,
-  type PodmanServiceOptions,
-  startPodmanService,
-} from "./service_process.ts";
 export { tarArchive, type TarFile } from "./tar.ts";
-export { ensureTestImage, TEST_IMAGE_REPOSITORY } from "./test_image.ts";
 export {
   type ContainerCreateSpec,
   ContainerCreateSpecSchema,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { VmBootError } from "../../vm/mod.ts";
 import { Libvirt } from "./libvirt.ts";
-import { startLibvirtd } from "./libvirtd_process.ts";
+import { startLibvirtd } from "../../testing/libvirtd.ts";
 
 Deno.test("Libvirt.connect() says why when no daemon answers at the URI", async () => {
   const dir = await Deno.makeTempDir();

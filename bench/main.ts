@@ -1,7 +1,13 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import { runFleetBench } from "../bench/fleet.ts";
-import { kubeCommand } from "./bench_kube.ts";
-import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
+import { runFleetBench } from "./fleet.ts";
+import { kubeCommand } from "./kube_command.ts";
+import {
+  ExitCode,
+  logFormatOption,
+  loggerFrom,
+  logLevelOption,
+  UsageError,
+} from "../commands/_cli.ts";
 
 function count(name: string, min: number) {
   return (text: string): number => {

@@ -6,8 +6,8 @@
 
 import { connect } from "@nats-io/transport-node";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
-import { freePort } from "../process.ts";
-import { type NatsServer, NatsServerError, startNatsServer } from "./server_process.ts";
+import { freePort } from "../adapters/process.ts";
+import { type NatsServer, NatsServerError, startNatsServer } from "../sandbox/nats_server.ts";
 
 /** Raft elects the meta leader within seconds on an idle machine; on a loaded one (a CI
  * runner, or a build beside the tests) it took more than 30 s. */

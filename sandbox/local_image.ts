@@ -4,7 +4,7 @@
  * on port 80.
  */
 
-import type { PodmanClient } from "./client.ts";
+import type { PodmanClient } from "../adapters/podman/client.ts";
 
 const BUSYBOX = "/bin/busybox";
 

@@ -10,10 +10,10 @@ import {
   toStructural,
   UnstructuralSchemaError,
   zodToStructural,
-} from "./crd_schema.ts";
+} from "./structural.ts";
 import { deploymentCrd, deviceCrd } from "./crds.ts";
-import { DeploymentSpec } from "./deployment.ts";
-import { Aggregate } from "./deployment_status.ts";
+import { DeploymentSpec } from "../core/deployment.ts";
+import { Aggregate } from "../core/deployment_status.ts";
 
 /** Wraps a node as a resource root, which is what structuralProblems checks. */
 function root(node: StructuralSchema | Record<string, unknown>): Record<string, unknown> {

@@ -3,9 +3,9 @@
  * of our own (with `virtlogd`, which it needs to start a domain) listening on a socket in a
  * temporary folder, stopped again on dispose. Needs root, as the system daemon does.
  */
-import { VmHostError } from "../../vm/mod.ts";
-import { Libvirt, SYSTEM_URI } from "./libvirt.ts";
-import { findTool } from "./tools.ts";
+import { VmHostError } from "../vm/mod.ts";
+import { Libvirt, SYSTEM_URI } from "../adapters/vm/libvirt.ts";
+import { findTool } from "../adapters/vm/tools.ts";
 
 export interface LibvirtDaemon extends AsyncDisposable {
   /** The connection URI to give `LIBVIRT_DEFAULT_URI`. */

@@ -3,8 +3,8 @@
  * loopback port, a temp dir; `await using` stops it. Needs `/usr/sbin/sshd` and root (sshd
  * switches to the logged-in user).
  */
-import { freePort, stopChild } from "../process.ts";
-import { spawnCollect, TargetError } from "./target.ts";
+import { freePort, stopChild } from "../adapters/process.ts";
+import { spawnCollect, TargetError } from "../adapters/host/target.ts";
 
 export interface SshServer extends AsyncDisposable {
   readonly port: number;

@@ -9,7 +9,7 @@
  * @module
  */
 import { z } from "zod";
-import { canonicalJson } from "./spec_hash.ts";
+import { canonicalJson } from "../core/spec_hash.ts";
 
 /** The node types a structural schema may declare. */
 export const SchemaTypes = ["object", "array", "string", "integer", "number", "boolean"] as const;

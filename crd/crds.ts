@@ -13,9 +13,9 @@ import {
   type StructuralSchema,
   type ValidationRule,
   zodToStructural,
-} from "./crd_schema.ts";
-import { API_GROUP, API_VERSION, DeploymentSpec } from "./deployment.ts";
-import { DeploymentStatus } from "./deployment_status.ts";
+} from "./structural.ts";
+import { API_GROUP, API_VERSION, DeploymentSpec } from "../core/deployment.ts";
+import { DeploymentStatus } from "../core/deployment_status.ts";
 import {
   DEVICE_KIND,
   DeviceConditions,
@@ -27,15 +27,15 @@ import {
   LABEL_VALUE_PATTERN,
   REACHABLE,
 } from "./device_resource.ts";
-import { DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_LABEL_RULE } from "./ids.ts";
-import { PodmanService, PodmanV0Data } from "./score.ts";
+import { DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_LABEL_RULE } from "../core/ids.ts";
+import { PodmanService, PodmanV0Data } from "../core/score.ts";
 import {
   LabelKey,
   Labels,
   LabelSelector,
   LabelSelectorRequirement,
   LabelValue,
-} from "./selector.ts";
+} from "../core/selector.ts";
 
 /** The kind of the Deployment custom resource. */
 export const DEPLOYMENT_KIND = "Deployment";

@@ -8,10 +8,10 @@ import {
   jwtVerify,
   SignJWT,
 } from "jose";
-import { silentLogger } from "../logger.ts";
-import { startTestProvider, ZITADEL_ROLES_CLAIM } from "./test_provider.ts";
-import { createTokenSource, TokenMintError } from "./token_source.ts";
-import { rejection } from "./_test_util.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { startTestProvider, ZITADEL_ROLES_CLAIM } from "./oidc_provider.ts";
+import { createTokenSource, TokenMintError } from "../adapters/oidc/token_source.ts";
+import { rejection } from "./oidc.ts";
 
 async function getJson(url: string): Promise<Record<string, unknown>> {
   const response = await fetch(url);

@@ -11,8 +11,8 @@
  * "stopped" instead of "exited", and later kills and stops hang on it (measured: 20 s).
  */
 
-import { PodmanClient } from "./client.ts";
-import { PodmanError } from "./errors.ts";
+import { PodmanClient } from "../adapters/podman/client.ts";
+import { PodmanError } from "../adapters/podman/errors.ts";
 
 /**
  * Settings this kind of machine needs (no systemd, no CAP_SYS_RESOURCE):

@@ -5,7 +5,7 @@
  */
 
 import { join } from "node:path";
-import { freePort, stopChild } from "../process.ts";
+import { freePort, stopChild } from "../adapters/process.ts";
 
 /** Environment variable that overrides which `nats-server` binary is started. */
 export const NATS_SERVER_BIN_ENV = "FLEET_NATS_SERVER_BIN";

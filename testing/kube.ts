@@ -1,14 +1,14 @@
 /** Helpers shared by the Kubernetes adapter tests (not part of the adapter's surface). */
 
-import { type KubeApiServer, startKubeApiServer } from "./apiserver_process.ts";
-import type { KubeClient } from "./client.ts";
-import { createLogger, type Logger } from "../logger.ts";
+import { type KubeApiServer, startKubeApiServer } from "./kube_apiserver.ts";
+import type { KubeClient } from "../adapters/kube/client.ts";
+import { createLogger, type Logger } from "../adapters/logger.ts";
 import {
   CustomResourceDefinitionType,
   type KubeObject,
   NamespaceType,
   type ResourceType,
-} from "./types.ts";
+} from "../adapters/kube/types.ts";
 
 /** Options for tests that share one API server across a file. */
 export const sharedServerTest = { sanitizeOps: false, sanitizeResources: false };

@@ -1,8 +1,8 @@
 /** Helpers shared by the NATS adapter tests. */
 
 import type { NatsConnection, Status } from "@nats-io/nats-core";
-import { createLogger, type Logger } from "../logger.ts";
-import type { WatchEvent } from "./kv_watch.ts";
+import { createLogger, type Logger } from "../adapters/logger.ts";
+import type { WatchEvent } from "../adapters/nats/kv_watch.ts";
 
 const decoder = new TextDecoder();
 

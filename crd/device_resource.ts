@@ -5,11 +5,11 @@
  */
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { API_GROUP, API_VERSION } from "./deployment.ts";
-import { type DeviceInfo, Inventory } from "./device_info.ts";
-import { identifierSchema, validateIdentifier } from "./ids.ts";
-import { labelKeyProblem, Labels, labelValueProblem } from "./selector.ts";
-import { canonicalJson } from "./spec_hash.ts";
+import { API_GROUP, API_VERSION } from "../core/deployment.ts";
+import { type DeviceInfo, Inventory } from "../core/device_info.ts";
+import { identifierSchema, validateIdentifier } from "../core/ids.ts";
+import { labelKeyProblem, Labels, labelValueProblem } from "../core/selector.ts";
+import { canonicalJson } from "../core/spec_hash.ts";
 
 /** The kind of the Device custom resource. */
 export const DEVICE_KIND = "Device";

@@ -13,10 +13,10 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify as toYaml } from "yaml";
-import { KubeClient } from "./client.ts";
-import { KubeApiError, KubeError, KubeUnavailableError } from "./errors.ts";
-import type { KubeConfig } from "./kubeconfig.ts";
-import { freePort, stopChild } from "../process.ts";
+import { KubeClient } from "../adapters/kube/client.ts";
+import { KubeApiError, KubeError, KubeUnavailableError } from "../adapters/kube/errors.ts";
+import type { KubeConfig } from "../adapters/kube/kubeconfig.ts";
+import { freePort, stopChild } from "../adapters/process.ts";
 
 /** Environment variable naming the folder with `kube-apiserver` and `etcd`. */
 export const KUBE_BIN_DIR_ENV = "FLEET_KUBE_BIN_DIR";
@@ -95,7 +95,7 @@ export class KubeApiServerError extends KubeError {
 /** The folder the binaries are taken from: `$FLEET_KUBE_BIN_DIR`, else `.cache/kube/bin`. */
 export function kubeBinDir(): string {
   return Deno.env.get(KUBE_BIN_DIR_ENV) ??
-    fileURLToPath(new URL("../../.cache/kube/bin", import.meta.url));
+    fileURLToPath(new URL("../.cache/kube/bin", import.meta.url));
 }
 
 /**

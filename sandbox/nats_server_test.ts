@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { NATS_SERVER_BIN_ENV, NatsServerError, startNatsServer } from "./server_process.ts";
+import { NATS_SERVER_BIN_ENV, NatsServerError, startNatsServer } from "./nats_server.ts";
 
 async function exists(path: string): Promise<boolean> {
   try {

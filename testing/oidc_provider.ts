@@ -42,15 +42,15 @@ import Provider, {
   type ResourceServer,
   type TokenEndpointGrantContext,
 } from "oidc-provider";
-import { type Logger, silentLogger } from "../logger.ts";
-import { errorMessage } from "./_discovery.ts";
-import { DEVICE_CODE_GRANT_TYPE } from "./device_flow.ts";
+import { type Logger, silentLogger } from "../adapters/logger.ts";
+import { errorMessage } from "../adapters/oidc/_discovery.ts";
+import { DEVICE_CODE_GRANT_TYPE } from "../adapters/oidc/device_flow.ts";
 import {
   createTokenSource,
   JWT_BEARER_GRANT_TYPE,
   JWT_CLIENT_ASSERTION_TYPE,
   type TokenGrant,
-} from "./token_source.ts";
+} from "../adapters/oidc/token_source.ts";
 
 /** The algorithms the test provider signs with and generates machine-user keys for. */
 export type TestSigningAlgorithm = "ES256" | "RS256";

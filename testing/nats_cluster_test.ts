@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { silentLogger } from "../logger.ts";
-import { ensureBucketRetrying } from "./buckets.ts";
-import { startNatsCluster } from "./cluster_process.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { ensureBucketRetrying } from "../adapters/nats/buckets.ts";
+import { startNatsCluster } from "./nats_cluster.ts";
 
 Deno.test("startNatsCluster() runs 3 routed servers with replicated KV that survives one server down", async () => {
   await using cluster = await startNatsCluster();

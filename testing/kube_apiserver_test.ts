@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { KubeApiServerError, startKubeApiServer } from "./apiserver_process.ts";
+import { KubeApiServerError, startKubeApiServer } from "./kube_apiserver.ts";
 
 Deno.test("startKubeApiServer() says how to build the binaries when they are missing", async () => {
   await assert.rejects(

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
 import YAML from "yaml";
-import { structuralProblems, type StructuralSchema, type ValidationRule } from "./crd_schema.ts";
+import { structuralProblems, type StructuralSchema, type ValidationRule } from "./structural.ts";
 import {
   API_VERSION_NAME,
   crdsYaml,
@@ -30,10 +30,10 @@ import {
   SELECTOR_RULES,
   SERVICE_NAME_RULE,
 } from "./crds.ts";
-import { API_GROUP, DeploymentSpec } from "./deployment.ts";
+import { API_GROUP, DeploymentSpec } from "../core/deployment.ts";
 import { DeviceSpec, DeviceStatus, LABEL_KEY_MAX, LABEL_VALUE_MAX } from "./device_resource.ts";
-import { DNS_LABEL_PATTERN, DNS_LABEL_RULE } from "./ids.ts";
-import { WorkloadTypes } from "./score.ts";
+import { DNS_LABEL_PATTERN, DNS_LABEL_RULE } from "../core/ids.ts";
+import { WorkloadTypes } from "../core/score.ts";
 
 const FIXTURES = new URL("../fixtures/crds/", import.meta.url);
 

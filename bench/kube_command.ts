@@ -1,6 +1,12 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import { runKubeBench } from "../bench/kube.ts";
-import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
+import { runKubeBench } from "./kube.ts";
+import {
+  ExitCode,
+  logFormatOption,
+  loggerFrom,
+  logLevelOption,
+  UsageError,
+} from "../commands/_cli.ts";
 
 function count(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (text: string): number => {

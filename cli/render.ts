@@ -2,7 +2,7 @@
 import YAML from "yaml";
 import { DEFAULT_STALE_AFTER_MS, DEVICE_ID_LABEL, formatSelector } from "../core/mod.ts";
 import type { DeploymentRow, DeviceRow } from "../operator/mod.ts";
-import { age, renderTable } from "./_table.ts";
+import { age, renderTable } from "./table.ts";
 
 export const OutputFormats = ["table", "wide", "json", "yaml"] as const;
 export type OutputFormat = typeof OutputFormats[number];

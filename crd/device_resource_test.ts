@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { API_VERSION } from "./deployment.ts";
+import { API_VERSION } from "../core/deployment.ts";
 import {
   Condition,
   DeviceResource,
@@ -16,9 +16,9 @@ import {
   sanitizeLabels,
   setCondition,
 } from "./device_resource.ts";
-import { DEVICE_ID_LABEL, type DeviceInfo } from "./device_info.ts";
-import { InvalidIdentifierError } from "./ids.ts";
-import { labelKeyProblem, labelValueProblem } from "./selector.ts";
+import { DEVICE_ID_LABEL, type DeviceInfo } from "../core/device_info.ts";
+import { InvalidIdentifierError } from "../core/ids.ts";
+import { labelKeyProblem, labelValueProblem } from "../core/selector.ts";
 
 const LONG = "a".repeat(70);
 
