@@ -1,12 +1,14 @@
-/** Abortable waiting, for the periodic loops of the agent and the operator. */
+/** Abortable waiting on a {@link Clock}, for the periodic loops of the agent and the operator. */
+import type { Clock } from "../core/clock.ts";
+import { systemClock } from "./clock.ts";
 
 /** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal: AbortSignal, clock: Clock = systemClock): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
+    const timer = clock.timer(ms, done);
     function done() {
-      clearTimeout(timer);
+      timer.cancel();
       signal.removeEventListener("abort", done);
       resolve();
     }
@@ -19,9 +21,10 @@ export async function every(
   ms: number,
   signal: AbortSignal,
   fn: () => Promise<void> | void,
+  clock: Clock = systemClock,
 ): Promise<void> {
   while (!signal.aborted) {
-    await sleep(ms, signal);
+    await sleep(ms, signal, clock);
     if (!signal.aborted) await fn();
   }
 }
@@ -61,10 +64,15 @@ export class DeadlineError extends Error {
  * pass first. The work itself goes on (nothing can cancel a promise): the caller decides what
  * to stop. The timer keeps the event loop alive, unlike `AbortSignal.timeout()`.
  */
-export function withDeadline<T>(work: PromiseLike<T>, ms: number, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+export function withDeadline<T>(
+  work: PromiseLike<T>,
+  ms: number,
+  message: string,
+  clock: Clock = systemClock,
+): Promise<T> {
+  let timer: { cancel(): void } | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DeadlineError(message)), ms);
+    timer = clock.timer(ms, () => reject(new DeadlineError(message)));
   });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+  return Promise.race([work, late]).finally(() => timer?.cancel());
 }

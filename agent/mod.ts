@@ -3,11 +3,21 @@
  * Agent that wires them to NATS and podman.
  * @module
  */
-export * from "./config.ts";
-export * from "./agent.ts";
-export * from "./desired_view.ts";
-export * from "./desired_cache.ts";
-export * from "./reconciler.ts";
-export * from "./reporter.ts";
-export * from "./runtime.ts";
-export * from "./podman_runtime.ts";
+export {
+  AgentConfig,
+  ConfigError,
+  CredentialsConfig,
+  loadAgentConfig,
+  NoCredentials,
+  OidcCredentials,
+  parseAgentConfig,
+  renderAgentConfig,
+  UserPasswordCredentials,
+} from "./config.ts";
+export { Agent, type AgentOptions } from "./agent.ts";
+export { DesiredView, type KeyProblem, toEntry } from "./desired_view.ts";
+export { DesiredCache } from "./desired_cache.ts";
+export { type PassInput, type PassResult, Reconciler } from "./reconciler.ts";
+export { Reporter, type ReportSink } from "./reporter.ts";
+export { type ContainerRuntime } from "./runtime.ts";
+export { PodmanRuntime } from "./podman_runtime.ts";

@@ -5,20 +5,129 @@
  * here does I/O or imports from outside `core/`.
  * @module
  */
-export * from "./ids.ts";
-export * from "./errors.ts";
-export * from "./selector.ts";
-export * from "./score.ts";
-export * from "./deployment.ts";
-export * from "./device_info.ts";
-export * from "./deployment_state.ts";
-export * from "./heartbeat.ts";
-export * from "./deployment_status.ts";
-export * from "./keys.ts";
-export * from "./spec_hash.ts";
-export * from "./planner.ts";
-export * from "./targeting.ts";
-export * from "./aggregate.ts";
-export * from "./deployment_builder.ts";
-export * from "./permissions.ts";
-export * from "./text_diff.ts";
+export { type Clock, type Timer } from "./clock.ts";
+export {
+  DNS_LABEL_MAX,
+  DNS_LABEL_PATTERN,
+  DNS_LABEL_RULE,
+  type IdentifierKind,
+  identifierProblem,
+  identifierSchema,
+  InvalidIdentifierError,
+  validateIdentifier,
+} from "./ids.ts";
+export { describeIssues, parseJsonWith, parseWith, WireFormatError } from "./errors.ts";
+export {
+  formatSelector,
+  LabelKey,
+  labelKeyProblem,
+  Labels,
+  LabelSelector,
+  LabelSelectorRequirement,
+  LabelValue,
+  labelValueProblem,
+  matchesSelector,
+  parseSelector,
+  type SelectorOperator,
+  SelectorOperators,
+  SelectorSyntaxError,
+} from "./selector.ts";
+export {
+  EnvVar,
+  type ParsedPort,
+  parsePort,
+  PodmanService,
+  PodmanV0,
+  PodmanV0Data,
+  PortMapping,
+  resolveScore,
+  RestartPolicies,
+  type RestartPolicy,
+  Score,
+  ScoreEnvelope,
+  VolumeMount,
+  WorkloadError,
+  WorkloadTypes,
+} from "./score.ts";
+export {
+  API_GROUP,
+  API_VERSION,
+  DEFAULT_NAMESPACE,
+  Deployment,
+  DeploymentMetadata,
+  DeploymentSpec,
+  DesiredState,
+  desiredStateOf,
+  nextGeneration,
+  Rollout,
+  type StoredDeployment,
+} from "./deployment.ts";
+export {
+  DEVICE_ID_LABEL,
+  DEVICE_LABEL_VALUE_MAX,
+  DeviceInfo,
+  DeviceLabels,
+  deviceLabels,
+  Inventory,
+} from "./device_info.ts";
+export {
+  DeploymentState,
+  LAST_ERROR_MAX,
+  type Phase,
+  Phases,
+  shortError,
+  stateChanged,
+} from "./deployment_state.ts";
+export { Heartbeat } from "./heartbeat.ts";
+export { Aggregate, DeploymentStatus, LastError } from "./deployment_status.ts";
+export {
+  type BucketName,
+  Buckets,
+  commandSubject,
+  type DeploymentRef,
+  keys,
+  parseKey,
+  refKey,
+} from "./keys.ts";
+export { canonicalJson, specHash } from "./spec_hash.ts";
+export {
+  type Action,
+  type Assessment,
+  ContainerLabels,
+  containerLabels,
+  containerName,
+  type DesiredEntry,
+  MANAGED_BY,
+  type ObservedContainer,
+  type Plan,
+  plan,
+  type PlanInput,
+  serviceHash,
+} from "./planner.ts";
+export { diffTargets, selectDevices, type TargetDiff } from "./targeting.ts";
+export {
+  aggregateEquals,
+  type AggregateInput,
+  computeAggregate,
+  DEFAULT_STALE_AFTER_MS,
+  UNKNOWN_GENERATION,
+} from "./aggregate.ts";
+export {
+  buildDeployment,
+  DeploymentFlagError,
+  type DeploymentFlags,
+} from "./deployment_builder.ts";
+export {
+  DEVICE_RESPONSE_PERMISSION,
+  deviceInboxPrefix,
+  type DevicePermissions,
+  devicePermissions,
+  fleetPermissions,
+  type FleetRole,
+  FleetRoles,
+  type NatsPermissions,
+  permissionsForRole,
+  type ResponsePermission,
+  type SubjectPermission,
+} from "./permissions.ts";
+export { type DiffLine, diffLines, formatDiff } from "./text_diff.ts";
