@@ -53,7 +53,8 @@ import {
   type WatchEvent,
 } from "../adapters/nats/mod.ts";
 import { startNatsCluster } from "../testing/nats_cluster.ts";
-import { NatsDeploymentSource, NatsDeploymentStore, Operator } from "../operator/mod.ts";
+import { NatsDeploymentStore } from "../cli/nats_store.ts";
+import { NatsDeploymentSource, Operator } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { findPid, type ProcSample, procSample } from "./_proc.ts";
 import { spawnOperator } from "./_operator_process.ts";

@@ -2,7 +2,8 @@
 import { Option } from "@commander-js/extra-typings";
 import { KubeClient, loadKubeConfig } from "../adapters/kube/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { type FleetStore, KubeDeploymentStore, NatsDeploymentStore } from "../operator/mod.ts";
+import { KubeDeploymentStore } from "../cli/kube_store.ts";
+import { type FleetStore, NatsDeploymentStore } from "../cli/nats_store.ts";
 import { connectCli, type NatsFlags } from "./_cli.ts";
 
 export const kubeconfigOption = () =>

@@ -9,13 +9,8 @@ import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { KubeApiError, KubeClient } from "../adapters/kube/mod.ts";
 import { readBucket } from "../adapters/nats/mod.ts";
 import { Kvm } from "@nats-io/kv";
-import {
-  DeploymentType,
-  DeviceType,
-  FINALIZER,
-  installCrds,
-  KubeDeploymentStore,
-} from "../operator/mod.ts";
+import { KubeDeploymentStore } from "../cli/kube_store.ts";
+import { DeploymentType, DeviceType, FINALIZER, installCrds } from "../operator/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { containerIds, startFleet, webDeployment } from "./_helpers.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";

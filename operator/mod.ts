@@ -5,7 +5,6 @@
  */
 export * from "./deployment_source.ts";
 export * from "./nats_source.ts";
-export * from "./nats_store.ts";
 export * from "./fleet_view.ts";
 export * from "./operator.ts";
 export * from "./kube_resources.ts";
@@ -13,6 +12,5 @@ export * from "./kube_source.ts";
 export * from "./kube_devices.ts";
 export * from "./kube_install.ts";
 export * from "./leader_election.ts";
-export * from "./kube_store.ts";
 export * from "./helm_chart.ts";
 export * from "./image.ts";

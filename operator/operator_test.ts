@@ -36,7 +36,7 @@ import {
 } from "../adapters/nats/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { NatsDeploymentSource } from "./nats_source.ts";
-import { NatsDeploymentStore } from "./nats_store.ts";
+import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { Operator, type OperatorOptions, type OperatorStats } from "./operator.ts";
 
 // ---------------------------------------------------------------------------------------

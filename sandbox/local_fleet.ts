@@ -14,13 +14,8 @@ import { type NatsCluster, startNatsCluster } from "../testing/nats_cluster.ts";
 import { type PodmanService, startPodmanService } from "./podman_service.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { Agent, AgentConfig, PodmanRuntime } from "../agent/mod.ts";
-import {
-  KubeDeploymentSource,
-  KubeDeviceSink,
-  NatsDeploymentSource,
-  NatsDeploymentStore,
-  Operator,
-} from "../operator/mod.ts";
+import { NatsDeploymentStore } from "../cli/nats_store.ts";
+import { KubeDeploymentSource, KubeDeviceSink, NatsDeploymentSource, Operator } from "../operator/mod.ts";
 import type { KubeClient } from "../adapters/kube/mod.ts";
 
 export interface DeviceSpec {

@@ -19,7 +19,7 @@ import {
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { ensureBucket, readBucket } from "../adapters/nats/mod.ts";
-import { parseStoredDeployment } from "./nats_source.ts";
+import { parseStoredDeployment } from "../operator/nats_source.ts";
 
 /** How long a read of a bucket may take before the command gives up. */
 const READ_TIMEOUT_MS = 30_000;

@@ -13,7 +13,12 @@ import {
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { KubeClient } from "../adapters/kube/mod.ts";
-import { DeploymentObject, DeploymentType, DeviceType, ObjectMeta } from "./kube_resources.ts";
+import {
+  DeploymentObject,
+  DeploymentType,
+  DeviceType,
+  ObjectMeta,
+} from "../operator/kube_resources.ts";
 import type { ApplyOutcome, DeploymentRow, DeviceRow, FleetStore } from "./nats_store.ts";
 
 export const CLI_FIELD_MANAGER = "fleet-cli";
