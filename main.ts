@@ -5,21 +5,38 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoJson from "./deno.json" with { type: "json" };
 import { createLogger } from "./adapters/logger.ts";
-import { agentCommand } from "./commands/agent.ts";
-import { operatorCommand } from "./commands/operator.ts";
-import { applyCommand } from "./commands/apply.ts";
-import { deleteCommand } from "./commands/delete.ts";
-import { getCommand } from "./commands/get.ts";
-import { demoCommand } from "./commands/demo.ts";
-import { calloutCommand } from "./commands/callout.ts";
-import { benchCommand } from "./bench/main.ts";
-import { vmCommand } from "./commands/vm.ts";
-import { deviceCommand } from "./commands/device.ts";
 import { ExitCode, isUsageError } from "./commands/_cli.ts";
 
 export const VERSION: string = denoJson.version;
 
-function program(): Command {
+/**
+ * Each command's module, loaded only when that command runs: `fleet agent run` must not pay
+ * (in start-up time and resident memory) for Kubernetes, OIDC-provider, VM or demo code.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  operator: async () => (await import("./commands/operator.ts")).operatorCommand(VERSION),
+  agent: async () => (await import("./commands/agent.ts")).agentCommand(VERSION),
+  apply: async () => (await import("./commands/apply.ts")).applyCommand(),
+  delete: async () => (await import("./commands/delete.ts")).deleteCommand(),
+  get: async () => (await import("./commands/get.ts")).getCommand(),
+  demo: async () => (await import("./commands/demo.ts")).demoCommand(VERSION),
+  callout: async () => (await import("./commands/callout.ts")).calloutCommand(),
+  device: async () => (await import("./commands/device.ts")).deviceCommand(),
+  vm: async () => (await import("./commands/vm.ts")).vmCommand(),
+};
+
+/**
+ * The commands `args` needs: the one it names, none for `--version`, and all of them
+ * otherwise (help, or a mistyped command that commander then reports with suggestions).
+ */
+function commandsFor(args: string[]): string[] {
+  const first = args[0];
+  if (first !== undefined && Object.hasOwn(COMMANDS, first)) return [first];
+  if (args.length === 1 && (first === "-V" || first === "--version")) return [];
+  return Object.keys(COMMANDS);
+}
+
+async function program(args: string[]): Promise<Command> {
   const root = new Command("fleet")
     .description("Fleet: put containers on a fleet of Linux devices and see how they are doing")
     .version(VERSION, "-V, --version")
@@ -33,20 +50,7 @@ Quick start (no Kubernetes):
   fleet apply deployment --name web --image localhost/web:1 --selector site=lab
   fleet get deployments`,
     );
-  for (
-    const command of [
-      operatorCommand(VERSION),
-      agentCommand(VERSION),
-      applyCommand(),
-      deleteCommand(),
-      getCommand(),
-      demoCommand(VERSION),
-      calloutCommand(),
-      deviceCommand(),
-      benchCommand(),
-      vmCommand(),
-    ]
-  ) root.addCommand(command);
+  for (const name of commandsFor(args)) root.addCommand(await COMMANDS[name]!());
   // Every subcommand exits through the catch below, with our exit codes, and reports a
   // usage mistake on one line: commander puts hints such as "(Did you mean --name?)" on
   // a line of their own, and settings are not inherited through addCommand().
@@ -65,7 +69,7 @@ Quick start (no Kubernetes):
 /** Runs the CLI; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   try {
-    await program().parseAsync(args, { from: "user" });
+    await (await program(args)).parseAsync(args, { from: "user" });
     return typeof Deno.exitCode === "number" ? Deno.exitCode : ExitCode.ok;
   } catch (error) {
     if (error instanceof CommanderError) {

@@ -1,6 +1,6 @@
 /**
  * Control-plane benchmark: a real operator (nats source) against N simulated devices, no
- * podman. `fleet bench fleet --devices N --deployments M --rate R --duration D`
+ * podman. `deno task bench:fleet --devices N --deployments M --rate R --duration D`
  * (`deno task bench:fleet -- ...`). Prints progress, then LAST one line of figures.
  *
  * How it simulates:

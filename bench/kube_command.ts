@@ -22,7 +22,7 @@ function count(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
-/** `fleet bench kube`: the control-plane benchmark of the kube source. */
+/** `deno task bench:kube`: the control-plane benchmark of the kube source. */
 export function kubeCommand(): Command {
   return new Command("kube")
     .description(
@@ -74,7 +74,7 @@ Needs nats-server and .cache/kube/bin (kube-apiserver, etcd: scripts/build-kube-
 starts both itself and removes them at the end.
 
 Examples:
-  fleet bench kube --devices 1000 --deployments 100 --rate 500 --duration 30
+  deno task bench:kube --devices 1000 --deployments 100 --rate 500 --duration 30
   deno task bench:kube --devices 10000 --stale-after 45`,
     )
     .action(async (flags) => {

@@ -1,8 +1,10 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { runFleetBench } from "./fleet.ts";
 import { kubeCommand } from "./kube_command.ts";
+import { createLogger } from "../adapters/logger.ts";
 import {
   ExitCode,
+  isUsageError,
   logFormatOption,
   loggerFrom,
   logLevelOption,
@@ -78,7 +80,7 @@ Needs nats-server on this machine (unless --nats-url). Writes into the fleet buc
 server it uses: attach only to a scratch server.
 
 Examples:
-  fleet bench fleet --devices 1000 --deployments 100 --rate 1000 --duration 20
+  deno task bench:fleet --devices 1000 --deployments 100 --rate 1000 --duration 20
   deno task bench:fleet --devices 10000 --deployments 100 --rate 5000 --duration 30
   deno task bench:fleet --cluster --devices 10000 --deployments 100 --rate 5000`,
     )
@@ -101,9 +103,20 @@ Examples:
     });
 }
 
-export function benchCommand(): Command {
+/** The benchmarks' own program (`deno task bench:fleet`, `bench:kube`): not part of `fleet`. */
+function benchProgram(): Command {
   const bench = new Command("bench").description("Benchmarks that print figures");
   bench.addCommand(fleetCommand());
   bench.addCommand(kubeCommand());
   return bench;
+}
+
+if (import.meta.main) {
+  try {
+    await benchProgram().parseAsync(Deno.args, { from: "user" });
+  } catch (error) {
+    if (!isUsageError(error)) throw error;
+    createLogger({ timestamps: false }).error((error as Error).message);
+    Deno.exitCode = ExitCode.usage;
+  }
 }
