@@ -10,11 +10,15 @@ import { Buckets, ContainerLabels } from "../core/mod.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { connectNats, noCredentials, readBucket } from "../adapters/nats/mod.ts";
 import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
+import { type NatsCluster, startNatsCluster } from "../testing/nats_cluster.ts";
 import { curl, waitForStatus, webDeployment } from "./_helpers.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";
 
 const LAB = { matchLabels: { site: "lab" } };
 const decoder = new TextDecoder();
+
+/** Started by the fleet, kept here for the tests that kill and restart its servers. */
+let cluster: NatsCluster | undefined;
 
 async function startClusterFleet(): Promise<LocalFleet> {
   const fleet = stopOnDeadline(
@@ -22,7 +26,7 @@ async function startClusterFleet(): Promise<LocalFleet> {
       log: testLogger(),
       version: "0.0.0-test",
       staleAfterMs: 6000,
-      cluster: true,
+      cluster: async () => cluster = await startNatsCluster({ size: 3 }),
     }),
   );
   await ensureTestImage(fleet.podman, "v1");
@@ -88,7 +92,7 @@ story(
   "cluster: the operator's server killed mid-run: clients fail over, an update converges, nothing is lost, the server rejoins",
   async () => {
     await using fleet = await startClusterFleet();
-    const cluster = fleet.cluster!;
+    assert.ok(cluster && fleet.cluster === cluster);
     await fleet.startOperator();
     await fleet.startAgent({ deviceId: "dev-1", labels: { site: "lab" } });
     await fleet.startAgent({ deviceId: "dev-2", labels: { site: "lab" } });

@@ -10,12 +10,16 @@ import type { Logger } from "../adapters/logger.ts";
 import { sleep, withDeadline } from "../adapters/timers.ts";
 import { type NatsServer, startNatsServer } from "./nats_server.ts";
 import { connectNats, type CredentialSource, noCredentials } from "../adapters/nats/mod.ts";
-import { type NatsCluster, startNatsCluster } from "../testing/nats_cluster.ts";
 import { type PodmanService, startPodmanService } from "./podman_service.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { Agent, AgentConfig, PodmanRuntime } from "../agent/mod.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
-import { KubeDeploymentSource, KubeDeviceSink, NatsDeploymentSource, Operator } from "../operator/mod.ts";
+import {
+  KubeDeploymentSource,
+  KubeDeviceSink,
+  NatsDeploymentSource,
+  Operator,
+} from "../operator/mod.ts";
 import type { KubeClient } from "../adapters/kube/mod.ts";
 
 export interface DeviceSpec {
@@ -75,17 +79,24 @@ export interface LocalFleetOptions {
   /** Operator: devices without a heartbeat for this long are unreachable. */
   staleAfterMs?: number;
   /**
-   * Run on a 3-server nats-server cluster instead of one server: every client gets all
+   * Starts a nats-server cluster to run on instead of one server (the tests' cluster
+   * fixture; `fleet demo` runs on one server): every client gets all
    * URLs and buckets are created with 3 replicas. @default false
    */
-  cluster?: boolean;
+  cluster?: () => Promise<LocalNatsCluster>;
+}
+
+/** What a local fleet needs of a nats-server cluster: its URLs, its servers, a stop. */
+export interface LocalNatsCluster extends AsyncDisposable {
+  readonly urls: string[];
+  readonly servers: readonly NatsServer[];
 }
 
 export class LocalFleet implements AsyncDisposable {
   /** The nats-server; on a cluster, its first server (see {@link LocalFleet.cluster}). */
   readonly nats: NatsServer;
-  /** The nats-server cluster, when started with `cluster: true`. */
-  readonly cluster: NatsCluster | undefined;
+  /** The nats-server cluster, when started with a `cluster` option. */
+  readonly cluster: LocalNatsCluster | undefined;
   readonly podmanService: PodmanService;
   readonly podman: PodmanClient;
   readonly log: Logger;
@@ -97,7 +108,7 @@ export class LocalFleet implements AsyncDisposable {
 
   private constructor(
     options: LocalFleetOptions,
-    nats: NatsServer | NatsCluster,
+    nats: NatsServer | LocalNatsCluster,
     podmanService: PodmanService,
     stateRoot: string,
   ) {
@@ -116,7 +127,7 @@ export class LocalFleet implements AsyncDisposable {
     if (options.cluster && options.natsConfig) {
       throw new Error("natsConfig is not supported on a cluster");
     }
-    const nats = options.cluster ? await startNatsCluster({ size: 3 }) : await startNatsServer(
+    const nats = options.cluster ? await options.cluster() : await startNatsServer(
       options.natsConfig ? { extraConfig: options.natsConfig } : {},
     );
     try {
