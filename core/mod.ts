@@ -1,7 +1,7 @@
 /**
  * Fleet's pure core: wire types (zod schemas and their inferred types), identifier rules,
  * keys and subjects, label selectors, the agent's planner, the operator's targeting diff
- * and aggregation, the Device resource and the CRDs generated from the wire schemas. Nothing
+ * and aggregation, and the Clock port. Nothing
  * here does I/O or imports from outside `core/`.
  * @module
  */

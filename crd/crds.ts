@@ -13,7 +13,7 @@ import {
   type StructuralSchema,
   type ValidationRule,
   zodToStructural,
-} from "./structural.ts";
+} from "./mod.ts";
 import { API_GROUP, API_VERSION, DeploymentSpec } from "../core/deployment.ts";
 import { DeploymentStatus } from "../core/deployment_status.ts";
 import {

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
 import YAML from "yaml";
-import { structuralProblems, type StructuralSchema, type ValidationRule } from "./structural.ts";
+import { structuralProblems, type StructuralSchema, type ValidationRule } from "./mod.ts";
 import {
   API_VERSION_NAME,
   crdsYaml,

@@ -2,15 +2,13 @@ import assert from "node:assert/strict";
 import { z } from "zod";
 import {
   celBracketProblem,
-  celField,
-  celString,
   crdRegistry,
   structuralProblems,
   type StructuralSchema,
   toStructural,
   UnstructuralSchemaError,
   zodToStructural,
-} from "./structural.ts";
+} from "./mod.ts";
 import { deploymentCrd, deviceCrd } from "./crds.ts";
 import { DeploymentSpec } from "../core/deployment.ts";
 import { Aggregate } from "../core/deployment_status.ts";
@@ -368,22 +366,6 @@ Deno.test("zodToStructural() output holds no $schema, $ref, definitions or junct
 });
 
 // --- CEL helpers ---------------------------------------------------------------------
-
-Deno.test("celField() escapes property names as the API server exposes them to CEL", () => {
-  assert.equal(celField("plain"), "plain");
-  assert.equal(celField("a-b"), "a__dash__b");
-  assert.equal(celField("a.b/c"), "a__dot__b__slash__c");
-  assert.equal(celField("a__b"), "a__underscores__b");
-  assert.equal(celField("namespace"), "__namespace__");
-});
-
-Deno.test("celString() quotes with the quote that needs no escaping", () => {
-  assert.equal(celString("plain"), '"plain"');
-  assert.equal(celString("it's"), '"it\'s"');
-  assert.equal(celString('say "hi"'), "'say \"hi\"'");
-  assert.equal(celString(`both ' and "`), '"both \' and \\""');
-  assert.equal(celString("back\\slash"), '"back\\\\slash"');
-});
 
 Deno.test("celBracketProblem() finds unbalanced brackets and open strings", () => {
   assert.equal(celBracketProblem('self.all(e, e in ["a", "b)"])'), undefined);

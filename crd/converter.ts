@@ -4,74 +4,23 @@
  * `z.toJSONSchema(..., { target: "openapi-3.0" })` is the starting point, but the API server
  * rejects what it produces for unions (a `oneOf` of complete objects), tuples, records of
  * unknown values and `$ref`s (DESIGN.md §8). `toStructural` rewrites that output into the
- * structural subset, and `structuralProblems` checks the result against the rules the API
- * server enforces, so tests can prove a generated CRD would be accepted. Pure.
+ * structural subset, (`structural_check.ts` checks the result against the rules the API server
+ * enforces, so tests can prove a generated CRD would be accepted). Pure.
  * @module
  */
 import { z } from "zod";
 import { canonicalJson } from "../core/spec_hash.ts";
-
-/** The node types a structural schema may declare. */
-export const SchemaTypes = ["object", "array", "string", "integer", "number", "boolean"] as const;
-/** One of SchemaTypes. */
-export type SchemaType = typeof SchemaTypes[number];
-
-/** One `x-kubernetes-validations` entry: a CEL rule and what the user reads when it fails. */
-export interface ValidationRule {
-  rule: string;
-  message?: string;
-  messageExpression?: string;
-  reason?:
-    | "FieldValueInvalid"
-    | "FieldValueForbidden"
-    | "FieldValueRequired"
-    | "FieldValueDuplicate";
-  fieldPath?: string;
-}
-
-/** A node of a Kubernetes structural schema (the subset of OpenAPI v3 CRDs accept). */
-export interface StructuralSchema {
-  description?: string;
-  type?: SchemaType;
-  format?: string;
-  nullable?: boolean;
-  enum?: unknown[];
-  default?: unknown;
-  pattern?: string;
-  minLength?: number;
-  maxLength?: number;
-  minimum?: number;
-  exclusiveMinimum?: boolean;
-  maximum?: number;
-  exclusiveMaximum?: boolean;
-  multipleOf?: number;
-  minItems?: number;
-  maxItems?: number;
-  minProperties?: number;
-  maxProperties?: number;
-  items?: StructuralSchema;
-  properties?: Record<string, StructuralSchema>;
-  required?: string[];
-  additionalProperties?: StructuralSchema;
-  "x-kubernetes-preserve-unknown-fields"?: true;
-  "x-kubernetes-int-or-string"?: true;
-  "x-kubernetes-embedded-resource"?: true;
-  "x-kubernetes-list-type"?: "atomic" | "set" | "map";
-  "x-kubernetes-list-map-keys"?: string[];
-  "x-kubernetes-map-type"?: "atomic" | "granular";
-  "x-kubernetes-validations"?: ValidationRule[];
-}
-
-/** Extra keywords attached to zod schemas (by identity) before conversion, see zodToStructural. */
-export type CrdMetadata = Partial<StructuralSchema>;
-
-/** A zod registry of CRD-only constraints: maxItems for CEL cost, CEL rules, list types. */
-export type CrdRegistry = z.core.$ZodRegistry<CrdMetadata>;
-
-/** Creates an empty CrdRegistry. */
-export function crdRegistry(): CrdRegistry {
-  return z.registry<CrdMetadata>();
-}
+import { celField, celString, requirementsOf } from "./cel.ts";
+import {
+  child,
+  type CrdRegistry,
+  isObject,
+  type Json,
+  KEY_ORDER,
+  SchemaTypes,
+  type StructuralSchema,
+  type ValidationRule,
+} from "./schema.ts";
 
 /** A zod schema that has no structural equivalent; `path` points at the offending node. */
 export class UnstructuralSchemaError extends Error {
@@ -117,18 +66,8 @@ export function zodToStructural(
   return toStructural(json);
 }
 
-type Json = Record<string, unknown>;
-
-function isObject(value: unknown): value is Json {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 function same(a: unknown, b: unknown): boolean {
   return canonicalJson(a) === canonicalJson(b);
-}
-
-function child(path: string, key: string): string {
-  return path ? `${path}.${key}` : key;
 }
 
 /** Formats worth keeping: the ones the API server validates or uses to type CEL values. */
@@ -154,39 +93,6 @@ const KNOWN_FORMATS = new Set([
 
 /** zod's `.int()` bounds: Number.MAX_SAFE_INTEGER says nothing to a reader of the CRD. */
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
-
-/** Key order of every emitted node, so golden files are stable and readable. */
-const KEY_ORDER: readonly (keyof StructuralSchema)[] = [
-  "description",
-  "type",
-  "format",
-  "nullable",
-  "enum",
-  "default",
-  "pattern",
-  "minLength",
-  "maxLength",
-  "minimum",
-  "exclusiveMinimum",
-  "maximum",
-  "exclusiveMaximum",
-  "multipleOf",
-  "minItems",
-  "maxItems",
-  "minProperties",
-  "maxProperties",
-  "items",
-  "properties",
-  "required",
-  "additionalProperties",
-  "x-kubernetes-preserve-unknown-fields",
-  "x-kubernetes-int-or-string",
-  "x-kubernetes-embedded-resource",
-  "x-kubernetes-list-type",
-  "x-kubernetes-list-map-keys",
-  "x-kubernetes-map-type",
-  "x-kubernetes-validations",
-];
 
 function ordered(node: StructuralSchema): StructuralSchema {
   const out: Json = {};
@@ -554,13 +460,6 @@ function findDiscriminator(variants: StructuralSchema[]): string | undefined {
   return undefined;
 }
 
-interface Requirement {
-  /** CEL condition over `self`. */
-  cel: string;
-  /** What the user must set, for the message. */
-  paths: string[];
-}
-
 function foldObjects(variants: StructuralSchema[], path: string): StructuralSchema {
   const merged = variants.reduce((a, b) => widen(a, b, path));
   const discriminator = findDiscriminator(variants);
@@ -588,50 +487,6 @@ function foldObjects(variants: StructuralSchema[], path: string): StructuralSche
   const out: StructuralSchema = { ...merged };
   if (rules.length > 0) out["x-kubernetes-validations"] = rules;
   return out;
-}
-
-/**
- * The requirements `variant` adds to `merged` (fields it requires that the merged node does
- * not), as one CEL conjunction over `expr`, descending into objects and arrays of objects.
- */
-function requirementsOf(
-  variant: StructuralSchema,
-  merged: StructuralSchema,
-  expr: string,
-  prefix: string,
-  depth: number,
-): Requirement {
-  const terms: string[] = [];
-  const paths: string[] = [];
-  const mergedRequired = new Set(merged.required ?? []);
-  const variantRequired = new Set(variant.required ?? []);
-  for (const name of variantRequired) {
-    if (mergedRequired.has(name)) continue;
-    terms.push(`has(${expr}.${celField(name)})`);
-    paths.push(prefix + name);
-  }
-  for (const [name, property] of Object.entries(variant.properties ?? {})) {
-    const target = merged.properties?.[name];
-    if (target === undefined) continue;
-    const access = `${expr}.${celField(name)}`;
-    let inner: Requirement | undefined;
-    let term = "";
-    if (property.type === "object" && target.type === "object") {
-      inner = requirementsOf(property, target, access, `${prefix}${name}.`, depth);
-      term = inner.cel;
-    } else if (
-      property.type === "array" && target.type === "array" && property.items?.type === "object" &&
-      target.items?.type === "object"
-    ) {
-      const item = `e${depth}`;
-      inner = requirementsOf(property.items, target.items, item, `${prefix}${name}[].`, depth + 1);
-      term = inner.cel === "" ? "" : `${access}.all(${item}, ${inner.cel})`;
-    }
-    if (inner === undefined || term === "") continue;
-    terms.push(variantRequired.has(name) ? term : `(!has(${access}) || ${term})`);
-    paths.push(...inner.paths);
-  }
-  return { cel: terms.join(" && "), paths };
 }
 
 const LOWER_BOUNDS = ["minLength", "minItems", "minProperties", "minimum"] as const;
@@ -717,329 +572,4 @@ function widen(a: StructuralSchema, b: StructuralSchema, path: string): Structur
     if (required.length > 0) out.required = required;
   }
   return ordered(out as StructuralSchema);
-}
-
-/** CEL reserved words, which the API server exposes as `__<word>__`. */
-const CEL_RESERVED = new Set([
-  "true",
-  "false",
-  "null",
-  "in",
-  "as",
-  "break",
-  "const",
-  "continue",
-  "else",
-  "for",
-  "function",
-  "if",
-  "import",
-  "let",
-  "loop",
-  "package",
-  "namespace",
-  "return",
-  "var",
-  "void",
-  "while",
-]);
-
-/** A property name as CEL sees it (the API server's escaping of `_`, `.`, `-`, `/`). */
-export function celField(name: string): string {
-  if (CEL_RESERVED.has(name)) return `__${name}__`;
-  return name.replaceAll("__", "__underscores__").replaceAll(".", "__dot__")
-    .replaceAll("-", "__dash__").replaceAll("/", "__slash__");
-}
-
-/**
- * A CEL string literal for `text`: double-quoted, or single-quoted when that avoids escaping
- * (JSON's escapes are valid CEL escapes).
- */
-export function celString(text: string): string {
-  if (text.includes('"') && !text.includes("'")) {
-    return `'${JSON.stringify(text).slice(1, -1).replaceAll('\\"', '"')}'`;
-  }
-  return JSON.stringify(text);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Checker
-
-const JUNCTORS = ["oneOf", "anyOf", "allOf", "not"] as const;
-
-/** Keywords a CRD schema never accepts. */
-const FORBIDDEN_KEYS = [
-  "$ref",
-  "$schema",
-  "definitions",
-  "$defs",
-  "id",
-  "$id",
-  "dependencies",
-  "patternProperties",
-  "additionalItems",
-  "prefixItems",
-  "const",
-];
-
-/** Keywords allowed on a schema node (anything else is a problem). */
-const ALLOWED_KEYS = new Set<string>([
-  ...KEY_ORDER,
-  ...JUNCTORS,
-  "title",
-  "example",
-  "externalDocs",
-]);
-
-/** Keywords that may not appear inside a logical junctor. */
-const NOT_IN_JUNCTOR = ["type", "description", "default", "nullable", "additionalProperties"];
-
-/**
- * What makes `schema` not a Kubernetes structural schema (empty when it is one), one line per
- * problem with its path. Checks: every node has a known type (or preserves unknown fields or
- * is int-or-string); arrays have one `items` schema; no type, description, default, nullable or
- * additionalProperties inside oneOf/anyOf/allOf/not, and properties/items there also declared
- * outside; no additionalProperties beside properties, nor `false`; no $ref, definitions, tuples,
- * uniqueItems; `metadata` restricted to name/generateName at the root; list-type map keys
- * required scalar properties; CEL rules non-empty, messages on one line, brackets balanced.
- * @param schema the `openAPIV3Schema` of a CRD version (its root is a resource root)
- */
-export function structuralProblems(schema: unknown): string[] {
-  const problems: string[] = [];
-  if (!isObject(schema)) return ["<root>: not a schema object"];
-  if (schema.type !== "object") problems.push("<root>: the root must have type object");
-  if (schema.additionalProperties !== undefined) {
-    problems.push("<root>: additionalProperties is not allowed at the root of a resource");
-  }
-  checkNode(schema, "", problems);
-  const metadata = isObject(schema.properties) ? schema.properties.metadata : undefined;
-  if (isObject(metadata)) checkMetadata(metadata, problems);
-  return problems;
-}
-
-function where(path: string): string {
-  return path || "<root>";
-}
-
-function checkMetadata(metadata: Json, problems: string[]): void {
-  for (const key of Object.keys(metadata)) {
-    if (key !== "type" && key !== "properties") {
-      problems.push(`metadata: only restrictions on name and generateName are allowed, not ${key}`);
-    }
-  }
-  if (isObject(metadata.properties)) {
-    for (const name of Object.keys(metadata.properties)) {
-      if (name !== "name" && name !== "generateName") {
-        problems.push(`metadata.${name}: only name and generateName may be specified`);
-      }
-    }
-  }
-}
-
-function checkNode(node: Json, path: string, problems: string[]): void {
-  const at = where(path);
-  for (const key of Object.keys(node)) {
-    if (FORBIDDEN_KEYS.includes(key)) problems.push(`${at}: '${key}' is not allowed in a CRD`);
-    else if (!ALLOWED_KEYS.has(key)) problems.push(`${at}: unknown keyword '${key}'`);
-  }
-  const type = node.type;
-  const open = node["x-kubernetes-preserve-unknown-fields"];
-  const intOrString = node["x-kubernetes-int-or-string"] === true;
-  if (open !== undefined && open !== true) {
-    problems.push(`${at}: x-kubernetes-preserve-unknown-fields must be true when set`);
-  }
-  if (type === undefined) {
-    if (open !== true && !intOrString) {
-      problems.push(`${at}: every node needs a type (or x-kubernetes-preserve-unknown-fields)`);
-    }
-  } else if (!(SchemaTypes as readonly unknown[]).includes(type)) {
-    problems.push(`${at}: type ${JSON.stringify(type)} is not one of ${SchemaTypes.join(", ")}`);
-  }
-  if (intOrString && type !== undefined) {
-    problems.push(`${at}: x-kubernetes-int-or-string must not have a type`);
-  }
-  if (node.default === null) problems.push(`${at}: default must not be null`);
-  if (node.enum !== undefined && (!Array.isArray(node.enum) || node.enum.length === 0)) {
-    problems.push(`${at}: enum must be a non-empty list`);
-  }
-  if (node.uniqueItems === true) problems.push(`${at}: uniqueItems is not allowed; use a set`);
-
-  const properties = node.properties;
-  const extra = node.additionalProperties;
-  if (properties !== undefined) {
-    if (!isObject(properties)) problems.push(`${at}: properties must be an object`);
-    else {
-      if (type !== "object") problems.push(`${at}: properties on a node that is not an object`);
-      for (const [name, p] of Object.entries(properties)) {
-        if (isObject(p)) checkNode(p, child(path, name), problems);
-        else problems.push(`${child(path, name)}: not a schema object`);
-      }
-    }
-  }
-  if (extra === false) {
-    problems.push(`${at}: additionalProperties: false is not allowed (unknown fields are pruned)`);
-  } else if (extra !== undefined) {
-    if (properties !== undefined) {
-      problems.push(`${at}: additionalProperties and properties are mutually exclusive`);
-    }
-    if (type !== "object") problems.push(`${at}: additionalProperties on a non-object`);
-    if (isObject(extra)) checkNode(extra, child(path, "additionalProperties"), problems);
-  }
-  if (Array.isArray(node.items)) {
-    problems.push(`${at}: items must be one schema, not a tuple`);
-  } else if (isObject(node.items)) {
-    if (type !== "array") problems.push(`${at}: items on a node that is not an array`);
-    checkNode(node.items, child(path, "items"), problems);
-  } else if (type === "array") {
-    problems.push(`${at}: an array needs an items schema`);
-  }
-  if (Array.isArray(node.required)) {
-    for (const name of node.required) {
-      if (!isObject(properties) || typeof name !== "string" || !(name in properties)) {
-        problems.push(`${at}: required field ${JSON.stringify(name)} is not a property`);
-      }
-    }
-  }
-  checkListType(node, at, problems);
-  checkRules(node["x-kubernetes-validations"], at, problems);
-  for (const junctor of JUNCTORS) {
-    const members = node[junctor];
-    if (members === undefined) continue;
-    const list = junctor === "not" ? [members] : Array.isArray(members) ? members : [members];
-    list.forEach((member, i) => {
-      if (!isObject(member)) problems.push(`${at}: ${junctor} member is not a schema`);
-      else checkJunctorMember(member, node, `${at}.${junctor}[${i}]`, intOrString, problems);
-    });
-  }
-}
-
-function checkJunctorMember(
-  member: Json,
-  outer: Json,
-  at: string,
-  intOrString: boolean,
-  problems: string[],
-): void {
-  for (const key of NOT_IN_JUNCTOR) {
-    // The one exception: `anyOf: [{type: integer}, {type: string}]` under int-or-string.
-    if (key === "type" && intOrString) continue;
-    if (key in member) problems.push(`${at}: '${key}' is not allowed inside a logical junctor`);
-  }
-  for (const key of Object.keys(member)) {
-    if (key.startsWith("x-kubernetes-")) {
-      problems.push(`${at}: '${key}' is not allowed inside a logical junctor`);
-    }
-  }
-  if (isObject(member.properties)) {
-    const declared = isObject(outer.properties) ? outer.properties : {};
-    for (const [name, p] of Object.entries(member.properties)) {
-      const outside = declared[name];
-      if (!isObject(outside)) {
-        problems.push(`${at}.properties.${name}: not also declared outside the junctor`);
-      } else if (isObject(p)) {
-        checkJunctorMember(p, outside, `${at}.properties.${name}`, false, problems);
-      }
-    }
-  }
-  if (member.items !== undefined) {
-    if (!isObject(outer.items)) problems.push(`${at}.items: not also declared outside the junctor`);
-    else if (isObject(member.items)) {
-      checkJunctorMember(member.items, outer.items, `${at}.items`, false, problems);
-    }
-  }
-  for (const junctor of JUNCTORS) {
-    const nested = member[junctor];
-    const list = nested === undefined ? [] : Array.isArray(nested) ? nested : [nested];
-    list.forEach((m, i) => {
-      if (isObject(m)) {
-        checkJunctorMember(m, outer, `${at}.${junctor}[${i}]`, intOrString, problems);
-      }
-    });
-  }
-}
-
-function checkListType(node: Json, at: string, problems: string[]): void {
-  const listType = node["x-kubernetes-list-type"];
-  const keys = node["x-kubernetes-list-map-keys"];
-  if (listType === undefined) {
-    if (keys !== undefined) problems.push(`${at}: x-kubernetes-list-map-keys needs list-type map`);
-    return;
-  }
-  if (node.type !== "array") problems.push(`${at}: x-kubernetes-list-type on a non-array`);
-  const items = isObject(node.items) ? node.items : {};
-  if (listType === "set" && (items.type === "object" || items.type === "array")) {
-    problems.push(`${at}: a list-type set needs scalar items`);
-  }
-  if (listType === "map") {
-    if (!Array.isArray(keys) || keys.length === 0) {
-      problems.push(`${at}: a list-type map needs x-kubernetes-list-map-keys`);
-      return;
-    }
-    const props = isObject(items.properties) ? items.properties : {};
-    const required = Array.isArray(items.required) ? items.required : [];
-    for (const key of keys) {
-      const p = props[key];
-      if (!isObject(p)) {
-        problems.push(`${at}: list map key ${JSON.stringify(key)} is not an item property`);
-        continue;
-      }
-      if (!required.includes(key) && p.default === undefined) {
-        problems.push(`${at}: list map key ${JSON.stringify(key)} must be required or defaulted`);
-      }
-      if (p.type === "object" || p.type === "array") {
-        problems.push(`${at}: list map key ${JSON.stringify(key)} must be a scalar`);
-      }
-    }
-  } else if (listType !== "atomic" && listType !== "set") {
-    problems.push(`${at}: unknown x-kubernetes-list-type ${JSON.stringify(listType)}`);
-  }
-}
-
-function checkRules(rules: unknown, at: string, problems: string[]): void {
-  if (rules === undefined) return;
-  if (!Array.isArray(rules)) {
-    problems.push(`${at}: x-kubernetes-validations must be a list`);
-    return;
-  }
-  for (const rule of rules) {
-    if (!isObject(rule) || typeof rule.rule !== "string" || rule.rule.trim() === "") {
-      problems.push(`${at}: a validation rule needs a non-empty 'rule'`);
-      continue;
-    }
-    for (const key of ["message", "messageExpression"] as const) {
-      const text = rule[key];
-      if (text === undefined) continue;
-      if (typeof text !== "string" || text.trim() === "" || /[\r\n]/.test(text)) {
-        problems.push(
-          `${at}: rule ${JSON.stringify(rule.rule)}: ${key} must be one non-empty line`,
-        );
-      }
-    }
-    const syntax = celBracketProblem(rule.rule);
-    if (syntax) problems.push(`${at}: rule ${JSON.stringify(rule.rule)}: ${syntax}`);
-    if (typeof rule.messageExpression === "string") {
-      const msg = celBracketProblem(rule.messageExpression);
-      if (msg) problems.push(`${at}: messageExpression of ${JSON.stringify(rule.rule)}: ${msg}`);
-    }
-  }
-}
-
-/** Unbalanced brackets or an unterminated string literal: the CEL typos a test can catch. */
-export function celBracketProblem(expression: string): string | undefined {
-  const closing: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
-  const stack: string[] = [];
-  for (let i = 0; i < expression.length; i++) {
-    const ch = expression[i]!;
-    if (ch === "'" || ch === '"') {
-      let j = i + 1;
-      while (j < expression.length && expression[j] !== ch) j += expression[j] === "\\" ? 2 : 1;
-      if (j >= expression.length) return `unterminated string literal at ${i}`;
-      i = j;
-    } else if (ch in closing) {
-      stack.push(closing[ch]!);
-    } else if (ch === ")" || ch === "]" || ch === "}") {
-      if (stack.pop() !== ch) return `unbalanced '${ch}' at ${i}`;
-    }
-  }
-  return stack.length > 0 ? `missing '${stack.at(-1)}'` : undefined;
 }
