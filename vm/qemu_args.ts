@@ -40,7 +40,7 @@ export interface QemuSpec {
   consoleLog: string;
   /** qemu writes its pid here once it runs in the background. */
   pidFile: string;
-  /** QMP socket for a clean power-off. */
+  /** QMP socket: how a hung guest is power-cycled (`system_reset`, adapters/vm/qmp.ts). */
   qmpSocket: string;
   /** x86_64 machine type; q35 by default (PCIe, what current distributions expect). */
   machine?: "q35" | "pc";

@@ -31,6 +31,7 @@ import { detectAccel } from "./accel_probe.ts";
 import { discoverFirmware, preparePflash } from "./firmware_files.ts";
 import { writeSeedImage } from "./seed_image.ts";
 import { Libvirt, libvirtUri } from "./libvirt.ts";
+import { QmpClient } from "./qmp.ts";
 import { exists, findTool, mustRun, runTool, tail } from "./tools.ts";
 
 /** Where VMs live unless --dir says otherwise: `$XDG_DATA_HOME/fleet/vms`. */
@@ -387,6 +388,29 @@ export async function isRunning(state: VmState): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Power-cycles a running VM, as a field engineer would a device that hangs: `system_reset`
+ * over its QMP socket (qemu started directly), or `virsh reset` (a libvirt domain; libvirt
+ * sends the same command). The guest restarts at once; nothing is shut down first.
+ * @throws {VmHostError} when the VM is not running or its QMP socket or daemon does not answer.
+ */
+export async function resetVm(state: VmState): Promise<void> {
+  if (!(await isRunning(state))) {
+    throw new VmHostError(`VM "${state.name}" is not running: there is nothing to reset`);
+  }
+  const driver = state.driver;
+  if (driver.kind === "libvirt") {
+    const libvirt = await Libvirt.connect(driver.uri);
+    if (!(libvirt instanceof Libvirt)) {
+      throw new VmHostError(`Cannot reset VM "${state.name}": ${libvirt.unavailable}`);
+    }
+    await libvirt.reset(driver.domain);
+    return;
+  }
+  await using qmp = await QmpClient.connect(driver.qmpSocket);
+  await qmp.systemReset();
 }
 
 /** Every VM in `vmsDir` with a readable `vm.json`, by name. */

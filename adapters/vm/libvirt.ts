@@ -65,6 +65,14 @@ export class Libvirt {
     }
   }
 
+  /**
+   * Resets the running domain like a power cycle (libvirt sends qemu's `system_reset`): the
+   * guest restarts without shutting down.
+   */
+  async reset(domain: string): Promise<void> {
+    await this.#mustVirsh(["reset", domain], `reset ${domain}`);
+  }
+
   /** Stops the domain at once if it runs (the guest's disks are copies) and undefines it. */
   async remove(domain: string): Promise<void> {
     const state = await this.state(domain);

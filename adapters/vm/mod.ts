@@ -12,8 +12,10 @@ export {
   type ProvisionedVm,
   type ProvisionOptions,
   provisionVm,
+  resetVm,
   sshRun,
 } from "./instances.ts";
+export { QmpClient, QmpError, type QmpEvent, type QmpGreeting } from "./qmp.ts";
 export { detectAccel } from "./accel_probe.ts";
 export { Libvirt, libvirtUri, SYSTEM_URI } from "./libvirt.ts";
 export { discoverFirmware, preparePflash, readDescriptors } from "./firmware_files.ts";
