@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { VmHostError } from "../../vm/mod.ts";
+import { VmHostError, type VmState } from "../../vm/mod.ts";
+import { resetVm } from "./instances.ts";
 import { QmpClient, QmpError } from "./qmp.ts";
-import { findTool } from "./tools.ts";
+import { findTool, runTool } from "./tools.ts";
 
 /**
  * A real qemu with no machine at all: it starts at once and speaks QMP on `socket`, which
@@ -110,4 +111,53 @@ Deno.test("QmpClient.connect() gives up on a socket that never greets", async ()
     for (const conn of accepted) conn.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("resetVm() power-cycles a VM of the qemu driver through its QMP socket", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-qmp-vm-" });
+  // What provisionVm records for a qemu VM, around a qemu with no machine (starts at once).
+  const state: VmState = {
+    name: "qmp-test",
+    arch: "x86_64",
+    accel: "tcg",
+    memoryMb: 16,
+    cpus: 1,
+    image: { key: "none", dir },
+    ssh: {
+      address: { user: "fleet", host: "127.0.0.1", port: 22 },
+      identityFile: `${dir}/id`,
+      knownHostsFile: `${dir}/known_hosts`,
+    },
+    guestIp: "10.0.2.15",
+    consoleLog: `${dir}/console.log`,
+    createdAt: new Date().toISOString(),
+    driver: { kind: "qemu", pidFile: `${dir}/qemu.pid`, qmpSocket: `${dir}/qmp.sock`, command: [] },
+  };
+  const started = await runTool("qemu-system-x86_64", [
+    "-machine",
+    "none",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-qmp",
+    `unix:${dir}/qmp.sock,server=on,wait=off`,
+    "-daemonize",
+    "-pidfile",
+    `${dir}/qemu.pid`,
+  ]);
+  assert.equal(started.code, 0, started.stderr);
+  const pid = Number((await Deno.readTextFile(`${dir}/qemu.pid`)).trim());
+  try {
+    await resetVm(state);
+    // It closed its session: the socket takes the next one, and the machine runs on.
+    await using after = await QmpClient.connect(`${dir}/qmp.sock`);
+    assert.equal((await after.execute("query-status") as { status: string }).status, "running");
+  } finally {
+    Deno.kill(pid, "SIGKILL");
+    for (let i = 0; i < 100 && await Deno.stat(`/proc/${pid}`).then(() => true, () => false); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  await assert.rejects(resetVm(state), /VM "qmp-test" is not running: there is nothing to reset/);
+  await Deno.remove(dir, { recursive: true });
 });
