@@ -40,6 +40,14 @@ export class FakeClock implements Clock {
     return this.#pending.length;
   }
 
+  /**
+   * Steps the wall clock alone by `ms` (either way), as NTP does, or a resume from suspend
+   * (the monotonic clock stands still while a machine sleeps): no timer fires.
+   */
+  jump(ms: number): void {
+    this.#now += ms;
+  }
+
   /** Moves time forward by `ms`, firing due timers in order (and those they set, if due). */
   async advance(ms: number): Promise<void> {
     const end = this.#mono + ms;

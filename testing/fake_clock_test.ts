@@ -16,6 +16,20 @@ Deno.test("FakeClock.advance() fires due timers in order and moves both clocks",
   assert.equal(clock.pendingTimers, 0);
 });
 
+Deno.test("FakeClock.jump() steps the wall clock alone and fires nothing", async () => {
+  const clock = new FakeClock(1_000);
+  let fired = false;
+  clock.timer(10, () => fired = true);
+  clock.jump(3_600_000);
+  clock.jump(-500);
+  assert.equal(clock.now(), 3_600_500);
+  assert.equal(clock.monotonic(), 0);
+  assert.equal(fired, false);
+  await clock.advance(10);
+  assert.equal(fired, true);
+  assert.equal(clock.now(), 3_600_510);
+});
+
 Deno.test("sleep() and every() run on an injected clock, without real waiting", async () => {
   const clock = new FakeClock();
   const controller = new AbortController();

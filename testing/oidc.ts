@@ -15,8 +15,3 @@ export async function rejection<E extends Error>(
   }
   assert.fail(`expected a ${type.name}, but the promise resolved`);
 }
-
-/** Waits `ms` milliseconds. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

@@ -6,6 +6,8 @@
  */
 
 import type { Auth, Authenticator } from "@nats-io/nats-core";
+import type { Clock, Timer } from "../../core/clock.ts";
+import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import type { CredentialOptions, CredentialSource } from "../nats/credentials.ts";
 import { errorMessage } from "./_discovery.ts";
@@ -24,8 +26,12 @@ export interface OidcCredentialsOptions {
   retryDelayMs?: number;
   /** @default 60_000 */
   maxRetryDelayMs?: number;
-  /** Clock (epoch ms), for tests. @default Date.now */
-  now?: () => number;
+  /**
+   * Times the renewals and the retry backoff; it should be the token source's clock, whose
+   * `now()` dates the token's refresh time.
+   * @default systemClock
+   */
+  clock?: Clock;
 }
 
 /** A {@link CredentialSource} backed by a {@link TokenSource}. */
@@ -68,8 +74,8 @@ class OidcCredentials implements OidcCredentialSource {
   readonly #logger: Logger | undefined;
   readonly #retryDelayMs: number;
   readonly #maxRetryDelayMs: number;
-  readonly #now: () => number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #clock: Clock;
+  #timer: Timer | undefined;
   #renewing: Promise<void> | undefined;
   #failures = 0;
   #stopped = false;
@@ -80,7 +86,7 @@ class OidcCredentials implements OidcCredentialSource {
     this.#logger = options.logger?.with({ component: "oidc-credentials" });
     this.#retryDelayMs = options.retryDelayMs ?? 2_000;
     this.#maxRetryDelayMs = options.maxRetryDelayMs ?? 30_000;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
   }
 
   describe(): string {
@@ -109,19 +115,19 @@ class OidcCredentials implements OidcCredentialSource {
 
   stop(): void {
     this.#stopped = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
   }
 
   #isStale(): boolean {
     const refreshAt = this.#source.refreshAt;
-    return refreshAt === undefined || this.#now() >= refreshAt;
+    return refreshAt === undefined || this.#clock.now() >= refreshAt;
   }
 
   /** Renews now unless a renewal is already running; reschedules after it. */
   #renewNow(): void {
     if (this.#renewing !== undefined || this.#stopped) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
     this.#renewing = this.#source.refresh()
       .then(() => {
@@ -142,7 +148,7 @@ class OidcCredentials implements OidcCredentialSource {
   /** Sets the timer for the next renewal: the token's refresh time, or a retry backoff. */
   #schedule(): void {
     if (this.#stopped) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     let delay: number;
     if (this.#failures > 0) {
       delay = Math.min(this.#retryDelayMs * 2 ** (this.#failures - 1), this.#maxRetryDelayMs);
@@ -150,14 +156,15 @@ class OidcCredentials implements OidcCredentialSource {
       const refreshAt = this.#source.refreshAt;
       delay = refreshAt === undefined
         ? this.#retryDelayMs
-        : Math.max(MIN_RENEW_INTERVAL_MS, refreshAt - this.#now());
+        : Math.max(MIN_RENEW_INTERVAL_MS, refreshAt - this.#clock.now());
     }
     // setTimeout's limit is ~24.8 days; a later refresh just wakes up once more first.
-    this.#timer = setTimeout(() => {
+    // Unref'd: a command that closes its connection does not call stop(), and a pending
+    // renewal must not keep its process alive.
+    this.#timer = this.#clock.timer(Math.min(delay, 2 ** 31 - 1), () => {
       this.#timer = undefined;
       if (this.#isStale() || this.#failures > 0) this.#renewNow();
       else this.#schedule();
-    }, Math.min(delay, 2 ** 31 - 1));
-    Deno.unrefTimer(this.#timer);
+    }, { unref: true });
   }
 }

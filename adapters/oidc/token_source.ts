@@ -14,6 +14,8 @@ import {
   type JWTPayload,
   SignJWT,
 } from "jose";
+import type { Clock } from "../../core/clock.ts";
+import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import { discover, errorMessage, OidcFetchError } from "./_discovery.ts";
 
@@ -56,8 +58,11 @@ export interface TokenSourceOptions {
    * @default 10_000
    */
   fetchTimeoutMs?: number;
-  /** Clock (epoch ms), for tests. @default Date.now */
-  now?: () => number;
+  /**
+   * Dates the token's expiry and refresh time, and the assertions it signs.
+   * @default systemClock
+   */
+  clock?: Clock;
 }
 
 /** A cached, self-renewing access token. */
@@ -146,7 +151,7 @@ class CachingTokenSource implements TokenSource {
   readonly issuer: string;
   readonly #options: TokenSourceOptions;
   readonly #logger: Logger;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #timeoutMs: number;
   readonly #refreshBeforeMs: number;
   #token: string | undefined;
@@ -161,7 +166,7 @@ class CachingTokenSource implements TokenSource {
     this.clientId = options.clientId;
     this.issuer = options.issuer;
     this.#logger = options.logger.with({ component: "oidc-token" });
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
     this.#timeoutMs = options.fetchTimeoutMs ?? 10_000;
     this.#refreshBeforeMs = (options.refreshBeforeSeconds ?? 60) * 1000;
   }
@@ -179,7 +184,7 @@ class CachingTokenSource implements TokenSource {
   }
 
   async token(): Promise<string> {
-    const now = this.#now();
+    const now = this.#clock.now();
     if (this.#token !== undefined && this.#refreshAt !== undefined && now < this.#refreshAt) {
       return this.#token;
     }
@@ -187,7 +192,9 @@ class CachingTokenSource implements TokenSource {
       await this.refresh();
     } catch (err) {
       const cached = this.#token;
-      if (cached !== undefined && this.#expiresAt !== undefined && this.#now() < this.#expiresAt) {
+      if (
+        cached !== undefined && this.#expiresAt !== undefined && this.#clock.now() < this.#expiresAt
+      ) {
         this.#logger.warn(
           `Cannot renew the access token yet; using the cached one until it expires`,
           { expiresAt: new Date(this.#expiresAt).toISOString(), error: errorMessage(err) },
@@ -210,7 +217,7 @@ class CachingTokenSource implements TokenSource {
 
   async #mint(): Promise<void> {
     const { grant, audience, scope } = this.#options;
-    const started = performance.now();
+    const started = this.#clock.monotonic();
     const tokenEndpoint = await this.#endpoint();
     const assertion = await this.#assertion(
       grant === "jwt-bearer" ? this.issuer : tokenEndpoint,
@@ -227,7 +234,7 @@ class CachingTokenSource implements TokenSource {
     if (scope !== undefined) body.set("scope", scope);
     if (audience !== undefined) body.set("resource", audience);
 
-    const sentAt = this.#now();
+    const sentAt = this.#clock.now();
     let response: Response;
     try {
       response = await fetch(tokenEndpoint, {
@@ -237,6 +244,7 @@ class CachingTokenSource implements TokenSource {
           accept: "application/json",
         },
         body,
+        // Real time, not the clock's: it bounds real I/O, which a test's clock does not drive.
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
     } catch (err) {
@@ -274,7 +282,7 @@ class CachingTokenSource implements TokenSource {
       clientId: this.clientId,
       grant,
       expiresAt: new Date(expiresAt).toISOString(),
-      ms: Math.round(performance.now() - started),
+      ms: Math.round(this.#clock.monotonic() - started),
     });
   }
 
@@ -311,7 +319,7 @@ class CachingTokenSource implements TokenSource {
       this.#key = undefined;
       throw this.#error(`its private key cannot be used (${errorMessage(err)})`, {}, err);
     }
-    const now = Math.floor(this.#now() / 1000);
+    const now = Math.floor(this.#clock.now() / 1000);
     return await new SignJWT({})
       .setProtectedHeader({ alg, typ: "JWT", ...(jwk.kid !== undefined ? { kid: jwk.kid } : {}) })
       .setIssuer(this.clientId)

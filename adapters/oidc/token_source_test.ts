@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { createPrivateKey } from "node:crypto";
 import { decodeJwt, type JWK } from "jose";
 import { silentLogger } from "../logger.ts";
-import { delay, rejection } from "../../testing/oidc.ts";
+import { rejection } from "../../testing/oidc.ts";
+import { FakeClock } from "../../testing/fake_clock.ts";
 import {
   type MachineUser,
   startTestProvider,
@@ -59,19 +60,24 @@ Deno.test("createTokenSource() mints with both grants tokens the verifier accept
 Deno.test("createTokenSource() reuses the cached token and re-mints near expiry", async () => {
   await using idp = await startTestProvider({ accessTokenTtlSeconds: 3 });
   const user = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  // Starts at the real time: the provider checks the assertions' iat and exp by its own clock.
+  const clock = new FakeClock(Date.now());
   // refreshBeforeSeconds (60) exceeds the lifetime: the margin is capped at half of it.
-  const source = sourceFor(idp, user);
+  const source = sourceFor(idp, user, { clock });
+  const mintedAt = clock.now();
   const first = await source.token();
-  assert.equal(await source.token(), first, "a fresh token is reused");
   const expiresAt = source.expiresAt ?? 0;
   const refreshAt = source.refreshAt ?? 0;
-  assert.ok(expiresAt - refreshAt <= 1_500, "margin capped at half the 3 s lifetime");
-  assert.ok(refreshAt < expiresAt && refreshAt > Date.now(), "refreshes before it expires");
-  await delay(refreshAt - Date.now() + 20);
+  assert.equal(expiresAt, mintedAt + 3_000, "mint time + expires_in, by the source's clock");
+  assert.equal(refreshAt, expiresAt - 1_500, "margin capped at half the 3 s lifetime");
+
+  await clock.advance(refreshAt - clock.now() - 1);
+  assert.equal(await source.token(), first, "a fresh token is reused");
+  await clock.advance(1);
   const second = await source.token();
   assert.notEqual(second, first, "re-minted within the refresh margin");
-  assert.ok(Date.now() < expiresAt, "re-minted before the old token expired");
-  assert.ok((source.expiresAt ?? 0) > expiresAt);
+  assert.ok(clock.now() < expiresAt, "re-minted before the old token expired");
+  assert.equal(source.expiresAt, clock.now() + 3_000);
 });
 
 Deno.test("TokenSource.refresh() mints now and shares one request between callers", async () => {
@@ -91,13 +97,13 @@ Deno.test("TokenSource.refresh() mints now and shares one request between caller
 Deno.test("TokenSource.token() keeps an unexpired token while the provider is down", async () => {
   await using idp = await startTestProvider({ accessTokenTtlSeconds: 60 });
   const user = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
-  let now = Date.now();
-  const source = sourceFor(idp, user, { now: () => now, fetchTimeoutMs: 1_000 });
+  const clock = new FakeClock(Date.now());
+  const source = sourceFor(idp, user, { clock, fetchTimeoutMs: 1_000 });
   const token = await source.token();
   await idp.stop();
-  now = (source.refreshAt ?? 0) + 1; // due for renewal, not yet expired
+  await clock.advance((source.refreshAt ?? 0) - clock.now()); // due for renewal, not expired
   assert.equal(await source.token(), token);
-  now = (source.expiresAt ?? 0) + 1;
+  await clock.advance((source.expiresAt ?? 0) - clock.now());
   const err = await rejection(source.token(), TokenMintError);
   assert.match(
     err.message,

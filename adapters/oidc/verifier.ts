@@ -19,6 +19,8 @@ import {
   jwtVerify,
   type ProtectedHeaderParameters,
 } from "jose";
+import type { Clock } from "../../core/clock.ts";
+import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import { discover, errorMessage, fetchJsonObject } from "./_discovery.ts";
 
@@ -56,8 +58,11 @@ export interface TokenVerifierOptions {
   maxKeyAgeMs?: number;
   /** Accepted JWS algorithms. @default DEFAULT_ALGORITHMS */
   algorithms?: readonly string[];
-  /** Clock (epoch ms), for tests. @default Date.now */
-  now?: () => number;
+  /**
+   * Its wall clock checks `exp` and `nbf`; its monotonic clock spaces the key refetches.
+   * @default systemClock
+   */
+  clock?: Clock;
 }
 
 /** A token that passed every check. */
@@ -135,11 +140,13 @@ class JwksTokenVerifier implements TokenVerifier {
   readonly #minRefetchMs: number;
   readonly #maxKeyAgeMs: number;
   readonly #algorithms: string[];
-  readonly #now: () => number;
+  readonly #clock: Clock;
   #jwksUri: string | undefined;
   #keys: JWK[] | undefined;
   #keySet: ReturnType<typeof createLocalJWKSet> | undefined;
+  /** Monotonic ms of the last successful key fetch. */
   #fetchedAt = 0;
+  /** Monotonic ms of the last key fetch attempt. */
   #lastAttemptAt = Number.NEGATIVE_INFINITY;
   #inFlight: Promise<void> | undefined;
 
@@ -152,7 +159,7 @@ class JwksTokenVerifier implements TokenVerifier {
     this.#minRefetchMs = options.minRefetchIntervalMs ?? 10_000;
     this.#maxKeyAgeMs = options.maxKeyAgeMs ?? 15 * 60_000;
     this.#algorithms = [...(options.algorithms ?? DEFAULT_ALGORITHMS)];
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
   }
 
   get keyIds(): readonly string[] {
@@ -200,7 +207,7 @@ class JwksTokenVerifier implements TokenVerifier {
         algorithms: this.#algorithms,
         clockTolerance: this.#tolerance,
         requiredClaims: ["exp"],
-        currentDate: new Date(this.#now()),
+        currentDate: new Date(this.#clock.now()),
       });
       if (typeof claims.exp !== "number") {
         throw new TokenRejectedError(RejectionCodes.claims, `the token has no numeric exp`);
@@ -238,7 +245,7 @@ class JwksTokenVerifier implements TokenVerifier {
       return;
     }
     if (kid === undefined || this.#hasKey(kid)) return;
-    const sinceLastMs = this.#now() - this.#lastAttemptAt;
+    const sinceLastMs = this.#clock.monotonic() - this.#lastAttemptAt;
     if (sinceLastMs < this.#minRefetchMs && this.#inFlight === undefined) {
       throw new TokenRejectedError(
         RejectionCodes.unknownKey,
@@ -269,7 +276,7 @@ class JwksTokenVerifier implements TokenVerifier {
   }
 
   #maybeRefreshInBackground(): void {
-    const now = this.#now();
+    const now = this.#clock.monotonic();
     if (now - this.#fetchedAt < this.#maxKeyAgeMs) return;
     if (now - this.#lastAttemptAt < this.#minRefetchMs) return;
     this.refreshKeys().catch((err: unknown) => {
@@ -281,8 +288,8 @@ class JwksTokenVerifier implements TokenVerifier {
   }
 
   async #fetchKeys(): Promise<void> {
-    this.#lastAttemptAt = this.#now();
-    const started = performance.now();
+    const started = this.#clock.monotonic();
+    this.#lastAttemptAt = started;
     if (this.#jwksUri === undefined) {
       const document = await discover(this.issuer, this.#timeoutMs);
       if (typeof document.jwks_uri !== "string" || document.jwks_uri === "") {
@@ -308,19 +315,19 @@ class JwksTokenVerifier implements TokenVerifier {
     const before = this.keyIds.join(",");
     this.#keySet = createLocalJWKSet(keySet);
     this.#keys = usable;
-    this.#fetchedAt = this.#now();
+    this.#fetchedAt = this.#clock.monotonic();
     if (this.keyIds.join(",") !== before) {
       this.#logger.info(`Loaded ${usable.length} signing keys of ${this.issuer}`, {
         jwksUri,
         kids: this.keyIds.join(","),
-        ms: Math.round(performance.now() - started),
+        ms: Math.round(this.#clock.monotonic() - started),
       });
     }
   }
 
   #rejection(err: unknown, payload: JWTPayload, keyName: string): TokenRejectedError {
     if (err instanceof TokenRejectedError) return err;
-    const now = new Date(this.#now()).toISOString();
+    const now = new Date(this.#clock.now()).toISOString();
     if (err instanceof joseErrors.JWTExpired) {
       const exp = typeof payload.exp === "number"
         ? new Date(payload.exp * 1000).toISOString()

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from "jose";
 import { silentLogger } from "../logger.ts";
-import { delay, rejection } from "../../testing/oidc.ts";
+import { rejection } from "../../testing/oidc.ts";
+import { eventually } from "../../testing/nats.ts";
+import { FakeClock } from "../../testing/fake_clock.ts";
 import {
   startTestProvider,
   type TestProvider,
@@ -43,13 +45,16 @@ Deno.test("createTokenVerifier() accepts tokens from both grants and returns the
 });
 
 Deno.test("createTokenVerifier() rejects an expired token and says when it expired", async () => {
-  await using idp = await startTestProvider({ accessTokenTtlSeconds: 2 });
+  await using idp = await startTestProvider({ accessTokenTtlSeconds: 60 });
   const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
-  const verifier = verifierFor(idp, { clockToleranceSeconds: 0 });
+  const clock = new FakeClock(Date.now());
+  const verifier = verifierFor(idp, { clockToleranceSeconds: 0, clock });
   const token = await idp.mintToken(device);
   await verifier.verify(token);
   const exp = (decodeJwt(token).exp ?? 0) * 1000;
-  await delay(exp - Date.now() + 50);
+  await clock.advance(exp - clock.now() - 1_000);
+  await verifier.verify(token);
+  await clock.advance(1_000);
   const err = await rejection(verifier.verify(token), TokenRejectedError);
   assert.equal(err.code, RejectionCodes.expired);
   assert.match(err.reason, new RegExp(`^expired at ${new Date(exp).toISOString()} \\(now `));
@@ -61,10 +66,10 @@ Deno.test("createTokenVerifier() tolerates a little clock skew on exp", async ()
   const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
   const token = await idp.mintToken(device);
   const exp = (decodeJwt(token).exp ?? 0) * 1000;
-  const at = (ms: number) => () => ms;
-  await verifierFor(idp, { clockToleranceSeconds: 5, now: at(exp + 3_000) }).verify(token);
+  const at = (ms: number) => new FakeClock(ms);
+  await verifierFor(idp, { clockToleranceSeconds: 5, clock: at(exp + 3_000) }).verify(token);
   const err = await rejection(
-    verifierFor(idp, { clockToleranceSeconds: 5, now: at(exp + 6_000) }).verify(token),
+    verifierFor(idp, { clockToleranceSeconds: 5, clock: at(exp + 6_000) }).verify(token),
     TokenRejectedError,
   );
   assert.equal(err.code, RejectionCodes.expired);
@@ -113,8 +118,8 @@ Deno.test("createTokenVerifier() refetches the JWKS for an unknown kid after a k
 Deno.test("createTokenVerifier() refetches for unknown kids at most once per interval", async () => {
   await using idp = await startTestProvider();
   const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
-  let now = Date.now();
-  const verifier = verifierFor(idp, { minRefetchIntervalMs: 10_000, now: () => now });
+  const clock = new FakeClock(Date.now());
+  const verifier = verifierFor(idp, { minRefetchIntervalMs: 10_000, clock });
   await verifier.verify(await idp.mintToken(device));
   await idp.rotateSigningKey();
   const token = await idp.mintToken(device);
@@ -124,8 +129,27 @@ Deno.test("createTokenVerifier() refetches for unknown kids at most once per int
     err.reason,
     /^unknown signing key kid=\S+ \(JWKS refreshed 0 s ago; next refetch allowed in 10 s\)$/,
   );
-  now += 10_000;
+  await clock.advance(9_999);
+  const again = await rejection(verifier.verify(token), TokenRejectedError);
+  assert.match(again.reason, /next refetch allowed in 1 s\)$/);
+  await clock.advance(1);
   await verifier.verify(token);
+});
+
+Deno.test("createTokenVerifier() refetches the keys in the background once they are maxKeyAgeMs old", async () => {
+  await using idp = await startTestProvider();
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const clock = new FakeClock(Date.now());
+  const verifier = verifierFor(idp, { maxKeyAgeMs: 60_000, clock });
+  const token = await idp.mintToken(device);
+  await verifier.verify(token);
+  const oldKid = idp.signingKid;
+  const newKid = await idp.rotateSigningKey();
+  await clock.advance(60_000);
+  // A token it can verify from the kept keys: the refetch goes on in the background.
+  await verifier.verify(token);
+  await eventually("the rotated key fetched", () => verifier.keyIds.includes(newKid), 5_000);
+  assert.deepEqual(verifier.keyIds, [newKid, oldKid]);
 });
 
 Deno.test("createTokenVerifier() keeps verifying from cached keys while the provider is down", async () => {
