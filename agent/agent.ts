@@ -12,6 +12,7 @@ import {
   type Heartbeat,
   keys,
 } from "../core/mod.ts";
+import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { every } from "../adapters/timers.ts";
 import { readInventory } from "../adapters/host/inventory.ts";
@@ -36,6 +37,11 @@ export interface AgentOptions {
   version: string;
   /** Describes the container runtime in the start-up line, e.g. the podman socket. */
   runtimeDescription: string;
+  /**
+   * Paces the relist, heartbeat and republish loops and times the orphan grace period; the
+   * device's own timestamps in reports come from it too.
+   */
+  clock: Clock;
   /** Idle heartbeat of the desired-state watch (the adapter's default when absent). */
   watchHeartbeatMs?: number;
 }
@@ -63,26 +69,31 @@ class LateSink implements ReportSink {
 
 /** Wakes a loop early; several wake-ups before it runs count as one. */
 class Wakeup {
+  readonly #clock: Clock;
   #resolve: (() => void) | undefined;
   #pending = false;
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
   wake(): void {
     this.#pending = true;
     this.#resolve?.();
   }
+  /** Resolves after `ms` (at once when it is 0), on a wake-up, or when `signal` aborts. */
   wait(ms: number, signal: AbortSignal): Promise<void> {
-    if (this.#pending || signal.aborted) {
+    if (ms <= 0 || this.#pending || signal.aborted) {
       this.#pending = false;
       return Promise.resolve();
     }
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(timer);
+        timer.cancel();
         signal.removeEventListener("abort", done);
         this.#resolve = undefined;
         this.#pending = false;
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      const timer = this.#clock.timer(ms, done);
       signal.addEventListener("abort", done);
       this.#resolve = done;
     });
@@ -93,11 +104,12 @@ export class Agent {
   readonly #config: AgentConfig;
   readonly #options: AgentOptions;
   readonly #log: Logger;
+  readonly #clock: Clock;
   readonly #view: DesiredView;
   readonly #cache: DesiredCache;
   readonly #reconciler: Reconciler;
   readonly #sink = new LateSink();
-  readonly #wakeup = new Wakeup();
+  readonly #wakeup: Wakeup;
   #reporter: Reporter | undefined;
   #nc: NatsConnection | undefined;
   #cacheDirty = false;
@@ -108,9 +120,11 @@ export class Agent {
     this.#options = options;
     this.#config = options.config;
     this.#log = options.log;
+    this.#clock = options.clock;
+    this.#wakeup = new Wakeup(options.clock);
     const intervals = this.#config.intervals;
     this.#view = new DesiredView(this.#config.device_id, intervals.orphan_grace_seconds * 1000);
-    this.#cache = new DesiredCache(this.#config.state_dir, this.#config.device_id);
+    this.#cache = new DesiredCache(this.#config.state_dir, this.#config.device_id, options.clock);
     this.#reconciler = new Reconciler(options.runtime, this.#log, intervals.stop_timeout_seconds);
   }
 
@@ -140,17 +154,24 @@ export class Agent {
       deviceId: config.device_id,
       labels: deviceLabels(config.device_id, config.labels),
       inventory: await readInventory(this.#options.version),
-      updatedAt: new Date().toISOString(),
+      updatedAt: new Date(this.#clock.now()).toISOString(),
     };
-    this.#reporter = new Reporter({ deviceId: config.device_id, info, sink: this.#sink, log });
+    this.#reporter = new Reporter({
+      deviceId: config.device_id,
+      info,
+      sink: this.#sink,
+      log,
+      clock: this.#clock,
+    });
 
+    const { heartbeat_seconds, republish_seconds } = config.intervals;
     const loops = [
       this.#reconcileLoop(signal),
-      every(config.intervals.heartbeat_seconds * 1000, signal, () => this.#heartbeat()),
-      every(config.intervals.republish_seconds * 1000, signal, () => {
+      every(heartbeat_seconds * 1000, signal, () => this.#heartbeat(), this.#clock),
+      every(republish_seconds * 1000, signal, () => {
         this.#reporter?.republishAll();
         void this.#reporter?.sync();
-      }),
+      }, this.#clock),
       this.#natsLoop(signal),
     ];
     await Promise.all(loops);
@@ -216,7 +237,8 @@ export class Agent {
           this.#view.delete(event.key);
           break;
         case "ready":
-          this.#view.readComplete(Date.now());
+          // Monotonic: the grace period must not end early when NTP steps the clock forward.
+          this.#view.readComplete(this.#clock.monotonic());
           this.#log.info(
             `Read the desired state from NATS: ${this.#view.entries().size} deployment(s) for this device`,
           );
@@ -247,7 +269,7 @@ export class Agent {
         const result = await this.#reconciler.pass({
           deviceId: this.#config.device_id,
           desired: this.#view.entries(),
-          retained: (refs) => this.#view.retained(refs, Date.now()),
+          retained: (refs) => this.#view.retained(refs, this.#clock.monotonic()),
         });
         if (podmanDown) {
           podmanDown = false;

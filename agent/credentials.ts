@@ -1,4 +1,5 @@
 /** Turns the agent config's `[nats.credentials]` into a credential source. */
+import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../adapters/logger.ts";
 import {
   type CredentialSource,
@@ -11,10 +12,12 @@ import { ConfigError, type CredentialsConfig } from "./config.ts";
 /**
  * @param deviceId the device's NATS inbox prefix is derived from it: device permissions
  *   allow replies only on `_INBOX_<deviceId>.>`.
+ * @param clock dates the OIDC token and times its renewals (the adapter's system clock when
+ *   absent)
  */
 export async function credentialsFromConfig(
   c: CredentialsConfig,
-  options: { deviceId?: string; configPath: string; log: Logger },
+  options: { deviceId?: string; configPath: string; log: Logger; clock?: Clock },
 ): Promise<CredentialSource> {
   switch (c.type) {
     case "none":
@@ -43,10 +46,12 @@ export async function credentialsFromConfig(
         logger: options.log,
         ...(c.audience ? { audience: c.audience } : {}),
         ...(c.scope ? { scope: c.scope } : {}),
+        ...(options.clock ? { clock: options.clock } : {}),
       });
       return oidcCredentials(source, {
         logger: options.log,
         ...(options.deviceId ? { inboxPrefix: `_INBOX_${options.deviceId}` } : {}),
+        ...(options.clock ? { clock: options.clock } : {}),
       });
     }
   }

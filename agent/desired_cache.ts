@@ -1,6 +1,7 @@
 /** The last desired state seen, on local disk, so a device that boots offline still converges. */
 import { z } from "zod";
 import { join } from "node:path";
+import type { Clock } from "../core/clock.ts";
 
 const CacheFile = z.object({
   deviceId: z.string(),
@@ -12,10 +13,13 @@ const CacheFile = z.object({
 export class DesiredCache {
   readonly #path: string;
   readonly #deviceId: string;
+  readonly #clock: Clock;
 
-  constructor(stateDir: string, deviceId: string) {
+  /** @param clock stamps `savedAt`, for a person reading the file */
+  constructor(stateDir: string, deviceId: string, clock: Clock) {
     this.#path = join(stateDir, "desired-state.json");
     this.#deviceId = deviceId;
+    this.#clock = clock;
   }
 
   get path(): string {
@@ -51,7 +55,7 @@ export class DesiredCache {
     await Deno.mkdir(join(this.#path, ".."), { recursive: true });
     const body = JSON.stringify({
       deviceId: this.#deviceId,
-      savedAt: new Date().toISOString(),
+      savedAt: new Date(this.#clock.now()).toISOString(),
       values: Object.fromEntries(values),
     });
     const tmp = `${this.#path}.tmp`;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { FakeClock } from "../testing/fake_clock.ts";
 import { DesiredCache } from "./desired_cache.ts";
 
 /** Runs `fn` with a fresh temporary state dir, removed afterwards. */
@@ -12,6 +13,8 @@ async function withStateDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
+const clock = new FakeClock(Date.parse("2026-03-01T08:00:00Z"));
+
 const VALUES = new Map([
   ["default.web", `{"namespace":"default","name":"web","generation":2}`],
   ["team-a.api", `{"namespace":"team-a","name":"api","generation":1}`],
@@ -19,10 +22,10 @@ const VALUES = new Map([
 
 Deno.test("DesiredCache.save() then load() returns the same values", async () => {
   await withStateDir(async (dir) => {
-    const cache = new DesiredCache(dir, "pi-01");
+    const cache = new DesiredCache(dir, "pi-01", clock);
     assert.equal(cache.path, join(dir, "desired-state.json"));
     await cache.save(VALUES);
-    const loaded = await new DesiredCache(dir, "pi-01").load();
+    const loaded = await new DesiredCache(dir, "pi-01", clock).load();
     assert.deepEqual(loaded, { values: VALUES });
 
     // Saving again replaces the content, including with nothing.
@@ -34,7 +37,7 @@ Deno.test("DesiredCache.save() then load() returns the same values", async () =>
 Deno.test("DesiredCache.save() writes atomically and privately, creating the state dir", async () => {
   await withStateDir(async (dir) => {
     const stateDir = join(dir, "var", "lib", "fleet-agent");
-    const cache = new DesiredCache(stateDir, "pi-01");
+    const cache = new DesiredCache(stateDir, "pi-01", clock);
     await cache.save(VALUES);
     await cache.save(VALUES);
     const names = [];
@@ -43,13 +46,13 @@ Deno.test("DesiredCache.save() writes atomically and privately, creating the sta
     assert.equal((await Deno.stat(cache.path)).mode! & 0o777, 0o600);
     const body = JSON.parse(await Deno.readTextFile(cache.path));
     assert.equal(body.deviceId, "pi-01");
-    assert.ok(!Number.isNaN(Date.parse(body.savedAt)));
+    assert.equal(body.savedAt, "2026-03-01T08:00:00.000Z", "stamped by the injected clock");
   });
 });
 
 Deno.test("DesiredCache.load() without a file returns nothing and no problem", async () => {
   await withStateDir(async (dir) => {
-    assert.deepEqual(await new DesiredCache(join(dir, "missing"), "pi-01").load(), {
+    assert.deepEqual(await new DesiredCache(join(dir, "missing"), "pi-01", clock).load(), {
       values: new Map(),
     });
   });
@@ -57,8 +60,8 @@ Deno.test("DesiredCache.load() without a file returns nothing and no problem", a
 
 Deno.test("DesiredCache.load() ignores the cache of another device, saying so", async () => {
   await withStateDir(async (dir) => {
-    await new DesiredCache(dir, "pi-02").save(VALUES);
-    const cache = new DesiredCache(dir, "pi-01");
+    await new DesiredCache(dir, "pi-02", clock).save(VALUES);
+    const cache = new DesiredCache(dir, "pi-01", clock);
     const loaded = await cache.load();
     assert.equal(loaded.values.size, 0);
     assert.ok(loaded.problem, "a problem is reported");
@@ -70,7 +73,7 @@ Deno.test("DesiredCache.load() ignores the cache of another device, saying so", 
 
 Deno.test("DesiredCache.load() ignores a damaged file, saying so", async () => {
   await withStateDir(async (dir) => {
-    const cache = new DesiredCache(dir, "pi-01");
+    const cache = new DesiredCache(dir, "pi-01", clock);
     for (
       const damaged of [
         `{"deviceId":"pi-01","savedAt":"2025-01-01T00:00:00Z","values":{"default.web":`,

@@ -60,7 +60,7 @@ export class DesiredView {
   readonly #entries = new Map<string, DesiredEntry>();
   /** Keys delivered since the current read began (live updates included). */
   #seen = new Set<string>();
-  /** refKey → epoch ms when a complete read first missed it. */
+  /** refKey → when (monotonic ms) a complete read first missed it. */
   readonly #absentSince = new Map<string, number>();
   #complete = false;
 
@@ -115,6 +115,8 @@ export class DesiredView {
    * Marks the end of a complete read. Deployments the read did not contain leave the
    * desired set, but their containers stay for the grace period: a wiped or rebuilt bucket
    * is refilled by the operator within it, and nothing is recreated.
+   * @param now monotonic ms, so that a step of the wall clock neither ends nor stretches
+   *   the grace period
    */
   readComplete(now: number): void {
     for (const ref of [...this.#entries.keys()]) {
@@ -138,6 +140,7 @@ export class DesiredView {
   /**
    * Deployments without desired state whose containers must stay: all of them before the
    * first complete read, then only those still within the grace period.
+   * @param now monotonic ms, on the same clock as {@link readComplete}'s
    */
   retained(observedRefs: Iterable<string>, now: number): Set<string> {
     const keep = new Set<string>();

@@ -15,6 +15,7 @@ import {
   shortError,
   stateChanged,
 } from "../core/mod.ts";
+import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../adapters/logger.ts";
 
 /** Where reports go; the NATS KV sink is the real one. */
@@ -29,7 +30,7 @@ export class Reporter {
   readonly #deviceId: string;
   readonly #sink: ReportSink;
   readonly #log: Logger;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   #info: DeviceInfo;
   #infoPublished = false;
   /** refKey → current state. */
@@ -48,13 +49,17 @@ export class Reporter {
     info: DeviceInfo;
     sink: ReportSink;
     log: Logger;
-    now?: () => number;
+    /**
+     * Stamps `lastEventAt`, `updatedAt` and the heartbeat's `at`: the device's own time,
+     * informative only; the control plane judges liveness by the broker's clock (DESIGN §9).
+     */
+    clock: Clock;
   }) {
     this.#deviceId = options.deviceId;
     this.#info = options.info;
     this.#sink = options.sink;
     this.#log = options.log;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock;
   }
 
   /** Records how a deployment is doing; returns whether that is news. */
@@ -68,7 +73,7 @@ export class Reporter {
       generation: a.generation,
       phase: a.phase,
       lastError: a.error === null ? null : shortError(a.error),
-      lastEventAt: new Date(this.#now()).toISOString(),
+      lastEventAt: new Date(this.#clock.now()).toISOString(),
     };
     this.#forgotten.delete(key);
     if (!stateChanged(previous, next)) return false;
@@ -117,7 +122,7 @@ export class Reporter {
   }
 
   async heartbeat(): Promise<void> {
-    const hb: Heartbeat = { deviceId: this.#deviceId, at: this.#now() };
+    const hb: Heartbeat = { deviceId: this.#deviceId, at: this.#clock.now() };
     await this.#deliver(() => this.#sink.putHeartbeat(keys.heartbeat(this.#deviceId), hb));
   }
 
@@ -135,7 +140,7 @@ export class Reporter {
   async #syncOnce(): Promise<boolean> {
     let ok = true;
     if (!this.#infoPublished) {
-      const info = { ...this.#info, updatedAt: new Date(this.#now()).toISOString() };
+      const info = { ...this.#info, updatedAt: new Date(this.#clock.now()).toISOString() };
       if (
         await this.#deliver(() => this.#sink.putDeviceInfo(keys.deviceInfo(this.#deviceId), info))
       ) {

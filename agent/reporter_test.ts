@@ -7,6 +7,7 @@ import {
   Heartbeat as HeartbeatSchema,
 } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
+import { FakeClock } from "../testing/fake_clock.ts";
 import { Reporter, type ReportSink } from "./reporter.ts";
 
 /** Our ReportSink port, in memory, that can be switched to failing like an unreachable NATS. */
@@ -72,22 +73,15 @@ const INFO: DeviceInfo = {
 function setup() {
   const sink = new MemorySink();
   const lines: string[] = [];
-  let now = T0;
+  const clock = new FakeClock(T0);
   const reporter = new Reporter({
     deviceId: DEVICE,
     info: INFO,
     sink,
     log: createLogger({ level: "info", timestamps: false, write: (line) => lines.push(line) }),
-    now: () => now,
+    clock,
   });
-  return {
-    sink,
-    reporter,
-    lines,
-    advance(ms: number) {
-      now += ms;
-    },
-  };
+  return { sink, reporter, lines, clock };
 }
 
 function running(name: string, generation = 1): Assessment {
@@ -95,9 +89,9 @@ function running(name: string, generation = 1): Assessment {
 }
 
 Deno.test("Reporter.assess() reports only changes of phase, error or generation", async () => {
-  const { sink, reporter, advance } = setup();
+  const { sink, reporter, clock } = setup();
   assert.equal(reporter.assess(running("web")), true);
-  advance(30_000);
+  await clock.advance(30_000);
   assert.equal(reporter.assess(running("web")), false, "same phase, error and generation");
   assert.equal(await reporter.sync(), true);
   assert.deepEqual(sink.take(), ["putDeviceInfo info.pi-01", "putState state.pi-01.default.web"]);
@@ -140,7 +134,7 @@ Deno.test("Reporter.assess() shortens a long error to one line", () => {
 });
 
 Deno.test("Reporter.sync() sends DeviceInfo once, then only after republishAll() or updateInfo()", async () => {
-  const { sink, reporter, advance } = setup();
+  const { sink, reporter, clock } = setup();
   reporter.assess(running("web"));
   reporter.assess(running("api"));
   await reporter.sync();
@@ -154,7 +148,7 @@ Deno.test("Reporter.sync() sends DeviceInfo once, then only after republishAll()
   await reporter.sync();
   assert.deepEqual(sink.take(), []);
 
-  advance(1000);
+  await clock.advance(1000);
   reporter.republishAll();
   await reporter.sync();
   assert.deepEqual(sink.take(), [
@@ -282,8 +276,8 @@ Deno.test("Reporter.assess() after forget() reports the deployment again", async
 });
 
 Deno.test("Reporter.heartbeat() puts {deviceId, at} under the device's key", async () => {
-  const { sink, reporter, advance } = setup();
-  advance(1234);
+  const { sink, reporter, clock } = setup();
+  await clock.advance(1234);
   await reporter.heartbeat();
   assert.deepEqual(sink.take(), ["putHeartbeat heartbeat.pi-01"]);
   const beat = sink.heartbeats.get("heartbeat.pi-01");

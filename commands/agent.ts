@@ -3,6 +3,7 @@ import { Agent, loadAgentConfig, PodmanRuntime } from "../agent/mod.ts";
 import { ConfigError } from "../agent/config.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { sleep } from "../adapters/timers.ts";
+import { systemClock } from "../adapters/clock.ts";
 import { credentialsFromConfig } from "../agent/credentials.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { logFormatOption, loggerFrom, logLevelOption, shutdownSignal } from "./_cli.ts";
@@ -61,11 +62,13 @@ when it returns. Logs go to stderr (journald under systemd).`,
           deviceId: config.device_id,
           configPath: flags.config,
           log,
+          clock: systemClock,
         }),
         runtime: new PodmanRuntime(podman),
         log,
         version,
         runtimeDescription: `podman at ${config.podman.socket}`,
+        clock: systemClock,
       }).run(signal);
     });
   return agent;

@@ -8,6 +8,7 @@ import type { Labels } from "../core/mod.ts";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { sleep, withDeadline } from "../adapters/timers.ts";
+import { systemClock } from "../adapters/clock.ts";
 import { type NatsServer, startNatsServer } from "./nats_server.ts";
 import { connectNats, type CredentialSource, noCredentials } from "../adapters/nats/mod.ts";
 import { type PodmanService, startPodmanService } from "./podman_service.ts";
@@ -275,6 +276,7 @@ export class LocalFleet implements AsyncDisposable {
       version: this.#options.version,
       runtimeDescription: "podman (local fleet)",
       watchHeartbeatMs: 1000,
+      clock: systemClock,
     });
     const controller = new AbortController();
     const done = agent.run(controller.signal).catch((error) => {
