@@ -1,6 +1,6 @@
 /** Builds a Deployment object from `fleet apply deployment` flags. Pure. */
 import { API_VERSION, Deployment } from "./deployment.ts";
-import { describeIssues } from "./errors.ts";
+import { describeIssues, FleetError } from "./errors.ts";
 import { parseSelector } from "./selector.ts";
 import { validateIdentifier } from "./ids.ts";
 
@@ -21,8 +21,11 @@ export interface DeploymentFlags {
 }
 
 /** Flags that do not make a valid deployment; the message names the flag and the value. */
-export class DeploymentFlagError extends Error {
+export class DeploymentFlagError extends FleetError {
   override name = "DeploymentFlagError";
+  constructor(message: string, options?: ErrorOptions) {
+    super("usage", message, options);
+  }
 }
 
 function splitEnv(text: string): { name: string; value: string } {

@@ -26,11 +26,67 @@ export function describeIssues(error: z.ZodError): string {
     .join("; ");
 }
 
-/** A value that does not match its wire schema; `what` says which value it was. */
-export class WireFormatError extends Error {
+/**
+ * What went wrong, as far as the exit code is concerned: `usage` is the user's input (a flag,
+ * a name, a file they wrote) and asking differently fixes it; `failure` is everything else.
+ */
+export const ErrorKinds = ["usage", "failure"] as const;
+export type ErrorKind = typeof ErrorKinds[number];
+
+/** The exit codes of DESIGN.md §6. */
+export const ExitCode = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** The one mapping from error kind to exit code. */
+const exitCodes: Record<ErrorKind, number> = { usage: ExitCode.usage, failure: ExitCode.failure };
+
+/**
+ * The base of Fleet's own errors. Its `kind` decides the exit code (see {@link exitCodeOf}); the
+ * message is the one readable line the user sees, so subclasses keep theirs specific.
+ */
+export class FleetError extends Error {
+  override name = "FleetError";
+  constructor(readonly kind: ErrorKind, message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** The user asked for something that cannot be done as asked (exit code 2). */
+export class UsageError extends FleetError {
+  override name = "UsageError";
+  constructor(message: string, options?: ErrorOptions) {
+    super("usage", message, options);
+  }
+}
+
+/** The exit code for `error`: 2 for a usage error, 1 for anything else that was thrown. */
+export function exitCodeOf(error: unknown): number {
+  return error instanceof FleetError ? exitCodes[error.kind] : ExitCode.failure;
+}
+
+/**
+ * Everything known about `error` for `--log-level debug`: its stack, then each cause's, so the
+ * library error behind one of ours is not lost.
+ */
+export function errorDetail(error: unknown): string {
+  const parts: string[] = [];
+  const seen = new Set<unknown>();
+  for (let e: unknown = error; e !== undefined && !seen.has(e);) {
+    seen.add(e);
+    const text = e instanceof Error ? e.stack ?? `${e.name}: ${e.message}` : String(e);
+    parts.push(parts.length === 0 ? text : `Caused by: ${text}`);
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join("\n");
+}
+
+/**
+ * A value that does not match its wire schema; `what` says which value it was. A usage error:
+ * the values the CLI parses are the user's (a Deployment file, a flag).
+ */
+export class WireFormatError extends FleetError {
   override name = "WireFormatError";
   constructor(readonly what: string, readonly detail: string, options?: ErrorOptions) {
-    super(`Invalid ${what}: ${detail}`, options);
+    super("usage", `Invalid ${what}: ${detail}`, options);
   }
 }
 

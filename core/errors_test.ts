@@ -1,7 +1,19 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { describeIssues, parseJsonWith, parseWith, WireFormatError } from "./errors.ts";
-import { Labels } from "./selector.ts";
+import {
+  describeIssues,
+  errorDetail,
+  ExitCode,
+  exitCodeOf,
+  FleetError,
+  parseJsonWith,
+  parseWith,
+  UsageError,
+  WireFormatError,
+} from "./errors.ts";
+import { InvalidIdentifierError, validateIdentifier } from "./ids.ts";
+import { Labels, parseSelector, SelectorSyntaxError } from "./selector.ts";
+import { buildDeployment, DeploymentFlagError } from "./deployment_builder.ts";
 
 const Point = z.object({ x: z.number(), tags: z.array(z.string()).default([]) });
 
@@ -68,4 +80,74 @@ Deno.test("parseJsonWith() turns malformed JSON into a WireFormatError with the 
 Deno.test("parseJsonWith() validates after parsing", () => {
   assert.throws(() => parseJsonWith(Point, "[]", "point"), WireFormatError);
   assert.throws(() => parseJsonWith(Point, "", "point"), /not valid JSON/);
+});
+
+Deno.test("exitCodeOf() is 2 for a usage error and 1 for any other failure", () => {
+  assert.equal(exitCodeOf(new UsageError("--name is required")), ExitCode.usage);
+  assert.equal(exitCodeOf(new FleetError("usage", "bad flag")), 2);
+  assert.equal(exitCodeOf(new FleetError("failure", "NATS is down")), ExitCode.failure);
+  assert.equal(exitCodeOf(new Error("anything else")), 1);
+  assert.equal(exitCodeOf("a thrown string"), 1);
+  assert.equal(exitCodeOf(undefined), 1);
+});
+
+Deno.test("the core's input errors are usage errors that keep their messages", () => {
+  const caught = (fn: () => unknown): unknown => {
+    try {
+      fn();
+    } catch (error) {
+      return error;
+    }
+    assert.fail("expected a throw");
+  };
+  const cases: [unknown, abstract new (...args: never[]) => Error, RegExp][] = [
+    [
+      caught(() => validateIdentifier("device id", "Pi.1")),
+      InvalidIdentifierError,
+      /^Invalid device id "Pi\.1": /,
+    ],
+    [
+      caught(() => parseSelector(["a in ()"])),
+      SelectorSyntaxError,
+      /^Invalid selector "a in \(\)": /,
+    ],
+    [
+      caught(() =>
+        buildDeployment({
+          name: "web",
+          namespace: "default",
+          image: "x",
+          ports: [],
+          env: ["NOVALUE"],
+          volumes: [],
+          selectors: [],
+        })
+      ),
+      DeploymentFlagError,
+      /^Invalid --env "NOVALUE": expected NAME=value$/,
+    ],
+    [caught(() => parseWith(Point, {}, "point")), WireFormatError, /^Invalid point: x: /],
+  ];
+  for (const [error, type, message] of cases) {
+    assert.ok(error instanceof type, String(error));
+    assert.ok(error instanceof FleetError, String(error));
+    assert.equal(error.kind, "usage", error.name);
+    assert.equal(exitCodeOf(error), 2, error.name);
+    assert.match(error.message, message);
+  }
+});
+
+Deno.test("errorDetail() gives the stack and every cause's, in order", () => {
+  const root = new TypeError("socket closed");
+  const middle = new Error("cannot read the bucket", { cause: root });
+  const top = new FleetError("failure", "Cannot list deployments", { cause: middle });
+  const detail = errorDetail(top);
+  assert.match(detail, /^FleetError: Cannot list deployments\n\s+at /);
+  const [, afterMiddle] = detail.split("Caused by: Error: cannot read the bucket");
+  assert.ok(afterMiddle !== undefined, detail);
+  assert.match(afterMiddle, /Caused by: TypeError: socket closed/);
+  assert.equal(errorDetail("plain text"), "plain text");
+  const loop = new Error("a");
+  loop.cause = loop;
+  assert.match(errorDetail(loop), /^Error: a/, "a cause cycle ends");
 });

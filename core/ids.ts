@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { FleetError } from "./errors.ts";
 
 /** RFC 1123 DNS label: what every deviceId, namespace and deployment name must be. */
 export const DNS_LABEL_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -25,14 +26,17 @@ export function identifierProblem(value: string): string | undefined {
 }
 
 /** An identifier that broke the naming rule; the message names the value and the rule. */
-export class InvalidIdentifierError extends Error {
+export class InvalidIdentifierError extends FleetError {
   override name = "InvalidIdentifierError";
   constructor(
-    readonly kind: IdentifierKind,
+    readonly what: IdentifierKind,
     readonly value: string,
     readonly problem: string,
   ) {
-    super(`Invalid ${kind} ${JSON.stringify(value)}: ${problem}; it must be ${DNS_LABEL_RULE}`);
+    super(
+      "usage",
+      `Invalid ${what} ${JSON.stringify(value)}: ${problem}; it must be ${DNS_LABEL_RULE}`,
+    );
   }
 }
 

@@ -41,7 +41,8 @@ for (const [value, problem] of INVALID) {
       (e: unknown) => {
         assert.ok(e instanceof InvalidIdentifierError);
         assert.equal(e.name, "InvalidIdentifierError");
-        assert.equal(e.kind, "device id");
+        assert.equal(e.what, "device id");
+        assert.equal(e.kind, "usage");
         assert.equal(e.value, value);
         assert.ok(
           e.message.startsWith(`Invalid device id ${JSON.stringify(value)}: `),
@@ -75,7 +76,7 @@ Deno.test("validateIdentifier() names the kind of identifier in its message", ()
     assert.throws(
       () => validateIdentifier(kind, "Bad"),
       (e: unknown) =>
-        e instanceof InvalidIdentifierError && e.kind === kind &&
+        e instanceof InvalidIdentifierError && e.what === kind &&
         e.message.startsWith(`Invalid ${kind} "Bad": `),
     );
   }

@@ -82,7 +82,7 @@ for (const bad of BAD_IDS) {
     for (const call of calls) {
       assert.throws(
         call,
-        (e: unknown) => e instanceof InvalidIdentifierError && e.kind === "device id",
+        (e: unknown) => e instanceof InvalidIdentifierError && e.what === "device id",
       );
     }
   });
@@ -101,7 +101,7 @@ for (const bad of BAD_IDS) {
         () => keys.deploymentStatus(ref),
       ];
       for (const call of calls) {
-        assert.throws(call, (e: unknown) => e instanceof InvalidIdentifierError && e.kind === kind);
+        assert.throws(call, (e: unknown) => e instanceof InvalidIdentifierError && e.what === kind);
       }
     }
   });

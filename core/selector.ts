@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { FleetError } from "./errors.ts";
 
 /** Label key: optional DNS-subdomain prefix and '/', then a name of up to 63 characters. */
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
@@ -99,10 +100,11 @@ export function matchesSelector(selector: LabelSelector, labels: Readonly<Labels
 }
 
 /** A selector string the CLI could not read; names the text and the accepted forms. */
-export class SelectorSyntaxError extends Error {
+export class SelectorSyntaxError extends FleetError {
   override name = "SelectorSyntaxError";
   constructor(readonly text: string, readonly problem: string) {
     super(
+      "usage",
       `Invalid selector ${JSON.stringify(text)}: ${problem}. ` +
         "Use key=value, key!=value, 'key in (a,b)', 'key notin (a,b)', key or !key",
     );
