@@ -6,6 +6,8 @@
  * @module
  */
 export { type Clock, type Timer } from "./clock.ts";
+export { backoffDelay, type BackoffPolicy, DEFAULT_BACKOFF } from "./backoff.ts";
+export { type HeartbeatSighting, isStale, lastSeenAt } from "./liveness.ts";
 export {
   DNS_LABEL_MAX,
   DNS_LABEL_PATTERN,
