@@ -70,8 +70,8 @@ export function kubeCommand(): Command {
     .addHelpText(
       "after",
       `
-Needs nats-server and .cache/kube/bin (kube-apiserver, etcd: scripts/build-kube-test-bins.sh);
-starts both itself and removes them at the end.
+Needs nats-server and kube-apiserver + etcd (scripts/build-kube-test-bins.sh builds these into
+~/.cache/fleet/kube-<version>-etcd-<version>/); starts them itself and removes them at the end.
 
 Examples:
   deno task bench:kube --devices 1000 --deployments 100 --rate 500 --duration 30

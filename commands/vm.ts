@@ -10,10 +10,12 @@ import {
 import { SshTarget } from "../adapters/host/ssh_target.ts";
 import {
   buildImage,
+  defaultImageCacheDir,
   defaultVmsDir,
   destroyVm,
   listVms,
   provisionVm,
+  sudoInvoker,
   SYSTEM_URI,
 } from "../adapters/vm/mod.ts";
 import { printLine } from "../adapters/output.ts";
@@ -50,8 +52,10 @@ const suiteOption = () =>
     "FLEET_VM_SUITE",
   );
 const cacheOption = () =>
-  new Option("--cache-dir <dir>", "where base images are built and kept").default(".cache/vm")
-    .env("FLEET_VM_CACHE");
+  new Option(
+    "--cache-dir <dir>",
+    "where base images are built and kept (default: ~/.cache/fleet/vm-images, the invoking user's under sudo)",
+  ).env("FLEET_VM_CACHE");
 const dirOption = () =>
   new Option(
     "--dir <dir>",
@@ -92,8 +96,9 @@ export function vmCommand(): Command {
 The image is a minimal Debian (systemd, openssh-server, cloud-init, sudo) on an MBR disk with
 one ext4 partition, as qcow2; its kernel and initrd are kept beside it and VMs boot them
 directly (behind UEFI firmware on aarch64). It is cached under --cache-dir by architecture,
-suite and a hash of the recipe, so a second run returns at once. A foreign architecture is
-built through qemu-user-static (much slower).
+suite and a hash of the recipe, so a second run returns at once; run with sudo, the default
+cache is the invoking user's, where their \`fleet vm provision\` looks. A foreign architecture
+is built through qemu-user-static (much slower).
 
 Examples:
   sudo fleet vm image build --arch x86_64
@@ -103,7 +108,10 @@ Examples:
       usageAware(async () => {
         const log = loggerFrom(flags);
         const recipe = imageRecipe(flags.arch, flags.suite, flags.mirror);
-        const built = await buildImage(flags.cacheDir, recipe, log);
+        // Under sudo the default cache is the invoking user's: what is built there is theirs.
+        const owner = flags.cacheDir === undefined ? sudoInvoker() : undefined;
+        const cacheDir = flags.cacheDir ?? defaultImageCacheDir();
+        const built = await buildImage(cacheDir, recipe, log, owner ? { owner } : {});
         const disk = `${built.dir}/${built.manifest.disk}`;
         if (flags.output) await Deno.copyFile(disk, flags.output);
         printLine(
@@ -181,7 +189,7 @@ Examples:
           name: flags.name,
           arch: flags.arch,
           recipe: imageRecipe(flags.arch, flags.suite),
-          cacheDir: flags.cacheDir,
+          cacheDir: flags.cacheDir ?? defaultImageCacheDir(),
           vmsDir: flags.dir ?? defaultVmsDir(),
           memoryMb: flags.memory,
           cpus: flags.cpus,

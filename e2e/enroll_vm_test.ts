@@ -24,7 +24,6 @@ import { waitFor } from "../sandbox/local_fleet.ts";
 import { startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
 import { testLogger } from "./_story.ts";
 
-const CACHE = fileURLToPath(new URL("../.cache", import.meta.url));
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const DEVICE = "vm-pi-1";
 const noPrompt = () => Promise.resolve(undefined);
@@ -73,8 +72,6 @@ Deno.test(
         "build",
         "--arch",
         "x86_64",
-        "--cache-dir",
-        `${CACHE}/vm`,
       ],
       stdout: "piped",
       stderr: "piped",
@@ -100,8 +97,6 @@ Deno.test(
         "600",
         "--dir",
         vmsDir,
-        "--cache-dir",
-        `${CACHE}/vm`,
         "--package-dir",
         `${work}/dist`,
         "--label",
@@ -484,8 +479,6 @@ Deno.test({
       "build",
       "--arch",
       "aarch64",
-      "--cache-dir",
-      `${CACHE}/vm`,
     ]);
     assert.equal(build.code, 0, build.stderr);
     await buildPackages({ outDir: `${work}/dist`, arches: ["arm64"] });
@@ -503,8 +496,6 @@ Deno.test({
         "2048",
         "--dir",
         vmsDir,
-        "--cache-dir",
-        `${CACHE}/vm`,
         "--package-dir",
         `${work}/dist`,
         "--label",

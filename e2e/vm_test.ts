@@ -16,8 +16,6 @@ import { startLibvirtd } from "../testing/libvirtd.ts";
 import { printLine } from "../adapters/output.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
-/** The project's own image cache, so a built image serves every later run. */
-const CACHE = fileURLToPath(new URL("../.cache/vm", import.meta.url));
 
 async function fleet(
   args: string[],
@@ -101,8 +99,6 @@ Deno.test("fleet vm: usage mistakes exit 2 with one line naming the value", asyn
       "--no-enroll",
       "--dir",
       dir,
-      "--cache-dir",
-      CACHE,
     ], { LIBVIRT_DEFAULT_URI: `qemu:///system?socket=${dir}/none.sock` });
     assert.equal(noDaemon.code, 1, noDaemon.stderr);
     assert.match(
@@ -126,7 +122,7 @@ async function vmStory(arch: VmArch, memoryMb: number, driver: StoryDriver): Pro
     ? { LIBVIRT_DEFAULT_URI: driver.uri }
     : {};
   const t0 = Date.now();
-  const build = await fleet(["vm", "image", "build", "--arch", arch, "--cache-dir", CACHE]);
+  const build = await fleet(["vm", "image", "build", "--arch", arch]);
   assert.equal(build.code, 0, build.stderr);
   const buildSeconds = (Date.now() - t0) / 1000;
 
@@ -148,8 +144,6 @@ async function vmStory(arch: VmArch, memoryMb: number, driver: StoryDriver): Pro
       "--no-enroll",
       "--dir",
       dir,
-      "--cache-dir",
-      CACHE,
     ], env);
     assert.equal(provision.code, 0, provision.stderr);
     const provisionSeconds = (Date.now() - t1) / 1000;

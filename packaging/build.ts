@@ -22,6 +22,7 @@ import {
 import { denoRuntime, runTool } from "./deno_runtime.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
+import { fleetCacheDir } from "../adapters/cache_dir.ts";
 
 // Without the trailing slash fileURLToPath keeps, so `${ROOT}/x` reads well in messages.
 const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
@@ -59,7 +60,7 @@ export async function buildPackages(
   options: { outDir: string; arches: DebArch[]; cacheDir?: string },
 ): Promise<BuiltPackage[]> {
   const version = await projectVersion();
-  const cacheDir = options.cacheDir ?? `${ROOT}/.cache`;
+  const cacheDir = options.cacheDir ?? fleetCacheDir();
   await Deno.mkdir(options.outDir, { recursive: true });
   const work = await Deno.makeTempDir({ prefix: "fleet-package-" });
   try {

@@ -1,7 +1,8 @@
 /**
  * The Deno runtime a package ships, for either architecture, from npm (the only registry
  * this project may use: Deno's own release downloads are out of reach here). Cached under
- * `.cache/deno-runtime/<version>/<arch>/deno`.
+ * `<cache root>/deno-runtime-<version>/<arch>/deno` (the root is `~/.cache/fleet` unless the
+ * build is given another).
  */
 import { DEB_ARCHES, type DebArch, PackagingError } from "./deb.ts";
 
@@ -27,7 +28,7 @@ export async function denoRuntime(
   version: string,
   cacheRoot: string,
 ): Promise<string> {
-  const dir = `${cacheRoot}/deno-runtime/${version}/${arch}`;
+  const dir = `${cacheRoot}/deno-runtime-${version}/${arch}`;
   const exe = `${dir}/deno`;
   try {
     if ((await Deno.stat(exe)).isFile) return exe;

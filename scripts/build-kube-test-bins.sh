@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the real kube-apiserver and etcd the Kubernetes tests run against into
-# .cache/kube/bin, from the Go modules pinned in fixtures/kube-apiserver (go.mod + go.sum,
-# committed, so every machine builds the same sources). Release tarballs are not reachable
-# here; the Go module proxy is, and DESIGN §7 allows it for exactly this.
+# ~/.cache/fleet/kube-<version>-etcd-<version>/ ($XDG_CACHE_HOME respected; $FLEET_KUBE_BIN_DIR
+# instead when set), outside the clone, so every checkout on the machine reuses them; from the
+# Go modules pinned in fixtures/kube-apiserver (go.mod + go.sum, committed, so every machine
+# builds the same sources). testing/kube_apiserver.ts (kubeBinDir()) finds them there by the
+# versions in those go.mod files. Release tarballs are not reachable here; the Go module
+# proxy is, and DESIGN §7 allows it for exactly this.
 #
 # etcd comes from the module proxy too, not from Debian: bookworm's etcd-server is 3.4,
 # too old for kube-apiserver 1.34 (it needs 3.5+), and trixie's would drag in a newer libc6.
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 KUBE_VERSION=v1.34.4 # k8s.io/kubernetes; its staging modules are pinned to v0.34.4 in go.mod
 ETCD_VERSION=v3.6.16 # go.etcd.io/etcd/server/v3, a module of its own (see etcd/tools.go)
 mods="$PWD/fixtures/kube-apiserver"
-out="$PWD/.cache/kube/bin"
+out="${FLEET_KUBE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fleet/kube-$KUBE_VERSION-etcd-$ETCD_VERSION}"
 stamp="$out/.versions"
 
 inputs=$(cat "$mods/go.mod" "$mods/go.sum" "$mods/etcd/go.mod" "$mods/etcd/go.sum" | sha256sum | cut -c1-16)

@@ -9,7 +9,8 @@
 #     starts its own libvirtd; no systemd units), with the libvirt-qemu user the packaged
 #     daemon's configuration (libvirt-daemon-system, which pulls in systemd) would create
 #   - nats-server 2.10 built with `go install` (bookworm ships 2.9, which has no auth callout),
-#     cached under .cache/ and linked into /usr/local/bin
+#     cached in ~/.cache/fleet/nats-server-<version>/ (outside the clone, so every checkout on
+#     the machine reuses it) and installed into /usr/local/bin
 #   - for the tests (`install.sh test`, the default): kube-apiserver and etcd built from the Go
 #     module proxy (scripts/build-kube-test-bins.sh); `install.sh demo` skips that build
 # Usage: bash scripts/install.sh [test|demo]
@@ -65,7 +66,7 @@ nats_ok() {
     [ "$(nats-server --version | sed 's/.*v//')" = "${NATS_SERVER_VERSION#v}" ]
 }
 if ! nats_ok; then
-  bin="$PWD/.cache/gobin"
+  bin="${XDG_CACHE_HOME:-$HOME/.cache}/fleet/nats-server-$NATS_SERVER_VERSION"
   if [ ! -x "$bin/nats-server" ]; then
     say "Building nats-server $NATS_SERVER_VERSION with go install (about a minute)"
     mkdir -p "$bin"

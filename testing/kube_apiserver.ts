@@ -1,7 +1,7 @@
 /**
  * Runs a real kube-apiserver with its own etcd on loopback, for tests (the envtest idea
- * from kubebuilder). Binaries come from `.cache/kube/bin` (built by
- * `scripts/build-kube-test-bins.sh`) unless `FLEET_KUBE_BIN_DIR` names another folder.
+ * from kubebuilder). Binaries come from `~/.cache/fleet/kube-<version>-etcd-<version>/` (built
+ * by `scripts/build-kube-test-bins.sh`) unless `FLEET_KUBE_BIN_DIR` names another folder.
  *
  * TLS uses a CA generated with `openssl` for each server, so clients verify the serving
  * certificate with {@linkcode KubeApiServer.caCertPem}. Authentication is a static token
@@ -17,6 +17,7 @@ import { KubeClient } from "../adapters/kube/client.ts";
 import { KubeApiError, KubeError, KubeUnavailableError } from "../adapters/kube/errors.ts";
 import type { KubeConfig } from "../adapters/kube/kubeconfig.ts";
 import { freePort, stopChild } from "../adapters/process.ts";
+import { fleetCacheDir } from "../adapters/cache_dir.ts";
 
 /** Environment variable naming the folder with `kube-apiserver` and `etcd`. */
 export const KUBE_BIN_DIR_ENV = "FLEET_KUBE_BIN_DIR";
@@ -35,7 +36,7 @@ const PORT_ATTEMPTS = 4;
 
 /** Options of {@linkcode startKubeApiServer}. */
 export interface KubeApiServerOptions {
-  /** Folder holding `kube-apiserver` and `etcd`. @default $FLEET_KUBE_BIN_DIR or .cache/kube/bin */
+  /** Folder holding `kube-apiserver` and `etcd`. @default {@linkcode kubeBinDir}() */
   binDir?: string;
   /** Extra kube-apiserver flags, appended after ours (e.g. `--feature-gates=...`). */
   extraArgs?: string[];
@@ -92,10 +93,24 @@ export class KubeApiServerError extends KubeError {
   }
 }
 
-/** The folder the binaries are taken from: `$FLEET_KUBE_BIN_DIR`, else `.cache/kube/bin`. */
+/**
+ * The folder the binaries are taken from: `$FLEET_KUBE_BIN_DIR`, else
+ * `<fleetCacheDir()>/kube-<version>-etcd-<version>`, the versions pinned in
+ * `fixtures/kube-apiserver` (where `scripts/build-kube-test-bins.sh` builds them).
+ */
 export function kubeBinDir(): string {
-  return Deno.env.get(KUBE_BIN_DIR_ENV) ??
-    fileURLToPath(new URL("../.cache/kube/bin", import.meta.url));
+  const override = Deno.env.get(KUBE_BIN_DIR_ENV);
+  if (override) return override;
+  const pinned = (file: string, module: string): string => {
+    const text = Deno.readTextFileSync(fileURLToPath(new URL(file, import.meta.url)));
+    const line = new RegExp(`^\\s*(?:require\\s+)?${module.replaceAll(".", "\\.")} (v\\S+)$`, "m");
+    const version = line.exec(text)?.[1];
+    if (version === undefined) throw new KubeApiServerError(`${file} does not pin ${module}`);
+    return version;
+  };
+  const kube = pinned("../fixtures/kube-apiserver/go.mod", "k8s.io/kubernetes");
+  const etcd = pinned("../fixtures/kube-apiserver/etcd/go.mod", "go.etcd.io/etcd/server/v3");
+  return `${fleetCacheDir()}/kube-${kube}-etcd-${etcd}`;
 }
 
 /**

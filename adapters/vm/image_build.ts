@@ -1,6 +1,7 @@
 /**
  * `fleet vm image build`: a Debian base image made from Debian's packages with debootstrap
- * (no cloud image needs downloading), cached under `<cache>/<arch>-<suite>-<recipe hash>/`.
+ * (no cloud image needs downloading), cached under `<cache>/<arch>-<suite>-<recipe hash>/`,
+ * the cache being `~/.cache/fleet/vm-images` unless `--cache-dir` says otherwise.
  *
  * Layout: an MBR disk with one ext4 root partition (made with `mkfs.ext4 -d`, so no loop
  * device or mount is needed), converted to qcow2; the image's kernel and initrd sit beside
@@ -20,9 +21,43 @@ import {
   VmHostError,
   VmImageBuildError,
 } from "../../vm/mod.ts";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { Logger } from "../logger.ts";
+import { fleetCacheDir } from "../cache_dir.ts";
 import { exists, findTool, mustRun, runTool, tail } from "./tools.ts";
+
+/**
+ * Where base images are built and looked for unless told otherwise: `vm-images` in
+ * {@linkcode fleetCacheDir} — under `sudo`, in the invoking user's (`~/.cache/fleet`), so the
+ * image `sudo fleet vm image build` makes is the one their `fleet vm provision` finds.
+ */
+export function defaultImageCacheDir(): string {
+  const invoker = sudoInvoker();
+  return invoker ? `${invoker.home}/.cache/fleet/vm-images` : `${fleetCacheDir()}/vm-images`;
+}
+
+/** Who ran `sudo`, when this process is root because of it: their ids and home. */
+export interface SudoInvoker {
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** The user behind `sudo` (from SUDO_USER/SUDO_UID/SUDO_GID and /etc/passwd), if any. */
+export function sudoInvoker(): SudoInvoker | undefined {
+  const user = Deno.env.get("SUDO_USER");
+  const uid = Number(Deno.env.get("SUDO_UID"));
+  const gid = Number(Deno.env.get("SUDO_GID"));
+  if (Deno.uid() !== 0 || !user || !(uid > 0) || !Number.isInteger(gid)) return undefined;
+  let passwd = "";
+  try {
+    passwd = Deno.readTextFileSync("/etc/passwd");
+  } catch {
+    return undefined;
+  }
+  const home = passwd.split("\n").map((line) => line.split(":")).find((f) => f[0] === user)?.[5];
+  return home ? { uid, gid, home } : undefined;
+}
 
 export interface BuiltImage {
   dir: string;
@@ -49,12 +84,15 @@ export async function findImage(
 
 /**
  * Builds the image of `recipe` unless it is cached.
+ * @param options.owner who gets the folders the build creates (the image's and any missing
+ *   parents), e.g. the {@linkcode sudoInvoker} whose cache it builds into; root otherwise.
  * @throws {VmHostError} when not root or a tool is missing; {VmImageBuildError} naming the step.
  */
 export async function buildImage(
   cacheDir: string,
   recipe: ImageRecipe,
   log: Logger,
+  options: { owner?: { uid: number; gid: number } } = {},
 ): Promise<BuiltImage> {
   const found = await findImage(cacheDir, recipe);
   if (found) return found;
@@ -71,7 +109,11 @@ export async function buildImage(
 
   const key = imageKey(recipe);
   const started = Date.now();
+  const created = await missingFolders(cacheDir);
   await Deno.mkdir(cacheDir, { recursive: true });
+  if (options.owner) {
+    for (const dir of created) await Deno.chown(dir, options.owner.uid, options.owner.gid);
+  }
   // Absolute, because unmounting compares it with the absolute paths in /proc/mounts.
   const work = resolve(cacheDir, `${key}.build-${Deno.pid}`);
   const rootfs = `${work}/rootfs`;
@@ -181,6 +223,12 @@ export async function buildImage(
       await Deno.chmod(`${work}/${name}`, 0o644);
     }
     await Deno.chmod(work, 0o755);
+    if (options.owner) {
+      const { uid, gid } = options.owner;
+      for (const name of ["disk.qcow2", "vmlinuz", "initrd.img", "image.json", ""]) {
+        await Deno.chown(`${work}/${name}`, uid, gid);
+      }
+    }
     const dir = `${cacheDir}/${key}`;
     try {
       await Deno.rename(work, dir);
@@ -214,6 +262,16 @@ export async function buildImage(
     }
     throw error;
   }
+}
+
+/** `path` and those of its parents that do not exist yet, deepest first. */
+async function missingFolders(path: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (let dir = resolve(path); dir !== "/"; dir = dirname(dir)) {
+    if (await exists(dir)) break;
+    missing.push(dir);
+  }
+  return missing;
 }
 
 /**

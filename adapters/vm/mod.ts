@@ -3,7 +3,14 @@
  * VM instances (qemu directly or a libvirt domain). The decisions they carry out are pure, in `vm/`.
  * @module
  */
-export { buildImage, type BuiltImage, findImage } from "./image_build.ts";
+export {
+  buildImage,
+  type BuiltImage,
+  defaultImageCacheDir,
+  findImage,
+  type SudoInvoker,
+  sudoInvoker,
+} from "./image_build.ts";
 export {
   defaultVmsDir,
   destroyVm,
