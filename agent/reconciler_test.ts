@@ -1,87 +1,19 @@
 import assert from "node:assert/strict";
 import {
   ContainerLabels,
-  containerLabels,
-  containerName,
   type DeploymentRef,
   type DesiredEntry,
-  type ObservedContainer,
   type PodmanService,
   refKey,
   Score,
 } from "../core/mod.ts";
 import { createLogger, silentLogger } from "../adapters/logger.ts";
+import { MemoryRuntime } from "../testing/memory_runtime.ts";
 import { Reconciler } from "./reconciler.ts";
 import type { ContainerRuntime } from "./runtime.ts";
 
 const DEVICE = "pi-01";
 const STOP_TIMEOUT = 7;
-
-/** Our ContainerRuntime port in memory: records calls, can be told to fail. */
-class MemoryRuntime implements ContainerRuntime {
-  readonly containers: ObservedContainer[] = [];
-  /** `<method> <subject>` for every call but listManaged. */
-  readonly calls: string[] = [];
-  /** Images whose create fails, with the error message. */
-  readonly failCreate = new Map<string, string>();
-  /** Container names whose removal fails. */
-  readonly failRemove = new Set<string>();
-  #nextId = 1;
-
-  listManaged(deviceId: string): Promise<ObservedContainer[]> {
-    return Promise.resolve(
-      this.containers
-        .filter((c) => c.labels[ContainerLabels.deviceId] === deviceId)
-        .map((c) => ({ ...c })),
-    );
-  }
-  ensureImage(image: string): Promise<void> {
-    this.calls.push(`ensureImage ${image}`);
-    return Promise.resolve();
-  }
-  run(name: string, service: PodmanService, labels: Record<string, string>): Promise<string> {
-    this.calls.push(`run ${name}`);
-    const failure = this.failCreate.get(service.image);
-    if (failure !== undefined) return Promise.reject(new Error(failure));
-    if (this.containers.some((c) => c.name === name)) {
-      return Promise.reject(new Error(`the container name "${name}" is already in use`));
-    }
-    const id = `c${this.#nextId++}`;
-    this.containers.push({ id, name, labels, state: "running", exitCode: 0 });
-    return Promise.resolve(id);
-  }
-  start(containerId: string): Promise<void> {
-    this.calls.push(`start ${containerId}`);
-    const c = this.containers.find((c) => c.id === containerId);
-    if (c) c.state = "running";
-    return Promise.resolve();
-  }
-  remove(containerId: string, stopTimeoutSeconds: number): Promise<void> {
-    const c = this.containers.find((c) => c.id === containerId);
-    this.calls.push(`remove ${c?.name ?? containerId} timeout=${stopTimeoutSeconds}`);
-    if (c && this.failRemove.has(c.name)) {
-      return Promise.reject(new Error(`cannot stop ${c.name}: device busy`));
-    }
-    const i = this.containers.findIndex((c) => c.id === containerId);
-    if (i >= 0) this.containers.splice(i, 1);
-    return Promise.resolve();
-  }
-  /** Puts a container there as a previous agent would have created it. */
-  add(ref: DeploymentRef, service: PodmanService, generation = 1, state = "running"): string {
-    const id = `c${this.#nextId++}`;
-    this.containers.push({
-      id,
-      name: containerName(DEVICE, ref, service.name),
-      labels: containerLabels(DEVICE, ref, generation, service),
-      state,
-      exitCode: 0,
-    });
-    return id;
-  }
-  take(): string[] {
-    return this.calls.splice(0);
-  }
-}
 
 function service(name: string, image: string): PodmanService {
   return { name, image, ports: [], env: [], volumes: [], restartPolicy: "unless-stopped" };
@@ -110,7 +42,7 @@ function reconciler(runtime: ContainerRuntime, log = silentLogger): Reconciler {
 const noneRetained = () => new Set<string>();
 
 Deno.test("Reconciler.pass() creates the missing services of every desired deployment", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   const desired = desiredOf(
     entry(ref("web"), [service("web", "localhost/web:1"), service("cache", "localhost/cache:1")]),
     entry(ref("api", "team-a"), [service("api", "localhost/api:1")], 4),
@@ -140,7 +72,7 @@ Deno.test("Reconciler.pass() creates the missing services of every desired deplo
 });
 
 Deno.test("Reconciler.pass() makes no runtime calls when the device has converged", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   const desired = desiredOf(entry(ref("web"), [service("web", "localhost/web:1")]));
   const r = reconciler(runtime);
   await r.pass({ deviceId: DEVICE, desired, retained: noneRetained });
@@ -157,7 +89,7 @@ Deno.test("Reconciler.pass() makes no runtime calls when the device has converge
 });
 
 Deno.test("Reconciler.pass() reports a failing create as Failed and carries on with the rest", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   runtime.failCreate.set("localhost/broken:1", "image localhost/broken:1 not found");
   const lines: string[] = [];
   const log = createLogger({ timestamps: false, write: (line) => lines.push(line) });
@@ -199,7 +131,7 @@ Deno.test("Reconciler.pass() reports a failing create as Failed and carries on w
 });
 
 Deno.test("Reconciler.pass() reports an unrunnable desired entry as Failed and touches nothing", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   runtime.add(ref("web"), service("web", "localhost/web:1"));
   const desired = new Map<string, DesiredEntry>([[
     "default.web",
@@ -218,7 +150,7 @@ Deno.test("Reconciler.pass() reports an unrunnable desired entry as Failed and t
 });
 
 Deno.test("Reconciler.pass() keeps retained deployments and reports them as lingering", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   runtime.add(ref("old"), service("old", "localhost/old:1"));
   runtime.add(ref("web"), service("web", "localhost/web:1"));
   const desired = desiredOf(entry(ref("web"), [service("web", "localhost/web:1")]));
@@ -248,7 +180,7 @@ Deno.test("Reconciler.pass() keeps retained deployments and reports them as ling
 });
 
 Deno.test("Reconciler.pass() counts a deployment whose removal failed as lingering", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   runtime.add(ref("old"), service("old", "localhost/old:1"));
   runtime.failRemove.add("fleet_pi-01_default_old_old");
   const r = reconciler(runtime);
@@ -263,7 +195,7 @@ Deno.test("Reconciler.pass() counts a deployment whose removal failed as lingeri
 });
 
 Deno.test("Reconciler.pass() removes before it creates, so names and ports are free", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   runtime.add(ref("old"), service("old", "localhost/old:1"));
   runtime.add(ref("web"), service("web", "localhost/web:1"));
   const desired = desiredOf(
@@ -289,7 +221,7 @@ Deno.test("Reconciler.pass() removes before it creates, so names and ports are f
 });
 
 Deno.test("Reconciler.pass() skips a deployment's create after its remove failed", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   runtime.add(ref("web"), service("web", "localhost/web:1"));
   runtime.failRemove.add("fleet_pi-01_default_web_web");
   const desired = desiredOf(
@@ -318,7 +250,7 @@ Deno.test("Reconciler.pass() skips a deployment's create after its remove failed
 });
 
 Deno.test("Reconciler.pass() starts a container that was created but not started", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   const id = runtime.add(ref("web"), service("web", "localhost/web:1"), 1, "created");
   const desired = desiredOf(entry(ref("web"), [service("web", "localhost/web:1")]));
   const result = await reconciler(runtime).pass({
@@ -331,7 +263,7 @@ Deno.test("Reconciler.pass() starts a container that was created but not started
 });
 
 Deno.test("Reconciler.pass() throws only when the runtime cannot be listed", async () => {
-  const runtime = new MemoryRuntime();
+  const runtime = new MemoryRuntime(DEVICE);
   runtime.listManaged = () => Promise.reject(new Error("podman socket not found"));
   await assert.rejects(
     reconciler(runtime).pass({ deviceId: DEVICE, desired: new Map(), retained: noneRetained }),

@@ -1,0 +1,253 @@
+/**
+ * The agent's cadences and grace period on a fake clock: a real nats-server, the in-memory
+ * container runtime, and time that moves only when the test says so.
+ */
+import assert from "node:assert/strict";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { KV } from "@nats-io/kv";
+import { Buckets, DeviceInfo, Heartbeat, keys, parseJsonWith } from "../core/mod.ts";
+import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
+import { waitFor } from "../sandbox/local_fleet.ts";
+import { FakeClock } from "../testing/fake_clock.ts";
+import { MemoryRuntime } from "../testing/memory_runtime.ts";
+import { captureLogger, eventually } from "../testing/nats.ts";
+import { Agent } from "./agent.ts";
+import { AgentConfig } from "./config.ts";
+
+const DEVICE = "pi-01";
+const T0 = Date.parse("2026-02-01T06:00:00Z");
+const INTERVALS = {
+  heartbeat_seconds: 10,
+  relist_seconds: 30,
+  republish_seconds: 300,
+  orphan_grace_seconds: 60,
+  stop_timeout_seconds: 5,
+};
+
+/** A desired-state value as the operator writes it. */
+function desired(name: string): string {
+  return JSON.stringify({
+    namespace: "default",
+    name,
+    generation: 1,
+    score: { type: "PodmanV0", data: { services: [{ name, image: `localhost/${name}:1` }] } },
+  });
+}
+
+const desiredKey = (name: string) => keys.desiredState(DEVICE, { namespace: "default", name });
+
+/** A nats-server with the buckets the operator would have created, and an in-memory runtime. */
+class Fixture implements AsyncDisposable {
+  readonly runtime = new MemoryRuntime(DEVICE);
+  /** Monotonic time of every reconcile pass (each lists the containers once). */
+  readonly passes: number[] = [];
+
+  private constructor(
+    readonly ns: NatsServer,
+    readonly nc: NatsConnection,
+    readonly desired: KV,
+    readonly info: KV,
+    readonly heartbeats: KV,
+    readonly stateDir: string,
+  ) {}
+
+  static async start(): Promise<Fixture> {
+    const ns = await startNatsServer();
+    const nc = await connectNats({
+      servers: [ns.url],
+      credentials: noCredentials(),
+      name: "agent-test",
+      logger: silentLogger,
+    });
+    const bucket = (name: string) => ensureBucket(nc, name, { replicas: 1, history: 1 });
+    await bucket(Buckets.deviceState);
+    return new Fixture(
+      ns,
+      nc,
+      await bucket(Buckets.desiredState),
+      await bucket(Buckets.deviceInfo),
+      await bucket(Buckets.deviceHeartbeat),
+      await Deno.makeTempDir({ prefix: "fleet-agent-test-" }),
+    );
+  }
+
+  /** Runs an agent on `clock` until the returned stop() is called. */
+  run(clock: FakeClock) {
+    const { logger, lines } = captureLogger("info");
+    const listManaged = this.runtime.listManaged.bind(this.runtime);
+    this.runtime.listManaged = (deviceId) => {
+      this.passes.push(clock.monotonic());
+      return listManaged(deviceId);
+    };
+    const agent = new Agent({
+      config: AgentConfig.parse({
+        device_id: DEVICE,
+        state_dir: this.stateDir,
+        nats: { urls: [this.ns.url] },
+        podman: { socket: "/nonexistent/podman.sock" },
+        intervals: INTERVALS,
+      }),
+      credentials: noCredentials(),
+      runtime: this.runtime,
+      log: logger,
+      version: "0.0.0-test",
+      runtimeDescription: "in memory",
+      clock,
+    });
+    const controller = new AbortController();
+    const done = agent.run(controller.signal);
+    return {
+      /** Resolves once the desired state was read from NATS and acted on. */
+      ready: async () => {
+        await eventually("the desired state read", () => lines.some((l) => l.includes("Read the")));
+        await eventually("a pass after the read", () => agent.passes >= 2);
+      },
+      stop: async () => {
+        controller.abort();
+        await done;
+        this.runtime.listManaged = listManaged;
+      },
+    };
+  }
+
+  names(): string[] {
+    return this.runtime.containers.map((c) => c.name).sort();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.nc.close();
+    await this.ns.stop();
+    await Deno.remove(this.stateDir, { recursive: true });
+  }
+}
+
+/** The last pass's time; the next one is due a relist later. */
+function lastPass(f: Fixture): number {
+  const at = f.passes.at(-1);
+  assert.ok(at !== undefined, "a pass has run");
+  return at;
+}
+
+Deno.test("Agent relists every relist_seconds: a container removed by hand comes back", async () => {
+  await using f = await Fixture.start();
+  await f.desired.put(desiredKey("web"), desired("web"));
+  const clock = new FakeClock(T0);
+  const run = f.run(clock);
+  try {
+    await run.ready();
+    await eventually("web created", () => f.runtime.containers.length === 1);
+    // Lets the quick pass that confirms an action run, so the relist cadence holds from here.
+    await clock.advance(1_000);
+    f.runtime.containers.length = 0;
+    f.runtime.take();
+
+    const relistMs = INTERVALS.relist_seconds * 1000;
+    await clock.advance(lastPass(f) + relistMs - 1 - clock.monotonic());
+    assert.deepEqual(f.runtime.take(), [], "nothing happens before the relist is due");
+    await clock.advance(1);
+    await eventually("web back", () => f.runtime.containers.length === 1);
+    assert.deepEqual(f.runtime.take(), [
+      "ensureImage localhost/web:1",
+      `run fleet_${DEVICE}_default_web_web`,
+    ]);
+  } finally {
+    await run.stop();
+  }
+});
+
+Deno.test("Agent keeps the containers of a deployment gone from a complete read for the orphan grace period, whatever the wall clock does", async () => {
+  await using f = await Fixture.start();
+  await f.desired.put(desiredKey("web"), desired("web"));
+  await f.desired.put(desiredKey("api"), desired("api"));
+  const first = f.run(new FakeClock(T0));
+  await first.ready();
+  await eventually("both created", () => f.runtime.containers.length === 2);
+  await first.stop(); // the disk cache now holds both
+
+  // The bucket is wiped and rebuilt while the agent is away; only web comes back so far.
+  await f.desired.destroy();
+  const rebuilt = await ensureBucket(f.nc, Buckets.desiredState, { replicas: 1, history: 1 });
+  await rebuilt.put(desiredKey("web"), desired("web"));
+  f.runtime.take();
+
+  const clock = new FakeClock(T0);
+  const run = f.run(clock);
+  try {
+    await run.ready();
+    const graceMs = INTERVALS.orphan_grace_seconds * 1000;
+    // NTP steps the wall clock an hour forward: the grace period is timed on the monotonic one.
+    clock.jump(3_600_000);
+    await clock.advance(graceMs - 1);
+    assert.ok(f.passes.filter((at) => at > 0).length >= 1, "relists ran within the grace");
+    assert.deepEqual(f.names(), [
+      `fleet_${DEVICE}_default_api_api`,
+      `fleet_${DEVICE}_default_web_web`,
+    ]);
+    assert.deepEqual(f.runtime.take(), [], "nothing removed or recreated");
+
+    await clock.advance(INTERVALS.relist_seconds * 1000);
+    await eventually("api removed", () => f.runtime.containers.length === 1);
+    assert.deepEqual(f.runtime.take(), [
+      `remove fleet_${DEVICE}_default_api_api timeout=${INTERVALS.stop_timeout_seconds}`,
+    ]);
+    assert.deepEqual(f.names(), [`fleet_${DEVICE}_default_web_web`]);
+  } finally {
+    await run.stop();
+  }
+});
+
+Deno.test("Agent heartbeats every heartbeat_seconds, stamped with its own clock", async () => {
+  await using f = await Fixture.start();
+  const clock = new FakeClock(T0);
+  const run = f.run(clock);
+  const beat = async () => {
+    const entry = await f.heartbeats.get(keys.heartbeat(DEVICE));
+    return entry ? parseJsonWith(Heartbeat, entry.string(), "heartbeat").at : undefined;
+  };
+  const beatAt = (at: number) =>
+    waitFor(`a heartbeat at ${at}`, async () => await beat() === at || undefined, 10_000, 20);
+  try {
+    await run.ready();
+    // One heartbeat as soon as NATS answers, then one every heartbeat_seconds of the clock.
+    await beatAt(T0);
+    const heartbeatMs = INTERVALS.heartbeat_seconds * 1000;
+    await clock.advance(heartbeatMs - 1);
+    assert.equal(await beat(), T0, "none before the interval is up");
+    await clock.advance(1);
+    await beatAt(T0 + heartbeatMs);
+    await clock.advance(heartbeatMs);
+    await beatAt(T0 + 2 * heartbeatMs);
+  } finally {
+    await run.stop();
+  }
+});
+
+Deno.test("Agent republishes its DeviceInfo every republish_seconds, so a lost entry comes back", async () => {
+  await using f = await Fixture.start();
+  const clock = new FakeClock(T0);
+  const run = f.run(clock);
+  const info = async () => {
+    const entry = await f.info.get(keys.deviceInfo(DEVICE));
+    return entry?.operation === "PUT"
+      ? parseJsonWith(DeviceInfo, entry.string(), "device info")
+      : undefined;
+  };
+  try {
+    await run.ready();
+    const published = await waitFor("DeviceInfo published", info, 10_000, 20);
+    assert.equal(published.updatedAt, new Date(T0).toISOString());
+
+    // The entry is lost (a bucket rolled back): heartbeats alone do not bring it back.
+    await f.info.delete(keys.deviceInfo(DEVICE));
+    const republishMs = INTERVALS.republish_seconds * 1000;
+    await clock.advance(republishMs - 1);
+    assert.equal(await info(), undefined);
+    await clock.advance(1);
+    const again = await waitFor("DeviceInfo republished", info, 10_000, 20);
+    assert.equal(again.updatedAt, new Date(T0 + republishMs).toISOString());
+  } finally {
+    await run.stop();
+  }
+});
