@@ -15,6 +15,8 @@ import {
 } from "@nats-io/jwt";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Logger } from "../adapters/logger.ts";
+import { systemClock } from "../adapters/clock.ts";
+import type { Clock } from "../core/clock.ts";
 import type { NatsPermissions } from "../core/permissions.ts";
 import { authorize, type AuthorizerPolicy, type Decision } from "./authorizer.ts";
 import { decodeAuthorizationRequest } from "./keys.ts";
@@ -59,8 +61,12 @@ export interface CalloutServiceOptions {
   logger: Logger;
   /** @default "fleet-callout" */
   queue?: string;
-  /** The clock, epoch ms. @default Date.now */
-  now?: () => number;
+  /**
+   * Its wall clock judges token expiry and dates the user JWTs' expiry; its monotonic clock
+   * times each answer for the log.
+   * @default systemClock
+   */
+  clock?: Clock;
 }
 
 /** Counters of what the service decided since it started. */
@@ -96,14 +102,14 @@ class Callout implements CalloutService {
   readonly stats: CalloutStats = { allowed: 0, refused: 0, dropped: 0 };
   readonly #o: CalloutServiceOptions;
   readonly #log: Logger;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #inflight = new Set<Promise<void>>();
   #sub: Subscription | undefined;
 
   constructor(options: CalloutServiceOptions) {
     this.#o = options;
     this.#log = options.logger.with({ component: "callout" });
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
   }
 
   async start(): Promise<void> {
@@ -142,10 +148,10 @@ class Callout implements CalloutService {
   }
 
   async #handle(msg: Msg): Promise<void> {
-    const started = performance.now();
+    const started = this.#clock.monotonic();
     const serverXkey = msg.headers?.get(SERVER_XKEY_HEADER) ?? "";
     const outcome = await this.#answer(msg, serverXkey);
-    const ms = Math.round((performance.now() - started) * 10) / 10;
+    const ms = Math.round((this.#clock.monotonic() - started) * 10) / 10;
     if (outcome.kind === "dropped") {
       this.stats.dropped++;
       return;
@@ -238,7 +244,7 @@ class Callout implements CalloutService {
           : `the token could not be verified: ${errorMessage(err)}`,
       };
     }
-    return authorize(verified, this.#o.policy, this.#now());
+    return authorize(verified, this.#o.policy, this.#clock.now());
   }
 
   async #response(request: AuthorizationRequest, decision: Decision): Promise<string> {

@@ -1,0 +1,140 @@
+/**
+ * The auth callout on a real nats-server started with the generated config, running
+ * in-process, with a local issuer whose tokens a test verifier checks against a local key
+ * set: for the callout's tests and its bench.
+ */
+
+import { join } from "node:path";
+import { connect } from "@nats-io/transport-node";
+import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
+import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { deviceInboxPrefix } from "../core/permissions.ts";
+import { authorizerPolicy, loadCalloutConfig, loadCalloutKeys } from "../callout/config.ts";
+import { curveKeyFromSeed, generateSeeds } from "../callout/keys.ts";
+import { calloutServerConfig, serverSettings } from "../callout/nats_config.ts";
+import { startCalloutService, type TokenVerifier, type VerifiedToken } from "../callout/service.ts";
+import { startNatsServer } from "../sandbox/nats_server.ts";
+import { captureLogger } from "./nats.ts";
+
+const ISSUER = "https://idp.test/realms/fleet";
+const AUDIENCE = "fleet-nats";
+
+/** What the OIDC adapter's TokenRejectedError looks like to the service. */
+class TestTokenRejected extends Error {
+  override name = "TestTokenRejected";
+  constructor(readonly reason: string) {
+    super(`Token rejected: ${reason}`);
+  }
+}
+
+/** A local issuer: signs tokens and verifies them like the real verifier would. */
+async function localIssuer() {
+  const { privateKey, publicKey } = await generateKeyPair("ES256");
+  const jwk = { ...await exportJWK(publicKey), kid: "k1", alg: "ES256" };
+  const keySet = createLocalJWKSet({ keys: [jwk] });
+  const verifier: TokenVerifier = {
+    async verify(token: string): Promise<VerifiedToken> {
+      try {
+        const { payload } = await jwtVerify(token, keySet, { issuer: ISSUER, audience: AUDIENCE });
+        return { claims: payload, expiresAt: (payload.exp ?? 0) * 1000 };
+      } catch (err) {
+        throw new TestTokenRejected(err instanceof Error ? err.message : String(err));
+      }
+    },
+  };
+  const mint = (
+    sub: string,
+    roles: string[],
+    options: { expiresInSeconds?: number; signer?: CryptoKey } = {},
+  ) =>
+    new SignJWT({ roles })
+      .setProtectedHeader({ alg: "ES256", kid: "k1" })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setSubject(sub)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + (options.expiresInSeconds ?? 600))
+      .sign(options.signer ?? privateKey);
+  return { verifier, mint };
+}
+
+/** A config file, seeds and password on disk, as an operator would write them. */
+async function writeConfig(dir: string, encrypted: boolean): Promise<string> {
+  const { issuerSeed, xkeySeed } = generateSeeds();
+  await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
+  await Deno.writeTextFile(join(dir, "xkey.nk"), xkeySeed, { mode: 0o600 });
+  await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
+  const path = join(dir, "callout.toml");
+  await Deno.writeTextFile(
+    path,
+    `
+[nats]
+urls = ["nats://127.0.0.1:4222"]
+user = "fleet-callout"
+password_file = "${join(dir, "password")}"
+
+[account]
+name = "FLEET"
+issuer_seed_file = "${join(dir, "issuer.nk")}"
+${encrypted ? `xkey_seed_file = "${join(dir, "xkey.nk")}"` : ""}
+
+[oidc]
+issuer = "${ISSUER}"
+audience = "${AUDIENCE}"
+roles = { fleet-device = "device", fleet-operator = "operator" }
+
+[jwt]
+max_ttl_seconds = 600
+`,
+  );
+  return path;
+}
+
+/** nats-server with the generated block, the callout running in-process, a local issuer. */
+export async function startCalloutFixture(
+  encrypted: boolean,
+  serviceXkey: "configured" | "none" | "other" = "configured",
+) {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-callout-" });
+  const path = await writeConfig(dir, encrypted);
+  const config = await loadCalloutConfig(path);
+  const keys = await loadCalloutKeys(config, path);
+  const ns = await startNatsServer({
+    extraConfig: calloutServerConfig(serverSettings(config, keys)),
+  });
+  const { logger, lines } = captureLogger("info");
+  installConnectionResetGuard(silentLogger);
+  const calloutNc = await connect({ servers: ns.url, user: "fleet-callout", pass: keys.password });
+  const issuer = await localIssuer();
+  const service = await startCalloutService({
+    nc: calloutNc,
+    verifier: issuer.verifier,
+    policy: authorizerPolicy(config),
+    account: config.account.name,
+    issuer: keys.issuer,
+    ...(keys.xkey && serviceXkey === "configured" ? { xkey: keys.xkey } : {}),
+    ...(serviceXkey === "other" ? { xkey: curveKeyFromSeed(generateSeeds().xkeySeed) } : {}),
+    logger,
+  });
+  const connectAs = (token: string, deviceId?: string) =>
+    connect({
+      servers: ns.url,
+      token,
+      reconnect: false,
+      ...(deviceId ? { inboxPrefix: deviceInboxPrefix(deviceId) } : {}),
+    });
+  return {
+    ns,
+    lines,
+    service,
+    mint: issuer.mint,
+    connectAs,
+    async [Symbol.asyncDispose]() {
+      await service.stop();
+      await calloutNc.close();
+      await ns[Symbol.asyncDispose]();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
