@@ -3,7 +3,7 @@
  * cost estimate acceptable, no drift from the zod schemas, and golden files.
  *
  * Golden files: fixtures/crds/deployment.yaml and device.yaml. After an intended change,
- * regenerate them with `FLEET_UPDATE_GOLDEN=1 deno test -A core/crds_test.ts` and review the
+ * regenerate them with `FLEET_UPDATE_GOLDEN=1 deno test -A crd/crds_test.ts` and review the
  * diff. (They were checked against a real kube-apiserver 1.34: both install, and each CEL
  * rule rejects its case with its message.)
  */
