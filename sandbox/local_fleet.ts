@@ -102,6 +102,8 @@ export class LocalFleet implements AsyncDisposable {
   readonly podman: PodmanClient;
   readonly log: Logger;
   readonly agents = new Map<string, RunningAgent>();
+  /** Every device an agent of this fleet ran as, stopped ones included: its containers. */
+  readonly #devices = new Set<string>();
   readonly #options: LocalFleetOptions;
   readonly #stateRoot: string;
   #operator: RunningOperator | undefined;
@@ -282,6 +284,7 @@ export class LocalFleet implements AsyncDisposable {
     const done = agent.run(controller.signal).catch((error) => {
       log.error(`Agent stopped: ${(error as Error).message}`);
     });
+    this.#devices.add(device.deviceId);
     this.agents.set(device.deviceId, {
       agent,
       stop: async () => {
@@ -298,11 +301,18 @@ export class LocalFleet implements AsyncDisposable {
     this.agents.delete(deviceId);
   }
 
-  /** Containers the fleet's agents manage, by device. */
+  /**
+   * The containers of device `deviceId`, or of every device this fleet's agents ran as. The
+   * machine's podman storage is shared (other tests, other fleets, a person's own containers),
+   * so it is never "every managed container": always filtered by the device-id label.
+   */
   async containers(deviceId?: string) {
     const filter: Record<string, string> = { [ContainerLabels.managedBy]: MANAGED_BY };
     if (deviceId) filter[ContainerLabels.deviceId] = deviceId;
-    return await this.podman.listContainers(filter);
+    const found = await this.podman.listContainers(filter);
+    return deviceId
+      ? found
+      : found.filter((c) => this.#devices.has(c.labels[ContainerLabels.deviceId] ?? ""));
   }
 
   /**
@@ -318,14 +328,14 @@ export class LocalFleet implements AsyncDisposable {
         problems.push(`${what}: ${(error as Error).message}`);
       }
     };
-    const devices = [...this.agents.keys()];
-    for (const id of devices) await step(`stopping agent ${id}`, () => this.stopAgent(id));
+    for (const id of [...this.agents.keys()]) {
+      await step(`stopping agent ${id}`, () => this.stopAgent(id));
+    }
     await step("stopping the operator", () => this.stopOperator());
     await step("closing the client connection", async () => await this.#client?.close());
+    // Those of agents stopped earlier too (a story that stops one and never restarts it).
     await step("removing the agents' containers", async () => {
-      for (const deviceId of devices) {
-        for (const c of await this.containers(deviceId)) await this.podman.removeContainer(c.id);
-      }
+      for (const c of await this.containers()) await this.podman.removeContainer(c.id);
     });
     this.podman.close();
     await step("stopping the podman service", () => this.podmanService.stop());
