@@ -1,8 +1,14 @@
 /** What /proc says about a benchmarked process. */
 
-/** Resident and peak memory (kB) and user+system CPU ticks (1/100 s). */
+/**
+ * Resident and peak memory (kB), the resident part that maps files (for Deno: mostly the
+ * runtime binary's code and data) and the anonymous part (V8 heap, allocator), and
+ * user+system CPU ticks (1/100 s).
+ */
 export interface ProcSample {
   rssKb: number;
+  rssFileKb: number;
+  rssAnonKb: number;
   hwmKb: number;
   cpuTicks: number;
 }
@@ -14,6 +20,8 @@ export function procSample(pid: number | "self"): ProcSample | undefined {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
     return {
       rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0),
+      rssFileKb: Number(/RssFile:\s+(\d+)/.exec(status)?.[1] ?? 0),
+      rssAnonKb: Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0),
       hwmKb: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0),
       cpuTicks: Number(stat[11]) + Number(stat[12]),
     };

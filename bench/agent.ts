@@ -4,7 +4,11 @@
  * CPU with K deployments, and an agent restart that must confirm K unchanged deployments
  * without recreating any. Prints one line of figures, last.
  *
- * `deno task bench:agent [--deployments 20] [--idle 10] [--idle-seconds 60]`
+ * The agent runs as the package runs it (`--program package`, the default): the bundle split
+ * at main.ts's dynamic imports, the launcher's flags and the unit's V8 flags; `--program
+ * source` runs `deno run main.ts` instead.
+ *
+ * `deno task bench:agent [--deployments 20] [--idle 10] [--idle-seconds 60] [--program package]`
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -21,6 +25,7 @@ import { NatsDeploymentSource, Operator } from "../operator/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { type ProcSample, procSample } from "./_proc.ts";
+import { AGENT_V8_FLAGS, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const { values } = parseArgs({
@@ -29,8 +34,12 @@ const { values } = parseArgs({
     deployments: { type: "string", default: "20" },
     idle: { type: "string", default: "10" },
     "idle-seconds": { type: "string", default: "60" },
+    program: { type: "string", default: "package" },
   },
 });
+if (values.program !== "package" && values.program !== "source") {
+  throw new Error(`--program must be "package" or "source", got "${values.program}"`);
+}
 const total = Number(values.deployments);
 const idleCount = Math.min(Number(values.idle), total);
 const idleSeconds = Number(values["idle-seconds"]);
@@ -48,10 +57,24 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
+/** How the agent is started: `deno run` arguments before `agent run ...`, and environment. */
+async function agentProgram(dir: string): Promise<{ args: string[]; env: Record<string, string> }> {
+  if (values.program === "source") return { args: ["run", "-A", MAIN], env: {} };
+  const bundled = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--quiet", "--minify", "--code-splitting", "--outdir", `${dir}/app`, MAIN],
+  }).output();
+  if (!bundled.success) throw new Error(new TextDecoder().decode(bundled.stderr));
+  return {
+    args: ["run", ...LAUNCHER_RUN_FLAGS, `${dir}/app/main.js`],
+    env: { DENO_V8_FLAGS: AGENT_V8_FLAGS, DENO_DIR: `${dir}/deno-dir` },
+  };
+}
+
 /** A `fleet agent run` child whose stderr lines are kept. */
 function startAgent(config: string) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "agent", "run", "--config", config, "--log-level", "info"],
+    args: [...program.args, "agent", "run", "--config", config, "--log-level", "info"],
+    env: program.env,
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -116,6 +139,7 @@ const deployment = (i: number) =>
     selector: { matchLabels: { site: "bench" } },
   });
 
+const program = await agentProgram(dir);
 let agent = startAgent(config);
 try {
   await waitFor(
@@ -184,9 +208,11 @@ try {
   printLine(
     `agent bench: apply→running p50=${percentile(latencies, 50).toFixed(0)}ms p99=${
       percentile(latencies, 99).toFixed(0)
-    }ms over ${total} deployments; idle with ${idleCount}: rss=${
+    }ms over ${total} deployments; program=${values.program}; idle with ${idleCount}: rss=${
       (b.rssKb / 1024).toFixed(1)
-    }MB cpu=${
+    }MB (file-backed ${(b.rssFileKb / 1024).toFixed(1)}MB, anonymous ${
+      (b.rssAnonKb / 1024).toFixed(1)
+    }MB) cpu=${
       cpuPercent.toFixed(2)
     }% of a core over ${idleSeconds}s; restart confirmed ${idleCount} unchanged in ${
       (confirmedMs / 1000).toFixed(2)

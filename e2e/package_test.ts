@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { buildPackages, projectVersion } from "../packaging/build.ts";
-import { DebPaths } from "../packaging/deb.ts";
+import { DebPaths, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
 import { startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 
@@ -36,10 +36,7 @@ function qemuFleet(root: string, args: string[]): string[] {
     ARM64_SYSROOT,
     `${root}/${DebPaths.runtime}`,
     "run",
-    "--allow-all",
-    "--no-config",
-    "--no-lock",
-    "--no-code-cache",
+    ...LAUNCHER_RUN_FLAGS,
     `${root}/${DebPaths.program}`,
     ...args,
   ];

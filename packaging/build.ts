@@ -64,13 +64,16 @@ export async function buildPackages(
   await Deno.mkdir(options.outDir, { recursive: true });
   const work = await Deno.makeTempDir({ prefix: "fleet-package-" });
   try {
-    const bundle = `${work}/fleet.js`;
+    // Split at main.ts's dynamic imports: `fleet agent run` loads the agent's chunks only
+    // (one bundle of everything made the idle agent 96 MB resident instead of 69 MB).
+    const app = `${work}/app`;
     await runTool(Deno.execPath(), [
       "bundle",
       "--quiet",
       "--minify",
-      "--output",
-      bundle,
+      "--code-splitting",
+      "--outdir",
+      app,
       `${ROOT}/main.ts`,
     ], ROOT);
     const built: BuiltPackage[] = [];
@@ -80,8 +83,12 @@ export async function buildPackages(
       await Deno.mkdir(`${root}/usr/lib/fleet`, { recursive: true });
       await Deno.copyFile(runtime, `${root}/${DebPaths.runtime}`);
       await Deno.chmod(`${root}/${DebPaths.runtime}`, 0o755);
-      await Deno.copyFile(bundle, `${root}/${DebPaths.program}`);
-      await Deno.chmod(`${root}/${DebPaths.program}`, 0o644);
+      await Deno.mkdir(`${root}/${DebPaths.programDir}`, { recursive: true });
+      for await (const chunk of Deno.readDir(app)) {
+        const target = `${root}/${DebPaths.programDir}/${chunk.name}`;
+        await Deno.copyFile(`${app}/${chunk.name}`, target);
+        await Deno.chmod(target, 0o644);
+      }
       await writeFile(root, DebPaths.launcher, launcherScript(), 0o755);
       await writeFile(root, DebPaths.unit, agentUnit(), 0o644);
       await Deno.mkdir(`${root}/${DebPaths.configDir}`, { recursive: true });

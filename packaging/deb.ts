@@ -21,7 +21,9 @@ export type DebArch = keyof typeof DEB_ARCHES;
 export const DebPaths = {
   launcher: "usr/bin/fleet",
   runtime: "usr/lib/fleet/deno",
-  program: "usr/lib/fleet/fleet.js",
+  /** The bundled program, split into the entry point and the chunks it loads on demand. */
+  programDir: "usr/lib/fleet/app",
+  program: "usr/lib/fleet/app/main.js",
   unit: "lib/systemd/system/fleet-agent.service",
   configDir: "etc/fleet-agent",
 } as const;
@@ -69,6 +71,15 @@ export function controlFile(
  * script so an unpacked package (`dpkg-deb -x`) runs in place; caches go to the caller's
  * DENO_DIR or a private temp dir, never to a home directory the service user may lack.
  */
+/** How the launcher runs the bundle: no project config, lockfile or code cache to find. */
+export const LAUNCHER_RUN_FLAGS = ["--allow-all", "--no-config", "--no-lock", "--no-code-cache"];
+
+/**
+ * V8 settings of the agent's unit: a 1 MiB young generation instead of V8's default keeps an
+ * idle agent about 4 MB smaller (bench:agent); it allocates little, so scavenges stay rare.
+ */
+export const AGENT_V8_FLAGS = "--max-semi-space-size=1";
+
 export function launcherScript(): string {
   return `#!/bin/sh
 # Fleet: runs the bundled program with the Deno runtime shipped in this package.
@@ -79,7 +90,7 @@ export DENO_NO_UPDATE_CHECK=1
 export DENO_NO_PROMPT=1
 : "\${DENO_DIR:=\${CACHE_DIRECTORY:-\${TMPDIR:-/tmp}/fleet-deno-$(id -u)}}"
 export DENO_DIR
-exec "$lib/deno" run --allow-all --no-config --no-lock --no-code-cache "$lib/fleet.js" "$@"
+exec "$lib/deno" run ${LAUNCHER_RUN_FLAGS.join(" ")} "$lib/app/main.js" "$@"
 `;
 }
 
@@ -108,6 +119,7 @@ RestartMaxDelaySec=2min
 CacheDirectory=fleet-agent
 StateDirectory=fleet-agent
 Environment=NO_COLOR=1
+Environment=DENO_V8_FLAGS=${AGENT_V8_FLAGS}
 StandardOutput=journal
 StandardError=journal
 SyslogIdentifier=fleet-agent

@@ -51,6 +51,8 @@ Deno.test("the agent unit restarts forever with backoff after the network is up,
   has("StandardOutput=journal");
   has("SyslogIdentifier=fleet-agent");
   has("WantedBy=multi-user.target");
+  // A smaller V8 young generation for the agent only (bench:agent: about 4 MB less idle).
+  has("Environment=DENO_V8_FLAGS=--max-semi-space-size=1");
 });
 
 Deno.test("the agent's drop-in orders it after its user's systemd, which holds podman", () => {
