@@ -50,11 +50,24 @@ export function kvmProbeArgs(bootSectorPath: string, accel: "kvm" | "tcg" = "kvm
 export function chooseAccel(input: {
   guestArch: string;
   hostArch: string;
+  /**
+   * Whether the x86 CPU has VT-x or AMD-V (`vmx`/`svm` in /proc/cpuinfo). Without either,
+   * an openable /dev/kvm is paravirtualised (PVM): it runs the real-mode probe but hangs a
+   * normal kernel before its first console line. Undefined: not known (not checked).
+   */
+  hardwareVirt?: boolean;
   /** qemu's exit code, "timeout" when it neither exited nor failed, undefined: no probe. */
   kvmProbeExitCode: number | "timeout" | undefined;
 }): { accel: "kvm" | "tcg"; why: string } {
   if (input.guestArch !== input.hostArch) {
     return { accel: "tcg", why: `a ${input.guestArch} guest on a ${input.hostArch} host` };
+  }
+  if (input.hardwareVirt === false) {
+    return {
+      accel: "tcg",
+      why: "the CPU has no VT-x/AMD-V (vmx/svm), so /dev/kvm is paravirtualised (PVM) and " +
+        "runs only guests built for it",
+    };
   }
   if (input.kvmProbeExitCode === undefined) return { accel: "tcg", why: "no usable /dev/kvm" };
   if (input.kvmProbeExitCode === "timeout") {

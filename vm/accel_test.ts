@@ -37,3 +37,25 @@ Deno.test("chooseAccel() uses KVM only when the probe ran a guest of the host's 
     /timed out/,
   );
 });
+
+Deno.test("chooseAccel() takes TCG on an x86 CPU without VT-x/AMD-V, whatever the probe did", () => {
+  // PVM: /dev/kvm opens and runs the real-mode probe, then hangs a normal kernel.
+  const pvm = chooseAccel({
+    guestArch: "x86_64",
+    hostArch: "x86_64",
+    hardwareVirt: false,
+    kvmProbeExitCode: 99,
+  });
+  assert.equal(pvm.accel, "tcg");
+  assert.match(pvm.why, /no VT-x\/AMD-V .*paravirtualised \(PVM\)/);
+  assert.equal(
+    chooseAccel({
+      guestArch: "x86_64",
+      hostArch: "x86_64",
+      hardwareVirt: true,
+      kvmProbeExitCode: 99,
+    })
+      .accel,
+    "kvm",
+  );
+});

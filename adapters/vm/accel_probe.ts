@@ -50,13 +50,29 @@ async function runProbe(): Promise<number | "timeout"> {
   }
 }
 
+/** On x86: whether /proc/cpuinfo shows VT-x or AMD-V; undefined elsewhere or unreadable. */
+async function hardwareVirt(): Promise<boolean | undefined> {
+  if (hostArch() !== "x86_64") return undefined;
+  try {
+    return /^flags\s*:.*\b(vmx|svm)\b/m.test(await Deno.readTextFile("/proc/cpuinfo"));
+  } catch {
+    return undefined;
+  }
+}
+
 /** KVM when the host has the guest's architecture and the probe ran; TCG otherwise. */
 export async function detectAccel(guestArch: VmArch): Promise<{ accel: Accel; why: string }> {
   const host = hostArch();
+  const virt = host === guestArch ? await hardwareVirt() : undefined;
   let probe: number | "timeout" | undefined;
-  if (host === guestArch && await kvmUsable()) {
+  if (host === guestArch && virt !== false && await kvmUsable()) {
     // The probe is x86 code; on an arm64 host an openable /dev/kvm is trusted as it is.
     probe = host === "x86_64" ? await runProbe() : PROBE_EXIT_CODE;
   }
-  return chooseAccel({ guestArch, hostArch: host, kvmProbeExitCode: probe });
+  return chooseAccel({
+    guestArch,
+    hostArch: host,
+    ...(virt !== undefined ? { hardwareVirt: virt } : {}),
+    kvmProbeExitCode: probe,
+  });
 }
