@@ -10,13 +10,8 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 const TIERS = ["test:unit", "test:integration", "test:e2e"] as const;
 /** The names `deno test` picks up by default. */
 const TEST_FILE = /(^|[_.])test\.m?[jt]sx?$/;
-/**
- * What a unit test never does: start a process or a server (a fixture's start function, a
- * child process, a listener) or connect to one. A file that mentions one of these without
- * doing it belongs in test:integration all the same.
- */
-const STARTS_SOMETHING =
-  /\bDeno\.(Command|serve|listen|listenTls|connect|connectTls)\b|\bstart[A-Z]\w*\(|\bLocalFleet\.start\(|\b(runTool|mustRun)\(|\bnew Worker\(/;
+/** Folders whose modules start the test servers (`export function startXxx`). */
+const FIXTURE_DIRS = ["testing", "sandbox", "e2e"];
 
 interface DenoJson {
   tasks: Record<string, string | { command: string }>;
@@ -54,6 +49,35 @@ async function allTestFiles(dir = ROOT, rel = ""): Promise<string[]> {
 }
 
 const files = await allTestFiles();
+
+/** The `start...` functions the fixtures export: each starts a process or a server. */
+async function fixtureStarters(): Promise<string[]> {
+  const names = new Set<string>();
+  for (const dir of FIXTURE_DIRS) {
+    for await (const entry of Deno.readDir(`${ROOT}/${dir}`)) {
+      if (!entry.isFile || !entry.name.endsWith(".ts") || TEST_FILE.test(entry.name)) continue;
+      const text = await Deno.readTextFile(`${ROOT}/${dir}/${entry.name}`);
+      for (const m of text.matchAll(/^export (?:async )?function (start\w+)/gm)) names.add(m[1]!);
+    }
+  }
+  assert.ok(names.size > 0, `no start... function exported from ${FIXTURE_DIRS.join(", ")}`);
+  return [...names];
+}
+
+/**
+ * What a unit test never does: start a process or a server (a fixture, a child process, a
+ * listener) or connect to one. A file that mentions one of these without doing it belongs in
+ * test:integration all the same.
+ */
+const STARTS_SOMETHING = new RegExp(
+  [
+    String.raw`\bDeno\.(Command|serve|listen|listenTls|connect|connectTls)\b`,
+    String.raw`\b(runTool|mustRun)\(`,
+    String.raw`\bnew Worker\(`,
+    String.raw`\bLocalFleet\.start\(`,
+    String.raw`\b(${(await fixtureStarters()).join("|")})\(`,
+  ].join("|"),
+);
 
 /** The files each tier runs; a listed path that is no test file or folder fails here. */
 function tierFiles(task: string): string[] {
