@@ -21,7 +21,7 @@ import { startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
-import { NatsDeploymentSource, Operator } from "../operator/mod.ts";
+import { createOperator } from "../operator/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { type ProcSample, procSample } from "./_proc.ts";
@@ -110,12 +110,7 @@ const nc = await connectNats({
   logger: log,
 });
 const controller = new AbortController();
-const operator = new Operator({
-  nc,
-  source: new NatsDeploymentSource(nc, log, 1),
-  log,
-  replicas: 1,
-});
+const operator = createOperator({ nc, log, replicas: 1 });
 const operatorDone = operator.run(controller.signal);
 await operator.ready;
 const dir = await Deno.makeTempDir({ prefix: "fleet-bench-agent-" });

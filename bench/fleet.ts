@@ -54,7 +54,7 @@ import {
 } from "../adapters/nats/mod.ts";
 import { startNatsCluster } from "../testing/nats_cluster.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
-import { NatsDeploymentSource, Operator } from "../operator/mod.ts";
+import { createOperator } from "../operator/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { findPid, type ProcSample, procSample } from "./_proc.ts";
 import { spawnOperator } from "./_operator_process.ts";
@@ -202,12 +202,7 @@ async function startOperator(
     logger: log,
   });
   const controller = new AbortController();
-  const operator = new Operator({
-    nc,
-    source: new NatsDeploymentSource(nc, log, o.replicas),
-    log,
-    replicas: o.replicas,
-  });
+  const operator = createOperator({ nc, log, replicas: o.replicas });
   const done = operator.run(controller.signal).finally(() => nc.close());
   return {
     pid: "self",

@@ -18,7 +18,7 @@ import {
   type StoredDeployment,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { ensureBucket, readBucket } from "../adapters/nats/mod.ts";
+import { type BucketEntry, ensureBucket, readBucketEntries } from "../adapters/nats/mod.ts";
 import { parseStoredDeployment } from "../operator/nats_source.ts";
 
 /** How long a read of a bucket may take before the command gives up. */
@@ -33,7 +33,10 @@ export interface DeploymentRow {
 
 export interface DeviceRow {
   info: DeviceInfo;
-  /** Epoch ms of the last heartbeat, if any. */
+  /**
+   * Epoch ms when the broker stored the last heartbeat, if any: the device's own clock may be
+   * hours off (DESIGN.md §9 "Time"), so the time it wrote in the heartbeat is not used.
+   */
   lastSeen: number | undefined;
 }
 
@@ -137,7 +140,7 @@ export class NatsDeploymentStore implements FleetStore {
     await this.#bucket(Buckets.deviceHeartbeat, 1);
     const [infos, beats] = await Promise.all([
       this.#read(Buckets.deviceInfo),
-      this.#read(Buckets.deviceHeartbeat),
+      this.#readEntries(Buckets.deviceHeartbeat),
     ]);
     const rows: DeviceRow[] = [];
     for (const [key, value] of infos) {
@@ -146,7 +149,9 @@ export class NatsDeploymentStore implements FleetStore {
       try {
         const info = parseJsonWith(DeviceInfo, value, `device info of ${deviceId}`);
         const beat = beats.get(keys.heartbeat(deviceId));
-        const lastSeen = beat ? parseJsonWith(Heartbeat, beat, "heartbeat").at : undefined;
+        // Parsed only to refuse an unreadable heartbeat, as the operator does.
+        if (beat) parseJsonWith(Heartbeat, beat.value, "heartbeat");
+        const lastSeen = beat?.created;
         rows.push({ info, lastSeen });
       } catch (error) {
         this.#log.warn(`Skipping ${key}: ${(error as Error).message}`);
@@ -155,9 +160,15 @@ export class NatsDeploymentStore implements FleetStore {
     return rows.sort((a, b) => a.info.deviceId.localeCompare(b.info.deviceId));
   }
 
+  /** The values of {@link #readEntries}. */
+  async #read(bucket: string): Promise<Map<string, Uint8Array>> {
+    const entries = await this.#readEntries(bucket);
+    return new Map([...entries].map(([key, entry]) => [key, entry.value]));
+  }
+
   /** A read that NATS cannot serve (no JetStream quorum, say) fails instead of waiting forever. */
-  #read(bucket: string): Promise<Map<string, Uint8Array>> {
-    return readBucket(this.#nc, bucket, this.#log, {
+  #readEntries(bucket: string): Promise<Map<string, BucketEntry>> {
+    return readBucketEntries(this.#nc, bucket, this.#log, {
       signal: AbortSignal.timeout(READ_TIMEOUT_MS),
     });
   }

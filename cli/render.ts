@@ -1,7 +1,7 @@
 /** How `fleet get` shows deployments and devices: tables for people, JSON/YAML for tools. */
 import YAML from "yaml";
 import { DEFAULT_STALE_AFTER_MS, DEVICE_ID_LABEL, formatSelector } from "../core/mod.ts";
-import { type DeploymentRow, type DeviceRow } from "./nats_store.ts";
+import type { DeploymentRow, DeviceRow } from "./nats_store.ts";
 import { age, renderTable } from "./table.ts";
 
 export const OutputFormats = ["table", "wide", "json", "yaml"] as const;

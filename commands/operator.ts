@@ -1,13 +1,10 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import {
+  createOperator,
   findDenoBinary,
   HELM_CHART_NAME,
   helmChart,
   installCrds,
-  KubeDeploymentSource,
-  KubeDeviceSink,
-  NatsDeploymentSource,
-  Operator,
   operatorImageContext,
   runAsLeader,
 } from "../operator/mod.ts";
@@ -121,26 +118,12 @@ Examples:
       };
       try {
         if (flags.source === "nats") {
-          await new Operator({
-            ...common,
-            source: new NatsDeploymentSource(nc, log, flags.replicas),
-          })
-            .run(signal);
+          await createOperator(common).run(signal);
           return;
         }
         using kube = await kubeClientFrom(flags);
-        const lead = async (leading: AbortSignal) => {
-          const devices = new KubeDeviceSink(kube, log);
-          await devices.load();
-          const mirrored = devices.run(leading);
-          await new Operator({
-            ...common,
-            source: new KubeDeploymentSource(kube, log),
-            deviceSink: devices,
-          })
-            .run(leading);
-          await mirrored;
-        };
+        const lead = (leading: AbortSignal) =>
+          createOperator({ ...common, source: { kind: "kube", client: kube } }).run(leading);
         if (!flags.leaderElect) {
           await lead(signal);
           return;

@@ -1,9 +1,11 @@
 /**
  * Where Deployments come from and where their status goes: the `nats` source (KV buckets,
- * no Kubernetes) today, the `kube` source (CRDs) beside it later. The operator's logic
- * is the same for both.
+ * no Kubernetes) and the `kube` source (CRDs). The operator's logic is the same for both.
+ * And where the device registry is mirrored, if anywhere.
+ * @module
  */
 import type { DeploymentRef, DeploymentStatus, DeviceInfo, StoredDeployment } from "../core/mod.ts";
+import type { DeploymentMap } from "./deployment_map.ts";
 
 export type SourceEvent =
   | { type: "upsert"; deployment: StoredDeployment }
@@ -17,7 +19,7 @@ export interface DeploymentSource {
   /** Deployments as they are at start, then every change, until `signal` aborts. */
   events(signal: AbortSignal): AsyncIterable<SourceEvent>;
   /** Status as it was stored before this operator started, so unchanged values are not rewritten. */
-  loadStatuses(signal: AbortSignal): Promise<Map<string, DeploymentStatus>>;
+  loadStatuses(signal: AbortSignal): Promise<DeploymentMap<DeploymentStatus>>;
   writeStatus(status: DeploymentStatus): Promise<void>;
   /**
    * Called once a deleted deployment's desired state is gone from every device: the source
@@ -33,7 +35,10 @@ export interface DeploymentSource {
 export interface DeviceSink {
   /** A device's info is new or changed. */
   deviceChanged(info: DeviceInfo): void;
-  /** A device crossed the heartbeat staleness line (either way), or was seen for the first time. */
+  /**
+   * A device crossed the heartbeat staleness line (either way), or was seen for the first
+   * time. `lastSeenMs` is on the control plane's clock, never the device's.
+   */
   reachabilityChanged(deviceId: string, reachable: boolean, lastSeenMs: number | undefined): void;
   deviceRemoved(deviceId: string): void;
 }

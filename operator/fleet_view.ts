@@ -1,30 +1,37 @@
 /**
- * The operator's in-memory picture of the fleet: devices and their labels, heartbeats,
- * deployments, what desired state exists, and what devices reported. It decides nothing
- * alone; the pure core functions do, on what it holds.
+ * The operator's in-memory picture of the fleet: devices and their labels, when each was last
+ * seen, deployments, what desired state exists, what devices reported and what status was
+ * written. Its controllers share it; it decides nothing alone: the pure core functions do,
+ * on what it holds.
  */
 import {
+  type Aggregate,
   computeAggregate,
+  type DeploymentRef,
   type DeploymentState,
+  type DeploymentStatus,
   type DesiredState,
   type Labels,
   type LabelSelector,
-  refKey,
   selectDevices,
   type StoredDeployment,
 } from "../core/mod.ts";
-import type { Aggregate } from "../core/mod.ts";
+import { DeploymentMap } from "./deployment_map.ts";
 
 export class FleetView {
+  /** deviceId → labels, from each device's info. */
   readonly devices = new Map<string, Labels>();
+  /** deviceId → when the control plane last saw it, epoch ms on the operator's clock. */
   readonly lastSeen = new Map<string, number>();
-  readonly deployments = new Map<string, StoredDeployment>();
-  /** refKey → deviceId → desired-state value present in KV. */
-  readonly desired = new Map<string, Map<string, DesiredState>>();
-  /** refKey → deviceId → last report. */
-  readonly states = new Map<string, Map<string, DeploymentState>>();
-  /** refKey → devices the selector matches now. */
-  readonly targets = new Map<string, Set<string>>();
+  readonly deployments = new DeploymentMap<StoredDeployment>();
+  /** deployment → deviceId → desired-state value present in the store. */
+  readonly desired = new DeploymentMap<Map<string, DesiredState>>();
+  /** deployment → deviceId → last report. */
+  readonly states = new DeploymentMap<Map<string, DeploymentState>>();
+  /** deployment → devices the selector matches now. */
+  readonly targets = new DeploymentMap<Set<string>>();
+  /** deployment → status last written (or found at start), so unchanged ones are not rewritten. */
+  readonly statuses = new DeploymentMap<DeploymentStatus>();
 
   /** label key → value → devices carrying it: a selector looks only at its candidates. */
   readonly #byLabel = new Map<string, Map<string, Set<string>>>();
@@ -92,7 +99,8 @@ export class FleetView {
     return best ?? this.devices.keys();
   }
 
-  resolveTargets(ref: string): Set<string> {
+  /** Selects the deployment's devices now and remembers them in {@link targets}. */
+  resolveTargets(ref: DeploymentRef): Set<string> {
     const deployment = this.deployments.get(ref);
     const targets = deployment
       ? selectDevices(
@@ -112,7 +120,7 @@ export class FleetView {
     }
   }
 
-  desiredOf(ref: string): Map<string, DesiredState> {
+  desiredOf(ref: DeploymentRef): Map<string, DesiredState> {
     let map = this.desired.get(ref);
     if (!map) {
       map = new Map();
@@ -121,7 +129,8 @@ export class FleetView {
     return map;
   }
 
-  setDesired(ref: string, deviceId: string, value: DesiredState | undefined): void {
+  /** Records a desired-state value present in the store; undefined: none. */
+  setDesired(ref: DeploymentRef, deviceId: string, value: DesiredState | undefined): void {
     if (value) this.desiredOf(ref).set(deviceId, value);
     else {
       const map = this.desired.get(ref);
@@ -130,7 +139,8 @@ export class FleetView {
     }
   }
 
-  setState(state: DeploymentState | undefined, ref: string, deviceId: string): void {
+  /** Records a device's last report for a deployment; undefined: none. */
+  setState(state: DeploymentState | undefined, ref: DeploymentRef, deviceId: string): void {
     let map = this.states.get(ref);
     if (state) {
       if (!map) this.states.set(ref, map = new Map());
@@ -141,11 +151,12 @@ export class FleetView {
   }
 
   /** Deployments whose targets include the device. */
-  deploymentsTargeting(deviceId: string): string[] {
+  deploymentsTargeting(deviceId: string): DeploymentRef[] {
     return [...this.targets].filter(([, devices]) => devices.has(deviceId)).map(([ref]) => ref);
   }
 
-  aggregate(ref: string, now: number, staleAfterMs: number): Aggregate | undefined {
+  /** The deployment's aggregate at `now`; undefined when it does not exist. */
+  aggregate(ref: DeploymentRef, now: number, staleAfterMs: number): Aggregate | undefined {
     const deployment = this.deployments.get(ref);
     if (!deployment) return undefined;
     const states = this.states.get(ref);
@@ -157,9 +168,5 @@ export class FleetView {
       now,
       staleAfterMs,
     });
-  }
-
-  static key(deployment: StoredDeployment): string {
-    return refKey(deployment.metadata);
   }
 }

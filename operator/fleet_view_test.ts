@@ -1,11 +1,20 @@
 import assert from "node:assert/strict";
-import { type LabelSelector, selectDevices, type StoredDeployment } from "../core/mod.ts";
+import {
+  type DeploymentRef,
+  type LabelSelector,
+  selectDevices,
+  type StoredDeployment,
+} from "../core/mod.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { FleetView } from "./fleet_view.ts";
 
 function stored(name: string, selector: LabelSelector): StoredDeployment {
   const d = singleServiceDeployment({ name, image: "localhost/x:1", selector });
   return { ...d, metadata: { ...d.metadata, generation: 1 } };
+}
+
+function ref(i: number): DeploymentRef {
+  return { namespace: "default", name: `d${i}` };
 }
 
 Deno.test("FleetView's label index selects exactly what a scan of every device selects", () => {
@@ -19,10 +28,10 @@ Deno.test("FleetView's label index selects exactly what a scan of every device s
     { matchLabels: { site: "nowhere" } },
     {},
   ];
-  selectors.forEach((s, i) => view.deployments.set(`default.d${i}`, stored(`d${i}`, s)));
+  selectors.forEach((s, i) => view.deployments.set(ref(i), stored(`d${i}`, s)));
   const check = () => {
     selectors.forEach((s, i) =>
-      assert.deepEqual(view.resolveTargets(`default.d${i}`), selectDevices(s, view.devices))
+      assert.deepEqual(view.resolveTargets(ref(i)), selectDevices(s, view.devices))
     );
   };
   for (let i = 0; i < 30; i++) {
@@ -36,5 +45,5 @@ Deno.test("FleetView's label index selects exactly what a scan of every device s
   view.removeDevice("dev-2");
   view.removeDevice("dev-unknown");
   check();
-  assert.equal(view.resolveTargets("default.d5").size, 0);
+  assert.equal(view.resolveTargets(ref(5)).size, 0);
 });

@@ -6,8 +6,9 @@
  */
 import { z } from "zod";
 import { Condition, deviceResource, deviceStatus, REACHABLE } from "../crd/device_resource.ts";
-import { API_VERSION, canonicalJson, type DeviceInfo } from "../core/mod.ts";
+import { API_VERSION, canonicalJson, type Clock, type DeviceInfo } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
+import { systemClock } from "../adapters/clock.ts";
 import { sleep, untilAborted } from "../adapters/timers.ts";
 import { informer, KubeApiError, type KubeClient } from "../adapters/kube/mod.ts";
 import type { DeviceSink } from "./deployment_source.ts";
@@ -30,6 +31,7 @@ interface Pending {
 export class KubeDeviceSink implements DeviceSink {
   readonly #client: KubeClient;
   readonly #log: Logger;
+  readonly #clock: Clock;
   /** deviceId → canonical JSON of the last body applied (or found at start). */
   readonly #applied = new Map<string, { json: string; body: Record<string, unknown> }>();
   /** Reachability waiting for its Device object to be created first. */
@@ -41,9 +43,11 @@ export class KubeDeviceSink implements DeviceSink {
   /** Writes to the API server, for tests. */
   writes = 0;
 
-  constructor(client: KubeClient, log: Logger) {
+  /** @param clock dates the Reachable condition's transitions and times retries @default systemClock */
+  constructor(client: KubeClient, log: Logger, clock: Clock = systemClock) {
     this.#client = client;
     this.#log = log.with({ component: "devices" });
+    this.#clock = clock;
   }
 
   /** Reads the Device objects that exist, so unchanged ones are not written again. */
@@ -125,7 +129,7 @@ export class KubeDeviceSink implements DeviceSink {
       const failed = (await Promise.all(batch.map(([id, p]) => this.#write(id, p)))).some((ok) =>
         !ok
       );
-      if (failed) await sleep(2000, signal);
+      if (failed) await sleep(2000, signal, this.#clock);
     }
   }
 
@@ -167,7 +171,7 @@ export class KubeDeviceSink implements DeviceSink {
         const status = deviceStatus(
           p.reachable.reachable,
           p.reachable.lastSeenMs,
-          Date.now(),
+          this.#clock.now(),
           previous ? { conditions: [previous] } : undefined,
         );
         await this.#client.applyStatus(DeviceType, {

@@ -8,13 +8,13 @@ import {
   type DeploymentRef,
   type DeploymentStatus,
   describeIssues,
-  refKey,
   type StoredDeployment,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { untilAborted } from "../adapters/timers.ts";
 import { informer, KubeApiError, type KubeClient } from "../adapters/kube/mod.ts";
 import type { DeploymentSource, SourceEvent } from "./deployment_source.ts";
+import { DeploymentMap } from "./deployment_map.ts";
 import { DeploymentObject, DeploymentType, FINALIZER } from "./kube_resources.ts";
 
 export const OPERATOR_FIELD_MANAGER = "fleet-operator";
@@ -65,9 +65,9 @@ export class KubeDeploymentSource implements DeploymentSource {
     }
   }
 
-  async loadStatuses(_signal: AbortSignal): Promise<Map<string, DeploymentStatus>> {
+  async loadStatuses(_signal: AbortSignal): Promise<DeploymentMap<DeploymentStatus>> {
     const { items } = await this.#client.list(DeploymentType);
-    const statuses = new Map<string, DeploymentStatus>();
+    const statuses = new DeploymentMap<DeploymentStatus>();
     for (const item of items) {
       const parsed = DeploymentObject.safeParse(item);
       const status = parsed.success ? parsed.data.status : undefined;
@@ -76,7 +76,7 @@ export class KubeDeploymentSource implements DeploymentSource {
         status.observedGeneration === undefined
       ) continue;
       const ref = refOf(parsed.data);
-      statuses.set(refKey(ref), {
+      statuses.set(ref, {
         ...ref,
         observedGeneration: status.observedGeneration,
         aggregate: status.aggregate,

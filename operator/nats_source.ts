@@ -3,6 +3,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
 import {
   Buckets,
+  type Clock,
   Deployment,
   type DeploymentRef,
   DeploymentStatus,
@@ -13,8 +14,10 @@ import {
   type StoredDeployment,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
+import { systemClock } from "../adapters/clock.ts";
 import { ensureBucket, watchBucket } from "../adapters/nats/mod.ts";
 import type { DeploymentSource, SourceEvent } from "./deployment_source.ts";
+import { DeploymentMap } from "./deployment_map.ts";
 
 /** Parses a stored Deployment; generation defaults to 1 for objects written by hand. */
 export function parseStoredDeployment(value: Uint8Array | string, key: string): StoredDeployment {
@@ -30,12 +33,15 @@ export class NatsDeploymentSource implements DeploymentSource {
   readonly #nc: NatsConnection;
   readonly #log: Logger;
   readonly #replicas: number;
+  readonly #clock: Clock;
   #status: KV | undefined;
 
-  constructor(nc: NatsConnection, log: Logger, replicas: number) {
+  /** @param clock times the watches' retries @default systemClock */
+  constructor(nc: NatsConnection, log: Logger, replicas: number, clock: Clock = systemClock) {
     this.#nc = nc;
     this.#log = log;
     this.#replicas = replicas;
+    this.#clock = clock;
   }
 
   async *events(signal: AbortSignal): AsyncIterable<SourceEvent> {
@@ -46,6 +52,7 @@ export class NatsDeploymentSource implements DeploymentSource {
         bucket: Buckets.deployments,
         logger: this.#log,
         signal,
+        clock: this.#clock,
       })
     ) {
       if (event.type === "ready") {
@@ -81,9 +88,9 @@ export class NatsDeploymentSource implements DeploymentSource {
     }
   }
 
-  async loadStatuses(signal: AbortSignal): Promise<Map<string, DeploymentStatus>> {
+  async loadStatuses(signal: AbortSignal): Promise<DeploymentMap<DeploymentStatus>> {
     await this.#statusBucket();
-    const statuses = new Map<string, DeploymentStatus>();
+    const statuses = new DeploymentMap<DeploymentStatus>();
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     signal.addEventListener("abort", onAbort);
@@ -94,17 +101,18 @@ export class NatsDeploymentSource implements DeploymentSource {
           bucket: Buckets.deploymentStatus,
           logger: this.#log,
           signal: stop.signal,
+          clock: this.#clock,
         })
       ) {
         if (event.type === "ready") break;
         if (event.type !== "put") continue;
+        const ref = parseKey.deployment(event.key);
+        if (!ref) continue;
         try {
-          statuses.set(
-            event.key,
-            parseJsonWith(DeploymentStatus, event.value, "deployment status"),
-          );
-        } catch {
-          // An unreadable status is simply rewritten.
+          statuses.set(ref, parseJsonWith(DeploymentStatus, event.value, "deployment status"));
+        } catch (error) {
+          // Rewritten like a changed one.
+          this.#log.debug(`Unreadable status at "${event.key}"`, { error });
         }
       }
     } finally {

@@ -35,9 +35,10 @@ import {
   watchBucket,
 } from "../adapters/nats/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
-import { NatsDeploymentSource } from "./nats_source.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
-import { Operator, type OperatorOptions, type OperatorStats } from "./operator.ts";
+import { FakeClock } from "../testing/fake_clock.ts";
+import { createOperator, type Operator, type OperatorOptions } from "./operator.ts";
+import type { OperatorStats } from "./operator_stats.ts";
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -192,6 +193,8 @@ class TestFleet implements AsyncDisposable {
   readonly #desired: KV;
   readonly #deployments: KV;
   readonly #operators: RunningOperator[] = [];
+  /** The operator's clock when a test drives it: every wait moves it along. */
+  #clock: FakeClock | undefined;
 
   private constructor(
     ns: NatsServer,
@@ -236,7 +239,8 @@ class TestFleet implements AsyncDisposable {
       name: "fleet-operator-test",
       logger: log,
     });
-    const operator = new Operator({
+    if (options.clock instanceof FakeClock) this.#clock = options.clock;
+    const operator = createOperator({
       replicas: 1,
       flushIntervalMs: 100,
       auditIntervalMs: 1000,
@@ -244,7 +248,6 @@ class TestFleet implements AsyncDisposable {
       ...options,
       nc,
       log,
-      source: new NatsDeploymentSource(nc, log, 1),
     });
     const controller = new AbortController();
     let stopped = false;
@@ -366,7 +369,7 @@ class TestFleet implements AsyncDisposable {
     const want = [...expected].sort();
     let last: string[] = [];
     try {
-      return await eventually(`desired-state keys ${JSON.stringify(want)}`, async () => {
+      return await this.#eventually(`desired-state keys ${JSON.stringify(want)}`, async () => {
         const desired = await this.desired();
         last = [...desired.keys()].sort();
         return JSON.stringify(last) === JSON.stringify(want) ? desired : undefined;
@@ -381,10 +384,13 @@ class TestFleet implements AsyncDisposable {
     const key = keys.deploymentStatus(ref);
     let last: DeploymentStatus | undefined;
     try {
-      return await eventually(`status of ${key} to be ${JSON.stringify(expected)}`, async () => {
-        last = (await this.statuses()).get(key);
-        return last && statusMatches(last, expected) ? last : undefined;
-      });
+      return await this.#eventually(
+        `status of ${key} to be ${JSON.stringify(expected)}`,
+        async () => {
+          last = (await this.statuses()).get(key);
+          return last && statusMatches(last, expected) ? last : undefined;
+        },
+      );
     } catch (error) {
       throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last)}`);
     }
@@ -392,10 +398,20 @@ class TestFleet implements AsyncDisposable {
 
   async waitForNoStatus(ref: DeploymentRef): Promise<void> {
     const key = keys.deploymentStatus(ref);
-    await eventually(
+    await this.#eventually(
       `no status at ${key}`,
       async () => !(await this.statuses()).has(key) || undefined,
     );
+  }
+
+  /** {@link eventually}, moving a driven operator clock on by one poll interval per poll. */
+  #eventually<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
+    const clock = this.#clock;
+    if (!clock) return eventually(what, check);
+    return eventually(what, async () => {
+      await clock.advance(POLL_MS);
+      return await check();
+    });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -710,25 +726,28 @@ Deno.test("Operator counts devices with stale or missing heartbeats as unreachab
   await using ns = await startNatsServer();
   await using fleet = await TestFleet.open(ns);
   const staleAfterMs = 10_000;
-  let clock = Date.now();
-  await fleet.device("a1", { site: "a" }, clock);
-  await fleet.device("a2", { site: "a" }, clock - 3 * staleAfterMs);
+  // The control plane's clock is three staleness periods past the heartbeat a2 left before
+  // the operator started: the broker stored it that long ago.
+  const clock = new FakeClock(Date.now() + 3 * staleAfterMs);
+  await fleet.device("a1", { site: "a" }, null);
+  await fleet.device("a2", { site: "a" });
   await fleet.device("a3", { site: "a" }, null);
-  await fleet.startOperator({ staleAfterMs, now: () => clock });
+  await fleet.startOperator({ staleAfterMs, clock });
+  await fleet.heartbeat("a1", Date.now());
   const web = deployment("web", SITE_A);
   const ref = refOf(web);
   await fleet.store.apply(web);
   // a2's heartbeat is too old, a3 never sent one.
   await fleet.waitForStatus(ref, { generation: 1, matched: 3, unreachable: 2 });
 
-  await fleet.heartbeat("a2", clock);
+  await fleet.heartbeat("a2", Date.now());
   await fleet.waitForStatus(ref, { generation: 1, matched: 3, unreachable: 1 });
 
   // Time passes without heartbeats: a1 and a2 go stale too.
-  clock += staleAfterMs + 1;
+  await clock.advance(staleAfterMs + 1);
   await fleet.waitForStatus(ref, { generation: 1, matched: 3, unreachable: 3 });
 
-  await fleet.heartbeat("a1", clock);
+  await fleet.heartbeat("a1", Date.now());
   await fleet.waitForStatus(ref, { generation: 1, matched: 3, unreachable: 2 });
 });
 
@@ -736,11 +755,11 @@ Deno.test("Operator counts a device that just joined as reachable until its hear
   await using ns = await startNatsServer();
   await using fleet = await TestFleet.open(ns);
   const staleAfterMs = 10_000;
-  let clock = Date.now();
+  const clock = new FakeClock(Date.now());
   const reachability: string[] = [];
   await fleet.startOperator({
     staleAfterMs,
-    now: () => clock,
+    clock,
     deviceSink: {
       deviceChanged: () => {},
       deviceRemoved: () => {},
@@ -754,7 +773,7 @@ Deno.test("Operator counts a device that just joined as reachable until its hear
   await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1, unreachable: 0 });
   assert.deepEqual(reachability, ["a1:true"], "no unreachable blip on joining");
 
-  clock += staleAfterMs + 1;
+  await clock.advance(staleAfterMs + 1);
   await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1, unreachable: 1 });
   assert.deepEqual(reachability, ["a1:true", "a1:false"]);
 });
@@ -880,25 +899,26 @@ Deno.test("Operator flushes a deployment's aggregate at most once per flush inte
   const devices = ["d0", "d1", "d2", "d3", "d4"];
   for (const id of devices) await fleet.device(id, { site: "a" });
   const flushIntervalMs = 1000;
-  const { operator } = await fleet.startOperator({ flushIntervalMs });
+  const clock = new FakeClock(Date.now());
+  const { operator } = await fleet.startOperator({ flushIntervalMs, clock });
   const web = deployment("web", SITE_A);
   const ref = refOf(web);
   await fleet.store.apply(web);
   await fleet.waitForStatus(ref, { generation: 1, matched: 5 });
 
-  // 50 reports over ~200 ms, each changing the aggregate; the last one per device is Running.
+  // 50 reports over 200 ms, each changing the aggregate; the last one per device is Running.
   const before = { ...operator.stats };
   const phases: Phase[] = ["Pending", "Failed", "Running"];
-  const started = performance.now();
+  const started = clock.monotonic();
   for (let i = 0; i < 50; i++) {
     const deviceId = devices[i % devices.length]!;
     const phase = i >= 45 ? "Running" : phases[i % phases.length]!;
     const lastError = phase === "Failed" ? `attempt ${i} failed` : null;
     const at = new Date(Date.UTC(2030, 0, 1, 0, 0, i)).toISOString();
     await fleet.report(deviceId, ref, 1, phase, lastError, at);
-    await sleep(4);
+    await clock.advance(4);
   }
-  const burstMs = performance.now() - started;
+  const burstMs = clock.monotonic() - started;
   assert.ok(burstMs < flushIntervalMs, `the burst took ${burstMs} ms`);
 
   await fleet.waitForStatus(ref, { generation: 1, matched: 5, succeeded: 5, lastError: null });

@@ -15,12 +15,7 @@ import { type PodmanService, startPodmanService } from "./podman_service.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { Agent, AgentConfig, PodmanRuntime } from "../agent/mod.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
-import {
-  KubeDeploymentSource,
-  KubeDeviceSink,
-  NatsDeploymentSource,
-  Operator,
-} from "../operator/mod.ts";
+import { createOperator, type KubeDeviceSink, type Operator } from "../operator/mod.ts";
 import type { KubeClient } from "../adapters/kube/mod.ts";
 
 export interface DeviceSpec {
@@ -58,7 +53,6 @@ export interface RunningAgent {
 interface RunningOperator {
   operator: Operator;
   nc: NatsConnection;
-  devices: KubeDeviceSink | undefined;
   stop(): Promise<void>;
 }
 
@@ -191,31 +185,22 @@ export class LocalFleet implements AsyncDisposable {
       name: "fleet-operator",
       logger: log,
     });
-    const devices = options.kube ? new KubeDeviceSink(options.kube, log) : undefined;
-    await devices?.load();
-    const operator = new Operator({
+    const operator = createOperator({
       nc,
-      source: options.kube
-        ? new KubeDeploymentSource(options.kube, log)
-        : new NatsDeploymentSource(nc, log, this.replicas),
       log,
       replicas: this.replicas,
+      source: options.kube ? { kind: "kube", client: options.kube } : { kind: "nats" },
       auditIntervalMs: 1000,
       watchHeartbeatMs: 1000,
-      ...(devices ? { deviceSink: devices } : {}),
       ...(this.#options.staleAfterMs ? { staleAfterMs: this.#options.staleAfterMs } : {}),
     });
-    const run = Promise.all([
-      operator.run(controller.signal),
-      devices?.run(controller.signal),
-    ]);
+    const run = operator.run(controller.signal);
     const done = run.catch((error) => {
       log.error(`Operator stopped: ${(error as Error).message}`);
     });
     this.#operator = {
       operator,
       nc,
-      devices,
       stop: async () => {
         controller.abort();
         await done;
@@ -244,7 +229,7 @@ export class LocalFleet implements AsyncDisposable {
 
   /** The Device mirror of a kube-source operator, for tests. */
   get deviceSink(): KubeDeviceSink | undefined {
-    return this.#operator?.devices;
+    return this.#operator?.operator.kubeDevices;
   }
 
   async stopOperator(): Promise<void> {

@@ -5,6 +5,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { JetStreamApiError } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
+import type { Clock } from "../../core/clock.ts";
 import type { Logger } from "../logger.ts";
 import { sleep } from "../timers.ts";
 
@@ -66,6 +67,7 @@ const RETRY_MAX_MS = 10_000;
  * answers "insufficient resources" for a while): a process that starts before its broker waits
  * instead of failing. Logs the reason the first time, when it changes, and at attempts 2^n.
  *
+ * @param options.clock times the pauses between attempts @default systemClock
  * @returns undefined when `signal` aborts first.
  * @throws {BucketError} only once the connection is closed for good.
  */
@@ -73,7 +75,7 @@ export async function ensureBucketRetrying(
   nc: NatsConnection,
   name: string,
   settings: BucketSettings,
-  options: { signal: AbortSignal; logger: Logger },
+  options: { signal: AbortSignal; logger: Logger; clock?: Clock },
 ): Promise<KV | undefined> {
   let lastProblem = "";
   for (let attempt = 1; !options.signal.aborted; attempt++) {
@@ -87,7 +89,11 @@ export async function ensureBucketRetrying(
         options.logger.warn(`${err.message}; retrying`, { attempt });
       }
       lastProblem = err.message;
-      await sleep(Math.min(RETRY_MIN_MS * 2 ** (attempt - 1), RETRY_MAX_MS), options.signal);
+      await sleep(
+        Math.min(RETRY_MIN_MS * 2 ** (attempt - 1), RETRY_MAX_MS),
+        options.signal,
+        options.clock,
+      );
     }
   }
   return undefined;

@@ -9,6 +9,9 @@
  * read; anything that breaks the sequence (a gap, missing heartbeats, a lost consumer)
  * starts a fresh read of the current values, announced by `onRestart` and ended by a
  * `ready` event with `restarted: true`.
+ *
+ * Each entry carries the broker's timestamp (`created`, like `KvEntry.created`): the control
+ * plane judges a device's liveness on it, never on a timestamp the device wrote.
  */
 
 import {
@@ -29,14 +32,26 @@ import {
   jetstreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
+import type { Clock } from "../../core/clock.ts";
+import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
+import { sleep } from "../timers.ts";
 import { AsyncQueue } from "./_queue.ts";
 import { readGateOf } from "./_read_gate.ts";
 
-/** One change seen by {@link watchBucket}, in stream order. */
+/**
+ * One change seen by {@link watchBucket}, in stream order. `created` is when the broker
+ * stored the entry, in epoch ms on the broker's clock (`KvEntry.created`).
+ */
 export type WatchEvent =
-  | { type: "put"; key: string; value: Uint8Array; revision: number }
-  | { type: "delete"; key: string; revision: number; operation: "DEL" | "PURGE" }
+  | { type: "put"; key: string; value: Uint8Array; revision: number; created: number }
+  | {
+    type: "delete";
+    key: string;
+    revision: number;
+    created: number;
+    operation: "DEL" | "PURGE";
+  }
   | {
     /**
      * Every value present when this read started has been delivered. `read` counts the
@@ -86,6 +101,12 @@ export interface WatchBucketOptions {
    * traffic. @default 15000
    */
   idleHeartbeatMs?: number;
+  /**
+   * Times the pauses between attempts to (re)start a read. The idle heartbeats themselves
+   * are sent by the server and checked by the NATS client on its own timers.
+   * @default systemClock
+   */
+  clock?: Clock;
 }
 
 /** The watch cannot go on (bad arguments, or the connection was closed for good). */
@@ -182,6 +203,7 @@ class BucketWatch {
   readonly #log: Logger;
   readonly #signal: AbortSignal;
   readonly #heartbeatMs: number;
+  readonly #clock: Clock;
   readonly #queue = new AsyncQueue<QueueItem>();
   /** Our own stop, for when the caller leaves the loop without aborting its signal. */
   readonly #stopper = new AbortController();
@@ -199,6 +221,7 @@ class BucketWatch {
     this.#log = options.logger.with({ component: "kv-watch", bucket: options.bucket });
     this.#signal = AbortSignal.any([options.signal, this.#stopper.signal]);
     this.#heartbeatMs = options.idleHeartbeatMs ?? DEFAULT_IDLE_HEARTBEAT_MS;
+    this.#clock = options.clock ?? systemClock;
   }
 
   start(): AsyncQueue<QueueItem> {
@@ -228,7 +251,7 @@ class BucketWatch {
     let restart: WatchRestartReason | undefined;
     let quickEnds = 0;
     while (!this.#signal.aborted) {
-      const startedAt = Date.now();
+      const startedAt = this.#clock.monotonic();
       const end = await this.#readOnce(restart);
       if (end.kind === "stopped") return;
       restart = end.reason;
@@ -236,9 +259,13 @@ class BucketWatch {
         ...(end.detail !== undefined ? { detail: end.detail } : {}),
       });
       // A read that keeps ending right away must not turn into a busy loop.
-      quickEnds = Date.now() - startedAt < QUICK_END_MS ? quickEnds + 1 : 0;
+      quickEnds = this.#clock.monotonic() - startedAt < QUICK_END_MS ? quickEnds + 1 : 0;
       if (quickEnds > 1) {
-        await sleep(Math.min(RETRY_MIN_MS * 2 ** (quickEnds - 2), RETRY_MAX_MS), this.#signal);
+        await sleep(
+          Math.min(RETRY_MIN_MS * 2 ** (quickEnds - 2), RETRY_MAX_MS),
+          this.#signal,
+          this.#clock,
+        );
       }
     }
   }
@@ -401,7 +428,11 @@ class BucketWatch {
           this.#log.warn(problem, { attempt });
         }
         lastProblem = problem;
-        await sleep(Math.min(RETRY_MIN_MS * 2 ** (attempt - 1), RETRY_MAX_MS), this.#signal);
+        await sleep(
+          Math.min(RETRY_MIN_MS * 2 ** (attempt - 1), RETRY_MAX_MS),
+          this.#signal,
+          this.#clock,
+        );
       }
     }
     return undefined;
@@ -412,11 +443,13 @@ class BucketWatch {
       ? m.subject.slice(this.#prefix.length)
       : m.subject;
     const operation = kvOperation(m);
+    // The stream's timestamp, from the delivery's reply subject (not the time it arrived).
+    const created = m.time.getTime();
     // A copy: the client hands out Node Buffers that can share a larger read buffer.
     if (operation === "PUT") {
-      return { type: "put", key, value: new Uint8Array(m.data), revision: m.seq };
+      return { type: "put", key, value: new Uint8Array(m.data), revision: m.seq, created };
     }
-    return { type: "delete", key, revision: m.seq, operation };
+    return { type: "delete", key, revision: m.seq, created, operation };
   }
 }
 
@@ -485,18 +518,4 @@ function validateFilter(bucket: string, filter: string): void {
       bucket,
     );
   }
-}
-
-/** Waits `ms`, or less when `signal` aborts (resolves early, never rejects). */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

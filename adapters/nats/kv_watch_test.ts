@@ -6,7 +6,14 @@ import type { KV } from "@nats-io/kv";
 import { silentLogger } from "../logger.ts";
 import { ensureBucket } from "./buckets.ts";
 import { connectNats } from "./connection.ts";
-import { watchBucket, type WatchBucketOptions, WatchError, type WatchRestart } from "./kv_watch.ts";
+import {
+  watchBucket,
+  type WatchBucketOptions,
+  WatchError,
+  type WatchEvent,
+  type WatchRestart,
+} from "./kv_watch.ts";
+import { FakeClock } from "../../testing/fake_clock.ts";
 import { startNatsServer } from "../../sandbox/nats_server.ts";
 import { captureLogger, eventually, nextStatus, show } from "../../testing/nats.ts";
 
@@ -111,7 +118,9 @@ Deno.test("watchBucket() reports revisions and binary values unchanged", async (
         signal: controller.signal,
       })
     ) {
-      assert.deepEqual(event, {
+      assert.equal(event.type, "put");
+      const { created: _, ...rest } = event;
+      assert.deepEqual(rest, {
         type: "put",
         key: "k",
         value: new Uint8Array([0, 255, 7]),
@@ -120,6 +129,83 @@ Deno.test("watchBucket() reports revisions and binary values unchanged", async (
       break; // leaving the loop stops the watch
     }
   } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("watchBucket() gives each entry the broker's timestamp of when it was stored", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connect({ servers: ns.url });
+  try {
+    const kv = await ensureBucket(nc, "stamps", settings);
+    // nats-server runs on this machine: its clock is ours, to the millisecond.
+    const before = Date.now();
+    await kv.put("old", "1");
+    const written = Date.now();
+    // The read starts later; an entry read then still carries the time it was stored.
+    while (Date.now() <= written + 5) await new Promise((r) => setTimeout(r, 5));
+    const events: WatchEvent[] = [];
+    const controller = new AbortController();
+    const reading = (async () => {
+      for await (
+        const event of watchBucket({
+          nc,
+          bucket: "stamps",
+          logger: silentLogger,
+          signal: controller.signal,
+        })
+      ) {
+        events.push(event);
+      }
+    })();
+    await eventually("ready", () => events.some((e) => e.type === "ready"));
+    const liveFrom = Date.now();
+    await kv.delete("old");
+    const liveTo = Date.now();
+    await eventually("the delete", () => events.some((e) => e.type === "delete"));
+    controller.abort();
+    await reading;
+    const [put, , del] = events;
+    assert.ok(put?.type === "put" && del?.type === "delete", JSON.stringify(events));
+    assert.ok(put.created >= before - 1 && put.created <= written + 1, `${put.created}`);
+    assert.ok(del.created >= liveFrom - 1 && del.created <= liveTo + 1, `${del.created}`);
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("watchBucket() spaces its attempts to read a missing bucket on the injected clock", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connect({ servers: ns.url });
+  const clock = new FakeClock();
+  // Every attempt creates a consumer: count the requests on a second connection.
+  const spy = await connect({ servers: ns.url });
+  let attempts = 0;
+  spy.subscribe("$JS.API.CONSUMER.CREATE.KV_later.>", {
+    callback: () => void attempts++,
+  });
+  await spy.flush();
+  try {
+    const w = watch(nc, "later", { clock });
+    await eventually("the first attempt", () => attempts === 1);
+    // No time passes on the watch's clock: however long we wait, it does not try again.
+    await clock.advance(999);
+    await spy.flush();
+    assert.equal(attempts, 1);
+    await clock.advance(1);
+    await eventually("the second attempt, 1 s later", () => attempts === 2);
+    await clock.advance(1_999);
+    await spy.flush();
+    assert.equal(attempts, 2);
+    const kv = await ensureBucket(nc, "later", settings);
+    await kv.put("x", "1");
+    await clock.advance(1);
+    await eventually("ready", () => w.events.includes("ready 1"));
+    await w.stop();
+    assert.deepEqual(w.events, ["put x=1", "ready 1"]);
+    assert.equal(attempts, 3);
+  } finally {
+    await spy.close();
     await nc.close();
   }
 });

@@ -36,4 +36,4 @@ export {
   type WatchRestart,
   type WatchRestartReason,
 } from "./kv_watch.ts";
-export { readBucket } from "./snapshot.ts";
+export { type BucketEntry, readBucket, readBucketEntries } from "./snapshot.ts";

@@ -10,6 +10,13 @@ export interface ReadBucketOptions {
   signal?: AbortSignal;
 }
 
+/** A value as {@link readBucketEntries} returns it. */
+export interface BucketEntry {
+  value: Uint8Array;
+  /** When the broker stored it, epoch ms on the broker's clock. */
+  created: number;
+}
+
 /**
  * Current value of every key (deleted keys are absent).
  *
@@ -22,7 +29,24 @@ export async function readBucket(
   logger: Logger,
   options: ReadBucketOptions = {},
 ): Promise<Map<string, Uint8Array>> {
-  const values = new Map<string, Uint8Array>();
+  const entries = await readBucketEntries(nc, bucket, logger, options);
+  return new Map([...entries].map(([key, entry]) => [key, entry.value]));
+}
+
+/**
+ * Current value of every key with the broker's timestamp of when it was stored (deleted
+ * keys are absent): an age shown to a person is measured from that, not from a time the
+ * writer put in the value.
+ *
+ * @throws {WatchError} when `signal` aborts before the read is complete.
+ */
+export async function readBucketEntries(
+  nc: NatsConnection,
+  bucket: string,
+  logger: Logger,
+  options: ReadBucketOptions = {},
+): Promise<Map<string, BucketEntry>> {
+  const entries = new Map<string, BucketEntry>();
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([stop.signal, options.signal]) : stop.signal;
   try {
@@ -35,9 +59,10 @@ export async function readBucket(
         ...(options.keyFilter ? { keyFilter: options.keyFilter } : {}),
       })
     ) {
-      if (event.type === "ready") return values;
-      if (event.type === "put") values.set(event.key, event.value);
-      else values.delete(event.key);
+      if (event.type === "ready") return entries;
+      if (event.type === "put") {
+        entries.set(event.key, { value: event.value, created: event.created });
+      } else entries.delete(event.key);
     }
   } finally {
     stop.abort();

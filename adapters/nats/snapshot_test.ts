@@ -3,7 +3,7 @@ import { connect } from "@nats-io/transport-node";
 import { silentLogger } from "../logger.ts";
 import { ensureBucket } from "./buckets.ts";
 import { WatchError } from "./kv_watch.ts";
-import { readBucket } from "./snapshot.ts";
+import { readBucket, readBucketEntries } from "./snapshot.ts";
 import { startNatsServer } from "../../sandbox/nats_server.ts";
 
 const decoder = new TextDecoder();
@@ -43,6 +43,24 @@ Deno.test("readBucket() gives up with a WatchError, not a partial result, when i
     assert.ok(error instanceof WatchError, String(error));
     assert.match(error.message, /Gave up reading the "missing" bucket/);
     assert.equal((error.cause as Error).message, "enough");
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("readBucketEntries() gives each value the broker's timestamp of when it was stored", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connect({ servers: ns.url });
+  try {
+    const kv = await ensureBucket(nc, "stamped", settings);
+    // nats-server runs on this machine: its clock is ours, to the millisecond.
+    const before = Date.now();
+    await kv.put("k", "v");
+    const after = Date.now();
+    const entries = await readBucketEntries(nc, "stamped", silentLogger);
+    const entry = entries.get("k");
+    assert.equal(decoder.decode(entry?.value), "v");
+    assert.ok(entry && entry.created >= before - 1 && entry.created <= after + 1);
   } finally {
     await nc.close();
   }

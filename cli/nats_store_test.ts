@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { Buckets, DeviceInfo, deviceLabels, Heartbeat, keys } from "../core/mod.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.ts";
+import { startNatsServer } from "../sandbox/nats_server.ts";
+import { NatsDeploymentStore } from "./nats_store.ts";
+
+const HOUR = 3_600_000;
+
+function info(deviceId: string): DeviceInfo {
+  return DeviceInfo.parse({
+    deviceId,
+    labels: deviceLabels(deviceId, {}),
+    inventory: {
+      hostname: deviceId,
+      arch: "x86_64",
+      os: "linux",
+      kernel: "6.8.0",
+      cpuCores: 1,
+      memoryMb: 512,
+      agentVersion: "0.0.0-test",
+    },
+    updatedAt: new Date().toISOString(),
+  });
+}
+
+Deno.test("NatsDeploymentStore.devices() gives LAST SEEN on the broker's clock, whatever the device's clock says", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connectNats({
+    servers: [ns.url],
+    credentials: noCredentials(),
+    name: "cli-test",
+    logger: silentLogger,
+  });
+  try {
+    const infos = await ensureBucket(nc, Buckets.deviceInfo, { replicas: 1, history: 1 });
+    const beats = await ensureBucket(nc, Buckets.deviceHeartbeat, { replicas: 1, history: 1 });
+    // nats-server runs on this machine: its clock is ours.
+    const before = Date.now();
+    const skews: Record<string, number> = { behind: -3 * HOUR, exact: 0, ahead: 3 * HOUR };
+    for (const [id, skew] of Object.entries(skews)) {
+      await infos.put(keys.deviceInfo(id), JSON.stringify(info(id)));
+      const hb = Heartbeat.parse({ deviceId: id, at: Date.now() + skew });
+      await beats.put(keys.heartbeat(id), JSON.stringify(hb));
+    }
+    await infos.put(keys.deviceInfo("silent"), JSON.stringify(info("silent")));
+    const after = Date.now();
+
+    const rows = await new NatsDeploymentStore(nc, silentLogger).devices();
+    assert.deepEqual(rows.map((r) => r.info.deviceId), ["ahead", "behind", "exact", "silent"]);
+    for (const row of rows.slice(0, 3)) {
+      const seen = row.lastSeen ?? 0;
+      assert.ok(seen >= before - 1 && seen <= after + 1, `${row.info.deviceId}: ${seen}`);
+    }
+    assert.equal(rows[3]?.lastSeen, undefined);
+  } finally {
+    await nc.close();
+  }
+});

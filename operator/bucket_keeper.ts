@@ -1,0 +1,23 @@
+/**
+ * The port through which the operator keeps its buckets in existence: created at start,
+ * re-created when broker data loss took one away (their owners then refill them; DESIGN.md
+ * §4 "Self-healing"). The NATS adapter is `nats_bucket_keeper.ts`.
+ * @module
+ */
+import type { BucketName } from "../core/mod.ts";
+
+export interface BucketKeeper {
+  /**
+   * Creates every bucket of DESIGN.md §2 that does not exist, retrying while the broker
+   * cannot (down, or a cluster still forming).
+   * @returns false when `signal` aborted first
+   */
+  ensureAll(signal: AbortSignal): Promise<boolean>;
+  /**
+   * The buckets that no longer exist.
+   * @throws when it cannot tell (the broker cannot be reached)
+   */
+  missing(): Promise<BucketName[]>;
+  /** Creates a bucket found missing, with its usual settings. */
+  recreate(bucket: BucketName): Promise<void>;
+}

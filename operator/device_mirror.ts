@@ -1,0 +1,143 @@
+/**
+ * The device controller: keeps the registry (labels from each device's info) and each
+ * device's liveness, judged on the control plane's clock (DESIGN.md §9 "Time"); mirrors
+ * both to the {@link DeviceSink} (kube: Device objects), tells targeting when labels change
+ * and marks aggregates when a device crosses the staleness line, either way.
+ * @module
+ */
+import { type Clock, type DeploymentRef, isStale, type Labels, lastSeenAt } from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { every } from "../adapters/timers.ts";
+import type { DeviceSink } from "./deployment_source.ts";
+import type { FleetView } from "./fleet_view.ts";
+import type { InitialRead } from "./initial_read.ts";
+import type { DeviceInfoEvent, HeartbeatEvent } from "./report_feed.ts";
+
+/** Options of {@link DeviceMirror}. */
+export interface DeviceMirrorOptions {
+  view: FleetView;
+  /** Where the registry is mirrored, if anywhere. */
+  deviceSink: DeviceSink | undefined;
+  initialRead: InitialRead;
+  clock: Clock;
+  log: Logger;
+  /** A device silent for longer is unreachable. */
+  staleAfterMs: number;
+  /** How often devices are checked for having gone silent (heartbeats age without events). */
+  scanIntervalMs: number;
+  /** Called when a device's labels changed (undefined: it left the registry). */
+  labelsChanged: (deviceId: string, labels: Labels | undefined) => void;
+  /** Called for each deployment targeting a device that became reachable or unreachable. */
+  aggregateChanged: (ref: DeploymentRef) => void;
+}
+
+export class DeviceMirror {
+  readonly #o: DeviceMirrorOptions;
+  /** Devices currently considered unreachable. */
+  readonly #stale = new Set<string>();
+  /**
+   * Whether heartbeats now arrive live: their receive time is when the device was seen. While
+   * the bucket is (re)read, a value may be old and the broker's timestamp says how old.
+   */
+  #heartbeatsLive = false;
+
+  constructor(options: DeviceMirrorOptions) {
+    this.#o = options;
+  }
+
+  onInfo(event: DeviceInfoEvent): void {
+    const { view, deviceSink, log, initialRead } = this.#o;
+    if (event.type === "restart" || event.type === "ready") return;
+    if (event.type === "delete") {
+      if (view.removeDevice(event.deviceId)) {
+        deviceSink?.deviceRemoved(event.deviceId);
+        log.info(`Device ${event.deviceId} was removed from the registry`);
+        this.#o.labelsChanged(event.deviceId, undefined);
+      }
+      return;
+    }
+    const { info } = event;
+    const deviceId = info.deviceId;
+    const isNew = !view.devices.has(deviceId);
+    deviceSink?.deviceChanged(info);
+    // Reachability is reported on transitions; a new device's first state is one. At cold
+    // start it waits until the heartbeats are read too (see reportAll). A device that just
+    // wrote its info is alive: counting that as seen keeps a device whose info arrives
+    // before its first heartbeat from showing unreachable for a moment.
+    if (isNew && initialRead.complete) {
+      if (!view.lastSeen.has(deviceId)) view.lastSeen.set(deviceId, this.#o.clock.now());
+      this.#reportReachability(deviceId);
+    }
+    if (view.setDevice(deviceId, info.labels)) {
+      if (initialRead.complete) {
+        log.info(isNew ? `Device ${deviceId} joined` : `Device ${deviceId} changed its labels`);
+      }
+      this.#o.labelsChanged(deviceId, info.labels);
+    }
+  }
+
+  onHeartbeat(event: HeartbeatEvent): void {
+    if (event.type === "restart") {
+      this.#heartbeatsLive = false;
+      return;
+    }
+    if (event.type === "ready") {
+      this.#heartbeatsLive = true;
+      return;
+    }
+    const seen = lastSeenAt({
+      brokerAt: event.brokerAt,
+      receivedAt: this.#o.clock.now(),
+      live: this.#heartbeatsLive,
+    });
+    this.#o.view.lastSeen.set(event.deviceId, seen);
+    this.#checkStaleness(event.deviceId);
+  }
+
+  /** The first complete read is done: tells the sink where every device stands. */
+  reportAll(): void {
+    for (const deviceId of this.#o.view.devices.keys()) this.#reportReachability(deviceId);
+  }
+
+  /** Checks for devices gone silent until `signal` aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    await every(this.#o.scanIntervalMs, signal, () => this.scan(), this.#o.clock);
+  }
+
+  /** Heartbeats age without events: looks for devices that crossed the line. */
+  scan(): void {
+    if (!this.#o.initialRead.complete) return;
+    for (const deviceId of this.#o.view.devices.keys()) this.#checkStaleness(deviceId);
+  }
+
+  #isStale(deviceId: string): boolean {
+    const seen = this.#o.view.lastSeen.get(deviceId);
+    return isStale(seen, this.#o.clock.now(), this.#o.staleAfterMs);
+  }
+
+  /** Tells the device sink whether a device is reachable now, and remembers it. */
+  #reportReachability(deviceId: string): void {
+    const stale = this.#isStale(deviceId);
+    if (stale) this.#stale.add(deviceId);
+    else this.#stale.delete(deviceId);
+    this.#o.deviceSink?.reachabilityChanged(deviceId, !stale, this.#o.view.lastSeen.get(deviceId));
+  }
+
+  /** Marks a device's deployments when it crosses the staleness line, either way. */
+  #checkStaleness(deviceId: string): void {
+    const { view, initialRead, log } = this.#o;
+    const stale = this.#isStale(deviceId);
+    if (stale === this.#stale.has(deviceId)) return;
+    if (stale) this.#stale.add(deviceId);
+    else this.#stale.delete(deviceId);
+    if (view.devices.has(deviceId) && initialRead.complete) {
+      this.#o.deviceSink?.reachabilityChanged(deviceId, !stale, view.lastSeen.get(deviceId));
+    }
+    if (initialRead.complete) {
+      log.info(
+        stale ? `Device ${deviceId} stopped sending heartbeats` : `Device ${deviceId} is reachable`,
+      );
+    }
+    for (const ref of view.deploymentsTargeting(deviceId)) this.#o.aggregateChanged(ref);
+  }
+}

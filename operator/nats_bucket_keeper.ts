@@ -1,0 +1,67 @@
+/** The {@link BucketKeeper} on NATS: the JetStream KV buckets of DESIGN.md §2. */
+import type { NatsConnection } from "@nats-io/nats-core";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
+import { type BucketName, Buckets, type Clock } from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { ensureBucket, ensureBucketRetrying } from "../adapters/nats/mod.ts";
+import type { BucketKeeper } from "./bucket_keeper.ts";
+
+/** Revisions kept per key: a few where an agent or a person may look back, else one. */
+const BUCKET_HISTORY: Record<BucketName, number> = {
+  [Buckets.desiredState]: 3,
+  [Buckets.deviceInfo]: 1,
+  [Buckets.deviceState]: 3,
+  [Buckets.deviceHeartbeat]: 1,
+  [Buckets.deployments]: 5,
+  [Buckets.deploymentStatus]: 1,
+};
+
+export class NatsBucketKeeper implements BucketKeeper {
+  readonly #nc: NatsConnection;
+  readonly #log: Logger;
+  readonly #replicas: number;
+  readonly #clock: Clock;
+
+  /** @param replicas copies of each bucket: 1 on one server, 3 on a cluster */
+  constructor(options: { nc: NatsConnection; log: Logger; replicas: number; clock: Clock }) {
+    this.#nc = options.nc;
+    this.#log = options.log;
+    this.#replicas = options.replicas;
+    this.#clock = options.clock;
+  }
+
+  async ensureAll(signal: AbortSignal): Promise<boolean> {
+    for (const bucket of Object.values(Buckets)) {
+      const kv = await ensureBucketRetrying(this.#nc, bucket, this.#settings(bucket), {
+        signal,
+        logger: this.#log,
+        clock: this.#clock,
+      });
+      if (!kv) return false;
+    }
+    return true;
+  }
+
+  async missing(): Promise<BucketName[]> {
+    const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
+    const missing: BucketName[] = [];
+    for (const bucket of Object.values(Buckets)) {
+      try {
+        await jsm.streams.info(`KV_${bucket}`);
+      } catch (error) {
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
+          missing.push(bucket);
+        } else throw error;
+      }
+    }
+    return missing;
+  }
+
+  async recreate(bucket: BucketName): Promise<void> {
+    await ensureBucket(this.#nc, bucket, this.#settings(bucket));
+  }
+
+  #settings(bucket: BucketName) {
+    return { replicas: this.#replicas, history: BUCKET_HISTORY[bucket] };
+  }
+}

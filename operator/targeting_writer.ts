@@ -1,0 +1,291 @@
+/**
+ * The targeting controller: resolves each deployment's selector against the device registry
+ * and writes only the difference to desired state (DESIGN.md §4), so a steady state writes
+ * nothing. It also lets a deleted deployment go once its desired state is gone from every
+ * device. A failed write is retried per key with backoff, never at once.
+ * @module
+ */
+import {
+  type BackoffPolicy,
+  type Clock,
+  type DeploymentRef,
+  type DesiredState,
+  desiredStateOf,
+  diffTargets,
+  type Labels,
+  matchesSelector,
+  type Timer,
+} from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import type { DeploymentSource, SourceEvent } from "./deployment_source.ts";
+import type { DesiredStateEvent, DesiredStateStore } from "./desired_state_store.ts";
+import { DeploymentMap, DeploymentSet } from "./deployment_map.ts";
+import type { FleetView } from "./fleet_view.ts";
+import type { InitialRead } from "./initial_read.ts";
+import type { OperatorStats } from "./operator_stats.ts";
+import { RetryQueue } from "./retry_queue.ts";
+
+/** Writes in flight at once for one deployment. */
+const WRITE_BATCH = 256;
+/** A change arrives as a burst of events; one sync after a pause this long takes them all. */
+const SYNC_DELAY_MS = 10;
+
+/** Options of {@link TargetingWriter}. */
+export interface TargetingWriterOptions {
+  view: FleetView;
+  store: DesiredStateStore;
+  /** Told when a deleted deployment's desired state is gone. */
+  source: DeploymentSource;
+  initialRead: InitialRead;
+  clock: Clock;
+  log: Logger;
+  stats: OperatorStats;
+  /** Called when a deployment's targets may have changed: its aggregate must be recomputed. */
+  aggregateChanged: (ref: DeploymentRef) => void;
+  /** Spacing of retries after failed writes. @default DEFAULT_BACKOFF */
+  retry?: BackoffPolicy;
+}
+
+function named(ref: DeploymentRef): string {
+  return `${ref.namespace}/${ref.name}`;
+}
+
+export class TargetingWriter {
+  readonly #o: TargetingWriterOptions;
+  readonly #view: FleetView;
+  readonly #retries: RetryQueue;
+  /** Deployments whose desired state must be compared with their targets. */
+  readonly #dirty = new DeploymentSet();
+  /** Deleted deployments the source has not released yet. */
+  readonly #deleting = new DeploymentSet();
+  /**
+   * While desired state is read again after a restart: the keys delivered since it began,
+   * so that those no longer there can be forgotten (a wiped bucket leaves no delete markers).
+   */
+  #reread: DeploymentMap<Set<string>> | undefined;
+  #syncTimer: Timer | undefined;
+  #syncing: Promise<void> | undefined;
+  #resync = false;
+
+  constructor(options: TargetingWriterOptions) {
+    this.#o = options;
+    this.#view = options.view;
+    this.#retries = new RetryQueue({
+      clock: options.clock,
+      onDue: (ref) => this.mark(ref),
+      ...(options.retry ? { policy: options.retry } : {}),
+    });
+  }
+
+  /** A deployment was added, changed or deleted at the source. */
+  onSource(event: Exclude<SourceEvent, { type: "ready" }>): void {
+    const log = this.#o.log;
+    if (event.type === "delete") {
+      this.#deleting.add(event.ref);
+      if (this.#view.deployments.delete(event.ref)) {
+        log.info(`Deployment ${named(event.ref)} deleted`);
+      }
+      this.mark(event.ref);
+      return;
+    }
+    const { deployment } = event;
+    const ref: DeploymentRef = deployment.metadata;
+    const previous = this.#view.deployments.get(ref);
+    this.#view.deployments.set(ref, deployment);
+    const generation = deployment.metadata.generation;
+    if (!previous) log.info(`Deployment ${named(ref)} added`);
+    else if (previous.metadata.generation !== generation) {
+      log.info(`Deployment ${named(ref)} changed`, { generation });
+    }
+    this.mark(ref);
+  }
+
+  /** What the desired-state store holds changed (our own writes come back this way too). */
+  onDesired(event: DesiredStateEvent): void {
+    const view = this.#view;
+    switch (event.type) {
+      case "restart":
+        this.#reread = new DeploymentMap();
+        return;
+      case "ready": {
+        const seen = this.#reread;
+        this.#reread = undefined;
+        if (!event.restarted || !seen) return;
+        // After a wiped store the read is the truth: forget keys it no longer holds.
+        for (const [ref, devices] of view.desired) {
+          for (const deviceId of devices.keys()) {
+            if (!seen.get(ref)?.has(deviceId)) view.setDesired(ref, deviceId, undefined);
+          }
+        }
+        for (const ref of view.deployments.keys()) this.mark(ref);
+        return;
+      }
+      case "delete":
+        this.#seen(event.ref, event.deviceId);
+        view.setDesired(event.ref, event.deviceId, undefined);
+        return;
+      case "put":
+        this.#seen(event.ref, event.deviceId);
+        view.setDesired(event.ref, event.deviceId, event.value);
+        // An unreadable value differs from anything we want: rewrite it.
+        if (event.value === undefined) this.mark(event.ref);
+        return;
+    }
+  }
+
+  #seen(ref: DeploymentRef, deviceId: string): void {
+    if (!this.#reread) return;
+    let devices = this.#reread.get(ref);
+    if (!devices) this.#reread.set(ref, devices = new Set());
+    devices.add(deviceId);
+  }
+
+  /**
+   * A device's labels changed (undefined: it left the registry). Marks only the deployments
+   * whose targets gain or lose it: O(deployments) per change instead of re-selecting the
+   * whole fleet for each. Before the first complete read nothing is marked: {@link start}
+   * marks every deployment then.
+   */
+  deviceLabelsChanged(deviceId: string, labels: Labels | undefined): void {
+    if (!this.#o.initialRead.complete) return;
+    for (const [ref, deployment] of this.#view.deployments) {
+      const targets = this.#view.targets.get(ref);
+      const matches = labels !== undefined &&
+        matchesSelector(deployment.spec.targetSelector, labels);
+      if (targets === undefined || targets.has(deviceId) !== matches) this.mark(ref);
+    }
+  }
+
+  /**
+   * The first complete read is done: reconciles every deployment, every leftover desired key
+   * and every stored status (of deployments deleted while no operator ran).
+   * @returns when that first sync is done
+   */
+  start(): Promise<void> {
+    const view = this.#view;
+    for (const refs of [view.deployments.keys(), view.desired.keys(), view.statuses.keys()]) {
+      for (const ref of refs) this.#markDirty(ref);
+    }
+    return this.#sync();
+  }
+
+  /** Whether the deployment's desired state is not yet known to match its targets. */
+  isPending(ref: DeploymentRef): boolean {
+    return this.#dirty.has(ref) || this.#retries.failingDevices(ref).length > 0;
+  }
+
+  /** Marks a deployment for a sync, a few milliseconds from now (once every input was read). */
+  mark(ref: DeploymentRef): void {
+    this.#markDirty(ref);
+    if (!this.#o.initialRead.complete || this.#syncTimer !== undefined) return;
+    this.#syncTimer = this.#o.clock.timer(SYNC_DELAY_MS, () => {
+      this.#syncTimer = undefined;
+      this.#sync().catch((error: unknown) => {
+        this.#o.log.error(`Syncing desired state failed: ${(error as Error).message}`);
+      });
+    });
+  }
+
+  #markDirty(ref: DeploymentRef): void {
+    this.#dirty.add(ref);
+    this.#o.aggregateChanged(ref);
+  }
+
+  /** Cancels pending syncs and retries and waits for the sync in flight. */
+  async stop(): Promise<void> {
+    this.#syncTimer?.cancel();
+    this.#syncTimer = undefined;
+    this.#retries.clear();
+    await this.#syncing;
+  }
+
+  /** Writes the desired-state diff of every deployment marked dirty. One sync at a time. */
+  #sync(): Promise<void> {
+    if (this.#syncing) {
+      this.#resync = true;
+      return this.#syncing;
+    }
+    this.#syncing = (async () => {
+      do {
+        this.#resync = false;
+        const refs = [...this.#dirty];
+        this.#dirty.clear();
+        for (const ref of refs) await this.#syncDeployment(ref);
+      } while (this.#resync || this.#dirty.size > 0);
+    })().finally(() => this.#syncing = undefined);
+    return this.#syncing;
+  }
+
+  async #syncDeployment(ref: DeploymentRef): Promise<void> {
+    const view = this.#view;
+    const store = this.#o.store;
+    const deployment = view.deployments.get(ref);
+    const targets = view.resolveTargets(ref);
+    const wanted = deployment ? desiredStateOf(deployment) : undefined;
+    const current = view.desired.get(ref) ?? new Map<string, DesiredState>();
+    const diff = diffTargets(current, targets, wanted);
+    // A key that failed but is no longer to be written needs no retry.
+    const toWrite = new Set([...diff.put, ...diff.remove]);
+    for (const deviceId of this.#retries.failingDevices(ref)) {
+      if (!toWrite.has(deviceId)) this.#retries.forget(ref, deviceId);
+    }
+    let added = 0;
+    let removed = 0;
+    const write = async (deviceId: string, value: DesiredState | undefined) => {
+      // Its retry marks the deployment again when due: writing now would defeat the backoff.
+      if (this.#retries.waiting(ref, deviceId)) return;
+      try {
+        if (value) await store.put(deviceId, ref, value);
+        else await store.delete(deviceId, ref);
+        view.setDesired(ref, deviceId, value);
+        if (value) {
+          this.#o.stats.desiredPuts++;
+          added++;
+        } else {
+          this.#o.stats.desiredDeletes++;
+          removed++;
+        }
+        this.#retries.forget(ref, deviceId);
+      } catch (error) {
+        this.#o.stats.writeErrors++;
+        const { delayMs } = this.#retries.failed(ref, deviceId);
+        this.#o.log.warn(
+          `Could not update the desired state of device ${deviceId} for ${named(ref)}: ` +
+            `${(error as Error).message}; retrying in ${delayMs} ms`,
+        );
+      }
+    };
+    const work = [
+      ...diff.put.map((deviceId) => () => write(deviceId, wanted)),
+      ...diff.remove.map((deviceId) => () => write(deviceId, undefined)),
+    ];
+    for (let i = 0; i < work.length; i += WRITE_BATCH) {
+      await Promise.all(work.slice(i, i + WRITE_BATCH).map((w) => w()));
+    }
+    if (added + removed > 0) {
+      this.#o.log.info(`Desired state of ${named(ref)} updated`, { added, removed });
+    }
+    // Not synced until every key is written; the retries come back here.
+    if (this.#retries.failingDevices(ref).length > 0) return;
+    this.#o.aggregateChanged(ref);
+    if (!deployment && (this.#deleting.has(ref) || view.statuses.has(ref))) {
+      await this.#release(ref);
+    }
+  }
+
+  async #release(ref: DeploymentRef): Promise<void> {
+    if (this.#retries.waiting(ref)) return;
+    try {
+      await this.#o.source.release(ref);
+      this.#view.statuses.delete(ref);
+      this.#deleting.delete(ref);
+      this.#retries.forget(ref);
+    } catch (error) {
+      const { delayMs } = this.#retries.failed(ref);
+      this.#o.log.warn(
+        `Could not finish deleting ${named(ref)}: ${(error as Error).message}; ` +
+          `retrying in ${delayMs} ms`,
+      );
+    }
+  }
+}
