@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { type BucketName, Buckets } from "../core/mod.ts";
+import { createLogger } from "../adapters/logger.ts";
+import { FakeClock } from "../testing/fake_clock.ts";
+import { BucketAuditor } from "./bucket_auditor.ts";
+import type { BucketKeeper } from "./bucket_keeper.ts";
+import { zeroStats } from "./operator_stats.ts";
+
+/** Buckets in a Set; `lost()` takes one away, `down` makes every call fail. */
+class MemoryKeeper implements BucketKeeper {
+  readonly present = new Set<BucketName>(Object.values(Buckets));
+  down = false;
+  failCreate = false;
+
+  ensureAll(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  missing(): Promise<BucketName[]> {
+    if (this.down) return Promise.reject(new Error("no connection"));
+    return Promise.resolve(Object.values(Buckets).filter((b) => !this.present.has(b)));
+  }
+
+  recreate(bucket: BucketName): Promise<void> {
+    if (this.failCreate) return Promise.reject(new Error("insufficient resources"));
+    this.present.add(bucket);
+    return Promise.resolve();
+  }
+}
+
+Deno.test("BucketAuditor re-creates a vanished bucket on its next audit, and says so", async () => {
+  const clock = new FakeClock();
+  const keeper = new MemoryKeeper();
+  const stats = zeroStats();
+  const lines: string[] = [];
+  const recreated: string[] = [];
+  const auditor = new BucketAuditor({
+    keeper,
+    clock,
+    log: createLogger({ level: "debug", timestamps: false, write: (l) => lines.push(l) }),
+    stats,
+    intervalMs: 10_000,
+    recreated: (bucket) => recreated.push(bucket),
+  });
+  const controller = new AbortController();
+  const running = auditor.run(controller.signal);
+
+  keeper.present.delete(Buckets.deploymentStatus);
+  await clock.advance(9_999);
+  assert.deepEqual(recreated, []);
+  await clock.advance(1);
+  assert.deepEqual(recreated, [Buckets.deploymentStatus]);
+  assert.equal(stats.bucketsRecreated, 1);
+  assert.ok(lines.some((l) => l.includes(`"fleet-deployment-status" bucket is missing`)));
+
+  // Neither a broker out of reach nor a failed creation stops the audits; both are logged.
+  keeper.down = true;
+  await clock.advance(10_000);
+  assert.ok(lines.some((l) => l.includes("Could not check that the buckets exist")));
+  keeper.down = false;
+  keeper.failCreate = true;
+  keeper.present.delete(Buckets.deviceInfo);
+  await clock.advance(10_000);
+  assert.ok(lines.some((l) => l.includes(`Could not recreate the "device-info" bucket`)));
+  keeper.failCreate = false;
+  await clock.advance(10_000);
+  assert.deepEqual(recreated, [Buckets.deploymentStatus, Buckets.deviceInfo]);
+  assert.equal(stats.bucketsRecreated, 2);
+  controller.abort();
+  await running;
+});

@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { type DeploymentRef, DeviceInfo, deviceLabels } from "../core/mod.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { FakeClock } from "../testing/fake_clock.ts";
+import { RecordingDeviceSink, storedDeployment } from "../testing/operator_fakes.ts";
+import { DeviceMirror } from "./device_mirror.ts";
+import { FleetView } from "./fleet_view.ts";
+import { InitialRead } from "./initial_read.ts";
+
+const HOUR = 3_600_000;
+const STALE_MS = 90_000;
+const WEB: DeploymentRef = { namespace: "default", name: "web" };
+
+function info(deviceId: string): DeviceInfo {
+  return DeviceInfo.parse({
+    deviceId,
+    labels: deviceLabels(deviceId, { site: "a" }),
+    inventory: {
+      hostname: deviceId,
+      arch: "x86_64",
+      os: "linux",
+      kernel: "6.8.0",
+      cpuCores: 1,
+      memoryMb: 512,
+      agentVersion: "0.0.0-test",
+    },
+    updatedAt: new Date(0).toISOString(),
+  });
+}
+
+function setup() {
+  const clock = new FakeClock();
+  const view = new FleetView();
+  const sink = new RecordingDeviceSink();
+  const initialRead = new InitialRead(["reports"]);
+  const dirty: string[] = [];
+  const mirror = new DeviceMirror({
+    view,
+    deviceSink: sink,
+    initialRead,
+    clock,
+    log: silentLogger,
+    staleAfterMs: STALE_MS,
+    scanIntervalMs: 1_000,
+    labelsChanged: () => {},
+    aggregateChanged: (ref) => dirty.push(ref.name),
+  });
+  return { clock, view, sink, initialRead, dirty, mirror };
+}
+
+Deno.test("DeviceMirror dates a stored heartbeat by the broker and a live one by its arrival", () => {
+  const { clock, view, sink, initialRead, mirror } = setup();
+  const now = clock.now();
+  for (const id of ["old", "recent", "future"]) mirror.onInfo({ type: "put", info: info(id) });
+  // The initial read: values stored before the operator started, dated by the broker.
+  mirror.onHeartbeat({ type: "put", deviceId: "old", brokerAt: now - 2 * HOUR });
+  mirror.onHeartbeat({ type: "put", deviceId: "recent", brokerAt: now - 1_000 });
+  mirror.onHeartbeat({ type: "put", deviceId: "future", brokerAt: now + HOUR });
+  mirror.onHeartbeat({ type: "ready", restarted: false });
+  initialRead.done("reports");
+  mirror.reportAll();
+  assert.deepEqual(sink.calls.filter((c) => !c.endsWith("changed")), [
+    "old unreachable",
+    "recent reachable",
+    "future reachable",
+  ]);
+  assert.equal(view.lastSeen.get("old"), now - 2 * HOUR);
+  assert.equal(view.lastSeen.get("recent"), now - 1_000);
+  assert.equal(view.lastSeen.get("future"), now, "never later than the operator's now");
+
+  // Live: it arrived now, whatever the broker's clock says.
+  mirror.onHeartbeat({ type: "put", deviceId: "old", brokerAt: now - 3 * HOUR });
+  assert.equal(view.lastSeen.get("old"), now);
+  assert.equal(sink.calls.at(-1), "old reachable");
+  assert.equal(sink.lastSeen.get("old"), now);
+
+  // While the bucket is read again, values are stored ones once more.
+  mirror.onHeartbeat({ type: "restart" });
+  mirror.onHeartbeat({ type: "put", deviceId: "recent", brokerAt: now - HOUR });
+  assert.equal(view.lastSeen.get("recent"), now - HOUR);
+});
+
+Deno.test("DeviceMirror reports each crossing of the staleness line once, on its clock", async () => {
+  const { clock, view, sink, initialRead, dirty, mirror } = setup();
+  view.deployments.set(WEB, storedDeployment("web", { matchLabels: { site: "a" } }));
+  mirror.onInfo({ type: "put", info: info("d1") });
+  view.resolveTargets(WEB);
+  mirror.onHeartbeat({ type: "ready", restarted: false });
+  initialRead.done("reports");
+  mirror.reportAll();
+  const controller = new AbortController();
+  const running = mirror.run(controller.signal);
+
+  mirror.onHeartbeat({ type: "put", deviceId: "d1", brokerAt: 0 });
+  assert.deepEqual(sink.calls, ["d1 changed", "d1 unreachable", "d1 reachable"]);
+  assert.deepEqual(dirty, ["web"]);
+  await clock.advance(STALE_MS);
+  assert.equal(sink.calls.length, 3, "not stale at exactly the limit");
+  await clock.advance(1_000);
+  assert.deepEqual(sink.calls.slice(3), ["d1 unreachable"]);
+  await clock.advance(2 * STALE_MS);
+  assert.equal(sink.calls.length, 4, "a crossing is reported once");
+  assert.deepEqual(dirty, ["web", "web"]);
+  mirror.onHeartbeat({ type: "put", deviceId: "d1", brokerAt: 0 });
+  assert.deepEqual(sink.calls.slice(4), ["d1 reachable"]);
+  assert.equal(sink.lastSeen.get("d1"), clock.now());
+  controller.abort();
+  await running;
+});

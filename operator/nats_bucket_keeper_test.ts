@@ -1,0 +1,34 @@
+import assert from "node:assert/strict";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Buckets } from "../core/mod.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { systemClock } from "../adapters/clock.ts";
+import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
+import { startNatsServer } from "../sandbox/nats_server.ts";
+import { NatsBucketKeeper } from "./nats_bucket_keeper.ts";
+
+Deno.test("NatsBucketKeeper creates every bucket, tells a deleted one apart by its error code, and re-creates it", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connectNats({
+    servers: [ns.url],
+    credentials: noCredentials(),
+    name: "keeper-test",
+    logger: silentLogger,
+  });
+  try {
+    const keeper = new NatsBucketKeeper({ nc, log: silentLogger, replicas: 1, clock: systemClock });
+    assert.equal(await keeper.ensureAll(new AbortController().signal), true);
+    assert.deepEqual(await keeper.missing(), []);
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(`KV_${Buckets.deviceState}`);
+    assert.deepEqual(await keeper.missing(), [Buckets.deviceState]);
+    await keeper.recreate(Buckets.deviceState);
+    assert.deepEqual(await keeper.missing(), []);
+    assert.equal(
+      (await jsm.streams.info(`KV_${Buckets.deviceState}`)).config.max_msgs_per_subject,
+      3,
+    );
+  } finally {
+    await nc.close();
+  }
+});
