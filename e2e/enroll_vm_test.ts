@@ -10,12 +10,12 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { Buckets, keys } from "../core/mod.ts";
+import { Buckets, ContainerLabels, keys, type Labels } from "../core/mod.ts";
 import { SshTarget } from "../adapters/host/ssh_target.ts";
 import type { Target } from "../adapters/host/target.ts";
 import { readBucket } from "../adapters/nats/mod.ts";
 import { printLine } from "../adapters/output.ts";
-import { destroyVm } from "../adapters/vm/mod.ts";
+import { destroyVm, resetVm } from "../adapters/vm/mod.ts";
 import { type VmState, VmStateSchema } from "../vm/mod.ts";
 import { buildPackages, projectVersion } from "../packaging/build.ts";
 import { enrollDevice, type EnrollOptions } from "../enroll/enroll.ts";
@@ -26,6 +26,10 @@ import { testLogger } from "./_story.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const DEVICE = "vm-pi-1";
+/** A warm reboot under TCG answers SSH well within this; past it the guest is taken as hung. */
+const REBOOT_DEADLINE_MS = 240_000;
+/** After a power cycle: a cold boot, with the journal replay of an unclean root file system. */
+const AFTER_RESET_MS = 300_000;
 const noPrompt = () => Promise.resolve(undefined);
 
 async function must(target: Target, argv: string[], sudo = true, stdin?: string): Promise<string> {
@@ -120,11 +124,13 @@ Deno.test(
     const connect = () => SshTarget.connect({ ...state.ssh, prompt: noPrompt });
     const nc = await fleet.connection();
     const lines: string[] = [];
+    // The labels the device is enrolled with; "new labels" changes them for the steps after it.
+    let labels: Labels = { site: "vm" };
     const enroll = (overrides: Partial<EnrollOptions> = {}) =>
       enrollDevice({
         target,
         deviceId: DEVICE,
-        labels: { site: "vm" },
+        labels,
         natsUrls: [`nats://10.0.2.2:${fleet.nats.port}`],
         credentials: { type: "none" },
         packages: { amd64: { path: pkg!.path, version } },
@@ -135,9 +141,88 @@ Deno.test(
         log,
         ...overrides,
       });
+    /** Back to enrolled and converged with `labels` (a hand-edited config is overwritten). */
+    const settle = async () => {
+      await enroll({ confirm: () => Promise.resolve(true) });
+    };
+
+    /**
+     * Waits until the VM takes SSH logins again. A warm reboot under TCG now and then hangs in
+     * the guest's kernel and never comes back; past REBOOT_DEADLINE_MS the VM is power-cycled
+     * through QMP (`system_reset`), as a field engineer would pull the plug, and waited for again.
+     */
+    const sshAgain = async (started: number): Promise<SshTarget> => {
+      const login = async () => {
+        try {
+          return await connect();
+        } catch {
+          return undefined;
+        }
+      };
+      try {
+        return await waitFor("the VM to take SSH logins again", login, REBOOT_DEADLINE_MS, 2_000);
+      } catch (error) {
+        printLine(
+          `reboot: no SSH after ${((performance.now() - started) / 1000).toFixed(0)} s (${
+            (error as Error).message
+          }); power-cycling the VM (system_reset). Its console log ended:\n${await consoleTail()}`,
+        );
+        await resetVm(state);
+        return await waitFor(
+          "the VM to take SSH logins after a power cycle",
+          login,
+          AFTER_RESET_MS,
+          2_000,
+        );
+      }
+    };
+    const consoleTail = async () =>
+      (await Deno.readTextFile(state.consoleLog).catch(() => "(no console log)"))
+        .replace(/\r/g, "").trimEnd().split("\n").slice(-8).join("\n");
+    const reboot = async () => {
+      await target.run(["systemctl", "reboot"], { sudo: true });
+      await target[Symbol.asyncDispose]();
+      const started = performance.now();
+      await new Promise((r) => setTimeout(r, 5_000));
+      target = await sshAgain(started);
+      return started;
+    };
+    /** A session that answers, after a step that may have left the VM rebooting or hung. */
+    const reachable = async () => {
+      if ((await target.run(["true"]).catch(() => undefined))?.code === 0) return;
+      await target[Symbol.asyncDispose]();
+      target = await sshAgain(performance.now());
+    };
+
+    /**
+     * A step of the story, then `cleanup` (whether it passed or not: `failed` says which), which
+     * leaves the device as the next step expects it: one failure is one report, not a cascade
+     * of steps failing on what an earlier one left behind.
+     */
+    const step = (
+      name: string,
+      fn: () => Promise<void>,
+      cleanup?: (failed: boolean) => Promise<void>,
+    ) =>
+      t.step(name, async () => {
+        let failure: { error: unknown } | undefined;
+        try {
+          await fn();
+        } catch (error) {
+          failure = { error };
+        }
+        try {
+          await cleanup?.(failure !== undefined);
+        } catch (error) {
+          if (failure === undefined) throw error;
+          printLine(`clean-up after "${name}" failed too: ${(error as Error).message}`);
+        }
+        if (failure !== undefined) throw failure.error;
+      });
+
     try {
-      let uid = 0;
-      await t.step(
+      const uid = Number((await must(target, ["id", "-u", "fleet-agent"], false)).trim());
+      await step(
         "vm provision enrolls the fresh VM: every step changes something, then the heartbeat",
         async () => {
           const output = provisioned.lines.map(([, line]) => line).join("\n");
@@ -157,7 +242,6 @@ Deno.test(
             config,
             new RegExp(`urls = \\[ ?"nats://10\\.0\\.2\\.2:${fleet.nats.port}" ?\\]`),
           );
-          uid = Number((await must(target, ["id", "-u", "fleet-agent"], false)).trim());
           const mode = await must(target, ["stat", "-c", "%a %U:%G", CONFIG_PATH]);
           assert.equal(mode.trim(), "640 root:fleet-agent");
           assert.equal(await unitProperty(target, "ActiveState"), "active");
@@ -167,28 +251,39 @@ Deno.test(
             new RegExp(`\\buser@${uid}\\.service\\b`),
           );
         },
+        // Provisioning enrolled with what enroll() gives too; whatever it missed, enroll now.
+        async (failed) => {
+          if (failed) await settle();
+        },
       );
 
-      await t.step("a second run changes nothing and says so", async () => {
+      await step("a second run changes nothing and says so", async () => {
         lines.length = 0;
         const result = await enroll();
         assert.equal(result.changed, 0, lines.join("\n"));
         assert.ok(lines.slice(0, -1).every((l) => l.startsWith("unchanged")), lines.join("\n"));
       });
 
-      await t.step("another build of the same version is installed again", async () => {
-        // As if enroll had installed a different build of 0.1.0 before.
-        await must(target, ["sh", "-c", `echo 0000 > ${PACKAGE_RECORD_PATH}`]);
-        lines.length = 0;
-        await enroll();
-        const changed = lines.filter((l) => l.startsWith("changed")).map((l) => l.split(":")[0]);
-        assert.deepEqual(changed, ["changed    package", "changed    service"], lines.join("\n"));
-        assert.match(lines.join("\n"), /reinstalled fleet \S+ \(not the build enroll installed/);
-        lines.length = 0;
-        assert.equal((await enroll()).changed, 0, lines.join("\n"));
-      });
+      await step(
+        "another build of the same version is installed again",
+        async () => {
+          // As if enroll had installed a different build of 0.1.0 before.
+          await must(target, ["sh", "-c", `echo 0000 > ${PACKAGE_RECORD_PATH}`]);
+          lines.length = 0;
+          await enroll();
+          const changed = lines.filter((l) => l.startsWith("changed")).map((l) => l.split(":")[0]);
+          assert.deepEqual(changed, ["changed    package", "changed    service"], lines.join("\n"));
+          assert.match(lines.join("\n"), /reinstalled fleet \S+ \(not the build enroll installed/);
+          lines.length = 0;
+          assert.equal((await enroll()).changed, 0, lines.join("\n"));
+        },
+        // The fake record would make every later enroll reinstall.
+        async (failed) => {
+          if (failed) await settle();
+        },
+      );
 
-      await t.step(
+      await step(
         "a login whose sudo asks for a password: asked once, nothing changes",
         async () => {
           // Debian's stock sudoers: members of "sudo" give their password.
@@ -231,31 +326,42 @@ Deno.test(
           await using typo = await asFieldUser("not-it", wrong);
           await assert.rejects(enroll({ target: typo }), /sudo on field@\S+ refused the password/);
         },
+        async (failed) => {
+          await target.run(["userdel", "--remove", "field"], { sudo: true });
+          if (failed) await settle();
+        },
       );
 
-      await t.step("new labels rewrite only the config and restart the agent", async () => {
-        lines.length = 0;
-        const result = await enroll({ labels: { site: "vm", tier: "edge" } });
-        const changed = lines.filter((l) => l.startsWith("changed")).map((l) => l.split(":")[0]);
-        assert.deepEqual(changed, ["changed    config", "changed    service"], lines.join("\n"));
-        assert.equal(result.changed, 2);
-        await waitFor("the new label in the device registry", async () => {
-          const infos = await readBucket(nc, Buckets.deviceInfo, log);
-          const info = infos.get(keys.deviceInfo(DEVICE));
-          return info && JSON.parse(new TextDecoder().decode(info)).labels.tier === "edge"
-            ? true
-            : undefined;
-        }, 60_000);
-      });
+      await step(
+        "new labels rewrite only the config and restart the agent",
+        async () => {
+          labels = { site: "vm", tier: "edge" };
+          lines.length = 0;
+          const result = await enroll();
+          const changed = lines.filter((l) => l.startsWith("changed")).map((l) => l.split(":")[0]);
+          assert.deepEqual(changed, ["changed    config", "changed    service"], lines.join("\n"));
+          assert.equal(result.changed, 2);
+          await waitFor("the new label in the device registry", async () => {
+            const infos = await readBucket(nc, Buckets.deviceInfo, log);
+            const info = infos.get(keys.deviceInfo(DEVICE));
+            return info && JSON.parse(new TextDecoder().decode(info)).labels.tier === "edge"
+              ? true
+              : undefined;
+          }, 60_000);
+        },
+        // The later steps expect the new labels in place.
+        async (failed) => {
+          if (failed) await settle();
+        },
+      );
 
-      await t.step(
+      await step(
         "a config changed on the device is shown and kept unless confirmed",
         async () => {
           await must(target, ["sh", "-c", `echo '# local tweak' >> ${CONFIG_PATH}`]);
           const diffs: string[] = [];
           await assert.rejects(
             enroll({
-              labels: { site: "vm", tier: "edge" },
               confirm: (_path, diff) => {
                 diffs.push(diff);
                 return Promise.resolve(false);
@@ -265,11 +371,12 @@ Deno.test(
           );
           assert.match(diffs[0] ?? "", /^- # local tweak$/m);
           assert.match(await must(target, ["cat", CONFIG_PATH]), /# local tweak/, "left as it was");
-          await enroll({
-            labels: { site: "vm", tier: "edge" },
-            confirm: () => Promise.resolve(true),
-          });
+          await enroll({ confirm: () => Promise.resolve(true) });
           assert.doesNotMatch(await must(target, ["cat", CONFIG_PATH]), /# local tweak/);
+        },
+        // No hand edit may outlive the step.
+        async (failed) => {
+          if (failed) await settle();
         },
       );
 
@@ -290,69 +397,78 @@ Deno.test(
       const store = await fleet.store();
       await store.apply(webDeployment({ name: "web", selector: { matchLabels: { site: "vm" } } }));
       await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 120_000);
+      // Only this device's container of "web", whatever else the VM's podman runs.
       const containerId = async () =>
-        (await agentPodman(target, uid, ["ps", "-q", "--no-trunc", "--filter", "status=running"]))
-          .trim();
+        (await agentPodman(target, uid, [
+          "ps",
+          "-q",
+          "--no-trunc",
+          "--filter",
+          "status=running",
+          "--filter",
+          `label=${ContainerLabels.deviceId}=${DEVICE}`,
+          "--filter",
+          `label=${ContainerLabels.deployment}=web`,
+        ])).trim();
       const running = await containerId();
       assert.match(running, /^[0-9a-f]{64}$/, `one running container: "${running}"`);
-
-      await t.step("SIGKILL: systemd brings the agent back and it recreates nothing", async () => {
-        const before = Number(await unitProperty(target, "NRestarts"));
-        await must(target, ["systemctl", "kill", "--signal=SIGKILL", "fleet-agent"]);
-        await waitFor(
-          "systemd to restart the agent",
-          async () =>
-            Number(await unitProperty(target, "NRestarts")) > before &&
-              await unitProperty(target, "ActiveState") === "active" || undefined,
-          60_000,
-        );
-        // Its first reconcile after the restart has had time to run.
-        await new Promise((r) => setTimeout(r, 10_000));
-        assert.equal(await containerId(), running, "the same container keeps running");
-      });
-
-      const reboot = async () => {
-        await target.run(["systemctl", "reboot"], { sudo: true });
-        await target[Symbol.asyncDispose]();
-        const started = performance.now();
-        await new Promise((r) => setTimeout(r, 5_000));
-        target = await waitFor(
-          "the VM to take SSH logins again",
-          async () => {
-            try {
-              return await connect();
-            } catch {
-              return undefined;
-            }
-          },
-          300_000,
-          2_000,
-        );
-        return started;
+      /** The agent active and the workload running, as the field stories start from. */
+      const healthy = async () => {
+        await reachable();
+        if (await unitProperty(target, "ActiveState") !== "active") await settle();
+        await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 180_000);
       };
 
-      await t.step("a reboot comes back to the desired state (boot-to-reconciled)", async () => {
-        const started = await reboot();
-        const id = await waitFor(
-          "the workload to run again",
-          async () => {
-            const r = await containerId().catch(() => "");
-            return r !== "" ? r : undefined;
-          },
-          300_000,
-          1_000,
-        );
-        const seconds = (performance.now() - started) / 1000;
-        printLine(`reboot → container running again: ${seconds.toFixed(1)} s`);
-        assert.match(id, /^[0-9a-f]{64}$/);
-        await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 120_000);
-      });
+      await step(
+        "SIGKILL: systemd brings the agent back and it recreates nothing",
+        async () => {
+          const before = Number(await unitProperty(target, "NRestarts"));
+          await must(target, ["systemctl", "kill", "--signal=SIGKILL", "fleet-agent"]);
+          await waitFor(
+            "systemd to restart the agent",
+            async () =>
+              Number(await unitProperty(target, "NRestarts")) > before &&
+                await unitProperty(target, "ActiveState") === "active" || undefined,
+            60_000,
+          );
+          // Its first reconcile after the restart has had time to run.
+          await new Promise((r) => setTimeout(r, 10_000));
+          assert.equal(await containerId(), running, "the same container keeps running");
+        },
+        async (failed) => {
+          if (failed) await healthy();
+        },
+      );
 
-      await t.step(
+      await step(
+        "a reboot comes back to the desired state (boot-to-reconciled)",
+        async () => {
+          const started = await reboot();
+          const id = await waitFor(
+            "the workload to run again",
+            async () => {
+              const r = await containerId().catch(() => "");
+              return r !== "" ? r : undefined;
+            },
+            300_000,
+            1_000,
+          );
+          const seconds = (performance.now() - started) / 1000;
+          printLine(`reboot → container running again: ${seconds.toFixed(1)} s`);
+          assert.match(id, /^[0-9a-f]{64}$/);
+          await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 120_000);
+        },
+        async (failed) => {
+          if (failed) await healthy();
+        },
+      );
+
+      // Packets to NATS are dropped, not refused: the agent's connects time out, as in the
+      // field. A oneshot unit puts the rule in place at boot, before fleet-agent starts.
+      const rule = `OUTPUT -d 10.0.2.2 -p tcp --dport ${fleet.nats.port} -j DROP`;
+      await step(
         "the network to NATS cut during boot (iptables in the guest): the cached desired state runs, no crash loop, it converges when the network returns",
         async () => {
-          // Packets to NATS are dropped, not refused: the agent's connects time out, as in the
-          // field. A oneshot unit puts the rule in place at boot, before fleet-agent starts.
           await must(target, [
             "env",
             "DEBIAN_FRONTEND=noninteractive",
@@ -362,7 +478,6 @@ Deno.test(
             "-qq",
             "iptables",
           ]);
-          const rule = `OUTPUT -d 10.0.2.2 -p tcp --dport ${fleet.nats.port} -j DROP`;
           await must(
             target,
             ["tee", "/etc/systemd/system/cut-nats.service"],
@@ -411,9 +526,20 @@ Deno.test(
           await must(target, ["sh", "-c", `iptables -D ${rule}`]);
           await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 180_000);
         },
+        // The network must be back for every later step, whatever happened here.
+        async (failed) => {
+          await reachable();
+          await target.run(["systemctl", "disable", "--now", "cut-nats.service"], { sudo: true });
+          await target.run(["rm", "-f", "/etc/systemd/system/cut-nats.service"], { sudo: true });
+          await target.run(["systemctl", "daemon-reload"], { sudo: true });
+          await target.run(["sh", "-c", `while iptables -D ${rule} 2>/dev/null; do :; done`], {
+            sudo: true,
+          });
+          if (failed) await healthy();
+        },
       );
 
-      await t.step(
+      await step(
         "a corrupt config: a crash loop with backoff whose status says what and where",
         async () => {
           await must(target, ["sh", "-c", `echo 'labels = [' >> ${CONFIG_PATH}`]);
@@ -447,11 +573,11 @@ Deno.test(
           );
           assert.notEqual(await containerId(), "", "the workload keeps running");
           // Recovery needs no console: enroll again from the laptop.
-          await enroll({
-            labels: { site: "vm", tier: "edge" },
-            confirm: () => Promise.resolve(true),
-          });
+          await settle();
           assert.equal(await unitProperty(target, "ActiveState"), "active");
+        },
+        async (failed) => {
+          if (failed) await settle();
         },
       );
     } finally {
