@@ -116,6 +116,8 @@ function natsSample(pids: number[]): ProcSample | undefined {
   if (samples.length === 0) return undefined;
   return samples.reduce((a, b) => ({
     rssKb: a.rssKb + b.rssKb,
+    rssFileKb: a.rssFileKb + b.rssFileKb,
+    rssAnonKb: a.rssAnonKb + b.rssAnonKb,
     hwmKb: a.hwmKb + b.hwmKb,
     cpuTicks: a.cpuTicks + b.cpuTicks,
   }));

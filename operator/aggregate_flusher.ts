@@ -44,6 +44,7 @@ export interface AggregateFlusherOptions {
   retry?: BackoffPolicy;
 }
 
+/** Recomputes marked aggregates and writes the changed ones, spaced per deployment. */
 export class AggregateFlusher {
   readonly #o: AggregateFlusherOptions;
   readonly #dirty = new DeploymentSet();

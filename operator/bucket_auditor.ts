@@ -22,6 +22,7 @@ export interface BucketAuditorOptions {
   recreated: (bucket: BucketName) => void;
 }
 
+/** Re-creates vanished buckets, checking every interval. */
 export class BucketAuditor {
   readonly #o: BucketAuditorOptions;
 

@@ -6,6 +6,7 @@
  */
 import type { BucketName } from "../core/mod.ts";
 
+/** Creates the operator's buckets and tells which ones vanished. */
 export interface BucketKeeper {
   /**
    * Creates every bucket of DESIGN.md §2 that does not exist, retrying while the broker

@@ -7,12 +7,14 @@
 import type { DeploymentRef, DeploymentStatus, DeviceInfo, StoredDeployment } from "../core/mod.ts";
 import type { DeploymentMap } from "./deployment_map.ts";
 
+/** A deployment added or changed, deleted, or the end of the first complete read. */
 export type SourceEvent =
   | { type: "upsert"; deployment: StoredDeployment }
   | { type: "delete"; ref: DeploymentRef }
   /** Every deployment that existed at start has been delivered. */
   | { type: "ready" };
 
+/** Deployments in, statuses out: the port both the nats and the kube source implement. */
 export interface DeploymentSource {
   /** For logs: "nats" or "kube". */
   readonly kind: string;

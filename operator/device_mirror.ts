@@ -31,6 +31,7 @@ export interface DeviceMirrorOptions {
   aggregateChanged: (ref: DeploymentRef) => void;
 }
 
+/** The device registry and liveness, and their mirror in the {@link DeviceSink}. */
 export class DeviceMirror {
   readonly #o: DeviceMirrorOptions;
   /** Devices currently considered unreachable. */

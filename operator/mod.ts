@@ -1,16 +1,65 @@
 /**
- * The operator: deployment sources, the fleet view, and the Operator that writes desired
- * state and aggregates; plus the nats store the CLI uses.
+ * The operator: {@link createOperator} — the one way to build one — and the ports it works
+ * through (deployment source, desired-state store, report feed, bucket keeper, device sink),
+ * the deployment sources and the Device mirror; the Kubernetes resources, CRD installation,
+ * leader election, the Helm chart and the operator image. Its controllers are internal.
  * @module
  */
-export * from "./deployment_source.ts";
-export * from "./nats_source.ts";
-export * from "./fleet_view.ts";
-export * from "./operator.ts";
-export * from "./kube_resources.ts";
-export * from "./kube_source.ts";
-export * from "./kube_devices.ts";
-export * from "./kube_install.ts";
-export * from "./leader_election.ts";
-export * from "./helm_chart.ts";
-export * from "./image.ts";
+export {
+  createOperator,
+  type Operator,
+  type OperatorOptions,
+  type OperatorSource,
+} from "./operator.ts";
+export type { OperatorStats } from "./operator_stats.ts";
+export type { DeploymentSource, DeviceSink, SourceEvent } from "./deployment_source.ts";
+export type { DesiredStateEvent, DesiredStateStore } from "./desired_state_store.ts";
+export type {
+  DeviceInfoEvent,
+  DeviceStateEvent,
+  FeedMark,
+  HeartbeatEvent,
+  ReportFeed,
+} from "./report_feed.ts";
+export type { BucketKeeper } from "./bucket_keeper.ts";
+export { DeploymentMap, DeploymentSet } from "./deployment_map.ts";
+export { FleetView } from "./fleet_view.ts";
+export { NatsDeploymentSource, parseStoredDeployment } from "./nats_source.ts";
+export { KubeDeploymentSource, OPERATOR_FIELD_MANAGER } from "./kube_source.ts";
+export { KubeDeviceSink } from "./kube_devices.ts";
+export {
+  CrdType,
+  DeploymentObject,
+  DeploymentType,
+  DeviceType,
+  FINALIZER,
+  LeaseType,
+  ObjectMeta,
+} from "./kube_resources.ts";
+export { CrdInstallError, installCrds, INSTALLER_FIELD_MANAGER } from "./kube_install.ts";
+export {
+  type ElectionOutcome,
+  type LeaderElectionOptions,
+  runAsLeader,
+} from "./leader_election.ts";
+export {
+  HELM_CHART_NAME,
+  HELM_KEEP_ANNOTATION,
+  helmChart,
+  type HelmChartOptions,
+  OPERATOR_CLUSTER_RULES,
+  OPERATOR_IMAGE_REPOSITORY,
+  OPERATOR_LEASE_RULES,
+  type PolicyRule,
+} from "./helm_chart.ts";
+export {
+  findDenoBinary,
+  ImageContextError,
+  OPERATOR_IMAGE_PATHS,
+  OPERATOR_IMAGE_USER,
+  type OperatorImageContext,
+  operatorImageContext,
+  type OperatorImageOptions,
+  parseLdd,
+  sharedLibraries,
+} from "./image.ts";

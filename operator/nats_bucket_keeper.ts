@@ -16,6 +16,7 @@ const BUCKET_HISTORY: Record<BucketName, number> = {
   [Buckets.deploymentStatus]: 1,
 };
 
+/** Creates the KV buckets, finds the missing ones by JetStream's "stream not found" code (10059). */
 export class NatsBucketKeeper implements BucketKeeper {
   readonly #nc: NatsConnection;
   readonly #log: Logger;

@@ -12,6 +12,7 @@ import { openBucket } from "../adapters/nats/mod.ts";
 import type { DesiredStateEvent, DesiredStateStore } from "./desired_state_store.ts";
 import { type NatsWatchSettings, watchWithRestarts } from "./_nats_watch.ts";
 
+/** Desired state as keys `<deviceId>.<namespace>.<deployment>` of the `desired-state` bucket. */
 export class NatsDesiredStateStore implements DesiredStateStore {
   readonly #settings: NatsWatchSettings;
   #kv: Promise<KV> | undefined;

@@ -19,6 +19,7 @@ import type {
 } from "./report_feed.ts";
 import { type NatsWatchSettings, watchWithRestarts } from "./_nats_watch.ts";
 
+/** Device reports from their three buckets, one watch each. */
 export class NatsReportFeed implements ReportFeed {
   readonly #settings: NatsWatchSettings;
 

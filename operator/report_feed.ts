@@ -13,11 +13,13 @@ export type FeedMark =
   /** Every value stored when the read began has been delivered; what follows is live. */
   | { type: "ready"; restarted: boolean };
 
+/** A device's info written or deleted, or a mark. */
 export type DeviceInfoEvent =
   | { type: "put"; info: DeviceInfo }
   | { type: "delete"; deviceId: string }
   | FeedMark;
 
+/** A device's report on one deployment written or deleted, or a mark. */
 export type DeviceStateEvent =
   /** The device and deployment are those of the key the agent wrote to. */
   | { type: "put"; deviceId: string; ref: DeploymentRef; state: DeploymentState }

@@ -50,6 +50,7 @@ function named(ref: DeploymentRef): string {
   return `${ref.namespace}/${ref.name}`;
 }
 
+/** Writes the desired-state diff of each deployment marked dirty; see the module doc. */
 export class TargetingWriter {
   readonly #o: TargetingWriterOptions;
   readonly #view: FleetView;
