@@ -1,7 +1,13 @@
 /** The agent's TOML configuration (`/etc/fleet-agent/config.toml`), validated with zod. */
 import { z } from "zod";
-import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
-import { describeIssues, DeviceLabels, identifierSchema } from "../core/mod.ts";
+import { stringify as stringifyToml } from "smol-toml";
+import { DeviceLabels, identifierSchema } from "../core/mod.ts";
+import {
+  ConfigFileError,
+  type ConfigFormat,
+  loadTomlConfig,
+  parseTomlConfig,
+} from "../adapters/toml_config.ts";
 
 const Seconds = z.number().positive();
 
@@ -70,42 +76,35 @@ export const AgentConfig = z.object({
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 
-/** A config file that cannot be used; the message names the file and the field. */
-export class ConfigError extends Error {
+/** An agent config file that cannot be used; the message names the file and the field. */
+export class ConfigError extends ConfigFileError {
   override name = "ConfigError";
-  constructor(readonly path: string, detail: string, options?: ErrorOptions) {
-    super(`Invalid agent config ${path}: ${detail}`, options);
+  constructor(path: string, detail: string, options?: ErrorOptions) {
+    super("agent config", path, detail, options);
   }
 }
 
-/** Validates TOML text; `path` is only used in messages. */
+const format: ConfigFormat<typeof AgentConfig> = {
+  schema: AgentConfig,
+  error: (path, detail, options) => new ConfigError(path, detail, options),
+};
+
+/**
+ * Validates TOML text; `path` is only used in messages.
+ *
+ * @throws {ConfigError} for invalid TOML, an unknown key or a value that breaks its rule.
+ */
 export function parseAgentConfig(text: string, path: string): AgentConfig {
-  let raw: unknown;
-  try {
-    raw = parseToml(text);
-  } catch (cause) {
-    const reason = cause instanceof Error ? cause.message.split("\n")[0] : String(cause);
-    const line = (cause as { line?: unknown }).line;
-    const where = typeof line === "number" ? ` at line ${line}` : "";
-    throw new ConfigError(path, `not valid TOML${where} (${reason})`, { cause });
-  }
-  const result = AgentConfig.safeParse(raw);
-  if (!result.success) throw new ConfigError(path, describeIssues(result.error));
-  return result.data;
+  return parseTomlConfig(format, text, path);
 }
 
-/** Reads and validates the config file. */
-export async function loadAgentConfig(path: string): Promise<AgentConfig> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (cause) {
-    const reason = cause instanceof Deno.errors.NotFound
-      ? "the file does not exist"
-      : String(cause);
-    throw new ConfigError(path, reason, { cause });
-  }
-  return parseAgentConfig(text, path);
+/**
+ * Reads and validates the config file.
+ *
+ * @throws {ConfigError} when it cannot be read or is invalid.
+ */
+export function loadAgentConfig(path: string): Promise<AgentConfig> {
+  return loadTomlConfig(format, path);
 }
 
 /**

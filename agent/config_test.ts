@@ -178,6 +178,57 @@ Deno.test("parseAgentConfig() rejects a label with an invalid key, naming the ke
   assertRejects(minimal({ extra: `labels = { "Example.com/tier" = "x" }\n` }), "labels", "prefix");
 });
 
+Deno.test("parseAgentConfig() rejects a misspelt key, naming its table and the key it meant", () => {
+  const error = assertRejects(
+    minimal().replace("[podman]", "[intervals]\nheartbeat_second = 5\n\n[podman]"),
+    "unknown key heartbeat_second in [intervals] (did you mean heartbeat_seconds?)",
+  );
+  assert.equal(
+    error.message,
+    `Invalid agent config ${PATH}: unknown key heartbeat_second in [intervals] (did you mean heartbeat_seconds?)`,
+  );
+});
+
+Deno.test("parseAgentConfig() suggests a key of another table when it belongs there", () => {
+  assertRejects(
+    minimal({ nats: `urls = ["nats://a:4222"]\nheartbeat_second = 5` }),
+    "unknown key heartbeat_second in [nats] (did you mean heartbeat_seconds in [intervals]?)",
+  );
+});
+
+Deno.test("parseAgentConfig() reports a misspelt required key once, as a misspelling", () => {
+  const error = assertRejects(
+    minimal({ deviceId: null, extra: `device-id = "pi-01"\n` }),
+    "unknown key device-id at the top level (did you mean device_id?)",
+  );
+  assert.doesNotMatch(error.message, /is required/);
+  assertRejects(
+    minimal().replace("socket =", "sockt ="),
+    "unknown key sockt in [podman] (did you mean socket?)",
+  );
+});
+
+Deno.test("parseAgentConfig() rejects unknown keys in inline tables and lists what is known", () => {
+  assertRejects(
+    minimal({
+      nats:
+        `urls = ["nats://a:4222"]\ncredentials = { type = "userpass", user = "u", passwrd = "p" }`,
+    }),
+    "unknown key passwrd in [nats.credentials] (did you mean password?)",
+  );
+  assertRejects(
+    minimal({ extra: `colour = "blue"\n` }),
+    "unknown key colour at the top level (known keys: device_id, labels, state_dir, nats, podman, intervals)",
+  );
+  // Label names are the user's own: any valid one is accepted.
+  assert.deepEqual(
+    parseAgentConfig(minimal({ extra: `labels = { sight = "lab" }\n` }), PATH).labels,
+    {
+      sight: "lab",
+    },
+  );
+});
+
 Deno.test("loadAgentConfig() reads and validates a file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fleet-config-" });
   try {

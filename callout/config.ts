@@ -27,8 +27,13 @@
  */
 
 import { z } from "zod";
-import { parse as parseToml } from "smol-toml";
-import { describeIssues } from "../core/errors.ts";
+import {
+  ConfigFileError,
+  type ConfigFormat,
+  loadTomlConfig,
+  parseTomlConfig,
+  readFailure,
+} from "../adapters/toml_config.ts";
 import { FleetRoles } from "../core/permissions.ts";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { AuthorizerPolicy } from "./authorizer.ts";
@@ -81,29 +86,25 @@ export const CalloutConfig = z.object({
 export type CalloutConfig = z.infer<typeof CalloutConfig>;
 
 /** A config file (or a file it names) that cannot be used; names the file and the field. */
-export class CalloutConfigError extends Error {
+export class CalloutConfigError extends ConfigFileError {
   override name = "CalloutConfigError";
-  constructor(readonly path: string, detail: string, options?: ErrorOptions) {
-    super(`Invalid callout config ${path}: ${detail}`, options);
+  constructor(path: string, detail: string, options?: ErrorOptions) {
+    super("callout config", path, detail, options);
   }
 }
+
+const format: ConfigFormat<typeof CalloutConfig> = {
+  schema: CalloutConfig,
+  error: (path, detail, options) => new CalloutConfigError(path, detail, options),
+};
 
 /**
  * Validates TOML text; `path` is only used in messages.
  *
- * @throws {CalloutConfigError} for invalid TOML or a field that breaks its rule.
+ * @throws {CalloutConfigError} for invalid TOML, an unknown key or a field that breaks its rule.
  */
 export function parseCalloutConfig(text: string, path: string): CalloutConfig {
-  let raw: unknown;
-  try {
-    raw = parseToml(text);
-  } catch (cause) {
-    const reason = cause instanceof Error ? cause.message.split("\n")[0] : String(cause);
-    throw new CalloutConfigError(path, `not valid TOML (${reason})`, { cause });
-  }
-  const result = CalloutConfig.safeParse(raw);
-  if (!result.success) throw new CalloutConfigError(path, describeIssues(result.error));
-  return result.data;
+  return parseTomlConfig(format, text, path);
 }
 
 /**
@@ -111,8 +112,8 @@ export function parseCalloutConfig(text: string, path: string): CalloutConfig {
  *
  * @throws {CalloutConfigError} when it cannot be read or is invalid.
  */
-export async function loadCalloutConfig(path: string): Promise<CalloutConfig> {
-  return parseCalloutConfig(await readConfigFile(path, path, "the file"), path);
+export function loadCalloutConfig(path: string): Promise<CalloutConfig> {
+  return loadTomlConfig(format, path);
 }
 
 /** The decision rules of the authorizer, from the `[oidc]` and `[jwt]` sections. */
@@ -181,16 +182,11 @@ async function loadSeed<K>(
   }
 }
 
+/** Reads a file the config names in `field`; errors name the config, the field and the file. */
 async function readConfigFile(configPath: string, file: string, field: string): Promise<string> {
   try {
     return await Deno.readTextFile(file);
   } catch (cause) {
-    const reason = cause instanceof Deno.errors.NotFound
-      ? "does not exist"
-      : cause instanceof Deno.errors.PermissionDenied
-      ? "cannot be read (permission denied)"
-      : `cannot be read (${cause instanceof Error ? cause.message : String(cause)})`;
-    const what = field === "the file" ? "the file" : `${field}: ${file}`;
-    throw new CalloutConfigError(configPath, `${what} ${reason}`, { cause });
+    throw new CalloutConfigError(configPath, `${field}: ${file} ${readFailure(cause)}`, { cause });
   }
 }

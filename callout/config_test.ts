@@ -134,6 +134,35 @@ Deno.test("parseCalloutConfig() names the field that breaks its rule", () => {
   rejects("[nats\n", /not valid TOML/);
 });
 
+Deno.test("parseCalloutConfig() rejects an unknown key, naming its table and the key it meant", () => {
+  rejects(
+    MINIMAL.replace(`audience = "fleet-nats"`, `audience = "fleet-nats"\nrole_claims = "roles"`),
+    /^Invalid callout config \/etc\/fleet-callout\/callout\.toml: unknown key role_claims in \[oidc\] \(did you mean role_claim\?\)$/,
+  );
+  rejects(
+    MINIMAL + `[jwt]\nmax_ttl = 600\n`,
+    /unknown key max_ttl in \[jwt\] \(did you mean max_ttl_seconds\?\)/,
+  );
+  // Misspelt, a required key is reported as a misspelling, not also as missing.
+  rejects(
+    MINIMAL.replace(`issuer_seed_file =`, `issuer_seedfile =`),
+    /: unknown key issuer_seedfile in \[account\] \(did you mean issuer_seed_file\?\)$/,
+  );
+  rejects(MINIMAL + `[jtw]\n`, /unknown key jtw at the top level \(did you mean jwt\?\)/);
+  rejects(
+    MINIMAL.replace(`[nats]`, `[nats]\nxkey_seed_file = "/k/xkey.nk"`),
+    /unknown key xkey_seed_file in \[nats\] \(did you mean xkey_seed_file in \[account\]\?\)/,
+  );
+  // Role names are the provider's own: any is a key of [oidc.roles].
+  assert.deepStrictEqual(
+    parseCalloutConfig(
+      MINIMAL.replace(`{ fleet-device = "device" }`, `{ "urn:x:roles/dev" = "device" }`),
+      "c.toml",
+    ).oidc.roles,
+    { "urn:x:roles/dev": "device" },
+  );
+});
+
 Deno.test("loadCalloutConfig() names a missing file", async () => {
   await assert.rejects(loadCalloutConfig("/nonexistent/callout.toml"), (err) => {
     assert.ok(err instanceof CalloutConfigError);
