@@ -1,13 +1,18 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import {
   createOperator,
+  electionTimings,
   findDenoBinary,
   HELM_CHART_NAME,
   helmChart,
   installCrds,
+  KubeLeaseStore,
+  type LeaseStore,
+  NatsLeaseStore,
   operatorImageContext,
   runAsLeader,
 } from "../operator/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
 import { crdsYaml } from "../crd/crds.ts";
 import { connectNats } from "../adapters/nats/mod.ts";
 import { printLine } from "../adapters/output.ts";
@@ -37,6 +42,40 @@ function positiveInt(name: string) {
   };
 }
 
+/** The leader-election flags, the same for both sources. */
+interface ElectionFlags {
+  leaderElect?: true | undefined;
+  identity?: string | undefined;
+  leaseDuration: number;
+}
+
+/**
+ * Runs `lead` until `signal` aborts; with --leader-elect only while this replica holds the
+ * lease in `store`. A lost lease ends the command with a failure exit code: the supervisor
+ * restarts the replica as a standby, and nothing writes as a non-leader meanwhile.
+ */
+async function leadOrStandBy(
+  flags: ElectionFlags,
+  store: () => LeaseStore,
+  log: Logger,
+  signal: AbortSignal,
+  lead: (signal: AbortSignal) => Promise<void>,
+): Promise<void> {
+  if (!flags.leaderElect) return await lead(signal);
+  const outcome = await runAsLeader(
+    {
+      store: store(),
+      // Host name and process id: two replicas on one host must never share an identity.
+      identity: flags.identity ?? `${Deno.hostname()}-${Deno.pid}`,
+      log,
+      ...electionTimings(flags.leaseDuration),
+    },
+    signal,
+    lead,
+  );
+  if (outcome === "lost") Deno.exitCode = ExitCode.failure;
+}
+
 function runCommand(): Command {
   return new Command("run")
     .description("Run the operator")
@@ -58,16 +97,23 @@ function runCommand(): Command {
     .addOption(
       new Option(
         "--leader-elect",
-        "run as one of several replicas; only the Lease holder writes (kube)",
+        "run as one of several replicas; only the lease holder writes (the lease is a Kubernetes " +
+          "Lease with --source kube, the key operator in the NATS bucket fleet-leases with --source nats)",
       )
         .env("FLEET_LEADER_ELECT"),
     )
     .addOption(
-      new Option("--lease-namespace <namespace>", "namespace of the leader-election Lease")
+      new Option(
+        "--lease-namespace <namespace>",
+        "namespace of the leader-election Lease (--source kube)",
+      )
         .default("fleet-system").env("FLEET_LEASE_NAMESPACE"),
     )
     .addOption(
-      new Option("--identity <name>", "this replica's name in the Lease (default: the host name)")
+      new Option(
+        "--identity <name>",
+        "this replica's name in the lease (default: <host name>-<process id>)",
+      )
         .env("FLEET_IDENTITY"),
     )
     .addOption(
@@ -95,11 +141,12 @@ function runCommand(): Command {
       `
 Examples:
   fleet operator run --nats-url nats://10.0.0.5:4222
+  fleet operator run --leader-elect --lease-duration 15 --nats-url nats://10.0.0.5:4222
   fleet operator run --source kube --leader-elect --nats-url nats://nats.fleet:4222`,
     )
     .action(async (flags) => {
-      if (flags.leaderElect && flags.source !== "kube") {
-        throw new UsageError("--leader-elect needs --source kube (the Lease lives in Kubernetes)");
+      if (flags.identity === "") {
+        throw new UsageError("--identity must not be empty: it names this replica in the lease");
       }
       const log = loggerFrom(flags).with({ component: "operator" });
       const signal = shutdownSignal(log);
@@ -118,32 +165,26 @@ Examples:
       };
       try {
         if (flags.source === "nats") {
-          await createOperator(common).run(signal);
+          await leadOrStandBy(
+            flags,
+            () => new NatsLeaseStore(nc, { replicas: flags.replicas }),
+            log,
+            signal,
+            (leading) => createOperator(common).run(leading),
+          );
           return;
         }
         using kube = await kubeClientFrom(flags);
         const lead = (leading: AbortSignal) =>
           createOperator({ ...common, source: { kind: "kube", client: kube } }).run(leading);
-        if (!flags.leaderElect) {
-          await lead(signal);
-          return;
-        }
-        const outcome = await runAsLeader(
-          {
-            client: kube,
-            namespace: flags.leaseNamespace,
-            name: "fleet-operator",
-            identity: flags.identity ?? Deno.hostname(),
-            leaseDurationSeconds: flags.leaseDuration,
-            // client-go's proportions: retry every 2/15 of the lease, step down after 2/3 of it.
-            retryIntervalMs: Math.max(250, flags.leaseDuration * 1000 * 2 / 15),
-            renewDeadlineMs: flags.leaseDuration * 1000 * 2 / 3,
-            log,
-          },
+        await leadOrStandBy(
+          flags,
+          () =>
+            new KubeLeaseStore(kube, { namespace: flags.leaseNamespace, name: "fleet-operator" }),
+          log,
           signal,
           lead,
         );
-        if (outcome === "lost") Deno.exitCode = ExitCode.failure;
       } finally {
         await nc.close();
       }

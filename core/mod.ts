@@ -81,6 +81,7 @@ export {
   stateChanged,
 } from "./deployment_state.ts";
 export { Heartbeat } from "./heartbeat.ts";
+export { LEASE_BUCKET, LeaseRecord, OPERATOR_LEASE_KEY } from "./lease.ts";
 export { Aggregate, DeploymentStatus, LastError } from "./deployment_status.ts";
 export {
   type BucketName,

@@ -39,9 +39,20 @@ export {
 export { CrdInstallError, installCrds, INSTALLER_FIELD_MANAGER } from "./kube_install.ts";
 export {
   type ElectionOutcome,
+  type ElectionTimings,
+  electionTimings,
+  LeaderElectionConfigError,
   type LeaderElectionOptions,
   runAsLeader,
 } from "./leader_election.ts";
+export {
+  type LeaseStore,
+  LeaseStoreError,
+  type LeaseWrite,
+  type StoredLease,
+} from "./lease_store.ts";
+export { type KubeLeaseOptions, KubeLeaseStore } from "./kube_lease.ts";
+export { type NatsLeaseOptions, NatsLeaseStore } from "./nats_lease.ts";
 export {
   HELM_CHART_NAME,
   HELM_KEEP_ANNOTATION,
