@@ -4,8 +4,7 @@
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoJson from "./deno.json" with { type: "json" };
-import { createLogger } from "./adapters/logger.ts";
-import { ExitCode, isUsageError } from "./commands/_cli.ts";
+import { ExitCode, reportError } from "./commands/_report.ts";
 
 export const VERSION: string = denoJson.version;
 
@@ -76,17 +75,8 @@ export async function main(args: string[]): Promise<number> {
       // Commander already printed the message or the help.
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     }
-    // One readable line for people: no timestamp, journald or a terminal adds context.
-    const log = createLogger({ timestamps: false });
-    if (isUsageError(error)) {
-      log.error((error as Error).message);
-      return ExitCode.usage;
-    }
-    log.error(error instanceof Error ? error.message : String(error));
-    if (error instanceof Error && Deno.env.get("FLEET_LOG_LEVEL") === "debug") {
-      log.debug(error.stack ?? "");
-    }
-    return ExitCode.failure;
+    // One line, the detail at the command's --log-level debug; the error's kind decides the code.
+    return reportError(error);
   }
 }
 

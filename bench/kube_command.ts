@@ -30,40 +30,41 @@ export function kubeCommand(): Command {
     )
     .addOption(
       new Option("--devices <n>", "simulated devices").argParser(count("--devices", 1))
-        .default(10_000),
+        .default(10_000).env("FLEET_BENCH_DEVICES"),
     )
     .addOption(
       new Option("--deployments <n>", "Deployment objects, whose selectors split the fleet")
-        .argParser(count("--deployments", 1)).default(100),
+        .argParser(count("--deployments", 1)).default(100).env("FLEET_BENCH_DEPLOYMENTS"),
     )
     .addOption(
       new Option("--rate <n>", "device state writes per second")
-        .argParser(count("--rate", 1)).default(500),
+        .argParser(count("--rate", 1)).default(500).env("FLEET_BENCH_RATE"),
     )
     .addOption(
       new Option("--duration <seconds>", "how long the state writes go on")
-        .argParser(count("--duration", 1)).default(30),
+        .argParser(count("--duration", 1)).default(30).env("FLEET_BENCH_DURATION"),
     )
     .addOption(
       new Option("--connections <n>", "NATS connections the simulated devices share")
-        .argParser(count("--connections", 1)).default(4),
+        .argParser(count("--connections", 1)).default(4).env("FLEET_BENCH_CONNECTIONS"),
     )
     .addOption(
       new Option(
         "--stale-after <seconds>",
         "the operator's --stale-after; above the 30 s heartbeat period",
-      ).argParser(count("--stale-after", 31)).default(60),
+      ).argParser(count("--stale-after", 31)).default(60).env("FLEET_BENCH_STALE_AFTER"),
     )
     .addOption(
       new Option("--unreachable-percent <n>", "share of the fleet whose heartbeats stop at the end")
-        .argParser(count("--unreachable-percent", 1, 100)).default(10),
+        .argParser(count("--unreachable-percent", 1, 100)).default(10)
+        .env("FLEET_BENCH_UNREACHABLE_PERCENT"),
     )
     .addOption(
       new Option(
         "--timeout <seconds>",
         "give up on each wait (Device objects, fan-out, ...) after this",
       )
-        .argParser(count("--timeout", 1)).default(600),
+        .argParser(count("--timeout", 1)).default(600).env("FLEET_BENCH_TIMEOUT"),
     )
     .addOption(logLevelOption().default("warn" as const))
     .addOption(logFormatOption())

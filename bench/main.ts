@@ -1,15 +1,14 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { runFleetBench } from "./fleet.ts";
 import { kubeCommand } from "./kube_command.ts";
-import { createLogger } from "../adapters/logger.ts";
 import {
   ExitCode,
-  isUsageError,
   logFormatOption,
   loggerFrom,
   logLevelOption,
   UsageError,
 } from "../commands/_cli.ts";
+import { reportError } from "../commands/_report.ts";
 
 function count(name: string, min: number) {
   return (text: string): number => {
@@ -28,48 +27,52 @@ function fleetCommand(): Command {
     )
     .addOption(
       new Option("--devices <n>", "simulated devices").argParser(count("--devices", 1))
-        .default(1000),
+        .default(1000).env("FLEET_BENCH_DEVICES"),
     )
     .addOption(
       new Option("--deployments <n>", "deployments, whose selectors split the fleet by labels")
-        .argParser(count("--deployments", 1)).default(100),
+        .argParser(count("--deployments", 1)).default(100).env("FLEET_BENCH_DEPLOYMENTS"),
     )
     .addOption(
       new Option("--rate <n>", "device state writes per second (0: as fast as possible)")
-        .argParser(count("--rate", 0)).default(1000),
+        .argParser(count("--rate", 0)).default(1000).env("FLEET_BENCH_RATE"),
     )
     .addOption(
       new Option("--duration <seconds>", "how long the state writes go on")
-        .argParser(count("--duration", 1)).default(20),
+        .argParser(count("--duration", 1)).default(20).env("FLEET_BENCH_DURATION"),
     )
     .addOption(
       new Option("--connections <n>", "NATS connections the simulated devices share")
-        .argParser(count("--connections", 1)).default(4),
+        .argParser(count("--connections", 1)).default(4).env("FLEET_BENCH_CONNECTIONS"),
     )
     .addOption(
+      // Not FLEET_NATS_URL: the benchmark writes into the buckets of the server it attaches to,
+      // so a URL set for the fleet commands must not point it at a real fleet.
       new Option("--nats-url <urls>", "attach to these nats-servers instead of starting any")
-        .env("FLEET_NATS_URL"),
+        .env("FLEET_BENCH_NATS_URL"),
     )
     .addOption(
       new Option("--cluster", "start a 3-server nats-server cluster instead of one server")
-        .conflicts("natsUrl"),
+        .conflicts("natsUrl").env("FLEET_BENCH_CLUSTER"),
     )
     .addOption(
       new Option("--replicas <n>", "replicas of the fleet buckets (default: 3 with --cluster)")
-        .argParser(count("--replicas", 1)),
+        .argParser(count("--replicas", 1)).env("FLEET_BENCH_REPLICAS"),
     )
     .addOption(
       new Option(
         "--operator <where>",
         "process: a child `fleet operator run` (its RSS/CPU read from /proc); inline: this process",
-      ).choices(["process", "inline"] as const).default("process" as const),
+      ).choices(["process", "inline"] as const).default("process" as const)
+        .env("FLEET_BENCH_OPERATOR"),
     )
     .addOption(
-      new Option("--cpu-prof <dir>", "write a V8 CPU profile of the operator process into DIR"),
+      new Option("--cpu-prof <dir>", "write a V8 CPU profile of the operator process into DIR")
+        .env("FLEET_BENCH_CPU_PROF"),
     )
     .addOption(
       new Option("--timeout <seconds>", "give up waiting for fan-out or convergence after this")
-        .argParser(count("--timeout", 1)).default(120),
+        .argParser(count("--timeout", 1)).default(120).env("FLEET_BENCH_TIMEOUT"),
     )
     .addOption(logLevelOption().default("warn" as const))
     .addOption(logFormatOption())
@@ -104,7 +107,7 @@ Examples:
 }
 
 /** The benchmarks' own program (`deno task bench:fleet`, `bench:kube`): not part of `fleet`. */
-function benchProgram(): Command {
+export function benchProgram(): Command {
   const bench = new Command("bench").description("Benchmarks that print figures");
   bench.addCommand(fleetCommand());
   bench.addCommand(kubeCommand());
@@ -115,8 +118,6 @@ if (import.meta.main) {
   try {
     await benchProgram().parseAsync(Deno.args, { from: "user" });
   } catch (error) {
-    if (!isUsageError(error)) throw error;
-    createLogger({ timestamps: false }).error((error as Error).message);
-    Deno.exitCode = ExitCode.usage;
+    Deno.exitCode = reportError(error);
   }
 }

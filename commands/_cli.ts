@@ -1,12 +1,10 @@
-/** What every command shares: exit codes, usage errors, logging flags, the CLI's NATS client. */
-import { Option } from "@commander-js/extra-typings";
+/**
+ * What every command shares: exit codes and usage errors, logging flags, and the NATS
+ * connection flags with the one function that turns them into the CLI's NATS client.
+ */
+import { type Command, Option, type OptionValues } from "@commander-js/extra-typings";
 import type { NatsConnection } from "@nats-io/nats-core";
-import {
-  DeploymentFlagError,
-  InvalidIdentifierError,
-  SelectorSyntaxError,
-  WireFormatError,
-} from "../core/mod.ts";
+import { z } from "zod";
 import { createLogger, LogFormats, type Logger, LogLevels } from "../adapters/logger.ts";
 import {
   connectNats,
@@ -15,21 +13,10 @@ import {
   userPasswordCredentials,
 } from "../adapters/nats/mod.ts";
 import { createTokenSource, loadPrivateKey, oidcCredentials } from "../adapters/oidc/mod.ts";
-import { ConfigError } from "../agent/config.ts";
+import { UsageError } from "../core/errors.ts";
+import { recordLogFlags } from "./_report.ts";
 
-export const ExitCode = { ok: 0, failure: 1, usage: 2 } as const;
-
-/** The user asked for something that cannot be done as asked (exit code 2). */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
-
-/** Errors that are the user's input, not a runtime failure. */
-export function isUsageError(error: unknown): boolean {
-  return error instanceof UsageError || error instanceof InvalidIdentifierError ||
-    error instanceof SelectorSyntaxError || error instanceof DeploymentFlagError ||
-    error instanceof WireFormatError || error instanceof ConfigError;
-}
+export { ExitCode, UsageError } from "../core/errors.ts";
 
 // Factories, not shared instances: commander options are mutable (`.default()` on one
 // command must not change another's).
@@ -48,31 +35,38 @@ export interface LogFlags {
   logFormat: typeof LogFormats[number];
 }
 
+/** The command's logger; its flags also decide how a failure is reported (see _report.ts). */
 export function loggerFrom(flags: LogFlags): Logger {
+  recordLogFlags(flags);
   return createLogger({ level: flags.logLevel, format: flags.logFormat });
 }
 
-export const natsUrlOption = () =>
+/**
+ * `-n`: the namespace a command works in. One variable for all of them, as kubectl's context
+ * namespace: FLEET_NAMESPACE=team-a makes apply, get and delete work in team-a.
+ */
+export const namespaceOption = (description: string) =>
+  new Option("-n, --namespace <namespace>", description).env("FLEET_NAMESPACE");
+
+/** `--ignore-not-found` of the commands that remove something: the same meaning everywhere. */
+export const ignoreNotFoundOption = (description: string) =>
+  new Option("--ignore-not-found", description).env("FLEET_IGNORE_NOT_FOUND");
+
+const natsUrlOption = () =>
   new Option("--nats-url <urls>", "NATS server URLs, comma-separated")
     .default("nats://127.0.0.1:4222").env("FLEET_NATS_URL");
-export const natsUserOption = () =>
+const natsUserOption = () =>
   new Option(
     "--nats-user <user>",
     "NATS user (development credentials)",
   )
     .env("FLEET_NATS_USER");
-export const natsPasswordOption = () =>
+const natsPasswordOption = () =>
   new Option("--nats-password <password>", "NATS password")
     .env("FLEET_NATS_PASSWORD");
 
-export interface NatsFlags {
-  natsUrl: string;
-  natsUser?: string | undefined;
-  natsPassword?: string | undefined;
-}
-
 /** The server URLs of --nats-url; an empty list or a URL with a space is a usage error. */
-export function natsServers(flags: NatsFlags): string[] {
+export function natsServers(flags: { natsUrl: string }): string[] {
   const servers = flags.natsUrl.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (servers.length === 0 || servers.some((s) => /\s/.test(s))) {
     throw new UsageError(
@@ -84,8 +78,10 @@ export function natsServers(flags: NatsFlags): string[] {
   return servers;
 }
 
+const OidcGrants = ["jwt-bearer", "client-credentials"] as const;
+
 /** The OIDC identity flags (the operator's, or an admin's); see agent config `type = "oidc"`. */
-export const oidcOptions = () =>
+const oidcOptions = () =>
   [
     new Option("--oidc-issuer <url>", "OIDC issuer: authenticate to NATS with tokens from it")
       .env("FLEET_OIDC_ISSUER"),
@@ -96,9 +92,7 @@ export const oidcOptions = () =>
       "private key: a file, or the key itself (from a Secret)",
     )
       .env("FLEET_OIDC_KEY"),
-    new Option("--oidc-grant <grant>", "how tokens are minted").choices(
-      ["jwt-bearer", "client-credentials"] as const,
-    )
+    new Option("--oidc-grant <grant>", "how tokens are minted").choices(OidcGrants)
       .default("jwt-bearer" as const).env("FLEET_OIDC_GRANT"),
     new Option(
       "--oidc-audience <audience>",
@@ -107,16 +101,55 @@ export const oidcOptions = () =>
       .env("FLEET_OIDC_AUDIENCE"),
   ] as const;
 
-export interface OidcFlags {
-  oidcIssuer?: string | undefined;
-  oidcClientId?: string | undefined;
-  oidcKey?: string | undefined;
-  oidcGrant?: "jwt-bearer" | "client-credentials" | undefined;
-  oidcAudience?: string | undefined;
+/**
+ * Every flag that says how to reach NATS and as whom: the servers, then an OIDC identity (how
+ * admins and the operator authenticate) or a user and password (development only). Every
+ * command that talks to NATS takes all of them, through {@link withNatsConnection} (or this
+ * list, for a command that reads its flags with {@link NatsConnectionFlags}).
+ */
+export function natsConnectionOptions() {
+  return [natsUrlOption(), natsUserOption(), natsPasswordOption(), ...oidcOptions()] as const;
 }
 
+const optional = z.string().optional();
+
+/** The values of {@link natsConnectionOptions} as commander hands them over. */
+export const NatsConnectionFlags = z.object({
+  natsUrl: z.string(),
+  natsUser: optional,
+  natsPassword: optional,
+  oidcIssuer: optional,
+  oidcClientId: optional,
+  oidcKey: optional,
+  oidcGrant: z.enum(OidcGrants).optional(),
+  oidcAudience: optional,
+});
+export type NatsConnectionFlags = z.infer<typeof NatsConnectionFlags>;
+
+/**
+ * Adds the NATS connection flags ({@link natsConnectionOptions}) to `command`, typed, so its
+ * action can hand its flags to {@link connectCli}.
+ */
+export function withNatsConnection<
+  Args extends unknown[],
+  Opts extends OptionValues,
+  GlobalOpts extends OptionValues,
+>(command: Command<Args, Opts, GlobalOpts>): Command<Args, Opts & NatsConnectionFlags, GlobalOpts> {
+  for (const option of natsConnectionOptions()) command.addOption(option);
+  // The values are what NatsConnectionFlags describes (options_test.ts parses them with it).
+  // Declared rather than inferred through eight addOption() calls: that inference made `deno
+  // check` of some roots run for many minutes.
+  return command as Command<Args, Opts & NatsConnectionFlags, GlobalOpts>;
+}
+
+/**
+ * Who the command is to NATS: an OIDC identity when --oidc-issuer is given, else the user and
+ * password, else nobody.
+ *
+ * @throws {UsageError} for an incomplete set (--oidc-issuer without --oidc-key, ...).
+ */
 export async function credentialsFrom(
-  flags: NatsFlags & OidcFlags,
+  flags: NatsConnectionFlags,
   log: Logger,
 ): Promise<CredentialSource> {
   if (flags.oidcIssuer !== undefined) {
@@ -150,8 +183,16 @@ export async function credentialsFrom(
   return userPasswordCredentials(flags.natsUser, flags.natsPassword);
 }
 
-/** A short-lived connection for CLI commands: fails fast when NATS cannot be reached. */
-export async function connectCli(flags: NatsFlags, log: Logger): Promise<NatsConnection> {
+/**
+ * The NATS connection the flags describe, for CLI commands: short-lived, so it fails fast when
+ * NATS cannot be reached.
+ *
+ * @throws {UsageError} for flags that do not make a connection (see {@link credentialsFrom}).
+ */
+export async function connectCli(
+  flags: NatsConnectionFlags,
+  log: Logger,
+): Promise<NatsConnection> {
   return await connectNats({
     servers: natsServers(flags),
     credentials: await credentialsFrom(flags, log),

@@ -20,11 +20,9 @@ import {
 } from "../adapters/zitadel/mod.ts";
 import {
   connectCli,
-  natsPasswordOption,
+  NatsConnectionFlags,
+  natsConnectionOptions,
   natsServers,
-  natsUrlOption,
-  natsUserOption,
-  oidcOptions,
   UsageError,
 } from "./_cli.ts";
 
@@ -40,11 +38,14 @@ function seconds(text: string): number {
   return n;
 }
 
-/** The enroll flags, for `command.addOption()` (a list, like {@link oidcOptions}). */
+/**
+ * The enroll flags, for `command.addOption()`: how the device is set up, and the NATS
+ * connection (with the admin's identity) to wait for its first heartbeat on.
+ */
 export function enrollOptions(): Option[] {
   return [
     new Option("--label <key=value>", "a device label (repeat for more)").argParser(collect)
-      .default([] as string[], "none"),
+      .default([] as string[], "none").env("FLEET_DEVICE_LABEL"),
     new Option("--package-dir <dir>", "where fleet_<version>_<arch>.deb are").default("dist")
       .env("FLEET_PACKAGE_DIR"),
     new Option(
@@ -76,17 +77,14 @@ export function enrollOptions(): Option[] {
     new Option("--no-wait", "do not wait for the first heartbeat").env("FLEET_ENROLL_NO_WAIT"),
     new Option("--heartbeat-timeout <seconds>", "how long to wait for the first heartbeat")
       .argParser(seconds).default(120).env("FLEET_HEARTBEAT_TIMEOUT"),
-    natsUrlOption(),
-    natsUserOption(),
-    natsPasswordOption(),
-    ...oidcOptions(),
+    ...natsConnectionOptions(),
   ];
 }
 
 const optional = z.string().optional();
 
 /** The values of {@link enrollOptions} as commander hands them over. */
-const EnrollFlagsSchema = z.object({
+const EnrollFlagsSchema = NatsConnectionFlags.extend({
   label: z.array(z.string()),
   packageDir: z.string(),
   deviceNatsUrl: optional,
@@ -103,14 +101,6 @@ const EnrollFlagsSchema = z.object({
   yes: z.boolean().optional(),
   wait: z.boolean(),
   heartbeatTimeout: z.number(),
-  natsUrl: z.string(),
-  natsUser: optional,
-  natsPassword: optional,
-  oidcIssuer: optional,
-  oidcClientId: optional,
-  oidcKey: optional,
-  oidcGrant: z.enum(["jwt-bearer", "client-credentials"]).optional(),
-  oidcAudience: optional,
 });
 type EnrollFlags = z.infer<typeof EnrollFlagsSchema>;
 

@@ -4,7 +4,7 @@ import { KubeClient, loadKubeConfig } from "../adapters/kube/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { type FleetStore, NatsDeploymentStore } from "../cli/nats_store.ts";
-import { connectCli, type NatsFlags } from "./_cli.ts";
+import { connectCli, type NatsConnectionFlags } from "./_cli.ts";
 
 export const kubeconfigOption = () =>
   new Option(
@@ -13,9 +13,13 @@ export const kubeconfigOption = () =>
   )
     .env("FLEET_KUBECONFIG");
 
+/**
+ * Where Deployments live. FLEET_SOURCE, as `operator run --source`: the same choice, so one
+ * variable points the operator and the CLI at the same place.
+ */
 export const targetOption = () =>
   new Option("--target <target>", "where Deployments live: nats (no Kubernetes) or kube (CRDs)")
-    .choices(["nats", "kube"] as const).default("nats" as const).env("FLEET_TARGET");
+    .choices(["nats", "kube"] as const).default("nats" as const).env("FLEET_SOURCE");
 
 export async function kubeClientFrom(
   flags: { kubeconfig?: string | undefined },
@@ -25,7 +29,7 @@ export async function kubeClientFrom(
 
 /** The store `--target` names, and how to let go of it. */
 export async function openStore(
-  flags: NatsFlags & {
+  flags: NatsConnectionFlags & {
     target: "nats" | "kube";
     kubeconfig?: string | undefined;
     forceConflicts?: boolean | undefined;

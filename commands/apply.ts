@@ -12,10 +12,9 @@ import {
   logFormatOption,
   loggerFrom,
   logLevelOption,
-  natsPasswordOption,
-  natsUrlOption,
-  natsUserOption,
+  namespaceOption,
   UsageError,
+  withNatsConnection,
 } from "./_cli.ts";
 import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
 
@@ -55,32 +54,61 @@ async function readDeploymentFile(path: string): Promise<Deployment> {
 
 export function applyCommand(): Command {
   const apply = new Command("apply").description("Create or update fleet objects");
-  apply.command("deployment")
-    .description(
-      "Apply a Deployment: from flags, or from a file holding the same object kubectl would apply",
-    )
-    .option("-f, --filename <file>", "YAML or JSON file with a Deployment object ('-' for stdin)")
-    .option("--name <name>", "deployment name (DNS label)")
-    .addOption(new Option("-n, --namespace <namespace>", "namespace").default(DEFAULT_NAMESPACE))
-    .option("--image <image>", "container image")
-    .option("--service <name>", "service (container) name; defaults to the deployment name")
-    .option("--port <host:container[/udp]>", "published port, repeatable", collect, [] as string[])
-    .option("--env <NAME=value>", "environment variable, repeatable", collect, [] as string[])
-    .option("--volume <host:container[:ro]>", "bind mount, repeatable", collect, [] as string[])
-    .addOption(new Option("--restart <policy>", "restart policy").choices(RestartPolicies))
-    .option(
-      "--selector <selector>",
-      "device selector: key=value, key!=value, 'key in (a,b)', 'key notin (a,b)', key, !key; repeatable (ANDed)",
-      collect,
-      [] as string[],
-    )
-    .option("--print", "print the Deployment as YAML instead of applying it")
-    .addOption(targetOption())
-    .addOption(kubeconfigOption())
-    .option("--force-conflicts", "kube: take over fields another manager (e.g. kubectl) owns")
-    .addOption(natsUrlOption())
-    .addOption(natsUserOption())
-    .addOption(natsPasswordOption())
+  withNatsConnection(
+    apply.command("deployment")
+      .description(
+        "Apply a Deployment: from flags, or from a file holding the same object kubectl would apply",
+      )
+      .addOption(
+        new Option(
+          "-f, --filename <file>",
+          "YAML or JSON file with a Deployment object ('-' for stdin)",
+        ).env("FLEET_DEPLOYMENT_FILE"),
+      )
+      .addOption(
+        new Option("--name <name>", "deployment name (DNS label)").env("FLEET_DEPLOYMENT_NAME"),
+      )
+      .addOption(namespaceOption("namespace").default(DEFAULT_NAMESPACE))
+      .addOption(new Option("--image <image>", "container image").env("FLEET_DEPLOYMENT_IMAGE"))
+      .addOption(
+        new Option("--service <name>", "service (container) name; defaults to the deployment name")
+          .env("FLEET_DEPLOYMENT_SERVICE"),
+      )
+      .addOption(
+        new Option("--port <host:container[/udp]>", "published port, repeatable")
+          .argParser(collect).default([] as string[]).env("FLEET_DEPLOYMENT_PORT"),
+      )
+      .addOption(
+        new Option("--env <NAME=value>", "environment variable, repeatable")
+          .argParser(collect).default([] as string[]).env("FLEET_DEPLOYMENT_ENV"),
+      )
+      .addOption(
+        new Option("--volume <host:container[:ro]>", "bind mount, repeatable")
+          .argParser(collect).default([] as string[]).env("FLEET_DEPLOYMENT_VOLUME"),
+      )
+      .addOption(
+        new Option("--restart <policy>", "restart policy").choices(RestartPolicies)
+          .env("FLEET_DEPLOYMENT_RESTART"),
+      )
+      .addOption(
+        new Option(
+          "--selector <selector>",
+          "device selector: key=value, key!=value, 'key in (a,b)', 'key notin (a,b)', key, !key; repeatable (ANDed)",
+        ).argParser(collect).default([] as string[]).env("FLEET_DEPLOYMENT_SELECTOR"),
+      )
+      .addOption(
+        new Option("--print", "print the Deployment as YAML instead of applying it")
+          .env("FLEET_APPLY_PRINT"),
+      )
+      .addOption(targetOption())
+      .addOption(kubeconfigOption())
+      .addOption(
+        new Option(
+          "--force-conflicts",
+          "kube: take over fields another manager (e.g. kubectl) owns",
+        ).env("FLEET_APPLY_FORCE_CONFLICTS"),
+      ),
+  )
     .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
     .addOption(logFormatOption())
     .addHelpText(

@@ -6,7 +6,6 @@ import { printLine } from "../adapters/output.ts";
 import {
   authorizerPolicy,
   type CalloutConfig,
-  CalloutConfigError,
   type CalloutKeys,
   calloutServerConfig,
   generateSeeds,
@@ -22,15 +21,13 @@ const configOption = () =>
   new Option("-c, --config <path>", "callout config file (TOML)")
     .default("/etc/fleet-callout/callout.toml").env("FLEET_CALLOUT_CONFIG");
 
-/** The config and its keys; a bad file is a usage error (exit 2) naming file and field. */
+/**
+ * The config and its keys; a bad file is a CalloutConfigError, a usage error (exit 2) naming
+ * the file and the field.
+ */
 async function load(path: string): Promise<{ config: CalloutConfig; keys: CalloutKeys }> {
-  try {
-    const config = await loadCalloutConfig(path);
-    return { config, keys: await loadCalloutKeys(config, path) };
-  } catch (err) {
-    if (err instanceof CalloutConfigError) throw new UsageError(err.message, { cause: err });
-    throw err;
-  }
+  const config = await loadCalloutConfig(path);
+  return { config, keys: await loadCalloutKeys(config, path) };
 }
 
 function runCommand(): Command {
@@ -150,8 +147,13 @@ function keysCommand(): Command {
       new Option("-d, --dir <dir>", "directory to write the seed files into (created if needed)")
         .default(".").env("FLEET_CALLOUT_KEYS_DIR"),
     )
-    .option("--no-xkey", "do not generate the xkey seed (requests stay unencrypted)")
-    .option("--force", "replace existing seed files")
+    .addOption(
+      new Option("--no-xkey", "do not generate the xkey seed (requests stay unencrypted)")
+        .env("FLEET_CALLOUT_NO_XKEY"),
+    )
+    .addOption(
+      new Option("--force", "replace existing seed files").env("FLEET_CALLOUT_KEYS_FORCE"),
+    )
     .addHelpText(
       "after",
       `

@@ -7,8 +7,22 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import denoJson from "../deno.json" with { type: "json" };
+import { connect } from "@nats-io/transport-node";
 import { API_VERSION, Deployment } from "../core/mod.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
+import { startTestProvider, ZITADEL_ROLES_CLAIM } from "../testing/oidc_provider.ts";
+import {
+  authorizerPolicy,
+  calloutServerConfig,
+  generateSeeds,
+  loadCalloutConfig,
+  loadCalloutKeys,
+  serverSettings,
+  startCalloutService,
+} from "../callout/mod.ts";
+import { createTokenVerifier } from "../adapters/oidc/mod.ts";
+import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
+import { silentLogger } from "../adapters/logger.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
@@ -30,12 +44,17 @@ function cleanEnv(): Record<string, string> {
 }
 
 /** Runs `fleet <args>` from the project folder. */
-async function fleet(...args: string[]): Promise<Run> {
+function fleet(...args: string[]): Promise<Run> {
+  return fleetWithEnv({}, ...args);
+}
+
+/** Runs `fleet <args>` with these FLEET_* variables set. */
+async function fleetWithEnv(env: Record<string, string>, ...args: string[]): Promise<Run> {
   const started = performance.now();
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
     cwd: ROOT,
-    env: cleanEnv(),
+    env: { ...cleanEnv(), ...env },
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
@@ -413,6 +432,80 @@ Deno.test("fleet apply deployment -f FILE --print round-trips the file", async (
   assert.equal(fromFile.metadata.namespace, "retail");
 });
 
+Deno.test("fleet reads each flag from its environment variable", async () => {
+  const yaml = assertOk(
+    await fleetWithEnv(
+      {
+        FLEET_DEPLOYMENT_NAME: "web",
+        FLEET_DEPLOYMENT_IMAGE: "localhost/web:1",
+        FLEET_DEPLOYMENT_PORT: "8080:80",
+        FLEET_DEPLOYMENT_SELECTOR: "site=lab",
+        FLEET_NAMESPACE: "team-a",
+        FLEET_APPLY_PRINT: "1",
+      },
+      "apply",
+      "deployment",
+    ),
+  );
+  const printed = Deployment.parse(YAML.parse(yaml));
+  assert.deepEqual(printed.metadata, { name: "web", namespace: "team-a" });
+  assert.deepEqual(printed.spec.targetSelector, { matchLabels: { site: "lab" } });
+  // A flag still wins over its variable.
+  const flagged = YAML.parse(assertOk(
+    await fleetWithEnv(
+      { FLEET_NAMESPACE: "team-a", FLEET_DEPLOYMENT_IMAGE: "localhost/web:1" },
+      "apply",
+      "deployment",
+      "--name",
+      "web",
+      "-n",
+      "team-b",
+      "--print",
+    ),
+  ));
+  assert.equal(flagged.metadata.namespace, "team-b");
+});
+
+Deno.test("fleet reports a failure's detail at --log-level debug (or FLEET_LOG_LEVEL=debug) only", async () => {
+  const args = ["get", "deployments", "--nats-url", "nats://127.0.0.1:1"];
+  assertOneLineError(await fleet(...args), 1, "127.0.0.1:1");
+  for (
+    const run of [
+      await fleet(...args, "--log-level", "debug"),
+      await fleetWithEnv({ FLEET_LOG_LEVEL: "debug" }, ...args),
+    ]
+  ) {
+    assert.equal(run.code, 1, describe(run));
+    assert.equal(run.stdout, "");
+    assert.match(run.stderr, /^ERROR Cannot connect to NATS at 127\.0\.0\.1:1/m, describe(run));
+    // The stack, then the library's error it was caused by.
+    assert.match(run.stderr, /^DEBUG NatsConnectError: .*\n\s+at /m, describe(run));
+    assert.match(run.stderr, /^Caused by: /m, describe(run));
+  }
+  // A usage error keeps exit code 2 and its one line; the detail comes only when asked for.
+  const usage = ["apply", "deployment", "--name", "Bad_Name", "--image", "x", "--print"];
+  assertOneLineError(await fleet(...usage), 2, `"Bad_Name"`);
+  const detailed = await fleet(...usage, "--log-level", "debug");
+  assert.equal(detailed.code, 2, describe(detailed));
+  assert.match(detailed.stderr, /^DEBUG InvalidIdentifierError: /m, describe(detailed));
+});
+
+Deno.test("fleet --log-format json reports a failure as JSON", async () => {
+  const run = await fleet(
+    "get",
+    "deployments",
+    "--nats-url",
+    "nats://127.0.0.1:1",
+    "--log-format",
+    "json",
+  );
+  assert.equal(run.code, 1, describe(run));
+  const lines = run.stderr.trim().split("\n").map((line) => JSON.parse(line));
+  assert.equal(lines.length, 1, describe(run));
+  assert.equal(lines[0].level, "error");
+  assert.match(lines[0].msg, /127\.0\.0\.1:1/);
+});
+
 // --- against a real nats-server
 
 Deno.test("fleet apply deployment creates, leaves unchanged, then configures a deployment", async () => {
@@ -592,4 +685,128 @@ Deno.test("fleet operator crds prints both CRDs as YAML", async () => {
   const out = assertOk(await fleet("operator", "crds"));
   assert.match(out, /name: deployments\.fleet\.nationtech\.io/);
   assert.match(out, /name: devices\.fleet\.nationtech\.io/);
+});
+
+Deno.test("fleet apply, get and delete authenticate as an admin with OIDC flags, through the auth callout", async () => {
+  installConnectionResetGuard(silentLogger);
+  await using idp = await startTestProvider();
+  const admin = await idp.addMachineUser({ id: "alice", roles: ["admin"] });
+  const device = await idp.addMachineUser({ id: "pi-1", roles: ["device"] });
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(join(dir, "issuer.nk"), generateSeeds().issuerSeed, { mode: 0o600 });
+    await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
+    const configPath = join(dir, "callout.toml");
+    await Deno.writeTextFile(
+      configPath,
+      `[nats]
+urls = ["nats://127.0.0.1:4222"]
+user = "fleet-callout"
+password_file = "${join(dir, "password")}"
+[account]
+issuer_seed_file = "${join(dir, "issuer.nk")}"
+[oidc]
+issuer = "${idp.issuer}"
+audience = "${idp.audience}"
+device_id_claim = "${idp.deviceIdClaim}"
+role_claim = "${ZITADEL_ROLES_CLAIM}"
+roles = { device = "device", admin = "admin" }
+`,
+    );
+    const config = await loadCalloutConfig(configPath);
+    const keys = await loadCalloutKeys(config, configPath);
+    await using ns = await startNatsServer({
+      extraConfig: calloutServerConfig(serverSettings(config, keys)),
+    });
+    const calloutNc = await connect({
+      servers: ns.url,
+      user: "fleet-callout",
+      pass: keys.password,
+    });
+    const callout = await startCalloutService({
+      nc: calloutNc,
+      verifier: createTokenVerifier({
+        issuer: idp.issuer,
+        audience: idp.audience,
+        logger: silentLogger,
+      }),
+      policy: authorizerPolicy(config),
+      account: config.account.name,
+      issuer: keys.issuer,
+      logger: silentLogger,
+    });
+    try {
+      const keyFile = async (name: string, jwk: object) => {
+        const path = join(dir, `${name}.json`);
+        await Deno.writeTextFile(path, JSON.stringify(jwk), { mode: 0o600 });
+        return path;
+      };
+      const as = (user: { clientId: string }, key: string) => [
+        "--nats-url",
+        ns.url,
+        "--oidc-issuer",
+        idp.issuer,
+        "--oidc-key",
+        key,
+        "--oidc-client-id",
+        user.clientId,
+        "--oidc-audience",
+        idp.audience,
+      ];
+      const alice = as(admin, await keyFile("alice", admin.privateKeyJwk));
+      assert.equal(
+        assertOk(
+          await fleet(
+            "apply",
+            "deployment",
+            "--name",
+            "web",
+            "--image",
+            "localhost/web:1",
+            ...alice,
+          ),
+        ),
+        "deployment default/web created (generation 1)\n",
+      );
+      const listed = JSON.parse(
+        assertOk(await fleet("get", "deployments", "-o", "json", ...alice)),
+      );
+      assert.deepEqual(listed.items.map((d: Deployment) => d.metadata.name), ["web"]);
+      assert.equal(assertOk(await fleet("get", "devices", ...alice)), "No devices.\n");
+
+      // The same identity from the environment, as a Secret would give it.
+      const [, , , issuer, , key, , clientId, , audience] = alice;
+      const fromEnv = await fleetWithEnv(
+        {
+          FLEET_NATS_URL: ns.url,
+          FLEET_OIDC_ISSUER: issuer!,
+          FLEET_OIDC_KEY: await Deno.readTextFile(key!),
+          FLEET_OIDC_CLIENT_ID: clientId!,
+          FLEET_OIDC_AUDIENCE: audience!,
+        },
+        "delete",
+        "deployment",
+        "web",
+      );
+      assert.equal(assertOk(fromEnv), "deployment default/web deleted\n");
+
+      // Without an identity, or with a device's, the fleet's deployments are out of reach.
+      assertOneLineError(
+        await fleet("get", "deployments", "--nats-url", ns.url),
+        1,
+        ns.url.replace(/^nats:\/\//, ""),
+      );
+      const asDevice = await fleet(
+        "get",
+        "deployments",
+        ...as(device, await keyFile("pi-1", device.privateKeyJwk)),
+      );
+      assert.equal(asDevice.code, 1, describe(asDevice));
+      assert.equal(asDevice.stdout, "");
+      assert.ok(callout.stats.allowed >= 5, JSON.stringify(callout.stats));
+    } finally {
+      await callout.stop();
+      await calloutNc.close();
+      keys.issuer.clear();
+    }
+  });
 });

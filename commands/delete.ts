@@ -1,29 +1,30 @@
-import { Command, Option } from "@commander-js/extra-typings";
+import { Command } from "@commander-js/extra-typings";
 import { DEFAULT_NAMESPACE, validateIdentifier } from "../core/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import {
   ExitCode,
+  ignoreNotFoundOption,
   logFormatOption,
   loggerFrom,
   logLevelOption,
-  natsPasswordOption,
-  natsUrlOption,
-  natsUserOption,
+  namespaceOption,
+  withNatsConnection,
 } from "./_cli.ts";
 import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
 
 export function deleteCommand(): Command {
   const del = new Command("delete").description("Delete fleet objects");
-  del.command("deployment")
-    .description("Delete a Deployment; the operator then removes its containers from every device")
-    .argument("<name>", "deployment name")
-    .addOption(new Option("-n, --namespace <namespace>", "namespace").default(DEFAULT_NAMESPACE))
-    .option("--ignore-not-found", "succeed when the deployment does not exist")
-    .addOption(targetOption())
-    .addOption(kubeconfigOption())
-    .addOption(natsUrlOption())
-    .addOption(natsUserOption())
-    .addOption(natsPasswordOption())
+  withNatsConnection(
+    del.command("deployment")
+      .description(
+        "Delete a Deployment; the operator then removes its containers from every device",
+      )
+      .argument("<name>", "deployment name")
+      .addOption(namespaceOption("namespace").default(DEFAULT_NAMESPACE))
+      .addOption(ignoreNotFoundOption("succeed when the deployment does not exist"))
+      .addOption(targetOption())
+      .addOption(kubeconfigOption()),
+  )
     .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
     .addOption(logFormatOption())
     .addHelpText(

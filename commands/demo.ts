@@ -1,4 +1,4 @@
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
 import { DemoStory } from "../sandbox/demo.ts";
 import { printLine } from "../adapters/output.ts";
 import { renderTable } from "../cli/table.ts";
@@ -9,9 +9,11 @@ export function demoCommand(version: string): Command {
     .description(
       "Run a whole fleet on this machine: nats-server, the operator and three agents, then deploy to two of them",
     )
-    .option(
-      "--auto",
-      "run the full story unattended (update, delete), print timings, exit 0 only if every step held",
+    .addOption(
+      new Option(
+        "--auto",
+        "run the full story unattended (update, delete), print timings, exit 0 only if every step held",
+      ).env("FLEET_DEMO_AUTO"),
     )
     .addOption(logLevelOption().default("warn" as const))
     .addOption(logFormatOption())

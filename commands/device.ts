@@ -16,7 +16,7 @@ function enrollCommand(): Command {
     )
     .addOption(
       new Option("--target <ssh-url>", "ssh://user@host[:port]; default: this machine")
-        .env("FLEET_TARGET"),
+        .env("FLEET_SSH_TARGET"),
     )
     .addOption(
       new Option("--ssh-key <path>", "private key for --target (default: ssh's own choice)")

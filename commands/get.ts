@@ -6,20 +6,20 @@ import {
   logFormatOption,
   loggerFrom,
   logLevelOption,
-  natsPasswordOption,
-  natsUrlOption,
-  natsUserOption,
+  namespaceOption,
   shutdownSignal,
+  withNatsConnection,
 } from "./_cli.ts";
 import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
 import { OutputFormats, renderDeployments, renderDevices } from "../cli/render.ts";
 
-const outputOption = new Option("-o, --output <format>", "table, wide, json or yaml")
-  .choices(OutputFormats).default("table" as const);
-const watchOption = new Option(
-  "-w, --watch",
-  "keep showing the list as it changes (Ctrl-C to stop)",
-);
+// Factories, not shared instances: two subcommands must not share one mutable Option.
+const outputOption = () =>
+  new Option("-o, --output <format>", "table, wide, json or yaml")
+    .choices(OutputFormats).default("table" as const).env("FLEET_OUTPUT");
+const watchOption = () =>
+  new Option("-w, --watch", "keep showing the list as it changes (Ctrl-C to stop)")
+    .env("FLEET_WATCH");
 
 /** Prints `render()` once, or on every change until Ctrl-C with --watch. */
 async function show(
@@ -45,17 +45,16 @@ async function show(
 
 export function getCommand(): Command {
   const get = new Command("get").description("Show fleet objects");
-  get.command("deployments")
-    .alias("deployment")
-    .description("List Deployments with how the fleet is doing with each")
-    .addOption(new Option("-n, --namespace <namespace>", "only this namespace"))
-    .addOption(outputOption)
-    .addOption(watchOption)
-    .addOption(targetOption())
-    .addOption(kubeconfigOption())
-    .addOption(natsUrlOption())
-    .addOption(natsUserOption())
-    .addOption(natsPasswordOption())
+  withNatsConnection(
+    get.command("deployments")
+      .alias("deployment")
+      .description("List Deployments with how the fleet is doing with each")
+      .addOption(namespaceOption("only this namespace"))
+      .addOption(outputOption())
+      .addOption(watchOption())
+      .addOption(targetOption())
+      .addOption(kubeconfigOption()),
+  )
     .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
     .addOption(logFormatOption())
     .addHelpText(
@@ -87,16 +86,15 @@ Examples:
         log,
       );
     });
-  get.command("devices")
-    .alias("device")
-    .description("List the devices that reported to the fleet")
-    .addOption(outputOption)
-    .addOption(watchOption)
-    .addOption(targetOption())
-    .addOption(kubeconfigOption())
-    .addOption(natsUrlOption())
-    .addOption(natsUserOption())
-    .addOption(natsPasswordOption())
+  withNatsConnection(
+    get.command("devices")
+      .alias("device")
+      .description("List the devices that reported to the fleet")
+      .addOption(outputOption())
+      .addOption(watchOption())
+      .addOption(targetOption())
+      .addOption(kubeconfigOption()),
+  )
     .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
     .addOption(logFormatOption())
     .addHelpText(

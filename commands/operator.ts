@@ -22,13 +22,10 @@ import {
   logFormatOption,
   loggerFrom,
   logLevelOption,
-  natsPasswordOption,
   natsServers,
-  natsUrlOption,
-  natsUserOption,
-  oidcOptions,
   shutdownSignal,
   UsageError,
+  withNatsConnection,
 } from "./_cli.ts";
 import { kubeClientFrom, kubeconfigOption } from "./_kube.ts";
 
@@ -77,22 +74,16 @@ async function leadOrStandBy(
 }
 
 function runCommand(): Command {
-  return new Command("run")
-    .description("Run the operator")
-    .addOption(
-      new Option(
-        "--source <source>",
-        "where Deployments live: nats (embedded, no Kubernetes) or kube (Deployment CRs)",
-      ).choices(["nats", "kube"] as const).default("nats" as const).env("FLEET_SOURCE"),
-    )
-    .addOption(natsUrlOption())
-    .addOption(natsUserOption())
-    .addOption(natsPasswordOption())
-    .addOption(oidcOptions()[0])
-    .addOption(oidcOptions()[1])
-    .addOption(oidcOptions()[2])
-    .addOption(oidcOptions()[3])
-    .addOption(oidcOptions()[4])
+  return withNatsConnection(
+    new Command("run")
+      .description("Run the operator")
+      .addOption(
+        new Option(
+          "--source <source>",
+          "where Deployments live: nats (embedded, no Kubernetes) or kube (Deployment CRs)",
+        ).choices(["nats", "kube"] as const).default("nats" as const).env("FLEET_SOURCE"),
+      ),
+  )
     .addOption(kubeconfigOption())
     .addOption(
       new Option(
@@ -252,7 +243,10 @@ function chartCommand(version: string): Command {
     .description(
       "Write the operator's Helm chart and a Containerfile (with its build context) for its image",
     )
-    .requiredOption("-o, --output <dir>", "directory to write into (created if needed)")
+    .addOption(
+      new Option("-o, --output <dir>", "directory to write into (created if needed)")
+        .makeOptionMandatory().env("FLEET_CHART_DIR"),
+    )
     .addOption(logLevelOption())
     .addOption(logFormatOption())
     .addHelpText(

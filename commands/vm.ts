@@ -1,12 +1,5 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import {
-  imageRecipe,
-  urlsFromGuest,
-  USER_NET_HOST_IP,
-  VmArches,
-  VmDrivers,
-  VmUsageError,
-} from "../vm/mod.ts";
+import { imageRecipe, urlsFromGuest, USER_NET_HOST_IP, VmArches, VmDrivers } from "../vm/mod.ts";
 import { SshTarget } from "../adapters/host/ssh_target.ts";
 import {
   buildImage,
@@ -20,7 +13,14 @@ import {
 } from "../adapters/vm/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import { renderTable } from "../cli/table.ts";
-import { ExitCode, logFormatOption, loggerFrom, logLevelOption, UsageError } from "./_cli.ts";
+import {
+  ExitCode,
+  ignoreNotFoundOption,
+  logFormatOption,
+  loggerFrom,
+  logLevelOption,
+  UsageError,
+} from "./_cli.ts";
 import { enrollOptions, planEnroll, runEnroll } from "./_enroll.ts";
 
 function count(name: string, min: number) {
@@ -31,16 +31,6 @@ function count(name: string, min: number) {
     }
     return n;
   };
-}
-
-/** VmUsageError is the user's input: exit code 2 like every other usage error. */
-async function usageAware(run: () => Promise<void>): Promise<void> {
-  try {
-    await run();
-  } catch (error) {
-    if (error instanceof VmUsageError) throw new UsageError(error.message, { cause: error });
-    throw error;
-  }
 }
 
 const archOption = () =>
@@ -62,6 +52,10 @@ const dirOption = () =>
     `where VMs keep their state, one folder each (default: ${defaultVmsDir()})`,
   )
     .env("FLEET_VM_DIR");
+
+/** The VM's name: `provision` and `destroy` name the same VM. */
+const nameOption = (description: string) =>
+  new Option("--name <name>", description).makeOptionMandatory().env("FLEET_VM_NAME");
 
 const DRIVERS =
   `A VM runs as a libvirt domain (fleet-NAME, in \`virsh list\`) when a libvirt daemon answers
@@ -87,7 +81,10 @@ export function vmCommand(): Command {
       ),
     )
     .addOption(cacheOption())
-    .option("--output <path>", "also copy the finished qcow2 disk here")
+    .addOption(
+      new Option("--output <path>", "also copy the finished qcow2 disk here")
+        .env("FLEET_VM_IMAGE_OUTPUT"),
+    )
     .addOption(logLevelOption())
     .addOption(logFormatOption())
     .addHelpText(
@@ -104,57 +101,67 @@ Examples:
   sudo fleet vm image build --arch x86_64
   sudo fleet vm image build --arch aarch64 --output /srv/images/fleet-arm64.qcow2`,
     )
-    .action((flags) =>
-      usageAware(async () => {
-        const log = loggerFrom(flags);
-        const recipe = imageRecipe(flags.arch, flags.suite, flags.mirror);
-        // Under sudo the default cache is the invoking user's: what is built there is theirs.
-        const owner = flags.cacheDir === undefined ? sudoInvoker() : undefined;
-        const cacheDir = flags.cacheDir ?? defaultImageCacheDir();
-        const built = await buildImage(cacheDir, recipe, log, owner ? { owner } : {});
-        const disk = `${built.dir}/${built.manifest.disk}`;
-        if (flags.output) await Deno.copyFile(disk, flags.output);
-        printLine(
-          `${built.cached ? "cached" : "built"} ${built.manifest.key}: ${flags.output ?? disk} ` +
-            `(kernel ${built.manifest.kernelVersion}, built in ${built.manifest.buildSeconds} s)`,
-        );
-      })
-    );
+    .action(async (flags) => {
+      const log = loggerFrom(flags);
+      const recipe = imageRecipe(flags.arch, flags.suite, flags.mirror);
+      // Under sudo the default cache is the invoking user's: what is built there is theirs.
+      const owner = flags.cacheDir === undefined ? sudoInvoker() : undefined;
+      const cacheDir = flags.cacheDir ?? defaultImageCacheDir();
+      const built = await buildImage(cacheDir, recipe, log, owner ? { owner } : {});
+      const disk = `${built.dir}/${built.manifest.disk}`;
+      if (flags.output) await Deno.copyFile(disk, flags.output);
+      printLine(
+        `${built.cached ? "cached" : "built"} ${built.manifest.key}: ${flags.output ?? disk} ` +
+          `(kernel ${built.manifest.kernelVersion}, built in ${built.manifest.buildSeconds} s)`,
+      );
+    });
   vm.addCommand(image);
 
   const provision = new Command("provision")
     .description(
       "Start a VM from the base image, wait until it answers SSH, and enroll it as a fleet device",
     )
-    .requiredOption("--name <name>", "VM name, also its host name (a DNS label)")
+    .addOption(nameOption("VM name, also its host name (a DNS label)"))
     .addOption(archOption())
     .addOption(suiteOption())
     .addOption(
-      new Option("--memory <mb>", "memory in MiB").argParser(count("--memory", 256)).default(1024),
+      new Option("--memory <mb>", "memory in MiB").argParser(count("--memory", 256)).default(1024)
+        .env("FLEET_VM_MEMORY"),
     )
-    .addOption(new Option("--cpus <n>", "virtual CPUs").argParser(count("--cpus", 1)).default(2))
-    .option(
-      "--ssh-key <path>",
-      "private key to log in with (its .pub beside it); default: a new one",
+    .addOption(
+      new Option("--cpus <n>", "virtual CPUs").argParser(count("--cpus", 1)).default(2)
+        .env("FLEET_VM_CPUS"),
     )
-    .option("--user <user>", "the user cloud-init creates, with sudo", "fleet")
+    .addOption(
+      new Option(
+        "--ssh-key <path>",
+        "private key to log in with (its .pub beside it); default: a new one",
+      ).env("FLEET_VM_SSH_KEY"),
+    )
+    .addOption(
+      new Option("--user <user>", "the user cloud-init creates, with sudo").default("fleet")
+        .env("FLEET_VM_USER"),
+    )
     .addOption(
       new Option("--accel <accel>", "force an accelerator (default: KVM when it works, else TCG)")
-        .choices(["kvm", "tcg"] as const),
+        .choices(["kvm", "tcg"] as const).env("FLEET_VM_ACCEL"),
     )
     .addOption(
       new Option("--timeout <seconds>", "how long to wait for SSH").argParser(
         count("--timeout", 1),
-      ),
+      ).env("FLEET_VM_BOOT_TIMEOUT"),
     )
     .addOption(
       new Option(
         "--driver <driver>",
         "what runs the VM (default: libvirt when it answers, else qemu)",
       )
-        .choices(VmDrivers),
+        .choices(VmDrivers).env("FLEET_VM_DRIVER"),
     )
-    .option("--no-enroll", "only start the VM; do not enroll it as a fleet device")
+    .addOption(
+      new Option("--no-enroll", "only start the VM; do not enroll it as a fleet device")
+        .env("FLEET_VM_NO_ENROLL"),
+    )
     .addOption(cacheOption())
     .addOption(dirOption());
   for (const option of enrollOptions()) provision.addOption(option);
@@ -180,56 +187,54 @@ Examples:
   fleet vm provision --name arm1 --arch aarch64 --memory 2048 --no-enroll
   ssh -i ~/.local/share/fleet/vms/vm1/id_ed25519 -p PORT fleet@127.0.0.1`,
     )
-    .action((flags) =>
-      usageAware(async () => {
-        const log = loggerFrom(flags);
-        // Checked first: no VM is started for an enroll that cannot be done.
-        const plan = flags.enroll ? await planEnroll(flags.name, flags, urlsFromGuest) : undefined;
-        const provisioned = await provisionVm({
-          name: flags.name,
-          arch: flags.arch,
-          recipe: imageRecipe(flags.arch, flags.suite),
-          cacheDir: flags.cacheDir ?? defaultImageCacheDir(),
-          vmsDir: flags.dir ?? defaultVmsDir(),
-          memoryMb: flags.memory,
-          cpus: flags.cpus,
-          user: flags.user,
-          ...(flags.sshKey ? { sshKey: flags.sshKey } : {}),
-          ...(flags.accel ? { accel: flags.accel } : {}),
-          ...(flags.driver ? { driver: flags.driver } : {}),
-          timeoutMs: (flags.timeout ?? defaultTimeoutSeconds(flags.arch)) * 1000,
-          log,
-        });
-        const { address, identityFile } = provisioned.ssh;
-        printLine(
-          `VM ${flags.name} (${flags.arch}, ${provisioned.state.accel}) answered SSH after ${
-            provisioned.bootSeconds.toFixed(1)
-          } s`,
-        );
-        printLine(
-          `ssh -i ${identityFile} -p ${address.port} ${address.user}@${address.host}`,
-        );
-        const enrollLater =
-          `fleet device enroll --device-id ${flags.name} --target ssh://${address.user}@${address.host}:${address.port} ` +
-          `--ssh-key ${identityFile} --nats-url nats://127.0.0.1:4222 --device-nats-url nats://${USER_NET_HOST_IP}:4222`;
-        if (!plan) {
-          printLine(`enroll it: ${enrollLater}`);
-          return;
-        }
-        // The VM's user has sudo without a password: nothing to ask.
-        await using target = await SshTarget.connect({
-          ...provisioned.ssh,
-          prompt: () => Promise.resolve(undefined),
-        });
-        try {
-          await runEnroll(target, plan, log);
-        } catch (error) {
-          // The VM stays up: the steps done so far are kept and a new enroll picks up from there.
-          printLine(`VM ${flags.name} runs but is not enrolled; once fixed: ${enrollLater} ...`);
-          throw error;
-        }
-      })
-    );
+    .action(async (flags) => {
+      const log = loggerFrom(flags);
+      // Checked first: no VM is started for an enroll that cannot be done.
+      const plan = flags.enroll ? await planEnroll(flags.name, flags, urlsFromGuest) : undefined;
+      const provisioned = await provisionVm({
+        name: flags.name,
+        arch: flags.arch,
+        recipe: imageRecipe(flags.arch, flags.suite),
+        cacheDir: flags.cacheDir ?? defaultImageCacheDir(),
+        vmsDir: flags.dir ?? defaultVmsDir(),
+        memoryMb: flags.memory,
+        cpus: flags.cpus,
+        user: flags.user,
+        ...(flags.sshKey ? { sshKey: flags.sshKey } : {}),
+        ...(flags.accel ? { accel: flags.accel } : {}),
+        ...(flags.driver ? { driver: flags.driver } : {}),
+        timeoutMs: (flags.timeout ?? defaultTimeoutSeconds(flags.arch)) * 1000,
+        log,
+      });
+      const { address, identityFile } = provisioned.ssh;
+      printLine(
+        `VM ${flags.name} (${flags.arch}, ${provisioned.state.accel}) answered SSH after ${
+          provisioned.bootSeconds.toFixed(1)
+        } s`,
+      );
+      printLine(
+        `ssh -i ${identityFile} -p ${address.port} ${address.user}@${address.host}`,
+      );
+      const enrollLater =
+        `fleet device enroll --device-id ${flags.name} --target ssh://${address.user}@${address.host}:${address.port} ` +
+        `--ssh-key ${identityFile} --nats-url nats://127.0.0.1:4222 --device-nats-url nats://${USER_NET_HOST_IP}:4222`;
+      if (!plan) {
+        printLine(`enroll it: ${enrollLater}`);
+        return;
+      }
+      // The VM's user has sudo without a password: nothing to ask.
+      await using target = await SshTarget.connect({
+        ...provisioned.ssh,
+        prompt: () => Promise.resolve(undefined),
+      });
+      try {
+        await runEnroll(target, plan, log);
+      } catch (error) {
+        // The VM stays up: the steps done so far are kept and a new enroll picks up from there.
+        printLine(`VM ${flags.name} runs but is not enrolled; once fixed: ${enrollLater} ...`);
+        throw error;
+      }
+    });
   vm.addCommand(provision);
 
   vm.command("list")
@@ -237,48 +242,44 @@ Examples:
     .addOption(dirOption())
     .addOption(
       new Option("-o, --output <format>", "table or json").choices(["table", "json"] as const)
-        .default("table" as const),
+        .default("table" as const).env("FLEET_VM_OUTPUT"),
     )
-    .action((flags) =>
-      usageAware(async () => {
-        const vms = await listVms(flags.dir ?? defaultVmsDir());
-        if (flags.output === "json") {
-          printLine(JSON.stringify(vms.map((v) => ({ ...v.state, running: v.running })), null, 2));
-          return;
-        }
-        printLine(renderTable(
-          ["NAME", "ARCH", "ACCEL", "DRIVER", "STATUS", "SSH"],
-          vms.map(({ state, running }) => [
-            state.name,
-            state.arch,
-            state.accel,
-            state.driver.kind,
-            running ? "running" : "stopped",
-            `${state.ssh.address.user}@${state.ssh.address.host}:${state.ssh.address.port}`,
-          ]),
-        ));
-      })
-    );
+    .action(async (flags) => {
+      const vms = await listVms(flags.dir ?? defaultVmsDir());
+      if (flags.output === "json") {
+        printLine(JSON.stringify(vms.map((v) => ({ ...v.state, running: v.running })), null, 2));
+        return;
+      }
+      printLine(renderTable(
+        ["NAME", "ARCH", "ACCEL", "DRIVER", "STATUS", "SSH"],
+        vms.map(({ state, running }) => [
+          state.name,
+          state.arch,
+          state.accel,
+          state.driver.kind,
+          running ? "running" : "stopped",
+          `${state.ssh.address.user}@${state.ssh.address.host}:${state.ssh.address.port}`,
+        ]),
+      ));
+    });
 
   vm.command("destroy")
     .description("Stop a VM and delete its disk and state")
-    .requiredOption("--name <name>", "VM name")
-    .option("--ignore-not-found", "succeed when there is no such VM")
+    .addOption(nameOption("VM name"))
+    .addOption(ignoreNotFoundOption("succeed when there is no such VM"))
     .addOption(dirOption())
     .addOption(logLevelOption().default("warn" as const))
     .addOption(logFormatOption())
-    .action((flags) =>
-      usageAware(async () => {
-        const log = loggerFrom(flags);
-        const vmsDir = flags.dir ?? defaultVmsDir();
-        if (await destroyVm(vmsDir, flags.name, log)) printLine(`VM ${flags.name} destroyed`);
-        else if (flags.ignoreNotFound) printLine(`VM ${flags.name} not found`);
-        else {
-          log.error(`No VM named "${flags.name}" in ${vmsDir}`);
-          Deno.exitCode = ExitCode.failure;
-        }
-      })
-    );
+    .action(async (flags) => {
+      const log = loggerFrom(flags);
+      const vmsDir = flags.dir ?? defaultVmsDir();
+      if (await destroyVm(vmsDir, flags.name, log)) printLine(`VM ${flags.name} destroyed`);
+      else if (flags.ignoreNotFound) printLine(`VM ${flags.name} not found`);
+      else {
+        log.error(`No VM named "${flags.name}" in ${vmsDir}`);
+        Deno.exitCode = ExitCode.failure;
+      }
+    });
   return vm;
 }
 

@@ -1,8 +1,12 @@
 /** Errors of the VM tooling, each with a message a field engineer can act on. */
+import { FleetError } from "../core/errors.ts";
 
 /** A flag or name the user gave cannot be used as given (exit code 2). */
-export class VmUsageError extends Error {
+export class VmUsageError extends FleetError {
   override name = "VmUsageError";
+  constructor(message: string, options?: ErrorOptions) {
+    super("usage", message, options);
+  }
 }
 
 /** Something on this machine is missing or refused (a tool, root, firmware, a free port). */
