@@ -18,7 +18,12 @@ import {
   type StoredDeployment,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { type BucketEntry, ensureBucket, readBucketEntries } from "../adapters/nats/mod.ts";
+import {
+  type BucketEntry,
+  ensureBucket,
+  isWrongLastSequence,
+  readBucketEntries,
+} from "../adapters/nats/mod.ts";
 import { parseStoredDeployment } from "../operator/nats_source.ts";
 
 /** How long a read of a bucket may take before the command gives up. */
@@ -91,6 +96,9 @@ export class NatsDeploymentStore implements FleetStore {
         else await kv.update(key, JSON.stringify(value), entry.revision);
         return { outcome: stored ? "configured" : "created", generation };
       } catch (error) {
+        // Only a lost compare-and-set is a race worth another round; any other failure (no
+        // permission, a message too large, NATS gone) is the answer.
+        if (!isWrongLastSequence(error)) throw error;
         this.#log.debug("Apply raced with another writer; retrying", { error });
       }
     }

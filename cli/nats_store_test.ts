@@ -1,9 +1,16 @@
 import assert from "node:assert/strict";
-import { Buckets, DeviceInfo, deviceLabels, Heartbeat, keys } from "../core/mod.ts";
+import {
+  Buckets,
+  buildDeployment,
+  DeviceInfo,
+  deviceLabels,
+  Heartbeat,
+  keys,
+} from "../core/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
-import { NatsDeploymentStore } from "./nats_store.ts";
+import { ConcurrentUpdateError, NatsDeploymentStore } from "./nats_store.ts";
 
 const HOUR = 3_600_000;
 
@@ -53,6 +60,64 @@ Deno.test("NatsDeploymentStore.devices() gives LAST SEEN on the broker's clock, 
       assert.ok(seen >= before - 1 && seen <= after + 1, `${row.info.deviceId}: ${seen}`);
     }
     assert.equal(rows[3]?.lastSeen, undefined);
+  } finally {
+    await nc.close();
+  }
+});
+
+function web(image: string, env: string[] = []) {
+  return buildDeployment({
+    name: "web",
+    namespace: "default",
+    image,
+    ports: [],
+    env,
+    volumes: [],
+    selectors: ["site=lab"],
+  });
+}
+
+Deno.test("NatsDeploymentStore.apply() retries a lost compare-and-set: concurrent applies each get a generation", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connectNats({
+    servers: [ns.url],
+    credentials: noCredentials(),
+    name: "cli-test",
+    logger: silentLogger,
+  });
+  try {
+    const store = new NatsDeploymentStore(nc, silentLogger);
+    const results = await Promise.all(
+      [1, 2, 3, 4].map((n) => store.apply(web(`localhost/web:${n}`))),
+    );
+    assert.deepEqual(results.map((r) => r.generation).sort(), [1, 2, 3, 4]);
+    assert.deepEqual(
+      results.map((r) => r.outcome).sort(),
+      ["configured", "configured", "configured", "created"],
+    );
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("NatsDeploymentStore.apply() gives up at once on a failure that is not a race", async () => {
+  await using ns = await startNatsServer({ extraConfig: "max_payload: 4096\n" });
+  const nc = await connectNats({
+    servers: [ns.url],
+    credentials: noCredentials(),
+    name: "cli-test",
+    logger: silentLogger,
+  });
+  try {
+    const store = new NatsDeploymentStore(nc, silentLogger);
+    await assert.rejects(
+      store.apply(web("localhost/web:1", [`BIG=${"x".repeat(5000)}`])),
+      (error: unknown) => {
+        assert.ok(!(error instanceof ConcurrentUpdateError), String(error));
+        assert.match(String(error), /payload/i);
+        return true;
+      },
+    );
   } finally {
     await nc.close();
   }

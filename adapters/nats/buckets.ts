@@ -3,7 +3,7 @@
  */
 
 import type { NatsConnection } from "@nats-io/nats-core";
-import { JetStreamApiError } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { Clock } from "../../core/clock.ts";
 import type { Logger } from "../logger.ts";
@@ -13,6 +13,17 @@ export { type BucketName, Buckets } from "../../core/keys.ts";
 
 /** JetStream's `JSStreamNameExistErr`: "stream name already in use with a different configuration". */
 const STREAM_NAME_IN_USE = 10058;
+
+/**
+ * Whether `error` is JetStream refusing a compare-and-set write (`kv.create`, `kv.update`):
+ * the key's last revision is not the one the write expected, because someone else wrote it.
+ * By error code, not message text: the code is the server's contract, the text is not.
+ */
+export function isWrongLastSequence(error: unknown): boolean {
+  return error instanceof JetStreamApiError &&
+    (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+}
 
 /** Settings a bucket is created with; an existing bucket keeps its own. */
 export interface BucketSettings {

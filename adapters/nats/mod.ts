@@ -13,6 +13,7 @@ export {
   type BucketSettings,
   ensureBucket,
   ensureBucketRetrying,
+  isWrongLastSequence,
   openBucket,
 } from "./buckets.ts";
 export {
