@@ -128,7 +128,7 @@ export type NatsConnectionFlags = z.infer<typeof NatsConnectionFlags>;
 
 /**
  * Adds the NATS connection flags ({@link natsConnectionOptions}) to `command`, typed, so its
- * action can hand its flags to {@link connectCli}.
+ * action can hand its flags to {@link connectFromFlags}.
  */
 export function withNatsConnection<
   Args extends unknown[],
@@ -183,22 +183,38 @@ export async function credentialsFrom(
   return userPasswordCredentials(flags.natsUser, flags.natsPassword);
 }
 
+/** How {@link connectFromFlags} connects, where a command differs from the CLI's default. */
+export interface ConnectFromFlagsOptions {
+  /** The client name NATS shows. @default "fleet-cli" */
+  name?: string;
+  /**
+   * Keep trying while NATS is down (a long-running command), instead of failing at once (a
+   * one-shot command, whose user wants to know). @default false
+   */
+  waitOnFirstConnect?: boolean;
+  /** Stops the attempts. */
+  signal?: AbortSignal;
+}
+
 /**
- * The NATS connection the flags describe, for CLI commands: short-lived, so it fails fast when
- * NATS cannot be reached.
+ * The NATS connection the flags of {@link withNatsConnection} describe: the one way a command
+ * turns them into a connection. By default a one-shot command's, failing fast when NATS cannot
+ * be reached.
  *
  * @throws {UsageError} for flags that do not make a connection (see {@link credentialsFrom}).
  */
-export async function connectCli(
+export async function connectFromFlags(
   flags: NatsConnectionFlags,
   log: Logger,
+  options: ConnectFromFlagsOptions = {},
 ): Promise<NatsConnection> {
   return await connectNats({
     servers: natsServers(flags),
     credentials: await credentialsFrom(flags, log),
-    name: "fleet-cli",
+    name: options.name ?? "fleet-cli",
     logger: log,
-    waitOnFirstConnect: false,
+    waitOnFirstConnect: options.waitOnFirstConnect ?? false,
+    ...(options.signal ? { signal: options.signal } : {}),
   });
 }
 

@@ -19,7 +19,7 @@ import {
   type IdentityProvider,
 } from "../adapters/zitadel/mod.ts";
 import {
-  connectCli,
+  connectFromFlags,
   NatsConnectionFlags,
   natsConnectionOptions,
   natsServers,
@@ -208,7 +208,7 @@ function planZitadel(flags: EnrollFlags): ZitadelPlan | undefined {
 export async function runEnroll(target: Target, plan: EnrollPlan, log: Logger): Promise<void> {
   const flags = plan.flags;
   const identity = plan.zitadel ? await identityProvider(plan.zitadel) : undefined;
-  const nc = flags.wait ? await connectCli(flags, log) : undefined;
+  const nc = flags.wait ? await connectFromFlags(flags, log) : undefined;
   try {
     const result = await enrollDevice({
       target,

@@ -4,7 +4,7 @@ import { KubeClient, loadKubeConfig } from "../adapters/kube/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { type FleetStore, NatsDeploymentStore } from "../cli/nats_store.ts";
-import { connectCli, type NatsConnectionFlags } from "./_cli.ts";
+import { connectFromFlags, type NatsConnectionFlags } from "./_cli.ts";
 
 export const kubeconfigOption = () =>
   new Option(
@@ -43,6 +43,6 @@ export async function openStore(
       [Symbol.asyncDispose]: () => Promise.resolve(kube.close()),
     };
   }
-  const nc = await connectCli(flags, log);
+  const nc = await connectFromFlags(flags, log);
   return { store: new NatsDeploymentStore(nc, log), [Symbol.asyncDispose]: () => nc.close() };
 }
