@@ -49,7 +49,9 @@ The agent keeps running containers untouched while NATS is unreachable and conve
 when it returns. Logs go to stderr (journald under systemd).`,
     )
     .action(async (flags) => {
-      const config = await loadAgentConfig(flags.config).catch(async (error: unknown) => {
+      // Promise<never> spelled out: inferring it through the config's zod type made
+      // `deno check` of this file run for many minutes.
+      const config = await loadAgentConfig(flags.config).catch(async (error: unknown): Promise<never> => {
         if (error instanceof ConfigError) await holdBeforeExit(error, loggerFrom(flags));
         throw error;
       });
