@@ -38,8 +38,8 @@ export interface AgentOptions {
   /** Describes the container runtime in the start-up line, e.g. the podman socket. */
   runtimeDescription: string;
   /**
-   * Paces the relist, heartbeat and republish loops and times the orphan grace period; the
-   * device's own timestamps in reports come from it too.
+   * Paces the relist, heartbeat and republish loops and the desired-state watch's retries,
+   * and times the orphan grace period; the device's own timestamps in reports come from it.
    */
   clock: Clock;
   /** Idle heartbeat of the desired-state watch (the adapter's default when absent). */
@@ -220,6 +220,7 @@ export class Agent {
         logger: this.#log,
         signal,
         onRestart: () => this.#view.readStarted(),
+        clock: this.#clock,
         ...(this.#options.watchHeartbeatMs
           ? { idleHeartbeatMs: this.#options.watchHeartbeatMs }
           : {}),
