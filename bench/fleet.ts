@@ -33,6 +33,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import {
   type Aggregate,
+  BUCKET_HISTORY,
   Buckets,
   type DeploymentState,
   DeploymentStatus,
@@ -78,15 +79,6 @@ const RAW_SECONDS = 5;
 const RETARGET_SETTLE_MS = 2_000;
 /** After a restarted operator is ready, how long to watch for (forbidden) writes. */
 const RESTART_SETTLE_MS = 3_000;
-/** Same histories as the operator's buckets. */
-const HISTORY: Record<string, number> = {
-  [Buckets.desiredState]: 3,
-  [Buckets.deviceInfo]: 1,
-  [Buckets.deviceState]: 3,
-  [Buckets.deviceHeartbeat]: 1,
-  [Buckets.deployments]: 5,
-  [Buckets.deploymentStatus]: 1,
-};
 
 export interface FleetBenchOptions {
   devices: number;
@@ -245,7 +237,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const watcher = conns[o.connections]!;
   const writers = conns.slice(0, o.connections);
   for (const b of Object.values(Buckets)) {
-    await ensureBucket(writers[0]!, b, { replicas: o.replicas, history: HISTORY[b]! });
+    await ensureBucket(writers[0]!, b, { replicas: o.replicas, history: BUCKET_HISTORY[b] });
   }
   const pipes = writers.map((nc) => new KvPipeline(nc, WINDOW));
   const pipeOf = (i: number) => pipes[i % o.connections]!;

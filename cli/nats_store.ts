@@ -5,6 +5,8 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
 import {
+  BUCKET_HISTORY,
+  type BucketName,
   Buckets,
   type Deployment,
   type DeploymentRef,
@@ -72,7 +74,7 @@ export class NatsDeploymentStore implements FleetStore {
 
   /** Stores the deployment, bumping the generation only when the spec changed. */
   async apply(deployment: Deployment): Promise<{ outcome: ApplyOutcome; generation: number }> {
-    const kv = await this.#bucket(Buckets.deployments, 5);
+    const kv = await this.#bucket(Buckets.deployments);
     const key = keys.deployment(deployment.metadata);
     for (let attempt = 0; attempt < 5; attempt++) {
       const entry = await kv.get(key);
@@ -109,7 +111,7 @@ export class NatsDeploymentStore implements FleetStore {
 
   /** Deletes a deployment; false when it did not exist. */
   async delete(ref: DeploymentRef): Promise<boolean> {
-    const kv = await this.#bucket(Buckets.deployments, 5);
+    const kv = await this.#bucket(Buckets.deployments);
     const key = keys.deployment(ref);
     const entry = await kv.get(key);
     if (entry === null || entry.operation !== "PUT") return false;
@@ -118,8 +120,8 @@ export class NatsDeploymentStore implements FleetStore {
   }
 
   async deployments(): Promise<DeploymentRow[]> {
-    await this.#bucket(Buckets.deployments, 5);
-    await this.#bucket(Buckets.deploymentStatus, 1);
+    await this.#bucket(Buckets.deployments);
+    await this.#bucket(Buckets.deploymentStatus);
     const [raw, rawStatus] = await Promise.all([
       this.#read(Buckets.deployments),
       this.#read(Buckets.deploymentStatus),
@@ -144,8 +146,8 @@ export class NatsDeploymentStore implements FleetStore {
   }
 
   async devices(): Promise<DeviceRow[]> {
-    await this.#bucket(Buckets.deviceInfo, 1);
-    await this.#bucket(Buckets.deviceHeartbeat, 1);
+    await this.#bucket(Buckets.deviceInfo);
+    await this.#bucket(Buckets.deviceHeartbeat);
     const [infos, beats] = await Promise.all([
       this.#read(Buckets.deviceInfo),
       this.#readEntries(Buckets.deviceHeartbeat),
@@ -181,7 +183,10 @@ export class NatsDeploymentStore implements FleetStore {
     });
   }
 
-  #bucket(name: string, history: number): Promise<KV> {
-    return ensureBucket(this.#nc, name, { replicas: this.#replicas, history });
+  #bucket(name: BucketName): Promise<KV> {
+    return ensureBucket(this.#nc, name, {
+      replicas: this.#replicas,
+      history: BUCKET_HISTORY[name],
+    });
   }
 }

@@ -11,6 +11,16 @@ export const Buckets = {
 } as const;
 export type BucketName = typeof Buckets[keyof typeof Buckets];
 
+/** Revisions kept per key: a few where an agent or a person may look back, else one. */
+export const BUCKET_HISTORY: Record<BucketName, number> = {
+  [Buckets.desiredState]: 3,
+  [Buckets.deviceInfo]: 1,
+  [Buckets.deviceState]: 3,
+  [Buckets.deviceHeartbeat]: 1,
+  [Buckets.deployments]: 5,
+  [Buckets.deploymentStatus]: 1,
+};
+
 /** A deployment's identity: the namespace is part of every key. */
 export interface DeploymentRef {
   namespace: string;

@@ -84,6 +84,7 @@ export { Heartbeat } from "./heartbeat.ts";
 export { LEASE_BUCKET, LeaseRecord, OPERATOR_LEASE_KEY } from "./lease.ts";
 export { Aggregate, DeploymentStatus, LastError } from "./deployment_status.ts";
 export {
+  BUCKET_HISTORY,
   type BucketName,
   Buckets,
   commandSubject,

@@ -1,20 +1,10 @@
 /** The {@link BucketKeeper} on NATS: the JetStream KV buckets of DESIGN.md §2. */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
-import { type BucketName, Buckets, type Clock } from "../core/mod.ts";
+import { BUCKET_HISTORY, type BucketName, Buckets, type Clock } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { ensureBucket, ensureBucketRetrying } from "../adapters/nats/mod.ts";
 import type { BucketKeeper } from "./bucket_keeper.ts";
-
-/** Revisions kept per key: a few where an agent or a person may look back, else one. */
-const BUCKET_HISTORY: Record<BucketName, number> = {
-  [Buckets.desiredState]: 3,
-  [Buckets.deviceInfo]: 1,
-  [Buckets.deviceState]: 3,
-  [Buckets.deviceHeartbeat]: 1,
-  [Buckets.deployments]: 5,
-  [Buckets.deploymentStatus]: 1,
-};
 
 /** Creates the KV buckets, finds the missing ones by JetStream's "stream not found" code (10059). */
 export class NatsBucketKeeper implements BucketKeeper {

@@ -2,6 +2,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
 import {
+  BUCKET_HISTORY,
   Buckets,
   type Clock,
   Deployment,
@@ -45,7 +46,10 @@ export class NatsDeploymentSource implements DeploymentSource {
   }
 
   async *events(signal: AbortSignal): AsyncIterable<SourceEvent> {
-    await ensureBucket(this.#nc, Buckets.deployments, { replicas: this.#replicas, history: 5 });
+    await ensureBucket(this.#nc, Buckets.deployments, {
+      replicas: this.#replicas,
+      history: BUCKET_HISTORY[Buckets.deployments],
+    });
     for await (
       const event of watchBucket({
         nc: this.#nc,
@@ -135,7 +139,7 @@ export class NatsDeploymentSource implements DeploymentSource {
   async #statusBucket(): Promise<KV> {
     const kv = this.#status ?? await ensureBucket(this.#nc, Buckets.deploymentStatus, {
       replicas: this.#replicas,
-      history: 1,
+      history: BUCKET_HISTORY[Buckets.deploymentStatus],
     });
     this.#status = kv;
     return kv;
