@@ -51,10 +51,12 @@ when it returns. Logs go to stderr (journald under systemd).`,
     .action(async (flags) => {
       // Promise<never> spelled out: inferring it through the config's zod type made
       // `deno check` of this file run for many minutes.
-      const config = await loadAgentConfig(flags.config).catch(async (error: unknown): Promise<never> => {
-        if (error instanceof ConfigError) await holdBeforeExit(error, loggerFrom(flags));
-        throw error;
-      });
+      const config = await loadAgentConfig(flags.config).catch(
+        async (error: unknown): Promise<never> => {
+          if (error instanceof ConfigError) await holdBeforeExit(error, loggerFrom(flags));
+          throw error;
+        },
+      );
       const log = loggerFrom(flags).with({ device: config.device_id });
       const signal = shutdownSignal(log);
       using podman = new PodmanClient({ socketPath: config.podman.socket });
