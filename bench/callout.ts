@@ -4,7 +4,7 @@
  * auth callout on a real nats-server, unencrypted and with xkey (client-side median, and the
  * callout's own handling median from its log). Prints one line of figures, last.
  *
- * `deno run -A bench/callout.ts [--connects 20] [--signatures 1000]`
+ * `deno task bench:callout [--connects 20] [--signatures 1000]`
  */
 import { parseArgs } from "node:util";
 import { createAccount } from "@nats-io/nkeys";

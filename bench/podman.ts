@@ -5,7 +5,7 @@
  * `removeContainer()` takes for a running container that ignores SIGTERM (no stop timeout).
  * Prints one line of figures, last.
  *
- * `deno run -A bench/podman.ts [--rounds 3]`
+ * `deno task bench:podman [--rounds 3]`
  */
 import { parseArgs } from "node:util";
 import { printLine } from "../adapters/output.ts";
