@@ -49,8 +49,6 @@ The agent keeps running containers untouched while NATS is unreachable and conve
 when it returns. Logs go to stderr (journald under systemd).`,
     )
     .action(async (flags) => {
-      // Promise<never> spelled out: inferring it through the config's zod type made
-      // `deno check` of this file run for many minutes.
       const config = await loadAgentConfig(flags.config).catch(
         async (error: unknown): Promise<never> => {
           if (error instanceof ConfigError) await holdBeforeExit(error, loggerFrom(flags));
