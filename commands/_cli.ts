@@ -148,7 +148,7 @@ export function withNatsConnection<
  *
  * @throws {UsageError} for an incomplete set (--oidc-issuer without --oidc-key, ...).
  */
-export async function credentialsFrom(
+async function credentialsFrom(
   flags: NatsConnectionFlags,
   log: Logger,
 ): Promise<CredentialSource> {

@@ -14,15 +14,13 @@ import {
 } from "../operator/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { crdsYaml } from "../crd/crds.ts";
-import { connectNats } from "../adapters/nats/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import {
-  credentialsFrom,
+  connectFromFlags,
   ExitCode,
   logFormatOption,
   loggerFrom,
   logLevelOption,
-  natsServers,
   shutdownSignal,
   UsageError,
   withNatsConnection,
@@ -141,11 +139,9 @@ Examples:
       }
       const log = loggerFrom(flags).with({ component: "operator" });
       const signal = shutdownSignal(log);
-      const nc = await connectNats({
-        servers: natsServers(flags),
-        credentials: await credentialsFrom(flags, log),
+      const nc = await connectFromFlags(flags, log, {
         name: "fleet-operator",
-        logger: log,
+        waitOnFirstConnect: true,
         signal,
       });
       const common = {

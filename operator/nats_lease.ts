@@ -5,10 +5,9 @@
  * @module
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { LEASE_BUCKET, LeaseRecord, OPERATOR_LEASE_KEY, parseJsonWith } from "../core/mod.ts";
-import { ensureBucket } from "../adapters/nats/mod.ts";
+import { ensureBucket, isWrongLastSequence } from "../adapters/nats/mod.ts";
 import {
   type LeaseStore,
   LeaseStoreError,
@@ -119,11 +118,4 @@ export class NatsLeaseStore implements LeaseStore {
       { cause: error },
     );
   }
-}
-
-/** The server's answer to a write whose expected revision is not the key's last one. */
-function isWrongLastSequence(error: unknown): boolean {
-  return error instanceof JetStreamApiError &&
-    (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
 }
