@@ -4,20 +4,20 @@
  * duration, and the hand-over loses and duplicates nothing.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { Kvm } from "@nats-io/kv";
-import { Buckets, type DeviceInfo, type Heartbeat, keys } from "../core/mod.ts";
+import { Buckets, keys } from "../core/mod.ts";
 import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { KubeClient } from "../adapters/kube/mod.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
-import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.ts";
+import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
+import { registerTestDevice, testDeviceInfo } from "../testing/devices.ts";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { DeploymentType, installCrds, LeaseType } from "../operator/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { webDeployment } from "./_helpers.ts";
+import { type OperatorReplica, startOperatorReplica } from "./_operator_replica.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const LEASE_SECONDS = 4;
 
 interface Lease {
@@ -38,63 +38,24 @@ story(
       name: "t",
       logger: log,
     });
-    const replicas = new Map<string, Deno.ChildProcess>();
+    const replicas = new Map<string, OperatorReplica>();
     try {
-      // A device registers the way an agent does: its info and a heartbeat.
-      const info: DeviceInfo = {
-        deviceId: "dev-1",
-        labels: { site: "lab", "fleet.nationtech.io/device-id": "dev-1" },
-        inventory: {
-          hostname: "dev-1",
-          arch: "x86_64",
-          os: "test",
-          kernel: "6",
-          cpuCores: 1,
-          memoryMb: 512,
-          agentVersion: "test",
-        },
-        updatedAt: new Date().toISOString(),
-      };
-      await (await ensureBucket(nc, Buckets.deviceInfo, { replicas: 1, history: 1 }))
-        .put(keys.deviceInfo("dev-1"), JSON.stringify(info));
-      const beats = await ensureBucket(nc, Buckets.deviceHeartbeat, { replicas: 1, history: 1 });
-      const beat = () =>
-        beats.put(
-          keys.heartbeat("dev-1"),
-          JSON.stringify({ deviceId: "dev-1", at: Date.now() } satisfies Heartbeat),
-        );
-      await beat();
-      const beating = setInterval(() => void beat(), 1000);
-
+      using _device = await registerTestDevice(nc, testDeviceInfo("dev-1", { site: "lab" }));
       for (const identity of ["op-a", "op-b"]) {
         replicas.set(
           identity,
-          new Deno.Command(Deno.execPath(), {
-            args: [
-              "run",
-              "-A",
-              MAIN,
-              "operator",
-              "run",
-              "--source",
-              "kube",
-              "--leader-elect",
-              "--kubeconfig",
-              kube.kubeconfigPath,
-              "--nats-url",
-              nats.url,
-              "--identity",
-              identity,
-              "--lease-namespace",
-              "default",
-              "--lease-duration",
-              String(LEASE_SECONDS),
-              "--log-level",
-              "warn",
-            ],
-            stdout: "null",
-            stderr: "null",
-          }).spawn(),
+          startOperatorReplica(identity, [
+            "--source",
+            "kube",
+            "--kubeconfig",
+            kube.kubeconfigPath,
+            "--nats-url",
+            nats.url,
+            "--lease-namespace",
+            "default",
+            "--lease-duration",
+            String(LEASE_SECONDS),
+          ], log),
         );
       }
       const holder = async () =>
@@ -118,9 +79,8 @@ story(
 
       // The leader dies without a word: no lease release, the standby must wait it out.
       const killedAt = performance.now();
-      replicas.get(leader)!.kill("SIGKILL");
-      await replicas.get(leader)!.status;
-      replicas.delete(leader);
+      replicas.get(leader)!.child.kill("SIGKILL");
+      await replicas.get(leader)!.child.status;
       const standby = leader === "op-a" ? "op-b" : "op-a";
       await waitFor(
         "the standby to take the lease",
@@ -128,9 +88,9 @@ story(
         60_000,
         100,
       );
-      const failoverMs = performance.now() - killedAt;
-      console.log(
-        `leader failover: ${(failoverMs / 1000).toFixed(2)} s (lease duration ${LEASE_SECONDS} s)`,
+      log.info(
+        `leader failover: ${((performance.now() - killedAt) / 1000).toFixed(2)} s after the ` +
+          `kill (lease duration ${LEASE_SECONDS} s)`,
       );
 
       // The new leader carries on: a change converges, what did not change is not rewritten.
@@ -155,12 +115,8 @@ story(
         );
         return d?.status?.observedGeneration === 2 || undefined;
       }, 30_000);
-      clearInterval(beating);
     } finally {
-      for (const child of replicas.values()) {
-        child.kill("SIGTERM");
-        await child.status;
-      }
+      for (const replica of replicas.values()) await replica[Symbol.asyncDispose]();
       await nc.close();
     }
   },
