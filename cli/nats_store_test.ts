@@ -1,35 +1,12 @@
 import assert from "node:assert/strict";
-import {
-  Buckets,
-  buildDeployment,
-  DeviceInfo,
-  deviceLabels,
-  Heartbeat,
-  keys,
-} from "../core/mod.ts";
+import { Buckets, buildDeployment, Heartbeat, keys } from "../core/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
+import { testDeviceInfo } from "../testing/devices.ts";
 import { ConcurrentUpdateError, NatsDeploymentStore } from "./nats_store.ts";
 
 const HOUR = 3_600_000;
-
-function info(deviceId: string): DeviceInfo {
-  return DeviceInfo.parse({
-    deviceId,
-    labels: deviceLabels(deviceId, {}),
-    inventory: {
-      hostname: deviceId,
-      arch: "x86_64",
-      os: "linux",
-      kernel: "6.8.0",
-      cpuCores: 1,
-      memoryMb: 512,
-      agentVersion: "0.0.0-test",
-    },
-    updatedAt: new Date().toISOString(),
-  });
-}
 
 Deno.test("NatsDeploymentStore.devices() gives LAST SEEN on the broker's clock, whatever the device's clock says", async () => {
   await using ns = await startNatsServer();
@@ -46,11 +23,11 @@ Deno.test("NatsDeploymentStore.devices() gives LAST SEEN on the broker's clock, 
     const before = Date.now();
     const skews: Record<string, number> = { behind: -3 * HOUR, exact: 0, ahead: 3 * HOUR };
     for (const [id, skew] of Object.entries(skews)) {
-      await infos.put(keys.deviceInfo(id), JSON.stringify(info(id)));
+      await infos.put(keys.deviceInfo(id), JSON.stringify(testDeviceInfo(id)));
       const hb = Heartbeat.parse({ deviceId: id, at: Date.now() + skew });
       await beats.put(keys.heartbeat(id), JSON.stringify(hb));
     }
-    await infos.put(keys.deviceInfo("silent"), JSON.stringify(info("silent")));
+    await infos.put(keys.deviceInfo("silent"), JSON.stringify(testDeviceInfo("silent")));
     const after = Date.now();
 
     const rows = await new NatsDeploymentStore(nc, silentLogger).devices();

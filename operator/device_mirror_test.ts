@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { type DeploymentRef, DeviceInfo, deviceLabels } from "../core/mod.ts";
+import type { DeploymentRef } from "../core/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
+import { testDeviceInfo } from "../testing/devices.ts";
 import { RecordingDeviceSink, storedDeployment } from "../testing/operator_fakes.ts";
 import { DeviceMirror } from "./device_mirror.ts";
 import { FleetView } from "./fleet_view.ts";
@@ -10,23 +11,6 @@ import { InitialRead } from "./initial_read.ts";
 const HOUR = 3_600_000;
 const STALE_MS = 90_000;
 const WEB: DeploymentRef = { namespace: "default", name: "web" };
-
-function info(deviceId: string): DeviceInfo {
-  return DeviceInfo.parse({
-    deviceId,
-    labels: deviceLabels(deviceId, { site: "a" }),
-    inventory: {
-      hostname: deviceId,
-      arch: "x86_64",
-      os: "linux",
-      kernel: "6.8.0",
-      cpuCores: 1,
-      memoryMb: 512,
-      agentVersion: "0.0.0-test",
-    },
-    updatedAt: new Date(0).toISOString(),
-  });
-}
 
 function setup() {
   const clock = new FakeClock();
@@ -51,7 +35,9 @@ function setup() {
 Deno.test("DeviceMirror dates a stored heartbeat by the broker and a live one by its arrival", () => {
   const { clock, view, sink, initialRead, mirror } = setup();
   const now = clock.now();
-  for (const id of ["old", "recent", "future"]) mirror.onInfo({ type: "put", info: info(id) });
+  for (const id of ["old", "recent", "future"]) {
+    mirror.onInfo({ type: "put", info: testDeviceInfo(id, { site: "a" }) });
+  }
   // The initial read: values stored before the operator started, dated by the broker.
   mirror.onHeartbeat({ type: "put", deviceId: "old", brokerAt: now - 2 * HOUR });
   mirror.onHeartbeat({ type: "put", deviceId: "recent", brokerAt: now - 1_000 });
@@ -83,7 +69,7 @@ Deno.test("DeviceMirror dates a stored heartbeat by the broker and a live one by
 Deno.test("DeviceMirror reports each crossing of the staleness line once, on its clock", async () => {
   const { clock, view, sink, initialRead, dirty, mirror } = setup();
   view.deployments.set(WEB, storedDeployment("web", { matchLabels: { site: "a" } }));
-  mirror.onInfo({ type: "put", info: info("d1") });
+  mirror.onInfo({ type: "put", info: testDeviceInfo("d1", { site: "a" }) });
   view.resolveTargets(WEB);
   mirror.onHeartbeat({ type: "ready", restarted: false });
   initialRead.done("reports");

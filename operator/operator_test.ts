@@ -16,8 +16,6 @@ import {
   DeploymentStatus,
   DesiredState,
   desiredStateOf,
-  DeviceInfo,
-  deviceLabels,
   Heartbeat,
   keys,
   type Labels,
@@ -37,6 +35,7 @@ import {
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
+import { testDeviceInfo } from "../testing/devices.ts";
 import { createOperator, type Operator, type OperatorOptions } from "./operator.ts";
 import type { OperatorStats } from "./operator_stats.ts";
 
@@ -104,24 +103,6 @@ function desiredOf(d: Deployment, generation: number): DesiredState {
 
 function refOf(d: Deployment): DeploymentRef {
   return { namespace: d.metadata.namespace, name: d.metadata.name };
-}
-
-/** The DeviceInfo an agent publishes. */
-function deviceInfo(deviceId: string, labels: Labels): DeviceInfo {
-  return DeviceInfo.parse({
-    deviceId,
-    labels: deviceLabels(deviceId, labels),
-    inventory: {
-      hostname: `${deviceId}.local`,
-      arch: "x86_64",
-      os: "linux",
-      kernel: "6.8.0",
-      cpuCores: 4,
-      memoryMb: 4096,
-      agentVersion: "0.0.0-test",
-    },
-    updatedAt: new Date().toISOString(),
-  });
 }
 
 const SITE_A: LabelSelector = { matchLabels: { site: "a" } };
@@ -283,7 +264,10 @@ class TestFleet implements AsyncDisposable {
     labels: Labels,
     heartbeatAt: number | null = Date.now(),
   ): Promise<void> {
-    await this.#info.put(keys.deviceInfo(deviceId), JSON.stringify(deviceInfo(deviceId, labels)));
+    await this.#info.put(
+      keys.deviceInfo(deviceId),
+      JSON.stringify(testDeviceInfo(deviceId, labels)),
+    );
     if (heartbeatAt !== null) await this.heartbeat(deviceId, heartbeatAt);
   }
 
@@ -838,7 +822,7 @@ Deno.test("Operator ignores malformed device info, reports and deployments", asy
     keys.deviceInfo("a1"),
     JSON.stringify({ deviceId: "a1", labels: "site=b" }),
   );
-  const other = deviceInfo("b7", { site: "b" });
+  const other = testDeviceInfo("b7", { site: "b" });
   await fleet.putRaw(Buckets.deviceInfo, keys.deviceInfo("a1"), JSON.stringify(other));
   await fleet.device("a3", { site: "a" });
   await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web", "a3.default.web"]);
