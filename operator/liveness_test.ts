@@ -8,15 +8,7 @@
 import assert from "node:assert/strict";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
-import {
-  Buckets,
-  type DeploymentRef,
-  DeploymentStatus,
-  DeviceInfo,
-  deviceLabels,
-  Heartbeat,
-  keys,
-} from "../core/mod.ts";
+import { Buckets, type DeploymentRef, DeploymentStatus, Heartbeat, keys } from "../core/mod.ts";
 import { createLogger, type Logger, silentLogger } from "../adapters/logger.ts";
 import { connectNats, ensureBucket, noCredentials, readBucket } from "../adapters/nats/mod.ts";
 import { KubeClient } from "../adapters/kube/mod.ts";
@@ -28,6 +20,7 @@ import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
+import { testDeviceInfo } from "../testing/devices.ts";
 import { RecordingDeviceSink } from "../testing/operator_fakes.ts";
 import { installCrds } from "./kube_install.ts";
 import { DeploymentType, DeviceType } from "./kube_resources.ts";
@@ -85,19 +78,9 @@ class Agents {
   async start(): Promise<{ from: number; to: number }> {
     const from = Date.now();
     for (const deviceId of DEVICES) {
-      const info = DeviceInfo.parse({
-        deviceId,
-        labels: deviceLabels(deviceId, { site: "a" }),
-        inventory: {
-          hostname: deviceId,
-          arch: "aarch64",
-          os: "linux",
-          kernel: "6.8.0",
-          cpuCores: 4,
-          memoryMb: 4096,
-          agentVersion: "0.0.0-test",
-        },
-        updatedAt: new Date(Date.now() + SKEWS[deviceId]!).toISOString(),
+      const info = testDeviceInfo(deviceId, { site: "a" }, {
+        arch: "aarch64",
+        updatedAt: new Date(Date.now() + SKEWS[deviceId]!),
       });
       await this.#info.put(keys.deviceInfo(deviceId), JSON.stringify(info));
     }
