@@ -1,50 +1,22 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { runFleetBench } from "./fleet.ts";
 import { kubeCommand } from "./kube_command.ts";
-import {
-  ExitCode,
-  logFormatOption,
-  loggerFrom,
-  logLevelOption,
-  UsageError,
-} from "../commands/_cli.ts";
+import { ExitCode, integerParser, loggerFrom } from "../commands/_cli.ts";
+import { withSimulationOptions } from "./_options.ts";
 import { reportError } from "../commands/_report.ts";
 
-function count(name: string, min: number) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) {
-      throw new UsageError(`${name} must be an integer of at least ${min}, got "${text}"`);
-    }
-    return n;
-  };
-}
-
 function fleetCommand(): Command {
-  return new Command("fleet")
+  const command = new Command("fleet")
     .description(
       "Benchmark the control plane: a real operator against N simulated devices (no podman); prints one line of figures last",
-    )
-    .addOption(
-      new Option("--devices <n>", "simulated devices").argParser(count("--devices", 1))
-        .default(1000).env("FLEET_BENCH_DEVICES"),
-    )
-    .addOption(
-      new Option("--deployments <n>", "deployments, whose selectors split the fleet by labels")
-        .argParser(count("--deployments", 1)).default(100).env("FLEET_BENCH_DEPLOYMENTS"),
-    )
-    .addOption(
-      new Option("--rate <n>", "device state writes per second (0: as fast as possible)")
-        .argParser(count("--rate", 0)).default(1000).env("FLEET_BENCH_RATE"),
-    )
-    .addOption(
-      new Option("--duration <seconds>", "how long the state writes go on")
-        .argParser(count("--duration", 1)).default(20).env("FLEET_BENCH_DURATION"),
-    )
-    .addOption(
-      new Option("--connections <n>", "NATS connections the simulated devices share")
-        .argParser(count("--connections", 1)).default(4).env("FLEET_BENCH_CONNECTIONS"),
-    )
+    );
+  return withSimulationOptions(command, {
+    devices: 1000,
+    rate: 1000,
+    minRate: 0,
+    durationSeconds: 20,
+    timeoutSeconds: 120,
+  })
     .addOption(
       // Not FLEET_NATS_URL: the benchmark writes into the buckets of the server it attaches to,
       // so a URL set for the fleet commands must not point it at a real fleet.
@@ -57,7 +29,7 @@ function fleetCommand(): Command {
     )
     .addOption(
       new Option("--replicas <n>", "replicas of the fleet buckets (default: 3 with --cluster)")
-        .argParser(count("--replicas", 1)).env("FLEET_BENCH_REPLICAS"),
+        .argParser(integerParser("--replicas", 1)).env("FLEET_BENCH_REPLICAS"),
     )
     .addOption(
       new Option(
@@ -70,12 +42,6 @@ function fleetCommand(): Command {
       new Option("--cpu-prof <dir>", "write a V8 CPU profile of the operator process into DIR")
         .env("FLEET_BENCH_CPU_PROF"),
     )
-    .addOption(
-      new Option("--timeout <seconds>", "give up waiting for fan-out or convergence after this")
-        .argParser(count("--timeout", 1)).default(120).env("FLEET_BENCH_TIMEOUT"),
-    )
-    .addOption(logLevelOption().default("warn" as const))
-    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

@@ -42,6 +42,25 @@ export function loggerFrom(flags: LogFlags): Logger {
 }
 
 /**
+ * The argument parser of an integer option: `.argParser(integerParser("--cpus", 1))`.
+ *
+ * @param name the option, for the message
+ * @param min the smallest value allowed
+ * @param max the largest value allowed
+ * @throws {UsageError} for text that is not an integer from `min` to `max`.
+ */
+export function integerParser(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      const range = max < Number.MAX_SAFE_INTEGER ? `from ${min} to ${max}` : `of at least ${min}`;
+      throw new UsageError(`${name} must be an integer ${range}, got "${text}"`);
+    }
+    return n;
+  };
+}
+
+/**
  * `-n`: the namespace a command works in. One variable for all of them, as kubectl's context
  * namespace: FLEET_NAMESPACE=team-a makes apply, get and delete work in team-a.
  */

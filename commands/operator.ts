@@ -18,6 +18,7 @@ import { printLine } from "../adapters/output.ts";
 import {
   connectFromFlags,
   ExitCode,
+  integerParser,
   logFormatOption,
   loggerFrom,
   logLevelOption,
@@ -26,16 +27,6 @@ import {
   withNatsConnection,
 } from "./_cli.ts";
 import { kubeClientFrom, kubeconfigOption } from "./_kube.ts";
-
-function positiveInt(name: string) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new UsageError(`${name} must be a positive integer, got "${text}"`);
-    }
-    return n;
-  };
-}
 
 /** The leader-election flags, the same for both sources. */
 interface ElectionFlags {
@@ -110,18 +101,18 @@ function runCommand(): Command {
         "--lease-duration <seconds>",
         "a standby takes over after the leader missed renewing for this long",
       )
-        .argParser(positiveInt("--lease-duration")).default(15).env("FLEET_LEASE_DURATION"),
+        .argParser(integerParser("--lease-duration", 1)).default(15).env("FLEET_LEASE_DURATION"),
     )
     .addOption(
       new Option("--replicas <n>", "bucket replicas (3 on a NATS cluster)")
-        .argParser(positiveInt("--replicas")).default(1).env("FLEET_REPLICAS"),
+        .argParser(integerParser("--replicas", 1)).default(1).env("FLEET_REPLICAS"),
     )
     .addOption(
       new Option(
         "--stale-after <seconds>",
         "a device with no heartbeat for this long is unreachable",
       )
-        .argParser(positiveInt("--stale-after")).default(90).env("FLEET_STALE_AFTER"),
+        .argParser(integerParser("--stale-after", 1)).default(90).env("FLEET_STALE_AFTER"),
     )
     .addOption(logLevelOption())
     .addOption(logFormatOption())

@@ -16,22 +16,12 @@ import { renderTable } from "../cli/table.ts";
 import {
   ExitCode,
   ignoreNotFoundOption,
+  integerParser,
   logFormatOption,
   loggerFrom,
   logLevelOption,
-  UsageError,
 } from "./_cli.ts";
 import { enrollOptions, planEnroll, runEnroll } from "./_enroll.ts";
-
-function count(name: string, min: number) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) {
-      throw new UsageError(`${name} must be an integer of at least ${min}, got "${text}"`);
-    }
-    return n;
-  };
-}
 
 const archOption = () =>
   new Option("--arch <arch>", "guest architecture").choices(VmArches).default(
@@ -125,11 +115,12 @@ Examples:
     .addOption(archOption())
     .addOption(suiteOption())
     .addOption(
-      new Option("--memory <mb>", "memory in MiB").argParser(count("--memory", 256)).default(1024)
+      new Option("--memory <mb>", "memory in MiB").argParser(integerParser("--memory", 256))
+        .default(1024)
         .env("FLEET_VM_MEMORY"),
     )
     .addOption(
-      new Option("--cpus <n>", "virtual CPUs").argParser(count("--cpus", 1)).default(2)
+      new Option("--cpus <n>", "virtual CPUs").argParser(integerParser("--cpus", 1)).default(2)
         .env("FLEET_VM_CPUS"),
     )
     .addOption(
@@ -148,7 +139,7 @@ Examples:
     )
     .addOption(
       new Option("--timeout <seconds>", "how long to wait for SSH").argParser(
-        count("--timeout", 1),
+        integerParser("--timeout", 1),
       ).env("FLEET_VM_BOOT_TIMEOUT"),
     )
     .addOption(
