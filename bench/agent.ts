@@ -5,8 +5,8 @@
  * without recreating any. Prints one line of figures, last.
  *
  * The agent runs as the package runs it (`--program package`, the default): the bundle split
- * at main.ts's dynamic imports, the launcher's flags and the unit's V8 flags; `--program
- * source` runs `deno run main.ts` instead.
+ * at main.ts's dynamic imports, the launcher's flags, the unit's V8 flags and its warm-up;
+ * `--program source` runs `deno run main.ts` instead.
  *
  * `deno task bench:agent [--deployments 20] [--idle 10] [--idle-seconds 60] [--program package]`
  */
@@ -25,7 +25,7 @@ import { createOperator } from "../operator/mod.ts";
 import { waitFor } from "../sandbox/local_fleet.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { type ProcSample, procSample } from "./_proc.ts";
-import { AGENT_V8_FLAGS, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
+import { AGENT_V8_FLAGS, AGENT_WARM_UP_ARGS, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const { values } = parseArgs({
@@ -64,10 +64,16 @@ async function agentProgram(dir: string): Promise<{ args: string[]; env: Record<
     args: ["bundle", "--quiet", "--minify", "--code-splitting", "--outdir", `${dir}/app`, MAIN],
   }).output();
   if (!bundled.success) throw new Error(new TextDecoder().decode(bundled.stderr));
-  return {
-    args: ["run", ...LAUNCHER_RUN_FLAGS, `${dir}/app/main.js`],
-    env: { DENO_V8_FLAGS: AGENT_V8_FLAGS, DENO_DIR: `${dir}/deno-dir` },
-  };
+  const args = ["run", ...LAUNCHER_RUN_FLAGS, `${dir}/app/main.js`];
+  const env = { DENO_V8_FLAGS: AGENT_V8_FLAGS, DENO_DIR: `${dir}/deno-dir` };
+  // As the unit does before it starts the agent (ExecStartPre).
+  const warmUp = await new Deno.Command(Deno.execPath(), {
+    args: [...args, ...AGENT_WARM_UP_ARGS],
+    env,
+    stdout: "null",
+  }).output();
+  if (!warmUp.success) throw new Error(new TextDecoder().decode(warmUp.stderr));
+  return { args, env };
 }
 
 /** A `fleet agent run` child whose stderr lines are kept. */

@@ -80,6 +80,14 @@ export const LAUNCHER_RUN_FLAGS = ["--allow-all", "--no-config", "--no-lock", "-
  */
 export const AGENT_V8_FLAGS = "--max-semi-space-size=1";
 
+/**
+ * What the agent's unit runs first: `fleet agent --help` loads the agent's part of the bundle,
+ * so Deno's analysis of those modules is in the unit's cache before the agent starts. An agent
+ * that started on an empty cache kept about 25 MB more resident for its whole life (bench:agent:
+ * 96 MB instead of 69 MB); a warm start costs a fraction of a second.
+ */
+export const AGENT_WARM_UP_ARGS = ["agent", "--help"];
+
 export function launcherScript(): string {
   return `#!/bin/sh
 # Fleet: runs the bundled program with the Deno runtime shipped in this package.
@@ -111,6 +119,7 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 User=fleet-agent
+ExecStartPre=/bin/sh -c '/usr/bin/fleet ${AGENT_WARM_UP_ARGS.join(" ")} >/dev/null'
 ExecStart=/usr/bin/fleet agent run --config /etc/fleet-agent/config.toml
 Restart=always
 RestartSec=5s

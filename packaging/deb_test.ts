@@ -47,6 +47,7 @@ Deno.test("the agent unit restarts forever with backoff after the network is up,
   has("RestartSteps=6");
   has("RestartMaxDelaySec=2min");
   has("User=fleet-agent");
+  has("ExecStartPre=/bin/sh -c '/usr/bin/fleet agent --help >/dev/null'");
   has("ExecStart=/usr/bin/fleet agent run --config /etc/fleet-agent/config.toml");
   has("StandardOutput=journal");
   has("SyslogIdentifier=fleet-agent");
