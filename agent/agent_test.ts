@@ -9,10 +9,11 @@ import { Buckets, DeviceInfo, Heartbeat, keys, parseJsonWith } from "../core/mod
 import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { MemoryRuntime } from "../testing/memory_runtime.ts";
-import { captureLogger, eventually } from "../testing/nats.ts";
+import { captureLogger } from "../testing/nats.ts";
+import { eventually } from "../testing/eventually.ts";
 import { Agent } from "./agent.ts";
 import { AgentConfig } from "./config.ts";
 

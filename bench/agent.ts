@@ -22,7 +22,7 @@ import { ensureTestImage } from "../sandbox/local_image.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { createOperator } from "../operator/mod.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { type ProcSample, procSample } from "./_proc.ts";
 import { AGENT_V8_FLAGS, AGENT_WARM_UP_ARGS, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";

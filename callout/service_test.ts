@@ -16,7 +16,8 @@ import { connect } from "@nats-io/transport-node";
 import { generateKeyPair } from "jose";
 import { ensureBucket, openBucket } from "../adapters/nats/mod.ts";
 import { watchBucket } from "../adapters/nats/kv_watch.ts";
-import { captureLogger, eventually } from "../testing/nats.ts";
+import { captureLogger } from "../testing/nats.ts";
+import { eventually } from "../testing/eventually.ts";
 import { startCalloutFixture } from "../testing/callout.ts";
 
 /** The cause chain of an error, for PermissionViolationError inside a RequestError. */

@@ -2,7 +2,8 @@
 import type { Deployment, DeploymentStatus, LabelSelector } from "../core/mod.ts";
 import { stopOnDeadline, testLogger } from "./_story.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
-import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
+import { LocalFleet } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 
 export async function startFleet(): Promise<LocalFleet> {

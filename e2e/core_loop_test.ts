@@ -7,7 +7,7 @@ import { Buckets, ContainerLabels } from "../core/mod.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connectNats, noCredentials, readBucket } from "../adapters/nats/mod.ts";
 import { Kvm } from "@nats-io/kv";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { containerIds, curl, startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
 import { story } from "./_story.ts";
 

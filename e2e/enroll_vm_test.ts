@@ -20,7 +20,7 @@ import { type VmState, VmStateSchema } from "../vm/mod.ts";
 import { buildPackages, projectVersion } from "../packaging/build.ts";
 import { enrollDevice, type EnrollOptions } from "../enroll/enroll.ts";
 import { CONFIG_PATH, EnrollError, PACKAGE_RECORD_PATH } from "../enroll/steps.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
 import { testLogger } from "./_story.ts";
 

@@ -39,7 +39,8 @@ import {
   serverSettings,
   startCalloutService,
 } from "../callout/mod.ts";
-import { LocalFleet, waitFor } from "../sandbox/local_fleet.ts";
+import { LocalFleet } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { containerIds, waitForStatus, webDeployment } from "./_helpers.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";

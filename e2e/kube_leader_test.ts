@@ -13,7 +13,7 @@ import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
 import { registerTestDevice, testDeviceInfo } from "../testing/devices.ts";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { DeploymentType, installCrds, LeaseType } from "../operator/mod.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { webDeployment } from "./_helpers.ts";
 import { type OperatorReplica, startOperatorReplica } from "./_operator_replica.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";

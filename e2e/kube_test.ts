@@ -11,7 +11,7 @@ import { readBucket } from "../adapters/nats/mod.ts";
 import { Kvm } from "@nats-io/kv";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { DeploymentType, DeviceType, FINALIZER, installCrds } from "../operator/mod.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { containerIds, startFleet, webDeployment } from "./_helpers.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";
 

@@ -13,7 +13,7 @@ import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { NatsLeaseStore } from "../operator/mod.ts";
 import { registerTestDevice, testDeviceInfo } from "../testing/devices.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { webDeployment } from "./_helpers.ts";
 import { type OperatorReplica, startOperatorReplica } from "./_operator_replica.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";

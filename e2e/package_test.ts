@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { buildPackages, projectVersion } from "../packaging/build.ts";
 import { DebPaths, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
 import { startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 
 /** The `-L` sysroot of Debian's libc6-arm64-cross, which qemu-aarch64 loads libraries from. */
 const ARM64_SYSROOT = "/usr/aarch64-linux-gnu";

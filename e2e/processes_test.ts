@@ -9,7 +9,7 @@ import { startNatsServer } from "../sandbox/nats_server.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { stopOnDeadline, story } from "./_story.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));

@@ -17,7 +17,7 @@ import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { testDeviceInfo } from "../testing/devices.ts";

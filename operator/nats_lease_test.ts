@@ -5,7 +5,7 @@ import { Kvm } from "@nats-io/kv";
 import { LEASE_BUCKET, type LeaseRecord, OPERATOR_LEASE_KEY } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
-import { eventually } from "../testing/nats.ts";
+import { eventually } from "../testing/eventually.ts";
 import { LeaseStoreError } from "./lease_store.ts";
 import { NatsLeaseStore } from "./nats_lease.ts";
 import { runAsLeader } from "./leader_election.ts";

@@ -32,7 +32,7 @@ import {
   readBucket,
   watchBucket,
 } from "../adapters/nats/mod.ts";
-import { waitFor } from "../sandbox/local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { testDeviceInfo } from "../testing/devices.ts";

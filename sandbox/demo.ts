@@ -9,7 +9,8 @@ import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { ensureTestImage } from "./local_image.ts";
 import { renderDeployments, renderDevices } from "../cli/render.ts";
-import { type DeviceSpec, LocalFleet, waitFor } from "./local_fleet.ts";
+import { type DeviceSpec, LocalFleet } from "./local_fleet.ts";
+import { waitFor } from "../adapters/timers.ts";
 
 export const DEMO_DEVICES: DeviceSpec[] = [
   { deviceId: "pi-lab-1", labels: { site: "lab", arch: "arm64" } },

@@ -7,7 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import type { Labels } from "../core/mod.ts";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { sleep, withDeadline } from "../adapters/timers.ts";
+import { withDeadline } from "../adapters/timers.ts";
 import { systemClock } from "../adapters/clock.ts";
 import { type NatsServer, startNatsServer } from "./nats_server.ts";
 import { connectNats, type CredentialSource, noCredentials } from "../adapters/nats/mod.ts";
@@ -330,55 +330,4 @@ export class LocalFleet implements AsyncDisposable {
       throw new Error(`The local fleet did not stop cleanly: ${problems.join("; ")}`);
     }
   }
-}
-
-/**
- * Polls `check` until it returns a value (not undefined) or `timeoutMs` passes. A check that
- * has not returned by then is abandoned (its signal aborts), so a read stuck on a server that
- * never answers fails the wait instead of hanging it.
- */
-export async function waitFor<T>(
-  what: string,
-  check: (signal: AbortSignal) => Promise<T | undefined> | T | undefined,
-  timeoutMs = 30_000,
-  intervalMs = 200,
-): Promise<T> {
-  // A timer of our own, not AbortSignal.timeout(): that one does not keep Deno's event loop
-  // alive, and a stuck check may be all that is left.
-  const expiry = new AbortController();
-  const deadline = expiry.signal;
-  const timer = setTimeout(() => expiry.abort(), timeoutMs);
-  let lastError: unknown;
-  let stuck = false;
-  try {
-    while (!deadline.aborted) {
-      try {
-        const value = await untilAborted(Promise.resolve(check(deadline)), deadline);
-        if (value === ABANDONED) stuck = true;
-        else if (value !== undefined) return value;
-      } catch (error) {
-        lastError = error;
-      }
-      await sleep(intervalMs, deadline);
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  const detail = stuck
-    ? " (the last check had not returned)"
-    : lastError instanceof Error
-    ? ` (last error: ${lastError.message})`
-    : "";
-  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
-}
-
-const ABANDONED = Symbol("abandoned");
-
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | typeof ABANDONED> {
-  if (signal.aborted) return Promise.resolve(ABANDONED);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => resolve(ABANDONED);
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

@@ -12,7 +12,6 @@ export {
   type LocalNatsCluster,
   QUICK_INTERVALS,
   type RunningAgent,
-  waitFor,
 } from "./local_fleet.ts";
 export { DEMO_DEVICES, DemoStory, type StepResult } from "./demo.ts";
 export { singleServiceDeployment } from "./deployments.ts";

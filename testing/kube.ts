@@ -1,6 +1,7 @@
 /** Helpers shared by the Kubernetes adapter tests (not part of the adapter's surface). */
 
 import { type KubeApiServer, startKubeApiServer } from "./kube_apiserver.ts";
+import { eventually } from "./eventually.ts";
 import type { KubeClient } from "../adapters/kube/client.ts";
 import { createLogger, type Logger } from "../adapters/logger.ts";
 import {
@@ -35,21 +36,6 @@ export async function createNamespace(client: KubeClient, prefix: string): Promi
   const name = `${prefix}-${Date.now().toString(36)}-${counter++}`;
   await client.create(NamespaceType, { metadata: { name } });
   return name;
-}
-
-/** Polls `check` until it returns true (kubebuilder's `Eventually`), or fails with `what`. */
-export async function eventually(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 /** A logger whose lines are kept in `lines`. */

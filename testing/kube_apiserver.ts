@@ -17,6 +17,7 @@ import { KubeClient } from "../adapters/kube/client.ts";
 import { KubeApiError, KubeError, KubeUnavailableError } from "../adapters/kube/errors.ts";
 import type { KubeConfig } from "../adapters/kube/kubeconfig.ts";
 import { freePort, stopChild } from "../adapters/process.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { fleetCacheDir } from "../adapters/cache_dir.ts";
 
 /** Environment variable naming the folder with `kube-apiserver` and `etcd`. */
@@ -475,19 +476,25 @@ class KubeApiServerProcess implements KubeApiServer {
   }
 
   async #waitEtcd(): Promise<void> {
-    const deadline = Date.now() + ETCD_READY_TIMEOUT_MS;
-    while (Date.now() < deadline && this.#etcd.exited === undefined) {
-      try {
-        const response = await fetch(`${this.etcdUrl}/health`, {
-          signal: AbortSignal.timeout(2000),
-        });
-        const body = await response.text();
-        if (response.ok && body.includes('"health":"true"')) return;
-      } catch {
-        // Not listening yet.
-      }
-      await delay(50);
-    }
+    const outcome = await waitFor(
+      "etcd",
+      async () => {
+        if (this.#etcd.exited !== undefined) return "exited";
+        try {
+          const response = await fetch(`${this.etcdUrl}/health`, {
+            signal: AbortSignal.timeout(2000),
+          });
+          const body = await response.text();
+          if (response.ok && body.includes('"health":"true"')) return "healthy";
+        } catch {
+          // Not listening yet.
+        }
+        return undefined;
+      },
+      ETCD_READY_TIMEOUT_MS,
+      50,
+    ).catch(() => "timed out");
+    if (outcome === "healthy") return;
     const tail = await this.#etcd.logTail(LOG_TAIL_LINES);
     if (/address already in use/i.test(tail)) {
       throw new PortInUseError(`etcd could not listen on its port: ${tail}`);
@@ -500,19 +507,31 @@ class KubeApiServerProcess implements KubeApiServer {
   }
 
   async #waitApiServer(): Promise<void> {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
     using client = new KubeClient(this.adminConfig, { requestTimeoutMs: 5000 });
     let last = "no answer yet";
-    while (Date.now() < deadline && this.#apiserver.exited === undefined) {
-      try {
-        await client.health();
-        return;
-      } catch (err) {
-        if (!(err instanceof KubeUnavailableError || err instanceof KubeApiError)) throw err;
-        last = err.message;
-      }
-      await delay(100);
-    }
+    /** Anything but "not up yet" ends the wait at once. */
+    let fatal: unknown;
+    const outcome = await waitFor(
+      "kube-apiserver",
+      async () => {
+        if (this.#apiserver.exited !== undefined) return "exited";
+        try {
+          await client.health();
+          return "ready";
+        } catch (err) {
+          if (!(err instanceof KubeUnavailableError || err instanceof KubeApiError)) {
+            fatal = err;
+            return "failed";
+          }
+          last = err.message;
+          return undefined;
+        }
+      },
+      READY_TIMEOUT_MS,
+      100,
+    ).catch(() => "timed out");
+    if (outcome === "ready") return;
+    if (outcome === "failed") throw fatal;
     const tail = await this.#apiserver.logTail(LOG_TAIL_LINES);
     if (/address already in use/i.test(tail)) {
       throw new PortInUseError(`kube-apiserver could not listen on ${this.url}: ${tail}`);
@@ -590,8 +609,4 @@ async function openssl(cwd: string, args: string[]): Promise<void> {
     const stderr = new TextDecoder().decode(output.stderr).trim();
     throw new KubeApiServerError(`openssl ${args.slice(0, 2).join(" ")} failed: ${stderr}`);
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

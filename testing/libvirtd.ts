@@ -6,6 +6,7 @@
 import { VmHostError } from "../vm/mod.ts";
 import { Libvirt, SYSTEM_URI } from "../adapters/vm/libvirt.ts";
 import { findTool } from "../adapters/vm/tools.ts";
+import { waitFor } from "../adapters/timers.ts";
 
 export interface LibvirtDaemon extends AsyncDisposable {
   /** The connection URI to give `LIBVIRT_DEFAULT_URI`. */
@@ -54,16 +55,19 @@ export async function startLibvirtd(): Promise<LibvirtDaemon> {
       `unix_sock_dir = "${dir}"\nlog_outputs = "3:file:${dir}/libvirtd.log"\n`,
     ));
     const uri = `qemu:///system?socket=${dir}/libvirt-sock`;
-    const deadline = Date.now() + READY_TIMEOUT_MS;
     let last = "";
-    while (Date.now() < deadline) {
-      const found = await Libvirt.connect(uri);
-      if (found instanceof Libvirt && await answers(VIRTLOGD_SOCKET)) {
-        return { uri, [Symbol.asyncDispose]: stop };
-      }
-      last = found instanceof Libvirt ? "virtlogd is not listening" : found.unavailable;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    const up = await waitFor(
+      "libvirtd",
+      async () => {
+        const found = await Libvirt.connect(uri);
+        if (found instanceof Libvirt && await answers(VIRTLOGD_SOCKET)) return true;
+        last = found instanceof Libvirt ? "virtlogd is not listening" : found.unavailable;
+        return false;
+      },
+      READY_TIMEOUT_MS,
+      200,
+    ).catch(() => false);
+    if (up) return { uri, [Symbol.asyncDispose]: stop };
     let log = "";
     try {
       log = (await Deno.readTextFile(`${dir}/libvirtd.log`)).trim().split("\n").slice(-5).join(

@@ -18,21 +18,6 @@ export function show(event: WatchEvent): string {
   }
 }
 
-/** Polls `check` until it returns true (kubebuilder's `Eventually`), or fails with `what`. */
-export async function eventually(
-  what: string,
-  check: () => boolean,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** Drains an iterable in the background, keeping what it yields and how it ended. */
 export class Collector<T> {
   readonly items: T[] = [];

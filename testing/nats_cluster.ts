@@ -7,6 +7,7 @@
 import { connect } from "@nats-io/transport-node";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { freePort } from "../adapters/process.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { type NatsServer, NatsServerError, startNatsServer } from "../sandbox/nats_server.ts";
 
 /** Raft elects the meta leader within seconds on an idle machine; on a loaded one (a CI
@@ -167,28 +168,34 @@ class NatsClusterProcesses implements NatsCluster {
     intervalMs: number,
     attempt: (jsm: JetStreamManager) => Promise<void>,
   ): Promise<string | undefined> {
-    const deadline = Date.now() + timeoutMs;
     const nc = await connect({
       servers: this.urls,
       name,
       reconnectTimeWait: 100,
       maxReconnectAttempts: -1,
     });
-    let last: unknown;
+    let last: unknown = "no attempt finished";
     try {
-      while (Date.now() < deadline) {
-        try {
-          await attempt(await jetstreamManager(nc, { timeout: 2000 }));
-          return undefined;
-        } catch (err) {
-          last = err;
-        }
-        await new Promise((resolve) => setTimeout(resolve, intervalMs));
-      }
+      await waitFor(
+        name,
+        async () => {
+          try {
+            await attempt(await jetstreamManager(nc, { timeout: 2000 }));
+            return true;
+          } catch (err) {
+            last = err;
+            return false;
+          }
+        },
+        timeoutMs,
+        intervalMs,
+      );
+      return undefined;
+    } catch {
+      return last instanceof Error ? last.message : String(last);
     } finally {
       await nc.close();
     }
-    return last instanceof Error ? last.message : String(last);
   }
 
   async #logTails(): Promise<string> {

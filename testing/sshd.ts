@@ -4,6 +4,7 @@
  * switches to the logged-in user).
  */
 import { freePort, stopChild } from "../adapters/process.ts";
+import { waitFor } from "../adapters/timers.ts";
 import { spawnCollect, TargetError } from "../adapters/host/target.ts";
 
 export interface SshServer extends AsyncDisposable {
@@ -64,18 +65,19 @@ export async function startSshServer(): Promise<SshServer> {
     await log.catch(() => "");
     await Deno.remove(dir, { recursive: true });
   };
-  const deadline = Date.now() + 10_000;
-  while (true) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        await stop();
-        throw new TargetError(`sshd did not listen on 127.0.0.1:${port} within 10 s`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  try {
+    await waitFor(
+      `sshd on 127.0.0.1:${port}`,
+      async () => {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        return true;
+      },
+      10_000,
+      50,
+    );
+  } catch {
+    await stop();
+    throw new TargetError(`sshd did not listen on 127.0.0.1:${port} within 10 s`);
   }
   return {
     port,

@@ -6,7 +6,7 @@ import { KubeApiError, KubeGoneError, KubeUnavailableError } from "./errors.ts";
 import { loadKubeConfig } from "./kubeconfig.ts";
 import { ConfigMapType, type KubeObject, type ResourceType } from "./types.ts";
 import { OPERATOR_TEST_USER } from "../../testing/kube_apiserver.ts";
-import { waitFor } from "../../sandbox/local_fleet.ts";
+import { waitFor } from "../timers.ts";
 import {
   createNamespace,
   disposeSharedKube,

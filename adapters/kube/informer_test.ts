@@ -5,7 +5,8 @@ import { KubeClient } from "./client.ts";
 import { KubeApiError } from "./errors.ts";
 import { informer, type InformerEvent, objectKey, relistChanges } from "./informer.ts";
 import { ConfigMapType, type KubeObject } from "./types.ts";
-import { captureLogger, createNamespace, eventually } from "../../testing/kube.ts";
+import { captureLogger, createNamespace } from "../../testing/kube.ts";
+import { eventually } from "../../testing/eventually.ts";
 
 interface ConfigMap extends KubeObject {
   data?: Record<string, string>;

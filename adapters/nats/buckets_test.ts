@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
 import { Buckets, ensureBucket, ensureBucketRetrying, openBucket } from "./buckets.ts";
 import { silentLogger } from "../logger.ts";
-import { captureLogger, eventually } from "../../testing/nats.ts";
+import { captureLogger } from "../../testing/nats.ts";
+import { eventually } from "../../testing/eventually.ts";
 import { startNatsServer } from "../../sandbox/nats_server.ts";
 
 Deno.test("ensureBucket() creates a bucket once and then opens it, whatever the settings", async () => {

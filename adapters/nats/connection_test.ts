@@ -8,7 +8,8 @@ import {
 } from "./connection.ts";
 import { noCredentials, userPasswordCredentials } from "./credentials.ts";
 import { startNatsServer } from "../../sandbox/nats_server.ts";
-import { captureLogger, eventually, nextStatus } from "../../testing/nats.ts";
+import { captureLogger, nextStatus } from "../../testing/nats.ts";
+import { eventually } from "../../testing/eventually.ts";
 
 const users = `authorization {
   users = [

@@ -15,7 +15,8 @@ import {
 } from "./kv_watch.ts";
 import { FakeClock } from "../../testing/fake_clock.ts";
 import { startNatsServer } from "../../sandbox/nats_server.ts";
-import { captureLogger, eventually, nextStatus, show } from "../../testing/nats.ts";
+import { captureLogger, nextStatus, show } from "../../testing/nats.ts";
+import { eventually } from "../../testing/eventually.ts";
 
 const settings = { replicas: 1, history: 3 };
 

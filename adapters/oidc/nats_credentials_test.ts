@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { Auth, TokenAuth } from "@nats-io/nats-core";
 import { createLogger, silentLogger } from "../logger.ts";
 import type { Clock } from "../../core/clock.ts";
-import { eventually } from "../../testing/nats.ts";
+import { eventually } from "../../testing/eventually.ts";
 import { FakeClock } from "../../testing/fake_clock.ts";
 import { oidcCredentials } from "./nats_credentials.ts";
 import {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from "jose";
 import { silentLogger } from "../logger.ts";
 import { rejection } from "../../testing/oidc.ts";
-import { eventually } from "../../testing/nats.ts";
+import { eventually } from "../../testing/eventually.ts";
 import { FakeClock } from "../../testing/fake_clock.ts";
 import {
   startTestProvider,
