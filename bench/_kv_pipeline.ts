@@ -5,6 +5,7 @@
  * is what saturates a simulator's thread, not the broker.
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
+import { heldWithin } from "./_timeouts.ts";
 
 const decoder = new TextDecoder();
 /** `{"error":…}` rather than `{"stream":…}`: the byte after `{"`. */
@@ -55,11 +56,7 @@ export class KvPipeline {
 
   /** Waits for every ack; puts still unanswered after `timeoutMs` count as errors. */
   async drain(timeoutMs = 30_000): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    while (this.inFlight > 0 && performance.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    if (this.inFlight > 0) {
+    if (!await heldWithin(() => this.inFlight === 0, timeoutMs, 5)) {
       this.firstError ??= `${this.inFlight} puts had no ack within ${timeoutMs / 1000} s`;
       this.errors += this.inFlight;
     }

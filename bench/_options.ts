@@ -4,7 +4,28 @@
  * of each wait and the log flags. Each benchmark gives its own defaults.
  */
 import { type Command, Option, type OptionValues } from "@commander-js/extra-typings";
-import { integerParser, type LogFlags, logFormatOption, logLevelOption } from "../commands/_cli.ts";
+import type { Logger } from "../adapters/logger.ts";
+import {
+  integerParser,
+  type LogFlags,
+  logFormatOption,
+  loggerFrom,
+  logLevelOption,
+} from "../commands/_cli.ts";
+
+/** What a benchmark's run takes from the shared options. */
+export interface SimulationOptions {
+  devices: number;
+  deployments: number;
+  /** State writes per second; 0 (where allowed) = as fast as the pipeline allows. */
+  rate: number;
+  durationSeconds: number;
+  /** NATS connections the simulated devices share. */
+  connections: number;
+  /** Each wait (fan-out, convergence, ...) gives up after this. */
+  timeoutSeconds: number;
+  log: Logger;
+}
 
 /** What differs between the benchmarks. */
 export interface SimulationDefaults {
@@ -60,4 +81,17 @@ export function withSimulationOptions<
   // The values are what SimulationFlags describes; declared rather than inferred, as
   // withNatsConnection() does.
   return command as Command<Args, Opts & SimulationFlags, GlobalOpts>;
+}
+
+/** The run's options from the shared flags. */
+export function simulationFrom(flags: SimulationFlags): SimulationOptions {
+  return {
+    devices: flags.devices,
+    deployments: flags.deployments,
+    rate: flags.rate,
+    durationSeconds: flags.duration,
+    connections: flags.connections,
+    timeoutSeconds: flags.timeout,
+    log: loggerFrom(flags),
+  };
 }

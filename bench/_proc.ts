@@ -45,3 +45,40 @@ export function findPid(program: string, marker: string): number | undefined {
   }
   return undefined;
 }
+
+/** CPU use of a process between two samples `ms` apart, in % of one core; NaN without both. */
+export function cpuPercent(
+  a: ProcSample | undefined,
+  b: ProcSample | undefined,
+  ms: number,
+): number {
+  if (!a || !b) return NaN;
+  // Ticks are 1/100 s: ticks per second is already a percentage of one core.
+  return (b.cpuTicks - a.cpuTicks) / (ms / 1000);
+}
+
+/** The peak resident memory of a process, sampled every `everyMs` until {@link PeakRss.stop}. */
+export class PeakRss {
+  readonly #pid: number | "self";
+  readonly #timer: ReturnType<typeof setInterval>;
+  #peakKb = 0;
+
+  constructor(pid: number | "self", everyMs: number) {
+    this.#pid = pid;
+    this.#timer = setInterval(() => this.#see(procSample(pid)?.rssKb), everyMs);
+  }
+
+  /**
+   * Stops sampling. @returns the peak in kB, the kernel's high-water mark (VmHWM) included: it
+   * also catches what fell between two samples.
+   */
+  stop(): number {
+    clearInterval(this.#timer);
+    this.#see(procSample(this.#pid)?.hwmKb);
+    return this.#peakKb;
+  }
+
+  #see(kb: number | undefined): void {
+    if (kb !== undefined) this.#peakKb = Math.max(this.#peakKb, kb);
+  }
+}

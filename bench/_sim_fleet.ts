@@ -4,7 +4,9 @@
  * `group=g<j>`, narrowed to `half=a` when j % 4 == 1 and to `half notin (a)` when j % 4 == 3.
  * The truth of who matches what is computed here without core code, to check the operator.
  */
-import { DEVICE_ID_LABEL, type LabelSelector } from "../core/mod.ts";
+import { type Deployment, DEVICE_ID_LABEL, type LabelSelector } from "../core/mod.ts";
+import { singleServiceDeployment } from "../sandbox/deployments.ts";
+import type { FleetStore } from "../cli/nats_store.ts";
 
 export const deviceId = (i: number): string => `dev-${i}`;
 export const deploymentName = (j: number): string => `d-${j}`;
@@ -34,10 +36,25 @@ export function matchedDevices(j: number, n: number, m: number): number[] {
   return out;
 }
 
-export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+/** A deployment of the simulated fleet: one service of an image no device pulls. */
+export function benchDeployment(
+  name: string,
+  namespace: string,
+  selector: LabelSelector,
+): Deployment {
+  return singleServiceDeployment({ name, namespace, image: "localhost/bench:1", selector });
 }
 
-export const fmt = (x: number, digits = 0): string =>
-  Number.isFinite(x) ? x.toFixed(digits) : "n/a";
+/** Applies the M deployments (deployment j selects by {@link selectorOf}) at once. */
+export async function applyDeployments(
+  store: Pick<FleetStore, "apply">,
+  m: number,
+  namespace: string,
+): Promise<void> {
+  await Promise.all(
+    Array.from(
+      { length: m },
+      (_, j) => store.apply(benchDeployment(deploymentName(j), namespace, selectorOf(j))),
+    ),
+  );
+}

@@ -22,9 +22,11 @@ import { ensureTestImage } from "../sandbox/local_image.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { createOperator } from "../operator/mod.ts";
-import { waitFor } from "../adapters/timers.ts";
+import { sleep, waitFor } from "../adapters/timers.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
-import { type ProcSample, procSample } from "./_proc.ts";
+import { cpuPercent, type ProcSample, procSample } from "./_proc.ts";
+import { percentile } from "./_figures.ts";
+import { spawnLogged } from "./_child_process.ts";
 import { AGENT_V8_FLAGS, AGENT_WARM_UP_ARGS, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -53,10 +55,6 @@ function procStat(pid: number): ProcSample {
   return sample;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
-
 /** How the agent is started: `deno run` arguments before `agent run ...`, and environment. */
 async function agentProgram(dir: string): Promise<{ args: string[]; env: Record<string, string> }> {
   if (values.program === "source") return { args: ["run", "-A", MAIN], env: {} };
@@ -78,31 +76,9 @@ async function agentProgram(dir: string): Promise<{ args: string[]; env: Record<
 
 /** A `fleet agent run` child whose stderr lines are kept. */
 function startAgent(config: string) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...program.args, "agent", "run", "--config", config, "--log-level", "info"],
-    env: program.env,
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
   const lines: string[] = [];
-  const reading = (async () => {
-    let rest = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      rest += chunk;
-      const parts = rest.split("\n");
-      rest = parts.pop() ?? "";
-      lines.push(...parts);
-    }
-  })();
-  return {
-    child,
-    lines,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await child.status;
-      await reading;
-    },
-  };
+  const args = [...program.args, "agent", "run", "--config", config, "--log-level", "info"];
+  return { ...spawnLogged(args, (line) => lines.push(line), program.env), lines };
 }
 
 await using nats = await startNatsServer();
@@ -178,12 +154,12 @@ try {
     async () => (await managed()).length === idleCount || undefined,
     60_000,
   );
-  await new Promise((r) => setTimeout(r, 15_000)); // settle
+  await sleep(15_000); // settle
   const a = procStat(agent.child.pid);
   const t0 = performance.now();
-  await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+  await sleep(idleSeconds * 1000);
   const b = procStat(agent.child.pid);
-  const cpuPercent = ((b.cpuTicks - a.cpuTicks) / 100) / ((performance.now() - t0) / 1000) * 100;
+  const idleCpu = cpuPercent(a, b, performance.now() - t0);
 
   // 3. Restart: confirm every deployment, recreate none.
   const before = new Map((await managed()).map((c) => [c.name, c.id]));
@@ -207,14 +183,14 @@ try {
   const creates = agent.lines.filter((l) => l.includes("Creating container")).length;
 
   printLine(
-    `agent bench: apply→running p50=${percentile(latencies, 50).toFixed(0)}ms p99=${
-      percentile(latencies, 99).toFixed(0)
+    `agent bench: apply→running p50=${percentile(latencies, 0.5).toFixed(0)}ms p99=${
+      percentile(latencies, 0.99).toFixed(0)
     }ms over ${total} deployments; program=${values.program}; idle with ${idleCount}: rss=${
       (b.rssKb / 1024).toFixed(1)
     }MB (file-backed ${(b.rssFileKb / 1024).toFixed(1)}MB, anonymous ${
       (b.rssAnonKb / 1024).toFixed(1)
     }MB) cpu=${
-      cpuPercent.toFixed(2)
+      idleCpu.toFixed(2)
     }% of a core over ${idleSeconds}s; restart confirmed ${idleCount} unchanged in ${
       (confirmedMs / 1000).toFixed(2)
     }s, recreated=${recreated}, creates=${creates}`,

@@ -11,6 +11,7 @@ import { createAccount } from "@nats-io/nkeys";
 import { printLine } from "../adapters/output.ts";
 import { AccountSigningKey } from "../callout/keys.ts";
 import { startCalloutFixture } from "../testing/callout.ts";
+import { median } from "./_figures.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -21,11 +22,6 @@ const { values } = parseArgs({
 });
 const connects = Number(values.connects);
 const signatures = Number(values.signatures);
-
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
-}
 
 /** Mean ms per signature of a 600-byte message (about a user JWT's claims). */
 function signingMs(): number {

@@ -32,19 +32,17 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import {
-  type Aggregate,
   BUCKET_HISTORY,
   Buckets,
   type DeploymentState,
   DeploymentStatus,
-  type DeviceInfo,
   keys,
   type LabelSelector,
   parseJsonWith,
-  parseKey,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
+import { sleep } from "../adapters/timers.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import {
   connectNats,
@@ -56,37 +54,35 @@ import {
 import { startNatsCluster } from "../testing/nats_cluster.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { createOperator } from "../operator/mod.ts";
-import { singleServiceDeployment } from "../sandbox/deployments.ts";
-import { findPid, type ProcSample, procSample } from "./_proc.ts";
-import { spawnOperator } from "./_operator_process.ts";
+import { cpuPercent, findPid, PeakRss, type ProcSample, procSample } from "./_proc.ts";
+import { failedWrites, spawnOperator } from "./_operator_process.ts";
 import {
+  applyDeployments,
+  benchDeployment,
   deploymentName,
   deviceId,
   deviceLabels,
-  fmt,
   matchedDevices,
-  percentile,
-  selectorOf,
 } from "./_sim_fleet.ts";
+import { fmt, say } from "./_figures.ts";
 import { KvPipeline } from "./_kv_pipeline.ts";
+import { connectClients, DeviceSimulator } from "./_device_simulator.ts";
+import { DesiredKeys } from "./_desired_keys.ts";
+import { StateWriter } from "./_state_writes.ts";
+import { WriteLatency } from "./_write_latency.ts";
+import { doneWithin, heldWithin } from "./_timeouts.ts";
+import type { SimulationOptions } from "./_options.ts";
 
 const NAMESPACE = "bench";
 /** Puts in flight per connection. */
 const WINDOW = 512;
-const HEARTBEAT_PERIOD_MS = 30_000;
 const RAW_SECONDS = 5;
 /** After the retarget diff is in, how long to watch for writes beyond it. */
 const RETARGET_SETTLE_MS = 2_000;
 /** After a restarted operator is ready, how long to watch for (forbidden) writes. */
 const RESTART_SETTLE_MS = 3_000;
 
-export interface FleetBenchOptions {
-  devices: number;
-  deployments: number;
-  /** State writes per second; 0 = as fast as the pipeline allows. */
-  rate: number;
-  durationSeconds: number;
-  connections: number;
+export interface FleetBenchOptions extends SimulationOptions {
   /** Attach to these servers (comma-separated) instead of starting any. */
   natsUrl?: string | undefined;
   /** Start a 3-server cluster instead of one server. */
@@ -97,9 +93,6 @@ export interface FleetBenchOptions {
   operator: "process" | "inline";
   /** Writes a V8 CPU profile of the operator process into this directory. */
   cpuProfDir?: string | undefined;
-  /** Seconds to wait for fan-out and for quiescence before giving up. */
-  timeoutSeconds: number;
-  log: Logger;
 }
 
 /** The servers' CPU ticks summed (a cluster counts as one), undefined when none is ours. */
@@ -114,14 +107,6 @@ function natsSample(pids: number[]): ProcSample | undefined {
     cpuTicks: a.cpuTicks + b.cpuTicks,
   }));
 }
-
-/** CPU use of a process between two samples, in % of one core. */
-function cpuPercent(a: ProcSample | undefined, b: ProcSample | undefined, ms: number): number {
-  if (!a || !b) return NaN;
-  return (b.cpuTicks - a.cpuTicks) / 100 / (ms / 1000) * 100;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The KV put + watch rate a bare client reaches on this server: the physical ceiling. */
 async function rawCeiling(
@@ -155,8 +140,7 @@ async function rawCeiling(
   await pipe.drain();
   pipe.close();
   const putMs = performance.now() - started;
-  const deadline = performance.now() + 30_000;
-  while (seen < i && performance.now() < deadline) await sleep(5);
+  await heldWithin(() => seen >= i, 30_000, 5);
   const watchMs = performance.now() - started;
   stop.abort();
   await watching;
@@ -213,7 +197,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const { log } = o;
   const n = o.devices;
   const m = o.deployments;
-  const say = (text: string) => printLine(`# ${text}`);
+  const timeoutMs = o.timeoutSeconds * 1000;
   await using server = o.natsUrl || o.cluster ? undefined : await startNatsServer();
   await using cluster = o.cluster && !o.natsUrl ? await startNatsCluster() : undefined;
   const urls = o.natsUrl?.split(",") ?? cluster?.urls ?? [server!.url];
@@ -221,26 +205,14 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const natsPids = (cluster?.servers ?? (server ? [server] : []))
     .map((s) => findPid("nats-server", s.storeDir))
     .filter((pid) => pid !== undefined);
-  const conns: NatsConnection[] = [];
-  for (let c = 0; c < o.connections + 1; c++) {
-    conns.push(
-      await connectNats({
-        // Spread over the cluster: connection c prefers server c % size.
-        servers: [...urls.slice(c % urls.length), ...urls.slice(0, c % urls.length)],
-        credentials: noCredentials(),
-        name: `bench-${c}`,
-        logger: log,
-      }),
-    );
-  }
+  const conns = await connectClients(urls, o.connections + 1, "bench", log);
   // The last connection only watches; the others write.
   const watcher = conns[o.connections]!;
   const writers = conns.slice(0, o.connections);
   for (const b of Object.values(Buckets)) {
     await ensureBucket(writers[0]!, b, { replicas: o.replicas, history: BUCKET_HISTORY[b] });
   }
-  const pipes = writers.map((nc) => new KvPipeline(nc, WINDOW));
-  const pipeOf = (i: number) => pipes[i % o.connections]!;
+  const sim = new DeviceSimulator({ conns: writers, window: WINDOW, devices: n, deployments: m });
   say(
     `nats ${url}${server || cluster ? " (started here)" : ""}, buckets at ${o.replicas} ` +
       `replica(s); ${n} devices on ${o.connections} ` +
@@ -268,51 +240,12 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
 
   // 2. The fleet registers: device info and a first heartbeat.
   const regStart = performance.now();
-  for (let i = 0; i < n; i++) {
-    const info: DeviceInfo = {
-      deviceId: deviceId(i),
-      labels: deviceLabels(i, m),
-      inventory: {
-        hostname: deviceId(i),
-        arch: "arm64",
-        os: "linux",
-        kernel: "6.6",
-        cpuCores: 4,
-        memoryMb: 8192,
-        agentVersion: "bench",
-      },
-      updatedAt: new Date().toISOString(),
-    };
-    await pipeOf(i).put(
-      Buckets.deviceInfo,
-      keys.deviceInfo(info.deviceId),
-      JSON.stringify(info),
-    );
-    await pipeOf(i).put(
-      Buckets.deviceHeartbeat,
-      keys.heartbeat(info.deviceId),
-      JSON.stringify({ deviceId: info.deviceId, at: Date.now() }),
-    );
-  }
-  for (const p of pipes) await p.drain();
+  await sim.register();
   say(`registered ${n} devices in ${((performance.now() - regStart) / 1000).toFixed(2)} s`);
 
   // Heartbeats keep flowing for the rest of the run.
   const stop = new AbortController();
-  const heartbeats = (async () => {
-    const perTick = Math.max(1, Math.ceil(n / (HEARTBEAT_PERIOD_MS / 100)));
-    let next = 0;
-    while (!stop.signal.aborted) {
-      await sleep(100);
-      for (let k = 0; k < perTick; k++, next = (next + 1) % n) {
-        await pipeOf(next).put(
-          Buckets.deviceHeartbeat,
-          keys.heartbeat(deviceId(next)),
-          JSON.stringify({ deviceId: deviceId(next), at: Date.now() }),
-        );
-      }
-    }
-  })();
+  const heartbeats = sim.beat(stop.signal);
 
   // 3. The operator.
   const opStart = performance.now();
@@ -321,26 +254,16 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   let op = await startOperator(o, url, warnings);
   operators.push(op);
   const operatorPid = op.pid;
-  const operatorReady = op.ready;
-  await operatorReady;
+  await op.ready;
   const coldStartS = (performance.now() - opStart) / 1000;
   say(`operator ready (read ${n} devices) in ${coldStartS.toFixed(2)} s`);
-  let peakRssKb = 0;
-  const sampler = setInterval(() => {
-    const s = procSample(operatorPid);
-    if (s) peakRssKb = Math.max(peakRssKb, s.rssKb);
-  }, 200);
+  const peakRss = new PeakRss(operatorPid, 200);
 
   // 4. Status watch (latency and exactness) and desired-state watch (fan-out).
   const matched = Array.from({ length: m }, (_, j) => matchedDevices(j, n, m));
   const expectedDesired = matched.reduce((s, d) => s + d.length, 0);
-  /** Per deployment: send time of each write, by its per-deployment index. */
-  const writeTimes: number[][] = Array.from({ length: m }, () => []);
-  /** Per deployment: how many writes the latest status includes. */
-  const included = new Array<number>(m).fill(0);
-  const latencies: number[] = [];
+  const latency = new WriteLatency(m);
   const statuses = new Map<number, DeploymentStatus>();
-  let lastStatusAt = performance.now();
   /** Extra observers of the two buckets the operator writes (retarget and restart phases). */
   let onStatusEvent: ((e: WatchEvent) => void) | undefined;
   let onDesiredEvent: ((e: WatchEvent) => void) | undefined;
@@ -362,157 +285,51 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
       if (!Number.isInteger(j)) continue;
       const status = parseJsonWith(DeploymentStatus, e.value, "status");
       statuses.set(j, status);
-      lastStatusAt = now;
-      const tag = status.aggregate.lastError?.message;
-      const upTo = tag ? Number(tag.split(":")[1]) + 1 : 0;
-      for (let w = included[j]!; w < upTo; w++) latencies.push(now - writeTimes[j]![w]!);
-      if (upTo > included[j]!) included[j] = upTo;
+      latency.seen(j, status.aggregate, now);
     }
   })();
-  const desiredKeys = new Set<string>();
-  let fanOutDone!: () => void;
-  const fannedOut = new Promise<void>((r) => fanOutDone = r);
-  const desiredWatch = (async () => {
-    for await (
-      const e of watchBucket({
-        nc: watcher,
-        bucket: Buckets.desiredState,
-        logger: log,
-        signal: stop.signal,
-      })
-    ) {
-      if (e.type !== "ready") lastOperatorWriteAt = performance.now();
-      onDesiredEvent?.(e);
-      if (e.type === "put" && parseKey.desiredState(e.key)) desiredKeys.add(e.key);
-      else if (e.type === "delete") desiredKeys.delete(e.key);
-      if (desiredKeys.size >= expectedDesired) fanOutDone();
-    }
-  })();
+  const desired = new DesiredKeys();
+  const desiredWatch = desired.follow(watcher, log, stop.signal, (e) => {
+    if (e.type !== "ready") lastOperatorWriteAt = performance.now();
+    onDesiredEvent?.(e);
+  });
 
   // 5. M deployments.
   const cpu0 = procSample(operatorPid);
   const nats0 = natsSample(natsPids);
   const fanStart = performance.now();
   const store = new NatsDeploymentStore(writers[0]!, log);
-  await Promise.all(
-    Array.from({ length: m }, (_, j) =>
-      store.apply(singleServiceDeployment({
-        name: deploymentName(j),
-        namespace: NAMESPACE,
-        image: "localhost/bench:1",
-        selector: selectorOf(j),
-      }))),
-  );
-  const fanTimeout = sleep(o.timeoutSeconds * 1000).then(() => "timeout" as const);
-  const fanResult = await Promise.race([fannedOut.then(() => "ok" as const), fanTimeout]);
+  await applyDeployments(store, m, NAMESPACE);
+  const fannedOut = await heldWithin(() => desired.keys.size >= expectedDesired, timeoutMs, 5);
   const fanOutS = (performance.now() - fanStart) / 1000;
   say(
-    `fan-out: ${desiredKeys.size}/${expectedDesired} desired-state keys in ${
+    `fan-out: ${desired.keys.size}/${expectedDesired} desired-state keys in ${
       fanOutS.toFixed(2)
     } s` +
-      (fanResult === "timeout" ? " (TIMED OUT)" : ""),
+      (fannedOut ? "" : " (TIMED OUT)"),
   );
 
   // 6. State writes at the rate, for the duration.
-  type Sim = { phase: DeploymentState["phase"]; tag: string; at: string };
-  const truth: Map<number, Sim>[] = Array.from({ length: m }, () => new Map());
-  const pairs = matched.flatMap((devs, j) => devs.map((i) => [i, j] as const));
-  let seq = 0;
-  const base = Date.now();
-  const writeStart = performance.now();
+  const writer = new StateWriter({ sim, matched, namespace: NAMESPACE, latency });
   const cpu1 = procSample(operatorPid);
   const nats1 = natsSample(natsPids);
   const self1 = procSample("self");
-  const durationMs = o.durationSeconds * 1000;
-  const perMs = o.rate / 1000;
-  while (performance.now() - writeStart < durationMs) {
-    const due = o.rate > 0 ? Math.floor((performance.now() - writeStart) * perMs) : seq + WINDOW;
-    if (seq >= due) {
-      await sleep(1);
-      continue;
-    }
-    for (; seq < due && pairs.length > 0; seq++) {
-      const [i, j] = pairs[Math.floor(Math.random() * pairs.length)]!;
-      const previous = truth[j]!.get(i)?.phase;
-      const phase = previous === undefined
-        ? "Pending"
-        : previous === "Running"
-        ? (seq % 3 === 0 ? "Failed" : "Pending")
-        : "Running";
-      const index = writeTimes[j]!.length;
-      const tag = `w:${index}`;
-      // Strictly increasing per run, so the newest write is the aggregate's lastError.
-      const at = new Date(base + seq).toISOString();
-      truth[j]!.set(i, { phase, tag, at });
-      const state: DeploymentState = {
-        deviceId: deviceId(i),
-        namespace: NAMESPACE,
-        deployment: deploymentName(j),
-        generation: 1,
-        phase,
-        lastError: tag,
-        lastEventAt: at,
-      };
-      writeTimes[j]!.push(performance.now());
-      await pipeOf(i).put(
-        Buckets.deviceState,
-        keys.deviceState(state.deviceId, { namespace: NAMESPACE, name: state.deployment }),
-        JSON.stringify(state),
-      );
-    }
-  }
-  for (const p of pipes) await p.drain();
-  const writeEnd = performance.now();
-  const writes = seq;
-  const sentRate = writes / ((writeEnd - writeStart) / 1000);
+  const written = await writer.run(o.rate, o.durationSeconds * 1000);
+  const { writes, startedAt: writeStart, endedAt: writeEnd } = written;
   say(`wrote ${writes} states in ${((writeEnd - writeStart) / 1000).toFixed(2)} s`);
 
   // 7. Quiescence: every deployment's status includes its last write.
-  const total = () => included.reduce((s, x) => s + x, 0);
-  const quietDeadline = performance.now() + o.timeoutSeconds * 1000;
-  while (total() < writes && performance.now() < quietDeadline) await sleep(20);
-  const processedAt = lastStatusAt;
+  await heldWithin(() => latency.included >= writes, timeoutMs);
+  const processedAt = latency.lastChangeAt;
   const cpu2 = procSample(operatorPid);
   const nats2 = natsSample(natsPids);
   const self2 = procSample("self");
-  const processedS = (processedAt - writeStart) / 1000;
-  const processedRate = total() / Math.max(processedS, (writeEnd - writeStart) / 1000);
+  const processedRate = latency.processedRate(writeStart, writeEnd);
   // One more flush interval, then compare with the truth.
   await sleep(1500);
-  let exact = 0;
-  const mismatches: string[] = [];
-  for (let j = 0; j < m; j++) {
-    const want: Aggregate = {
-      matchedDeviceCount: matched[j]!.length,
-      succeeded: 0,
-      failed: 0,
-      pending: 0,
-      unreachable: 0,
-      lastError: null,
-    };
-    let newest: Sim | undefined;
-    let newestDevice = -1;
-    for (const [i, s] of truth[j]!) {
-      if (s.phase === "Running") want.succeeded++;
-      if (s.phase === "Failed") want.failed++;
-      if (!newest || s.at > newest.at) [newest, newestDevice] = [s, i];
-    }
-    want.pending = want.matchedDeviceCount - want.succeeded - want.failed;
-    if (newest) {
-      want.lastError = { deviceId: deviceId(newestDevice), message: newest.tag, at: newest.at };
-    }
-    const got = statuses.get(j)?.aggregate;
-    if (got && JSON.stringify(got) === JSON.stringify(want)) exact++;
-    else if (mismatches.length < 3) {
-      mismatches.push(
-        `${deploymentName(j)} want ${JSON.stringify(want)} got ${JSON.stringify(got)}`,
-      );
-    }
-  }
+  const { exact, mismatches } = writer.check((j) => statuses.get(j)?.aggregate);
   for (const line of mismatches) say(`MISMATCH ${line}`);
-
-  const hwm = procSample(operatorPid)?.hwmKb ?? 0;
-  clearInterval(sampler);
+  const peakRssKb = peakRss.stop();
 
   // 8. Retarget: one deployment selecting `half=a` moves to `half notin (a)`; the operator
   // must write exactly the diff (puts for the newly matched, deletes for the no longer matched).
@@ -538,28 +355,18 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
     }
   };
   const retargetTo = (selector: LabelSelector) =>
-    store.apply(singleServiceDeployment({
-      name: retargetRef.name,
-      namespace: NAMESPACE,
-      image: "localhost/bench:1",
-      selector,
-    }));
-  const waitFor = async (cond: () => boolean, ms: number) => {
-    const deadline = performance.now() + ms;
-    while (!cond() && performance.now() < deadline) await sleep(5);
-    return cond();
-  };
+    store.apply(benchDeployment(retargetRef.name, NAMESPACE, selector));
   const holds = (want: Set<string>) => () =>
     retargetKeys.size === want.size && [...want].every((k) => retargetKeys.has(k));
   const quiet = (ms: number) => () => performance.now() - lastOperatorWriteAt >= ms;
   await retargetTo({ matchLabels: { half: "a" } });
-  let retargetOk = await waitFor(holds(halfKeys.a), o.timeoutSeconds * 1000) &&
-    await waitFor(quiet(1500), o.timeoutSeconds * 1000);
+  let retargetOk = await heldWithin(holds(halfKeys.a), timeoutMs, 5) &&
+    await heldWithin(quiet(1500), timeoutMs, 5);
   if (!retargetOk) say(`retarget: setup timed out (${retargetKeys.size}/${halfKeys.a.size} keys)`);
   rt.counting = true;
   const retargetStart = performance.now();
   await retargetTo({ matchExpressions: [{ key: "half", operator: "NotIn", values: ["a"] }] });
-  const retargetReached = await waitFor(holds(halfKeys.b), o.timeoutSeconds * 1000);
+  const retargetReached = await heldWithin(holds(halfKeys.b), timeoutMs, 5);
   const retargetS = (performance.now() - retargetStart) / 1000;
   // Settle: anything written after the diff is a write too many.
   await sleep(RETARGET_SETTLE_MS);
@@ -577,7 +384,7 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
 
   // 9. Operator cold start: stop it, start a new one; it rebuilds from KV and must write
   // nothing to desired-state or fleet-deployment-status. State writes are over; heartbeats go on.
-  await waitFor(quiet(1500), o.timeoutSeconds * 1000);
+  await heldWithin(quiet(1500), timeoutMs, 5);
   await op.stop();
   await sleep(500);
   const restart = { writes: 0, examples: [] as string[] };
@@ -591,20 +398,12 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   const restartStart = performance.now();
   op = await startOperator(o, url, warnings);
   operators.push(op);
-  let restartPeakKb = 0;
-  const restartSampler = setInterval(() => {
-    const s = procSample(op.pid);
-    if (s) restartPeakKb = Math.max(restartPeakKb, s.rssKb);
-  }, 100);
-  const restartReady = await Promise.race([
-    op.ready.then(() => true),
-    sleep(o.timeoutSeconds * 1000).then(() => false),
-  ]);
+  const restartPeak = new PeakRss(op.pid, 100);
+  const restartReady = await doneWithin(op.ready, timeoutMs);
   const restartS = (performance.now() - restartStart) / 1000;
-  restartPeakKb = Math.max(restartPeakKb, procSample(op.pid)?.hwmKb ?? 0);
   const writesAtReady = restart.writes;
   await sleep(RESTART_SETTLE_MS);
-  clearInterval(restartSampler);
+  const restartPeakKb = restartPeak.stop();
   onDesiredEvent = onStatusEvent = undefined;
   const restartOk = restartReady && restart.writes === 0;
   say(
@@ -623,20 +422,17 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
   }
   stop.abort();
   await Promise.all([heartbeats, statusWatch, desiredWatch]);
-  const putErrors = pipes.reduce((s, p) => s + p.errors, 0);
-  if (putErrors > 0) {
-    say(`put errors: ${putErrors}, first: ${pipes.find((p) => p.firstError)?.firstError}`);
-  }
+  const putErrors = sim.errors;
+  if (putErrors > 0) say(`put errors: ${putErrors}, first: ${sim.firstError}`);
   await op.stop();
   for (const nc of conns) await nc.close();
 
-  latencies.sort((a, b) => a - b);
   const runMs = processedAt - writeStart;
   const opErrors = o.operator === "inline"
     ? operators.reduce((s, x) => s + x.writeErrors(), 0)
-    : warnings.filter((w) => /Could not/.test(w)).length;
-  const ok = fanResult === "ok" && exact === m && putErrors === 0 && opErrors === 0 &&
-    total() === writes && retargetOk && restartOk;
+    : failedWrites(warnings);
+  const ok = fannedOut && exact === m && putErrors === 0 && opErrors === 0 &&
+    latency.included === writes && retargetOk && restartOk;
   say(
     `cpu % of a core during writes: operator ${fmt(cpuPercent(cpu1, cpu2, runMs))}, ` +
       `nats-server ${fmt(cpuPercent(nats1, nats2, runMs))}, simulator ${
@@ -650,12 +446,10 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
       `nats_servers=${urls.length} replicas=${o.replicas} ` +
       `desired_keys=${expectedDesired} fanout_s=${fmt(fanOutS, 2)} ` +
       `cold_start_s=${fmt(coldStartS, 2)} ` +
-      `state_writes=${writes} sent_per_s=${fmt(sentRate)} processed_per_s=${fmt(processedRate)} ` +
-      `errors=${putErrors + opErrors} ` +
-      `latency_p50_ms=${fmt(percentile(latencies, 0.5))} latency_p99_ms=${
-        fmt(percentile(latencies, 0.99))
-      } ` +
-      `exact=${exact}/${m} operator_peak_rss_mb=${fmt(Math.max(peakRssKb, hwm) / 1024, 1)} ` +
+      `state_writes=${writes} sent_per_s=${fmt(written.sentRate)} ` +
+      `processed_per_s=${fmt(processedRate)} errors=${putErrors + opErrors} ` +
+      `latency_p50_ms=${fmt(latency.latency(0.5))} latency_p99_ms=${fmt(latency.latency(0.99))} ` +
+      `exact=${exact}/${m} operator_peak_rss_mb=${fmt(peakRssKb / 1024, 1)} ` +
       `operator_cpu_pct=${fmt(cpuPercent(cpu1, cpu2, runMs))} ` +
       `raw_put_per_s=${fmt(raw.putRate)} raw_watch_per_s=${fmt(raw.watchRate)} ` +
       `processed_vs_raw_watch=${fmt(processedRate / raw.watchRate * 100, 1)}% ` +

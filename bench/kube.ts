@@ -21,75 +21,45 @@
  *    (measured from the moment their heartbeat crossed `--stale-after`, which is passed to the
  *    operator), no other device may flip, and every aggregate's `unreachable` must count them.
  *
- * The simulated fleet (labels, selectors, truth) is bench/_sim_fleet.ts, as for bench:fleet.
+ * The simulated fleet, its devices and their state writes (bench/_sim_fleet.ts,
+ * _device_simulator.ts, _state_writes.ts) are those of bench:fleet.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
 import { Condition, REACHABLE } from "../crd/device_resource.ts";
-import {
-  Aggregate,
-  aggregateEquals,
-  Buckets,
-  type DeploymentState,
-  type DeviceInfo,
-  type Heartbeat,
-  keys,
-  parseKey,
-} from "../core/mod.ts";
+import { Aggregate, Buckets } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
-import { untilAborted } from "../adapters/timers.ts";
+import { sleep, untilAborted } from "../adapters/timers.ts";
 import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { informer, KubeClient } from "../adapters/kube/mod.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
-import { connectNats, noCredentials, openBucket, watchBucket } from "../adapters/nats/mod.ts";
+import { openBucket } from "../adapters/nats/mod.ts";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { DeploymentType, DeviceType, installCrds } from "../operator/mod.ts";
-import { singleServiceDeployment } from "../sandbox/deployments.ts";
-import { findPid, type ProcSample, procSample } from "./_proc.ts";
-import { spawnOperator } from "./_operator_process.ts";
-import { KvPipeline } from "./_kv_pipeline.ts";
-import {
-  deploymentName,
-  deviceId,
-  deviceLabels,
-  fmt,
-  matchedDevices,
-  percentile,
-  selectorOf,
-} from "./_sim_fleet.ts";
+import { cpuPercent, findPid, PeakRss, type ProcSample, procSample } from "./_proc.ts";
+import { failedWrites, spawnOperator } from "./_operator_process.ts";
+import { applyDeployments, deviceId, matchedDevices } from "./_sim_fleet.ts";
+import { fmt, percentile, say } from "./_figures.ts";
+import { connectClients, DeviceSimulator } from "./_device_simulator.ts";
+import { DesiredKeys } from "./_desired_keys.ts";
+import { StateWriter } from "./_state_writes.ts";
+import { WriteLatency } from "./_write_latency.ts";
+import { doneWithin, heldWithin } from "./_timeouts.ts";
+import type { SimulationOptions } from "./_options.ts";
 
 /** Deployments live in `default`: the test API server runs no namespace controller. */
 const NAMESPACE = "default";
 /** Puts in flight per NATS connection. */
 const WINDOW = 256;
-const HEARTBEAT_PERIOD_MS = 30_000;
 /** The operator flushes each aggregate at most once a second; one more, then compare. */
 const SETTLE_MS = 1_500;
 
-export interface KubeBenchOptions {
-  devices: number;
-  deployments: number;
-  /** State writes per second. */
-  rate: number;
-  durationSeconds: number;
-  /** NATS connections the simulated devices share. */
-  connections: number;
+export interface KubeBenchOptions extends SimulationOptions {
   /** Passed to the operator as `--stale-after`; must exceed the 30 s heartbeat period. */
   staleAfterSeconds: number;
   /** Share of the fleet that stops its heartbeats in the reachability phase. */
   unreachablePercent: number;
-  /** Each wait (Device objects, fan-out, convergence, flips) gives up after this. */
-  timeoutSeconds: number;
-  log: Logger;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond() && performance.now() < deadline) await sleep(20);
-  return cond();
 }
 
 const PROCESSES = ["operator", "kube-apiserver", "etcd", "nats-server", "simulator"] as const;
@@ -101,61 +71,9 @@ type Samples = Partial<Record<ProcessName, ProcSample>> & { at: number };
 function cpuPercents(a: Samples, b: Samples): Record<ProcessName, number> {
   const out = {} as Record<ProcessName, number>;
   for (const p of PROCESSES) {
-    const x = a[p];
-    const y = b[p];
-    // Ticks are 1/100 s: ticks per second is already a percentage of one core.
-    out[p] = x && y ? (y.cpuTicks - x.cpuTicks) / ((b.at - a.at) / 1000) : NaN;
+    out[p] = cpuPercent(a[p], b[p], b.at - a.at);
   }
   return out;
-}
-
-/** N devices over a few NATS connections: device i writes on connection i % C. */
-class Simulator {
-  readonly #windows: KvPipeline[];
-  /** Devices whose heartbeats stopped (the reachability phase). */
-  readonly silenced = new Set<number>();
-
-  constructor(conns: NatsConnection[]) {
-    this.#windows = conns.map((nc) => new KvPipeline(nc, WINDOW));
-  }
-
-  put(i: number, bucket: string, key: string, value: string): Promise<void> {
-    return this.#windows[i % this.#windows.length]!.put(bucket, key, value);
-  }
-
-  heartbeat(i: number, at = Date.now()): Promise<void> {
-    const beat: Heartbeat = { deviceId: deviceId(i), at };
-    return this.put(
-      i,
-      Buckets.deviceHeartbeat,
-      keys.heartbeat(beat.deviceId),
-      JSON.stringify(beat),
-    );
-  }
-
-  async drain(): Promise<void> {
-    for (const w of this.#windows) await w.drain();
-  }
-
-  get errors(): number {
-    return this.#windows.reduce((s, w) => s + w.errors, 0);
-  }
-
-  get firstError(): string | undefined {
-    return this.#windows.find((w) => w.firstError)?.firstError;
-  }
-
-  /** The whole fleet (minus the silenced) once per period, spread evenly over it. */
-  async beat(n: number, signal: AbortSignal): Promise<void> {
-    const perTick = Math.max(1, Math.ceil(n / (HEARTBEAT_PERIOD_MS / 100)));
-    let next = 0;
-    while (!signal.aborted) {
-      await sleep(100);
-      for (let k = 0; k < perTick; k++, next = (next + 1) % n) {
-        if (!this.silenced.has(next)) await this.heartbeat(next);
-      }
-    }
-  }
 }
 
 const DeviceObject = z.object({
@@ -208,23 +126,13 @@ const DeploymentStatusView = z.object({
     .optional(),
 });
 
-/** The Deployment objects' `status.aggregate`, through an informer; measures write latency. */
+/** The Deployment objects' `status.aggregate`, through an informer, each one seen by `latency`. */
 class StatusView {
   readonly aggregates = new Map<number, Aggregate>();
-  /** Per deployment: send time of each state write, by its per-deployment index. */
-  readonly writeTimes: number[][];
-  /** Per deployment: how many writes the latest aggregate includes. */
-  readonly included: number[];
-  readonly latencies: number[] = [];
-  lastChangeAt = performance.now();
+  readonly #latency: WriteLatency;
 
-  constructor(m: number) {
-    this.writeTimes = Array.from({ length: m }, () => []);
-    this.included = new Array<number>(m).fill(0);
-  }
-
-  get totalIncluded(): number {
-    return this.included.reduce((s, x) => s + x, 0);
+  constructor(latency: WriteLatency) {
+    this.#latency = latency;
   }
 
   follow(client: KubeClient, signal: AbortSignal, log: Logger): Promise<void> {
@@ -236,15 +144,9 @@ class StatusView {
         const parsed = DeploymentStatusView.safeParse(e.object);
         const aggregate = parsed.data?.status?.aggregate;
         const j = Number(/^d-(\d+)$/.exec(parsed.data?.metadata.name ?? "")?.[1] ?? NaN);
-        if (!aggregate || !Number.isInteger(j) || j >= this.included.length) continue;
+        if (!aggregate || !Number.isInteger(j)) continue;
         this.aggregates.set(j, aggregate);
-        this.lastChangeAt = now;
-        const tag = aggregate.lastError?.message;
-        const upTo = tag?.startsWith("w:") ? Number(tag.slice(2)) + 1 : 0;
-        for (let w = this.included[j]!; w < upTo; w++) {
-          this.latencies.push(now - this.writeTimes[j]![w]!);
-        }
-        if (upTo > this.included[j]!) this.included[j] = upTo;
+        this.#latency.seen(j, aggregate, now);
       }
     })();
   }
@@ -256,7 +158,6 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
   const n = o.devices;
   const m = o.deployments;
   const timeoutMs = o.timeoutSeconds * 1000;
-  const say = (text: string) => printLine(`# ${text}`);
 
   await using kube = await startKubeApiServer();
   using client = new KubeClient(kube.adminConfig);
@@ -297,80 +198,48 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
     }
     return out;
   };
-  let operatorPeakKb = 0;
-  const sampler = setInterval(() => {
-    operatorPeakKb = Math.max(operatorPeakKb, procSample(op.pid)?.rssKb ?? 0);
-  }, 200);
+  const operatorPeak = new PeakRss(op.pid, 200);
 
   const stop = new AbortController();
   const tasks: Promise<void>[] = [];
   const conns: NatsConnection[] = [];
   let ok = false;
   try {
-    const opReady = await Promise.race([
-      op.ready.then(() => true),
-      sleep(timeoutMs).then(() => false),
-    ]);
-    if (!opReady) throw new Error(`The operator was not ready within ${o.timeoutSeconds} s`);
+    if (!await doneWithin(op.ready, timeoutMs)) {
+      throw new Error(`The operator was not ready within ${o.timeoutSeconds} s`);
+    }
     say(`operator ready (pid ${op.pid}, --source kube --stale-after ${o.staleAfterSeconds})`);
 
     // The operator created the buckets; the simulator binds to them.
-    for (let c = 0; c <= o.connections; c++) {
-      conns.push(
-        await connectNats({
-          servers: [nats.url],
-          credentials: noCredentials(),
-          name: `bench-kube-${c}`,
-          logger: log,
-        }),
-      );
-    }
+    conns.push(...await connectClients([nats.url], o.connections + 1, "bench-kube", log));
     const watcher = conns[o.connections]!;
     // The operator creates the buckets; the simulator's puts need them to exist.
     for (const b of [Buckets.deviceInfo, Buckets.deviceState, Buckets.deviceHeartbeat]) {
       await openBucket(conns[0]!, b);
     }
-    const sim = new Simulator(conns.slice(0, o.connections));
+    const sim = new DeviceSimulator({
+      conns: conns.slice(0, o.connections),
+      window: WINDOW,
+      devices: n,
+      deployments: m,
+    });
 
     const devices = new DeviceView();
     tasks.push(devices.follow(client, stop.signal, log));
-    const statuses = new StatusView(m);
+    const latency = new WriteLatency(m);
+    const statuses = new StatusView(latency);
     tasks.push(statuses.follow(client, stop.signal, log));
-    const desiredKeys = new Set<string>();
-    tasks.push((async () => {
-      const watch = { nc: watcher, bucket: Buckets.desiredState, logger: log, signal: stop.signal };
-      for await (const e of watchBucket(watch)) {
-        if (e.type === "put" && parseKey.desiredState(e.key)) desiredKeys.add(e.key);
-        else if (e.type === "delete") desiredKeys.delete(e.key);
-      }
-    })());
+    const desired = new DesiredKeys();
+    tasks.push(desired.follow(watcher, log, stop.signal));
     await devices.ready;
 
     // 1. Registration.
     const s0 = sampleAll();
     const regStart = performance.now();
-    for (let i = 0; i < n; i++) {
-      const info: DeviceInfo = {
-        deviceId: deviceId(i),
-        labels: deviceLabels(i, m),
-        inventory: {
-          hostname: deviceId(i),
-          arch: "arm64",
-          os: "linux",
-          kernel: "6.6",
-          cpuCores: 4,
-          memoryMb: 8192,
-          agentVersion: "bench",
-        },
-        updatedAt: new Date().toISOString(),
-      };
-      await sim.put(i, Buckets.deviceInfo, keys.deviceInfo(info.deviceId), JSON.stringify(info));
-      await sim.heartbeat(i);
-    }
-    await sim.drain();
+    await sim.register();
     const registerS = (performance.now() - regStart) / 1000;
     say(`${n} devices put their info and a first heartbeat in ${registerS.toFixed(2)} s`);
-    tasks.push(sim.beat(n, stop.signal));
+    tasks.push(sim.beat(stop.signal));
     // Progress every 10 s: at 10,000 devices this phase takes minutes.
     const progress = setInterval(() => {
       say(
@@ -378,9 +247,9 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
           `Device objects, ${devices.reachable.size} Reachable=True`,
       );
     }, 10_000);
-    const allExist = await waitUntil(() => devices.exists.size >= n, timeoutMs);
+    const allExist = await heldWithin(() => devices.exists.size >= n, timeoutMs);
     const deviceCrsS = (performance.now() - regStart) / 1000;
-    const allReachable = await waitUntil(() => devices.reachable.size >= n, timeoutMs);
+    const allReachable = await heldWithin(() => devices.reachable.size >= n, timeoutMs);
     const reachableCrsS = (performance.now() - regStart) / 1000;
     clearInterval(progress);
     const s1 = sampleAll();
@@ -398,19 +267,11 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
     const expectedDesired = matched.reduce((s, d) => s + d.length, 0);
     const store = new KubeDeploymentStore(client, log);
     const fanStart = performance.now();
-    await Promise.all(
-      Array.from({ length: m }, (_, j) =>
-        store.apply(singleServiceDeployment({
-          name: deploymentName(j),
-          namespace: NAMESPACE,
-          image: "localhost/bench:1",
-          selector: selectorOf(j),
-        }))),
-    );
+    await applyDeployments(store, m, NAMESPACE);
     const appliedS = (performance.now() - fanStart) / 1000;
-    const fannedOut = await waitUntil(() => desiredKeys.size >= expectedDesired, timeoutMs);
+    const fannedOut = await heldWithin(() => desired.keys.size >= expectedDesired, timeoutMs);
     const fanOutS = (performance.now() - fanStart) / 1000;
-    const countsIn = await waitUntil(
+    const countsIn = await heldWithin(
       () => matched.every((d, j) => statuses.aggregates.get(j)?.matchedDeviceCount === d.length),
       timeoutMs,
     );
@@ -418,112 +279,28 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
     const s2 = sampleAll();
     say(
       `fan-out: ${m} Deployment objects applied in ${appliedS.toFixed(2)} s; ` +
-        `${desiredKeys.size}/${expectedDesired} desired-state keys in ${fanOutS.toFixed(2)} s` +
+        `${desired.keys.size}/${expectedDesired} desired-state keys in ${fanOutS.toFixed(2)} s` +
         `${fannedOut ? "" : " (TIMED OUT)"}; every status.aggregate counts its devices after ` +
         `${statusS.toFixed(2)} s${countsIn ? "" : " (TIMED OUT)"}`,
     );
 
     // 3. State writes at the rate, for the duration.
-    type Sim = { phase: DeploymentState["phase"]; tag: string; at: string };
-    const truth: Map<number, Sim>[] = Array.from({ length: m }, () => new Map());
-    const pairs = matched.flatMap((devs, j) => devs.map((i) => [i, j] as const));
-    let seq = 0;
-    const base = Date.now();
-    const writeStart = performance.now();
-    const durationMs = o.durationSeconds * 1000;
-    while (performance.now() - writeStart < durationMs) {
-      const due = Math.floor((performance.now() - writeStart) * o.rate / 1000);
-      if (seq >= due) {
-        await sleep(1);
-        continue;
-      }
-      for (; seq < due && pairs.length > 0; seq++) {
-        const [i, j] = pairs[Math.floor(Math.random() * pairs.length)]!;
-        const previous = truth[j]!.get(i)?.phase;
-        const phase = previous === undefined
-          ? "Pending"
-          : previous === "Running"
-          ? (seq % 3 === 0 ? "Failed" : "Pending")
-          : "Running";
-        const tag = `w:${statuses.writeTimes[j]!.length}`;
-        // Strictly increasing, so the newest write is the aggregate's lastError.
-        const at = new Date(base + seq).toISOString();
-        truth[j]!.set(i, { phase, tag, at });
-        const state: DeploymentState = {
-          deviceId: deviceId(i),
-          namespace: NAMESPACE,
-          deployment: deploymentName(j),
-          generation: 1,
-          phase,
-          lastError: tag,
-          lastEventAt: at,
-        };
-        statuses.writeTimes[j]!.push(performance.now());
-        await sim.put(
-          i,
-          Buckets.deviceState,
-          keys.deviceState(state.deviceId, { namespace: NAMESPACE, name: state.deployment }),
-          JSON.stringify(state),
-        );
-      }
-    }
-    await sim.drain();
-    const writeEnd = performance.now();
-    const writes = seq;
-    const sentRate = writes / ((writeEnd - writeStart) / 1000);
+    const writer = new StateWriter({ sim, matched, namespace: NAMESPACE, latency });
+    const written = await writer.run(o.rate, o.durationSeconds * 1000);
+    const { writes, startedAt: writeStart, endedAt: writeEnd } = written;
     say(`wrote ${writes} states in ${((writeEnd - writeStart) / 1000).toFixed(2)} s`);
-    const converged = await waitUntil(() => statuses.totalIncluded >= writes, timeoutMs);
-    const processedAt = statuses.lastChangeAt;
+    const converged = await heldWithin(() => latency.included >= writes, timeoutMs);
     const s3 = sampleAll();
-    const writeMs = processedAt - writeStart;
     const writeCpu = cpuPercents(s2, s3);
-    const processedRate = statuses.totalIncluded /
-      (Math.max(writeMs, writeEnd - writeStart) / 1000);
+    const processedRate = latency.processedRate(writeStart, writeEnd);
     await sleep(SETTLE_MS);
-    const exactness = (unreachable: (j: number) => number) => {
-      let exact = 0;
-      const mismatches: string[] = [];
-      for (let j = 0; j < m; j++) {
-        const want: Aggregate = {
-          matchedDeviceCount: matched[j]!.length,
-          succeeded: 0,
-          failed: 0,
-          pending: 0,
-          unreachable: unreachable(j),
-          lastError: null,
-        };
-        let newest: [number, Sim] | undefined;
-        for (const [i, s] of truth[j]!) {
-          if (s.phase === "Running") want.succeeded++;
-          if (s.phase === "Failed") want.failed++;
-          if (!newest || s.at > newest[1].at) newest = [i, s];
-        }
-        want.pending = want.matchedDeviceCount - want.succeeded - want.failed;
-        if (newest) {
-          want.lastError = {
-            deviceId: deviceId(newest[0]),
-            message: newest[1].tag,
-            at: newest[1].at,
-          };
-        }
-        const got = statuses.aggregates.get(j);
-        if (got && aggregateEquals(got, want)) exact++;
-        else if (mismatches.length < 3) {
-          mismatches.push(
-            `${deploymentName(j)} want ${JSON.stringify(want)} got ${JSON.stringify(got)}`,
-          );
-        }
-      }
-      return { exact, mismatches };
-    };
-    const afterWrites = exactness(() => 0);
+    const afterWrites = writer.check((j) => statuses.aggregates.get(j));
     for (const line of afterWrites.mismatches) say(`MISMATCH ${line}`);
-    statuses.latencies.sort((a, b) => a - b);
     say(
-      `convergence: ${statuses.totalIncluded}/${writes} writes in the aggregates` +
+      `convergence: ${latency.included}/${writes} writes in the aggregates` +
         `${converged ? "" : " (TIMED OUT)"}, ${fmt(processedRate)}/s; latency p50 ` +
-        `${fmt(percentile(statuses.latencies, 0.5))} ms, p99 ` +
-        `${fmt(percentile(statuses.latencies, 0.99))} ms; exact ${afterWrites.exact}/${m}`,
+        `${fmt(latency.latency(0.5))} ms, p99 ` +
+        `${fmt(latency.latency(0.99))} ms; exact ${afterWrites.exact}/${m}`,
     );
     say(`cpu % of a core during writes: ${describeCpu(writeCpu)}`);
 
@@ -546,7 +323,7 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
         `while registering)`,
     );
     const s4 = sampleAll();
-    const allFlipped = await waitUntil(
+    const allFlipped = await heldWithin(
       () => flipped() >= silentCount,
       o.staleAfterSeconds * 1000 + timeoutMs,
     );
@@ -557,12 +334,12 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
     }).sort((a, b) => a - b);
     const falseFlips = [...devices.unreachableSeenAt.keys()].filter((d) => !silencedNames.has(d));
     const silentOf = matched.map((devs) => devs.filter((i) => sim.silenced.has(i)).length);
-    const unreachableIn = await waitUntil(
+    const unreachableIn = await heldWithin(
       () => silentOf.every((k, j) => statuses.aggregates.get(j)?.unreachable === k),
       timeoutMs,
     );
     await sleep(SETTLE_MS);
-    const afterSilence = exactness((j) => silentOf[j]!);
+    const afterSilence = writer.check((j) => statuses.aggregates.get(j), (j) => silentOf[j]!);
     for (const line of afterSilence.mismatches) say(`MISMATCH (after silence) ${line}`);
     const flipCpu = cpuPercents(s4, s5);
     say(
@@ -579,12 +356,11 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
     say(`cpu % of a core from last heartbeat to all flipped: ${describeCpu(flipCpu)}`);
 
     stop.abort();
-    clearInterval(sampler);
+    const operatorPeakKb = operatorPeak.stop();
     const end = sampleAll();
-    operatorPeakKb = Math.max(operatorPeakKb, end.operator?.hwmKb ?? 0);
     const putErrors = sim.errors;
     if (putErrors > 0) say(`put errors: ${putErrors}, first: ${sim.firstError}`);
-    const opErrors = op.warnings.filter((w) => /Could not/.test(w)).length;
+    const opErrors = failedWrites(op.warnings);
     if (op.warnings.length > 0) {
       say(`operator warnings: ${op.warnings.length} (${opErrors} failed writes)`);
     }
@@ -597,13 +373,12 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
         `register_s=${fmt(registerS, 2)} device_crs_s=${fmt(deviceCrsS, 2)} ` +
         `reachable_crs_s=${fmt(reachableCrsS, 2)} devices_per_s=${fmt(n / reachableCrsS)} ` +
         `desired_keys=${expectedDesired} fanout_s=${fmt(fanOutS, 2)} status_s=${fmt(statusS, 2)} ` +
-        `state_writes=${writes} sent_per_s=${fmt(sentRate)} processed_per_s=${
-          fmt(processedRate)
+        `state_writes=${writes} sent_per_s=${fmt(written.sentRate)} ` +
+        `processed_per_s=${fmt(processedRate)} ` +
+        `latency_p50_ms=${fmt(latency.latency(0.5))} latency_p99_ms=${
+          fmt(latency.latency(0.99))
         } ` +
-        `latency_p50_ms=${fmt(percentile(statuses.latencies, 0.5))} ` +
-        `latency_p99_ms=${
-          fmt(percentile(statuses.latencies, 0.99))
-        } exact=${afterWrites.exact}/${m} ` +
+        `exact=${afterWrites.exact}/${m} ` +
         `unreachable=${flipped()}/${silentCount} stale_after_s=${o.staleAfterSeconds} ` +
         `flip_lag_p50_ms=${fmt(percentile(lags, 0.5))} ` +
         `flip_lag_max_ms=${
@@ -624,7 +399,7 @@ export async function runKubeBench(o: KubeBenchOptions): Promise<boolean> {
     return ok;
   } finally {
     stop.abort();
-    clearInterval(sampler);
+    operatorPeak.stop();
     await op.stop();
     await Promise.allSettled(tasks);
     for (const nc of conns) await nc.close();

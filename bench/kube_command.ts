@@ -1,7 +1,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { runKubeBench } from "./kube.ts";
-import { ExitCode, integerParser, loggerFrom } from "../commands/_cli.ts";
-import { withSimulationOptions } from "./_options.ts";
+import { ExitCode, integerParser } from "../commands/_cli.ts";
+import { simulationFrom, withSimulationOptions } from "./_options.ts";
 
 /** `deno task bench:kube`: the control-plane benchmark of the kube source. */
 export function kubeCommand(): Command {
@@ -39,15 +39,9 @@ Examples:
     )
     .action(async (flags) => {
       const ok = await runKubeBench({
-        devices: flags.devices,
-        deployments: flags.deployments,
-        rate: flags.rate,
-        durationSeconds: flags.duration,
-        connections: flags.connections,
+        ...simulationFrom(flags),
         staleAfterSeconds: flags.staleAfter,
         unreachablePercent: flags.unreachablePercent,
-        timeoutSeconds: flags.timeout,
-        log: loggerFrom(flags),
       });
       if (!ok) Deno.exitCode = ExitCode.failure;
     });

@@ -1,8 +1,8 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { runFleetBench } from "./fleet.ts";
 import { kubeCommand } from "./kube_command.ts";
-import { ExitCode, integerParser, loggerFrom } from "../commands/_cli.ts";
-import { withSimulationOptions } from "./_options.ts";
+import { ExitCode, integerParser } from "../commands/_cli.ts";
+import { simulationFrom, withSimulationOptions } from "./_options.ts";
 import { reportError } from "../commands/_report.ts";
 
 function fleetCommand(): Command {
@@ -55,18 +55,12 @@ Examples:
     )
     .action(async (flags) => {
       const ok = await runFleetBench({
-        devices: flags.devices,
-        deployments: flags.deployments,
-        rate: flags.rate,
-        durationSeconds: flags.duration,
-        connections: flags.connections,
+        ...simulationFrom(flags),
         natsUrl: flags.natsUrl,
         cluster: flags.cluster ?? false,
         replicas: flags.replicas ?? (flags.cluster ? 3 : 1),
         operator: flags.operator,
         cpuProfDir: flags.cpuProf,
-        timeoutSeconds: flags.timeout,
-        log: loggerFrom(flags),
       });
       if (!ok) Deno.exitCode = ExitCode.failure;
     });

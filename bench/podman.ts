@@ -12,6 +12,8 @@ import { printLine } from "../adapters/output.ts";
 import { type ContainerCreateSpec, PodmanClient } from "../adapters/podman/mod.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
+import { testContainerSpec, uniqueContainerName } from "../testing/containers.ts";
+import { median } from "./_figures.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -23,19 +25,15 @@ await using svc = await startPodmanService();
 using client = new PodmanClient({ socketPath: svc.socketPath });
 const image = await ensureTestImage(client, "bench");
 
+/** A container that exits on SIGTERM (the test image's trap), or one that ignores it. */
 function spec(name: string, ignoresTerm: boolean): ContainerCreateSpec {
-  return {
+  return testContainerSpec(
     name,
     image,
-    labels: {},
-    env: {},
-    ports: [],
-    volumes: [],
-    restartPolicy: "no",
-    ...(ignoresTerm
+    ignoresTerm
       ? { command: ["/bin/sh", "-c"], args: ["trap '' TERM; while true; do sleep 1; done"] }
-      : {}),
-  };
+      : {},
+  );
 }
 
 /** Median ms of `step` on a freshly started container, over the rounds. */
@@ -45,7 +43,7 @@ async function timed(
 ): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < rounds; i++) {
-    const name = `fleet-bench-${crypto.randomUUID().slice(0, 8)}`;
+    const name = uniqueContainerName("fleet-bench");
     const id = await client.createContainer(spec(name, ignoresTerm));
     try {
       await client.startContainer(id);
@@ -56,7 +54,7 @@ async function timed(
       await client.removeContainer(id);
     }
   }
-  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)] ?? NaN;
+  return median(times);
 }
 
 const graceful = await timed(false, (id) => client.stopContainer(id, 10));

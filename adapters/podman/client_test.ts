@@ -3,46 +3,17 @@ import { PodmanClient } from "./client.ts";
 import { PodmanError, PodmanUnavailableError } from "./errors.ts";
 import { startPodmanService } from "../../sandbox/podman_service.ts";
 import { ensureTestImage } from "../../sandbox/local_image.ts";
-import type { ContainerCreateSpec } from "./types.ts";
+import { eventually } from "../../testing/eventually.ts";
+import { testContainerSpec, uniqueContainerName } from "../../testing/containers.ts";
 
 // One tag for every test in this file: built once, then reused from shared storage.
 const TAG = "adapter-test";
-
-function uniqueName(prefix: string): string {
-  return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
-}
 
 function freeLoopbackPort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr;
   listener.close();
   return port;
-}
-
-/** Polls until `probe` returns a value (the server may need a moment), or throws its last error. */
-async function eventually<T>(probe: () => Promise<T>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await probe();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
-function spec(name: string, image: string, extra: Partial<ContainerCreateSpec> = {}) {
-  return {
-    name,
-    image,
-    labels: {},
-    env: {},
-    ports: [],
-    volumes: [],
-    restartPolicy: "no",
-    ...extra,
-  } satisfies ContainerCreateSpec;
 }
 
 Deno.test("PodmanClient.ping() and version() answer on a fresh service", async () => {
@@ -61,12 +32,12 @@ Deno.test("PodmanClient runs a labelled container with a published port through 
   assert.equal(image, `localhost/fleet-test:${TAG}`);
   assert.ok(await client.imageExists(image));
 
-  const name = uniqueName("fleet-lifecycle");
+  const name = uniqueContainerName("fleet-lifecycle");
   const label = { "fleet.test/run": name };
   const port = freeLoopbackPort();
   let id: string | undefined;
   try {
-    id = await client.createContainer(spec(name, image, {
+    id = await client.createContainer(testContainerSpec(name, image, {
       labels: label,
       env: { GREETING: "hello" },
       ports: [{ hostPort: port, containerPort: 80, protocol: "tcp", hostIp: "127.0.0.1" }],
@@ -78,7 +49,7 @@ Deno.test("PodmanClient runs a labelled container with a published port through 
 
     await client.startContainer(id);
     await client.startContainer(id); // already running: not an error
-    const page = await eventually(async () => {
+    const page = await eventually("the page", async () => {
       const response = await fetch(`http://127.0.0.1:${port}/`);
       const text = await response.text();
       assert.equal(response.status, 200);
@@ -122,11 +93,11 @@ Deno.test("PodmanClient.createContainer() passes env, bind mounts, entrypoint an
   using client = new PodmanClient({ socketPath: svc.socketPath });
   const image = await ensureTestImage(client, TAG);
   const dir = await Deno.makeTempDir({ prefix: "fleet-podman-mount-" });
-  const name = uniqueName("fleet-spec");
+  const name = uniqueContainerName("fleet-spec");
   try {
     await Deno.writeTextFile(`${dir}/in.txt`, "from host");
     await Deno.mkdir(`${dir}/out`);
-    const id = await client.createContainer(spec(name, image, {
+    const id = await client.createContainer(testContainerSpec(name, image, {
       env: { GREETING: "hello" },
       volumes: [
         { hostPath: `${dir}/in.txt`, containerPath: "/in.txt", readOnly: true },
@@ -136,7 +107,7 @@ Deno.test("PodmanClient.createContainer() passes env, bind mounts, entrypoint an
       args: ['cat /in.txt > /out/copy; echo "$GREETING" > /out/env; echo x > /in.txt || exit 3'],
     }));
     await client.startContainer(id);
-    const exited = await eventually(async () => {
+    const exited = await eventually("the container to exit", async () => {
       const state = await client.inspectContainer(id);
       assert.equal(state?.state, "exited");
       return state;
@@ -155,11 +126,11 @@ Deno.test("PodmanClient.stopContainer() sends SIGTERM, then kills a container th
   using client = new PodmanClient({ socketPath: svc.socketPath });
   const image = await ensureTestImage(client, TAG);
   const dir = await Deno.makeTempDir({ prefix: "fleet-podman-stubborn-" });
-  const name = uniqueName("fleet-stubborn");
+  const name = uniqueContainerName("fleet-stubborn");
   try {
     // Notes every SIGTERM in /out/term and carries on (`wait` returns at once on a trapped
     // signal, a foreground sleep would delay the note).
-    const id = await client.createContainer(spec(name, image, {
+    const id = await client.createContainer(testContainerSpec(name, image, {
       volumes: [{ hostPath: dir, containerPath: "/out", readOnly: false }],
       command: ["/bin/sh", "-c"],
       args: ["trap 'echo TERM >> /out/term' TERM; while true; do sleep 1 & wait $!; done"],
@@ -172,9 +143,10 @@ Deno.test("PodmanClient.stopContainer() sends SIGTERM, then kills a container th
     // Removing it while it runs kills it straight away: no SIGTERM, so no stop timeout.
     await Deno.remove(`${dir}/term`);
     await client.startContainer(id);
-    await eventually(async () => {
-      assert.equal((await client.inspectContainer(id))?.state, "running");
-    });
+    await eventually(
+      "the container to run",
+      async () => (await client.inspectContainer(id))?.state === "running",
+    );
     await client.removeContainer(id);
     assert.equal(await client.inspectContainer(id), undefined);
     await assert.rejects(Deno.stat(`${dir}/term`), Deno.errors.NotFound, "no SIGTERM was sent");
@@ -192,7 +164,9 @@ Deno.test("a container outlives its Podman service and the next service stops it
   try {
     using client = new PodmanClient({ socketPath: first.socketPath });
     const image = await ensureTestImage(client, TAG);
-    id = await client.createContainer(spec(uniqueName("fleet-outlives"), image));
+    id = await client.createContainer(
+      testContainerSpec(uniqueContainerName("fleet-outlives"), image),
+    );
     await client.startContainer(id);
   } finally {
     await first.stop();
@@ -217,15 +191,15 @@ Deno.test("PodmanClient.removeContainer() removes a created container; an absent
   await using svc = await startPodmanService();
   using client = new PodmanClient({ socketPath: svc.socketPath });
   const image = await ensureTestImage(client, TAG);
-  const name = uniqueName("fleet-created");
+  const name = uniqueContainerName("fleet-created");
   try {
-    await client.createContainer(spec(name, image));
+    await client.createContainer(testContainerSpec(name, image));
     await client.removeContainer(name);
     assert.equal(await client.inspectContainer(name), undefined);
   } finally {
     await client.removeContainer(name);
   }
-  await client.removeContainer(uniqueName("fleet-absent"));
+  await client.removeContainer(uniqueContainerName("fleet-absent"));
   await client.removeContainer("0123456789abcdef0123456789abcdef");
 });
 
@@ -234,7 +208,9 @@ Deno.test("PodmanClient.createContainer() rejects an invalid spec and names a mi
   using client = new PodmanClient({ socketPath: svc.socketPath });
   await assert.rejects(
     client.createContainer(
-      spec("bad name", "x", { ports: [{ hostPort: 0, containerPort: 80, protocol: "tcp" }] }),
+      testContainerSpec("bad name", "x", {
+        ports: [{ hostPort: 0, containerPort: 80, protocol: "tcp" }],
+      }),
     ),
     (error: unknown) => {
       assert.ok(error instanceof TypeError);
@@ -246,10 +222,10 @@ Deno.test("PodmanClient.createContainer() rejects an invalid spec and names a mi
     },
   );
 
-  const name = uniqueName("fleet-noimage");
+  const name = uniqueContainerName("fleet-noimage");
   try {
     await assert.rejects(
-      client.createContainer(spec(name, "localhost/fleet-test:no-such-tag")),
+      client.createContainer(testContainerSpec(name, "localhost/fleet-test:no-such-tag")),
       (error: unknown) => {
         assert.ok(error instanceof PodmanError);
         assert.equal(error.operation, "create container");
@@ -285,7 +261,7 @@ Deno.test("PodmanClient.pullImage() of an unreachable image throws a PodmanError
 Deno.test("PodmanClient.buildImage() surfaces a failing step; removeImage() removes the image", async () => {
   await using svc = await startPodmanService();
   using client = new PodmanClient({ socketPath: svc.socketPath });
-  const failing = `localhost/fleet-test:${uniqueName("broken")}`;
+  const failing = `localhost/fleet-test:${uniqueContainerName("broken")}`;
   await assert.rejects(
     client.buildImage({
       tags: [failing],
@@ -300,7 +276,7 @@ Deno.test("PodmanClient.buildImage() surfaces a failing step; removeImage() remo
   );
   assert.equal(await client.imageExists(failing), false);
 
-  const ref = `localhost/fleet-test:${uniqueName("removable")}`;
+  const ref = `localhost/fleet-test:${uniqueContainerName("removable")}`;
   try {
     await client.buildImage({
       tags: [ref],
