@@ -38,7 +38,12 @@ Deno.test("KubeLeaseStore on a real API server: create and update are compare-an
     "update() names the resourceVersion it replaces; a stale one conflicts",
     async () => {
       const seen = (await a.get())!;
-      const renewed = await a.update(record("op-a"), seen.revision);
+      // A real change: replacing a Lease with what it already holds (whichever create won the
+      // race above) writes nothing and keeps its resourceVersion, so `seen` would not be stale.
+      const renewed = await a.update(
+        { ...record("op-a"), renewTime: "2026-01-01T00:00:02.789Z" },
+        seen.revision,
+      );
       assert.equal(renewed.outcome, "written");
       assert.equal(renewed.outcome === "written" && renewed.revision, (await b.get())?.revision);
       assert.deepEqual(await b.update(record("op-b"), seen.revision), { outcome: "conflict" });
