@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Kvm } from "@nats-io/kv";
 import { LEASE_BUCKET, type LeaseRecord, OPERATOR_LEASE_KEY } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import { eventually } from "../testing/eventually.ts";
+import { testConnection } from "../testing/nats.ts";
 import { LeaseStoreError } from "./lease_store.ts";
 import { NatsLeaseStore } from "./nats_lease.ts";
 import { runAsLeader } from "./leader_election.ts";
@@ -20,114 +20,90 @@ function record(holder: string, transitions = 0): LeaseRecord {
   };
 }
 
-/** Two replicas' connections to one server, each with its own store on the same lease. */
-async function twoReplicas(url: string): Promise<[NatsConnection, NatsConnection]> {
-  return [await connect({ servers: url }), await connect({ servers: url })];
-}
-
 Deno.test("NatsLeaseStore creates its bucket (history 1) on first use; a new lease reads as none", async () => {
   await using ns = await startNatsServer();
-  const nc = await connect({ servers: ns.url });
-  try {
-    const store = new NatsLeaseStore(nc, { replicas: 1 });
-    assert.equal(await store.get(), undefined);
-    const status = await (await new Kvm(nc).open(LEASE_BUCKET)).status();
-    assert.equal(status.history, 1);
-    assert.equal(status.replicas, 1);
-    assert.equal(
-      store.description,
-      `lease "${OPERATOR_LEASE_KEY}" in the NATS bucket "fleet-leases"`,
-    );
-  } finally {
-    await nc.close();
-  }
+  await using nc = await testConnection(ns.url);
+  const store = new NatsLeaseStore(nc, { replicas: 1 });
+  assert.equal(await store.get(), undefined);
+  const status = await (await new Kvm(nc).open(LEASE_BUCKET)).status();
+  assert.equal(status.history, 1);
+  assert.equal(status.replicas, 1);
+  assert.equal(
+    store.description,
+    `lease "${OPERATOR_LEASE_KEY}" in the NATS bucket "fleet-leases"`,
+  );
 });
 
 Deno.test("NatsLeaseStore.create() writes once; a second create, from any replica, conflicts", async () => {
   await using ns = await startNatsServer();
-  const [n1, n2] = await twoReplicas(ns.url);
-  try {
-    const a = new NatsLeaseStore(n1, { replicas: 1 });
-    const b = new NatsLeaseStore(n2, { replicas: 1 });
-    const results = await Promise.all([a.create(record("op-a")), b.create(record("op-b"))]);
-    assert.deepEqual(results.map((r) => r.outcome).sort(), ["conflict", "written"]);
-    const winner = results[0]!.outcome === "written" ? "op-a" : "op-b";
-    const stored = await b.get();
-    assert.equal(stored?.record.holderIdentity, winner);
-    const written = results.find((r) => r.outcome === "written");
-    assert.equal(written?.outcome === "written" && written.revision, stored?.revision);
-    assert.deepEqual(await a.create(record("op-a")), { outcome: "conflict" });
-  } finally {
-    await n1.close();
-    await n2.close();
-  }
+  await using n1 = await testConnection(ns.url);
+  await using n2 = await testConnection(ns.url);
+  const a = new NatsLeaseStore(n1, { replicas: 1 });
+  const b = new NatsLeaseStore(n2, { replicas: 1 });
+  const results = await Promise.all([a.create(record("op-a")), b.create(record("op-b"))]);
+  assert.deepEqual(results.map((r) => r.outcome).sort(), ["conflict", "written"]);
+  const winner = results[0]!.outcome === "written" ? "op-a" : "op-b";
+  const stored = await b.get();
+  assert.equal(stored?.record.holderIdentity, winner);
+  const written = results.find((r) => r.outcome === "written");
+  assert.equal(written?.outcome === "written" && written.revision, stored?.revision);
+  assert.deepEqual(await a.create(record("op-a")), { outcome: "conflict" });
 });
 
 Deno.test("NatsLeaseStore.update() is compare-and-set: of two writers on one revision, one conflicts", async () => {
   await using ns = await startNatsServer();
-  const [n1, n2] = await twoReplicas(ns.url);
-  try {
-    const a = new NatsLeaseStore(n1, { replicas: 1 });
-    const b = new NatsLeaseStore(n2, { replicas: 1 });
-    await a.create(record("op-a"));
-    const seen = (await a.get())!;
-    const renewed = await a.update(record("op-a"), seen.revision);
-    assert.equal(renewed.outcome, "written");
-    assert.notEqual(renewed.outcome === "written" && renewed.revision, seen.revision);
-    // b still holds the revision it read before a's renewal: stale.
-    assert.deepEqual(await b.update(record("op-b", 1), seen.revision), { outcome: "conflict" });
+  await using n1 = await testConnection(ns.url);
+  await using n2 = await testConnection(ns.url);
+  const a = new NatsLeaseStore(n1, { replicas: 1 });
+  const b = new NatsLeaseStore(n2, { replicas: 1 });
+  await a.create(record("op-a"));
+  const seen = (await a.get())!;
+  const renewed = await a.update(record("op-a"), seen.revision);
+  assert.equal(renewed.outcome, "written");
+  assert.notEqual(renewed.outcome === "written" && renewed.revision, seen.revision);
+  // b still holds the revision it read before a's renewal: stale.
+  assert.deepEqual(await b.update(record("op-b", 1), seen.revision), { outcome: "conflict" });
 
-    const current = (await b.get())!;
-    const race = await Promise.all([
-      a.update(record("op-a"), current.revision),
-      b.update(record("op-b", 1), current.revision),
-    ]);
-    assert.deepEqual(race.map((r) => r.outcome).sort(), ["conflict", "written"]);
-  } finally {
-    await n1.close();
-    await n2.close();
-  }
+  const current = (await b.get())!;
+  const race = await Promise.all([
+    a.update(record("op-a"), current.revision),
+    b.update(record("op-b", 1), current.revision),
+  ]);
+  assert.deepEqual(race.map((r) => r.outcome).sort(), ["conflict", "written"]);
 });
 
 Deno.test("NatsLeaseStore: a deleted lease reads as none and is created again by exactly one replica", async () => {
   await using ns = await startNatsServer();
-  const [n1, n2] = await twoReplicas(ns.url);
-  try {
-    const a = new NatsLeaseStore(n1, { replicas: 1 });
-    const b = new NatsLeaseStore(n2, { replicas: 1 });
-    await a.create(record("op-a"));
-    await (await new Kvm(n1).open(LEASE_BUCKET)).delete(OPERATOR_LEASE_KEY);
-    assert.equal(await b.get(), undefined);
-    const results = await Promise.all([a.create(record("op-a")), b.create(record("op-b"))]);
-    assert.deepEqual(results.map((r) => r.outcome).sort(), ["conflict", "written"]);
-  } finally {
-    await n1.close();
-    await n2.close();
-  }
+  await using n1 = await testConnection(ns.url);
+  await using n2 = await testConnection(ns.url);
+  const a = new NatsLeaseStore(n1, { replicas: 1 });
+  const b = new NatsLeaseStore(n2, { replicas: 1 });
+  await a.create(record("op-a"));
+  await (await new Kvm(n1).open(LEASE_BUCKET)).delete(OPERATOR_LEASE_KEY);
+  assert.equal(await b.get(), undefined);
+  const results = await Promise.all([a.create(record("op-a")), b.create(record("op-b"))]);
+  assert.deepEqual(results.map((r) => r.outcome).sort(), ["conflict", "written"]);
 });
 
 Deno.test("NatsLeaseStore.get() of an unreadable lease fails with a LeaseStoreError saying how to clear it", async () => {
   await using ns = await startNatsServer();
-  const nc = await connect({ servers: ns.url });
-  try {
-    const store = new NatsLeaseStore(nc, { replicas: 1, key: "broken" });
-    await store.get(); // creates the bucket
-    await (await new Kvm(nc).open(LEASE_BUCKET)).put("broken", "{not json");
-    await assert.rejects(store.get(), (error: unknown) => {
-      assert.ok(error instanceof LeaseStoreError);
-      assert.match(error.message, /lease "broken"/);
-      assert.match(error.message, /nats kv del fleet-leases broken/);
-      return true;
-    });
-    await assert.rejects(store.update(record("x"), "abc"), /"abc" is not a KV revision/);
-  } finally {
-    await nc.close();
-  }
+  await using nc = await testConnection(ns.url);
+  const store = new NatsLeaseStore(nc, { replicas: 1, key: "broken" });
+  await store.get(); // creates the bucket
+  await (await new Kvm(nc).open(LEASE_BUCKET)).put("broken", "{not json");
+  await assert.rejects(store.get(), (error: unknown) => {
+    assert.ok(error instanceof LeaseStoreError);
+    assert.match(error.message, /lease "broken"/);
+    assert.match(error.message, /nats kv del fleet-leases broken/);
+    return true;
+  });
+  await assert.rejects(store.update(record("x"), "abc"), /"abc" is not a KV revision/);
 });
 
 Deno.test("runAsLeader() over NATS: one of two replicas leads; the other takes over when it stops", async () => {
   await using ns = await startNatsServer();
-  const [n1, n2] = await twoReplicas(ns.url);
+  await using n1 = await testConnection(ns.url);
+  await using n2 = await testConnection(ns.url);
   const log = createLogger({ write: () => {} });
   const leading = new Set<string>();
   const stops = new Map<string, AbortController>();
@@ -171,7 +147,5 @@ Deno.test("runAsLeader() over NATS: one of two replicas leads; the other takes o
     assert.deepEqual(await Promise.all(runs), ["stopped", "stopped"]);
   } finally {
     for (const stop of stops.values()) stop.abort();
-    await n1.close();
-    await n2.close();
   }
 });

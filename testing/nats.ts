@@ -1,7 +1,8 @@
 /** Helpers shared by the NATS adapter tests. */
 
 import type { NatsConnection, Status } from "@nats-io/nats-core";
-import { createLogger, type Logger } from "../adapters/logger.ts";
+import { createLogger, type Logger, silentLogger } from "../adapters/logger.ts";
+import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
 import type { WatchEvent } from "../adapters/nats/kv_watch.ts";
 
 const decoder = new TextDecoder();
@@ -52,4 +53,15 @@ export function nextStatus(nc: NatsConnection, type: Status["type"]): Promise<vo
   return (async () => {
     for await (const s of statuses) if (s.type === type) return;
   })();
+}
+
+/** A test's connection to the nats-server at `url`, closed by `await using`. */
+export async function testConnection(url: string): Promise<NatsConnection & AsyncDisposable> {
+  const nc = await connectNats({
+    servers: [url],
+    credentials: noCredentials(),
+    name: "test",
+    logger: silentLogger,
+  });
+  return Object.assign(nc, { [Symbol.asyncDispose]: () => nc.close() });
 }
