@@ -1,7 +1,7 @@
 /**
  * Control-plane benchmark: a real operator (nats source) against N simulated devices, no
  * podman. `deno task bench:fleet --devices N --deployments M --rate R --duration D`
- * (`deno task bench:fleet -- ...`). Prints progress, then LAST one line of figures.
+ * Prints progress, then LAST one line of figures.
  *
  * How it simulates:
  * - Device i has labels `group=g<i % M>` and `half=a|b` (`a` when ⌊i / M⌋ is even), plus

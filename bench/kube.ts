@@ -2,7 +2,7 @@
  * Control-plane benchmark of the kube source: a real kube-apiserver with etcd, a real
  * nats-server, the operator as a child `fleet operator run --source kube`, and N simulated
  * devices (no podman). `deno task bench:kube --devices N --deployments M --rate R --duration D`
- * (`deno task bench:kube -- ...`). Prints progress lines (`# `), then LAST one line of figures.
+ * Prints progress lines (`# `), then LAST one line of figures.
  *
  * Phases:
  * 1. Registration: every device puts its device-info and a first heartbeat; time until all N
