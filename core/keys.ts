@@ -39,11 +39,21 @@ function check(deviceId: string, ref?: DeploymentRef): void {
   }
 }
 
+const AGENT_CONFLICT_TOKEN = "agent-conflict";
+
 export const keys = {
   /** `desired-state`: `<deviceId>.<namespace>.<deployment>` */
   desiredState(deviceId: string, ref: DeploymentRef): string {
     check(deviceId, ref);
     return `${deviceId}.${ref.namespace}.${ref.name}`;
+  },
+  /**
+   * `desired-state`: `<deviceId>.agent-conflict`, the control plane's word to a device's
+   * agents while two of them run as that device. Two tokens: never a deployment's key.
+   */
+  agentConflict(deviceId: string): string {
+    check(deviceId);
+    return `${deviceId}.${AGENT_CONFLICT_TOKEN}`;
   },
   /** Watch filter for one device's desired state. */
   desiredStateOfDevice(deviceId: string): string {
@@ -98,6 +108,10 @@ export const parseKey = {
   desiredState(key: string): { deviceId: string; ref: DeploymentRef } | undefined {
     const t = tokens(key, 3);
     return t && { deviceId: t[0]!, ref: { namespace: t[1]!, name: t[2]! } };
+  },
+  agentConflict(key: string): string | undefined {
+    const t = tokens(key, 2);
+    return t?.[1] === AGENT_CONFLICT_TOKEN ? t[0] : undefined;
   },
   deviceInfo(key: string): string | undefined {
     return tokens(key, 1, "info")?.[0];

@@ -145,3 +145,12 @@ Deno.test("commandSubject() rejects a verb that is not a single lowercase token"
     assert.throws(() => commandSubject("dev-1", verb), /Invalid command verb/, verb);
   }
 });
+
+Deno.test("the agent-conflict key has two tokens: never a deployment's key", () => {
+  assert.equal(keys.agentConflict("pi-1"), "pi-1.agent-conflict");
+  assert.equal(parseKey.agentConflict("pi-1.agent-conflict"), "pi-1");
+  assert.equal(parseKey.desiredState("pi-1.agent-conflict"), undefined);
+  assert.equal(parseKey.agentConflict("pi-1.default.web"), undefined);
+  assert.equal(parseKey.agentConflict("pi-1.other"), undefined);
+  assert.throws(() => keys.agentConflict("Pi 1"), InvalidIdentifierError);
+});

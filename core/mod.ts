@@ -9,6 +9,17 @@ export { type Clock, type Timer } from "./clock.ts";
 export { backoffDelay, type BackoffPolicy, DEFAULT_BACKOFF } from "./backoff.ts";
 export { type HeartbeatSighting, isStale, lastSeenAt } from "./liveness.ts";
 export {
+  type DeviceInstances,
+  InstanceConflict,
+  InstanceId,
+  instanceRole,
+  type InstanceSeen,
+  judgeInstances,
+  liveInstances,
+  newInstanceId,
+  recordSighting,
+} from "./agent_instances.ts";
+export {
   DNS_LABEL_MAX,
   DNS_LABEL_PATTERN,
   DNS_LABEL_RULE,

@@ -121,10 +121,13 @@ Deno.test("DesiredState, Deployment and Score golden fixtures describe the same 
   assert.deepStrictEqual(desiredStateOf(deployment as StoredDeployment), desired);
 });
 
-Deno.test("Heartbeat JSON with a 63-character device id stays under 100 bytes", () => {
-  const heartbeat = Heartbeat.parse({ deviceId: "d".repeat(63), at: 9_999_999_999_999 });
-  const bytes = new TextEncoder().encode(JSON.stringify(heartbeat)).length;
-  assert.ok(bytes < 100, `heartbeat is ${bytes} bytes`);
+Deno.test("Heartbeat JSON stays under 100 bytes for a 30-character device id, 128 for 63", () => {
+  const size = (deviceId: string) => {
+    const heartbeat = Heartbeat.parse({ deviceId, at: 9_999_999_999_999, instance: "k3v9q2xa" });
+    return new TextEncoder().encode(JSON.stringify(heartbeat)).length;
+  };
+  assert.ok(size("d".repeat(30)) < 100, `heartbeat is ${size("d".repeat(30))} bytes`);
+  assert.ok(size("d".repeat(63)) < 128, `heartbeat is ${size("d".repeat(63))} bytes`);
 });
 
 Deno.test("Heartbeat rejects a negative, fractional or string timestamp", () => {
