@@ -32,6 +32,8 @@ export {
 export { describeIssues, parseJsonWith, parseWith, WireFormatError } from "./errors.ts";
 export {
   formatSelector,
+  LABEL_VALUE_MAX,
+  LABEL_VALUE_RULE,
   LabelKey,
   labelKeyProblem,
   Labels,
@@ -44,6 +46,7 @@ export {
   type SelectorOperator,
   SelectorOperators,
   SelectorSyntaxError,
+  suggestLabelValue,
 } from "./selector.ts";
 export {
   EnvVar,
@@ -76,12 +79,21 @@ export {
   type StoredDeployment,
 } from "./deployment.ts";
 export {
+  DEVICE_ANNOTATIONS_MAX,
   DEVICE_ID_LABEL,
   DEVICE_LABEL_VALUE_MAX,
+  DEVICE_TEXT_MAX,
+  DeviceAnnotations,
+  DeviceDescription,
   DeviceInfo,
   DeviceLabels,
   deviceLabels,
   Inventory,
+  splitDeviceLabels,
+  type SplitLabels,
+  type UnselectableLabel,
+  unselectableLabels,
+  withSelectableLabels,
 } from "./device_info.ts";
 export {
   DeploymentState,

@@ -22,13 +22,40 @@ export function labelKeyProblem(key: string): string | undefined {
   return undefined;
 }
 
+/** Longest Kubernetes label value. */
+export const LABEL_VALUE_MAX = 63;
+
+/** The Kubernetes label value rule, in words. */
+export const LABEL_VALUE_RULE =
+  `at most ${LABEL_VALUE_MAX} characters of a-z, A-Z, 0-9, '-', '_' and '.', starting and ending with a letter or digit`;
+
 /** Why `value` is not a valid Kubernetes label value, or undefined. */
 export function labelValueProblem(value: string): string | undefined {
   return LABEL_VALUE.test(value)
     ? undefined
-    : `label value ${
-      JSON.stringify(value)
-    } must be at most 63 characters of a-z, A-Z, 0-9, '-', '_' and '.', starting and ending with a letter or digit`;
+    : `label value ${JSON.stringify(value)} must be ${LABEL_VALUE_RULE}`;
+}
+
+/**
+ * A valid label value close to free text, to suggest to a person: accents dropped, lowercase,
+ * each run of other characters one '-', the ends trimmed, cut to 63 characters at a separator
+ * when there is one. `"Building 7 / Room 3"` gives `"building-7-room-3"`; text with no letter
+ * or digit gives "".
+ */
+export function suggestLabelValue(text: string): string {
+  const trimEnds = (s: string) => s.replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, "");
+  const cleaned = trimEnds(
+    text.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase()
+      .replace(/[^a-z0-9._-]+/g, "-")
+      .replace(/[-_.]*-[-_.]*/g, "-"),
+  );
+  if (cleaned.length <= LABEL_VALUE_MAX) return cleaned;
+  // Cut where a word ends, unless that loses more than half of what fits.
+  const head = cleaned.slice(0, LABEL_VALUE_MAX + 1);
+  const boundary = Math.max(head.lastIndexOf("-"), head.lastIndexOf("_"), head.lastIndexOf("."));
+  return trimEnds(
+    cleaned.slice(0, boundary > LABEL_VALUE_MAX / 2 ? boundary : LABEL_VALUE_MAX),
+  );
 }
 
 export const LabelKey = z.string().superRefine((key, ctx) => {

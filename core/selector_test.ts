@@ -4,9 +4,11 @@ import {
   formatSelector,
   type Labels,
   LabelSelector,
+  labelValueProblem,
   matchesSelector,
   parseSelector,
   SelectorSyntaxError,
+  suggestLabelValue,
 } from "./selector.ts";
 
 const DEVICE: Labels = {
@@ -305,3 +307,49 @@ for (const text of ROUND_TRIPS) {
     assert.equal(formatSelector(parseSelector([formatted])), formatted);
   });
 }
+
+// --- suggestLabelValue ----------------------------------------------------------------
+
+for (
+  const [text, expected] of [
+    ["Building 7 / Room 3", "building-7-room-3"],
+    ["Building 4, Room 12", "building-4-room-12"],
+    ["  Lab A -- 2nd floor!  ", "lab-a-2nd-floor"],
+    ["Montréal Çà", "montreal-ca"],
+    ["v1.2_beta", "v1.2_beta"],
+    ["a . b", "a-b"],
+    ["日本", ""],
+    ["", ""],
+  ] as const
+) {
+  Deno.test(`suggestLabelValue() turns ${JSON.stringify(text)} into ${JSON.stringify(expected)}`, () => {
+    assert.equal(suggestLabelValue(text), expected);
+  });
+}
+
+Deno.test("suggestLabelValue() cuts a long text at the last word that fits in 63 characters", () => {
+  const text = "Main warehouse, loading dock B, north wall, second shelf from the top";
+  const suggestion = suggestLabelValue(text);
+  assert.equal(suggestion, "main-warehouse-loading-dock-b-north-wall-second-shelf-from-the");
+  assert.ok(suggestion.length <= 63);
+});
+
+Deno.test("suggestLabelValue() cuts a long text with no separator at 63 characters", () => {
+  assert.equal(suggestLabelValue("X".repeat(100)), "x".repeat(63));
+});
+
+Deno.test("suggestLabelValue() always gives a valid label value (seeded fuzz)", () => {
+  const alphabet = ["a", "Z", "0", " ", "-", "_", ".", "/", ",", "é", "日", "🇨🇦", "\t"];
+  let seed = 42;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  for (let i = 0; i < 2000; i++) {
+    const length = next() % 120;
+    const text = Array.from({ length }, () => alphabet[next() % alphabet.length]).join("");
+    const suggestion = suggestLabelValue(text);
+    assert.equal(
+      labelValueProblem(suggestion),
+      undefined,
+      `${JSON.stringify(text)} -> ${suggestion}`,
+    );
+  }
+});

@@ -19,6 +19,7 @@ import {
   resolveScore,
   Score,
   type StoredDeployment,
+  withSelectableLabels,
   WorkloadError,
 } from "./mod.ts";
 import { describeIssues } from "./errors.ts";
@@ -198,10 +199,11 @@ Deno.test("DeviceInfo rejects an invalid device id and an invalid label, naming 
   assert.match(describeIssues(longValue.error!), /at most 256 characters/);
 });
 
-Deno.test("DeviceInfo accepts free-text label values (Device objects sanitize them)", () => {
-  const parsed = DeviceInfo.parse({
+Deno.test("DeviceInfo of an older agent with a free-text label value parses, and withSelectableLabels() keeps that label apart as not selectable", () => {
+  // What agents before labels had to be Kubernetes label values published.
+  const older = {
     deviceId: "edge-1",
-    labels: { room: "Building 4, Room 12" },
+    labels: { "fleet.nationtech.io/device-id": "edge-1", room: "Building 4, Room 12", env: "prod" },
     inventory: {
       hostname: "h",
       arch: "x86_64",
@@ -212,8 +214,13 @@ Deno.test("DeviceInfo accepts free-text label values (Device objects sanitize th
       agentVersion: "0.1.0",
     },
     updatedAt: "2025-01-15T10:00:00.000Z",
-  });
+  };
+  const parsed = DeviceInfo.parse(older);
   assert.equal(parsed.labels.room, "Building 4, Room 12");
+  const view = withSelectableLabels(parsed);
+  assert.deepStrictEqual(view.labels, { "fleet.nationtech.io/device-id": "edge-1", env: "prod" });
+  assert.deepStrictEqual(view.unselectableLabels, { room: "Building 4, Room 12" });
+  assert.deepStrictEqual(view.inventory, parsed.inventory);
 });
 
 // --- workloads ------------------------------------------------------------------------
