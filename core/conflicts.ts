@@ -1,0 +1,144 @@
+/**
+ * Host-port conflicts between deployments on one device: which deployments the operator must
+ * not write there, and why. Pure.
+ *
+ * The rule, per device: deployments are considered in order, those whose desired state the
+ * device already has (incumbents) first, then by creation time (unknown last), then by
+ * namespace and name. A deployment is blocked when one of the host ports its workload
+ * publishes overlaps
+ * - a port of a deployment admitted before it, or
+ * - a port the device's current desired state of another deployment publishes (that one's
+ *   containers hold it until the operator rewrites or removes it), unless the deployment
+ *   itself holds an overlapping port there too (state from before this rule; order decides).
+ *
+ * So an incumbent keeps its place even when a deployment created earlier starts selecting the
+ * device later, and a blocked deployment is written once what blocked it is gone from the
+ * device (deleted, retargeted or moved to other ports): the operator re-decides then.
+ *
+ * Container names cannot conflict: Fleet names a container
+ * `fleet_<device>_<namespace>_<deployment>_<service>` and none of those may contain `_`.
+ * @module
+ */
+import type { DeploymentRef } from "./keys.ts";
+import { type ParsedPort, parsePort, PodmanV0Data, type ScoreEnvelope } from "./score.ts";
+
+/** The part of a published port that another workload can collide with. */
+export type HostPort = Pick<ParsedPort, "hostIp" | "hostPort" | "protocol">;
+
+/**
+ * The host ports a workload publishes; none for a workload this build does not know (an
+ * unknown type or malformed data), which therefore conflicts with nothing.
+ */
+export function publishedPorts(score: ScoreEnvelope): ParsedPort[] {
+  if (score.type !== "PodmanV0") return [];
+  const data = PodmanV0Data.safeParse(score.data);
+  if (!data.success) return [];
+  return data.data.services.flatMap((service) => service.ports.map(parsePort));
+}
+
+/** No host IP and 0.0.0.0 bind every address; two different specific IPs are apart. */
+function ipsOverlap(a: string | undefined, b: string | undefined): boolean {
+  const any = (ip: string | undefined) => ip === undefined || ip === "0.0.0.0";
+  return any(a) || any(b) || a === b;
+}
+
+/** Whether two published ports cannot both be bound on one host. */
+export function portsOverlap(a: HostPort, b: HostPort): boolean {
+  return a.protocol === b.protocol && a.hostPort === b.hostPort && ipsOverlap(a.hostIp, b.hostIp);
+}
+
+/** `8080/tcp`, or `127.0.0.1:8080/tcp` with a host IP. */
+export function formatHostPort(port: HostPort): string {
+  return `${port.hostIp === undefined ? "" : `${port.hostIp}:`}${port.hostPort}/${port.protocol}`;
+}
+
+/** The message a blocked deployment fails with on the device. */
+export function conflictMessage(port: HostPort, by: DeploymentRef): string {
+  return `port ${formatHostPort(port)} is already used by deployment ${by.namespace}/${by.name}`;
+}
+
+/** One deployment as far as one device's ports go. */
+export interface PortClaimant {
+  ref: DeploymentRef;
+  /** The deployment's creation time (RFC 3339); undefined when unknown. */
+  createdAt: string | undefined;
+  /** Ports its current workload publishes; undefined when it does not select the device. */
+  wants: readonly HostPort[] | undefined;
+  /** Ports of its desired state the device has now; undefined when the device has none. */
+  holds: readonly HostPort[] | undefined;
+}
+
+/** A deployment that must not be written to the device: `port` is taken by `by`. */
+export interface PortConflict {
+  ref: DeploymentRef;
+  port: HostPort;
+  by: DeploymentRef;
+  /** {@link conflictMessage} of the two. */
+  message: string;
+}
+
+function createdMs(claimant: PortClaimant): number {
+  const ms = Date.parse(claimant.createdAt ?? "");
+  return Number.isNaN(ms) ? Infinity : ms;
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Incumbents first, then creation time (unknown last), then namespace and name. */
+export function compareClaimants(a: PortClaimant, b: PortClaimant): number {
+  const incumbent = Number(b.holds !== undefined) - Number(a.holds !== undefined);
+  if (incumbent !== 0) return incumbent;
+  const ageA = createdMs(a);
+  const ageB = createdMs(b);
+  if (ageA !== ageB) return ageA < ageB ? -1 : 1;
+  return compareText(a.ref.namespace, b.ref.namespace) || compareText(a.ref.name, b.ref.name);
+}
+
+function overlapping(ports: readonly HostPort[] | undefined, port: HostPort): boolean {
+  return ports?.some((p) => portsOverlap(p, port)) ?? false;
+}
+
+/**
+ * Decides which deployments selecting one device are blocked there (see the module doc).
+ * @param claimants every deployment that selects the device or whose desired state it has
+ * @returns the blocked ones, in the order they were considered, each with the first
+ *   conflicting port and the deployment holding it
+ */
+export function decidePortConflicts(claimants: readonly PortClaimant[]): PortConflict[] {
+  const ordered = [...claimants].sort(compareClaimants);
+  const admitted: PortClaimant[] = [];
+  const blocked: PortConflict[] = [];
+  for (const claimant of ordered) {
+    if (claimant.wants === undefined) continue;
+    const conflict = firstConflict(claimant, claimant.wants, ordered, admitted);
+    if (conflict) blocked.push(conflict);
+    else admitted.push(claimant);
+  }
+  return blocked;
+}
+
+function firstConflict(
+  claimant: PortClaimant,
+  wants: readonly HostPort[],
+  ordered: readonly PortClaimant[],
+  admitted: readonly PortClaimant[],
+): PortConflict | undefined {
+  for (const port of wants) {
+    for (const other of ordered) {
+      if (other === claimant) continue;
+      const takes = admitted.includes(other) && overlapping(other.wants, port);
+      const keeps = overlapping(other.holds, port) && !overlapping(claimant.holds, port);
+      if (takes || keeps) {
+        return {
+          ref: claimant.ref,
+          port,
+          by: other.ref,
+          message: conflictMessage(port, other.ref),
+        };
+      }
+    }
+  }
+  return undefined;
+}
