@@ -11,6 +11,7 @@ import {
   deviceLabels,
   type Heartbeat,
   keys,
+  withSelectableLabels,
 } from "../core/mod.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -21,7 +22,7 @@ import {
   type CredentialSource,
   watchBucket,
 } from "../adapters/nats/mod.ts";
-import type { AgentConfig } from "./config.ts";
+import { type AgentConfig, labelWarnings } from "./config.ts";
 import { DesiredCache } from "./desired_cache.ts";
 import { DesiredView } from "./desired_view.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -44,6 +45,8 @@ export interface AgentOptions {
   clock: Clock;
   /** Idle heartbeat of the desired-state watch (the adapter's default when absent). */
   watchHeartbeatMs?: number;
+  /** The config file, named in warnings about it. @default "the agent config" */
+  configPath?: string;
 }
 
 /** A sink that fails until NATS is connected; reports stay pending meanwhile. */
@@ -138,6 +141,10 @@ export class Agent {
       credentials: this.#options.credentials.describe(),
     });
 
+    for (const warning of labelWarnings(config, this.#options.configPath ?? "the agent config")) {
+      log.warn(warning);
+    }
+
     const cached = await this.#cache.load();
     if (cached.problem) log.warn(cached.problem);
     this.#view.seed(cached.values);
@@ -150,12 +157,14 @@ export class Agent {
       );
     }
 
-    const info: DeviceInfo = {
+    const info: DeviceInfo = withSelectableLabels({
       deviceId: config.device_id,
       labels: deviceLabels(config.device_id, config.labels),
+      ...(config.description === undefined ? {} : { description: config.description }),
+      ...(config.annotations === undefined ? {} : { annotations: config.annotations }),
       inventory: await readInventory(this.#options.version),
       updatedAt: new Date(this.#clock.now()).toISOString(),
-    };
+    });
     this.#reporter = new Reporter({
       deviceId: config.device_id,
       info,

@@ -74,8 +74,8 @@ class Fixture implements AsyncDisposable {
     );
   }
 
-  /** Runs an agent on `clock` until the returned stop() is called. */
-  run(clock: FakeClock) {
+  /** Runs an agent on `clock` until the returned stop() is called; `config` adds to its config. */
+  run(clock: FakeClock, config: Record<string, unknown> = {}) {
     const { logger, lines } = captureLogger("info");
     const listManaged = this.runtime.listManaged.bind(this.runtime);
     this.runtime.listManaged = (deviceId) => {
@@ -89,8 +89,10 @@ class Fixture implements AsyncDisposable {
         nats: { urls: [this.ns.url] },
         podman: { socket: "/nonexistent/podman.sock" },
         intervals: INTERVALS,
+        ...config,
       }),
       credentials: noCredentials(),
+      configPath: "/etc/fleet-agent/config.toml",
       runtime: this.runtime,
       log: logger,
       version: "0.0.0-test",
@@ -101,6 +103,7 @@ class Fixture implements AsyncDisposable {
     const done = agent.run(controller.signal);
     return {
       /** Resolves once the desired state was read from NATS and acted on. */
+      lines,
       ready: async () => {
         await eventually("the desired state read", () => lines.some((l) => l.includes("Read the")));
         await eventually("a pass after the read", () => agent.passes >= 2);
@@ -248,6 +251,41 @@ Deno.test("Agent republishes its DeviceInfo every republish_seconds, so a lost e
     await clock.advance(1);
     const again = await waitFor("DeviceInfo republished", info, 10_000, 20);
     assert.equal(again.updatedAt, new Date(T0 + republishMs).toISOString());
+  } finally {
+    await run.stop();
+  }
+});
+
+Deno.test("Agent whose config holds a free-text label value (an earlier version's) starts, runs its containers, warns and reports the label as not selectable", async () => {
+  await using f = await Fixture.start();
+  await f.desired.put(desiredKey("web"), desired("web"));
+  const run = f.run(new FakeClock(T0), {
+    labels: { site: "Building 7 / Room 3", tier: "edge" },
+    description: "Gateway by the loading dock",
+    annotations: { owner: "Facilities, ext. 4411" },
+  });
+  try {
+    await run.ready();
+    assert.deepEqual(f.names(), [`fleet_${DEVICE}_default_web_web`]);
+    const warning = run.lines.find((l) => l.includes("cannot be selected"));
+    assert.ok(warning, `a warning about the label: ${run.lines.join("\n")}`);
+    assert.match(warning, /Label site="Building 7 \/ Room 3" in \/etc\/fleet-agent\/config\.toml/);
+    assert.match(warning, /site = "building-7-room-3"/);
+    const info = await waitFor(
+      "DeviceInfo published",
+      async () => {
+        const entry = await f.info.get(keys.deviceInfo(DEVICE));
+        return entry?.operation === "PUT"
+          ? parseJsonWith(DeviceInfo, entry.string(), "device info")
+          : undefined;
+      },
+      10_000,
+      20,
+    );
+    assert.deepEqual(info.labels, { "fleet.nationtech.io/device-id": DEVICE, tier: "edge" });
+    assert.deepEqual(info.unselectableLabels, { site: "Building 7 / Room 3" });
+    assert.equal(info.description, "Gateway by the loading dock");
+    assert.deepEqual(info.annotations, { owner: "Facilities, ext. 4411" });
   } finally {
     await run.stop();
   }

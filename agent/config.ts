@@ -1,7 +1,14 @@
 /** The agent's TOML configuration (`/etc/fleet-agent/config.toml`), validated with zod. */
 import { z } from "zod";
 import { stringify as stringifyToml } from "smol-toml";
-import { DeviceLabels, identifierSchema } from "../core/mod.ts";
+import {
+  DeviceAnnotations,
+  DeviceDescription,
+  DeviceLabels,
+  identifierSchema,
+  type UnselectableLabel,
+  unselectableLabels,
+} from "../core/mod.ts";
 import {
   ConfigFileError,
   type ConfigFormat,
@@ -51,7 +58,15 @@ export type CredentialsConfig = z.infer<typeof CredentialsConfig>;
 
 export const AgentConfig = z.object({
   device_id: identifierSchema("device id"),
+  /**
+   * Free-text values are read (configs of older versions held them) but no selector can match
+   * them: the agent warns at start ({@link labelWarnings}) and reports them as not selectable.
+   */
   labels: DeviceLabels.default({}),
+  /** Free text about the device, shown and never selected. */
+  description: DeviceDescription.optional(),
+  /** Free text under label-like keys, shown and never selected. */
+  annotations: DeviceAnnotations.optional(),
   state_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/fleet-agent"),
   nats: z.object({
     urls: z.array(NatsUrl).min(1, "list at least one NATS server"),
@@ -107,13 +122,53 @@ export function loadAgentConfig(path: string): Promise<AgentConfig> {
   return loadTomlConfig(format, path);
 }
 
+/** TOML spelling of a key: bare when it can be. */
+function tomlKey(key: string): string {
+  return /^[A-Za-z0-9_-]+$/.test(key) ? key : JSON.stringify(key);
+}
+
+/** How to give a label a valid value in the config, and keep its text as an annotation. */
+function labelFix(label: UnselectableLabel, path: string): string {
+  const key = tomlKey(label.key);
+  const value = label.suggestion === ""
+    ? "a value of letters, digits, '-', '_' and '.'"
+    : `${key} = ${JSON.stringify(label.suggestion)}`;
+  return `set ${value} under [labels] in ${path}, and keep the text as an annotation: ` +
+    `annotations = { ${key} = ${JSON.stringify(label.value)} }`;
+}
+
+/**
+ * One warning per configured label no selector can match (a config from before label values
+ * had to be Kubernetes label values): the label, why, what the agent does, and the fix.
+ */
+export function labelWarnings(config: AgentConfig, path: string): string[] {
+  return unselectableLabels(config.labels).map((label) =>
+    `Label ${label.key}=${JSON.stringify(label.value)} in ${path} cannot be selected: ` +
+    `${label.problem}. The agent runs as before and reports the label as not selectable, ` +
+    `but no deployment can target this device by it. To fix it, ${labelFix(label, path)}` +
+    (label.suggestion === ""
+      ? ""
+      : ` (or enroll the device again with --label ${label.key}=${label.suggestion} ` +
+        `--annotation ${label.key}=${JSON.stringify(label.value)})`)
+  );
+}
+
 /**
  * The config file text for `config` (what `fleet device enroll` writes), validated the way the
- * agent will read it. Only the fields given are written, so the agent's defaults stay its own.
+ * agent will read it; a new config holds only labels a selector can match. Only the fields
+ * given are written, so the agent's defaults stay its own.
  *
- * @throws {ConfigError} when `config` is not a valid agent config.
+ * @throws {ConfigError} when `config` is not a valid agent config or holds a label value that
+ *   is not a Kubernetes label value.
  */
 export function renderAgentConfig(config: z.input<typeof AgentConfig>, path: string): string {
+  const bad = unselectableLabels(config.labels ?? {});
+  if (bad.length > 0) {
+    throw new ConfigError(
+      path,
+      bad.map((label) => `labels: ${label.problem}; ${labelFix(label, path)}`).join("; "),
+    );
+  }
   const text = [
     "# Fleet agent configuration. Edit with care: after a change here, a new",
     "# `fleet device enroll` of this device shows the difference and asks before replacing it.",

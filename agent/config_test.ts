@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ConfigError, loadAgentConfig, parseAgentConfig, renderAgentConfig } from "./config.ts";
+import {
+  ConfigError,
+  labelWarnings,
+  loadAgentConfig,
+  parseAgentConfig,
+  renderAgentConfig,
+} from "./config.ts";
 
 const PATH = "/etc/fleet-agent/config.toml";
 
@@ -178,6 +184,68 @@ Deno.test("parseAgentConfig() rejects a label with an invalid key, naming the ke
   assertRejects(minimal({ extra: `labels = { "Example.com/tier" = "x" }\n` }), "labels", "prefix");
 });
 
+Deno.test("parseAgentConfig() reads a config of an earlier version whose label value is free text", () => {
+  const config = parseAgentConfig(
+    minimal({ extra: `labels = { site = "Building 7 / Room 3", tier = "edge" }\n` }),
+    PATH,
+  );
+  assert.deepEqual(config.labels, { site: "Building 7 / Room 3", tier: "edge" });
+});
+
+Deno.test("labelWarnings() names each label no selector can match, why, and how to fix it", () => {
+  const config = parseAgentConfig(
+    minimal({
+      extra:
+        `labels = { site = "Building 7 / Room 3", tier = "edge", "example.com/note" = "!!" }\n`,
+    }),
+    PATH,
+  );
+  const [site, note, ...rest] = labelWarnings(config, PATH);
+  assert.deepEqual(rest, []);
+  assert.equal(
+    site,
+    `Label site="Building 7 / Room 3" in ${PATH} cannot be selected: label value "Building 7 / Room 3" ` +
+      `must be at most 63 characters of a-z, A-Z, 0-9, '-', '_' and '.', starting and ending with ` +
+      `a letter or digit. The agent runs as before and reports the label as not selectable, but ` +
+      `no deployment can target this device by it. To fix it, set site = "building-7-room-3" ` +
+      `under [labels] in ${PATH}, and keep the text as an annotation: ` +
+      `annotations = { site = "Building 7 / Room 3" } (or enroll the device again with ` +
+      `--label site=building-7-room-3 --annotation site="Building 7 / Room 3")`,
+  );
+  assert.match(note ?? "", /^Label example\.com\/note="!!" in .* cannot be selected/);
+  assert.match(note ?? "", /set a value of letters, digits/);
+  assert.match(note ?? "", /annotations = \{ "example\.com\/note" = "!!" \}$/);
+  assert.deepEqual(labelWarnings(parseAgentConfig(minimal(), PATH), PATH), []);
+});
+
+Deno.test("parseAgentConfig() reads a description and annotations", () => {
+  const config = parseAgentConfig(
+    minimal({
+      extra: `description = "Gateway by the loading dock"\n` +
+        `annotations = { room = "Building 7 / Room 3", "example.com/owner" = "Facilities" }\n`,
+    }),
+    PATH,
+  );
+  assert.equal(config.description, "Gateway by the loading dock");
+  assert.deepEqual(config.annotations, {
+    room: "Building 7 / Room 3",
+    "example.com/owner": "Facilities",
+  });
+});
+
+Deno.test("parseAgentConfig() rejects an annotation with an invalid key and a description over its limit", () => {
+  assertRejects(
+    minimal({ extra: `annotations = { "bad key!" = "x" }\n` }),
+    "annotations",
+    `"bad key!"`,
+  );
+  assertRejects(
+    minimal({ extra: `description = "${"x".repeat(1025)}"\n` }),
+    "description",
+    "at most 1024 characters",
+  );
+});
+
 Deno.test("parseAgentConfig() rejects a misspelt key, naming its table and the key it meant", () => {
   const error = assertRejects(
     minimal().replace("[podman]", "[intervals]\nheartbeat_second = 5\n\n[podman]"),
@@ -218,7 +286,7 @@ Deno.test("parseAgentConfig() rejects unknown keys in inline tables and lists wh
   );
   assertRejects(
     minimal({ extra: `colour = "blue"\n` }),
-    "unknown key colour at the top level (known keys: device_id, labels, state_dir, nats, podman, intervals)",
+    "unknown key colour at the top level (known keys: device_id, labels, description, annotations, state_dir, nats, podman, intervals)",
   );
   // Label names are the user's own: any valid one is accepted.
   assert.deepEqual(
@@ -262,7 +330,9 @@ Deno.test("loadAgentConfig() on a missing file says the file does not exist", as
 Deno.test("renderAgentConfig() writes a file the agent reads back as the same config", () => {
   const input = {
     device_id: "pi-7",
-    labels: { site: "lab", "fleet.nationtech.io/room": "Room 4 (north)" },
+    labels: { site: "lab", "fleet.nationtech.io/room": "room-4-north" },
+    description: "Gateway by the loading dock",
+    annotations: { room: "Room 4 (north)" },
     state_dir: "/var/lib/fleet-agent",
     nats: {
       urls: ["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"],
@@ -279,6 +349,8 @@ Deno.test("renderAgentConfig() writes a file the agent reads back as the same co
   assert.match(text, /^# Fleet agent configuration\. Edit with care/);
   const parsed = parseAgentConfig(text, "config.toml");
   assert.deepEqual(parsed.labels, input.labels);
+  assert.equal(parsed.description, input.description);
+  assert.deepEqual(parsed.annotations, input.annotations);
   assert.deepEqual(parsed.nats.urls, input.nats.urls);
   assert.equal(parsed.nats.credentials.type, "oidc");
   assert.equal(parsed.intervals.heartbeat_seconds, 30, "defaults stay the agent's");
@@ -287,5 +359,23 @@ Deno.test("renderAgentConfig() writes a file the agent reads back as the same co
   assert.throws(
     () => renderAgentConfig({ ...input, device_id: "pi.7" }, "/etc/fleet-agent/config.toml"),
     /Invalid agent config \/etc\/fleet-agent\/config.toml: device_id/,
+  );
+});
+
+Deno.test("renderAgentConfig() refuses a label value no selector could match, with a valid form", () => {
+  assert.throws(
+    () =>
+      renderAgentConfig({
+        device_id: "pi-7",
+        labels: { site: "Building 7 / Room 3" },
+        nats: { urls: ["nats://10.0.0.5:4222"] },
+        podman: { socket: "/run/podman/podman.sock" },
+      }, PATH),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /label value "Building 7 \/ Room 3" must be at most 63/);
+      assert.match(error.message, /site = "building-7-room-3"/);
+      return true;
+    },
   );
 });

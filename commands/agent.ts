@@ -71,6 +71,7 @@ when it returns. Logs go to stderr (journald under systemd).`,
         version,
         runtimeDescription: `podman at ${config.podman.socket}`,
         clock: systemClock,
+        configPath: flags.config,
       }).run(signal);
     });
   return agent;
