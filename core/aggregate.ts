@@ -19,6 +19,11 @@ export interface AggregateInput {
   stateOf(deviceId: string): DeploymentState | undefined;
   /** Epoch ms of the device's last heartbeat, undefined if none was seen. */
   lastSeenOf(deviceId: string): number | undefined;
+  /**
+   * Why the operator did not write the deployment to the device (a port conflict), and since
+   * when: the device counts as Failed with that error whatever it reported.
+   */
+  refusalOf?(deviceId: string): { message: string; at: string } | undefined;
   now: number;
   staleAfterMs: number;
 }
@@ -27,6 +32,10 @@ export interface AggregateInput {
 function isCurrent(state: DeploymentState, generation: number): boolean {
   return state.generation >= generation ||
     (state.phase === "Failed" && state.generation === UNKNOWN_GENERATION);
+}
+
+function newer(current: LastError | null, candidate: LastError): LastError {
+  return current === null || candidate.at > current.at ? candidate : current;
 }
 
 /** Counts succeeded, failed, pending and unreachable devices; pending includes the silent ones. */
@@ -40,12 +49,18 @@ export function computeAggregate(input: AggregateInput): Aggregate {
     matched++;
     const seen = input.lastSeenOf(deviceId);
     if (seen === undefined || input.now - seen > input.staleAfterMs) unreachable++;
+    const refusal = input.refusalOf?.(deviceId);
+    if (refusal) {
+      failed++;
+      lastError = newer(lastError, { deviceId, message: refusal.message, at: refusal.at });
+      continue;
+    }
     const state = input.stateOf(deviceId);
     if (state === undefined || !isCurrent(state, input.generation)) continue;
     if (state.phase === "Running") succeeded++;
     if (state.phase === "Failed") failed++;
-    if (state.lastError !== null && (lastError === null || state.lastEventAt > lastError.at)) {
-      lastError = { deviceId, message: state.lastError, at: state.lastEventAt };
+    if (state.lastError !== null) {
+      lastError = newer(lastError, { deviceId, message: state.lastError, at: state.lastEventAt });
     }
   }
   return {

@@ -136,6 +136,36 @@ Deno.test("computeAggregate() picks the newest lastError among matched devices",
   });
 });
 
+Deno.test("computeAggregate() counts a device the deployment was refused on as Failed, whatever it reported", () => {
+  const refused = {
+    message: "port 8080/tcp is already used by deployment default/api",
+    at: "2025-01-15T10:00:00.000Z",
+  };
+  // "failed" reported a newer error, "old" an older generation and no heartbeat: the refusal
+  // stands for all of them, and reachability is still counted.
+  const agg = computeAggregate({
+    ...input(
+      ["silent", "running", "failed", "old", "ok"],
+      [
+        state("running", "Running"),
+        state("failed", "Failed", 3, "newer error", "2025-01-15T10:00:30.000Z"),
+        state("old", "Running", 2),
+        state("ok", "Running"),
+      ],
+      { silent: NOW, running: NOW, failed: NOW, ok: NOW },
+    ),
+    refusalOf: (id) => id === "ok" ? undefined : refused,
+  });
+  assert.deepStrictEqual(agg, {
+    matchedDeviceCount: 5,
+    succeeded: 1,
+    failed: 4,
+    pending: 0,
+    unreachable: 1,
+    lastError: { deviceId: "silent", ...refused },
+  });
+});
+
 Deno.test("computeAggregate() ignores devices that are not matched", () => {
   const agg = computeAggregate(input(
     ["a"],

@@ -1,7 +1,7 @@
 /**
  * Fleet's pure core: wire types (zod schemas and their inferred types), identifier rules,
- * keys and subjects, label selectors, the agent's planner, the operator's targeting diff
- * and aggregation, and the Clock port. Nothing
+ * keys and subjects, label selectors, the agent's planner, the operator's targeting diff,
+ * port conflicts and aggregation, and the Clock port. Nothing
  * here does I/O or imports from outside `core/`.
  * @module
  */
@@ -132,6 +132,17 @@ export {
   serviceHash,
 } from "./planner.ts";
 export { diffTargets, selectDevices, type TargetDiff } from "./targeting.ts";
+export {
+  compareClaimants,
+  conflictMessage,
+  decidePortConflicts,
+  formatHostPort,
+  type HostPort,
+  type PortClaimant,
+  type PortConflict,
+  portsOverlap,
+  publishedPorts,
+} from "./conflicts.ts";
 export {
   aggregateEquals,
   type AggregateInput,
