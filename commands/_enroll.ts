@@ -5,7 +5,15 @@
  */
 import { Option } from "@commander-js/extra-typings";
 import { z } from "zod";
-import { describeIssues, DeviceLabels, validateIdentifier } from "../core/mod.ts";
+import {
+  describeIssues,
+  DeviceAnnotations,
+  DeviceDescription,
+  DeviceLabels,
+  type Labels,
+  unselectableLabels,
+  validateIdentifier,
+} from "../core/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import { askYesNo } from "../adapters/host/terminal.ts";
 import type { Target } from "../adapters/host/target.ts";
@@ -44,8 +52,16 @@ function seconds(text: string): number {
  */
 export function enrollOptions(): Option[] {
   return [
-    new Option("--label <key=value>", "a device label (repeat for more)").argParser(collect)
-      .default([] as string[], "none").env("FLEET_DEVICE_LABEL"),
+    new Option(
+      "--label <key=value>",
+      "a device label deployments select on; the value is a Kubernetes label value (repeat for more)",
+    ).argParser(collect).default([] as string[], "none").env("FLEET_DEVICE_LABEL"),
+    new Option("--description <text>", "free text about the device, shown and never selected")
+      .env("FLEET_DEVICE_DESCRIPTION"),
+    new Option(
+      "--annotation <key=text>",
+      "free text kept under a label-like key, shown and never selected (repeat for more)",
+    ).argParser(collect).default([] as string[], "none").env("FLEET_DEVICE_ANNOTATION"),
     new Option("--package-dir <dir>", "where fleet_<version>_<arch>.deb are").default("dist")
       .env("FLEET_PACKAGE_DIR"),
     new Option(
@@ -86,6 +102,8 @@ const optional = z.string().optional();
 /** The values of {@link enrollOptions} as commander hands them over. */
 const EnrollFlagsSchema = NatsConnectionFlags.extend({
   label: z.array(z.string()),
+  description: optional,
+  annotation: z.array(z.string()),
   packageDir: z.string(),
   deviceNatsUrl: optional,
   deviceKey: optional,
@@ -107,7 +125,9 @@ type EnrollFlags = z.infer<typeof EnrollFlagsSchema>;
 /** Everything an enroll needs from the flags, checked; nothing is contacted yet. */
 export interface EnrollPlan {
   deviceId: string;
-  labels: Record<string, string>;
+  labels: Labels;
+  description: string | undefined;
+  annotations: DeviceAnnotations;
   deviceUrls: string[];
   credentials: CredentialsConfig;
   deviceKey: string | undefined;
@@ -141,6 +161,14 @@ export async function planEnroll(
   validateIdentifier("device id", deviceId);
   const flags = EnrollFlagsSchema.parse(optionValues);
   const labels = parseLabels(flags.label);
+  const description = flags.description === undefined
+    ? undefined
+    : checkedFlag("--description", DeviceDescription, flags.description);
+  const annotations = checkedFlag(
+    "--annotation",
+    DeviceAnnotations,
+    parsePairs("--annotation", flags.annotation),
+  );
   const deviceUrls = flags.deviceNatsUrl === undefined
     ? defaultDeviceUrls(natsServers(flags))
     : natsServers({ natsUrl: flags.deviceNatsUrl });
@@ -172,6 +200,8 @@ export async function planEnroll(
   return {
     deviceId,
     labels,
+    description,
+    annotations,
     deviceUrls,
     credentials,
     deviceKey,
@@ -214,6 +244,8 @@ export async function runEnroll(target: Target, plan: EnrollPlan, log: Logger): 
       target,
       deviceId: plan.deviceId,
       labels: plan.labels,
+      ...(plan.description === undefined ? {} : { description: plan.description }),
+      annotations: plan.annotations,
       natsUrls: plan.deviceUrls,
       credentials: plan.credentials,
       packages: plan.packages,
@@ -238,16 +270,41 @@ export async function runEnroll(target: Target, plan: EnrollPlan, log: Logger): 
   }
 }
 
-function parseLabels(pairs: string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
+/** `key=value` flags as a record; the value may hold '=' and spaces. */
+function parsePairs(flag: string, pairs: string[]): Record<string, string> {
+  const parsed: Record<string, string> = {};
   for (const pair of pairs) {
     const at = pair.indexOf("=");
-    if (at <= 0) throw new UsageError(`--label "${pair}" is not key=value`);
-    labels[pair.slice(0, at)] = pair.slice(at + 1);
+    if (at <= 0) throw new UsageError(`${flag} "${pair}" is not key=value`);
+    parsed[pair.slice(0, at)] = pair.slice(at + 1);
   }
-  const result = DeviceLabels.safeParse(labels);
-  if (!result.success) throw new UsageError(`Invalid --label: ${describeIssues(result.error)}`);
+  return parsed;
+}
+
+function checkedFlag<T>(flag: string, schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new UsageError(`Invalid ${flag}: ${describeIssues(result.error)}`);
   return result.data;
+}
+
+/**
+ * The --label flags; a value must be a Kubernetes label value, since selectors match labels
+ * exactly: free text is refused with a valid form to use, and where to keep the text instead.
+ */
+function parseLabels(pairs: string[]): Labels {
+  const labels = checkedFlag("--label", DeviceLabels, parsePairs("--label", pairs));
+  const [bad] = unselectableLabels(labels);
+  if (bad) {
+    const instead = bad.suggestion === ""
+      ? "use letters and digits"
+      : `use --label ${bad.key}=${bad.suggestion}`;
+    throw new UsageError(
+      `Invalid --label ${bad.key}=${JSON.stringify(bad.value)}: ${bad.problem}, so that ` +
+        `deployments can select the device by it; ${instead}, and keep the text with ` +
+        `--annotation ${bad.key}=${JSON.stringify(bad.value)} or --description`,
+    );
+  }
+  return labels;
 }
 
 async function readKeyFile(path: string): Promise<string> {

@@ -161,6 +161,8 @@ const helpCases: [string[], string[]][] = [
     "env: FLEET_DEVICE_ID",
     "--target <ssh-url>",
     "--label <key=value>",
+    "--description <text>",
+    "--annotation <key=text>",
     "--package-dir <dir>",
     "--device-nats-url <urls>",
     "--zitadel-url <url>",
@@ -264,6 +266,35 @@ const usageCases: [string, string[], string[]][] = [
     "device enroll with a label that is not key=value",
     ["device", "enroll", "--device-id", "pi-7", "--label", "lab", "--target", "ssh://pi@192.0.2.1"],
     [`--label "lab"`, "key=value"],
+  ],
+  [
+    "device enroll with a label value no selector could match",
+    [
+      "device",
+      "enroll",
+      "--device-id",
+      "pi-7",
+      "--label",
+      "site=Building 7 / Room 3",
+      "--target",
+      "ssh://pi@192.0.2.1",
+    ],
+    [
+      `--label site="Building 7 / Room 3"`,
+      "at most 63 characters",
+      "--label site=building-7-room-3",
+      `--annotation site="Building 7 / Room 3"`,
+    ],
+  ],
+  [
+    "vm provision with a label value no selector could match",
+    ["vm", "provision", "--name", "vm1", "--label", "room=Lab A, 2nd floor"],
+    [`--label room="Lab A, 2nd floor"`, "at most 63 characters", "--label room=lab-a-2nd-floor"],
+  ],
+  [
+    "device enroll with an annotation whose key is not a label key",
+    ["device", "enroll", "--device-id", "pi-7", "--annotation", "bad key=text"],
+    ["--annotation", `"bad key"`],
   ],
   [
     "device enroll with a key but no issuer",
@@ -464,6 +495,20 @@ Deno.test("fleet reads each flag from its environment variable", async () => {
     ),
   ));
   assert.equal(flagged.metadata.namespace, "team-b");
+});
+
+Deno.test("fleet device enroll refuses a free-text label value from FLEET_DEVICE_LABEL too, before touching anything", async () => {
+  assertOneLineError(
+    await fleetWithEnv(
+      { FLEET_DEVICE_LABEL: "site=Building 7 / Room 3", FLEET_DEVICE_ID: "pi-7" },
+      "device",
+      "enroll",
+      "--target",
+      "ssh://pi@192.0.2.1",
+    ),
+    2,
+    "--label site=building-7-room-3",
+  );
 });
 
 Deno.test("fleet reports a failure's detail at --log-level debug (or FLEET_LOG_LEVEL=debug) only", async () => {

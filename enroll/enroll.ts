@@ -33,7 +33,12 @@ import {
 export interface EnrollOptions {
   target: Target;
   deviceId: string;
+  /** Kubernetes label values only (the config refuses others). */
   labels: Record<string, string>;
+  /** Free text about the device, shown and never selected. */
+  description?: string;
+  /** Free text under label-like keys, shown and never selected. */
+  annotations?: Record<string, string>;
   natsUrls: string[];
   /** The agent's NATS credentials; `oidc` ones get `key_file` set to the device key. */
   credentials: CredentialsConfig;
@@ -114,6 +119,10 @@ export async function enrollDevice(o: EnrollOptions): Promise<EnrollResult> {
   const config = renderAgentConfig({
     device_id: o.deviceId,
     labels: o.labels,
+    ...(o.description === undefined ? {} : { description: o.description }),
+    ...(o.annotations === undefined || Object.keys(o.annotations).length === 0
+      ? {}
+      : { annotations: o.annotations }),
     state_dir: STATE_DIR,
     nats: { urls: o.natsUrls, credentials },
     podman: { socket: podmanSocketPath(user.uid) },
