@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { identifierSchema } from "./ids.ts";
+import { InstanceId } from "./agent_instances.ts";
 import { LabelKey, type Labels, labelValueProblem, suggestLabelValue } from "./selector.ts";
 
 /** Label every device carries, so a selector can name one device. */
@@ -74,6 +75,8 @@ export const DeviceInfo = z.object({
   annotations: z.record(z.string(), z.string()).optional(),
   inventory: Inventory,
   updatedAt: z.string(),
+  /** The agent process that wrote it (core/agent_instances.ts); absent from older agents. */
+  instance: InstanceId.optional(),
 });
 export type DeviceInfo = z.infer<typeof DeviceInfo>;
 

@@ -55,6 +55,10 @@ export const keys = {
     check(deviceId);
     return `${deviceId}.${AGENT_CONFLICT_TOKEN}`;
   },
+  /** Key filter for every device's `agent-conflict` key. */
+  agentConflicts(): string {
+    return `*.${AGENT_CONFLICT_TOKEN}`;
+  },
   /** Watch filter for one device's desired state. */
   desiredStateOfDevice(deviceId: string): string {
     check(deviceId);

@@ -152,5 +152,6 @@ Deno.test("the agent-conflict key has two tokens: never a deployment's key", () 
   assert.equal(parseKey.desiredState("pi-1.agent-conflict"), undefined);
   assert.equal(parseKey.agentConflict("pi-1.default.web"), undefined);
   assert.equal(parseKey.agentConflict("pi-1.other"), undefined);
+  assert.equal(keys.agentConflicts(), "*.agent-conflict");
   assert.throws(() => keys.agentConflict("Pi 1"), InvalidIdentifierError);
 });

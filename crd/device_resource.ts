@@ -10,6 +10,7 @@ import { type DeviceInfo, Inventory } from "../core/device_info.ts";
 import { identifierSchema, validateIdentifier } from "../core/ids.ts";
 import { labelKeyProblem, Labels, labelValueProblem } from "../core/selector.ts";
 import { canonicalJson } from "../core/spec_hash.ts";
+import type { InstanceConflict } from "../core/agent_instances.ts";
 
 /** The kind of the Device custom resource. */
 export const DEVICE_KIND = "Device";
@@ -316,4 +317,45 @@ export function deviceStatus(
   };
   if (lastSeenMs !== undefined) status.lastSeen = kubeTime(lastSeenMs);
   return status;
+}
+
+/** Condition type: True while two or more agents run with this device's id. */
+export const AGENT_CONFLICT = "AgentConflict";
+
+/** The AgentConflict condition for `conflict` (undefined: one agent). */
+export function agentConflictCondition(
+  conflict: InstanceConflict | undefined,
+  now: number,
+  previous?: Condition,
+): Condition {
+  const status: ConditionStatus = conflict ? "True" : "False";
+  const keep = previous !== undefined && previous.type === AGENT_CONFLICT &&
+    previous.status === status;
+  return {
+    type: AGENT_CONFLICT,
+    status,
+    reason: conflict ? "SeveralAgents" : "OneAgent",
+    message: conflict
+      ? `Agents ${
+        [conflict.owner, ...conflict.standby].join(", ")
+      } all run as this device: ${conflict.owner} keeps the containers, the others stand by. Give each machine its own device id, or stop the extra agent.`
+      : "One agent runs as this device",
+    lastTransitionTime: keep ? previous.lastTransitionTime : kubeTime(now),
+  };
+}
+
+/** `previous` with its AgentConflict condition set for `conflict`, the rest kept. */
+export function deviceConflictStatus(
+  conflict: InstanceConflict | undefined,
+  now: number,
+  previous?: DeviceStatus,
+): DeviceStatus {
+  const before = previous?.conditions?.find((c) => c.type === AGENT_CONFLICT);
+  return {
+    ...previous,
+    conditions: setCondition(
+      previous?.conditions,
+      agentConflictCondition(conflict, now, before),
+    ),
+  };
 }

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { API_VERSION } from "../core/deployment.ts";
 import {
+  AGENT_CONFLICT,
+  agentConflictCondition,
   Condition,
+  deviceConflictStatus,
   DeviceResource,
   deviceResource,
   DeviceStatus,
@@ -341,4 +344,31 @@ Deno.test("deviceStatus() sets lastSeen and Reachable and keeps other conditions
   const never = deviceStatus(false, undefined, T1);
   assert.equal("lastSeen" in never, false);
   DeviceStatus.parse(status);
+});
+
+Deno.test("deviceConflictStatus sets AgentConflict, keeps Reachable and lastSeen, dates transitions only", () => {
+  const now = Date.UTC(2026, 5, 1, 12);
+  const conflict = {
+    deviceId: "pi-1",
+    owner: "aaaaaa",
+    standby: ["bbbbbb"],
+    since: new Date(now).toISOString(),
+  };
+  const reachable = deviceStatus(true, now, now);
+  const during = deviceConflictStatus(conflict, now, reachable);
+  assert.equal(during.lastSeen, reachable.lastSeen);
+  assert.deepEqual(during.conditions?.map((c) => `${c.type}=${c.status}`), [
+    "Reachable=True",
+    "AgentConflict=True",
+  ]);
+  assert.match(during.conditions?.[1]?.message ?? "", /aaaaaa keeps the containers/);
+  const again = deviceConflictStatus(conflict, now + 60_000, during);
+  assert.equal(
+    again.conditions?.[1]?.lastTransitionTime,
+    during.conditions?.[1]?.lastTransitionTime,
+  );
+  const over = deviceConflictStatus(undefined, now + 120_000, again);
+  assert.equal(over.conditions?.[1]?.status, "False");
+  assert.equal(over.conditions?.[1]?.reason, "OneAgent");
+  assert.equal(agentConflictCondition(undefined, now).type, AGENT_CONFLICT);
 });

@@ -4,7 +4,13 @@
  * And where the device registry is mirrored, if anywhere.
  * @module
  */
-import type { DeploymentRef, DeploymentStatus, DeviceInfo, StoredDeployment } from "../core/mod.ts";
+import type {
+  DeploymentRef,
+  DeploymentStatus,
+  DeviceInfo,
+  InstanceConflict,
+  StoredDeployment,
+} from "../core/mod.ts";
 import type { DeploymentMap } from "./deployment_map.ts";
 
 /** A deployment added or changed, deleted, or the end of the first complete read. */
@@ -43,4 +49,6 @@ export interface DeviceSink {
    */
   reachabilityChanged(deviceId: string, reachable: boolean, lastSeenMs: number | undefined): void;
   deviceRemoved(deviceId: string): void;
+  /** Two or more agents run as the device (a conflict), or no longer do (undefined). */
+  agentConflictChanged(deviceId: string, conflict: InstanceConflict | undefined): void;
 }

@@ -5,7 +5,14 @@
  * and marks aggregates when a device crosses the staleness line, either way.
  * @module
  */
-import { type Clock, type DeploymentRef, isStale, type Labels, lastSeenAt } from "../core/mod.ts";
+import {
+  type Clock,
+  type DeploymentRef,
+  instanceRole,
+  isStale,
+  type Labels,
+  lastSeenAt,
+} from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { every } from "../adapters/timers.ts";
 import type { DeviceSink } from "./deployment_source.ts";
@@ -59,6 +66,14 @@ export class DeviceMirror {
     }
     const { info } = event;
     const deviceId = info.deviceId;
+    // While two agents run as one device, only the owner's labels count: targeting must not
+    // flap between two machines (see instance_arbiter.ts).
+    if (
+      info.instance && instanceRole(view.agentConflicts.get(deviceId), info.instance) === "standby"
+    ) {
+      log.debug(`Ignoring the info of device ${deviceId}'s standby agent ${info.instance}`);
+      return;
+    }
     const isNew = !view.devices.has(deviceId);
     deviceSink?.deviceChanged(info);
     // Reachability is reported on transitions; a new device's first state is one. At cold

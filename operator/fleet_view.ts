@@ -11,12 +11,21 @@ import {
   type DeploymentState,
   type DeploymentStatus,
   type DesiredState,
+  type InstanceConflict,
   type Labels,
   type LabelSelector,
   selectDevices,
   type StoredDeployment,
 } from "../core/mod.ts";
 import { DeploymentMap } from "./deployment_map.ts";
+
+/** A deployment targeting left off a device: `by` holds a host port it publishes. */
+export interface Refusal {
+  by: DeploymentRef;
+  message: string;
+  /** Since when, RFC 3339: the aggregate's lastError time. */
+  at: string;
+}
 
 export class FleetView {
   /** deviceId → labels, from each device's info. */
@@ -30,6 +39,10 @@ export class FleetView {
   readonly states = new DeploymentMap<Map<string, DeploymentState>>();
   /** deployment → devices the selector matches now. */
   readonly targets = new DeploymentMap<Set<string>>();
+  /** deviceId → which agent instance keeps the device while two run as it. */
+  readonly agentConflicts = new Map<string, InstanceConflict>();
+  /** deployment → deviceId → why targeting does not write it there (a host-port conflict). */
+  readonly refusals = new DeploymentMap<Map<string, Refusal>>();
   /** deployment → status last written (or found at start), so unchanged ones are not rewritten. */
   readonly statuses = new DeploymentMap<DeploymentStatus>();
 
@@ -160,11 +173,13 @@ export class FleetView {
     const deployment = this.deployments.get(ref);
     if (!deployment) return undefined;
     const states = this.states.get(ref);
+    const refusals = this.refusals.get(ref);
     return computeAggregate({
       generation: deployment.metadata.generation,
       matched: this.targets.get(ref) ?? [],
       stateOf: (deviceId) => states?.get(deviceId),
       lastSeenOf: (deviceId) => this.lastSeen.get(deviceId),
+      refusalOf: (deviceId) => refusals?.get(deviceId),
       now,
       staleAfterMs,
     });

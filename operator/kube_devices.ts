@@ -5,8 +5,21 @@
  * retried, so a slow or restarting API server never blocks the operator.
  */
 import { z } from "zod";
-import { Condition, deviceResource, deviceStatus, REACHABLE } from "../crd/device_resource.ts";
-import { API_VERSION, canonicalJson, type Clock, type DeviceInfo } from "../core/mod.ts";
+import {
+  type Condition,
+  deviceConflictStatus,
+  deviceResource,
+  DeviceStatus,
+  deviceStatus,
+  REACHABLE,
+} from "../crd/device_resource.ts";
+import {
+  API_VERSION,
+  canonicalJson,
+  type Clock,
+  type DeviceInfo,
+  type InstanceConflict,
+} from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { systemClock } from "../adapters/clock.ts";
 import { sleep, untilAborted } from "../adapters/timers.ts";
@@ -18,13 +31,14 @@ import { OPERATOR_FIELD_MANAGER } from "./kube_source.ts";
 const DeviceObject = z.object({
   metadata: ObjectMeta,
   spec: z.unknown().optional(),
-  status: z.object({ lastSeen: z.string().optional(), conditions: z.array(Condition).optional() })
-    .optional(),
+  status: DeviceStatus.optional(),
 });
 
 interface Pending {
   body?: Record<string, unknown>;
   reachable?: { reachable: boolean; lastSeenMs: number | undefined };
+  /** The agent conflict to show; `{}` when it ended. */
+  conflict?: { value?: InstanceConflict };
   remove?: boolean;
 }
 
@@ -36,8 +50,10 @@ export class KubeDeviceSink implements DeviceSink {
   readonly #applied = new Map<string, { json: string; body: Record<string, unknown> }>();
   /** Reachability waiting for its Device object to be created first. */
   readonly #deferred = new Map<string, NonNullable<Pending["reachable"]>>();
-  /** deviceId → Reachable condition last written (or found at start). */
-  readonly #conditions = new Map<string, Condition>();
+  /** Agent conflicts waiting for their Device object likewise. */
+  readonly #deferredConflicts = new Map<string, NonNullable<Pending["conflict"]>>();
+  /** deviceId → status last written (or found at start): each write carries all of it. */
+  readonly #statuses = new Map<string, DeviceStatus>();
   readonly #pending = new Map<string, Pending>();
   #wake: (() => void) | undefined;
   /** Writes to the API server, for tests. */
@@ -59,8 +75,7 @@ export class KubeDeviceSink implements DeviceSink {
       const { metadata, spec, status } = parsed.data;
       const body = this.#bodyOf(metadata, spec);
       this.#applied.set(metadata.name, { json: canonicalJson(body), body });
-      const condition = status?.conditions?.find((c) => c.type === REACHABLE);
-      if (condition) this.#conditions.set(metadata.name, condition);
+      if (status) this.#statuses.set(metadata.name, status);
     }
   }
 
@@ -71,9 +86,17 @@ export class KubeDeviceSink implements DeviceSink {
   }
 
   reachabilityChanged(deviceId: string, reachable: boolean, lastSeenMs: number | undefined): void {
-    const previous = this.#conditions.get(deviceId);
+    const previous = this.#reachable(deviceId);
     if (previous && (previous.status === "True") === reachable) return;
     this.#queue(deviceId, { reachable: { reachable, lastSeenMs } });
+  }
+
+  agentConflictChanged(deviceId: string, conflict: InstanceConflict | undefined): void {
+    this.#queue(deviceId, { conflict: conflict ? { value: conflict } : {} });
+  }
+
+  #reachable(deviceId: string): Condition | undefined {
+    return this.#statuses.get(deviceId)?.conditions?.find((c) => c.type === REACHABLE);
   }
 
   deviceRemoved(deviceId: string): void {
@@ -102,8 +125,8 @@ export class KubeDeviceSink implements DeviceSink {
       const applied = this.#applied.get(name);
       if (!applied || this.#pending.get(name)?.remove) continue;
       this.#applied.delete(name);
-      const condition = this.#conditions.get(name);
-      this.#conditions.delete(name);
+      const condition = this.#reachable(name);
+      this.#statuses.delete(name);
       this.#log.info(
         `The Device object ${name} was deleted while the device still reports; recreating it`,
       );
@@ -145,8 +168,9 @@ export class KubeDeviceSink implements DeviceSink {
       if (p.remove) {
         await this.#client.delete(DeviceType, deviceId);
         this.#applied.delete(deviceId);
-        this.#conditions.delete(deviceId);
+        this.#statuses.delete(deviceId);
         this.#deferred.delete(deviceId);
+        this.#deferredConflicts.delete(deviceId);
         this.writes++;
         return true;
       }
@@ -160,35 +184,38 @@ export class KubeDeviceSink implements DeviceSink {
         const deferred = this.#deferred.get(deviceId);
         this.#deferred.delete(deviceId);
         if (deferred && !p.reachable) p = { ...p, reachable: deferred };
+        const conflict = this.#deferredConflicts.get(deviceId);
+        this.#deferredConflicts.delete(deviceId);
+        if (conflict && !p.conflict) p = { ...p, conflict };
       }
-      if (p.reachable) {
+      if (p.reachable || p.conflict) {
         if (!this.#applied.has(deviceId)) {
           // Its Device object does not exist yet: the status goes right after the spec.
-          this.#deferred.set(deviceId, p.reachable);
+          if (p.reachable) this.#deferred.set(deviceId, p.reachable);
+          if (p.conflict) this.#deferredConflicts.set(deviceId, p.conflict);
           return true;
         }
-        const previous = this.#conditions.get(deviceId);
-        const status = deviceStatus(
-          p.reachable.reachable,
-          p.reachable.lastSeenMs,
-          this.#clock.now(),
-          previous ? { conditions: [previous] } : undefined,
-        );
+        const now = this.#clock.now();
+        let status = this.#statuses.get(deviceId);
+        if (p.reachable) {
+          status = deviceStatus(p.reachable.reachable, p.reachable.lastSeenMs, now, status);
+        }
+        if (p.conflict) status = deviceConflictStatus(p.conflict.value, now, status);
         await this.#client.applyStatus(DeviceType, {
           apiVersion: API_VERSION,
           kind: "Device",
           metadata: { name: deviceId },
           status,
         }, { fieldManager: OPERATOR_FIELD_MANAGER, force: true });
-        const condition = status.conditions?.find((c) => c.type === REACHABLE);
-        if (!condition) throw new Error("deviceStatus() returned no Reachable condition");
-        this.#conditions.set(deviceId, condition);
+        if (status) this.#statuses.set(deviceId, status);
         this.writes++;
-        this.#log.info(
-          `Device ${deviceId} is ${
-            p.reachable.reachable ? "reachable" : "unreachable"
-          } (Device object updated)`,
-        );
+        if (p.reachable) {
+          this.#log.info(
+            `Device ${deviceId} is ${
+              p.reachable.reachable ? "reachable" : "unreachable"
+            } (Device object updated)`,
+          );
+        }
       }
       return true;
     } catch (error) {
@@ -196,7 +223,7 @@ export class KubeDeviceSink implements DeviceSink {
       if (error instanceof KubeApiError && error.isNotFound() && applied && !p.remove) {
         // Someone deleted the Device object: create it again from what it last held.
         this.#applied.delete(deviceId);
-        this.#conditions.delete(deviceId);
+        this.#statuses.delete(deviceId);
         p = { ...p, body: p.body ?? applied.body };
       }
       this.#log.warn(

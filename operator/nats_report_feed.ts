@@ -91,14 +91,16 @@ export class NatsReportFeed implements ReportFeed {
       if (event.type !== "put") continue;
       const deviceId = parseKey.heartbeat(event.key);
       if (!deviceId) continue;
+      let heartbeat: Heartbeat;
       try {
-        // Only checked: the device's own time in it is not trusted (DESIGN.md §9 "Time").
-        parseJsonWith(Heartbeat, event.value, `heartbeat of ${deviceId}`);
+        // The device's own time in it is not passed on (DESIGN.md §9 "Time").
+        heartbeat = parseJsonWith(Heartbeat, event.value, `heartbeat of ${deviceId}`);
       } catch (error) {
         this.#settings.log.warn(`Ignoring an unreadable heartbeat: ${(error as Error).message}`);
         continue;
       }
-      yield { type: "put", deviceId, brokerAt: event.created };
+      const { instance } = heartbeat;
+      yield { type: "put", deviceId, brokerAt: event.created, ...(instance ? { instance } : {}) };
     }
   }
 }

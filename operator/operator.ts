@@ -7,6 +7,7 @@
  * - targeting (`targeting_writer.ts`): selectors → the desired-state diff;
  * - aggregation (`aggregate_flusher.ts`): reports → each deployment's status;
  * - devices (`device_mirror.ts`): registry, liveness, the Device mirror;
+ * - agents (`instance_arbiter.ts`): which agent keeps a device two agents run as;
  * - buckets (`bucket_auditor.ts`): re-creates what broker data loss took.
  *
  * It writes nothing until it has read every input once, so a restart converges without
@@ -26,6 +27,9 @@ import type { DesiredStateStore } from "./desired_state_store.ts";
 import { DeviceMirror } from "./device_mirror.ts";
 import { FleetView } from "./fleet_view.ts";
 import { InitialRead } from "./initial_read.ts";
+import { InstanceArbiter } from "./instance_arbiter.ts";
+import type { AgentConflictStore } from "./agent_conflict_store.ts";
+import { NatsAgentConflictStore } from "./nats_agent_conflicts.ts";
 import { KubeDeviceSink } from "./kube_devices.ts";
 import { KubeDeploymentSource } from "./kube_source.ts";
 import { NatsBucketKeeper } from "./nats_bucket_keeper.ts";
@@ -89,6 +93,7 @@ interface Ports {
   source: DeploymentSource;
   desired: DesiredStateStore;
   reports: ReportFeed;
+  agentConflicts: AgentConflictStore;
   buckets: BucketKeeper;
   deviceSink: DeviceSink | undefined;
   kubeDevices: KubeDeviceSink | undefined;
@@ -107,6 +112,7 @@ function portsFor(options: OperatorOptions, clock: Clock, log: Logger): Ports {
       : new NatsDeploymentSource(nc, log, replicas, clock),
     desired: new NatsDesiredStateStore(watch),
     reports: new NatsReportFeed(watch),
+    agentConflicts: new NatsAgentConflictStore(nc, log),
     buckets: new NatsBucketKeeper({ nc, log, replicas, clock }),
     deviceSink: options.deviceSink ?? kubeDevices,
     kubeDevices,
@@ -155,6 +161,16 @@ export function createOperator(options: OperatorOptions): Operator {
     labelsChanged: (deviceId, labels) => targeting.deviceLabelsChanged(deviceId, labels),
     aggregateChanged: (ref) => flusher.markDirty(ref),
   });
+  const arbiter = new InstanceArbiter({
+    view,
+    store: ports.agentConflicts,
+    clock,
+    log,
+    staleAfterMs,
+    scanIntervalMs: flushIntervalMs,
+    conflictChanged: (deviceId, conflict) =>
+      ports.deviceSink?.agentConflictChanged(deviceId, conflict),
+  });
   const auditor = new BucketAuditor({
     keeper: ports.buckets,
     clock,
@@ -198,6 +214,7 @@ export function createOperator(options: OperatorOptions): Operator {
         tasks.push(ports.kubeDevices.run(inner));
       }
       if (!await ports.buckets.ensureAll(inner)) return;
+      await arbiter.load();
       for (const [ref, status] of await ports.source.loadStatuses(inner)) {
         view.statuses.set(ref, status);
       }
@@ -229,11 +246,13 @@ export function createOperator(options: OperatorOptions): Operator {
         (async () => {
           for await (const event of ports.reports.heartbeats(inner)) {
             devices.onHeartbeat(event);
+            arbiter.onHeartbeat(event);
             if (event.type === "ready") readDone(Buckets.deviceHeartbeat, event.restarted);
           }
         })(),
         flusher.run(inner),
         devices.run(inner),
+        arbiter.run(inner),
         auditor.run(inner),
       );
       await Promise.all(tasks);

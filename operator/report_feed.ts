@@ -30,8 +30,9 @@ export type HeartbeatEvent =
   /**
    * A device sent a heartbeat. `brokerAt` is when the broker stored it, on the broker's
    * clock; the time the device wrote in it is not passed on (DESIGN.md §9 "Time").
+   * `instance` is the sending agent's instance id (absent from older agents).
    */
-  | { type: "put"; deviceId: string; brokerAt: number }
+  | { type: "put"; deviceId: string; brokerAt: number; instance?: string }
   | FeedMark;
 
 /** What devices report about themselves: each stream its current values, then its changes. */

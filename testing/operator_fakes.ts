@@ -9,6 +9,7 @@ import type {
   DeploymentStatus,
   DesiredState,
   DeviceInfo,
+  InstanceConflict,
   LabelSelector,
   StoredDeployment,
 } from "../core/mod.ts";
@@ -16,6 +17,7 @@ import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import type { DeploymentSource, DeviceSink, SourceEvent } from "../operator/deployment_source.ts";
 import { DeploymentMap } from "../operator/deployment_map.ts";
 import type { DesiredStateEvent, DesiredStateStore } from "../operator/desired_state_store.ts";
+import type { AgentConflictStore } from "../operator/agent_conflict_store.ts";
 
 /** A deployment as a source delivers it (generation 1). */
 export function storedDeployment(
@@ -123,10 +125,43 @@ export class RecordingDeviceSink implements DeviceSink {
     this.calls.push(`${deviceId} removed`);
   }
 
+  agentConflictChanged(deviceId: string, conflict: InstanceConflict | undefined): void {
+    this.calls.push(
+      conflict
+        ? `${deviceId} conflict: ${conflict.owner} keeps, ${conflict.standby.join(",")} stand by`
+        : `${deviceId} conflict over`,
+    );
+  }
+
   /** The reachability calls of one device, in order: `reachable` or `unreachable` each. */
   history(deviceId: string): string[] {
     return this.calls
       .filter((c) => c.startsWith(`${deviceId} `) && c.endsWith("reachable"))
       .map((c) => c.slice(deviceId.length + 1));
+  }
+}
+
+/** An agent-conflict store in memory, failing writes while `failing` is set. */
+export class MemoryAgentConflictStore implements AgentConflictStore {
+  readonly stored = new Map<string, InstanceConflict>();
+  writes = 0;
+  failing = false;
+
+  load(): Promise<Map<string, InstanceConflict>> {
+    return Promise.resolve(new Map(this.stored));
+  }
+
+  put(conflict: InstanceConflict): Promise<void> {
+    if (this.failing) return Promise.reject(new Error("store unavailable"));
+    this.writes++;
+    this.stored.set(conflict.deviceId, conflict);
+    return Promise.resolve();
+  }
+
+  delete(deviceId: string): Promise<void> {
+    if (this.failing) return Promise.reject(new Error("store unavailable"));
+    this.writes++;
+    this.stored.delete(deviceId);
+    return Promise.resolve();
   }
 }

@@ -1,0 +1,57 @@
+/** The {@link AgentConflictStore} on NATS: `<deviceId>.agent-conflict` keys of `desired-state`. */
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { KV } from "@nats-io/kv";
+import { Buckets, InstanceConflict, keys, parseJsonWith, parseKey } from "../core/mod.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { openBucket } from "../adapters/nats/mod.ts";
+import type { AgentConflictStore } from "./agent_conflict_store.ts";
+
+export class NatsAgentConflictStore implements AgentConflictStore {
+  readonly #nc: NatsConnection;
+  readonly #log: Logger;
+  #kv: Promise<KV> | undefined;
+
+  /** The bucket must exist (see `NatsBucketKeeper`); it is bound to, not created. */
+  constructor(nc: NatsConnection, log: Logger) {
+    this.#nc = nc;
+    this.#log = log;
+  }
+
+  async load(): Promise<Map<string, InstanceConflict>> {
+    const kv = await this.#bucket();
+    const conflicts = new Map<string, InstanceConflict>();
+    for await (const key of await kv.keys(keys.agentConflicts())) {
+      const deviceId = parseKey.agentConflict(key);
+      const entry = deviceId ? await kv.get(key) : null;
+      if (!deviceId || entry === null || entry.operation !== "PUT") continue;
+      try {
+        conflicts.set(
+          deviceId,
+          parseJsonWith(InstanceConflict, entry.string(), `agent conflict of ${deviceId}`),
+        );
+      } catch (error) {
+        // Judged again from the next heartbeats, and rewritten.
+        this.#log.warn(`Ignoring ${key}: ${(error as Error).message}`);
+      }
+    }
+    return conflicts;
+  }
+
+  async put(conflict: InstanceConflict): Promise<void> {
+    await (await this.#bucket()).put(
+      keys.agentConflict(conflict.deviceId),
+      JSON.stringify(conflict),
+    );
+  }
+
+  async delete(deviceId: string): Promise<void> {
+    await (await this.#bucket()).delete(keys.agentConflict(deviceId));
+  }
+
+  #bucket(): Promise<KV> {
+    const kv = this.#kv ??= openBucket(this.#nc, Buckets.desiredState);
+    // A failed open is tried again on the next call.
+    kv.catch(() => this.#kv = undefined);
+    return kv;
+  }
+}
