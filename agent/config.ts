@@ -81,12 +81,18 @@ export const AgentConfig = z.object({
     republish_seconds: Seconds.default(300),
     orphan_grace_seconds: z.number().nonnegative().default(60),
     stop_timeout_seconds: Seconds.default(10),
+    /**
+     * A deployment is reported Running only once every container has stayed up this long
+     * without a restart, with its ports published; 0 reports it as soon as they run.
+     */
+    min_ready_seconds: z.number().nonnegative().default(5),
   }).default({
     heartbeat_seconds: 30,
     relist_seconds: 30,
     republish_seconds: 300,
     orphan_grace_seconds: 60,
     stop_timeout_seconds: 10,
+    min_ready_seconds: 5,
   }),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;

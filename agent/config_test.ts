@@ -66,6 +66,7 @@ relist_seconds = 20
 republish_seconds = 600
 orphan_grace_seconds = 0
 stop_timeout_seconds = 5
+min_ready_seconds = 0
 `,
     PATH,
   );
@@ -88,6 +89,7 @@ stop_timeout_seconds = 5
       republish_seconds: 600,
       orphan_grace_seconds: 0,
       stop_timeout_seconds: 5,
+      min_ready_seconds: 0,
     },
   });
 });
@@ -105,6 +107,7 @@ Deno.test("parseAgentConfig() fills the defaults of a minimal config", () => {
       republish_seconds: 300,
       orphan_grace_seconds: 60,
       stop_timeout_seconds: 10,
+      min_ready_seconds: 5,
     },
   });
 });
@@ -163,6 +166,14 @@ Deno.test("parseAgentConfig() rejects userpass with neither password nor passwor
 
 Deno.test("parseAgentConfig() rejects a relative state_dir", () => {
   assertRejects(minimal({ extra: `state_dir = "var/lib/fleet"\n` }), "state_dir", "absolute path");
+});
+
+Deno.test("parseAgentConfig() rejects a negative min_ready_seconds, naming the field", () => {
+  assertRejects(
+    minimal().replace("[podman]", "[intervals]\nmin_ready_seconds = -1\n\n[podman]"),
+    "intervals.min_ready_seconds",
+    ">=0",
+  );
 });
 
 Deno.test("parseAgentConfig() rejects an unknown credentials type, naming the field", () => {
