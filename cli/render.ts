@@ -1,6 +1,11 @@
 /** How `fleet get` shows deployments and devices: tables for people, JSON/YAML for tools. */
 import YAML from "yaml";
-import { DEFAULT_STALE_AFTER_MS, DEVICE_ID_LABEL, formatSelector } from "../core/mod.ts";
+import {
+  DEFAULT_STALE_AFTER_MS,
+  DEVICE_ID_LABEL,
+  formatSelector,
+  withSelectableLabels,
+} from "../core/mod.ts";
 import type { DeploymentRow, DeviceRow } from "./nats_store.ts";
 import { age, renderTable } from "./table.ts";
 
@@ -65,14 +70,32 @@ export function renderDeployments(
   );
 }
 
+/** Marks a label no selector can match, in the LABELS column. */
+const NOT_SELECTABLE = "(not selectable)";
+
+/** Table cells are one line: control characters (from a device's free text) become spaces. */
+function oneLine(text: string): string {
+  return text.replace(/\p{Cc}+/gu, " ");
+}
+
+function pairs(record: Readonly<Record<string, string>>, show = (v: string) => v): string[] {
+  return Object.entries(record).map(([k, v]) => `${k}=${show(v)}`);
+}
+
+/**
+ * Devices as a table (`wide` adds the machine, description and annotations) or JSON/YAML.
+ * Labels no selector can match (free text from an agent of an older version or its config)
+ * are shown marked, apart from the selectable ones.
+ */
 export function renderDevices(
   rows: DeviceRow[],
   format: OutputFormat,
   now: number,
   staleAfterMs = DEFAULT_STALE_AFTER_MS,
 ): string {
+  const devices = rows.map((r) => ({ ...r, info: withSelectableLabels(r.info) }));
   if (format === "json" || format === "yaml") {
-    const items = rows.map((r) => ({
+    const items = devices.map((r) => ({
       ...r.info,
       lastSeen: r.lastSeen === undefined ? null : new Date(r.lastSeen).toISOString(),
       reachable: r.lastSeen !== undefined && now - r.lastSeen <= staleAfterMs,
@@ -81,36 +104,47 @@ export function renderDevices(
       ? JSON.stringify({ items }, null, 2)
       : YAML.stringify({ items }).trimEnd();
   }
-  if (rows.length === 0) return "No devices.";
+  if (devices.length === 0) return "No devices.";
   const wide = format === "wide";
-  return renderTable(
+  const table = renderTable(
     [
       "DEVICE",
       "REACHABLE",
       "LAST SEEN",
       "ARCH",
       "AGENT",
-      ...(wide ? ["OS", "KERNEL", "CPUS", "MEMORY"] : []),
+      ...(wide ? ["OS", "KERNEL", "CPUS", "MEMORY", "DESCRIPTION", "ANNOTATIONS"] : []),
       "LABELS",
     ],
-    rows.map(({ info, lastSeen }) => [
-      info.deviceId,
-      lastSeen !== undefined && now - lastSeen <= staleAfterMs ? "yes" : "no",
-      lastSeen === undefined ? "never" : `${age(lastSeen, now)} ago`,
-      info.inventory.arch,
-      info.inventory.agentVersion,
-      ...(wide
-        ? [
-          info.inventory.os,
-          info.inventory.kernel,
-          String(info.inventory.cpuCores),
-          `${info.inventory.memoryMb}Mi`,
-        ]
-        : []),
-      Object.entries(info.labels)
-        .filter(([k]) => k !== DEVICE_ID_LABEL)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(","),
-    ]),
+    devices.map(({ info, lastSeen }) => {
+      const { [DEVICE_ID_LABEL]: _, ...labels } = info.labels;
+      const unselectable = pairs(
+        info.unselectableLabels ?? {},
+        (v) => `${oneLine(JSON.stringify(v))} ${NOT_SELECTABLE}`,
+      );
+      return [
+        info.deviceId,
+        lastSeen !== undefined && now - lastSeen <= staleAfterMs ? "yes" : "no",
+        lastSeen === undefined ? "never" : `${age(lastSeen, now)} ago`,
+        info.inventory.arch,
+        info.inventory.agentVersion,
+        ...(wide
+          ? [
+            info.inventory.os,
+            info.inventory.kernel,
+            String(info.inventory.cpuCores),
+            `${info.inventory.memoryMb}Mi`,
+            oneLine(info.description ?? ""),
+            oneLine(pairs(info.annotations ?? {}).join(",")),
+          ]
+          : []),
+        [...pairs(labels), ...unselectable].join(","),
+      ];
+    }),
   );
+  const anyUnselectable = devices.some((r) => r.info.unselectableLabels !== undefined);
+  return anyUnselectable
+    ? `${table}\n\nLabels marked ${NOT_SELECTABLE} are not Kubernetes label values, so no ` +
+      "deployment selects a device by them; the device's agent log says how to fix its config."
+    : table;
 }
