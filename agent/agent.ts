@@ -11,6 +11,7 @@ import {
   deviceLabels,
   type Heartbeat,
   keys,
+  parseKey,
   withSelectableLabels,
 } from "../core/mod.ts";
 import type { Clock } from "../core/clock.ts";
@@ -29,6 +30,7 @@ import { Reconciler } from "./reconciler.ts";
 import { Reporter, type ReportSink } from "./reporter.ts";
 import type { ContainerRuntime } from "./runtime.ts";
 import { NatsReportSink } from "./nats_reports.ts";
+import { InstanceGuard } from "./instance_guard.ts";
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -113,6 +115,7 @@ export class Agent {
   readonly #reconciler: Reconciler;
   readonly #sink = new LateSink();
   readonly #wakeup: Wakeup;
+  readonly #guard: InstanceGuard;
   #reporter: Reporter | undefined;
   #nc: NatsConnection | undefined;
   #cacheDirty = false;
@@ -125,6 +128,7 @@ export class Agent {
     this.#log = options.log;
     this.#clock = options.clock;
     this.#wakeup = new Wakeup(options.clock);
+    this.#guard = new InstanceGuard(options.config.device_id, options.log);
     const intervals = this.#config.intervals;
     this.#view = new DesiredView(this.#config.device_id, intervals.orphan_grace_seconds * 1000);
     this.#cache = new DesiredCache(this.#config.state_dir, this.#config.device_id, options.clock);
@@ -139,6 +143,7 @@ export class Agent {
       nats: config.nats.urls.join(","),
       runtime: this.#options.runtimeDescription,
       credentials: this.#options.credentials.describe(),
+      instance: this.#guard.id,
     });
 
     for (const warning of labelWarnings(config, this.#options.configPath ?? "the agent config")) {
@@ -164,9 +169,11 @@ export class Agent {
       ...(config.annotations === undefined ? {} : { annotations: config.annotations }),
       inventory: await readInventory(this.#options.version),
       updatedAt: new Date(this.#clock.now()).toISOString(),
+      instance: this.#guard.id,
     });
     this.#reporter = new Reporter({
       deviceId: config.device_id,
+      instance: this.#guard.id,
       info,
       sink: this.#sink,
       log,
@@ -235,6 +242,12 @@ export class Agent {
           : {}),
       })
     ) {
+      if (event.type !== "ready" && parseKey.agentConflict(event.key) === config.device_id) {
+        this.#onConflictDecision(
+          event.type === "put" ? new TextDecoder().decode(event.value) : undefined,
+        );
+        continue;
+      }
       switch (event.type) {
         case "put": {
           const problem = this.#view.put(event.key, new TextDecoder().decode(event.value));
@@ -261,6 +274,17 @@ export class Agent {
     }
   }
 
+  /** The control plane's word on another agent running as this device. */
+  #onConflictDecision(raw: string | undefined): void {
+    if (!this.#guard.onDecision(raw)) return;
+    const reporter = this.#reporter;
+    reporter?.standBy(this.#guard.standingBy);
+    // The owner's labels must win over what the other agent published meanwhile.
+    if (this.#guard.role === "owner") reporter?.republishAll();
+    void reporter?.sync();
+    this.#wakeup.wake();
+  }
+
   async #heartbeat(): Promise<void> {
     await this.#reporter?.heartbeat();
     await this.#reporter?.sync();
@@ -275,6 +299,8 @@ export class Agent {
       if (signal.aborted) break;
       delay = relistMs;
       if (this.#cacheDirty) await this.#saveCache();
+      // Another agent owns this device: its containers are not ours to touch.
+      if (this.#guard.standingBy) continue;
       try {
         const result = await this.#reconciler.pass({
           deviceId: this.#config.device_id,

@@ -28,6 +28,7 @@ export interface ReportSink {
 
 export class Reporter {
   readonly #deviceId: string;
+  readonly #instance: string;
   readonly #sink: ReportSink;
   readonly #log: Logger;
   readonly #clock: Clock;
@@ -43,9 +44,13 @@ export class Reporter {
   #syncing: Promise<boolean> | undefined;
   /** Set by republishAll(), so a sync that was under way makes another pass. */
   #republishRequested = false;
+  /** While another agent owns the device: nothing but heartbeats goes out. */
+  #standby = false;
 
   constructor(options: {
     deviceId: string;
+    /** This agent process's instance id, in every heartbeat. */
+    instance: string;
     info: DeviceInfo;
     sink: ReportSink;
     log: Logger;
@@ -56,6 +61,7 @@ export class Reporter {
     clock: Clock;
   }) {
     this.#deviceId = options.deviceId;
+    this.#instance = options.instance;
     this.#info = options.info;
     this.#sink = options.sink;
     this.#log = options.log;
@@ -115,6 +121,15 @@ export class Reporter {
     this.#infoPublished = false;
   }
 
+  /**
+   * Holds every report but the heartbeat while another agent owns the device (`on`), and
+   * sends everything again when this agent takes over.
+   */
+  standBy(on: boolean): void {
+    this.#standby = on;
+    if (!on) this.republishAll();
+  }
+
   /** Delivers whatever is pending; true when everything went out. Concurrent calls share one run. */
   sync(): Promise<boolean> {
     this.#syncing ??= this.#sync().finally(() => this.#syncing = undefined);
@@ -122,7 +137,11 @@ export class Reporter {
   }
 
   async heartbeat(): Promise<void> {
-    const hb: Heartbeat = { deviceId: this.#deviceId, at: this.#clock.now() };
+    const hb: Heartbeat = {
+      deviceId: this.#deviceId,
+      at: this.#clock.now(),
+      instance: this.#instance,
+    };
     await this.#deliver(() => this.#sink.putHeartbeat(keys.heartbeat(this.#deviceId), hb));
   }
 
@@ -138,6 +157,7 @@ export class Reporter {
   }
 
   async #syncOnce(): Promise<boolean> {
+    if (this.#standby) return true;
     let ok = true;
     if (!this.#infoPublished) {
       const info = { ...this.#info, updatedAt: new Date(this.#clock.now()).toISOString() };

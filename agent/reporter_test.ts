@@ -76,6 +76,7 @@ function setup() {
   const clock = new FakeClock(T0);
   const reporter = new Reporter({
     deviceId: DEVICE,
+    instance: "k3v9q2xa",
     info: INFO,
     sink,
     log: createLogger({ level: "info", timestamps: false, write: (line) => lines.push(line) }),
@@ -275,13 +276,25 @@ Deno.test("Reporter.assess() after forget() reports the deployment again", async
   assert.ok(sink.states.has("state.pi-01.default.web"));
 });
 
-Deno.test("Reporter.heartbeat() puts {deviceId, at} under the device's key", async () => {
+Deno.test("Reporter.heartbeat() puts {deviceId, at, instance} under the device's key", async () => {
   const { sink, reporter, clock } = setup();
   await clock.advance(1234);
   await reporter.heartbeat();
   assert.deepEqual(sink.take(), ["putHeartbeat heartbeat.pi-01"]);
   const beat = sink.heartbeats.get("heartbeat.pi-01");
-  assert.deepEqual(beat, { deviceId: DEVICE, at: T0 + 1234 });
+  assert.deepEqual(beat, { deviceId: DEVICE, at: T0 + 1234, instance: "k3v9q2xa" });
   assert.deepEqual(HeartbeatSchema.parse(beat), beat);
   assert.ok(JSON.stringify(beat).length < 100);
+});
+
+Deno.test("Reporter standing by sends heartbeats only, keeps the rest, sends it all on taking over", async () => {
+  const { sink, reporter } = setup();
+  reporter.standBy(true);
+  reporter.assess(running("web"));
+  assert.equal(await reporter.sync(), true);
+  await reporter.heartbeat();
+  assert.deepEqual(sink.take(), ["putHeartbeat heartbeat.pi-01"]);
+  reporter.standBy(false);
+  await reporter.sync();
+  assert.deepEqual(sink.take(), ["putDeviceInfo info.pi-01", "putState state.pi-01.default.web"]);
 });
