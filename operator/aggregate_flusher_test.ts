@@ -37,7 +37,7 @@ function setup(syncPending: (ref: DeploymentRef) => boolean = () => false) {
     controller.abort();
     await running;
   };
-  return { clock, source, stats, flusher, stop };
+  return { clock, view, source, stats, flusher, stop };
 }
 
 function report(phase: Phase, i: number) {
@@ -101,4 +101,38 @@ Deno.test("AggregateFlusher backs off when status writes keep failing", async ()
   await clock.advance(31_000);
   await stop();
   assert.equal(stats.statusWrites, 1);
+});
+
+Deno.test("AggregateFlusher reports a device targeting refused as Failed with the refusal, whatever the device reports", async () => {
+  const { clock, view, source, flusher, stop } = setup();
+  const refusal = {
+    by: { namespace: "default", name: "api" },
+    message: "port 8080/tcp is already used by deployment default/api",
+    at: "2030-01-01T00:00:00.000Z",
+  };
+  view.refusals.set(WEB, new Map([["d1", refusal]]));
+  flusher.markDirty(WEB);
+  await clock.advance(FLUSH_MS);
+  const expected = {
+    matchedDeviceCount: 1,
+    succeeded: 0,
+    failed: 1,
+    pending: 0,
+    unreachable: 0,
+    lastError: { deviceId: "d1", message: refusal.message, at: refusal.at },
+  };
+  assert.deepEqual(source.writes.map((w) => w.status.aggregate), [expected]);
+
+  // A report of the deployment's old containers, then none at all: still Failed.
+  flusher.onReport(report("Running", 1));
+  await clock.advance(FLUSH_MS);
+  flusher.onReport({ type: "delete", deviceId: "d1", ref: WEB });
+  await clock.advance(FLUSH_MS);
+  assert.equal(source.writes.length, 1, "nothing changed");
+
+  view.refusals.delete(WEB);
+  flusher.markDirty(WEB);
+  await clock.advance(FLUSH_MS);
+  await stop();
+  assert.equal(source.writes.at(-1)?.status.aggregate.pending, 1);
 });

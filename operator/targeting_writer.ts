@@ -3,6 +3,11 @@
  * and writes only the difference to desired state (DESIGN.md §4), so a steady state writes
  * nothing. It also lets a deleted deployment go once its desired state is gone from every
  * device. A failed write is retried per key with backoff, never at once.
+ *
+ * A deployment whose host port another deployment already takes on a device is not written
+ * there (`core/conflicts.ts` decides; `port_claims.ts` gathers its inputs): it is Failed
+ * there in its aggregate, and the one holding the port is never touched. When the holder
+ * moves off the device or off the port, the refused one is synced again and written.
  * @module
  */
 import {
@@ -14,15 +19,17 @@ import {
   diffTargets,
   type Labels,
   matchesSelector,
+  type PortConflict,
   type Timer,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { DeploymentSource, SourceEvent } from "./deployment_source.ts";
 import type { DesiredStateEvent, DesiredStateStore } from "./desired_state_store.ts";
 import { DeploymentMap, DeploymentSet } from "./deployment_map.ts";
-import type { FleetView } from "./fleet_view.ts";
+import type { FleetView, Refusal } from "./fleet_view.ts";
 import type { InitialRead } from "./initial_read.ts";
 import type { OperatorStats } from "./operator_stats.ts";
+import { PortClaims, sameRef } from "./port_claims.ts";
 import { RetryQueue } from "./retry_queue.ts";
 
 /** Writes in flight at once for one deployment. */
@@ -55,6 +62,7 @@ export class TargetingWriter {
   readonly #o: TargetingWriterOptions;
   readonly #view: FleetView;
   readonly #retries: RetryQueue;
+  readonly #claims: PortClaims;
   /** Deployments whose desired state must be compared with their targets. */
   readonly #dirty = new DeploymentSet();
   /** Deleted deployments the source has not released yet. */
@@ -71,6 +79,7 @@ export class TargetingWriter {
   constructor(options: TargetingWriterOptions) {
     this.#o = options;
     this.#view = options.view;
+    this.#claims = new PortClaims(options.view);
     this.#retries = new RetryQueue({
       clock: options.clock,
       onDue: (ref) => this.mark(ref),
@@ -124,12 +133,14 @@ export class TargetingWriter {
       case "delete":
         this.#seen(event.ref, event.deviceId);
         view.setDesired(event.ref, event.deviceId, undefined);
+        this.#markRefusedOn(new Set([event.deviceId]));
         return;
       case "put":
         this.#seen(event.ref, event.deviceId);
         view.setDesired(event.ref, event.deviceId, event.value);
         // An unreadable value differs from anything we want: rewrite it.
         if (event.value === undefined) this.mark(event.ref);
+        this.#markRefusedOn(new Set([event.deviceId]));
         return;
     }
   }
@@ -224,7 +235,11 @@ export class TargetingWriter {
     const targets = view.resolveTargets(ref);
     const wanted = deployment ? desiredStateOf(deployment) : undefined;
     const current = view.desired.get(ref) ?? new Map<string, DesiredState>();
+    const conflicts = this.#claims.conflictsOf(ref, targets);
+    this.#refuse(ref, conflicts);
     const diff = diffTargets(current, targets, wanted);
+    // A refused device keeps what it has: neither written nor, while targeted, removed.
+    diff.put = diff.put.filter((deviceId) => !conflicts.has(deviceId));
     // A key that failed but is no longer to be written needs no retry.
     const toWrite = new Set([...diff.put, ...diff.remove]);
     for (const deviceId of this.#retries.failingDevices(ref)) {
@@ -232,6 +247,7 @@ export class TargetingWriter {
     }
     let added = 0;
     let removed = 0;
+    const written = new Set<string>();
     const write = async (deviceId: string, value: DesiredState | undefined) => {
       // Its retry marks the deployment again when due: writing now would defeat the backoff.
       if (this.#retries.waiting(ref, deviceId)) return;
@@ -239,6 +255,7 @@ export class TargetingWriter {
         if (value) await store.put(deviceId, ref, value);
         else await store.delete(deviceId, ref);
         view.setDesired(ref, deviceId, value);
+        written.add(deviceId);
         if (value) {
           this.#o.stats.desiredPuts++;
           added++;
@@ -266,11 +283,59 @@ export class TargetingWriter {
     if (added + removed > 0) {
       this.#o.log.info(`Desired state of ${named(ref)} updated`, { added, removed });
     }
+    this.#markRefusedOn(written, ref);
     // Not synced until every key is written; the retries come back here.
     if (this.#retries.failingDevices(ref).length > 0) return;
     this.#o.aggregateChanged(ref);
     if (!deployment && (this.#deleting.has(ref) || view.statuses.has(ref))) {
       await this.#release(ref);
+    }
+  }
+
+  /** Records where the deployment is refused, keeping the time of a refusal that stays. */
+  #refuse(ref: DeploymentRef, conflicts: ReadonlyMap<string, PortConflict>): void {
+    const view = this.#view;
+    const previous = view.refusals.get(ref);
+    // After a restart the stored status still carries the time of the refusal it reports.
+    const reported = view.statuses.get(ref)?.aggregate.lastError;
+    const refusals = new Map<string, Refusal>();
+    const fresh: string[] = [];
+    for (const [deviceId, { by, message }] of conflicts) {
+      const before = previous?.get(deviceId);
+      let at = before?.message === message ? before.at : undefined;
+      if (at === undefined && reported?.deviceId === deviceId && reported.message === message) {
+        at = reported.at;
+      }
+      if (before?.message !== message) fresh.push(deviceId);
+      refusals.set(deviceId, {
+        by,
+        message,
+        at: at ?? new Date(this.#o.clock.now()).toISOString(),
+      });
+    }
+    if (refusals.size > 0) view.refusals.set(ref, refusals);
+    else view.refusals.delete(ref);
+    if (fresh.length > 0) {
+      this.#o.log.warn(
+        `Deployment ${named(ref)} is not written to ${fresh.length} device(s) ` +
+          `(${fresh.sort().slice(0, 5).join(", ")}${fresh.length > 5 ? ", ..." : ""}): ` +
+          refusals.get(fresh[0]!)!.message,
+      );
+    }
+  }
+
+  /**
+   * What `devices` hold changed, or `by` was synced: the deployments refused on one of those
+   * devices, or because of `by`, are decided again.
+   */
+  #markRefusedOn(devices: ReadonlySet<string>, by?: DeploymentRef): void {
+    for (const [ref, refusals] of this.#view.refusals) {
+      for (const [deviceId, refusal] of refusals) {
+        if (devices.has(deviceId) || (by !== undefined && sameRef(refusal.by, by))) {
+          this.mark(ref);
+          break;
+        }
+      }
     }
   }
 

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import type { DeploymentRef } from "../core/mod.ts";
+import {
+  conflictMessage,
+  type DeploymentRef,
+  type Labels,
+  type LabelSelector,
+  parsePort,
+  type StoredDeployment,
+} from "../core/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import {
@@ -110,5 +117,237 @@ Deno.test("TargetingWriter writes the other devices' keys while one is denied", 
   await clock.advance(60_000);
   assert.equal(stats.writeErrors, 1, "no retry of a key no longer wanted");
   assert.equal(clock.pendingTimers, 0);
+  await writer.stop();
+});
+
+// --- host-port conflicts ----------------------------------------------------------------
+
+const API: DeploymentRef = { namespace: "default", name: "api" };
+const DNS: DeploymentRef = { namespace: "default", name: "dns" };
+const T1 = "2030-01-01T00:00:01Z";
+const T2 = "2030-01-01T00:00:02Z";
+const WEB_ON_8080 = "port 8080/tcp is already used by deployment default/web";
+
+/** A deployment publishing `ports` from its one service, created at `createdAt`. */
+function ported(
+  name: string,
+  selector: LabelSelector,
+  ports: string[],
+  createdAt: string,
+  generation = 1,
+): StoredDeployment {
+  const d = storedDeployment(name, selector);
+  const [service] = d.spec.score.data.services;
+  return {
+    ...d,
+    metadata: { ...d.metadata, creationTimestamp: createdAt, generation },
+    spec: { ...d.spec, score: { ...d.spec.score, data: { services: [{ ...service!, ports }] } } },
+  };
+}
+
+/** A writer over `devices` (id → labels) and `deployments`, logging the order of writes. */
+function conflictSetup(devices: Record<string, Labels>, deployments: StoredDeployment[]) {
+  const clock = new FakeClock();
+  const view = new FleetView();
+  for (const [id, labels] of Object.entries(devices)) {
+    view.setDevice(id, labels);
+    view.lastSeen.set(id, clock.now());
+  }
+  for (const d of deployments) view.deployments.set(d.metadata, d);
+  const store = new MemoryDesiredStateStore(clock);
+  const writes: string[] = [];
+  const put = store.put.bind(store);
+  const del = store.delete.bind(store);
+  store.put = (deviceId, ref, value) => {
+    writes.push(`put ${deviceId}.${ref.name}@${value.generation}`);
+    return put(deviceId, ref, value);
+  };
+  store.delete = (deviceId, ref) => {
+    writes.push(`delete ${deviceId}.${ref.name}`);
+    return del(deviceId, ref);
+  };
+  const stats = zeroStats();
+  const writer = new TargetingWriter({
+    view,
+    store,
+    source: new RecordingSource(clock),
+    initialRead: new InitialRead([]),
+    clock,
+    log: silentLogger,
+    stats,
+    aggregateChanged: () => {},
+  });
+  /** Changes a device's labels as the device mirror does. */
+  const relabel = (id: string, labels: Labels) => {
+    view.setDevice(id, labels);
+    writer.deviceLabelsChanged(id, labels);
+  };
+  /** Changes or deletes a deployment as the source does. */
+  const source = (event: StoredDeployment | DeploymentRef) =>
+    writer.onSource(
+      "spec" in event ? { type: "upsert", deployment: event } : { type: "delete", ref: event },
+    );
+  const aggregate = (ref: DeploymentRef) => view.aggregate(ref, clock.now(), 3_600_000);
+  const keys = () => [...store.values.keys()].sort();
+  return { clock, view, store, writes, stats, writer, relabel, source, aggregate, keys };
+}
+
+const SITE_A: LabelSelector = { matchLabels: { site: "a" } };
+
+Deno.test("TargetingWriter writes the first of two deployments on one host port and refuses the second, Failed on each device", async () => {
+  const { clock, view, writer, stats, aggregate, keys } = conflictSetup(
+    { d1: { site: "a" }, d2: { site: "a" } },
+    [
+      ported("api", SITE_A, ["8080:80"], T2),
+      ported("web", SITE_A, ["8080:8080"], T1),
+      // Another protocol: no conflict.
+      ported("dns", SITE_A, ["8080:53/udp"], T2),
+    ],
+  );
+  await writer.start();
+  assert.deepEqual(keys(), [
+    "d1.default.dns",
+    "d1.default.web",
+    "d2.default.dns",
+    "d2.default.web",
+  ]);
+  const refusals = view.refusals.get(API);
+  assert.deepEqual([...refusals?.keys() ?? []], ["d1", "d2"]);
+  assert.equal(refusals?.get("d1")?.message, WEB_ON_8080);
+  assert.deepEqual(refusals?.get("d1")?.by, WEB);
+  assert.deepEqual(aggregate(API), {
+    matchedDeviceCount: 2,
+    succeeded: 0,
+    failed: 2,
+    pending: 0,
+    unreachable: 0,
+    lastError: { deviceId: "d1", message: WEB_ON_8080, at: new Date(clock.now()).toISOString() },
+  });
+  assert.equal(aggregate(WEB)?.failed, 0);
+  assert.equal(view.refusals.has(DNS), false);
+
+  // Steady state: syncing again writes nothing and keeps the refusal's time.
+  const puts = stats.desiredPuts;
+  const before = aggregate(API);
+  await clock.advance(60_000);
+  for (const ref of [API, WEB, DNS]) writer.mark(ref);
+  await clock.advance(100);
+  assert.equal(stats.desiredPuts, puts);
+  assert.deepEqual(aggregate(API), before);
+  await writer.stop();
+});
+
+Deno.test("TargetingWriter keeps the incumbent when an older deployment starts selecting its device", async () => {
+  const { clock, view, store, writer, relabel, aggregate, keys } = conflictSetup(
+    { d1: { site: "a" } },
+    [
+      ported("api", SITE_A, ["8080:80"], T2),
+      ported("web", { matchLabels: { tier: "edge" } }, ["8080:80"], T1),
+    ],
+  );
+  await writer.start();
+  assert.deepEqual(keys(), ["d1.default.api"]);
+
+  relabel("d1", { site: "a", tier: "edge" });
+  await clock.advance(100);
+  assert.deepEqual(keys(), ["d1.default.api"], "web is not written");
+  assert.equal(store.attempts.get("d1.default.api")?.length, 1, "api is never rewritten");
+  assert.equal(
+    view.refusals.get(WEB)?.get("d1")?.message,
+    "port 8080/tcp is already used by deployment default/api",
+  );
+  assert.equal(aggregate(WEB)?.failed, 1);
+  await writer.stop();
+});
+
+Deno.test("TargetingWriter writes a refused deployment once the holder is deleted", async () => {
+  const { clock, view, writes, writer, source, aggregate, keys } = conflictSetup(
+    { d1: { site: "a" } },
+    [ported("web", SITE_A, ["8080:80"], T1), ported("api", SITE_A, ["8080:80"], T2)],
+  );
+  await writer.start();
+  assert.deepEqual(keys(), ["d1.default.web"]);
+
+  source(WEB);
+  await clock.advance(100);
+  assert.deepEqual(keys(), ["d1.default.api"]);
+  assert.deepEqual(writes, ["put d1.web@1", "delete d1.web", "put d1.api@1"]);
+  assert.equal(view.refusals.has(API), false);
+  assert.equal(aggregate(API)?.failed, 0);
+  assert.equal(aggregate(API)?.pending, 1);
+  await writer.stop();
+});
+
+Deno.test("TargetingWriter writes a refused deployment once the holder's new port reached the device", async () => {
+  const { clock, view, writes, writer, source, keys } = conflictSetup(
+    { d1: { site: "a" } },
+    [ported("web", SITE_A, ["8080:80"], T1), ported("api", SITE_A, ["8080:80"], T2)],
+  );
+  await writer.start();
+  source(ported("web", SITE_A, ["9090:80"], T1, 2));
+  await clock.advance(100);
+  assert.deepEqual(keys(), ["d1.default.api", "d1.default.web"]);
+  // Not before web's old desired state, which holds the port, is replaced.
+  assert.deepEqual(writes, ["put d1.web@1", "put d1.web@2", "put d1.api@1"]);
+  assert.equal(view.refusals.has(API), false);
+  await writer.stop();
+});
+
+Deno.test("TargetingWriter writes a refused deployment once the holder no longer selects the device", async () => {
+  const { clock, writes, writer, relabel, keys } = conflictSetup(
+    { d1: { site: "a", web: "yes" } },
+    [
+      ported("web", { matchLabels: { web: "yes" } }, ["8080:80"], T1),
+      ported("api", SITE_A, ["8080:80"], T2),
+    ],
+  );
+  await writer.start();
+  relabel("d1", { site: "a" });
+  await clock.advance(100);
+  assert.deepEqual(keys(), ["d1.default.api"]);
+  assert.deepEqual(writes, ["put d1.web@1", "delete d1.web", "put d1.api@1"]);
+  await writer.stop();
+});
+
+Deno.test("TargetingWriter leaves a deployment that moves onto a taken port as it was on that device", async () => {
+  const { clock, view, store, writes, writer, source, aggregate } = conflictSetup(
+    { d1: { site: "a" } },
+    [ported("web", SITE_A, ["9090:80"], T1), ported("api", SITE_A, ["8080:80"], T2)],
+  );
+  await writer.start();
+  // web (the older) moves to api's port: api stays, web keeps generation 1 on d1.
+  source(ported("web", SITE_A, ["8080:80"], T1, 2));
+  await clock.advance(100);
+  assert.deepEqual(writes.slice(2), []);
+  assert.equal(store.values.get("d1.default.web")?.generation, 1);
+  assert.equal(
+    view.refusals.get(WEB)?.get("d1")?.message,
+    conflictMessage(parsePort("8080:80"), API),
+  );
+  assert.equal(aggregate(WEB)?.failed, 1);
+  await writer.stop();
+});
+
+Deno.test("TargetingWriter keeps the time of a refusal the stored status already reports (a restart)", async () => {
+  const { view, writer, aggregate } = conflictSetup(
+    { d1: { site: "a" } },
+    [ported("web", SITE_A, ["8080:80"], T1), ported("api", SITE_A, ["8080:80"], T2)],
+  );
+  const lastError = { deviceId: "d1", message: WEB_ON_8080, at: "2029-12-31T23:00:00.000Z" };
+  view.statuses.set(API, {
+    ...API,
+    observedGeneration: 1,
+    aggregate: {
+      matchedDeviceCount: 1,
+      succeeded: 0,
+      failed: 1,
+      pending: 0,
+      unreachable: 0,
+      lastError,
+    },
+    updatedAt: lastError.at,
+  });
+  await writer.start();
+  assert.deepEqual(aggregate(API), view.statuses.get(API)?.aggregate, "nothing to write");
   await writer.stop();
 });
