@@ -12,6 +12,7 @@ import {
   isStale,
   type Labels,
   lastSeenAt,
+  withSelectableLabels,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { every } from "../adapters/timers.ts";
@@ -64,7 +65,8 @@ export class DeviceMirror {
       }
       return;
     }
-    const { info } = event;
+    // An older agent publishes free-text values among its labels: no selector may match them.
+    const info = withSelectableLabels(event.info);
     const deviceId = info.deviceId;
     // While two agents run as one device, only the owner's labels count: targeting must not
     // flap between two machines (see instance_arbiter.ts).

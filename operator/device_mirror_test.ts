@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { DeploymentRef } from "../core/mod.ts";
+import { type DeploymentRef, type Labels, matchesSelector } from "../core/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { testDeviceInfo } from "../testing/devices.ts";
@@ -92,4 +92,30 @@ Deno.test("DeviceMirror reports each crossing of the staleness line once, on its
   assert.equal(sink.lastSeen.get("d1"), clock.now());
   controller.abort();
   await running;
+});
+
+Deno.test("DeviceMirror never targets an older agent's device by a free-text label value, not even with Exists", () => {
+  const changed: [string, Labels | undefined][] = [];
+  const view = new FleetView();
+  const mirror = new DeviceMirror({
+    view,
+    deviceSink: undefined,
+    initialRead: new InitialRead(["reports"]),
+    clock: new FakeClock(),
+    log: silentLogger,
+    staleAfterMs: STALE_MS,
+    scanIntervalMs: 1_000,
+    labelsChanged: (id, labels) => changed.push([id, labels]),
+    aggregateChanged: () => {},
+  });
+  const info = testDeviceInfo("old", { site: "a" });
+  info.labels.room = "Building 7 / Room 3";
+  mirror.onInfo({ type: "put", info });
+  const labels = { "fleet.nationtech.io/device-id": "old", site: "a" };
+  assert.deepEqual(changed, [["old", labels]]);
+  assert.deepEqual(view.devices.get("old"), labels);
+  const byRoom = storedDeployment("web", {
+    matchExpressions: [{ key: "room", operator: "Exists" }],
+  });
+  assert.equal(matchesSelector(byRoom.spec.targetSelector, view.devices.get("old") ?? {}), false);
 });
