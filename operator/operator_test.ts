@@ -77,7 +77,7 @@ function eventually<T>(what: string, check: () => Promise<T | undefined> | T | u
 function deployment(
   name: string,
   targetSelector: LabelSelector,
-  options: { namespace?: string; image?: string } = {},
+  options: { namespace?: string; image?: string; ports?: string[] } = {},
 ): Deployment {
   // Parsed, so schema defaults are filled in exactly as the operator will see them.
   return Deployment.parse({
@@ -89,7 +89,11 @@ function deployment(
       score: {
         type: "PodmanV0",
         data: {
-          services: [{ name: "main", image: options.image ?? "registry.local/web:v1" }],
+          services: [{
+            name: "main",
+            image: options.image ?? "registry.local/web:v1",
+            ports: options.ports ?? [],
+          }],
         },
       },
     },
@@ -581,6 +585,48 @@ Deno.test("Operator restart converges without rewriting unchanged keys", async (
   ]);
   await fleet.waitForStatus(refOf(web), { generation: 1, matched: 3, succeeded: 1 });
   assert.equal(second.operator.stats.desiredPuts, 1);
+});
+
+Deno.test("Operator port conflict: the second deployment on a host port is Failed on the device until the first is deleted", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  await fleet.device("a1", { site: "a" });
+  const flushIntervalMs = 100;
+  const first = await fleet.startOperator({ flushIntervalMs });
+  const web = deployment("web", SITE_A, { ports: ["8080:80"] });
+  const api = deployment("api", SITE_A, { ports: ["8080:8080"] });
+  await fleet.store.apply(web);
+  const written = await fleet.waitForDesiredKeys(["a1.default.web"]);
+  await fleet.store.apply(api);
+  // a1 never reports api: it is Failed there all the same, not pending.
+  const refused = await fleet.waitForStatus(refOf(api), { generation: 1, matched: 1, failed: 1 });
+  assert.equal(
+    refused.aggregate.lastError?.message,
+    "port 8080/tcp is already used by deployment default/web",
+  );
+  assert.equal(refused.aggregate.lastError?.deviceId, "a1");
+  await fleet.report("a1", refOf(web), 1, "Running");
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1, succeeded: 1 });
+  assert.deepEqual(await fleet.desired(), written, "web's desired state is untouched");
+
+  // Steady, and after a restart too: nothing is written.
+  const desiredRevisions = await fleet.revisions(Buckets.desiredState);
+  const statusRevisions = await fleet.revisions(Buckets.deploymentStatus);
+  const before = { ...first.operator.stats };
+  await sleep(flushIntervalMs * 4);
+  assert.deepEqual(statsDelta(first.operator.stats, before), NO_WRITES);
+  await first.stop();
+  const second = await fleet.startOperator({ flushIntervalMs });
+  await sleep(flushIntervalMs * 8);
+  assert.deepEqual(second.operator.stats, NO_WRITES);
+  assert.deepEqual(await fleet.revisions(Buckets.desiredState), desiredRevisions);
+  assert.deepEqual(await fleet.revisions(Buckets.deploymentStatus), statusRevisions);
+
+  // The holder goes: the refused one is written.
+  await fleet.store.delete(refOf(web));
+  const desired = await fleet.waitForDesiredKeys(["a1.default.api"]);
+  assert.deepEqual(desired.get("a1.default.api"), desiredOf(api, 1));
+  await fleet.waitForStatus(refOf(api), { generation: 1, matched: 1, lastError: null });
 });
 
 Deno.test("Operator writes exactly the diff when a deployment is retargeted or bumped", async () => {
