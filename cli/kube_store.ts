@@ -3,14 +3,8 @@
  * and delete Deployment objects, and read them and the Device objects back.
  */
 import { z } from "zod";
-import { ORIGINAL_LABELS_ANNOTATION } from "../crd/device_resource.ts";
-import {
-  API_VERSION,
-  type Deployment,
-  type DeploymentRef,
-  describeIssues,
-  Inventory,
-} from "../core/mod.ts";
+import { DeviceSpec } from "../crd/device_resource.ts";
+import { API_VERSION, type Deployment, type DeploymentRef, describeIssues } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { KubeClient } from "../adapters/kube/mod.ts";
 import {
@@ -25,7 +19,7 @@ export const CLI_FIELD_MANAGER = "fleet-cli";
 
 const DeviceObject = z.object({
   metadata: ObjectMeta,
-  spec: z.object({ inventory: Inventory }),
+  spec: DeviceSpec,
   status: z.object({ lastSeen: z.string().optional() }).optional(),
 });
 
@@ -114,26 +108,9 @@ export class KubeDeploymentStore implements FleetStore {
       const parsed = DeviceObject.safeParse(item);
       if (!parsed.success) continue;
       const { metadata, spec, status } = parsed.data;
-      // Show the device's own labels: the annotation maps each sanitized key to the original.
-      const labels: Record<string, string> = { ...metadata.labels };
-      const original = metadata.annotations?.[ORIGINAL_LABELS_ANNOTATION];
-      const restored = original
-        ? z.record(z.string(), z.object({ key: z.string(), value: z.string() })).safeParse(
-          JSON.parse(original),
-        )
-        : undefined;
-      for (const [sanitized, label] of Object.entries(restored?.success ? restored.data : {})) {
-        delete labels[sanitized];
-        labels[label.key] = label.value;
-      }
       const lastSeen = status?.lastSeen ? Date.parse(status.lastSeen) : undefined;
       rows.push({
-        info: {
-          deviceId: metadata.name,
-          labels,
-          inventory: spec.inventory,
-          updatedAt: "",
-        },
+        info: { ...spec, deviceId: metadata.name, labels: metadata.labels ?? {}, updatedAt: "" },
         lastSeen: lastSeen === undefined || Number.isNaN(lastSeen) ? undefined : lastSeen,
       });
     }

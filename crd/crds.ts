@@ -23,13 +23,13 @@ import {
   DeviceStatus,
   LABEL_KEY_MAX,
   LABEL_KEY_PATTERN,
-  LABEL_VALUE_MAX,
   LABEL_VALUE_PATTERN,
   REACHABLE,
 } from "./device_resource.ts";
 import { DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_LABEL_RULE } from "../core/ids.ts";
 import { PodmanService, PodmanV0Data } from "../core/score.ts";
 import {
+  LABEL_VALUE_MAX,
   LabelKey,
   Labels,
   LabelSelector,
@@ -353,9 +353,11 @@ export function deviceCrd(): CustomResourceDefinition {
         jsonPath: `.status.conditions[?(@.type==${JSON.stringify(REACHABLE)})].status`,
       },
       { name: "Last Seen", type: "date", jsonPath: ".status.lastSeen" },
+      // In `kubectl get -o wide`: free text does not fit the default view.
+      { name: "Description", type: "string", jsonPath: ".spec.description", priority: 1 },
     ],
     schema: resourceSchema(
-      "A device running the fleet agent, named by its device id; labels as in its config.",
+      "A device running the fleet agent, named by its device id; its labels are the selectable ones of its config.",
       spec,
       status,
       [DEVICE_NAME_RULE],

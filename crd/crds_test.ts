@@ -31,7 +31,8 @@ import {
   SERVICE_NAME_RULE,
 } from "./crds.ts";
 import { API_GROUP, DeploymentSpec } from "../core/deployment.ts";
-import { DeviceSpec, DeviceStatus, LABEL_KEY_MAX, LABEL_VALUE_MAX } from "./device_resource.ts";
+import { DeviceSpec, DeviceStatus, LABEL_KEY_MAX } from "./device_resource.ts";
+import { LABEL_VALUE_MAX } from "../core/selector.ts";
 import { DNS_LABEL_PATTERN, DNS_LABEL_RULE } from "../core/ids.ts";
 import { WorkloadTypes } from "../core/score.ts";
 
@@ -147,15 +148,18 @@ Deno.test("deploymentCrd() prints Matched/Succeeded/Failed/Pending/Unreachable a
   }
 });
 
-Deno.test("deviceCrd() prints Arch, Agent, Reachable and Last Seen from real fields", () => {
+Deno.test("deviceCrd() prints Arch, Agent, Reachable, Last Seen and (wide) Description from real fields", () => {
   const columns = version(deviceCrd()).additionalPrinterColumns;
   assert.deepEqual(columns.map((c) => [c.name, c.type, c.jsonPath]), [
     ["Arch", "string", ".spec.inventory.arch"],
     ["Agent", "string", ".spec.inventory.agentVersion"],
     ["Reachable", "string", '.status.conditions[?(@.type=="Reachable")].status'],
     ["Last Seen", "date", ".status.lastSeen"],
+    ["Description", "string", ".spec.description"],
   ]);
+  assert.equal(columns.at(-1)?.priority, 1, "the description shows in -o wide only");
   const schema = schemaOf(deviceCrd());
+  assert.equal(columnTarget(schema, ".spec.description").type, "string");
   assert.equal(columnTarget(schema, ".spec.inventory.arch").type, "string");
   assert.equal(columnTarget(schema, ".spec.inventory.agentVersion").type, "string");
   assert.deepEqual(

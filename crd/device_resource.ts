@@ -1,28 +1,22 @@
 /**
  * The `Device` custom resource (kube source): one per device, named by its deviceId, its
- * labels made valid for Kubernetes, its inventory in `spec`, liveness in `status`. Pure.
+ * selectable labels as its labels, its inventory, free text and labels no selector can match
+ * in `spec`, liveness in `status`. Pure.
  * @module
  */
-import { createHash } from "node:crypto";
 import { z } from "zod";
-import { API_GROUP, API_VERSION } from "../core/deployment.ts";
-import { type DeviceInfo, Inventory } from "../core/device_info.ts";
+import { API_VERSION } from "../core/deployment.ts";
+import { type DeviceInfo, Inventory, withSelectableLabels } from "../core/device_info.ts";
 import { identifierSchema, validateIdentifier } from "../core/ids.ts";
-import { labelKeyProblem, Labels, labelValueProblem } from "../core/selector.ts";
-import { canonicalJson } from "../core/spec_hash.ts";
+import { LABEL_VALUE_MAX, Labels } from "../core/selector.ts";
 import type { InstanceConflict } from "../core/agent_instances.ts";
 
 /** The kind of the Device custom resource. */
 export const DEVICE_KIND = "Device";
 
-/** Annotation holding, as JSON, the original key and value of every label that had to change. */
-export const ORIGINAL_LABELS_ANNOTATION = `${API_GROUP}/original-labels`;
-
-/** Longest label value, and longest name part of a label key. */
-export const LABEL_VALUE_MAX = 63;
 /** Longest label key prefix (a DNS subdomain). */
 export const LABEL_PREFIX_MAX = 253;
-/** Longest label key: prefix, '/', name. */
+/** Longest label key: prefix, '/', name (63 characters, like a value). */
 export const LABEL_KEY_MAX = LABEL_PREFIX_MAX + 1 + LABEL_VALUE_MAX;
 
 const NAME_SOURCE = "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?";
@@ -58,8 +52,19 @@ export const Condition = z.object({
 });
 export type Condition = z.infer<typeof Condition>;
 
-/** `spec` of a Device: what its agent reports about the machine. */
-export const DeviceSpec = z.object({ inventory: Inventory });
+/**
+ * `spec` of a Device: what its agent reports about the machine, and what a person wrote about
+ * it that no selector matches.
+ */
+export const DeviceSpec = z.object({
+  inventory: Inventory,
+  /** Free text about the device. */
+  description: z.string().optional(),
+  /** Free text under label-like keys. */
+  annotations: z.record(z.string(), z.string()).optional(),
+  /** Labels whose value is not a Kubernetes label value, as configured on the device. */
+  unselectableLabels: z.record(z.string(), z.string()).optional(),
+});
 export type DeviceSpec = z.infer<typeof DeviceSpec>;
 
 /** The conditions of a Device; one per `type` (a list-map in the CRD). */
@@ -98,7 +103,7 @@ export type DeviceResource = z.infer<typeof DeviceResource>;
 export type DeviceApply = {
   apiVersion: typeof API_VERSION;
   kind: typeof DEVICE_KIND;
-  metadata: { name: string; labels: Labels; annotations?: Record<string, string> };
+  metadata: { name: string; labels: Labels };
   spec: DeviceSpec;
 };
 
@@ -113,135 +118,28 @@ export const ReachableReasons = {
 } as const;
 export type ReachableReason = typeof ReachableReasons[keyof typeof ReachableReasons];
 
-/** Original key and value of a label whose Kubernetes form differs. */
-export interface OriginalLabel {
-  key: string;
-  value: string;
-}
-
-/** Result of sanitizeLabels. */
-export interface SanitizedLabels {
-  /** Valid Kubernetes labels, one per input label. */
-  labels: Labels;
-  /** Sanitized key → original key and value, for the labels whose key or value changed. */
-  changed: Record<string, OriginalLabel>;
-}
-
-const HASH_LENGTH = 8;
-
-function shortHash(text: string): string {
-  return createHash("sha256").update(text).digest("hex").slice(0, HASH_LENGTH);
-}
-
-const NOT_ALNUM_ENDS = /^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g;
-
-/** `text` cut to `max` characters with `-<hash of source>` at its end, ends alphanumeric. */
-function withHash(text: string, source: string, max: number): string {
-  const hash = shortHash(source);
-  const head = text.slice(0, max - HASH_LENGTH - 1).replace(NOT_ALNUM_ENDS, "");
-  return head === "" ? hash : `${head}-${hash}`;
-}
-
 /**
- * A label value or key name part: invalid characters (per code point) become '-', the ends are
- * trimmed to alphanumerics, and a result over 63 characters is cut with a hash of the original
- * so two long values sharing a prefix stay distinct. A non-empty original that leaves nothing
- * becomes its hash, so it stays distinguishable from an empty value.
- */
-function sanitizeName(text: string): string {
-  const cleaned = text.replace(/[^A-Za-z0-9._-]/gu, "-").replace(NOT_ALNUM_ENDS, "");
-  if (cleaned.length > LABEL_VALUE_MAX) return withHash(cleaned, text, LABEL_VALUE_MAX);
-  return cleaned === "" && text !== "" ? shortHash(text) : cleaned;
-}
-
-/** A key prefix as a lowercase DNS subdomain, or "" when nothing usable is left. */
-function sanitizePrefix(prefix: string): string {
-  const labels = prefix.toLowerCase().replace(/[^a-z0-9.-]/gu, "-").split(".")
-    .map((part) => part.replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, ""))
-    .filter((part) => part !== "");
-  const joined = labels.join(".");
-  return joined.length > LABEL_PREFIX_MAX ? withHash(joined, prefix, LABEL_PREFIX_MAX) : joined;
-}
-
-function splitKey(key: string): { prefix: string | undefined; name: string } {
-  const slash = key.lastIndexOf("/");
-  return slash < 0
-    ? { prefix: undefined, name: key }
-    : { prefix: key.slice(0, slash), name: key.slice(slash + 1) };
-}
-
-function joinKey(prefix: string | undefined, name: string): string {
-  return prefix ? `${prefix}/${name}` : name;
-}
-
-function sanitizeKey(key: string): { prefix: string | undefined; name: string } {
-  const { prefix, name } = splitKey(key);
-  const cleanPrefix = prefix === undefined ? undefined : sanitizePrefix(prefix);
-  const cleanName = sanitizeName(name);
-  // A key needs a name; an empty one (key "", "a/") is named by the hash of the whole key.
-  return { prefix: cleanPrefix, name: cleanName === "" ? shortHash(key) : cleanName };
-}
-
-function byCodePoint(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/**
- * Makes a device's labels valid Kubernetes labels, deterministically. Valid labels are kept
- * as they are; an invalid value or key is rewritten (see sanitizeName; a key's prefix becomes
- * a lowercase DNS subdomain). A rewritten key that lands on a key already taken gets a hash of
- * its original, so no label is lost. `changed` maps each rewritten label's Kubernetes key to
- * its original key and value.
- */
-export function sanitizeLabels(labels: Readonly<Record<string, string>>): SanitizedLabels {
-  const entries = Object.entries(labels).sort(([a], [b]) => byCodePoint(a, b));
-  const taken = new Set(entries.map(([key]) => key).filter((key) => !labelKeyProblem(key)));
-  const out: Labels = {};
-  const changed: Record<string, OriginalLabel> = {};
-  for (const [key, value] of entries) {
-    let newKey = key;
-    if (labelKeyProblem(key)) {
-      const { prefix, name } = sanitizeKey(key);
-      newKey = joinKey(prefix, name);
-      for (let attempt = 0; taken.has(newKey); attempt++) {
-        const source = attempt === 0 ? key : `${key}#${attempt}`;
-        newKey = joinKey(prefix, withHash(`${name}-`, source, LABEL_VALUE_MAX));
-      }
-      taken.add(newKey);
-    }
-    const newValue = labelValueProblem(value) ? sanitizeName(value) : value;
-    out[newKey] = newValue;
-    if (newKey !== key || newValue !== value) changed[newKey] = { key, value };
-  }
-  const sortedLabels = Object.fromEntries(
-    Object.entries(out).sort(([a], [b]) => byCodePoint(a, b)),
-  );
-  const sortedChanged = Object.fromEntries(
-    Object.entries(changed).sort(([a], [b]) => byCodePoint(a, b)),
-  );
-  return { labels: sortedLabels, changed: sortedChanged };
-}
-
-/**
- * The server-side-apply body of the Device for `info`: name = deviceId, sanitized labels, the
- * original-labels annotation only when some label changed (so applying without it removes a
- * stale one), inventory as spec. No status: that goes through the status subresource.
+ * The server-side-apply body of the Device for `info`: name = deviceId, the labels a selector
+ * can match as its labels (an older agent's free-text values go to `spec.unselectableLabels`,
+ * so the API server never refuses them), inventory and free text as spec. No annotations: an
+ * apply without the older operator's `original-labels` annotation removes it. No status: that
+ * goes through the status subresource.
  * @throws InvalidIdentifierError when the deviceId is not a DNS label
  */
 export function deviceResource(info: DeviceInfo): DeviceApply {
-  const { labels, changed } = sanitizeLabels(info.labels);
-  const metadata: DeviceApply["metadata"] = {
-    name: validateIdentifier("device id", info.deviceId),
-    labels,
-  };
-  if (Object.keys(changed).length > 0) {
-    metadata.annotations = { [ORIGINAL_LABELS_ANNOTATION]: canonicalJson(changed) };
-  }
+  const { labels, unselectableLabels, description, annotations, inventory } = withSelectableLabels(
+    info,
+  );
   return {
     apiVersion: API_VERSION,
     kind: DEVICE_KIND,
-    metadata,
-    spec: { inventory: info.inventory },
+    metadata: { name: validateIdentifier("device id", info.deviceId), labels },
+    spec: {
+      inventory,
+      ...(description === undefined ? {} : { description }),
+      ...(annotations === undefined ? {} : { annotations }),
+      ...(unselectableLabels === undefined ? {} : { unselectableLabels }),
+    },
   };
 }
 

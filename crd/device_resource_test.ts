@@ -12,11 +12,9 @@ import {
   kubeTime,
   LABEL_KEY_PATTERN,
   LABEL_VALUE_PATTERN,
-  ORIGINAL_LABELS_ANNOTATION,
   REACHABLE,
   reachableCondition,
   ReachableReasons,
-  sanitizeLabels,
   setCondition,
 } from "./device_resource.ts";
 import { DEVICE_ID_LABEL, type DeviceInfo } from "../core/device_info.ts";
@@ -24,166 +22,6 @@ import { InvalidIdentifierError } from "../core/ids.ts";
 import { labelKeyProblem, labelValueProblem } from "../core/selector.ts";
 
 const LONG = "a".repeat(70);
-
-function assertValidLabels(labels: Record<string, string>): void {
-  for (const [key, value] of Object.entries(labels)) {
-    assert.equal(labelKeyProblem(key), undefined, `key ${JSON.stringify(key)}`);
-    assert.equal(labelValueProblem(value), undefined, `value ${JSON.stringify(value)}`);
-  }
-}
-
-// --- sanitizeLabels -------------------------------------------------------------------
-
-Deno.test("sanitizeLabels() keeps valid labels as they are, uppercase and empty values too", () => {
-  const labels = {
-    env: "Prod",
-    "example.com/tier": "edge_1.2",
-    empty: "",
-    [DEVICE_ID_LABEL]: "d1",
-  };
-  assert.deepEqual(sanitizeLabels(labels), {
-    labels: { [DEVICE_ID_LABEL]: "d1", empty: "", env: "Prod", "example.com/tier": "edge_1.2" },
-    changed: {},
-  });
-});
-
-Deno.test("sanitizeLabels() replaces invalid characters in values with '-' and trims the ends", () => {
-  const { labels, changed } = sanitizeLabels({
-    site: "Main St. 5",
-    room: " (lab) ",
-    note: "a/b:c",
-  });
-  assert.deepEqual(labels, { note: "a-b-c", room: "lab", site: "Main-St.-5" });
-  assert.deepEqual(changed, {
-    note: { key: "note", value: "a/b:c" },
-    room: { key: "room", value: " (lab) " },
-    site: { key: "site", value: "Main St. 5" },
-  });
-});
-
-Deno.test("sanitizeLabels() replaces each non-ASCII code point with one '-'", () => {
-  const { labels } = sanitizeLabels({ city: "Montréal", flag: "a🇨🇦b", only: "日本" });
-  assert.equal(labels.city, "Montr-al");
-  assert.equal(labels.flag, "a--b");
-  // Nothing usable left: the hash keeps it distinct from an empty value.
-  assert.match(labels.only ?? "", /^[0-9a-f]{8}$/);
-});
-
-Deno.test("sanitizeLabels() cuts a value over 63 characters and ends it with a hash", () => {
-  const { labels, changed } = sanitizeLabels({ v: LONG });
-  assert.equal(labels.v?.length, 63);
-  assert.match(labels.v ?? "", /^a{54}-[0-9a-f]{8}$/);
-  assert.deepEqual(changed, { v: { key: "v", value: LONG } });
-});
-
-Deno.test("sanitizeLabels() gives long values sharing a prefix distinct hashes", () => {
-  const { labels } = sanitizeLabels({ a: `${LONG}x`, b: `${LONG}y`, c: `${LONG}x` });
-  assert.notEqual(labels.a, labels.b);
-  assert.equal(labels.a, labels.c, "the same value gives the same result");
-});
-
-Deno.test("sanitizeLabels() trims separators left before the hash of a cut value", () => {
-  const { labels } = sanitizeLabels({ v: `${"a".repeat(53)}-.${"b".repeat(20)}` });
-  assert.match(labels.v ?? "", /^a{53}-[0-9a-f]{8}$/);
-});
-
-Deno.test("sanitizeLabels() lowercases a key prefix into a DNS subdomain, keeps the name's case", () => {
-  const { labels, changed } = sanitizeLabels({
-    "Example.COM/Role": "db",
-    "my_org..io/x": "1",
-    "-bad-/y": "2",
-  });
-  assert.deepEqual(labels, { "bad/y": "2", "example.com/Role": "db", "my-org.io/x": "1" });
-  assert.deepEqual(changed["example.com/Role"], { key: "Example.COM/Role", value: "db" });
-});
-
-Deno.test("sanitizeLabels() rewrites key names: spaces, unicode, extra slashes, length", () => {
-  const { labels, changed } = sanitizeLabels({
-    "Zone Name": "x",
-    "é": "y",
-    "a/b/c": "z",
-    [LONG]: "w",
-    "": "e",
-    "example.com/": "n",
-  });
-  assertValidLabels(labels);
-  assert.equal(labels["Zone-Name"], "x");
-  assert.equal(labels["a-b/c"], "z");
-  assert.equal(Object.keys(labels).length, 6, "no label is lost");
-  assert.equal(Object.keys(changed).length, 6);
-  const long = Object.keys(labels).find((k) => labels[k] === "w") ?? "";
-  assert.match(long, /^a{54}-[0-9a-f]{8}$/);
-  for (const [key, original] of Object.entries(changed)) {
-    assert.equal(labels[key], original.value, "values were valid here");
-  }
-});
-
-Deno.test("sanitizeLabels() cuts a key prefix over 253 characters", () => {
-  const prefix = Array.from({ length: 40 }, (_, i) => `part${i}x`).join(".");
-  assert.ok(prefix.length > 253);
-  const { labels } = sanitizeLabels({ [`${prefix.toUpperCase()}/name`]: "v" });
-  const [key = ""] = Object.keys(labels);
-  assert.ok(key.split("/")[0]!.length <= 253);
-  assert.equal(labelKeyProblem(key), undefined);
-});
-
-Deno.test("sanitizeLabels() gives a rewritten key that collides a hash, valid keys keep theirs", () => {
-  const { labels, changed } = sanitizeLabels({ "x y": "1", "x-y": "2", "x?y": "3" });
-  assert.equal(labels["x-y"], "2", "the valid key is untouched");
-  const others = Object.keys(labels).filter((k) => k !== "x-y");
-  assert.equal(others.length, 2);
-  assert.notEqual(others[0], others[1]);
-  for (const key of others) assert.match(key, /^x-y-[0-9a-f]{8}$/);
-  assert.deepEqual(
-    Object.values(changed).map((c) => c.key).sort(),
-    ["x y", "x?y"],
-  );
-});
-
-Deno.test("sanitizeLabels() is deterministic whatever the input order", () => {
-  const entries: [string, string][] = [["B c", "1"], ["b-c", "2"], ["B?c", "x y"], ["z", LONG]];
-  const first = sanitizeLabels(Object.fromEntries(entries));
-  const second = sanitizeLabels(Object.fromEntries([...entries].reverse()));
-  assert.deepEqual(second, first);
-  assert.equal(JSON.stringify(second), JSON.stringify(first), "same key order too");
-});
-
-/** Small deterministic PRNG (mulberry32), so the fuzz cases are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-Deno.test("sanitizeLabels() always yields valid, distinct labels (seeded fuzz)", () => {
-  const alphabet = ["a", "Z", "0", "-", "_", ".", "/", " ", "é", "日", ":", "A", "9"];
-  const random = prng(42);
-  const text = (max: number) =>
-    Array.from(
-      { length: Math.floor(random() * max) },
-      () => alphabet[Math.floor(random() * alphabet.length)],
-    ).join("");
-  for (let round = 0; round < 300; round++) {
-    const input: Record<string, string> = {};
-    for (let i = 0; i < 6; i++) {
-      input[text(random() < 0.1 ? 300 : 12)] = text(random() < 0.1 ? 90 : 10);
-    }
-    const { labels, changed } = sanitizeLabels(input);
-    assertValidLabels(labels);
-    assert.equal(Object.keys(labels).length, Object.keys(input).length, JSON.stringify(input));
-    for (const [key, original] of Object.entries(changed)) {
-      assert.equal(input[original.key], original.value);
-      assert.ok(key in labels);
-    }
-    for (const [key, value] of Object.entries(input)) {
-      if (!labelKeyProblem(key) && !labelValueProblem(value)) assert.equal(labels[key], value);
-    }
-  }
-});
 
 Deno.test("LABEL_KEY_PATTERN and LABEL_VALUE_PATTERN agree with selector.ts's rules", () => {
   const keys = [
@@ -233,26 +71,33 @@ Deno.test("deviceResource() builds the apply body: name, labels, inventory, no s
   });
 });
 
-Deno.test("deviceResource() adds the original-labels annotation only for changed labels", () => {
+Deno.test("deviceResource() keeps an older agent's free-text label values out of the labels, in spec.unselectableLabels", () => {
   const body = deviceResource({
     ...INFO,
-    labels: { ...INFO.labels, site: "Main St", "Zone X": "a" },
+    labels: { ...INFO.labels, site: "Main St", room: "x".repeat(64) },
   });
-  assert.deepEqual(body.metadata.labels, {
-    [DEVICE_ID_LABEL]: "pi-7",
-    env: "prod",
-    site: "Main-St",
-    "Zone-X": "a",
-  });
-  const annotation = body.metadata.annotations?.[ORIGINAL_LABELS_ANNOTATION] ?? "";
-  assert.deepEqual(JSON.parse(annotation), {
-    site: { key: "site", value: "Main St" },
-    "Zone-X": { key: "Zone X", value: "a" },
-  });
-  assert.equal(ORIGINAL_LABELS_ANNOTATION, "fleet.nationtech.io/original-labels");
+  assert.deepEqual(body.metadata.labels, { [DEVICE_ID_LABEL]: "pi-7", env: "prod" });
+  assert.deepEqual(body.spec.unselectableLabels, { site: "Main St", room: "x".repeat(64) });
 });
 
-Deno.test("deviceResource() has no annotations key when every label is valid", () => {
+Deno.test("deviceResource() puts the description, annotations and unselectable labels in spec", () => {
+  const body = deviceResource({
+    ...INFO,
+    unselectableLabels: { room: "Lab A, 2nd floor" },
+    description: "Gateway by the loading dock",
+    annotations: { owner: "Facilities, ext. 4411" },
+  });
+  assert.deepEqual(body.metadata.labels, INFO.labels);
+  assert.deepEqual(body.spec, {
+    inventory: INFO.inventory,
+    description: "Gateway by the loading dock",
+    annotations: { owner: "Facilities, ext. 4411" },
+    unselectableLabels: { room: "Lab A, 2nd floor" },
+  });
+  assert.deepEqual(DeviceResource.parse(body).spec, body.spec);
+});
+
+Deno.test("deviceResource() writes no annotations, so applying removes an older operator's original-labels one", () => {
   assert.equal("annotations" in deviceResource(INFO).metadata, false);
 });
 

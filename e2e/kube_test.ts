@@ -30,7 +30,10 @@ interface DeviceCr {
     resourceVersion?: string;
     annotations?: Record<string, string>;
   };
-  spec: { inventory: { arch: string; agentVersion: string } };
+  spec: {
+    inventory: { arch: string; agentVersion: string };
+    unselectableLabels?: Record<string, string>;
+  };
   status?: { conditions?: { type: string; status: string; reason: string }[] };
 }
 
@@ -109,7 +112,7 @@ story(
     fleet.startAgent({ deviceId: "shop-1", labels: { site: "shop" } });
     const store = new KubeDeploymentStore(client, testLogger());
 
-    // Devices are listed like Nodes, labels sanitized with the originals kept.
+    // Devices are listed like Nodes, with the labels a selector can match.
     const devices = await waitFor("three Device objects, reachable", async () => {
       const { items } = await client.list<DeviceCr>(DeviceType);
       const reachable = items.filter((d) =>
@@ -119,12 +122,14 @@ story(
     });
     const lab1 = devices.find((d) => d.metadata.labels?.[DEVICE_ID_LABEL] === "lab-1")!;
     assert.equal(lab1.spec.inventory.agentVersion, "0.0.0-test");
-    // "Lab A / 2nd floor" is no Kubernetes label value: sanitized, the original kept.
-    assert.match(lab1.metadata.labels?.room ?? "", /^Lab-A-[-.\w]*2nd-floor$/);
-    assert.match(
-      lab1.metadata.annotations?.["fleet.nationtech.io/original-labels"] ?? "",
-      /Lab A \/ 2nd floor/,
-    );
+    // "Lab A / 2nd floor" (an earlier version's config) is no Kubernetes label value: the
+    // agent runs, and the Device shows the label as not selectable, apart from its labels.
+    assert.equal(lab1.metadata.labels?.room, undefined);
+    assert.deepEqual(lab1.spec.unselectableLabels, { room: "Lab A / 2nd floor" });
+    const listed = await store.devices();
+    assert.deepEqual(listed.find((d) => d.info.deviceId === "lab-1")?.info.unselectableLabels, {
+      room: "Lab A / 2nd floor",
+    });
 
     const applyAt = performance.now();
     await store.apply(webDeployment({ name: "web", selector: LAB }));

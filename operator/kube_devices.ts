@@ -235,7 +235,11 @@ export class KubeDeviceSink implements DeviceSink {
     }
   }
 
-  /** The part of an existing object our apply body sets, to compare with what we would write. */
+  /**
+   * The part of an existing object our apply body sets, to compare with what we would write;
+   * fleet annotations included, so an object carrying an older operator's `original-labels`
+   * is applied again, which removes it.
+   */
   #bodyOf(metadata: ObjectMeta, spec: unknown): Record<string, unknown> {
     const annotations = Object.fromEntries(
       Object.entries(metadata.annotations ?? {}).filter(([k]) =>

@@ -1,0 +1,73 @@
+/**
+ * The Device mirror on a real API server: labels of an older agent or an older operator's
+ * Device objects never reach the object's labels unless a selector can match them.
+ */
+import assert from "node:assert/strict";
+import { DEVICE_ID_LABEL } from "../core/mod.ts";
+import { KubeClient } from "../adapters/kube/mod.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { waitFor } from "../adapters/timers.ts";
+import { startKubeApiServer } from "../testing/kube_apiserver.ts";
+import { testDeviceInfo } from "../testing/devices.ts";
+import { DeviceResource } from "../crd/device_resource.ts";
+import { installCrds } from "./kube_install.ts";
+import { KubeDeviceSink } from "./kube_devices.ts";
+import { DeviceType } from "./kube_resources.ts";
+import { OPERATOR_FIELD_MANAGER } from "./kube_source.ts";
+
+Deno.test("KubeDeviceSink moves an older agent's free-text label out of an older operator's Device labels, drops its original-labels annotation and shows the free text in spec", async () => {
+  await using kube = await startKubeApiServer();
+  using client = new KubeClient(kube.adminConfig);
+  await installCrds(client, silentLogger);
+  const info = testDeviceInfo("pi-old", { site: "lab" });
+  info.labels.room = "Lab A / 2nd floor";
+  // What an operator that sanitized free-text values wrote for this device.
+  await client.apply(DeviceType, {
+    apiVersion: "fleet.nationtech.io/v1alpha1",
+    kind: "Device",
+    metadata: {
+      name: "pi-old",
+      labels: { ...info.labels, room: "Lab-A-2nd-floor" },
+      annotations: {
+        "fleet.nationtech.io/original-labels":
+          '{"room":{"key":"room","value":"Lab A / 2nd floor"}}',
+      },
+    },
+    spec: { inventory: info.inventory },
+  }, { fieldManager: OPERATOR_FIELD_MANAGER, force: true });
+
+  const sink = new KubeDeviceSink(client, silentLogger);
+  await sink.load();
+  const controller = new AbortController();
+  const running = sink.run(controller.signal);
+  try {
+    sink.deviceChanged(info);
+    sink.deviceChanged({
+      ...testDeviceInfo("pi-new", { site: "lab" }),
+      unselectableLabels: { room: "Building 7 / Room 3" },
+      description: "Gateway by the loading dock",
+      annotations: { owner: "Facilities, ext. 4411" },
+    });
+    const read = (name: string) => async () => {
+      const object = await client.get(DeviceType, name);
+      const parsed = object === undefined ? undefined : DeviceResource.parse(object);
+      return parsed?.spec.unselectableLabels ? parsed : undefined;
+    };
+    const old = await waitFor("pi-old rewritten", read("pi-old"), 30_000, 50);
+    assert.deepEqual(old.metadata.labels, { [DEVICE_ID_LABEL]: "pi-old", site: "lab" });
+    assert.deepEqual(old.spec.unselectableLabels, { room: "Lab A / 2nd floor" });
+    assert.equal(old.metadata.annotations?.["fleet.nationtech.io/original-labels"], undefined);
+
+    const fresh = await waitFor("pi-new created", read("pi-new"), 30_000, 50);
+    assert.deepEqual(fresh.metadata.labels, { [DEVICE_ID_LABEL]: "pi-new", site: "lab" });
+    assert.deepEqual(fresh.spec, {
+      inventory: fresh.spec.inventory,
+      description: "Gateway by the loading dock",
+      annotations: { owner: "Facilities, ext. 4411" },
+      unselectableLabels: { room: "Building 7 / Room 3" },
+    });
+  } finally {
+    controller.abort();
+    await running;
+  }
+});
