@@ -3,6 +3,8 @@ import { identifierSchema } from "./ids.ts";
 import { Labels, LabelSelector } from "./selector.ts";
 import { Score, ScoreEnvelope } from "./score.ts";
 import { canonicalJson } from "./spec_hash.ts";
+import { parseStrictWith } from "./strict.ts";
+import { WireFormatError } from "./errors.ts";
 
 export const API_GROUP = "fleet.nationtech.io";
 export const API_VERSION = `${API_GROUP}/v1alpha1`;
@@ -38,6 +40,63 @@ export const Deployment = z.object({
   spec: DeploymentSpec,
 });
 export type Deployment = z.infer<typeof Deployment>;
+
+/**
+ * The Kubernetes object metadata a file may carry beside Fleet's own (a file saved with
+ * `kubectl get -o yaml` has them): accepted, and not applied.
+ */
+const KubernetesObjectMeta = {
+  uid: z.string().optional(),
+  resourceVersion: z.string().optional(),
+  generateName: z.string().optional(),
+  selfLink: z.string().optional(),
+  deletionTimestamp: z.string().optional(),
+  deletionGracePeriodSeconds: z.number().optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  finalizers: z.array(z.string()).optional(),
+  ownerReferences: z.array(z.unknown()).optional(),
+  managedFields: z.array(z.unknown()).optional(),
+};
+
+/**
+ * A Deployment as a person writes it (a file for `fleet apply -f`): the Deployment, plus what
+ * a Kubernetes object may also hold, `status` (the operator's, ignored on apply as kubectl
+ * does) and the metadata above. Parse it with parseDeploymentManifest, which is strict.
+ */
+export const DeploymentManifest = Deployment.extend({
+  metadata: DeploymentMetadata.extend(KubernetesObjectMeta),
+  status: z.unknown().optional(),
+});
+
+/**
+ * The Deployment a person wrote, checked strictly: a field the schema does not know (a typo
+ * such as `restartPolicyy`) is refused with its path, as kubectl's strict field validation
+ * does; the extra Kubernetes metadata and `status` are accepted and dropped.
+ * @throws WireFormatError naming `what` and each problem's path
+ */
+export function parseDeploymentManifest(input: unknown, what: string): Deployment {
+  const other = notADeployment(input);
+  if (other !== undefined) throw new WireFormatError(what, other);
+  return Deployment.parse(parseStrictWith(DeploymentManifest, input, what));
+}
+
+/** Why `input` is some other object than a Fleet Deployment, naming its kind; or undefined. */
+function notADeployment(input: unknown): string | undefined {
+  const wanted = `fleet apply takes only kind Deployment of apiVersion ${API_VERSION}`;
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return `not an object but ${Array.isArray(input) ? "a list" : `a ${typeof input}`}: ${wanted}`;
+  }
+  const { kind, apiVersion } = input as { kind?: unknown; apiVersion?: unknown };
+  if (kind === undefined) return `kind is missing: ${wanted}`;
+  if (kind !== "Deployment") return `kind ${JSON.stringify(kind)}: ${wanted}`;
+  if (typeof apiVersion === "string" && apiVersion !== API_VERSION) {
+    const which = apiVersion.startsWith(`${API_GROUP}/`)
+      ? "a version of Fleet's Deployment this fleet does not know"
+      : "not Fleet's Deployment (apps/v1 is Kubernetes' own)";
+    return `apiVersion ${JSON.stringify(apiVersion)} is ${which}: ${wanted}`;
+  }
+  return undefined;
+}
 
 /** A Deployment as stored by the operator's source: generation always known. */
 export type StoredDeployment = Deployment & {

@@ -16,11 +16,16 @@ function messageOf(issue: Issue): string {
   return issue.message;
 }
 
+/** A field's path as messages write it: `spec.score.data.services.0.image`. */
+export function fieldPath(path: readonly PropertyKey[]): string {
+  return path.map(String).join(".");
+}
+
 /** Renders zod issues as one readable line: `spec.score.data.services.0.image: Required; ...`. */
 export function describeIssues(error: z.ZodError): string {
   return error.issues
     .map((issue) => {
-      const path = issue.path.map(String).join(".");
+      const path = fieldPath(issue.path);
       return path ? `${path}: ${messageOf(issue)}` : messageOf(issue);
     })
     .join("; ");

@@ -29,7 +29,8 @@ export {
   InvalidIdentifierError,
   validateIdentifier,
 } from "./ids.ts";
-export { describeIssues, parseJsonWith, parseWith, WireFormatError } from "./errors.ts";
+export { describeIssues, fieldPath, parseJsonWith, parseWith, WireFormatError } from "./errors.ts";
+export { parseStrictWith, unknownFields } from "./strict.ts";
 export {
   formatSelector,
   LABEL_VALUE_MAX,
@@ -50,6 +51,7 @@ export {
 } from "./selector.ts";
 export {
   EnvVar,
+  MAX_ARG_STRLEN,
   type ParsedPort,
   parsePort,
   PodmanService,
@@ -70,11 +72,13 @@ export {
   API_VERSION,
   DEFAULT_NAMESPACE,
   Deployment,
+  DeploymentManifest,
   DeploymentMetadata,
   DeploymentSpec,
   DesiredState,
   desiredStateOf,
   nextGeneration,
+  parseDeploymentManifest,
   Rollout,
   type StoredDeployment,
 } from "./deployment.ts";

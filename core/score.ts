@@ -39,12 +39,53 @@ export function parsePort(text: string): ParsedPort {
   return port;
 }
 
+/**
+ * Linux's limit on one string passed to a program (MAX_ARG_STRLEN, 32 pages): an environment
+ * entry `NAME=value` or an argument, counted in bytes with its terminating NUL. A longer one
+ * makes the container's start fail with E2BIG ("argument list too long").
+ */
+export const MAX_ARG_STRLEN = 131_072;
+
+/** Bytes of `text` in UTF-8, as the kernel counts them. */
+function utf8Bytes(text: string): number {
+  return new TextEncoder().encode(text).length;
+}
+
+const LIMIT_TEXT =
+  `Linux accepts at most ${MAX_ARG_STRLEN - 1} bytes (MAX_ARG_STRLEN is ${MAX_ARG_STRLEN} ` +
+  `with the terminating NUL)`;
+
 export const EnvVar = z.object({
   name: z.string().regex(
     /^[A-Za-z_][A-Za-z0-9_]*$/,
     "environment variable names are letters, digits and '_'",
   ),
   value: z.string(),
+}).superRefine((env, ctx) => {
+  const size = utf8Bytes(`${env.name}=${env.value}`);
+  if (size >= MAX_ARG_STRLEN) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["value"],
+      message: `environment variable ${
+        JSON.stringify(env.name)
+      } is ${size} bytes as NAME=value; ${LIMIT_TEXT}`,
+    });
+  }
+});
+
+/** A command or its arguments: each string within MAX_ARG_STRLEN. */
+const Argv = z.array(z.string()).superRefine((argv, ctx) => {
+  argv.forEach((arg, i) => {
+    const size = utf8Bytes(arg);
+    if (size >= MAX_ARG_STRLEN) {
+      ctx.addIssue({
+        code: "custom",
+        path: [i],
+        message: `this argument is ${size} bytes; ${LIMIT_TEXT} in one argument`,
+      });
+    }
+  });
 });
 
 export const VolumeMount = z.object({
@@ -63,8 +104,8 @@ export const PodmanService = z.object({
   env: z.array(EnvVar).default([]),
   volumes: z.array(VolumeMount).default([]),
   restartPolicy: z.enum(RestartPolicies).default("unless-stopped"),
-  command: z.array(z.string()).optional(),
-  args: z.array(z.string()).optional(),
+  command: Argv.optional(),
+  args: Argv.optional(),
 });
 export type PodmanService = z.infer<typeof PodmanService>;
 

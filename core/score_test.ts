@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { parsePort, PodmanService, PortMapping, RestartPolicies } from "./score.ts";
+import {
+  EnvVar,
+  MAX_ARG_STRLEN,
+  parsePort,
+  PodmanService,
+  PortMapping,
+  resolveScore,
+  RestartPolicies,
+  WorkloadError,
+} from "./score.ts";
 
 Deno.test("parsePort() splits host port, container port and protocol", () => {
   assert.deepStrictEqual(parsePort("8080:80"), {
@@ -94,4 +103,58 @@ Deno.test("RestartPolicies are the four of DESIGN.md §3", () => {
       restartPolicy,
     );
   }
+});
+
+Deno.test("EnvVar takes NAME=value up to 131071 bytes (MAX_ARG_STRLEN with its NUL), counted in UTF-8", () => {
+  assert.equal(MAX_ARG_STRLEN, 131_072);
+  const fits = "x".repeat(MAX_ARG_STRLEN - 1 - "BIG=".length);
+  assert.equal(EnvVar.safeParse({ name: "BIG", value: fits }).success, true);
+  for (const value of [fits + "x", fits.slice(1) + "é"]) {
+    const result = EnvVar.safeParse({ name: "BIG", value });
+    assert.equal(result.success, false);
+    const issue = result.error!.issues[0]!;
+    assert.deepEqual(issue.path, ["value"]);
+    assert.equal(
+      issue.message,
+      `environment variable "BIG" is 131072 bytes as NAME=value; Linux accepts at most 131071 ` +
+        `bytes (MAX_ARG_STRLEN is 131072 with the terminating NUL)`,
+    );
+  }
+});
+
+Deno.test("PodmanService refuses a command or argument longer than MAX_ARG_STRLEN allows", () => {
+  const long = "a".repeat(MAX_ARG_STRLEN);
+  const result = PodmanService.safeParse({
+    name: "job",
+    image: "busybox",
+    command: ["sh"],
+    args: ["-c", long],
+  });
+  assert.equal(result.success, false);
+  assert.deepEqual(result.error!.issues[0]!.path, ["args", 1]);
+  assert.match(result.error!.issues[0]!.message, /is 131072 bytes; Linux accepts at most 131071/);
+});
+
+Deno.test("resolveScore() fails, for its deployment only, a workload with an environment string too long to start", () => {
+  const envelope = {
+    type: "PodmanV0",
+    data: {
+      services: [{
+        name: "web",
+        image: "nginx",
+        env: [{ name: "CERT", value: "x".repeat(200_000) }],
+      }],
+    },
+  };
+  assert.throws(
+    () => resolveScore(envelope),
+    (error: unknown) => {
+      assert.ok(error instanceof WorkloadError, String(error));
+      assert.match(
+        error.message,
+        /services\.0\.env\.0\.value: environment variable "CERT" is 200005 bytes .*at most 131071 bytes/,
+      );
+      return true;
+    },
+  );
 });
