@@ -13,20 +13,24 @@ import {
   DeploymentStatus,
   DeviceInfo,
   Heartbeat,
+  type InstanceConflict,
   keys,
   nextGeneration,
   parseJsonWith,
   parseKey,
   type StoredDeployment,
 } from "../core/mod.ts";
+import { FleetError } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
 import {
   type BucketEntry,
   ensureBucket,
+  isMaxPayloadExceeded,
   isWrongLastSequence,
   readBucketEntries,
 } from "../adapters/nats/mod.ts";
 import { parseStoredDeployment } from "../operator/nats_source.ts";
+import { NatsAgentConflictStore } from "../operator/nats_agent_conflicts.ts";
 
 /** How long a read of a bucket may take before the command gives up. */
 const READ_TIMEOUT_MS = 30_000;
@@ -45,6 +49,8 @@ export interface DeviceRow {
    * hours off (DESIGN.md §9 "Time"), so the time it wrote in the heartbeat is not used.
    */
   lastSeen: number | undefined;
+  /** Set while two or more agents run with this device's id (the operator's decision). */
+  agentConflict?: InstanceConflict;
 }
 
 /** What the CLI does with a deployment source, whichever it is. */
@@ -56,9 +62,31 @@ export interface FleetStore {
   devices(): Promise<DeviceRow[]>;
 }
 
-/** Someone else changed the deployment between our read and our write. */
-export class ConcurrentUpdateError extends Error {
+/** Someone else changed the deployment between each of our reads and our write. */
+export class ConcurrentUpdateError extends FleetError {
   override name = "ConcurrentUpdateError";
+  constructor(message: string, options?: ErrorOptions) {
+    super("failure", message, options);
+  }
+}
+
+/** The deployment is larger than the NATS server takes in one message (its `max_payload`). */
+export class DeploymentTooLargeError extends FleetError {
+  override name = "DeploymentTooLargeError";
+  constructor(
+    ref: DeploymentRef,
+    readonly bytes: number,
+    readonly limit: number,
+    options?: ErrorOptions,
+  ) {
+    super(
+      "usage",
+      `Deployment ${ref.namespace}/${ref.name} is ${bytes} bytes as stored; the NATS server ` +
+        `takes messages of at most ${limit} bytes, headers included (its max_payload): make ` +
+        `the workload smaller, or raise max_payload in the server's configuration`,
+      options,
+    );
+  }
 }
 
 export class NatsDeploymentStore implements FleetStore {
@@ -92,14 +120,26 @@ export class NatsDeploymentStore implements FleetStore {
       if (stored && stored.metadata.generation === generation) {
         return { outcome: "unchanged", generation };
       }
+      const bytes = new TextEncoder().encode(JSON.stringify(value));
+      // The limit the connected server announced; refused here with the sizes, not by the client.
+      const limit = this.#nc.info?.max_payload;
+      if (limit !== undefined && bytes.length > limit) {
+        throw new DeploymentTooLargeError(deployment.metadata, bytes.length, limit);
+      }
       try {
         // Compare-and-set on the revision read above: concurrent applies cannot lose a generation.
-        if (entry === null) await kv.create(key, JSON.stringify(value));
-        else await kv.update(key, JSON.stringify(value), entry.revision);
+        if (entry === null) await kv.create(key, bytes);
+        else await kv.update(key, bytes, entry.revision);
         return { outcome: stored ? "configured" : "created", generation };
       } catch (error) {
+        // Within the limit alone, but not with the KV headers: still too large, not a race.
+        if (isMaxPayloadExceeded(error)) {
+          throw new DeploymentTooLargeError(deployment.metadata, bytes.length, limit ?? 0, {
+            cause: error,
+          });
+        }
         // Only a lost compare-and-set is a race worth another round; any other failure (no
-        // permission, a message too large, NATS gone) is the answer.
+        // permission, NATS gone) is the answer.
         if (!isWrongLastSequence(error)) throw error;
         this.#log.debug("Apply raced with another writer; retrying", { error });
       }
@@ -148,9 +188,11 @@ export class NatsDeploymentStore implements FleetStore {
   async devices(): Promise<DeviceRow[]> {
     await this.#bucket(Buckets.deviceInfo);
     await this.#bucket(Buckets.deviceHeartbeat);
-    const [infos, beats] = await Promise.all([
+    await this.#bucket(Buckets.desiredState);
+    const [infos, beats, conflicts] = await Promise.all([
       this.#read(Buckets.deviceInfo),
       this.#readEntries(Buckets.deviceHeartbeat),
+      new NatsAgentConflictStore(this.#nc, this.#log).load(),
     ]);
     const rows: DeviceRow[] = [];
     for (const [key, value] of infos) {
@@ -162,7 +204,8 @@ export class NatsDeploymentStore implements FleetStore {
         // Parsed only to refuse an unreadable heartbeat, as the operator does.
         if (beat) parseJsonWith(Heartbeat, beat.value, "heartbeat");
         const lastSeen = beat?.created;
-        rows.push({ info, lastSeen });
+        const agentConflict = conflicts.get(deviceId);
+        rows.push({ info, lastSeen, ...(agentConflict ? { agentConflict } : {}) });
       } catch (error) {
         this.#log.warn(`Skipping ${key}: ${(error as Error).message}`);
       }

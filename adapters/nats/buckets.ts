@@ -2,7 +2,7 @@
  * Creating and opening the JetStream KV buckets of DESIGN.md §2.
  */
 
-import type { NatsConnection } from "@nats-io/nats-core";
+import { InvalidArgumentError, type NatsConnection } from "@nats-io/nats-core";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { Clock } from "../../core/clock.ts";
@@ -23,6 +23,15 @@ export function isWrongLastSequence(error: unknown): boolean {
   return error instanceof JetStreamApiError &&
     (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
       error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+}
+
+/**
+ * Whether `error` is a write refused for being larger than the server's `max_payload` (headers
+ * included). nats.js refuses it before sending, with an InvalidArgumentError whose only mark is
+ * its text; it is no race and must not be retried or reported as one.
+ */
+export function isMaxPayloadExceeded(error: unknown): boolean {
+  return error instanceof InvalidArgumentError && /\bmax_payload\b/.test(error.message);
 }
 
 /** Settings a bucket is created with; an existing bucket keeps its own. */

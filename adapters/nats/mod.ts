@@ -13,6 +13,7 @@ export {
   type BucketSettings,
   ensureBucket,
   ensureBucketRetrying,
+  isMaxPayloadExceeded,
   isWrongLastSequence,
   openBucket,
 } from "./buckets.ts";
