@@ -19,7 +19,9 @@
  * `fleet_<device>_<namespace>_<deployment>_<service>` and none of those may contain `_`.
  * @module
  */
+import type { Deployment } from "./deployment.ts";
 import type { DeploymentRef } from "./keys.ts";
+import { type Labels, matchesSelector } from "./selector.ts";
 import { type ParsedPort, parsePort, PodmanV0Data, type ScoreEnvelope } from "./score.ts";
 
 /** The part of a published port that another workload can collide with. */
@@ -141,4 +143,74 @@ function firstConflict(
     }
   }
   return undefined;
+}
+
+/** A conflict `fleet apply` can see coming: `port` is taken by `by` on `devices`. */
+export interface ForeseenConflict {
+  port: HostPort;
+  by: DeploymentRef;
+  devices: string[];
+}
+
+function isRef(a: DeploymentRef, b: DeploymentRef): boolean {
+  return a.namespace === b.namespace && a.name === b.name;
+}
+
+/**
+ * Where `applied` would be refused by the rule of {@link decidePortConflicts}, judged from the
+ * deployments and device labels a client can read (not the desired state itself): what the
+ * deployments stored now would run, decided by creation order, is taken as what each device
+ * holds.
+ * @param existing the deployments as stored now, `applied`'s current version among them if any
+ * @returns one entry per port and holder, devices in the order given
+ */
+export function foreseePortConflicts(
+  applied: Deployment,
+  existing: readonly Deployment[],
+  devices: Iterable<readonly [string, Readonly<Labels>]>,
+): ForeseenConflict[] {
+  const wants = publishedPorts(applied.spec.score);
+  if (wants.length === 0) return [];
+  const ref = applied.metadata;
+  const current = existing.find((d) => isRef(d.metadata, ref));
+  const others = existing.filter((d) => !isRef(d.metadata, ref));
+  const portsOf = new Map(existing.map((d) => [d, publishedPorts(d.spec.score)]));
+  const foreseen = new Map<string, ForeseenConflict>();
+  for (const [deviceId, labels] of devices) {
+    if (!matchesSelector(applied.spec.targetSelector, labels)) continue;
+    const running = existing.filter((d) => matchesSelector(d.spec.targetSelector, labels));
+    const refused = decidePortConflicts(running.map((d) => ({
+      ref: d.metadata,
+      createdAt: d.metadata.creationTimestamp,
+      wants: portsOf.get(d),
+      holds: undefined,
+    })));
+    const holds = (d: Deployment) =>
+      running.includes(d) && !refused.some((r) => isRef(r.ref, d.metadata))
+        ? portsOf.get(d)
+        : undefined;
+    const claimants: PortClaimant[] = others
+      .filter((d) => running.includes(d))
+      .map((d) => ({
+        ref: d.metadata,
+        createdAt: d.metadata.creationTimestamp,
+        wants: portsOf.get(d),
+        holds: holds(d),
+      }));
+    claimants.push({
+      ref,
+      createdAt: current?.metadata.creationTimestamp,
+      wants,
+      holds: current && holds(current),
+    });
+    const conflict = decidePortConflicts(claimants).find((c) => isRef(c.ref, ref));
+    if (!conflict) continue;
+    const key = `${formatHostPort(conflict.port)} ${conflict.by.namespace}/${conflict.by.name}`;
+    const { namespace, name } = conflict.by;
+    const entry = foreseen.get(key) ??
+      { port: conflict.port, by: { namespace, name }, devices: [] };
+    entry.devices.push(deviceId);
+    foreseen.set(key, entry);
+  }
+  return [...foreseen.values()];
 }

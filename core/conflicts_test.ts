@@ -3,13 +3,16 @@ import {
   compareClaimants,
   conflictMessage,
   decidePortConflicts,
+  foreseePortConflicts,
   formatHostPort,
   type HostPort,
   type PortClaimant,
   portsOverlap,
   publishedPorts,
 } from "./conflicts.ts";
+import { API_VERSION, Deployment } from "./deployment.ts";
 import { identifierProblem } from "./ids.ts";
+import type { Labels, LabelSelector } from "./selector.ts";
 import { containerName } from "./planner.ts";
 import { parsePort } from "./score.ts";
 
@@ -258,4 +261,83 @@ Deno.test("containerName() of two deployments can never be the same: no part may
   for (const part of parts) assert.equal(identifierProblem(part), undefined);
   const name = containerName(parts[0], { namespace: parts[1], name: parts[2] }, parts[3]);
   assert.deepStrictEqual(name.split("_"), ["fleet", ...parts]);
+});
+
+// --- foreseePortConflicts -----------------------------------------------------------------
+
+function stored(
+  name: string,
+  ports: string[],
+  createdAt?: string,
+  selector: LabelSelector = { matchLabels: { site: "a" } },
+): Deployment {
+  return Deployment.parse({
+    apiVersion: API_VERSION,
+    kind: "Deployment",
+    metadata: { name, ...(createdAt ? { creationTimestamp: createdAt } : {}) },
+    spec: {
+      targetSelector: selector,
+      score: { type: "PodmanV0", data: { services: [{ name: "main", image: "img:1", ports }] } },
+    },
+  });
+}
+
+const DEVICES: [string, Labels][] = [
+  ["pi-1", { site: "a" }],
+  ["pi-2", { site: "a" }],
+  ["pi-3", { site: "b" }],
+];
+
+/** `<port> by <holder> on <devices>` per foreseen conflict. */
+function foresee(applied: Deployment, existing: Deployment[], devices = DEVICES): string[] {
+  return foreseePortConflicts(applied, existing, devices).map((c) =>
+    `${formatHostPort(c.port)} by ${c.by.namespace}/${c.by.name} on ${c.devices.join(",")}`
+  );
+}
+
+Deno.test("foreseePortConflicts() names the holder of a port on each device the new deployment selects", () => {
+  const web = stored("web", ["8080:80"], T1);
+  assert.deepStrictEqual(foresee(stored("api", ["8080:8080"]), [web]), [
+    "8080/tcp by default/web on pi-1,pi-2",
+  ]);
+  assert.deepStrictEqual(foreseePortConflicts(stored("api", ["8080:80"]), [web], DEVICES)[0]?.by, {
+    namespace: "default",
+    name: "web",
+  });
+  // Only where both run.
+  const webB = stored("web", ["8080:80"], T1, { matchLabels: { site: "b" } });
+  assert.deepStrictEqual(foresee(stored("api", ["8080:80"]), [webB]), []);
+  const everywhere = stored("api", ["8080:80"], undefined, {});
+  assert.deepStrictEqual(foresee(everywhere, [webB]), ["8080/tcp by default/web on pi-3"]);
+});
+
+Deno.test("foreseePortConflicts() sees nothing without a shared port", () => {
+  const web = stored("web", ["8080:80", "10.0.0.1:9090:90"], T1);
+  assert.deepStrictEqual(foresee(stored("api", []), [web]), []);
+  assert.deepStrictEqual(foresee(stored("api", ["8080:80/udp", "10.0.0.2:9090:90"]), [web]), []);
+  assert.deepStrictEqual(foresee(stored("api", ["8080:80"]), [], []), []);
+});
+
+Deno.test("foreseePortConflicts() of a re-applied deployment: the one running stays quiet, a refused one is told again", () => {
+  const web = stored("web", ["8080:80"], T1);
+  const api = stored("api", ["8080:80"], T2);
+  assert.deepStrictEqual(foresee(web, [web, api]), []);
+  assert.deepStrictEqual(foresee(api, [web, api]), ["8080/tcp by default/web on pi-1,pi-2"]);
+});
+
+Deno.test("foreseePortConflicts() of an older deployment moving onto a port a younger one runs on", () => {
+  const web = stored("web", ["9090:80"], T1);
+  const api = stored("api", ["8080:80"], T2);
+  assert.deepStrictEqual(foresee(stored("web", ["8080:80"], T1), [web, api]), [
+    "8080/tcp by default/api on pi-1,pi-2",
+  ]);
+});
+
+Deno.test("foreseePortConflicts() does not count a deployment that is itself refused as running", () => {
+  const web = stored("web", ["8080:80"], T1);
+  const api = stored("api", ["8080:80", "9090:90"], T2);
+  assert.deepStrictEqual(foresee(stored("dns", ["9090:90"], T3), [web, api]), []);
+  assert.deepStrictEqual(foresee(stored("dns", ["8080:80", "9090:90"], T3), [web, api]), [
+    "8080/tcp by default/web on pi-1,pi-2",
+  ]);
 });
