@@ -18,6 +18,7 @@ import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.t
 import { silentLogger } from "../adapters/logger.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import { createOperator } from "../operator/operator.ts";
+import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { MemoryRuntime } from "../testing/memory_runtime.ts";
 import { captureLogger } from "../testing/nats.ts";
@@ -145,6 +146,8 @@ Deno.test("Two agents with one device id: the newer stands by, touches nothing, 
       () => a.lines.some((l) => l.includes("keeps managing the containers")),
     );
     assert.equal(operator.view.agentConflicts.get(DEVICE)?.owner, aId);
+    const [row] = await new NatsDeploymentStore(nc, silentLogger).devices();
+    assert.deepEqual(row?.agentConflict, conflict, "fleet get devices shows it");
 
     // A new version: the owner rolls it out; the standby agent touches nothing, relists included.
     const bCalls = b.runtime.calls.length;

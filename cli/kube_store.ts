@@ -3,7 +3,7 @@
  * and delete Deployment objects, and read them and the Device objects back.
  */
 import { z } from "zod";
-import { DeviceSpec } from "../crd/device_resource.ts";
+import { DeviceSpec, DeviceStatus } from "../crd/device_resource.ts";
 import { API_VERSION, type Deployment, type DeploymentRef, describeIssues } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { KubeClient } from "../adapters/kube/mod.ts";
@@ -20,7 +20,10 @@ export const CLI_FIELD_MANAGER = "fleet-cli";
 const DeviceObject = z.object({
   metadata: ObjectMeta,
   spec: DeviceSpec,
-  status: z.object({ lastSeen: z.string().optional() }).optional(),
+  status: z.object({
+    lastSeen: z.string().optional(),
+    agentConflict: DeviceStatus.shape.agentConflict,
+  }).optional(),
 });
 
 export class KubeDeploymentStore implements FleetStore {
@@ -112,6 +115,9 @@ export class KubeDeploymentStore implements FleetStore {
       rows.push({
         info: { ...spec, deviceId: metadata.name, labels: metadata.labels ?? {}, updatedAt: "" },
         lastSeen: lastSeen === undefined || Number.isNaN(lastSeen) ? undefined : lastSeen,
+        ...(status?.agentConflict
+          ? { agentConflict: { deviceId: metadata.name, ...status.agentConflict } }
+          : {}),
       });
     }
     return rows.sort((a, b) => a.info.deviceId.localeCompare(b.info.deviceId));

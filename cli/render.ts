@@ -99,6 +99,7 @@ export function renderDevices(
       ...r.info,
       lastSeen: r.lastSeen === undefined ? null : new Date(r.lastSeen).toISOString(),
       reachable: r.lastSeen !== undefined && now - r.lastSeen <= staleAfterMs,
+      agentConflict: r.agentConflict ?? null,
     }));
     return format === "json"
       ? JSON.stringify({ items }, null, 2)
@@ -116,7 +117,7 @@ export function renderDevices(
       ...(wide ? ["OS", "KERNEL", "CPUS", "MEMORY", "DESCRIPTION", "ANNOTATIONS"] : []),
       "LABELS",
     ],
-    devices.map(({ info, lastSeen }) => {
+    devices.map(({ info, lastSeen, agentConflict }) => {
       const { [DEVICE_ID_LABEL]: _, ...labels } = info.labels;
       const unselectable = pairs(
         info.unselectableLabels ?? {},
@@ -124,7 +125,8 @@ export function renderDevices(
       );
       return [
         info.deviceId,
-        lastSeen !== undefined && now - lastSeen <= staleAfterMs ? "yes" : "no",
+        (lastSeen !== undefined && now - lastSeen <= staleAfterMs ? "yes" : "no") +
+        (agentConflict ? `, ${1 + agentConflict.standby.length} agents!` : ""),
         lastSeen === undefined ? "never" : `${age(lastSeen, now)} ago`,
         info.inventory.arch,
         info.inventory.agentVersion,
@@ -142,9 +144,21 @@ export function renderDevices(
       ];
     }),
   );
-  const anyUnselectable = devices.some((r) => r.info.unselectableLabels !== undefined);
-  return anyUnselectable
-    ? `${table}\n\nLabels marked ${NOT_SELECTABLE} are not Kubernetes label values, so no ` +
-      "deployment selects a device by them; the device's agent log says how to fix its config."
-    : table;
+  const notes = devices.flatMap(({ agentConflict: c }) =>
+    c
+      ? [
+        `${c.deviceId}: ${1 + c.standby.length} agents run with this device id (instances ` +
+        `${[c.owner, ...c.standby].join(", ")}). ${c.owner} keeps the containers; ` +
+        `${c.standby.join(", ")} stand(s) by and touch(es) nothing. Give each machine its own ` +
+        "device id (fleet device enroll --device-id ...), or stop the extra agent.",
+      ]
+      : []
+  );
+  if (devices.some((r) => r.info.unselectableLabels !== undefined)) {
+    notes.push(
+      `Labels marked ${NOT_SELECTABLE} are not Kubernetes label values, so no ` +
+        "deployment selects a device by them; the device's agent log says how to fix its config.",
+    );
+  }
+  return [table, ...notes].join("\n\n");
 }

@@ -63,3 +63,22 @@ Deno.test("renderDevices() yaml keeps only selectable labels in labels and the r
   assert.deepEqual(items[1].labels, { "fleet.nationtech.io/device-id": "pi-old", site: "lab" });
   assert.deepEqual(items[1].unselectableLabels, { room: "Building 7 / Room 3" });
 });
+
+Deno.test("renderDevices() marks a device two agents run as, and says who keeps it and what to do", () => {
+  const conflicted: DeviceRow = {
+    info: testDeviceInfo("pi-1", { site: "lab" }),
+    lastSeen: NOW,
+    agentConflict: {
+      deviceId: "pi-1",
+      owner: "aaaaaa",
+      standby: ["bbbbbb"],
+      since: new Date(NOW).toISOString(),
+    },
+  };
+  const table = renderDevices([conflicted], "table", NOW);
+  assert.match(table.split("\n")[1] ?? "", /^pi-1\s+yes, 2 agents!/);
+  assert.match(table, /pi-1: 2 agents run with this device id \(instances aaaaaa, bbbbbb\)/);
+  assert.match(table, /aaaaaa keeps the containers; bbbbbb stand\(s\) by/);
+  const { items } = YAML.parse(renderDevices([conflicted], "yaml", NOW));
+  assert.equal(items[0].agentConflict.owner, "aaaaaa");
+});

@@ -9,7 +9,7 @@ import { API_VERSION } from "../core/deployment.ts";
 import { type DeviceInfo, Inventory, withSelectableLabels } from "../core/device_info.ts";
 import { identifierSchema, validateIdentifier } from "../core/ids.ts";
 import { LABEL_VALUE_MAX, Labels } from "../core/selector.ts";
-import type { InstanceConflict } from "../core/agent_instances.ts";
+import { InstanceConflict } from "../core/agent_instances.ts";
 
 /** The kind of the Device custom resource. */
 export const DEVICE_KIND = "Device";
@@ -75,6 +75,8 @@ export const DeviceStatus = z.object({
   /** Time of the last heartbeat, RFC 3339. */
   lastSeen: z.iso.datetime({ offset: true }).optional(),
   conditions: DeviceConditions.optional(),
+  /** Set while two or more agents run with this device's id: which one keeps the device. */
+  agentConflict: InstanceConflict.omit({ deviceId: true }).optional(),
 });
 export type DeviceStatus = z.infer<typeof DeviceStatus>;
 
@@ -249,11 +251,17 @@ export function deviceConflictStatus(
   previous?: DeviceStatus,
 ): DeviceStatus {
   const before = previous?.conditions?.find((c) => c.type === AGENT_CONFLICT);
+  const { agentConflict: _, ...rest } = previous ?? {};
   return {
-    ...previous,
+    ...rest,
     conditions: setCondition(
       previous?.conditions,
       agentConflictCondition(conflict, now, before),
     ),
+    ...(conflict
+      ? {
+        agentConflict: { owner: conflict.owner, standby: conflict.standby, since: conflict.since },
+      }
+      : {}),
   };
 }

@@ -207,6 +207,12 @@ Deno.test("deviceConflictStatus sets AgentConflict, keeps Reachable and lastSeen
     "AgentConflict=True",
   ]);
   assert.match(during.conditions?.[1]?.message ?? "", /aaaaaa keeps the containers/);
+  assert.deepEqual(during.agentConflict, {
+    owner: "aaaaaa",
+    standby: ["bbbbbb"],
+    since: conflict.since,
+  });
+  assert.ok(DeviceStatus.safeParse(during).success);
   const again = deviceConflictStatus(conflict, now + 60_000, during);
   assert.equal(
     again.conditions?.[1]?.lastTransitionTime,
@@ -215,5 +221,6 @@ Deno.test("deviceConflictStatus sets AgentConflict, keeps Reachable and lastSeen
   const over = deviceConflictStatus(undefined, now + 120_000, again);
   assert.equal(over.conditions?.[1]?.status, "False");
   assert.equal(over.conditions?.[1]?.reason, "OneAgent");
+  assert.equal(over.agentConflict, undefined);
   assert.equal(agentConflictCondition(undefined, now).type, AGENT_CONFLICT);
 });
