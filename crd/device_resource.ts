@@ -199,8 +199,8 @@ export function setCondition(
 }
 
 /**
- * The status of a Device: last heartbeat time and the Reachable condition, other conditions
- * of `previous` kept.
+ * The status of a Device: last heartbeat time and the Reachable condition, the rest of
+ * `previous` (other conditions, an agent conflict) kept.
  */
 export function deviceStatus(
   reachable: boolean,
@@ -210,6 +210,7 @@ export function deviceStatus(
 ): DeviceStatus {
   const before = previous?.conditions?.find((c) => c.type === REACHABLE);
   const status: DeviceStatus = {
+    ...previous,
     conditions: setCondition(
       previous?.conditions,
       reachableCondition(reachable, lastSeenMs, now, before),

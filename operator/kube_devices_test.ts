@@ -71,3 +71,75 @@ Deno.test("KubeDeviceSink moves an older agent's free-text label out of an older
     await running;
   }
 });
+
+Deno.test("KubeDeviceSink shows an agent conflict on the Device (condition and who keeps it), keeps Reachable, and clears it", async () => {
+  await using kube = await startKubeApiServer();
+  using client = new KubeClient(kube.adminConfig);
+  await installCrds(client, silentLogger);
+  const sink = new KubeDeviceSink(client, silentLogger);
+  await sink.load();
+  const controller = new AbortController();
+  const running = sink.run(controller.signal);
+  const status = async () => {
+    const object = await client.get(DeviceType, "pi-1");
+    return object === undefined ? undefined : DeviceResource.parse(object).status;
+  };
+  const conflict = {
+    deviceId: "pi-1",
+    owner: "aaaaaa",
+    standby: ["bbbbbb"],
+    since: "2026-06-01T12:00:00.000Z",
+  };
+  try {
+    sink.deviceChanged(testDeviceInfo("pi-1", { site: "lab" }));
+    // Before its object exists: the conflict waits for it, like reachability.
+    sink.agentConflictChanged("pi-1", conflict);
+    sink.reachabilityChanged("pi-1", true, Date.parse("2026-06-01T12:00:00Z"));
+    const during = await waitFor(
+      "the conflict shown",
+      async () => {
+        const s = await status();
+        return s?.agentConflict && s.conditions?.length === 2 ? s : undefined;
+      },
+      30_000,
+      50,
+    );
+    assert.deepEqual(during.agentConflict, {
+      owner: "aaaaaa",
+      standby: ["bbbbbb"],
+      since: conflict.since,
+    });
+    assert.deepEqual(during.conditions?.map((c) => `${c.type}=${c.status}`).sort(), [
+      "AgentConflict=True",
+      "Reachable=True",
+    ]);
+
+    sink.reachabilityChanged("pi-1", false, Date.parse("2026-06-01T12:00:00Z"));
+    await waitFor(
+      "unreachable, conflict kept",
+      async () => {
+        const s = await status();
+        const reachable = s?.conditions?.find((c) => c.type === "Reachable")?.status;
+        return reachable === "False" && s?.agentConflict !== undefined;
+      },
+      30_000,
+      50,
+    );
+
+    sink.agentConflictChanged("pi-1", undefined);
+    const after = await waitFor(
+      "the conflict over",
+      async () => {
+        const s = await status();
+        return s && s.agentConflict === undefined ? s : undefined;
+      },
+      30_000,
+      50,
+    );
+    assert.equal(after.conditions?.find((c) => c.type === "AgentConflict")?.status, "False");
+    assert.equal(after.conditions?.find((c) => c.type === "Reachable")?.status, "False");
+  } finally {
+    controller.abort();
+    await running;
+  }
+});
