@@ -42,7 +42,8 @@ export interface AgentOptions {
   runtimeDescription: string;
   /**
    * Paces the relist, heartbeat and republish loops and the desired-state watch's retries,
-   * and times the orphan grace period; the device's own timestamps in reports come from it.
+   * and times the orphan grace period, failure backoffs and how long containers have been
+   * up; the device's own timestamps in reports come from it.
    */
   clock: Clock;
   /** Idle heartbeat of the desired-state watch (the adapter's default when absent). */
@@ -132,7 +133,13 @@ export class Agent {
     const intervals = this.#config.intervals;
     this.#view = new DesiredView(this.#config.device_id, intervals.orphan_grace_seconds * 1000);
     this.#cache = new DesiredCache(this.#config.state_dir, this.#config.device_id, options.clock);
-    this.#reconciler = new Reconciler(options.runtime, this.#log, intervals.stop_timeout_seconds);
+    this.#reconciler = new Reconciler({
+      runtime: options.runtime,
+      log: this.#log,
+      stopTimeoutSeconds: intervals.stop_timeout_seconds,
+      minReadyMs: intervals.min_ready_seconds * 1000,
+      clock: options.clock,
+    });
   }
 
   /** Runs until `signal` aborts; containers are left running on the way out. */
@@ -323,6 +330,10 @@ export class Agent {
         void reporter.sync();
         // Confirm soon what was just changed, instead of waiting a whole relist.
         if (result.actions > 0) delay = Math.min(250, relistMs);
+        // A backoff that ends or a container that will have been up long enough.
+        if (result.wakeAt !== undefined) {
+          delay = Math.min(delay, Math.max(0, result.wakeAt - this.#clock.monotonic()));
+        }
       } catch (error) {
         if (!podmanDown) {
           podmanDown = true;

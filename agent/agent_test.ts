@@ -25,6 +25,7 @@ const INTERVALS = {
   republish_seconds: 300,
   orphan_grace_seconds: 60,
   stop_timeout_seconds: 5,
+  min_ready_seconds: 5,
 };
 
 /** A desired-state value as the operator writes it. */
@@ -142,8 +143,9 @@ Deno.test("Agent relists every relist_seconds: a container removed by hand comes
   try {
     await run.ready();
     await eventually("web created", () => f.runtime.containers.length === 1);
-    // Lets the quick pass that confirms an action run, so the relist cadence holds from here.
-    await clock.advance(1_000);
+    // Lets the quick pass that confirms an action and the one when web is ready run, so the
+    // relist cadence holds from here.
+    await clock.advance(INTERVALS.min_ready_seconds * 1000 + 1_000);
     f.runtime.containers.length = 0;
     f.runtime.take();
 
@@ -154,7 +156,8 @@ Deno.test("Agent relists every relist_seconds: a container removed by hand comes
     await eventually("web back", () => f.runtime.containers.length === 1);
     assert.deepEqual(f.runtime.take(), [
       "ensureImage localhost/web:1",
-      `run fleet_${DEVICE}_default_web_web`,
+      `create fleet_${DEVICE}_default_web_web`,
+      `start ${f.runtime.containers[0]?.id}`,
     ]);
   } finally {
     await run.stop();

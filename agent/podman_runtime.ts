@@ -6,8 +6,29 @@ import {
   parsePort,
   type PodmanService,
 } from "../core/mod.ts";
-import type { PodmanClient } from "../adapters/podman/mod.ts";
-import type { ContainerRuntime } from "./runtime.ts";
+import { type PodmanClient, PodmanError, PodmanUnavailableError } from "../adapters/podman/mod.ts";
+import type { ContainerRuntime, LastExit } from "./runtime.ts";
+
+/** The last output of a crash-looping container: a few lines, for a short status message. */
+const OUTPUT_LINES = 5;
+const OUTPUT_MAX_BYTES = 1000;
+/** An exit is recorded a moment before the restart it caused. */
+const EXIT_BEFORE_START_MS = 2000;
+
+/**
+ * Podman's own reason (`manifest unknown`) instead of `Podman could not pull image "x": ...`:
+ * the agent names the step. An unreachable socket keeps its full message, which says what to do.
+ */
+async function reason<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (error) {
+    if (error instanceof PodmanError && !(error instanceof PodmanUnavailableError)) {
+      throw new Error(error.detail, { cause: error });
+    }
+    throw error;
+  }
+}
 
 export class PodmanRuntime implements ContainerRuntime {
   readonly #client: PodmanClient;
@@ -23,12 +44,14 @@ export class PodmanRuntime implements ContainerRuntime {
     });
   }
 
-  async ensureImage(image: string): Promise<void> {
-    if (!(await this.#client.imageExists(image))) await this.#client.pullImage(image);
+  ensureImage(image: string): Promise<void> {
+    return reason((async () => {
+      if (!(await this.#client.imageExists(image))) await this.#client.pullImage(image);
+    })());
   }
 
-  async run(name: string, service: PodmanService, labels: Record<string, string>): Promise<string> {
-    const id = await this.#client.createContainer({
+  create(name: string, service: PodmanService, labels: Record<string, string>): Promise<string> {
+    return reason(this.#client.createContainer({
       name,
       image: service.image,
       labels,
@@ -38,17 +61,46 @@ export class PodmanRuntime implements ContainerRuntime {
       restartPolicy: service.restartPolicy,
       ...(service.command ? { command: service.command } : {}),
       ...(service.args ? { args: service.args } : {}),
-    });
-    await this.#client.startContainer(id);
-    return id;
+    }));
   }
 
   start(containerId: string): Promise<void> {
-    return this.#client.startContainer(containerId);
+    return reason(this.#client.startContainer(containerId));
   }
 
-  async remove(containerId: string, stopTimeoutSeconds: number): Promise<void> {
-    await this.#client.stopContainer(containerId, stopTimeoutSeconds);
-    await this.#client.removeContainer(containerId);
+  stop(containerId: string, stopTimeoutSeconds: number): Promise<void> {
+    return reason(this.#client.stopContainer(containerId, stopTimeoutSeconds));
+  }
+
+  remove(containerId: string, stopTimeoutSeconds: number): Promise<void> {
+    return reason((async () => {
+      await this.#client.stopContainer(containerId, stopTimeoutSeconds);
+      await this.#client.removeContainer(containerId);
+    })());
+  }
+
+  async restartCount(containerId: string): Promise<number | undefined> {
+    return (await reason(this.#client.inspectContainer(containerId)))?.restartCount;
+  }
+
+  lastExit(containerId: string): Promise<LastExit> {
+    return reason((async () => {
+      const inspected = await this.#client.inspectContainer(containerId);
+      let exitCode: number | undefined;
+      if (inspected?.state === "exited" || inspected?.state === "stopped") {
+        exitCode = inspected.exitCode;
+      } else if (inspected?.startedAt !== undefined) {
+        // Restarted already: only the event log still knows how the previous run ended.
+        exitCode = await this.#client.lastExitCode(
+          containerId,
+          inspected.startedAt - EXIT_BEFORE_START_MS,
+        );
+      }
+      const output = await this.#client.containerLogs(containerId, {
+        lines: OUTPUT_LINES,
+        maxBytes: OUTPUT_MAX_BYTES,
+      });
+      return { exitCode, output };
+    })());
   }
 }

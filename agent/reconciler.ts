@@ -1,19 +1,36 @@
 /**
  * One reconcile pass: observe podman, plan, carry out the actions, and say how each
  * deployment is doing. Failures are collected per deployment; one bad deployment never
- * stops the others.
+ * stops the others. Between passes it remembers how each service's container has done
+ * (up long enough to be ready? exiting again and again?) and which deployments are backing
+ * off after a failure: those get no actions until their next try is due.
  */
 import {
   type Action,
   type Assessment,
+  type Clock,
   ContainerLabels,
   type DesiredEntry,
+  parsePort,
   plan,
   refKey,
-  shortError,
 } from "../core/mod.ts";
+import type { ServiceStatus } from "../core/planner.ts";
+import {
+  currentFailure,
+  type FailureBackoff,
+  type FailureCause,
+  isBackingOff,
+  recordFailure,
+} from "../core/failure_backoff.ts";
+import {
+  isCrashLooping,
+  needsRestartCount,
+  observeService,
+  type ServiceHealth,
+} from "../core/service_health.ts";
 import type { Logger } from "../adapters/logger.ts";
-import type { ContainerRuntime } from "./runtime.ts";
+import type { ContainerRuntime, LastExit } from "./runtime.ts";
 
 export interface PassInput {
   deviceId: string;
@@ -28,6 +45,38 @@ export interface PassResult {
   actions: number;
   /** Deployments without desired state whose containers are still there (retained or not yet removed). */
   lingering: Set<string>;
+  /**
+   * Monotonic ms at which a pass is due before the next relist: a backoff ends or a
+   * container will have been up long enough to be ready. Undefined when nothing waits.
+   */
+  wakeAt: number | undefined;
+}
+
+export interface ReconcilerOptions {
+  runtime: ContainerRuntime;
+  log: Logger;
+  stopTimeoutSeconds: number;
+  /** How long every container must stay up before its deployment is Running. */
+  minReadyMs: number;
+  /** Its monotonic time paces backoffs and readiness; its wall time dates container starts. */
+  clock: Clock;
+  /** The backoff's jitter. @default Math.random */
+  random?: () => number;
+}
+
+/** A step of an action that failed, named as a person reads it: `image pull failed: ...`. */
+class StepFailure extends Error {
+  constructor(step: string, cause: unknown) {
+    super(`${step} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+async function step<T>(name: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw new StepFailure(name, error);
+  }
 }
 
 function describe(action: Action): string {
@@ -38,20 +87,37 @@ function describe(action: Action): string {
     : `Removing container ${action.containerName}: ${action.reason}`;
 }
 
+/** How a deployment's services are doing in this pass. */
+interface Readiness {
+  ready: boolean;
+  crashLooping: boolean;
+}
+
 export class Reconciler {
   readonly #runtime: ContainerRuntime;
   readonly #log: Logger;
   readonly #stopTimeoutSeconds: number;
+  readonly #minReadyMs: number;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  /** `<namespace>.<deployment>/<service>` → its history under its current spec. */
+  readonly #health = new Map<string, ServiceHealth>();
+  /** refKey → the failure streak of a desired deployment. */
+  readonly #failures = new Map<string, FailureBackoff>();
 
-  constructor(runtime: ContainerRuntime, log: Logger, stopTimeoutSeconds: number) {
-    this.#runtime = runtime;
-    this.#log = log;
-    this.#stopTimeoutSeconds = stopTimeoutSeconds;
+  constructor(options: ReconcilerOptions) {
+    this.#runtime = options.runtime;
+    this.#log = options.log;
+    this.#stopTimeoutSeconds = options.stopTimeoutSeconds;
+    this.#minReadyMs = options.minReadyMs;
+    this.#clock = options.clock;
+    this.#random = options.random ?? Math.random;
   }
 
   /** Runs one pass; throws only when podman itself cannot be listed. */
   async pass(input: PassInput): Promise<PassResult> {
     const observed = await this.#runtime.listManaged(input.deviceId);
+    const now = this.#clock.monotonic();
     const observedRefs = new Set<string>();
     for (const c of observed) {
       const ns = c.labels[ContainerLabels.namespace];
@@ -59,54 +125,215 @@ export class Reconciler {
       if (ns && name) observedRefs.add(`${ns}.${name}`);
     }
     const retained = input.retained(observedRefs);
-    const { actions, assessments } = plan({
+    const { actions, assessments, services } = plan({
       deviceId: input.deviceId,
       desired: input.desired,
       observed,
       retained,
     });
+    let wakeAt: number | undefined;
+    const wakeBy = (at: number) => {
+      if (at > now && (wakeAt === undefined || at < wakeAt)) wakeAt = at;
+    };
 
-    const failures = new Map<string, string>();
+    const readiness = await this.#observeServices(services, now, wakeBy);
+    for (const key of this.#failures.keys()) {
+      if (!input.desired.has(key)) this.#failures.delete(key);
+    }
+
+    const failed = new Set<string>();
+    let carried = 0;
     for (const action of actions) {
       const key = action.ref ? refKey(action.ref) : undefined;
       // After one failure in a deployment, skip its remaining steps (e.g. create after a failed remove).
-      if (key !== undefined && failures.has(key)) continue;
+      if (key !== undefined && failed.has(key)) continue;
+      const entry = key === undefined ? undefined : input.desired.get(key);
+      if (entry && isBackingOff(this.#failures.get(key!), entry.generation, now)) continue;
+      carried++;
       this.#log.info(describe(action), key ? { deployment: key.replace(".", "/") } : {});
       try {
         await this.#carryOut(action);
       } catch (error) {
-        const message = shortError((error as Error).message);
+        const message = (error as Error).message;
         this.#log.error(`Could not ${action.kind} container ${action.containerName}: ${message}`);
-        if (key !== undefined) failures.set(key, message);
+        if (key === undefined) continue;
+        failed.add(key);
+        // Timed from the failure, not the pass: the next pull comes a whole backoff after this one.
+        if (entry) this.#fail(key, entry.generation, { what: message }, this.#clock.monotonic());
       }
     }
 
     const lingering = new Set(
       [...observedRefs].filter((ref) =>
-        !input.desired.has(ref) && (retained.has(ref) || failures.has(ref))
+        !input.desired.has(ref) && (retained.has(ref) || failed.has(ref))
       ),
     );
     return {
-      actions: actions.length,
+      actions: carried,
       lingering,
-      assessments: assessments.map((a) => {
-        const failure = failures.get(refKey(a.ref));
-        return failure === undefined ? a : { ...a, phase: "Failed", error: failure };
-      }),
+      assessments: assessments.map((a) => this.#judge(a, readiness.get(refKey(a.ref)), wakeBy)),
+      wakeAt,
     };
+  }
+
+  /**
+   * Folds this pass's view of every service into its history, stops the containers of a
+   * crash loop just detected (podman's restart policy would restart them in a hot loop) and
+   * backs their deployment off. Returns how each deployment's services are doing.
+   */
+  async #observeServices(
+    services: readonly ServiceStatus[],
+    now: number,
+    wakeBy: (at: number) => void,
+  ): Promise<Map<string, Readiness>> {
+    const wallNow = this.#clock.now();
+    const readiness = new Map<string, Readiness>();
+    const seen = new Set<string>();
+    for (const s of services) {
+      const key = refKey(s.ref);
+      const slot = `${key}/${s.service.name}`;
+      seen.add(slot);
+      const previous = this.#health.get(slot);
+      const restartCount = needsRestartCount(previous, s.container)
+        ? await this.#restartCount(s.container!.id)
+        : undefined;
+      const verdict = observeService(
+        previous,
+        {
+          hash: s.hash,
+          container: s.container,
+          condition: s.condition,
+          restartCount,
+          ports: s.service.ports.map(parsePort),
+        },
+        now,
+        wallNow,
+        this.#minReadyMs,
+      );
+      let { health, readyAt } = verdict;
+      const crashLooping = isCrashLooping(health, now);
+      if (crashLooping && verdict.newExits > 0 && s.container) {
+        health = await this.#backOffCrashLoop(s, health, now);
+        readyAt = undefined; // stopped
+      }
+      this.#health.set(slot, health);
+
+      if (readyAt !== undefined) wakeBy(readyAt);
+      const ready = readyAt !== undefined && readyAt <= now;
+      const soFar = readiness.get(key) ?? { ready: true, crashLooping: false };
+      readiness.set(key, {
+        ready: soFar.ready && ready,
+        crashLooping: soFar.crashLooping || crashLooping,
+      });
+    }
+    for (const slot of this.#health.keys()) {
+      if (!seen.has(slot)) this.#health.delete(slot);
+    }
+    return readiness;
+  }
+
+  async #backOffCrashLoop(
+    s: ServiceStatus,
+    health: ServiceHealth,
+    now: number,
+  ): Promise<ServiceHealth> {
+    const container = s.container!;
+    const exit = await this.#lastExit(container.id);
+    const exitCode = exit.exitCode ??
+      (container.state === "running" ? undefined : container.exitCode);
+    const cause: FailureCause = {
+      what: `service ${s.service.name} is crash-looping: ${
+        exitCode === undefined ? "keeps exiting" : `exited with code ${exitCode}`
+      }, restarted ${health.restarts} times`,
+      output: exit.output,
+    };
+    this.#fail(refKey(s.ref), s.generation, cause, now);
+    // Stopped, the restart policy leaves it alone; it is tried again when the backoff ends.
+    this.#log.info(`Stopping crash-looping container ${container.name}`, {
+      deployment: `${s.ref.namespace}/${s.ref.name}`,
+    });
+    try {
+      await this.#runtime.stop(container.id, this.#stopTimeoutSeconds);
+      return { ...health, stoppedByAgent: container.id };
+    } catch (error) {
+      this.#log.error(
+        `Could not stop crash-looping container ${container.name}: ${(error as Error).message}`,
+      );
+      return health;
+    }
+  }
+
+  #fail(key: string, generation: number, cause: FailureCause, now: number): void {
+    this.#failures.set(
+      key,
+      recordFailure(this.#failures.get(key), generation, cause, now, this.#random()),
+    );
+  }
+
+  /**
+   * The deployment's phase, truthfully: Running only when every service is ready; Failed
+   * while a failure streak lasts (until success or a new generation), with its message.
+   */
+  #judge(
+    a: Assessment,
+    readiness: Readiness | undefined,
+    wakeBy: (at: number) => void,
+  ): Assessment {
+    const key = refKey(a.ref);
+    if (readiness === undefined) return a; // unrunnable: the planner said why
+    const failure = currentFailure(this.#failures.get(key), a.generation);
+    const healthy = a.phase === "Running" && readiness.ready && !readiness.crashLooping;
+    if (failure !== undefined) {
+      if (healthy) {
+        this.#failures.delete(key);
+        return a;
+      }
+      wakeBy(failure.nextTryAt);
+      return { ...a, phase: "Failed", error: failure.message };
+    }
+    return a.phase === "Running" && !readiness.ready ? { ...a, phase: "Pending" } : a;
+  }
+
+  async #restartCount(containerId: string): Promise<number | undefined> {
+    try {
+      return await this.#runtime.restartCount(containerId);
+    } catch (error) {
+      // Counted as one restart instead: a crash loop is still found, only later.
+      this.#log.debug(`Could not read the restart count of container ${containerId}`, { error });
+      return undefined;
+    }
+  }
+
+  async #lastExit(containerId: string): Promise<LastExit> {
+    try {
+      return await this.#runtime.lastExit(containerId);
+    } catch (error) {
+      this.#log.warn(
+        `Could not read how container ${containerId} exited: ${(error as Error).message}`,
+      );
+      return { exitCode: undefined, output: "" };
+    }
   }
 
   async #carryOut(action: Action): Promise<void> {
     switch (action.kind) {
-      case "create":
-        await this.#runtime.ensureImage(action.service.image);
-        await this.#runtime.run(action.containerName, action.service, action.labels);
+      case "create": {
+        await step("image pull", () => this.#runtime.ensureImage(action.service.image));
+        const id = await step(
+          "create",
+          () => this.#runtime.create(action.containerName, action.service, action.labels),
+        );
+        await step("start", () => this.#runtime.start(id));
         return;
+      }
       case "start":
-        await this.#runtime.start(action.containerId);
+        await step("start", () => this.#runtime.start(action.containerId));
         return;
       case "remove":
-        await this.#runtime.remove(action.containerId, this.#stopTimeoutSeconds);
+        await step(
+          "remove",
+          () => this.#runtime.remove(action.containerId, this.#stopTimeoutSeconds),
+        );
         return;
     }
   }

@@ -7,7 +7,8 @@ import {
   refKey,
   Score,
 } from "../core/mod.ts";
-import { createLogger, silentLogger } from "../adapters/logger.ts";
+import { createLogger, type Logger, silentLogger } from "../adapters/logger.ts";
+import { FakeClock } from "../testing/fake_clock.ts";
 import { MemoryRuntime } from "../testing/memory_runtime.ts";
 import { Reconciler } from "./reconciler.ts";
 import type { ContainerRuntime } from "./runtime.ts";
@@ -35,8 +36,20 @@ function desiredOf(...entries: DesiredEntry[]): Map<string, DesiredEntry> {
   return new Map(entries.map((e) => [refKey(e.ref), e]));
 }
 
-function reconciler(runtime: ContainerRuntime, log = silentLogger): Reconciler {
-  return new Reconciler(runtime, log, STOP_TIMEOUT);
+/** A reconciler on `clock` with no jitter; `minReadyMs` 0 makes a running container ready at once. */
+function reconciler(
+  runtime: ContainerRuntime,
+  log: Logger = silentLogger,
+  { clock = new FakeClock(), minReadyMs = 0 }: { clock?: FakeClock; minReadyMs?: number } = {},
+): Reconciler {
+  return new Reconciler({
+    runtime,
+    log,
+    stopTimeoutSeconds: STOP_TIMEOUT,
+    minReadyMs,
+    clock,
+    random: () => 0,
+  });
 }
 
 const noneRetained = () => new Set<string>();
@@ -55,11 +68,14 @@ Deno.test("Reconciler.pass() creates the missing services of every desired deplo
   assert.equal(result.actions, 3);
   assert.deepEqual(runtime.take(), [
     "ensureImage localhost/web:1",
-    "run fleet_pi-01_default_web_web",
+    "create fleet_pi-01_default_web_web",
+    "start c1",
     "ensureImage localhost/cache:1",
-    "run fleet_pi-01_default_web_cache",
+    "create fleet_pi-01_default_web_cache",
+    "start c2",
     "ensureImage localhost/api:1",
-    "run fleet_pi-01_team-a_api_api",
+    "create fleet_pi-01_team-a_api_api",
+    "start c3",
   ]);
   assert.deepEqual(result.assessments, [
     { ref: ref("web"), generation: 1, phase: "Pending", error: null },
@@ -88,7 +104,7 @@ Deno.test("Reconciler.pass() makes no runtime calls when the device has converge
   }
 });
 
-Deno.test("Reconciler.pass() reports a failing create as Failed and carries on with the rest", async () => {
+Deno.test("Reconciler.pass() reports a failing create as Failed, naming the step, and carries on with the rest", async () => {
   const runtime = new MemoryRuntime(DEVICE);
   runtime.failCreate.set("localhost/broken:1", "image localhost/broken:1 not found");
   const lines: string[] = [];
@@ -97,37 +113,47 @@ Deno.test("Reconciler.pass() reports a failing create as Failed and carries on w
     entry(ref("bad"), [service("bad", "localhost/broken:1")], 2),
     entry(ref("web"), [service("web", "localhost/web:1")]),
   );
-  const r = reconciler(runtime, log);
+  const clock = new FakeClock();
+  const r = reconciler(runtime, log, { clock });
   const result = await r.pass({ deviceId: DEVICE, desired, retained: noneRetained });
   assert.deepEqual(result.assessments, [
     {
       ref: ref("bad"),
       generation: 2,
       phase: "Failed",
-      error: "image localhost/broken:1 not found",
+      error: "create failed: image localhost/broken:1 not found; attempt 1, next in 10 s",
     },
     { ref: ref("web"), generation: 1, phase: "Pending", error: null },
   ]);
+  assert.equal(result.wakeAt, 10_000, "the loop wakes when the backoff ends");
   assert.deepEqual(runtime.containers.map((c) => c.name), ["fleet_pi-01_default_web_web"]);
   assert.ok(
     lines.some((l) =>
       l.startsWith("ERROR Could not create container fleet_pi-01_default_bad_bad") &&
-      l.includes("image localhost/broken:1 not found")
+      l.includes("create failed: image localhost/broken:1 not found")
     ),
     lines.join("\n"),
   );
 
-  // Next pass: the good one is Running, the bad one is tried again and still Failed.
+  // The next passes leave it alone until its backoff ends; then it is tried again.
   runtime.take();
-  const again = await r.pass({ deviceId: DEVICE, desired, retained: noneRetained });
-  assert.deepEqual(runtime.take(), [
-    "ensureImage localhost/broken:1",
-    "run fleet_pi-01_default_bad_bad",
-  ]);
-  assert.deepEqual(again.assessments.map((a) => [a.ref.name, a.phase]), [
+  await clock.advance(9_999);
+  const waiting = await r.pass({ deviceId: DEVICE, desired, retained: noneRetained });
+  assert.deepEqual(runtime.take(), []);
+  assert.deepEqual(waiting.assessments.map((a) => [a.ref.name, a.phase]), [
     ["bad", "Failed"],
     ["web", "Running"],
   ]);
+  await clock.advance(1);
+  const again = await r.pass({ deviceId: DEVICE, desired, retained: noneRetained });
+  assert.deepEqual(runtime.take(), [
+    "ensureImage localhost/broken:1",
+    "create fleet_pi-01_default_bad_bad",
+  ]);
+  assert.equal(
+    again.assessments[0]?.error,
+    "create failed: image localhost/broken:1 not found; attempt 2, next in 20 s",
+  );
 });
 
 Deno.test("Reconciler.pass() reports an unrunnable desired entry as Failed and touches nothing", async () => {
@@ -211,9 +237,11 @@ Deno.test("Reconciler.pass() removes before it creates, so names and ports are f
     `remove fleet_pi-01_default_old_old timeout=${STOP_TIMEOUT}`,
     `remove fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`,
     "ensureImage localhost/new:1",
-    "run fleet_pi-01_default_new_new",
+    "create fleet_pi-01_default_new_new",
+    "start c3",
     "ensureImage localhost/web:2",
-    "run fleet_pi-01_default_web_web",
+    "create fleet_pi-01_default_web_web",
+    "start c4",
   ]);
   assert.equal(result.actions, 4);
   const web = runtime.containers.find((c) => c.name === "fleet_pi-01_default_web_web");
@@ -236,14 +264,16 @@ Deno.test("Reconciler.pass() skips a deployment's create after its remove failed
   assert.deepEqual(runtime.take(), [
     `remove fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`,
     "ensureImage localhost/api:1",
-    "run fleet_pi-01_default_api_api",
+    "create fleet_pi-01_default_api_api",
+    "start c2",
   ]);
   assert.deepEqual(result.assessments, [
     {
       ref: ref("web"),
       generation: 2,
       phase: "Failed",
-      error: "cannot stop fleet_pi-01_default_web_web: device busy",
+      error:
+        "remove failed: cannot stop fleet_pi-01_default_web_web: device busy; attempt 1, next in 10 s",
     },
     { ref: ref("api"), generation: 1, phase: "Pending", error: null },
   ]);
@@ -269,4 +299,208 @@ Deno.test("Reconciler.pass() throws only when the runtime cannot be listed", asy
     reconciler(runtime).pass({ deviceId: DEVICE, desired: new Map(), retained: noneRetained }),
     /podman socket not found/,
   );
+});
+
+/** Runs a pass of `r` over `desired`. */
+function passOf(r: Reconciler, desired: Map<string, DesiredEntry>) {
+  return r.pass({ deviceId: DEVICE, desired, retained: noneRetained });
+}
+
+Deno.test("Reconciler backs a failing pull off per deployment: over 10 minutes of passes every second, pulls follow the schedule", async () => {
+  const clock = new FakeClock();
+  const runtime = new MemoryRuntime(DEVICE, clock);
+  runtime.failPull.set("localhost/bad:1", "manifest unknown");
+  const desired = desiredOf(
+    entry(ref("bad"), [service("bad", "localhost/bad:1")]),
+    entry(ref("web"), [service("web", "localhost/web:1")]),
+  );
+  const r = reconciler(runtime, silentLogger, { clock });
+  const pulls: number[] = [];
+  const webCreates: number[] = [];
+  let last;
+  for (let t = 0; t <= 600_000; t += 1000) {
+    // Another deployment keeps the agent busy: its container is removed by hand now and then.
+    if (t % 60_000 === 30_000) runtime.containers.splice(0);
+    last = await passOf(r, desired);
+    for (const call of runtime.take()) {
+      if (call === "ensureImage localhost/bad:1") pulls.push(t / 1000);
+      if (call === "create fleet_pi-01_default_web_web") webCreates.push(t / 1000);
+    }
+    await clock.advance(1000);
+  }
+  assert.deepEqual(pulls, [0, 10, 30, 70, 150, 310], "10 s doubling, capped at 5 min");
+  assert.equal(webCreates.length, 11, "the other deployment came back each time at once");
+  assert.equal(
+    last?.assessments[0]?.error,
+    "image pull failed: manifest unknown; attempt 6, next in 300 s",
+  );
+  assert.equal(last?.wakeAt, 610_000);
+});
+
+Deno.test("Reconciler tries a failing deployment at once for a new generation, and forgets the streak after a success", async () => {
+  const clock = new FakeClock();
+  const runtime = new MemoryRuntime(DEVICE, clock);
+  runtime.failPull.set("localhost/web:1", "manifest unknown");
+  const r = reconciler(runtime, silentLogger, { clock });
+  const v1 = desiredOf(entry(ref("web"), [service("web", "localhost/web:1")], 1));
+  await passOf(r, v1);
+  await clock.advance(10_000);
+  const second = await passOf(r, v1);
+  assert.match(second.assessments[0]?.error ?? "", /attempt 2, next in 20 s$/);
+
+  runtime.take();
+  const v2 = desiredOf(entry(ref("web"), [service("web", "localhost/web:1")], 2));
+  const fresh = await passOf(r, v2);
+  assert.deepEqual(runtime.take(), ["ensureImage localhost/web:1"], "no wait for generation 2");
+  assert.match(fresh.assessments[0]?.error ?? "", /attempt 1, next in 10 s$/);
+
+  // The registry answers again: the retry succeeds and the deployment runs.
+  runtime.failPull.clear();
+  await clock.advance(10_000);
+  const retried = await passOf(r, v2);
+  assert.equal(retried.assessments[0]?.phase, "Failed", "not Running before it is up");
+  const running = await passOf(r, v2);
+  assert.deepEqual(running.assessments[0], {
+    ref: ref("web"),
+    generation: 2,
+    phase: "Running",
+    error: null,
+  });
+  // A later failure starts a new streak.
+  runtime.containers.splice(0);
+  runtime.failPull.set("localhost/web:1", "manifest unknown");
+  const again = await passOf(r, v2);
+  assert.match(again.assessments[0]?.error ?? "", /attempt 1, next in 10 s$/);
+});
+
+Deno.test("Reconciler reports Running only once every container has been up min_ready, and wakes for it", async () => {
+  const clock = new FakeClock();
+  const runtime = new MemoryRuntime(DEVICE, clock);
+  const r = reconciler(runtime, silentLogger, { clock, minReadyMs: 5000 });
+  const desired = desiredOf(
+    entry(ref("web"), [service("web", "localhost/web:1"), service("db", "localhost/db:1")]),
+  );
+  assert.equal((await passOf(r, desired)).assessments[0]?.phase, "Pending");
+  await clock.advance(250);
+  const up = await passOf(r, desired);
+  assert.equal(up.assessments[0]?.phase, "Pending");
+  assert.equal(up.wakeAt, 5000, "the loop wakes when min_ready is up, not at the next relist");
+
+  // db is restarted by podman at 3 s: its run starts over.
+  await clock.advance(2750);
+  runtime.crash(runtime.containers[1]!.id, 1);
+  await clock.advance(2000);
+  const restarted = await passOf(r, desired);
+  assert.equal(restarted.assessments[0]?.phase, "Pending");
+  assert.equal(restarted.wakeAt, 8000);
+  await clock.advance(3000);
+  const ready = await passOf(r, desired);
+  assert.deepEqual(ready.assessments[0], {
+    ref: ref("web"),
+    generation: 1,
+    phase: "Running",
+    error: null,
+  });
+  assert.equal(ready.wakeAt, undefined);
+});
+
+Deno.test("Reconciler keeps a deployment Pending while podman does not show its published port", async () => {
+  const clock = new FakeClock();
+  const runtime = new MemoryRuntime(DEVICE, clock);
+  const web = { ...service("web", "localhost/web:1"), ports: ["8080:80"] };
+  runtime.add(ref("web"), web, 1, "running", clock.now() - 60_000);
+  const r = reconciler(runtime, silentLogger, { clock, minReadyMs: 5000 });
+  const desired = desiredOf(entry(ref("web"), [web]));
+  assert.equal((await passOf(r, desired)).assessments[0]?.phase, "Running", "up for a minute");
+  runtime.containers[0]!.ports = [];
+  const missing = await passOf(r, desired);
+  assert.equal(missing.assessments[0]?.phase, "Pending");
+  assert.equal(missing.wakeAt, undefined);
+});
+
+Deno.test("Reconciler counts a job that finished under restartPolicy no as Running at once", async () => {
+  const clock = new FakeClock();
+  const runtime = new MemoryRuntime(DEVICE, clock);
+  const job = { ...service("job", "localhost/job:1"), restartPolicy: "no" as const };
+  const id = runtime.add(ref("job"), job);
+  runtime.exit(id, 0);
+  const r = reconciler(runtime, silentLogger, { clock, minReadyMs: 5000 });
+  const result = await passOf(r, desiredOf(entry(ref("job"), [job])));
+  assert.equal(result.assessments[0]?.phase, "Running");
+});
+
+Deno.test("Reconciler finds a container podman keeps restarting crash-looping: Failed with exit code, restarts and output, stopped, retried after the backoff", async () => {
+  const clock = new FakeClock();
+  const runtime = new MemoryRuntime(DEVICE, clock);
+  const r = reconciler(runtime, silentLogger, { clock, minReadyMs: 5000 });
+  const desired = desiredOf(entry(ref("web"), [service("web", "localhost/web:1")]));
+  await passOf(r, desired);
+  await clock.advance(250);
+  await passOf(r, desired);
+  runtime.take();
+
+  const id = runtime.containers[0]!.id;
+  await clock.advance(1000);
+  runtime.crash(id, 1, "error: cannot open /data/db\n", 6);
+  const looping = await passOf(r, desired);
+  assert.deepEqual(looping.assessments[0], {
+    ref: ref("web"),
+    generation: 1,
+    phase: "Failed",
+    error: "service web is crash-looping: exited with code 1, restarted 6 times; last output: " +
+      Array(6).fill("error: cannot open /data/db").join(" ") + "; attempt 1, next in 10 s",
+  });
+  assert.deepEqual(runtime.take(), [`stop fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`]);
+  assert.equal(looping.wakeAt, 11_250);
+
+  // Stopped, it stays so for the backoff: no recreate, and the message does not change.
+  await clock.advance(5000);
+  const waiting = await passOf(r, desired);
+  assert.deepEqual(runtime.take(), []);
+  assert.equal(waiting.assessments[0]?.error, looping.assessments[0]?.error);
+
+  await clock.advance(5000);
+  await passOf(r, desired);
+  assert.deepEqual(runtime.take(), [
+    `remove fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`,
+    "ensureImage localhost/web:1",
+    "create fleet_pi-01_default_web_web",
+    "start c2",
+  ]);
+  // The new container crashes at once too: the next backoff is twice as long.
+  await clock.advance(250);
+  await passOf(r, desired);
+  runtime.crash("c2", 1, "error: cannot open /data/db\n");
+  await clock.advance(250);
+  const again = await passOf(r, desired);
+  assert.match(
+    again.assessments[0]?.error ?? "",
+    /^service web is crash-looping: exited with code 1, restarted 7 times; .*attempt 2, next in 20 s$/,
+  );
+});
+
+Deno.test("Reconciler finds a container it recreates after each exit crash-looping after the fourth exit", async () => {
+  const clock = new FakeClock();
+  const runtime = new MemoryRuntime(DEVICE, clock);
+  const r = reconciler(runtime, silentLogger, { clock, minReadyMs: 5000 });
+  const desired = desiredOf(entry(ref("web"), [service("web", "localhost/web:1")]));
+  await passOf(r, desired);
+  const phases: (string | null)[] = [];
+  for (let i = 0; i < 4; i++) {
+    await clock.advance(1000);
+    runtime.exit(runtime.containers[0]!.id, 2, "bad flag\n");
+    const result = await passOf(r, desired);
+    phases.push(`${result.assessments[0]?.phase}: ${result.assessments[0]?.error}`);
+  }
+  assert.deepEqual(phases, [
+    "Pending: service web exited with code 2; restarting it",
+    "Pending: service web exited with code 2; restarting it",
+    "Pending: service web exited with code 2; restarting it",
+    "Failed: service web is crash-looping: exited with code 2, restarted 4 times; " +
+    "last output: bad flag; attempt 1, next in 10 s",
+  ]);
+  assert.deepEqual(runtime.take().slice(-1), [
+    `stop fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`,
+  ]);
+  assert.equal(runtime.containers.length, 1, "kept (stopped) for its logs until the retry");
 });

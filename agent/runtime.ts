@@ -1,14 +1,32 @@
 /** The container runtime as the agent sees it; podman_runtime.ts is the real one. */
 import type { ObservedContainer, PodmanService } from "../core/mod.ts";
 
+/**
+ * How a container's latest run ended, for a crash-loop message: its exit code when it is
+ * known and its last lines of output.
+ */
+export interface LastExit {
+  exitCode: number | undefined;
+  output: string;
+}
+
+/**
+ * Errors carry the runtime's own reason as their message (e.g. `manifest unknown`); the
+ * agent says which step failed.
+ */
 export interface ContainerRuntime {
   /** Containers this agent manages on this device (by label), running or not. */
   listManaged(deviceId: string): Promise<ObservedContainer[]>;
   /** Pulls the image when it is not present (IfNotPresent). */
   ensureImage(image: string): Promise<void>;
-  /** Creates and starts a container for `service`; returns its id. */
-  run(name: string, service: PodmanService, labels: Record<string, string>): Promise<string>;
+  /** Creates (does not start) a container for `service`; returns its id. */
+  create(name: string, service: PodmanService, labels: Record<string, string>): Promise<string>;
   start(containerId: string): Promise<void>;
+  /** Graceful stop, kill after `stopTimeoutSeconds`; the container stays (with its logs). */
+  stop(containerId: string, stopTimeoutSeconds: number): Promise<void>;
   /** Graceful stop, kill after `stopTimeoutSeconds`, then remove; gone already is fine. */
   remove(containerId: string, stopTimeoutSeconds: number): Promise<void>;
+  /** How often its restart policy has restarted the container; undefined when it is gone. */
+  restartCount(containerId: string): Promise<number | undefined>;
+  lastExit(containerId: string): Promise<LastExit>;
 }

@@ -19,13 +19,26 @@ export const ContainerLabels = {
 } as const;
 export const MANAGED_BY = "fleet-agent";
 
-/** What the planner needs to know of a container podman reports. */
+/** A port the container runtime shows as published: `hostPort` up to `hostPort + range - 1`. */
+export interface PublishedPort {
+  hostPort: number;
+  containerPort: number;
+  protocol: string;
+  /** How many consecutive ports the entry covers. @default 1 */
+  range?: number;
+}
+
+/** What the agent needs to know of a container podman reports. */
 export interface ObservedContainer {
   id: string;
   name: string;
   labels: Readonly<Record<string, string>>;
   state: string;
   exitCode: number;
+  /** Epoch ms of its last start, by this host's clock; absent when never started. */
+  startedAt?: number | undefined;
+  /** Its published ports; absent when the runtime does not say. */
+  ports?: readonly PublishedPort[];
 }
 
 /** One deployment's desired state as the agent holds it: runnable, or why not. */
@@ -64,11 +77,41 @@ export interface Assessment {
   error: string | null;
 }
 
+/**
+ * What the planner made of one service's container: `missing` (to be created), `starting`
+ * (created, to be started), `transient` (podman is changing its state), `running`,
+ * `finished` (exited 0 and its restart policy wants no restart: a job that is done),
+ * `failed` (exited non-zero and no restart is due) or `exited` (exited against its restart
+ * policy: to be recreated).
+ */
+export type ServiceCondition =
+  | "missing"
+  | "starting"
+  | "transient"
+  | "running"
+  | "finished"
+  | "failed"
+  | "exited";
+
+/** One service of a runnable desired deployment, as the planner saw it. */
+export interface ServiceStatus {
+  ref: DeploymentRef;
+  generation: number;
+  service: PodmanService;
+  /** The service's spec hash (container label). */
+  hash: string;
+  /** The container that stands for the service; undefined when it is missing. */
+  container: ObservedContainer | undefined;
+  condition: ServiceCondition;
+}
+
 export interface Plan {
   /** Removals first, so a recreated container's name and ports are free. */
   actions: Action[];
   /** One per desired deployment. */
   assessments: Assessment[];
+  /** One per service of every runnable desired deployment, in desired order. */
+  services: ServiceStatus[];
 }
 
 export interface PlanInput {
@@ -138,6 +181,7 @@ export function plan(input: PlanInput): Plan {
   const actions: Action[] = [];
   const creates: Action[] = [];
   const assessments: Assessment[] = [];
+  const services: ServiceStatus[] = [];
 
   const managed = input.observed.filter((c) =>
     c.labels[ContainerLabels.managedBy] === MANAGED_BY &&
@@ -199,6 +243,15 @@ export function plan(input: PlanInput): Plan {
             : `service ${service.name} changed`,
         });
       }
+      const status = (condition: ServiceCondition) =>
+        services.push({
+          ref: entry.ref,
+          generation: entry.generation,
+          service,
+          hash,
+          container: current,
+          condition,
+        });
       const create = (reason: string) =>
         creates.push({
           kind: "create",
@@ -214,10 +267,14 @@ export function plan(input: PlanInput): Plan {
             ? `service ${service.name} changed`
             : `service ${service.name} is not running`,
         );
+        status("missing");
         if (phase !== "Failed") phase = "Pending";
         continue;
       }
-      if (current.state === "running") continue;
+      if (current.state === "running") {
+        status("running");
+        continue;
+      }
       if (STARTABLE.has(current.state)) {
         actions.push({
           kind: "start",
@@ -226,10 +283,12 @@ export function plan(input: PlanInput): Plan {
           containerName: current.name,
           reason: `service ${service.name} was created but not started`,
         });
+        status("starting");
         if (phase !== "Failed") phase = "Pending";
         continue;
       }
       if (TRANSIENT.has(current.state)) {
+        status("transient");
         if (phase !== "Failed") phase = "Pending";
         continue;
       }
@@ -239,6 +298,7 @@ export function plan(input: PlanInput): Plan {
           phase = "Failed";
           error = `service ${service.name} exited with code ${current.exitCode}`;
         }
+        status(current.exitCode === 0 ? "finished" : "failed");
         continue;
       }
       actions.push({
@@ -249,11 +309,13 @@ export function plan(input: PlanInput): Plan {
         reason: `service ${service.name} exited with code ${current.exitCode}`,
       });
       create(`service ${service.name} exited with code ${current.exitCode}; restarting it`);
-      if (current.exitCode !== 0) {
-        phase = "Failed";
-        error = `service ${service.name} exited with code ${current.exitCode}; restarting it`;
-      } else if (phase !== "Failed") {
+      status("exited");
+      // One exit is not a failure yet: a crash loop is (the agent's service health decides).
+      if (phase !== "Failed") {
         phase = "Pending";
+        if (current.exitCode !== 0) {
+          error = `service ${service.name} exited with code ${current.exitCode}; restarting it`;
+        }
       }
     }
     for (const c of containers) {
@@ -269,5 +331,5 @@ export function plan(input: PlanInput): Plan {
     }
     assessments.push({ ref: entry.ref, generation: entry.generation, phase, error });
   }
-  return { actions: [...actions, ...creates], assessments };
+  return { actions: [...actions, ...creates], assessments, services };
 }

@@ -334,9 +334,11 @@ for (const restartPolicy of ["unless-stopped", "always"]) {
       `remove ${NAME_WEB}`,
       `create ${NAME_WEB}`,
     ]);
+    // One exit is no failure yet (a crash loop is, judged by the agent's service health).
     const [assessment] = crashed.assessments;
-    assert.equal(assessment?.phase, "Failed");
-    assert.match(assessment?.error ?? "", /service web exited with code 137/);
+    assert.equal(assessment?.phase, "Pending");
+    assert.match(assessment?.error ?? "", /service web exited with code 137; restarting it/);
+    assert.equal(crashed.services[0]?.condition, "exited");
   });
 }
 
@@ -366,8 +368,53 @@ Deno.test('plan() restarts only a failed container under restartPolicy "on-failu
     observe(desired, "web", { state: "exited", exitCode: 2 }),
   ]);
   assert.deepStrictEqual(summary(failed.actions), [`remove ${NAME_WEB}`, `create ${NAME_WEB}`]);
-  assert.equal(failed.assessments[0]?.phase, "Failed");
+  assert.equal(failed.assessments[0]?.phase, "Pending");
   assert.match(failed.assessments[0]?.error ?? "", /exited with code 2/);
+});
+
+Deno.test("plan() says for each service of each runnable deployment what it made of its container", () => {
+  const desired = entry(WEB, [
+    service("web"),
+    service("db"),
+    service("job", { restartPolicy: "no" }),
+    service("batch", { restartPolicy: "on-failure" }),
+    service("init"),
+    service("cache"),
+    service("crashed"),
+  ]);
+  const p = run(
+    desiredOf(desired, { ref: { namespace: "default", name: "bad" }, generation: 2, error: "x" }),
+    [
+      observe(desired, "web"),
+      observe(desired, "job", { state: "exited" }),
+      observe(desired, "batch", { state: "exited", exitCode: 4 }),
+      observe(desired, "init", { state: "created" }),
+      observe(desired, "cache", { state: "stopping" }),
+      observe(desired, "crashed", { state: "stopped", exitCode: 1 }),
+    ],
+  );
+  assert.deepStrictEqual(
+    p.services.map((s) => [s.service.name, s.condition, s.container?.id ?? null]),
+    [
+      ["web", "running", `id-${NAME_WEB}`],
+      ["db", "missing", null],
+      ["job", "finished", `id-${containerName(DEVICE, WEB, "job")}`],
+      ["batch", "exited", `id-${containerName(DEVICE, WEB, "batch")}`],
+      ["init", "starting", `id-${containerName(DEVICE, WEB, "init")}`],
+      ["cache", "transient", `id-${containerName(DEVICE, WEB, "cache")}`],
+      ["crashed", "exited", `id-${containerName(DEVICE, WEB, "crashed")}`],
+    ],
+  );
+  assert.ok(p.services.every((s) => s.generation === 1 && s.ref === WEB));
+  assert.equal(p.services[0]?.hash, serviceHash(WEB, desired.score.data.services[0]!));
+
+  const failedJob = run(desiredOf(entry(WEB, [service("job", { restartPolicy: "no" })])), [
+    observe(entry(WEB, [service("job", { restartPolicy: "no" })]), "job", {
+      state: "exited",
+      exitCode: 1,
+    }),
+  ]);
+  assert.equal(failedJob.services[0]?.condition, "failed");
 });
 
 for (const state of ["stopped", "dead", "unknown-future-state"]) {

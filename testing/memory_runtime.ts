@@ -1,31 +1,50 @@
 /**
  * Our ContainerRuntime port in memory, for the agent's tests: records calls, can be told to
- * fail, and holds containers as podman would list them.
+ * fail, and holds containers as podman would list them. Containers can be made to exit, or
+ * to be restarted as podman's restart policy would.
  */
 import {
+  type Clock,
   ContainerLabels,
   containerLabels,
   containerName,
   type DeploymentRef,
   type ObservedContainer,
+  parsePort,
   type PodmanService,
 } from "../core/mod.ts";
-import type { ContainerRuntime } from "../agent/runtime.ts";
+import type { ContainerRuntime, LastExit } from "../agent/runtime.ts";
+
+/** A container as the memory runtime holds it: what podman lists, plus what it keeps. */
+export interface MemoryContainer extends ObservedContainer {
+  restartCount: number;
+  /** What it wrote (for lastExit). */
+  output: string;
+  /** How its latest run ended, if it ended. */
+  lastExitCode: number | undefined;
+}
 
 export class MemoryRuntime implements ContainerRuntime {
-  readonly containers: ObservedContainer[] = [];
-  /** `<method> <subject>` for every call but listManaged. */
+  readonly containers: MemoryContainer[] = [];
+  /** `<method> <subject>` for every call but listManaged, restartCount and lastExit. */
   readonly calls: string[] = [];
+  /** Images whose pull fails, with the error message. */
+  readonly failPull = new Map<string, string>();
   /** Images whose create fails, with the error message. */
   readonly failCreate = new Map<string, string>();
   /** Container names whose removal fails. */
   readonly failRemove = new Set<string>();
   readonly #deviceId: string;
+  readonly #clock: Pick<Clock, "now">;
   #nextId = 1;
 
-  /** @param deviceId the device whose containers {@link add} puts there */
-  constructor(deviceId: string) {
+  /**
+   * @param deviceId the device whose containers {@link add} puts there
+   * @param clock stamps `startedAt` @default the system clock
+   */
+  constructor(deviceId: string, clock: Pick<Clock, "now"> = { now: () => Date.now() }) {
     this.#deviceId = deviceId;
+    this.#clock = clock;
   }
 
   listManaged(deviceId: string): Promise<ObservedContainer[]> {
@@ -37,27 +56,37 @@ export class MemoryRuntime implements ContainerRuntime {
   }
   ensureImage(image: string): Promise<void> {
     this.calls.push(`ensureImage ${image}`);
-    return Promise.resolve();
+    const failure = this.failPull.get(image);
+    return failure === undefined ? Promise.resolve() : Promise.reject(new Error(failure));
   }
-  run(name: string, service: PodmanService, labels: Record<string, string>): Promise<string> {
-    this.calls.push(`run ${name}`);
+  create(name: string, service: PodmanService, labels: Record<string, string>): Promise<string> {
+    this.calls.push(`create ${name}`);
     const failure = this.failCreate.get(service.image);
     if (failure !== undefined) return Promise.reject(new Error(failure));
     if (this.containers.some((c) => c.name === name)) {
       return Promise.reject(new Error(`the container name "${name}" is already in use`));
     }
     const id = `c${this.#nextId++}`;
-    this.containers.push({ id, name, labels, state: "running", exitCode: 0 });
+    this.containers.push(this.#container(id, name, labels, service, "created"));
     return Promise.resolve(id);
   }
   start(containerId: string): Promise<void> {
     this.calls.push(`start ${containerId}`);
-    const c = this.containers.find((c) => c.id === containerId);
-    if (c) c.state = "running";
+    const c = this.get(containerId);
+    if (c && c.state !== "running") {
+      c.state = "running";
+      c.startedAt = this.#clock.now();
+    }
+    return Promise.resolve();
+  }
+  stop(containerId: string, stopTimeoutSeconds: number): Promise<void> {
+    const c = this.get(containerId);
+    this.calls.push(`stop ${c?.name ?? containerId} timeout=${stopTimeoutSeconds}`);
+    if (c?.state === "running") this.exit(containerId, 143);
     return Promise.resolve();
   }
   remove(containerId: string, stopTimeoutSeconds: number): Promise<void> {
-    const c = this.containers.find((c) => c.id === containerId);
+    const c = this.get(containerId);
     this.calls.push(`remove ${c?.name ?? containerId} timeout=${stopTimeoutSeconds}`);
     if (c && this.failRemove.has(c.name)) {
       return Promise.reject(new Error(`cannot stop ${c.name}: device busy`));
@@ -66,20 +95,79 @@ export class MemoryRuntime implements ContainerRuntime {
     if (i >= 0) this.containers.splice(i, 1);
     return Promise.resolve();
   }
-  /** Puts a container there as a previous agent would have created it. */
-  add(ref: DeploymentRef, service: PodmanService, generation = 1, state = "running"): string {
+  restartCount(containerId: string): Promise<number | undefined> {
+    return Promise.resolve(this.get(containerId)?.restartCount);
+  }
+  lastExit(containerId: string): Promise<LastExit> {
+    const c = this.get(containerId);
+    return Promise.resolve({ exitCode: c?.lastExitCode, output: c?.output ?? "" });
+  }
+
+  get(containerId: string): MemoryContainer | undefined {
+    return this.containers.find((c) => c.id === containerId);
+  }
+  /** The container ends with `exitCode` (after writing `output`), as when its process exits. */
+  exit(containerId: string, exitCode: number, output = ""): void {
+    const c = this.get(containerId);
+    if (!c) throw new Error(`no container ${containerId}`);
+    c.state = "exited";
+    c.exitCode = exitCode;
+    c.lastExitCode = exitCode;
+    c.output += output;
+  }
+  /** The container exits with `exitCode` and podman's restart policy starts it again, `times` times. */
+  crash(containerId: string, exitCode: number, output = "", times = 1): void {
+    for (let i = 0; i < times; i++) {
+      this.exit(containerId, exitCode, output);
+      const c = this.get(containerId)!;
+      c.restartCount++;
+      c.state = "running";
+      c.exitCode = 0;
+      c.startedAt = this.#clock.now();
+    }
+  }
+  /** Puts a container there as a previous agent would have created it, started at `startedAt`. */
+  add(
+    ref: DeploymentRef,
+    service: PodmanService,
+    generation = 1,
+    state = "running",
+    startedAt = this.#clock.now(),
+  ): string {
     const id = `c${this.#nextId++}`;
-    this.containers.push({
-      id,
-      name: containerName(this.#deviceId, ref, service.name),
-      labels: containerLabels(this.#deviceId, ref, generation, service),
-      state,
-      exitCode: 0,
-    });
+    const name = containerName(this.#deviceId, ref, service.name);
+    const labels = containerLabels(this.#deviceId, ref, generation, service);
+    const c = this.#container(id, name, labels, service, state);
+    if (state !== "created") c.startedAt = startedAt;
+    this.containers.push(c);
     return id;
   }
   /** Calls since the last `take()`. */
   take(): string[] {
     return this.calls.splice(0);
+  }
+
+  #container(
+    id: string,
+    name: string,
+    labels: Record<string, string>,
+    service: PodmanService,
+    state: string,
+  ): MemoryContainer {
+    return {
+      id,
+      name,
+      labels,
+      state,
+      exitCode: 0,
+      ports: service.ports.map(parsePort).map((p) => ({
+        hostPort: p.hostPort,
+        containerPort: p.containerPort,
+        protocol: p.protocol,
+      })),
+      restartCount: 0,
+      output: "",
+      lastExitCode: undefined,
+    };
   }
 }

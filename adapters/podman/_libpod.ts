@@ -27,6 +27,12 @@ export const LibpodListedContainerSchema = z.object({
   ExitCode: z.number().int(),
   /** Unix seconds; Go's zero time (negative) when never started. */
   StartedAt: z.number().nullish(),
+  Ports: z.array(z.object({
+    host_port: z.number().int(),
+    container_port: z.number().int(),
+    protocol: z.string(),
+    range: z.number().int().nullish(),
+  })).nullish(),
 }).transform((c): ObservedContainer => ({
   id: c.Id,
   name: c.Names?.[0] ?? c.Id,
@@ -35,6 +41,12 @@ export const LibpodListedContainerSchema = z.object({
   state: c.State,
   exitCode: c.ExitCode,
   ...optional("startedAt", epochMs((c.StartedAt ?? 0) * 1000)),
+  ports: (c.Ports ?? []).map((p) => ({
+    hostPort: p.host_port,
+    containerPort: p.container_port,
+    protocol: p.protocol,
+    range: Math.max(1, p.range ?? 1),
+  })),
 }));
 
 /** The answer of `GET /libpod/containers/json`. */
@@ -55,6 +67,7 @@ export const LibpodContainerInspectSchema = z.object({
     FinishedAt: z.string().nullish(),
     Error: z.string().nullish(),
   }),
+  RestartCount: z.number().int().nullish(),
 }).transform((c): InspectedContainer => ({
   id: c.Id,
   name: c.Name,
@@ -65,6 +78,7 @@ export const LibpodContainerInspectSchema = z.object({
   ...optional("startedAt", epochMs(Date.parse(c.State.StartedAt ?? ""))),
   ...optional("finishedAt", epochMs(Date.parse(c.State.FinishedAt ?? ""))),
   ...optional("error", c.State.Error || undefined),
+  restartCount: c.RestartCount ?? 0,
 }));
 
 /** The network part of `GET /libpod/containers/{id}/json`: the container's addresses. */
@@ -105,6 +119,16 @@ export const LibpodVersionSchema = z.object({
 export const LibpodErrorBodySchema = z.object({
   message: z.string().optional(),
   cause: z.string().optional(),
+});
+
+/** One line of `GET /libpod/events?stream=false`: a `died` event carries the exit code. */
+export const LibpodEventSchema = z.object({
+  Actor: z.object({
+    Attributes: z.record(z.string(), z.string()).nullish(),
+  }).nullish(),
+}).transform((e): number | undefined => {
+  const code = Number(e.Actor?.Attributes?.["containerExitCode"] ?? NaN);
+  return Number.isInteger(code) ? code : undefined;
 });
 
 /** One message of a streamed pull or build answer. */

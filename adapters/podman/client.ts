@@ -10,6 +10,7 @@ import {
   LibpodContainerNetworkSchema,
   LibpodCreateResponseSchema,
   LibpodErrorBodySchema,
+  LibpodEventSchema,
   LibpodImageInspectSchema,
   LibpodStreamMessageSchema,
   LibpodVersionSchema,
@@ -252,6 +253,63 @@ export class PodmanClient implements Disposable {
     return await this.#json(op, response, LibpodContainerNetworkSchema);
   }
 
+  /**
+   * The last lines a container wrote to stdout and stderr, interleaved as written, for a
+   * status message.
+   * @param options.lines at most this many lines (podman's `tail`)
+   * @param options.maxBytes at most this many bytes of text, from the end
+   * @throws {PodmanError} when the container does not exist (404).
+   */
+  async containerLogs(id: string, options: { lines: number; maxBytes: number }): Promise<string> {
+    const op = { operation: "read the logs of container", target: id };
+    const query = new URLSearchParams({
+      stdout: "true",
+      stderr: "true",
+      tail: String(options.lines),
+    });
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/logs`, { query });
+    if (response.status !== 200) {
+      throw this.#statusError(op, response.status, await this.#text(op, response));
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await response.arrayBuffer());
+    } catch (error) {
+      throw this.#transportError(op, error);
+    }
+    const text = new TextDecoder().decode(demultiplex(bytes)).trimEnd();
+    return text.length <= options.maxBytes ? text : text.slice(text.length - options.maxBytes);
+  }
+
+  /**
+   * The exit code of the container's latest exit since `sinceMs` (epoch ms), from Podman's
+   * event log: the only record of it once the restart policy has started the container again.
+   * @returns undefined when no exit is recorded (or Podman keeps no events).
+   */
+  async lastExitCode(id: string, sinceMs: number): Promise<number | undefined> {
+    const op = { operation: "read the events of container", target: id };
+    const query = new URLSearchParams({
+      stream: "false",
+      since: String(Math.floor(sinceMs / 1000)),
+      filters: JSON.stringify({ container: [id], event: ["died"] }),
+    });
+    const response = await this.#fetch(op, `${API}/events`, { query });
+    const text = await this.#text(op, response);
+    if (response.status !== 200) throw this.#statusError(op, response.status, text);
+    let code: number | undefined;
+    for (const line of text.split("\n")) {
+      if (line.trim() === "") continue;
+      let event;
+      try {
+        event = LibpodEventSchema.safeParse(JSON.parse(line));
+      } catch (error) {
+        throw this.#unexpected(op, response.status, `not JSON: ${line.slice(0, 200)}`, error);
+      }
+      if (event.success && event.data !== undefined) code = event.data;
+    }
+    return code;
+  }
+
   /** Whether the image is in local storage. */
   async imageExists(ref: string): Promise<boolean> {
     const op = { operation: "look up image", target: ref };
@@ -469,6 +527,32 @@ export class PodmanClient implements Disposable {
       );
     }
   }
+}
+
+/**
+ * The payload of a log stream in podman's multiplexed framing (per frame: stream byte, three
+ * zero bytes, big-endian length, payload); a stream without that framing (a tty) as it is.
+ */
+function demultiplex(bytes: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  while (at + 8 <= bytes.length) {
+    const stream = bytes[at]!;
+    if (stream > 2 || bytes[at + 1] !== 0 || bytes[at + 2] !== 0 || bytes[at + 3] !== 0) {
+      return bytes;
+    }
+    const size = new DataView(bytes.buffer, bytes.byteOffset + at + 4, 4).getUint32(0);
+    parts.push(bytes.subarray(at + 8, Math.min(bytes.length, at + 8 + size)));
+    at += 8 + size;
+  }
+  if (at < bytes.length && parts.length === 0) return bytes;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
 }
 
 /** Maps our spec to libpod's SpecGenerator (`POST /libpod/containers/create`). */

@@ -33,6 +33,8 @@ export class PodmanError extends Error {
   readonly status: number | undefined;
   /** The libpod socket the request went to. */
   readonly socketPath: string;
+  /** The reason alone, on one line: libpod's own message, e.g. `manifest unknown`. */
+  readonly detail: string;
 
   constructor(init: PodmanErrorInit, options?: ErrorOptions) {
     super(PodmanError.#format(init), options);
@@ -41,6 +43,7 @@ export class PodmanError extends Error {
     this.target = init.target;
     this.status = init.status;
     this.socketPath = init.socketPath;
+    this.detail = oneLine(init.detail);
   }
 
   static #format(init: PodmanErrorInit): string {

@@ -33,6 +33,8 @@ export {
   ObservedContainerSchema,
   type PortMapping,
   PortMappingSchema,
+  type PublishedPort,
+  PublishedPortSchema,
   type RestartPolicy,
   RestartPolicySchema,
   type VolumeMount,

@@ -55,6 +55,17 @@ export const ContainerCreateSpecSchema = z.object({
 /** Everything the adapter needs to create one container. */
 export type ContainerCreateSpec = z.infer<typeof ContainerCreateSpecSchema>;
 
+/** A published port as Podman lists it: `hostPort` up to `hostPort + range - 1`. */
+export const PublishedPortSchema = z.object({
+  hostPort: z.number().int(),
+  containerPort: z.number().int(),
+  protocol: z.string(),
+  /** How many consecutive ports the entry covers. */
+  range: z.number().int().positive(),
+});
+/** A published port as Podman lists it: `hostPort` up to `hostPort + range - 1`. */
+export type PublishedPort = z.infer<typeof PublishedPortSchema>;
+
 /** A container as listed by Podman, in our own names. */
 export const ObservedContainerSchema = z.object({
   id: z.string(),
@@ -66,16 +77,20 @@ export const ObservedContainerSchema = z.object({
   exitCode: z.number().int(),
   /** Epoch milliseconds of the last start; absent when never started. */
   startedAt: z.number().optional(),
+  /** The ports Podman has published for it. */
+  ports: z.array(PublishedPortSchema),
 });
 /** A container as listed by Podman, in our own names. */
 export type ObservedContainer = z.infer<typeof ObservedContainerSchema>;
 
 /** A container as inspected: the listed fields plus how its last run ended. */
-export const InspectedContainerSchema = ObservedContainerSchema.extend({
+export const InspectedContainerSchema = ObservedContainerSchema.omit({ ports: true }).extend({
   /** Epoch milliseconds of the last exit; absent when it has not exited yet. */
   finishedAt: z.number().optional(),
   /** Podman's error for the last start attempt, when there was one. */
   error: z.string().optional(),
+  /** How often its restart policy has restarted it. */
+  restartCount: z.number().int().nonnegative(),
 });
 /** A container as inspected: the listed fields plus how its last run ended. */
 export type InspectedContainer = z.infer<typeof InspectedContainerSchema>;

@@ -1,0 +1,156 @@
+/**
+ * How one service's container does over time, folded from the agent's passes: whether it has
+ * stayed up long enough, with its ports published, to count as ready, and whether it keeps
+ * exiting (a crash loop). An exit is seen either as podman's restart count going up (its
+ * restart policy brought the container back) or as the container found exited against its
+ * restart policy (the agent recreates it). Pure: the agent's monotonic time and the host's
+ * wall-clock time come in.
+ * @module
+ */
+import type { ParsedPort } from "./score.ts";
+import type { ObservedContainer, ServiceCondition } from "./planner.ts";
+
+/** More exits than this within {@link CRASH_LOOP_WINDOW_MS} is a crash loop. */
+export const CRASH_LOOP_EXITS = 3;
+export const CRASH_LOOP_WINDOW_MS = 10 * 60_000;
+
+/** One service's history under one spec (a changed spec starts a new one). */
+export interface ServiceHealth {
+  /** The service spec hash this history is about. */
+  hash: string;
+  /** The container last seen for the service. */
+  containerId: string | undefined;
+  /** That container's last start as last seen (epoch ms). */
+  startedAt: number | undefined;
+  /** podman's restart count of that container, once asked. */
+  restartCount: number | undefined;
+  /** It was last seen exited against its restart policy (that exit is counted). */
+  exited: boolean;
+  /** Monotonic ms since when its current run is up; undefined when it is not running. */
+  upSince: number | undefined;
+  /** Monotonic times of the latest exits, at most CRASH_LOOP_EXITS + 1, oldest first. */
+  exits: readonly number[];
+  /** Exits seen since this history began. */
+  restarts: number;
+  /** A container the agent stopped itself (to back off a crash loop): its exit is no crash. */
+  stoppedByAgent: string | undefined;
+}
+
+/** One pass's view of a service. */
+export interface ServiceObservation {
+  hash: string;
+  container: ObservedContainer | undefined;
+  condition: ServiceCondition;
+  /** podman's restart count of `container`, when {@link needsRestartCount} asked for it. */
+  restartCount?: number | undefined;
+  /** The ports the service publishes. */
+  ports: readonly ParsedPort[];
+}
+
+export interface ServiceVerdict {
+  health: ServiceHealth;
+  /** Exits first seen in this pass. */
+  newExits: number;
+  /**
+   * Monotonic ms from which the service counts as ready (now or later); undefined while it
+   * cannot be (not running, or a port is not published).
+   */
+  readyAt: number | undefined;
+}
+
+/**
+ * Whether the pass must ask podman for the container's restart count: for a container (or a
+ * start of it) not seen before, so that restarts between two passes are all counted.
+ */
+export function needsRestartCount(
+  previous: ServiceHealth | undefined,
+  container: ObservedContainer | undefined,
+): boolean {
+  if (container?.startedAt === undefined) return false;
+  return previous?.hash === undefined || previous.containerId !== container.id ||
+    previous.startedAt !== container.startedAt;
+}
+
+/**
+ * Folds one observation into the history.
+ *
+ * @param now the agent's monotonic ms
+ * @param wallNow this host's epoch ms: a run podman says started before the agent saw it
+ *   (an agent restart) is credited with its age, so a long-running container is ready at once
+ * @param minReadyMs how long a run must be up before the service counts as ready
+ */
+export function observeService(
+  previous: ServiceHealth | undefined,
+  observation: ServiceObservation,
+  now: number,
+  wallNow: number,
+  minReadyMs: number,
+): ServiceVerdict {
+  const prev = previous?.hash === observation.hash ? previous : undefined;
+  const c = observation.container;
+  const same = prev !== undefined && c !== undefined && prev.containerId === c.id;
+  const exited = observation.condition === "exited";
+
+  let newExits = 0;
+  if (same && c.startedAt !== prev.startedAt && prev.startedAt !== undefined) {
+    // podman restarted it: its count says how often; an exit already counted is not counted again.
+    const restarts = observation.restartCount !== undefined && prev.restartCount !== undefined
+      ? observation.restartCount - prev.restartCount
+      : 1;
+    newExits += Math.max(0, restarts - (prev.exited ? 1 : 0));
+  }
+  if (exited && !(same && prev.exited) && c?.id !== prev?.stoppedByAgent) newExits++;
+
+  const running = c?.state === "running";
+  let upSince: number | undefined;
+  if (running && same && c.startedAt === prev.startedAt && prev.upSince !== undefined) {
+    upSince = prev.upSince;
+  } else if (running) {
+    upSince = now - Math.max(0, c.startedAt === undefined ? 0 : wallNow - c.startedAt);
+  }
+
+  const keep = CRASH_LOOP_EXITS + 1;
+  const exits = newExits === 0
+    ? prev?.exits ?? []
+    : [...(prev?.exits ?? []), ...Array<number>(Math.min(newExits, keep)).fill(now)].slice(-keep);
+  const health: ServiceHealth = {
+    hash: observation.hash,
+    containerId: c?.id,
+    startedAt: c?.startedAt,
+    restartCount: observation.restartCount ?? (same ? prev.restartCount : undefined),
+    exited,
+    upSince,
+    exits,
+    restarts: (prev?.restarts ?? 0) + newExits,
+    stoppedByAgent: prev?.stoppedByAgent,
+  };
+
+  let readyAt: number | undefined;
+  if (observation.condition === "finished") readyAt = now;
+  else if (upSince !== undefined && portsPublished(observation.ports, c?.ports)) {
+    readyAt = upSince + minReadyMs;
+  }
+  return { health, newExits, readyAt };
+}
+
+/** Whether the service's exits make a crash loop at monotonic time `now`. */
+export function isCrashLooping(health: ServiceHealth, now: number): boolean {
+  const oldest = health.exits[0];
+  return health.exits.length > CRASH_LOOP_EXITS && oldest !== undefined &&
+    oldest > now - CRASH_LOOP_WINDOW_MS;
+}
+
+/** Whether every port the service asks for is published; unknown (`undefined`) counts as yes. */
+function portsPublished(
+  wanted: readonly ParsedPort[],
+  published: ObservedContainer["ports"],
+): boolean {
+  if (published === undefined) return true;
+  return wanted.every((w) =>
+    published.some((p) => {
+      const offset = w.hostPort - p.hostPort;
+      return p.protocol === w.protocol && offset >= 0 && offset < (p.range ?? 1) &&
+        p.containerPort + offset === w.containerPort;
+    })
+  );
+}

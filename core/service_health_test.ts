@@ -1,0 +1,297 @@
+import assert from "node:assert/strict";
+import {
+  CRASH_LOOP_EXITS,
+  CRASH_LOOP_WINDOW_MS,
+  isCrashLooping,
+  needsRestartCount,
+  observeService,
+  type ServiceHealth,
+  type ServiceObservation,
+} from "./service_health.ts";
+import type { ObservedContainer } from "./planner.ts";
+
+const WALL = Date.UTC(2026, 0, 1);
+const MIN_READY = 5_000;
+
+function container(fields: Partial<ObservedContainer> = {}): ObservedContainer {
+  return {
+    id: "c1",
+    name: "fleet_dev_default_web_web",
+    labels: {},
+    state: "running",
+    exitCode: 0,
+    startedAt: WALL,
+    ports: [],
+    ...fields,
+  };
+}
+
+function seen(
+  c: ObservedContainer | undefined,
+  fields: Partial<ServiceObservation> = {},
+): ServiceObservation {
+  return {
+    hash: "h1",
+    container: c,
+    condition: c === undefined ? "missing" : c.state === "running" ? "running" : "exited",
+    ports: [],
+    ...fields,
+  };
+}
+
+/** Folds observations made at [monotonic, wall] times; returns the last verdict. */
+function fold(
+  steps: [ServiceObservation, number, number][],
+  start?: ServiceHealth,
+) {
+  let health = start;
+  let verdict;
+  for (const [observation, now, wall] of steps) {
+    verdict = observeService(health, observation, now, wall, MIN_READY);
+    health = verdict.health;
+  }
+  return verdict!;
+}
+
+Deno.test("observeService() is ready once the same run has been up min_ready", () => {
+  const first = observeService(
+    undefined,
+    seen(container(), { restartCount: 0 }),
+    1000,
+    WALL,
+    MIN_READY,
+  );
+  assert.equal(first.readyAt, 6000);
+  assert.equal(first.newExits, 0);
+  const later = observeService(first.health, seen(container()), 6000, WALL + 5000, MIN_READY);
+  assert.equal(later.readyAt, 6000, "the run is the same: it has been up since 1000");
+  assert.equal(later.health.upSince, 1000);
+});
+
+Deno.test("observeService() credits a run podman started before the agent saw it (an agent restart)", () => {
+  const verdict = observeService(
+    undefined,
+    seen(container({ startedAt: WALL - 3_600_000 }), { restartCount: 0 }),
+    500,
+    WALL,
+    MIN_READY,
+  );
+  assert.ok(verdict.readyAt !== undefined && verdict.readyAt <= 500, "ready at once");
+  // A start podman dates in the future (the wall clock stepped back) earns no credit.
+  const ahead = observeService(
+    undefined,
+    seen(container({ startedAt: WALL + 60_000 })),
+    500,
+    WALL,
+    MIN_READY,
+  );
+  assert.equal(ahead.readyAt, 500 + MIN_READY);
+});
+
+Deno.test("observeService() counts podman's restarts between two passes and starts the run afresh", () => {
+  const first = observeService(
+    undefined,
+    seen(container(), { restartCount: 2 }),
+    0,
+    WALL,
+    MIN_READY,
+  );
+  const restarted = observeService(
+    first.health,
+    seen(container({ startedAt: WALL + 3000 }), { restartCount: 9 }),
+    4000,
+    WALL + 4000,
+    MIN_READY,
+  );
+  assert.equal(restarted.newExits, 7);
+  assert.equal(restarted.health.restarts, 7);
+  assert.equal(restarted.health.upSince, 3000);
+  assert.equal(restarted.readyAt, 8000);
+  // Without a count (it could not be read), a new start is one restart.
+  const uncounted = observeService(
+    restarted.health,
+    seen(container({ startedAt: WALL + 5000 })),
+    6000,
+    WALL + 6000,
+    MIN_READY,
+  );
+  assert.equal(uncounted.newExits, 1);
+});
+
+Deno.test("observeService() counts a container found exited against its policy once", () => {
+  const exited = container({ state: "exited", exitCode: 1 });
+  const verdict = fold([
+    [seen(container(), { restartCount: 0 }), 0, WALL],
+    [seen(exited), 1000, WALL + 1000],
+  ]);
+  assert.equal(verdict.newExits, 1);
+  assert.equal(verdict.readyAt, undefined);
+  assert.equal(verdict.health.upSince, undefined);
+  const again = observeService(verdict.health, seen(exited), 2000, WALL + 2000, MIN_READY);
+  assert.equal(again.newExits, 0, "still the same exit");
+  // podman restarts it after all: that exit was counted already.
+  const back = observeService(
+    again.health,
+    seen(container({ startedAt: WALL + 2500 }), { restartCount: 1 }),
+    3000,
+    WALL + 3000,
+    MIN_READY,
+  );
+  assert.equal(back.newExits, 0);
+  assert.equal(back.health.restarts, 1);
+  // The agent recreates it: the new container's exit is a new one.
+  const recreated = fold([
+    [seen(container({ id: "c2", startedAt: WALL + 4000 }), { restartCount: 0 }), 4000, WALL + 4000],
+    [
+      seen(container({ id: "c2", state: "exited", exitCode: 1, startedAt: WALL + 4000 })),
+      5000,
+      WALL + 5000,
+    ],
+  ], back.health);
+  assert.equal(recreated.newExits, 1);
+  assert.equal(recreated.health.restarts, 2);
+});
+
+Deno.test("observeService() does not count the exit of a container the agent stopped itself", () => {
+  const first = observeService(
+    undefined,
+    seen(container(), { restartCount: 0 }),
+    0,
+    WALL,
+    MIN_READY,
+  );
+  const stopped = observeService(
+    { ...first.health, stoppedByAgent: "c1" },
+    seen(container({ state: "exited", exitCode: 143 })),
+    1000,
+    WALL + 1000,
+    MIN_READY,
+  );
+  assert.equal(stopped.newExits, 0);
+});
+
+Deno.test("isCrashLooping() needs more than CRASH_LOOP_EXITS exits within the window", () => {
+  assert.equal(CRASH_LOOP_EXITS, 3);
+  let health = observeService(undefined, seen(container(), { restartCount: 0 }), 0, WALL, MIN_READY)
+    .health;
+  const restart = (n: number, now: number) => {
+    health = observeService(
+      health,
+      seen(container({ startedAt: WALL + now }), { restartCount: n }),
+      now,
+      WALL + now,
+      MIN_READY,
+    ).health;
+  };
+  restart(3, 1000);
+  assert.equal(isCrashLooping(health, 1000), false, "three exits are not yet a loop");
+  restart(4, 2000);
+  assert.equal(isCrashLooping(health, 2000), true);
+  assert.equal(health.exits.length, CRASH_LOOP_EXITS + 1, "only the latest exits are kept");
+  assert.equal(isCrashLooping(health, 1000 + CRASH_LOOP_WINDOW_MS), false, "they age out");
+
+  const burst = observeService(
+    undefined,
+    seen(container(), { restartCount: 0 }),
+    0,
+    WALL,
+    MIN_READY,
+  );
+  const many = observeService(
+    burst.health,
+    seen(container({ startedAt: WALL + 250 }), { restartCount: 500 }),
+    250,
+    WALL + 250,
+    MIN_READY,
+  );
+  assert.equal(many.health.restarts, 500);
+  assert.deepEqual(many.health.exits, [250, 250, 250, 250]);
+  assert.equal(isCrashLooping(many.health, 250), true);
+});
+
+Deno.test("observeService() is not ready while a port the service publishes is missing", () => {
+  const port = { hostPort: 8080, containerPort: 80, protocol: "tcp" as const };
+  const missing = observeService(
+    undefined,
+    seen(container({ ports: [] }), { ports: [port] }),
+    0,
+    WALL,
+    MIN_READY,
+  );
+  assert.equal(missing.readyAt, undefined);
+  const present = observeService(
+    undefined,
+    seen(container({ ports: [{ ...port, range: 1 }] }), { ports: [port] }),
+    0,
+    WALL,
+    MIN_READY,
+  );
+  assert.equal(present.readyAt, MIN_READY);
+  const inRange = observeService(
+    undefined,
+    seen(container({ ports: [{ hostPort: 8079, containerPort: 79, protocol: "tcp", range: 3 }] }), {
+      ports: [port],
+    }),
+    0,
+    WALL,
+    MIN_READY,
+  );
+  assert.equal(inRange.readyAt, MIN_READY);
+  const udp = observeService(
+    undefined,
+    seen(container({ ports: [{ ...port, protocol: "udp" }] }), { ports: [port] }),
+    0,
+    WALL,
+    MIN_READY,
+  );
+  assert.equal(udp.readyAt, undefined);
+});
+
+Deno.test("observeService() counts a finished job as ready, and nothing else that is not running", () => {
+  const done = container({ state: "exited", exitCode: 0 });
+  assert.equal(
+    observeService(undefined, seen(done, { condition: "finished" }), 7, WALL, MIN_READY).readyAt,
+    7,
+  );
+  for (const condition of ["failed", "transient", "starting", "missing"] as const) {
+    const c = condition === "missing" ? undefined : container({ state: "exited" });
+    assert.equal(
+      observeService(undefined, seen(c, { condition }), 7, WALL, MIN_READY).readyAt,
+      undefined,
+    );
+  }
+});
+
+Deno.test("observeService() starts a new history for a new spec hash", () => {
+  const old = fold([
+    [seen(container(), { restartCount: 0 }), 0, WALL],
+    [seen(container({ startedAt: WALL + 100 }), { restartCount: 5 }), 200, WALL + 200],
+  ]);
+  assert.equal(old.health.restarts, 5);
+  const fresh = observeService(
+    old.health,
+    seen(container({ id: "c2" }), { hash: "h2", restartCount: 0 }),
+    300,
+    WALL + 300,
+    MIN_READY,
+  );
+  assert.equal(fresh.health.restarts, 0);
+  assert.deepEqual(fresh.health.exits, []);
+  assert.equal(fresh.health.hash, "h2");
+});
+
+Deno.test("needsRestartCount() asks for a container or a start not seen before, never per tick", () => {
+  const first = observeService(
+    undefined,
+    seen(container(), { restartCount: 0 }),
+    0,
+    WALL,
+    MIN_READY,
+  );
+  assert.equal(needsRestartCount(undefined, container()), true);
+  assert.equal(needsRestartCount(first.health, container()), false);
+  assert.equal(needsRestartCount(first.health, container({ startedAt: WALL + 1000 })), true);
+  assert.equal(needsRestartCount(first.health, container({ id: "c2" })), true);
+  assert.equal(needsRestartCount(first.health, container({ startedAt: undefined })), false);
+  assert.equal(needsRestartCount(first.health, undefined), false);
+});
