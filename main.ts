@@ -39,6 +39,9 @@ async function program(args: string[]): Promise<Command> {
   const root = new Command("fleet")
     .description("Fleet: put containers on a fleet of Linux devices and see how they are doing")
     .version(VERSION, "-V, --version")
+    // Each command's options come before its subcommand, so `apply -f` and `apply deployment -f`
+    // are each their own command's -f (apply enables the same).
+    .enablePositionalOptions()
     .addHelpText(
       "after",
       `

@@ -6,7 +6,8 @@ import { z } from "zod";
 import { DeviceSpec, DeviceStatus } from "../crd/device_resource.ts";
 import { API_VERSION, type Deployment, type DeploymentRef, describeIssues } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import type { KubeClient } from "../adapters/kube/mod.ts";
+import { KubeApiError, type KubeClient } from "../adapters/kube/mod.ts";
+import { FleetError } from "../core/errors.ts";
 import {
   DeploymentObject,
   DeploymentType,
@@ -17,6 +18,14 @@ import type { ApplyOutcome, DeploymentRow, DeviceRow, FleetStore } from "./nats_
 
 export const CLI_FIELD_MANAGER = "fleet-cli";
 
+/** The API server found the Deployment invalid (a CEL rule, an unknown field): the user's to fix. */
+export class DeploymentRefusedError extends FleetError {
+  override name = "DeploymentRefusedError";
+  constructor(message: string, options?: ErrorOptions) {
+    super("usage", message, options);
+  }
+}
+
 const DeviceObject = z.object({
   metadata: ObjectMeta,
   spec: DeviceSpec,
@@ -25,6 +34,16 @@ const DeviceObject = z.object({
     agentConflict: DeviceStatus.shape.agentConflict,
   }).optional(),
 });
+
+/**
+ * Whether the API server refused the object itself: invalid (422: a CEL rule, a bad value), or
+ * a field its schema does not declare, which server-side apply reports as a 500 "failed to
+ * create typed patch object (...): .spec.x: field not declared in schema" (kube-apiserver 1.34).
+ */
+function isRefusal(error: KubeApiError): boolean {
+  return error.status === 422 ||
+    (error.status === 500 && error.serverMessage.includes("field not declared in schema"));
+}
 
 export class KubeDeploymentStore implements FleetStore {
   readonly #client: KubeClient;
@@ -37,17 +56,37 @@ export class KubeDeploymentStore implements FleetStore {
     this.#forceConflicts = options.forceConflicts ?? false;
   }
 
-  /** Server-side apply; the API server bumps the generation only when the spec changed. */
+  /**
+   * Server-side apply, with strict field validation as kubectl asks for it: a field the
+   * installed CRD does not know (a CRD older than this CLI) is refused by name, not dropped.
+   * The API server bumps the generation only when the spec changed.
+   * @throws DeploymentRefusedError when the API server refuses the object
+   */
   async apply(deployment: Deployment): Promise<{ outcome: ApplyOutcome; generation: number }> {
-    const { name, namespace } = deployment.metadata;
+    const { name, namespace, labels } = deployment.metadata;
     const before = await this.#client.get(DeploymentType, name, namespace);
     const previous = before === undefined ? undefined : DeploymentObject.safeParse(before).data;
-    const after = DeploymentObject.parse(
-      await this.#client.apply(DeploymentType, { ...deployment, apiVersion: API_VERSION }, {
+    // Only what a person sets: generation and creationTimestamp are the API server's.
+    const object = {
+      apiVersion: API_VERSION,
+      kind: deployment.kind,
+      metadata: { name, namespace, ...(labels ? { labels } : {}) },
+      spec: deployment.spec,
+    };
+    let applied: unknown;
+    try {
+      applied = await this.#client.apply(DeploymentType, object, {
         fieldManager: CLI_FIELD_MANAGER,
         force: this.#forceConflicts,
-      }),
-    );
+        strictFields: true,
+      });
+    } catch (error) {
+      if (error instanceof KubeApiError && isRefusal(error)) {
+        throw new DeploymentRefusedError(error.message, { cause: error });
+      }
+      throw error;
+    }
+    const after = DeploymentObject.parse(applied);
     const generation = after.metadata.generation ?? 1;
     const outcome: ApplyOutcome = before === undefined
       ? "created"

@@ -49,17 +49,39 @@ function fleet(...args: string[]): Promise<Run> {
 }
 
 /** Runs `fleet <args>` with these FLEET_* variables set. */
-async function fleetWithEnv(env: Record<string, string>, ...args: string[]): Promise<Run> {
+function fleetWithEnv(env: Record<string, string>, ...args: string[]): Promise<Run> {
+  return fleetWith({ env }, ...args);
+}
+
+/** Runs `fleet <args>` with these FLEET_* variables, this text on stdin, from this folder. */
+async function fleetWith(
+  options: { env?: Record<string, string>; stdin?: string; cwd?: string },
+  ...args: string[]
+): Promise<Run> {
+  return await run(Deno.execPath(), ["run", "-A", MAIN, ...args], options);
+}
+
+async function run(
+  program: string,
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string; cwd?: string },
+): Promise<Run> {
   const started = performance.now();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    cwd: ROOT,
-    env: { ...cleanEnv(), ...env },
+  const child = new Deno.Command(program, {
+    args,
+    cwd: options.cwd ?? ROOT,
+    env: { ...cleanEnv(), ...options.env },
     clearEnv: true,
-    stdin: "null",
+    stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const out = await child.output();
   const decoder = new TextDecoder();
   return {
     code: out.code,
@@ -121,6 +143,15 @@ Deno.test("fleet --version prints the version from deno.json", async () => {
 });
 
 const helpCases: [string[], string[]][] = [
+  [["apply"], [
+    "-f, --filename <file>",
+    "a directory of such files, or '-' for stdin; repeatable",
+    "--print",
+    "--target <target>",
+    "--nats-url <urls>",
+    "deployment [options]",
+    "unknown field",
+  ]],
   [["apply", "deployment"], [
     "-f, --filename <file>",
     "--name <name>",
@@ -224,6 +255,11 @@ const usageCases: [string, string[], string[]][] = [
     "apply deployment without --image",
     ["apply", "deployment", "--name", "web", "--print"],
     ["--image"],
+  ],
+  [
+    "apply without -f",
+    ["apply", "--print"],
+    ["apply needs -f", "fleet apply deployment --name NAME --image IMAGE"],
   ],
   ["an unknown command", ["frob"], ["unknown command", "'frob'", "fleet --help"]],
   [
@@ -461,6 +497,220 @@ Deno.test("fleet apply deployment -f FILE --print round-trips the file", async (
   const yaml = assertOk(await fleet("apply", "deployment", "-f", WEB_YAML, "--print"));
   assert.deepEqual(Deployment.parse(YAML.parse(yaml)), fromFile);
   assert.equal(fromFile.metadata.namespace, "retail");
+});
+
+// --- apply -f: files, directories, stdin, several objects
+
+/** A Deployment manifest as YAML; `service` overrides fields of its one service. */
+function manifestYaml(name: string, service: Record<string, unknown> = {}): string {
+  return YAML.stringify({
+    apiVersion: API_VERSION,
+    kind: "Deployment",
+    metadata: { name, namespace: "default" },
+    spec: {
+      targetSelector: { matchLabels: { site: "lab" } },
+      score: {
+        type: "PodmanV0",
+        data: { services: [{ name, image: `localhost/${name}:1`, ...service }] },
+      },
+    },
+  });
+}
+
+Deno.test("fleet apply -f FILE --print, at the top level as kubectl has it, round-trips the file", async () => {
+  const fromFile = Deployment.parse(YAML.parse(await Deno.readTextFile(join(ROOT, WEB_YAML))));
+  const yaml = assertOk(await fleet("apply", "-f", WEB_YAML, "--print"));
+  assert.deepEqual(Deployment.parse(YAML.parse(yaml)), fromFile);
+});
+
+Deno.test("fleet apply -f applies every object of files, a directory and stdin in order, refuses the invalid ones by file and document, and exits 2", async () => {
+  await using ns = await startNatsServer();
+  await withTempDir(async (dir) => {
+    const many = join(dir, "many.yaml");
+    await Deno.writeTextFile(
+      many,
+      [
+        manifestYaml("web"),
+        manifestYaml("api", { restartPolicyy: "always" }),
+        "# nothing here\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n",
+        manifestYaml("db"),
+      ].join("---\n"),
+    );
+    await Deno.mkdir(join(dir, "more"));
+    await Deno.writeTextFile(join(dir, "more", "b.yaml"), manifestYaml("queue"));
+    await Deno.writeTextFile(
+      join(dir, "more", "a.json"),
+      JSON.stringify(YAML.parse(manifestYaml("cache"))),
+    );
+    await Deno.writeTextFile(join(dir, "more", "notes.txt"), "not a manifest");
+    const args = ["apply", "-f", many, "-f", join(dir, "more"), "-f", "-", "--nats-url", ns.url];
+    const first = await fleetWith({ stdin: manifestYaml("proxy") }, ...args);
+    assert.equal(first.code, 2, describe(first));
+    assert.equal(
+      first.stdout,
+      [
+        "deployment default/web created (generation 1)",
+        "deployment default/db created (generation 1)",
+        "deployment default/cache created (generation 1)",
+        "deployment default/queue created (generation 1)",
+        "deployment default/proxy created (generation 1)",
+        "",
+      ].join("\n"),
+    );
+    const refusals = first.stderr.trimEnd().split("\n");
+    assert.deepEqual(refusals, [
+      `ERROR ${many} document 2: deployment default/api refused: ` +
+      "spec.score.data.services.0.restartPolicyy: unknown field",
+      `ERROR ${many} document 4: refused: kind "ConfigMap": fleet apply takes only kind ` +
+      `Deployment of apiVersion ${API_VERSION}`,
+    ]);
+    // Again: what was applied is unchanged, the refusals are the same.
+    const again = await fleetWith({ stdin: manifestYaml("proxy") }, ...args);
+    assert.equal(again.code, 2, describe(again));
+    assert.equal(again.stdout.match(/unchanged \(generation 1\)/g)?.length, 5, describe(again));
+    assert.equal(again.stderr, first.stderr);
+    const applied = JSON.parse(
+      assertOk(await fleet("get", "deployments", "-o", "json", "--nats-url", ns.url)),
+    );
+    assert.deepEqual(
+      applied.items.map((d: Deployment) => d.metadata.name),
+      ["cache", "db", "proxy", "queue", "web"],
+    );
+  });
+});
+
+Deno.test("fleet apply -f takes a file saved with kubectl get -o yaml (metadata and status are not applied)", async () => {
+  await withTempDir(async (dir) => {
+    const saved = YAML.parse(manifestYaml("web"));
+    Object.assign(saved.metadata, {
+      uid: "5f0c1a2e-3b4d-4c5e-8f90-112233445566",
+      resourceVersion: "48213",
+      generation: 3,
+      creationTimestamp: "2025-01-14T08:00:00Z",
+      annotations: { "kubectl.kubernetes.io/last-applied-configuration": "{}" },
+      finalizers: ["fleet.nationtech.io/finalizer"],
+      managedFields: [{ manager: "fleet-cli", operation: "Apply" }],
+    });
+    saved.status = { observedGeneration: 3, aggregate: { matchedDeviceCount: 2 } };
+    const path = join(dir, "saved.yaml");
+    await Deno.writeTextFile(path, YAML.stringify(saved));
+    const printed = YAML.parse(assertOk(await fleet("apply", "-f", path, "--print")));
+    assert.equal(printed.status, undefined);
+    assert.equal(printed.metadata.uid, undefined);
+    assert.equal(printed.metadata.name, "web");
+  });
+});
+
+Deno.test("fleet apply deployment -f is repeatable and refuses an unknown field too", async () => {
+  await withTempDir(async (dir) => {
+    const [a, b, typo] = ["a.yaml", "b.yaml", "typo.yaml"].map((name) => join(dir, name));
+    await Deno.writeTextFile(a!, manifestYaml("web"));
+    await Deno.writeTextFile(b!, manifestYaml("api"));
+    await Deno.writeTextFile(typo!, manifestYaml("db", { imagePullPolicy: "Always" }));
+    const both = assertOk(await fleet("apply", "deployment", "-f", a!, "-f", b!, "--print"));
+    assert.deepEqual(
+      both.split("\n---\n").map((doc) => YAML.parse(doc).metadata.name),
+      ["web", "api"],
+    );
+    assertOneLineError(
+      await fleet("apply", "deployment", "-f", typo!, "--print"),
+      2,
+      `${typo} document 1`,
+      "spec.score.data.services.0.imagePullPolicy: unknown field",
+    );
+  });
+});
+
+Deno.test("fleet apply -f refuses an environment variable longer than Linux passes to a program", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "cert.yaml");
+    await Deno.writeTextFile(
+      path,
+      manifestYaml("web", { env: [{ name: "CERT", value: "x".repeat(131_072) }] }),
+    );
+    assertOneLineError(
+      await fleet("apply", "-f", path, "--print"),
+      2,
+      `${path} document 1: deployment default/web refused`,
+      `environment variable "CERT" is 131077 bytes`,
+      "at most 131071 bytes",
+    );
+  });
+});
+
+Deno.test("fleet apply -f refuses a deployment larger than the NATS server's max_payload, with both sizes", async () => {
+  await using ns = await startNatsServer({ extraConfig: "max_payload: 4096\n" });
+  await withTempDir(async (dir) => {
+    const path = join(dir, "big.yaml");
+    await Deno.writeTextFile(
+      path,
+      manifestYaml("web", { env: [{ name: "BIG", value: "x".repeat(5000) }] }) + "---\n" +
+        manifestYaml("small"),
+    );
+    const result = await fleet("apply", "-f", path, "--nats-url", ns.url);
+    assert.equal(result.code, 2, describe(result));
+    assert.equal(result.stdout, "deployment default/small created (generation 1)\n");
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `^ERROR ${path} document 1: Deployment default/web is \\d+ bytes as stored; .*at most 4096 bytes.*max_payload`,
+      ),
+    );
+    assert.doesNotMatch(result.stderr, /kept changing/);
+  });
+});
+
+/** The `fleet apply` commands README.md shows in its shell blocks, continuations joined. */
+async function readmeApplyCommands(): Promise<string[]> {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const blocks = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  return blocks.flatMap((block) =>
+    block.replace(/\\\n\s*/g, "").split("\n").map((line) => line.replace(/\s+#.*$/, "").trim())
+      .filter((line) => /^(\S+ \| )?fleet apply\b/.test(line))
+  );
+}
+
+/** The example lines of a help text that run `fleet apply`, without their remarks. */
+function helpApplyExamples(help: string): string[] {
+  return help.split("\n").map((line) => line.replace(/\s+\(.*\)$/, "").trim())
+    .filter((line) => /^(\S+ \S+ \| )?fleet apply\b/.test(line));
+}
+
+Deno.test("every fleet apply command README.md and the help texts show works as written", async () => {
+  const documented = [
+    ...await readmeApplyCommands(),
+    ...helpApplyExamples(assertOk(await fleet("--help"))),
+    ...helpApplyExamples(assertOk(await fleet("apply", "--help"))),
+    ...helpApplyExamples(assertOk(await fleet("apply", "deployment", "--help"))),
+    // The comment at the top of the fixture.
+    ...helpApplyExamples((await Deno.readTextFile(join(ROOT, WEB_YAML))).replace(/^#\s*/gm, "")),
+  ].filter((line) => !line.includes("..."));
+  assert.ok(documented.length >= 10, documented.join("\n"));
+  assert.ok(documented.some((c) => c.startsWith("fleet apply -f")), documented.join("\n"));
+  await using ns = await startNatsServer();
+  await withTempDir(async (dir) => {
+    const web = await Deno.readTextFile(join(ROOT, WEB_YAML));
+    await Deno.writeTextFile(join(dir, "web.yaml"), web);
+    await Deno.writeTextFile(join(dir, "extra.yaml"), manifestYaml("extra"));
+    await Deno.mkdir(join(dir, "deployments"));
+    await Deno.writeTextFile(join(dir, "deployments", "api.yaml"), manifestYaml("api"));
+    await Deno.mkdir(join(dir, "fixtures", "deployments"), { recursive: true });
+    await Deno.writeTextFile(join(dir, WEB_YAML), web);
+    for (const command of documented) {
+      // Kubernetes is not here: what goes there is printed instead of applied.
+      const line = command.includes("--target kube") ? `${command} --print` : command;
+      const result = await run("sh", [
+        "-c",
+        `fleet() { "$DENO_BIN" run -A "$MAIN_TS" "$@"; }\n${line}`,
+      ], {
+        cwd: dir,
+        env: { DENO_BIN: Deno.execPath(), MAIN_TS: MAIN, FLEET_NATS_URL: ns.url },
+      });
+      assert.equal(result.code, 0, `${line}\n${describe(result)}`);
+      assert.equal(result.stderr, "", `${line}\n${describe(result)}`);
+    }
+  });
 });
 
 Deno.test("fleet reads each flag from its environment variable", async () => {

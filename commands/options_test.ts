@@ -150,6 +150,7 @@ Deno.test("every command that talks to NATS takes the same connection flags, OID
   ];
   for (
     const command of [
+      "fleet apply",
       "fleet apply deployment",
       "fleet get deployments",
       "fleet get devices",
