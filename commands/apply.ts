@@ -12,6 +12,7 @@ import { ExitCode, exitCodeOf, FleetError } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { type ManifestDocument, readManifests } from "../cli/manifests.ts";
+import { warnOfPortConflicts } from "../cli/port_warnings.ts";
 import {
   type LogFlags,
   logFormatOption,
@@ -119,6 +120,7 @@ async function applyItems(items: Item[], flags: ApplyFlags, log: Logger): Promis
       }
       const { deployment } = item.outcome;
       try {
+        await warnOfPortConflicts(target.store, deployment, log);
         const result = await target.store.apply(deployment);
         printLine(
           `deployment ${deployment.metadata.namespace}/${deployment.metadata.name} ${result.outcome} (generation ${result.generation})`,

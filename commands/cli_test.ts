@@ -23,6 +23,8 @@ import {
 import { createTokenVerifier } from "../adapters/oidc/mod.ts";
 import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
+import { registerTestDevice, testDeviceInfo } from "../testing/devices.ts";
+import { testConnection } from "../testing/nats.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
@@ -836,6 +838,43 @@ Deno.test("fleet apply deployment creates, leaves unchanged, then configures a d
   assert.equal(debug.code, 0, describe(debug));
   assert.equal(debug.stdout, "deployment default/web unchanged (generation 2)\n");
   assert.match(debug.stderr, /Connected to NATS at 127\.0\.0\.1:/);
+});
+
+Deno.test("fleet apply deployment warns when a host port is already used on devices it selects, and applies", async () => {
+  await using ns = await startNatsServer();
+  await using nc = await testConnection(ns.url);
+  using _pi1 = await registerTestDevice(nc, testDeviceInfo("pi-1", { site: "lab" }));
+  using _pi2 = await registerTestDevice(nc, testDeviceInfo("pi-2", { site: "lab" }));
+  using _pi3 = await registerTestDevice(nc, testDeviceInfo("pi-3", { site: "shop" }));
+  const apply = (name: string, port: string, site = "lab") =>
+    fleet(
+      "apply",
+      "deployment",
+      "--name",
+      name,
+      "--image",
+      `localhost/${name}:1`,
+      "--port",
+      port,
+      "--selector",
+      `site=${site}`,
+      "--nats-url",
+      ns.url,
+    );
+  assertOk(await apply("web", "8080:80"));
+
+  const api = await apply("api", "8080:8080");
+  assert.equal(api.code, 0, describe(api));
+  assert.equal(api.stdout, "deployment default/api created (generation 1)\n");
+  const lines = api.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, describe(api));
+  assert.match(
+    lines[0]!,
+    /WARN +port 8080\/tcp is already used by deployment default\/web on 2 device\(s\) \(pi-1, pi-2\); deployment default\/api will be Failed there$/,
+  );
+  // Another protocol, or devices web does not run on: nothing to say.
+  assertOk(await apply("dns", "8080:53/udp"));
+  assertOk(await apply("shop", "8080:80", "shop"));
 });
 
 Deno.test("fleet get deployments shows a table, JSON and YAML", async () => {

@@ -137,14 +137,14 @@ export {
 } from "./planner.ts";
 export { diffTargets, selectDevices, type TargetDiff } from "./targeting.ts";
 export {
-  compareClaimants,
   conflictMessage,
   decidePortConflicts,
+  type ForeseenConflict,
+  foreseePortConflicts,
   formatHostPort,
   type HostPort,
   type PortClaimant,
   type PortConflict,
-  portsOverlap,
   publishedPorts,
 } from "./conflicts.ts";
 export {

@@ -1,7 +1,8 @@
 /**
  * The Operator against a real nats-server. Devices are simulated by writing what an agent
  * writes (DeviceInfo, Heartbeat, DeploymentState) straight into their buckets; deployments
- * go through the NatsDeploymentStore like `fleet apply`. Each test starts its own server.
+ * go through the NatsDeploymentStore like `fleet apply`. Each test starts its own server (and
+ * a kube-apiserver where it runs the kube source).
  */
 import assert from "node:assert/strict";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -34,6 +35,12 @@ import {
 } from "../adapters/nats/mod.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
+import { KubeDeploymentStore } from "../cli/kube_store.ts";
+import { warnOfPortConflicts } from "../cli/port_warnings.ts";
+import { KubeClient } from "../adapters/kube/mod.ts";
+import { startKubeApiServer } from "../testing/kube_apiserver.ts";
+import { installCrds } from "./kube_install.ts";
+import { DeploymentType } from "./kube_resources.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { testDeviceInfo } from "../testing/devices.ts";
 import { createOperator, type Operator, type OperatorOptions } from "./operator.ts";
@@ -215,7 +222,7 @@ class TestFleet implements AsyncDisposable {
 
   /** Starts an operator and waits until it has read everything and run its first sync. */
   async startOperator(
-    options: Partial<Omit<OperatorOptions, "nc" | "source">> = {},
+    options: Partial<Omit<OperatorOptions, "nc">> = {},
   ): Promise<RunningOperator> {
     const log = (options.log ?? this.log).with({ component: "operator" });
     const nc = await connectNats({
@@ -629,6 +636,53 @@ Deno.test("Operator port conflict: the second deployment on a host port is Faile
   await fleet.waitForStatus(refOf(api), { generation: 1, matched: 1, lastError: null });
 });
 
+Deno.test("Operator port conflict (kube source): the second Deployment's status is Failed with the message, and fleet apply sees it coming", async () => {
+  await using kube = await startKubeApiServer();
+  using client = new KubeClient(kube.adminConfig);
+  await installCrds(client, silentLogger);
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  await fleet.device("a1", { site: "a" });
+  await fleet.startOperator({ source: { kind: "kube", client } });
+  const store = new KubeDeploymentStore(client, fleet.log);
+  const web = deployment("web", SITE_A, { ports: ["8080:80"] });
+  const api = deployment("api", SITE_A, { ports: ["8080:8080"] });
+  await store.apply(web);
+  await fleet.waitForDesiredKeys(["a1.default.web"]);
+
+  // The CLI reads the Deployments and the Device objects the operator mirrors.
+  const { log, lines } = capturingLogger();
+  await eventually(
+    "the Device object of a1",
+    async () => (await store.devices()).length === 1 || undefined,
+  );
+  await warnOfPortConflicts(store, api, log);
+  assert.deepEqual(lines, [
+    "WARN  port 8080/tcp is already used by deployment default/web on 1 device(s) (a1); " +
+    "deployment default/api will be Failed there",
+  ]);
+
+  await store.apply(api);
+  const status = await eventually("api's status.aggregate to show a1 Failed", async () => {
+    const cr = await client.get<{ status?: { aggregate?: Aggregate } }>(
+      DeploymentType,
+      "api",
+      "default",
+    );
+    const aggregate = cr?.status?.aggregate;
+    return aggregate?.failed === 1 ? aggregate : undefined;
+  });
+  assert.equal(status.pending, 0);
+  assert.deepEqual(
+    status.lastError?.message,
+    "port 8080/tcp is already used by deployment default/web",
+  );
+  assert.deepEqual(await fleet.desiredKeys(), ["a1.default.web"]);
+
+  await store.delete(refOf(web));
+  await fleet.waitForDesiredKeys(["a1.default.api"]);
+});
+
 Deno.test("Operator writes exactly the diff when a deployment is retargeted or bumped", async () => {
   await using ns = await startNatsServer();
   await using fleet = await TestFleet.open(ns);
@@ -793,6 +847,7 @@ Deno.test("Operator counts a device that just joined as reachable until its hear
     deviceSink: {
       deviceChanged: () => {},
       deviceRemoved: () => {},
+      agentConflictChanged: () => {},
       reachabilityChanged: (id, reachable) => reachability.push(`${id}:${reachable}`),
     },
   });
