@@ -13,27 +13,53 @@ import { deploymentCrd } from "../crd/crds.ts";
 import { installCrds } from "../operator/kube_install.ts";
 import { CrdType, DeploymentType } from "../operator/kube_resources.ts";
 import { eventually } from "../testing/eventually.ts";
-import { tempDir } from "../testing/temp_dir.ts";
-import {
-  createNamespace,
-  disposeSharedKube,
-  sharedKube,
-  sharedServerTest,
-} from "../testing/kube.ts";
+import { type TempDir, tempDir } from "../testing/temp_dir.ts";
+import { type KubeApiServer, startKubeApiServer } from "../testing/kube_apiserver.ts";
+import { createNamespace, sharedServerTest } from "../testing/kube.ts";
 import { DeploymentRefusedError, KubeDeploymentStore } from "./kube_store.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
-let installed: Promise<KubeClient> | undefined;
+/** The file's API server, with an audit log of every request's URI. */
+interface AuditedKube {
+  server: KubeApiServer;
+  client: KubeClient;
+  auditLog: string;
+  dir: TempDir;
+}
 
-/** An admin client of the shared API server, with the CRDs installed once. */
-function kube(): Promise<KubeClient> {
-  installed ??= (async () => {
-    const client = new KubeClient((await sharedKube()).adminConfig);
+let started: Promise<AuditedKube> | undefined;
+
+/** The file's API server, started on first use, with the CRDs installed. */
+function audited(): Promise<AuditedKube> {
+  started ??= (async () => {
+    const dir = await tempDir("fleet-kube-audit-");
+    const policy = join(dir.path, "policy.yaml");
+    const auditLog = join(dir.path, "audit.log");
+    await Deno.writeTextFile(
+      policy,
+      "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n",
+    );
+    const server = await startKubeApiServer({
+      extraArgs: [`--audit-policy-file=${policy}`, `--audit-log-path=${auditLog}`],
+    });
+    const client = new KubeClient(server.adminConfig);
     await installCrds(client, silentLogger);
-    return client;
+    return { server, client, auditLog, dir };
   })();
-  return installed;
+  return started;
+}
+
+async function kube(): Promise<KubeClient> {
+  return (await audited()).client;
+}
+
+/** The request URIs of the audit log's PATCH requests whose URI contains `part`. */
+async function patchesTo(part: string): Promise<string[]> {
+  const text = await Deno.readTextFile((await audited()).auditLog);
+  return text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line))
+    .filter((event) => event.verb === "patch" && String(event.requestURI).includes(part))
+    .map((event) => String(event.requestURI));
 }
 
 /** A Deployment object as kubectl would send it; `service` adds to its one service. */
@@ -89,7 +115,7 @@ Deno.test(
 /** Runs `fleet <args>` against the shared API server. */
 async function fleet(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args, "--kubeconfig", (await sharedKube()).kubeconfigPath],
+    args: ["run", "-A", MAIN, ...args, "--kubeconfig", (await audited()).server.kubeconfigPath],
     stdin: "null",
     env: { NO_COLOR: "1" },
   }).output();
@@ -126,7 +152,7 @@ Deno.test(
 
 // Last: it replaces the CRD with an older one.
 Deno.test(
-  "KubeDeploymentStore.apply() is refused, naming the field, by a CRD older than the CLI",
+  "KubeDeploymentStore.apply() asks for strict field validation, and a CRD older than the CLI refuses the field it lacks by name",
   sharedServerTest,
   async () => {
     const client = await kube();
@@ -159,7 +185,16 @@ Deno.test(
     assert.equal(error.kind, "usage");
     assert.match(error.message, /\.spec\.rollout: field not declared in schema/);
     assert.equal(await client.get(DeploymentType, "web", namespace), undefined);
+    // fleet apply asks for strict field validation, as kubectl does.
+    const path = `/namespaces/${namespace}/deployments/web?`;
+    const uris = await eventually("the audit log to show the apply", async () => {
+      const found = await patchesTo(path);
+      return found.length > 0 && found;
+    });
+    for (const uri of uris) assert.match(uri, /[?&]fieldValidation=Strict(&|$)/);
     client.close();
-    await disposeSharedKube();
+    const { server, dir } = await audited();
+    await server[Symbol.asyncDispose]();
+    await dir[Symbol.asyncDispose]();
   },
 );
