@@ -50,6 +50,8 @@ export interface AgentOptions {
   watchHeartbeatMs?: number;
   /** The config file, named in warnings about it. @default "the agent config" */
   configPath?: string;
+  /** The failure backoff's jitter, a number in [0, 1) per failure. @default Math.random */
+  random?: () => number;
 }
 
 /** A sink that fails until NATS is connected; reports stay pending meanwhile. */
@@ -139,6 +141,7 @@ export class Agent {
       stopTimeoutSeconds: intervals.stop_timeout_seconds,
       minReadyMs: intervals.min_ready_seconds * 1000,
       clock: options.clock,
+      ...(options.random ? { random: options.random } : {}),
     });
   }
 

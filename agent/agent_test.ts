@@ -1,13 +1,25 @@
 /**
- * The agent's cadences and grace period on a fake clock: a real nats-server, the in-memory
- * container runtime, and time that moves only when the test says so.
+ * The agent's cadences, grace period, failure backoff and readiness on a fake clock: a real
+ * nats-server, the in-memory container runtime (or real podman, for what only podman can
+ * show: its errors, its restart policy, its logs), and time that moves only when the test
+ * says so.
  */
 import assert from "node:assert/strict";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
-import { Buckets, DeviceInfo, Heartbeat, keys, parseJsonWith } from "../core/mod.ts";
+import {
+  Buckets,
+  ContainerLabels,
+  DeviceInfo,
+  Heartbeat,
+  keys,
+  parseJsonWith,
+} from "../core/mod.ts";
 import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
+import { PodmanClient } from "../adapters/podman/mod.ts";
+import { startPodmanService } from "../sandbox/podman_service.ts";
+import { ensureTestImage } from "../sandbox/local_image.ts";
 import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
@@ -16,6 +28,8 @@ import { captureLogger } from "../testing/nats.ts";
 import { eventually } from "../testing/eventually.ts";
 import { Agent } from "./agent.ts";
 import { AgentConfig } from "./config.ts";
+import type { ContainerRuntime } from "./runtime.ts";
+import { PodmanRuntime } from "./podman_runtime.ts";
 
 const DEVICE = "pi-01";
 const T0 = Date.parse("2026-02-01T06:00:00Z");
@@ -28,13 +42,16 @@ const INTERVALS = {
   min_ready_seconds: 5,
 };
 
-/** A desired-state value as the operator writes it. */
-function desired(name: string): string {
+/** A desired-state value as the operator writes it; `service` adds to its one service. */
+function desired(name: string, service: Record<string, unknown> = {}): string {
   return JSON.stringify({
     namespace: "default",
     name,
     generation: 1,
-    score: { type: "PodmanV0", data: { services: [{ name, image: `localhost/${name}:1` }] } },
+    score: {
+      type: "PodmanV0",
+      data: { services: [{ name, image: `localhost/${name}:1`, ...service }] },
+    },
   });
 }
 
@@ -75,11 +92,19 @@ class Fixture implements AsyncDisposable {
     );
   }
 
-  /** Runs an agent on `clock` until the returned stop() is called; `config` adds to its config. */
-  run(clock: FakeClock, config: Record<string, unknown> = {}) {
+  /**
+   * Runs an agent on `clock` until the returned stop() is called; `config` adds to its config.
+   * The backoff has no jitter.
+   */
+  run(
+    clock: FakeClock,
+    config: Record<string, unknown> = {},
+    runtime: ContainerRuntime = this.runtime,
+  ) {
     const { logger, lines } = captureLogger("info");
-    const listManaged = this.runtime.listManaged.bind(this.runtime);
-    this.runtime.listManaged = (deviceId) => {
+    this.runtime.clock = clock;
+    const listManaged = runtime.listManaged.bind(runtime);
+    runtime.listManaged = (deviceId) => {
       this.passes.push(clock.monotonic());
       return listManaged(deviceId);
     };
@@ -94,17 +119,19 @@ class Fixture implements AsyncDisposable {
       }),
       credentials: noCredentials(),
       configPath: "/etc/fleet-agent/config.toml",
-      runtime: this.runtime,
+      runtime,
       log: logger,
       version: "0.0.0-test",
       runtimeDescription: "in memory",
       clock,
+      random: () => 0,
     });
     const controller = new AbortController();
     const done = agent.run(controller.signal);
     return {
       /** Resolves once the desired state was read from NATS and acted on. */
       lines,
+      agent,
       ready: async () => {
         await eventually("the desired state read", () => lines.some((l) => l.includes("Read the")));
         await eventually("a pass after the read", () => agent.passes >= 2);
@@ -112,7 +139,7 @@ class Fixture implements AsyncDisposable {
       stop: async () => {
         controller.abort();
         await done;
-        this.runtime.listManaged = listManaged;
+        runtime.listManaged = listManaged;
       },
     };
   }
@@ -291,5 +318,193 @@ Deno.test("Agent whose config holds a free-text label value (an earlier version'
     assert.deepEqual(info.annotations, { owner: "Facilities, ext. 4411" });
   } finally {
     await run.stop();
+  }
+});
+
+/** The lastError the agent reports for deployment `name` once it satisfies `match`. */
+function lastErrorOf(agent: Agent, name: string, match: RegExp): Promise<string> {
+  return eventually(`the state of ${name} to match ${match}`, () => {
+    const error = agent.states().get(`default.${name}`)?.lastError;
+    return error && match.test(error) ? error : undefined;
+  }, 60_000);
+}
+
+Deno.test("Agent pulls a failing image only on its backoff schedule: six pulls in ten minutes, one state change each", async () => {
+  await using f = await Fixture.start();
+  f.runtime.failPull.set("localhost/bad:1", "manifest unknown");
+  await f.desired.put(desiredKey("bad"), desired("bad"));
+  await f.desired.put(desiredKey("web"), desired("web"));
+  const clock = new FakeClock(T0);
+  const pulls: number[] = [];
+  const ensureImage = f.runtime.ensureImage.bind(f.runtime);
+  f.runtime.ensureImage = (image) => {
+    if (image === "localhost/bad:1") pulls.push(clock.monotonic());
+    return ensureImage(image);
+  };
+  const run = f.run(clock);
+  try {
+    await run.ready();
+    await eventually("the first pull", () => pulls.length === 1);
+    for (let second = 1; second <= 600; second++) {
+      // The other deployment keeps the agent busy: its container is removed by hand now and then.
+      if (second % 45 === 0) f.runtime.containers.length = 0;
+      await clock.advance(1000);
+    }
+    assert.deepEqual(pulls.map((at) => (at - pulls[0]!) / 1000), [0, 10, 30, 70, 150, 310]);
+    const reported = run.lines.filter((l) => l.includes("Deployment default/bad failed"));
+    assert.deepEqual(
+      reported.map((l) => /attempt \d+, next in \d+ s/.exec(l)?.[0]),
+      [
+        "attempt 1, next in 10 s",
+        "attempt 2, next in 20 s",
+        "attempt 3, next in 40 s",
+        "attempt 4, next in 80 s",
+        "attempt 5, next in 160 s",
+        "attempt 6, next in 300 s",
+      ],
+      "the state changes once per attempt, not with every pass",
+    );
+    assert.equal(
+      run.agent.states().get("default.bad")?.lastError,
+      "image pull failed: manifest unknown; attempt 6, next in 300 s",
+    );
+    assert.equal(run.agent.states().get("default.web")?.phase, "Running");
+  } finally {
+    await run.stop();
+  }
+});
+
+Deno.test("Agent reports a deployment Running when min_ready_seconds is up, without waiting for the relist", async () => {
+  await using f = await Fixture.start();
+  await f.desired.put(desiredKey("web"), desired("web"));
+  const clock = new FakeClock(T0);
+  const run = f.run(clock);
+  const phase = () => run.agent.states().get("default.web")?.phase;
+  try {
+    await run.ready();
+    await eventually("web created", () => f.runtime.containers.length === 1);
+    await clock.advance(250);
+    assert.equal(phase(), "Pending", "running, but not for long enough");
+    const minReadyMs = INTERVALS.min_ready_seconds * 1000;
+    await clock.advance(minReadyMs - 251);
+    assert.equal(phase(), "Pending");
+    await clock.advance(1);
+    await eventually("web Running", () => phase() === "Running");
+    assert.ok(lastPass(f) < INTERVALS.relist_seconds * 1000, "no relist was needed");
+  } finally {
+    await run.stop();
+  }
+});
+
+/** A deployment name no other run of these tests uses, as the podman storage is shared. */
+function uniqueDeployment(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 6)}`;
+}
+
+/** Removes the containers an agent test left in podman. */
+async function removeManaged(client: PodmanClient, deployment: string): Promise<void> {
+  for (const c of await client.listContainers({ [ContainerLabels.deployment]: deployment })) {
+    await client.removeContainer(c.id);
+  }
+}
+
+Deno.test("Agent on podman: an image that cannot be pulled is tried again only when its backoff ends, and its status says why, which attempt and when next", async () => {
+  await using f = await Fixture.start();
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  // A registry that never answers properly: each connection is counted and closed.
+  const registry = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let connections = 0;
+  const accepting = (async () => {
+    for await (const conn of registry) {
+      connections++;
+      conn.close();
+    }
+  })();
+  const name = uniqueDeployment("unpullable");
+  const image = `127.0.0.1:${registry.addr.port}/fleet/unpullable:1`;
+  await f.desired.put(desiredKey(name), desired(name, { image }));
+  const clock = new FakeClock(T0);
+  const runtime = new PodmanRuntime(client);
+  const pulls: number[] = [];
+  const ensureImage = runtime.ensureImage.bind(runtime);
+  runtime.ensureImage = (ref) => {
+    pulls.push(clock.monotonic());
+    return ensureImage(ref);
+  };
+  const run = f.run(clock, {}, runtime);
+  try {
+    const first = await lastErrorOf(run.agent, name, /attempt 1\b/);
+    assert.match(first, /^image pull failed: .+; attempt 1, next in 10 s$/);
+    assert.ok(first.includes(image), first);
+    const seen = connections;
+    assert.ok(seen > 0, "the registry saw the pull");
+
+    await clock.advance(9_999);
+    assert.equal(pulls.length, 1, "not tried again before the backoff ends");
+    assert.equal(connections, seen);
+    await clock.advance(1);
+    const second = await lastErrorOf(run.agent, name, /attempt 2\b/);
+    assert.match(second, /^image pull failed: .+; attempt 2, next in 20 s$/);
+    assert.ok(connections > seen, "the registry saw the second pull");
+    assert.deepEqual(pulls.map((at) => at - pulls[0]!), [0, 10_000]);
+  } finally {
+    await run.stop();
+    registry.close();
+    await accepting;
+    await removeManaged(client, name);
+  }
+});
+
+Deno.test("Agent on podman: a container that exits at once is found crash-looping, reported with exit code, restarts and output, removed and tried again after the backoff", async () => {
+  await using f = await Fixture.start();
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, "agent-test");
+  const name = uniqueDeployment("crashing");
+  // The default restart policy (unless-stopped): podman restarts it as fast as it exits.
+  await f.desired.put(
+    desiredKey(name),
+    desired(name, {
+      image,
+      command: ["/bin/sh", "-c"],
+      args: ["echo starting; echo cannot open /data/db >&2; exit 3"],
+    }),
+  );
+  const clock = new FakeClock(T0);
+  const run = f.run(clock, {}, new PodmanRuntime(client));
+  // Simulated time moves a second every 50 ms while real podman does its part.
+  const within = (match: RegExp) =>
+    waitFor(
+      `the state of ${name} to match ${match}`,
+      async () => {
+        await clock.advance(1000);
+        const error = run.agent.states().get(`default.${name}`)?.lastError;
+        return error && match.test(error) ? error : undefined;
+      },
+      60_000,
+      50,
+    );
+  try {
+    const looping = await within(/crash-looping/);
+    assert.match(
+      looping,
+      /^service crashing-\w+ is crash-looping: exited with code 3, restarted \d+ times; last output: .*cannot open \/data\/db; attempt 1, next in 10 s$/,
+    );
+    assert.equal(run.agent.states().get(`default.${name}`)?.phase, "Failed");
+    assert.ok(
+      !run.lines.some((l) => l.includes(`${name} is running`)),
+      `never reported Running:\n${run.lines.join("\n")}`,
+    );
+
+    // Removed, so podman's restart policy cannot keep restarting it, until the backoff ends.
+    assert.deepEqual(await client.listContainers({ [ContainerLabels.deployment]: name }), []);
+
+    // When the backoff ends it is tried again, crashes again, and waits twice as long.
+    const again = await within(/attempt 2\b/);
+    assert.match(again, /crash-looping: exited with code 3, .*; attempt 2, next in 20 s$/);
+  } finally {
+    await run.stop();
+    await removeManaged(client, name);
   }
 });

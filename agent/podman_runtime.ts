@@ -68,10 +68,6 @@ export class PodmanRuntime implements ContainerRuntime {
     return reason(this.#client.startContainer(containerId));
   }
 
-  stop(containerId: string, stopTimeoutSeconds: number): Promise<void> {
-    return reason(this.#client.stopContainer(containerId, stopTimeoutSeconds));
-  }
-
   remove(containerId: string, stopTimeoutSeconds: number): Promise<void> {
     return reason((async () => {
       await this.#client.stopContainer(containerId, stopTimeoutSeconds);

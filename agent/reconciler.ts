@@ -177,9 +177,10 @@ export class Reconciler {
   }
 
   /**
-   * Folds this pass's view of every service into its history, stops the containers of a
-   * crash loop just detected (podman's restart policy would restart them in a hot loop) and
-   * backs their deployment off. Returns how each deployment's services are doing.
+   * Folds this pass's view of every service into its history, removes the container of a
+   * crash loop just found (podman's restart policy would restart it in a hot loop, and a stop
+   * can land between two of its runs and be undone) and backs its deployment off. Returns how
+   * each deployment's services are doing.
    */
   async #observeServices(
     services: readonly ServiceStatus[],
@@ -194,7 +195,7 @@ export class Reconciler {
       const slot = `${key}/${s.service.name}`;
       seen.add(slot);
       const previous = this.#health.get(slot);
-      const restartCount = needsRestartCount(previous, s.container)
+      const restartCount = needsRestartCount(previous, s.container, now, this.#minReadyMs)
         ? await this.#restartCount(s.container!.id)
         : undefined;
       const verdict = observeService(
@@ -210,11 +211,12 @@ export class Reconciler {
         wallNow,
         this.#minReadyMs,
       );
-      let { health, readyAt } = verdict;
+      const { health } = verdict;
+      let { readyAt } = verdict;
       const crashLooping = isCrashLooping(health, now);
       if (crashLooping && verdict.newExits > 0 && s.container) {
-        health = await this.#backOffCrashLoop(s, health, now);
-        readyAt = undefined; // stopped
+        await this.#backOffCrashLoop(s, health, now);
+        readyAt = undefined; // removed
       }
       this.#health.set(slot, health);
 
@@ -232,34 +234,27 @@ export class Reconciler {
     return readiness;
   }
 
-  async #backOffCrashLoop(
-    s: ServiceStatus,
-    health: ServiceHealth,
-    now: number,
-  ): Promise<ServiceHealth> {
+  async #backOffCrashLoop(s: ServiceStatus, health: ServiceHealth, now: number): Promise<void> {
     const container = s.container!;
     const exit = await this.#lastExit(container.id);
     const exitCode = exit.exitCode ??
       (container.state === "running" ? undefined : container.exitCode);
-    const cause: FailureCause = {
+    this.#fail(refKey(s.ref), s.generation, {
       what: `service ${s.service.name} is crash-looping: ${
         exitCode === undefined ? "keeps exiting" : `exited with code ${exitCode}`
       }, restarted ${health.restarts} times`,
       output: exit.output,
-    };
-    this.#fail(refKey(s.ref), s.generation, cause, now);
-    // Stopped, the restart policy leaves it alone; it is tried again when the backoff ends.
-    this.#log.info(`Stopping crash-looping container ${container.name}`, {
+    }, now);
+    // Created again when the backoff ends; its last output is in the message meanwhile.
+    this.#log.info(`Removing crash-looping container ${container.name}`, {
       deployment: `${s.ref.namespace}/${s.ref.name}`,
     });
     try {
-      await this.#runtime.stop(container.id, this.#stopTimeoutSeconds);
-      return { ...health, stoppedByAgent: container.id };
+      await this.#runtime.remove(container.id, this.#stopTimeoutSeconds);
     } catch (error) {
       this.#log.error(
-        `Could not stop crash-looping container ${container.name}: ${(error as Error).message}`,
+        `Could not remove crash-looping container ${container.name}: ${(error as Error).message}`,
       );
-      return health;
     }
   }
 

@@ -429,7 +429,7 @@ Deno.test("Reconciler counts a job that finished under restartPolicy no as Runni
   assert.equal(result.assessments[0]?.phase, "Running");
 });
 
-Deno.test("Reconciler finds a container podman keeps restarting crash-looping: Failed with exit code, restarts and output, stopped, retried after the backoff", async () => {
+Deno.test("Reconciler finds a container podman keeps restarting crash-looping: Failed with exit code, restarts and output, removed, created again after the backoff", async () => {
   const clock = new FakeClock();
   const runtime = new MemoryRuntime(DEVICE, clock);
   const r = reconciler(runtime, silentLogger, { clock, minReadyMs: 5000 });
@@ -450,10 +450,11 @@ Deno.test("Reconciler finds a container podman keeps restarting crash-looping: F
     error: "service web is crash-looping: exited with code 1, restarted 6 times; last output: " +
       Array(6).fill("error: cannot open /data/db").join(" ") + "; attempt 1, next in 10 s",
   });
-  assert.deepEqual(runtime.take(), [`stop fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`]);
+  assert.deepEqual(runtime.take(), [`remove fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`]);
+  assert.equal(runtime.containers.length, 0, "removed: its restart policy cannot restart it");
   assert.equal(looping.wakeAt, 11_250);
 
-  // Stopped, it stays so for the backoff: no recreate, and the message does not change.
+  // Gone for the backoff: not created again, and the message does not change.
   await clock.advance(5000);
   const waiting = await passOf(r, desired);
   assert.deepEqual(runtime.take(), []);
@@ -462,7 +463,6 @@ Deno.test("Reconciler finds a container podman keeps restarting crash-looping: F
   await clock.advance(5000);
   await passOf(r, desired);
   assert.deepEqual(runtime.take(), [
-    `remove fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`,
     "ensureImage localhost/web:1",
     "create fleet_pi-01_default_web_web",
     "start c2",
@@ -500,7 +500,7 @@ Deno.test("Reconciler finds a container it recreates after each exit crash-loopi
     "last output: bad flag; attempt 1, next in 10 s",
   ]);
   assert.deepEqual(runtime.take().slice(-1), [
-    `stop fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`,
+    `remove fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`,
   ]);
-  assert.equal(runtime.containers.length, 1, "kept (stopped) for its logs until the retry");
+  assert.equal(runtime.containers.length, 0, "not created again before the backoff ends");
 });

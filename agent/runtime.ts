@@ -22,8 +22,6 @@ export interface ContainerRuntime {
   /** Creates (does not start) a container for `service`; returns its id. */
   create(name: string, service: PodmanService, labels: Record<string, string>): Promise<string>;
   start(containerId: string): Promise<void>;
-  /** Graceful stop, kill after `stopTimeoutSeconds`; the container stays (with its logs). */
-  stop(containerId: string, stopTimeoutSeconds: number): Promise<void>;
   /** Graceful stop, kill after `stopTimeoutSeconds`, then remove; gone already is fine. */
   remove(containerId: string, stopTimeoutSeconds: number): Promise<void>;
   /** How often its restart policy has restarted the container; undefined when it is gone. */

@@ -3,8 +3,9 @@
  * stayed up long enough, with its ports published, to count as ready, and whether it keeps
  * exiting (a crash loop). An exit is seen either as podman's restart count going up (its
  * restart policy brought the container back) or as the container found exited against its
- * restart policy (the agent recreates it). Pure: the agent's monotonic time and the host's
- * wall-clock time come in.
+ * restart policy (the agent recreates it). podman lists start times in whole seconds, so the
+ * restart count is also checked once before a run is called ready. Pure: the agent's
+ * monotonic time and the host's wall-clock time come in.
  * @module
  */
 import type { ParsedPort } from "./score.ts";
@@ -28,12 +29,12 @@ export interface ServiceHealth {
   exited: boolean;
   /** Monotonic ms since when its current run is up; undefined when it is not running. */
   upSince: number | undefined;
+  /** Its current run has been found ready (its restart count checked). */
+  ready: boolean;
   /** Monotonic times of the latest exits, at most CRASH_LOOP_EXITS + 1, oldest first. */
   exits: readonly number[];
   /** Exits seen since this history began. */
   restarts: number;
-  /** A container the agent stopped itself (to back off a crash loop): its exit is no crash. */
-  stoppedByAgent: string | undefined;
 }
 
 /** One pass's view of a service. */
@@ -60,15 +61,22 @@ export interface ServiceVerdict {
 
 /**
  * Whether the pass must ask podman for the container's restart count: for a container (or a
- * start of it) not seen before, so that restarts between two passes are all counted.
+ * start of it) not seen before, so that restarts between two passes are all counted, and once
+ * more when its run would become ready, for restarts within the second podman lists.
+ * Never for a run that is ready: not a request per container per pass.
  */
 export function needsRestartCount(
   previous: ServiceHealth | undefined,
   container: ObservedContainer | undefined,
+  now: number,
+  minReadyMs: number,
 ): boolean {
   if (container?.startedAt === undefined) return false;
-  return previous?.hash === undefined || previous.containerId !== container.id ||
-    previous.startedAt !== container.startedAt;
+  if (previous?.containerId !== container.id || previous.startedAt !== container.startedAt) {
+    return true;
+  }
+  return !previous.ready && previous.upSince !== undefined &&
+    now >= previous.upSince + minReadyMs;
 }
 
 /**
@@ -91,22 +99,34 @@ export function observeService(
   const same = prev !== undefined && c !== undefined && prev.containerId === c.id;
   const exited = observation.condition === "exited";
 
+  // podman's restart count says how often its policy restarted the container (without it, a
+  // new start time says once); an exit already counted when it was seen is not counted again.
   let newExits = 0;
-  if (same && c.startedAt !== prev.startedAt && prev.startedAt !== undefined) {
-    // podman restarted it: its count says how often; an exit already counted is not counted again.
+  let restarted = false;
+  if (same) {
     const restarts = observation.restartCount !== undefined && prev.restartCount !== undefined
       ? observation.restartCount - prev.restartCount
-      : 1;
-    newExits += Math.max(0, restarts - (prev.exited ? 1 : 0));
+      : c.startedAt !== prev.startedAt && prev.startedAt !== undefined
+      ? 1
+      : 0;
+    restarted = restarts > 0;
+    if (restarted) newExits += restarts - (prev.exited ? 1 : 0);
   }
-  if (exited && !(same && prev.exited) && c?.id !== prev?.stoppedByAgent) newExits++;
+  if (exited && !(same && prev.exited)) newExits++;
 
   const running = c?.state === "running";
+  const sameRun = same && !restarted && c.startedAt === prev.startedAt;
   let upSince: number | undefined;
-  if (running && same && c.startedAt === prev.startedAt && prev.upSince !== undefined) {
-    upSince = prev.upSince;
-  } else if (running) {
+  if (running && sameRun && prev.upSince !== undefined) upSince = prev.upSince;
+  else if (running && restarted && c.startedAt === prev?.startedAt) upSince = now; // within its second
+  else if (running) {
     upSince = now - Math.max(0, c.startedAt === undefined ? 0 : wallNow - c.startedAt);
+  }
+
+  let readyAt: number | undefined;
+  if (observation.condition === "finished") readyAt = now;
+  else if (upSince !== undefined && portsPublished(observation.ports, c?.ports)) {
+    readyAt = upSince + minReadyMs;
   }
 
   const keep = CRASH_LOOP_EXITS + 1;
@@ -120,16 +140,10 @@ export function observeService(
     restartCount: observation.restartCount ?? (same ? prev.restartCount : undefined),
     exited,
     upSince,
+    ready: readyAt !== undefined && readyAt <= now,
     exits,
     restarts: (prev?.restarts ?? 0) + newExits,
-    stoppedByAgent: prev?.stoppedByAgent,
   };
-
-  let readyAt: number | undefined;
-  if (observation.condition === "finished") readyAt = now;
-  else if (upSince !== undefined && portsPublished(observation.ports, c?.ports)) {
-    readyAt = upSince + minReadyMs;
-  }
   return { health, newExits, readyAt };
 }
 

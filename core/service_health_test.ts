@@ -152,7 +152,7 @@ Deno.test("observeService() counts a container found exited against its policy o
   assert.equal(recreated.health.restarts, 2);
 });
 
-Deno.test("observeService() does not count the exit of a container the agent stopped itself", () => {
+Deno.test("observeService() finds restarts within the second podman lists in the restart count", () => {
   const first = observeService(
     undefined,
     seen(container(), { restartCount: 0 }),
@@ -160,14 +160,18 @@ Deno.test("observeService() does not count the exit of a container the agent sto
     WALL,
     MIN_READY,
   );
-  const stopped = observeService(
-    { ...first.health, stoppedByAgent: "c1" },
-    seen(container({ state: "exited", exitCode: 143 })),
-    1000,
-    WALL + 1000,
+  // Same start second, but the count checked before calling it ready went up.
+  const restarted = observeService(
+    first.health,
+    seen(container(), { restartCount: 2 }),
+    MIN_READY,
+    WALL + MIN_READY,
     MIN_READY,
   );
-  assert.equal(stopped.newExits, 0);
+  assert.equal(restarted.newExits, 2);
+  assert.equal(restarted.health.upSince, MIN_READY, "up at most since now");
+  assert.equal(restarted.readyAt, 2 * MIN_READY);
+  assert.equal(restarted.health.ready, false);
 });
 
 Deno.test("isCrashLooping() needs more than CRASH_LOOP_EXITS exits within the window", () => {
@@ -280,7 +284,9 @@ Deno.test("observeService() starts a new history for a new spec hash", () => {
   assert.equal(fresh.health.hash, "h2");
 });
 
-Deno.test("needsRestartCount() asks for a container or a start not seen before, never per tick", () => {
+Deno.test("needsRestartCount() asks for a new container or start, and once before a run is ready, never per tick", () => {
+  const ask = (health: ServiceHealth | undefined, c: ObservedContainer | undefined, now = 0) =>
+    needsRestartCount(health, c, now, MIN_READY);
   const first = observeService(
     undefined,
     seen(container(), { restartCount: 0 }),
@@ -288,10 +294,22 @@ Deno.test("needsRestartCount() asks for a container or a start not seen before, 
     WALL,
     MIN_READY,
   );
-  assert.equal(needsRestartCount(undefined, container()), true);
-  assert.equal(needsRestartCount(first.health, container()), false);
-  assert.equal(needsRestartCount(first.health, container({ startedAt: WALL + 1000 })), true);
-  assert.equal(needsRestartCount(first.health, container({ id: "c2" })), true);
-  assert.equal(needsRestartCount(first.health, container({ startedAt: undefined })), false);
-  assert.equal(needsRestartCount(first.health, undefined), false);
+  assert.equal(ask(undefined, container()), true);
+  assert.equal(ask(first.health, container()), false);
+  assert.equal(ask(first.health, container({ startedAt: WALL + 1000 })), true);
+  assert.equal(ask(first.health, container({ id: "c2" })), true);
+  assert.equal(ask(first.health, container({ startedAt: undefined })), false);
+  assert.equal(ask(first.health, undefined), false);
+
+  assert.equal(ask(first.health, container(), MIN_READY - 1), false);
+  assert.equal(ask(first.health, container(), MIN_READY), true, "checked before it is ready");
+  const ready = observeService(
+    first.health,
+    seen(container(), { restartCount: 0 }),
+    MIN_READY,
+    WALL + MIN_READY,
+    MIN_READY,
+  );
+  assert.equal(ready.health.ready, true);
+  assert.equal(ask(ready.health, container(), MIN_READY + 30_000), false, "not again once ready");
 });

@@ -34,8 +34,9 @@ export class MemoryRuntime implements ContainerRuntime {
   readonly failCreate = new Map<string, string>();
   /** Container names whose removal fails. */
   readonly failRemove = new Set<string>();
+  /** Stamps `startedAt`. */
+  clock: Pick<Clock, "now">;
   readonly #deviceId: string;
-  readonly #clock: Pick<Clock, "now">;
   #nextId = 1;
 
   /**
@@ -44,7 +45,7 @@ export class MemoryRuntime implements ContainerRuntime {
    */
   constructor(deviceId: string, clock: Pick<Clock, "now"> = { now: () => Date.now() }) {
     this.#deviceId = deviceId;
-    this.#clock = clock;
+    this.clock = clock;
   }
 
   listManaged(deviceId: string): Promise<ObservedContainer[]> {
@@ -75,14 +76,8 @@ export class MemoryRuntime implements ContainerRuntime {
     const c = this.get(containerId);
     if (c && c.state !== "running") {
       c.state = "running";
-      c.startedAt = this.#clock.now();
+      c.startedAt = this.clock.now();
     }
-    return Promise.resolve();
-  }
-  stop(containerId: string, stopTimeoutSeconds: number): Promise<void> {
-    const c = this.get(containerId);
-    this.calls.push(`stop ${c?.name ?? containerId} timeout=${stopTimeoutSeconds}`);
-    if (c?.state === "running") this.exit(containerId, 143);
     return Promise.resolve();
   }
   remove(containerId: string, stopTimeoutSeconds: number): Promise<void> {
@@ -123,7 +118,7 @@ export class MemoryRuntime implements ContainerRuntime {
       c.restartCount++;
       c.state = "running";
       c.exitCode = 0;
-      c.startedAt = this.#clock.now();
+      c.startedAt = this.clock.now();
     }
   }
   /** Puts a container there as a previous agent would have created it, started at `startedAt`. */
@@ -132,7 +127,7 @@ export class MemoryRuntime implements ContainerRuntime {
     service: PodmanService,
     generation = 1,
     state = "running",
-    startedAt = this.#clock.now(),
+    startedAt = this.clock.now(),
   ): string {
     const id = `c${this.#nextId++}`;
     const name = containerName(this.#deviceId, ref, service.name);

@@ -330,3 +330,55 @@ Deno.test("PodmanClient on a socket nobody listens on throws PodmanUnavailableEr
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("PodmanClient follows a container its restart policy keeps restarting: restart count, last exit code, last output lines", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, TAG);
+  const name = uniqueContainerName("fleet-restarting");
+  try {
+    const id = await client.createContainer(testContainerSpec(name, image, {
+      restartPolicy: "always",
+      command: ["/bin/sh", "-c"],
+      args: ["echo one; echo two >&2; echo three; exit 7"],
+    }));
+    assert.equal((await client.inspectContainer(id))?.restartCount, 0);
+    const since = Date.now();
+    await client.startContainer(id);
+    const restarted = await eventually("a few restarts", async () => {
+      const c = await client.inspectContainer(id);
+      return c !== undefined && c.restartCount >= 3 ? c : undefined;
+    });
+    assert.ok(restarted.startedAt !== undefined);
+    assert.equal(await client.lastExitCode(id, since - 2000), 7);
+    assert.equal(await client.lastExitCode(id, Date.now() + 60_000), undefined, "none after");
+
+    const tail = await client.containerLogs(id, { lines: 3, maxBytes: 1000 });
+    assert.equal(tail.split("\n").length, 3);
+    assert.match(tail, /^(one|two|three)\n(one|two|three)\n(one|two|three)$/);
+    const cut = await client.containerLogs(id, { lines: 3, maxBytes: 5 });
+    assert.equal(cut.length, 5, "the end of the output, within the bound");
+  } finally {
+    await client.removeContainer(name);
+  }
+});
+
+Deno.test("PodmanClient.listContainers() shows the ports podman published", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, TAG);
+  const name = uniqueContainerName("fleet-ports");
+  const port = freeLoopbackPort();
+  try {
+    await client.createContainer(testContainerSpec(name, image, {
+      labels: { "fleet.test/run": name },
+      ports: [{ hostPort: port, containerPort: 80, protocol: "tcp", hostIp: "127.0.0.1" }],
+    }));
+    const [listed] = await client.listContainers({ "fleet.test/run": name });
+    assert.deepEqual(listed?.ports, [
+      { hostPort: port, containerPort: 80, protocol: "tcp", range: 1 },
+    ]);
+  } finally {
+    await client.removeContainer(name);
+  }
+});
