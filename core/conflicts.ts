@@ -22,10 +22,15 @@
 import type { Deployment } from "./deployment.ts";
 import type { DeploymentRef } from "./keys.ts";
 import { type Labels, matchesSelector } from "./selector.ts";
-import { type ParsedPort, parsePort, PodmanV0Data, type ScoreEnvelope } from "./score.ts";
-
-/** The part of a published port that another workload can collide with. */
-export type HostPort = Pick<ParsedPort, "hostIp" | "hostPort" | "protocol">;
+import {
+  formatHostPort,
+  type HostPort,
+  type ParsedPort,
+  parsePort,
+  PodmanV0Data,
+  portsOverlap,
+  type ScoreEnvelope,
+} from "./score.ts";
 
 /**
  * The host ports a workload publishes; none for a workload this build does not know (an
@@ -36,22 +41,6 @@ export function publishedPorts(score: ScoreEnvelope): ParsedPort[] {
   const data = PodmanV0Data.safeParse(score.data);
   if (!data.success) return [];
   return data.data.services.flatMap((service) => service.ports.map(parsePort));
-}
-
-/** No host IP and 0.0.0.0 bind every address; two different specific IPs are apart. */
-function ipsOverlap(a: string | undefined, b: string | undefined): boolean {
-  const any = (ip: string | undefined) => ip === undefined || ip === "0.0.0.0";
-  return any(a) || any(b) || a === b;
-}
-
-/** Whether two published ports cannot both be bound on one host. */
-export function portsOverlap(a: HostPort, b: HostPort): boolean {
-  return a.protocol === b.protocol && a.hostPort === b.hostPort && ipsOverlap(a.hostIp, b.hostIp);
-}
-
-/** `8080/tcp`, or `127.0.0.1:8080/tcp` with a host IP. */
-export function formatHostPort(port: HostPort): string {
-  return `${port.hostIp === undefined ? "" : `${port.hostIp}:`}${port.hostPort}/${port.protocol}`;
 }
 
 /** The message a blocked deployment fails with on the device. */

@@ -4,17 +4,14 @@ import {
   conflictMessage,
   decidePortConflicts,
   foreseePortConflicts,
-  formatHostPort,
-  type HostPort,
   type PortClaimant,
-  portsOverlap,
   publishedPorts,
 } from "./conflicts.ts";
 import { API_VERSION, Deployment } from "./deployment.ts";
 import { identifierProblem } from "./ids.ts";
 import type { Labels, LabelSelector } from "./selector.ts";
 import { containerName } from "./planner.ts";
-import { parsePort } from "./score.ts";
+import { formatHostPort, type HostPort, parsePort, PodmanV0Data, portsOverlap } from "./score.ts";
 
 function ports(...texts: string[]): HostPort[] {
   return texts.map(parsePort);
@@ -340,4 +337,27 @@ Deno.test("foreseePortConflicts() does not count a deployment that is itself ref
   assert.deepStrictEqual(foresee(stored("dns", ["8080:80", "9090:90"], T3), [web, api]), [
     "8080/tcp by default/web on pi-1,pi-2",
   ]);
+});
+
+Deno.test("a workload publishing one host port from two services is refused where it is written", () => {
+  const data = (...ports: string[][]) => ({
+    services: ports.map((p, i) => ({ name: `s${i}`, image: "localhost/x:1", ports: p })),
+  });
+  const refused = PodmanV0Data.safeParse(data(["8080:80"], ["127.0.0.1:8080:81"]));
+  assert.equal(refused.success, false);
+  assert.deepEqual(refused.error?.issues[0]?.path, ["services", 1, "ports", 0]);
+  assert.match(
+    refused.error?.issues[0]?.message ?? "",
+    /host port 127\.0\.0\.1:8080\/tcp is already published by service "s0"/,
+  );
+  assert.equal(PodmanV0Data.safeParse(data(["8080:80"], ["8080:80/udp"])).success, true);
+  assert.equal(
+    PodmanV0Data.safeParse(data(["10.0.0.1:8080:80"], ["10.0.0.2:8080:80"])).success,
+    true,
+  );
+  assert.equal(
+    PodmanV0Data.safeParse(data(["8080:80", "8080:81"])).success,
+    false,
+    "one service twice",
+  );
 });

@@ -51,6 +51,8 @@ export {
 } from "./selector.ts";
 export {
   EnvVar,
+  formatHostPort,
+  type HostPort,
   MAX_ARG_STRLEN,
   type ParsedPort,
   parsePort,
@@ -58,6 +60,7 @@ export {
   PodmanV0,
   PodmanV0Data,
   PortMapping,
+  portsOverlap,
   resolveScore,
   RestartPolicies,
   type RestartPolicy,
@@ -141,8 +144,6 @@ export {
   decidePortConflicts,
   type ForeseenConflict,
   foreseePortConflicts,
-  formatHostPort,
-  type HostPort,
   type PortClaimant,
   type PortConflict,
   publishedPorts,

@@ -55,6 +55,25 @@ const LIMIT_TEXT =
   `Linux accepts at most ${MAX_ARG_STRLEN - 1} bytes (MAX_ARG_STRLEN is ${MAX_ARG_STRLEN} ` +
   `with the terminating NUL)`;
 
+/** The part of a published port that another workload can collide with. */
+export type HostPort = Pick<ParsedPort, "hostIp" | "hostPort" | "protocol">;
+
+/** No host IP and 0.0.0.0 bind every address; two different specific IPs are apart. */
+function ipsOverlap(a: string | undefined, b: string | undefined): boolean {
+  const any = (ip: string | undefined) => ip === undefined || ip === "0.0.0.0";
+  return any(a) || any(b) || a === b;
+}
+
+/** Whether two published ports cannot both be bound on one host. */
+export function portsOverlap(a: HostPort, b: HostPort): boolean {
+  return a.protocol === b.protocol && a.hostPort === b.hostPort && ipsOverlap(a.hostIp, b.hostIp);
+}
+
+/** `8080/tcp`, or `127.0.0.1:8080/tcp` with a host IP. */
+export function formatHostPort(port: HostPort): string {
+  return `${port.hostIp === undefined ? "" : `${port.hostIp}:`}${port.hostPort}/${port.protocol}`;
+}
+
 export const EnvVar = z.object({
   name: z.string().regex(
     /^[A-Za-z_][A-Za-z0-9_]*$/,
@@ -122,6 +141,25 @@ export const PodmanV0Data = z.object({
       });
     }
     seen.add(service.name);
+  });
+  // Two containers of one deployment cannot bind one host port: the second would never start.
+  const published: { port: ParsedPort; service: string }[] = [];
+  data.services.forEach((service, i) => {
+    service.ports.forEach((text, j) => {
+      if (!PORT_PATTERN.test(text)) return;
+      const port = parsePort(text);
+      const other = published.find((p) => portsOverlap(p.port, port));
+      if (other) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["services", i, "ports", j],
+          message: `host port ${formatHostPort(port)} is already published by service ${
+            JSON.stringify(other.service)
+          }; each host port can be bound once`,
+        });
+      }
+      published.push({ port, service: service.name });
+    });
   });
 });
 export type PodmanV0Data = z.infer<typeof PodmanV0Data>;
