@@ -54,6 +54,11 @@ function reconciler(
 
 const noneRetained = () => new Set<string>();
 
+/** The assessment of a deployment that runs as it should. */
+function running(name: string, generation = 1) {
+  return { ref: ref(name), generation, phase: "Running", error: null };
+}
+
 Deno.test("Reconciler.pass() creates the missing services of every desired deployment", async () => {
   const runtime = new MemoryRuntime(DEVICE);
   const desired = desiredOf(
@@ -359,13 +364,8 @@ Deno.test("Reconciler tries a failing deployment at once for a new generation, a
   await clock.advance(10_000);
   const retried = await passOf(r, v2);
   assert.equal(retried.assessments[0]?.phase, "Failed", "not Running before it is up");
-  const running = await passOf(r, v2);
-  assert.deepEqual(running.assessments[0], {
-    ref: ref("web"),
-    generation: 2,
-    phase: "Running",
-    error: null,
-  });
+  const up = await passOf(r, v2);
+  assert.deepEqual(up.assessments[0], running("web", 2));
   // A later failure starts a new streak.
   runtime.containers.splice(0);
   runtime.failPull.set("localhost/web:1", "manifest unknown");
@@ -395,12 +395,7 @@ Deno.test("Reconciler reports Running only once every container has been up min_
   assert.equal(restarted.wakeAt, 8000);
   await clock.advance(3000);
   const ready = await passOf(r, desired);
-  assert.deepEqual(ready.assessments[0], {
-    ref: ref("web"),
-    generation: 1,
-    phase: "Running",
-    error: null,
-  });
+  assert.deepEqual(ready.assessments[0], running("web", 1));
   assert.equal(ready.wakeAt, undefined);
 });
 

@@ -39,6 +39,16 @@ function seen(
   };
 }
 
+/** observeService() at monotonic `now`, by default `now` after WALL on the wall clock. */
+function observe(
+  previous: ServiceHealth | undefined,
+  observation: ServiceObservation,
+  now: number,
+  wall = WALL + now,
+) {
+  return observeService(previous, observation, now, wall, MIN_READY);
+}
+
 /** Folds observations made at [monotonic, wall] times; returns the last verdict. */
 function fold(
   steps: [ServiceObservation, number, number][],
@@ -47,74 +57,47 @@ function fold(
   let health = start;
   let verdict;
   for (const [observation, now, wall] of steps) {
-    verdict = observeService(health, observation, now, wall, MIN_READY);
+    verdict = observe(health, observation, now, wall);
     health = verdict.health;
   }
   return verdict!;
 }
 
 Deno.test("observeService() is ready once the same run has been up min_ready", () => {
-  const first = observeService(
-    undefined,
-    seen(container(), { restartCount: 0 }),
-    1000,
-    WALL,
-    MIN_READY,
-  );
+  const first = observe(undefined, seen(container(), { restartCount: 0 }), 1000, WALL);
   assert.equal(first.readyAt, 6000);
   assert.equal(first.newExits, 0);
-  const later = observeService(first.health, seen(container()), 6000, WALL + 5000, MIN_READY);
+  const later = observe(first.health, seen(container()), 6000, WALL + 5000);
   assert.equal(later.readyAt, 6000, "the run is the same: it has been up since 1000");
   assert.equal(later.health.upSince, 1000);
 });
 
 Deno.test("observeService() credits a run podman started before the agent saw it (an agent restart)", () => {
-  const verdict = observeService(
+  const verdict = observe(
     undefined,
     seen(container({ startedAt: WALL - 3_600_000 }), { restartCount: 0 }),
     500,
     WALL,
-    MIN_READY,
   );
   assert.ok(verdict.readyAt !== undefined && verdict.readyAt <= 500, "ready at once");
   // A start podman dates in the future (the wall clock stepped back) earns no credit.
-  const ahead = observeService(
-    undefined,
-    seen(container({ startedAt: WALL + 60_000 })),
-    500,
-    WALL,
-    MIN_READY,
-  );
+  const ahead = observe(undefined, seen(container({ startedAt: WALL + 60_000 })), 500, WALL);
   assert.equal(ahead.readyAt, 500 + MIN_READY);
 });
 
 Deno.test("observeService() counts podman's restarts between two passes and starts the run afresh", () => {
-  const first = observeService(
-    undefined,
-    seen(container(), { restartCount: 2 }),
-    0,
-    WALL,
-    MIN_READY,
-  );
-  const restarted = observeService(
+  const first = observe(undefined, seen(container(), { restartCount: 2 }), 0);
+  const restarted = observe(
     first.health,
     seen(container({ startedAt: WALL + 3000 }), { restartCount: 9 }),
     4000,
-    WALL + 4000,
-    MIN_READY,
   );
   assert.equal(restarted.newExits, 7);
   assert.equal(restarted.health.restarts, 7);
   assert.equal(restarted.health.upSince, 3000);
   assert.equal(restarted.readyAt, 8000);
   // Without a count (it could not be read), a new start is one restart.
-  const uncounted = observeService(
-    restarted.health,
-    seen(container({ startedAt: WALL + 5000 })),
-    6000,
-    WALL + 6000,
-    MIN_READY,
-  );
+  const uncounted = observe(restarted.health, seen(container({ startedAt: WALL + 5000 })), 6000);
   assert.equal(uncounted.newExits, 1);
 });
 
@@ -127,15 +110,13 @@ Deno.test("observeService() counts a container found exited against its policy o
   assert.equal(verdict.newExits, 1);
   assert.equal(verdict.readyAt, undefined);
   assert.equal(verdict.health.upSince, undefined);
-  const again = observeService(verdict.health, seen(exited), 2000, WALL + 2000, MIN_READY);
+  const again = observe(verdict.health, seen(exited), 2000);
   assert.equal(again.newExits, 0, "still the same exit");
   // podman restarts it after all: that exit was counted already.
-  const back = observeService(
+  const back = observe(
     again.health,
     seen(container({ startedAt: WALL + 2500 }), { restartCount: 1 }),
     3000,
-    WALL + 3000,
-    MIN_READY,
   );
   assert.equal(back.newExits, 0);
   assert.equal(back.health.restarts, 1);
@@ -153,21 +134,9 @@ Deno.test("observeService() counts a container found exited against its policy o
 });
 
 Deno.test("observeService() finds restarts within the second podman lists in the restart count", () => {
-  const first = observeService(
-    undefined,
-    seen(container(), { restartCount: 0 }),
-    0,
-    WALL,
-    MIN_READY,
-  );
+  const first = observe(undefined, seen(container(), { restartCount: 0 }), 0);
   // Same start second, but the count checked before calling it ready went up.
-  const restarted = observeService(
-    first.health,
-    seen(container(), { restartCount: 2 }),
-    MIN_READY,
-    WALL + MIN_READY,
-    MIN_READY,
-  );
+  const restarted = observe(first.health, seen(container(), { restartCount: 2 }), MIN_READY);
   assert.equal(restarted.newExits, 2);
   assert.equal(restarted.health.upSince, MIN_READY, "up at most since now");
   assert.equal(restarted.readyAt, 2 * MIN_READY);
@@ -176,16 +145,11 @@ Deno.test("observeService() finds restarts within the second podman lists in the
 
 Deno.test("isCrashLooping() needs more than CRASH_LOOP_EXITS exits within the window", () => {
   assert.equal(CRASH_LOOP_EXITS, 3);
-  let health = observeService(undefined, seen(container(), { restartCount: 0 }), 0, WALL, MIN_READY)
+  let health = observe(undefined, seen(container(), { restartCount: 0 }), 0)
     .health;
   const restart = (n: number, now: number) => {
-    health = observeService(
-      health,
-      seen(container({ startedAt: WALL + now }), { restartCount: n }),
-      now,
-      WALL + now,
-      MIN_READY,
-    ).health;
+    health =
+      observe(health, seen(container({ startedAt: WALL + now }), { restartCount: n }), now).health;
   };
   restart(3, 1000);
   assert.equal(isCrashLooping(health, 1000), false, "three exits are not yet a loop");
@@ -194,19 +158,11 @@ Deno.test("isCrashLooping() needs more than CRASH_LOOP_EXITS exits within the wi
   assert.equal(health.exits.length, CRASH_LOOP_EXITS + 1, "only the latest exits are kept");
   assert.equal(isCrashLooping(health, 1000 + CRASH_LOOP_WINDOW_MS), false, "they age out");
 
-  const burst = observeService(
-    undefined,
-    seen(container(), { restartCount: 0 }),
-    0,
-    WALL,
-    MIN_READY,
-  );
-  const many = observeService(
+  const burst = observe(undefined, seen(container(), { restartCount: 0 }), 0);
+  const many = observe(
     burst.health,
     seen(container({ startedAt: WALL + 250 }), { restartCount: 500 }),
     250,
-    WALL + 250,
-    MIN_READY,
   );
   assert.equal(many.health.restarts, 500);
   assert.deepEqual(many.health.exits, [250, 250, 250, 250]);
@@ -215,38 +171,26 @@ Deno.test("isCrashLooping() needs more than CRASH_LOOP_EXITS exits within the wi
 
 Deno.test("observeService() is not ready while a port the service publishes is missing", () => {
   const port = { hostPort: 8080, containerPort: 80, protocol: "tcp" as const };
-  const missing = observeService(
-    undefined,
-    seen(container({ ports: [] }), { ports: [port] }),
-    0,
-    WALL,
-    MIN_READY,
-  );
+  const missing = observe(undefined, seen(container({ ports: [] }), { ports: [port] }), 0);
   assert.equal(missing.readyAt, undefined);
-  const present = observeService(
+  const present = observe(
     undefined,
     seen(container({ ports: [{ ...port, range: 1 }] }), { ports: [port] }),
     0,
-    WALL,
-    MIN_READY,
   );
   assert.equal(present.readyAt, MIN_READY);
-  const inRange = observeService(
+  const inRange = observe(
     undefined,
     seen(container({ ports: [{ hostPort: 8079, containerPort: 79, protocol: "tcp", range: 3 }] }), {
       ports: [port],
     }),
     0,
-    WALL,
-    MIN_READY,
   );
   assert.equal(inRange.readyAt, MIN_READY);
-  const udp = observeService(
+  const udp = observe(
     undefined,
     seen(container({ ports: [{ ...port, protocol: "udp" }] }), { ports: [port] }),
     0,
-    WALL,
-    MIN_READY,
   );
   assert.equal(udp.readyAt, undefined);
 });
@@ -254,13 +198,13 @@ Deno.test("observeService() is not ready while a port the service publishes is m
 Deno.test("observeService() counts a finished job as ready, and nothing else that is not running", () => {
   const done = container({ state: "exited", exitCode: 0 });
   assert.equal(
-    observeService(undefined, seen(done, { condition: "finished" }), 7, WALL, MIN_READY).readyAt,
+    observe(undefined, seen(done, { condition: "finished" }), 7, WALL).readyAt,
     7,
   );
   for (const condition of ["failed", "transient", "starting", "missing"] as const) {
     const c = condition === "missing" ? undefined : container({ state: "exited" });
     assert.equal(
-      observeService(undefined, seen(c, { condition }), 7, WALL, MIN_READY).readyAt,
+      observe(undefined, seen(c, { condition }), 7, WALL).readyAt,
       undefined,
     );
   }
@@ -272,12 +216,10 @@ Deno.test("observeService() starts a new history for a new spec hash", () => {
     [seen(container({ startedAt: WALL + 100 }), { restartCount: 5 }), 200, WALL + 200],
   ]);
   assert.equal(old.health.restarts, 5);
-  const fresh = observeService(
+  const fresh = observe(
     old.health,
     seen(container({ id: "c2" }), { hash: "h2", restartCount: 0 }),
     300,
-    WALL + 300,
-    MIN_READY,
   );
   assert.equal(fresh.health.restarts, 0);
   assert.deepEqual(fresh.health.exits, []);
@@ -287,13 +229,7 @@ Deno.test("observeService() starts a new history for a new spec hash", () => {
 Deno.test("needsRestartCount() asks for a new container or start, and once before a run is ready, never per tick", () => {
   const ask = (health: ServiceHealth | undefined, c: ObservedContainer | undefined, now = 0) =>
     needsRestartCount(health, c, now, MIN_READY);
-  const first = observeService(
-    undefined,
-    seen(container(), { restartCount: 0 }),
-    0,
-    WALL,
-    MIN_READY,
-  );
+  const first = observe(undefined, seen(container(), { restartCount: 0 }), 0);
   assert.equal(ask(undefined, container()), true);
   assert.equal(ask(first.health, container()), false);
   assert.equal(ask(first.health, container({ startedAt: WALL + 1000 })), true);
@@ -303,13 +239,7 @@ Deno.test("needsRestartCount() asks for a new container or start, and once befor
 
   assert.equal(ask(first.health, container(), MIN_READY - 1), false);
   assert.equal(ask(first.health, container(), MIN_READY), true, "checked before it is ready");
-  const ready = observeService(
-    first.health,
-    seen(container(), { restartCount: 0 }),
-    MIN_READY,
-    WALL + MIN_READY,
-    MIN_READY,
-  );
+  const ready = observe(first.health, seen(container(), { restartCount: 0 }), MIN_READY);
   assert.equal(ready.health.ready, true);
   assert.equal(ask(ready.health, container(), MIN_READY + 30_000), false, "not again once ready");
 });
