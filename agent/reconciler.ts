@@ -10,25 +10,21 @@ import {
   type Assessment,
   type Clock,
   ContainerLabels,
-  type DesiredEntry,
-  parsePort,
-  plan,
-  refKey,
-} from "../core/mod.ts";
-import type { ServiceStatus } from "../core/planner.ts";
-import {
   currentFailure,
+  type DesiredEntry,
   type FailureBackoff,
   type FailureCause,
   isBackingOff,
-  recordFailure,
-} from "../core/failure_backoff.ts";
-import {
   isCrashLooping,
   needsRestartCount,
   observeService,
+  parsePort,
+  plan,
+  recordFailure,
+  refKey,
   type ServiceHealth,
-} from "../core/service_health.ts";
+  type ServiceStatus,
+} from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { ContainerRuntime, LastExit } from "./runtime.ts";
 

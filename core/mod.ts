@@ -136,8 +136,30 @@ export {
   type Plan,
   plan,
   type PlanInput,
+  type PublishedPort,
+  type ServiceCondition,
   serviceHash,
+  type ServiceStatus,
 } from "./planner.ts";
+export {
+  currentFailure,
+  FAILURE_BACKOFF,
+  type FailureBackoff,
+  type FailureCause,
+  failureMessage,
+  isBackingOff,
+  recordFailure,
+} from "./failure_backoff.ts";
+export {
+  CRASH_LOOP_EXITS,
+  CRASH_LOOP_WINDOW_MS,
+  isCrashLooping,
+  needsRestartCount,
+  observeService,
+  type ServiceHealth,
+  type ServiceObservation,
+  type ServiceVerdict,
+} from "./service_health.ts";
 export { diffTargets, selectDevices, type TargetDiff } from "./targeting.ts";
 export {
   conflictMessage,
