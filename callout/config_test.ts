@@ -121,7 +121,10 @@ Deno.test("parseCalloutConfig() names the field that breaks its rule", () => {
     /exactly one/,
   );
   rejects(MINIMAL.replace(`user = "fleet-callout"`, `user = "a b"`), /nats\.user: use letters/);
-  rejects(MINIMAL.replace(`"nats://10.0.0.5:4222"`, `"http://x"`), /nats\.urls\.0: must look like/);
+  rejects(
+    MINIMAL.replace(`"nats://10.0.0.5:4222"`, `"http://x"`),
+    /nats\.urls\[0\]: must look like/,
+  );
   rejects(
     MINIMAL.replace(`"/etc/fleet-callout/issuer.nk"`, `"issuer.nk"`),
     /account\.issuer_seed_file: must be an absolute path/,

@@ -144,7 +144,7 @@ Deno.test(
     assert.equal(
       result.stderr,
       `ERROR ${path} document 1: deployment ${namespace}/web refused: ` +
-        "spec.score.data.services.0.restartPolicyy: unknown field\n",
+        "spec.score.data.services[0].restartPolicyy: unknown field\n",
     );
     assert.equal(await client.get(DeploymentType, "web", namespace), undefined);
   },

@@ -563,7 +563,7 @@ Deno.test("fleet apply -f applies every object of files, a directory and stdin i
     const refusals = first.stderr.trimEnd().split("\n");
     assert.deepEqual(refusals, [
       `ERROR ${many} document 2: deployment default/api refused: ` +
-      "spec.score.data.services.0.restartPolicyy: unknown field",
+      "spec.score.data.services[0].restartPolicyy: unknown field",
       `ERROR ${many} document 4: refused: kind "ConfigMap": fleet apply takes only kind ` +
       `Deployment of apiVersion ${API_VERSION}`,
     ]);
@@ -619,7 +619,7 @@ Deno.test("fleet apply deployment -f is repeatable and refuses an unknown field 
       await fleet("apply", "deployment", "-f", typo!, "--print"),
       2,
       `${typo} document 1`,
-      "spec.score.data.services.0.imagePullPolicy: unknown field",
+      "spec.score.data.services[0].imagePullPolicy: unknown field",
     );
   });
 });

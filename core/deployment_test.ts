@@ -104,7 +104,7 @@ function refusal(input: unknown): string {
 Deno.test("parseDeploymentManifest() refuses a misspelt field with its full path", () => {
   assert.equal(
     refusal(manifest({ restartPolicyy: "always" })),
-    "Invalid Deployment in web.yaml: spec.score.data.services.0.restartPolicyy: unknown field",
+    "Invalid Deployment in web.yaml: spec.score.data.services[0].restartPolicyy: unknown field",
   );
   // The lenient wire schema would have dropped it and run with the default policy.
   assert.equal(

@@ -16,12 +16,14 @@ function messageOf(issue: Issue): string {
   return issue.message;
 }
 
-/** A field's path as messages write it: `spec.score.data.services.0.image`. */
+/** A field's path as kubectl writes it: `spec.score.data.services[0].image`. */
 export function fieldPath(path: readonly PropertyKey[]): string {
-  return path.map(String).join(".");
+  return path.map((key, i) =>
+    typeof key === "number" ? `[${key}]` : `${i === 0 ? "" : "."}${String(key)}`
+  ).join("");
 }
 
-/** Renders zod issues as one readable line: `spec.score.data.services.0.image: Required; ...`. */
+/** Renders zod issues as one readable line: `spec.score.data.services[0].image: Required; ...`. */
 export function describeIssues(error: z.ZodError): string {
   return error.issues
     .map((issue) => {

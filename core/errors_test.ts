@@ -23,7 +23,7 @@ Deno.test("describeIssues() prefixes each message with its dotted path and joins
   assert.equal(
     describeIssues(result.error!),
     "x: Invalid input: expected number, received string; " +
-      "tags.1: Invalid input: expected string, received number",
+      "tags[1]: Invalid input: expected string, received number",
   );
 });
 

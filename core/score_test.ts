@@ -152,7 +152,7 @@ Deno.test("resolveScore() fails, for its deployment only, a workload with an env
       assert.ok(error instanceof WorkloadError, String(error));
       assert.match(
         error.message,
-        /services\.0\.env\.0\.value: environment variable "CERT" is 200005 bytes .*at most 131071 bytes/,
+        /services\[0\]\.env\[0\]\.value: environment variable "CERT" is 200005 bytes .*at most 131071 bytes/,
       );
       return true;
     },

@@ -147,7 +147,7 @@ Deno.test("LabelSelector schema rejects an unknown operator, a bad key and a bad
     matchExpressions: [{ key: "a b", operator: "Exists" }],
   });
   assert.equal(badExprKey.success, false);
-  assert.match(describeIssues(badExprKey.error!), /^matchExpressions\.0\.key: label name "a b"/);
+  assert.match(describeIssues(badExprKey.error!), /^matchExpressions\[0\]\.key: label name "a b"/);
   const badValue = LabelSelector.safeParse({ matchLabels: { tier: "edge*" } });
   assert.equal(badValue.success, false);
   assert.match(describeIssues(badValue.error!), /^matchLabels\.tier: label value "edge\*" must/);

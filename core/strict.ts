@@ -13,7 +13,7 @@ import { describeIssues, fieldPath, WireFormatError } from "./errors.ts";
 
 /**
  * The paths of the object keys in `input` that `schema` does not declare, in input order,
- * e.g. `spec.score.data.services.0.restartPolicyy`.
+ * e.g. `spec.score.data.services[0].restartPolicyy`.
  *
  * Objects, arrays, records, optional/default/nullable wrappers, pipes and unions are followed;
  * a loose object (`z.looseObject`, a catchall) and `z.unknown()` accept any key. A union is

@@ -13,14 +13,14 @@ Deno.test("unknownFields() finds every key a newer writer added, at every depth,
   // ...and what a person writes is checked key by key. Kubernetes metadata and status are
   // part of a manifest, so only the spec's extras are unknown.
   assert.deepEqual(unknownFields(DeploymentManifest, future), [
-    "spec.targetSelector.matchExpressions.0.weight",
+    "spec.targetSelector.matchExpressions[0].weight",
     "spec.targetSelector.matchFields",
     "spec.score.schemaRevision",
-    "spec.score.data.services.0.env.0.secretRef",
-    "spec.score.data.services.0.volumes.0.selinuxRelabel",
-    "spec.score.data.services.0.healthcheck",
-    "spec.score.data.services.0.resources",
-    "spec.score.data.services.1.dependsOn",
+    "spec.score.data.services[0].env[0].secretRef",
+    "spec.score.data.services[0].volumes[0].selinuxRelabel",
+    "spec.score.data.services[0].healthcheck",
+    "spec.score.data.services[0].resources",
+    "spec.score.data.services[1].dependsOn",
     "spec.score.data.networks",
     "spec.score.data.pod",
     "spec.rollout.maxUnavailable",
@@ -51,7 +51,7 @@ Deno.test("unknownFields() follows optional, default, nullable, record and array
       list: [{ a: "1" }, { e: 1 }],
       f: 1,
     }),
-    ["opt.b", "def.c", "map.k.d", "list.1.e", "f"],
+    ["opt.b", "def.c", "map.k.d", "list[1].e", "f"],
   );
 });
 

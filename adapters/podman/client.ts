@@ -15,6 +15,7 @@ import {
   LibpodStreamMessageSchema,
   LibpodVersionSchema,
 } from "./_libpod.ts";
+import { fieldPath } from "../../core/errors.ts";
 import { PodmanError, PodmanUnavailableError } from "./errors.ts";
 import { tarArchive } from "./tar.ts";
 import {
@@ -159,7 +160,9 @@ export class PodmanClient implements Disposable {
   async createContainer(spec: ContainerCreateSpec): Promise<string> {
     const checked = ContainerCreateSpecSchema.safeParse(spec);
     if (!checked.success) {
-      const issues = checked.error.issues.map((i) => `${i.path.join(".") || "spec"}: ${i.message}`);
+      const issues = checked.error.issues.map((i) =>
+        `${fieldPath(i.path) || "spec"}: ${i.message}`
+      );
       throw new TypeError(`Invalid container spec "${spec.name}": ${issues.join("; ")}`);
     }
     const op = { operation: "create container", target: spec.name };
@@ -448,7 +451,7 @@ export class PodmanClient implements Disposable {
       throw this.#unexpected(op, response.status, `not JSON: ${text.slice(0, 200)}`, error);
     }
     if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+      const issues = parsed.error.issues.map((i) => `${fieldPath(i.path)}: ${i.message}`);
       throw this.#unexpected(op, response.status, issues.join("; "), parsed.error);
     }
     return parsed.data;

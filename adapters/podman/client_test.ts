@@ -216,7 +216,7 @@ Deno.test("PodmanClient.createContainer() rejects an invalid spec and names a mi
       assert.ok(error instanceof TypeError);
       assert.match(
         error.message,
-        /^Invalid container spec "bad name": name: .*; ports\.0\.hostPort/,
+        /^Invalid container spec "bad name": name: .*; ports\[0\]\.hostPort/,
       );
       return true;
     },
