@@ -140,7 +140,7 @@ Deno.test("parseAgentConfig() rejects an empty nats.urls", () => {
 Deno.test("parseAgentConfig() rejects a NATS URL of another scheme", () => {
   assertRejects(
     minimal({ nats: `urls = ["nats://a:4222", "http://nats.example.com"]` }),
-    "nats.urls.1",
+    "nats.urls[1]",
     "nats://host:4222",
   );
 });
