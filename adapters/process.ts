@@ -1,4 +1,62 @@
-/** Child processes the fixtures start (nats-server, kube-apiserver, etcd): ports and stopping. */
+/**
+ * Child processes the fixtures and `fleet demo` start (nats-server, podman, kube-apiserver, etcd):
+ * finding, starting, ports and stopping.
+ */
+
+/**
+ * The full path of `program`: itself when it holds a '/', else the first file of that name in
+ * `$PATH`, then in `extraDirs`; undefined when there is none.
+ */
+export function findExecutable(
+  program: string,
+  extraDirs: readonly string[] = [],
+): string | undefined {
+  if (program.includes("/")) return isFile(program) ? program : undefined;
+  const path = (Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== "");
+  return [...path, ...extraDirs].map((dir) => `${dir}/${program}`).find(isFile);
+}
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    // Missing, or a directory on the way we may not read: not here either way.
+    return false;
+  }
+}
+
+/**
+ * Starts a server this process relies on (nats-server, a podman service) so that it outlives
+ * a Ctrl-C but not this process:
+ * - in its own session (`detached`, setsid), so the SIGINT or SIGHUP a terminal sends to its
+ *   whole foreground process group reaches only us, and our cleanup can still use the server;
+ * - with SIGTERM as its parent-death signal (`setpriv --pdeathsig`, util-linux), so our SIGKILL
+ *   or crash stops it too instead of leaving it running. The kernel sends it when the spawning
+ *   thread ends: call this from the main thread, not from a Worker.
+ *
+ * @throws {Deno.errors.NotFound} when `program` is not found (see {@link findExecutable}).
+ * @throws {Error} when `setpriv` is missing.
+ */
+export function spawnHelper(
+  program: string,
+  options: Omit<Deno.CommandOptions, "detached"> & { args: string[] },
+): Deno.ChildProcess {
+  const path = findExecutable(program);
+  if (path === undefined) throw new Deno.errors.NotFound(`"${program}" was not found on PATH`);
+  try {
+    return new Deno.Command("setpriv", {
+      ...options,
+      args: ["--pdeathsig", "TERM", "--", path, ...options.args],
+      detached: true,
+    }).spawn();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new Error(
+      `Cannot start ${program}: "setpriv" is not on PATH; install util-linux (apt-get install util-linux)`,
+      { cause: error },
+    );
+  }
+}
 
 /**
  * Sends `signal`, waits up to `timeoutMs` for `exited`, then sends SIGKILL and waits again.

@@ -5,7 +5,7 @@
  */
 
 import { join } from "node:path";
-import { freePort, stopChild } from "../adapters/process.ts";
+import { freePort, spawnHelper, stopChild } from "../adapters/process.ts";
 
 /** Environment variable that overrides which `nats-server` binary is started. */
 export const NATS_SERVER_BIN_ENV = "FLEET_NATS_SERVER_BIN";
@@ -170,12 +170,14 @@ class NatsServerProcess implements NatsServer {
     await Deno.writeTextFile(this.#configFile, this.#config());
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(serverBinary(), {
+      // Spared the terminal's Ctrl-C, which is for our cleanup (that may still need the
+      // server); stopped when this process dies.
+      child = spawnHelper(serverBinary(), {
         args: ["-c", this.#configFile],
         stdin: "null",
         stdout: "null",
         stderr: "piped",
-      }).spawn();
+      });
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) {
         throw new NatsServerError(

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { NATS_SERVER_BIN_ENV, NatsServerError, startNatsServer } from "./nats_server.ts";
+import { dirname } from "node:path";
+import { waitFor } from "../adapters/timers.ts";
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -85,5 +87,63 @@ Deno.test("startNatsServer() names the missing binary and the variable to set", 
   } finally {
     if (previous === undefined) Deno.env.delete(NATS_SERVER_BIN_ENV);
     else Deno.env.set(NATS_SERVER_BIN_ENV, previous);
+  }
+});
+
+Deno.test("startNatsServer(): the server ignores a Ctrl-C to its starter's group and dies with the starter", async () => {
+  // The starter: a program that handles SIGINT (as `fleet demo` does) and keeps its server.
+  const starter = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import { startNatsServer } from ${JSON.stringify(import.meta.resolve("./nats_server.ts"))};
+      Deno.addSignalListener("SIGINT", () => console.log("SIGINT"));
+      const ns = await startNatsServer();
+      console.log(ns.url, ns.logFile);`,
+    ],
+    // Its own process group, as a shell runs a job; -pid signals all of it, as Ctrl-C does.
+    detached: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let running = true;
+  const status = starter.status.finally(() => running = false);
+  let output = "";
+  let storeDir: string | undefined;
+  const read = (async () => {
+    for await (const text of starter.stdout.pipeThrough(new TextDecoderStream())) output += text;
+  })();
+  try {
+    const { url, logFile } = await waitFor("the starter to print the URL", () => {
+      const [line, rest] = output.split("\n", 2);
+      const [url = "", logFile = ""] = line!.split(" ");
+      return rest === undefined ? undefined : { url, logFile };
+    });
+    storeDir = dirname(logFile);
+    Deno.kill(-starter.pid, "SIGINT");
+    await waitFor("the starter to get its SIGINT", () => output.includes("SIGINT") || undefined);
+    const nc = await connect({ servers: url });
+    await nc.flush();
+    await nc.close();
+    assert.doesNotMatch(await Deno.readTextFile(logFile), /Trapped/, "no signal reached it");
+
+    starter.kill("SIGKILL");
+    await status;
+    const port = Number(new URL(url).port);
+    await waitFor("the server to stop", async () => {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        return false;
+      } catch (error) {
+        if (error instanceof Deno.errors.ConnectionRefused) return true;
+        throw error;
+      }
+    });
+  } finally {
+    if (running) starter.kill("SIGKILL");
+    await status;
+    await read;
+    // The starter died before its cleanup could remove it.
+    if (storeDir) await Deno.remove(storeDir, { recursive: true });
   }
 });

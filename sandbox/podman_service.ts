@@ -13,6 +13,7 @@
 
 import { PodmanClient } from "../adapters/podman/client.ts";
 import { PodmanError } from "../adapters/podman/errors.ts";
+import { spawnHelper } from "../adapters/process.ts";
 
 /**
  * Settings this kind of machine needs (no systemd, no CAP_SYS_RESOURCE):
@@ -55,8 +56,8 @@ export interface PodmanService extends AsyncDisposable {
 /**
  * Starts `podman system service --time=0` on a socket in a fresh temp dir and waits until
  * it answers a ping. Containers it started keep running after it stops (conmon owns them).
- * Needs `--allow-run=podman`, `--allow-sys=uid`, read/write on the base dir and
- * `--allow-net=podman,unix:<socket>` (or `-A`).
+ * Needs `--allow-run=setpriv`, `--allow-env=PATH` (see {@link spawnHelper}), `--allow-sys=uid`,
+ * read/write on the base dir and `--allow-net=podman,unix:<socket>` (or `-A`).
  *
  * @throws {Error} when `podman` is not installed, the state dir is not private to this
  * user, or the service does not answer within 15 s (the message then ends with the
@@ -72,13 +73,15 @@ export async function startPodmanService(
 
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command("podman", {
+    // Spared the terminal's Ctrl-C: the demo's cleanup removes its containers through this
+    // service. Stopped when this process dies.
+    child = spawnHelper("podman", {
       args: ["system", "service", "--time=0", `unix://${socketPath}`],
       env: { CONTAINERS_CONF: containersConf },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
-    }).spawn();
+    });
   } catch (error) {
     await Deno.remove(dir, { recursive: true });
     if (error instanceof Deno.errors.NotFound) {

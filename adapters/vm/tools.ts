@@ -1,5 +1,6 @@
 /** Running the host tools the VM work needs, with errors that say which Debian package is missing. */
 import { VmHostError } from "../../vm/mod.ts";
+import { findExecutable } from "../process.ts";
 
 /** The Debian package that provides each tool (what `scripts/install.sh test` installs). */
 export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
@@ -22,14 +23,8 @@ const SEARCH_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin
 
 /** The tool's full path. @throws {VmHostError} naming the package to install. */
 export function findTool(name: string): string {
-  const dirs = [...(Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== ""), ...SEARCH_PATH];
-  for (const dir of dirs) {
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
-    } catch {
-      // not in this directory
-    }
-  }
+  const path = findExecutable(name, SEARCH_PATH);
+  if (path !== undefined) return path;
   const pkg = TOOL_PACKAGES[name];
   throw new VmHostError(
     `"${name}" is not installed${
