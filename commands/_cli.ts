@@ -237,15 +237,18 @@ export async function connectFromFlags(
   });
 }
 
-/** An AbortSignal that fires on Ctrl-C or SIGTERM, for long-running commands. */
+/**
+ * An AbortSignal that fires on Ctrl-C (SIGINT), SIGTERM or a hang-up (SIGHUP: the terminal
+ * was closed), for long-running commands: each of them is a request to stop cleanly.
+ */
 export function shutdownSignal(log: Logger): AbortSignal {
   const controller = new AbortController();
-  const stop = (name: string) => () => {
-    if (controller.signal.aborted) return;
-    log.info(`Received ${name}; shutting down`);
-    controller.abort();
-  };
-  Deno.addSignalListener("SIGINT", stop("SIGINT"));
-  Deno.addSignalListener("SIGTERM", stop("SIGTERM"));
+  for (const name of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    Deno.addSignalListener(name, () => {
+      if (controller.signal.aborted) return;
+      log.info(`Received ${name}; shutting down`);
+      controller.abort();
+    });
+  }
   return controller.signal;
 }

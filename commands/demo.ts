@@ -1,5 +1,5 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import { DemoStory } from "../sandbox/demo.ts";
+import { DemoInterrupted, DemoStory } from "../sandbox/demo.ts";
 import { printLine } from "../adapters/output.ts";
 import { renderTable } from "../cli/table.ts";
 import { ExitCode, logFormatOption, loggerFrom, logLevelOption, shutdownSignal } from "./_cli.ts";
@@ -21,7 +21,9 @@ export function demoCommand(version: string): Command {
       "after",
       `
 Needs nats-server and podman on this machine (the README's setup line installs them).
-Everything it starts is stopped and removed on exit, containers included.
+Everything it starts is stopped and removed on exit, containers included, however it is
+stopped: Ctrl-C, SIGTERM or a closed terminal (SIGHUP). Interactive, that is its normal end
+(exit 0); with --auto, a stop before the last step exits 1.
 
 Examples:
   fleet demo          interactive: stops at Ctrl-C
@@ -29,23 +31,25 @@ Examples:
     )
     .action(async (flags) => {
       const log = loggerFrom(flags);
-      const story = new DemoStory(log, version);
+      // Listened to from the start: a Ctrl-C while the fleet comes up must clean up too.
+      const stop = shutdownSignal(log);
+      const story = new DemoStory(log, version, stop);
       try {
         await story.up();
         if (flags.auto) {
           await story.updateAndDelete();
-        } else {
+        } else if (!stop.aborted) {
           printLine(`
 The fleet is running. In another terminal, try:
   deno task fleet get devices --nats-url ${story.fleet?.nats.url}
   deno task fleet get deployments --watch --nats-url ${story.fleet?.nats.url}
   deno task fleet apply deployment --name hello -n demo --image localhost/fleet-test:v2 --selector site=lab --nats-url ${story.fleet?.nats.url}
 Press Ctrl-C to stop and clean up.`);
-          const signal = shutdownSignal(log);
-          await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve()));
+          await new Promise((resolve) => stop.addEventListener("abort", resolve, { once: true }));
         }
-      } catch {
-        Deno.exitCode = ExitCode.failure;
+      } catch (error) {
+        // The failed step printed why. Stopping the interactive demo is how it ends.
+        if (!(error instanceof DemoInterrupted) || flags.auto) Deno.exitCode = ExitCode.failure;
       } finally {
         await story.down();
       }

@@ -1,7 +1,9 @@
 /**
  * The story `fleet demo` tells: a local fleet of three devices, a deployment that selects
  * two of them, its status converging, the containers answering, then (with --auto) an
- * image update and a delete. Each step reports what it saw and how long it took.
+ * image update and a delete. Each step reports what it saw and how long it took. A stop
+ * signal ends the story between steps, never in the middle of one, so what a step started
+ * is always known to the cleanup.
  */
 import type { Deployment, DeploymentStatus } from "../core/mod.ts";
 import { singleServiceDeployment } from "./deployments.ts";
@@ -12,10 +14,15 @@ import { renderDeployments, renderDevices } from "../cli/render.ts";
 import { type DeviceSpec, LocalFleet } from "./local_fleet.ts";
 import { waitFor } from "../adapters/timers.ts";
 
+/**
+ * Labels say where a device is, not what it is: all three agents run on this machine and
+ * report its real hardware (arch, OS, memory) in their inventory, which a label must not
+ * contradict.
+ */
 export const DEMO_DEVICES: DeviceSpec[] = [
-  { deviceId: "pi-lab-1", labels: { site: "lab", arch: "arm64" } },
-  { deviceId: "pi-lab-2", labels: { site: "lab", arch: "arm64" } },
-  { deviceId: "pi-shop-1", labels: { site: "shop", arch: "arm64" } },
+  { deviceId: "pi-lab-1", labels: { site: "lab" } },
+  { deviceId: "pi-lab-2", labels: { site: "lab" } },
+  { deviceId: "pi-shop-1", labels: { site: "shop" } },
 ];
 
 export interface StepResult {
@@ -25,7 +32,13 @@ export interface StepResult {
   detail: string;
 }
 
-function helloDeployment(image: string): Deployment {
+/** Thrown instead of running a step once the demo was told to stop. */
+export class DemoInterrupted extends Error {
+  override name = "DemoInterrupted";
+}
+
+/** The deployment the story applies: it selects the two `site=lab` devices. */
+export function helloDeployment(image: string): Deployment {
   return singleServiceDeployment({
     name: "hello",
     namespace: "demo",
@@ -39,21 +52,38 @@ export class DemoStory {
   readonly results: StepResult[] = [];
   readonly #log: Logger;
   readonly #version: string;
+  readonly #stop: AbortSignal;
   #fleet: LocalFleet | undefined;
+  #stepRunning = false;
 
-  constructor(log: Logger, version: string) {
+  /** @param stop ends the story before its next step (a step under way finishes first). */
+  constructor(log: Logger, version: string, stop: AbortSignal) {
     this.#log = log;
     this.#version = version;
+    this.#stop = stop;
+    stop.addEventListener("abort", () => {
+      if (this.#stepRunning) {
+        printLine("\n    Stopping: this step finishes, then everything is removed");
+      }
+    }, { once: true });
   }
 
   get fleet(): LocalFleet | undefined {
     return this.#fleet;
   }
 
-  /** Runs one step; a failed step is recorded and ends the story. */
+  /**
+   * Runs one step; a failed step is recorded and ends the story.
+   * @throws {DemoInterrupted} instead of starting it once the stop signal fired.
+   */
   async step(name: string, run: () => Promise<string>): Promise<void> {
+    if (this.#stop.aborted) {
+      printLine(`\n==> Stopped before "${name}"`);
+      throw new DemoInterrupted(`The demo was stopped before "${name}"`);
+    }
     printLine(`\n==> ${name}`);
     const started = performance.now();
+    this.#stepRunning = true;
     try {
       const detail = await run();
       const ms = Math.round(performance.now() - started);
@@ -65,6 +95,8 @@ export class DemoStory {
       this.results.push({ step: name, ok: false, ms, detail });
       printLine(`    FAILED after ${(ms / 1000).toFixed(2)} s: ${detail}`);
       throw error;
+    } finally {
+      this.#stepRunning = false;
     }
   }
 
@@ -72,7 +104,9 @@ export class DemoStory {
   async up(): Promise<void> {
     await this.step("Start nats-server (JetStream, temp dir) and a podman service", async () => {
       this.#fleet = await LocalFleet.start({ log: this.#log, version: this.#version });
-      return `NATS at ${this.#fleet.nats.url}`;
+      const removed = await this.#removeLeftovers(this.#fleet);
+      const left = removed > 0 ? `; removed ${removed} containers a killed demo had left` : "";
+      return `NATS at ${this.#fleet.nats.url}${left}`;
     });
     const fleet = this.#fleet!;
     await this.step("Build the local test images (no registry needed)", async () => {
@@ -129,10 +163,30 @@ export class DemoStory {
   }
 
   async down(): Promise<void> {
-    if (!this.#fleet) return;
-    printLine("\n==> Cleaning up (agents, operator, nats-server, podman service, containers)");
-    await this.#fleet[Symbol.asyncDispose]();
+    const fleet = this.#fleet;
+    if (!fleet) return;
     this.#fleet = undefined;
+    try {
+      printLine("\n==> Cleaning up (agents, operator, containers, podman service, nats-server)");
+    } finally {
+      // After a hang-up the terminal is gone and printing fails; the cleanup must not.
+      await fleet[Symbol.asyncDispose]();
+    }
+  }
+
+  /**
+   * Removes the containers of the demo's devices that a demo killed before its cleanup
+   * (SIGKILL) left running, so the story starts from none. Its helper processes died with it.
+   */
+  async #removeLeftovers(fleet: LocalFleet): Promise<number> {
+    let removed = 0;
+    for (const { deviceId } of DEMO_DEVICES) {
+      for (const c of await fleet.containers(deviceId)) {
+        await fleet.podman.removeContainer(c.id);
+        removed++;
+      }
+    }
+    return removed;
   }
 
   async #converged(generation: number, running: number): Promise<DeploymentStatus> {

@@ -13,7 +13,13 @@ export {
   QUICK_INTERVALS,
   type RunningAgent,
 } from "./local_fleet.ts";
-export { DEMO_DEVICES, DemoStory, type StepResult } from "./demo.ts";
+export {
+  DEMO_DEVICES,
+  DemoInterrupted,
+  DemoStory,
+  helloDeployment,
+  type StepResult,
+} from "./demo.ts";
 export { singleServiceDeployment } from "./deployments.ts";
 export { ensureTestImage, TEST_IMAGE_REPOSITORY } from "./local_image.ts";
 export {
