@@ -7,3 +7,18 @@ export function printLine(text: string): void {
     offset += Deno.stdout.writeSync(data.subarray(offset));
   }
 }
+
+/**
+ * {@link printLine} for what only a person watching needs (the progress of `fleet demo`). Once
+ * their terminal is gone (closed: EIO; a closed pipe: BrokenPipe) the line is dropped, so the
+ * work it narrates, a cleanup above all, goes on.
+ */
+export function narrate(text: string): void {
+  try {
+    printLine(text);
+  } catch (error) {
+    const gone = error instanceof Deno.errors.BrokenPipe ||
+      (error as { code?: unknown }).code === "EIO";
+    if (!gone) throw error;
+  }
+}

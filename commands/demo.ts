@@ -1,6 +1,6 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { DemoInterrupted, DemoStory } from "../sandbox/demo.ts";
-import { printLine } from "../adapters/output.ts";
+import { narrate } from "../adapters/output.ts";
 import { renderTable } from "../cli/table.ts";
 import { ExitCode, logFormatOption, loggerFrom, logLevelOption, shutdownSignal } from "./_cli.ts";
 
@@ -39,7 +39,7 @@ Examples:
         if (flags.auto) {
           await story.updateAndDelete();
         } else if (!stop.aborted) {
-          printLine(`
+          narrate(`
 The fleet is running. In another terminal, try:
   deno task fleet get devices --nats-url ${story.fleet?.nats.url}
   deno task fleet get deployments --watch --nats-url ${story.fleet?.nats.url}
@@ -53,8 +53,8 @@ Press Ctrl-C to stop and clean up.`);
       } finally {
         await story.down();
       }
-      printLine("\nSummary:");
-      printLine(renderTable(
+      narrate("\nSummary:");
+      narrate(renderTable(
         ["STEP", "RESULT", "SECONDS"],
         story.results.map((r) => [r.step, r.ok ? "ok" : "FAILED", (r.ms / 1000).toFixed(2)]),
       ));

@@ -61,17 +61,26 @@ function descendants(root: number): Proc[] {
   return found;
 }
 
-/** `deno task demo` started as a shell starts a job: its own process group, output collected. */
+/** `deno task demo [args]`, as the README writes it. */
+const task = (...args: string[]) => ["deno", "task", "demo", ...args];
+/**
+ * `deno task demo` on a terminal of its own: script(1) gives it a pseudo-terminal and holds the
+ * terminal's side of it, so killing script closes the terminal.
+ */
+const ON_A_TERMINAL = ["script", "--quiet", "--flush", "--command", "deno task demo", "/dev/null"];
+
+/** A command started as a shell starts a job: its own process group, output collected. */
 class Demo implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
   readonly status: Promise<Deno.CommandStatus>;
   #running = true;
   #output = "";
   readonly #read: Promise<unknown>;
+  readonly #hangUp = new AbortController();
 
-  constructor(tmp: string, args: string[]) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["task", "demo", ...args],
+  constructor(tmp: string, [program, ...args]: string[]) {
+    this.child = new Deno.Command(program!, {
+      args,
       cwd: ROOT,
       // setsid(): a new session and process group whose id is the child's pid, so a signal to
       // -pid reaches every process of the job, as the terminal's Ctrl-C does.
@@ -83,13 +92,25 @@ class Demo implements AsyncDisposable {
     }).spawn();
     this.status = this.child.status.finally(() => this.#running = false);
     const collect = async (stream: ReadableStream<Uint8Array>) => {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) this.#output += text;
+      const signal = this.#hangUp.signal;
+      try {
+        for await (const text of stream.pipeThrough(new TextDecoderStream(), { signal })) {
+          this.#output += text;
+        }
+      } catch (error) {
+        if (!signal.aborted) throw error;
+      }
     };
     this.#read = Promise.all([collect(this.child.stdout), collect(this.child.stderr)]);
   }
 
   get output(): string {
     return this.#output;
+  }
+
+  /** Stops reading its output, as a closed terminal does: its writes fail from then on. */
+  hangUp(): void {
+    this.#hangUp.abort();
   }
 
   /** The exit status, once the output is read to its end. */
@@ -129,6 +150,8 @@ const socketDir = (helpers: Proc[]) =>
 
 interface Run {
   demo: Demo;
+  /** The demo's own process (`deno run ... main.ts demo`). */
+  program: Proc;
   podman: PodmanClient;
   tmp: string;
   /** The demo's nats-server and podman service. */
@@ -136,35 +159,38 @@ interface Run {
 }
 
 /**
- * Starts `deno task demo [args]` with its own TMPDIR, waits for `ready` in its output, finds
- * its helper processes and hands over to `fn`; whatever a failure leaves is removed after.
+ * Starts `command` (the demo) with its own TMPDIR, waits for `ready` in its output, finds its
+ * processes and hands over to `fn`; whatever a failure leaves is removed after.
  */
 async function withDemo(
-  args: string[],
+  command: string[],
   ready: RegExp,
   fn: (run: Run) => Promise<void>,
 ): Promise<void> {
   await using podmanService = stopOnDeadline(await startPodmanService());
   using podman = new PodmanClient({ socketPath: podmanService.socketPath });
   const tmp = await Deno.makeTempDir({ prefix: "fleet-demo-test-" });
-  let helpers: Proc[] = [];
+  /** The demo's processes: its own and its helpers. */
+  let started: Proc[] = [];
   try {
-    await using demo = stopOnDeadline(new Demo(tmp, args));
+    await using demo = stopOnDeadline(new Demo(tmp, command));
     await waitFor(`the demo to print ${ready}`, () => ready.test(demo.output) || undefined, UP_MS)
       .catch((error) => {
         throw new Error(`${(error as Error).message}; its output:\n${demo.output}`);
       });
-    helpers = descendants(demo.child.pid).filter((p) =>
-      /nats-server|podman system service/.test(p.cmdline)
-    );
-    assert.equal(helpers.length, 2, `nats-server and podman: ${JSON.stringify(helpers)}`);
-    await fn({ demo, podman, tmp, helpers });
+    const processes = descendants(demo.child.pid);
+    const program = processes.find((p) => / main\.ts demo/.test(p.cmdline));
+    assert.ok(program, `the demo's own process: ${JSON.stringify(processes)}`);
+    const helpers = processes.filter((p) => /nats-server|podman system service/.test(p.cmdline));
+    started = [program, ...helpers];
+    assert.equal(helpers.length, 2, `nats-server and podman: ${JSON.stringify(processes)}`);
+    await fn({ demo, program, podman, tmp, helpers });
   } finally {
-    // A failed run must not leave its servers and containers to the next one.
-    for (const p of alive(helpers)) Deno.kill(p.pid, "SIGKILL");
+    // A failed run must not leave its processes and containers to the next one.
+    for (const p of alive(started)) Deno.kill(p.pid, "SIGKILL");
     for (const c of await demoContainers(podman)) await podman.removeContainer(c.id);
     await Deno.remove(tmp, { recursive: true });
-    const dir = socketDir(helpers);
+    const dir = socketDir(started);
     // Gone after a clean exit; left by a killed demo.
     if (dir) {
       await Deno.remove(dir, { recursive: true }).catch((error) => {
@@ -175,10 +201,14 @@ async function withDemo(
 }
 
 /** After the demo exited: exit 0, and no container, helper process or temp dir of it left. */
-async function assertCleanExit({ demo, podman, tmp, helpers }: Run): Promise<void> {
-  const status = await demo.exited();
-  assert.equal(status.code, 0, `exit code; the demo's output:\n${demo.output}`);
-  assert.match(demo.output, /Cleaning up/);
+async function assertCleanExit(run: Run): Promise<void> {
+  const status = await run.demo.exited();
+  assert.equal(status.code, 0, `exit code; the demo's output:\n${run.demo.output}`);
+  await assertNothingLeft(run);
+}
+
+/** No container, helper process or temp dir of the demo is left. */
+async function assertNothingLeft({ podman, tmp, helpers }: Run): Promise<void> {
   assert.deepEqual(await demoContainers(podman), [], "the demo's containers are removed");
   assert.deepEqual(alive(helpers), [], "the helper processes have stopped");
   assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), [], "temp dirs removed");
@@ -191,10 +221,12 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   story(
     `deno task demo: ${signal} to its process group ends it with exit 0, no container, helper or temp dir left`,
     () =>
-      withDemo([], /Press Ctrl-C/, async (run) => {
+      withDemo(task(), /Press Ctrl-C/, async (run) => {
         const running = await demoContainers(run.podman);
         assert.deepEqual(running.map((c) => c.state), ["running", "running"]);
         Deno.kill(-run.demo.child.pid, signal);
+        // A hang-up means the terminal is gone: from then on, printing fails.
+        if (signal === "SIGHUP") run.demo.hangUp();
         await assertCleanExit(run);
       }),
   );
@@ -203,7 +235,7 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 story(
   "deno task demo: Ctrl-C while the fleet comes up stops it after the step under way, nothing left",
   () =>
-    withDemo([], /==> Apply deployment/, async (run) => {
+    withDemo(task(), /==> Apply deployment/, async (run) => {
       Deno.kill(-run.demo.child.pid, "SIGINT");
       await assertCleanExit(run);
       assert.match(run.demo.output, /==> Stopped before "/);
@@ -214,13 +246,11 @@ story(
 story(
   "deno task demo: SIGKILLed, its helpers stop with it, and the next demo removes the containers it left",
   () =>
-    withDemo([], /Press Ctrl-C/, async (run) => {
+    withDemo(task(), /Press Ctrl-C/, async (run) => {
       const left = await demoContainers(run.podman);
       assert.equal(left.length, 2);
       // The demo process alone (as the OOM killer or `kill -9 PID` does), not its group.
-      const program = descendants(run.demo.child.pid).find((p) => / main\.ts demo/.test(p.cmdline));
-      assert.ok(program, "the demo's own process");
-      Deno.kill(program.pid, "SIGKILL");
+      Deno.kill(run.program.pid, "SIGKILL");
       await run.demo.exited();
       await waitFor("the helpers to stop", () => alive(run.helpers).length === 0 || undefined);
       assert.deepEqual(
@@ -229,7 +259,7 @@ story(
         "no cleanup ran: the containers are still there",
       );
 
-      await withDemo(["--auto"], /==> Build the local test images/, async (next) => {
+      await withDemo(task("--auto"), /==> Build the local test images/, async (next) => {
         await assertCleanExit(next);
         assert.match(next.demo.output, /removed 2 containers a killed demo had left/);
       });
@@ -239,7 +269,7 @@ story(
 story(
   "deno task demo: the commands it prints for another terminal work as written",
   () =>
-    withDemo([], /Press Ctrl-C/, async (run) => {
+    withDemo(task(), /Press Ctrl-C/, async (run) => {
       const commands = run.demo.output.split("\n").map((l) => l.trim())
         .filter((l) => l.startsWith("deno task fleet "));
       // get devices, get deployments --watch, apply (the image update).
@@ -272,5 +302,19 @@ story(
       }
       Deno.kill(-run.demo.child.pid, "SIGINT");
       await assertCleanExit(run);
+    }),
+);
+
+story(
+  "deno task demo: closing its terminal (SIGHUP, then nothing to print to) leaves nothing",
+  () =>
+    withDemo(ON_A_TERMINAL, /Press Ctrl-C/, async (run) => {
+      run.demo.child.kill("SIGKILL"); // the terminal window goes away
+      await waitFor(
+        "the demo to end",
+        () => alive([run.program]).length === 0 || undefined,
+        CLEANUP_MS,
+      );
+      await assertNothingLeft(run);
     }),
 );

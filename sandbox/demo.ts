@@ -8,7 +8,7 @@
 import type { Deployment, DeploymentStatus } from "../core/mod.ts";
 import { singleServiceDeployment } from "./deployments.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { printLine } from "../adapters/output.ts";
+import { narrate } from "../adapters/output.ts";
 import { ensureTestImage } from "./local_image.ts";
 import { renderDeployments, renderDevices } from "../cli/render.ts";
 import { type DeviceSpec, LocalFleet } from "./local_fleet.ts";
@@ -63,7 +63,7 @@ export class DemoStory {
     this.#stop = stop;
     stop.addEventListener("abort", () => {
       if (this.#stepRunning) {
-        printLine("\n    Stopping: this step finishes, then everything is removed");
+        narrate("\n    Stopping: this step finishes, then everything is removed");
       }
     }, { once: true });
   }
@@ -78,22 +78,22 @@ export class DemoStory {
    */
   async step(name: string, run: () => Promise<string>): Promise<void> {
     if (this.#stop.aborted) {
-      printLine(`\n==> Stopped before "${name}"`);
+      narrate(`\n==> Stopped before "${name}"`);
       throw new DemoInterrupted(`The demo was stopped before "${name}"`);
     }
-    printLine(`\n==> ${name}`);
+    narrate(`\n==> ${name}`);
     const started = performance.now();
     this.#stepRunning = true;
     try {
       const detail = await run();
       const ms = Math.round(performance.now() - started);
       this.results.push({ step: name, ok: true, ms, detail });
-      printLine(`    ok in ${(ms / 1000).toFixed(2)} s: ${detail}`);
+      narrate(`    ok in ${(ms / 1000).toFixed(2)} s: ${detail}`);
     } catch (error) {
       const ms = Math.round(performance.now() - started);
       const detail = (error as Error).message;
       this.results.push({ step: name, ok: false, ms, detail });
-      printLine(`    FAILED after ${(ms / 1000).toFixed(2)} s: ${detail}`);
+      narrate(`    FAILED after ${(ms / 1000).toFixed(2)} s: ${detail}`);
       throw error;
     } finally {
       this.#stepRunning = false;
@@ -125,7 +125,7 @@ export class DemoStory {
         const rows = await store.devices();
         return rows.length === DEMO_DEVICES.length ? rows : undefined;
       });
-      printLine(renderDevices(devices, "table", Date.now()));
+      narrate(renderDevices(devices, "table", Date.now()));
       return "pi-lab-1, pi-lab-2 (site=lab) and pi-shop-1 (site=shop) registered";
     });
     await this.step("Apply deployment demo/hello (image v1) selecting site=lab", async () => {
@@ -166,12 +166,8 @@ export class DemoStory {
     const fleet = this.#fleet;
     if (!fleet) return;
     this.#fleet = undefined;
-    try {
-      printLine("\n==> Cleaning up (agents, operator, containers, podman service, nats-server)");
-    } finally {
-      // After a hang-up the terminal is gone and printing fails; the cleanup must not.
-      await fleet[Symbol.asyncDispose]();
-    }
+    narrate("\n==> Cleaning up (agents, operator, containers, podman service, nats-server)");
+    await fleet[Symbol.asyncDispose]();
   }
 
   /**
@@ -199,7 +195,7 @@ export class DemoStory {
         const rows = await store.deployments();
         const table = renderDeployments(rows, "table", Date.now());
         if (table !== shown) {
-          printLine(table);
+          narrate(table);
           shown = table;
         }
         const s = rows.find((r) => r.deployment.metadata.name === "hello")?.status;
@@ -227,7 +223,7 @@ export class DemoStory {
       if (body.trim() !== `fleet-test ${tag}`) {
         throw new Error(`${c.name} answered "${body.trim()}"`);
       }
-      printLine(`    curl http://${address}/  (${c.name}) -> ${body.trim()}`);
+      narrate(`    curl http://${address}/  (${c.name}) -> ${body.trim()}`);
       answers.push(c.name);
     }
     if (answers.length !== 2) throw new Error(`expected 2 containers, found ${answers.length}`);
