@@ -13,6 +13,11 @@ import { KvPipeline } from "./_kv_pipeline.ts";
 import { deviceId, deviceLabels } from "./_sim_fleet.ts";
 
 const HEARTBEAT_PERIOD_MS = 30_000;
+/** Device `i`'s agent instance id: one per simulated device, steady for the whole run. */
+function instanceOf(i: number): string {
+  return `b${i.toString(36).padStart(7, "0")}`;
+}
+
 /** The heartbeats of a period go out in batches this often. */
 const BEAT_TICK_MS = 100;
 
@@ -88,6 +93,7 @@ export class DeviceSimulator {
           agentVersion: "bench",
         },
         updatedAt: new Date().toISOString(),
+        instance: instanceOf(i),
       };
       await this.put(i, Buckets.deviceInfo, keys.deviceInfo(info.deviceId), JSON.stringify(info));
       await this.heartbeat(i);
@@ -96,7 +102,8 @@ export class DeviceSimulator {
   }
 
   heartbeat(i: number, at = Date.now()): Promise<void> {
-    const beat: Heartbeat = { deviceId: deviceId(i), at };
+    // Each agent process says who it is, as real agents do (the operator tracks it per device).
+    const beat: Heartbeat = { deviceId: deviceId(i), at, instance: instanceOf(i) };
     return this.put(
       i,
       Buckets.deviceHeartbeat,

@@ -42,8 +42,13 @@ function sameDecision(a: InstanceConflict | undefined, b: InstanceConflict | und
 /** Watches instance ids in heartbeats and keeps each device's agent-conflict decision. */
 export class InstanceArbiter {
   readonly #o: InstanceArbiterOptions;
-  /** deviceId → instances seen live, one entry in the usual case. */
-  readonly #seen = new Map<string, Map<string, InstanceSeen>>();
+  /**
+   * deviceId → the one instance seen live, the usual case: a plain record, since a Map per
+   * device would cost ~17 MB more at 100,000 devices.
+   */
+  readonly #lone = new Map<string, InstanceSeen & { id: string }>();
+  /** deviceId → instances seen live, for the devices with more than one. */
+  readonly #several = new Map<string, Map<string, InstanceSeen>>();
   /** Devices whose decision is not stored yet (a write failed). */
   readonly #unsynced = new Set<string>();
   /** When heartbeats started arriving live (operator clock), undefined before. */
@@ -69,14 +74,14 @@ export class InstanceArbiter {
     }
     // A stored heartbeat says only who wrote last: judging needs instances seen taking turns.
     if (this.#liveSince === undefined || event.instance === undefined) return;
-    const seen = this.#seen.get(event.deviceId);
-    const known = seen?.get(event.instance);
-    if (seen?.size === 1 && known && !this.#o.view.agentConflicts.has(event.deviceId)) {
-      known.lastSeen = now; // the usual case: the one agent of this device, again
+    const { deviceId, instance } = event;
+    const lone = this.#lone.get(deviceId);
+    if (lone?.id === instance && !this.#o.view.agentConflicts.has(deviceId)) {
+      lone.lastSeen = now; // the usual case: the one agent of this device, again
       return;
     }
-    this.#seen.set(event.deviceId, recordSighting(seen ?? new Map(), event.instance, now));
-    this.#judge(event.deviceId, now);
+    this.#remember(deviceId, recordSighting(this.#seen(deviceId), instance, now));
+    this.#judge(deviceId, now);
   }
 
   /** Looks for stopped instances until `signal` aborts. */
@@ -87,10 +92,12 @@ export class InstanceArbiter {
   /** Forgets instances gone silent and ends the conflicts they were part of. */
   scan(): void {
     const now = this.#o.clock.now();
-    for (const [deviceId, seen] of this.#seen) {
+    for (const [deviceId, seen] of this.#several) {
       const live = liveInstances(seen, now, this.#o.staleAfterMs);
-      if (live.size === 0) this.#seen.delete(deviceId);
-      else if (live.size < seen.size) this.#seen.set(deviceId, live);
+      if (live.size < seen.size) this.#remember(deviceId, live);
+    }
+    for (const [deviceId, lone] of this.#lone) {
+      if (now - lone.lastSeen > this.#o.staleAfterMs) this.#lone.delete(deviceId);
     }
     const devices = new Set([...this.#o.view.agentConflicts.keys(), ...this.#unsynced]);
     for (const deviceId of devices) this.#judge(deviceId, now);
@@ -99,7 +106,7 @@ export class InstanceArbiter {
   #judge(deviceId: string, now: number): void {
     const { view, log, staleAfterMs } = this.#o;
     const previous = view.agentConflicts.get(deviceId);
-    const live = liveInstances(this.#seen.get(deviceId) ?? new Map(), now, staleAfterMs);
+    const live = liveInstances(this.#seen(deviceId), now, staleAfterMs);
     let next = judgeInstances(deviceId, live, previous, now);
     // A decision read at start stands until every instance had time to be seen again.
     if (!next && previous && now - (this.#liveSince ?? now) <= staleAfterMs) next = previous;
@@ -124,6 +131,21 @@ export class InstanceArbiter {
       this.#unsynced.add(deviceId);
     }
     if (this.#unsynced.has(deviceId)) void this.#write(deviceId, next);
+  }
+
+  /** The instances seen live of one device, as the core judges them. */
+  #seen(deviceId: string): Map<string, InstanceSeen> {
+    const lone = this.#lone.get(deviceId);
+    if (!lone) return this.#several.get(deviceId) ?? new Map();
+    return new Map([[lone.id, { firstSeen: lone.firstSeen, lastSeen: lone.lastSeen }]]);
+  }
+
+  #remember(deviceId: string, seen: ReadonlyMap<string, InstanceSeen>): void {
+    this.#lone.delete(deviceId);
+    this.#several.delete(deviceId);
+    const [first] = seen;
+    if (seen.size > 1) this.#several.set(deviceId, new Map(seen));
+    else if (first) this.#lone.set(deviceId, { id: first[0], ...first[1] });
   }
 
   async #write(deviceId: string, conflict: InstanceConflict | undefined): Promise<void> {
