@@ -13,7 +13,10 @@ import {
   DeploymentType,
   DeviceType,
   ObjectMeta,
+  readSpec,
+  statusOf,
 } from "../operator/kube_resources.ts";
+import { refusalMessage, refusalOf } from "../crd/deployment_resource.ts";
 import type { ApplyOutcome, DeploymentRow, DeviceRow, FleetStore } from "./nats_store.ts";
 
 export const CLI_FIELD_MANAGER = "fleet-cli";
@@ -100,6 +103,11 @@ export class KubeDeploymentStore implements FleetStore {
     return await this.#client.delete(DeploymentType, ref.name, { namespace: ref.namespace });
   }
 
+  /**
+   * Every Deployment CR whose name is readable. One whose current generation the operator
+   * refuses is listed with why (its Accepted condition; or, before the operator has said so,
+   * core's own reasons) and, when core cannot read it, without its spec.
+   */
   async deployments(): Promise<DeploymentRow[]> {
     const { items } = await this.#client.list(DeploymentType);
     const rows: DeploymentRow[] = [];
@@ -109,8 +117,15 @@ export class KubeDeploymentStore implements FleetStore {
         this.#log.warn(`Skipping an unreadable Deployment: ${describeIssues(parsed.error)}`);
         continue;
       }
-      const { metadata, spec, status } = parsed.data;
+      const { metadata } = parsed.data;
       const namespace = metadata.namespace ?? "default";
+      const generation = metadata.generation ?? 1;
+      const { spec, problems } = readSpec(parsed.data);
+      const status = statusOf(parsed.data);
+      const refused = refusalOf(status?.conditions, generation) ??
+        (problems === undefined
+          ? undefined
+          : refusalMessage(generation, problems, status?.observedGeneration));
       rows.push({
         deployment: {
           apiVersion: API_VERSION,
@@ -118,12 +133,12 @@ export class KubeDeploymentStore implements FleetStore {
           metadata: {
             name: metadata.name,
             namespace,
-            generation: metadata.generation ?? 1,
+            generation,
             ...(metadata.creationTimestamp
               ? { creationTimestamp: metadata.creationTimestamp }
               : {}),
           },
-          spec,
+          ...(spec === undefined ? {} : { spec }),
         },
         status: status?.aggregate && status.observedGeneration !== undefined
           ? {
@@ -134,6 +149,7 @@ export class KubeDeploymentStore implements FleetStore {
             updatedAt: "",
           }
           : undefined,
+        ...(refused === undefined ? {} : { refused }),
       });
     }
     return rows.sort((a, b) =>

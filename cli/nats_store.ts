@@ -37,9 +37,22 @@ const READ_TIMEOUT_MS = 30_000;
 
 export type ApplyOutcome = "created" | "configured" | "unchanged";
 
+/**
+ * A deployment as a store lists it; without its spec when that is one core refuses (kube: a
+ * CR applied with kubectl past what the CRD schema checks).
+ */
+export type ListedDeployment =
+  | StoredDeployment
+  | (Omit<StoredDeployment, "spec"> & { spec?: undefined });
+
 export interface DeploymentRow {
-  deployment: StoredDeployment;
+  deployment: ListedDeployment;
   status: DeploymentStatus | undefined;
+  /**
+   * Why the operator refuses the current generation (kube only: `fleet apply` refuses it before
+   * it is stored); devices keep the generation they had.
+   */
+  refused?: string;
 }
 
 export interface DeviceRow {

@@ -25,7 +25,10 @@ export function portConflictWarnings(
 ): string[] {
   const conflicts = foreseePortConflicts(
     deployment,
-    deployments.map((row) => row.deployment),
+    // A refused one is not what its devices run (they keep an earlier generation, unknown here).
+    deployments.flatMap(({ deployment: d, refused }) =>
+      d.spec === undefined || refused !== undefined ? [] : [d]
+    ),
     devices.map((row) => [row.info.deviceId, row.info.labels] as const),
   );
   const { namespace, name } = deployment.metadata;

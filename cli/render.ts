@@ -13,16 +13,25 @@ export const OutputFormats = ["table", "wide", "json", "yaml"] as const;
 export type OutputFormat = typeof OutputFormats[number];
 
 function images(row: DeploymentRow): string {
-  return row.deployment.spec.score.data.services.map((s) => s.image).join(",");
+  return row.deployment.spec?.score.data.services.map((s) => s.image).join(",") ?? "-";
 }
 
+/**
+ * Deployments as a table (`wide` adds images and selector) or JSON/YAML. A deployment whose
+ * latest generation the operator refused has GEN marked `!` and a note under the table saying
+ * why and what its devices keep.
+ */
 export function renderDeployments(
   rows: DeploymentRow[],
   format: OutputFormat,
   now: number,
 ): string {
   if (format === "json" || format === "yaml") {
-    const items = rows.map((r) => ({ ...r.deployment, status: r.status ?? null }));
+    const items = rows.map((r) => ({
+      ...r.deployment,
+      status: r.status ?? null,
+      refused: r.refused ?? null,
+    }));
     return format === "json"
       ? JSON.stringify({ items }, null, 2)
       : YAML.stringify({ items }).trimEnd();
@@ -42,13 +51,14 @@ export function renderDeployments(
     ...(wide ? ["IMAGES", "SELECTOR"] : []),
     "LAST ERROR",
   ];
-  return renderTable(
+  const table = renderTable(
     header,
-    rows.map(({ deployment, status }) => {
+    rows.map((row) => {
+      const { deployment, status, refused } = row;
       const a = status?.aggregate;
       const observed = status?.observedGeneration ?? 0;
       const gen = `${deployment.metadata.generation}${
-        observed < deployment.metadata.generation ? "*" : ""
+        refused !== undefined ? "!" : observed < deployment.metadata.generation ? "*" : ""
       }`;
       const created = Date.parse(deployment.metadata.creationTimestamp ?? "");
       return [
@@ -62,12 +72,19 @@ export function renderDeployments(
         String(a?.unreachable ?? "-"),
         Number.isNaN(created) ? "-" : age(created, now),
         ...(wide
-          ? [images({ deployment, status }), formatSelector(deployment.spec.targetSelector)]
+          ? [
+            images(row),
+            deployment.spec ? formatSelector(deployment.spec.targetSelector) : "-",
+          ]
           : []),
         a?.lastError ? `${a.lastError.deviceId}: ${a.lastError.message}` : "",
       ];
     }),
   );
+  const notes = rows.flatMap(({ deployment: { metadata }, refused }) =>
+    refused === undefined ? [] : [`${metadata.namespace}/${metadata.name} ${refused}`]
+  );
+  return [table, ...notes].join("\n\n");
 }
 
 /** Marks a label no selector can match, in the LABELS column. */

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import YAML from "yaml";
 import { testDeviceInfo } from "../testing/devices.ts";
-import type { DeviceRow } from "./nats_store.ts";
-import { renderDevices } from "./render.ts";
+import type { DeploymentRow, DeviceRow } from "./nats_store.ts";
+import { renderDeployments, renderDevices } from "./render.ts";
+import { storedDeployment } from "../testing/operator_fakes.ts";
 
 const NOW = Date.parse("2026-02-01T06:00:00Z");
 
@@ -81,4 +82,52 @@ Deno.test("renderDevices() marks a device two agents run as, and says who keeps 
   assert.match(table, /aaaaaa keeps the containers; bbbbbb stand\(s\) by/);
   const { items } = YAML.parse(renderDevices([conflicted], "yaml", NOW));
   assert.equal(items[0].agentConflict.owner, "aaaaaa");
+});
+
+const REFUSAL = "generation 3 refused: spec.score.data.services[0].env[0].value: environment " +
+  'variable "BIG" is 140004 bytes as NAME=value; devices keep generation 2 until a valid one ' +
+  "is applied";
+
+const ONE_RUNNING = { matchedDeviceCount: 1, succeeded: 1, failed: 0, pending: 0, unreachable: 0 };
+
+/** `web`, generation 3 refused by the operator (its spec unreadable), status of generation 2. */
+function refusedRow(): DeploymentRow {
+  const { spec: _, ...deployment } = storedDeployment("web", { matchLabels: { site: "a" } });
+  return {
+    deployment: { ...deployment, metadata: { ...deployment.metadata, generation: 3 } },
+    status: {
+      namespace: "default",
+      name: "web",
+      observedGeneration: 2,
+      aggregate: { ...ONE_RUNNING, lastError: null },
+      updatedAt: "",
+    },
+    refused: REFUSAL,
+  };
+}
+
+Deno.test("renderDeployments() marks a refused generation with ! and says why under the table", () => {
+  const ok: DeploymentRow = {
+    deployment: storedDeployment("api", { matchLabels: { site: "a" } }),
+    status: undefined,
+  };
+  const table = renderDeployments([ok, refusedRow()], "table", NOW);
+  const [, api, web, blank, note] = table.split("\n");
+  assert.match(api ?? "", /^default\s+api\s+1\*\s/);
+  assert.match(web ?? "", /^default\s+web\s+3!\s+1\s+1\s/);
+  assert.equal(blank, "");
+  assert.equal(note, `default/web ${REFUSAL}`);
+  const wide = renderDeployments([refusedRow()], "wide", NOW);
+  assert.match(wide.split("\n")[1] ?? "", /\s-\s+-\s*$/, "no images nor selector to show");
+});
+
+Deno.test("renderDeployments() gives JSON and YAML readers the refusal, null when there is none", () => {
+  const json = JSON.parse(renderDeployments([refusedRow()], "json", NOW));
+  assert.equal(json.items[0].refused, REFUSAL);
+  assert.equal(json.items[0].spec, undefined);
+  const ok: DeploymentRow = {
+    deployment: storedDeployment("api", { matchLabels: { site: "a" } }),
+    status: undefined,
+  };
+  assert.equal(YAML.parse(renderDeployments([ok], "yaml", NOW)).items[0].refused, null);
 });

@@ -63,7 +63,9 @@ export function getCommand(): Command {
 Columns: MATCHED devices the selector picks; SUCCEEDED running the current generation;
 FAILED reporting an error; PENDING neither yet (including devices that never reported);
 UNREACHABLE matched devices without a recent heartbeat. GEN ends with * while the operator
-has not yet processed the latest generation.
+has not yet processed the latest generation, and with ! when it refused it (a Deployment
+applied with kubectl that breaks a rule the CRD cannot check): a note under the table says
+why, and its devices keep the earlier generation.
 
 Examples:
   fleet get deployments

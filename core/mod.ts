@@ -160,7 +160,7 @@ export {
   type ServiceObservation,
   type ServiceVerdict,
 } from "./service_health.ts";
-export { diffTargets, selectDevices, type TargetDiff } from "./targeting.ts";
+export { diffTargets, heldDeployment, selectDevices, type TargetDiff } from "./targeting.ts";
 export {
   conflictMessage,
   decidePortConflicts,

@@ -1,5 +1,8 @@
 /** The operator's targeting decisions: which devices a deployment selects, and what to write. Pure. */
-import type { DesiredState } from "./deployment.ts";
+import { API_VERSION, type DesiredState, type StoredDeployment } from "./deployment.ts";
+import { DEVICE_ID_LABEL } from "./device_info.ts";
+import type { DeploymentRef } from "./keys.ts";
+import { Score } from "./score.ts";
 import type { Labels, LabelSelector } from "./selector.ts";
 import { matchesSelector } from "./selector.ts";
 import { canonicalJson } from "./spec_hash.ts";
@@ -47,4 +50,36 @@ export function diffTargets(
     }
   }
   return { put: put.sort(), remove: remove.sort() };
+}
+
+/**
+ * The deployment to hold when its source has only a generation the operator refuses and the
+ * operator knows no earlier one (it restarted since): the newest value desired state holds for
+ * it, on exactly the devices holding one (selected by their device-id label). Devices keep
+ * what they run (one holding an older value gets the newest, as the rollout meant), no other
+ * device gets it, and its status goes on being reported. Undefined when no device holds a value
+ * whose workload this operator can read.
+ */
+export function heldDeployment(
+  ref: DeploymentRef,
+  desired: ReadonlyMap<string, DesiredState> | undefined,
+): StoredDeployment | undefined {
+  let newest: DesiredState | undefined;
+  for (const value of desired?.values() ?? []) {
+    if (newest === undefined || value.generation > newest.generation) newest = value;
+  }
+  const score = Score.safeParse(newest?.score);
+  if (newest === undefined || !desired || !score.success) return undefined;
+  return {
+    apiVersion: API_VERSION,
+    kind: "Deployment",
+    metadata: { namespace: ref.namespace, name: ref.name, generation: newest.generation },
+    spec: {
+      targetSelector: {
+        matchExpressions: [{ key: DEVICE_ID_LABEL, operator: "In", values: [...desired.keys()] }],
+      },
+      score: score.data,
+      rollout: { strategy: "Immediate" },
+    },
+  };
 }

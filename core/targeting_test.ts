@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import type { DesiredState } from "./deployment.ts";
+import { type DesiredState, desiredStateOf } from "./deployment.ts";
+import { deviceLabels } from "./device_info.ts";
 import type { Labels } from "./selector.ts";
-import { diffTargets, selectDevices } from "./targeting.ts";
+import { diffTargets, heldDeployment, selectDevices } from "./targeting.ts";
 
 const DEVICES: [string, Labels][] = [
   ["dev-1", { env: "prod", tier: "edge" }],
@@ -147,4 +148,29 @@ Deno.test("diffTargets() notices a changed array order in the stored DesiredStat
   (swapped.score.data as { services: unknown[] }).services.reverse();
   const diff = diffTargets(new Map([["dev-1", swapped]]), new Set(["dev-1"]), two);
   assert.deepStrictEqual(diff, { put: ["dev-1"], remove: [] });
+});
+
+const WEB = { namespace: "default", name: "web" };
+
+Deno.test("heldDeployment() holds the newest value desired state has, on exactly the devices holding one", () => {
+  const stored = new Map([["dev-1", desired(2)], ["dev-3", desired(1, "nginx:1.26")]]);
+  const held = heldDeployment(WEB, stored)!;
+  assert.equal(held.metadata.generation, 2);
+  assert.deepEqual(desiredStateOf(held), desired(2));
+  // Selected by device id whatever their labels are now.
+  const fleet = DEVICES.map(([id, labels]) => [id, deviceLabels(id, labels)] as const);
+  const targets = selectDevices(held.spec.targetSelector, fleet);
+  assert.deepEqual([...targets].sort(), ["dev-1", "dev-3"]);
+  // Nothing to write for dev-1; dev-3 gets the newest generation, as the rollout meant.
+  assert.deepEqual(diffTargets(stored, targets, desiredStateOf(held)), {
+    put: ["dev-3"],
+    remove: [],
+  });
+});
+
+Deno.test("heldDeployment() holds nothing when no device holds a value it can read", () => {
+  assert.equal(heldDeployment(WEB, undefined), undefined);
+  assert.equal(heldDeployment(WEB, new Map()), undefined);
+  const unknown = { ...desired(1), score: { type: "NixV1", data: {} } };
+  assert.equal(heldDeployment(WEB, new Map([["dev-1", unknown]])), undefined);
 });

@@ -9,16 +9,17 @@
 import YAML from "yaml";
 import {
   celString,
+  type CrdRegistry,
   crdRegistry,
   type StructuralSchema,
   type ValidationRule,
   zodToStructural,
 } from "./mod.ts";
 import { API_GROUP, API_VERSION, DeploymentSpec } from "../core/deployment.ts";
-import { DeploymentStatus } from "../core/deployment_status.ts";
+import { ACCEPTED, DeploymentResourceStatus } from "./deployment_resource.ts";
 import {
+  Conditions,
   DEVICE_KIND,
-  DeviceConditions,
   DeviceSpec,
   DeviceStatus,
   LABEL_KEY_MAX,
@@ -52,12 +53,6 @@ export const MAX_SELECTOR_VALUES = 64;
 export const MAX_SERVICES = 64;
 /** Most matchLabels entries of a selector. */
 export const MAX_MATCH_LABELS = 64;
-
-/** `status` of a Deployment CR: the wire DeploymentStatus without its NATS-only fields. */
-export const DeploymentResourceStatus = DeploymentStatus.pick({
-  observedGeneration: true,
-  aggregate: true,
-});
 
 /** A CRD printer column. */
 export interface PrinterColumn {
@@ -213,16 +208,21 @@ function deploymentRegistry() {
     "x-kubernetes-list-type": "map",
     "x-kubernetes-list-map-keys": ["name"],
   });
+  conditionsAsListMap(registry);
   return registry;
+}
+
+/** One condition per type, merged by type under server-side apply (as metav1.Condition lists). */
+function conditionsAsListMap(registry: CrdRegistry): void {
+  registry.add(Conditions, {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+  });
 }
 
 function deviceRegistry() {
   const registry = crdRegistry();
-  // One condition per type, merged by type under server-side apply (as metav1.Condition lists).
-  registry.add(DeviceConditions, {
-    "x-kubernetes-list-type": "map",
-    "x-kubernetes-list-map-keys": ["type"],
-  });
+  conditionsAsListMap(registry);
   return registry;
 }
 
@@ -303,7 +303,8 @@ export function deploymentCrd(): CustomResourceDefinition {
     ...zodToStructural(DeploymentSpec, { metadata }),
   };
   const status = {
-    description: "Written by the fleet operator: how the matched devices are doing.",
+    description: "Written by the fleet operator: how the matched devices are doing, and " +
+      "(condition Accepted) why a generation was refused.",
     ...zodToStructural(DeploymentResourceStatus, { metadata }),
   };
   return crd({
@@ -317,6 +318,13 @@ export function deploymentCrd(): CustomResourceDefinition {
       aggregateColumn("Failed", "failed", "Devices that failed the current generation"),
       aggregateColumn("Pending", "pending", "Matched devices neither running nor failed"),
       aggregateColumn("Unreachable", "unreachable", "Matched devices with a stale heartbeat"),
+      {
+        name: ACCEPTED,
+        type: "string",
+        jsonPath: `.status.conditions[?(@.type==${JSON.stringify(ACCEPTED)})].status`,
+        description: "False: the operator refused the current generation (see its message); " +
+          "empty for a deployment never refused",
+      },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ],
     schema: resourceSchema(

@@ -18,7 +18,6 @@ import {
   type CustomResourceDefinition,
   DEPLOYMENT_NAME_RULE,
   deploymentCrd,
-  DeploymentResourceStatus,
   DEVICE_NAME_RULE,
   deviceCrd,
   LABEL_KEYS_RULE,
@@ -32,6 +31,7 @@ import {
 } from "./crds.ts";
 import { API_GROUP, DeploymentSpec } from "../core/deployment.ts";
 import { DeviceSpec, DeviceStatus, LABEL_KEY_MAX } from "./device_resource.ts";
+import { DeploymentResourceStatus } from "./deployment_resource.ts";
 import { LABEL_VALUE_MAX } from "../core/selector.ts";
 import { DNS_LABEL_PATTERN, DNS_LABEL_RULE } from "../core/ids.ts";
 import { WorkloadTypes } from "../core/score.ts";
@@ -132,7 +132,7 @@ function columnTarget(schema: StructuralSchema, jsonPath: string): StructuralSch
   return at(schema, path);
 }
 
-Deno.test("deploymentCrd() prints Matched/Succeeded/Failed/Pending/Unreachable and Age", () => {
+Deno.test("deploymentCrd() prints Matched/Succeeded/Failed/Pending/Unreachable, Accepted and Age", () => {
   const columns = version(deploymentCrd()).additionalPrinterColumns;
   assert.deepEqual(columns.map((c) => [c.name, c.type, c.jsonPath]), [
     ["Matched", "integer", ".status.aggregate.matchedDeviceCount"],
@@ -140,12 +140,17 @@ Deno.test("deploymentCrd() prints Matched/Succeeded/Failed/Pending/Unreachable a
     ["Failed", "integer", ".status.aggregate.failed"],
     ["Pending", "integer", ".status.aggregate.pending"],
     ["Unreachable", "integer", ".status.aggregate.unreachable"],
+    ["Accepted", "string", '.status.conditions[?(@.type=="Accepted")].status'],
     ["Age", "date", ".metadata.creationTimestamp"],
   ]);
   const schema = schemaOf(deploymentCrd());
   for (const column of columns.filter((c) => c.type === "integer")) {
     assert.equal(columnTarget(schema, column.jsonPath).type, "integer", column.name);
   }
+  assert.deepEqual(
+    columnTarget(schema, '.status.conditions[?(@.type=="Accepted")].status').enum,
+    ["True", "False", "Unknown"],
+  );
 });
 
 Deno.test("deviceCrd() prints Arch, Agent, Reachable, Last Seen and (wide) Description from real fields", () => {
@@ -290,17 +295,19 @@ Deno.test("every CEL rule in both CRDs has a one-line message", () => {
   assert.equal(seen.length, 1 + 4 + 2 + 1 + 1 + 1, seen.join(", "));
 });
 
-Deno.test("the Device conditions are a list-map keyed by type, like metav1.Condition lists", () => {
-  const conditions = at(schemaOf(deviceCrd()), "status.conditions");
-  assert.equal(conditions["x-kubernetes-list-type"], "map");
-  assert.deepEqual(conditions["x-kubernetes-list-map-keys"], ["type"]);
-  assert.deepEqual(conditions.items?.required, [
-    "type",
-    "status",
-    "reason",
-    "message",
-    "lastTransitionTime",
-  ]);
+Deno.test("the Device and Deployment conditions are list-maps keyed by type, like metav1.Condition lists", () => {
+  for (const crd of [deviceCrd(), deploymentCrd()]) {
+    const conditions = at(schemaOf(crd), "status.conditions");
+    assert.equal(conditions["x-kubernetes-list-type"], "map", crd.spec.names.kind);
+    assert.deepEqual(conditions["x-kubernetes-list-map-keys"], ["type"]);
+    assert.deepEqual(conditions.items?.required, [
+      "type",
+      "status",
+      "reason",
+      "message",
+      "lastTransitionTime",
+    ]);
+  }
 });
 
 // --- no drift from zod ----------------------------------------------------------------
@@ -359,10 +366,16 @@ Deno.test("the Deployment spec schema has every field of the zod DeploymentSpec"
   assert.ok(count > 25, `walked ${count} paths`);
 });
 
-Deno.test("the Deployment status is DeploymentStatus without its NATS-only fields", () => {
+Deno.test("the Deployment status is DeploymentStatus without its NATS-only fields, with conditions, all optional", () => {
   const status = at(schemaOf(deploymentCrd()), "status");
   assertCovers(DeploymentResourceStatus, status, "status");
-  assert.deepEqual(Object.keys(status.properties ?? {}), ["observedGeneration", "aggregate"]);
+  assert.deepEqual(Object.keys(status.properties ?? {}), [
+    "observedGeneration",
+    "aggregate",
+    "conditions",
+  ]);
+  // A CR refused from its first generation has only its conditions.
+  assert.equal(status.required, undefined);
 });
 
 Deno.test("the Device spec and status schemas have every field of their zod schemas", () => {

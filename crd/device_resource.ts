@@ -67,14 +67,17 @@ export const DeviceSpec = z.object({
 });
 export type DeviceSpec = z.infer<typeof DeviceSpec>;
 
-/** The conditions of a Device; one per `type` (a list-map in the CRD). */
-export const DeviceConditions = z.array(Condition);
+/**
+ * The conditions of a status (a Device's, a Deployment's); one per `type`, a list-map keyed by
+ * type in each CRD.
+ */
+export const Conditions = z.array(Condition);
 
 /** `status` of a Device, written by the operator. */
 export const DeviceStatus = z.object({
   /** Time of the last heartbeat, RFC 3339. */
   lastSeen: z.iso.datetime({ offset: true }).optional(),
-  conditions: DeviceConditions.optional(),
+  conditions: Conditions.optional(),
   /** Set while two or more agents run with this device's id: which one keeps the device. */
   agentConflict: InstanceConflict.omit({ deviceId: true }).optional(),
 });

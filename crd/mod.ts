@@ -1,8 +1,9 @@
 /**
  * Kubernetes schema generation: the zod → structural schema converter, the CEL rules it and
  * the CRDs write, the structural checker that proves the API server would accept the result,
- * the `Deployment` and `Device` CRDs, and the Device resource the operator mirrors devices
- * into. Pure; used by the operator's Kubernetes source and `fleet operator install|chart`.
+ * the `Deployment` and `Device` CRDs, the Device resource the operator mirrors devices into,
+ * and the Deployment's status with its Accepted condition. Pure; used by the operator's
+ * Kubernetes source and `fleet operator install|chart`.
  * @module
  */
 export {
@@ -30,7 +31,6 @@ export {
   DEPLOYMENT_KIND,
   DEPLOYMENT_NAME_RULE,
   deploymentCrd,
-  DeploymentResourceStatus,
   DEVICE_NAME_RULE,
   deviceCrd,
   FLEET_CATEGORY,
@@ -45,12 +45,21 @@ export {
   SERVICE_NAME_RULE,
 } from "./crds.ts";
 export {
+  ACCEPTED,
+  acceptedCondition,
+  acceptedOf,
+  AcceptedReasons,
+  DeploymentResourceStatus,
+  refusalMessage,
+  refusalOf,
+} from "./deployment_resource.ts";
+export {
   Condition,
+  Conditions,
   type ConditionStatus,
   ConditionStatuses,
   DEVICE_KIND,
   type DeviceApply,
-  DeviceConditions,
   DeviceMetadata,
   DeviceResource,
   deviceResource,

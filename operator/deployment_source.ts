@@ -13,10 +13,16 @@ import type {
 } from "../core/mod.ts";
 import type { DeploymentMap } from "./deployment_map.ts";
 
-/** A deployment added or changed, deleted, or the end of the first complete read. */
+/**
+ * A deployment added or changed, deleted, refused, or the end of the first complete read.
+ * `refused`: the source holds a generation of the deployment that core's validation refuses
+ * (kube: a CR applied with kubectl; the CRD schema cannot express every rule); the operator
+ * keeps what it had for it. The source tells whoever applied it (kube: condition Accepted).
+ */
 export type SourceEvent =
   | { type: "upsert"; deployment: StoredDeployment }
   | { type: "delete"; ref: DeploymentRef }
+  | { type: "refused"; ref: DeploymentRef; generation: number }
   /** Every deployment that existed at start has been delivered. */
   | { type: "ready" };
 

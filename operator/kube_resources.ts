@@ -1,7 +1,8 @@
 /** The Kubernetes resource types the kube source reads and writes. */
 import { z } from "zod";
-import { Aggregate, API_GROUP, DeploymentSpec } from "../core/mod.ts";
+import { API_GROUP, DeploymentSpec, describeIssues } from "../core/mod.ts";
 import type { ResourceType } from "../adapters/kube/mod.ts";
+import { DeploymentResourceStatus } from "../crd/deployment_resource.ts";
 
 const VERSION = "v1alpha1";
 
@@ -54,15 +55,37 @@ export const ObjectMeta = z.object({
 });
 export type ObjectMeta = z.infer<typeof ObjectMeta>;
 
-/** A Deployment custom resource as the API server returns it. */
+/**
+ * A Deployment custom resource as the API server returns it, its spec and status read apart
+ * ({@link readSpec}, {@link statusOf}): the CRD schema cannot express every rule of core's
+ * DeploymentSpec, so a stored CR may hold a spec the operator refuses, and it must still be
+ * named, reported on and deleted.
+ */
 export const DeploymentObject = z.object({
   apiVersion: z.string(),
   kind: z.literal("Deployment"),
   metadata: ObjectMeta,
-  spec: DeploymentSpec,
-  status: z.object({
-    observedGeneration: z.number().int().optional(),
-    aggregate: Aggregate.optional(),
-  }).optional(),
+  spec: z.unknown(),
+  status: z.unknown().optional(),
 });
 export type DeploymentObject = z.infer<typeof DeploymentObject>;
+
+const SpecOf = z.object({ spec: DeploymentSpec });
+
+/**
+ * The CR's spec as core reads it (defaults filled in), or why core refuses it, each problem
+ * naming its field as kubectl does (`spec.score.data.services[0].env[0].value: ...`).
+ */
+export function readSpec(
+  object: DeploymentObject,
+): { spec: DeploymentSpec; problems?: undefined } | { spec?: undefined; problems: string } {
+  const parsed = SpecOf.safeParse({ spec: object.spec });
+  return parsed.success ? { spec: parsed.data.spec } : { problems: describeIssues(parsed.error) };
+}
+
+/** The CR's status; undefined when absent or unreadable (it is then written anew). */
+export function statusOf(object: DeploymentObject): DeploymentResourceStatus | undefined {
+  return object.status === undefined
+    ? undefined
+    : DeploymentResourceStatus.safeParse(object.status).data;
+}

@@ -108,7 +108,10 @@ function portsFor(options: OperatorOptions, clock: Clock, log: Logger): Ports {
     : undefined;
   return {
     source: source.kind === "kube"
-      ? new KubeDeploymentSource(source.client, log)
+      ? new KubeDeploymentSource(source.client, log, {
+        clock,
+        ...(options.retry ? { retry: options.retry } : {}),
+      })
       : new NatsDeploymentSource(nc, log, replicas, clock),
     desired: new NatsDesiredStateStore(watch),
     reports: new NatsReportFeed(watch),

@@ -41,6 +41,8 @@ import { KubeClient } from "../adapters/kube/mod.ts";
 import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { installCrds } from "./kube_install.ts";
 import { DeploymentType } from "./kube_resources.ts";
+import type { Condition } from "../crd/device_resource.ts";
+import { renderDeployments } from "../cli/render.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { testDeviceInfo } from "../testing/devices.ts";
 import { createOperator, type Operator, type OperatorOptions } from "./operator.ts";
@@ -415,6 +417,31 @@ class TestFleet implements AsyncDisposable {
   }
 }
 
+/** A kube-apiserver with the CRDs installed, and a fleet with device a1 at site=a. */
+class KubeFleet implements AsyncDisposable {
+  private constructor(
+    readonly client: KubeClient,
+    readonly fleet: TestFleet,
+    readonly dispose: () => Promise<void>,
+  ) {}
+
+  static async start(): Promise<KubeFleet> {
+    await using stack = new AsyncDisposableStack();
+    const kube = stack.use(await startKubeApiServer());
+    const client = stack.use(new KubeClient(kube.adminConfig));
+    await installCrds(client, silentLogger);
+    const ns = stack.use(await startNatsServer());
+    const fleet = stack.use(await TestFleet.open(ns));
+    await fleet.device("a1", { site: "a" });
+    const owned = stack.move();
+    return new KubeFleet(client, fleet, () => owned.disposeAsync());
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------
@@ -637,12 +664,8 @@ Deno.test("Operator port conflict: the second deployment on a host port is Faile
 });
 
 Deno.test("Operator port conflict (kube source): the second Deployment's status is Failed with the message, and fleet apply sees it coming", async () => {
-  await using kube = await startKubeApiServer();
-  using client = new KubeClient(kube.adminConfig);
-  await installCrds(client, silentLogger);
-  await using ns = await startNatsServer();
-  await using fleet = await TestFleet.open(ns);
-  await fleet.device("a1", { site: "a" });
+  await using kube = await KubeFleet.start();
+  const { client, fleet } = kube;
   await fleet.startOperator({ source: { kind: "kube", client } });
   const store = new KubeDeploymentStore(client, fleet.log);
   const web = deployment("web", SITE_A, { ports: ["8080:80"] });
@@ -681,6 +704,141 @@ Deno.test("Operator port conflict (kube source): the second Deployment's status 
 
   await store.delete(refOf(web));
   await fleet.waitForDesiredKeys(["a1.default.api"]);
+});
+
+/** A Deployment CR as `kubectl apply` sends it: no check but the CRD schema's. */
+function kubectlObject(name: string, env: { name: string; value: string }[]) {
+  return {
+    apiVersion: API_VERSION,
+    kind: "Deployment",
+    metadata: { name, namespace: "default" },
+    spec: {
+      targetSelector: SITE_A,
+      score: {
+        type: "PodmanV0",
+        data: { services: [{ name: "main", image: "registry.local/web:v1", env }] },
+      },
+    },
+  };
+}
+
+/** Over MAX_ARG_STRLEN: the CRD schema stores it, the kernel would refuse it on the device. */
+const TOO_LONG = [{ name: "BIG", value: "x".repeat(140_000) }];
+const ENV_PROBLEM = 'spec.score.data.services[0].env[0].value: environment variable "BIG" is ' +
+  "140004 bytes as NAME=value";
+
+interface DeploymentCr {
+  metadata: { generation: number; resourceVersion: string; finalizers?: string[] };
+  status?: { observedGeneration?: number; aggregate?: Aggregate; conditions?: Condition[] };
+}
+
+/** Waits until the CR's Accepted condition is `status` for `generation`; returns it. */
+function waitForAccepted(
+  client: KubeClient,
+  name: string,
+  status: "True" | "False",
+  generation: number,
+): Promise<Condition> {
+  return eventually(
+    `${name}'s condition Accepted=${status} for generation ${generation}`,
+    async () => {
+      const cr = await client.get<DeploymentCr>(DeploymentType, name, "default");
+      const accepted = cr?.status?.conditions?.find((c) => c.type === "Accepted");
+      return accepted?.status === status && accepted.observedGeneration === generation
+        ? accepted
+        : undefined;
+    },
+  );
+}
+
+Deno.test("Operator (kube source) refuses a Deployment applied with kubectl that core refuses, says why on its status and in fleet get, and takes it once fixed", async () => {
+  await using kube = await KubeFleet.start();
+  const { client, fleet } = kube;
+  await fleet.startOperator({ source: { kind: "kube", client } });
+  const kubectl = { fieldManager: "kubectl", force: true };
+
+  await client.apply(DeploymentType, kubectlObject("big", TOO_LONG), kubectl);
+  const refused = await waitForAccepted(client, "big", "False", 1);
+  assert.equal(refused.reason, "InvalidSpec");
+  assert.ok(refused.message.startsWith(`generation 1 refused: ${ENV_PROBLEM}`), refused.message);
+  assert.match(refused.message, /no earlier generation was accepted, so no device runs/);
+  assert.match(refused.lastTransitionTime, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  assert.deepEqual(await fleet.desiredKeys(), []);
+
+  // fleet get deployments --target kube lists it as refused, with why.
+  const store = new KubeDeploymentStore(client, fleet.log);
+  const [row] = await store.deployments();
+  assert.equal(row?.refused, refused.message);
+  assert.equal(row?.deployment.spec, undefined);
+  const table = renderDeployments(await store.deployments(), "table", Date.now());
+  assert.match(table, /^default\s+big\s+1!\s/m);
+  assert.ok(table.endsWith(`\n\ndefault/big ${refused.message}`), table);
+
+  // Fixed: accepted, written to the device, and the condition says so.
+  await client.apply(
+    DeploymentType,
+    kubectlObject("big", [{ name: "SMALL", value: "x" }]),
+    kubectl,
+  );
+  const accepted = await waitForAccepted(client, "big", "True", 2);
+  assert.equal(accepted.reason, "Valid");
+  assert.equal(accepted.message, "generation 2 accepted");
+  const desired = await fleet.waitForDesiredKeys(["a1.default.big"]);
+  assert.equal((desired.get("a1.default.big") as DesiredState).generation, 2);
+  assert.equal((await store.deployments())[0]?.refused, undefined);
+});
+
+Deno.test("Operator (kube source) keeps a Deployment's last valid generation on its devices when a kubectl update is refused, across a restart, and still deletes it", async () => {
+  await using kube = await KubeFleet.start();
+  const { client, fleet } = kube;
+  const first = await fleet.startOperator({ source: { kind: "kube", client } });
+  const kubectl = { fieldManager: "kubectl", force: true };
+  const ref = { namespace: "default", name: "web" };
+
+  await client.apply(DeploymentType, kubectlObject("web", [{ name: "A", value: "1" }]), kubectl);
+  const valid = await fleet.waitForDesiredKeys(["a1.default.web"]);
+  const kept = valid.get("a1.default.web") as DesiredState;
+  assert.equal(kept.generation, 1);
+
+  await client.apply(DeploymentType, kubectlObject("web", TOO_LONG), kubectl);
+  const refused = await waitForAccepted(client, "web", "False", 2);
+  assert.ok(refused.message.startsWith(`generation 2 refused: ${ENV_PROBLEM}`), refused.message);
+  assert.ok(
+    refused.message.endsWith("; devices keep generation 1 until a valid one is applied"),
+    refused.message,
+  );
+  assert.deepEqual(await fleet.desired(), new Map([["a1.default.web", kept]]));
+
+  // The aggregate's own status writes leave the condition alone.
+  await fleet.report("a1", ref, 1, "Running");
+  const cr = await eventually("web's aggregate to show a1 running generation 1", async () => {
+    const cr = await client.get<DeploymentCr>(DeploymentType, "web", "default");
+    return cr?.status?.aggregate?.succeeded === 1 ? cr : undefined;
+  });
+  assert.equal(cr.status?.observedGeneration, 1);
+  assert.deepEqual(cr.status?.conditions, [refused]);
+
+  // A restart knows only the refused generation: the devices keep theirs, nothing is rewritten.
+  await first.stop();
+  const { log, lines } = capturingLogger();
+  const second = await fleet.startOperator({ source: { kind: "kube", client }, log });
+  await sleep(500);
+  assert.deepEqual(await fleet.desired(), new Map([["a1.default.web", kept]]));
+  const after = await client.get<DeploymentCr>(DeploymentType, "web", "default");
+  assert.equal(after?.metadata.resourceVersion, cr.metadata.resourceVersion);
+  assert.deepEqual(second.operator.stats, NO_WRITES);
+  assert.ok(
+    lines.some((l) => l.includes("default/web: its current generation is refused")),
+    lines.join("\n"),
+  );
+
+  // Deleting it still removes its desired state and lets it go.
+  await client.delete(DeploymentType, "web", { namespace: "default" });
+  await fleet.waitForDesiredKeys([]);
+  await eventually(
+    "the refused CR to be gone",
+    async () => (await client.get(DeploymentType, "web", "default")) === undefined || undefined,
+  );
 });
 
 Deno.test("Operator writes exactly the diff when a deployment is retargeted or bumped", async () => {

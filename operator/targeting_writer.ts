@@ -17,6 +17,7 @@ import {
   type DesiredState,
   desiredStateOf,
   diffTargets,
+  heldDeployment,
   type Labels,
   matchesSelector,
   type PortConflict,
@@ -67,6 +68,8 @@ export class TargetingWriter {
   readonly #dirty = new DeploymentSet();
   /** Deleted deployments the source has not released yet. */
   readonly #deleting = new DeploymentSet();
+  /** Deployments refused at the source before the first complete read, none accepted since. */
+  readonly #refused = new DeploymentSet();
   /**
    * While desired state is read again after a restart: the keys delivered since it began,
    * so that those no longer there can be forgotten (a wiped bucket leaves no delete markers).
@@ -87,9 +90,17 @@ export class TargetingWriter {
     });
   }
 
-  /** A deployment was added, changed or deleted at the source. */
+  /** A deployment was added, changed, deleted or refused at the source. */
   onSource(event: Exclude<SourceEvent, { type: "ready" }>): void {
     const log = this.#o.log;
+    if (event.type === "refused") {
+      // What it had stays: the accepted generation, or at start what desired state holds.
+      if (!this.#o.initialRead.complete && !this.#view.deployments.has(event.ref)) {
+        this.#refused.add(event.ref);
+      }
+      return;
+    }
+    this.#refused.delete(event.type === "delete" ? event.ref : event.deployment.metadata);
     if (event.type === "delete") {
       this.#deleting.add(event.ref);
       if (this.#view.deployments.delete(event.ref)) {
@@ -175,10 +186,27 @@ export class TargetingWriter {
    */
   start(): Promise<void> {
     const view = this.#view;
+    for (const ref of this.#refused) this.#hold(ref);
+    this.#refused.clear();
     for (const refs of [view.deployments.keys(), view.desired.keys(), view.statuses.keys()]) {
       for (const ref of refs) this.#markDirty(ref);
     }
     return this.#sync();
+  }
+
+  /**
+   * A deployment whose source holds only a refused generation, seen at start: it is held at
+   * what desired state has for it, so an operator restart takes nothing from its devices.
+   */
+  #hold(ref: DeploymentRef): void {
+    const desired = this.#view.desired.get(ref);
+    const held = heldDeployment(ref, desired);
+    if (!held) return;
+    this.#view.deployments.set(ref, held);
+    this.#o.log.warn(
+      `Deployment ${named(ref)}: its current generation is refused; the ${desired?.size} ` +
+        `device(s) holding it keep generation ${held.metadata.generation}`,
+    );
   }
 
   /** Whether the deployment's desired state is not yet known to match its targets. */

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import {
   conflictMessage,
   type DeploymentRef,
+  desiredStateOf,
+  deviceLabels,
   type Labels,
   type LabelSelector,
   parsePort,
@@ -349,5 +351,84 @@ Deno.test("TargetingWriter keeps the time of a refusal the stored status already
   });
   await writer.start();
   assert.deepEqual(aggregate(API), view.statuses.get(API)?.aggregate, "nothing to write");
+  await writer.stop();
+});
+
+// --- a generation refused at the source -----------------------------------------------
+
+/** `web` at site=a at `generation`, as the source delivers it. */
+function webAt(generation: number, image = `localhost/web:${generation}`): StoredDeployment {
+  const d = storedDeployment("web", { matchLabels: { site: "a" } }, image);
+  return { ...d, metadata: { ...d.metadata, generation } };
+}
+
+Deno.test("TargetingWriter keeps a deployment's generation on its devices when the next one is refused at the source", async () => {
+  const { clock, view, store, stats, writer } = setup(["d1", "d2"]);
+  await writer.start();
+  const before = new Map(store.values);
+  assert.equal(before.size, 2);
+
+  writer.onSource({ type: "refused", ref: WEB, generation: 2 });
+  await clock.advance(1_000);
+  assert.deepEqual(store.values, before);
+  assert.equal(view.deployments.get(WEB)?.metadata.generation, 1);
+  assert.equal(stats.desiredDeletes, 0);
+  await writer.stop();
+});
+
+Deno.test("TargetingWriter holds what desired state has for a deployment refused at the source at start: nothing removed, nothing released", async () => {
+  const clock = new FakeClock();
+  const view = new FleetView();
+  // As agents publish them: with their device-id label.
+  for (const id of ["d1", "d2"]) view.setDevice(id, deviceLabels(id, { site: "a" }));
+  const store = new MemoryDesiredStateStore(clock);
+  // Generation 2 reached d1 before the operator restarted; the source now holds only a refused 3.
+  const kept = desiredStateOf(webAt(2));
+  await store.put("d1", WEB, kept);
+  view.setDesired(WEB, "d1", kept);
+  const source = new RecordingSource(clock);
+  const stats = zeroStats();
+  const initialRead = new InitialRead(["source"]);
+  const writer = new TargetingWriter({
+    view,
+    store,
+    source,
+    initialRead,
+    clock,
+    log: silentLogger,
+    stats,
+    aggregateChanged: () => {},
+  });
+  writer.onSource({ type: "refused", ref: WEB, generation: 3 });
+  initialRead.done("source");
+  await writer.start();
+  await clock.advance(1_000);
+  assert.deepEqual([...store.values], [["d1.default.web", kept]]);
+  assert.deepEqual(source.released, []);
+  assert.deepEqual({ puts: stats.desiredPuts, deletes: stats.desiredDeletes }, {
+    puts: 0,
+    deletes: 0,
+  });
+  assert.equal(view.deployments.get(WEB)?.metadata.generation, 2);
+  assert.deepEqual([...view.targets.get(WEB) ?? []], ["d1"]);
+
+  // Fixed at the source: the accepted generation replaces what was held, on every target.
+  writer.onSource({ type: "upsert", deployment: webAt(4) });
+  await clock.advance(100);
+  assert.deepEqual([...store.values.keys()].sort(), ["d1.default.web", "d2.default.web"]);
+  assert.equal(store.values.get("d1.default.web")?.generation, 4);
+  await writer.stop();
+});
+
+Deno.test("TargetingWriter still removes a deleted deployment's keys when a same-named one comes back refused", async () => {
+  const { clock, store, source, writer } = setup(["d1"]);
+  await writer.start();
+  assert.equal(store.values.size, 1);
+
+  writer.onSource({ type: "delete", ref: WEB });
+  writer.onSource({ type: "refused", ref: WEB, generation: 1 });
+  await clock.advance(1_000);
+  assert.equal(store.values.size, 0, "the new one was never accepted: nothing of it is kept");
+  assert.deepEqual(source.released, [WEB]);
   await writer.stop();
 });
