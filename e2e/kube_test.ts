@@ -9,7 +9,7 @@ import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { KubeApiError, KubeClient } from "../adapters/kube/mod.ts";
 import { readBucket } from "../adapters/nats/mod.ts";
 import { Kvm } from "@nats-io/kv";
-import { KubeDeploymentStore } from "../cli/kube_store.ts";
+import { DeploymentRefusedError, KubeDeploymentStore } from "../cli/kube_store.ts";
 import { DeploymentType, DeviceType, FINALIZER, installCrds } from "../operator/mod.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { containerIds, startFleet, webDeployment } from "./_helpers.ts";
@@ -60,7 +60,9 @@ story(
       >;
       mutate(d);
       await assert.rejects(() => store.apply(d as never), (e: unknown) => {
-        assert.ok(e instanceof KubeApiError, String(e));
+        // The API server's refusal, passed on as the user's error (exit code 2).
+        assert.ok(e instanceof DeploymentRefusedError, String(e));
+        assert.ok(e.cause instanceof KubeApiError, String(e.cause));
         assert.match(e.message, message);
         return true;
       });
