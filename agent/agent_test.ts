@@ -24,10 +24,9 @@ import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { MemoryRuntime } from "../testing/memory_runtime.ts";
-import { captureLogger } from "../testing/nats.ts";
+import { runTestAgent } from "../testing/agents.ts";
+import type { Agent } from "./agent.ts";
 import { eventually } from "../testing/eventually.ts";
-import { Agent } from "./agent.ts";
-import { AgentConfig } from "./config.ts";
 import type { ContainerRuntime } from "./runtime.ts";
 import { PodmanRuntime } from "./podman_runtime.ts";
 
@@ -101,33 +100,20 @@ class Fixture implements AsyncDisposable {
     config: Record<string, unknown> = {},
     runtime: ContainerRuntime = this.runtime,
   ) {
-    const { logger, lines } = captureLogger("info");
     this.runtime.clock = clock;
     const listManaged = runtime.listManaged.bind(runtime);
     runtime.listManaged = (deviceId) => {
       this.passes.push(clock.monotonic());
       return listManaged(deviceId);
     };
-    const agent = new Agent({
-      config: AgentConfig.parse({
-        device_id: DEVICE,
-        state_dir: this.stateDir,
-        nats: { urls: [this.ns.url] },
-        podman: { socket: "/nonexistent/podman.sock" },
-        intervals: INTERVALS,
-        ...config,
-      }),
-      credentials: noCredentials(),
-      configPath: "/etc/fleet-agent/config.toml",
+    const { agent, lines, stop } = runTestAgent({
+      deviceId: DEVICE,
+      stateDir: this.stateDir,
+      natsUrl: this.ns.url,
       runtime,
-      log: logger,
-      version: "0.0.0-test",
-      runtimeDescription: "in memory",
       clock,
-      random: () => 0,
+      config: { intervals: INTERVALS, ...config },
     });
-    const controller = new AbortController();
-    const done = agent.run(controller.signal);
     return {
       /** Resolves once the desired state was read from NATS and acted on. */
       lines,
@@ -137,8 +123,7 @@ class Fixture implements AsyncDisposable {
         await eventually("a pass after the read", () => agent.passes >= 2);
       },
       stop: async () => {
-        controller.abort();
-        await done;
+        await stop();
         runtime.listManaged = listManaged;
       },
     };

@@ -21,10 +21,8 @@ import { createOperator } from "../operator/operator.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { MemoryRuntime } from "../testing/memory_runtime.ts";
-import { captureLogger } from "../testing/nats.ts";
+import { runTestAgent } from "../testing/agents.ts";
 import { eventually } from "../testing/eventually.ts";
-import { Agent } from "./agent.ts";
-import { AgentConfig } from "./config.ts";
 
 const DEVICE = "pi-01";
 const HEARTBEAT_MS = 10_000;
@@ -84,30 +82,14 @@ Deno.test("Two agents with one device id: the newer stands by, touches nothing, 
       stateDirs.push(stateDir);
       const clock = new FakeClock();
       const runtime = new MemoryRuntime(DEVICE);
-      const { logger, lines } = captureLogger("info");
-      const agent = new Agent({
-        config: AgentConfig.parse({
-          device_id: DEVICE,
-          state_dir: stateDir,
-          labels: { site: "lab" },
-          nats: { urls: [ns.url] },
-          podman: { socket: "/nonexistent/podman.sock" },
-          intervals: { heartbeat_seconds: HEARTBEAT_MS / 1000 },
-        }),
-        credentials: noCredentials(),
-        configPath: "/etc/fleet-agent/config.toml",
+      const { lines, stop } = runTestAgent({
+        deviceId: DEVICE,
+        stateDir,
+        natsUrl: ns.url,
         runtime,
-        log: logger,
-        version: "0.0.0-test",
-        runtimeDescription: "in memory",
         clock,
+        config: { labels: { site: "lab" }, intervals: { heartbeat_seconds: HEARTBEAT_MS / 1000 } },
       });
-      const abort = new AbortController();
-      const done = agent.run(abort.signal);
-      const stop = async () => {
-        abort.abort();
-        await done;
-      };
       stops.push(stop);
       return { clock, runtime, lines, stop };
     };
