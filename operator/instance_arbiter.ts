@@ -84,6 +84,14 @@ export class InstanceArbiter {
     this.#judge(deviceId, now);
   }
 
+  /** Writes every standing decision again: the store lost its keys (a wiped bucket). */
+  rewriteAll(): void {
+    for (const deviceId of this.#o.view.agentConflicts.keys()) {
+      this.#unsynced.add(deviceId);
+      void this.#write(deviceId, this.#o.view.agentConflicts.get(deviceId));
+    }
+  }
+
   /** Looks for stopped instances until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
     await every(this.#o.scanIntervalMs, signal, () => this.scan(), this.#o.clock);

@@ -186,3 +186,20 @@ Deno.test("DeviceMirror ignores the info of a standby agent: targeting does not 
     "an older agent without instance counts",
   );
 });
+
+Deno.test("InstanceArbiter: a standing decision is written again after the store lost it", async () => {
+  const { clock, store, arbiter, beat } = setup();
+  arbiter.onHeartbeat({ type: "ready", restarted: false });
+  beat("aaaaaa");
+  await clock.advance(1_000);
+  beat("bbbbbb");
+  await clock.advance(1_000);
+  beat("aaaaaa");
+  await settle();
+  const decision = store.stored.get("pi-1");
+  assert.ok(decision);
+  store.stored.clear(); // the desired-state bucket was wiped and came back empty
+  arbiter.rewriteAll();
+  await settle();
+  assert.deepEqual(store.stored.get("pi-1"), decision);
+});

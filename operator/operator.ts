@@ -231,6 +231,8 @@ export function createOperator(options: OperatorOptions): Operator {
         (async () => {
           for await (const event of ports.desired.watch(inner)) {
             targeting.onDesired(event);
+            // A re-read after the bucket came back: the agent-conflict keys went with it.
+            if (event.type === "ready" && event.restarted) arbiter.rewriteAll();
             if (event.type === "ready") readDone(Buckets.desiredState, event.restarted);
           }
         })(),
