@@ -9,6 +9,7 @@ import {
   KubeLeaseStore,
   type LeaseStore,
   NatsLeaseStore,
+  OPERATOR_LEASE_NAME,
   operatorImageContext,
   runAsLeader,
 } from "../operator/mod.ts";
@@ -158,7 +159,10 @@ Examples:
         await leadOrStandBy(
           flags,
           () =>
-            new KubeLeaseStore(kube, { namespace: flags.leaseNamespace, name: "fleet-operator" }),
+            new KubeLeaseStore(kube, {
+              namespace: flags.leaseNamespace,
+              name: OPERATOR_LEASE_NAME,
+            }),
           log,
           signal,
           lead,
@@ -245,7 +249,8 @@ Writes DIR/fleet-operator/ (the chart; CRDs in crds/ are kept on uninstall) and 
 Example:
   fleet operator chart --output out
   podman build -t localhost/fleet-operator:${version} out/image
-  helm install fleet out/fleet-operator -n fleet-system --create-namespace --set nats.url=nats://nats:4222`,
+  helm install fleet out/fleet-operator -n fleet-system --set nats.url=nats://nats:4222 \\
+    --set nats.oidc.issuer=https://auth.example.com --set nats.oidc.keySecret=fleet-operator-key`,
     )
     .action(async (flags) => {
       const out = flags.output;

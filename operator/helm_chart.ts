@@ -5,14 +5,17 @@
  *
  * The chart installs the CRDs from `crds/` (Helm installs those once and never upgrades or
  * deletes them), a ServiceAccount, a ClusterRole with exactly the verbs the operator uses,
- * a Role for its leader-election Lease in the release namespace, and the operator Deployment
- * with a restricted security context that runs unchanged on OpenShift (no pinned UID/GID).
+ * the leader-election Lease with a Role that grants get and update on that one Lease, and the
+ * operator Deployment with a restricted security context that runs unchanged on OpenShift (no
+ * pinned UID/GID). It refuses to render an operator that would reach NATS without
+ * authentication.
  *
  * @module
  */
 
 import YAML from "yaml";
 import { API_GROUP } from "../core/deployment.ts";
+import { OPERATOR_LEASE_NAME } from "./kube_lease.ts";
 
 /** Name of the chart, and the default name of everything it installs. */
 export const HELM_CHART_NAME = "fleet-operator";
@@ -24,6 +27,8 @@ export const OPERATOR_IMAGE_REPOSITORY = "localhost/fleet-operator";
 export interface PolicyRule {
   apiGroups: string[];
   resources: string[];
+  /** Only these objects; absent for every object of the resources. */
+  resourceNames?: string[];
   verbs: string[];
 }
 
@@ -44,9 +49,17 @@ export const OPERATOR_CLUSTER_RULES: readonly PolicyRule[] = [
   { apiGroups: [API_GROUP], resources: ["devices/status"], verbs: ["get", "patch"] },
 ];
 
-/** The rules of the Role in the release namespace: the leader-election Lease. */
+/**
+ * The rules of the Role in the release namespace: read and renew the leader-election Lease,
+ * that one by name. No `create`: RBAC cannot limit it to a name, so the chart creates the Lease.
+ */
 export const OPERATOR_LEASE_RULES: readonly PolicyRule[] = [
-  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+  {
+    apiGroups: ["coordination.k8s.io"],
+    resources: ["leases"],
+    resourceNames: [OPERATOR_LEASE_NAME],
+    verbs: ["get", "update"],
+  },
 ];
 
 /** The annotation that keeps CRDs (and so every CR) when the release is uninstalled. */
@@ -100,6 +113,7 @@ export function helmChart(options: HelmChartOptions): Map<string, string> {
     ["templates/_helpers.tpl", HELPERS],
     ["templates/serviceaccount.yaml", SERVICE_ACCOUNT],
     ["templates/clusterrole.yaml", rbacYaml()],
+    ["templates/lease.yaml", LEASE],
     ["templates/deployment.yaml", DEPLOYMENT],
     ["templates/NOTES.txt", NOTES],
   ]);
@@ -172,8 +186,27 @@ imagePullSecrets: []
 nats:
   # NATS server URL(s), comma-separated (FLEET_NATS_URL).
   url: nats://nats:4222
-  # Name of a Secret in the release namespace with the keys \`user\` and \`password\`
-  # (FLEET_NATS_USER, FLEET_NATS_PASSWORD); empty for a server without authentication.
+  # How the operator authenticates to NATS: set exactly one of nats.oidc (production) and
+  # nats.credentialsSecret (development). The chart refuses to render with neither, as the
+  # control plane must not run without authentication, and takes no password in values:
+  # credentials come from Secrets.
+  oidc:
+    # The OIDC issuer URL, e.g. https://auth.example.com (FLEET_OIDC_ISSUER). The auth callout
+    # checks the operator's tokens and gives it the operator role.
+    issuer: ""
+    # Name of a Secret in the release namespace holding the operator's private key under the
+    # key \`key\`: a JWK, a Zitadel key JSON or a PEM private key (FLEET_OIDC_KEY). Required
+    # with issuer.
+    keySecret: ""
+    # The operator's OIDC client id (FLEET_OIDC_CLIENT_ID); may stay empty when the key is a
+    # Zitadel key JSON, which names its user.
+    clientId: ""
+    # The resource the tokens are for: the auth callout's audience (FLEET_OIDC_AUDIENCE).
+    audience: ""
+    # How tokens are minted: jwt-bearer or client-credentials (FLEET_OIDC_GRANT).
+    grant: jwt-bearer
+  # Development only: name of a Secret in the release namespace with the keys \`user\` and
+  # \`password\` (FLEET_NATS_USER, FLEET_NATS_PASSWORD).
   credentialsSecret: ""
 
 # debug, info, warn or error
@@ -181,7 +214,8 @@ logLevel: info
 
 # Replicas beyond the first wait as hot standbys; only the holder of the Lease writes.
 replicas: 2
-# Leader election through a Lease in the release namespace; needed with replicas > 1.
+# Leader election through the Lease "${OPERATOR_LEASE_NAME}" in the release namespace, which the
+# chart creates; needed with replicas > 1.
 leaderElection: true
 
 resources:
@@ -256,12 +290,18 @@ metadata:
 automountServiceAccountToken: true
 `;
 
+/** `text` as a Go template string literal (JSON's escapes are Go's, for this ASCII text). */
+function goString(text: string): string {
+  return JSON.stringify(text);
+}
+
 /** Rules as a YAML sequence under a top-level `rules:`, one flow list per field. */
 function rulesYaml(rules: readonly PolicyRule[]): string {
   const list = (items: string[]) => `[${items.map((item) => JSON.stringify(item)).join(", ")}]`;
   return rules.map((rule) =>
     `  - apiGroups: ${list(rule.apiGroups)}\n` +
     `    resources: ${list(rule.resources)}\n` +
+    (rule.resourceNames ? `    resourceNames: ${list(rule.resourceNames)}\n` : "") +
     `    verbs: ${list(rule.verbs)}`
   ).join("\n");
 }
@@ -293,7 +333,7 @@ subjects:
     namespace: {{ .Release.Namespace }}
 {{- if .Values.leaderElection }}
 ---
-# The leader-election Lease lives in the release namespace.
+# Read and renew the leader-election Lease (templates/lease.yaml), and no other.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
@@ -323,12 +363,66 @@ subjects:
 `;
 }
 
+// Created here, with no spec (the operator writes it, and an upgrade leaves it alone), so the
+// operator needs no right to create Leases.
+const LEASE = `{{- if .Values.leaderElection }}
+# The leader-election Lease; the operator may read and renew this one Lease only.
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata:
+  name: ${OPERATOR_LEASE_NAME}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "fleet-operator.labels" . | nindent 4 }}
+{{- end }}
+`;
+
+// The checks at the top refuse a control plane without NATS authentication, with a message
+// naming the values to set; credentials only ever come from Secrets.
+const NO_PLAIN_PASSWORD = goString(
+  "nats.user and nats.password are not read, as a password does not belong in values: put them " +
+    "in a Secret (kubectl create secret generic fleet-nats --from-literal=user=... " +
+    "--from-literal=password=...) and set nats.credentialsSecret to its name",
+);
+const ONE_IDENTITY = goString(
+  "Set one NATS identity for the operator, not both: nats.oidc.issuer (OIDC, production) or " +
+    "nats.credentialsSecret (user and password, development)",
+);
+const OIDC_NEEDS_KEY = goString(
+  "nats.oidc.issuer is set but nats.oidc.keySecret is empty: set nats.oidc.keySecret to the " +
+    `name of a Secret in the release namespace that holds the operator's OIDC private key ` +
+    `under the key "key"`,
+);
+const OIDC_NEEDS_ISSUER = goString(
+  "nats.oidc.keySecret is set but nats.oidc.issuer is empty: set nats.oidc.issuer to the OIDC " +
+    "issuer URL (e.g. https://auth.example.com)",
+);
+const NO_IDENTITY = goString(
+  "The operator must not reach NATS without authentication: set nats.oidc.issuer and " +
+    `nats.oidc.keySecret (a Secret with its OIDC private key under the key "key"), or for ` +
+    `development nats.credentialsSecret (a Secret with the keys "user" and "password")`,
+);
 // The security context satisfies the "restricted" Pod Security Standard and OpenShift's
 // restricted-v2 SCC: no UID, GID or fsGroup is pinned, so OpenShift can assign one from the
 // namespace's range; elsewhere the image's USER 65532 applies. The root filesystem is
 // read-only; /tmp and DENO_DIR (Deno's code cache) are emptyDirs.
 const DEPLOYMENT = `{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection) }}
 {{- fail "replicas > 1 needs leaderElection: true (two operators would both write desired state)" }}
+{{- end }}
+{{- if or .Values.nats.user .Values.nats.password }}
+{{- fail ${NO_PLAIN_PASSWORD} }}
+{{- end }}
+{{- if and .Values.nats.oidc.issuer .Values.nats.credentialsSecret }}
+{{- fail ${ONE_IDENTITY} }}
+{{- end }}
+{{- if and .Values.nats.oidc.issuer (not .Values.nats.oidc.keySecret) }}
+{{- fail ${OIDC_NEEDS_KEY} }}
+{{- end }}
+{{- if and .Values.nats.oidc.keySecret (not .Values.nats.oidc.issuer) }}
+{{- fail ${OIDC_NEEDS_ISSUER} }}
+{{- end }}
+{{- if not (or .Values.nats.oidc.issuer .Values.nats.credentialsSecret) }}
+{{- fail ${NO_IDENTITY} }}
 {{- end }}
 apiVersion: apps/v1
 kind: Deployment
@@ -390,7 +484,25 @@ spec:
                   fieldPath: metadata.namespace
             - name: FLEET_NATS_URL
               value: {{ .Values.nats.url | quote }}
-            {{- if .Values.nats.credentialsSecret }}
+            {{- if .Values.nats.oidc.issuer }}
+            - name: FLEET_OIDC_ISSUER
+              value: {{ .Values.nats.oidc.issuer | quote }}
+            - name: FLEET_OIDC_KEY
+              valueFrom:
+                secretKeyRef:
+                  name: {{ .Values.nats.oidc.keySecret | quote }}
+                  key: key
+            {{- with .Values.nats.oidc.clientId }}
+            - name: FLEET_OIDC_CLIENT_ID
+              value: {{ . | quote }}
+            {{- end }}
+            {{- with .Values.nats.oidc.audience }}
+            - name: FLEET_OIDC_AUDIENCE
+              value: {{ . | quote }}
+            {{- end }}
+            - name: FLEET_OIDC_GRANT
+              value: {{ .Values.nats.oidc.grant | quote }}
+            {{- else }}
             - name: FLEET_NATS_USER
               valueFrom:
                 secretKeyRef:
@@ -446,11 +558,12 @@ const NOTES =
 ({{ .Values.replicas }} replica(s){{ if .Values.leaderElection }}, leader election through a Lease{{ end }}).
 
 It watches Deployment CRs (fleet.nationtech.io/v1alpha1) in every namespace and writes the
-desired state of each matching device to NATS at {{ .Values.nats.url }}.
-{{- if not .Values.nats.credentialsSecret }}
-
-No NATS credentials are configured (nats.credentialsSecret is empty); set it to the name
-of a Secret with the keys "user" and "password" if the server needs them.
+desired state of each matching device to NATS at {{ .Values.nats.url }},
+{{- if .Values.nats.oidc.issuer }}
+as the OIDC identity whose key is in the Secret {{ .Values.nats.oidc.keySecret }}.
+{{- else }}
+as the user in the Secret {{ .Values.nats.credentialsSecret }}: development only; production
+uses an OIDC identity (nats.oidc).
 {{- end }}
 
 Check it:

@@ -14,6 +14,12 @@ import {
   type StoredLease,
 } from "./lease_store.ts";
 
+/**
+ * The name of the operator's leader-election Lease. The Helm chart creates the Lease and grants
+ * the operator get and update on this name only (RBAC cannot limit `create` to a name).
+ */
+export const OPERATOR_LEASE_NAME = "fleet-operator";
+
 /** What a Lease without a duration is taken to last: client-go's default. */
 const DEFAULT_LEASE_DURATION_SECONDS = 15;
 
@@ -134,8 +140,13 @@ export class KubeLeaseStore implements LeaseStore {
 
   #error(verb: string, error: unknown): LeaseStoreError {
     const message = error instanceof Error ? error.message : String(error);
+    // The chart's Role allows reading and renewing this Lease, not creating one.
+    const hint = verb === "create" && error instanceof KubeApiError && error.isForbidden()
+      ? "; the operator may only read and renew this Lease, which the Helm chart creates: " +
+        "run helm upgrade to put it back"
+      : "";
     return new LeaseStoreError(
-      `Cannot ${verb} the ${this.description} in Kubernetes: ${message}`,
+      `Cannot ${verb} the ${this.description} in Kubernetes: ${message}${hint}`,
       this.description,
       { cause: error },
     );

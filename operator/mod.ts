@@ -51,7 +51,7 @@ export {
   type LeaseWrite,
   type StoredLease,
 } from "./lease_store.ts";
-export { type KubeLeaseOptions, KubeLeaseStore } from "./kube_lease.ts";
+export { type KubeLeaseOptions, KubeLeaseStore, OPERATOR_LEASE_NAME } from "./kube_lease.ts";
 export { type NatsLeaseOptions, NatsLeaseStore } from "./nats_lease.ts";
 export {
   HELM_CHART_NAME,

@@ -1,9 +1,10 @@
 /** Helpers shared by the Kubernetes adapter tests (not part of the adapter's surface). */
 
-import { type KubeApiServer, startKubeApiServer } from "./kube_apiserver.ts";
+import { type KubeApiServer, OPERATOR_TEST_USER, startKubeApiServer } from "./kube_apiserver.ts";
 import { eventually } from "./eventually.ts";
 import type { KubeClient } from "../adapters/kube/client.ts";
 import { createLogger, type Logger } from "../adapters/logger.ts";
+import type { PolicyRule } from "../operator/helm_chart.ts";
 import {
   CustomResourceDefinitionType,
   type KubeObject,
@@ -36,6 +37,36 @@ export async function createNamespace(client: KubeClient, prefix: string): Promi
   const name = `${prefix}-${Date.now().toString(36)}-${counter++}`;
   await client.create(NamespaceType, { metadata: { name } });
   return name;
+}
+
+const RoleType: ResourceType = {
+  group: "rbac.authorization.k8s.io",
+  version: "v1",
+  plural: "roles",
+  kind: "Role",
+  namespaced: true,
+};
+const RoleBindingType: ResourceType = { ...RoleType, plural: "rolebindings", kind: "RoleBinding" };
+
+/**
+ * Grants {@linkcode OPERATOR_TEST_USER} the `rules` in `namespace` (a Role and RoleBinding named
+ * `name`). The API server's authorizer learns of the binding through its own watch a moment
+ * later, so the caller waits for a call it allows to go through.
+ */
+export async function grantToOperatorTestUser(
+  admin: KubeClient,
+  namespace: string,
+  name: string,
+  rules: readonly PolicyRule[],
+): Promise<void> {
+  await admin.apply(RoleType, { metadata: { name, namespace }, rules }, {
+    fieldManager: "fleet-test",
+  });
+  await admin.apply(RoleBindingType, {
+    metadata: { name, namespace },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+    subjects: [{ kind: "User", name: OPERATOR_TEST_USER, apiGroup: "rbac.authorization.k8s.io" }],
+  }, { fieldManager: "fleet-test" });
 }
 
 /** A logger whose lines are kept in `lines`. */

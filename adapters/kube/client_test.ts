@@ -4,12 +4,13 @@ import assert from "node:assert/strict";
 import { KubeClient } from "./client.ts";
 import { KubeApiError, KubeGoneError, KubeUnavailableError } from "./errors.ts";
 import { loadKubeConfig } from "./kubeconfig.ts";
-import { ConfigMapType, type KubeObject, type ResourceType } from "./types.ts";
+import { ConfigMapType, type KubeObject } from "./types.ts";
 import { OPERATOR_TEST_USER } from "../../testing/kube_apiserver.ts";
 import { waitFor } from "../timers.ts";
 import {
   createNamespace,
   disposeSharedKube,
+  grantToOperatorTestUser,
   installWidgetCrd,
   sharedKube,
   sharedServerTest,
@@ -21,15 +22,6 @@ import {
 interface ConfigMap extends KubeObject {
   data?: Record<string, string>;
 }
-
-const RoleType: ResourceType = {
-  group: "rbac.authorization.k8s.io",
-  version: "v1",
-  plural: "roles",
-  kind: "Role",
-  namespaced: true,
-};
-const RoleBindingType: ResourceType = { ...RoleType, plural: "rolebindings", kind: "RoleBinding" };
 
 async function admin(): Promise<KubeClient> {
   return new KubeClient((await sharedKube()).adminConfig);
@@ -336,16 +328,9 @@ Deno.test(
         `the namespace "${ns}"`,
     );
     // Granting a Role makes the same call work: the token is a real, restricted user.
-    await client.apply(RoleType, {
-      metadata: { name: "read-configmaps", namespace: ns },
-      rules: [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"] }],
-    }, { fieldManager: "fleet-test" });
-    await client.apply(RoleBindingType, {
-      metadata: { name: "read-configmaps", namespace: ns },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "read-configmaps" },
-      subjects: [{ kind: "User", name: OPERATOR_TEST_USER, apiGroup: "rbac.authorization.k8s.io" }],
-    }, { fieldManager: "fleet-test" });
-    // The API server's authorizer learns of the binding through its own watch, a moment later.
+    await grantToOperatorTestUser(client, ns, "read-configmaps", [
+      { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"] },
+    ]);
     const { items } = await waitFor("the RoleBinding to take effect", async () => {
       try {
         return await operator.list(ConfigMapType, { namespace: ns });
