@@ -21,6 +21,17 @@ export const BUCKET_HISTORY: Record<BucketName, number> = {
   [Buckets.deploymentStatus]: 1,
 };
 
+/**
+ * The buckets devices write, each its own keys (DESIGN.md §2). Their streams refuse rollup
+ * headers: a `Nats-Rollup: all` on a device's own key (what a KV purge sends too, as `sub`)
+ * would delete every other key of the bucket, that is every other device's reports.
+ */
+export const REPORT_BUCKETS: readonly BucketName[] = [
+  Buckets.deviceInfo,
+  Buckets.deviceState,
+  Buckets.deviceHeartbeat,
+];
+
 /** A deployment's identity: the namespace is part of every key. */
 export interface DeploymentRef {
   namespace: string;

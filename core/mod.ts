@@ -122,6 +122,7 @@ export {
   keys,
   parseKey,
   refKey,
+  REPORT_BUCKETS,
 } from "./keys.ts";
 export { canonicalJson, specHash } from "./spec_hash.ts";
 export {

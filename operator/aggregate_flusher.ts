@@ -66,10 +66,25 @@ export class AggregateFlusher {
     this.#dirty.add(ref);
   }
 
-  /** A device reported the state of a deployment (or its report was deleted). */
+  /**
+   * A device reported the state of a deployment (or its report was deleted). A report on a
+   * deployment not targeted at the device is not kept (`FleetView.wantsState`); before the
+   * first complete read nothing can be judged yet, and what is kept then is pruned once the
+   * targets are resolved.
+   */
   onReport(event: DeviceStateEvent): void {
-    if (event.type === "put") this.#o.view.setState(event.state, event.ref, event.deviceId);
-    else if (event.type === "delete") this.#o.view.setState(undefined, event.ref, event.deviceId);
+    const view = this.#o.view;
+    if (event.type === "put") {
+      if (this.#o.initialRead.complete && !view.wantsState(event.ref, event.deviceId)) {
+        view.setState(undefined, event.ref, event.deviceId);
+        this.#o.log.debug(
+          `Ignored the report of device ${event.deviceId} on ${event.ref.namespace}/` +
+            `${event.ref.name}: that deployment is not targeted at it`,
+        );
+        return;
+      }
+      view.setState(event.state, event.ref, event.deviceId);
+    } else if (event.type === "delete") view.setState(undefined, event.ref, event.deviceId);
     else return;
     this.markDirty(event.ref);
   }

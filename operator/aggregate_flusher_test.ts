@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type DeploymentRef, DeploymentState, type Phase } from "../core/mod.ts";
+import { type DeploymentRef, DeploymentState, desiredStateOf, type Phase } from "../core/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { RecordingSource, storedDeployment } from "../testing/operator_fakes.ts";
@@ -135,4 +135,82 @@ Deno.test("AggregateFlusher reports a device targeting refused as Failed with th
   await clock.advance(FLUSH_MS);
   await stop();
   assert.equal(source.writes.at(-1)?.status.aggregate.pending, 1);
+});
+
+function stateOf(deviceId: string, ref: DeploymentRef) {
+  const state = DeploymentState.parse({
+    deviceId,
+    namespace: ref.namespace,
+    deployment: ref.name,
+    generation: 1,
+    phase: "Running",
+    lastError: null,
+    lastEventAt: new Date(Date.UTC(2030, 0, 1)).toISOString(),
+  });
+  return { type: "put" as const, deviceId, ref, state };
+}
+
+/** What the view keeps: "namespace/name deviceId", sorted. */
+function kept(view: FleetView): string[] {
+  return [...view.states].flatMap(([ref, devices]) =>
+    [...devices.keys()].map((d) => `${ref.namespace}/${ref.name} ${d}`)
+  ).sort();
+}
+
+Deno.test("AggregateFlusher keeps no report of a deployment not targeted at the device", async () => {
+  const { view, flusher, stop } = setup();
+  view.setDevice("d2", { site: "b" });
+  flusher.onReport(stateOf("d1", WEB));
+  // d2 is not targeted by web, and the other names are deployments that do not exist.
+  flusher.onReport(stateOf("d2", WEB));
+  for (let i = 0; i < 1_000; i++) {
+    flusher.onReport(stateOf("d2", { namespace: "default", name: `made-up-${i}` }));
+  }
+  assert.deepEqual(kept(view), ["default/web d1"]);
+  assert.equal(view.states.size, 1, "no entry per made-up deployment either");
+
+  // A device still holding desired state of it (being removed from it) is heard.
+  view.setDesired(WEB, "d2", desiredStateOf(view.deployments.get(WEB)!));
+  flusher.onReport(stateOf("d2", WEB));
+  assert.deepEqual(kept(view), ["default/web d1", "default/web d2"]);
+  // Once it holds none, its next report drops what was kept.
+  view.setDesired(WEB, "d2", undefined);
+  flusher.onReport(stateOf("d2", WEB));
+  assert.deepEqual(kept(view), ["default/web d1"]);
+  await stop();
+});
+
+Deno.test("AggregateFlusher keeps every report read before the targets are known, and those targeted once they are", () => {
+  const clock = new FakeClock();
+  const view = new FleetView();
+  view.setDevice("d1", { site: "a" });
+  view.setDevice("d2", { site: "b" });
+  const initialRead = new InitialRead(["source", "device-state"]);
+  const flusher = new AggregateFlusher({
+    view,
+    source: new RecordingSource(clock),
+    initialRead,
+    clock,
+    log: silentLogger,
+    stats: zeroStats(),
+    flushIntervalMs: FLUSH_MS,
+    staleAfterMs: 3_600_000,
+    syncPending: () => false,
+  });
+  const made = { namespace: "default", name: "made-up" };
+  // Reports come before the deployment itself is read: none is dropped yet.
+  flusher.onReport(stateOf("d1", WEB));
+  flusher.onReport(stateOf("d2", WEB));
+  flusher.onReport(stateOf("d2", made));
+  view.deployments.set(WEB, storedDeployment("web", { matchLabels: { site: "a" } }));
+  assert.deepEqual(kept(view), ["default/made-up d2", "default/web d1", "default/web d2"]);
+  // The read completes (the operator prunes then): the made-up deployment goes, web waits
+  // for its targets.
+  initialRead.done("source");
+  assert.equal(initialRead.done("device-state"), true);
+  view.pruneStates();
+  assert.deepEqual(kept(view), ["default/web d1", "default/web d2"]);
+  // Its targets are resolved: only d1's stays.
+  view.resolveTargets(WEB);
+  assert.deepEqual(kept(view), ["default/web d1"]);
 });

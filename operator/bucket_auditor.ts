@@ -1,7 +1,7 @@
 /**
  * The bucket controller: checks now and then that every bucket still exists and re-creates
  * one that vanished (broker data loss); the owners of its keys refill it (DESIGN.md §4
- * "Self-healing").
+ * "Self-healing"). It also makes a report bucket that allows rollups refuse them, in place.
  * @module
  */
 import type { BucketName, Clock } from "../core/mod.ts";
@@ -22,7 +22,7 @@ export interface BucketAuditorOptions {
   recreated: (bucket: BucketName) => void;
 }
 
-/** Re-creates vanished buckets, checking every interval. */
+/** Re-creates vanished buckets and closes report buckets to rollups, checking every interval. */
 export class BucketAuditor {
   readonly #o: BucketAuditorOptions;
 
@@ -35,7 +35,7 @@ export class BucketAuditor {
     await every(this.#o.intervalMs, signal, () => this.audit(), this.#o.clock);
   }
 
-  /** Re-creates the buckets that are missing now. */
+  /** Re-creates the buckets that are missing now, then makes the report buckets refuse rollups. */
   async audit(): Promise<void> {
     const { keeper, log } = this.#o;
     let missing: BucketName[];
@@ -55,6 +55,16 @@ export class BucketAuditor {
       } catch (error) {
         log.warn(`Could not recreate the "${bucket}" bucket: ${(error as Error).message}`);
       }
+    }
+    try {
+      for (const bucket of await keeper.refuseRollups()) {
+        log.warn(
+          `The "${bucket}" bucket allowed rollups, with which any device could wipe every ` +
+            `other device's reports; it refuses them now`,
+        );
+      }
+    } catch (error) {
+      log.warn((error as Error).message);
     }
   }
 }

@@ -26,6 +26,16 @@ class MemoryKeeper implements BucketKeeper {
     this.present.add(bucket);
     return Promise.resolve();
   }
+
+  /** Report buckets that still allow rollups. */
+  readonly rollups = new Set<BucketName>();
+
+  refuseRollups(): Promise<BucketName[]> {
+    if (this.down) return Promise.reject(new Error("no connection"));
+    const changed = [...this.rollups];
+    this.rollups.clear();
+    return Promise.resolve(changed);
+  }
 }
 
 Deno.test("BucketAuditor re-creates a vanished bucket on its next audit, and says so", async () => {
@@ -68,4 +78,28 @@ Deno.test("BucketAuditor re-creates a vanished bucket on its next audit, and say
   assert.equal(stats.bucketsRecreated, 2);
   controller.abort();
   await running;
+});
+
+Deno.test("BucketAuditor makes a report bucket that allows rollups refuse them, and says so", async () => {
+  const clock = new FakeClock();
+  const keeper = new MemoryKeeper();
+  const lines: string[] = [];
+  const auditor = new BucketAuditor({
+    keeper,
+    clock,
+    log: createLogger({ level: "info", timestamps: false, write: (l) => lines.push(l) }),
+    stats: zeroStats(),
+    intervalMs: 10_000,
+    recreated: () => {},
+  });
+  keeper.rollups.add(Buckets.deviceState);
+  await auditor.audit();
+  assert.deepEqual([...keeper.rollups], []);
+  assert.ok(
+    lines.some((l) => l.includes(`"device-state" bucket allowed rollups`)),
+    lines.join("\n"),
+  );
+  lines.length = 0;
+  await auditor.audit();
+  assert.deepEqual(lines, [], "nothing to say once they refuse them");
 });

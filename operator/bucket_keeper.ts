@@ -10,7 +10,7 @@ import type { BucketName } from "../core/mod.ts";
 export interface BucketKeeper {
   /**
    * Creates every bucket of DESIGN.md §2 that does not exist, retrying while the broker
-   * cannot (down, or a cluster still forming).
+   * cannot (down, or a cluster still forming), and makes the report buckets refuse rollups.
    * @returns false when `signal` aborted first
    */
   ensureAll(signal: AbortSignal): Promise<boolean>;
@@ -21,4 +21,11 @@ export interface BucketKeeper {
   missing(): Promise<BucketName[]>;
   /** Creates a bucket found missing, with its usual settings. */
   recreate(bucket: BucketName): Promise<void>;
+  /**
+   * Makes the report buckets that still allow rollups (created by an older operator, or by
+   * something else) refuse them, in place: their entries stay.
+   * @returns the buckets it changed
+   * @throws when it cannot (the broker cannot be reached)
+   */
+  refuseRollups(): Promise<BucketName[]>;
 }

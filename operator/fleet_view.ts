@@ -123,7 +123,29 @@ export class FleetView {
       : new Set<string>();
     if (deployment) this.targets.set(ref, targets);
     else this.targets.delete(ref);
+    this.pruneStates([ref]);
     return targets;
+  }
+
+  /**
+   * Whether a device's report on a deployment is kept: the device holds desired state of it,
+   * or the deployment exists and targets the device (or its targets are not resolved yet).
+   * Any other report is of something the device was never given; kept, it would let any
+   * device grow the operator's memory with made-up deployment names.
+   */
+  wantsState(ref: DeploymentRef, deviceId: string): boolean {
+    if (this.desired.get(ref)?.has(deviceId)) return true;
+    if (!this.deployments.has(ref)) return false;
+    return this.targets.get(ref)?.has(deviceId) ?? true;
+  }
+
+  /** Forgets the reports of `refs` that {@link wantsState} no longer wants. */
+  pruneStates(refs: Iterable<DeploymentRef> = [...this.states.keys()]): void {
+    for (const ref of refs) {
+      for (const deviceId of [...this.states.get(ref)?.keys() ?? []]) {
+        if (!this.wantsState(ref, deviceId)) this.setState(undefined, ref, deviceId);
+      }
+    }
   }
 
   *#labelled(selector: LabelSelector): Iterable<readonly [string, Labels]> {
@@ -160,6 +182,7 @@ export class FleetView {
       map.set(deviceId, state);
     } else {
       map?.delete(deviceId);
+      if (map?.size === 0) this.states.delete(ref);
     }
   }
 

@@ -1,9 +1,15 @@
 /** The {@link BucketKeeper} on NATS: the JetStream KV buckets of DESIGN.md §2. */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
-import { BUCKET_HISTORY, type BucketName, Buckets, type Clock } from "../core/mod.ts";
+import {
+  BUCKET_HISTORY,
+  type BucketName,
+  Buckets,
+  type Clock,
+  REPORT_BUCKETS,
+} from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { ensureBucket, ensureBucketRetrying } from "../adapters/nats/mod.ts";
+import { ensureBucket, ensureBucketRetrying, refuseRollups } from "../adapters/nats/mod.ts";
 import type { BucketKeeper } from "./bucket_keeper.ts";
 
 /** Creates the KV buckets, finds the missing ones by JetStream's "stream not found" code (10059). */
@@ -30,6 +36,13 @@ export class NatsBucketKeeper implements BucketKeeper {
       });
       if (!kv) return false;
     }
+    try {
+      for (const bucket of await this.refuseRollups()) {
+        this.#log.info(`The "${bucket}" bucket refuses rollups now`);
+      }
+    } catch (error) {
+      this.#log.warn(`${(error as Error).message}; retrying at the next bucket audit`);
+    }
     return true;
   }
 
@@ -50,6 +63,15 @@ export class NatsBucketKeeper implements BucketKeeper {
 
   async recreate(bucket: BucketName): Promise<void> {
     await ensureBucket(this.#nc, bucket, this.#settings(bucket));
+    if (REPORT_BUCKETS.includes(bucket)) await refuseRollups(this.#nc, bucket);
+  }
+
+  async refuseRollups(): Promise<BucketName[]> {
+    const changed: BucketName[] = [];
+    for (const bucket of REPORT_BUCKETS) {
+      if (await refuseRollups(this.#nc, bucket)) changed.push(bucket);
+    }
+    return changed;
   }
 
   #settings(bucket: BucketName) {

@@ -195,6 +195,8 @@ export function createOperator(options: OperatorOptions): Operator {
       return;
     }
     if (!initialRead.done(input)) return;
+    // Reports of deployments that do not exist go now; the others once targets are resolved.
+    view.pruneStates();
     devices.reportAll();
     log.info("Read the fleet's current state", {
       deployments: view.deployments.size,

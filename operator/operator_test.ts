@@ -1168,3 +1168,33 @@ Deno.test("Operator flushes a deployment's aggregate at most once per flush inte
   const writes = operator.stats.statusWrites - before.statusWrites;
   assert.ok(writes >= 1 && writes <= 2, `${writes} status writes for one burst`);
 });
+
+Deno.test("Operator keeps only reports of deployments targeted at their device, read at start or live", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  await fleet.device("a1", { site: "a" });
+  await fleet.device("b1", { site: "b" });
+  const web = deployment("web", SITE_A);
+  const ref = refOf(web);
+  const madeUp = (name: string) => ({ namespace: "default", name });
+  await fleet.store.apply(web);
+  // Stored before the operator starts, so read before any target is known: a1's report on
+  // web counts; b1's on web (not targeted at it) and on deployments that do not exist go.
+  await fleet.report("a1", ref, 1, "Running");
+  await fleet.report("b1", ref, 1, "Running");
+  for (let i = 0; i < 20; i++) await fleet.report("b1", madeUp(`made-up-${i}`), 1, "Running");
+  const { operator } = await fleet.startOperator();
+  await fleet.waitForStatus(ref, { generation: 1, matched: 1, succeeded: 1 });
+  const kept = () =>
+    [...operator.view.states].flatMap(([r, devices]) =>
+      [...devices.keys()].map((d) => `${r.namespace}/${r.name} ${d}`)
+    );
+  assert.deepEqual(kept(), ["default/web a1"]);
+
+  // Live, the same; a1's later report shows b1's were read.
+  await fleet.report("b1", madeUp("made-up-live"), 1, "Running");
+  await fleet.report("b1", ref, 1, "Failed", "from b1");
+  await fleet.report("a1", ref, 1, "Failed", "from a1");
+  await fleet.waitForStatus(ref, { generation: 1, matched: 1, failed: 1 });
+  assert.deepEqual(kept(), ["default/web a1"]);
+});

@@ -3,7 +3,7 @@
  */
 
 import { InvalidArgumentError, type NatsConnection } from "@nats-io/nats-core";
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { Clock } from "../../core/clock.ts";
 import type { Logger } from "../logger.ts";
@@ -73,6 +73,33 @@ export async function ensureBucket(
     }
     throw new BucketError(
       `Cannot create or open the "${name}" bucket on NATS: ${errorMessage(err)}`,
+      name,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * Makes the bucket's stream refuse rollup headers (`Nats-Rollup`, which `kv.purge` sends too),
+ * changing an existing stream in place: its entries stay. @nats-io/kv creates every bucket
+ * with rollups allowed and has no option against it, hence a stream update afterwards. Left
+ * without `deny_purge`, which nats-server never lets be undone: devices may not call the
+ * stream purge API anyway, and a purge of old delete markers stays possible.
+ *
+ * @returns whether the stream had to be changed
+ * @throws {BucketError} when the bucket is missing or the user may not change it.
+ */
+export async function refuseRollups(nc: NatsConnection, name: string): Promise<boolean> {
+  try {
+    const jsm = await jetstreamManager(nc, { checkAPI: false });
+    const stream = `KV_${name}`;
+    const { config } = await jsm.streams.info(stream);
+    if (!config.allow_rollup_hdrs) return false;
+    await jsm.streams.update(stream, { ...config, allow_rollup_hdrs: false });
+    return true;
+  } catch (err) {
+    throw new BucketError(
+      `Cannot make the "${name}" bucket on NATS refuse rollups: ${errorMessage(err)}`,
       name,
       { cause: err },
     );

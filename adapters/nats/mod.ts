@@ -16,6 +16,7 @@ export {
   isMaxPayloadExceeded,
   isWrongLastSequence,
   openBucket,
+  refuseRollups,
 } from "./buckets.ts";
 export {
   connectNats,
