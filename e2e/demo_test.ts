@@ -21,6 +21,7 @@ const CLEANUP_MS = 60_000;
 
 interface Proc {
   pid: number;
+  ppid: number;
   cmdline: string;
 }
 
@@ -38,6 +39,7 @@ function cmdline(pid: number): string | undefined {
 /** Every process under `root`, found through the parent ids in /proc. */
 function descendants(root: number): Proc[] {
   const children = new Map<number, number[]>();
+  const parents = new Map<number, number>();
   for (const entry of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
     let stat: string;
@@ -50,12 +52,13 @@ function descendants(root: number): Proc[] {
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
     const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
     children.set(ppid, [...children.get(ppid) ?? [], Number(entry.name)]);
+    parents.set(Number(entry.name), ppid);
   }
   const found: Proc[] = [];
   const queue = [...children.get(root) ?? []];
   for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
     const line = cmdline(pid);
-    if (line !== undefined) found.push({ pid, cmdline: line });
+    if (line !== undefined) found.push({ pid, ppid: parents.get(pid) ?? 0, cmdline: line });
     queue.push(...children.get(pid) ?? []);
   }
   return found;
@@ -181,7 +184,10 @@ async function withDemo(
     const processes = descendants(demo.child.pid);
     const program = processes.find((p) => / main\.ts demo/.test(p.cmdline));
     assert.ok(program, `the demo's own process: ${JSON.stringify(processes)}`);
-    const helpers = processes.filter((p) => /nats-server|podman system service/.test(p.cmdline));
+    // Started by the demo itself: podman may re-exec itself under its service for a moment.
+    const helpers = processes.filter((p) =>
+      p.ppid === program.pid && /nats-server|podman system service/.test(p.cmdline)
+    );
     started = [program, ...helpers];
     assert.equal(helpers.length, 2, `nats-server and podman: ${JSON.stringify(processes)}`);
     await fn({ demo, program, podman, tmp, helpers });
