@@ -86,9 +86,8 @@ export class InstanceArbiter {
 
   /** Writes every standing decision again: the store lost its keys (a wiped bucket). */
   rewriteAll(): void {
-    for (const deviceId of this.#o.view.agentConflicts.keys()) {
-      this.#unsynced.add(deviceId);
-      void this.#write(deviceId, this.#o.view.agentConflicts.get(deviceId));
+    for (const [deviceId, conflict] of this.#o.view.agentConflicts) {
+      void this.#write(deviceId, conflict);
     }
   }
 

@@ -48,10 +48,8 @@ export class KubeDeviceSink implements DeviceSink {
   readonly #clock: Clock;
   /** deviceId → canonical JSON of the last body applied (or found at start). */
   readonly #applied = new Map<string, { json: string; body: Record<string, unknown> }>();
-  /** Reachability waiting for its Device object to be created first. */
-  readonly #deferred = new Map<string, NonNullable<Pending["reachable"]>>();
-  /** Agent conflicts waiting for their Device object likewise. */
-  readonly #deferredConflicts = new Map<string, NonNullable<Pending["conflict"]>>();
+  /** Status (reachability, agent conflict) waiting for its Device object to be created first. */
+  readonly #deferred = new Map<string, Pick<Pending, "reachable" | "conflict">>();
   /** deviceId → status last written (or found at start): each write carries all of it. */
   readonly #statuses = new Map<string, DeviceStatus>();
   readonly #pending = new Map<string, Pending>();
@@ -132,7 +130,7 @@ export class KubeDeviceSink implements DeviceSink {
       );
       this.#queue(name, { body: applied.body });
       if (condition) {
-        this.#deferred.set(name, { reachable: condition.status === "True", lastSeenMs: undefined });
+        this.#defer(name, { reachable: condition.status === "True", lastSeenMs: undefined });
       }
     }
   }
@@ -156,6 +154,10 @@ export class KubeDeviceSink implements DeviceSink {
     }
   }
 
+  #defer(deviceId: string, reachable: NonNullable<Pending["reachable"]>): void {
+    this.#deferred.set(deviceId, { ...this.#deferred.get(deviceId), reachable });
+  }
+
   #queue(deviceId: string, update: Pending): void {
     const pending = this.#pending.get(deviceId) ?? {};
     delete pending.remove;
@@ -170,7 +172,6 @@ export class KubeDeviceSink implements DeviceSink {
         this.#applied.delete(deviceId);
         this.#statuses.delete(deviceId);
         this.#deferred.delete(deviceId);
-        this.#deferredConflicts.delete(deviceId);
         this.writes++;
         return true;
       }
@@ -183,16 +184,16 @@ export class KubeDeviceSink implements DeviceSink {
         this.writes++;
         const deferred = this.#deferred.get(deviceId);
         this.#deferred.delete(deviceId);
-        if (deferred && !p.reachable) p = { ...p, reachable: deferred };
-        const conflict = this.#deferredConflicts.get(deviceId);
-        this.#deferredConflicts.delete(deviceId);
-        if (conflict && !p.conflict) p = { ...p, conflict };
+        if (deferred?.reachable && !p.reachable) p = { ...p, reachable: deferred.reachable };
+        if (deferred?.conflict && !p.conflict) p = { ...p, conflict: deferred.conflict };
       }
       if (p.reachable || p.conflict) {
         if (!this.#applied.has(deviceId)) {
           // Its Device object does not exist yet: the status goes right after the spec.
-          if (p.reachable) this.#deferred.set(deviceId, p.reachable);
-          if (p.conflict) this.#deferredConflicts.set(deviceId, p.conflict);
+          if (p.reachable) this.#defer(deviceId, p.reachable);
+          if (p.conflict) {
+            this.#deferred.set(deviceId, { ...this.#deferred.get(deviceId), conflict: p.conflict });
+          }
           return true;
         }
         const now = this.#clock.now();
