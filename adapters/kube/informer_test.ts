@@ -129,9 +129,16 @@ for (const kill of [false, true]) {
     );
     // The changes after the restart come after everything before it.
     assert.deepEqual(changes.slice(0, 3).sort(), ["upsert a v=1", "upsert b v=1", "upsert c v=1"]);
-    // The outage is logged once when it starts and once when it ends.
-    assert.equal(lines.filter((l) => l.includes("Cannot watch")).length, 1, lines.join("\n"));
-    assert.equal(lines.filter((l) => l.includes("again after")).length, 1, lines.join("\n"));
+    // An outage the informer saw is logged once when it starts and once when it ends. A
+    // restarted server may be back before the informer's next watch, which then gets
+    // 410 Gone (the new server keeps no history) and relists without seeing an outage.
+    const count = (text: string) => lines.filter((l) => l.includes(text)).length;
+    const outage = [count("Cannot watch"), count("again after")];
+    const relisted = count("410 Gone") === 1;
+    assert.ok(
+      (outage[0] === 1 && outage[1] === 1) || (outage[0] === 0 && outage[1] === 0 && relisted),
+      lines.join("\n"),
+    );
 
     await put(client, "e", ns, "1");
     await eventually("a change after recovery", () => run.events.includes("upsert e v=1"));
