@@ -6,15 +6,15 @@
 import assert from "node:assert/strict";
 import { headers, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Buckets, keys, REPORT_BUCKETS } from "../core/mod.ts";
-import { createLogger, silentLogger } from "../adapters/logger.ts";
-import { systemClock } from "../adapters/clock.ts";
-import { connectNats, ensureBucket, noCredentials, openBucket } from "../adapters/nats/mod.ts";
-import { startCalloutFixture } from "../testing/callout.ts";
-import { startNatsServer } from "../sandbox/nats_server.ts";
-import { BucketAuditor } from "./bucket_auditor.ts";
-import { NatsBucketKeeper } from "./nats_bucket_keeper.ts";
-import { zeroStats } from "./operator_stats.ts";
+import { Buckets, keys, REPORT_BUCKETS } from "../../core/mod.ts";
+import { createLogger, silentLogger } from "../../adapters/logger.ts";
+import { systemClock } from "../../adapters/clock.ts";
+import { connectNats, ensureBucket, noCredentials, openBucket } from "../../adapters/nats/mod.ts";
+import { startCalloutFixture } from "../../testing/callout.ts";
+import { startNatsServer } from "../../sandbox/nats_server.ts";
+import { BucketAuditor } from "../../operator/bucket_auditor.ts";
+import { NatsBucketKeeper } from "../../operator/nats_bucket_keeper.ts";
+import { zeroStats } from "../../operator/operator_stats.ts";
 
 const REF = { namespace: "default", name: "web" };
 /** Each report bucket with the key of `deviceId` in it. */
