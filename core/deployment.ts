@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { identifierSchema } from "./ids.ts";
-import { Labels, LabelSelector } from "./selector.ts";
+import { isEmptySelector, Labels, LabelSelector } from "./selector.ts";
 import { Score, ScoreEnvelope } from "./score.ts";
 import { canonicalJson } from "./spec_hash.ts";
 import { parseStrictWith } from "./strict.ts";
@@ -16,10 +16,30 @@ export const Rollout = z.object({ strategy: z.enum(["Immediate"]).default("Immed
 /** What a user declares: which devices, what they run, how it rolls out. */
 export const DeploymentSpec = z.object({
   targetSelector: LabelSelector,
+  /**
+   * Says that an empty targetSelector means it: every device bound to the namespace. Without
+   * it an empty selector targets nothing (a forgotten selector must not reach every device).
+   */
+  targetAllBoundDevices: z.boolean().optional(),
   score: Score,
   rollout: Rollout.default({ strategy: "Immediate" }),
 });
 export type DeploymentSpec = z.infer<typeof DeploymentSpec>;
+
+/** The refusal of an empty targetSelector, for whoever applies one (`fleet apply`, the CRD). */
+export const EMPTY_SELECTOR_RULE =
+  "spec.targetSelector is empty: a deployment names the devices it targets; to target every " +
+  "device bound to its namespace, set spec.targetAllBoundDevices: true";
+
+/**
+ * Why a spec a person wrote is refused for its selector, or undefined. The wire schema takes an
+ * empty selector (the operator targets nothing with it and says why); a person is told at once.
+ */
+export function emptySelectorProblem(spec: DeploymentSpec): string | undefined {
+  return isEmptySelector(spec.targetSelector) && spec.targetAllBoundDevices !== true
+    ? EMPTY_SELECTOR_RULE
+    : undefined;
+}
 
 export const DeploymentMetadata = z.object({
   name: identifierSchema("deployment name"),
@@ -77,7 +97,10 @@ export const DeploymentManifest = Deployment.extend({
 export function parseDeploymentManifest(input: unknown, what: string): Deployment {
   const other = notADeployment(input);
   if (other !== undefined) throw new WireFormatError(what, other);
-  return Deployment.parse(parseStrictWith(DeploymentManifest, input, what));
+  const deployment = Deployment.parse(parseStrictWith(DeploymentManifest, input, what));
+  const problem = emptySelectorProblem(deployment.spec);
+  if (problem !== undefined) throw new WireFormatError(what, problem);
+  return deployment;
 }
 
 /** Why `input` is some other object than a Fleet Deployment, naming its kind; or undefined. */

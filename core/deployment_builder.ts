@@ -18,6 +18,8 @@ export interface DeploymentFlags {
   restart?: string;
   /** kubectl selector syntax, ANDed. */
   selectors: readonly string[];
+  /** No selector: every device bound to the namespace, said explicitly. */
+  allBoundDevices?: boolean;
 }
 
 /** Flags that do not make a valid deployment; the message names the flag and the value. */
@@ -65,12 +67,23 @@ function splitVolume(text: string): { hostPath: string; containerPath: string; r
 export function buildDeployment(flags: DeploymentFlags): Deployment {
   // Checked first: the service name defaults to it, so a bad name would be reported twice.
   validateIdentifier("deployment name", flags.name);
+  const all = flags.allBoundDevices === true;
+  if (all === (flags.selectors.length > 0)) {
+    throw new DeploymentFlagError(
+      all
+        ? "--all-bound-devices cannot be combined with --selector: it means every device " +
+          `bound to namespace ${flags.namespace}`
+        : "apply deployment needs --selector naming the devices it targets, or " +
+          `--all-bound-devices for every device bound to namespace ${flags.namespace}`,
+    );
+  }
   const candidate = {
     apiVersion: API_VERSION,
     kind: "Deployment",
     metadata: { name: flags.name, namespace: flags.namespace },
     spec: {
       targetSelector: parseSelector(flags.selectors),
+      ...(all ? { targetAllBoundDevices: true } : {}),
       score: {
         type: "PodmanV0",
         data: {

@@ -120,7 +120,7 @@ Deno.test("the core's input errors are usage errors that keep their messages", (
           ports: [],
           env: ["NOVALUE"],
           volumes: [],
-          selectors: [],
+          selectors: ["site=a"],
         })
       ),
       DeploymentFlagError,

@@ -126,6 +126,12 @@ export function matchesSelector(selector: LabelSelector, labels: Readonly<Labels
   return (selector.matchExpressions ?? []).every((req) => requirementHolds(req, labels));
 }
 
+/** Whether `selector` says nothing (and so, alone, matches every device). */
+export function isEmptySelector(selector: LabelSelector): boolean {
+  return Object.keys(selector.matchLabels ?? {}).length === 0 &&
+    (selector.matchExpressions ?? []).length === 0;
+}
+
 /** A selector string the CLI could not read; names the text and the accepted forms. */
 export class SelectorSyntaxError extends FleetError {
   override name = "SelectorSyntaxError";
