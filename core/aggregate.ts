@@ -26,6 +26,8 @@ export interface AggregateInput {
   refusalOf?(deviceId: string): { message: string; at: string } | undefined;
   now: number;
   staleAfterMs: number;
+  /** Why the deployment can target no device (then `matched` is empty). */
+  targetingProblem?: string | undefined;
 }
 
 /** Whether a report speaks for the current generation. */
@@ -70,6 +72,7 @@ export function computeAggregate(input: AggregateInput): Aggregate {
     pending: matched - succeeded - failed,
     unreachable,
     lastError,
+    ...(input.targetingProblem !== undefined ? { targetingProblem: input.targetingProblem } : {}),
   };
 }
 
@@ -78,5 +81,6 @@ export function aggregateEquals(a: Aggregate, b: Aggregate): boolean {
   return a.matchedDeviceCount === b.matchedDeviceCount && a.succeeded === b.succeeded &&
     a.failed === b.failed && a.pending === b.pending && a.unreachable === b.unreachable &&
     a.lastError?.deviceId === b.lastError?.deviceId &&
-    a.lastError?.message === b.lastError?.message && a.lastError?.at === b.lastError?.at;
+    a.lastError?.message === b.lastError?.message && a.lastError?.at === b.lastError?.at &&
+    a.targetingProblem === b.targetingProblem;
 }

@@ -242,3 +242,14 @@ Deno.test("aggregateEquals() notices a change in any field", () => {
     assert.equal(aggregateEquals(other, BASE), false, JSON.stringify(change));
   }
 });
+
+Deno.test("computeAggregate() says why a deployment targets no device; aggregateEquals() sees it change", () => {
+  const why = "namespace team-a is bound to no devices";
+  const none = computeAggregate({ ...input([], []), targetingProblem: why });
+  assert.equal(none.targetingProblem, why);
+  assert.equal(none.matchedDeviceCount, 0);
+  const fine = computeAggregate(input([], []));
+  assert.equal("targetingProblem" in fine, false, "absent when there is nothing to say");
+  assert.equal(aggregateEquals(none, fine), false);
+  assert.equal(aggregateEquals(none, { ...fine, targetingProblem: why }), true);
+});

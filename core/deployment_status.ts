@@ -16,6 +16,11 @@ export const Aggregate = z.object({
   pending: z.number().int().nonnegative(),
   unreachable: z.number().int().nonnegative(),
   lastError: LastError.nullable().default(null),
+  /**
+   * Why the deployment targets no device whatever the devices' labels: its namespace is bound
+   * to none, or its selector is empty without targetAllBoundDevices (core/tenancy.ts).
+   */
+  targetingProblem: z.string().optional(),
 });
 export type Aggregate = z.infer<typeof Aggregate>;
 

@@ -11,11 +11,13 @@ import {
   type DeploymentState,
   type DeploymentStatus,
   type DesiredState,
+  inScope,
   type InstanceConflict,
   type Labels,
   type LabelSelector,
-  selectDevices,
   type StoredDeployment,
+  type TargetScope,
+  targetScope,
 } from "../core/mod.ts";
 import { DeploymentMap } from "./deployment_map.ts";
 
@@ -45,7 +47,22 @@ export class FleetView {
   readonly refusals = new DeploymentMap<Map<string, Refusal>>();
   /** deployment → status last written (or found at start), so unchanged ones are not rewritten. */
   readonly statuses = new DeploymentMap<DeploymentStatus>();
+  /** namespace → the device selector an admin bound it to (core/tenancy.ts). */
+  readonly bindings = new Map<string, string>();
+  /** deployment → why it targets no device whatever the devices' labels (said on its status). */
+  readonly scopeProblems = new DeploymentMap<string>();
+  /** Whether a namespace with no binding may target every device (development only). */
+  readonly allowUnbound: boolean;
 
+  /** @param options.allowUnbound see {@link allowUnbound} @default false */
+  constructor(options: { allowUnbound?: boolean } = {}) {
+    this.allowUnbound = options.allowUnbound ?? false;
+  }
+
+  readonly #scopes = new WeakMap<
+    StoredDeployment,
+    { binding: string | undefined; scope: TargetScope }
+  >();
   /** label key → value → devices carrying it: a selector looks only at its candidates. */
   readonly #byLabel = new Map<string, Map<string, Set<string>>>();
 
@@ -112,15 +129,34 @@ export class FleetView {
     return best ?? this.devices.keys();
   }
 
+  /** The devices `deployment` may target: its selector within its namespace's binding. */
+  scopeOf(deployment: StoredDeployment): TargetScope {
+    const namespace = deployment.metadata.namespace;
+    const binding = this.bindings.get(namespace);
+    // Asked once per deployment on every label change: the binding is not parsed each time.
+    const cached = this.#scopes.get(deployment);
+    if (cached && cached.binding === binding) return cached.scope;
+    const scope = targetScope(deployment.spec, {
+      namespace,
+      binding,
+      allowUnbound: this.allowUnbound,
+    });
+    this.#scopes.set(deployment, { binding, scope });
+    return scope;
+  }
+
   /** Selects the deployment's devices now and remembers them in {@link targets}. */
   resolveTargets(ref: DeploymentRef): Set<string> {
     const deployment = this.deployments.get(ref);
-    const targets = deployment
-      ? selectDevices(
-        deployment.spec.targetSelector,
-        this.#labelled(deployment.spec.targetSelector),
-      )
-      : new Set<string>();
+    const targets = new Set<string>();
+    const scope = deployment ? this.scopeOf(deployment) : undefined;
+    if (deployment && scope?.selectors) {
+      for (const [id, labels] of this.#labelled(deployment.spec.targetSelector)) {
+        if (inScope(scope, labels)) targets.add(id);
+      }
+    }
+    if (scope?.problem !== undefined) this.scopeProblems.set(ref, scope.problem);
+    else this.scopeProblems.delete(ref);
     if (deployment) this.targets.set(ref, targets);
     else this.targets.delete(ref);
     this.pruneStates([ref]);
@@ -205,6 +241,7 @@ export class FleetView {
       refusalOf: (deviceId) => refusals?.get(deviceId),
       now,
       staleAfterMs,
+      targetingProblem: this.scopeProblems.get(ref),
     });
   }
 }

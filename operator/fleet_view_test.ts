@@ -18,7 +18,7 @@ function ref(i: number): DeploymentRef {
 }
 
 Deno.test("FleetView's label index selects exactly what a scan of every device selects", () => {
-  const view = new FleetView();
+  const view = new FleetView({ allowUnbound: true });
   const selectors: LabelSelector[] = [
     { matchLabels: { site: "lab" } },
     { matchLabels: { site: "lab", tier: "edge" } },
@@ -26,7 +26,7 @@ Deno.test("FleetView's label index selects exactly what a scan of every device s
     { matchExpressions: [{ key: "site", operator: "NotIn", values: ["lab"] }] },
     { matchExpressions: [{ key: "tier", operator: "Exists" }] },
     { matchLabels: { site: "nowhere" } },
-    {},
+    { matchExpressions: [{ key: "tier", operator: "DoesNotExist" }] },
   ];
   selectors.forEach((s, i) => view.deployments.set(ref(i), stored(`d${i}`, s)));
   const check = () => {

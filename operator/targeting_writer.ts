@@ -18,8 +18,8 @@ import {
   desiredStateOf,
   diffTargets,
   heldDeployment,
+  inScope,
   type Labels,
-  matchesSelector,
   type PortConflict,
   type Timer,
 } from "../core/mod.ts";
@@ -173,9 +173,28 @@ export class TargetingWriter {
     if (!this.#o.initialRead.complete) return;
     for (const [ref, deployment] of this.#view.deployments) {
       const targets = this.#view.targets.get(ref);
-      const matches = labels !== undefined &&
-        matchesSelector(deployment.spec.targetSelector, labels);
+      const matches = labels !== undefined && inScope(this.#view.scopeOf(deployment), labels);
       if (targets === undefined || targets.has(deviceId) !== matches) this.mark(ref);
+    }
+  }
+
+  /**
+   * An admin bound a namespace to other devices (undefined: unbound it). Its deployments are
+   * retargeted: devices leaving the binding lose their desired state, joining ones gain it.
+   */
+  bindingChanged(namespace: string, binding: string | undefined): void {
+    const bindings = this.#view.bindings;
+    if (bindings.get(namespace) === binding) return;
+    if (binding === undefined) bindings.delete(namespace);
+    else bindings.set(namespace, binding);
+    this.#o.log.info(
+      binding === undefined
+        ? `Namespace ${namespace} is bound to no devices now`
+        : `Namespace ${namespace} is bound to devices ${binding}`,
+    );
+    if (!this.#o.initialRead.complete) return;
+    for (const ref of this.#view.deployments.keys()) {
+      if (ref.namespace === namespace) this.mark(ref);
     }
   }
 
