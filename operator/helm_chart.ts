@@ -35,7 +35,8 @@ export interface PolicyRule {
 /**
  * The cluster-wide rules of the operator's ClusterRole: what the kube deployment source
  * and the Device mirror call, nothing more. Deployment CRs are watched in every namespace;
- * Devices are cluster-scoped.
+ * Devices are cluster-scoped. Namespaces are read for their device binding (the annotation
+ * fleet.nationtech.io/device-selector), never written: binding is an admin's act.
  */
 export const OPERATOR_CLUSTER_RULES: readonly PolicyRule[] = [
   { apiGroups: [API_GROUP], resources: ["deployments"], verbs: ["get", "list", "watch", "patch"] },
@@ -47,6 +48,7 @@ export const OPERATOR_CLUSTER_RULES: readonly PolicyRule[] = [
     verbs: ["get", "list", "watch", "create", "patch", "delete"],
   },
   { apiGroups: [API_GROUP], resources: ["devices/status"], verbs: ["get", "patch"] },
+  { apiGroups: [""], resources: ["namespaces"], verbs: ["get", "list", "watch"] },
 ];
 
 /**

@@ -279,6 +279,8 @@ Deno.test("helmChart() grants exactly the verbs the operator uses", () => {
       verbs: ["get", "list", "watch", "create", "patch", "delete"],
     },
     { apiGroups: [group], resources: ["devices/status"], verbs: ["get", "patch"] },
+    // Read only: a namespace's device binding is written by admins, never by the operator.
+    { apiGroups: [""], resources: ["namespaces"], verbs: ["get", "list", "watch"] },
   ]);
   // The Lease by name, and no create: RBAC cannot limit create to a name.
   const role = byKind(documents, "Role");

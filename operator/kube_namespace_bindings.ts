@@ -6,17 +6,9 @@
 import { DEVICE_SELECTOR_ANNOTATION } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { untilAborted } from "../adapters/timers.ts";
-import { informer, type KubeClient, type ResourceType } from "../adapters/kube/mod.ts";
+import { informer, type KubeClient, NamespaceType } from "../adapters/kube/mod.ts";
 import type { BindingEvent, NamespaceBindings } from "./namespace_bindings.ts";
 import { ObjectMeta } from "./kube_resources.ts";
-
-export const NamespaceType: ResourceType = {
-  group: "",
-  version: "v1",
-  plural: "namespaces",
-  kind: "Namespace",
-  namespaced: false,
-};
 
 export class KubeNamespaceBindings implements NamespaceBindings {
   readonly #client: KubeClient;
