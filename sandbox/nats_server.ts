@@ -26,13 +26,24 @@ export interface NatsServerOptions {
   storeDir?: string;
   /** Extra nats-server configuration appended verbatim (e.g. an `authorization` block). */
   extraConfig?: string;
+  /** Address to listen on (clients and WebSocket). @default "127.0.0.1" */
+  host?: string;
+  /**
+   * Require TLS of clients with this certificate and key (PEM files); `url` is then
+   * `tls://...`. `caFile` is the CA the server trusts for client certificates.
+   */
+  tls?: { certFile: string; keyFile: string; caFile?: string };
+  /** Also listen for WebSocket clients (with `tls` when it is set); see `wsUrl`. */
+  websocket?: boolean;
 }
 
 /** A running nats-server child process; `await using` stops it and cleans up. */
 export interface NatsServer extends AsyncDisposable {
-  /** Client URL, `nats://127.0.0.1:<port>`. */
+  /** Client URL, `nats://127.0.0.1:<port>` (`tls://` with `tls`, the `host` when given). */
   readonly url: string;
   readonly port: number;
+  /** WebSocket URL (`ws://` or, with `tls`, `wss://`), when started with `websocket`. */
+  readonly wsUrl: string | undefined;
   /** Folder holding the JetStream data (`<storeDir>/jetstream`), config and log. */
   readonly storeDir: string;
   /** Path of the server's log file. */
@@ -58,7 +69,8 @@ export class NatsServerError extends Error {
 }
 
 /**
- * Starts nats-server with JetStream on 127.0.0.1 and waits until it accepts clients.
+ * Starts nats-server with JetStream on 127.0.0.1 (or `host`) and waits until it accepts
+ * clients.
  *
  * @throws {NatsServerError} when the binary is missing, the server exits during start-up,
  *   or it is not ready within 10 s (the message includes the end of its log).
@@ -68,7 +80,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const dir = options.storeDir ?? await Deno.makeTempDir({ prefix: "fleet-nats-" });
   try {
     if (!ownsDir) await Deno.mkdir(dir, { recursive: true });
-    const server = new NatsServerProcess(dir, ownsDir, options.extraConfig ?? "");
+    const server = new NatsServerProcess(dir, ownsDir, options);
     await server.startFirst(options.port);
     return server;
   } catch (err) {
@@ -92,15 +104,22 @@ class NatsServerProcess implements NatsServer {
   readonly #configFile: string;
   readonly #ownsDir: boolean;
   readonly #extraConfig: string;
+  readonly #host: string;
+  readonly #tls: NatsServerOptions["tls"];
+  readonly #websocket: boolean;
   #port = 0;
+  #wsPort = 0;
   #child: Deno.ChildProcess | undefined;
   #exited: Promise<Deno.CommandStatus> | undefined;
   #stderr: Promise<string> | undefined;
 
-  constructor(dir: string, ownsDir: boolean, extraConfig: string) {
+  constructor(dir: string, ownsDir: boolean, options: NatsServerOptions) {
     this.storeDir = dir;
     this.#ownsDir = ownsDir;
-    this.#extraConfig = extraConfig;
+    this.#extraConfig = options.extraConfig ?? "";
+    this.#host = options.host ?? "127.0.0.1";
+    this.#tls = options.tls;
+    this.#websocket = options.websocket ?? false;
     this.logFile = join(dir, "nats-server.log");
     this.#configFile = join(dir, "nats-server.conf");
   }
@@ -110,7 +129,12 @@ class NatsServerProcess implements NatsServer {
   }
 
   get url(): string {
-    return `nats://127.0.0.1:${this.#port}`;
+    return `${this.#tls ? "tls" : "nats"}://${this.#host}:${this.#port}`;
+  }
+
+  get wsUrl(): string | undefined {
+    if (!this.#websocket) return undefined;
+    return `${this.#tls ? "wss" : "ws"}://${this.#host}:${this.#wsPort}`;
   }
 
   get running(): boolean {
@@ -118,6 +142,7 @@ class NatsServerProcess implements NatsServer {
   }
 
   async startFirst(port: number | undefined): Promise<void> {
+    if (this.#websocket) this.#wsPort = freePort();
     if (port !== undefined) {
       this.#port = port;
       await this.#start();
@@ -127,6 +152,7 @@ class NatsServerProcess implements NatsServer {
     // so a few fresh ports are enough.
     for (let attempt = 1;; attempt++) {
       this.#port = freePort();
+      if (this.#websocket) this.#wsPort = freePort();
       try {
         await this.#start();
         return;
@@ -201,8 +227,25 @@ class NatsServerProcess implements NatsServer {
   }
 
   #config(): string {
+    const tls = this.#tls;
+    const tlsBlock = (indent: string): string[] =>
+      tls === undefined ? [] : [
+        `${indent}tls {`,
+        `${indent}  cert_file: ${JSON.stringify(tls.certFile)}`,
+        `${indent}  key_file: ${JSON.stringify(tls.keyFile)}`,
+        ...(tls.caFile !== undefined ? [`${indent}  ca_file: ${JSON.stringify(tls.caFile)}`] : []),
+        `${indent}}`,
+      ];
+    const websocket = !this.#websocket ? [] : [
+      `websocket {`,
+      `  listen: "${this.#host}:${this.#wsPort}"`,
+      ...(tls === undefined ? [`  no_tls: true`] : tlsBlock("  ")),
+      `}`,
+    ];
     return [
-      `listen: "127.0.0.1:${this.#port}"`,
+      `listen: "${this.#host}:${this.#port}"`,
+      ...tlsBlock(""),
+      ...websocket,
       `server_name: "fleet-test-${this.#port}"`,
       `jetstream {`,
       `  store_dir: ${JSON.stringify(this.storeDir)}`,
@@ -232,11 +275,13 @@ class NatsServerProcess implements NatsServer {
     const stderr = exitStatus ? (await this.#stderr ?? "").trim() : "";
     const tail = [stderr, await this.logTail()].filter((s) => s !== "").join("\n");
     if (exitStatus && /address already in use/i.test(tail)) {
-      throw new PortInUseError(`nats-server could not listen on 127.0.0.1:${this.#port}: ${tail}`);
+      throw new PortInUseError(
+        `nats-server could not listen on ${this.#host}:${this.#port}: ${tail}`,
+      );
     }
     const why = exitStatus
       ? `exited with code ${exitStatus.code} during start-up`
-      : `did not accept clients on 127.0.0.1:${this.#port} within ${READY_TIMEOUT_MS / 1000} s`;
+      : `did not accept clients on ${this.#host}:${this.#port} within ${READY_TIMEOUT_MS / 1000} s`;
     // A temporary folder is removed after a failed start, so only name a config that stays.
     const config = this.#ownsDir ? "" : ` (config ${this.#configFile})`;
     throw new NatsServerError(
@@ -247,7 +292,7 @@ class NatsServerProcess implements NatsServer {
   async #probe(): Promise<boolean> {
     let conn: Deno.TcpConn;
     try {
-      conn = await Deno.connect({ hostname: "127.0.0.1", port: this.#port });
+      conn = await Deno.connect({ hostname: this.#host, port: this.#port });
     } catch (err) {
       if (err instanceof Deno.errors.ConnectionRefused) return false;
       throw err;

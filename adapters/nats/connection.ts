@@ -11,10 +11,22 @@ import {
   PermissionViolationError,
   type Status,
   UserAuthenticationExpiredError,
+  wsconnect,
+  type WsConnectionOptions,
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
+import { createHash, X509Certificate } from "node:crypto";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Logger } from "../logger.ts";
 import type { CredentialOptions, CredentialSource } from "./credentials.ts";
+import {
+  type NatsTls,
+  PIN_COMMAND,
+  plaintextTokenProblem,
+  planTransport,
+  serverHosts,
+  type TransportPlan,
+} from "./transport.ts";
 
 /** Options of {@link connectNats}. */
 export interface ConnectNatsOptions {
@@ -31,6 +43,8 @@ export interface ConnectNatsOptions {
   waitOnFirstConnect?: boolean;
   /** Stops the first-connect attempts; the promise then rejects with {@link NatsConnectError}. */
   signal?: AbortSignal;
+  /** CA file and server pin; either one makes every TCP connection require TLS. */
+  tls?: NatsTls;
 }
 
 /** Connecting to NATS failed (or was stopped); the message names the servers. */
@@ -67,10 +81,15 @@ const MAX_PINGS_OUT = 2;
  * meanwhile (the agent with its cached desired state) should not await it first: see
  * {@link connectNatsInBackground}.
  *
+ * `ws://` and `wss://` URLs connect over Deno's WebSocket, the others over TCP; `tls://`
+ * or a CA file or pin make it TLS (see {@link planTransport}). Credentials that are a
+ * bearer token are never sent in clear beyond loopback.
+ *
  * Installs the process-wide {@link installConnectionResetGuard} on first use.
  *
  * @throws {NatsConnectError} when `signal` aborts before a server was reached, when the
- *   options are invalid, or (with `waitOnFirstConnect: false`) when the first attempt fails.
+ *   options are invalid (including a bearer token over plaintext to another machine), or
+ *   (with `waitOnFirstConnect: false`) when the first attempt fails.
  */
 export async function connectNats(options: ConnectNatsOptions): Promise<NatsConnection> {
   const { servers, credentials, name, signal } = options;
@@ -84,6 +103,12 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
       servers,
     );
   }
+  const tls = options.tls ?? {};
+  const plan = planTransport(servers, tls);
+  if (plan.kind === "invalid") throw new NatsConnectError(plan.problem, servers);
+  const tokenProblem = credentials.bearer ? plaintextTokenProblem(plan.plaintext) : undefined;
+  if (tokenProblem !== undefined) throw new NatsConnectError(tokenProblem, servers);
+  const transport = await transportOptions(plan, tls, servers, credentials);
   const waitOnFirstConnect = options.waitOnFirstConnect ?? true;
   const stillTrying = new Thinner();
   for (let attempt = 1;; attempt++) {
@@ -114,8 +139,9 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
     }
     let nc: NatsConnection;
     try {
-      nc = await connect({
+      const connectOptions: WsConnectionOptions = {
         ...auth,
+        ...transport,
         servers,
         name,
         waitOnFirstConnect: false,
@@ -131,7 +157,10 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
         // Otherwise every request builds two errors up front for their stack traces: 15 %
         // of the operator's CPU in the 100,000-device benchmark.
         noAsyncTraces: true,
-      });
+      };
+      nc = plan.kind === "websocket"
+        ? await wsconnect(connectOptions)
+        : await connect(connectOptions);
     } catch (err) {
       if (err instanceof InvalidArgumentError || err instanceof TypeError) {
         throw new NatsConnectError(
@@ -158,6 +187,90 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
     logStatus(nc, logger, credentials);
     return nc;
   }
+}
+
+/**
+ * The connection options that carry `plan` out: the WebSocket factory (with the CA) or the
+ * TLS settings (CA, server-name check and pin). With a bearer token and plaintext (allowed
+ * to loopback only), the servers a cluster advertises are ignored: they could be elsewhere.
+ */
+async function transportOptions(
+  plan: Exclude<TransportPlan, { kind: "invalid" }>,
+  tls: NatsTls,
+  servers: readonly string[],
+  credentials: CredentialSource,
+): Promise<WsConnectionOptions> {
+  const stayOnLoopback = credentials.bearer === true && plan.plaintext.length > 0
+    ? { ignoreClusterUpdates: true }
+    : {};
+  if (plan.kind === "websocket") {
+    if (tls.caFile === undefined) return stayOnLoopback;
+    const caCerts = [await readCaFile(tls.caFile, servers)];
+    return {
+      ...stayOnLoopback,
+      wsFactory: (url) => {
+        const client = Deno.createHttpClient({ caCerts });
+        const socket = new WebSocket(url, { client });
+        socket.addEventListener("close", () => client.close(), { once: true });
+        return Promise.resolve({ socket, encrypted: url.startsWith("wss://") });
+      },
+    };
+  }
+  if (plan.plaintext.length > 0) return stayOnLoopback;
+  if (tls.caFile !== undefined) await readCaFile(tls.caFile, servers); // a clear error first
+  const hosts = serverHosts(servers);
+  const tlsOptions = {
+    ...(tls.caFile !== undefined ? { caFile: tls.caFile } : {}),
+    checkServerIdentity: (host: string, cert: PeerCertificate): Error | undefined =>
+      verifyServerCertificate(host, cert, hosts, tls.pin),
+  };
+  // nats.js hands its tls options to node:tls's connect, which takes checkServerIdentity.
+  return { tls: tlsOptions };
+}
+
+async function readCaFile(file: string, servers: readonly string[]): Promise<string> {
+  try {
+    return await Deno.readTextFile(file);
+  } catch (err) {
+    throw new NatsConnectError(
+      `Cannot read the NATS CA file ${file}: ${errorMessage(err)}; give the PEM file of the ` +
+        `CA that signed the server's certificate`,
+      servers,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * Checks the server's certificate (its chain is already verified against the CA) names the
+ * server, and matches the pin when one is set.
+ *
+ * For a URL with an IP address nats.js sets no TLS server name, and node:tls then checks the
+ * certificate against "localhost" (any certificate of the CA issued for localhost passed for
+ * any address): when `host` is "localhost", it must name one of the configured hosts instead.
+ */
+export function verifyServerCertificate(
+  host: string,
+  cert: PeerCertificate,
+  configuredHosts: readonly string[],
+  pin: string | undefined,
+): Error | undefined {
+  const names = host === "localhost" ? configuredHosts : [host];
+  const mismatch = names.map((name) => checkServerIdentity(name, cert));
+  if (!mismatch.some((err) => err === undefined)) {
+    return new Error(
+      `the server's certificate is not issued for ${names.join(" or ")} ` +
+        `(${cert.subjectaltname ?? "no subject alternative names"})`,
+    );
+  }
+  if (pin === undefined) return undefined;
+  const spki = new X509Certificate(cert.raw).publicKey.export({ type: "spki", format: "der" });
+  const actual = `sha256//${createHash("sha256").update(spki).digest("base64")}`;
+  if (actual === pin) return undefined;
+  return new Error(
+    `the server's public key ${actual} does not match the pin ${pin} (printed by: ` +
+      `${PIN_COMMAND})`,
+  );
 }
 
 /**

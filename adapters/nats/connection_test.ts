@@ -10,6 +10,9 @@ import { noCredentials, userPasswordCredentials } from "./credentials.ts";
 import { startNatsServer } from "../../sandbox/nats_server.ts";
 import { captureLogger, nextStatus } from "../../testing/nats.ts";
 import { eventually } from "../../testing/eventually.ts";
+import { makeTestCertificates } from "../../testing/tls.ts";
+import { tempDir } from "../../testing/temp_dir.ts";
+import type { NatsTls } from "./transport.ts";
 
 const users = `authorization {
   users = [
@@ -264,4 +267,82 @@ Deno.test("connectNats() keeps asking a failing credential source, then connects
     ),
     lines.join("\n"),
   );
+});
+
+/** A TLS nats-server (TCP and WebSocket) with certificates for 127.0.0.1, and a stranger CA. */
+async function tlsServer(dir: string, altNames = ["IP:127.0.0.1"]) {
+  const certs = await makeTestCertificates(dir, "fleet", altNames);
+  const stranger = await makeTestCertificates(dir, "stranger", ["IP:127.0.0.1"]);
+  const ns = await startNatsServer({ tls: certs, websocket: true });
+  return { ns, certs, stranger };
+}
+
+function connectOnce(servers: string[], tls: NatsTls) {
+  return connectNats({
+    servers,
+    credentials: noCredentials(),
+    name: "test",
+    logger: silentLogger,
+    waitOnFirstConnect: false,
+    tls,
+  });
+}
+
+Deno.test("connectNats() connects over tls:// and wss:// with the CA file, and with the pin", async () => {
+  await using dir = await tempDir("fleet-tls-");
+  const { ns, certs } = await tlsServer(dir.path);
+  await using _ns = ns;
+  assert.match(ns.url, /^tls:\/\//);
+  for (
+    const nc of [
+      await connectOnce([ns.url], { caFile: certs.caFile }),
+      await connectOnce([ns.url], { caFile: certs.caFile, pin: certs.pin }),
+      await connectOnce([ns.wsUrl ?? ""], { caFile: certs.caFile }),
+    ]
+  ) {
+    assert.equal(nc.info?.tls_required, true);
+    await nc.flush();
+    await nc.close();
+  }
+});
+
+Deno.test("connectNats() refuses a server whose certificate is from another CA, has another key or another name", async () => {
+  await using dir = await tempDir("fleet-tls-");
+  const { ns, certs, stranger } = await tlsServer(dir.path, ["DNS:localhost"]);
+  await using _ns = ns;
+  const refused = async (servers: string[], tls: NatsTls, why: RegExp) => {
+    await assert.rejects(connectOnce(servers, tls), (err: unknown) => {
+      assert.ok(err instanceof NatsConnectError, String(err));
+      assert.match(err.message, why);
+      return true;
+    });
+  };
+  const byName = ns.url.replace("127.0.0.1", "localhost");
+  await refused([byName], { caFile: stranger.caFile }, /certificate/i);
+  await refused([byName], { caFile: certs.caFile, pin: stranger.pin }, /does not match the pin/);
+  // Issued for localhost, not for the address the URL names.
+  await refused([ns.url], { caFile: certs.caFile }, /not issued for 127\.0\.0\.1/);
+  const nc = await connectOnce([byName], { caFile: certs.caFile, pin: certs.pin });
+  await nc.close();
+});
+
+Deno.test("connectNats() refuses to send a bearer token in clear beyond loopback", async () => {
+  const bearer = { ...noCredentials(), kind: "test-token", bearer: true };
+  await assert.rejects(
+    connectNats({
+      servers: ["nats://192.0.2.2:4222"],
+      credentials: bearer,
+      name: "t",
+      logger: silentLogger,
+    }),
+    /Refusing to send an OIDC access token to NATS at nats:\/\/192\.0\.2\.2:4222 without TLS.*--nats-ca/,
+  );
+  await using ns = await startNatsServer();
+  const nc = await connectNats({
+    servers: [ns.url],
+    credentials: bearer,
+    name: "t",
+    logger: silentLogger,
+  });
+  await nc.close();
 });

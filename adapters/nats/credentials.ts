@@ -23,6 +23,11 @@ export interface CredentialSource {
   connectionOptions(): Promise<CredentialOptions>;
   /** What is used, for logs and errors; never includes a secret. */
   describe(): string;
+  /**
+   * The credentials are a bearer token that anyone who reads it can use (an OIDC access
+   * token): never sent in clear beyond loopback.
+   */
+  readonly bearer?: boolean;
 }
 
 /** Credentials for a NATS user with a password (development and tests only). */

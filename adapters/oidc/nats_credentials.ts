@@ -69,6 +69,7 @@ const MIN_RENEW_INTERVAL_MS = 1_000;
 
 class OidcCredentials implements OidcCredentialSource {
   readonly kind = "oidc-token";
+  readonly bearer = true;
   readonly #source: TokenSource;
   readonly #inboxPrefix: string | undefined;
   readonly #logger: Logger | undefined;
