@@ -15,7 +15,7 @@ import {
   type ValidationRule,
   zodToStructural,
 } from "./mod.ts";
-import { API_GROUP, API_VERSION, DeploymentSpec } from "../core/deployment.ts";
+import { API_GROUP, API_VERSION, DeploymentSpec, EMPTY_SELECTOR_RULE } from "../core/deployment.ts";
 import { ACCEPTED, DeploymentResourceStatus } from "./deployment_resource.ts";
 import {
   Conditions,
@@ -139,6 +139,20 @@ export const SELECTOR_RULES: readonly ValidationRule[] = [
       "expression excludes",
   },
 ];
+
+/**
+ * An empty targetSelector is refused unless targetAllBoundDevices says it is meant (core's
+ * emptySelectorProblem): a forgotten selector must not reach every device of the namespace.
+ */
+export const TARGET_SELECTOR_RULE: ValidationRule = {
+  rule: "(has(self.targetSelector.matchLabels) && size(self.targetSelector.matchLabels) > 0) || " +
+    "(has(self.targetSelector.matchExpressions) && " +
+    "size(self.targetSelector.matchExpressions) > 0) || " +
+    "(has(self.targetAllBoundDevices) && self.targetAllBoundDevices)",
+  message: EMPTY_SELECTOR_RULE,
+  fieldPath: ".targetSelector",
+  reason: "FieldValueRequired",
+};
 
 /** Requirement rules: the same checks as LabelSelectorRequirement's zod refinement. */
 export const REQUIREMENT_RULES: readonly ValidationRule[] = [
@@ -298,9 +312,14 @@ function aggregateColumn(name: string, field: string, description: string): Prin
 /** The Deployment CRD (namespaced, short name `fleetdep`, status subresource). */
 export function deploymentCrd(): CustomResourceDefinition {
   const metadata = deploymentRegistry();
+  const structural = zodToStructural(DeploymentSpec, { metadata });
   const spec = {
     description: "Which devices (targetSelector), what they run (score), how it rolls out.",
-    ...zodToStructural(DeploymentSpec, { metadata }),
+    ...structural,
+    "x-kubernetes-validations": [
+      ...structural["x-kubernetes-validations"] ?? [],
+      TARGET_SELECTOR_RULE,
+    ],
   };
   const status = {
     description: "Written by the fleet operator: how the matched devices are doing, and " +

@@ -28,6 +28,7 @@ import {
   REQUIREMENT_RULES,
   SELECTOR_RULES,
   SERVICE_NAME_RULE,
+  TARGET_SELECTOR_RULE,
 } from "./crds.ts";
 import { API_GROUP, DeploymentSpec } from "../core/deployment.ts";
 import { DeviceSpec, DeviceStatus, LABEL_KEY_MAX } from "./device_resource.ts";
@@ -243,6 +244,17 @@ Deno.test("the selector rules catch selectors that match nothing by construction
   ]);
 });
 
+Deno.test("the spec rule refuses an empty targetSelector unless targetAllBoundDevices", () => {
+  const spec = at(schemaOf(deploymentCrd()), "spec");
+  assert.ok(rulesAt(spec, "").includes(TARGET_SELECTOR_RULE));
+  assert.equal(at(spec, "targetAllBoundDevices").type, "boolean");
+  assert.equal(
+    TARGET_SELECTOR_RULE.message,
+    "spec.targetSelector is empty: a deployment names the devices it targets; to target every " +
+      "device bound to its namespace, set spec.targetAllBoundDevices: true",
+  );
+});
+
 Deno.test("the requirement rules mirror LabelSelectorRequirement's zod checks", () => {
   const rules = rulesAt(schemaOf(deploymentCrd()), `${SELECTOR}.matchExpressions.[]`);
   assert.deepEqual(rules, [...REQUIREMENT_RULES]);
@@ -292,7 +304,7 @@ Deno.test("every CEL rule in both CRDs has a one-line message", () => {
   };
   walk(schemaOf(deploymentCrd()), "");
   walk(schemaOf(deviceCrd()), "");
-  assert.equal(seen.length, 1 + 4 + 2 + 1 + 1 + 1, seen.join(", "));
+  assert.equal(seen.length, 1 + 1 + 4 + 2 + 1 + 1 + 1, seen.join(", "));
 });
 
 Deno.test("the Device and Deployment conditions are list-maps keyed by type, like metav1.Condition lists", () => {
