@@ -191,28 +191,37 @@ export async function ensurePackage(
   if (sameVersion && (await readRootFile(target, PACKAGE_RECORD_PATH))?.trim() === digest) {
     return { changed: false, detail: `fleet ${current} already installed` };
   }
-  const remote = `/tmp/${pkg.path.split("/").pop()}`;
-  const upload = await target.run(["sh", "-c", 'cat > "$1"', "sh", remote], { stdin: data });
-  if (upload.code !== 0) {
-    throw new EnrollError(`Copying ${pkg.path} to ${target.description} failed: ${upload.stderr}`);
-  }
-  try {
-    await must(
-      target,
-      [
-        "env",
-        "DEBIAN_FRONTEND=noninteractive",
-        "apt-get",
-        "install",
-        "-y",
-        "-qq",
-        ...(sameVersion ? ["--reinstall"] : []),
-        remote,
-      ],
-      `Installing ${remote}`,
+  // One root shell does it all: a fresh 0700 directory only root can reach (not a name in
+  // /tmp that another user could have put there first), the bytes from stdin, their SHA-256
+  // checked on the device against what was read here, and only then dpkg.
+  const install = await target.run([
+    "sh",
+    "-c",
+    "set -e; dir=$(mktemp -d /tmp/fleet-enroll.XXXXXX); trap 'rm -rf \"$dir\"' EXIT; " +
+    'chmod 0700 "$dir"; cat > "$dir/$1"; ' +
+    'got=$(sha256sum "$dir/$1" | cut -d " " -f 1); ' +
+    'if [ "$got" != "$2" ]; then echo "sha256 $got" >&2; exit 86; fi; ' +
+    'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $3 "$dir/$1"',
+    "sh",
+    pkg.path.split("/").pop()!,
+    digest,
+    sameVersion ? "--reinstall" : "",
+  ], { sudo: true, stdin: data });
+  if (install.code === 86) {
+    const got = /sha256 ([0-9a-f]+)/.exec(install.stderr)?.[1] ?? "unknown";
+    throw new EnrollError(
+      `The package that reached ${target.description} is not ${pkg.path}: its SHA-256 there is ` +
+        `${got}, expected ${digest}; nothing was installed (the copy was altered on the way ` +
+        `or on the device)`,
     );
-  } finally {
-    await target.run(["rm", "-f", remote]);
+  }
+  if (install.code !== 0) {
+    throw new EnrollError(
+      `Installing ${pkg.path} failed on ${target.description} (apt-get exited with ` +
+        `${install.code}): ${
+          (install.stderr || install.stdout).trim().split("\n").slice(-3).join(" / ")
+        }`,
+    );
   }
   await must(
     target,

@@ -6,6 +6,7 @@
 import { freePort, stopChild } from "../adapters/process.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { spawnCollect, TargetError } from "../adapters/host/target.ts";
+import { hostKeyFingerprint } from "../core/host_key.ts";
 
 export interface SshServer extends AsyncDisposable {
   readonly port: number;
@@ -13,6 +14,10 @@ export interface SshServer extends AsyncDisposable {
   readonly clientKey: string;
   /** A known_hosts file holding the server's key. */
   readonly knownHosts: string;
+  /** Its host key's fingerprint, `SHA256:…`. */
+  readonly hostKeyFingerprint: string;
+  /** What sshd logged so far (logins show as `Accepted publickey`). */
+  log(): string;
 }
 
 const SSHD = "/usr/sbin/sshd";
@@ -22,9 +27,10 @@ async function must(cmd: string, args: string[]): Promise<void> {
   if (r.code !== 0) throw new TargetError(`${cmd} ${args.join(" ")} failed: ${r.stderr.trim()}`);
 }
 
-export async function startSshServer(): Promise<SshServer> {
+/** @param options.port listen there (e.g. to take over another server's address) */
+export async function startSshServer(options: { port?: number } = {}): Promise<SshServer> {
   const dir = await Deno.makeTempDir({ prefix: "fleet-sshd-" });
-  const port = freePort();
+  const port = options.port ?? freePort();
   await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${dir}/host_key`]);
   await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${dir}/client_key`]);
   await Deno.copyFile(`${dir}/client_key.pub`, `${dir}/authorized_keys`);
@@ -59,10 +65,13 @@ export async function startSshServer(): Promise<SshServer> {
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const log = new Response(child.stderr).text();
+  let logged = "";
+  const reading = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({ write: (chunk) => void (logged += chunk) }),
+  );
   const stop = async () => {
     await stopChild(child, child.status, "SIGTERM", 5_000);
-    await log.catch(() => "");
+    await reading.catch(() => undefined);
     await Deno.remove(dir, { recursive: true });
   };
   try {
@@ -83,6 +92,8 @@ export async function startSshServer(): Promise<SshServer> {
     port,
     clientKey: `${dir}/client_key`,
     knownHosts: `${dir}/known_hosts`,
+    hostKeyFingerprint: await hostKeyFingerprint(hostPub[1]!),
+    log: () => logged,
     [Symbol.asyncDispose]: stop,
   };
 }

@@ -15,5 +15,6 @@ export {
   type Target,
   TargetError,
 } from "./target.ts";
+export { defaultKnownHostsFile, type HostKeyCheck, verifyHostKey } from "./host_key.ts";
 export { parseSshTarget, type SshAddress, SshTarget, type SshTargetOptions } from "./ssh_target.ts";
 export { askSecret, askYesNo } from "./terminal.ts";

@@ -1,6 +1,8 @@
 /**
  * A machine reached with the OpenSSH client: key authentication only (BatchMode, so a missing
- * key fails at once instead of prompting), one multiplexed connection for all commands.
+ * key fails at once instead of prompting), one multiplexed connection for all commands, and
+ * only to a host whose key its known_hosts file already holds (see host_key.ts for how a key
+ * gets there).
  */
 import {
   type CommandResult,
@@ -47,8 +49,8 @@ export interface SshTargetOptions {
   address: SshAddress;
   /** Private key file; default: the ssh client's own choice (agent, ~/.ssh/id_*). */
   identityFile?: string;
-  /** known_hosts to use instead of the user's. */
-  knownHostsFile?: string;
+  /** The known_hosts file holding the host's key; any other key is refused. */
+  knownHostsFile: string;
   prompt: PasswordPrompt;
 }
 
@@ -96,7 +98,7 @@ export class SshTarget extends SudoTarget {
       "-o",
       "ServerAliveInterval=15",
       "-o",
-      "StrictHostKeyChecking=accept-new",
+      "StrictHostKeyChecking=yes",
       "-o",
       "ControlMaster=auto",
       "-o",
@@ -109,7 +111,7 @@ export class SshTarget extends SudoTarget {
       address.user,
     ];
     if (identityFile) args.push("-i", identityFile, "-o", "IdentitiesOnly=yes");
-    if (knownHostsFile) args.push("-o", `UserKnownHostsFile=${knownHostsFile}`);
+    args.push("-o", `UserKnownHostsFile=${knownHostsFile}`, "-o", "GlobalKnownHostsFile=none");
     return args;
   }
 
