@@ -172,6 +172,10 @@ export interface Configuration {
     Session?: number;
   };
   findAccount?: (ctx: KoaContext, id: string) => Account | undefined | Promise<Account | undefined>;
+  /** Scope name → the claims it releases. */
+  claims?: Record<string, string[]>;
+  /** When false, an ID token carries the released claims even when an access token is issued. */
+  conformIdTokenClaims?: boolean;
   interactions?: { url?: (ctx: KoaContext, interaction: Interaction) => string };
   features?: {
     devInteractions?: { enabled: boolean };

@@ -92,6 +92,13 @@ export interface TestProviderOptions {
   scopes?: string[];
   /** Listen on this port instead of a free one. */
   port?: number;
+  /** Listen on this address, which is also the issuer's host. @default "127.0.0.1" */
+  host?: string;
+  /**
+   * The `typ` header of its JWT access tokens: RFC 9068's `at+jwt`, or `JWT` as Zitadel
+   * signs them (like its ID tokens). @default "at+jwt"
+   */
+  accessTokenType?: "at+jwt" | "JWT";
   /** Offer the device authorization grant (RFC 8628) to a public client. Off by default. */
   deviceFlow?: TestDeviceFlowOptions;
   /** Where the provider's request errors are logged (debug level). @default silentLogger */
@@ -180,7 +187,7 @@ export interface MintTokenOptions {
 
 /** A running test provider; `await using` stops it. */
 export interface TestProvider extends AsyncDisposable {
-  /** `http://127.0.0.1:<port>`, the `iss` of its tokens. */
+  /** `http://127.0.0.1:<port>` (or the `host`), the `iss` of its tokens. */
   readonly issuer: string;
   /** The URL of its discovery document. */
   readonly discoveryUrl: string;
@@ -225,7 +232,7 @@ export interface TestProvider extends AsyncDisposable {
   completeDeviceSignIn(verificationUri: string, options: DeviceSignInOptions): Promise<void>;
 }
 
-/** Starts a {@link TestProvider} on 127.0.0.1 and a free port (or `options.port`). */
+/** Starts a {@link TestProvider} on 127.0.0.1 (or `options.host`) and a free port (or `options.port`). */
 export async function startTestProvider(options: TestProviderOptions = {}): Promise<TestProvider> {
   const provider = new OidcTestProvider(options);
   await provider.start();
@@ -276,6 +283,8 @@ class OidcTestProvider implements TestProvider {
   /** Private signing keys, newest (the one used) first. */
   #signingKeys: JWK[] = [];
   #port: number;
+  readonly #host: string;
+  readonly #accessTokenType: "at+jwt" | "JWT";
   #server: Server | undefined;
   #callback: Callback | undefined;
 
@@ -289,6 +298,8 @@ class OidcTestProvider implements TestProvider {
     this.#scopes = options.scopes ?? ["fleet"];
     this.#logger = (options.logger ?? silentLogger).with({ component: "test-oidc-provider" });
     this.#port = options.port ?? 0;
+    this.#host = options.host ?? "127.0.0.1";
+    this.#accessTokenType = options.accessTokenType ?? "at+jwt";
     if (options.deviceFlow !== undefined) {
       const clientId = options.deviceFlow.clientId ?? "fleet-cli";
       this.#deviceFlow = {
@@ -312,7 +323,7 @@ class OidcTestProvider implements TestProvider {
   }
 
   get issuer(): string {
-    return `http://127.0.0.1:${this.#port}`;
+    return `http://${this.#host}:${this.#port}`;
   }
   get discoveryUrl(): string {
     return `${this.issuer}/.well-known/openid-configuration`;
@@ -351,7 +362,7 @@ class OidcTestProvider implements TestProvider {
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(this.#port, "127.0.0.1", () => {
+      server.listen(this.#port, this.#host, () => {
         server.off("error", reject);
         resolve();
       });
@@ -474,8 +485,15 @@ class OidcTestProvider implements TestProvider {
           }
           : {}),
       },
-      findAccount: (_ctx, id) =>
-        this.#accounts.has(id) ? { accountId: id, claims: () => ({ sub: id }) } : undefined,
+      findAccount: (_ctx, id) => {
+        const account = this.#accounts.get(id);
+        if (account === undefined) return undefined;
+        return { accountId: id, claims: () => ({ sub: id, ...this.#claimsForAccount(account) }) };
+      },
+      // A person's ID token carries their roles, as Zitadel's "User Roles Inside ID Token"
+      // does: what the callout must still refuse, an ID token being no access token.
+      claims: { openid: ["sub", "roles", ZITADEL_ROLES_CLAIM] },
+      conformIdTokenClaims: false,
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
@@ -507,6 +525,7 @@ class OidcTestProvider implements TestProvider {
       formats: {
         customizers: {
           jwt: (_ctx, token, parts) => {
+            parts.header = { ...parts.header, typ: this.#accessTokenType };
             const account = token.accountId === undefined
               ? undefined
               : this.#accounts.get(token.accountId);

@@ -39,5 +39,5 @@ export {
   type WatchRestart,
   type WatchRestartReason,
 } from "./kv_watch.ts";
-export { type NatsTls, PIN_COMMAND, PIN_PATTERN } from "./transport.ts";
+export { type NatsTls, natsTlsFromConfig, PIN_COMMAND, PIN_PATTERN } from "./transport.ts";
 export { type BucketEntry, readBucket, readBucketEntries } from "./snapshot.ts";

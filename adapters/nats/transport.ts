@@ -20,6 +20,16 @@ export interface NatsTls {
   pin?: string;
 }
 
+/** The TLS settings of a config file's `[nats]` table: `ca_file` and `pin`. */
+export function natsTlsFromConfig(
+  nats: { ca_file?: string | undefined; pin?: string | undefined },
+): NatsTls {
+  return {
+    ...(nats.ca_file !== undefined ? { caFile: nats.ca_file } : {}),
+    ...(nats.pin !== undefined ? { pin: nats.pin } : {}),
+  };
+}
+
 /** The shape of a {@link NatsTls.pin}: `sha256//` and 44 characters of base64. */
 export const PIN_PATTERN = /^sha256\/\/[A-Za-z0-9+/]{43}=$/;
 

@@ -12,6 +12,7 @@
 export {
   createTokenVerifier,
   DEFAULT_ALGORITHMS,
+  issuerProblem,
   type RejectionCode,
   RejectionCodes,
   TokenRejectedError,

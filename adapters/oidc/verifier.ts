@@ -1,6 +1,7 @@
 /**
  * Verifies OIDC access tokens (JWTs) against the provider's published keys, for the auth
- * callout: signature, issuer, audience, expiry, not-before and algorithm.
+ * callout: signature, issuer, audience, expiry, not-before and algorithm; that the token is an
+ * access token (not an ID token); and that the issuer is reached over https.
  *
  * The keys are found through discovery and kept: an unknown `kid` refetches them (at most
  * once per `minRefetchIntervalMs`), and when the provider is down the kept keys go on
@@ -20,6 +21,7 @@ import {
   type ProtectedHeaderParameters,
 } from "jose";
 import type { Clock } from "../../core/clock.ts";
+import { isLoopbackHost } from "../../core/network.ts";
 import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import { discover, errorMessage, fetchJsonObject } from "./_discovery.ts";
@@ -29,8 +31,20 @@ export const DEFAULT_ALGORITHMS: readonly string[] = ["RS256", "ES256", "EdDSA",
 
 /** Options of {@link createTokenVerifier}. */
 export interface TokenVerifierOptions {
-  /** The expected `iss`, exactly; discovery is read from `<issuer>/.well-known/openid-configuration`. */
+  /**
+   * The expected `iss`, exactly; discovery is read from `<issuer>/.well-known/openid-configuration`.
+   * It must be `https://` (plain `http://` only on loopback, for tests): over http, whoever is
+   * on the path could serve their own keys and sign any token. See {@link issuerProblem}.
+   */
   issuer: string;
+  /**
+   * Clients whose tokens are access tokens although their JWT header is not `typ: at+jwt`
+   * (RFC 9068), matched on the `client_id` claim (`azp` when it has none). Zitadel signs its
+   * JWT access tokens with `typ: JWT`, like ID tokens: list the machine users and the CLI's
+   * client there. Other tokens without `at+jwt` are refused (an ID token is not a credential).
+   * @default []
+   */
+  accessTokenClients?: readonly string[];
   /** The expected `aud` (one of the token's audiences), e.g. `nats://fleet`. */
   audience: string;
   logger: Logger;
@@ -105,6 +119,7 @@ export const RejectionCodes = {
   signature: "signature",
   unknownKey: "unknown-key",
   providerUnreachable: "provider-unreachable",
+  notAccessToken: "not-access-token",
 } as const;
 /** One of {@link RejectionCodes}. */
 export type RejectionCode = typeof RejectionCodes[keyof typeof RejectionCodes];
@@ -126,6 +141,27 @@ export class TokenRejectedError extends Error {
   }
 }
 
+/**
+ * Why tokens of `issuer` cannot be trusted, or `undefined`: the issuer must be an https URL
+ * (http is accepted on loopback only, for tests).
+ */
+export function issuerProblem(issuer: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    return `the issuer "${issuer}" is not a URL`;
+  }
+  if (url.protocol === "https:") return undefined;
+  if (url.protocol === "http:" && isLoopbackHost(url.hostname)) return undefined;
+  return `the issuer "${issuer}" is not https: its signing keys would be fetched in clear, ` +
+    `and anyone on the network path could replace them and sign any token; use the ` +
+    `provider's https:// issuer URL (http:// is accepted only on 127.0.0.1, ::1 or localhost)`;
+}
+
+/** The `typ` of an RFC 9068 access token, as written or as a full media type. */
+const ACCESS_TOKEN_TYPES = new Set(["at+jwt", "application/at+jwt"]);
+
 /** Creates a {@link TokenVerifier}; nothing is fetched until the first use. */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   return new JwksTokenVerifier(options);
@@ -140,6 +176,8 @@ class JwksTokenVerifier implements TokenVerifier {
   readonly #minRefetchMs: number;
   readonly #maxKeyAgeMs: number;
   readonly #algorithms: string[];
+  readonly #accessTokenClients: ReadonlySet<string>;
+  readonly #issuerProblem: string | undefined;
   readonly #clock: Clock;
   #jwksUri: string | undefined;
   #keys: JWK[] | undefined;
@@ -159,6 +197,8 @@ class JwksTokenVerifier implements TokenVerifier {
     this.#minRefetchMs = options.minRefetchIntervalMs ?? 10_000;
     this.#maxKeyAgeMs = options.maxKeyAgeMs ?? 15 * 60_000;
     this.#algorithms = [...(options.algorithms ?? DEFAULT_ALGORITHMS)];
+    this.#accessTokenClients = new Set(options.accessTokenClients ?? []);
+    this.#issuerProblem = issuerProblem(options.issuer);
     this.#clock = options.clock ?? systemClock;
   }
 
@@ -174,6 +214,9 @@ class JwksTokenVerifier implements TokenVerifier {
   }
 
   async verify(token: string): Promise<VerifiedToken> {
+    if (this.#issuerProblem !== undefined) {
+      throw new TokenRejectedError(RejectionCodes.issuer, this.#issuerProblem);
+    }
     const { header, payload } = this.#decode(token);
     const kid = typeof header.kid === "string" ? header.kid : undefined;
     const keyName = kid === undefined ? "without kid" : `kid=${kid}`;
@@ -192,6 +235,7 @@ class JwksTokenVerifier implements TokenVerifier {
         `issuer ${JSON.stringify(payload.iss)} is not the configured "${this.issuer}"`,
       );
     }
+    this.#checkAccessToken(header, payload);
     await this.#ensureKey(kid, keyName);
     const keySet = this.#keySet;
     if (keySet === undefined) {
@@ -217,6 +261,32 @@ class JwksTokenVerifier implements TokenVerifier {
     } catch (err) {
       throw this.#rejection(err, payload, keyName);
     }
+  }
+
+  /**
+   * Refuses a token that is not an access token: its header says `typ: at+jwt`, or its
+   * client is one of the configured {@link TokenVerifierOptions.accessTokenClients}. Checked
+   * before any key lookup; an accepted token still has its signature checked.
+   */
+  #checkAccessToken(header: ProtectedHeaderParameters, payload: JWTPayload): void {
+    const typ = typeof header.typ === "string" ? header.typ.toLowerCase() : undefined;
+    if (typ !== undefined && ACCESS_TOKEN_TYPES.has(typ)) return;
+    const client = typeof payload.client_id === "string"
+      ? payload.client_id
+      : typeof payload.azp === "string"
+      ? payload.azp
+      : undefined;
+    if (client !== undefined && this.#accessTokenClients.has(client)) return;
+    const type = typ === undefined ? "no typ" : `typ ${JSON.stringify(header.typ)}`;
+    const from = client === undefined
+      ? "names no client (client_id or azp)"
+      : `is from client ${JSON.stringify(client)}, which is not in access_token_clients`;
+    throw new TokenRejectedError(
+      RejectionCodes.notAccessToken,
+      `not an access token: its header has ${type}, not "at+jwt" (RFC 9068), and it ${from}; ` +
+        `an ID token is never accepted. A provider whose access tokens say typ "JWT" ` +
+        `(Zitadel) needs their client ids in [oidc] access_token_clients`,
+    );
   }
 
   #decode(token: string): { header: ProtectedHeaderParameters; payload: JWTPayload } {

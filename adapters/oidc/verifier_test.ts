@@ -9,8 +9,11 @@ import {
   type TestProvider,
   ZITADEL_ROLES_CLAIM,
 } from "../../testing/oidc_provider.ts";
+import { nonLoopbackAddress } from "../../testing/tls.ts";
+import { signInWithDeviceFlow } from "../../testing/oidc.ts";
 import {
   createTokenVerifier,
+  issuerProblem,
   RejectionCodes,
   TokenRejectedError,
   type TokenVerifierOptions,
@@ -229,4 +232,47 @@ Deno.test("createTokenVerifier() rejects a token that is not valid yet", async (
   );
   assert.equal(err.code, RejectionCodes.notYetValid);
   assert.match(err.reason, /^not valid before \d{4}-\d\d-\d\dT\S+ \(now \S+\)$/);
+});
+
+Deno.test("createTokenVerifier() refuses an ID token, and a typ JWT token unless its client is listed", async () => {
+  // Zitadel's shape: the project is both the resource and the client, so an ID token's aud
+  // is the access tokens' aud; this provider signs access tokens with typ "JWT".
+  const project = "urn:fleet:project";
+  await using idp = await startTestProvider({
+    audience: project,
+    deviceFlow: { clientId: project },
+    accessTokenType: "JWT",
+  });
+  idp.addAccount({ id: "alice", roles: ["admin"] });
+  const login = await signInWithDeviceFlow(idp, "alice");
+  assert.equal(decodeProtectedHeader(login.accessToken).typ, "JWT");
+  assert.ok(login.idToken !== undefined);
+  assert.deepEqual(decodeJwt(login.idToken).roles, ["admin"], "the ID token carries roles");
+
+  const strict = verifierFor(idp);
+  for (const token of [login.accessToken, login.idToken]) {
+    const err = await rejection(strict.verify(token), TokenRejectedError);
+    assert.equal(err.code, RejectionCodes.notAccessToken);
+    assert.match(
+      err.reason,
+      /not an access token: its header has (no typ|typ "JWT"), not "at\+jwt"/,
+    );
+    assert.match(err.reason, /access_token_clients/);
+  }
+  const listed = verifierFor(idp, { accessTokenClients: [project] });
+  assert.equal((await listed.verify(login.accessToken)).claims.sub, "alice");
+  const err = await rejection(listed.verify(login.idToken), TokenRejectedError);
+  assert.equal(err.code, RejectionCodes.notAccessToken);
+  assert.match(err.reason, /names no client \(client_id or azp\)/);
+});
+
+Deno.test("createTokenVerifier() refuses every token of an http issuer that is not loopback", async () => {
+  await using idp = await startTestProvider({ host: nonLoopbackAddress() });
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const token = await idp.mintToken(device);
+  const err = await rejection(verifierFor(idp).verify(token), TokenRejectedError);
+  assert.equal(err.code, RejectionCodes.issuer);
+  assert.match(err.reason, /the issuer "http:\/\/[\d.]+:\d+" is not https: its signing keys/);
+  assert.equal(issuerProblem("https://id.example.com"), undefined);
+  assert.equal(issuerProblem("http://localhost:8080"), undefined);
 });
