@@ -23,6 +23,14 @@ import { CONFIG_PATH, EnrollError, PACKAGE_RECORD_PATH } from "../enroll/steps.t
 import { waitFor } from "../adapters/timers.ts";
 import { startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
 import { testLogger } from "./_story.ts";
+import { DebPaths } from "../packaging/deb.ts";
+import {
+  denoEscapesScript,
+  escapeOutcomes,
+  execStartRuntime,
+  sandboxProperties,
+  systemEscapesScript,
+} from "./attacks/_agent_escapes.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const DEVICE = "vm-pi-1";
@@ -418,6 +426,76 @@ Deno.test(
         if (await unitProperty(target, "ActiveState") !== "active") await settle();
         await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 180_000);
       };
+
+      await step(
+        "the agent is sandboxed: code running as it escapes neither its Deno permissions nor its unit's sandbox",
+        async () => {
+          const unit = await must(target, ["cat", `/${DebPaths.unit}`], false);
+          const pid = await unitProperty(target, "MainPID");
+          const status = await must(target, ["cat", `/proc/${pid}/status`]);
+          assert.match(status, /^NoNewPrivs:\s+1$/m);
+          assert.match(status, /^CapBnd:\s+0+$/m);
+          const security = await must(target, [
+            "systemd-analyze",
+            "security",
+            "--no-pager",
+            "fleet-agent",
+          ]);
+          const score = /Overall exposure level for fleet-agent\.service: ([\d.]+ \S+)/
+            .exec(security)?.[1];
+          printLine(`systemd-analyze security fleet-agent: ${score}`);
+          assert.ok(Number(score?.split(" ")[0]) <= 2, security);
+
+          // The agent's runtime in a transient unit with the installed unit's sandbox and user.
+          const sandboxed = async (runtime: string[], script: string) =>
+            escapeOutcomes(
+              await must(
+                target,
+                [
+                  "systemd-run",
+                  "--wait",
+                  "--pipe",
+                  "--quiet",
+                  ...sandboxProperties(unit),
+                  ...runtime,
+                  "-",
+                ],
+                true,
+                script,
+              ),
+            );
+          const agentRuntime = execStartRuntime(unit, `/${DebPaths.program}`);
+          const denied = await sandboxed(
+            agentRuntime,
+            denoEscapesScript({ configFile: CONFIG_PATH, outside: "/var/tmp/escape" }),
+          );
+          for (const [attempt, outcome] of Object.entries(denied)) {
+            assert.match(outcome, /^(NotCapable|TypeError): Requires \w+ access/, attempt);
+          }
+          // As if the attacker got past Deno's checks: the sandbox stops it all the same.
+          const blocked = await sandboxed(
+            [agentRuntime[0]!, "run", "--no-config", "--allow-all"],
+            systemEscapesScript(uid),
+          );
+          assert.deepEqual(Object.entries(blocked).filter(([, o]) => o === "done"), []);
+          for (
+            const attempt of [
+              "replace the agent's program",
+              "write to /etc",
+              "write into its user's runtime directory",
+            ]
+          ) assert.match(blocked[attempt] ?? "", /Read-only file system/, attempt);
+          assert.match(blocked["install a user unit in its home"] ?? "", /Permission denied/);
+          assert.match(blocked["become root with sudo"] ?? "", /"no new privileges" flag is set/);
+          assert.match(blocked["open a netlink socket"] ?? "", /Address family not supported/);
+          // Nothing lost: the agent runs on, and so does its workload.
+          assert.equal(await unitProperty(target, "ActiveState"), "active");
+          assert.equal(await containerId(), running);
+        },
+        async (failed) => {
+          if (failed) await healthy();
+        },
+      );
 
       await step(
         "SIGKILL: systemd brings the agent back and it recreates nothing",

@@ -6,7 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { buildPackages, projectVersion } from "../packaging/build.ts";
-import { DebPaths, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
+import {
+  type AgentPaths,
+  agentRuntimeArgs,
+  DebPaths,
+  LAUNCHER_RUN_FLAGS,
+} from "../packaging/deb.ts";
 import { startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
 import { waitFor } from "../adapters/timers.ts";
 
@@ -87,61 +92,104 @@ Deno.test(
         assert.equal(r.stdout.trim(), version);
       });
 
-      await t.step("arm64 under qemu-user: an agent reconciles with podman", async () => {
-        await using fleet = await startFleet();
-        await fleet.startOperator();
-        const config = `${dir}/agent.toml`;
-        await Deno.writeTextFile(
-          config,
-          `device_id = "pi-arm64"
-state_dir = "${dir}/agent-state"
-labels = { site = "qemu" }
-
-[nats]
-urls = ["${fleet.nats.url}"]
-
-[podman]
-socket = "${fleet.podmanService.socketPath}"
-
-[intervals]
-heartbeat_seconds = 2
-relist_seconds = 3
-`,
-        );
-        const agent = new Deno.Command("qemu-aarch64-static", {
-          args: qemuFleet(roots.arm64!, ["agent", "run", "--config", config]),
-          env: { NO_COLOR: "1", DENO_DIR: `${dir}/deno-dir-arm64` },
-          stdin: "null",
-          stdout: "null",
-          stderr: "piped",
-        }).spawn();
-        const stderr = new Response(agent.stderr).text();
-        try {
-          const store = await fleet.store();
-          await store.apply(
-            webDeployment({ name: "web", selector: { matchLabels: { site: "qemu" } } }),
-          );
-          // Emulated, the runtime starts in tens of seconds rather than a fraction of one.
-          await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 180_000);
-          const running = await waitFor("the container to run", async () => {
-            const [c] = await fleet.containers("pi-arm64");
-            return c?.state === "running" ? c : undefined;
+      await t.step(
+        "amd64: the agent reconciles with podman under its unit's Deno permissions",
+        async () => {
+          await agentReconciles(dir, "pi-amd64", (paths, config) => {
+            const [cmd, ...runtime] = agentRuntimeArgs(paths, `${roots.amd64}/`);
+            return {
+              cmd: cmd!,
+              args: [...runtime, "agent", "run", "--config", config],
+              env: { DENO_DIR: `${dir}/deno-dir` },
+            };
           });
-          assert.match(running.name, /^fleet_pi-arm64_default_web_/);
-        } finally {
-          agent.kill("SIGTERM");
-          const status = await agent.status;
-          const log = await stderr;
-          assert.equal(status.code, 0, `the arm64 agent exits cleanly on SIGTERM:\n${log}`);
-          assert.match(log, /Connected to NATS/);
-          // The host's podman storage is shared with the other tests: leave nothing behind.
-          for (const c of await fleet.containers("pi-arm64")) {
-            await fleet.podman.removeContainer(c.id);
-          }
-        }
+        },
+      );
+
+      await t.step("arm64 under qemu-user: an agent reconciles with podman", async () => {
+        await agentReconciles(dir, "pi-arm64", (_paths, config) => ({
+          cmd: "qemu-aarch64-static",
+          args: qemuFleet(roots.arm64!, ["agent", "run", "--config", config]),
+          env: { DENO_DIR: `${dir}/deno-dir-arm64` },
+        }));
       });
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   },
 );
+
+/**
+ * Runs the agent `command` gives (for its paths and config file) as device `deviceId` against
+ * a local control plane and podman, and waits until it runs a deployment's container.
+ */
+async function agentReconciles(
+  dir: string,
+  deviceId: string,
+  command: (paths: AgentPaths, config: string) => {
+    cmd: string;
+    args: string[];
+    env: Record<string, string>;
+  },
+): Promise<void> {
+  await using fleet = await startFleet();
+  await fleet.startOperator();
+  const socket = fleet.podmanService.socketPath;
+  const paths: AgentPaths = {
+    configDir: `${dir}/${deviceId}-etc`,
+    stateDir: `${dir}/${deviceId}-state`,
+    podmanSocketDir: socket.slice(0, socket.lastIndexOf("/")),
+  };
+  await Deno.mkdir(paths.configDir);
+  const config = `${paths.configDir}/config.toml`;
+  await Deno.writeTextFile(
+    config,
+    `device_id = "${deviceId}"
+state_dir = "${paths.stateDir}"
+labels = { site = "${deviceId}" }
+
+[nats]
+urls = ["${fleet.nats.url}"]
+
+[podman]
+socket = "${socket}"
+
+[intervals]
+heartbeat_seconds = 2
+relist_seconds = 3
+`,
+  );
+  const { cmd, args, env } = command(paths, config);
+  const agent = new Deno.Command(cmd, {
+    args,
+    env: { NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(agent.stderr).text();
+  try {
+    const store = await fleet.store();
+    await store.apply(
+      webDeployment({ name: "web", selector: { matchLabels: { site: deviceId } } }),
+    );
+    // Emulated, the runtime starts in tens of seconds rather than a fraction of one.
+    await waitForStatus(fleet, { name: "web" }, { matched: 1, succeeded: 1 }, 180_000);
+    const running = await waitFor("the container to run", async () => {
+      const [c] = await fleet.containers(deviceId);
+      return c?.state === "running" ? c : undefined;
+    });
+    assert.match(running.name, new RegExp(`^fleet_${deviceId}_default_web_`));
+  } finally {
+    agent.kill("SIGTERM");
+    const status = await agent.status;
+    const log = await stderr;
+    assert.equal(status.code, 0, `the ${deviceId} agent exits cleanly on SIGTERM:\n${log}`);
+    assert.match(log, /Connected to NATS/);
+    assert.doesNotMatch(log, /Requires \w+ access/, "no permission was missing");
+    // The host's podman storage is shared with the other tests: leave nothing behind.
+    for (const c of await fleet.containers(deviceId)) {
+      await fleet.podman.removeContainer(c.id);
+    }
+  }
+}

@@ -102,10 +102,85 @@ exec "$lib/deno" run ${LAUNCHER_RUN_FLAGS.join(" ")} "$lib/app/main.js" "$@"
 `;
 }
 
+/** Where the agent reads and writes on a device; the unit and its Deno permissions name these. */
+export interface AgentPaths {
+  /** Config, device key and password files (read only). */
+  configDir: string;
+  /** `state_dir` of the config: the desired-state cache (read and write). */
+  stateDir: string;
+  /** Where the podman socket is: `/run/user/<uid>/podman/podman.sock` for rootless podman. */
+  podmanSocketDir: string;
+}
+
+/** The paths of an enrolled device (`fleet device enroll` writes its files there). */
+export const DEVICE_AGENT_PATHS: AgentPaths = {
+  configDir: "/etc/fleet-agent",
+  stateDir: "/var/lib/fleet-agent",
+  // The agent user's uid is known only once enroll created it; the rest of /run/user is
+  // other users' (mode 0700) and read-only to the agent (ProtectHome=read-only).
+  podmanSocketDir: "/run/user",
+};
+
+/**
+ * What the agent may do under Deno instead of `--allow-all`: read its config, state and the
+ * podman socket, write its state and the socket, read what the inventory reports. No
+ * subprocess, FFI, remote import or other file. The network is not narrowed: the NATS
+ * servers and the OIDC issuer come from the config, which may change after installation.
+ * Connecting to a unix socket needs read and write access to its path.
+ */
+export function agentDenoPermissions(paths: AgentPaths): string[] {
+  return [
+    "--no-prompt",
+    `--allow-read=${
+      [paths.configDir, paths.stateDir, paths.podmanSocketDir, ...OS_RELEASE_FILES].join(",")
+    }`,
+    `--allow-write=${[paths.stateDir, paths.podmanSocketDir].join(",")}`,
+    "--allow-net",
+    `--allow-env=${AGENT_ENV.join(",")}`,
+    `--allow-sys=${AGENT_SYS.join(",")}`,
+  ];
+}
+
+/** The inventory's OS name (`/etc/os-release` is usually a link to the second). */
+const OS_RELEASE_FILES = ["/etc/os-release", "/usr/lib/os-release"];
+/** systemd's (journald output, config-error hold) and the agent command's own flags. */
+const AGENT_ENV = [
+  "INVOCATION_ID",
+  "JOURNAL_STREAM",
+  "NO_COLOR",
+  "FLEET_AGENT_CONFIG",
+  "FLEET_LOG_LEVEL",
+  "FLEET_LOG_FORMAT",
+];
+/** The inventory: host name, kernel and memory. */
+const AGENT_SYS = ["hostname", "osRelease", "systemMemoryInfo"];
+
+/**
+ * The packaged runtime on the bundle with the agent's permissions, for a package installed
+ * under `root` (a device's is "/"; a test runs an unpacked package from its folder).
+ */
+export function agentRuntimeArgs(paths: AgentPaths, root = "/"): string[] {
+  return [
+    `${root}${DebPaths.runtime}`,
+    "run",
+    ...LAUNCHER_RUN_FLAGS.filter((flag) => flag !== "--allow-all"),
+    ...agentDenoPermissions(paths),
+    `${root}${DebPaths.program}`,
+  ];
+}
+
+/** The agent's command line in its unit, running `fleet <args>`. */
+export function agentCommandLine(args: string[]): string {
+  return [...agentRuntimeArgs(DEVICE_AGENT_PATHS), ...args].join(" ");
+}
+
 /**
  * The agent's unit. It runs as the `fleet-agent` user whose rootless podman holds the
  * containers, so stopping or restarting the agent never stops them. systemd before 254
  * ignores RestartSteps/RestartMaxDelaySec (one notice at load) and restarts every 5 s.
+ * It runs the runtime itself rather than `/usr/bin/fleet` (which allows everything), with
+ * the sandbox below: the agent can write only its state and cache directories, and reach
+ * nothing but its podman socket and the network.
  */
 export function agentUnit(): string {
   return `[Unit]
@@ -119,8 +194,8 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 User=fleet-agent
-ExecStartPre=/bin/sh -c '/usr/bin/fleet ${AGENT_WARM_UP_ARGS.join(" ")} >/dev/null'
-ExecStart=/usr/bin/fleet agent run --config /etc/fleet-agent/config.toml
+ExecStartPre=/bin/sh -c '${agentCommandLine(AGENT_WARM_UP_ARGS)} >/dev/null'
+ExecStart=${agentCommandLine(["agent", "run", "--config", `/${DebPaths.configDir}/config.toml`])}
 Restart=always
 RestartSec=5s
 RestartSteps=6
@@ -129,17 +204,58 @@ CacheDirectory=fleet-agent
 StateDirectory=fleet-agent
 Environment=NO_COLOR=1
 Environment=DENO_V8_FLAGS=${AGENT_V8_FLAGS}
+Environment=DENO_DIR=/var/cache/fleet-agent
+Environment=DENO_NO_UPDATE_CHECK=1
 StandardOutput=journal
 StandardError=journal
 SyslogIdentifier=fleet-agent
 # The containers belong to the user's podman service, not to this unit.
 KillMode=mixed
 TimeoutStopSec=20s
+${AGENT_SANDBOX.join("\n")}
 
 [Install]
 WantedBy=multi-user.target
 `;
 }
+
+/**
+ * The agent's sandbox. Writable: StateDirectory and CacheDirectory only (ProtectSystem=strict).
+ * The podman socket lives in /run/user/<uid>, which ProtectHome=read-only leaves reachable
+ * (connecting to a socket is no write to the file system); the homes, the agent user's
+ * container storage included, are hidden. No MemoryDenyWriteExecute: V8 compiles code at
+ * run time. MemoryMax: an idle agent is about 70 MB resident.
+ */
+export const AGENT_SANDBOX = [
+  "NoNewPrivileges=yes",
+  "CapabilityBoundingSet=",
+  "AmbientCapabilities=",
+  "ProtectSystem=strict",
+  "ProtectHome=read-only",
+  "InaccessiblePaths=-/home -/root",
+  "PrivateTmp=yes",
+  "PrivateDevices=yes",
+  "PrivateUsers=yes",
+  "ProtectKernelTunables=yes",
+  "ProtectKernelModules=yes",
+  "ProtectKernelLogs=yes",
+  "ProtectControlGroups=yes",
+  "ProtectClock=yes",
+  "ProtectHostname=yes",
+  "ProtectProc=invisible",
+  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+  "RestrictNamespaces=yes",
+  "RestrictRealtime=yes",
+  "RestrictSUIDSGID=yes",
+  "LockPersonality=yes",
+  "SystemCallArchitectures=native",
+  "SystemCallFilter=@system-service",
+  "SystemCallFilter=~@privileged @resources",
+  "PrivateMounts=yes",
+  "SystemCallErrorNumber=EPERM",
+  "UMask=0077",
+  "MemoryMax=256M",
+];
 
 /**
  * A drop-in that orders the agent after the systemd of its service user (uid known only once

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import {
+  agentCommandLine,
+  agentDenoPermissions,
   agentUnit,
   agentUnitUserDropIn,
   controlFile,
   debFileName,
   debVersion,
+  DEVICE_AGENT_PATHS,
   launcherScript,
   PackagingError,
   postinstScript,
@@ -47,13 +50,56 @@ Deno.test("the agent unit restarts forever with backoff after the network is up,
   has("RestartSteps=6");
   has("RestartMaxDelaySec=2min");
   has("User=fleet-agent");
-  has("ExecStartPre=/bin/sh -c '/usr/bin/fleet agent --help >/dev/null'");
-  has("ExecStart=/usr/bin/fleet agent run --config /etc/fleet-agent/config.toml");
+  const agent = agentCommandLine([]);
+  has(`ExecStartPre=/bin/sh -c '${agent} agent --help >/dev/null'`);
+  has(`ExecStart=${agent} agent run --config /etc/fleet-agent/config.toml`);
+  has("Environment=DENO_DIR=/var/cache/fleet-agent");
   has("StandardOutput=journal");
   has("SyslogIdentifier=fleet-agent");
   has("WantedBy=multi-user.target");
   // A smaller V8 young generation for the agent only (bench:agent: about 4 MB less idle).
   has("Environment=DENO_V8_FLAGS=--max-semi-space-size=1");
+});
+
+Deno.test("the agent runs in a sandbox: no privileges, nothing writable but its own directories", () => {
+  const unit = agentUnit().split("\n");
+  for (
+    const line of [
+      "NoNewPrivileges=yes",
+      "CapabilityBoundingSet=",
+      "AmbientCapabilities=",
+      "ProtectSystem=strict",
+      "StateDirectory=fleet-agent",
+      "CacheDirectory=fleet-agent",
+      "ProtectHome=read-only",
+      "InaccessiblePaths=-/home -/root",
+      "PrivateTmp=yes",
+      "PrivateDevices=yes",
+      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+      "SystemCallFilter=@system-service",
+      "MemoryMax=256M",
+    ]
+  ) assert.ok(unit.includes(line), line);
+  // Nothing else is made writable: the state and cache directories are, by systemd.
+  assert.deepEqual(unit.filter((l) => l.startsWith("ReadWritePaths=")), []);
+});
+
+Deno.test("the agent's Deno permissions name what it reads and writes instead of --allow-all", () => {
+  const flags = agentDenoPermissions(DEVICE_AGENT_PATHS);
+  assert.deepEqual(flags, [
+    "--no-prompt",
+    "--allow-read=/etc/fleet-agent,/var/lib/fleet-agent,/run/user,/etc/os-release,/usr/lib/os-release",
+    "--allow-write=/var/lib/fleet-agent,/run/user",
+    "--allow-net",
+    "--allow-env=INVOCATION_ID,JOURNAL_STREAM,NO_COLOR,FLEET_AGENT_CONFIG,FLEET_LOG_LEVEL,FLEET_LOG_FORMAT",
+    "--allow-sys=hostname,osRelease,systemMemoryInfo",
+  ]);
+  const agent = agentCommandLine(["agent", "run"]);
+  assert.ok(agent.startsWith("/usr/lib/fleet/deno run --no-config "), agent);
+  assert.ok(agent.endsWith(" /usr/lib/fleet/app/main.js agent run"), agent);
+  for (const broad of ["--allow-all", "-A ", "--allow-run", "--allow-ffi", "--allow-import"]) {
+    assert.ok(!agent.includes(broad), `${broad} in ${agent}`);
+  }
 });
 
 Deno.test("the agent's drop-in orders it after its user's systemd, which holds podman", () => {
