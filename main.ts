@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   demo: async () => (await import("./commands/demo.ts")).demoCommand(VERSION),
   callout: async () => (await import("./commands/callout.ts")).calloutCommand(),
   device: async () => (await import("./commands/device.ts")).deviceCommand(),
+  namespace: async () => (await import("./commands/namespace.ts")).namespaceCommand(),
   vm: async () => (await import("./commands/vm.ts")).vmCommand(),
 };
 

@@ -62,6 +62,7 @@ Deno.test("Two agents with one device id: the newer stands by, touches nothing, 
       replicas: 1,
       staleAfterMs: 3_000,
       flushIntervalMs: 200,
+      allowUnboundNamespaces: true,
     });
     const operatorDone = operator.run(operatorAbort.signal);
     stops.push(async () => {

@@ -37,6 +37,8 @@ export function spawnOperator(options: {
     "run",
     "--log-level",
     "info",
+    // The bench's deployments live in namespace default, which no admin binds.
+    "--allow-unbound-namespaces",
     ...options.operatorArgs,
   ];
   const warnings = options.warnings ?? [];

@@ -92,7 +92,7 @@ const nc = await connectNats({
   logger: log,
 });
 const controller = new AbortController();
-const operator = createOperator({ nc, log, replicas: 1 });
+const operator = createOperator({ nc, log, replicas: 1, allowUnboundNamespaces: true });
 const operatorDone = operator.run(controller.signal);
 await operator.ready;
 const dir = await Deno.makeTempDir({ prefix: "fleet-bench-agent-" });

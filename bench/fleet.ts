@@ -180,7 +180,12 @@ async function startOperator(
     logger: log,
   });
   const controller = new AbortController();
-  const operator = createOperator({ nc, log, replicas: o.replicas });
+  const operator = createOperator({
+    nc,
+    log,
+    replicas: o.replicas,
+    allowUnboundNamespaces: true,
+  });
   const done = operator.run(controller.signal).finally(() => nc.close());
   return {
     pid: "self",
@@ -237,6 +242,11 @@ export async function runFleetBench(o: FleetBenchOptions): Promise<boolean> {
     o.replicas,
   );
   say(`raw KV: ${raw.putRate.toFixed(0)} puts/s, ${raw.watchRate.toFixed(0)} watched/s`);
+
+  // The devices are labelled in the registry the operator targets on, as enrollment does.
+  const labelStart = performance.now();
+  await sim.labelAll();
+  say(`labelled ${n} devices in ${((performance.now() - labelStart) / 1000).toFixed(2)} s`);
 
   // 2. The fleet registers: device info and a first heartbeat.
   const regStart = performance.now();

@@ -13,6 +13,7 @@ import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { type ManifestDocument, readManifests } from "../cli/manifests.ts";
 import { warnOfPortConflicts } from "../cli/port_warnings.ts";
+import { checkWorkloadPolicy } from "../cli/policy_warnings.ts";
 import {
   type LogFlags,
   logFormatOption,
@@ -120,6 +121,7 @@ async function applyItems(items: Item[], flags: ApplyFlags, log: Logger): Promis
       }
       const { deployment } = item.outcome;
       try {
+        checkWorkloadPolicy(deployment, log);
         await warnOfPortConflicts(target.store, deployment, log);
         const result = await target.store.apply(deployment);
         printLine(
@@ -173,6 +175,12 @@ function deploymentCommand(): Command {
           "device selector: key=value, key!=value, 'key in (a,b)', 'key notin (a,b)', key, !key; repeatable (ANDed)",
         ).argParser(collect).default([] as string[]).env("FLEET_DEPLOYMENT_SELECTOR"),
       )
+      .addOption(
+        new Option(
+          "--all-bound-devices",
+          "no selector: every device an admin bound the namespace to (targetAllBoundDevices)",
+        ).env("FLEET_DEPLOYMENT_ALL_BOUND_DEVICES"),
+      )
       .addOption(printOption())
       .addOption(targetOption())
       .addOption(kubeconfigOption())
@@ -186,6 +194,7 @@ function deploymentCommand(): Command {
 Examples:
   fleet apply deployment --name web --image localhost/web:1 --port 8080:80 --selector site=lab
   fleet apply deployment --name web --image nginx:1.27 --selector 'role in (edge,gateway)' --print
+  fleet apply deployment --name web --image localhost/web:1 -n team-a --all-bound-devices
   fleet apply deployment -f web.yaml   (the same as fleet apply -f web.yaml)`,
     )
     .action(async (flags, command) => {
@@ -202,6 +211,7 @@ Examples:
           ["--volume", flags.volume.length > 0],
           ["--restart", flags.restart !== undefined],
           ["--selector", flags.selector.length > 0],
+          ["--all-bound-devices", flags.allBoundDevices === true],
         ];
         const conflicting = given.filter(([, set]) => set).map(([flag]) => flag);
         if (conflicting.length > 0) {
@@ -225,6 +235,7 @@ Examples:
         env: flags.env,
         volumes: flags.volume,
         selectors: flags.selector,
+        allBoundDevices: flags.allBoundDevices === true,
         ...(flags.service !== undefined ? { service: flags.service } : {}),
         ...(flags.restart !== undefined ? { restart: flags.restart } : {}),
       });

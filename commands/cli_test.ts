@@ -164,6 +164,7 @@ const helpCases: [string[], string[]][] = [
     "--volume <host:container[:ro]>",
     "--restart <policy>",
     "--selector <selector>",
+    "--all-bound-devices",
     "--print",
     "--nats-url <urls>",
     "env: FLEET_NATS_URL",
@@ -254,6 +255,16 @@ const usageCases: [string, string[], string[]][] = [
     [`"relative:/x"`, "absolute"],
   ],
   [
+    "apply deployment with no selector, which would reach every device by mistake",
+    ["apply", "deployment", "--name", "web", "--image", "x", "-n", "team-a", "--print"],
+    ["--selector", "--all-bound-devices", "namespace team-a"],
+  ],
+  [
+    "apply -f of a deployment with an empty targetSelector",
+    ["apply", "-f", "fixtures/deployments/empty_selector.yaml", "--print"],
+    ["spec.targetSelector is empty", "targetAllBoundDevices: true"],
+  ],
+  [
     "apply deployment without --image",
     ["apply", "deployment", "--name", "web", "--print"],
     ["--image"],
@@ -292,7 +303,12 @@ const usageCases: [string, string[], string[]][] = [
   ],
   [
     "a --nats-url with a space in a URL",
-    ["apply", "deployment", "--name", "web", "--image", "x", "--nats-url", "nats://a b:4222"],
+    [
+      "apply",
+      "deployment",
+      ...["--name", "web", "--image", "x", "--selector", "site=a"],
+      ...["--nats-url", "nats://a b:4222"],
+    ],
     [`"nats://a b:4222"`, "without spaces"],
   ],
   [
@@ -343,6 +359,26 @@ const usageCases: [string, string[], string[]][] = [
     "device enroll with Zitadel but no project",
     ["device", "enroll", "--device-id", "pi-7", "--zitadel-url", "https://id.example.com"],
     ["--zitadel-url", "--zitadel-project-id"],
+  ],
+  [
+    "device enroll with a secret on the command line (only from a file or standard input)",
+    ["device", "enroll", "--device-id", "pi-7", "--zitadel-token", "admin-token"],
+    ["--zitadel-token"],
+  ],
+  [
+    "device enroll with a key lifetime that is not whole days",
+    ["device", "enroll", "--device-id", "pi-7", "--key-lifetime", "0"],
+    ["--key-lifetime", "0"],
+  ],
+  [
+    "device enroll with a host key fingerprint that is not SHA256:...",
+    ["device", "enroll", "--device-id", "pi-7", "--host-key-fingerprint", "MD5:aa:bb"],
+    ["--host-key-fingerprint", "MD5:aa:bb", "SHA256:"],
+  ],
+  [
+    "device rotate-key with no Zitadel to rotate it in",
+    ["device", "rotate-key", "pi-7", "--target", "ssh://pi@192.0.2.1"],
+    ["--zitadel-url"],
   ],
   [
     "device enroll with no packages to install",
@@ -880,12 +916,31 @@ Deno.test("fleet apply deployment warns when a host port is already used on devi
 Deno.test("fleet get deployments shows a table, JSON and YAML", async () => {
   await using ns = await startNatsServer();
   const url = ["--nats-url", ns.url];
+  const all = ["--all-bound-devices"];
   assert.equal(assertOk(await fleet("get", "deployments", ...url)), "No deployments.\n");
   assertOk(
-    await fleet("apply", "deployment", "--name", "web", "--image", "localhost/web:1", ...url),
+    await fleet(
+      "apply",
+      "deployment",
+      "--name",
+      "web",
+      "--image",
+      "localhost/web:1",
+      ...all,
+      ...url,
+    ),
   );
   assertOk(
-    await fleet("apply", "deployment", "--name", "web", "--image", "localhost/web:2", ...url),
+    await fleet(
+      "apply",
+      "deployment",
+      "--name",
+      "web",
+      "--image",
+      "localhost/web:2",
+      ...all,
+      ...url,
+    ),
   );
 
   const [header, ...rows] = assertOk(await fleet("get", "deployments", ...url)).trimEnd().split(
@@ -908,6 +963,53 @@ Deno.test("fleet get deployments shows a table, JSON and YAML", async () => {
   assert.equal(yaml.items[0].metadata.generation, 2);
 });
 
+Deno.test("fleet namespace bind, get namespaces and unbind keep namespaces' bindings on nats", async () => {
+  await using ns = await startNatsServer();
+  const url = ["--nats-url", ns.url];
+  assert.equal(assertOk(await fleet("get", "namespaces", ...url)), "No namespaces.\n");
+  assert.equal(
+    assertOk(await fleet("namespace", "bind", "team-a", "--devices", "site=a", ...url)),
+    "namespace team-a bound to devices site=a\n",
+  );
+  assertOk(await fleet("namespace", "bind", "lab", "--devices", " * ", ...url));
+  assertOneLineError(
+    await fleet("namespace", "bind", "team-b", "--devices", "site in ()", ...url),
+    2,
+    `"site in ()"`,
+    "at least one value",
+  );
+  assertOneLineError(
+    await fleet("namespace", "bind", "team-b", "--devices", "", ...url),
+    2,
+    "must not be empty",
+    "every device with *",
+  );
+  assertOneLineError(
+    await fleet("namespace", "bind", "Team_B", "--devices", "site=b", ...url),
+    2,
+    `"Team_B"`,
+    "namespace",
+  );
+  assert.deepEqual(
+    assertOk(await fleet("get", "namespaces", ...url)).trimEnd().split("\n").map((l) =>
+      l.trimEnd()
+    ),
+    ["NAMESPACE   DEVICES", "lab         *", "team-a      site=a"],
+  );
+  assert.equal(
+    assertOk(await fleet("namespace", "unbind", "team-a", ...url)),
+    "namespace team-a unbound: it targets no device\n",
+  );
+  assertOneLineError(
+    await fleet("namespace", "unbind", "team-a", ...url),
+    1,
+    "team-a",
+    "no binding",
+  );
+  const json = JSON.parse(assertOk(await fleet("get", "namespaces", "-o", "json", ...url)));
+  assert.deepEqual(json.items, [{ namespace: "lab", deviceSelector: "*" }]);
+});
+
 Deno.test("fleet get devices on an empty fleet says so", async () => {
   await using ns = await startNatsServer();
   assert.equal(assertOk(await fleet("get", "devices", "--nats-url", ns.url)), "No devices.\n");
@@ -920,8 +1022,18 @@ Deno.test("fleet get devices on an empty fleet says so", async () => {
 Deno.test("fleet delete deployment deletes, then exits 1 unless --ignore-not-found", async () => {
   await using ns = await startNatsServer();
   const url = ["--nats-url", ns.url];
+  const all = ["--all-bound-devices"];
   assertOk(
-    await fleet("apply", "deployment", "--name", "web", "--image", "localhost/web:1", ...url),
+    await fleet(
+      "apply",
+      "deployment",
+      "--name",
+      "web",
+      "--image",
+      "localhost/web:1",
+      ...all,
+      ...url,
+    ),
   );
   assert.equal(
     assertOk(await fleet("delete", "deployment", "web", ...url)),

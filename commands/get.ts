@@ -12,6 +12,8 @@ import {
 } from "./_cli.ts";
 import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
 import { OutputFormats, renderDeployments, renderDevices } from "../cli/render.ts";
+import { renderNamespaces } from "../cli/namespaces.ts";
+import { openBindings } from "./namespace.ts";
 
 // Factories, not shared instances: two subcommands must not share one mutable Option.
 const outputOption = () =>
@@ -115,6 +117,31 @@ Examples:
         flags.watch,
         log,
       );
+    });
+  withNatsConnection(
+    get.command("namespaces")
+      .alias("namespace")
+      .description("List namespaces and the devices each may target (its binding)")
+      .addOption(outputOption())
+      .addOption(targetOption())
+      .addOption(kubeconfigOption()),
+  )
+    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
+    .addOption(logFormatOption())
+    .addHelpText(
+      "after",
+      `
+DEVICES is the namespace's binding; <none> means its deployments target no device until an
+admin binds it (fleet namespace bind). On nats only bound namespaces are listed.
+
+Examples:
+  fleet get namespaces
+  fleet get namespaces --target kube -o yaml`,
+    )
+    .action(async (flags) => {
+      const log = loggerFrom(flags);
+      await using target = await openBindings(flags, log);
+      printLine(renderNamespaces(await target.bindings.list(), flags.output));
     });
   return get;
 }

@@ -115,6 +115,13 @@ function runCommand(): Command {
       )
         .argParser(integerParser("--stale-after", 1)).default(90).env("FLEET_STALE_AFTER"),
     )
+    .addOption(
+      new Option(
+        "--allow-unbound-namespaces",
+        "let a namespace no admin bound to devices target every device (development only; " +
+          "without it such a namespace targets none: bind it with fleet namespace bind)",
+      ).env("FLEET_ALLOW_UNBOUND_NAMESPACES"),
+    )
     .addOption(logLevelOption())
     .addOption(logFormatOption())
     .addHelpText(
@@ -141,6 +148,7 @@ Examples:
         log,
         replicas: flags.replicas,
         staleAfterMs: flags.staleAfter * 1000,
+        allowUnboundNamespaces: flags.allowUnboundNamespaces === true,
       };
       try {
         if (flags.source === "nats") {

@@ -68,15 +68,6 @@ export function buildDeployment(flags: DeploymentFlags): Deployment {
   // Checked first: the service name defaults to it, so a bad name would be reported twice.
   validateIdentifier("deployment name", flags.name);
   const all = flags.allBoundDevices === true;
-  if (all === (flags.selectors.length > 0)) {
-    throw new DeploymentFlagError(
-      all
-        ? "--all-bound-devices cannot be combined with --selector: it means every device " +
-          `bound to namespace ${flags.namespace}`
-        : "apply deployment needs --selector naming the devices it targets, or " +
-          `--all-bound-devices for every device bound to namespace ${flags.namespace}`,
-    );
-  }
   const candidate = {
     apiVersion: API_VERSION,
     kind: "Deployment",
@@ -102,6 +93,15 @@ export function buildDeployment(flags: DeploymentFlags): Deployment {
   const result = Deployment.safeParse(candidate);
   if (!result.success) {
     throw new DeploymentFlagError(`Invalid deployment: ${describeIssues(result.error)}`);
+  }
+  if (all === (flags.selectors.length > 0)) {
+    throw new DeploymentFlagError(
+      all
+        ? "--all-bound-devices cannot be combined with --selector: it means every device " +
+          `bound to namespace ${flags.namespace}`
+        : "apply deployment needs --selector naming the devices it targets, or " +
+          `--all-bound-devices for every device bound to namespace ${flags.namespace}`,
+    );
   }
   return result.data;
 }

@@ -31,6 +31,8 @@ export function startOperatorReplica(
       identity,
       "--log-level",
       "info",
+      // The stories' deployments live in namespace default, which no admin binds.
+      "--allow-unbound-namespaces",
       ...args,
     ],
     stdout: "null",

@@ -90,7 +90,13 @@ relist_seconds = 3
         [ContainerLabels.deviceId]: "proc-dev-1",
       });
     try {
-      await using _operator = new FleetProcess(["operator", "run", "--nats-url", nats.url]);
+      await using _operator = new FleetProcess([
+        "operator",
+        "run",
+        "--nats-url",
+        nats.url,
+        "--allow-unbound-namespaces",
+      ]);
       let agent = new FleetProcess(["agent", "run", "--config", config]);
       const devices = await waitFor("the device to register", async () => {
         const r = await fleet("get", "devices", "--nats-url", nats.url);

@@ -13,7 +13,7 @@ const FLUSH_MS = 1_000;
 
 function setup(syncPending: (ref: DeploymentRef) => boolean = () => false) {
   const clock = new FakeClock();
-  const view = new FleetView();
+  const view = new FleetView({ allowUnbound: true });
   view.setDevice("d1", { site: "a" });
   view.lastSeen.set("d1", clock.now());
   view.deployments.set(WEB, storedDeployment("web", { matchLabels: { site: "a" } }));
@@ -182,7 +182,7 @@ Deno.test("AggregateFlusher keeps no report of a deployment not targeted at the 
 
 Deno.test("AggregateFlusher keeps every report read before the targets are known, and those targeted once they are", () => {
   const clock = new FakeClock();
-  const view = new FleetView();
+  const view = new FleetView({ allowUnbound: true });
   view.setDevice("d1", { site: "a" });
   view.setDevice("d2", { site: "b" });
   const initialRead = new InitialRead(["source", "device-state"]);

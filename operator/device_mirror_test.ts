@@ -14,7 +14,7 @@ const WEB: DeploymentRef = { namespace: "default", name: "web" };
 
 function setup() {
   const clock = new FakeClock();
-  const view = new FleetView();
+  const view = new FleetView({ allowUnbound: true });
   const sink = new RecordingDeviceSink();
   const initialRead = new InitialRead(["reports"]);
   const dirty: string[] = [];
@@ -96,7 +96,7 @@ Deno.test("DeviceMirror reports each crossing of the staleness line once, on its
 
 Deno.test("DeviceMirror never targets an older agent's device by a free-text label value, not even with Exists", () => {
   const changed: [string, Labels | undefined][] = [];
-  const view = new FleetView();
+  const view = new FleetView({ allowUnbound: true });
   const mirror = new DeviceMirror({
     view,
     deviceSink: undefined,

@@ -23,12 +23,16 @@ import { TargetingWriter } from "./targeting_writer.ts";
 
 const WEB: DeploymentRef = { namespace: "default", name: "web" };
 
-/** A writer over an in-memory store whose first read is done, with `devices` at site=a. */
-function setup(devices: string[]) {
+/**
+ * A writer over an in-memory store whose first read is done, with `devices` at site=a and
+ * deployment default/web (in an unbound namespace, allowed) unless `view` is given.
+ */
+function setup(devices: string[], view = new FleetView({ allowUnbound: true })) {
   const clock = new FakeClock();
-  const view = new FleetView();
   for (const id of devices) view.setDevice(id, { site: "a" });
-  view.deployments.set(WEB, storedDeployment("web", { matchLabels: { site: "a" } }));
+  if (view.allowUnbound) {
+    view.deployments.set(WEB, storedDeployment("web", { matchLabels: { site: "a" } }));
+  }
   const store = new MemoryDesiredStateStore(clock);
   const source = new RecordingSource(clock);
   const stats = zeroStats();
@@ -150,7 +154,7 @@ function ported(
 /** A writer over `devices` (id → labels) and `deployments`, logging the order of writes. */
 function conflictSetup(devices: Record<string, Labels>, deployments: StoredDeployment[]) {
   const clock = new FakeClock();
-  const view = new FleetView();
+  const view = new FleetView({ allowUnbound: true });
   for (const [id, labels] of Object.entries(devices)) {
     view.setDevice(id, labels);
     view.lastSeen.set(id, clock.now());
@@ -378,7 +382,7 @@ Deno.test("TargetingWriter keeps a deployment's generation on its devices when t
 
 Deno.test("TargetingWriter holds what desired state has for a deployment refused at the source at start: nothing removed, nothing released", async () => {
   const clock = new FakeClock();
-  const view = new FleetView();
+  const view = new FleetView({ allowUnbound: true });
   // As agents publish them: with their device-id label.
   for (const id of ["d1", "d2"]) view.setDevice(id, deviceLabels(id, { site: "a" }));
   const store = new MemoryDesiredStateStore(clock);
@@ -430,5 +434,41 @@ Deno.test("TargetingWriter still removes a deleted deployment's keys when a same
   await clock.advance(1_000);
   assert.equal(store.values.size, 0, "the new one was never accepted: nothing of it is kept");
   assert.deepEqual(source.released, [WEB]);
+  await writer.stop();
+});
+
+Deno.test("TargetingWriter keeps a namespace's deployments within its binding and retargets when it changes", async () => {
+  const { clock, view, store, writer } = setup(["a1"], new FleetView());
+  view.setDevice("b1", { site: "b" });
+  const ref = { namespace: "team-a", name: "web" };
+  const web = storedDeployment("web", { matchExpressions: [{ key: "site", operator: "Exists" }] });
+  view.deployments.set(ref, { ...web, metadata: { ...web.metadata, namespace: "team-a" } });
+  const keys = () => [...store.values.keys()].sort();
+  await writer.start();
+  assert.deepEqual(keys(), [], "an unbound namespace targets no device");
+  assert.match(view.scopeProblems.get(ref) ?? "", /^namespace team-a is bound to no devices/);
+
+  writer.bindingChanged("team-a", "site=a");
+  await clock.advance(100);
+  assert.deepEqual(keys(), ["a1.team-a.web"]);
+  assert.equal(view.scopeProblems.get(ref), undefined);
+
+  writer.bindingChanged("team-a", "site in (a,b)");
+  await clock.advance(100);
+  assert.deepEqual(keys(), ["a1.team-a.web", "b1.team-a.web"], "a joining device gains it");
+
+  writer.bindingChanged("team-a", "site=b");
+  await clock.advance(100);
+  assert.deepEqual(keys(), ["b1.team-a.web"], "a leaving device loses it");
+
+  // A device relabelled into the deployment's selector but outside the binding stays without.
+  view.setDevice("a1", { site: "a", extra: "x" });
+  writer.deviceLabelsChanged("a1", { site: "a", extra: "x" });
+  await clock.advance(100);
+  assert.deepEqual(keys(), ["b1.team-a.web"]);
+
+  writer.bindingChanged("team-a", undefined);
+  await clock.advance(100);
+  assert.deepEqual(keys(), []);
   await writer.stop();
 });
