@@ -46,3 +46,14 @@ Deno.test("a cached runtime is used only when it has the pinned SHA-512", async 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("install.sh holds its Deno to the same pins and runs no npm package's scripts", async () => {
+  const script = await Deno.readTextFile(new URL("../scripts/install.sh", import.meta.url));
+  assert.match(script, /packaging\/deno-runtime\.sha512/);
+  assert.match(script, /sha512sum --check/);
+  const commands = script.split("\n").filter((l) => !l.trimStart().startsWith("#"));
+  const npmInstalls = commands.filter((l) => /\bnpm (install|i|ci|pack)\b/.test(l));
+  assert.ok(npmInstalls.length > 0, "Deno comes from npm");
+  for (const line of npmInstalls) assert.match(line, /--ignore-scripts/, line);
+  assert.doesNotMatch(commands.join("\n"), /--allow-scripts|\bnpx\b/);
+});

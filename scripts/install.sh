@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Fleet needs on a Debian bookworm machine (idempotent, quick when done):
-#   - Deno 2.9.5 from npm (the same version exists for amd64 and arm64)
+#   - Deno 2.9.5 from npm (the same version exists for amd64 and arm64), checked against the
+#     SHA-512 pinned in packaging/deno-runtime.sha512
 #   - podman + runc + netavark from Debian, busybox-static for the local test image; for the
 #     tests also qemu-user-static and the arm64 libc/libgcc (the arm64 package runs under qemu)
 #   - for the VM tests: qemu-system (x86 and arm, with the aarch64 UEFI firmware), qemu-utils,
@@ -56,9 +57,40 @@ if [ "$purpose" = test ]; then
     $SUDO useradd --system --user-group --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
 fi
 
-if ! command -v deno >/dev/null 2>&1 || [ "$(deno --version | head -1 | awk '{print $2}')" != "$DENO_VERSION" ]; then
-  say "Installing Deno $DENO_VERSION from npm"
-  $SUDO npm install -g --silent "deno@$DENO_VERSION" >/dev/null
+# Deno is the executable of its platform's npm package, checked against the SHA-512 pinned in
+# packaging/deno-runtime.sha512 (which the .deb packages are held to as well). Not `npm install
+# deno`: that package runs a postinstall script.
+deno_arch=$(dpkg --print-architecture)
+deno_sha512=$(awk -v f="$DENO_VERSION/$deno_arch/deno" '$2 == f { print $1 }' packaging/deno-runtime.sha512)
+if [ -z "$deno_sha512" ]; then
+  echo "No SHA-512 is pinned for Deno $DENO_VERSION on $deno_arch in packaging/deno-runtime.sha512" >&2
+  exit 1
+fi
+deno_ok() {
+  command -v deno >/dev/null 2>&1 &&
+    [ "$(sha512sum "$(readlink -f "$(command -v deno)")" | cut -d' ' -f1)" = "$deno_sha512" ]
+}
+if ! deno_ok; then
+  case "$deno_arch" in
+    amd64) deno_npm=@deno/linux-x64-glibc ;;
+    arm64) deno_npm=@deno/linux-arm64-glibc ;;
+  esac
+  say "Installing Deno $DENO_VERSION from npm ($deno_npm), checked against its pinned SHA-512"
+  deno_tmp=$(mktemp -d)
+  npm pack --ignore-scripts --silent "$deno_npm@$DENO_VERSION" --pack-destination "$deno_tmp" >/dev/null
+  tar -xzf "$deno_tmp"/*.tgz -C "$deno_tmp" package/deno
+  if ! echo "$deno_sha512  $deno_tmp/package/deno" | sha512sum --check --status; then
+    echo "The deno executable in $deno_npm@$DENO_VERSION from npm is not the one pinned in" \
+      "packaging/deno-runtime.sha512; it was not installed" >&2
+    rm -rf "$deno_tmp"
+    exit 1
+  fi
+  $SUDO install -m 0755 "$deno_tmp/package/deno" /usr/local/bin/deno
+  rm -rf "$deno_tmp"
+  if ! deno_ok; then
+    echo "$(command -v deno) comes before /usr/local/bin/deno on PATH and is not the pinned Deno" >&2
+    exit 1
+  fi
 fi
 
 nats_ok() {
@@ -75,7 +107,9 @@ if ! nats_ok; then
   $SUDO install -m 0755 "$bin/nats-server" /usr/local/bin/nats-server
 fi
 
-say "Fetching the program's npm dependencies (pinned in deno.lock)"
+# Deno runs no npm lifecycle script (preinstall, install, postinstall) unless given
+# --allow-scripts, which this never is: what runs is only what deno.lock pins.
+say "Fetching the program's npm dependencies (pinned in deno.lock; their scripts are not run)"
 deno install --frozen >/dev/null 2>&1 || deno install --frozen
 
 if [ "$purpose" = test ]; then bash scripts/build-kube-test-bins.sh; fi
