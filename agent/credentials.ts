@@ -42,6 +42,8 @@ export async function credentialsFromConfig(
         issuer: c.issuer,
         clientId,
         privateKeyJwk: key,
+        // Read again before each mint: fleet device rotate-key replaces it in place.
+        keyFile: c.key_file,
         grant: c.grant,
         logger: options.log,
         ...(c.audience ? { audience: c.audience } : {}),

@@ -20,12 +20,14 @@ import type { Target } from "../adapters/host/target.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { CredentialsConfig } from "../agent/config.ts";
 import { enrollDevice } from "../enroll/enroll.ts";
-import { deviceFlowLogin } from "../adapters/oidc/mod.ts";
 import {
-  createZitadelIdentityProvider,
-  createZitadelManagement,
-  type IdentityProvider,
-} from "../adapters/zitadel/mod.ts";
+  identityProvider,
+  planZitadel,
+  readSecret,
+  ZitadelFlags,
+  zitadelOptions,
+  type ZitadelPlan,
+} from "./_zitadel.ts";
 import {
   connectFromFlags,
   NatsConnectionFlags,
@@ -76,18 +78,11 @@ export function enrollOptions(): Option[] {
       .env("FLEET_DEVICE_OIDC_AUDIENCE"),
     new Option("--device-nats-user <user>", "shared NATS user for the device (development only)")
       .env("FLEET_DEVICE_NATS_USER"),
-    new Option("--device-nats-password <password>", "its password (development only)")
-      .env("FLEET_DEVICE_NATS_PASSWORD"),
-    new Option("--zitadel-url <url>", "create the device's identity in this Zitadel instance")
-      .env("FLEET_ZITADEL_URL"),
-    new Option("--zitadel-project-id <id>", "the Zitadel project whose `device` role devices get")
-      .env("FLEET_ZITADEL_PROJECT_ID"),
-    new Option("--zitadel-org-id <id>", "the organisation devices live in (default: the admin's)")
-      .env("FLEET_ZITADEL_ORG_ID"),
-    new Option("--zitadel-token <token>", "the admin's access token (default: sign in)")
-      .env("FLEET_ZITADEL_TOKEN"),
-    new Option("--zitadel-client-id <id>", "the CLI's public client, for signing in")
-      .env("FLEET_ZITADEL_CLIENT_ID"),
+    new Option(
+      "--device-nats-password-file <path>",
+      "file holding its password, - for standard input (development only)",
+    ).env("FLEET_DEVICE_NATS_PASSWORD_FILE"),
+    ...zitadelOptions(),
     new Option("-y, --yes", "overwrite a different config on the device without asking")
       .env("FLEET_ENROLL_YES"),
     new Option("--no-wait", "do not wait for the first heartbeat").env("FLEET_ENROLL_NO_WAIT"),
@@ -100,7 +95,7 @@ export function enrollOptions(): Option[] {
 const optional = z.string().optional();
 
 /** The values of {@link enrollOptions} as commander hands them over. */
-const EnrollFlagsSchema = NatsConnectionFlags.extend({
+const EnrollFlagsSchema = NatsConnectionFlags.extend(ZitadelFlags.shape).extend({
   label: z.array(z.string()),
   description: optional,
   annotation: z.array(z.string()),
@@ -110,12 +105,7 @@ const EnrollFlagsSchema = NatsConnectionFlags.extend({
   deviceOidcIssuer: optional,
   deviceOidcAudience: optional,
   deviceNatsUser: optional,
-  deviceNatsPassword: optional,
-  zitadelUrl: optional,
-  zitadelProjectId: optional,
-  zitadelOrgId: optional,
-  zitadelToken: optional,
-  zitadelClientId: optional,
+  deviceNatsPasswordFile: optional,
   yes: z.boolean().optional(),
   wait: z.boolean(),
   heartbeatTimeout: z.number(),
@@ -137,14 +127,6 @@ export interface EnrollPlan {
   flags: EnrollFlags;
 }
 
-interface ZitadelPlan {
-  url: string;
-  projectId: string;
-  orgId: string | undefined;
-  /** The admin's token, or the public client to sign in with. */
-  auth: { token: string } | { clientId: string };
-}
-
 /**
  * Reads and validates the enroll flags for `deviceId` out of a command's option values (added
  * with {@link enrollOptions}, so commander's typing does not see them): labels, credentials,
@@ -160,6 +142,12 @@ export async function planEnroll(
 ): Promise<EnrollPlan> {
   validateIdentifier("device id", deviceId);
   const flags = EnrollFlagsSchema.parse(optionValues);
+  if (flags.deviceNatsPasswordFile === "-" && flags.zitadelTokenFile === "-") {
+    throw new UsageError(
+      "--device-nats-password-file and --zitadel-token-file cannot both read standard input: " +
+        "give one of them as a file (mode 0600)",
+    );
+  }
   const labels = parseLabels(flags.label);
   const description = flags.description === undefined
     ? undefined
@@ -183,19 +171,19 @@ export async function planEnroll(
       ...(flags.deviceOidcAudience ? { audience: flags.deviceOidcAudience } : {}),
     };
   } else if (flags.deviceNatsUser !== undefined) {
-    if (flags.deviceNatsPassword === undefined) {
-      throw new UsageError("--device-nats-user needs --device-nats-password");
+    if (flags.deviceNatsPasswordFile === undefined) {
+      throw new UsageError("--device-nats-user needs --device-nats-password-file");
     }
     credentials = {
       type: "userpass",
       user: flags.deviceNatsUser,
-      password: flags.deviceNatsPassword,
+      password: await readSecret("--device-nats-password-file", flags.deviceNatsPasswordFile),
     };
   }
   if (flags.deviceKey !== undefined && credentials.type !== "oidc") {
     throw new UsageError("--device-key needs --device-oidc-issuer (the key is an OIDC identity)");
   }
-  const zitadel = planZitadel(flags);
+  const zitadel = await planZitadel(flags);
   const deviceKey = flags.deviceKey === undefined ? undefined : await readKeyFile(flags.deviceKey);
   return {
     deviceId,
@@ -208,29 +196,6 @@ export async function planEnroll(
     packages: await findPackages(flags.packageDir),
     zitadel,
     flags,
-  };
-}
-
-function planZitadel(flags: EnrollFlags): ZitadelPlan | undefined {
-  if (flags.zitadelUrl === undefined) return undefined;
-  if (flags.zitadelProjectId === undefined) {
-    throw new UsageError("--zitadel-url needs --zitadel-project-id");
-  }
-  const auth = flags.zitadelToken !== undefined
-    ? { token: flags.zitadelToken }
-    : flags.zitadelClientId !== undefined
-    ? { clientId: flags.zitadelClientId }
-    : undefined;
-  if (!auth) {
-    throw new UsageError(
-      "--zitadel-url needs --zitadel-token, or --zitadel-client-id to sign in with a code",
-    );
-  }
-  return {
-    url: flags.zitadelUrl,
-    projectId: flags.zitadelProjectId,
-    orgId: flags.zitadelOrgId,
-    auth,
   };
 }
 
@@ -337,35 +302,4 @@ async function findPackages(
     );
   }
   return found;
-}
-
-async function identityProvider(zitadel: ZitadelPlan): Promise<IdentityProvider> {
-  const token = "token" in zitadel.auth
-    ? zitadel.auth.token
-    : await signIn(zitadel.url, zitadel.auth.clientId);
-  return createZitadelIdentityProvider({
-    management: createZitadelManagement({
-      baseUrl: zitadel.url,
-      token,
-      ...(zitadel.orgId ? { orgId: zitadel.orgId } : {}),
-    }),
-    projectId: zitadel.projectId,
-  });
-}
-
-/** The admin signs in with a code on another device (RFC 8628); returns the access token. */
-async function signIn(issuer: string, clientId: string): Promise<string> {
-  const token = await deviceFlowLogin({
-    issuer,
-    clientId,
-    // The audience scope lets the token call Zitadel's own Management API.
-    scope: "openid urn:zitadel:iam:org:project:id:zitadel:aud",
-    prompt: (p) =>
-      printLine(
-        `To let enroll create the device's identity, open ${
-          p.verificationUriComplete ?? p.verificationUri
-        } and enter the code ${p.userCode}`,
-      ),
-  });
-  return token.accessToken;
 }

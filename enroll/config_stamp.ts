@@ -23,3 +23,14 @@ export async function isUntouched(text: string): Promise<boolean> {
   const m = STAMP.exec(text);
   return m !== null && m[1] === await sha256(text.slice(m[0].length));
 }
+
+/**
+ * `text` with every `password = "…"` value replaced by asterisks, for a diff shown to a person
+ * (a terminal, a screen share, a CI log): the password itself is never printed.
+ */
+export function maskSecrets(text: string): string {
+  return text.replace(
+    /(\bpassword\s*=\s*)("(?:[^"\\\n]|\\.)*"|'[^'\n]*')/g,
+    '$1"********"',
+  );
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isUntouched, stampConfig } from "./config_stamp.ts";
+import { isUntouched, maskSecrets, stampConfig } from "./config_stamp.ts";
 
 Deno.test("a stamped config is untouched until someone changes any byte of it", async () => {
   const body = 'device_id = "pi-1"\n\n[nats]\nurls = ["nats://10.0.0.5:4222"]\n';
@@ -15,4 +15,22 @@ Deno.test("a stamped config is untouched until someone changes any byte of it", 
   assert.equal(await isUntouched(stamped.replace("10.0.0.5", "10.0.0.6")), false);
   assert.equal(await isUntouched(body), false, "a config without a stamp is someone else's");
   assert.equal(await isUntouched(""), false);
+});
+
+Deno.test("maskSecrets() hides password values in tables and inline tables, nothing else", () => {
+  const text = [
+    'user = "pi"',
+    'password = "s3cr\\"et"',
+    'credentials = { type = "userpass", user = "u", password = \'lit\' }',
+    'password_file = "/etc/fleet-agent/nats-password"',
+  ].join("\n");
+  assert.equal(
+    maskSecrets(text),
+    [
+      'user = "pi"',
+      'password = "********"',
+      'credentials = { type = "userpass", user = "u", password = "********" }',
+      'password_file = "/etc/fleet-agent/nats-password"',
+    ].join("\n"),
+  );
 });

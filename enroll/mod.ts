@@ -22,8 +22,16 @@ export {
   inspectSystem,
   PACKAGE_RECORD_PATH,
   podmanSocketPath,
+  readRootFile,
   STATE_DIR,
   type StepOutcome,
   type TargetFacts,
+  writeAgentFile,
 } from "./steps.ts";
-export { isUntouched, sha256, stampConfig } from "./config_stamp.ts";
+export {
+  type OidcCredentials,
+  rotateDeviceKey,
+  type RotateKeyOptions,
+  type RotateKeyResult,
+} from "./rotate.ts";
+export { isUntouched, maskSecrets, sha256, stampConfig } from "./config_stamp.ts";

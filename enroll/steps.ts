@@ -6,7 +6,7 @@
 import type { Target } from "../adapters/host/target.ts";
 import { formatDiff } from "../core/mod.ts";
 import { agentUnitUserDropIn } from "../packaging/deb.ts";
-import { isUntouched, sha256, stampConfig } from "./config_stamp.ts";
+import { isUntouched, maskSecrets, sha256, stampConfig } from "./config_stamp.ts";
 
 export const AGENT_USER = "fleet-agent";
 export const CONFIG_PATH = "/etc/fleet-agent/config.toml";
@@ -245,7 +245,7 @@ export async function ensurePackage(
   };
 }
 
-async function readRootFile(target: Target, path: string): Promise<string | undefined> {
+export async function readRootFile(target: Target, path: string): Promise<string | undefined> {
   const r = await target.run(
     ["sh", "-c", 'if [ -e "$1" ]; then cat "$1"; else exit 3; fi', "sh", path],
     { sudo: true },
@@ -256,7 +256,7 @@ async function readRootFile(target: Target, path: string): Promise<string | unde
 }
 
 /** Writes root:fleet-agent 0640 (the agent reads, nobody else), atomically. */
-async function writeAgentFile(target: Target, path: string, content: string): Promise<void> {
+export async function writeAgentFile(target: Target, path: string, content: string): Promise<void> {
   const r = await target.run([
     "sh",
     "-c",
@@ -311,7 +311,9 @@ export async function ensureConfig(
   // Enroll's own untouched config is simply replaced (new labels apply); anything else the
   // device holds is shown and replaced only when confirmed.
   const foreign = current !== undefined && !await isUntouched(current);
-  if (foreign && !await confirm(CONFIG_PATH, formatDiff(current, stamped))) {
+  if (
+    foreign && !await confirm(CONFIG_PATH, formatDiff(maskSecrets(current), maskSecrets(stamped)))
+  ) {
     throw new EnrollError(
       `Left ${CONFIG_PATH} on ${target.description} as it was: overwriting was not confirmed ` +
         `(nothing else was changed after this point; pass --yes to overwrite without asking)`,

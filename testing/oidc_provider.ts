@@ -43,6 +43,7 @@ import Provider, {
   type TokenEndpointGrantContext,
 } from "oidc-provider";
 import { type Logger, silentLogger } from "../adapters/logger.ts";
+import { liveKeys, type ManagedUser, serveManagement } from "./_zitadel_management.ts";
 import { errorMessage } from "../adapters/oidc/_discovery.ts";
 import { DEVICE_CODE_GRANT_TYPE } from "../adapters/oidc/device_flow.ts";
 import {
@@ -103,6 +104,11 @@ export interface TestProviderOptions {
   deviceFlow?: TestDeviceFlowOptions;
   /** Where the provider's request errors are logged (debug level). @default silentLogger */
   logger?: Logger;
+  /**
+   * Serve Zitadel's Management API calls for machine users and their keys (see
+   * `_zitadel_management.ts`) to callers presenting `Bearer <managementToken>`. Off unset.
+   */
+  managementToken?: string;
 }
 
 /** Options of {@link TestProviderOptions.deviceFlow}. */
@@ -253,12 +259,8 @@ interface AccountRecord {
   extraClaims: Record<string, unknown>;
 }
 
-interface UserRecord {
-  clientId: string;
-  deviceId: string;
-  roles: string[];
-  extraClaims: Record<string, unknown>;
-  metadata: AdapterPayload;
+interface UserRecord extends ManagedUser {
+  extraClaims?: Record<string, unknown>;
 }
 
 type Callback = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -272,6 +274,7 @@ class OidcTestProvider implements TestProvider {
   readonly #orgDomain: string;
   readonly #scopes: string[];
   readonly #logger: Logger;
+  readonly #managementToken: string | undefined;
   readonly #store = new MemoryStore();
   readonly #users = new Map<string, UserRecord>();
   readonly #accounts = new Map<string, AccountRecord>();
@@ -298,6 +301,7 @@ class OidcTestProvider implements TestProvider {
     this.#scopes = options.scopes ?? ["fleet"];
     this.#logger = (options.logger ?? silentLogger).with({ component: "test-oidc-provider" });
     this.#port = options.port ?? 0;
+    this.#managementToken = options.managementToken;
     this.#host = options.host ?? "127.0.0.1";
     this.#accessTokenType = options.accessTokenType ?? "at+jwt";
     if (options.deviceFlow !== undefined) {
@@ -411,15 +415,14 @@ class OidcTestProvider implements TestProvider {
       deviceId,
       roles: [...options.roles],
       extraClaims: { ...options.extraClaims },
-      metadata: {
-        client_id: options.id,
-        token_endpoint_auth_method: "private_key_jwt",
-        token_endpoint_auth_signing_alg: alg,
-        grant_types: ["client_credentials", JWT_BEARER_GRANT_TYPE],
-        response_types: [],
-        redirect_uris: [],
-        jwks: { keys: [{ ...publicJwk, kid, alg, use: "sig" }] },
-      },
+      userName: options.id,
+      name: options.id,
+      description: "",
+      keys: new Map([[kid, {
+        publicJwk: { ...publicJwk, kid, alg, use: "sig" },
+        expiresAt: undefined,
+      }]]),
+      grantedProjects: new Set(),
     });
     return { clientId: options.id, privateKeyJwk, deviceId, roles: [...options.roles] };
   }
@@ -450,9 +453,25 @@ class OidcTestProvider implements TestProvider {
     }).token();
   }
 
-  /** Client metadata by id: machine users and the device flow's public client. */
-  readonly #clientMetadata = (id: string): AdapterPayload | undefined =>
-    this.#users.get(id)?.metadata ?? this.#publicClients.get(id);
+  /**
+   * Client metadata by id: machine users (with the keys they may sign in with now) and the
+   * device flow's public client.
+   */
+  readonly #clientMetadata = (id: string): AdapterPayload | undefined => {
+    const user = this.#users.get(id);
+    if (user === undefined) return this.#publicClients.get(id);
+    const keys = liveKeys(user, Date.now());
+    return {
+      client_id: id,
+      token_endpoint_auth_method: "private_key_jwt",
+      // Whichever algorithm the user's current keys use (ES256 added here, RS256 by Zitadel).
+      ...(keys[0]?.alg !== undefined ? { token_endpoint_auth_signing_alg: keys[0].alg } : {}),
+      grant_types: ["client_credentials", JWT_BEARER_GRANT_TYPE],
+      response_types: [],
+      redirect_uris: [],
+      jwks: { keys },
+    };
+  };
 
   #resourceServer(): ResourceServer {
     return {
@@ -582,7 +601,9 @@ class OidcTestProvider implements TestProvider {
     const callback = provider.callback();
     return async (req, res) => {
       const path = new URL(req.url ?? "/", this.issuer).pathname;
-      if (path.startsWith("/interaction/")) {
+      if (path.startsWith("/management/v1/") && this.#managementToken !== undefined) {
+        await serveManagement(this.#users, this.#managementToken, req, res, await readBody(req));
+      } else if (path.startsWith("/interaction/")) {
         await this.#interaction(provider, req, res);
       } else {
         await callback(req, res);

@@ -27,8 +27,18 @@ async function must(cmd: string, args: string[]): Promise<void> {
   if (r.code !== 0) throw new TargetError(`${cmd} ${args.join(" ")} failed: ${r.stderr.trim()}`);
 }
 
-/** @param options.port listen there (e.g. to take over another server's address) */
-export async function startSshServer(options: { port?: number } = {}): Promise<SshServer> {
+export interface SshServerOptions {
+  /** Listen there (e.g. to take over another server's address). */
+  port?: number;
+  /**
+   * Run sshd, and so every session, in its own mount namespace with an overlay on /etc: what
+   * a test writes there as root (a config, a group) stays in the server's temp dir, so this
+   * machine can play a device without being changed. Needs `unshare` and overlayfs.
+   */
+  privateEtc?: boolean;
+}
+
+export async function startSshServer(options: SshServerOptions = {}): Promise<SshServer> {
   const dir = await Deno.makeTempDir({ prefix: "fleet-sshd-" });
   const port = options.port ?? freePort();
   await must("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${dir}/host_key`]);
@@ -59,8 +69,28 @@ export async function startSshServer(options: { port?: number } = {}): Promise<S
   );
   // sshd refuses to start without its privilege separation directory.
   await Deno.mkdir("/run/sshd", { recursive: true });
-  const child = new Deno.Command(SSHD, {
-    args: ["-D", "-e", "-f", `${dir}/sshd_config`],
+  const sshd = [SSHD, "-D", "-e", "-f", `${dir}/sshd_config`];
+  if (options.privateEtc) {
+    await Deno.mkdir(`${dir}/etc-upper`);
+    await Deno.mkdir(`${dir}/etc-work`);
+  }
+  const [program, ...args] = options.privateEtc
+    ? [
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc && shift 2 && exec "$@"',
+      "sh",
+      `${dir}/etc-upper`,
+      `${dir}/etc-work`,
+      ...sshd,
+    ]
+    : sshd;
+  const child = new Deno.Command(program!, {
+    args,
     stdin: "null",
     stdout: "null",
     stderr: "piped",

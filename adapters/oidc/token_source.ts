@@ -15,6 +15,7 @@ import {
   SignJWT,
 } from "jose";
 import type { Clock } from "../../core/clock.ts";
+import { keyExpiryWarning } from "../../core/key_expiry.ts";
 import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import { discover, errorMessage, OidcFetchError } from "./_discovery.ts";
@@ -34,7 +35,13 @@ export interface TokenSourceOptions {
   /** The client id (Zitadel: the machine user's `userId`); `iss` and `sub` of the assertion. */
   clientId: string;
   /** The private key the assertions are signed with; its `kid` goes into their header. */
-  privateKeyJwk: JWK;
+  privateKeyJwk: PrivateKeyJwk;
+  /**
+   * The file `privateKeyJwk` was loaded from: read again before each mint, so a key replaced
+   * on disk (`fleet device rotate-key`) signs from the next token on, without a restart. An
+   * unreadable file keeps the key in use (and is logged).
+   */
+  keyFile?: string;
   /**
    * `jwt-bearer`: `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` with the key-signed
    * assertion (`aud` = issuer) and no separate client authentication (Zitadel machine keys).
@@ -159,10 +166,12 @@ class CachingTokenSource implements TokenSource {
   #refreshAt: number | undefined;
   #tokenEndpoint: string | undefined;
   #key: Promise<SigningKey> | undefined;
+  #jwk: PrivateKeyJwk;
   #inFlight: Promise<void> | undefined;
 
   constructor(options: TokenSourceOptions) {
     this.#options = options;
+    this.#jwk = options.privateKeyJwk;
     this.clientId = options.clientId;
     this.issuer = options.issuer;
     this.#logger = options.logger.with({ component: "oidc-token" });
@@ -218,6 +227,7 @@ class CachingTokenSource implements TokenSource {
   async #mint(): Promise<void> {
     const { grant, audience, scope } = this.#options;
     const started = this.#clock.monotonic();
+    await this.#reloadKey();
     const tokenEndpoint = await this.#endpoint();
     const assertion = await this.#assertion(
       grant === "jwt-bearer" ? this.issuer : tokenEndpoint,
@@ -286,6 +296,39 @@ class CachingTokenSource implements TokenSource {
     });
   }
 
+  /** Picks up a key replaced on disk, and warns while the one in use nears its expiry. */
+  async #reloadKey(): Promise<void> {
+    const file = this.#options.keyFile;
+    if (file !== undefined) {
+      try {
+        const jwk = await loadPrivateKey(file);
+        if (jwk.kid !== this.#jwk.kid) {
+          this.#logger.info("Signing with the new key from the key file", {
+            keyFile: file,
+            kid: jwk.kid,
+            previousKid: this.#jwk.kid,
+          });
+          this.#jwk = jwk;
+          this.#key = undefined;
+        }
+      } catch (err) {
+        this.#logger.warn("Cannot read the key file again; signing with the key read before", {
+          keyFile: file,
+          error: errorMessage(err),
+        });
+      }
+    }
+    const expiresAt = this.#jwk.expiresAt === undefined
+      ? Number.NaN
+      : Date.parse(this.#jwk.expiresAt);
+    const warning = Number.isNaN(expiresAt)
+      ? undefined
+      : keyExpiryWarning(expiresAt, this.#clock.now());
+    if (warning !== undefined) {
+      this.#logger.warn(warning, { clientId: this.clientId, kid: this.#jwk.kid });
+    }
+  }
+
   async #endpoint(): Promise<string> {
     if (this.#tokenEndpoint !== undefined) return this.#tokenEndpoint;
     let endpoint: unknown;
@@ -304,7 +347,7 @@ class CachingTokenSource implements TokenSource {
   }
 
   async #assertion(audience: string): Promise<string> {
-    const jwk = withoutClientId(this.#options.privateKeyJwk);
+    const jwk = jwkMembers(this.#jwk);
     const alg = signingAlgorithm(jwk);
     this.#key ??= importJWK(jwk, alg).then((key) => {
       if (key instanceof Uint8Array) {
@@ -344,10 +387,11 @@ class CachingTokenSource implements TokenSource {
   }
 }
 
-/** The JWK members only (a key loaded by {@link loadPrivateKey} may carry `clientId`). */
-function withoutClientId(jwk: PrivateKeyJwk): JWK {
+/** The JWK members only (a key loaded by {@link loadPrivateKey} may carry more). */
+function jwkMembers(jwk: PrivateKeyJwk): JWK {
   const copy = { ...jwk };
   delete copy.clientId;
+  delete copy.expiresAt;
   return copy;
 }
 
@@ -410,13 +454,16 @@ export function signingAlgorithm(jwk: JWK): string {
 export type PrivateKeyJwk = JWK & {
   /** The client the key belongs to (Zitadel key files: `userId`). */
   clientId?: string;
+  /** When the provider stops accepting the key, ISO 8601 (Zitadel key files: `expirationDate`). */
+  expiresAt?: string;
 };
 
 /**
  * Loads a private key for {@link createTokenSource}, from a file path or given inline:
  * - a JWK (JSON object with `kty`), used as it is;
  * - a Zitadel machine-key file (`{"type":"serviceaccount","keyId","key","userId"}`):
- *   `keyId` becomes `kid`, `userId` becomes `clientId`, `key` is the PEM;
+ *   `keyId` becomes `kid`, `userId` becomes `clientId`, `expirationDate` becomes `expiresAt`,
+ *   `key` is the PEM;
  * - a PEM private key (PKCS#8 `BEGIN PRIVATE KEY`, also PKCS#1 `BEGIN RSA PRIVATE KEY` and
  *   SEC1 `BEGIN EC PRIVATE KEY`), given the JWK thumbprint as `kid`.
  *
@@ -455,7 +502,11 @@ export async function loadPrivateKey(pathOrInline: string): Promise<PrivateKeyJw
   if (typeof fields.key === "string" && fields.key.includes("-----BEGIN")) {
     const keyId = typeof fields.keyId === "string" ? fields.keyId : undefined;
     const jwk = await pemToJwk(fields.key, where, keyId);
-    return typeof fields.userId === "string" ? { ...jwk, clientId: fields.userId } : jwk;
+    return {
+      ...jwk,
+      ...(typeof fields.userId === "string" ? { clientId: fields.userId } : {}),
+      ...(typeof fields.expirationDate === "string" ? { expiresAt: fields.expirationDate } : {}),
+    };
   }
   if (typeof fields.kty === "string") {
     const jwk = fields as JWK;

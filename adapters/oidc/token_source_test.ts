@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { createPrivateKey } from "node:crypto";
 import { decodeJwt, type JWK } from "jose";
-import { silentLogger } from "../logger.ts";
+import { createLogger, silentLogger } from "../logger.ts";
+import { createZitadelIdentityProvider, createZitadelManagement } from "../zitadel/mod.ts";
 import { rejection } from "../../testing/oidc.ts";
 import { FakeClock } from "../../testing/fake_clock.ts";
 import {
@@ -217,4 +218,47 @@ Deno.test("loadPrivateKey() names the file and the problem", async () => {
     PrivateKeyError,
   );
   assert.match(badPem.message, /^Cannot read the PEM key in the inline private key: /);
+});
+
+Deno.test("createTokenSource() signs with a key replaced in its key file from the next mint on, and warns before the key expires", async () => {
+  const adminToken = "admin-token";
+  await using idp = await startTestProvider({ managementToken: adminToken });
+  const identity = createZitadelIdentityProvider({
+    management: createZitadelManagement({ baseUrl: idp.issuer, token: adminToken }),
+    projectId: "fleet",
+    // Inside the warning period: the agent's log says so at each mint.
+    keyExpiration: () => new Date(Date.now() + 10 * 24 * 3600 * 1000 + 60_000),
+  });
+  const first = (await identity.ensureDeviceIdentity("pi-lab-9")).keyFile!;
+  const dir = await Deno.makeTempDir();
+  const keyFile = `${dir}/device-key.json`;
+  await Deno.writeTextFile(keyFile, first);
+  const lines: string[] = [];
+  const key = await loadPrivateKey(keyFile);
+  const source = createTokenSource({
+    issuer: idp.issuer,
+    clientId: key.clientId!,
+    privateKeyJwk: key,
+    keyFile,
+    grant: "jwt-bearer",
+    audience: idp.audience,
+    logger: createLogger({ write: (line) => lines.push(line) }),
+  });
+  try {
+    await source.refresh();
+    assert.ok(
+      lines.some((l) => /WARN.*The device key expires at \S+ \(in 10 days\); rotate it/.test(l)),
+      lines.join("\n"),
+    );
+    // Rotated: the new key replaces the file, the old one is revoked at the provider.
+    const second = await identity.addDeviceKey("pi-lab-9");
+    await Deno.writeTextFile(`${keyFile}.new`, second.keyFile);
+    await Deno.rename(`${keyFile}.new`, keyFile);
+    assert.equal(await identity.removeDeviceKey("pi-lab-9", key.kid!), true);
+    await source.refresh();
+    assert.equal(decodeJwt(source.current()!).sub, "device-pi-lab-9");
+    assert.ok(lines.some((l) => l.includes("Signing with the new key from the key file")));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ZitadelManagement } from "./management.ts";
+import { ZitadelApiError, ZitadelCalls, type ZitadelManagement } from "./management.ts";
 
 /** What {@link IdentityProvider.ensureDeviceIdentity} did. */
 export interface DeviceIdentity {
@@ -40,6 +40,16 @@ export interface IdentityProvider {
     deviceId: string,
     options?: { newKey?: boolean },
   ): Promise<DeviceIdentity>;
+  /**
+   * Adds a key to the device's existing identity (rotation), expiring like enrollment's.
+   * @returns the key file and its id
+   */
+  addDeviceKey(deviceId: string): Promise<{ keyId: string; keyFile: string }>;
+  /**
+   * Revokes one of the device's keys: the provider refuses it from now on.
+   * @returns false when the provider had no such key (already revoked)
+   */
+  removeDeviceKey(deviceId: string, keyId: string): Promise<boolean>;
 }
 
 /** Options of {@link createZitadelIdentityProvider}. */
@@ -56,14 +66,31 @@ export interface ZitadelIdentityOptions {
    * @default "device-"
    */
   userNamePrefix?: string;
-  /** When new keys expire; Zitadel's default (far future) when unset. */
-  keyExpiration?: Date;
+  /** When new keys expire (asked at each new key); Zitadel's default (far future) when unset. */
+  keyExpiration?: Date | (() => Date);
 }
 
 /** Creates the Zitadel {@link IdentityProvider}. */
 export function createZitadelIdentityProvider(options: ZitadelIdentityOptions): IdentityProvider {
   const roleKeys = options.roleKeys ?? ["device"];
   const prefix = options.userNamePrefix ?? "device-";
+  const expiration = options.keyExpiration;
+  const keyOptions = () =>
+    expiration === undefined
+      ? {}
+      : { expirationDate: typeof expiration === "function" ? expiration() : expiration };
+  const userIdOf = async (deviceId: string): Promise<string> => {
+    const userName = `${prefix}${deviceId}`;
+    const user = await options.management.findMachineUser(userName);
+    if (user === undefined) {
+      throw new ZitadelApiError(
+        `Device ${deviceId} has no identity in Zitadel (no machine user "${userName}"): ` +
+          `enroll it first`,
+        { call: ZitadelCalls.listUsers, request: "POST /management/v1/users/_search" },
+      );
+    }
+    return user.userId;
+  };
   return {
     async ensureDeviceIdentity(deviceId, { newKey = false } = {}) {
       const userName = `${prefix}${deviceId}`;
@@ -81,16 +108,20 @@ export function createZitadelIdentityProvider(options: ZitadelIdentityOptions): 
       });
       // The key last: a key is returned only once, so no later step may fail and lose it.
       const key = user.changed || newKey
-        ? await options.management.addMachineKey(
-          user.userId,
-          options.keyExpiration !== undefined ? { expirationDate: options.keyExpiration } : {},
-        )
+        ? await options.management.addMachineKey(user.userId, keyOptions())
         : undefined;
       return {
         changed: user.changed || key !== undefined || grant.changed,
         clientId: user.userId,
         ...(key !== undefined ? { keyFile: key.keyFile } : {}),
       };
+    },
+    async addDeviceKey(deviceId) {
+      const key = await options.management.addMachineKey(await userIdOf(deviceId), keyOptions());
+      return { keyId: key.keyId, keyFile: key.keyFile };
+    },
+    async removeDeviceKey(deviceId, keyId) {
+      return (await options.management.removeMachineKey(await userIdOf(deviceId), keyId)).changed;
     },
   };
 }

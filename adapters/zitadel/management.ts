@@ -1,7 +1,8 @@
 /**
  * A thin client of Zitadel's Management API v1 (REST/JSON), for the calls `fleet device
- * enroll` needs: find or create a machine user, add a JSON key to it, and grant it a project
- * role. Each write reports whether it changed anything, so a repeated enroll is a no-op.
+ * enroll` and `rotate-key` need: find or create a machine user, add a JSON key to it or remove
+ * one, and grant it a project role. Each write reports whether it changed anything, so a
+ * repeated enroll is a no-op.
  *
  * @module
  */
@@ -13,6 +14,7 @@ export const ZitadelCalls = {
   listUsers: "ListUsers",
   addMachineUser: "AddMachineUser",
   addMachineKey: "AddMachineKey",
+  removeMachineKey: "RemoveMachineKey",
   addUserGrant: "AddUserGrant",
 } as const;
 /** A value of {@link ZitadelCalls}. */
@@ -52,6 +54,11 @@ export class ZitadelApiError extends Error {
     this.code = fields.code;
     this.zitadelMessage = fields.zitadelMessage;
     this.details = fields.details ?? [];
+  }
+
+  /** Whether Zitadel said there is no such object (gRPC NOT_FOUND, HTTP 404). */
+  get notFound(): boolean {
+    return this.status === 404 || this.code === 5 || this.code === "not_found";
   }
 
   /** Whether Zitadel said the object already exists (gRPC ALREADY_EXISTS, HTTP 409). */
@@ -125,6 +132,12 @@ export interface ZitadelManagement {
     options?: { expirationDate?: Date },
   ): Promise<{ changed: true; keyId: string; keyFile: string }>;
   /**
+   * Removes a machine user's key: Zitadel stops accepting it at once.
+   * @returns changed: false when Zitadel has no such key (already removed)
+   * @throws {ZitadelApiError}
+   */
+  removeMachineKey(userId: string, keyId: string): Promise<{ changed: boolean }>;
+  /**
    * Grants the user roles of a project. When the user already has a grant on the project,
    * nothing changes (its roles are not compared or updated).
    * @throws {ZitadelApiError}
@@ -176,6 +189,8 @@ export const ZitadelKeyFile = z.object({
 export type ZitadelKeyFile = z.infer<typeof ZitadelKeyFile>;
 
 const AddUserGrantResponse = z.object({ userGrantId: z.string().min(1) });
+
+const RemoveMachineKeyResponse = z.object({});
 
 class HttpZitadelManagement implements ZitadelManagement {
   readonly #baseUrl: string;
@@ -272,6 +287,19 @@ class HttpZitadelManagement implements ZitadelManagement {
     return { changed: true, keyId: answer.keyId, keyFile };
   }
 
+  async removeMachineKey(userId: string, keyId: string): Promise<{ changed: boolean }> {
+    const path = `/management/v1/users/${encodeURIComponent(userId)}/keys/${
+      encodeURIComponent(keyId)
+    }`;
+    try {
+      await this.#call(ZitadelCalls.removeMachineKey, path, undefined, RemoveMachineKeyResponse);
+      return { changed: true };
+    } catch (err) {
+      if (err instanceof ZitadelApiError && err.notFound) return { changed: false };
+      throw err;
+    }
+  }
+
   async ensureUserGrant(
     userId: string,
     grant: { projectId: string; roleKeys: readonly string[] },
@@ -291,26 +319,27 @@ class HttpZitadelManagement implements ZitadelManagement {
     }
   }
 
-  /** POSTs `body` as JSON and checks the answer against `schema`. */
+  /** POSTs `body` as JSON (no body: DELETE) and checks the answer against `schema`. */
   async #call<T>(
     call: ZitadelCall,
     path: string,
-    body: Record<string, unknown>,
+    body: Record<string, unknown> | undefined,
     schema: z.ZodType<T>,
   ): Promise<T> {
-    const request = `POST ${path}`;
+    const method = body === undefined ? "DELETE" : "POST";
+    const request = `${method} ${path}`;
     const url = `${this.#baseUrl}${path}`;
     let response: Response;
     try {
       response = await fetch(url, {
-        method: "POST",
+        method,
         headers: {
           authorization: `Bearer ${this.#token}`,
-          "content-type": "application/json",
+          ...(body !== undefined ? { "content-type": "application/json" } : {}),
           accept: "application/json",
           ...(this.#orgId !== undefined ? { "x-zitadel-orgid": this.#orgId } : {}),
         },
-        body: JSON.stringify(body),
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
     } catch (err) {

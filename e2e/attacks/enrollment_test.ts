@@ -9,7 +9,21 @@ import { fileURLToPath } from "node:url";
 import { startSshServer } from "../../testing/sshd.ts";
 import { SshTarget } from "../../adapters/host/ssh_target.ts";
 import type { RunOptions, Target } from "../../adapters/host/target.ts";
-import { EnrollError, ensurePackage } from "../../enroll/mod.ts";
+import {
+  CONFIG_PATH,
+  DEVICE_KEY_PATH,
+  EnrollError,
+  ensurePackage,
+  writeAgentFile,
+} from "../../enroll/mod.ts";
+import { renderAgentConfig } from "../../agent/config.ts";
+import { startTestProvider } from "../../testing/oidc_provider.ts";
+import { createTokenSource, loadPrivateKey, TokenMintError } from "../../adapters/oidc/mod.ts";
+import { silentLogger } from "../../adapters/logger.ts";
+import {
+  createZitadelIdentityProvider,
+  createZitadelManagement,
+} from "../../adapters/zitadel/mod.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const noPrompt = () => Promise.resolve(undefined);
@@ -20,14 +34,21 @@ interface Run {
   stderr: string;
 }
 
-/** Runs `fleet <args>` as a person would, with no FLEET_* settings of this process. */
-async function fleet(args: string[], stdin?: string): Promise<Run> {
+/**
+ * Runs `fleet <args>` as a person would, with no FLEET_* settings of this process; `env` adds
+ * variables (a PATH with a recording ssh in front, say).
+ */
+async function fleet(
+  args: string[],
+  stdin?: string,
+  extraEnv: Record<string, string> = {},
+): Promise<Run> {
   const env = Object.fromEntries(
     Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("FLEET_")),
   );
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(ROOT, "main.ts"), ...args],
-    env: { ...env, NO_COLOR: "1" },
+    env: { ...env, NO_COLOR: "1", ...extraEnv },
     clearEnv: true,
     stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
@@ -179,5 +200,136 @@ Deno.test("attack: a package altered before it is installed is refused, nothing 
       await new Deno.Command("dpkg", { args: ["-P", PROBE], stdout: "null" }).output();
     }
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/**
+ * A folder to put first on PATH: its `ssh` and `ssh-keyscan` append their argv, one NUL-separated
+ * record per line, to `argv.log` and run the real program. What they record is what `ps` shows
+ * on this machine, and the remote command line is part of it: what `ps` shows on the device.
+ */
+async function recordingSsh(): Promise<{ path: string; argv: () => Promise<string> }> {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-attack-argv-" });
+  for (const program of ["ssh", "ssh-keyscan"]) {
+    await Deno.writeTextFile(
+      `${dir}/${program}`,
+      `#!/bin/sh\nprintf '%s\\0' "$0" "$@" >> ${dir}/argv.log\necho >> ${dir}/argv.log\n` +
+        `exec /usr/bin/${program} "$@"\n`,
+      { mode: 0o755 },
+    );
+  }
+  return {
+    path: `${dir}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`,
+    argv: () => Deno.readTextFile(`${dir}/argv.log`).catch(() => ""),
+  };
+}
+
+/** Mints a token with a Zitadel key file, as the agent does. */
+async function mint(issuer: string, audience: string, keyFile: string): Promise<string> {
+  const key = await loadPrivateKey(keyFile);
+  return await createTokenSource({
+    issuer,
+    clientId: key.clientId ?? "",
+    privateKeyJwk: key,
+    grant: "jwt-bearer",
+    audience,
+    logger: silentLogger,
+  }).token();
+}
+
+Deno.test("attack: a rotated-out device key no longer gets a token; no secret is on a command line", async () => {
+  const adminToken = `admin-${crypto.randomUUID()}`;
+  await using idp = await startTestProvider({ managementToken: adminToken });
+  await using sshd = await startSshServer({ privateEtc: true });
+  const identity = createZitadelIdentityProvider({
+    management: createZitadelManagement({ baseUrl: idp.issuer, token: adminToken }),
+    projectId: "fleet",
+    keyExpiration: () => new Date(Date.now() + 365 * 24 * 3600 * 1000),
+  });
+  // Enrolled earlier: the device has its identity, its key and a config that uses it.
+  const enrolled = await identity.ensureDeviceIdentity("pi-7");
+  const oldKey = enrolled.keyFile!;
+  assert.ok(await mint(idp.issuer, idp.audience, oldKey), "the enrolled key signs in");
+  {
+    await using device = await SshTarget.connect({
+      address: { user: "root", host: "127.0.0.1", port: sshd.port },
+      identityFile: sshd.clientKey,
+      knownHostsFile: sshd.knownHosts,
+      prompt: noPrompt,
+    });
+    const setup = await device.run([
+      "sh",
+      "-c",
+      "groupadd -r fleet-agent && mkdir -p /etc/fleet-agent",
+    ]);
+    assert.equal(setup.code, 0, setup.stderr);
+    await writeAgentFile(device, DEVICE_KEY_PATH, oldKey);
+    await writeAgentFile(
+      device,
+      CONFIG_PATH,
+      renderAgentConfig({
+        device_id: "pi-7",
+        nats: {
+          urls: ["nats://127.0.0.1:4222"],
+          credentials: {
+            type: "oidc",
+            issuer: idp.issuer,
+            key_file: DEVICE_KEY_PATH,
+            audience: idp.audience,
+          },
+        },
+        podman: { socket: "/run/user/1000/podman/podman.sock" },
+      }, CONFIG_PATH),
+    );
+  }
+
+  const ssh = await recordingSsh();
+  const rotated = await fleet(
+    [
+      "device",
+      "rotate-key",
+      "pi-7",
+      "--target",
+      `ssh://root@127.0.0.1:${sshd.port}`,
+      "--ssh-key",
+      sshd.clientKey,
+      "--known-hosts",
+      sshd.knownHosts,
+      "--zitadel-url",
+      idp.issuer,
+      "--zitadel-project-id",
+      "fleet",
+      "--zitadel-token-file",
+      "-",
+    ],
+    `${adminToken}\n`,
+    { PATH: ssh.path },
+  );
+  assert.equal(rotated.code, 0, `${rotated.stdout}\n${rotated.stderr}`);
+  assert.match(rotated.stdout, /pi-7 signs in with key \d+; key \d+ is revoked/);
+
+  await using device = await SshTarget.connect({
+    address: { user: "root", host: "127.0.0.1", port: sshd.port },
+    identityFile: sshd.clientKey,
+    knownHostsFile: sshd.knownHosts,
+    prompt: noPrompt,
+  });
+  const newKey = (await device.run(["cat", DEVICE_KEY_PATH])).stdout;
+  const mode = (await device.run(["stat", "-c", "%a %U:%G", DEVICE_KEY_PATH])).stdout.trim();
+  assert.equal(mode, "640 root:fleet-agent");
+  assert.notEqual(JSON.parse(newKey).keyId, JSON.parse(oldKey).keyId);
+  assert.ok(await mint(idp.issuer, idp.audience, newKey), "the device's new key signs in");
+  await assert.rejects(
+    mint(idp.issuer, idp.audience, oldKey),
+    (err: unknown) => err instanceof TokenMintError && err.status === 401,
+    "the superseded key is revoked",
+  );
+
+  // ps, here and on the device, never showed the admin's token or a private key.
+  const argv = await ssh.argv();
+  assert.match(argv, /ssh-keyscan/, "the recording saw the spawns");
+  assert.match(argv, /device-key\.json/, "the recording saw the device's command lines");
+  for (const secret of [adminToken, "PRIVATE KEY", JSON.parse(newKey).key.split("\n")[1]]) {
+    assert.ok(!argv.includes(secret), `a command line held ${secret.slice(0, 20)}…`);
   }
 });
