@@ -1,6 +1,6 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { Agent, loadAgentConfig, PodmanRuntime } from "../agent/mod.ts";
-import { ConfigError } from "../agent/config.ts";
+import { type AgentConfig, ConfigError } from "../agent/config.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { sleep } from "../adapters/timers.ts";
 import { systemClock } from "../adapters/clock.ts";
@@ -25,6 +25,35 @@ async function holdBeforeExit(error: ConfigError, log: Logger): Promise<void> {
     } s and systemd starts it again (running containers are not affected)`,
   );
   await sleep(CONFIG_ERROR_HOLD_MS, shutdownSignal(log));
+}
+
+/**
+ * The files of the config that this process may not use: under its systemd unit the agent's
+ * Deno permissions name its directories only. Found at start and reported as a config error,
+ * rather than as a denial in the middle of a reconcile.
+ */
+function deniedFiles(config: AgentConfig, path: string): ConfigError | undefined {
+  const c = config.nats.credentials;
+  const needs: [string, string, "read" | "write"][] = [
+    ["state_dir", config.state_dir, "write"],
+    ["podman.socket", config.podman.socket, "read"],
+    ["podman.socket", config.podman.socket, "write"],
+  ];
+  if (c.type === "oidc") needs.push(["nats.credentials.key_file", c.key_file, "read"]);
+  if (c.type === "userpass" && c.password_file !== undefined) {
+    needs.push(["nats.credentials.password_file", c.password_file, "read"]);
+  }
+  const denied = needs.filter(([, file, name]) =>
+    Deno.permissions.querySync({ name, path: file }).state !== "granted"
+  );
+  if (denied.length === 0) return undefined;
+  return new ConfigError(
+    path,
+    denied.map(([field, file, access]) => `the agent may not ${access} ${field} ${file}`)
+      .join("; ") +
+      ` (its service's Deno permissions allow its own directories only: key and password ` +
+      `files belong next to the config, the state in /var/lib/fleet-agent)`,
+  );
 }
 
 export function agentCommand(version: string): Command {
@@ -55,6 +84,11 @@ when it returns. Logs go to stderr (journald under systemd).`,
           throw error;
         },
       );
+      const denied = deniedFiles(config, flags.config);
+      if (denied !== undefined) {
+        await holdBeforeExit(denied, loggerFrom(flags));
+        throw denied;
+      }
       const log = loggerFrom(flags).with({ device: config.device_id });
       const signal = shutdownSignal(log);
       using podman = new PodmanClient({ socketPath: config.podman.socket });

@@ -5,6 +5,7 @@
  * pinned one. The unit's sandbox is attacked on a booted VM in e2e/enroll_vm_test.ts.
  */
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { agentDenoPermissions, PackagingError } from "../../packaging/deb.ts";
 import { buildPackages } from "../../packaging/build.ts";
 import { denoEscapesScript, escapeOutcomes } from "./_agent_escapes.ts";
@@ -47,6 +48,59 @@ Deno.test("code running as the agent cannot read, write, run or load what the ag
     // Nothing lost: the config is as it was, nothing was written outside.
     assert.equal(await Deno.readTextFile(configFile), 'device_id = "pi-1"\n');
     await assert.rejects(Deno.stat(outside), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a config naming files outside the agent's directories is refused at start, saying which", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fleet-agent-outside-" });
+  try {
+    const paths = {
+      configDir: `${dir}/etc`,
+      stateDir: `${dir}/state`,
+      podmanSocketDir: `${dir}/run`,
+    };
+    await Deno.mkdir(paths.configDir);
+    const config = `${paths.configDir}/config.toml`;
+    await Deno.writeTextFile(
+      config,
+      `device_id = "pi-1"
+state_dir = "${dir}/elsewhere"
+
+[nats]
+urls = ["nats://127.0.0.1:4222"]
+credentials = { type = "oidc", issuer = "https://id.example.com", key_file = "/root/key.json" }
+
+[podman]
+socket = "${paths.podmanSocketDir}/podman.sock"
+`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--config",
+        fileURLToPath(new URL("../../deno.json", import.meta.url)),
+        ...agentDenoPermissions(paths),
+        fileURLToPath(new URL("../../main.ts", import.meta.url)),
+        "agent",
+        "run",
+        "--config",
+        config,
+      ],
+      clearEnv: true,
+      env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "" },
+      stdin: "null",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 2, stderr);
+    assert.match(
+      stderr,
+      new RegExp(
+        `Invalid agent config ${config}: the agent may not write state_dir ${dir}/elsewhere; the agent may not read nats\\.credentials\\.key_file /root/key\\.json \\(its service's Deno permissions`,
+      ),
+    );
+    assert.doesNotMatch(stderr, /podman\.socket/, "the socket is where it may be");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
