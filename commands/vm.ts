@@ -197,7 +197,7 @@ Examples:
         timeoutMs: (flags.timeout ?? defaultTimeoutSeconds(flags.arch)) * 1000,
         log,
       });
-      const { address, identityFile } = provisioned.ssh;
+      const { address, identityFile, knownHostsFile } = provisioned.ssh;
       printLine(
         `VM ${flags.name} (${flags.arch}, ${provisioned.state.accel}) answered SSH after ${
           provisioned.bootSeconds.toFixed(1)
@@ -208,7 +208,9 @@ Examples:
       );
       const enrollLater =
         `fleet device enroll --device-id ${flags.name} --target ssh://${address.user}@${address.host}:${address.port} ` +
-        `--ssh-key ${identityFile} --nats-url nats://127.0.0.1:4222 --device-nats-url nats://${USER_NET_HOST_IP}:4222`;
+        // The VM's host key, recorded when it first answered SSH, is the one to trust.
+        `--ssh-key ${identityFile} --known-hosts ${knownHostsFile} ` +
+        `--nats-url nats://127.0.0.1:4222 --device-nats-url nats://${USER_NET_HOST_IP}:4222`;
       if (!plan) {
         printLine(`enroll it: ${enrollLater}`);
         return;
