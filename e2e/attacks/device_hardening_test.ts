@@ -6,19 +6,25 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { agentDenoPermissions, PackagingError } from "../../packaging/deb.ts";
+import { agentDenoPermissions, type AgentPaths, PackagingError } from "../../packaging/deb.ts";
 import { buildPackages } from "../../packaging/build.ts";
 import { denoEscapesScript, escapeOutcomes } from "./_agent_escapes.ts";
+
+/** An agent's directories under `dir`, as its unit names them on a device. */
+async function agentDirs(dir: string): Promise<AgentPaths> {
+  const paths = {
+    configDir: `${dir}/etc`,
+    stateDir: `${dir}/state`,
+    podmanSocketDir: `${dir}/run`,
+  };
+  for (const d of Object.values(paths)) await Deno.mkdir(d);
+  return paths;
+}
 
 Deno.test("code running as the agent cannot read, write, run or load what the agent does not", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fleet-agent-escape-" });
   try {
-    const paths = {
-      configDir: `${dir}/etc`,
-      stateDir: `${dir}/state`,
-      podmanSocketDir: `${dir}/run`,
-    };
-    for (const d of Object.values(paths)) await Deno.mkdir(d);
+    const paths = await agentDirs(dir);
     const configFile = `${paths.configDir}/config.toml`;
     await Deno.writeTextFile(configFile, 'device_id = "pi-1"\n');
     const outside = `${dir}/outside`;
@@ -56,12 +62,7 @@ Deno.test("code running as the agent cannot read, write, run or load what the ag
 Deno.test("a config naming files outside the agent's directories is refused at start, saying which", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fleet-agent-outside-" });
   try {
-    const paths = {
-      configDir: `${dir}/etc`,
-      stateDir: `${dir}/state`,
-      podmanSocketDir: `${dir}/run`,
-    };
-    await Deno.mkdir(paths.configDir);
+    const paths = await agentDirs(dir);
     const config = `${paths.configDir}/config.toml`;
     await Deno.writeTextFile(
       config,
