@@ -21,6 +21,7 @@ import { readInventory } from "../adapters/host/inventory.ts";
 import {
   connectNatsInBackground,
   type CredentialSource,
+  natsTlsFromConfig,
   watchBucket,
 } from "../adapters/nats/mod.ts";
 import { type AgentConfig, labelWarnings } from "./config.ts";
@@ -219,6 +220,7 @@ export class Agent {
     const config = this.#config;
     const nc = await connectNatsInBackground({
       servers: config.nats.urls,
+      tls: natsTlsFromConfig(config.nats),
       credentials: this.#options.credentials,
       name: `fleet-agent-${config.device_id}`,
       logger: this.#log,

@@ -15,6 +15,7 @@ import {
   loadTomlConfig,
   parseTomlConfig,
 } from "../adapters/toml_config.ts";
+import { PIN_COMMAND, PIN_PATTERN } from "../adapters/nats/mod.ts";
 
 const Seconds = z.number().positive();
 
@@ -70,6 +71,11 @@ export const AgentConfig = z.object({
   state_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/fleet-agent"),
   nats: z.object({
     urls: z.array(NatsUrl).min(1, "list at least one NATS server"),
+    /** PEM file of the CA that signed the server's certificate; makes the connection TLS. */
+    ca_file: z.string().startsWith("/", "must be an absolute path").optional(),
+    /** The server's public-key pin (`sha256//<base64>`); makes the connection TLS. */
+    pin: z.string().regex(PIN_PATTERN, `must be sha256//<base64>, printed by: ${PIN_COMMAND}`)
+      .optional(),
     credentials: CredentialsConfig.default({ type: "none" }),
   }),
   podman: z.object({

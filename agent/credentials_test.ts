@@ -5,6 +5,7 @@ import { silentLogger } from "../adapters/logger.ts";
 import { startTestProvider } from "../testing/oidc_provider.ts";
 import { parseAgentConfig } from "./config.ts";
 import { credentialsFromConfig } from "./credentials.ts";
+import { natsTlsFromConfig } from "../adapters/nats/mod.ts";
 
 Deno.test('credentialsFromConfig() turns [nats.credentials] type = "oidc" into a device token with the device inbox', async () => {
   await using idp = await startTestProvider();
@@ -39,6 +40,7 @@ socket = "/run/podman/podman.sock"
     const token = auth && "auth_token" in auth ? String(auth.auth_token) : "";
     assert.equal(decodeJwt(token).fleet_device_id, "pi-lab-1");
     assert.match(credentials.describe(), /OIDC token for client "pi-lab-1"/);
+    assert.equal(credentials.bearer, true, "never sent in clear beyond loopback");
     (credentials as { stop?: () => void }).stop?.();
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -59,5 +61,29 @@ socket = "/x"
         "/etc/fleet-agent/config.toml",
       ),
     /\/etc\/fleet-agent\/config\.toml: nats\.credentials\.key_file: must be an absolute path/,
+  );
+});
+
+Deno.test("natsTlsFromConfig() reads [nats] ca_file and pin; a malformed pin is refused", () => {
+  const config = (nats: string) =>
+    parseAgentConfig(
+      `device_id = "pi-1"
+[nats]
+urls = ["tls://nats.example.com:4222"]
+${nats}
+[podman]
+socket = "/x"
+`,
+      "/etc/fleet-agent/config.toml",
+    );
+  const pin = "sha256//YGKWvf/F7SwqdyaraHlK85EEZLyr/MwswX8LacOr288=";
+  assert.deepEqual(
+    natsTlsFromConfig(config(`ca_file = "/etc/fleet-agent/nats-ca.pem"\npin = "${pin}"`).nats),
+    { caFile: "/etc/fleet-agent/nats-ca.pem", pin },
+  );
+  assert.deepEqual(natsTlsFromConfig(config("").nats), {});
+  assert.throws(
+    () => config(`pin = "B3:0A:BC:9D"`),
+    /nats\.pin: must be sha256\/\/<base64>, printed by: openssl x509/,
   );
 });

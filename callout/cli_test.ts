@@ -8,8 +8,16 @@ import { fileURLToPath } from "node:url";
 import { AuthorizationError } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { startNatsServer } from "../sandbox/nats_server.ts";
-import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
+import {
+  connectNats,
+  installConnectionResetGuard,
+  NatsConnectError,
+  noCredentials,
+} from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
+import { freePort } from "../adapters/process.ts";
+import { eventually } from "../testing/eventually.ts";
+import { makeTestCertificates } from "../testing/tls.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
@@ -134,6 +142,92 @@ roles = { fleet-device = "device" }
     assert.match(log, /Answering NATS authorization requests .*encrypted=true/);
     assert.match(log, /WARN {2}Refused a NATS connection: the token was rejected: /);
     assert.ok(!log.includes("not-a-jwt"), log);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fleet callout nats-config emits the TLS and wss blocks, and fleet callout run connects over TLS with its CA", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.equal((await fleet("callout", "keys", "--dir", dir, "--no-xkey")).code, 0);
+    await Deno.writeTextFile(join(dir, "password"), "callout-pw\n");
+    const certs = await makeTestCertificates(dir, "nats", ["IP:127.0.0.1"]);
+    const wsListen = `127.0.0.1:${freePort()}`;
+    const config = (url: string) => `
+[nats]
+urls = ["${url}"]
+ca_file = "${certs.caFile}"
+pin = "${certs.pin}"
+user = "fleet-callout"
+password_file = "${dir}/password"
+[account]
+issuer_seed_file = "${dir}/issuer.nk"
+[oidc]
+issuer = "http://127.0.0.1:9/unreachable"
+audience = "fleet-nats"
+roles = { fleet-device = "device" }
+[server.tls]
+cert_file = "${certs.certFile}"
+key_file = "${certs.keyFile}"
+ca_file = "${certs.caFile}"
+[server.websocket]
+listen = "${wsListen}"
+`;
+    const path = join(dir, "callout.toml");
+    await Deno.writeTextFile(path, config("tls://127.0.0.1:4222"));
+    const printed = await fleet("callout", "nats-config", "--config", path);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.ok(
+      printed.stdout.includes(
+        `tls {\n  cert_file: "${certs.certFile}"\n  key_file: "${certs.keyFile}"\n` +
+          `  ca_file: "${certs.caFile}"\n}\n`,
+      ),
+      printed.stdout,
+    );
+    assert.match(printed.stdout, new RegExp(`websocket \\{\\n  listen: "${wsListen}"\\n  tls \\{`));
+
+    await using ns = await startNatsServer({ extraConfig: printed.stdout });
+    const url = `tls://127.0.0.1:${ns.port}`;
+    await Deno.writeTextFile(path, config(url));
+    const child = command(["callout", "run", "--config", path]).spawn();
+    const stdout = new Response(child.stdout).text();
+    let log = "";
+    const stderr = (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) log += chunk;
+    })();
+    try {
+      await eventually("the callout answering", () => log.includes("Answering NATS"), 20_000);
+      installConnectionResetGuard(silentLogger);
+      // Every client is on TLS: a plaintext client cannot get in, one with the CA reaches the callout.
+      for (const servers of [url, `wss://${wsListen}`]) {
+        const err = await connectNats({
+          servers: [servers],
+          tls: { caFile: certs.caFile },
+          credentials: noCredentials(),
+          name: "test",
+          logger: silentLogger,
+          waitOnFirstConnect: false,
+        }).then(async (nc) => {
+          await nc.close();
+          return undefined;
+        }, (e: unknown) => e);
+        assert.ok(err instanceof NatsConnectError, `${err}`);
+        assert.match(err.message, /rejected no credentials/, servers);
+      }
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const status = await child.status;
+    await stderr;
+    assert.equal(status.code, 0, log);
+    assert.equal(await stdout, "");
+    assert.match(log, /Connected to NATS at 127\.0\.0\.1:\d+/);
+    assert.equal(
+      (log.match(/Refused a NATS connection: the client presented no credentials/g) ?? []).length,
+      2,
+      log,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

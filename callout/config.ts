@@ -4,7 +4,9 @@
  *
  * ```toml
  * [nats]
- * urls = ["nats://127.0.0.1:4222"]
+ * urls = ["tls://nats.example.com:4222"]  # nats:// (loopback), tls://, ws://, wss://
+ * ca_file = "/etc/fleet-callout/nats-ca.pem"  # CA of the server's certificate (makes it TLS)
+ * # pin = "sha256//..."                   # optional: the server's public key, see --nats-pin
  * user = "fleet-callout"                  # the callout's own user, in the AUTH account
  * password_file = "/etc/fleet-callout/nats-password"   # or password = "..."
  *
@@ -14,8 +16,12 @@
  * xkey_seed_file = "/etc/fleet-callout/xkey.nk"        # optional curve seed, SX...
  *
  * [oidc]
- * issuer = "https://idp.example.com/realms/fleet"
+ * issuer = "https://idp.example.com/realms/fleet"   # https (http only on loopback, for tests)
  * audience = "fleet-nats"
+ * # Only access tokens are accepted: JWT header typ "at+jwt" (RFC 9068). Zitadel signs its
+ * # access tokens with typ "JWT": list the client ids (client_id or azp claim) whose tokens
+ * # are access tokens: the devices' and the operator's machine users, the CLI's client.
+ * access_token_clients = ["fleet-operator", "fleet-cli"]
  * device_id_claim = "sub"
  * role_claim = "roles"                    # or "urn:zitadel:iam:org:project:roles"
  * strip_prefix = "device-"                # machine user "device-pi-1" is device "pi-1"
@@ -23,6 +29,13 @@
  *
  * [jwt]
  * max_ttl_seconds = 3600
+ *
+ * [server.tls]                            # optional: for `fleet callout nats-config`
+ * cert_file = "/etc/nats/server.pem"      # nats-server's certificate and key
+ * key_file = "/etc/nats/server.key"
+ * ca_file = "/etc/nats/ca.pem"            # optional: CA of client certificates
+ * [server.websocket]                      # optional: wss:// listener, needs [server.tls]
+ * listen = "0.0.0.0:8443"
  * ```
  */
 
@@ -35,6 +48,8 @@ import {
   readFailure,
 } from "../adapters/toml_config.ts";
 import { FleetRoles } from "../core/permissions.ts";
+import { PIN_COMMAND, PIN_PATTERN } from "../adapters/nats/mod.ts";
+import { issuerProblem } from "../adapters/oidc/mod.ts";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { AuthorizerPolicy } from "./authorizer.ts";
 import { AccountSigningKey, CalloutKeyError, curveKeyFromSeed } from "./keys.ts";
@@ -59,6 +74,9 @@ export const CalloutConfig = z.object({
     user: NatsName,
     password: z.string().min(1).optional(),
     password_file: AbsolutePath.optional(),
+    ca_file: AbsolutePath.optional(),
+    pin: z.string().regex(PIN_PATTERN, `must be sha256//<base64>, printed by: ${PIN_COMMAND}`)
+      .optional(),
   }).refine((n) => (n.password === undefined) !== (n.password_file === undefined), {
     message: "set exactly one of password and password_file",
   }),
@@ -68,8 +86,14 @@ export const CalloutConfig = z.object({
     xkey_seed_file: AbsolutePath.optional(),
   }),
   oidc: z.object({
-    issuer: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
+    issuer: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).superRefine(
+      (issuer, ctx) => {
+        const problem = issuerProblem(issuer);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+      },
+    ),
     audience: z.string().min(1),
+    access_token_clients: z.array(z.string().min(1)).default([]),
     device_id_claim: z.string().min(1).default("sub"),
     role_claim: z.string().min(1).default("roles"),
     strip_prefix: z.string().default(""),
@@ -81,6 +105,19 @@ export const CalloutConfig = z.object({
   jwt: z.object({
     max_ttl_seconds: z.number().int().positive().default(3600),
   }).default({ max_ttl_seconds: 3600 }),
+  /** What `fleet callout nats-config` adds to the server's configuration. */
+  server: z.object({
+    tls: z.object({
+      cert_file: AbsolutePath,
+      key_file: AbsolutePath,
+      ca_file: AbsolutePath.optional(),
+    }).optional(),
+    websocket: z.object({
+      listen: z.string().regex(/^[^\s:]*:\d+$/, "must be host:port, e.g. 0.0.0.0:8443"),
+    }).optional(),
+  }).refine((s) => s.websocket === undefined || s.tls !== undefined, {
+    message: "websocket needs [server.tls]: tokens must not cross the network in clear",
+  }).optional(),
 });
 /** The validated configuration. */
 export type CalloutConfig = z.infer<typeof CalloutConfig>;

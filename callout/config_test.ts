@@ -32,6 +32,7 @@ Deno.test("parseCalloutConfig() fills the defaults", () => {
     oidc: {
       issuer: "https://idp.example.com/realms/fleet",
       audience: "fleet-nats",
+      access_token_clients: [],
       device_id_claim: "sub",
       role_claim: "roles",
       strip_prefix: "",
@@ -135,6 +136,27 @@ Deno.test("parseCalloutConfig() names the field that breaks its rule", () => {
   );
   rejects(MINIMAL + `[jwt]\nmax_ttl_seconds = 0\n`, /jwt\.max_ttl_seconds: /);
   rejects("[nats\n", /not valid TOML/);
+});
+
+Deno.test("parseCalloutConfig() refuses an http issuer beyond loopback, a bad pin, and wss without TLS", () => {
+  const withIssuer = (issuer: string) =>
+    MINIMAL.replace("https://idp.example.com/realms/fleet", issuer);
+  rejects(
+    withIssuer("http://idp.example.com"),
+    /oidc\.issuer: the issuer "http:\/\/idp\.example\.com" is not https/,
+  );
+  assert.equal(
+    parseCalloutConfig(withIssuer("http://127.0.0.1:8080"), "c.toml").oidc.issuer,
+    "http://127.0.0.1:8080",
+  );
+  rejects(
+    MINIMAL.replace(`password = "pw"`, `password = "pw"\npin = "AB:CD"`),
+    /nats\.pin: must be sha256\/\/<base64>/,
+  );
+  rejects(
+    MINIMAL + `[server.websocket]\nlisten = "0.0.0.0:8443"\n`,
+    /server: websocket needs \[server\.tls\]/,
+  );
 });
 
 Deno.test("parseCalloutConfig() rejects an unknown key, naming its table and the key it meant", () => {

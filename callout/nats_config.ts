@@ -3,7 +3,8 @@
  * account (JetStream on, no users of its own: the callout places every device and operator
  * user into it by the JWT's `aud`), the AUTH account holding only the callout's own user,
  * the system account, and the `auth_callout` block naming the issuer, the callout user and,
- * when configured, the xkey that encrypts the exchange.
+ * when configured, the xkey that encrypts the exchange; with `[server.tls]`, the `tls` block
+ * that makes every client connection TLS, and with `[server.websocket]` a wss:// listener.
  */
 
 import type { CalloutConfig, CalloutKeys } from "./config.ts";
@@ -24,16 +25,32 @@ export interface CalloutServerSettings {
   issuer: string;
   /** Public curve key (`X...`), when requests are to be encrypted. */
   xkey?: string;
+  /** The server's certificate and key, and the CA of client certificates (PEM files). */
+  tls?: { certFile: string; keyFile: string; caFile?: string };
+  /** `host:port` of a WebSocket listener (TLS with the same certificate). */
+  websocketListen?: string;
 }
 
 /** The settings of a loaded callout configuration. */
 export function serverSettings(config: CalloutConfig, keys: CalloutKeys): CalloutServerSettings {
+  const tls = config.server?.tls;
+  const websocket = config.server?.websocket;
   return {
     account: config.account.name,
     calloutUser: config.nats.user,
     calloutPassword: keys.password,
     issuer: keys.issuer.getPublicKey(),
     ...(keys.xkey ? { xkey: keys.xkey.getPublicKey() } : {}),
+    ...(tls !== undefined
+      ? {
+        tls: {
+          certFile: tls.cert_file,
+          keyFile: tls.key_file,
+          ...(tls.ca_file !== undefined ? { caFile: tls.ca_file } : {}),
+        },
+      }
+      : {}),
+    ...(websocket !== undefined ? { websocketListen: websocket.listen } : {}),
   };
 }
 
@@ -73,6 +90,27 @@ export function calloutServerConfig(settings: CalloutServerSettings): string {
     ...(settings.xkey !== undefined ? [`    xkey: ${quote(settings.xkey)}`] : []),
     `  }`,
     `}`,
+    ...tlsLines(settings),
   ];
   return lines.join("\n") + "\n";
+}
+
+/** The `tls` block (every client connection TLS) and the wss:// listener, when configured. */
+function tlsLines(settings: CalloutServerSettings): string[] {
+  const { tls, websocketListen } = settings;
+  if (tls === undefined) return [];
+  const block = (indent: string, caFile: string | undefined) => [
+    `${indent}tls {`,
+    `${indent}  cert_file: ${quote(tls.certFile)}`,
+    `${indent}  key_file: ${quote(tls.keyFile)}`,
+    ...(caFile !== undefined ? [`${indent}  ca_file: ${quote(caFile)}`] : []),
+    `${indent}}`,
+  ];
+  return [
+    `# TLS for every client: OIDC tokens never cross the network in clear.`,
+    ...block("", tls.caFile),
+    ...(websocketListen !== undefined
+      ? [`websocket {`, `  listen: ${quote(websocketListen)}`, ...block("  ", undefined), `}`]
+      : []),
+  ];
 }

@@ -211,7 +211,16 @@ class Callout implements CalloutService {
       return { kind: "dropped" };
     }
     const request = claims.nats as AuthorizationRequest;
-    const decision = await this.#decide(request);
+    // With an xkey, only the server can write a request we can open: a clear one may be forged.
+    const decision: Decision = serverXkey === "" && xkey
+      ? {
+        kind: "deny",
+        reason: `the authorization request was not encrypted, but account.xkey_seed_file is ` +
+          `configured: refusing it (anyone who may publish on ${AUTH_CALLOUT_SUBJECT} could ` +
+          `have sent it); give the server's auth_callout block xkey: ` +
+          `"${xkey.getPublicKey()}" (printed by fleet callout nats-config)`,
+      }
+      : await this.#decide(request);
     const response = await this.#response(request, decision);
     const bytes = new TextEncoder().encode(response);
     msg.respond(serverXkey !== "" && xkey ? xkey.seal(bytes, serverXkey) : bytes);

@@ -235,3 +235,19 @@ Deno.test("callout: an xkey that does not match the server's is logged, and nobo
     assert.equal(t.service.stats.dropped, 1);
   }
 });
+
+Deno.test("callout: with an xkey configured, an unencrypted authorization request is refused", async () => {
+  // The server's auth_callout block has no xkey; the service has one.
+  await using t = await startCalloutFixture(false, "other");
+  const err = await refused(t.connectAs(await t.mint("dev-a", ["fleet-device"])));
+  assert.ok(err instanceof AuthorizationError, `${err.name} ${err.message}`);
+  assert.ok(
+    t.lines.some((l) =>
+      l.includes("WARN  Refused a NATS connection: the authorization request was not encrypted") &&
+      l.includes(`give the server's auth_callout block xkey: "X`)
+    ),
+    t.lines.join("\n"),
+  );
+  assert.equal(t.service.stats.allowed, 0);
+  assert.equal(t.service.stats.refused, 1);
+});

@@ -9,7 +9,10 @@ import { createLogger, LogFormats, type Logger, LogLevels } from "../adapters/lo
 import {
   connectNats,
   type CredentialSource,
+  type NatsTls,
   noCredentials,
+  PIN_COMMAND,
+  PIN_PATTERN,
   userPasswordCredentials,
 } from "../adapters/nats/mod.ts";
 import { createTokenSource, loadPrivateKey, oidcCredentials } from "../adapters/oidc/mod.ts";
@@ -83,6 +86,39 @@ const natsUserOption = () =>
 const natsPasswordOption = () =>
   new Option("--nats-password <password>", "NATS password")
     .env("FLEET_NATS_PASSWORD");
+const natsCaOption = () =>
+  new Option(
+    "--nats-ca <file>",
+    "PEM file of the CA that signed the NATS server's certificate (makes the connection TLS)",
+  )
+    .env("FLEET_NATS_CA");
+const natsPinOption = () =>
+  new Option(
+    "--nats-pin <sha256>",
+    "NATS server public-key pin, sha256//<base64> (makes the connection TLS); print it with: " +
+      PIN_COMMAND,
+  )
+    .env("FLEET_NATS_PIN");
+
+/**
+ * The TLS settings of --nats-ca and --nats-pin.
+ *
+ * @throws {UsageError} for a pin that is not `sha256//<base64>`.
+ */
+export function natsTls(
+  flags: { natsCa?: string | undefined; natsPin?: string | undefined },
+): NatsTls {
+  if (flags.natsPin !== undefined && !PIN_PATTERN.test(flags.natsPin)) {
+    throw new UsageError(
+      `Invalid --nats-pin ${JSON.stringify(flags.natsPin)}: give sha256// and the base64 ` +
+        `SHA-256 of the server's public key, printed by: ${PIN_COMMAND}`,
+    );
+  }
+  return {
+    ...(flags.natsCa !== undefined ? { caFile: flags.natsCa } : {}),
+    ...(flags.natsPin !== undefined ? { pin: flags.natsPin } : {}),
+  };
+}
 
 /** The server URLs of --nats-url; an empty list or a URL with a space is a usage error. */
 export function natsServers(flags: { natsUrl: string }): string[] {
@@ -121,13 +157,21 @@ const oidcOptions = () =>
   ] as const;
 
 /**
- * Every flag that says how to reach NATS and as whom: the servers, then an OIDC identity (how
+ * Every flag that says how to reach NATS and as whom: the servers and their TLS (CA, pin), then
+ * an OIDC identity (how
  * admins and the operator authenticate) or a user and password (development only). Every
  * command that talks to NATS takes all of them, through {@link withNatsConnection} (or this
  * list, for a command that reads its flags with {@link NatsConnectionFlags}).
  */
 export function natsConnectionOptions() {
-  return [natsUrlOption(), natsUserOption(), natsPasswordOption(), ...oidcOptions()] as const;
+  return [
+    natsUrlOption(),
+    natsCaOption(),
+    natsPinOption(),
+    natsUserOption(),
+    natsPasswordOption(),
+    ...oidcOptions(),
+  ] as const;
 }
 
 const optional = z.string().optional();
@@ -135,6 +179,8 @@ const optional = z.string().optional();
 /** The values of {@link natsConnectionOptions} as commander hands them over. */
 export const NatsConnectionFlags = z.object({
   natsUrl: z.string(),
+  natsCa: optional,
+  natsPin: optional,
   natsUser: optional,
   natsPassword: optional,
   oidcIssuer: optional,
@@ -229,6 +275,7 @@ export async function connectFromFlags(
 ): Promise<NatsConnection> {
   return await connectNats({
     servers: natsServers(flags),
+    tls: natsTls(flags),
     credentials: await credentialsFrom(flags, log),
     name: options.name ?? "fleet-cli",
     logger: log,

@@ -1,6 +1,6 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { connectNats, userPasswordCredentials } from "../adapters/nats/mod.ts";
+import { connectNats, natsTlsFromConfig, userPasswordCredentials } from "../adapters/nats/mod.ts";
 import { createTokenVerifier } from "../adapters/oidc/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import {
@@ -54,6 +54,7 @@ Every decision is logged with its reason; clients are only told "authorization f
       const verifier = createTokenVerifier({
         issuer: config.oidc.issuer,
         audience: config.oidc.audience,
+        accessTokenClients: config.oidc.access_token_clients,
         logger: log,
       });
       // Fail loudly but keep running: the keys are fetched again on the first token.
@@ -67,6 +68,7 @@ Every decision is logged with its reason; clients are only told "authorization f
       });
       const nc = await connectNats({
         servers: config.nats.urls,
+        tls: natsTlsFromConfig(config.nats),
         credentials: userPasswordCredentials(config.nats.user, keys.password),
         name: "fleet-callout",
         logger: log,
@@ -101,8 +103,9 @@ function natsConfigCommand(): Command {
       "after",
       `
 Prints the accounts (FLEET with JetStream, AUTH with the callout's user, SYS), system_account
-and authorization.auth_callout (issuer, auth_users, account, xkey). The output holds the
-callout user's password: write it to a file only nats-server can read.
+and authorization.auth_callout (issuer, auth_users, account, xkey), and with [server.tls] the
+tls block (and with [server.websocket] a wss:// listener). The output holds the callout
+user's password: write it to a file only nats-server can read.
 
 Example:
   fleet callout nats-config --config callout.toml > /etc/nats/fleet-auth.conf

@@ -173,7 +173,9 @@ Deno.test("every command that talks to NATS takes the same connection flags, OID
 Deno.test("withNatsConnection() gives the values its NatsConnectionFlags type describes", async () => {
   const command = withNatsConnection(new Command("x")).exitOverride().action(() => {});
   const given = {
-    natsUrl: "nats://10.0.0.5:4222",
+    natsUrl: "tls://10.0.0.5:4222",
+    natsCa: "/etc/fleet/nats-ca.pem",
+    natsPin: "sha256//YGKWvf/F7SwqdyaraHlK85EEZLyr/MwswX8LacOr288=",
     natsUser: "u",
     natsPassword: "p",
     oidcIssuer: "https://id.example.com",

@@ -9,11 +9,15 @@ import { join } from "node:path";
 export interface TestCertificates {
   /** The CA certificate clients trust. */
   caFile: string;
+  /** The CA's private key, to sign more certificates with {@link issueTestCertificate}. */
+  caKeyFile: string;
   certFile: string;
   keyFile: string;
   /** The server key's pin, `sha256//<base64>` of its SubjectPublicKeyInfo. */
   pin: string;
 }
+
+const NEW_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
 
 async function openssl(args: string[], stdin?: Uint8Array): Promise<Uint8Array> {
   const child = new Deno.Command("openssl", {
@@ -43,31 +47,26 @@ export async function makeTestCertificates(
   name: string,
   altNames: readonly string[],
 ): Promise<TestCertificates> {
+  const caFile = join(dir, `${name}-ca.pem`);
+  const caKeyFile = join(dir, `${name}-ca.key`);
+  await openssl(["req", "-x509", ...NEW_KEY, "-keyout", caKeyFile, "-out", caFile, "-days", "2"]
+    .concat(["-subj", `/CN=${name} test CA`]));
+  return await issueTestCertificate(dir, name, { caFile, caKeyFile }, altNames);
+}
+
+/**
+ * Writes a new key and a server certificate for `altNames` signed by `ca` into `dir`
+ * (`<name>-server.pem`, `<name>-server.key`): another server of the same CA.
+ */
+export async function issueTestCertificate(
+  dir: string,
+  name: string,
+  ca: { caFile: string; caKeyFile: string },
+  altNames: readonly string[],
+): Promise<TestCertificates> {
   const file = (suffix: string) => join(dir, `${name}-${suffix}`);
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await openssl([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    file("ca.key"),
-    "-out",
-    file("ca.pem"),
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${name} test CA`,
-  ]);
-  await openssl([
-    "req",
-    ...ec,
-    "-keyout",
-    file("server.key"),
-    "-out",
-    file("server.csr"),
-    "-subj",
-    `/CN=${name} nats`,
-  ]);
+  await openssl(["req", ...NEW_KEY, "-keyout", file("server.key"), "-out", file("server.csr")]
+    .concat(["-subj", `/CN=${name} nats`]));
   await Deno.writeTextFile(file("ext.cnf"), `subjectAltName=${altNames.join(",")}\n`);
   await openssl([
     "x509",
@@ -75,9 +74,9 @@ export async function makeTestCertificates(
     "-in",
     file("server.csr"),
     "-CA",
-    file("ca.pem"),
+    ca.caFile,
     "-CAkey",
-    file("ca.key"),
+    ca.caKeyFile,
     "-CAcreateserial",
     "-out",
     file("server.pem"),
@@ -89,7 +88,7 @@ export async function makeTestCertificates(
   const spki = await openssl(["pkey", "-in", file("server.key"), "-pubout", "-outform", "der"]);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", spki as BufferSource));
   return {
-    caFile: file("ca.pem"),
+    ...ca,
     certFile: file("server.pem"),
     keyFile: file("server.key"),
     pin: `sha256//${btoa(String.fromCharCode(...digest))}`,
