@@ -15,6 +15,7 @@ import { deleteCommand } from "./delete.ts";
 import { demoCommand } from "./demo.ts";
 import { deviceCommand } from "./device.ts";
 import { getCommand } from "./get.ts";
+import { namespaceCommand } from "./namespace.ts";
 import { operatorCommand } from "./operator.ts";
 import { vmCommand } from "./vm.ts";
 import { benchProgram } from "../bench/main.ts";
@@ -33,6 +34,7 @@ function fleetCommands(): CommandUnknownOpts[] {
     demoCommand(version),
     calloutCommand(),
     deviceCommand(),
+    namespaceCommand(),
     vmCommand(),
   ];
 }
