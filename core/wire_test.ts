@@ -59,7 +59,17 @@ const CASES: WireCase[] = [
   { type: "Heartbeat", file: "heartbeat", schema: Heartbeat, flat: true },
   { type: "LeaseRecord", file: "lease", schema: LeaseRecord, flat: true },
   { type: "DeploymentStatus", file: "deployment_status", schema: DeploymentStatus },
+  {
+    type: "DeploymentStatus of a deployment targeting nothing",
+    file: "deployment_status_unbound",
+    schema: DeploymentStatus,
+  },
   { type: "Deployment", file: "deployment", schema: Deployment },
+  {
+    type: "Deployment of every bound device",
+    file: "deployment_all_bound",
+    schema: Deployment,
+  },
   { type: "Score PodmanV0", file: "score_podman_v0", schema: Score },
 ];
 
