@@ -5,6 +5,8 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoJson from "./deno.json" with { type: "json" };
 import { ExitCode, reportError } from "./commands/_report.ts";
+import { secretsOnCommandLine } from "./commands/_secret.ts";
+import { createLogger } from "./adapters/logger.ts";
 
 export const VERSION: string = denoJson.version;
 
@@ -66,6 +68,11 @@ Quick start (no Kubernetes):
     c.commands.forEach((sub) => configure(sub as Command, `${path} ${sub.name()}`));
   };
   configure(root, "fleet");
+  // Said before the command runs, which may run for days (an operator, an agent).
+  root.hook("preAction", (_root, action) => {
+    const log = createLogger({ level: "warn" });
+    for (const warning of secretsOnCommandLine(action)) log.warn(warning);
+  });
   return root;
 }
 

@@ -17,6 +17,7 @@ import {
 } from "../adapters/nats/mod.ts";
 import { createTokenSource, loadPrivateKey, oidcCredentials } from "../adapters/oidc/mod.ts";
 import { UsageError } from "../core/errors.ts";
+import { readSecret } from "./_secret.ts";
 import { recordLogFlags } from "./_report.ts";
 
 export { ExitCode, UsageError } from "../core/errors.ts";
@@ -84,8 +85,11 @@ const natsUserOption = () =>
   )
     .env("FLEET_NATS_USER");
 const natsPasswordOption = () =>
-  new Option("--nats-password <password>", "NATS password")
+  new Option("--nats-password <password>", "NATS password (visible in ps: prefer the file)")
     .env("FLEET_NATS_PASSWORD");
+const natsPasswordFileOption = () =>
+  new Option("--nats-password-file <path>", "file holding the NATS password, - for standard input")
+    .env("FLEET_NATS_PASSWORD_FILE");
 const natsCaOption = () =>
   new Option(
     "--nats-ca <file>",
@@ -170,6 +174,7 @@ export function natsConnectionOptions() {
     natsPinOption(),
     natsUserOption(),
     natsPasswordOption(),
+    natsPasswordFileOption(),
     ...oidcOptions(),
   ] as const;
 }
@@ -183,6 +188,7 @@ export const NatsConnectionFlags = z.object({
   natsPin: optional,
   natsUser: optional,
   natsPassword: optional,
+  natsPasswordFile: optional,
   oidcIssuer: optional,
   oidcClientId: optional,
   oidcKey: optional,
@@ -241,11 +247,16 @@ async function credentialsFrom(
     );
   }
   if (flags.natsUser === undefined) return noCredentials();
-  if (flags.natsPassword === undefined) {
-    throw new UsageError("--nats-user needs --nats-password (or FLEET_NATS_PASSWORD)");
+  const password = flags.natsPasswordFile !== undefined
+    ? await readSecret("--nats-password-file", flags.natsPasswordFile)
+    : flags.natsPassword;
+  if (password === undefined) {
+    throw new UsageError(
+      "--nats-user needs --nats-password-file (or FLEET_NATS_PASSWORD, or --nats-password)",
+    );
   }
   log.warn("Using a NATS user and password: fine for development; production uses OIDC identities");
-  return userPasswordCredentials(flags.natsUser, flags.natsPassword);
+  return userPasswordCredentials(flags.natsUser, password);
 }
 
 /** How {@link connectFromFlags} connects, where a command differs from the CLI's default. */

@@ -23,11 +23,11 @@ import { enrollDevice } from "../enroll/enroll.ts";
 import {
   identityProvider,
   planZitadel,
-  readSecret,
   ZitadelFlags,
   zitadelOptions,
   type ZitadelPlan,
 } from "./_zitadel.ts";
+import { readSecret } from "./_secret.ts";
 import {
   connectFromFlags,
   NatsConnectionFlags,

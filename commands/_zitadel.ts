@@ -13,6 +13,7 @@ import {
   type IdentityProvider,
 } from "../adapters/zitadel/mod.ts";
 import { UsageError } from "./_cli.ts";
+import { readSecret } from "./_secret.ts";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -94,31 +95,6 @@ export async function planZitadel(flags: ZitadelFlags): Promise<ZitadelPlan | un
     auth,
     keyLifetimeDays: flags.keyLifetime,
   };
-}
-
-/**
- * A secret from a file, or from standard input for `-`: never from the command line, where
- * every user of the machine sees it (ps, /proc/<pid>/cmdline). A trailing newline is dropped.
- */
-export async function readSecret(flag: string, path: string): Promise<string> {
-  let text: string;
-  try {
-    text = path === "-"
-      ? await new Response(Deno.stdin.readable).text()
-      : await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new UsageError(`${flag} ${path} does not exist`);
-    }
-    throw error;
-  }
-  const secret = text.replace(/\r?\n$/, "");
-  if (secret === "") {
-    throw new UsageError(
-      `${flag} ${path === "-" ? "(standard input)" : path} is empty: it must hold the secret`,
-    );
-  }
-  return secret;
 }
 
 /** Signs the admin in (when no token was given) and returns the device identity provider. */

@@ -799,6 +799,24 @@ Deno.test("fleet device enroll refuses a free-text label value from FLEET_DEVICE
   );
 });
 
+Deno.test("fleet warns about a secret on its command line, and reads it from a file or standard input instead", async () => {
+  const args = ["get", "deployments", "--nats-url", "nats://127.0.0.1:1", "--nats-user", "dev"];
+  const typed = await fleet(...args, "--nats-password", "hunter2");
+  assert.equal(typed.code, 1, describe(typed));
+  assert.match(
+    typed.stderr,
+    /WARN.* --nats-password on the command line shows the secret to every user of this machine \(ps\); use --nats-password-file/,
+    describe(typed),
+  );
+  const missing = await fleet(...args, "--nats-password-file", "/nonexistent/pw");
+  assertOneLineError(missing, 2, "--nats-password-file /nonexistent/pw does not exist");
+  // Read from standard input, it gets as far as connecting, and nothing warns about ps.
+  const piped = await fleetWith({ stdin: "hunter2\n" }, ...args, "--nats-password-file", "-");
+  assert.equal(piped.code, 1, describe(piped));
+  assert.match(piped.stderr, /Cannot connect to NATS at 127\.0\.0\.1:1/, describe(piped));
+  assert.doesNotMatch(piped.stderr, /on the command line/, describe(piped));
+});
+
 Deno.test("fleet reports a failure's detail at --log-level debug (or FLEET_LOG_LEVEL=debug) only", async () => {
   const args = ["get", "deployments", "--nats-url", "nats://127.0.0.1:1"];
   assertOneLineError(await fleet(...args), 1, "127.0.0.1:1");
