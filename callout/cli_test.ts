@@ -45,6 +45,31 @@ async function fleet(...args: string[]): Promise<{ code: number; stdout: string;
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
+/**
+ * `fleet callout run --config <path>` in the background: its log so far, a promise that
+ * resolves once it answers requests, and a stop (SIGTERM) that asserts it exits cleanly
+ * (code 0, nothing on stdout).
+ */
+function runCallout(path: string) {
+  const child = command(["callout", "run", "--config", path]).spawn();
+  const stdout = new Response(child.stdout).text();
+  let log = "";
+  const stderr = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) log += chunk;
+  })();
+  return {
+    log: () => log,
+    answering: eventually("the callout answering", () => log.includes("Answering NATS"), 20_000),
+    async stop(): Promise<void> {
+      child.kill("SIGTERM");
+      const status = await child.status;
+      await stderr;
+      assert.equal(status.code, 0, log);
+      assert.equal(await stdout, "");
+    },
+  };
+}
+
 Deno.test("fleet callout keys writes two private seed files and refuses to overwrite them", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -114,31 +139,20 @@ roles = { fleet-device = "device" }
 
     await using ns = await startNatsServer({ extraConfig: printed.stdout });
     await Deno.writeTextFile(path, config(ns.url));
-    const child = command(["callout", "run", "--config", path]).spawn();
-    const stdout = new Response(child.stdout).text();
-    let log = "";
-    const stderr = (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) log += chunk;
-    })();
+    const callout = runCallout(path);
     try {
-      const deadline = Date.now() + 20_000;
-      while (!log.includes("Answering NATS authorization requests") && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      await callout.answering;
       installConnectionResetGuard(silentLogger);
       const err = await connect({ servers: ns.url, token: "not-a-jwt", reconnect: false })
         .then(async (nc) => {
           await nc.close();
           return undefined;
         }, (e: unknown) => e);
-      assert.ok(err instanceof AuthorizationError, `${err}\n${log}`);
+      assert.ok(err instanceof AuthorizationError, `${err}\n${callout.log()}`);
     } finally {
-      child.kill("SIGTERM");
+      await callout.stop();
     }
-    const status = await child.status;
-    await stderr;
-    assert.equal(status.code, 0, log);
-    assert.equal(await stdout, "");
+    const log = callout.log();
     assert.match(log, /Answering NATS authorization requests .*encrypted=true/);
     assert.match(log, /WARN {2}Refused a NATS connection: the token was rejected: /);
     assert.ok(!log.includes("not-a-jwt"), log);
@@ -190,14 +204,9 @@ listen = "${wsListen}"
     await using ns = await startNatsServer({ extraConfig: printed.stdout });
     const url = `tls://127.0.0.1:${ns.port}`;
     await Deno.writeTextFile(path, config(url));
-    const child = command(["callout", "run", "--config", path]).spawn();
-    const stdout = new Response(child.stdout).text();
-    let log = "";
-    const stderr = (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) log += chunk;
-    })();
+    const callout = runCallout(path);
     try {
-      await eventually("the callout answering", () => log.includes("Answering NATS"), 20_000);
+      await callout.answering;
       installConnectionResetGuard(silentLogger);
       // Every client is on TLS: a plaintext client cannot get in, one with the CA reaches the callout.
       for (const servers of [url, `wss://${wsListen}`]) {
@@ -216,12 +225,9 @@ listen = "${wsListen}"
         assert.match(err.message, /rejected no credentials/, servers);
       }
     } finally {
-      child.kill("SIGTERM");
+      await callout.stop();
     }
-    const status = await child.status;
-    await stderr;
-    assert.equal(status.code, 0, log);
-    assert.equal(await stdout, "");
+    const log = callout.log();
     assert.match(log, /Connected to NATS at 127\.0\.0\.1:\d+/);
     assert.equal(
       (log.match(/Refused a NATS connection: the client presented no credentials/g) ?? []).length,

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { silentLogger } from "../adapters/logger.ts";
 import { deviceFlowLogin } from "../adapters/oidc/device_flow.ts";
 import { sleep } from "../adapters/timers.ts";
-import type { TestProvider } from "./oidc_provider.ts";
+import { startTestProvider, type TestProvider } from "./oidc_provider.ts";
 
 /** Awaits `promise`, asserts it rejects with an instance of `type`, and returns the error. */
 export async function rejection<E extends Error>(
@@ -42,4 +42,25 @@ export async function signInWithDeviceFlow(
   });
   await signIn;
   return { accessToken: token.accessToken, idToken: token.idToken };
+}
+
+/** The resource and the people's client of {@link startProjectProvider}. */
+export const PROJECT = "urn:fleet:project";
+
+/**
+ * A provider in Zitadel's shape: one project is both the resource (the access tokens' aud)
+ * and the people's device-flow client, so a person's ID token has the callout's audience too
+ * (and, as with Zitadel's "User Roles Inside ID Token", their roles). Account "alice" is an
+ * admin. `accessTokenType: "JWT"` signs access tokens as Zitadel does.
+ */
+export async function startProjectProvider(
+  accessTokenType: "at+jwt" | "JWT" = "at+jwt",
+): Promise<TestProvider> {
+  const idp = await startTestProvider({
+    audience: PROJECT,
+    deviceFlow: { clientId: PROJECT },
+    accessTokenType,
+  });
+  idp.addAccount({ id: "alice", roles: ["admin"] });
+  return idp;
 }

@@ -10,7 +10,7 @@ import {
   ZITADEL_ROLES_CLAIM,
 } from "../../testing/oidc_provider.ts";
 import { nonLoopbackAddress } from "../../testing/tls.ts";
-import { signInWithDeviceFlow } from "../../testing/oidc.ts";
+import { PROJECT, signInWithDeviceFlow, startProjectProvider } from "../../testing/oidc.ts";
 import {
   createTokenVerifier,
   issuerProblem,
@@ -235,15 +235,7 @@ Deno.test("createTokenVerifier() rejects a token that is not valid yet", async (
 });
 
 Deno.test("createTokenVerifier() refuses an ID token, and a typ JWT token unless its client is listed", async () => {
-  // Zitadel's shape: the project is both the resource and the client, so an ID token's aud
-  // is the access tokens' aud; this provider signs access tokens with typ "JWT".
-  const project = "urn:fleet:project";
-  await using idp = await startTestProvider({
-    audience: project,
-    deviceFlow: { clientId: project },
-    accessTokenType: "JWT",
-  });
-  idp.addAccount({ id: "alice", roles: ["admin"] });
+  await using idp = await startProjectProvider("JWT");
   const login = await signInWithDeviceFlow(idp, "alice");
   assert.equal(decodeProtectedHeader(login.accessToken).typ, "JWT");
   assert.ok(login.idToken !== undefined);
@@ -259,7 +251,7 @@ Deno.test("createTokenVerifier() refuses an ID token, and a typ JWT token unless
     );
     assert.match(err.reason, /access_token_clients/);
   }
-  const listed = verifierFor(idp, { accessTokenClients: [project] });
+  const listed = verifierFor(idp, { accessTokenClients: [PROJECT] });
   assert.equal((await listed.verify(login.accessToken)).claims.sub, "alice");
   const err = await rejection(listed.verify(login.idToken), TokenRejectedError);
   assert.equal(err.code, RejectionCodes.notAccessToken);

@@ -38,7 +38,7 @@ import {
   startTestProvider,
   type TestProvider,
 } from "../../testing/oidc_provider.ts";
-import { signInWithDeviceFlow } from "../../testing/oidc.ts";
+import { PROJECT, signInWithDeviceFlow, startProjectProvider } from "../../testing/oidc.ts";
 import { captureLogger } from "../../testing/nats.ts";
 import {
   issueTestCertificate,
@@ -102,7 +102,7 @@ issuer_seed_file = "${join(dir, "issuer.nk")}"
 xkey_seed_file = "${join(dir, "xkey.nk")}"
 [oidc]
 issuer = "${issuer}"
-audience = "urn:fleet:project"
+audience = "${PROJECT}"
 device_id_claim = "fleet_device_id"
 access_token_clients = ${JSON.stringify(setup.accessTokenClients ?? [])}
 roles = { device = "device", admin = "admin" }
@@ -215,7 +215,7 @@ function eavesdropper(host: string) {
 story(
   "transport attack: an eavesdropper on plaintext NATS beyond loopback never gets a token",
   async () => {
-    await using idp = await startTestProvider({ audience: "urn:fleet:project" });
+    await using idp = await startTestProvider({ audience: PROJECT });
     const device = await idp.addMachineUser({ id: "dev-a", roles: ["device"], deviceId: "dev-a" });
     const host = nonLoopbackAddress();
     await using spy = eavesdropper(host);
@@ -251,7 +251,7 @@ story(
   "transport attack: an impostor server with another CA's or another key's certificate gets no token",
   async () => {
     await using dir = await tempDir("fleet-attack-tls-");
-    await using idp = await startTestProvider({ audience: "urn:fleet:project" });
+    await using idp = await startTestProvider({ audience: PROJECT });
     const device = await idp.addMachineUser({ id: "dev-a", roles: ["device"], deviceId: "dev-a" });
     const real = await makeTestCertificates(dir.path, "fleet", ["IP:127.0.0.1"]);
     const strangerCa = await makeTestCertificates(dir.path, "stranger", ["IP:127.0.0.1"]);
@@ -303,14 +303,8 @@ story(
   "transport attack: a person's ID token is not a NATS credential; their access token is",
   async () => {
     await using dir = await tempDir("fleet-attack-idtoken-");
-    // Zitadel's shape: the project is the resource and the client, so the ID token's aud is
-    // the callout's audience, and the provider puts the person's roles into it.
-    const project = "urn:fleet:project";
-    await using idp = await startTestProvider({
-      audience: project,
-      deviceFlow: { clientId: project },
-    });
-    idp.addAccount({ id: "alice", roles: ["admin"] });
+    // Zitadel's shape: the ID token has the callout's audience and the person's roles.
+    await using idp = await startProjectProvider();
     await using callout = await startCallout(dir.path, { idp });
     const { accessToken, idToken } = await signInWithDeviceFlow(idp, "alice");
     assert.ok(idToken !== undefined);
@@ -334,14 +328,8 @@ story(
   "transport attack: Zitadel's typ JWT access tokens pass only for listed clients, ID tokens never",
   async () => {
     await using dir = await tempDir("fleet-attack-zitadel-");
-    const project = "urn:fleet:project";
-    await using idp = await startTestProvider({
-      audience: project,
-      deviceFlow: { clientId: project },
-      accessTokenType: "JWT",
-    });
-    idp.addAccount({ id: "alice", roles: ["admin"] });
-    await using callout = await startCallout(dir.path, { idp, accessTokenClients: [project] });
+    await using idp = await startProjectProvider("JWT");
+    await using callout = await startCallout(dir.path, { idp, accessTokenClients: [PROJECT] });
     const { accessToken, idToken } = await signInWithDeviceFlow(idp, "alice");
     assert.ok(idToken !== undefined);
     const stolen = await connectWithToken(callout.ns.url, idToken);
@@ -356,7 +344,7 @@ story("transport attack: tokens of an http issuer beyond loopback are refused", 
   await using dir = await tempDir("fleet-attack-http-issuer-");
   // The provider's keys travel in clear: whoever is on the path could serve their own.
   await using idp = await startTestProvider({
-    audience: "urn:fleet:project",
+    audience: PROJECT,
     host: nonLoopbackAddress(),
   });
   const device = await idp.addMachineUser({ id: "dev-a", roles: ["device"], deviceId: "dev-a" });
@@ -383,7 +371,7 @@ story(
   "transport attack: with an xkey configured, an unencrypted authorization request is refused",
   async () => {
     await using dir = await tempDir("fleet-attack-xkey-");
-    await using idp = await startTestProvider({ audience: "urn:fleet:project" });
+    await using idp = await startTestProvider({ audience: PROJECT });
     const device = await idp.addMachineUser({ id: "dev-a", roles: ["device"], deviceId: "dev-a" });
     // The server's auth_callout block lost its xkey (or a forger publishes requests in clear).
     await using callout = await startCallout(dir.path, { idp, serverXkey: false });
