@@ -13,6 +13,8 @@ import {
   CONFIG_PATH,
   DEVICE_KEY_PATH,
   EnrollError,
+  ensureConfig,
+  ensureDeviceKey,
   ensurePackage,
   writeAgentFile,
 } from "../../enroll/mod.ts";
@@ -331,5 +333,63 @@ Deno.test("attack: a rotated-out device key no longer gets a token; no secret is
   assert.match(argv, /device-key\.json/, "the recording saw the device's command lines");
   for (const secret of [adminToken, "PRIVATE KEY", JSON.parse(newKey).key.split("\n")[1]]) {
     assert.ok(!argv.includes(secret), `a command line held ${secret.slice(0, 20)}…`);
+  }
+});
+
+/** A target that keeps the command line of everything it runs: what `ps` on the device shows. */
+function recording(target: Target, argvs: string[][]): Target {
+  return {
+    description: target.description,
+    run: (argv: string[], options?: RunOptions) => {
+      argvs.push(argv);
+      return target.run(argv, options);
+    },
+    [Symbol.asyncDispose]: () => target[Symbol.asyncDispose](),
+  };
+}
+
+Deno.test("attack: enrollment's key and password reach the device on no command line and in no diff shown", async () => {
+  await using sshd = await startSshServer({ privateEtc: true });
+  await using ssh = await SshTarget.connect({
+    address: { user: "root", host: "127.0.0.1", port: sshd.port },
+    identityFile: sshd.clientKey,
+    knownHostsFile: sshd.knownHosts,
+    prompt: noPrompt,
+  });
+  const password = `pw-${crypto.randomUUID()}`;
+  const key =
+    `{"type":"serviceaccount","keyId":"1","key":"-----BEGIN PRIVATE KEY-----\\n${crypto.randomUUID()}\\n-----END PRIVATE KEY-----","userId":"device-pi-7"}`;
+  const setup = await ssh.run([
+    "sh",
+    "-c",
+    // A config written by hand, with its own password: enroll must ask before replacing it.
+    `groupadd -r fleet-agent && mkdir -p /etc/fleet-agent && ` +
+    `printf 'device_id = "pi-7"\\n[nats]\\nurls = ["nats://a:4222"]\\n[nats.credentials]\\n` +
+    `type = "userpass"\\nuser = "old"\\npassword = "old-secret"\\n' > ${CONFIG_PATH}`,
+  ]);
+  assert.equal(setup.code, 0, setup.stderr);
+  const argvs: string[][] = [];
+  const device = recording(ssh, argvs);
+  const shown: string[] = [];
+  await ensureDeviceKey(device, key);
+  await ensureConfig(
+    device,
+    renderAgentConfig({
+      device_id: "pi-7",
+      nats: { urls: ["nats://a:4222"], credentials: { type: "userpass", user: "pi-7", password } },
+      podman: { socket: "/run/user/1000/podman/podman.sock" },
+    }, CONFIG_PATH),
+    (_path, diff) => {
+      shown.push(diff);
+      return Promise.resolve(true);
+    },
+  );
+  assert.equal((await ssh.run(["cat", DEVICE_KEY_PATH])).stdout, key, "the key arrived");
+  assert.match((await ssh.run(["cat", CONFIG_PATH])).stdout, new RegExp(password));
+  assert.equal(shown.length, 1, "the hand-written config was shown before it was replaced");
+  assert.match(shown[0]!, /password = "\*+"/);
+  for (const secret of [password, "old-secret", "PRIVATE KEY"]) {
+    assert.ok(!shown[0]!.includes(secret), `the diff shows ${secret}`);
+    assert.ok(!argvs.flat().some((word) => word.includes(secret)), `a command line held ${secret}`);
   }
 });
