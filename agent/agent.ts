@@ -24,7 +24,7 @@ import {
   natsTlsFromConfig,
   watchBucket,
 } from "../adapters/nats/mod.ts";
-import { type AgentConfig, labelWarnings } from "./config.ts";
+import { type AgentConfig, devicePolicy, labelWarnings } from "./config.ts";
 import { DesiredCache } from "./desired_cache.ts";
 import { DesiredView } from "./desired_view.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -32,6 +32,7 @@ import { Reporter, type ReportSink } from "./reporter.ts";
 import type { ContainerRuntime } from "./runtime.ts";
 import { NatsReportSink } from "./nats_reports.ts";
 import { InstanceGuard } from "./instance_guard.ts";
+import { currentAgentUser, protectedPaths, WorkloadPolicy } from "./workload_policy.ts";
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -117,6 +118,7 @@ export class Agent {
   readonly #view: DesiredView;
   readonly #cache: DesiredCache;
   readonly #reconciler: Reconciler;
+  readonly #policy: WorkloadPolicy;
   readonly #sink = new LateSink();
   readonly #wakeup: Wakeup;
   readonly #guard: InstanceGuard;
@@ -143,6 +145,10 @@ export class Agent {
       minReadyMs: intervals.min_ready_seconds * 1000,
       clock: options.clock,
       ...(options.random ? { random: options.random } : {}),
+    });
+    this.#policy = new WorkloadPolicy({
+      policy: devicePolicy(this.#config),
+      protectedPaths: protectedPaths(this.#config, options.configPath, currentAgentUser()),
     });
   }
 
@@ -316,7 +322,7 @@ export class Agent {
       try {
         const result = await this.#reconciler.pass({
           deviceId: this.#config.device_id,
-          desired: this.#view.entries(),
+          desired: await this.#policy.enforce(this.#view.entries()),
           retained: (refs) => this.#view.retained(refs, this.#clock.monotonic()),
         });
         if (podmanDown) {

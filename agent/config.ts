@@ -2,10 +2,14 @@
 import { z } from "zod";
 import { stringify as stringifyToml } from "smol-toml";
 import {
+  DEFAULT_DEVICE_POLICY,
+  DEFAULT_LIMITS,
   DeviceAnnotations,
   DeviceDescription,
   DeviceLabels,
+  type DevicePolicy,
   identifierSchema,
+  normalizeHostPath,
   type UnselectableLabel,
   unselectableLabels,
 } from "../core/mod.ts";
@@ -57,6 +61,40 @@ export const CredentialsConfig = z.discriminatedUnion("type", [
 ]);
 export type CredentialsConfig = z.infer<typeof CredentialsConfig>;
 
+const HostPathPrefix = z.string().superRefine((text, ctx) => {
+  const normal = normalizeHostPath(text);
+  if ("problem" in normal) ctx.addIssue({ code: "custom", message: `${text} ${normal.problem}` });
+});
+
+/**
+ * What workloads may ask of this device (`[policy]`). Without the table: no host paths, no
+ * privileged mode, host network or host PID, and {@link DEFAULT_LIMITS} per container.
+ */
+export const PolicyConfig = z.object({
+  /** Host path prefixes workloads may mount, read-only unless `writable = true`. */
+  host_paths: z.array(z.object({
+    prefix: HostPathPrefix,
+    writable: z.boolean().default(false),
+  })).default([]),
+  privileged: z.boolean().default(false),
+  host_network: z.boolean().default(false),
+  host_pid: z.boolean().default(false),
+  /** The most each container may use, and what it gets when its deployment asks nothing. */
+  limits: z.object({
+    memory_mb: z.number().int().positive().default(DEFAULT_LIMITS.memoryMb),
+    cpus: z.number().positive().default(DEFAULT_LIMITS.cpus),
+    pids: z.number().int().positive().default(DEFAULT_LIMITS.pids),
+  }).default({
+    memory_mb: DEFAULT_LIMITS.memoryMb,
+    cpus: DEFAULT_LIMITS.cpus,
+    pids: DEFAULT_LIMITS.pids,
+  }),
+  /** Registries (or `registry/path` prefixes) images may come from; any when absent. */
+  registries: z.array(z.string().min(1)).optional(),
+  require_digest: z.boolean().default(false),
+});
+export type PolicyConfig = z.infer<typeof PolicyConfig>;
+
 export const AgentConfig = z.object({
   device_id: identifierSchema("device id"),
   /**
@@ -81,6 +119,7 @@ export const AgentConfig = z.object({
   podman: z.object({
     socket: z.string().startsWith("/", "must be an absolute path"),
   }),
+  policy: PolicyConfig.optional(),
   intervals: z.object({
     heartbeat_seconds: Seconds.default(30),
     relist_seconds: Seconds.default(30),
@@ -102,6 +141,21 @@ export const AgentConfig = z.object({
   }),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
+
+/** The device policy the config sets; the default one when it has no `[policy]` table. */
+export function devicePolicy(config: AgentConfig): DevicePolicy {
+  const p = config.policy;
+  if (p === undefined) return DEFAULT_DEVICE_POLICY;
+  return {
+    hostPaths: p.host_paths,
+    privileged: p.privileged,
+    hostNetwork: p.host_network,
+    hostPid: p.host_pid,
+    limits: { memoryMb: p.limits.memory_mb, cpus: p.limits.cpus, pids: p.limits.pids },
+    ...(p.registries === undefined ? {} : { registries: p.registries }),
+    requireDigest: p.require_digest,
+  };
+}
 
 /** An agent config file that cannot be used; the message names the file and the field. */
 export class ConfigError extends ConfigFileError {

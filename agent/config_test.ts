@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DEFAULT_DEVICE_POLICY } from "../core/mod.ts";
 import {
   ConfigError,
+  devicePolicy,
   labelWarnings,
   loadAgentConfig,
   parseAgentConfig,
@@ -297,7 +299,7 @@ Deno.test("parseAgentConfig() rejects unknown keys in inline tables and lists wh
   );
   assertRejects(
     minimal({ extra: `colour = "blue"\n` }),
-    "unknown key colour at the top level (known keys: device_id, labels, description, annotations, state_dir, nats, podman, intervals)",
+    "unknown key colour at the top level (known keys: device_id, labels, description, annotations, state_dir, nats, podman, policy, intervals)",
   );
   // Label names are the user's own: any valid one is accepted.
   assert.deepEqual(
@@ -389,4 +391,77 @@ Deno.test("renderAgentConfig() refuses a label value no selector could match, wi
       return true;
     },
   );
+});
+
+Deno.test("devicePolicy() of a config without [policy] is the default: no host paths, nothing privileged, Pi-sized limits", () => {
+  const policy = devicePolicy(parseAgentConfig(minimal(), PATH));
+  assert.deepEqual(policy, DEFAULT_DEVICE_POLICY);
+  assert.deepEqual(policy.limits, { memoryMb: 512, cpus: 1, pids: 512 });
+  assert.deepEqual(policy.hostPaths, []);
+});
+
+Deno.test("parseAgentConfig() reads a [policy] table and devicePolicy() carries every field", () => {
+  const config = parseAgentConfig(
+    `${minimal()}
+[policy]
+privileged = true
+host_network = true
+registries = ["registry.example.com", "docker.io/myorg"]
+require_digest = true
+
+[policy.limits]
+memory_mb = 1024
+
+[[policy.host_paths]]
+prefix = "/srv/fleet"
+
+[[policy.host_paths]]
+prefix = "/srv/fleet/data"
+writable = true
+`,
+    PATH,
+  );
+  assert.deepEqual(devicePolicy(config), {
+    hostPaths: [{ prefix: "/srv/fleet", writable: false }, {
+      prefix: "/srv/fleet/data",
+      writable: true,
+    }],
+    privileged: true,
+    hostNetwork: true,
+    hostPid: false,
+    limits: { memoryMb: 1024, cpus: 1, pids: 512 },
+    registries: ["registry.example.com", "docker.io/myorg"],
+    requireDigest: true,
+  });
+});
+
+Deno.test("parseAgentConfig() rejects a host path prefix that is relative or has '..', naming it", () => {
+  assertRejects(
+    `${minimal()}\n[[policy.host_paths]]\nprefix = "/srv/../etc"\n`,
+    "policy.host_paths[0].prefix",
+    "/srv/../etc has '.' or '..' segments",
+  );
+  assertRejects(
+    `${minimal()}\n[[policy.host_paths]]\nprefix = "srv"\n`,
+    "srv is not an absolute path",
+  );
+});
+
+Deno.test("parseAgentConfig() rejects a misspelt policy key instead of silently keeping the default", () => {
+  assertRejects(`${minimal()}\n[policy]\nhost_netwrk = true\n`, "host_netwrk");
+  assertRejects(`${minimal()}\n[policy.limits]\nmemory = 100\n`, "memory");
+});
+
+Deno.test("the agent config README.md shows, [policy] included, is valid as written", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const section = readme.slice(readme.indexOf("### Agent configuration"));
+  const toml = /```toml\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(toml, "README.md has a TOML block under Agent configuration");
+  const policy = devicePolicy(parseAgentConfig(toml, "README.md"));
+  assert.deepEqual(
+    policy.limits,
+    DEFAULT_DEVICE_POLICY.limits,
+    "the defaults shown are the defaults",
+  );
+  assert.deepEqual(policy.hostPaths, [{ prefix: "/srv/fleet", writable: false }]);
 });

@@ -50,7 +50,9 @@ export class PodmanRuntime implements ContainerRuntime {
     })());
   }
 
+  /** The service's limits come complete from the device policy (agent/workload_policy.ts). */
   create(name: string, service: PodmanService, labels: Record<string, string>): Promise<string> {
+    const limits = service.resources?.limits;
     return reason(this.#client.createContainer({
       name,
       image: service.image,
@@ -61,6 +63,10 @@ export class PodmanRuntime implements ContainerRuntime {
       restartPolicy: service.restartPolicy,
       ...(service.command ? { command: service.command } : {}),
       ...(service.args ? { args: service.args } : {}),
+      ...(limits ? { limits } : {}),
+      ...(service.privileged ? { privileged: true } : {}),
+      ...(service.hostNetwork ? { hostNetwork: true } : {}),
+      ...(service.hostPid ? { hostPid: true } : {}),
     }));
   }
 

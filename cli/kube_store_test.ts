@@ -112,6 +112,41 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "the API server refuses a host path with '..' or into the agent's own files, with the CRD's message",
+  sharedServerTest,
+  async () => {
+    const client = await kube();
+    const namespace = await createNamespace(client, "hostpath");
+    const mounting = (hostPath: string) =>
+      object(namespace, "web", { volumes: [{ hostPath, containerPath: "/data" }] });
+    const cases: [string, RegExp][] = [
+      [
+        "/srv/../etc/fleet-agent",
+        /host path '\/srv\/\.\.\/etc\/fleet-agent' has '\.' or '\.\.' segments/,
+      ],
+      ["/etc/fleet-agent/device-key.json", /is or holds the Fleet agent's own files/],
+      ["/", /host path '\/' is or holds the Fleet agent's own files/],
+      ["/var/lib", /host path '\/var\/lib' is or holds/],
+    ];
+    for (const [hostPath, message] of cases) {
+      await assert.rejects(
+        client.apply(DeploymentType, mounting(hostPath), { fieldManager: "kubectl" }),
+        (error: unknown) => {
+          assert.ok(error instanceof KubeApiError, String(error));
+          assert.match(error.message, message, hostPath);
+          return true;
+        },
+      );
+    }
+    assert.equal(await client.get(DeploymentType, "web", namespace), undefined);
+    // A path beside them is the device policy's to judge.
+    await client.apply(DeploymentType, mounting("/etc/fleet-agent2/data"), {
+      fieldManager: "kubectl",
+    });
+  },
+);
+
 /** Runs `fleet <args>` against the shared API server. */
 async function fleet(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {

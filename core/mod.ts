@@ -62,6 +62,7 @@ export {
   PortMapping,
   portsOverlap,
   resolveScore,
+  ResourceLimits,
   RestartPolicies,
   type RestartPolicy,
   Score,
@@ -125,6 +126,22 @@ export {
   REPORT_BUCKETS,
 } from "./keys.ts";
 export { canonicalJson, specHash } from "./spec_hash.ts";
+export {
+  decidePolicy,
+  DEFAULT_DEVICE_POLICY,
+  DEFAULT_LIMITS,
+  type DevicePolicy,
+  foreseePolicyRefusals,
+  type HostPathRule,
+  imageLocation,
+  isUnder,
+  type Limits,
+  normalizeHostPath,
+  PACKAGED_AGENT_PATHS,
+  type PolicyDecision,
+  type PolicyInput,
+  type ProtectedPath,
+} from "./device_policy.ts";
 export {
   type Action,
   type Assessment,

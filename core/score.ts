@@ -113,6 +113,13 @@ export const VolumeMount = z.object({
   readOnly: z.boolean().default(false),
 });
 
+export const ResourceLimits = z.object({
+  memoryMb: z.number().int().positive("memoryMb must be a positive whole number").optional(),
+  cpus: z.number().positive("cpus must be more than 0").optional(),
+  pids: z.number().int().positive("pids must be a positive whole number").optional(),
+});
+export type ResourceLimits = z.infer<typeof ResourceLimits>;
+
 export const RestartPolicies = ["no", "always", "on-failure", "unless-stopped"] as const;
 export type RestartPolicy = typeof RestartPolicies[number];
 
@@ -125,6 +132,15 @@ export const PodmanService = z.object({
   restartPolicy: z.enum(RestartPolicies).default("unless-stopped"),
   command: Argv.optional(),
   args: Argv.optional(),
+  /**
+   * What the service asks of the device beyond an ordinary container. The device's policy
+   * decides (core/device_policy.ts); absent means no.
+   */
+  privileged: z.boolean().optional(),
+  hostNetwork: z.boolean().optional(),
+  hostPid: z.boolean().optional(),
+  /** Per-container limits; absent ones get the device policy's, larger ones are refused. */
+  resources: z.object({ limits: ResourceLimits.optional() }).optional(),
 });
 export type PodmanService = z.infer<typeof PodmanService>;
 

@@ -28,7 +28,8 @@ import {
   REACHABLE,
 } from "./device_resource.ts";
 import { DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_LABEL_RULE } from "../core/ids.ts";
-import { PodmanService, PodmanV0Data } from "../core/score.ts";
+import { PodmanService, PodmanV0Data, VolumeMount } from "../core/score.ts";
+import { PACKAGED_AGENT_PATHS } from "../core/device_policy.ts";
 import {
   LABEL_VALUE_MAX,
   LabelKey,
@@ -51,6 +52,8 @@ export const MAX_MATCH_EXPRESSIONS = 32;
 export const MAX_SELECTOR_VALUES = 64;
 /** Most services in one PodmanV0 workload. */
 export const MAX_SERVICES = 64;
+/** Most bind mounts of one service. */
+export const MAX_VOLUMES = 32;
 /** Most matchLabels entries of a selector. */
 export const MAX_MATCH_LABELS = 64;
 
@@ -193,6 +196,39 @@ export const SERVICE_NAME_RULE: ValidationRule = {
     celString(`': it must be ${DNS_LABEL_RULE}`),
 };
 
+/** Longest host path; it bounds the CEL cost of the host path rules (Linux's own is 4096). */
+export const HOST_PATH_MAX = 1024;
+
+/**
+ * Host path rules the API server can check before anything ships: what no device's policy
+ * allows (core/device_policy.ts). The agent judges the normalized, symlink-resolved path;
+ * these judge the path as written.
+ */
+export const HOST_PATH_RULES: readonly ValidationRule[] = [
+  {
+    rule: `!self.matches(${celString("(^|/)[.][.]?(/|$)")})`,
+    message: "a host path must not have '.' or '..' segments",
+    messageExpression: `${celString("host path '")} + self + ` +
+      celString("' has '.' or '..' segments; write the path without them"),
+  },
+  {
+    rule: [
+      `self != "/"`,
+      ...PACKAGED_AGENT_PATHS.map(({ path }) =>
+        `self != ${celString(path)} && !self.startsWith(${celString(`${path}/`)}) && ` +
+        `!${celString(`${path}/`)}.startsWith(self + "/")`
+      ),
+    ].join(" && "),
+    message: "a host path must not be or hold the Fleet agent's own files",
+    messageExpression: `${celString("host path '")} + self + ` +
+      celString(
+        `' is or holds the Fleet agent's own files (${
+          PACKAGED_AGENT_PATHS.map((p) => p.path).join(", ")
+        }), which no device lets a workload mount`,
+      ),
+  },
+];
+
 /** The Deployment name rule at the resource root. */
 export const DEPLOYMENT_NAME_RULE: ValidationRule = nameRule("deployment");
 /** The Device name rule at the resource root. */
@@ -214,6 +250,11 @@ function deploymentRegistry() {
   registry.add(PodmanService.shape.name, {
     maxLength: DNS_LABEL_MAX,
     "x-kubernetes-validations": [SERVICE_NAME_RULE],
+  });
+  registry.add(PodmanService.shape.volumes, { maxItems: MAX_VOLUMES });
+  registry.add(VolumeMount.shape.hostPath, {
+    maxLength: HOST_PATH_MAX,
+    "x-kubernetes-validations": [...HOST_PATH_RULES],
   });
   // Names are unique (zod refuses duplicates); as a list-map the API server says so too, and
   // server-side apply merges services by name.

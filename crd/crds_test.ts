@@ -20,11 +20,14 @@ import {
   deploymentCrd,
   DEVICE_NAME_RULE,
   deviceCrd,
+  HOST_PATH_MAX,
+  HOST_PATH_RULES,
   LABEL_KEYS_RULE,
   MAX_MATCH_EXPRESSIONS,
   MAX_MATCH_LABELS,
   MAX_SELECTOR_VALUES,
   MAX_SERVICES,
+  MAX_VOLUMES,
   REQUIREMENT_RULES,
   SELECTOR_RULES,
   SERVICE_NAME_RULE,
@@ -36,6 +39,7 @@ import { DeploymentResourceStatus } from "./deployment_resource.ts";
 import { LABEL_VALUE_MAX } from "../core/selector.ts";
 import { DNS_LABEL_PATTERN, DNS_LABEL_RULE } from "../core/ids.ts";
 import { WorkloadTypes } from "../core/score.ts";
+import { PACKAGED_AGENT_PATHS } from "../core/device_policy.ts";
 
 const FIXTURES = new URL("../fixtures/crds/", import.meta.url);
 
@@ -218,6 +222,16 @@ Deno.test("service names must be DNS labels (CEL, bounded string) and unique (li
   assert.equal(services.minItems, 1);
 });
 
+Deno.test("host paths are bounded and carry the rules no device policy lifts: no '.' or '..', not the agent's files", () => {
+  const hostPath = at(schemaOf(deploymentCrd()), `${SERVICES}.[].volumes.[].hostPath`);
+  assert.equal(hostPath.maxLength, HOST_PATH_MAX);
+  assert.equal(at(schemaOf(deploymentCrd()), `${SERVICES}.[].volumes`).maxItems, MAX_VOLUMES);
+  assert.deepEqual(hostPath["x-kubernetes-validations"], [...HOST_PATH_RULES]);
+  const [dots, agent] = HOST_PATH_RULES;
+  assert.equal(dots!.rule, '!self.matches("(^|/)[.][.]?(/|$)")');
+  for (const path of PACKAGED_AGENT_PATHS) assert.ok(agent!.rule.includes(`"${path.path}/"`));
+});
+
 Deno.test("score.type may only be a known workload type (the enum names them)", () => {
   // An enum violation is reported as `Unsupported value: "X": supported values: "PodmanV0"`,
   // and it stops the API server from evaluating any CEL rule, so this is an enum, not CEL.
@@ -304,7 +318,7 @@ Deno.test("every CEL rule in both CRDs has a one-line message", () => {
   };
   walk(schemaOf(deploymentCrd()), "");
   walk(schemaOf(deviceCrd()), "");
-  assert.equal(seen.length, 1 + 1 + 4 + 2 + 1 + 1 + 1, seen.join(", "));
+  assert.equal(seen.length, 1 + 1 + 4 + 2 + 1 + 1 + 2 + 1, seen.join(", "));
 });
 
 Deno.test("the Device and Deployment conditions are list-maps keyed by type, like metav1.Condition lists", () => {

@@ -21,6 +21,7 @@ import { tarArchive } from "./tar.ts";
 import {
   type ContainerCreateSpec,
   ContainerCreateSpecSchema,
+  type ContainerLimits,
   type InspectedContainer,
   type InspectedImage,
   type ObservedContainer,
@@ -580,6 +581,24 @@ function toSpecGenerator(spec: ContainerCreateSpec): Record<string, unknown> {
     restart_policy: spec.restartPolicy,
     ...(spec.command === undefined ? {} : { entrypoint: spec.command }),
     ...(spec.args === undefined ? {} : { command: spec.args }),
+    ...(spec.limits === undefined ? {} : { resource_limits: resourceLimits(spec.limits) }),
+    ...(spec.privileged ? { privileged: true } : {}),
+    ...(spec.hostNetwork ? { netns: { nsmode: "host" } } : {}),
+    ...(spec.hostPid ? { pidns: { nsmode: "host" } } : {}),
+  };
+}
+
+/** CPU time is given as a quota per scheduling period. */
+const CPU_PERIOD_US = 100_000;
+
+/** libpod's `resource_limits` (OCI LinuxResources). */
+function resourceLimits(limits: ContainerLimits): Record<string, unknown> {
+  return {
+    ...(limits.memoryMb === undefined ? {} : { memory: { limit: limits.memoryMb * 1024 * 1024 } }),
+    ...(limits.cpus === undefined
+      ? {}
+      : { cpu: { quota: Math.round(limits.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US } }),
+    ...(limits.pids === undefined ? {} : { pids: { limit: limits.pids } }),
   };
 }
 

@@ -121,6 +121,71 @@ Deno.test("PodmanClient.createContainer() passes env, bind mounts, entrypoint an
   }
 });
 
+/** Reads a cgroup file, v2 name first, then v1 (`controller/file`). */
+function cgroupRead(v2: string, v1: string): string {
+  return `(cat /sys/fs/cgroup/${v2} 2>/dev/null || cat /sys/fs/cgroup/${v1})`;
+}
+
+Deno.test("PodmanClient.createContainer() sets memory, CPU and process limits, and shares host namespaces and privileges only when asked", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, TAG);
+  const dir = await Deno.makeTempDir({ prefix: "fleet-podman-limits-" });
+  const report = [
+    cgroupRead("memory.max", "memory/memory.limit_in_bytes"),
+    cgroupRead("pids.max", "pids/pids.max"),
+    cgroupRead("cpu.max", "cpu/cpu.cfs_quota_us"),
+    "readlink /proc/self/ns/net",
+    "readlink /proc/self/ns/pid",
+    "grep CapEff /proc/self/status",
+  ].map((line) => `${line} >> /out/report`).join("; ");
+  const run = async (name: string, extra: Parameters<typeof testContainerSpec>[2]) => {
+    await Deno.writeTextFile(`${dir}/report`, "");
+    const id = await client.createContainer(testContainerSpec(name, image, {
+      volumes: [{ hostPath: dir, containerPath: "/out", readOnly: false }],
+      command: ["/bin/sh", "-c"],
+      args: [report],
+      ...extra,
+    }));
+    try {
+      await client.startContainer(id);
+      await eventually("the container to exit", async () => {
+        const state = await client.inspectContainer(id);
+        return state?.state === "exited";
+      });
+      return (await Deno.readTextFile(`${dir}/report`)).trim().split("\n");
+    } finally {
+      await client.removeContainer(id);
+    }
+  };
+  const hostNet = await Deno.readLink("/proc/self/ns/net");
+  const hostPid = await Deno.readLink("/proc/self/ns/pid");
+  try {
+    const limited = await run(uniqueContainerName("fleet-limits"), {
+      limits: { memoryMb: 64, cpus: 0.5, pids: 100 },
+    });
+    assert.deepEqual(limited.slice(0, 2), [String(64 * 1024 * 1024), "100"]);
+    assert.match(limited[2]!, /^50000\b/, "half of each 100 ms period");
+    assert.notEqual(limited[3], hostNet, "own network namespace by default");
+    assert.notEqual(limited[4], hostPid, "own PID namespace by default");
+
+    const shared = await run(uniqueContainerName("fleet-hostns"), {
+      hostNetwork: true,
+      hostPid: true,
+      privileged: true,
+    });
+    assert.equal(shared[3], hostNet);
+    assert.equal(shared[4], hostPid);
+    const capabilities = (line: string | undefined) => BigInt(`0x${line!.split(/\s+/)[1]}`);
+    assert.ok(
+      capabilities(shared[5]) > capabilities(limited[5]),
+      `privileged has every capability: ${shared[5]} vs ${limited[5]}`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("PodmanClient.stopContainer() sends SIGTERM, then kills a container that ignores it; removeContainer() kills at once", async () => {
   await using svc = await startPodmanService();
   using client = new PodmanClient({ socketPath: svc.socketPath });

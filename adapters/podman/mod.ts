@@ -25,6 +25,8 @@ export { tarArchive, type TarFile } from "./tar.ts";
 export {
   type ContainerCreateSpec,
   ContainerCreateSpecSchema,
+  type ContainerLimits,
+  ContainerLimitsSchema,
   type InspectedContainer,
   InspectedContainerSchema,
   type InspectedImage,

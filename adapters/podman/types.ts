@@ -38,6 +38,15 @@ export const RestartPolicySchema = z.enum(["no", "always", "on-failure", "unless
 /** Podman restart policies, as libpod spells them. */
 export type RestartPolicy = z.infer<typeof RestartPolicySchema>;
 
+/** What one container may use: memory in MiB, CPUs (fractions allowed) and processes; unlimited when absent. */
+export const ContainerLimitsSchema = z.object({
+  memoryMb: z.number().int().positive().optional(),
+  cpus: z.number().positive().optional(),
+  pids: z.number().int().positive().optional(),
+});
+/** What one container may use: memory in MiB, CPUs (fractions allowed) and processes. */
+export type ContainerLimits = z.infer<typeof ContainerLimitsSchema>;
+
 /** Everything the adapter needs to create one container. */
 export const ContainerCreateSpecSchema = z.object({
   name: containerName,
@@ -51,6 +60,12 @@ export const ContainerCreateSpecSchema = z.object({
   command: z.array(z.string()).optional(),
   /** Replaces the image's CMD (the arguments given to the entrypoint). */
   args: z.array(z.string()).optional(),
+  limits: ContainerLimitsSchema.optional(),
+  privileged: z.boolean().optional(),
+  /** Shares the host's network namespace instead of its own. */
+  hostNetwork: z.boolean().optional(),
+  /** Shares the host's PID namespace instead of its own. */
+  hostPid: z.boolean().optional(),
 });
 /** Everything the adapter needs to create one container. */
 export type ContainerCreateSpec = z.infer<typeof ContainerCreateSpecSchema>;
