@@ -8,6 +8,8 @@ export const Buckets = {
   deviceHeartbeat: "device-heartbeat",
   deployments: "fleet-deployments",
   deploymentStatus: "fleet-deployment-status",
+  /** The label registry: what targeting matches, written by people, never by devices. */
+  deviceLabels: "device-labels",
 } as const;
 export type BucketName = typeof Buckets[keyof typeof Buckets];
 
@@ -19,6 +21,7 @@ export const BUCKET_HISTORY: Record<BucketName, number> = {
   [Buckets.deviceHeartbeat]: 1,
   [Buckets.deployments]: 5,
   [Buckets.deploymentStatus]: 1,
+  [Buckets.deviceLabels]: 3,
 };
 
 /**
@@ -91,6 +94,11 @@ export const keys = {
     check(deviceId);
     return `heartbeat.${deviceId}`;
   },
+  /** `device-labels`: `labels.<deviceId>`, the device's entry in the label registry. */
+  deviceLabels(deviceId: string): string {
+    check(deviceId);
+    return `labels.${deviceId}`;
+  },
   deployment(ref: DeploymentRef): string {
     check("x", ref);
     return refKey(ref);
@@ -137,6 +145,9 @@ export const parseKey = {
   },
   heartbeat(key: string): string | undefined {
     return tokens(key, 1, "heartbeat")?.[0];
+  },
+  deviceLabels(key: string): string | undefined {
+    return tokens(key, 1, "labels")?.[0];
   },
   deployment(key: string): DeploymentRef | undefined {
     const t = tokens(key, 2);

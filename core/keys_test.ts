@@ -4,11 +4,12 @@ import { Buckets, commandSubject, type DeploymentRef, keys, parseKey, refKey } f
 
 const REF: DeploymentRef = { namespace: "retail", name: "web" };
 
-Deno.test("Buckets names the six buckets of DESIGN.md §2", () => {
+Deno.test("Buckets names the buckets of DESIGN.md §2 and the label registry", () => {
   assert.deepStrictEqual(Object.values(Buckets).sort(), [
     "desired-state",
     "device-heartbeat",
     "device-info",
+    "device-labels",
     "device-state",
     "fleet-deployment-status",
     "fleet-deployments",
@@ -42,6 +43,15 @@ Deno.test("keys.deviceState() is state.<deviceId>.<namespace>.<deployment> and p
 
 Deno.test("keys.deviceStatesOfDevice() is a watch filter on one device's states", () => {
   assert.equal(keys.deviceStatesOfDevice("dev-1"), "state.dev-1.>");
+});
+
+Deno.test("keys.deviceLabels() is labels.<deviceId> and parseKey inverts it", () => {
+  assert.equal(keys.deviceLabels("dev-1"), "labels.dev-1");
+  assert.equal(parseKey.deviceLabels(keys.deviceLabels("dev-1")), "dev-1");
+  for (const key of ["labels", "labels.a.b", "info.a"]) {
+    assert.equal(parseKey.deviceLabels(key), undefined, key);
+  }
+  assert.throws(() => keys.deviceLabels("*"), InvalidIdentifierError);
 });
 
 Deno.test("keys.heartbeat() is heartbeat.<deviceId> and parseKey inverts it", () => {

@@ -104,6 +104,18 @@ export {
   withSelectableLabels,
 } from "./device_info.ts";
 export {
+  adoptableLabels,
+  applyLabelEdit,
+  formatLabels,
+  type LabelEdit,
+  LabelEditError,
+  parseLabelEdit,
+  RegisteredLabels,
+  targetingLabels,
+  unregisteredLabels,
+  withoutDeviceId,
+} from "./device_labels.ts";
+export {
   DeploymentState,
   LAST_ERROR_MAX,
   type Phase,
