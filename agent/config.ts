@@ -19,7 +19,13 @@ import {
   loadTomlConfig,
   parseTomlConfig,
 } from "../adapters/toml_config.ts";
-import { PIN_COMMAND, PIN_PATTERN } from "../adapters/nats/mod.ts";
+import {
+  natsTlsFromConfig,
+  PIN_COMMAND,
+  PIN_PATTERN,
+  plaintextTokenProblem,
+  planTransport,
+} from "../adapters/nats/mod.ts";
 
 const Seconds = z.number().positive();
 
@@ -115,6 +121,12 @@ export const AgentConfig = z.object({
     pin: z.string().regex(PIN_PATTERN, `must be sha256//<base64>, printed by: ${PIN_COMMAND}`)
       .optional(),
     credentials: CredentialsConfig.default({ type: "none" }),
+  }).superRefine((nats, ctx) => {
+    // Caught here, so a config that would send the device's token in clear never starts.
+    if (nats.credentials.type !== "oidc") return;
+    const plan = planTransport(nats.urls, natsTlsFromConfig(nats));
+    const problem = plan.kind === "invalid" ? plan.problem : plaintextTokenProblem(plan.plaintext);
+    if (problem !== undefined) ctx.addIssue({ code: "custom", path: ["urls"], message: problem });
   }),
   podman: z.object({
     socket: z.string().startsWith("/", "must be an absolute path"),

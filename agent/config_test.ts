@@ -348,7 +348,8 @@ Deno.test("renderAgentConfig() writes a file the agent reads back as the same co
     annotations: { room: "Room 4 (north)" },
     state_dir: "/var/lib/fleet-agent",
     nats: {
-      urls: ["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"],
+      urls: ["tls://10.0.0.5:4222", "tls://10.0.0.6:4222"],
+      ca_file: "/etc/fleet-agent/nats-ca.pem",
       credentials: {
         type: "oidc" as const,
         issuer: "https://id.example.com",
@@ -365,6 +366,7 @@ Deno.test("renderAgentConfig() writes a file the agent reads back as the same co
   assert.equal(parsed.description, input.description);
   assert.deepEqual(parsed.annotations, input.annotations);
   assert.deepEqual(parsed.nats.urls, input.nats.urls);
+  assert.equal(parsed.nats.ca_file, input.nats.ca_file);
   assert.equal(parsed.nats.credentials.type, "oidc");
   assert.equal(parsed.intervals.heartbeat_seconds, 30, "defaults stay the agent's");
   assert.doesNotMatch(text, /heartbeat_seconds/);

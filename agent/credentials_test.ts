@@ -87,3 +87,25 @@ socket = "/x"
     /nats\.pin: must be sha256\/\/<base64>, printed by: openssl x509/,
   );
 });
+
+Deno.test("parseAgentConfig() refuses OIDC credentials over plaintext NATS beyond loopback", () => {
+  const config = (urls: string, tls = "") =>
+    parseAgentConfig(
+      `device_id = "pi-1"
+[nats]
+urls = [${urls}]
+${tls}
+credentials = { type = "oidc", issuer = "https://id.example.com", key_file = "/etc/fleet-agent/device-key.json" }
+[podman]
+socket = "/x"
+`,
+      "/etc/fleet-agent/config.toml",
+    );
+  assert.throws(
+    () => config(`"nats://10.0.0.5:4222"`),
+    /nats\.urls: Refusing to send an OIDC access token to NATS at nats:\/\/10\.0\.0\.5:4222 without TLS/,
+  );
+  config(`"nats://127.0.0.1:4222"`);
+  config(`"tls://10.0.0.5:4222"`);
+  config(`"nats://10.0.0.5:4222"`, `ca_file = "/etc/fleet-agent/nats-ca.pem"`);
+});

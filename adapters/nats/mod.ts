@@ -39,5 +39,12 @@ export {
   type WatchRestart,
   type WatchRestartReason,
 } from "./kv_watch.ts";
-export { type NatsTls, natsTlsFromConfig, PIN_COMMAND, PIN_PATTERN } from "./transport.ts";
+export {
+  type NatsTls,
+  natsTlsFromConfig,
+  PIN_COMMAND,
+  PIN_PATTERN,
+  plaintextTokenProblem,
+  planTransport,
+} from "./transport.ts";
 export { type BucketEntry, readBucket, readBucketEntries } from "./snapshot.ts";
