@@ -1,12 +1,18 @@
 /**
- * The `Device` custom resource (kube source): one per device, named by its deviceId, its
- * selectable labels as its labels, its inventory, free text and labels no selector can match
- * in `spec`, liveness in `status`. Pure.
+ * The `Device` custom resource (kube source): one per device, named by its deviceId; its labels
+ * are the label registry, set by people (the operator sets only the device-id label); what the
+ * device reports (inventory, free text, its own labels) in `spec`, liveness in `status`. Pure.
  * @module
  */
 import { z } from "zod";
 import { API_VERSION } from "../core/deployment.ts";
-import { type DeviceInfo, Inventory, withSelectableLabels } from "../core/device_info.ts";
+import {
+  DEVICE_ID_LABEL,
+  type DeviceInfo,
+  Inventory,
+  withSelectableLabels,
+} from "../core/device_info.ts";
+import { withoutDeviceId } from "../core/device_labels.ts";
 import { identifierSchema, validateIdentifier } from "../core/ids.ts";
 import { LABEL_VALUE_MAX, Labels } from "../core/selector.ts";
 import { InstanceConflict } from "../core/agent_instances.ts";
@@ -64,6 +70,11 @@ export const DeviceSpec = z.object({
   annotations: z.record(z.string(), z.string()).optional(),
   /** Labels whose value is not a Kubernetes label value, as configured on the device. */
   unselectableLabels: z.record(z.string(), z.string()).optional(),
+  /**
+   * The labels the device reports about itself (its agent's config), shown only: targeting
+   * matches the object's own labels, which people set.
+   */
+  reportedLabels: z.record(z.string(), z.string()).optional(),
 });
 export type DeviceSpec = z.infer<typeof DeviceSpec>;
 
@@ -124,23 +135,29 @@ export const ReachableReasons = {
 export type ReachableReason = typeof ReachableReasons[keyof typeof ReachableReasons];
 
 /**
- * The server-side-apply body of the Device for `info`: name = deviceId, the labels a selector
- * can match as its labels (an older agent's free-text values go to `spec.unselectableLabels`,
- * so the API server never refuses them), inventory and free text as spec. No annotations: an
- * apply without the older operator's `original-labels` annotation removes it. No status: that
- * goes through the status subresource.
+ * The server-side-apply body of the Device for `info`: name = deviceId, the device-id label as
+ * its only label from the operator (the others are people's: the label registry), what the
+ * device reports as spec: inventory, free text, its selectable labels as `reportedLabels` (an
+ * older agent's free-text values go to `spec.unselectableLabels`, so the API server never
+ * refuses them). No annotations: an apply without the older operator's `original-labels`
+ * annotation removes it. No status: that goes through the status subresource.
  * @throws InvalidIdentifierError when the deviceId is not a DNS label
  */
 export function deviceResource(info: DeviceInfo): DeviceApply {
   const { labels, unselectableLabels, description, annotations, inventory } = withSelectableLabels(
     info,
   );
+  const reported = withoutDeviceId(labels);
   return {
     apiVersion: API_VERSION,
     kind: DEVICE_KIND,
-    metadata: { name: validateIdentifier("device id", info.deviceId), labels },
+    metadata: {
+      name: validateIdentifier("device id", info.deviceId),
+      labels: { [DEVICE_ID_LABEL]: info.deviceId },
+    },
     spec: {
       inventory,
+      ...(Object.keys(reported).length === 0 ? {} : { reportedLabels: reported }),
       ...(description === undefined ? {} : { description }),
       ...(annotations === undefined ? {} : { annotations }),
       ...(unselectableLabels === undefined ? {} : { unselectableLabels }),

@@ -62,13 +62,19 @@ const INFO: DeviceInfo = {
   updatedAt: "2024-05-01T10:00:00.000Z",
 };
 
-Deno.test("deviceResource() builds the apply body: name, labels, inventory, no status", () => {
+Deno.test("deviceResource() builds the apply body: name, the device-id label only, inventory and reported labels, no status", () => {
   assert.deepEqual(deviceResource(INFO), {
     apiVersion: API_VERSION,
     kind: "Device",
-    metadata: { name: "pi-7", labels: { [DEVICE_ID_LABEL]: "pi-7", env: "prod" } },
-    spec: { inventory: INFO.inventory },
+    metadata: { name: "pi-7", labels: { [DEVICE_ID_LABEL]: "pi-7" } },
+    spec: { inventory: INFO.inventory, reportedLabels: { env: "prod" } },
   });
+});
+
+Deno.test("deviceResource() never takes the device-id label from what the device reports", () => {
+  const body = deviceResource({ ...INFO, labels: { [DEVICE_ID_LABEL]: "vault-1", site: "vault" } });
+  assert.deepEqual(body.metadata.labels, { [DEVICE_ID_LABEL]: "pi-7" });
+  assert.deepEqual(body.spec.reportedLabels, { site: "vault" });
 });
 
 Deno.test("deviceResource() keeps an older agent's free-text label values out of the labels, in spec.unselectableLabels", () => {
@@ -76,7 +82,7 @@ Deno.test("deviceResource() keeps an older agent's free-text label values out of
     ...INFO,
     labels: { ...INFO.labels, site: "Main St", room: "x".repeat(64) },
   });
-  assert.deepEqual(body.metadata.labels, { [DEVICE_ID_LABEL]: "pi-7", env: "prod" });
+  assert.deepEqual(body.spec.reportedLabels, { env: "prod" });
   assert.deepEqual(body.spec.unselectableLabels, { site: "Main St", room: "x".repeat(64) });
 });
 
@@ -87,9 +93,10 @@ Deno.test("deviceResource() puts the description, annotations and unselectable l
     description: "Gateway by the loading dock",
     annotations: { owner: "Facilities, ext. 4411" },
   });
-  assert.deepEqual(body.metadata.labels, INFO.labels);
+  assert.deepEqual(body.metadata.labels, { [DEVICE_ID_LABEL]: "pi-7" });
   assert.deepEqual(body.spec, {
     inventory: INFO.inventory,
+    reportedLabels: { env: "prod" },
     description: "Gateway by the loading dock",
     annotations: { owner: "Facilities, ext. 4411" },
     unselectableLabels: { room: "Lab A, 2nd floor" },

@@ -1,17 +1,21 @@
 /**
- * The device controller: keeps the registry (labels from each device's info) and each
- * device's liveness, judged on the control plane's clock (DESIGN.md §9 "Time"); mirrors
- * both to the {@link DeviceSink} (kube: Device objects), tells targeting when labels change
- * and marks aggregates when a device crosses the staleness line, either way.
+ * The device controller: keeps the registry (devices that report, each with the labels the
+ * label registry gives it, never the ones it reports about itself) and each device's
+ * liveness, judged on the control plane's clock (DESIGN.md §9 "Time"); mirrors both to the
+ * {@link DeviceSink} (kube: Device objects), tells targeting when labels change and marks
+ * aggregates when a device crosses the staleness line, either way.
  * @module
  */
 import {
   type Clock,
   type DeploymentRef,
+  formatLabels,
   instanceRole,
   isStale,
   type Labels,
   lastSeenAt,
+  targetingLabels,
+  unregisteredLabels,
   withSelectableLabels,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -19,6 +23,7 @@ import { every } from "../adapters/timers.ts";
 import type { DeviceSink } from "./deployment_source.ts";
 import type { FleetView } from "./fleet_view.ts";
 import type { InitialRead } from "./initial_read.ts";
+import type { LabelRegistryEvent } from "./label_registry.ts";
 import type { DeviceInfoEvent, HeartbeatEvent } from "./report_feed.ts";
 
 /** Options of {@link DeviceMirror}. */
@@ -49,6 +54,10 @@ export class DeviceMirror {
    * the bucket is (re)read, a value may be old and the broker's timestamp says how old.
    */
   #heartbeatsLive = false;
+  /** deviceId → its labels in the label registry (devices without an entry are absent). */
+  readonly #registered = new Map<string, Labels>();
+  /** Devices already warned about for reporting labels the registry does not give them. */
+  readonly #warned = new Set<string>();
 
   constructor(options: DeviceMirrorOptions) {
     this.#o = options;
@@ -86,12 +95,50 @@ export class DeviceMirror {
       if (!view.lastSeen.has(deviceId)) view.lastSeen.set(deviceId, this.#o.clock.now());
       this.#reportReachability(deviceId);
     }
-    if (view.setDevice(deviceId, info.labels)) {
-      if (initialRead.complete) {
-        log.info(isNew ? `Device ${deviceId} joined` : `Device ${deviceId} changed its labels`);
-      }
-      this.#o.labelsChanged(deviceId, info.labels);
+    this.#warnUnregistered(deviceId, info.labels);
+    const labels = targetingLabels(deviceId, this.#registered.get(deviceId));
+    if (view.setDevice(deviceId, labels)) {
+      if (initialRead.complete && isNew) log.info(`Device ${deviceId} joined`);
+      this.#o.labelsChanged(deviceId, labels);
     }
+  }
+
+  /** A device's entry in the label registry was set or removed. */
+  onRegistry(event: LabelRegistryEvent): void {
+    if (event.type === "ready") return;
+    const { deviceId } = event;
+    if (event.type === "put") this.#registered.set(deviceId, event.labels);
+    else this.#registered.delete(deviceId);
+    this.#warned.delete(deviceId);
+    const { view, log, initialRead } = this.#o;
+    if (!view.devices.has(deviceId)) return;
+    const labels = targetingLabels(deviceId, this.#registered.get(deviceId));
+    if (view.setDevice(deviceId, labels)) {
+      if (initialRead.complete) {
+        log.info(`Device ${deviceId} has the labels ${formatLabels(labels)} now`);
+      }
+      this.#o.labelsChanged(deviceId, labels);
+    }
+  }
+
+  /**
+   * Warns once per device (and registry change) when it reports labels the registry does not
+   * give it: after an upgrade from a version that targeted on reported labels, deployments
+   * selecting those labels no longer reach it, and a person has to say whether they are true.
+   */
+  #warnUnregistered(deviceId: string, reported: Readonly<Labels>): void {
+    if (this.#warned.has(deviceId)) return;
+    const registered = this.#registered.get(deviceId);
+    const extra = unregisteredLabels(reported, targetingLabels(deviceId, registered));
+    if (Object.keys(extra).length === 0) return;
+    this.#warned.add(deviceId);
+    this.#o.log.warn(
+      `Device ${deviceId} reports the labels ${formatLabels(extra)}, which the label registry ` +
+        `does not give it${registered ? "" : " (it has no entry yet)"}: deployments selecting ` +
+        "them do not reach it. If they are right, copy them with `fleet device label " +
+        `${deviceId} --from-reported\` or set them with \`fleet device label ${deviceId} key=value\``,
+      { deviceId },
+    );
   }
 
   onHeartbeat(event: HeartbeatEvent): void {

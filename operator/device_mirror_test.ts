@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { type DeploymentRef, type Labels, matchesSelector } from "../core/mod.ts";
-import { silentLogger } from "../adapters/logger.ts";
+import { type DeploymentRef, DEVICE_ID_LABEL, type Labels, matchesSelector } from "../core/mod.ts";
+import { createLogger, silentLogger } from "../adapters/logger.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { testDeviceInfo } from "../testing/devices.ts";
 import { RecordingDeviceSink, storedDeployment } from "../testing/operator_fakes.ts";
@@ -69,6 +69,7 @@ Deno.test("DeviceMirror dates a stored heartbeat by the broker and a live one by
 Deno.test("DeviceMirror reports each crossing of the staleness line once, on its clock", async () => {
   const { clock, view, sink, initialRead, dirty, mirror } = setup();
   view.deployments.set(WEB, storedDeployment("web", { matchLabels: { site: "a" } }));
+  mirror.onRegistry({ type: "put", deviceId: "d1", labels: { site: "a" } });
   mirror.onInfo({ type: "put", info: testDeviceInfo("d1", { site: "a" }) });
   view.resolveTargets(WEB);
   mirror.onHeartbeat({ type: "ready", restarted: false });
@@ -108,6 +109,7 @@ Deno.test("DeviceMirror never targets an older agent's device by a free-text lab
     labelsChanged: (id, labels) => changed.push([id, labels]),
     aggregateChanged: () => {},
   });
+  mirror.onRegistry({ type: "put", deviceId: "old", labels: { site: "a" } });
   const info = testDeviceInfo("old", { site: "a" });
   info.labels.room = "Building 7 / Room 3";
   mirror.onInfo({ type: "put", info });
@@ -118,4 +120,56 @@ Deno.test("DeviceMirror never targets an older agent's device by a free-text lab
     matchExpressions: [{ key: "room", operator: "Exists" }],
   });
   assert.equal(matchesSelector(byRoom.spec.targetSelector, view.devices.get("old") ?? {}), false);
+});
+
+Deno.test("DeviceMirror targets on the label registry: what a device reports changes nothing, device-id is always its own, and unregistered reported labels are warned about once", () => {
+  const changed: [string, Labels | undefined][] = [];
+  const lines: string[] = [];
+  const view = new FleetView({ allowUnbound: true });
+  const initialRead = new InitialRead(["reports"]);
+  initialRead.done("reports");
+  const mirror = new DeviceMirror({
+    view,
+    deviceSink: undefined,
+    initialRead,
+    clock: new FakeClock(),
+    log: createLogger({ level: "info", timestamps: false, write: (l) => lines.push(l) }),
+    staleAfterMs: STALE_MS,
+    scanIntervalMs: 1_000,
+    labelsChanged: (id, labels) => changed.push([id, labels]),
+    aggregateChanged: () => {},
+  });
+  const own = { [DEVICE_ID_LABEL]: "evil" };
+
+  // No registry entry: it claims a site and another device's id, and has only its own id.
+  mirror.onInfo({
+    type: "put",
+    info: testDeviceInfo("evil", { site: "vault", [DEVICE_ID_LABEL]: "vault-1" }),
+  });
+  assert.deepEqual(view.devices.get("evil"), own);
+  mirror.onInfo({ type: "put", info: testDeviceInfo("evil", { site: "elsewhere" }) });
+  assert.deepEqual(changed, [["evil", own]], "a new report is no relabelling");
+  const warnings = lines.filter((l) => l.startsWith("WARN"));
+  assert.equal(warnings.length, 1, lines.join("\n"));
+  assert.match(
+    warnings[0]!,
+    /Device evil reports the labels site=vault, which the label registry does not give it \(it has no entry yet\): deployments selecting them do not reach it.*fleet device label evil --from-reported/,
+  );
+
+  // A person labels it: the registry's labels, never its id; removing the entry takes them away.
+  mirror.onRegistry({
+    type: "put",
+    deviceId: "evil",
+    labels: { site: "lab", [DEVICE_ID_LABEL]: "x" },
+  });
+  assert.deepEqual(view.devices.get("evil"), { site: "lab", [DEVICE_ID_LABEL]: "evil" });
+  mirror.onRegistry({ type: "delete", deviceId: "evil" });
+  assert.deepEqual(view.devices.get("evil"), own);
+  assert.equal(changed.length, 3);
+
+  // An entry for a device that has not reported yet waits for it.
+  mirror.onRegistry({ type: "put", deviceId: "new", labels: { site: "lab" } });
+  assert.equal(view.devices.has("new"), false);
+  mirror.onInfo({ type: "put", info: testDeviceInfo("new") });
+  assert.deepEqual(view.devices.get("new"), { site: "lab", [DEVICE_ID_LABEL]: "new" });
 });

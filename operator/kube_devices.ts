@@ -1,6 +1,7 @@
 /**
- * Mirrors the device registry as cluster-scoped Device objects, like Nodes: spec and labels
- * by server-side apply when a device's info changes, and the `Reachable` condition on
+ * Mirrors the device registry as cluster-scoped Device objects, like Nodes: spec and the
+ * device-id label by server-side apply when a device's info changes (the other labels are
+ * people's: the label registry, kube_label_registry.ts), and the `Reachable` condition on
  * heartbeat staleness transitions only. Writes are queued per device (latest wins) and
  * retried, so a slow or restarting API server never blocks the operator.
  */
@@ -17,8 +18,11 @@ import {
   API_VERSION,
   canonicalJson,
   type Clock,
+  DEVICE_ID_LABEL,
   type DeviceInfo,
+  formatLabels,
   type InstanceConflict,
+  withoutDeviceId,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { systemClock } from "../adapters/clock.ts";
@@ -28,14 +32,55 @@ import type { DeviceSink } from "./deployment_source.ts";
 import { DeviceType, ObjectMeta } from "./kube_resources.ts";
 import { OPERATOR_FIELD_MANAGER } from "./kube_source.ts";
 
+/** Who owns which fields of an object (server-side apply); only what the migration reads. */
+const ManagedFields = z.array(z.object({
+  manager: z.string().optional(),
+  operation: z.string().optional(),
+  fieldsV1: z.object({
+    "f:metadata": z.object({ "f:labels": z.record(z.string(), z.unknown()).optional() })
+      .optional(),
+  }).optional(),
+}));
+
 const DeviceObject = z.object({
-  metadata: ObjectMeta,
+  metadata: ObjectMeta.extend({ managedFields: ManagedFields.optional() }),
   spec: z.unknown().optional(),
   status: DeviceStatus.optional(),
 });
 
+/**
+ * The field manager under which the operator keeps people's labels it must write itself:
+ * those an older operator copied from what devices reported (kept as registry labels when
+ * this operator stops applying them), and those of a Device object deleted by hand that it
+ * re-creates. People's own changes (`kubectl label`, `fleet device label`) replace or remove
+ * them as any other.
+ */
+export const KEPT_LABELS_FIELD_MANAGER = "fleet-kept-labels";
+
+/**
+ * The labels of an object that an older operator applied (copied from what the device
+ * reported), device-id aside: on upgrade they would vanish with the operator's next apply.
+ */
+export function operatorAppliedLabels(
+  labels: Readonly<Record<string, string>>,
+  managedFields: z.infer<typeof ManagedFields>,
+): Record<string, string> {
+  const owned = new Set<string>();
+  for (const entry of managedFields) {
+    if (entry.manager !== OPERATOR_FIELD_MANAGER || entry.operation !== "Apply") continue;
+    for (const field of Object.keys(entry.fieldsV1?.["f:metadata"]?.["f:labels"] ?? {})) {
+      owned.add(field.replace(/^f:/, ""));
+    }
+  }
+  return Object.fromEntries(
+    Object.entries(labels).filter(([key]) => key !== DEVICE_ID_LABEL && owned.has(key)),
+  );
+}
+
 interface Pending {
   body?: Record<string, unknown>;
+  /** People's labels to put back once `body` re-created the object. */
+  labels?: Record<string, string>;
   reachable?: { reachable: boolean; lastSeenMs: number | undefined };
   /** The agent conflict to show; `{}` when it ended. */
   conflict?: { value?: InstanceConflict };
@@ -64,17 +109,52 @@ export class KubeDeviceSink implements DeviceSink {
     this.#clock = clock;
   }
 
-  /** Reads the Device objects that exist, so unchanged ones are not written again. */
+  /**
+   * Reads the Device objects that exist, so unchanged ones are not written again. Labels an
+   * older operator copied from what a device reported are handed to
+   * {@link KEPT_LABELS_FIELD_MANAGER} first: they stay, as registry labels, so no
+   * deployment loses its devices on upgrade; each is logged for a person to check.
+   */
   async load(): Promise<void> {
     const { items } = await this.#client.list(DeviceType);
     for (const item of items) {
       const parsed = DeviceObject.safeParse(item);
       if (!parsed.success) continue;
       const { metadata, spec, status } = parsed.data;
+      const migrated = operatorAppliedLabels(metadata.labels ?? {}, metadata.managedFields ?? []);
+      if (Object.keys(migrated).length > 0) {
+        await this.#keepLabels(metadata.name, migrated);
+        this.#log.warn(
+          `Device ${metadata.name} keeps the labels ${formatLabels(migrated)}, which an older ` +
+            "operator copied from what the device reported; they are now the labels targeting " +
+            `uses: check them (kubectl label fleetdev ${metadata.name} key-, or fleet device ` +
+            "label --target kube)",
+          { deviceId: metadata.name },
+        );
+      }
       const body = this.#bodyOf(metadata, spec);
       this.#applied.set(metadata.name, { json: canonicalJson(body), body });
       if (status) this.#statuses.set(metadata.name, status);
     }
+  }
+
+  /**
+   * Writes people's `labels` on the Device under {@link KEPT_LABELS_FIELD_MANAGER}; with
+   * `body`, in the write that creates the object, so the label registry never sees it without
+   * them (applying the labels alone again afterwards lets go of the body's fields).
+   */
+  async #keepLabels(
+    deviceId: string,
+    labels: Record<string, string>,
+    body?: Record<string, unknown>,
+  ): Promise<void> {
+    await this.#client.apply(DeviceType, {
+      ...body,
+      apiVersion: API_VERSION,
+      kind: "Device",
+      metadata: { name: deviceId, labels },
+    }, { fieldManager: KEPT_LABELS_FIELD_MANAGER, force: true });
+    this.writes++;
   }
 
   deviceChanged(info: DeviceInfo): void {
@@ -128,7 +208,12 @@ export class KubeDeviceSink implements DeviceSink {
       this.#log.info(
         `The Device object ${name} was deleted while the device still reports; recreating it`,
       );
-      this.#queue(name, { body: applied.body });
+      // With its labels: they are the registry, and deleting the object is no relabelling.
+      const labels = withoutDeviceId(event.object.metadata?.labels ?? {});
+      this.#queue(name, {
+        body: applied.body,
+        ...(Object.keys(labels).length > 0 ? { labels } : {}),
+      });
       if (condition) {
         this.#defer(name, { reachable: condition.status === "True", lastSeenMs: undefined });
       }
@@ -176,12 +261,14 @@ export class KubeDeviceSink implements DeviceSink {
         return true;
       }
       if (p.body) {
+        if (p.labels) await this.#keepLabels(deviceId, p.labels, p.body);
         await this.#client.apply(DeviceType, p.body, {
           fieldManager: OPERATOR_FIELD_MANAGER,
           force: true,
         });
         this.#applied.set(deviceId, { json: canonicalJson(p.body), body: p.body });
         this.writes++;
+        if (p.labels) await this.#keepLabels(deviceId, p.labels);
         const deferred = this.#deferred.get(deviceId);
         this.#deferred.delete(deviceId);
         if (deferred?.reachable && !p.reachable) p = { ...p, reachable: deferred.reachable };
@@ -237,7 +324,8 @@ export class KubeDeviceSink implements DeviceSink {
   }
 
   /**
-   * The part of an existing object our apply body sets, to compare with what we would write;
+   * The part of an existing object our apply body sets, to compare with what we would write
+   * (a person's change to the device-id label is applied back);
    * fleet annotations included, so an object carrying an older operator's `original-labels`
    * is applied again, which removes it.
    */
@@ -247,12 +335,14 @@ export class KubeDeviceSink implements DeviceSink {
         k.startsWith("fleet.nationtech.io/")
       ),
     );
+    // The other labels are people's: the operator's body has only the device-id one.
+    const id = metadata.labels?.[DEVICE_ID_LABEL];
     return {
       apiVersion: API_VERSION,
       kind: "Device",
       metadata: {
         name: metadata.name,
-        labels: metadata.labels ?? {},
+        labels: id === undefined ? {} : { [DEVICE_ID_LABEL]: id },
         ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
       },
       spec,

@@ -1,6 +1,8 @@
 /**
- * The Device mirror on a real API server: labels of an older agent or an older operator's
- * Device objects never reach the object's labels unless a selector can match them.
+ * The Device mirror on a real API server: the object's labels are people's (the label
+ * registry), the device's own labels are shown in spec.reportedLabels, and an older operator's
+ * labels stay on upgrade; labels of an older agent never reach the object's labels unless a
+ * selector can match them.
  */
 import assert from "node:assert/strict";
 import { DEVICE_ID_LABEL } from "../core/mod.ts";
@@ -15,7 +17,7 @@ import { KubeDeviceSink } from "./kube_devices.ts";
 import { DeviceType } from "./kube_resources.ts";
 import { OPERATOR_FIELD_MANAGER } from "./kube_source.ts";
 
-Deno.test("KubeDeviceSink moves an older agent's free-text label out of an older operator's Device labels, drops its original-labels annotation and shows the free text in spec", async () => {
+Deno.test("KubeDeviceSink keeps an older operator's selectable Device labels as registry labels, drops its original-labels annotation, shows the free text and reported labels in spec, and sets no label but device-id", async () => {
   await using kube = await startKubeApiServer();
   using client = new KubeClient(kube.adminConfig);
   await installCrds(client, silentLogger);
@@ -54,18 +56,44 @@ Deno.test("KubeDeviceSink moves an older agent's free-text label out of an older
       return parsed?.spec.unselectableLabels ? parsed : undefined;
     };
     const old = await waitFor("pi-old rewritten", read("pi-old"), 30_000, 50);
-    assert.deepEqual(old.metadata.labels, { [DEVICE_ID_LABEL]: "pi-old", site: "lab" });
+    // Upgrade: what the older operator put there (and targeted on) stays, now as people's.
+    assert.deepEqual(old.metadata.labels, {
+      [DEVICE_ID_LABEL]: "pi-old",
+      site: "lab",
+      room: "Lab-A-2nd-floor",
+    });
     assert.deepEqual(old.spec.unselectableLabels, { room: "Lab A / 2nd floor" });
+    assert.deepEqual(old.spec.reportedLabels, { site: "lab" });
     assert.equal(old.metadata.annotations?.["fleet.nationtech.io/original-labels"], undefined);
 
     const fresh = await waitFor("pi-new created", read("pi-new"), 30_000, 50);
-    assert.deepEqual(fresh.metadata.labels, { [DEVICE_ID_LABEL]: "pi-new", site: "lab" });
+    // What the device says about itself is shown, never made a label.
+    assert.deepEqual(fresh.metadata.labels, { [DEVICE_ID_LABEL]: "pi-new" });
     assert.deepEqual(fresh.spec, {
       inventory: fresh.spec.inventory,
+      reportedLabels: { site: "lab" },
       description: "Gateway by the loading dock",
       annotations: { owner: "Facilities, ext. 4411" },
       unselectableLabels: { room: "Building 7 / Room 3" },
     });
+
+    // A person labels it; the device's next report does not take the label away.
+    await client.mergePatch(DeviceType, "pi-new", { metadata: { labels: { site: "vault" } } }, {
+      fieldManager: "kubectl-label",
+    });
+    const moved = testDeviceInfo("pi-new", { site: "elsewhere" });
+    sink.deviceChanged(moved);
+    const after = await waitFor(
+      "pi-new's report applied",
+      async () => {
+        const object = await client.get(DeviceType, "pi-new");
+        const parsed = object === undefined ? undefined : DeviceResource.parse(object);
+        return parsed?.spec.reportedLabels?.site === "elsewhere" ? parsed : undefined;
+      },
+      30_000,
+      50,
+    );
+    assert.deepEqual(after.metadata.labels, { [DEVICE_ID_LABEL]: "pi-new", site: "vault" });
   } finally {
     controller.abort();
     await running;

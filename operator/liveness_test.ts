@@ -20,7 +20,7 @@ import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
-import { testDeviceInfo } from "../testing/devices.ts";
+import { labelTestDevice, labelTestDeviceObject, testDeviceInfo } from "../testing/devices.ts";
 import { RecordingDeviceSink } from "../testing/operator_fakes.ts";
 import { installCrds } from "./kube_install.ts";
 import { DeploymentType, DeviceType } from "./kube_resources.ts";
@@ -59,16 +59,19 @@ function drive<T>(clock: FakeClock, what: string, check: () => Promise<T | undef
 
 /** The agents of the three devices: what each writes, with its own (skewed) time. */
 class Agents {
+  readonly #nc: NatsConnection;
   readonly #info: KV;
   readonly #heartbeat: KV;
 
-  private constructor(info: KV, heartbeat: KV) {
+  private constructor(nc: NatsConnection, info: KV, heartbeat: KV) {
+    this.#nc = nc;
     this.#info = info;
     this.#heartbeat = heartbeat;
   }
 
   static async open(nc: NatsConnection): Promise<Agents> {
     return new Agents(
+      nc,
       await ensureBucket(nc, Buckets.deviceInfo, { replicas: 1, history: 1 }),
       await ensureBucket(nc, Buckets.deviceHeartbeat, { replicas: 1, history: 1 }),
     );
@@ -83,6 +86,7 @@ class Agents {
         updatedAt: new Date(Date.now() + SKEWS[deviceId]!),
       });
       await this.#info.put(keys.deviceInfo(deviceId), JSON.stringify(info));
+      await labelTestDevice(this.#nc, deviceId, { site: "a" });
     }
     await this.beat();
     return { from, to: Date.now() };
@@ -227,6 +231,8 @@ Deno.test("Operator judges devices whose clocks are hours off like one whose clo
   let running: Awaited<ReturnType<typeof startOperator>> | undefined;
   try {
     const agents = await Agents.open(nc);
+    // The kube source's registry: a person labelled each Device object.
+    for (const deviceId of DEVICES) await labelTestDeviceObject(client, deviceId, { site: "a" });
     const stored = await agents.start();
     const clock = new FakeClock(Date.now());
     running = await startOperator(ns, clock, { source: { kind: "kube", client } });

@@ -6,7 +6,8 @@
  *
  * - targeting (`targeting_writer.ts`): selectors → the desired-state diff;
  * - aggregation (`aggregate_flusher.ts`): reports → each deployment's status;
- * - devices (`device_mirror.ts`): registry, liveness, the Device mirror;
+ * - devices (`device_mirror.ts`): registry (labels from the label registry), liveness, the
+ *   Device mirror;
  * - agents (`instance_arbiter.ts`): which agent keeps a device two agents run as;
  * - buckets (`bucket_auditor.ts`): re-creates what broker data loss took.
  *
@@ -32,6 +33,9 @@ import type { AgentConflictStore } from "./agent_conflict_store.ts";
 import { NatsAgentConflictStore } from "./nats_agent_conflicts.ts";
 import { KubeDeviceSink } from "./kube_devices.ts";
 import { KubeDeploymentSource } from "./kube_source.ts";
+import { KubeLabelRegistry } from "./kube_label_registry.ts";
+import type { LabelRegistry } from "./label_registry.ts";
+import { NatsLabelRegistry } from "./nats_label_registry.ts";
 import { NatsBucketKeeper } from "./nats_bucket_keeper.ts";
 import { NatsDesiredStateStore } from "./nats_desired_state.ts";
 import { NatsReportFeed } from "./nats_report_feed.ts";
@@ -93,6 +97,7 @@ interface Ports {
   source: DeploymentSource;
   desired: DesiredStateStore;
   reports: ReportFeed;
+  registry: LabelRegistry;
   agentConflicts: AgentConflictStore;
   buckets: BucketKeeper;
   deviceSink: DeviceSink | undefined;
@@ -115,6 +120,9 @@ function portsFor(options: OperatorOptions, clock: Clock, log: Logger): Ports {
       : new NatsDeploymentSource(nc, log, replicas, clock),
     desired: new NatsDesiredStateStore(watch),
     reports: new NatsReportFeed(watch),
+    registry: source.kind === "kube"
+      ? new KubeLabelRegistry(source.client, log)
+      : new NatsLabelRegistry(watch),
     agentConflicts: new NatsAgentConflictStore(nc, log),
     buckets: new NatsBucketKeeper({ nc, log, replicas, clock }),
     deviceSink: options.deviceSink ?? kubeDevices,
@@ -138,6 +146,7 @@ export function createOperator(options: OperatorOptions): Operator {
     Buckets.deviceInfo,
     Buckets.deviceState,
     Buckets.deviceHeartbeat,
+    Buckets.deviceLabels,
   ]);
   const common = { view, initialRead, clock, log, stats };
 
@@ -242,6 +251,12 @@ export function createOperator(options: OperatorOptions): Operator {
           for await (const event of ports.reports.deviceInfo(inner)) {
             devices.onInfo(event);
             if (event.type === "ready") readDone(Buckets.deviceInfo, event.restarted);
+          }
+        })(),
+        (async () => {
+          for await (const event of ports.registry.events(inner)) {
+            devices.onRegistry(event);
+            if (event.type === "ready") readDone(Buckets.deviceLabels, false);
           }
         })(),
         (async () => {

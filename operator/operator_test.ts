@@ -17,6 +17,7 @@ import {
   DeploymentStatus,
   DesiredState,
   desiredStateOf,
+  DEVICE_ID_LABEL,
   Heartbeat,
   keys,
   type Labels,
@@ -44,7 +45,7 @@ import { DeploymentType } from "./kube_resources.ts";
 import type { Condition } from "../crd/device_resource.ts";
 import { renderDeployments } from "../cli/render.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
-import { testDeviceInfo } from "../testing/devices.ts";
+import { labelTestDeviceObject, testDeviceInfo } from "../testing/devices.ts";
 import { createOperator, type Operator, type OperatorOptions } from "./operator.ts";
 import type { OperatorStats } from "./operator_stats.ts";
 
@@ -186,6 +187,7 @@ class TestFleet implements AsyncDisposable {
   readonly #state: KV;
   readonly #desired: KV;
   readonly #deployments: KV;
+  readonly #labels: KV;
   readonly #operators: RunningOperator[] = [];
   /** The operator's clock when a test drives it: every wait moves it along. */
   #clock: FakeClock | undefined;
@@ -194,13 +196,14 @@ class TestFleet implements AsyncDisposable {
     ns: NatsServer,
     nc: NatsConnection,
     log: Logger,
-    kvs: [KV, KV, KV, KV, KV],
+    kvs: [KV, KV, KV, KV, KV, KV],
   ) {
     this.#ns = ns;
     this.nc = nc;
     this.log = log;
     this.store = new NatsDeploymentStore(nc, log, 1);
-    [this.#info, this.#heartbeat, this.#state, this.#desired, this.#deployments] = kvs;
+    [this.#info, this.#heartbeat, this.#state, this.#desired, this.#deployments, this.#labels] =
+      kvs;
   }
 
   static async open(ns: NatsServer): Promise<TestFleet> {
@@ -218,6 +221,7 @@ class TestFleet implements AsyncDisposable {
       ensureBucket(nc, Buckets.deviceState, { replicas: 1, history: 3 }),
       ensureBucket(nc, Buckets.desiredState, { replicas: 1, history: 3 }),
       ensureBucket(nc, Buckets.deployments, { replicas: 1, history: 5 }),
+      ensureBucket(nc, Buckets.deviceLabels, { replicas: 1, history: 3 }),
     ]);
     return new TestFleet(ns, nc, log, kvs);
   }
@@ -271,17 +275,36 @@ class TestFleet implements AsyncDisposable {
     return running;
   }
 
-  /** What an agent writes when it starts: its DeviceInfo and, unless `null`, a heartbeat. */
+  /**
+   * A device labelled `labels` in the registry by a person, and what its agent writes when it
+   * starts: its DeviceInfo (reporting the same labels) and, unless `null`, a heartbeat.
+   */
   async device(
     deviceId: string,
     labels: Labels,
     heartbeatAt: number | null = Date.now(),
   ): Promise<void> {
+    await this.label(deviceId, labels);
+    await this.reportInfo(deviceId, labels, heartbeatAt);
+  }
+
+  /** What an agent writes when it starts: its DeviceInfo and, unless `null`, a heartbeat. */
+  async reportInfo(
+    deviceId: string,
+    reported: Labels,
+    heartbeatAt: number | null = Date.now(),
+  ): Promise<void> {
     await this.#info.put(
       keys.deviceInfo(deviceId),
-      JSON.stringify(testDeviceInfo(deviceId, labels)),
+      JSON.stringify(testDeviceInfo(deviceId, reported)),
     );
     if (heartbeatAt !== null) await this.heartbeat(deviceId, heartbeatAt);
+  }
+
+  /** A person sets the device's labels in the registry (undefined: removes its entry). */
+  async label(deviceId: string, labels: Labels | undefined): Promise<void> {
+    if (labels === undefined) await this.#labels.delete(keys.deviceLabels(deviceId));
+    else await this.#labels.put(keys.deviceLabels(deviceId), JSON.stringify({ labels }));
   }
 
   async heartbeat(deviceId: string, at: number): Promise<void> {
@@ -433,6 +456,8 @@ class KubeFleet implements AsyncDisposable {
     const ns = stack.use(await startNatsServer());
     const fleet = stack.use(await TestFleet.open(ns));
     await fleet.device("a1", { site: "a" });
+    // On the kube source the Device object's labels are the registry: a person labelled a1.
+    await labelTestDeviceObject(client, "a1", { site: "a" });
     const owned = stack.move();
     return new KubeFleet(client, fleet, () => owned.disposeAsync());
   }
@@ -889,18 +914,47 @@ Deno.test("Operator moves a deployment's keys when a device's labels change", as
   await fleet.waitForDesiredKeys(["a1.default.web"]);
   await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1 });
 
-  // b1 is relabelled site=a: it gains the key.
-  await fleet.device("b1", { site: "a" });
+  // b1 is relabelled site=a in the registry: it gains the key.
+  await fleet.label("b1", { site: "a" });
   const gained = await fleet.waitForDesiredKeys(["a1.default.web", "b1.default.web"]);
   assert.deepEqual(gained.get("b1.default.web"), desiredOf(web, 1));
   await fleet.waitForStatus(refOf(web), { generation: 1, matched: 2 });
 
   // a1 is relabelled site=b: it loses the key.
-  await fleet.device("a1", { site: "b", zone: "north" });
+  await fleet.label("a1", { site: "b", zone: "north" });
   await fleet.waitForDesiredKeys(["b1.default.web"]);
   await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1 });
   assert.equal(operator.stats.desiredPuts, 2);
   assert.equal(operator.stats.desiredDeletes, 1);
+});
+
+Deno.test("Operator targets on the label registry, never on what a device reports about itself", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  await fleet.device("a1", { site: "a" });
+  // b1 claims site=a and to be a1; nobody labelled it.
+  await fleet.reportInfo("b1", { site: "a", [DEVICE_ID_LABEL]: "a1" });
+  const { operator } = await fleet.startOperator();
+  const web = deployment("web", SITE_A);
+  await fleet.store.apply(web);
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1 });
+  assert.deepEqual(await fleet.desiredKeys(), ["a1.default.web"]);
+  assert.deepEqual(operator.view.devices.get("b1"), { [DEVICE_ID_LABEL]: "b1" });
+
+  // A registry entry naming another device id does not make it that device either.
+  await fleet.label("b1", { zone: "north", [DEVICE_ID_LABEL]: "a1" });
+  await eventually(
+    "b1 has its registry labels",
+    () => operator.view.devices.get("b1")?.zone === "north",
+  );
+  assert.equal(operator.view.devices.get("b1")?.[DEVICE_ID_LABEL], "b1");
+
+  // A person labels it site=a: now it is targeted; removing the entry takes it back.
+  await fleet.label("b1", { site: "a" });
+  await fleet.waitForDesiredKeys(["a1.default.web", "b1.default.web"]);
+  await fleet.label("b1", undefined);
+  await fleet.waitForDesiredKeys(["a1.default.web"]);
+  await fleet.waitForStatus(refOf(web), { generation: 1, matched: 1 });
 });
 
 Deno.test("Operator removes a deleted deployment's desired state and status, and only those", async () => {

@@ -1,6 +1,7 @@
 /**
- * Devices as tests need them without an agent: the DeviceInfo an agent publishes, and a
- * device that registers on NATS and keeps sending heartbeats the way an agent does.
+ * Devices as tests need them without an agent: the DeviceInfo an agent publishes, a device
+ * that registers on NATS and keeps sending heartbeats the way an agent does, and the labels a
+ * person gives it in the label registry (nats: the device-labels bucket; kube: its Device).
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import {
@@ -11,8 +12,13 @@ import {
   type Heartbeat,
   keys,
   type Labels,
+  withoutDeviceId,
 } from "../core/mod.ts";
 import { ensureBucket } from "../adapters/nats/mod.ts";
+import type { KubeClient } from "../adapters/kube/mod.ts";
+import { NatsDeviceLabelStore } from "../cli/device_labels.ts";
+import { deviceResource } from "../crd/device_resource.ts";
+import { DeviceType } from "../operator/kube_resources.ts";
 
 /** The DeviceInfo an agent publishes for `deviceId` (its default label added). */
 export function testDeviceInfo(
@@ -36,15 +42,40 @@ export function testDeviceInfo(
   });
 }
 
+/** A person gives the device `labels` in the registry of the nats source (fleet device label). */
+export async function labelTestDevice(
+  nc: NatsConnection,
+  deviceId: string,
+  labels: Labels,
+): Promise<void> {
+  await new NatsDeviceLabelStore(nc).edit(deviceId, () => withoutDeviceId(labels));
+}
+
 /**
- * Registers a device on NATS as an agent does (its info, a heartbeat) and sends a heartbeat
- * every `intervalMs` until disposed.
+ * A person creates the device's Device object with `labels` (kube source: its labels are the
+ * registry), as `kubectl apply` would; the operator fills in the rest when the device reports.
+ */
+export async function labelTestDeviceObject(
+  client: KubeClient,
+  deviceId: string,
+  labels: Labels,
+): Promise<void> {
+  await client.apply(DeviceType, {
+    ...deviceResource(testDeviceInfo(deviceId)),
+    metadata: { name: deviceId, labels },
+  }, { fieldManager: "kubectl", force: true });
+}
+
+/**
+ * Registers a device on NATS as an agent does (its info, a heartbeat), labelled in the
+ * registry with the labels it reports, and sends a heartbeat every `intervalMs` until disposed.
  */
 export async function registerTestDevice(
   nc: NatsConnection,
   info: DeviceInfo,
   intervalMs = 1000,
 ): Promise<Disposable> {
+  await labelTestDevice(nc, info.deviceId, info.labels);
   const settings = (bucket: typeof Buckets.deviceInfo | typeof Buckets.deviceHeartbeat) => ({
     replicas: 1,
     history: BUCKET_HISTORY[bucket],
