@@ -5,12 +5,18 @@
  * whole fleet beats once per 30 s, spread evenly over the period.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { Buckets, type DeviceInfo, type Heartbeat, keys } from "../core/mod.ts";
+import {
+  Buckets,
+  type DeviceInfo,
+  type Heartbeat,
+  keys,
+  type RegisteredLabels,
+} from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
 import { every } from "../adapters/timers.ts";
 import { KvPipeline } from "./_kv_pipeline.ts";
-import { deviceId, deviceLabels } from "./_sim_fleet.ts";
+import { deviceId, deviceLabels, registryLabels } from "./_sim_fleet.ts";
 
 const HEARTBEAT_PERIOD_MS = 30_000;
 /** Device `i`'s agent instance id: one per simulated device, steady for the whole run. */
@@ -75,6 +81,27 @@ export class DeviceSimulator {
   /** A put of device `i`, on its connection. */
   put(i: number, bucket: string, key: string, value: string): Promise<void> {
     return this.#pipes[i % this.#pipes.length]!.put(bucket, key, value);
+  }
+
+  /**
+   * A person labels every device in the registry the operator targets on (the nats source's
+   * device-labels bucket), as enrollment does; resolves when all are acknowledged.
+   */
+  async labelAll(): Promise<void> {
+    for (let i = 0; i < this.#n; i++) {
+      const labels = registryLabels(i, this.#m);
+      await this.put(
+        i,
+        Buckets.deviceLabels,
+        keys.deviceLabels(deviceId(i)),
+        JSON.stringify(
+          {
+            labels,
+          } satisfies RegisteredLabels,
+        ),
+      );
+    }
+    await this.drain();
   }
 
   /** Every device puts its info and a first heartbeat; resolves when all are acknowledged. */

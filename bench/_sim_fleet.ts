@@ -12,8 +12,14 @@ export const deviceId = (i: number): string => `dev-${i}`;
 export const deploymentName = (j: number): string => `d-${j}`;
 export const halfOf = (i: number, m: number): "a" | "b" => Math.floor(i / m) % 2 === 0 ? "a" : "b";
 
+/** The labels device i reports about itself, and targeting uses (registry and device-id). */
 export function deviceLabels(i: number, m: number): Record<string, string> {
-  return { group: `g${i % m}`, half: halfOf(i, m), [DEVICE_ID_LABEL]: deviceId(i) };
+  return { ...registryLabels(i, m), [DEVICE_ID_LABEL]: deviceId(i) };
+}
+
+/** Device i's entry in the label registry, as a person sets it. */
+export function registryLabels(i: number, m: number): Record<string, string> {
+  return { group: `g${i % m}`, half: halfOf(i, m) };
 }
 
 export function selectorOf(j: number): LabelSelector {

@@ -4,7 +4,14 @@
  */
 import { z } from "zod";
 import { DeviceSpec, DeviceStatus } from "../crd/device_resource.ts";
-import { API_VERSION, type Deployment, type DeploymentRef, describeIssues } from "../core/mod.ts";
+import {
+  API_VERSION,
+  type Deployment,
+  type DeploymentRef,
+  describeIssues,
+  deviceLabels,
+  targetingLabels,
+} from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { KubeApiError, type KubeClient } from "../adapters/kube/mod.ts";
 import { FleetError } from "../core/errors.ts";
@@ -167,8 +174,15 @@ export class KubeDeploymentStore implements FleetStore {
       if (!parsed.success) continue;
       const { metadata, spec, status } = parsed.data;
       const lastSeen = status?.lastSeen ? Date.parse(status.lastSeen) : undefined;
+      const { reportedLabels, ...reported } = spec;
       rows.push({
-        info: { ...spec, deviceId: metadata.name, labels: metadata.labels ?? {}, updatedAt: "" },
+        info: {
+          ...reported,
+          deviceId: metadata.name,
+          labels: deviceLabels(metadata.name, reportedLabels ?? {}),
+          updatedAt: "",
+        },
+        labels: targetingLabels(metadata.name, metadata.labels),
         lastSeen: lastSeen === undefined || Number.isNaN(lastSeen) ? undefined : lastSeen,
         ...(status?.agentConflict
           ? { agentConflict: { deviceId: metadata.name, ...status.agentConflict } }

@@ -8,10 +8,13 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import { KubeApiError, KubeClient } from "../adapters/kube/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
-import { API_VERSION, buildDeployment } from "../core/mod.ts";
+import { API_VERSION, buildDeployment, DEVICE_ID_LABEL } from "../core/mod.ts";
+import { deviceResource } from "../crd/device_resource.ts";
+import { OPERATOR_FIELD_MANAGER } from "../operator/kube_source.ts";
+import { testDeviceInfo } from "../testing/devices.ts";
 import { deploymentCrd } from "../crd/crds.ts";
 import { installCrds } from "../operator/kube_install.ts";
-import { CrdType, DeploymentType } from "../operator/kube_resources.ts";
+import { CrdType, DeploymentType, DeviceType } from "../operator/kube_resources.ts";
 import { eventually } from "../testing/eventually.ts";
 import { type TempDir, tempDir } from "../testing/temp_dir.ts";
 import { type KubeApiServer, startKubeApiServer } from "../testing/kube_apiserver.ts";
@@ -231,5 +234,41 @@ Deno.test(
     const { server, dir } = await audited();
     await server[Symbol.asyncDispose]();
     await dir[Symbol.asyncDispose]();
+  },
+);
+
+Deno.test(
+  "fleet device label --target kube sets the Device object's labels, needs --overwrite to change one, copies reported labels, and fleet get devices shows both",
+  sharedServerTest,
+  async () => {
+    const client = await kube();
+    // What the operator writes for a device that reports site=vault.
+    await client.apply(DeviceType, deviceResource(testDeviceInfo("lbl-1", { site: "vault" })), {
+      fieldManager: OPERATOR_FIELD_MANAGER,
+      force: true,
+    });
+    const label = (...args: string[]) => fleet("device", "label", ...args, "--target", "kube");
+    const ok = async (args: string[], stdout: string) => {
+      const run = await label(...args);
+      assert.deepEqual([run.code, run.stdout, run.stderr], [0, stdout, ""]);
+    };
+    await ok(["lbl-1", "site=lab", "rack=r1"], "device lbl-1 labelled: rack=r1,site=lab\n");
+    const refused = await label("lbl-1", "site=shop");
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /Device lbl-1 already has site=lab: pass --overwrite/);
+    await ok(["lbl-1", "site=shop", "rack-", "--overwrite"], "device lbl-1 labelled: site=shop\n");
+    const object = await client.get<{ metadata: { labels: Record<string, string> } }>(
+      DeviceType,
+      "lbl-1",
+    );
+    assert.deepEqual(object?.metadata.labels, { [DEVICE_ID_LABEL]: "lbl-1", site: "shop" });
+
+    const table = await fleet("get", "devices", "--target", "kube");
+    assert.match(table.stdout, /^lbl-1 .*site=shop\s+site=vault$/m);
+    await ok(["lbl-1", "--from-reported", "--overwrite"], "device lbl-1 labelled: site=vault\n");
+
+    const missing = await label("lbl-none", "site=lab");
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /There is no Device lbl-none in the cluster/);
   },
 );

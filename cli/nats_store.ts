@@ -15,10 +15,13 @@ import {
   Heartbeat,
   type InstanceConflict,
   keys,
+  type Labels,
   nextGeneration,
   parseJsonWith,
   parseKey,
+  RegisteredLabels,
   type StoredDeployment,
+  targetingLabels,
 } from "../core/mod.ts";
 import { FleetError } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -56,7 +59,10 @@ export interface DeploymentRow {
 }
 
 export interface DeviceRow {
+  /** What the device reports about itself: its `labels` are shown, never targeted. */
   info: DeviceInfo;
+  /** The labels targeting matches: the label registry's, and the device-id label. */
+  labels: Labels;
   /**
    * Epoch ms when the broker stored the last heartbeat, if any: the device's own clock may be
    * hours off (DESIGN.md §9 "Time"), so the time it wrote in the heartbeat is not used.
@@ -202,10 +208,12 @@ export class NatsDeploymentStore implements FleetStore {
     await this.#bucket(Buckets.deviceInfo);
     await this.#bucket(Buckets.deviceHeartbeat);
     await this.#bucket(Buckets.desiredState);
-    const [infos, beats, conflicts] = await Promise.all([
+    await this.#bucket(Buckets.deviceLabels);
+    const [infos, beats, conflicts, registry] = await Promise.all([
       this.#read(Buckets.deviceInfo),
       this.#readEntries(Buckets.deviceHeartbeat),
       new NatsAgentConflictStore(this.#nc, this.#log).load(),
+      this.#read(Buckets.deviceLabels),
     ]);
     const rows: DeviceRow[] = [];
     for (const [key, value] of infos) {
@@ -218,12 +226,29 @@ export class NatsDeploymentStore implements FleetStore {
         if (beat) parseJsonWith(Heartbeat, beat.value, "heartbeat");
         const lastSeen = beat?.created;
         const agentConflict = conflicts.get(deviceId);
-        rows.push({ info, lastSeen, ...(agentConflict ? { agentConflict } : {}) });
+        rows.push({
+          info,
+          labels: targetingLabels(deviceId, this.#registered(registry, deviceId)),
+          lastSeen,
+          ...(agentConflict ? { agentConflict } : {}),
+        });
       } catch (error) {
         this.#log.warn(`Skipping ${key}: ${(error as Error).message}`);
       }
     }
     return rows.sort((a, b) => a.info.deviceId.localeCompare(b.info.deviceId));
+  }
+
+  /** A device's registry labels; an unreadable entry counts as none, as for the operator. */
+  #registered(registry: Map<string, Uint8Array>, deviceId: string): Labels | undefined {
+    const value = registry.get(keys.deviceLabels(deviceId));
+    if (value === undefined) return undefined;
+    try {
+      return parseJsonWith(RegisteredLabels, value, `labels of ${deviceId}`).labels;
+    } catch (error) {
+      this.#log.warn(`Ignoring the registry labels of ${deviceId}: ${(error as Error).message}`);
+      return undefined;
+    }
   }
 
   /** The values of {@link #readEntries}. */

@@ -29,7 +29,7 @@ export function portConflictWarnings(
     deployments.flatMap(({ deployment: d, refused }) =>
       d.spec === undefined || refused !== undefined ? [] : [d]
     ),
-    devices.map((row) => [row.info.deviceId, row.info.labels] as const),
+    devices.map((row) => [row.info.deviceId, row.labels] as const),
   );
   const { namespace, name } = deployment.metadata;
   return conflicts.map(({ port, by, devices }) => {

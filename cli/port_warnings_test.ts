@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { API_VERSION, Deployment, type StoredDeployment } from "../core/mod.ts";
+import { API_VERSION, Deployment, DEVICE_ID_LABEL, type StoredDeployment } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { testDeviceInfo } from "../testing/devices.ts";
 import type { DeviceRow, FleetStore } from "./nats_store.ts";
@@ -20,12 +20,24 @@ function deployment(name: string, ports: string[], createdAt?: string): StoredDe
 
 function devices(count: number, labels = { site: "lab" }): DeviceRow[] {
   return Array.from({ length: count }, (_, i) => ({
-    info: testDeviceInfo(`pi-${i + 1}`, labels),
+    info: testDeviceInfo(`pi-${i + 1}`),
+    labels: { ...labels, [DEVICE_ID_LABEL]: `pi-${i + 1}` },
     lastSeen: undefined,
   }));
 }
 
 const WEB = deployment("web", ["8080:80"], "2030-01-01T00:00:00Z");
+
+Deno.test("portConflictWarnings() looks at the labels targeting uses, not what devices report", () => {
+  const api = deployment("api", ["8080:8080"]);
+  const rows = [{ deployment: WEB, status: undefined }];
+  const claiming: DeviceRow[] = [{
+    info: testDeviceInfo("pi-1", { site: "lab" }),
+    labels: { [DEVICE_ID_LABEL]: "pi-1" },
+    lastSeen: undefined,
+  }];
+  assert.deepEqual(portConflictWarnings(api, rows, claiming), []);
+});
 
 Deno.test("portConflictWarnings() names the port, its holder and the devices, five at most", () => {
   const api = deployment("api", ["8080:8080", "9090:90"]);

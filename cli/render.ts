@@ -2,8 +2,9 @@
 import YAML from "yaml";
 import {
   DEFAULT_STALE_AFTER_MS,
-  DEVICE_ID_LABEL,
   formatSelector,
+  unregisteredLabels,
+  withoutDeviceId,
   withSelectableLabels,
 } from "../core/mod.ts";
 import type { DeploymentRow, DeviceRow } from "./nats_store.ts";
@@ -77,7 +78,9 @@ export function renderDeployments(
             deployment.spec ? formatSelector(deployment.spec.targetSelector) : "-",
           ]
           : []),
-        a?.lastError ? `${a.lastError.deviceId}: ${a.lastError.message}` : "",
+        // Why it targets no device comes first: no device error can follow from it.
+        a?.targetingProblem ??
+          (a?.lastError ? `${a.lastError.deviceId}: ${a.lastError.message}` : ""),
       ];
     }),
   );
@@ -101,8 +104,9 @@ function pairs(record: Readonly<Record<string, string>>, show = (v: string) => v
 
 /**
  * Devices as a table (`wide` adds the machine, description and annotations) or JSON/YAML.
- * Labels no selector can match (free text from an agent of an older version or its config)
- * are shown marked, apart from the selectable ones.
+ * LABELS are the labels deployments select on (the label registry's); REPORTED, shown only
+ * where it differs, is what the device's agent says about itself, labels no selector can
+ * match (free text from an agent of an older version or its config) marked.
  */
 export function renderDevices(
   rows: DeviceRow[],
@@ -114,6 +118,8 @@ export function renderDevices(
   if (format === "json" || format === "yaml") {
     const items = devices.map((r) => ({
       ...r.info,
+      labels: r.labels,
+      reportedLabels: r.info.labels,
       lastSeen: r.lastSeen === undefined ? null : new Date(r.lastSeen).toISOString(),
       reachable: r.lastSeen !== undefined && now - r.lastSeen <= staleAfterMs,
       agentConflict: r.agentConflict ?? null,
@@ -124,6 +130,19 @@ export function renderDevices(
   }
   if (devices.length === 0) return "No devices.";
   const wide = format === "wide";
+  const reported = devices.map(({ info, labels }) =>
+    Object.keys(unregisteredLabels(info.labels, labels)).length === 0 &&
+      info.unselectableLabels === undefined
+      ? ""
+      : [
+        ...pairs(withoutDeviceId(info.labels)),
+        ...pairs(
+          info.unselectableLabels ?? {},
+          (v) => `${oneLine(JSON.stringify(v))} ${NOT_SELECTABLE}`,
+        ),
+      ].join(",")
+  );
+  const showReported = reported.some((cell) => cell !== "");
   const table = renderTable(
     [
       "DEVICE",
@@ -133,13 +152,9 @@ export function renderDevices(
       "AGENT",
       ...(wide ? ["OS", "KERNEL", "CPUS", "MEMORY", "DESCRIPTION", "ANNOTATIONS"] : []),
       "LABELS",
+      ...(showReported ? ["REPORTED"] : []),
     ],
-    devices.map(({ info, lastSeen, agentConflict }) => {
-      const { [DEVICE_ID_LABEL]: _, ...labels } = info.labels;
-      const unselectable = pairs(
-        info.unselectableLabels ?? {},
-        (v) => `${oneLine(JSON.stringify(v))} ${NOT_SELECTABLE}`,
-      );
+    devices.map(({ info, labels, lastSeen, agentConflict }, i) => {
       return [
         info.deviceId,
         (lastSeen !== undefined && now - lastSeen <= staleAfterMs ? "yes" : "no") +
@@ -157,7 +172,8 @@ export function renderDevices(
             oneLine(pairs(info.annotations ?? {}).join(",")),
           ]
           : []),
-        [...pairs(labels), ...unselectable].join(","),
+        pairs(withoutDeviceId(labels)).join(","),
+        ...(showReported ? [reported[i]!] : []),
       ];
     }),
   );
@@ -171,6 +187,14 @@ export function renderDevices(
       ]
       : []
   );
+  if (showReported) {
+    notes.push(
+      "REPORTED is what a device's agent config says about it, where it differs from LABELS. " +
+        "Deployments select on LABELS only: set them with fleet device label <device> " +
+        "key=value, or copy what the device reports with fleet device label <device> " +
+        "--from-reported.",
+    );
+  }
   if (devices.some((r) => r.info.unselectableLabels !== undefined)) {
     notes.push(
       `Labels marked ${NOT_SELECTABLE} are not Kubernetes label values, so no ` +

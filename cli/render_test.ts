@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import YAML from "yaml";
+import { targetingLabels } from "../core/mod.ts";
 import { testDeviceInfo } from "../testing/devices.ts";
 import type { DeploymentRow, DeviceRow } from "./nats_store.ts";
 import { renderDeployments, renderDevices } from "./render.ts";
@@ -10,6 +11,7 @@ const NOW = Date.parse("2026-02-01T06:00:00Z");
 /** A device of an older agent, whose free-text label value sits among its labels. */
 const OLDER: DeviceRow = {
   info: testDeviceInfo("pi-old", { site: "lab" }),
+  labels: targetingLabels("pi-old", { site: "lab" }),
   lastSeen: NOW - 5_000,
 };
 OLDER.info.labels.room = "Building 7 / Room 3";
@@ -21,20 +23,25 @@ const NEWER: DeviceRow = {
     description: "Gateway by the loading dock",
     annotations: { owner: "Facilities, ext. 4411" },
   },
+  labels: targetingLabels("pi-new", { site: "lab" }),
   lastSeen: NOW - 5_000,
 };
 
 Deno.test("renderDevices() shows labels no selector can match as not selectable, an older agent's too, with a note", () => {
   const table = renderDevices([NEWER, OLDER], "table", NOW);
   const [, newer, older] = table.split("\n");
-  assert.match(newer ?? "", /site=lab,room="Lab A, 2nd floor" \(not selectable\)$/);
+  assert.match(newer ?? "", /site=lab\s+site=lab,room="Lab A, 2nd floor" \(not selectable\)$/);
   assert.match(older ?? "", /site=lab,room="Building 7 \/ Room 3" \(not selectable\)$/);
   assert.match(table, /Labels marked \(not selectable\) are not Kubernetes label values/);
   assert.doesNotMatch(table, /Gateway/, "the description is for the wide view");
 });
 
 Deno.test("renderDevices() adds no note when every label is selectable", () => {
-  const plain: DeviceRow = { info: testDeviceInfo("pi-1", { site: "lab" }), lastSeen: NOW };
+  const plain: DeviceRow = {
+    info: testDeviceInfo("pi-1", { site: "lab" }),
+    labels: targetingLabels("pi-1", { site: "lab" }),
+    lastSeen: NOW,
+  };
   const table = renderDevices([plain], "table", NOW);
   assert.equal(table.split("\n").length, 2);
   assert.match(table, /site=lab$/);
@@ -47,12 +54,38 @@ Deno.test("renderDevices() wide shows the description and annotations, on one li
   };
   const table = renderDevices([NEWER, multiline], "wide", NOW);
   const [header, first, second] = table.split("\n");
-  assert.match(header ?? "", /DESCRIPTION\s+ANNOTATIONS\s+LABELS$/);
+  assert.match(header ?? "", /DESCRIPTION\s+ANNOTATIONS\s+LABELS\s+REPORTED$/);
   assert.match(
     first ?? "",
     /Gateway by the loading dock\s+owner=Facilities, ext\. 4411\s+site=lab/,
   );
   assert.match(second ?? "", /line one line two/);
+});
+
+Deno.test("renderDevices() shows the labels deployments select on, and what a device reports only where it differs", () => {
+  const claiming: DeviceRow = {
+    info: testDeviceInfo("pi-2", { site: "vault" }),
+    labels: targetingLabels("pi-2", undefined),
+    lastSeen: NOW,
+  };
+  const agreeing: DeviceRow = {
+    info: testDeviceInfo("pi-1", { site: "lab" }),
+    labels: targetingLabels("pi-1", { site: "lab", rack: "r1" }),
+    lastSeen: NOW,
+  };
+  const table = renderDevices([agreeing, claiming], "table", NOW);
+  const [header, first, second] = table.split("\n");
+  assert.match(header ?? "", /LABELS\s+REPORTED$/);
+  assert.match(first ?? "", /site=lab,rack=r1\s*$/);
+  assert.match(second ?? "", /0\.0\.0-test\s+site=vault$/, "no labels, what it reports");
+  assert.match(table, /Deployments select on LABELS only: set them with fleet device label/);
+  assert.equal(renderDevices([agreeing], "table", NOW).split("\n").length, 2);
+  const { items } = YAML.parse(renderDevices([claiming], "yaml", NOW));
+  assert.deepEqual(items[0].labels, { "fleet.nationtech.io/device-id": "pi-2" });
+  assert.deepEqual(items[0].reportedLabels, {
+    "fleet.nationtech.io/device-id": "pi-2",
+    site: "vault",
+  });
 });
 
 Deno.test("renderDevices() yaml keeps only selectable labels in labels and the rest in unselectableLabels", () => {
@@ -68,6 +101,7 @@ Deno.test("renderDevices() yaml keeps only selectable labels in labels and the r
 Deno.test("renderDevices() marks a device two agents run as, and says who keeps it and what to do", () => {
   const conflicted: DeviceRow = {
     info: testDeviceInfo("pi-1", { site: "lab" }),
+    labels: targetingLabels("pi-1", { site: "lab" }),
     lastSeen: NOW,
     agentConflict: {
       deviceId: "pi-1",

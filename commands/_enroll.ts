@@ -10,6 +10,7 @@ import {
   DeviceAnnotations,
   DeviceDescription,
   DeviceLabels,
+  formatLabels,
   type Labels,
   unselectableLabels,
   validateIdentifier,
@@ -20,6 +21,7 @@ import type { Target } from "../adapters/host/target.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { CredentialsConfig } from "../agent/config.ts";
 import { enrollDevice } from "../enroll/enroll.ts";
+import { NatsDeviceLabelStore } from "../cli/device_labels.ts";
 import {
   identityProvider,
   planZitadel,
@@ -56,7 +58,7 @@ export function enrollOptions(): Option[] {
   return [
     new Option(
       "--label <key=value>",
-      "a device label deployments select on; the value is a Kubernetes label value (repeat for more)",
+      "a device label deployments select on, kept by the control plane (fleet device label changes it); the value is a Kubernetes label value (repeat for more)",
     ).argParser(collect).default([] as string[], "none").env("FLEET_DEVICE_LABEL"),
     new Option("--description <text>", "free text about the device, shown and never selected")
       .env("FLEET_DEVICE_DESCRIPTION"),
@@ -203,8 +205,19 @@ export async function planEnroll(
 export async function runEnroll(target: Target, plan: EnrollPlan, log: Logger): Promise<void> {
   const flags = plan.flags;
   const identity = plan.zitadel ? await identityProvider(plan.zitadel) : undefined;
-  const nc = flags.wait ? await connectFromFlags(flags, log) : undefined;
+  const labelled = Object.keys(plan.labels).length > 0;
+  const nc = flags.wait || labelled ? await connectFromFlags(flags, log) : undefined;
   try {
+    // Targeting uses the registry, not the labels in the agent's config (shown only).
+    if (nc && labelled) {
+      const { labels, changed } = await new NatsDeviceLabelStore(nc).edit(
+        plan.deviceId,
+        (current) => ({ ...current, ...plan.labels }),
+      );
+      printLine(
+        `labels of ${plan.deviceId} ${changed ? "set" : "unchanged"}: ${formatLabels(labels)}`,
+      );
+    }
     const result = await enrollDevice({
       target,
       deviceId: plan.deviceId,
@@ -220,7 +233,7 @@ export async function runEnroll(target: Target, plan: EnrollPlan, log: Logger): 
         flags.yes
           ? Promise.resolve(true)
           : askYesNo(`${path} on ${target.description} differs:\n${diff}`, "Overwrite it?"),
-      ...(nc ? { nats: nc } : {}),
+      ...(nc && flags.wait ? { nats: nc } : {}),
       heartbeatTimeoutMs: flags.heartbeatTimeout * 1000,
       report: printLine,
       log,

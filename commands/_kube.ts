@@ -1,6 +1,7 @@
 /** Flags and wiring shared by the commands that talk to Kubernetes. */
 import { Option } from "@commander-js/extra-typings";
 import { KubeClient, loadKubeConfig } from "../adapters/kube/mod.ts";
+import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "../adapters/logger.ts";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { type FleetStore, NatsDeploymentStore } from "../cli/nats_store.ts";
@@ -27,6 +28,20 @@ export async function kubeClientFrom(
   return new KubeClient(await loadKubeConfig(flags.kubeconfig ? { path: flags.kubeconfig } : {}));
 }
 
+/** What `--target` names, made from its client, and how to let go of it. */
+export async function openTarget<T>(
+  flags: NatsConnectionFlags & { target: "nats" | "kube"; kubeconfig?: string | undefined },
+  log: Logger,
+  make: { kube: (client: KubeClient) => T; nats: (nc: NatsConnection) => T },
+): Promise<{ value: T } & AsyncDisposable> {
+  if (flags.target === "kube") {
+    const kube = await kubeClientFrom(flags);
+    return { value: make.kube(kube), [Symbol.asyncDispose]: () => Promise.resolve(kube.close()) };
+  }
+  const nc = await connectFromFlags(flags, log);
+  return { value: make.nats(nc), [Symbol.asyncDispose]: () => nc.close() };
+}
+
 /** The store `--target` names, and how to let go of it. */
 export async function openStore(
   flags: NatsConnectionFlags & {
@@ -36,13 +51,10 @@ export async function openStore(
   },
   log: Logger,
 ): Promise<{ store: FleetStore } & AsyncDisposable> {
-  if (flags.target === "kube") {
-    const kube = await kubeClientFrom(flags);
-    return {
-      store: new KubeDeploymentStore(kube, log, { forceConflicts: flags.forceConflicts ?? false }),
-      [Symbol.asyncDispose]: () => Promise.resolve(kube.close()),
-    };
-  }
-  const nc = await connectFromFlags(flags, log);
-  return { store: new NatsDeploymentStore(nc, log), [Symbol.asyncDispose]: () => nc.close() };
+  const opened = await openTarget<FleetStore>(flags, log, {
+    kube: (kube) =>
+      new KubeDeploymentStore(kube, log, { forceConflicts: flags.forceConflicts ?? false }),
+    nats: (nc) => new NatsDeploymentStore(nc, log),
+  });
+  return { store: opened.value, [Symbol.asyncDispose]: () => opened[Symbol.asyncDispose]() };
 }

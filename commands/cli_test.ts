@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import denoJson from "../deno.json" with { type: "json" };
 import { connect } from "@nats-io/transport-node";
-import { API_VERSION, Deployment } from "../core/mod.ts";
+import { API_VERSION, Buckets, Deployment, DEVICE_ID_LABEL, keys } from "../core/mod.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import { startTestProvider, ZITADEL_ROLES_CLAIM } from "../testing/oidc_provider.ts";
 import {
@@ -21,7 +21,7 @@ import {
   startCalloutService,
 } from "../callout/mod.ts";
 import { createTokenVerifier } from "../adapters/oidc/mod.ts";
-import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
+import { ensureBucket, installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { registerTestDevice, testDeviceInfo } from "../testing/devices.ts";
 import { testConnection } from "../testing/nats.ts";
@@ -202,6 +202,14 @@ const helpCases: [string[], string[]][] = [
     "--zitadel-url <url>",
     "-y, --yes",
     "--heartbeat-timeout <seconds>",
+  ]],
+  [["device", "label"], [
+    "key=value to set a label, key- to remove it",
+    "--overwrite",
+    "env: FLEET_LABEL_OVERWRITE",
+    "--from-reported",
+    "--target <target>",
+    "--nats-url <urls>",
   ]],
   [["vm", "provision"], [
     "--name <name>",
@@ -1035,6 +1043,45 @@ Deno.test("fleet get devices on an empty fleet says so", async () => {
     assertOk(await fleet("get", "devices", "-o", "json", "--nats-url", ns.url)),
   );
   assert.deepEqual(json, { items: [] });
+});
+
+Deno.test("fleet device label sets, changes with --overwrite, removes and copies reported labels; fleet get devices shows them and what devices report", async () => {
+  await using ns = await startNatsServer();
+  await using nc = await testConnection(ns.url);
+  using _pi1 = await registerTestDevice(nc, testDeviceInfo("pi-1", { site: "lab" }));
+  // pi-2's agent reports site=vault; nobody labelled it.
+  await (await ensureBucket(nc, Buckets.deviceInfo, { replicas: 1, history: 1 }))
+    .put(keys.deviceInfo("pi-2"), JSON.stringify(testDeviceInfo("pi-2", { site: "vault" })));
+  const label = (...args: string[]) => fleet("device", "label", ...args, "--nats-url", ns.url);
+
+  const before = assertOk(await fleet("get", "devices", "--nats-url", ns.url)).split("\n");
+  assert.match(before[0]!, /LABELS\s+REPORTED$/);
+  assert.match(before[1]!, /^pi-1 .*site=lab\s*$/);
+  assert.match(before[2]!, /^pi-2 .*0\.0\.0-test\s+site=vault$/);
+
+  assert.equal(
+    assertOk(await label("pi-2", "site=shop", "rack=r1")),
+    "device pi-2 labelled: rack=r1,site=shop\n",
+  );
+  assertOneLineError(await label("pi-2", "site=lab"), 2, "already has site=shop", "--overwrite");
+  assert.equal(
+    assertOk(await label("pi-2", "site=lab", "rack-", "--overwrite")),
+    "device pi-2 labelled: site=lab\n",
+  );
+  assert.equal(assertOk(await label("pi-2", "site=lab")), "device pi-2 unchanged: site=lab\n");
+  assert.equal(
+    assertOk(await label("pi-2", "--from-reported", "--overwrite")),
+    "device pi-2 labelled: site=vault\n",
+  );
+  const json = JSON.parse(
+    assertOk(await fleet("get", "devices", "-o", "json", "--nats-url", ns.url)),
+  );
+  assert.deepEqual(json.items[1].labels, { [DEVICE_ID_LABEL]: "pi-2", site: "vault" });
+
+  assertOneLineError(await label("pi-2", "site=Room 4"), 2, 'site="Room 4"', "label value");
+  assertOneLineError(await label("pi-2", `${DEVICE_ID_LABEL}=pi-1`), 2, "the device's identity");
+  assertOneLineError(await label("pi-2"), 2, "Nothing to change");
+  assertOneLineError(await label("pi-9", "--from-reported"), 2, "pi-9 has never reported");
 });
 
 Deno.test("fleet delete deployment deletes, then exits 1 unless --ignore-not-found", async () => {

@@ -1,6 +1,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { logFormatOption, loggerFrom, logLevelOption } from "./_cli.ts";
 import { rotateKeyCommand } from "./_device_rotate_key.ts";
+import { addLabelCommand } from "./_device_label.ts";
 import { enrollOptions, planEnroll, runEnroll } from "./_enroll.ts";
 import { connectTarget, planSsh, sshOptions } from "./_ssh.ts";
 
@@ -46,5 +47,6 @@ export function deviceCommand(): Command {
   const device = new Command("device").description("Set up and look after devices");
   device.addCommand(enrollCommand());
   device.addCommand(rotateKeyCommand());
+  addLabelCommand(device);
   return device;
 }

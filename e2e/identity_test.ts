@@ -160,8 +160,8 @@ story(
     try {
       // The core loop, with every process on its own identity.
       await fleet.startOperator();
-      fleet.startAgent({ deviceId: "dev-a", labels: { site: "lab" } });
-      fleet.startAgent({ deviceId: "dev-b", labels: { site: "lab" } });
+      await fleet.startAgent({ deviceId: "dev-a", labels: { site: "lab" } });
+      await fleet.startAgent({ deviceId: "dev-b", labels: { site: "lab" } });
       const store = await fleet.store();
       await store.apply(webDeployment({ name: "web", selector: LAB }));
       await waitForStatus(fleet, { name: "web" }, { matched: 2, succeeded: 2 });

@@ -109,9 +109,12 @@ story(
     await installCrds(client, testLogger());
     await using fleet = await startFleet();
     await fleet.startOperator({ kube: client });
-    fleet.startAgent({ deviceId: "lab-1", labels: { site: "lab", room: "Lab A / 2nd floor" } });
-    fleet.startAgent({ deviceId: "lab-2", labels: { site: "lab" } });
-    fleet.startAgent({ deviceId: "shop-1", labels: { site: "shop" } });
+    await fleet.startAgent({
+      deviceId: "lab-1",
+      labels: { site: "lab", room: "Lab A / 2nd floor" },
+    });
+    await fleet.startAgent({ deviceId: "lab-2", labels: { site: "lab" } });
+    await fleet.startAgent({ deviceId: "shop-1", labels: { site: "shop" } });
     const store = new KubeDeploymentStore(client, testLogger());
 
     // Devices are listed like Nodes, with the labels a selector can match.
@@ -183,7 +186,7 @@ story(
       return d?.status?.conditions?.some((c) => c.type === REACHABLE && c.status === "False") ||
         undefined;
     }, 30_000);
-    fleet.startAgent({ deviceId: "shop-1", labels: { site: "shop" } });
+    await fleet.startAgent({ deviceId: "shop-1", labels: { site: "shop" } });
     await waitFor("shop-1 reachable again", async () => {
       const d = await client.get<DeviceCr>(DeviceType, "shop-1");
       return d?.status?.conditions?.some((c) => c.type === REACHABLE && c.status === "True") ||
@@ -249,8 +252,8 @@ story(
     await installCrds(client, testLogger());
     await using fleet = await startFleet();
     await fleet.startOperator({ kube: client });
-    fleet.startAgent({ deviceId: "lab-1", labels: { site: "lab" } });
-    fleet.startAgent({ deviceId: "lab-2", labels: { site: "lab", note: "has spaces" } });
+    await fleet.startAgent({ deviceId: "lab-1", labels: { site: "lab" } });
+    await fleet.startAgent({ deviceId: "lab-2", labels: { site: "lab", note: "has spaces" } });
     const store = new KubeDeploymentStore(client, testLogger());
     await store.apply(webDeployment({ name: "web", selector: LAB }));
     await store.apply(webDeployment({ name: "api", selector: LAB }));

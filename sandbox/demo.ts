@@ -118,7 +118,7 @@ export class DemoStory {
       await fleet.startOperator();
       return "watching fleet-deployments and the device buckets";
     });
-    await this.step("Start three agents with different labels", async () => {
+    await this.step("Label three devices as enrollment does, and start their agents", async () => {
       for (const device of DEMO_DEVICES) await fleet.startAgent(device);
       const store = await fleet.store();
       const devices = await waitFor("three devices to register", async () => {

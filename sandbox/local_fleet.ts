@@ -4,10 +4,9 @@
  * run on it.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import type { Labels } from "../core/mod.ts";
-import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
+import { adoptableLabels, ContainerLabels, type Labels, MANAGED_BY } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { withDeadline } from "../adapters/timers.ts";
+import { waitFor, withDeadline } from "../adapters/timers.ts";
 import { systemClock } from "../adapters/clock.ts";
 import { type NatsServer, startNatsServer } from "./nats_server.ts";
 import { connectNats, type CredentialSource, noCredentials } from "../adapters/nats/mod.ts";
@@ -15,6 +14,11 @@ import { type PodmanService, startPodmanService } from "./podman_service.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { Agent, AgentConfig, PodmanRuntime } from "../agent/mod.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
+import {
+  KubeDeviceLabelStore,
+  NatsDeviceLabelStore,
+  UnknownDeviceError,
+} from "../cli/device_labels.ts";
 import { createOperator, type KubeDeviceSink, type Operator } from "../operator/mod.ts";
 import type { KubeClient } from "../adapters/kube/mod.ts";
 
@@ -99,6 +103,8 @@ export class LocalFleet implements AsyncDisposable {
   /** Every device an agent of this fleet ran as, stopped ones included: its containers. */
   readonly #devices = new Set<string>();
   readonly #options: LocalFleetOptions;
+  /** The API server of a kube-source operator: Device objects hold the device labels. */
+  #kube: KubeClient | undefined;
   readonly #stateRoot: string;
   #operator: RunningOperator | undefined;
   #client: NatsConnection | undefined;
@@ -177,6 +183,7 @@ export class LocalFleet implements AsyncDisposable {
    */
   async startOperator(options: { kube?: KubeClient } = {}): Promise<Operator> {
     if (this.#operator) throw new Error("the operator is already running");
+    this.#kube = options.kube;
     const log = this.log.with({ component: "operator" });
     const controller = new AbortController();
     const nc = await connectNats({
@@ -249,7 +256,36 @@ export class LocalFleet implements AsyncDisposable {
     });
   }
 
-  startAgent(device: DeviceSpec): Agent {
+  /**
+   * Starts an agent as `device`, labelled as enrollment does: its selectable labels in the
+   * registry the operator targets on (the device-labels bucket; with a kube-source operator,
+   * its Device object, once the operator has mirrored it), and in its config, where they are
+   * only reported.
+   */
+  async startAgent(device: DeviceSpec): Promise<Agent> {
+    const labels = adoptableLabels(device.labels);
+    const add = (current: Labels) => ({ ...current, ...labels });
+    const kube = this.#kube;
+    if (!kube && Object.keys(labels).length > 0) {
+      await new NatsDeviceLabelStore(await this.connection(), this.replicas)
+        .edit(device.deviceId, add);
+    }
+    const agent = this.#startAgent(device);
+    if (kube && Object.keys(labels).length > 0) {
+      const store = new KubeDeviceLabelStore(kube);
+      await waitFor(`the Device object of ${device.deviceId} to label it`, async () => {
+        try {
+          return await store.edit(device.deviceId, add);
+        } catch (error) {
+          if (error instanceof UnknownDeviceError) return undefined;
+          throw error;
+        }
+      }, OPERATOR_READY_MS);
+    }
+    return agent;
+  }
+
+  #startAgent(device: DeviceSpec): Agent {
     if (this.agents.has(device.deviceId)) {
       throw new Error(`agent ${device.deviceId} is already running`);
     }
