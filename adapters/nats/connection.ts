@@ -17,6 +17,7 @@ import {
 import { connect } from "@nats-io/transport-node";
 import { createHash, X509Certificate } from "node:crypto";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import { type ErrorKind, FleetError } from "../../core/errors.ts";
 import type { Logger } from "../logger.ts";
 import type { CredentialOptions, CredentialSource } from "./credentials.ts";
 import {
@@ -47,13 +48,21 @@ export interface ConnectNatsOptions {
   tls?: NatsTls;
 }
 
-/** Connecting to NATS failed (or was stopped); the message names the servers. */
-export class NatsConnectError extends Error {
+/**
+ * Connecting to NATS failed (or was stopped); the message names the servers. Its kind is
+ * `usage` when the options themselves are refused (asking differently fixes it).
+ */
+export class NatsConnectError extends FleetError {
   override name = "NatsConnectError";
   /** The servers that were tried. */
   readonly servers: readonly string[];
-  constructor(message: string, servers: readonly string[], options?: ErrorOptions) {
-    super(message, options);
+  constructor(
+    message: string,
+    servers: readonly string[],
+    options?: ErrorOptions,
+    kind: ErrorKind = "failure",
+  ) {
+    super(kind, message, options);
     this.servers = servers;
   }
 }
@@ -101,13 +110,19 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
       `Invalid NATS server list ${JSON.stringify(servers)}: give at least one URL such as ` +
         `"nats://127.0.0.1:4222", without spaces`,
       servers,
+      undefined,
+      "usage",
     );
   }
   const tls = options.tls ?? {};
   const plan = planTransport(servers, tls);
-  if (plan.kind === "invalid") throw new NatsConnectError(plan.problem, servers);
+  if (plan.kind === "invalid") {
+    throw new NatsConnectError(plan.problem, servers, undefined, "usage");
+  }
   const tokenProblem = credentials.bearer ? plaintextTokenProblem(plan.plaintext) : undefined;
-  if (tokenProblem !== undefined) throw new NatsConnectError(tokenProblem, servers);
+  if (tokenProblem !== undefined) {
+    throw new NatsConnectError(tokenProblem, servers, undefined, "usage");
+  }
   const transport = await transportOptions(plan, tls, servers, credentials);
   const waitOnFirstConnect = options.waitOnFirstConnect ?? true;
   const stillTrying = new Thinner();

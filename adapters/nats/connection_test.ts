@@ -335,7 +335,15 @@ Deno.test("connectNats() refuses to send a bearer token in clear beyond loopback
       name: "t",
       logger: silentLogger,
     }),
-    /Refusing to send an OIDC access token to NATS at nats:\/\/192\.0\.2\.2:4222 without TLS.*--nats-ca/,
+    (err: unknown) => {
+      assert.ok(err instanceof NatsConnectError);
+      assert.equal(err.kind, "usage", "a usage error: exit code 2");
+      assert.match(
+        err.message,
+        /Refusing to send an OIDC access token to NATS at nats:\/\/192\.0\.2\.2:4222 without TLS.*--nats-ca/,
+      );
+      return true;
+    },
   );
   await using ns = await startNatsServer();
   const nc = await connectNats({
