@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { AuthorizationError, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import {
@@ -383,5 +384,56 @@ story(
       callout.lines.join("\n"),
     );
     assert.deepEqual({ ...callout.service.stats }, { allowed: 0, refused: 1, dropped: 0 });
+  },
+);
+
+/** `fleet <args>` as a person runs it, without FLEET_* variables from this environment. */
+async function fleet(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("FLEET_")),
+  );
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", fileURLToPath(new URL("../../main.ts", import.meta.url)), ...args],
+    env: { ...env, NO_COLOR: "1" },
+    clearEnv: true,
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+story(
+  "transport attack: an admin's CLI sends its token only over TLS with --nats-ca, never in clear",
+  async () => {
+    await using dir = await tempDir("fleet-attack-cli-");
+    await using idp = await startTestProvider({ audience: PROJECT });
+    const admin = await idp.addMachineUser({ id: "alice", roles: ["admin"] });
+    const keyFile = join(dir.path, "alice.json");
+    await Deno.writeTextFile(keyFile, JSON.stringify(admin.privateKeyJwk), { mode: 0o600 });
+    const identity = [
+      ...["--oidc-issuer", idp.issuer, "--oidc-client-id", admin.clientId],
+      ...["--oidc-key", keyFile, "--oidc-audience", PROJECT],
+    ];
+    await using spy = eavesdropper(nonLoopbackAddress());
+    const clear = await fleet(["get", "devices", "--nats-url", spy.url, ...identity]);
+    assert.equal(clear.code, 2, clear.stderr);
+    assert.match(clear.stderr, /Refusing to send an OIDC access token to NATS at nats:\/\//);
+    assert.equal(spy.accepted, 0);
+
+    const certs = await makeTestCertificates(dir.path, "fleet", ["IP:127.0.0.1"]);
+    await using sub = await tempDir("fleet-attack-cli-server-");
+    await using callout = await startCallout(sub.path, { idp, tls: certs });
+    const url = `tls://127.0.0.1:${callout.ns.port}`;
+    const tls = await fleet([
+      "get",
+      "devices",
+      "--nats-url",
+      url,
+      "--nats-ca",
+      certs.caFile,
+      ...identity,
+    ]);
+    assert.equal(tls.code, 0, tls.stderr);
+    assert.equal(callout.service.stats.allowed, 1);
   },
 );
