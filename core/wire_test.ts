@@ -16,6 +16,7 @@ import {
   Heartbeat,
   LeaseRecord,
   parseJsonWith,
+  RegisteredLabels,
   resolveScore,
   Score,
   type StoredDeployment,
@@ -57,6 +58,8 @@ const CASES: WireCase[] = [
   { type: "DeviceInfo", file: "device_info", schema: DeviceInfo },
   { type: "DeploymentState", file: "deployment_state", schema: DeploymentState, flat: true },
   { type: "Heartbeat", file: "heartbeat", schema: Heartbeat, flat: true },
+  // Its one nested object is a record of labels: any key there is a label, not an extra field.
+  { type: "RegisteredLabels", file: "registered_labels", schema: RegisteredLabels, flat: true },
   { type: "LeaseRecord", file: "lease", schema: LeaseRecord, flat: true },
   { type: "DeploymentStatus", file: "deployment_status", schema: DeploymentStatus },
   {
