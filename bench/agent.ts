@@ -21,6 +21,7 @@ import { startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
+import { NatsDeviceLabelStore } from "../cli/device_labels.ts";
 import { createOperator } from "../operator/mod.ts";
 import { sleep, waitFor } from "../adapters/timers.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
@@ -108,6 +109,8 @@ const managed = () =>
     [ContainerLabels.deviceId]: DEVICE,
   });
 const store = new NatsDeploymentStore(nc, log);
+// Deployments select on the registry's labels, as device enroll would have set them.
+await new NatsDeviceLabelStore(nc).edit(DEVICE, () => ({ site: "bench" }));
 const deployment = (i: number) =>
   singleServiceDeployment({
     name: `bench-${i}`,

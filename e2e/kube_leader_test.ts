@@ -10,7 +10,7 @@ import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { KubeClient } from "../adapters/kube/mod.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
-import { registerTestDevice, testDeviceInfo } from "../testing/devices.ts";
+import { labelTestDeviceObject, registerTestDevice, testDeviceInfo } from "../testing/devices.ts";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { DeploymentType, installCrds, LeaseType } from "../operator/mod.ts";
 import { waitFor } from "../adapters/timers.ts";
@@ -40,6 +40,8 @@ story(
     });
     const replicas = new Map<string, OperatorReplica>();
     try {
+      // On the kube source the registry is the Device object's labels, set by a person.
+      await labelTestDeviceObject(client, "dev-1", { site: "lab" });
       using _device = await registerTestDevice(nc, testDeviceInfo("dev-1", { site: "lab" }));
       for (const identity of ["op-a", "op-b"]) {
         replicas.set(

@@ -14,6 +14,7 @@ import {
 } from "../packaging/deb.ts";
 import { startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
 import { waitFor } from "../adapters/timers.ts";
+import { NatsDeviceLabelStore } from "../cli/device_labels.ts";
 
 /** The `-L` sysroot of Debian's libc6-arm64-cross, which qemu-aarch64 loads libraries from. */
 const ARM64_SYSROOT = "/usr/aarch64-linux-gnu";
@@ -169,6 +170,10 @@ relist_seconds = 3
   }).spawn();
   const stderr = new Response(agent.stderr).text();
   try {
+    // The registry deployments select on, as device enroll would have set it.
+    await new NatsDeviceLabelStore(await fleet.connection()).edit(deviceId, () => ({
+      site: deviceId,
+    }));
     const store = await fleet.store();
     await store.apply(
       webDeployment({ name: "web", selector: { matchLabels: { site: deviceId } } }),

@@ -103,6 +103,17 @@ relist_seconds = 3
         return /proc-dev-1\s+yes/.test(r.stdout) ? r.stdout : undefined;
       });
       assert.match(devices, /role=gateway/);
+      // Deployments select on the registry's labels, as device enroll would have set them.
+      const labelled = await fleet(
+        "device",
+        "label",
+        "proc-dev-1",
+        "site=lab",
+        "role=gateway",
+        "--nats-url",
+        nats.url,
+      );
+      assert.equal(labelled.code, 0, labelled.stderr);
 
       const applied = await fleet(
         "apply",
