@@ -210,6 +210,15 @@ nats:
   # Development only: name of a Secret in the release namespace with the keys \`user\` and
   # \`password\` (FLEET_NATS_USER, FLEET_NATS_PASSWORD).
   credentialsSecret: ""
+  # TLS to NATS. With nats.oidc it is required (a tls:// url, a caSecret or a pin): the
+  # operator's tokens must not cross the network in clear.
+  tls:
+    # Name of a Secret in the release namespace holding the CA that signed the NATS server's
+    # certificate under the key \`ca.crt\` (FLEET_NATS_CA); the connection is then TLS.
+    caSecret: ""
+    # The server's public-key pin, sha256//<base64> (FLEET_NATS_PIN): the SHA-256 of its
+    # SubjectPublicKeyInfo.
+    pin: ""
 
 # debug, info, warn or error
 logLevel: info
@@ -399,6 +408,11 @@ const OIDC_NEEDS_ISSUER = goString(
   "nats.oidc.keySecret is set but nats.oidc.issuer is empty: set nats.oidc.issuer to the OIDC " +
     "issuer URL (e.g. https://auth.example.com)",
 );
+const OIDC_NEEDS_TLS = goString(
+  "nats.oidc is set but the connection to NATS would not be TLS, and the operator's tokens must " +
+    "not cross the network in clear: set nats.tls.caSecret to a Secret holding the CA of the " +
+    'NATS server\'s certificate under the key "ca.crt" (or nats.tls.pin, or a tls:// nats.url)',
+);
 const NO_IDENTITY = goString(
   "The operator must not reach NATS without authentication: set nats.oidc.issuer and " +
     `nats.oidc.keySecret (a Secret with its OIDC private key under the key "key"), or for ` +
@@ -425,6 +439,9 @@ const DEPLOYMENT = `{{- if and (gt (int .Values.replicas) 1) (not .Values.leader
 {{- end }}
 {{- if not (or .Values.nats.oidc.issuer .Values.nats.credentialsSecret) }}
 {{- fail ${NO_IDENTITY} }}
+{{- end }}
+{{- if and .Values.nats.oidc.issuer (not (or .Values.nats.tls.caSecret .Values.nats.tls.pin (hasPrefix "tls://" .Values.nats.url) (hasPrefix "wss://" .Values.nats.url))) }}
+{{- fail ${OIDC_NEEDS_TLS} }}
 {{- end }}
 apiVersion: apps/v1
 kind: Deployment
@@ -486,6 +503,14 @@ spec:
                   fieldPath: metadata.namespace
             - name: FLEET_NATS_URL
               value: {{ .Values.nats.url | quote }}
+            {{- if .Values.nats.tls.caSecret }}
+            - name: FLEET_NATS_CA
+              value: /etc/fleet/nats-ca/ca.crt
+            {{- end }}
+            {{- with .Values.nats.tls.pin }}
+            - name: FLEET_NATS_PIN
+              value: {{ . | quote }}
+            {{- end }}
             {{- if .Values.nats.oidc.issuer }}
             - name: FLEET_OIDC_ISSUER
               value: {{ .Values.nats.oidc.issuer | quote }}
@@ -538,6 +563,11 @@ spec:
               mountPath: /tmp
             - name: deno-dir
               mountPath: /tmp/deno
+            {{- if .Values.nats.tls.caSecret }}
+            - name: nats-ca
+              mountPath: /etc/fleet/nats-ca
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
@@ -545,6 +575,14 @@ spec:
         - name: deno-dir
           emptyDir:
             sizeLimit: 256Mi
+        {{- if .Values.nats.tls.caSecret }}
+        - name: nats-ca
+          secret:
+            secretName: {{ .Values.nats.tls.caSecret | quote }}
+            items:
+              - key: ca.crt
+                path: ca.crt
+        {{- end }}
       {{- with .Values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

@@ -188,6 +188,7 @@ Deno.test("helmChart() values.yaml holds the documented defaults", () => {
     url: "nats://nats:4222",
     oidc: { issuer: "", keySecret: "", clientId: "", audience: "", grant: "jwt-bearer" },
     credentialsSecret: "",
+    tls: { caSecret: "", pin: "" },
   });
   assert.equal(values["logLevel"], "info");
   assert.equal(values["replicas"], 2);
@@ -233,6 +234,8 @@ Deno.test("helmChart() templates parse as YAML with every optional block on or o
     ".Values.nats.oidc.issuer",
     ".Values.nats.oidc.clientId",
     ".Values.nats.oidc.audience",
+    ".Values.nats.tls.caSecret",
+    ".Values.nats.tls.pin",
     ".Values.v8Flags",
     ".Values.imagePullSecrets",
     ".Values.nodeSelector",
@@ -375,6 +378,8 @@ Deno.test("helmChart() passes NATS settings and the pod's identity in the enviro
     { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
     { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
     { name: "FLEET_NATS_URL", value: PLACEHOLDER },
+    { name: "FLEET_NATS_CA", value: "/etc/fleet/nats-ca/ca.crt" },
+    { name: "FLEET_NATS_PIN", value: PLACEHOLDER },
     { name: "FLEET_OIDC_ISSUER", value: PLACEHOLDER },
     { name: "FLEET_OIDC_KEY", valueFrom: { secretKeyRef: { name: PLACEHOLDER, key: "key" } } },
     { name: "FLEET_OIDC_CLIENT_ID", value: PLACEHOLDER },
@@ -383,7 +388,12 @@ Deno.test("helmChart() passes NATS settings and the pod's identity in the enviro
     { name: "DENO_DIR", value: "/tmp/deno" },
     { name: "DENO_V8_FLAGS", value: PLACEHOLDER },
   ]);
-  const { container: development } = operatorPod([".Values.nats.oidc.issuer", ".Values.v8Flags"]);
+  const { container: development } = operatorPod([
+    ".Values.nats.oidc.issuer",
+    ".Values.nats.tls.caSecret",
+    ".Values.nats.tls.pin",
+    ".Values.v8Flags",
+  ]);
   assert.deepEqual(development["env"], [
     { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
     { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
@@ -407,7 +417,10 @@ Deno.test("helmChart() passes NATS settings and the pod's identity in the enviro
 
 // --- the chart's `fail` checks -------------------------------------------------------------
 
-/** A Go template condition: `.Values.a.b`, a number, or `and`/`or`/`not`/`gt`/`int` applied. */
+/**
+ * A Go template condition: `.Values.a.b`, a number, a "string", or `and`/`or`/`not`/`gt`/`int`/
+ * `hasPrefix` applied.
+ */
 function evaluate(expression: string, values: Json): unknown {
   const tokens = expression.match(/\(|\)|[^\s()]+/g) ?? [];
   let at = 0;
@@ -420,6 +433,7 @@ function evaluate(expression: string, values: Json): unknown {
     }
     assert.ok(token !== undefined && token !== ")", `a term expected in ${expression}`);
     if (/^\d+$/.test(token)) return Number(token);
+    if (/^".*"$/.test(token)) return JSON.parse(token);
     assert.ok(token.startsWith(".Values."), `unknown term ${token} in ${expression}`);
     return token.slice(".Values.".length).split(".").reduce<unknown>(
       (value, key) =>
@@ -429,7 +443,7 @@ function evaluate(expression: string, values: Json): unknown {
   };
   const command = (): unknown => {
     const name = tokens[at];
-    if (name === undefined || name === "(" || name.startsWith(".") || /^\d/.test(name)) {
+    if (name === undefined || name === "(" || /^[."\d]/.test(name)) {
       return term();
     }
     at++;
@@ -446,6 +460,8 @@ function evaluate(expression: string, values: Json): unknown {
         return Number(args[0]) > Number(args[1]);
       case "int":
         return Number(args[0] ?? 0);
+      case "hasPrefix":
+        return String(args[1] ?? "").startsWith(String(args[0]));
     }
     assert.fail(`unknown function ${name} in ${expression}`);
   };
@@ -503,10 +519,29 @@ Deno.test("helmChart() refuses to render an operator without NATS authentication
 });
 
 Deno.test("helmChart() renders with an OIDC identity or a credentials Secret", () => {
-  const oidc = { nats: { oidc: { issuer: "https://auth.example.com", keySecret: "fleet-op" } } };
+  const oidc = {
+    nats: {
+      oidc: { issuer: "https://auth.example.com", keySecret: "fleet-op" },
+      tls: { caSecret: "nats-ca" },
+    },
+  };
   assert.equal(failure(withValues(oidc)), undefined);
   assert.equal(failure(withValues({ nats: { credentialsSecret: "fleet-nats" } })), undefined);
   assert.equal(failure(withValues({ ...oidc, replicas: 1, leaderElection: false })), undefined);
+});
+
+Deno.test("helmChart() refuses an OIDC identity over plaintext NATS", () => {
+  const oidc = (nats: Json) => ({
+    nats: { oidc: { issuer: "https://auth.example.com", keySecret: "fleet-op" }, ...nats },
+  });
+  const message = failure(withValues(oidc({})));
+  assert.match(message ?? "", /^nats\.oidc is set but the connection to NATS would not be TLS/);
+  assert.match(message ?? "", /set nats\.tls\.caSecret to a Secret holding the CA .* "ca\.crt"/);
+  assert.equal(failure(withValues(oidc({ url: "tls://nats:4222" }))), undefined);
+  assert.equal(failure(withValues(oidc({ url: "wss://nats.example.com" }))), undefined);
+  assert.equal(failure(withValues(oidc({ tls: { pin: "sha256//x" } }))), undefined);
+  // A development identity may stay on plaintext.
+  assert.equal(failure(withValues({ nats: { credentialsSecret: "fleet-nats" } })), undefined);
 });
 
 Deno.test("helmChart() refuses incomplete or doubled NATS identities, naming the value to set", () => {
@@ -566,9 +601,18 @@ Deno.test("helmChart() pod is restricted without pinning a UID, GID or fsGroup",
   assert.deepEqual(container["volumeMounts"], [
     { name: "tmp", mountPath: "/tmp" },
     { name: "deno-dir", mountPath: "/tmp/deno" },
+    { name: "nats-ca", mountPath: "/etc/fleet/nats-ca", readOnly: true },
   ]);
   const volumes = (pod["volumes"] as Json[]).map((v) => [v["name"], Object.keys(v).sort()]);
-  assert.deepEqual(volumes, [["tmp", ["emptyDir", "name"]], ["deno-dir", ["emptyDir", "name"]]]);
+  assert.deepEqual(volumes, [
+    ["tmp", ["emptyDir", "name"]],
+    ["deno-dir", ["emptyDir", "name"]],
+    ["nats-ca", ["name", "secret"]],
+  ]);
+  assert.deepEqual((pod["volumes"] as Json[])[2]?.["secret"], {
+    secretName: PLACEHOLDER,
+    items: [{ key: "ca.crt", path: "ca.crt" }],
+  });
 });
 
 Deno.test("helmChart() ServiceAccount mounts its token", () => {
