@@ -119,6 +119,7 @@ async function startOperator(
     staleAfterMs: STALE_MS,
     flushIntervalMs: 100,
     watchHeartbeatMs: 500,
+    allowUnboundNamespaces: true,
     ...options,
     nc,
     log,

@@ -243,6 +243,8 @@ class TestFleet implements AsyncDisposable {
       flushIntervalMs: 100,
       auditIntervalMs: 1000,
       watchHeartbeatMs: 500,
+      // Most stories predate tenancy: their namespaces are bound to no device.
+      allowUnboundNamespaces: true,
       ...options,
       nc,
       log,
