@@ -267,9 +267,11 @@ export class TargetingWriter {
     this.#syncing = (async () => {
       do {
         this.#resync = false;
-        const refs = [...this.#dirty];
-        this.#dirty.clear();
-        for (const ref of refs) await this.#syncDeployment(ref);
+        // Each stays dirty until its own turn: until then its status must wait (isPending).
+        for (const ref of [...this.#dirty]) {
+          this.#dirty.delete(ref);
+          await this.#syncDeployment(ref);
+        }
       } while (this.#resync || this.#dirty.size > 0);
     })().finally(() => this.#syncing = undefined);
     return this.#syncing;

@@ -472,3 +472,23 @@ Deno.test("TargetingWriter keeps a namespace's deployments within its binding an
   assert.deepEqual(keys(), []);
   await writer.stop();
 });
+
+Deno.test("TargetingWriter keeps a deployment pending until its own turn in a sync, so its status waits", async () => {
+  const { view, store, writer } = setup(["d1"]);
+  const api = { namespace: "default", name: "api" };
+  view.deployments.set(api, storedDeployment("api", { matchLabels: { site: "a" } }));
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const put = store.put.bind(store);
+  store.put = async (deviceId, ref, value) => {
+    if (ref.name === "web") await gate;
+    return put(deviceId, ref, value);
+  };
+  const synced = writer.start();
+  assert.equal(writer.isPending(api), true, "api's targets are not resolved yet");
+  release();
+  await synced;
+  assert.equal(writer.isPending(api), false);
+  assert.deepEqual([...store.values.keys()].sort(), ["d1.default.api", "d1.default.web"]);
+  await writer.stop();
+});

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/nats-core";
 import {
+  type Aggregate,
   Buckets,
   type Deployment,
   DeploymentStatus,
@@ -24,6 +25,7 @@ import { silentLogger } from "../../adapters/logger.ts";
 import { connectNats, ensureBucket, noCredentials, readBucket } from "../../adapters/nats/mod.ts";
 import { KubeApiError, KubeClient, NamespaceType } from "../../adapters/kube/mod.ts";
 import { startNatsServer } from "../../sandbox/nats_server.ts";
+import { KubeBindingStore } from "../../cli/namespaces.ts";
 import { startKubeApiServer } from "../../testing/kube_apiserver.ts";
 import { registerTestDevice, testDeviceInfo } from "../../testing/devices.ts";
 import { eventually } from "../../testing/eventually.ts";
@@ -164,24 +166,28 @@ Deno.test({
       // And a namespace no admin bound.
       await put(deployment("team-c", "site-b", { matchLabels: { site: "b" } }));
 
-      // Every deployment's status is written once its desired state is synced.
-      const statuses = await eventually("every deployment's status", async () => {
-        const all = await readBucket(nc, Buckets.deploymentStatus, silentLogger);
-        return all.size === Object.keys(ATTACKS).length + 4 ? all : undefined;
-      });
-      const status = (key: string) =>
-        parseJsonWith(DeploymentStatus, statuses.get(key)!, key).aggregate;
-      assert.match(
-        status("team-a.empty").targetingProblem ?? "",
-        /targetSelector is empty, so it targets no device; .*targetAllBoundDevices: true/,
-      );
-      assert.equal(status("team-a.empty").matchedDeviceCount, 0);
-      assert.match(
-        status("team-c.site-b").targetingProblem ?? "",
-        /^namespace team-c is bound to no devices; an admin binds it with fleet namespace bind team-c/,
-      );
-      assert.equal(status("team-a.site-b").matchedDeviceCount, 0);
-      assert.equal(status("team-b.web").matchedDeviceCount, 2);
+      // Each deployment's status, once it says what is expected (a status may come first that
+      // was computed before the deployment's targets were).
+      const status = (key: string, expected: (a: Aggregate) => boolean) =>
+        eventually(`the status of ${key}`, async () => {
+          const value = (await readBucket(nc, Buckets.deploymentStatus, silentLogger)).get(key);
+          const aggregate = value && parseJsonWith(DeploymentStatus, value, key).aggregate;
+          return aggregate && expected(aggregate) ? aggregate : undefined;
+        });
+      await status("team-a.empty", (a) =>
+        a.matchedDeviceCount === 0 &&
+        /targetSelector is empty, so it targets no device; .*targetAllBoundDevices: true/.test(
+          a.targetingProblem ?? "",
+        ));
+      await status("team-c.site-b", (a) =>
+        a.targetingProblem?.startsWith(
+          "namespace team-c is bound to no devices; an admin binds it with fleet namespace bind " +
+            "team-c",
+        ) === true);
+      await status("team-b.web", (a) => a.matchedDeviceCount === 2);
+      for (const name of Object.keys(ATTACKS)) {
+        await status(`team-a.${name}`, (a) => a.matchedDeviceCount <= 1);
+      }
       const byDevice = await eventually("team-a's deployments on dev-a1", async () => {
         const now = await desiredByDevice(nc);
         return (now.get("dev-a1")?.length ?? 0) >= 4 ? now : undefined;
@@ -227,16 +233,27 @@ Deno.test({
     const nc = await connect(ns.url);
     const stops: (() => Promise<void>)[] = [];
     try {
-      // The cluster admin's part: namespaces and their bindings.
-      const bound = { "team-a": "site=a", "team-b": "site=b", "team-c": undefined };
-      for (const [name, selector] of Object.entries(bound)) {
-        await client.create(NamespaceType, {
-          metadata: {
-            name,
-            ...(selector ? { annotations: { [DEVICE_SELECTOR_ANNOTATION]: selector } } : {}),
-          },
-        });
+      // The cluster admin's part: namespaces and their bindings (as fleet namespace bind does).
+      for (const name of ["team-a", "team-b", "team-c"]) {
+        await client.create(NamespaceType, { metadata: { name } });
       }
+      const admin = new KubeBindingStore(client);
+      await admin.bind("team-a", "site=a");
+      await admin.bind("team-b", "site=b");
+      assert.deepEqual(
+        (await admin.list()).filter((row) => row.namespace.startsWith("team-")),
+        [
+          { namespace: "team-a", binding: "site=a" },
+          { namespace: "team-b", binding: "site=b" },
+          { namespace: "team-c", binding: undefined },
+        ],
+      );
+      const annotations = async (name: string) =>
+        (await client.get<{ metadata: { annotations?: Record<string, string> } }>(
+          NamespaceType,
+          name,
+        ))?.metadata.annotations;
+      assert.equal((await annotations("team-a"))?.[DEVICE_SELECTOR_ANNOTATION], "site=a");
       for (const [deviceId, labels] of Object.entries(DEVICES)) {
         const device = await registerTestDevice(nc, testDeviceInfo(deviceId, labels));
         stops.push(() => Promise.resolve(device[Symbol.dispose]()));
@@ -266,26 +283,44 @@ Deno.test({
       assert.ok(refused instanceof KubeApiError, String(refused));
       assert.match(refused.message, /spec\.targetSelector is empty/);
 
-      const status = (namespace: string, name: string) =>
+      const status = (namespace: string, name: string, expected: (a: Aggregate) => boolean) =>
         eventually(`the status of ${namespace}/${name}`, async () => {
           const cr = await client.get<
-            { status?: { observedGeneration?: number; aggregate?: DeploymentStatus["aggregate"] } }
-          >(
-            DeploymentType,
-            name,
-            namespace,
-          );
-          return cr?.status?.observedGeneration === 1 ? cr.status.aggregate : undefined;
+            { status?: { observedGeneration?: number; aggregate?: Aggregate } }
+          >(DeploymentType, name, namespace);
+          const aggregate = cr?.status?.observedGeneration === 1 ? cr.status.aggregate : undefined;
+          return aggregate && expected(aggregate) ? aggregate : undefined;
         });
-      for (const name of [...Object.keys(ATTACKS), "all-bound"]) await status("team-a", name);
-      assert.equal((await status("team-b", "web"))?.matchedDeviceCount, 2);
-      const unbound = await status("team-c", "site-b");
-      assert.match(unbound?.targetingProblem ?? "", /^namespace team-c is bound to no devices/);
+      for (const name of [...Object.keys(ATTACKS), "all-bound"]) {
+        await status("team-a", name, (a) => a.matchedDeviceCount <= 1);
+      }
+      await status("team-b", "web", (a) => a.matchedDeviceCount === 2);
+      await status(
+        "team-c",
+        "site-b",
+        (a) => a.targetingProblem?.startsWith("namespace team-c is bound to no devices") === true,
+      );
       const byDevice = await eventually("team-a's deployments on dev-a1", async () => {
         const now = await desiredByDevice(nc);
         return (now.get("dev-a1")?.length ?? 0) >= 4 ? now : undefined;
       });
       assertContained(byDevice, "team-a", "team-b");
+
+      // The admin unbinds team-a: its deployments leave every device; team-b's stay.
+      assert.equal(await admin.unbind("team-a"), true);
+      assert.equal((await annotations("team-a"))?.[DEVICE_SELECTOR_ANNOTATION], undefined);
+      const after = await eventually("team-a's keys gone", async () => {
+        const now = await desiredByDevice(nc);
+        return now.get("dev-a1") === undefined ? now : undefined;
+      });
+      for (const deviceId of TEAM_B_DEVICES) {
+        assert.deepEqual(after.get(deviceId), ["team-b.web"]);
+      }
+      await status(
+        "team-a",
+        "site-exists",
+        (a) => a.targetingProblem?.startsWith("namespace team-a is bound to no devices") === true,
+      );
     } finally {
       for (const stop of stops) await stop();
       await nc.close();
