@@ -16,6 +16,12 @@ import {
   validateIdentifier,
 } from "../core/mod.ts";
 import { printLine } from "../adapters/output.ts";
+import {
+  PIN_COMMAND,
+  PIN_PATTERN,
+  plaintextTokenProblem,
+  planTransport,
+} from "../adapters/nats/mod.ts";
 import { askYesNo } from "../adapters/host/terminal.ts";
 import type { Target } from "../adapters/host/target.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -72,6 +78,14 @@ export function enrollOptions(): Option[] {
       "--device-nats-url <urls>",
       "NATS URLs the device connects to, comma-separated (default: --nats-url)",
     ).env("FLEET_DEVICE_NATS_URL"),
+    new Option(
+      "--device-nats-ca <file>",
+      "CA of the NATS server's certificate, copied to the device (default: --nats-ca)",
+    ).env("FLEET_DEVICE_NATS_CA"),
+    new Option(
+      "--device-nats-pin <sha256>",
+      "NATS server public-key pin for the device, sha256//<base64> (default: --nats-pin)",
+    ).env("FLEET_DEVICE_NATS_PIN"),
     new Option("--device-key <path>", "the device's private key file (OIDC identity)")
       .env("FLEET_DEVICE_KEY"),
     new Option("--device-oidc-issuer <url>", "OIDC issuer the device gets its tokens from")
@@ -103,6 +117,8 @@ const EnrollFlagsSchema = NatsConnectionFlags.extend(ZitadelFlags.shape).extend(
   annotation: z.array(z.string()),
   packageDir: z.string(),
   deviceNatsUrl: optional,
+  deviceNatsCa: optional,
+  deviceNatsPin: optional,
   deviceKey: optional,
   deviceOidcIssuer: optional,
   deviceOidcAudience: optional,
@@ -121,6 +137,9 @@ export interface EnrollPlan {
   description: string | undefined;
   annotations: DeviceAnnotations;
   deviceUrls: string[];
+  /** The CA (PEM) and pin the device's agent checks the NATS server against. */
+  deviceNatsCa: string | undefined;
+  deviceNatsPin: string | undefined;
   credentials: CredentialsConfig;
   deviceKey: string | undefined;
   packages: Record<string, { path: string; version: string }>;
@@ -185,6 +204,24 @@ export async function planEnroll(
   if (flags.deviceKey !== undefined && credentials.type !== "oidc") {
     throw new UsageError("--device-key needs --device-oidc-issuer (the key is an OIDC identity)");
   }
+  // The device reaches the NATS the admin reaches unless told otherwise: the same CA and pin.
+  const caFile = flags.deviceNatsCa ?? flags.natsCa;
+  const pin = flags.deviceNatsPin ?? flags.natsPin;
+  if (pin !== undefined && !PIN_PATTERN.test(pin)) {
+    throw new UsageError(
+      `Invalid --device-nats-pin ${JSON.stringify(pin)}: give sha256// and the base64 SHA-256 ` +
+        `of the server's public key, printed by: ${PIN_COMMAND}`,
+    );
+  }
+  if (credentials.type === "oidc") {
+    // Refused before anything is contacted: the agent would refuse to send its token.
+    const plan = planTransport(deviceUrls, {
+      ...(caFile !== undefined ? { caFile } : {}),
+      ...(pin !== undefined ? { pin } : {}),
+    });
+    const problem = plan.kind === "invalid" ? plan.problem : plaintextTokenProblem(plan.plaintext);
+    if (problem !== undefined) throw new UsageError(`The device's NATS: ${problem}`);
+  }
   const zitadel = await planZitadel(flags);
   const deviceKey = flags.deviceKey === undefined ? undefined : await readKeyFile(flags.deviceKey);
   return {
@@ -193,6 +230,8 @@ export async function planEnroll(
     description,
     annotations,
     deviceUrls,
+    deviceNatsCa: caFile === undefined ? undefined : await readKeyFile(caFile, "--device-nats-ca"),
+    deviceNatsPin: pin,
     credentials,
     deviceKey,
     packages: await findPackages(flags.packageDir),
@@ -225,6 +264,8 @@ export async function runEnroll(target: Target, plan: EnrollPlan, log: Logger): 
       ...(plan.description === undefined ? {} : { description: plan.description }),
       annotations: plan.annotations,
       natsUrls: plan.deviceUrls,
+      ...(plan.deviceNatsCa !== undefined ? { natsCa: plan.deviceNatsCa } : {}),
+      ...(plan.deviceNatsPin !== undefined ? { natsPin: plan.deviceNatsPin } : {}),
       credentials: plan.credentials,
       packages: plan.packages,
       ...(plan.deviceKey !== undefined ? { deviceKey: plan.deviceKey } : {}),
@@ -285,12 +326,12 @@ function parseLabels(pairs: string[]): Labels {
   return labels;
 }
 
-async function readKeyFile(path: string): Promise<string> {
+async function readKeyFile(path: string, flag = "--device-key"): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      throw new UsageError(`--device-key ${path} does not exist`);
+      throw new UsageError(`${flag} ${path} does not exist`);
     }
     throw error;
   }

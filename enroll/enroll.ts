@@ -19,12 +19,14 @@ import {
   ensureConfig,
   ensureDeviceKey,
   ensureLinger,
+  ensureNatsCa,
   ensurePackage,
   ensurePodman,
   ensurePodmanSocket,
   ensureService,
   hasDeviceKey,
   inspectSystem,
+  NATS_CA_PATH,
   podmanSocketPath,
   STATE_DIR,
   type StepOutcome,
@@ -40,6 +42,10 @@ export interface EnrollOptions {
   /** Free text under label-like keys, shown and never selected. */
   annotations?: Record<string, string>;
   natsUrls: string[];
+  /** The CA of the NATS server's certificate (PEM), installed as `[nats] ca_file`. */
+  natsCa?: string;
+  /** The NATS server's public-key pin (`[nats] pin`). */
+  natsPin?: string;
   /** The agent's NATS credentials; `oidc` ones get `key_file` set to the device key. */
   credentials: CredentialsConfig;
   /** The .deb for each architecture (`fleet_<version>_<arch>.deb`). */
@@ -113,6 +119,9 @@ export async function enrollDevice(o: EnrollOptions): Promise<EnrollResult> {
   if (o.credentials.type === "oidc") {
     keyChanged = (await step("device key", () => ensureDeviceKey(o.target, key))).changed;
   }
+  const natsCa = o.natsCa;
+  const caChanged = natsCa !== undefined &&
+    (await step("NATS CA", () => ensureNatsCa(o.target, natsCa))).changed;
   const credentials = o.credentials.type === "oidc"
     ? { ...o.credentials, key_file: DEVICE_KEY_PATH }
     : o.credentials;
@@ -124,7 +133,12 @@ export async function enrollDevice(o: EnrollOptions): Promise<EnrollResult> {
       ? {}
       : { annotations: o.annotations }),
     state_dir: STATE_DIR,
-    nats: { urls: o.natsUrls, credentials },
+    nats: {
+      urls: o.natsUrls,
+      ...(natsCa !== undefined ? { ca_file: NATS_CA_PATH } : {}),
+      ...(o.natsPin !== undefined ? { pin: o.natsPin } : {}),
+      credentials,
+    },
     podman: { socket: podmanSocketPath(user.uid) },
   }, CONFIG_PATH);
   const wrote = await step("config", () => ensureConfig(o.target, config, o.confirm));
@@ -136,7 +150,12 @@ export async function enrollDevice(o: EnrollOptions): Promise<EnrollResult> {
   try {
     await step(
       "service",
-      () => ensureService(o.target, user.uid, installed.changed || wrote.changed || keyChanged),
+      () =>
+        ensureService(
+          o.target,
+          user.uid,
+          installed.changed || wrote.changed || keyChanged || caChanged,
+        ),
     );
     if (heartbeat) {
       await step("heartbeat", async () => {

@@ -11,6 +11,8 @@ import { isUntouched, maskSecrets, sha256, stampConfig } from "./config_stamp.ts
 export const AGENT_USER = "fleet-agent";
 export const CONFIG_PATH = "/etc/fleet-agent/config.toml";
 export const DEVICE_KEY_PATH = "/etc/fleet-agent/device-key.json";
+/** The CA of the NATS server's certificate on the device (`[nats] ca_file`). */
+export const NATS_CA_PATH = "/etc/fleet-agent/nats-ca.pem";
 export const STATE_DIR = "/var/lib/fleet-agent";
 const AGENT_UNIT = "fleet-agent.service";
 const AGENT_UNIT_DROP_IN = "/etc/systemd/system/fleet-agent.service.d/10-podman-user.conf";
@@ -271,6 +273,15 @@ export async function writeAgentFile(target: Target, path: string, content: stri
 
 export async function hasDeviceKey(target: Target): Promise<boolean> {
   return (await readRootFile(target, DEVICE_KEY_PATH)) !== undefined;
+}
+
+/** Writes the NATS CA when the device has another one (or none). */
+export async function ensureNatsCa(target: Target, pem: string): Promise<StepOutcome> {
+  if (await readRootFile(target, NATS_CA_PATH) === pem) {
+    return { changed: false, detail: `${NATS_CA_PATH} unchanged` };
+  }
+  await writeAgentFile(target, NATS_CA_PATH, pem);
+  return { changed: true, detail: `wrote ${NATS_CA_PATH}` };
 }
 
 /**

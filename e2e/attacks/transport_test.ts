@@ -48,6 +48,9 @@ import {
   type TestCertificates,
 } from "../../testing/tls.ts";
 import { tempDir } from "../../testing/temp_dir.ts";
+import { Command } from "@commander-js/extra-typings";
+import { enrollOptions, planEnroll } from "../../commands/_enroll.ts";
+import { UsageError } from "../../core/errors.ts";
 import { story, testLogger } from "../_story.ts";
 
 /** The device's identity: OIDC tokens minted with its own key, as the agent does. */
@@ -435,5 +438,42 @@ story(
     ]);
     assert.equal(tls.code, 0, tls.stderr);
     assert.equal(callout.service.stats.allowed, 1);
+  },
+);
+
+story(
+  "transport attack: enrolling an OIDC device onto plaintext NATS is refused; with the CA the device gets it",
+  async () => {
+    await using dir = await tempDir("fleet-attack-enroll-");
+    await Deno.writeFile(join(dir.path, "fleet_9.9.9_amd64.deb"), new Uint8Array(16));
+    const certs = await makeTestCertificates(dir.path, "fleet", ["DNS:nats.example.com"]);
+    /** The plan `fleet device enroll pi-7 <args>` makes, through the command's own options. */
+    const plan = async (...args: string[]) => {
+      const command = new Command("enroll").exitOverride();
+      for (const option of enrollOptions()) command.addOption(option);
+      command.parse([
+        ...["--package-dir", dir.path, "--device-oidc-issuer", "https://id.example.com"],
+        ...["--device-nats-url", "nats://nats.example.com:4222", "--no-wait", ...args],
+      ], { from: "user" });
+      return await planEnroll("pi-7", command.opts());
+    };
+    await assert.rejects(plan(), (err: unknown) => {
+      assert.ok(err instanceof UsageError, String(err));
+      assert.match(
+        err.message,
+        /^The device's NATS: Refusing to send an OIDC access token to NATS at nats:\/\/nats\.example\.com:4222 without TLS/,
+      );
+      return true;
+    });
+    // The admin's own --nats-ca and --nats-pin are the device's unless told otherwise.
+    const admins = await plan("--nats-ca", certs.caFile, "--nats-pin", certs.pin);
+    assert.equal(admins.deviceNatsCa, await Deno.readTextFile(certs.caFile));
+    assert.equal(admins.deviceNatsPin, certs.pin);
+    const own = await plan("--device-nats-url", "tls://nats.example.com:4222");
+    assert.equal(own.deviceNatsCa, undefined, "a tls:// URL with the system's CAs needs none");
+    await assert.rejects(
+      plan("--device-nats-ca", join(dir.path, "missing.pem")),
+      /--device-nats-ca .*missing\.pem does not exist/,
+    );
   },
 );
