@@ -26,6 +26,13 @@ import type { InitialRead } from "./initial_read.ts";
 import type { LabelRegistryEvent } from "./label_registry.ts";
 import type { DeviceInfoEvent, HeartbeatEvent } from "./report_feed.ts";
 
+/** Devices named in one warning about unregistered labels; the rest are counted. */
+const NAMED_DEVICES = 5;
+
+/** What a person does about labels a device reports that the registry does not give it. */
+const FIX = "If they are right, copy them with `fleet device label <device> --from-reported`, " +
+  "or set them with `fleet device label <device> key=value`";
+
 /** Options of {@link DeviceMirror}. */
 export interface DeviceMirrorOptions {
   view: FleetView;
@@ -58,6 +65,11 @@ export class DeviceMirror {
   readonly #registered = new Map<string, Labels>();
   /** Devices already warned about for reporting labels the registry does not give them. */
   readonly #warned = new Set<string>();
+  /**
+   * deviceId → what it reports, for devices seen during the first read: the registry may not
+   * be read yet, so they are checked at its end, in one line (an upgraded fleet has many).
+   */
+  readonly #unchecked = new Map<string, Labels>();
 
   constructor(options: DeviceMirrorOptions) {
     this.#o = options;
@@ -67,6 +79,8 @@ export class DeviceMirror {
     const { view, deviceSink, log, initialRead } = this.#o;
     if (event.type === "restart" || event.type === "ready") return;
     if (event.type === "delete") {
+      this.#warned.delete(event.deviceId);
+      this.#unchecked.delete(event.deviceId);
       if (view.removeDevice(event.deviceId)) {
         deviceSink?.deviceRemoved(event.deviceId);
         log.info(`Device ${event.deviceId} was removed from the registry`);
@@ -126,18 +140,45 @@ export class DeviceMirror {
    * give it: after an upgrade from a version that targeted on reported labels, deployments
    * selecting those labels no longer reach it, and a person has to say whether they are true.
    */
-  #warnUnregistered(deviceId: string, reported: Readonly<Labels>): void {
+  #warnUnregistered(deviceId: string, reported: Labels): void {
     if (this.#warned.has(deviceId)) return;
+    if (!this.#o.initialRead.complete) {
+      this.#unchecked.set(deviceId, reported);
+      return;
+    }
     const registered = this.#registered.get(deviceId);
-    const extra = unregisteredLabels(reported, targetingLabels(deviceId, registered));
+    const extra = this.#unregistered(deviceId, reported);
     if (Object.keys(extra).length === 0) return;
     this.#warned.add(deviceId);
     this.#o.log.warn(
       `Device ${deviceId} reports the labels ${formatLabels(extra)}, which the label registry ` +
         `does not give it${registered ? "" : " (it has no entry yet)"}: deployments selecting ` +
-        "them do not reach it. If they are right, copy them with `fleet device label " +
-        `${deviceId} --from-reported\` or set them with \`fleet device label ${deviceId} key=value\``,
+        `them do not reach it. ${FIX.replaceAll("<device>", deviceId)}`,
       { deviceId },
+    );
+  }
+
+  #unregistered(deviceId: string, reported: Readonly<Labels>): Record<string, string> {
+    return unregisteredLabels(reported, targetingLabels(deviceId, this.#registered.get(deviceId)));
+  }
+
+  /** The devices seen during the first read that report labels the registry does not give. */
+  #warnUnchecked(): void {
+    const found: string[] = [];
+    for (const [deviceId, reported] of this.#unchecked) {
+      const extra = this.#unregistered(deviceId, reported);
+      if (Object.keys(extra).length === 0) continue;
+      this.#warned.add(deviceId);
+      found.push(`${deviceId} (${formatLabels(extra)})`);
+    }
+    this.#unchecked.clear();
+    if (found.length === 0) return;
+    const more = found.length > NAMED_DEVICES ? `, and ${found.length - NAMED_DEVICES} more` : "";
+    this.#o.log.warn(
+      `${found.length} device(s) report labels the label registry does not give them, so ` +
+        `deployments selecting those labels do not reach them: ` +
+        `${found.slice(0, NAMED_DEVICES).join(", ")}${more}. ${FIX}`,
+      { devices: found.length },
     );
   }
 
@@ -159,9 +200,13 @@ export class DeviceMirror {
     this.#checkStaleness(event.deviceId);
   }
 
-  /** The first complete read is done: tells the sink where every device stands. */
+  /**
+   * The first complete read is done: tells the sink where every device stands, and warns of
+   * the devices whose reported labels the registry does not give them.
+   */
   reportAll(): void {
     for (const deviceId of this.#o.view.devices.keys()) this.#reportReachability(deviceId);
+    this.#warnUnchecked();
   }
 
   /** Checks for devices gone silent until `signal` aborts. */

@@ -173,3 +173,36 @@ Deno.test("DeviceMirror targets on the label registry: what a device reports cha
   mirror.onInfo({ type: "put", info: testDeviceInfo("new") });
   assert.deepEqual(view.devices.get("new"), { site: "lab", [DEVICE_ID_LABEL]: "new" });
 });
+
+Deno.test("DeviceMirror checks the devices of the first read once the registry is read too, and names them in one warning", () => {
+  const lines: string[] = [];
+  const view = new FleetView({ allowUnbound: true });
+  const initialRead = new InitialRead(["reports"]);
+  const mirror = new DeviceMirror({
+    view,
+    deviceSink: undefined,
+    initialRead,
+    clock: new FakeClock(),
+    log: createLogger({ level: "info", timestamps: false, write: (l) => lines.push(l) }),
+    staleAfterMs: STALE_MS,
+    scanIntervalMs: 1_000,
+    labelsChanged: () => {},
+    aggregateChanged: () => {},
+  });
+  // An upgraded fleet: eight devices report site=a; the registry, read after them, has one.
+  for (let i = 1; i <= 8; i++) {
+    mirror.onInfo({ type: "put", info: testDeviceInfo(`d${i}`, { site: "a" }) });
+  }
+  mirror.onRegistry({ type: "put", deviceId: "d1", labels: { site: "a" } });
+  assert.deepEqual(lines, []);
+  initialRead.done("reports");
+  mirror.reportAll();
+  assert.equal(lines.length, 1, lines.join("\n"));
+  assert.match(
+    lines[0]!,
+    /^WARN +7 device\(s\) report labels the label registry does not give them, so deployments selecting those labels do not reach them: d2 \(site=a\), d3 \(site=a\), d4 \(site=a\), d5 \(site=a\), d6 \(site=a\), and 2 more\. If they are right, copy them with `fleet device label <device> --from-reported`/,
+  );
+  // Warned once: their next reports say nothing more.
+  mirror.onInfo({ type: "put", info: testDeviceInfo("d2", { site: "a" }) });
+  assert.equal(lines.length, 1);
+});
