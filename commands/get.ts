@@ -104,6 +104,10 @@ Examples:
     .addHelpText(
       "after",
       `
+Columns: LABELS are what deployments select the device by, kept by the control plane (set
+with fleet device label); REPORTED, shown only where it differs, is what the device's own
+config says about it.
+
 Examples:
   fleet get devices
   fleet get devices -o wide`,
