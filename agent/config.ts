@@ -23,8 +23,7 @@ import {
   natsTlsFromConfig,
   PIN_COMMAND,
   PIN_PATTERN,
-  plaintextTokenProblem,
-  planTransport,
+  secretTransportProblem,
 } from "../adapters/nats/mod.ts";
 
 const Seconds = z.number().positive();
@@ -124,8 +123,7 @@ export const AgentConfig = z.object({
   }).superRefine((nats, ctx) => {
     // Caught here, so a config that would send the device's token in clear never starts.
     if (nats.credentials.type !== "oidc") return;
-    const plan = planTransport(nats.urls, natsTlsFromConfig(nats));
-    const problem = plan.kind === "invalid" ? plan.problem : plaintextTokenProblem(plan.plaintext);
+    const problem = secretTransportProblem(nats.urls, natsTlsFromConfig(nats));
     if (problem !== undefined) ctx.addIssue({ code: "custom", path: ["urls"], message: problem });
   }),
   podman: z.object({

@@ -48,7 +48,12 @@ import {
   readFailure,
 } from "../adapters/toml_config.ts";
 import { FleetRoles } from "../core/permissions.ts";
-import { PIN_COMMAND, PIN_PATTERN } from "../adapters/nats/mod.ts";
+import {
+  natsTlsFromConfig,
+  PIN_COMMAND,
+  PIN_PATTERN,
+  secretTransportProblem,
+} from "../adapters/nats/mod.ts";
 import { issuerProblem } from "../adapters/oidc/mod.ts";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { AuthorizerPolicy } from "./authorizer.ts";
@@ -79,6 +84,14 @@ export const CalloutConfig = z.object({
       .optional(),
   }).refine((n) => (n.password === undefined) !== (n.password_file === undefined), {
     message: "set exactly one of password and password_file",
+  }).superRefine((nats, ctx) => {
+    // Whoever holds it may answer authorization requests: it must not cross a network in clear.
+    const problem = secretTransportProblem(
+      nats.urls,
+      natsTlsFromConfig(nats),
+      "the callout's password",
+    );
+    if (problem !== undefined) ctx.addIssue({ code: "custom", path: ["urls"], message: problem });
   }),
   account: z.object({
     name: NatsName.default("FLEET"),

@@ -11,7 +11,7 @@ import { generateSeeds, publicKeyOfSeed } from "./keys.ts";
 
 const MINIMAL = `
 [nats]
-urls = ["nats://10.0.0.5:4222"]
+urls = ["tls://10.0.0.5:4222"]
 user = "fleet-callout"
 password = "pw"
 
@@ -27,7 +27,7 @@ roles = { fleet-device = "device" }
 Deno.test("parseCalloutConfig() fills the defaults", () => {
   const config = parseCalloutConfig(MINIMAL, "callout.toml");
   assert.deepStrictEqual(config, {
-    nats: { urls: ["nats://10.0.0.5:4222"], user: "fleet-callout", password: "pw" },
+    nats: { urls: ["tls://10.0.0.5:4222"], user: "fleet-callout", password: "pw" },
     account: { name: "FLEET", issuer_seed_file: "/etc/fleet-callout/issuer.nk" },
     oidc: {
       issuer: "https://idp.example.com/realms/fleet",
@@ -123,7 +123,7 @@ Deno.test("parseCalloutConfig() names the field that breaks its rule", () => {
   );
   rejects(MINIMAL.replace(`user = "fleet-callout"`, `user = "a b"`), /nats\.user: use letters/);
   rejects(
-    MINIMAL.replace(`"nats://10.0.0.5:4222"`, `"http://x"`),
+    MINIMAL.replace(`"tls://10.0.0.5:4222"`, `"http://x"`),
     /nats\.urls\[0\]: must look like/,
   );
   rejects(
@@ -157,6 +157,17 @@ Deno.test("parseCalloutConfig() refuses an http issuer beyond loopback, a bad pi
     MINIMAL + `[server.websocket]\nlisten = "0.0.0.0:8443"\n`,
     /server: websocket needs \[server\.tls\]/,
   );
+});
+
+Deno.test("parseCalloutConfig() refuses to send the callout's password in clear beyond loopback", () => {
+  const withUrls = (urls: string) =>
+    MINIMAL.replace(`urls = ["tls://10.0.0.5:4222"]`, `urls = [${urls}]`);
+  rejects(
+    withUrls(`"nats://10.0.0.5:4222"`),
+    /nats\.urls: Refusing to send the callout's password to NATS at nats:\/\/10\.0\.0\.5:4222 without TLS/,
+  );
+  parseCalloutConfig(withUrls(`"nats://127.0.0.1:4222"`), "c.toml");
+  parseCalloutConfig(withUrls(`"tls://10.0.0.5:4222"`), "c.toml");
 });
 
 Deno.test("parseCalloutConfig() rejects an unknown key, naming its table and the key it meant", () => {

@@ -16,12 +16,7 @@ import {
   validateIdentifier,
 } from "../core/mod.ts";
 import { printLine } from "../adapters/output.ts";
-import {
-  PIN_COMMAND,
-  PIN_PATTERN,
-  plaintextTokenProblem,
-  planTransport,
-} from "../adapters/nats/mod.ts";
+import { PIN_COMMAND, PIN_PATTERN, secretTransportProblem } from "../adapters/nats/mod.ts";
 import { askYesNo } from "../adapters/host/terminal.ts";
 import type { Target } from "../adapters/host/target.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -215,11 +210,10 @@ export async function planEnroll(
   }
   if (credentials.type === "oidc") {
     // Refused before anything is contacted: the agent would refuse to send its token.
-    const plan = planTransport(deviceUrls, {
+    const problem = secretTransportProblem(deviceUrls, {
       ...(caFile !== undefined ? { caFile } : {}),
       ...(pin !== undefined ? { pin } : {}),
     });
-    const problem = plan.kind === "invalid" ? plan.problem : plaintextTokenProblem(plan.plaintext);
     if (problem !== undefined) throw new UsageError(`The device's NATS: ${problem}`);
   }
   const zitadel = await planZitadel(flags);

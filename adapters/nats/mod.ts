@@ -44,7 +44,6 @@ export {
   natsTlsFromConfig,
   PIN_COMMAND,
   PIN_PATTERN,
-  plaintextTokenProblem,
-  planTransport,
+  secretTransportProblem,
 } from "./transport.ts";
 export { type BucketEntry, readBucket, readBucketEntries } from "./snapshot.ts";

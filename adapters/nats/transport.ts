@@ -89,17 +89,33 @@ export function planTransport(servers: readonly string[], tls: NatsTls): Transpo
 }
 
 /**
- * Why a bearer credential (an OIDC access token) must not be sent to `servers` in clear, or
- * `undefined` when every URL it would travel to in clear is on this machine (loopback).
+ * Why `secret` (by default an OIDC access token, a bearer credential) must not be sent to the
+ * `plaintext` URLs, or `undefined` when each of them is on this machine (loopback).
  */
-export function plaintextTokenProblem(plaintext: readonly string[]): string | undefined {
+export function plaintextTokenProblem(
+  plaintext: readonly string[],
+  secret = "an OIDC access token",
+): string | undefined {
   const exposed = plaintext.filter((url) => !isLoopbackHost(hostOf(url)));
   if (exposed.length === 0) return undefined;
-  return `Refusing to send an OIDC access token to NATS at ${exposed.join(", ")} without ` +
+  return `Refusing to send ${secret} to NATS at ${exposed.join(", ")} without ` +
     `TLS: anyone on the network path could read it and connect as this identity. Use ` +
     `tls:// (or wss://) URLs and pass the CA that signed the server's certificate ` +
     `(--nats-ca, or ca_file under [nats] in a config file); plaintext is allowed only to ` +
     `127.0.0.1, ::1 or localhost`;
+}
+
+/**
+ * Why `secret` cannot go to `servers` with `tls`: the list cannot be used (see
+ * {@link planTransport}) or would carry it in clear beyond loopback; `undefined` when it may.
+ */
+export function secretTransportProblem(
+  servers: readonly string[],
+  tls: NatsTls,
+  secret?: string,
+): string | undefined {
+  const plan = planTransport(servers, tls);
+  return plan.kind === "invalid" ? plan.problem : plaintextTokenProblem(plan.plaintext, secret);
 }
 
 /** The host names and addresses of the URLs, for checking a server certificate. */

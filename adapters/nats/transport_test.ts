@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { plaintextTokenProblem, planTransport, serverHosts } from "./transport.ts";
+import {
+  plaintextTokenProblem,
+  planTransport,
+  secretTransportProblem,
+  serverHosts,
+} from "./transport.ts";
 
 const PIN = "sha256//YGKWvf/F7SwqdyaraHlK85EEZLyr/MwswX8LacOr288=";
 
@@ -55,4 +60,14 @@ Deno.test("serverHosts() lists each host once, IPv6 without brackets", () => {
     serverHosts(["tls://a.example:4222", "a.example:4222", "tls://user@[::1]:4222", "wss://b/x"]),
     ["a.example", "::1", "b"],
   );
+});
+
+Deno.test("secretTransportProblem() names the secret, and passes TLS lists and loopback", () => {
+  assert.match(
+    secretTransportProblem(["nats://10.0.0.5:4222"], {}, "the callout's password") ?? "",
+    /^Refusing to send the callout's password to NATS at nats:\/\/10\.0\.0\.5:4222 without TLS/,
+  );
+  assert.equal(secretTransportProblem(["nats://10.0.0.5:4222"], { caFile: "/ca.pem" }), undefined);
+  assert.equal(secretTransportProblem(["nats://127.0.0.1:4222"], {}), undefined);
+  assert.match(secretTransportProblem(["ws://a:80", "b:4222"], {}) ?? "", /mix WebSocket/);
 });
