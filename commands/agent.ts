@@ -28,31 +28,23 @@ async function holdBeforeExit(error: ConfigError, log: Logger): Promise<void> {
 }
 
 /**
- * The files of the config that this process may not use: under its systemd unit the agent's
- * Deno permissions name its directories only. Found at start and reported as a config error,
- * rather than as a denial in the middle of a reconcile.
+ * The places of the config this process may not write to: under its systemd unit, the agent's
+ * Deno permissions allow writing to its state directory and its podman socket only. Found at
+ * start and reported as a config error, rather than as a denial in the middle of a reconcile.
  */
-function deniedFiles(config: AgentConfig, path: string): ConfigError | undefined {
-  const c = config.nats.credentials;
-  const needs: [string, string, "read" | "write"][] = [
-    ["state_dir", config.state_dir, "write"],
-    ["podman.socket", config.podman.socket, "read"],
-    ["podman.socket", config.podman.socket, "write"],
-  ];
-  if (c.type === "oidc") needs.push(["nats.credentials.key_file", c.key_file, "read"]);
-  if (c.type === "userpass" && c.password_file !== undefined) {
-    needs.push(["nats.credentials.password_file", c.password_file, "read"]);
-  }
-  const denied = needs.filter(([, file, name]) =>
-    Deno.permissions.querySync({ name, path: file }).state !== "granted"
+function deniedWrites(config: AgentConfig, path: string): ConfigError | undefined {
+  const denied = [
+    ["state_dir", config.state_dir],
+    ["podman.socket", config.podman.socket],
+  ].filter(([, file]) =>
+    Deno.permissions.querySync({ name: "write", path: file! }).state !== "granted"
   );
   if (denied.length === 0) return undefined;
   return new ConfigError(
     path,
-    denied.map(([field, file, access]) => `the agent may not ${access} ${field} ${file}`)
-      .join("; ") +
-      ` (its service's Deno permissions allow its own directories only: key and password ` +
-      `files belong next to the config, the state in /var/lib/fleet-agent)`,
+    denied.map(([field, file]) => `the agent may not write to ${field} ${file}`).join("; ") +
+      ` (its service's Deno permissions allow /var/lib/fleet-agent and the podman socket ` +
+      `under /run/user only)`,
   );
 }
 
@@ -84,7 +76,7 @@ when it returns. Logs go to stderr (journald under systemd).`,
           throw error;
         },
       );
-      const denied = deniedFiles(config, flags.config);
+      const denied = deniedWrites(config, flags.config);
       if (denied !== undefined) {
         await holdBeforeExit(denied, loggerFrom(flags));
         throw denied;

@@ -483,9 +483,10 @@ Deno.test(
               "replace the agent's program",
               "write to /etc",
               "write into its user's runtime directory",
+              "install a user unit in its home",
             ]
           ) assert.match(blocked[attempt] ?? "", /Read-only file system/, attempt);
-          assert.match(blocked["install a user unit in its home"] ?? "", /Permission denied/);
+          assert.match(blocked["read /etc/shadow"] ?? "", /Permission denied/);
           assert.match(blocked["become root with sudo"] ?? "", /"no new privileges" flag is set/);
           assert.match(blocked["open a netlink socket"] ?? "", /Address family not supported/);
           // Nothing lost: the agent runs on, and so does its workload.

@@ -137,12 +137,10 @@ async function agentReconciles(
   await fleet.startOperator();
   const socket = fleet.podmanService.socketPath;
   const paths: AgentPaths = {
-    configDir: `${dir}/${deviceId}-etc`,
     stateDir: `${dir}/${deviceId}-state`,
     podmanSocketDir: socket.slice(0, socket.lastIndexOf("/")),
   };
-  await Deno.mkdir(paths.configDir);
-  const config = `${paths.configDir}/config.toml`;
+  const config = `${dir}/${deviceId}.toml`;
   await Deno.writeTextFile(
     config,
     `device_id = "${deviceId}"

@@ -102,11 +102,9 @@ exec "$lib/deno" run ${LAUNCHER_RUN_FLAGS.join(" ")} "$lib/app/main.js" "$@"
 `;
 }
 
-/** Where the agent reads and writes on a device; the unit and its Deno permissions name these. */
+/** Where the agent writes on a device; its Deno permissions name these. */
 export interface AgentPaths {
-  /** Config, device key and password files (read only). */
-  configDir: string;
-  /** `state_dir` of the config: the desired-state cache (read and write). */
+  /** `state_dir` of the config: the desired-state cache. */
   stateDir: string;
   /** Where the podman socket is: `/run/user/<uid>/podman/podman.sock` for rootless podman. */
   podmanSocketDir: string;
@@ -114,26 +112,25 @@ export interface AgentPaths {
 
 /** The paths of an enrolled device (`fleet device enroll` writes its files there). */
 export const DEVICE_AGENT_PATHS: AgentPaths = {
-  configDir: "/etc/fleet-agent",
   stateDir: "/var/lib/fleet-agent",
   // The agent user's uid is known only once enroll created it; the rest of /run/user is
-  // other users' (mode 0700) and read-only to the agent (ProtectHome=read-only).
+  // other users' (mode 0700), and all of it is read-only to the agent (ProtectHome=read-only).
   podmanSocketDir: "/run/user",
 };
 
 /**
- * What the agent may do under Deno instead of `--allow-all`: read its config, state and the
- * podman socket, write its state and the socket, read what the inventory reports. No
- * subprocess, FFI, remote import or other file. The network is not narrowed: the NATS
- * servers and the OIDC issuer come from the config, which may change after installation.
- * Connecting to a unix socket needs read and write access to its path.
+ * What the agent may do under Deno instead of `--allow-all`: write its state and connect to the
+ * podman socket (which takes read and write access to its path), use the network, read the
+ * environment variables and system facts it reports. No subprocess, FFI or remote import.
+ * Neither reads nor the network are narrowed: the device policy resolves the host paths
+ * workloads ask for wherever they are, and the NATS servers and the OIDC issuer come from the
+ * config, which may change after installation. What the agent user can read is bounded by the
+ * unit's sandbox and the files' modes.
  */
 export function agentDenoPermissions(paths: AgentPaths): string[] {
   return [
     "--no-prompt",
-    `--allow-read=${
-      [paths.configDir, paths.stateDir, paths.podmanSocketDir, ...OS_RELEASE_FILES].join(",")
-    }`,
+    "--allow-read",
     `--allow-write=${[paths.stateDir, paths.podmanSocketDir].join(",")}`,
     "--allow-net",
     `--allow-env=${AGENT_ENV.join(",")}`,
@@ -141,9 +138,10 @@ export function agentDenoPermissions(paths: AgentPaths): string[] {
   ];
 }
 
-/** The inventory's OS name (`/etc/os-release` is usually a link to the second). */
-const OS_RELEASE_FILES = ["/etc/os-release", "/usr/lib/os-release"];
-/** systemd's (journald output, config-error hold) and the agent command's own flags. */
+/**
+ * systemd's (journald output, config-error hold), the agent command's own flags, and where
+ * the agent user lives (paths no workload may mount).
+ */
 const AGENT_ENV = [
   "INVOCATION_ID",
   "JOURNAL_STREAM",
@@ -151,6 +149,8 @@ const AGENT_ENV = [
   "FLEET_AGENT_CONFIG",
   "FLEET_LOG_LEVEL",
   "FLEET_LOG_FORMAT",
+  "HOME",
+  "XDG_RUNTIME_DIR",
 ];
 /** The inventory: host name, kernel and memory. */
 const AGENT_SYS = ["hostname", "osRelease", "systemMemoryInfo"];
@@ -221,10 +221,11 @@ WantedBy=multi-user.target
 
 /**
  * The agent's sandbox. Writable: StateDirectory and CacheDirectory only (ProtectSystem=strict).
- * The podman socket lives in /run/user/<uid>, which ProtectHome=read-only leaves reachable
- * (connecting to a socket is no write to the file system); the homes, the agent user's
- * container storage included, are hidden. No MemoryDenyWriteExecute: V8 compiles code at
- * run time. MemoryMax: an idle agent is about 70 MB resident.
+ * Homes and /run/user are read-only (ProtectHome=read-only rather than hidden: the device
+ * policy resolves workloads' host paths there too, and the podman socket lives in
+ * /run/user/<uid>; connecting to a socket writes nothing to the file system). No
+ * MemoryDenyWriteExecute: V8 compiles code at run time. MemoryMax: an idle agent is about
+ * 70 MB resident.
  */
 export const AGENT_SANDBOX = [
   "NoNewPrivileges=yes",
@@ -232,7 +233,6 @@ export const AGENT_SANDBOX = [
   "AmbientCapabilities=",
   "ProtectSystem=strict",
   "ProtectHome=read-only",
-  "InaccessiblePaths=-/home -/root",
   "PrivateTmp=yes",
   "PrivateDevices=yes",
   "PrivateUsers=yes",

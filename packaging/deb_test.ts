@@ -72,7 +72,6 @@ Deno.test("the agent runs in a sandbox: no privileges, nothing writable but its 
       "StateDirectory=fleet-agent",
       "CacheDirectory=fleet-agent",
       "ProtectHome=read-only",
-      "InaccessiblePaths=-/home -/root",
       "PrivateTmp=yes",
       "PrivateDevices=yes",
       "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
@@ -84,14 +83,14 @@ Deno.test("the agent runs in a sandbox: no privileges, nothing writable but its 
   assert.deepEqual(unit.filter((l) => l.startsWith("ReadWritePaths=")), []);
 });
 
-Deno.test("the agent's Deno permissions name what it reads and writes instead of --allow-all", () => {
+Deno.test("the agent's Deno permissions name what it writes and uses instead of --allow-all", () => {
   const flags = agentDenoPermissions(DEVICE_AGENT_PATHS);
   assert.deepEqual(flags, [
     "--no-prompt",
-    "--allow-read=/etc/fleet-agent,/var/lib/fleet-agent,/run/user,/etc/os-release,/usr/lib/os-release",
+    "--allow-read",
     "--allow-write=/var/lib/fleet-agent,/run/user",
     "--allow-net",
-    "--allow-env=INVOCATION_ID,JOURNAL_STREAM,NO_COLOR,FLEET_AGENT_CONFIG,FLEET_LOG_LEVEL,FLEET_LOG_FORMAT",
+    "--allow-env=INVOCATION_ID,JOURNAL_STREAM,NO_COLOR,FLEET_AGENT_CONFIG,FLEET_LOG_LEVEL,FLEET_LOG_FORMAT,HOME,XDG_RUNTIME_DIR",
     "--allow-sys=hostname,osRelease,systemMemoryInfo",
   ]);
   const agent = agentCommandLine(["agent", "run"]);

@@ -8,14 +8,13 @@
 /** Escapes that the agent's Deno permissions stop before the operating system is asked. */
 export function denoEscapesScript(paths: { configFile: string; outside: string }): string {
   return escapeScript({
-    "read /etc/shadow": `Deno.readTextFileSync("/etc/shadow")`,
     "rewrite the agent's config": `Deno.writeTextFileSync(${JSON.stringify(paths.configFile)}, "")`,
     "write outside its directories": `Deno.writeTextFileSync(${
       JSON.stringify(paths.outside)
     }, "x")`,
     "run a program": `new Deno.Command("id").outputSync()`,
     "load native code": `Deno.dlopen("libc.so.6", {})`,
-    "read an environment variable it does not use": `Deno.env.get("HOME")`,
+    "read an environment variable it does not use": `Deno.env.get("FLEET_NATS_PASSWORD")`,
     "import code from the network": `await import("https://example.com/x.js")`,
   });
 }
@@ -26,6 +25,7 @@ export function denoEscapesScript(paths: { configFile: string; outside: string }
  */
 export function systemEscapesScript(uid: number): string {
   return escapeScript({
+    "read /etc/shadow": `Deno.readTextFileSync("/etc/shadow")`,
     "replace the agent's program": `Deno.writeTextFileSync("/usr/lib/fleet/app/main.js", "x")`,
     "write to /etc": `Deno.writeTextFileSync("/etc/fleet-escape", "x")`,
     "write into its user's runtime directory":
