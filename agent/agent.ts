@@ -149,6 +149,7 @@ export class Agent {
     this.#policy = new WorkloadPolicy({
       policy: devicePolicy(this.#config),
       protectedPaths: protectedPaths(this.#config, options.configPath, currentAgentUser()),
+      grants: (id) => options.runtime.grants(id),
     });
   }
 
@@ -320,10 +321,12 @@ export class Agent {
       // Another agent owns this device: its containers are not ours to touch.
       if (this.#guard.standingBy) continue;
       try {
+        const desired = await this.#policy.enforce(this.#view.entries());
         const result = await this.#reconciler.pass({
           deviceId: this.#config.device_id,
-          desired: await this.#policy.enforce(this.#view.entries()),
+          desired,
           retained: (refs) => this.#view.retained(refs, this.#clock.monotonic()),
+          evictions: (observed) => this.#policy.evictions(observed, desired),
         });
         if (podmanDown) {
           podmanDown = false;

@@ -1,5 +1,6 @@
 /** ContainerRuntime on the Podman REST API. */
 import {
+  type ContainerGrants,
   ContainerLabels,
   MANAGED_BY,
   type ObservedContainer,
@@ -83,6 +84,10 @@ export class PodmanRuntime implements ContainerRuntime {
 
   async restartCount(containerId: string): Promise<number | undefined> {
     return (await reason(this.#client.inspectContainer(containerId)))?.restartCount;
+  }
+
+  grants(containerId: string): Promise<ContainerGrants | undefined> {
+    return reason(this.#client.containerGrants(containerId));
   }
 
   lastExit(containerId: string): Promise<LastExit> {

@@ -17,6 +17,7 @@ import {
   isBackingOff,
   isCrashLooping,
   needsRestartCount,
+  type ObservedContainer,
   observeService,
   parsePort,
   plan,
@@ -33,6 +34,11 @@ export interface PassInput {
   desired: ReadonlyMap<string, DesiredEntry>;
   /** Computes the deployments whose containers must stay, given those observed. */
   retained(observedRefs: Iterable<string>): ReadonlySet<string>;
+  /**
+   * Containers to remove before planning, by id, with why (the device policy's verdict on
+   * containers no accepted desired state vouches for). None when absent.
+   */
+  evictions?(observed: readonly ObservedContainer[]): Promise<ReadonlyMap<string, string>>;
 }
 
 export interface PassResult {
@@ -112,7 +118,9 @@ export class Reconciler {
 
   /** Runs one pass; throws only when podman itself cannot be listed. */
   async pass(input: PassInput): Promise<PassResult> {
-    const observed = await this.#runtime.listManaged(input.deviceId);
+    const listed = await this.#runtime.listManaged(input.deviceId);
+    const evicted = await this.#evict(listed, input);
+    const observed = listed.filter((c) => !evicted.has(c.id));
     const now = this.#clock.monotonic();
     const observedRefs = new Set<string>();
     for (const c of observed) {
@@ -165,7 +173,7 @@ export class Reconciler {
       ),
     );
     return {
-      actions: carried,
+      actions: carried + evicted.size,
       lingering,
       assessments: assessments.map((a) => this.#judge(a, readiness.get(refKey(a.ref)), wakeBy)),
       wakeAt,
@@ -252,6 +260,24 @@ export class Reconciler {
         `Could not remove crash-looping container ${container.name}: ${(error as Error).message}`,
       );
     }
+  }
+
+  /** Removes the containers `input.evictions` names; returns the ids of those now gone. */
+  async #evict(listed: readonly ObservedContainer[], input: PassInput): Promise<Set<string>> {
+    const gone = new Set<string>();
+    const evictions = await input.evictions?.(listed) ?? new Map<string, string>();
+    for (const c of listed) {
+      const why = evictions.get(c.id);
+      if (why === undefined) continue;
+      this.#log.warn(`Removing container ${c.name}: ${why}`);
+      try {
+        await this.#runtime.remove(c.id, this.#stopTimeoutSeconds);
+        gone.add(c.id);
+      } catch (error) {
+        this.#log.error(`Could not remove container ${c.name}: ${(error as Error).message}`);
+      }
+    }
+    return gone;
   }
 
   #fail(key: string, generation: number, cause: FailureCause, now: number): void {

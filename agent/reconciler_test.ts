@@ -499,3 +499,42 @@ Deno.test("Reconciler finds a container it recreates after each exit crash-loopi
   ]);
   assert.equal(runtime.containers.length, 0, "not created again before the backoff ends");
 });
+
+Deno.test("Reconciler.pass() removes the containers evictions() names before planning, and keeps a refused deployment's others", async () => {
+  const runtime = new MemoryRuntime(DEVICE);
+  const legacy = runtime.add(ref("legacy"), service("app", "localhost/legacy:1"));
+  const kept = runtime.add(ref("kept"), service("app", "localhost/kept:1"));
+  const refused = (name: string): DesiredEntry => ({
+    ref: ref(name),
+    generation: 2,
+    error: "refused by this device's policy: ...",
+  });
+  const { logger, lines } = (() => {
+    const lines: string[] = [];
+    return {
+      logger: createLogger({ level: "warn", timestamps: false, write: (l) => lines.push(l) }),
+      lines,
+    };
+  })();
+  const seen: string[][] = [];
+  const result = await reconciler(runtime, logger).pass({
+    deviceId: DEVICE,
+    desired: desiredOf(refused("legacy"), refused("kept")),
+    retained: noneRetained,
+    evictions: (observed) => {
+      seen.push(observed.map((c) => c.id));
+      return Promise.resolve(new Map([[legacy, "it breaks this device's policy: ..."]]));
+    },
+  });
+  assert.deepEqual(seen, [[legacy, kept]]);
+  assert.deepEqual(runtime.take(), [
+    `remove fleet_pi-01_default_legacy_app timeout=${STOP_TIMEOUT}`,
+  ]);
+  assert.deepEqual(runtime.containers.map((c) => c.id), [kept]);
+  assert.equal(result.actions, 1);
+  assert.match(
+    lines.join("\n"),
+    /Removing container fleet_pi-01_default_legacy_app: it breaks this device's policy/,
+  );
+  assert.deepEqual(result.assessments.map((a) => a.phase), ["Failed", "Failed"]);
+});

@@ -1,5 +1,5 @@
 /** The container runtime as the agent sees it; podman_runtime.ts is the real one. */
-import type { ObservedContainer, PodmanService } from "../core/mod.ts";
+import type { ContainerGrants, ObservedContainer, PodmanService } from "../core/mod.ts";
 
 /**
  * How a container's latest run ended, for a crash-loop message: its exit code when it is
@@ -27,4 +27,6 @@ export interface ContainerRuntime {
   /** How often its restart policy has restarted the container; undefined when it is gone. */
   restartCount(containerId: string): Promise<number | undefined>;
   lastExit(containerId: string): Promise<LastExit>;
+  /** What the container was given of the host; undefined when it is gone. */
+  grants(containerId: string): Promise<ContainerGrants | undefined>;
 }

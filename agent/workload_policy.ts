@@ -8,10 +8,14 @@
  */
 import { dirname } from "node:path";
 import {
+  type ContainerGrants,
+  ContainerLabels,
   decidePolicy,
   type DesiredEntry,
   type DevicePolicy,
+  grantViolations,
   normalizeHostPath,
+  type ObservedContainer,
   type ProtectedPath,
 } from "../core/mod.ts";
 import type { AgentConfig } from "./config.ts";
@@ -80,15 +84,20 @@ export async function realPath(path: string): Promise<string> {
 export interface WorkloadPolicyOptions {
   policy: DevicePolicy;
   protectedPaths: readonly ProtectedPath[];
+  /** What a running container was given of the host (the runtime's inspect). */
+  grants(containerId: string): Promise<ContainerGrants | undefined>;
 }
 
 export class WorkloadPolicy {
   readonly #policy: DevicePolicy;
   readonly #protected: readonly ProtectedPath[];
+  readonly #grants: (containerId: string) => Promise<ContainerGrants | undefined>;
+  #resolvedProtected: Promise<ProtectedPath[]> | undefined;
 
   constructor(options: WorkloadPolicyOptions) {
     this.#policy = options.policy;
     this.#protected = options.protectedPaths;
+    this.#grants = options.grants;
   }
 
   /**
@@ -96,17 +105,63 @@ export class WorkloadPolicy {
    * limits set and host paths resolved, or failed with the rules it broke.
    */
   async enforce(entries: ReadonlyMap<string, DesiredEntry>): Promise<Map<string, DesiredEntry>> {
-    // Protected paths are judged in both spellings: /var/run/podman is /run/podman.
-    const protectedPaths = [...this.#protected];
-    for (const p of this.#protected) {
-      const real = await this.#resolve(p.path);
-      if (real !== p.path) protectedPaths.push({ ...p, path: real });
-    }
+    const protectedPaths = await this.#protectedPaths();
     const enforced = new Map<string, DesiredEntry>();
     for (const [key, entry] of entries) {
       enforced.set(key, "error" in entry ? entry : await this.#enforce(entry, protectedPaths));
     }
     return enforced;
+  }
+
+  /**
+   * The running containers that must go, with why: those that break the policy and that no
+   * accepted desired state vouches for (a refused, unrunnable or deleted deployment's),
+   * created by an agent before the policy existed or under a looser one. An accepted
+   * deployment's containers were judged when they were created, or are replaced now.
+   */
+  async evictions(
+    observed: readonly ObservedContainer[],
+    enforced: ReadonlyMap<string, DesiredEntry>,
+  ): Promise<Map<string, string>> {
+    const evict = new Map<string, string>();
+    const protectedPaths = await this.#protectedPaths();
+    for (const c of observed) {
+      const key = `${c.labels[ContainerLabels.namespace]}.${c.labels[ContainerLabels.deployment]}`;
+      const entry = enforced.get(key);
+      if (entry !== undefined && "score" in entry) continue;
+      const grants = await this.#grants(c.id);
+      if (grants === undefined) continue; // gone meanwhile
+      const realPaths = new Map<string, string>();
+      for (const { hostPath } of grants.mounts) {
+        realPaths.set(hostPath, await this.#resolve(hostPath));
+      }
+      const violations = grantViolations({
+        policy: this.#policy,
+        protectedPaths,
+        service: c.labels[ContainerLabels.service] ?? c.name,
+        grants,
+        realPaths,
+      });
+      if (violations.length > 0) {
+        evict.set(c.id, `it breaks this device's policy: ${violations.join("; ")}`);
+      }
+    }
+    return evict;
+  }
+
+  /**
+   * Protected paths in both spellings (/var/run/podman is /run/podman), resolved once: they
+   * are the agent's own, and a pass should not wait on the file system for them.
+   */
+  #protectedPaths(): Promise<ProtectedPath[]> {
+    return this.#resolvedProtected ??= (async () => {
+      const paths = [...this.#protected];
+      for (const p of this.#protected) {
+        const real = await this.#resolve(p.path);
+        if (real !== p.path) paths.push({ ...p, path: real });
+      }
+      return paths;
+    })();
   }
 
   /** A protected path that cannot be resolved is still protected as written. */

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { DEFAULT_DEVICE_POLICY, type DesiredEntry, type DevicePolicy, Score } from "../core/mod.ts";
+import {
+  type ContainerGrants,
+  containerLabels,
+  DEFAULT_DEVICE_POLICY,
+  type DesiredEntry,
+  type DevicePolicy,
+  type ObservedContainer,
+  Score,
+} from "../core/mod.ts";
 import { AgentConfig } from "./config.ts";
 import { protectedPaths, realPath, WorkloadPolicy } from "./workload_policy.ts";
 
@@ -30,6 +38,7 @@ async function enforce(
   const gate = new WorkloadPolicy({
     policy,
     protectedPaths: [{ path: protectedDir, what: "the agent's config directory" }],
+    grants: () => Promise.reject(new Error("not asked")),
   });
   const out = await gate.enforce(new Map([["default.web", desired]]));
   return out.get("default.web")!;
@@ -40,7 +49,7 @@ Deno.test("protectedPaths() names the agent's config directory, key, password fi
     device_id: "pi-01",
     state_dir: "/var/lib/fleet-agent/",
     nats: {
-      urls: ["nats://n:4222"],
+      urls: ["nats://127.0.0.1:4222"],
       credentials: { type: "oidc", issuer: "https://idp", key_file: "/etc/fleet/keys/pi.json" },
     },
     podman: { socket: "/run/podman/podman.sock" },
@@ -155,4 +164,66 @@ Deno.test("WorkloadPolicy.enforce() refuses a host path it cannot resolve, and p
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("WorkloadPolicy.evictions() names the containers of unaccepted deployments that break the policy, and asks nothing of accepted ones", async () => {
+  const grants = new Map<string, ContainerGrants>([
+    ["legacy", {
+      mounts: [{ hostPath: "/etc/fleet-agent/key.json", readOnly: true }],
+      privileged: false,
+      hostNetwork: false,
+      hostPid: false,
+    }],
+    ["tidy", { mounts: [], privileged: false, hostNetwork: false, hostPid: false }],
+  ]);
+  const asked: string[] = [];
+  const gate = new WorkloadPolicy({
+    policy: DEFAULT_DEVICE_POLICY,
+    protectedPaths: [{ path: "/etc/fleet-agent", what: "the agent's config directory" }],
+    grants: (id) => {
+      asked.push(id);
+      return Promise.resolve(grants.get(id));
+    },
+  });
+  const container = (id: string, name: string): ObservedContainer => ({
+    id,
+    name: `fleet_pi_default_${name}_app`,
+    labels: containerLabels(
+      "pi",
+      { namespace: "default", name },
+      1,
+      Score.parse({
+        type: "PodmanV0",
+        data: { services: [{ name: "app", image: "x.io/a" }] },
+      }).data.services[0]!,
+    ),
+    state: "running",
+    exitCode: 0,
+  });
+  const refused: DesiredEntry = {
+    ref: { namespace: "default", name: "legacy" },
+    generation: 2,
+    error: "refused by this device's policy: ...",
+  };
+  const accepted = entry([]);
+  const evict = await gate.evictions(
+    [
+      container("legacy", "legacy"),
+      container("tidy", "tidy"),
+      container("gone", "gone"),
+      container("web", "web"),
+    ],
+    new Map([["default.legacy", refused], ["default.web", accepted]]),
+  );
+  assert.deepEqual([...evict.keys()], ["legacy"]);
+  assert.equal(
+    evict.get("legacy"),
+    "it breaks this device's policy: service app: host path /etc/fleet-agent/key.json is the " +
+      "agent's config directory (/etc/fleet-agent), which no workload may mount whatever the policy says",
+  );
+  assert.deepEqual(
+    asked,
+    ["legacy", "tidy", "gone"],
+    "an accepted deployment's container is not inspected",
+  );
 });

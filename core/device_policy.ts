@@ -340,3 +340,45 @@ export function foreseePolicyRefusals(score: Score): { errors: string[]; warning
   });
   return { errors: [], warnings: byDefault.allowed ? [] : byDefault.violations };
 }
+
+/** What a running container was given: its bind mounts and host namespaces. */
+export interface ContainerGrants {
+  mounts: readonly { hostPath: string; readOnly: boolean }[];
+  privileged: boolean;
+  hostNetwork: boolean;
+  hostPid: boolean;
+}
+
+/**
+ * The rules a running container of service `service` breaks (an agent before the policy, or
+ * a policy since tightened, created it): the policy's mount and privilege rules. Its limits
+ * and image are not judged again: they reach nothing of the device's identity.
+ */
+export function grantViolations(
+  input: Omit<PolicyInput, "score"> & { service: string; grants: ContainerGrants },
+): string[] {
+  const { grants } = input;
+  const score: Score = {
+    type: "PodmanV0",
+    data: {
+      services: [{
+        name: input.service,
+        image: "running",
+        ports: [],
+        env: [],
+        volumes: grants.mounts.map((m) => ({ ...m, containerPath: "/" })),
+        restartPolicy: "no",
+        privileged: grants.privileged,
+        hostNetwork: grants.hostNetwork,
+        hostPid: grants.hostPid,
+      }],
+    },
+  };
+  const { hostPaths, privileged, hostNetwork, hostPid } = input.policy;
+  const decision = decidePolicy({
+    ...input,
+    policy: { ...PERMISSIVE_POLICY, hostPaths, privileged, hostNetwork, hostPid },
+    score,
+  });
+  return decision.allowed ? [] : decision.violations;
+}

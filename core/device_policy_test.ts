@@ -4,6 +4,7 @@ import {
   DEFAULT_DEVICE_POLICY,
   type DevicePolicy,
   foreseePolicyRefusals,
+  grantViolations,
   imageLocation,
   isUnder,
   normalizeHostPath,
@@ -307,4 +308,29 @@ Deno.test("foreseePolicyRefusals() warns of the privileges and limits the defaul
   assert.equal(warnings.length, 4);
   assert.match(warnings[0]!, /asks for privileged mode/);
   assert.match(warnings[3]!, /asks for 2048 MiB of memory/);
+});
+
+Deno.test("grantViolations() judges a running container's mounts and namespaces by the current policy, not its limits or image", () => {
+  const policy = { ...POLICY, registries: ["registry.example.com"], requireDigest: true };
+  const grants = {
+    mounts: [{ hostPath: "/etc/fleet-agent/key.json", readOnly: true }, {
+      hostPath: "/srv/fleet/web",
+      readOnly: true,
+    }],
+    privileged: true,
+    hostNetwork: false,
+    hostPid: false,
+  };
+  assert.deepEqual(
+    grantViolations({ policy, protectedPaths: PROTECTED, service: "legacy", grants }),
+    [
+      "service legacy: host path /etc/fleet-agent/key.json is the agent's config (/etc/fleet-agent), which no workload may mount whatever the policy says",
+      "service legacy asks for privileged mode, which this device does not allow (policy.privileged)",
+    ],
+  );
+  const compliant = { ...grants, mounts: [grants.mounts[1]!], privileged: false };
+  assert.deepEqual(
+    grantViolations({ policy, protectedPaths: PROTECTED, service: "web", grants: compliant }),
+    [],
+  );
 });

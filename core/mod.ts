@@ -139,11 +139,13 @@ export {
 } from "./keys.ts";
 export { canonicalJson, specHash } from "./spec_hash.ts";
 export {
+  type ContainerGrants,
   decidePolicy,
   DEFAULT_DEVICE_POLICY,
   DEFAULT_LIMITS,
   type DevicePolicy,
   foreseePolicyRefusals,
+  grantViolations,
   type HostPathRule,
   imageLocation,
   isUnder,

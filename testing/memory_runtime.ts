@@ -5,6 +5,7 @@
  */
 import {
   type Clock,
+  type ContainerGrants,
   ContainerLabels,
   containerLabels,
   containerName,
@@ -22,6 +23,8 @@ export interface MemoryContainer extends ObservedContainer {
   output: string;
   /** How its latest run ended, if it ended. */
   lastExitCode: number | undefined;
+  /** What it was given of the host, from its service. */
+  grants: ContainerGrants;
 }
 
 export class MemoryRuntime implements ContainerRuntime {
@@ -98,6 +101,10 @@ export class MemoryRuntime implements ContainerRuntime {
     return Promise.resolve({ exitCode: c?.lastExitCode, output: c?.output ?? "" });
   }
 
+  grants(containerId: string): Promise<ContainerGrants | undefined> {
+    return Promise.resolve(this.get(containerId)?.grants);
+  }
+
   get(containerId: string): MemoryContainer | undefined {
     return this.containers.find((c) => c.id === containerId);
   }
@@ -163,6 +170,12 @@ export class MemoryRuntime implements ContainerRuntime {
       restartCount: 0,
       output: "",
       lastExitCode: undefined,
+      grants: {
+        mounts: service.volumes.map((v) => ({ hostPath: v.hostPath, readOnly: v.readOnly })),
+        privileged: service.privileged === true,
+        hostNetwork: service.hostNetwork === true,
+        hostPid: service.hostPid === true,
+      },
     };
   }
 }

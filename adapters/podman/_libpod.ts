@@ -5,7 +5,12 @@
  */
 
 import { z } from "zod";
-import type { InspectedContainer, InspectedImage, ObservedContainer } from "./types.ts";
+import type {
+  ContainerGrants,
+  InspectedContainer,
+  InspectedImage,
+  ObservedContainer,
+} from "./types.ts";
 
 /** Podman stores an unset time as Go's zero time; report it as absent. */
 function epochMs(ms: number): number | undefined {
@@ -95,6 +100,24 @@ export const LibpodContainerNetworkSchema = z.object({
   ];
   return addresses.find((a) => typeof a === "string" && a !== "") ?? undefined;
 });
+
+/** What `GET /libpod/containers/{id}/json` says the container was given of the host. */
+export const LibpodContainerGrantsSchema = z.object({
+  Mounts: z.array(z.object({ Type: z.string(), Source: z.string(), RW: z.boolean() })).nullish(),
+  HostConfig: z.object({
+    Privileged: z.boolean().nullish(),
+    NetworkMode: z.string().nullish(),
+    PidMode: z.string().nullish(),
+  }).nullish(),
+}).transform((c): ContainerGrants => ({
+  mounts: (c.Mounts ?? []).filter((m) => m.Type === "bind").map((m) => ({
+    hostPath: m.Source,
+    readOnly: !m.RW,
+  })),
+  privileged: c.HostConfig?.Privileged === true,
+  hostNetwork: c.HostConfig?.NetworkMode === "host",
+  hostPid: c.HostConfig?.PidMode === "host",
+}));
 
 /** The answer of `GET /libpod/images/{name}/json` (the fields we read). */
 export const LibpodImageInspectSchema = z.object({

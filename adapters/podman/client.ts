@@ -5,6 +5,7 @@
 
 import type { z } from "zod";
 import {
+  LibpodContainerGrantsSchema,
   LibpodContainerInspectSchema,
   LibpodContainerListSchema,
   LibpodContainerNetworkSchema,
@@ -21,6 +22,7 @@ import { tarArchive } from "./tar.ts";
 import {
   type ContainerCreateSpec,
   ContainerCreateSpecSchema,
+  type ContainerGrants,
   type ContainerLimits,
   type InspectedContainer,
   type InspectedImage,
@@ -232,14 +234,16 @@ export class PodmanClient implements Disposable {
    * The current state of one container.
    * @returns undefined when no container has that id or name.
    */
-  async inspectContainer(id: string): Promise<InspectedContainer | undefined> {
-    const op = { operation: "inspect container", target: id };
-    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/json`);
-    if (response.status === 404) {
-      await this.#discard(op, response, [404]);
-      return undefined;
-    }
-    return await this.#json(op, response, LibpodContainerInspectSchema);
+  inspectContainer(id: string): Promise<InspectedContainer | undefined> {
+    return this.#inspect(id, LibpodContainerInspectSchema);
+  }
+
+  /**
+   * The host's bind mounts, privileges and namespaces the container was given.
+   * @returns undefined when no container has that id or name.
+   */
+  containerGrants(id: string): Promise<ContainerGrants | undefined> {
+    return this.#inspect(id, LibpodContainerGrantsSchema);
   }
 
   /**
@@ -247,14 +251,19 @@ export class PodmanClient implements Disposable {
    * reach without a published port.
    * @returns undefined when the container does not exist or has no address.
    */
-  async containerAddress(id: string): Promise<string | undefined> {
+  containerAddress(id: string): Promise<string | undefined> {
+    return this.#inspect(id, LibpodContainerNetworkSchema);
+  }
+
+  /** The container's inspect, read with `schema`; undefined when it does not exist. */
+  async #inspect<S extends z.ZodType>(id: string, schema: S): Promise<z.output<S> | undefined> {
     const op = { operation: "inspect container", target: id };
     const response = await this.#fetch(op, `${API}/containers/${enc(id)}/json`);
     if (response.status === 404) {
       await this.#discard(op, response, [404]);
       return undefined;
     }
-    return await this.#json(op, response, LibpodContainerNetworkSchema);
+    return await this.#json(op, response, schema);
   }
 
   /**

@@ -126,7 +126,7 @@ function cgroupRead(v2: string, v1: string): string {
   return `(cat /sys/fs/cgroup/${v2} 2>/dev/null || cat /sys/fs/cgroup/${v1})`;
 }
 
-Deno.test("PodmanClient.createContainer() sets memory, CPU and process limits, and shares host namespaces and privileges only when asked", async () => {
+Deno.test("PodmanClient.createContainer() sets memory, CPU and process limits, and shares host namespaces and privileges only when asked, as containerGrants() reads back", async () => {
   await using svc = await startPodmanService();
   using client = new PodmanClient({ socketPath: svc.socketPath });
   const image = await ensureTestImage(client, TAG);
@@ -153,7 +153,8 @@ Deno.test("PodmanClient.createContainer() sets memory, CPU and process limits, a
         const state = await client.inspectContainer(id);
         return state?.state === "exited";
       });
-      return (await Deno.readTextFile(`${dir}/report`)).trim().split("\n");
+      const grants = await client.containerGrants(id);
+      return { lines: (await Deno.readTextFile(`${dir}/report`)).trim().split("\n"), grants };
     } finally {
       await client.removeContainer(id);
     }
@@ -161,19 +162,33 @@ Deno.test("PodmanClient.createContainer() sets memory, CPU and process limits, a
   const hostNet = await Deno.readLink("/proc/self/ns/net");
   const hostPid = await Deno.readLink("/proc/self/ns/pid");
   try {
-    const limited = await run(uniqueContainerName("fleet-limits"), {
+    const { lines: limited, grants: ordinary } = await run(uniqueContainerName("fleet-limits"), {
       limits: { memoryMb: 64, cpus: 0.5, pids: 100 },
+    });
+    assert.deepEqual(ordinary, {
+      mounts: [{ hostPath: dir, readOnly: false }],
+      privileged: false,
+      hostNetwork: false,
+      hostPid: false,
     });
     assert.deepEqual(limited.slice(0, 2), [String(64 * 1024 * 1024), "100"]);
     assert.match(limited[2]!, /^50000\b/, "half of each 100 ms period");
     assert.notEqual(limited[3], hostNet, "own network namespace by default");
     assert.notEqual(limited[4], hostPid, "own PID namespace by default");
 
-    const shared = await run(uniqueContainerName("fleet-hostns"), {
+    const { lines: shared, grants } = await run(uniqueContainerName("fleet-hostns"), {
       hostNetwork: true,
       hostPid: true,
       privileged: true,
     });
+    assert.deepEqual(
+      {
+        privileged: grants?.privileged,
+        hostNetwork: grants?.hostNetwork,
+        hostPid: grants?.hostPid,
+      },
+      { privileged: true, hostNetwork: true, hostPid: true },
+    );
     assert.equal(shared[3], hostNet);
     assert.equal(shared[4], hostPid);
     const capabilities = (line: string | undefined) => BigInt(`0x${line!.split(/\s+/)[1]}`);

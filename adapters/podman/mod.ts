@@ -25,6 +25,8 @@ export { tarArchive, type TarFile } from "./tar.ts";
 export {
   type ContainerCreateSpec,
   ContainerCreateSpecSchema,
+  type ContainerGrants,
+  ContainerGrantsSchema,
   type ContainerLimits,
   ContainerLimitsSchema,
   type InspectedContainer,

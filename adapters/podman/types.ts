@@ -110,6 +110,16 @@ export const InspectedContainerSchema = ObservedContainerSchema.omit({ ports: tr
 /** A container as inspected: the listed fields plus how its last run ended. */
 export type InspectedContainer = z.infer<typeof InspectedContainerSchema>;
 
+/** What a container was given of the host: its bind mounts and the host namespaces it shares. */
+export const ContainerGrantsSchema = z.object({
+  mounts: z.array(z.object({ hostPath: z.string(), readOnly: z.boolean() })),
+  privileged: z.boolean(),
+  hostNetwork: z.boolean(),
+  hostPid: z.boolean(),
+});
+/** What a container was given of the host: its bind mounts and the host namespaces it shares. */
+export type ContainerGrants = z.infer<typeof ContainerGrantsSchema>;
+
 /** A local image as inspected. */
 export const InspectedImageSchema = z.object({
   /** Image id (hex digest without `sha256:`). */

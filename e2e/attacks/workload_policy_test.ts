@@ -3,12 +3,22 @@
  * real nats-server and podman is sent deployments that mount the agent's key, config, state
  * directory, podman socket or `/`, ask for privileged mode or the host network, or come from
  * a registry the device does not trust. Each must be refused `Failed` naming the rule, with
- * no container created, while another deployment on the device keeps running untouched.
+ * no container created, while another deployment on the device keeps running untouched; a
+ * container an agent from before the policy left with the key mounted is removed.
  */
 import assert from "node:assert/strict";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
-import { Buckets, ContainerLabels, DeploymentState, keys, parseJsonWith } from "../../core/mod.ts";
+import {
+  Buckets,
+  ContainerLabels,
+  containerLabels,
+  containerName,
+  DeploymentState,
+  keys,
+  parseJsonWith,
+  PodmanService,
+} from "../../core/mod.ts";
 import { connectNats, ensureBucket, noCredentials } from "../../adapters/nats/mod.ts";
 import { silentLogger } from "../../adapters/logger.ts";
 import { systemClock } from "../../adapters/clock.ts";
@@ -100,6 +110,31 @@ Deno.test("A workload cannot mount the agent's identity, state or podman socket,
     },
     policy: { host_paths: [{ prefix: allowed, writable: true }], registries: ["localhost"] },
   });
+  // What an agent from before the policy left running: a container with the key mounted.
+  const legacyRef = { namespace: NAMESPACE, name: "legacy" };
+  const legacyService = PodmanService.parse({
+    name: "app",
+    image,
+    volumes: [{ hostPath: keyFile, containerPath: "/k", readOnly: true }],
+  });
+  const legacyId = await client.createContainer({
+    name: containerName(deviceId, legacyRef, "app"),
+    image,
+    labels: containerLabels(deviceId, legacyRef, 1, legacyService),
+    env: {},
+    ports: [],
+    volumes: legacyService.volumes,
+    restartPolicy: "unless-stopped",
+  });
+  await client.startContainer(legacyId);
+  await desiredKv.put(
+    keys.desiredState(deviceId, legacyRef),
+    desired("legacy", 1, {
+      image,
+      volumes: [{ hostPath: keyFile, containerPath: "/k", readOnly: true }],
+    }),
+  );
+
   const agent = new Agent({
     config,
     credentials: noCredentials(),
@@ -229,6 +264,14 @@ Deno.test("A workload cannot mount the agent's identity, state or podman socket,
       assert.match(state.lastError ?? "", attack.rule, attack.name);
       assert.deepEqual(await containersOf(attack.name), [], `${attack.name}: no container`);
     }
+
+    // The container an earlier agent left with the key mounted is removed, not kept running.
+    const legacy = await waitForPhase("legacy", 1, "Failed");
+    assert.match(legacy.lastError ?? "", /is the agent's config directory/);
+    await eventually(
+      "the legacy container to be removed",
+      async () => (await containersOf("legacy")).length === 0,
+    );
 
     // A refused update leaves the running generation as it was.
     await desiredKv.put(
