@@ -5,7 +5,9 @@
  */
 
 import { identifierProblem } from "../core/ids.ts";
+import { type UserLimits, userLimits } from "../core/limits.ts";
 import { type FleetRole, type NatsPermissions, permissionsForRole } from "../core/permissions.ts";
+import { principalOfClaims } from "../core/principal.ts";
 
 /** How claims become a Fleet identity (the `[oidc]` and `[jwt]` settings). */
 export interface AuthorizerPolicy {
@@ -32,9 +34,12 @@ export type Decision =
     role: FleetRole;
     /** Set for the `device` role. */
     deviceId?: string;
+    /** Set for every other role: the last token of the command subjects it may publish. */
+    principal?: string;
     /** The NATS user's name (device id, or the token's subject for people and services). */
     name: string;
     permissions: NatsPermissions;
+    limits: UserLimits;
     /** When the user JWT expires, epoch ms, a whole second: never after the token. */
     expiresAt: number;
   }
@@ -48,7 +53,7 @@ export interface VerifiedClaims {
 }
 
 /** Most privileged first: a token with several mapped roles gets the strongest. */
-const PRECEDENCE: readonly FleetRole[] = ["admin", "operator", "device"];
+const PRECEDENCE: readonly FleetRole[] = ["admin", "operator", "maintainer", "viewer", "device"];
 
 /**
  * Decides who the bearer of a verified token is on NATS.
@@ -93,11 +98,17 @@ export function authorize(
   }
 
   if (role !== "device") {
+    const principal = principalOfClaims(token.claims);
+    if (principal === undefined) {
+      return deny(`the token has no "iss" with a "sub" (or "client_id") claim to name its bearer`);
+    }
     return {
       kind: "allow",
       role,
+      principal,
       name: subjectName(token.claims, policy.deviceIdClaim),
-      permissions: permissionsForRole(role),
+      permissions: permissionsForRole(role, principal),
+      limits: userLimits(role),
       expiresAt,
     };
   }
@@ -133,6 +144,7 @@ export function authorize(
     deviceId,
     name: deviceId,
     permissions: permissionsForRole(role, deviceId),
+    limits: userLimits(role),
     expiresAt,
   };
 }

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
-import { devicePermissions, fleetPermissions } from "../core/permissions.ts";
+import { userLimits } from "../core/limits.ts";
+import { devicePermissions, operatorPermissions, personPermissions } from "../core/permissions.ts";
+import { principalOf } from "../core/principal.ts";
 import { authorize, type AuthorizerPolicy, type Decision } from "./authorizer.ts";
 
+const ISS = "https://idp.example.com/realms/fleet";
 const NOW = Date.parse("2030-01-01T00:00:00.500Z");
 const HOUR = 3_600_000;
 
@@ -9,7 +12,13 @@ const POLICY: AuthorizerPolicy = {
   deviceIdClaim: "sub",
   roleClaim: "roles",
   stripPrefix: "",
-  roles: { "fleet-device": "device", "fleet-operator": "operator", "fleet-admin": "admin" },
+  roles: {
+    "fleet-device": "device",
+    "fleet-operator": "operator",
+    "fleet-viewer": "viewer",
+    "fleet-maintainer": "maintainer",
+    "fleet-admin": "admin",
+  },
   maxTtlSeconds: 3600,
 };
 
@@ -18,7 +27,7 @@ function decide(
   policy: Partial<AuthorizerPolicy> = {},
   expiresAt = NOW + 600_000,
 ): Decision {
-  return authorize({ claims, expiresAt }, { ...POLICY, ...policy }, NOW);
+  return authorize({ claims: { iss: ISS, ...claims }, expiresAt }, { ...POLICY, ...policy }, NOW);
 }
 
 function reason(decision: Decision): string {
@@ -33,27 +42,49 @@ Deno.test("authorize() lets a device in with exactly its permissions", () => {
     deviceId: "dev-a",
     name: "dev-a",
     permissions: devicePermissions("dev-a"),
+    limits: userLimits("device"),
     expiresAt: Date.parse("2030-01-01T00:10:00Z"),
   });
 });
 
-Deno.test("authorize() gives the operator and admins the fleet-wide permissions", () => {
-  for (const [role, expected] of [["fleet-operator", "operator"], ["fleet-admin", "admin"]]) {
-    const decision = decide({ sub: "alice", roles: [role] });
+Deno.test("authorize() gives the operator and people their role's permissions in their principal's name", () => {
+  const alice = principalOf(ISS, "alice");
+  for (
+    const [role, expected, permissions] of [
+      ["fleet-operator", "operator", operatorPermissions(alice)],
+      ["fleet-viewer", "viewer", personPermissions("viewer", alice)],
+      ["fleet-maintainer", "maintainer", personPermissions("maintainer", alice)],
+      ["fleet-admin", "admin", personPermissions("admin", alice)],
+    ] as const
+  ) {
+    const decision = decide({ iss: ISS, sub: "alice", roles: [role] });
     assert.equal(decision.kind, "allow");
     if (decision.kind !== "allow") return;
     assert.equal(decision.role, expected);
     assert.equal(decision.name, "alice");
+    assert.equal(decision.principal, alice);
     assert.equal(decision.deviceId, undefined);
-    assert.deepStrictEqual(decision.permissions, fleetPermissions());
+    assert.deepStrictEqual(decision.permissions, permissions);
+    assert.deepStrictEqual(decision.limits, userLimits(expected));
   }
 });
 
 Deno.test("authorize() does not need a device id for operators and names them by sub or client_id", () => {
-  const byClientId = decide({ client_id: "fleet-operator", roles: "fleet-operator" });
+  const byClientId = decide({ iss: ISS, client_id: "fleet-operator", roles: "fleet-operator" });
   assert.equal(byClientId.kind === "allow" && byClientId.name, "fleet-operator");
-  const noName = decide({ roles: ["fleet-admin"] });
-  assert.equal(noName.kind === "allow" && noName.name, "unnamed");
+  assert.equal(
+    byClientId.kind === "allow" && byClientId.principal,
+    principalOf(ISS, "fleet-operator"),
+  );
+});
+
+Deno.test("authorize() refuses a person or service whose token names no principal", () => {
+  for (const claims of [{ iss: undefined, sub: "alice" }, {}, { sub: 42 }]) {
+    assert.match(
+      reason(decide({ ...claims, roles: ["fleet-viewer"] })),
+      /no "iss" with a "sub" \(or "client_id"\) claim/,
+    );
+  }
 });
 
 Deno.test("authorize() picks the strongest of several mapped roles and ignores unknown ones", () => {
@@ -99,7 +130,10 @@ Deno.test("authorize() refuses a malformed role claim", () => {
 Deno.test("authorize() refuses unknown roles and names them and the configured ones", () => {
   const why = reason(decide({ sub: "dev-a", roles: ["viewer", "toString"] }));
   assert.match(why, /the roles "viewer", "toString", none of which is a Fleet role/);
-  assert.match(why, /configured: "fleet-device", "fleet-operator", "fleet-admin"/);
+  assert.match(
+    why,
+    /configured: "fleet-device", "fleet-operator", "fleet-viewer", "fleet-maintainer", "fleet-admin"/,
+  );
   assert.match(reason(decide({ sub: "dev-a", roles: [] })), /has no roles, none of which/);
   assert.match(reason(decide({ sub: "dev-a", roles: { __proto__: null } })), /no roles/);
 });

@@ -15,6 +15,12 @@
  * issuer_seed_file = "/etc/fleet-callout/issuer.nk"    # account signing seed, SA...
  * xkey_seed_file = "/etc/fleet-callout/xkey.nk"        # optional curve seed, SX...
  *
+ * [account.jetstream]                     # optional: the account's JetStream limits in
+ * max_memory = "256M"                     # what `fleet callout nats-config` emits (defaults
+ * max_file = "8G"                         # in core/limits.ts); bytes, or a number with
+ * max_streams = 32                        # K, M, G or T
+ * max_consumers = 150000                  # per stream: one per device on desired-state
+ *
  * [oidc]
  * issuer = "https://idp.example.com/realms/fleet"   # https (http only on loopback, for tests)
  * audience = "fleet-nats"
@@ -25,7 +31,8 @@
  * device_id_claim = "sub"
  * role_claim = "roles"                    # or "urn:zitadel:iam:org:project:roles"
  * strip_prefix = "device-"                # machine user "device-pi-1" is device "pi-1"
- * roles = { fleet-device = "device", fleet-operator = "operator", fleet-admin = "admin" }
+ * roles = { fleet-device = "device", fleet-operator = "operator", fleet-viewer = "viewer",
+ *           fleet-maintainer = "maintainer", fleet-admin = "admin" }
  *
  * [jwt]
  * max_ttl_seconds = 3600
@@ -72,6 +79,18 @@ const NatsName = z.string().regex(
 
 const AbsolutePath = z.string().startsWith("/", "must be an absolute path");
 
+const UNITS: Record<string, number> = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/** A size in bytes: a whole number, or text such as "512M" or "8GiB" (powers of 1024). */
+const BYTE_SIZE_RULE = 'must be a number of bytes, or one with K, M, G or T such as "8G"';
+const ByteSize = z.union([
+  z.number().int().positive(),
+  z.string().regex(/^\d+\s*[KMGT]?(i?B)?$/i).transform((text) => {
+    const [, digits, unit] = /^(\d+)\s*([KMGT]?)/i.exec(text)!;
+    return Number(digits) * UNITS[unit!.toUpperCase()]!;
+  }),
+], { error: BYTE_SIZE_RULE });
+
 /** The callout's configuration as written in the file. */
 export const CalloutConfig = z.object({
   nats: z.object({
@@ -97,6 +116,12 @@ export const CalloutConfig = z.object({
     name: NatsName.default("FLEET"),
     issuer_seed_file: AbsolutePath,
     xkey_seed_file: AbsolutePath.optional(),
+    jetstream: z.object({
+      max_memory: ByteSize.optional(),
+      max_file: ByteSize.optional(),
+      max_streams: z.number().int().positive().optional(),
+      max_consumers: z.number().int().positive().optional(),
+    }).optional(),
   }),
   oidc: z.object({
     issuer: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).superRefine(
@@ -112,7 +137,9 @@ export const CalloutConfig = z.object({
     strip_prefix: z.string().default(""),
     roles: z.record(z.string().min(1), z.enum(FleetRoles)).refine(
       (roles) => Object.keys(roles).length > 0,
-      { message: "map at least one OIDC role to a Fleet role (device, operator or admin)" },
+      {
+        message: `map at least one OIDC role to a Fleet role (${FleetRoles.join(", ")})`,
+      },
     ),
   }),
   jwt: z.object({

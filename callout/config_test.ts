@@ -135,6 +135,14 @@ Deno.test("parseCalloutConfig() names the field that breaks its rule", () => {
     /account\.name: use letters/,
   );
   rejects(MINIMAL + `[jwt]\nmax_ttl_seconds = 0\n`, /jwt\.max_ttl_seconds: /);
+  rejects(
+    MINIMAL + `[account.jetstream]\nmax_file = "lots"\n`,
+    /account\.jetstream\.max_file: must be a number of bytes, or one with K, M, G or T/,
+  );
+  rejects(
+    MINIMAL + `[account.jetstream]\nmax_consumers = -1\n`,
+    /account\.jetstream\.max_consumers/,
+  );
   rejects("[nats\n", /not valid TOML/);
 });
 

@@ -1,12 +1,14 @@
 /**
  * The nats-server (2.10+) configuration that matches a callout configuration: the Fleet
  * account (JetStream on, no users of its own: the callout places every device and operator
- * user into it by the JWT's `aud`), the AUTH account holding only the callout's own user,
+ * user into it by the JWT's `aud`) with its JetStream and per-connection limits, the AUTH
+ * account holding only the callout's own user,
  * the system account, and the `auth_callout` block naming the issuer, the callout user and,
  * when configured, the xkey that encrypts the exchange; with `[server.tls]`, the `tls` block
  * that makes every client connection TLS, and with `[server.websocket]` a wss:// listener.
  */
 
+import { ACCOUNT_CONNECTION_LIMITS, ACCOUNT_JETSTREAM_DEFAULTS } from "../core/limits.ts";
 import type { CalloutConfig, CalloutKeys } from "./config.ts";
 
 /** The account of the callout's own user. */
@@ -25,6 +27,8 @@ export interface CalloutServerSettings {
   issuer: string;
   /** Public curve key (`X...`), when requests are to be encrypted. */
   xkey?: string;
+  /** The account's JetStream limits: bytes of memory and file storage, streams, consumers per stream. */
+  jetstream: { maxMemory: number; maxFile: number; maxStreams: number; maxConsumers: number };
   /** The server's certificate and key, and the CA of client certificates (PEM files). */
   tls?: { certFile: string; keyFile: string; caFile?: string };
   /** `host:port` of a WebSocket listener (TLS with the same certificate). */
@@ -33,6 +37,7 @@ export interface CalloutServerSettings {
 
 /** The settings of a loaded callout configuration. */
 export function serverSettings(config: CalloutConfig, keys: CalloutKeys): CalloutServerSettings {
+  const js = config.account.jetstream;
   const tls = config.server?.tls;
   const websocket = config.server?.websocket;
   return {
@@ -41,6 +46,12 @@ export function serverSettings(config: CalloutConfig, keys: CalloutKeys): Callou
     calloutPassword: keys.password,
     issuer: keys.issuer.getPublicKey(),
     ...(keys.xkey ? { xkey: keys.xkey.getPublicKey() } : {}),
+    jetstream: {
+      maxMemory: js?.max_memory ?? ACCOUNT_JETSTREAM_DEFAULTS.maxMemory,
+      maxFile: js?.max_file ?? ACCOUNT_JETSTREAM_DEFAULTS.maxFile,
+      maxStreams: js?.max_streams ?? ACCOUNT_JETSTREAM_DEFAULTS.maxStreams,
+      maxConsumers: js?.max_consumers ?? ACCOUNT_JETSTREAM_DEFAULTS.maxConsumers,
+    },
     ...(tls !== undefined
       ? {
         tls: {
@@ -62,6 +73,10 @@ function quote(value: string): string {
 /**
  * Renders the nats-server configuration block. It holds the callout user's password in
  * clear: keep the file it goes into readable by nats-server only.
+ *
+ * The Fleet account's `limits` bound every connection in it (core/limits.ts
+ * {@link ACCOUNT_CONNECTION_LIMITS}): nats-server 2.10 ignores the limits in the user JWTs
+ * the callout issues, so this is where subscriptions and message size are held.
  */
 export function calloutServerConfig(settings: CalloutServerSettings): string {
   const { account, calloutUser } = settings;
@@ -71,7 +86,16 @@ export function calloutServerConfig(settings: CalloutServerSettings): string {
     `# the callout places them into ${account}. This block holds a password: keep it private.`,
     `accounts {`,
     `  ${account} {`,
-    `    jetstream: enabled`,
+    `    jetstream: {`,
+    `      max_memory: ${settings.jetstream.maxMemory}`,
+    `      max_file: ${settings.jetstream.maxFile}`,
+    `      max_streams: ${settings.jetstream.maxStreams}`,
+    `      max_consumers: ${settings.jetstream.maxConsumers}`,
+    `    }`,
+    `    limits: {`,
+    `      max_subscriptions: ${ACCOUNT_CONNECTION_LIMITS.maxSubscriptions}`,
+    `      max_payload: ${ACCOUNT_CONNECTION_LIMITS.maxPayload}`,
+    `    }`,
     `    users: []`,
     `  }`,
     `  ${AUTH_ACCOUNT} {`,

@@ -17,6 +17,7 @@ import type { KeyPair } from "@nats-io/nkeys";
 import type { Logger } from "../adapters/logger.ts";
 import { systemClock } from "../adapters/clock.ts";
 import type { Clock } from "../core/clock.ts";
+import type { UserLimits } from "../core/limits.ts";
 import type { NatsPermissions } from "../core/permissions.ts";
 import { authorize, type AuthorizerPolicy, type Decision } from "./authorizer.ts";
 import { decodeAuthorizationRequest } from "./keys.ts";
@@ -170,6 +171,7 @@ class Callout implements CalloutService {
         : `${decision.role} "${decision.name}"`;
       this.#log.info(`Allowed ${who} on NATS`, {
         role: decision.role,
+        ...(decision.principal !== undefined ? { principal: decision.principal } : {}),
         account: this.#o.account,
         until: new Date(decision.expiresAt).toISOString(),
         ...client,
@@ -264,7 +266,7 @@ class Callout implements CalloutService {
           decision.name,
           request.user_nkey,
           issuer,
-          userClaims(decision.permissions),
+          userClaims(decision.permissions, decision.limits),
           { aud: this.#o.account, exp: decision.expiresAt / 1000 },
         ),
       }
@@ -279,11 +281,17 @@ class Callout implements CalloutService {
   }
 }
 
-/** The `nats` part of a user JWT with these permissions (response TTL in nanoseconds). */
-export function userClaims(permissions: NatsPermissions): Partial<User> {
+/**
+ * The `nats` part of a user JWT with these permissions (response TTL in nanoseconds) and
+ * limits.
+ */
+export function userClaims(permissions: NatsPermissions, limits: UserLimits): Partial<User> {
   return {
     pub: { allow: [...permissions.pub.allow] },
     sub: { allow: [...permissions.sub.allow] },
+    subs: limits.subs,
+    payload: limits.payload,
+    data: limits.data,
     ...(permissions.resp
       ? { resp: { max: permissions.resp.max, ttl: permissions.resp.ttlMs * 1_000_000 } }
       : {}),

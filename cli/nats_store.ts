@@ -24,11 +24,13 @@ import {
   targetingLabels,
 } from "../core/mod.ts";
 import { FleetError } from "../core/errors.ts";
+import { bucketLimits } from "../core/limits.ts";
 import type { Logger } from "../adapters/logger.ts";
 import {
   type BucketEntry,
   ensureBucket,
   isMaxPayloadExceeded,
+  isValueTooLarge,
   isWrongLastSequence,
   readBucketEntries,
 } from "../adapters/nats/mod.ts";
@@ -89,20 +91,28 @@ export class ConcurrentUpdateError extends FleetError {
   }
 }
 
-/** The deployment is larger than the NATS server takes in one message (its `max_payload`). */
+/**
+ * The deployment is larger than the NATS server takes in one message (its `max_payload`), or
+ * than the deployments bucket keeps as one value (core/limits.ts).
+ */
 export class DeploymentTooLargeError extends FleetError {
   override name = "DeploymentTooLargeError";
   constructor(
     ref: DeploymentRef,
     readonly bytes: number,
     readonly limit: number,
+    limitOf: "server" | "bucket",
     options?: ErrorOptions,
   ) {
     super(
       "usage",
-      `Deployment ${ref.namespace}/${ref.name} is ${bytes} bytes as stored; the NATS server ` +
-        `takes messages of at most ${limit} bytes, headers included (its max_payload): make ` +
-        `the workload smaller, or raise max_payload in the server's configuration`,
+      `Deployment ${ref.namespace}/${ref.name} is ${bytes} bytes as stored; ` +
+        (limitOf === "server"
+          ? `the NATS server takes messages of at most ${limit} bytes, headers included (its ` +
+            `max_payload): make the workload smaller, or raise max_payload in the server's ` +
+            `configuration`
+          : `Fleet keeps deployments of at most ${limit} bytes, headers included: make the ` +
+            `workload smaller`),
       options,
     );
   }
@@ -143,7 +153,7 @@ export class NatsDeploymentStore implements FleetStore {
       // The limit the connected server announced; refused here with the sizes, not by the client.
       const limit = this.#nc.info?.max_payload;
       if (limit !== undefined && bytes.length > limit) {
-        throw new DeploymentTooLargeError(deployment.metadata, bytes.length, limit);
+        throw new DeploymentTooLargeError(deployment.metadata, bytes.length, limit, "server");
       }
       try {
         // Compare-and-set on the revision read above: concurrent applies cannot lose a generation.
@@ -153,9 +163,25 @@ export class NatsDeploymentStore implements FleetStore {
       } catch (error) {
         // Within the limit alone, but not with the KV headers: still too large, not a race.
         if (isMaxPayloadExceeded(error)) {
-          throw new DeploymentTooLargeError(deployment.metadata, bytes.length, limit ?? 0, {
-            cause: error,
-          });
+          throw new DeploymentTooLargeError(
+            deployment.metadata,
+            bytes.length,
+            limit ?? 0,
+            "server",
+            {
+              cause: error,
+            },
+          );
+        }
+        if (isValueTooLarge(error)) {
+          const { maxValueSize } = bucketLimits(Buckets.deployments);
+          throw new DeploymentTooLargeError(
+            deployment.metadata,
+            bytes.length,
+            maxValueSize,
+            "bucket",
+            { cause: error },
+          );
         }
         // Only a lost compare-and-set is a race worth another round; any other failure (no
         // permission, NATS gone) is the answer.

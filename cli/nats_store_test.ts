@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { bucketLimits } from "../core/limits.ts";
 import { Buckets, buildDeployment, Heartbeat, keys } from "../core/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { ensureBucket, isMaxPayloadExceeded } from "../adapters/nats/mod.ts";
@@ -117,6 +118,24 @@ Deno.test("NatsDeploymentStore.apply() refuses a deployment larger than the serv
     return true;
   });
   // Refused before anything was written.
+  const kv = await ensureBucket(nc, Buckets.deployments, { replicas: 1, history: 1 });
+  assert.equal(await kv.get(keys.deployment({ namespace: "default", name: "web" })), null);
+});
+
+Deno.test("NatsDeploymentStore.apply() refuses a deployment larger than the deployments bucket keeps, naming its limit", async () => {
+  await using ns = await startNatsServer();
+  await using nc = await testConnection(ns.url);
+  const store = new NatsDeploymentStore(nc, silentLogger);
+  const limit = bucketLimits(Buckets.deployments).maxValueSize;
+  const quarter = "x".repeat(limit / 4);
+  const big = web("localhost/web:1", [1, 2, 3, 4].map((i) => `BIG${i}=${quarter}`));
+  assert.ok(storedBytes(big) < (nc.info?.max_payload ?? 0), "within the server's max_payload");
+  await assert.rejects(store.apply(big), (error: unknown) => {
+    assert.ok(error instanceof DeploymentTooLargeError, String(error));
+    assert.equal(error.limit, limit);
+    assert.match(error.message, /Fleet keeps deployments of at most 262144 bytes/);
+    return true;
+  });
   const kv = await ensureBucket(nc, Buckets.deployments, { replicas: 1, history: 1 });
   assert.equal(await kv.get(keys.deployment({ namespace: "default", name: "web" })), null);
 });

@@ -15,7 +15,12 @@ import {
   PIN_PATTERN,
   userPasswordCredentials,
 } from "../adapters/nats/mod.ts";
-import { createTokenSource, loadPrivateKey, oidcCredentials } from "../adapters/oidc/mod.ts";
+import {
+  createTokenSource,
+  loadPrivateKey,
+  oidcCredentials,
+  principalInbox,
+} from "../adapters/oidc/mod.ts";
 import { UsageError } from "../core/errors.ts";
 import { readSecret } from "./_secret.ts";
 import { recordLogFlags } from "./_report.ts";
@@ -243,7 +248,8 @@ async function credentialsFrom(
         logger: log,
         ...(flags.oidcAudience ? { audience: flags.oidcAudience } : {}),
       }),
-      { logger: log },
+      // The operator's and people's users may only subscribe to their principal's inbox.
+      { logger: log, inboxPrefix: principalInbox },
     );
   }
   if (flags.natsUser === undefined) return noCredentials();

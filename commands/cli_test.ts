@@ -1220,7 +1220,7 @@ issuer = "${idp.issuer}"
 audience = "${idp.audience}"
 device_id_claim = "${idp.deviceIdClaim}"
 role_claim = "${ZITADEL_ROLES_CLAIM}"
-roles = { device = "device", admin = "admin" }
+roles = { device = "device", admin = "admin", viewer = "viewer", maintainer = "maintainer" }
 `,
     );
     const config = await loadCalloutConfig(configPath);
@@ -1313,7 +1313,24 @@ roles = { device = "device", admin = "admin" }
       );
       assert.equal(asDevice.code, 1, describe(asDevice));
       assert.equal(asDevice.stdout, "");
-      assert.ok(callout.stats.allowed >= 5, JSON.stringify(callout.stats));
+
+      // A viewer reads, a maintainer also applies: each on the inbox of its principal.
+      const viewer = await idp.addMachineUser({ id: "bob", roles: ["viewer"] });
+      const maintainer = await idp.addMachineUser({ id: "mia", roles: ["maintainer"] });
+      const bob = as(viewer, await keyFile("bob", viewer.privateKeyJwk));
+      const mia = as(maintainer, await keyFile("mia", maintainer.privateKeyJwk));
+      const apply = ["apply", "deployment", "--name", "api", "--image", "localhost/api:1"];
+      assertOk(await fleet(...apply, "--selector", "site=lab", ...mia));
+      const refused = await fleet(...apply, "--selector", "site=lab", "--image", "x:2", ...bob);
+      assert.equal(refused.code, 1, describe(refused));
+      assert.match(refused.stderr, /lacks that permission/);
+      assert.match(
+        refused.stderr,
+        /Permissions Violation for Publish to "\$KV\.fleet-deployments\./,
+      );
+      assert.match(assertOk(await fleet("get", "deployments", ...bob)), /\bapi\b/);
+      assert.equal(assertOk(await fleet("get", "devices", ...bob)), "No devices.\n");
+      assert.ok(callout.stats.allowed >= 8, JSON.stringify(callout.stats));
     } finally {
       await callout.stop();
       await calloutNc.close();

@@ -8,7 +8,12 @@ export const DNS_LABEL_RULE =
   "an RFC 1123 label: 1-63 characters of lowercase a-z, 0-9 and '-', starting and ending with a letter or digit";
 
 /** The kinds of identifier that appear in keys and subjects. */
-export type IdentifierKind = "device id" | "namespace" | "deployment name" | "service name";
+export type IdentifierKind =
+  | "device id"
+  | "namespace"
+  | "deployment name"
+  | "service name"
+  | "principal";
 
 /** Why `value` is not a DNS label, or undefined when it is one. */
 export function identifierProblem(value: string): string | undefined {

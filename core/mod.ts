@@ -224,7 +224,20 @@ export {
   FleetRoles,
   type NatsPermissions,
   permissionsForRole,
+  personPermissions,
+  type PersonRole,
   type ResponsePermission,
+  ROLE_VERBS,
   type SubjectPermission,
 } from "./permissions.ts";
+export { principalInboxPrefix, principalOf, principalOfClaims } from "./principal.ts";
+export {
+  ACCOUNT_CONNECTION_LIMITS,
+  ACCOUNT_JETSTREAM_DEFAULTS,
+  type BucketLimits,
+  bucketLimits,
+  MAX_DEPLOYMENT_BYTES,
+  type UserLimits,
+  userLimits,
+} from "./limits.ts";
 export { type DiffLine, diffLines, formatDiff } from "./text_diff.ts";

@@ -1,18 +1,27 @@
 /**
- * The NATS permission templates of DESIGN.md §5: what a device's user may publish and
+ * The NATS permission templates of DESIGN.md §5 and §9: what a device's user may publish and
  * subscribe to (only its own keys and command subjects, plus the narrowest JetStream API
- * subjects its KV watch needs), and the fleet-wide set of the operator and admins.
+ * subjects its KV watch needs), what the operator service reads and writes, and what people
+ * (viewer, maintainer, admin) may read, write and ask of devices, each only in its own name.
  *
  * Pure: the auth callout turns these into a user JWT; tests and the docs read them too.
  */
 
 import { validateIdentifier } from "./ids.ts";
 import { Buckets, keys } from "./keys.ts";
+import { LEASE_BUCKET } from "./lease.ts";
+import { principalInboxPrefix } from "./principal.ts";
+import { NAMESPACES_BUCKET } from "./tenancy.ts";
 
-/** The roles a NATS user can have in Fleet. */
-export const FleetRoles = ["device", "operator", "admin"] as const;
+/**
+ * The roles a NATS user can have in Fleet (DESIGN.md §9): a device; the operator, the
+ * control-plane service; and people, from least to most trusted.
+ */
+export const FleetRoles = ["device", "operator", "viewer", "maintainer", "admin"] as const;
 /** One of {@link FleetRoles}. */
 export type FleetRole = typeof FleetRoles[number];
+/** The roles of people. */
+export type PersonRole = "viewer" | "maintainer" | "admin";
 
 /** Subjects a user may publish or subscribe to (NATS wildcards `*` and `>` allowed). */
 export interface SubjectPermission {
@@ -106,16 +115,129 @@ export function devicePermissions(deviceId: string): DevicePermissions {
   };
 }
 
-/** The operator's and admins' permissions: everything in the Fleet account. */
-export function fleetPermissions(): NatsPermissions {
-  return { pub: { allow: [">"] }, sub: { allow: [">"] } };
+const API = "$JS.API";
+
+/**
+ * Reading a bucket as the KV client does: stream info (`Kvm.create` of an existing bucket),
+ * consumers for watches and key listings (their filter is part of the API subject, so
+ * `consumerFilter` narrows what they may watch) and their info (`kv.keys()` asks it),
+ * flow-control replies, and single gets (direct or through the stream API).
+ */
+function readBucket(bucket: string, consumerFilter = ">"): string[] {
+  const stream = `KV_${bucket}`;
+  return [
+    `${API}.STREAM.INFO.${stream}`,
+    `${API}.CONSUMER.CREATE.${stream}.*.$KV.${bucket}.${consumerFilter}`,
+    `${API}.CONSUMER.INFO.${stream}.*`,
+    `$JS.FC.${stream}.>`,
+    `${API}.DIRECT.GET.${stream}`,
+    `${API}.DIRECT.GET.${stream}.$KV.${bucket}.>`,
+    `${API}.STREAM.MSG.GET.${stream}`,
+  ];
+}
+
+/** Creating a bucket, changing its settings in place, and removing consumers its watches left. */
+function ownBucket(bucket: string): string[] {
+  const stream = `KV_${bucket}`;
+  return [
+    `${API}.STREAM.CREATE.${stream}`,
+    `${API}.STREAM.UPDATE.${stream}`,
+    `${API}.CONSUMER.DELETE.${stream}.*`,
+  ];
+}
+
+function writeBucket(bucket: string): string {
+  return `$KV.${bucket}.>`;
+}
+
+/** The buckets the operator and people read: DESIGN.md §2's and the namespace bindings. */
+function readableBuckets(): string[] {
+  return [...Object.values(Buckets), NAMESPACES_BUCKET];
 }
 
 /**
- * The permissions of `role`; a device needs its id.
+ * The permissions of the operator service `principal`: every bucket it keeps (create, change
+ * in place, read), writes only to desired state, deployment status and the leader lease, the
+ * durable consumers it prepares for devices on the desired-state stream (create, look up,
+ * list, delete, and hear of their deletion), and its own inbox.
+ * No command subject: the control plane asks nothing of devices (DESIGN.md §9). Not
+ * `$JS.API.>`: it can neither delete nor purge a stream, nor touch any other stream.
  *
- * @throws {InvalidIdentifierError} for a device without a valid id.
+ * @throws {InvalidIdentifierError} when `principal` is not an RFC 1123 label.
  */
-export function permissionsForRole(role: FleetRole, deviceId?: string): NatsPermissions {
-  return role === "device" ? devicePermissions(deviceId ?? "") : fleetPermissions();
+export function operatorPermissions(principal: string): NatsPermissions {
+  const desired = `KV_${Buckets.desiredState}`;
+  const buckets = [...readableBuckets(), LEASE_BUCKET];
+  return {
+    pub: {
+      allow: [
+        `${API}.INFO`,
+        ...buckets.flatMap((b) => [...readBucket(b), ...ownBucket(b)]),
+        `${API}.CONSUMER.CREATE.${desired}.>`,
+        `${API}.CONSUMER.DURABLE.CREATE.${desired}.*`,
+        `${API}.CONSUMER.NAMES.${desired}`,
+        ...[Buckets.desiredState, Buckets.deploymentStatus, LEASE_BUCKET].map(writeBucket),
+      ],
+    },
+    sub: {
+      allow: [
+        `${principalInboxPrefix(principal)}.>`,
+        `$JS.EVENT.ADVISORY.CONSUMER.DELETED.${desired}.*`,
+      ],
+    },
+  };
+}
+
+/** The command verbs of each person's role (DESIGN.md §9); `*` is every verb. */
+export const ROLE_VERBS: Readonly<Record<PersonRole, readonly string[]>> = {
+  viewer: ["ping"],
+  maintainer: ["ping", "diag", "restart", "reconcile", "logs", "rollout"],
+  admin: ["*"],
+};
+
+/**
+ * The permissions of the person `principal` in `role`:
+ * - viewer: read every bucket, and `ping`. Desired state only through single gets and a
+ *   listing of its agent-conflict keys (all `fleet get` needs): a consumer on a device's keys
+ *   could replace the one the operator prepared for that device;
+ * - maintainer: also apply and delete deployments, and the verbs diag, restart, reconcile,
+ *   logs and rollout;
+ * - admin: the whole JetStream API, every KV and object store, every verb, every subscription.
+ *
+ * Commands only as `device-commands.*.<verb>.<principal>`: no one asks in another's name.
+ * Subscriptions only under the own inbox, except for admins.
+ *
+ * @throws {InvalidIdentifierError} when `principal` is not an RFC 1123 label.
+ */
+export function personPermissions(role: PersonRole, principal: string): NatsPermissions {
+  const inbox = `${principalInboxPrefix(principal)}.>`;
+  const commands = ROLE_VERBS[role].map((verb) => `device-commands.*.${verb}.${principal}`);
+  if (role === "admin") {
+    return { pub: { allow: ["$JS.>", "$KV.>", "$O.>", ...commands] }, sub: { allow: [">"] } };
+  }
+  const reads = readableBuckets().flatMap((b) =>
+    readBucket(b, b === Buckets.desiredState ? keys.agentConflicts() : ">")
+  );
+  const writes = role === "maintainer" ? [writeBucket(Buckets.deployments)] : [];
+  return {
+    pub: { allow: [`${API}.INFO`, ...reads, ...writes, ...commands] },
+    sub: { allow: [inbox] },
+  };
+}
+
+/**
+ * The permissions of `role`: `identity` is the device id of a device, the principal of anyone
+ * else.
+ *
+ * @throws {InvalidIdentifierError} when `identity` is not an RFC 1123 label.
+ */
+export function permissionsForRole(role: FleetRole, identity: string): NatsPermissions {
+  switch (role) {
+    case "device":
+      return devicePermissions(identity);
+    case "operator":
+      return operatorPermissions(identity);
+    default:
+      return personPermissions(role, identity);
+  }
 }

@@ -3,8 +3,9 @@ import { InvalidIdentifierError } from "./ids.ts";
 import {
   deviceInboxPrefix,
   devicePermissions,
-  fleetPermissions,
+  operatorPermissions,
   permissionsForRole,
+  personPermissions,
 } from "./permissions.ts";
 
 /**
@@ -66,15 +67,130 @@ Deno.test("devicePermissions() is exactly the set verified in DESIGN.md §5", ()
   });
 });
 
-Deno.test("fleetPermissions() allows everything", () => {
-  assert.deepStrictEqual(fleetPermissions(), { pub: { allow: [">"] }, sub: { allow: [">"] } });
-});
-
 Deno.test("permissionsForRole() picks the template of the role", () => {
   assert.deepStrictEqual(permissionsForRole("device", "pi-1"), devicePermissions("pi-1"));
-  assert.deepStrictEqual(permissionsForRole("operator"), fleetPermissions());
-  assert.deepStrictEqual(permissionsForRole("admin", "ignored"), fleetPermissions());
-  assert.throws(() => permissionsForRole("device"), InvalidIdentifierError);
+  assert.deepStrictEqual(permissionsForRole("operator", "op-1"), operatorPermissions("op-1"));
+  for (const role of ["viewer", "maintainer", "admin"] as const) {
+    assert.deepStrictEqual(permissionsForRole(role, "p-1"), personPermissions(role, "p-1"));
+  }
+  for (const role of ["device", "operator", "viewer", "maintainer", "admin"] as const) {
+    for (const bad of ["", ">", "*", "a.b", "A"]) {
+      assert.throws(() => permissionsForRole(role, bad), InvalidIdentifierError, `${role} ${bad}`);
+    }
+  }
+});
+
+/** What the operator does on the wire (buckets, leases, the devices' consumers). */
+const OPERATOR_TRAFFIC = [
+  "$JS.API.INFO",
+  "$JS.API.STREAM.CREATE.KV_desired-state",
+  "$JS.API.STREAM.INFO.KV_device-state",
+  "$JS.API.STREAM.UPDATE.KV_device-heartbeat",
+  "$JS.API.STREAM.CREATE.KV_fleet-leases",
+  "$JS.API.CONSUMER.CREATE.KV_device-info.fleet_watch_X.$KV.device-info.>",
+  "$JS.API.CONSUMER.CREATE.KV_desired-state.oc_X.$KV.desired-state.*.agent-conflict",
+  "$JS.API.CONSUMER.CREATE.KV_desired-state.device-dev-a.$KV.desired-state.dev-a.>",
+  "$JS.API.CONSUMER.DURABLE.CREATE.KV_desired-state.device-dev-a",
+  "$JS.API.CONSUMER.INFO.KV_desired-state.device-dev-a",
+  "$JS.API.CONSUMER.DELETE.KV_desired-state.device-dev-a",
+  "$JS.API.CONSUMER.NAMES.KV_desired-state",
+  "$JS.API.CONSUMER.DELETE.KV_fleet-deployments.oc_X",
+  "$JS.API.DIRECT.GET.KV_fleet-leases.$KV.fleet-leases.operator",
+  "$JS.API.STREAM.MSG.GET.KV_desired-state",
+  "$JS.FC.KV_device-state.fleet_watch_X.1.2",
+  "$KV.desired-state.dev-a.default.web",
+  "$KV.desired-state.dev-a.agent-conflict",
+  "$KV.fleet-deployment-status.default.web",
+  "$KV.fleet-leases.operator",
+];
+
+/** What only devices and people may publish, or no one. */
+const NOT_THE_OPERATORS = [
+  "device-commands.dev-a.restart.op-1",
+  "device-commands.dev-a.ping.op-1",
+  "$KV.device-info.info.dev-a",
+  "$KV.device-state.state.dev-a.default.web",
+  "$KV.device-heartbeat.heartbeat.dev-a",
+  "$KV.fleet-deployments.default.web",
+  "$JS.API.STREAM.DELETE.KV_desired-state",
+  "$JS.API.STREAM.PURGE.KV_device-state",
+  "$JS.API.STREAM.CREATE.OTHER",
+  "$JS.API.STREAM.LIST",
+  "$JS.API.CONSUMER.CREATE.OTHER.X",
+  "$JS.API.ACCOUNT.PURGE.FLEET",
+  "_INBOX.abc",
+];
+
+Deno.test("operatorPermissions() allows what the operator does and nothing more", () => {
+  const perms = operatorPermissions("op-1");
+  for (const s of OPERATOR_TRAFFIC) assert.ok(allowed(perms.pub.allow, s), `publish ${s}`);
+  for (const s of NOT_THE_OPERATORS) assert.ok(!allowed(perms.pub.allow, s), `publish ${s}`);
+  for (const s of ["_INBOX_p_op-1.>", "$JS.EVENT.ADVISORY.CONSUMER.DELETED.KV_desired-state.*"]) {
+    assert.ok(allowed(perms.sub.allow, s), `subscribe ${s}`);
+  }
+  for (const s of [">", "_INBOX.>", "_INBOX_dev-a.>", "_INBOX_p_alice.>", "device-commands.>"]) {
+    assert.ok(!allowed(perms.sub.allow, s), `subscribe ${s}`);
+  }
+  assert.equal(perms.resp, undefined);
+});
+
+/** What `fleet get devices|deployments` does on the wire. */
+const GET_TRAFFIC = [
+  "$JS.API.INFO",
+  "$JS.API.STREAM.INFO.KV_device-info",
+  "$JS.API.STREAM.INFO.KV_desired-state",
+  "$JS.API.CONSUMER.CREATE.KV_device-heartbeat.fleet_watch_X.$KV.device-heartbeat.>",
+  "$JS.API.CONSUMER.CREATE.KV_fleet-deployments.fleet_watch_X.$KV.fleet-deployments.>",
+  "$JS.API.CONSUMER.CREATE.KV_desired-state.oc_X.$KV.desired-state.*.agent-conflict",
+  "$JS.API.STREAM.MSG.GET.KV_desired-state",
+  "$JS.API.DIRECT.GET.KV_fleet-deployments.$KV.fleet-deployments.default.web",
+  "$JS.FC.KV_device-info.fleet_watch_X.1.2",
+];
+
+Deno.test("personPermissions() gives each role its reads, writes and verbs, in its own name", () => {
+  const viewer = personPermissions("viewer", "bob-1");
+  const maintainer = personPermissions("maintainer", "mia-1");
+  const admin = personPermissions("admin", "ada-1");
+  for (const perms of [viewer, maintainer, admin]) {
+    for (const s of GET_TRAFFIC) assert.ok(allowed(perms.pub.allow, s), `publish ${s}`);
+  }
+  const can = (perms: typeof viewer, subjects: string[], yes: boolean) => {
+    for (const s of subjects) assert.equal(allowed(perms.pub.allow, s), yes, `publish ${s}`);
+  };
+  can(viewer, ["device-commands.dev-a.ping.bob-1"], true);
+  can(viewer, [
+    "device-commands.dev-a.ping.mia-1",
+    "device-commands.dev-a.restart.bob-1",
+    "$KV.fleet-deployments.default.web",
+    "$KV.desired-state.dev-a.default.web",
+    // A consumer on a device's desired state could take over the one prepared for it.
+    "$JS.API.CONSUMER.CREATE.KV_desired-state.device-dev-a.$KV.desired-state.dev-a.>",
+    "$JS.API.CONSUMER.CREATE.KV_desired-state.device-dev-a",
+    "$JS.API.CONSUMER.DELETE.KV_desired-state.device-dev-a",
+    "$JS.API.STREAM.CREATE.KV_fleet-deployments",
+    "$JS.API.STREAM.UPDATE.KV_device-state",
+  ], false);
+  for (const verb of ["ping", "diag", "restart", "reconcile", "logs", "rollout"]) {
+    can(maintainer, [`device-commands.dev-a.${verb}.mia-1`], true);
+    can(maintainer, [`device-commands.dev-a.${verb}.bob-1`], false);
+  }
+  can(maintainer, ["$KV.fleet-deployments.default.web"], true);
+  can(maintainer, [
+    "device-commands.dev-a.exec.mia-1",
+    "$KV.desired-state.dev-a.default.web",
+    "$KV.device-state.state.dev-a.default.web",
+    "$KV.fleet-deployment-status.default.web",
+  ], false);
+  can(admin, [
+    "device-commands.dev-a.exec.ada-1",
+    "$KV.desired-state.dev-a.default.web",
+    "$JS.API.STREAM.DELETE.KV_device-state",
+    "$O.fleet-releases.C.x",
+  ], true);
+  can(admin, ["device-commands.dev-a.exec.mia-1", "device-commands.dev-a.ping.bob-1"], false);
+  assert.deepStrictEqual(viewer.sub.allow, ["_INBOX_p_bob-1.>"]);
+  assert.deepStrictEqual(maintainer.sub.allow, ["_INBOX_p_mia-1.>"]);
+  assert.deepStrictEqual(admin.sub.allow, [">"]);
 });
 
 Deno.test("deviceInboxPrefix() is one token per device", () => {

@@ -22,6 +22,7 @@ import {
   createTokenVerifier,
   oidcCredentials,
   type OidcCredentialSource,
+  principalInbox,
   type TokenSource,
 } from "../adapters/oidc/mod.ts";
 import {
@@ -107,7 +108,7 @@ story(
     const identity = (user: MachineUser, deviceId?: string) => {
       const credentials = oidcCredentials(tokenSource(idp, user), {
         logger: log,
-        ...(deviceId ? { inboxPrefix: deviceInboxPrefix(deviceId) } : {}),
+        inboxPrefix: deviceId ? deviceInboxPrefix(deviceId) : principalInbox,
       });
       issued.push(credentials);
       return credentials;
@@ -150,13 +151,15 @@ story(
       await calloutNc?.close();
     };
     await startCallout();
-    const raw = async (user: MachineUser, deviceId?: string) =>
-      await connect({
+    const raw = async (user: MachineUser, deviceId?: string) => {
+      const token = await idp.mintToken(user);
+      return await connect({
         servers: fleet.nats.url,
-        token: await idp.mintToken(user),
+        token,
         reconnect: false,
-        ...(deviceId ? { inboxPrefix: deviceInboxPrefix(deviceId) } : {}),
+        inboxPrefix: deviceId ? deviceInboxPrefix(deviceId) : principalInbox(token),
       });
+    };
     try {
       // The core loop, with every process on its own identity.
       await fleet.startOperator();
@@ -381,10 +384,12 @@ story(
       logger: log,
       inboxPrefix: deviceInboxPrefix("dev-a"),
     });
+    const operatorToken = await idp.mintToken(operator);
     const admin = await connect({
       servers: nats.url,
-      token: await idp.mintToken(operator),
+      token: operatorToken,
       reconnect: false,
+      inboxPrefix: principalInbox(operatorToken),
     });
     // `fleet operator run` on its own OIDC identity, from the flags (key from a file).
     const keyFile = join(dir, "operator.key.json");

@@ -1,13 +1,14 @@
 /**
  * The bucket controller: checks now and then that every bucket still exists and re-creates
  * one that vanished (broker data loss); the owners of its keys refill it (DESIGN.md §4
- * "Self-healing"). It also makes a report bucket that allows rollups refuse them, in place.
+ * "Self-healing"). It also makes a report bucket that allows rollups refuse them, and gives a
+ * bucket without size limits its limits, in place.
  * @module
  */
 import type { BucketName, Clock } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { every } from "../adapters/timers.ts";
-import type { BucketKeeper } from "./bucket_keeper.ts";
+import { type BucketKeeper, overfullMessage } from "./bucket_keeper.ts";
 import type { OperatorStats } from "./operator_stats.ts";
 
 /** Options of {@link BucketAuditor}. */
@@ -22,7 +23,10 @@ export interface BucketAuditorOptions {
   recreated: (bucket: BucketName) => void;
 }
 
-/** Re-creates vanished buckets and closes report buckets to rollups, checking every interval. */
+/**
+ * Re-creates vanished buckets, closes report buckets to rollups and gives every bucket its size
+ * limits, checking every interval.
+ */
 export class BucketAuditor {
   readonly #o: BucketAuditorOptions;
 
@@ -35,7 +39,10 @@ export class BucketAuditor {
     await every(this.#o.intervalMs, signal, () => this.audit(), this.#o.clock);
   }
 
-  /** Re-creates the buckets that are missing now, then makes the report buckets refuse rollups. */
+  /**
+   * Re-creates the buckets that are missing now, then makes the report buckets refuse rollups
+   * and every bucket keep its size limits.
+   */
   async audit(): Promise<void> {
     const { keeper, log } = this.#o;
     let missing: BucketName[];
@@ -63,6 +70,14 @@ export class BucketAuditor {
             `other device's reports; it refuses them now`,
         );
       }
+      const { changed, overfull } = await keeper.applyLimits();
+      for (const bucket of changed) {
+        log.warn(
+          `The "${bucket}" bucket had no size limits, with which any device could fill the ` +
+            `broker's disk; it has them now`,
+        );
+      }
+      for (const bucket of overfull) log.warn(overfullMessage(bucket));
     } catch (error) {
       log.warn((error as Error).message);
     }

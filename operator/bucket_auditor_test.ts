@@ -36,6 +36,16 @@ class MemoryKeeper implements BucketKeeper {
     this.rollups.clear();
     return Promise.resolve(changed);
   }
+
+  /** Buckets without size limits, and buckets too full for theirs. */
+  readonly unlimited = new Set<BucketName>();
+  readonly overfull = new Set<BucketName>();
+
+  applyLimits(): Promise<{ changed: BucketName[]; overfull: BucketName[] }> {
+    const changed = [...this.unlimited].filter((b) => !this.overfull.has(b));
+    for (const bucket of changed) this.unlimited.delete(bucket);
+    return Promise.resolve({ changed, overfull: [...this.overfull] });
+  }
 }
 
 Deno.test("BucketAuditor re-creates a vanished bucket on its next audit, and says so", async () => {
@@ -102,4 +112,31 @@ Deno.test("BucketAuditor makes a report bucket that allows rollups refuse them, 
   lines.length = 0;
   await auditor.audit();
   assert.deepEqual(lines, [], "nothing to say once they refuse them");
+});
+
+Deno.test("BucketAuditor gives a bucket without size limits its limits, and says so", async () => {
+  const keeper = new MemoryKeeper();
+  const lines: string[] = [];
+  const auditor = new BucketAuditor({
+    keeper,
+    clock: new FakeClock(),
+    log: createLogger({ level: "info", timestamps: false, write: (l) => lines.push(l) }),
+    stats: zeroStats(),
+    intervalMs: 10_000,
+    recreated: () => {},
+  });
+  keeper.unlimited.add(Buckets.deviceState);
+  keeper.unlimited.add(Buckets.deviceInfo);
+  keeper.overfull.add(Buckets.deviceInfo);
+  await auditor.audit();
+  assert.deepEqual([...keeper.unlimited], [Buckets.deviceInfo]);
+  assert.ok(
+    lines.some((l) => l.includes(`"device-state" bucket had no size limits`)),
+    lines.join("\n"),
+  );
+  assert.ok(lines.some((l) => l.includes(`"device-info" bucket holds more than its size limit`)));
+  lines.length = 0;
+  keeper.overfull.clear();
+  await auditor.audit();
+  assert.deepEqual([...keeper.unlimited], []);
 });

@@ -28,4 +28,17 @@ export interface BucketKeeper {
    * @throws when it cannot (the broker cannot be reached)
    */
   refuseRollups(): Promise<BucketName[]>;
+  /**
+   * Gives the buckets without them the size limits of core/limits.ts, in place: their entries
+   * stay. A bucket that already holds more than its `max_bytes` keeps its old one.
+   * @returns the buckets it changed, and those too full for their `max_bytes`
+   * @throws when it cannot (the broker cannot be reached)
+   */
+  applyLimits(): Promise<{ changed: BucketName[]; overfull: BucketName[] }>;
+}
+
+/** Why a bucket kept its old `max_bytes` (or none), for the log. */
+export function overfullMessage(bucket: BucketName): string {
+  return `The "${bucket}" bucket holds more than its size limit (core/limits.ts); it keeps its ` +
+    `old limit until enough entries are gone`;
 }

@@ -9,8 +9,13 @@ import {
   REPORT_BUCKETS,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { ensureBucket, ensureBucketRetrying, refuseRollups } from "../adapters/nats/mod.ts";
-import type { BucketKeeper } from "./bucket_keeper.ts";
+import {
+  applyBucketLimits,
+  ensureBucket,
+  ensureBucketRetrying,
+  refuseRollups,
+} from "../adapters/nats/mod.ts";
+import { type BucketKeeper, overfullMessage } from "./bucket_keeper.ts";
 
 /** Creates the KV buckets, finds the missing ones by JetStream's "stream not found" code (10059). */
 export class NatsBucketKeeper implements BucketKeeper {
@@ -40,6 +45,11 @@ export class NatsBucketKeeper implements BucketKeeper {
       for (const bucket of await this.refuseRollups()) {
         this.#log.info(`The "${bucket}" bucket refuses rollups now`);
       }
+      const { changed, overfull } = await this.applyLimits();
+      for (const bucket of changed) {
+        this.#log.info(`The "${bucket}" bucket has its size limits now`);
+      }
+      for (const bucket of overfull) this.#log.warn(overfullMessage(bucket));
     } catch (error) {
       this.#log.warn(`${(error as Error).message}; retrying at the next bucket audit`);
     }
@@ -72,6 +82,17 @@ export class NatsBucketKeeper implements BucketKeeper {
       if (await refuseRollups(this.#nc, bucket)) changed.push(bucket);
     }
     return changed;
+  }
+
+  async applyLimits(): Promise<{ changed: BucketName[]; overfull: BucketName[] }> {
+    const changed: BucketName[] = [];
+    const overfull: BucketName[] = [];
+    for (const bucket of Object.values(Buckets)) {
+      const result = await applyBucketLimits(this.#nc, bucket);
+      if (result.changed) changed.push(bucket);
+      if (result.overfull) overfull.push(bucket);
+    }
+    return { changed, overfull };
   }
 
   #settings(bucket: BucketName) {

@@ -10,6 +10,7 @@ import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } fro
 import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { deviceInboxPrefix } from "../core/permissions.ts";
+import { principalInbox } from "../adapters/oidc/mod.ts";
 import { authorizerPolicy, loadCalloutConfig, loadCalloutKeys } from "../callout/config.ts";
 import { curveKeyFromSeed, generateSeeds } from "../callout/keys.ts";
 import { calloutServerConfig, serverSettings } from "../callout/nats_config.ts";
@@ -82,7 +83,7 @@ ${encrypted ? `xkey_seed_file = "${join(dir, "xkey.nk")}"` : ""}
 [oidc]
 issuer = "${ISSUER}"
 audience = "${AUDIENCE}"
-roles = { fleet-device = "device", fleet-operator = "operator" }
+roles = { fleet-device = "device", fleet-operator = "operator", fleet-viewer = "viewer", fleet-maintainer = "maintainer", fleet-admin = "admin" }
 
 [jwt]
 max_ttl_seconds = 600
@@ -117,13 +118,25 @@ export async function startCalloutFixture(
     ...(serviceXkey === "other" ? { xkey: curveKeyFromSeed(generateSeeds().xkeySeed) } : {}),
     logger,
   });
-  const connectAs = (token: string, deviceId?: string) =>
-    connect({
+  /**
+   * Connects with `token` as the product does: a device on its inbox, anyone else on its
+   * principal's. A token that names no principal (not a JWT, say) goes without one: the
+   * callout refuses it anyway.
+   */
+  const connectAs = (token: string, deviceId?: string) => {
+    let inboxPrefix: string | undefined;
+    try {
+      inboxPrefix = deviceId ? deviceInboxPrefix(deviceId) : principalInbox(token);
+    } catch {
+      inboxPrefix = undefined;
+    }
+    return connect({
       servers: ns.url,
       token,
       reconnect: false,
-      ...(deviceId ? { inboxPrefix: deviceInboxPrefix(deviceId) } : {}),
+      ...(inboxPrefix !== undefined ? { inboxPrefix } : {}),
     });
+  };
   return {
     ns,
     lines,

@@ -6,6 +6,7 @@ import { InvalidArgumentError, type NatsConnection } from "@nats-io/nats-core";
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { Clock } from "../../core/clock.ts";
+import { bucketLimits } from "../../core/limits.ts";
 import type { Logger } from "../logger.ts";
 import { sleep } from "../timers.ts";
 
@@ -13,6 +14,8 @@ export { type BucketName, Buckets } from "../../core/keys.ts";
 
 /** JetStream's `JSStreamNameExistErr`: "stream name already in use with a different configuration". */
 const STREAM_NAME_IN_USE = 10058;
+/** JetStream's `JSStreamMessageExceedsMaximumErr`: "message size exceeds maximum allowed". */
+const STREAM_MESSAGE_EXCEEDS_MAXIMUM = 10054;
 
 /**
  * Whether `error` is JetStream refusing a compare-and-set write (`kv.create`, `kv.update`):
@@ -34,7 +37,18 @@ export function isMaxPayloadExceeded(error: unknown): boolean {
   return error instanceof InvalidArgumentError && /\bmax_payload\b/.test(error.message);
 }
 
-/** Settings a bucket is created with; an existing bucket keeps its own. */
+/**
+ * Whether `error` is JetStream refusing a value larger than the bucket's `max_msg_size`
+ * ({@link bucketLimits}): no race, and no use retrying.
+ */
+export function isValueTooLarge(error: unknown): boolean {
+  return error instanceof JetStreamApiError && error.code === STREAM_MESSAGE_EXCEEDS_MAXIMUM;
+}
+
+/**
+ * Settings a bucket is created with; an existing bucket keeps its own. Its size limits are
+ * always those of core/limits.ts {@link bucketLimits}.
+ */
 export interface BucketSettings {
   /** Copies on a NATS cluster: 1 on one machine, 3 on a cluster. */
   replicas: number;
@@ -65,7 +79,13 @@ export async function ensureBucket(
 ): Promise<KV> {
   const kvm = new Kvm(nc);
   try {
-    return await kvm.create(name, { replicas: settings.replicas, history: settings.history });
+    const limits = bucketLimits(name);
+    return await kvm.create(name, {
+      replicas: settings.replicas,
+      history: settings.history,
+      max_bytes: limits.maxBytes,
+      maxValueSize: limits.maxValueSize,
+    });
   } catch (err) {
     // Two processes racing to create it with different settings: the other one won.
     if (err instanceof JetStreamApiError && err.code === STREAM_NAME_IN_USE) {
@@ -100,6 +120,44 @@ export async function refuseRollups(nc: NatsConnection, name: string): Promise<b
   } catch (err) {
     throw new BucketError(
       `Cannot make the "${name}" bucket on NATS refuse rollups: ${errorMessage(err)}`,
+      name,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * Gives the bucket's stream the size limits of {@link bucketLimits}, changing an existing
+ * stream in place (a bucket made by an older Fleet has none): its entries stay. A `max_bytes`
+ * below what the bucket already holds is left for later, since nats-server would drop the
+ * oldest entries to fit; the value size limit only applies to new writes.
+ *
+ * @returns what it changed, and whether the bucket holds more than its `max_bytes` allows
+ * @throws {BucketError} when the bucket is missing or the user may not change it.
+ */
+export async function applyBucketLimits(
+  nc: NatsConnection,
+  name: string,
+): Promise<{ changed: boolean; overfull: boolean }> {
+  try {
+    const jsm = await jetstreamManager(nc, { checkAPI: false });
+    const stream = `KV_${name}`;
+    const { config, state } = await jsm.streams.info(stream);
+    const limits = bucketLimits(name);
+    const overfull = state.bytes > limits.maxBytes;
+    const maxBytes = overfull ? config.max_bytes : limits.maxBytes;
+    if (config.max_bytes === maxBytes && config.max_msg_size === limits.maxValueSize) {
+      return { changed: false, overfull };
+    }
+    await jsm.streams.update(stream, {
+      ...config,
+      max_bytes: maxBytes,
+      max_msg_size: limits.maxValueSize,
+    });
+    return { changed: true, overfull };
+  } catch (err) {
+    throw new BucketError(
+      `Cannot set the size limits of the "${name}" bucket on NATS: ${errorMessage(err)}`,
       name,
       { cause: err },
     );

@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
-import { Buckets, ensureBucket, ensureBucketRetrying, openBucket } from "./buckets.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { bucketLimits } from "../../core/limits.ts";
+import {
+  applyBucketLimits,
+  Buckets,
+  ensureBucket,
+  ensureBucketRetrying,
+  openBucket,
+} from "./buckets.ts";
 import { silentLogger } from "../logger.ts";
 import { captureLogger } from "../../testing/nats.ts";
 import { eventually } from "../../testing/eventually.ts";
@@ -89,6 +98,46 @@ Deno.test("ensureBucketRetrying() gives up quietly when its signal aborts", asyn
     });
     setTimeout(() => stop.abort(), 300);
     assert.equal(await pending, undefined);
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("ensureBucket() creates a bucket with its size limits; applyBucketLimits() adds them in place", async () => {
+  await using ns = await startNatsServer();
+  const nc = await connect({ servers: ns.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const limits = bucketLimits(Buckets.deviceState);
+    const created = await ensureBucket(nc, Buckets.deviceState, { replicas: 1, history: 3 });
+    const { config } = await jsm.streams.info(`KV_${Buckets.deviceState}`);
+    assert.equal(config.max_bytes, limits.maxBytes);
+    assert.equal(config.max_msg_size, limits.maxValueSize);
+    await assert.rejects(
+      () => created.put("state.dev-a.default.web", new Uint8Array(limits.maxValueSize + 1)),
+      /message size exceeds maximum allowed/,
+    );
+
+    // A bucket made by an older Fleet, without limits: changed in place, its entries kept.
+    const old = await new Kvm(nc).create(Buckets.deviceInfo, { history: 1 });
+    await old.put("info.dev-b", "b's info");
+    assert.deepEqual(await applyBucketLimits(nc, Buckets.deviceInfo), {
+      changed: true,
+      overfull: false,
+    });
+    const after = await jsm.streams.info(`KV_${Buckets.deviceInfo}`);
+    assert.equal(after.config.max_bytes, bucketLimits(Buckets.deviceInfo).maxBytes);
+    assert.equal(after.config.max_msg_size, bucketLimits(Buckets.deviceInfo).maxValueSize);
+    assert.equal((await old.get("info.dev-b"))?.string(), "b's info");
+    await assert.rejects(
+      () =>
+        old.put("info.dev-a", new Uint8Array(bucketLimits(Buckets.deviceInfo).maxValueSize + 1)),
+      /message size exceeds maximum allowed/,
+    );
+    assert.deepEqual(await applyBucketLimits(nc, Buckets.deviceInfo), {
+      changed: false,
+      overfull: false,
+    });
   } finally {
     await nc.close();
   }

@@ -7,6 +7,7 @@
  */
 
 export {
+  applyBucketLimits,
   BucketError,
   type BucketName,
   Buckets,
@@ -14,6 +15,7 @@ export {
   ensureBucket,
   ensureBucketRetrying,
   isMaxPayloadExceeded,
+  isValueTooLarge,
   isWrongLastSequence,
   openBucket,
   refuseRollups,

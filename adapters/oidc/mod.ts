@@ -37,6 +37,7 @@ export {
   oidcCredentials,
   type OidcCredentialsOptions,
   type OidcCredentialSource,
+  principalInbox,
 } from "./nats_credentials.ts";
 export { OidcFetchError } from "./_discovery.ts";
 export {

@@ -6,6 +6,8 @@
  */
 
 import type { Auth, Authenticator } from "@nats-io/nats-core";
+import { decodeJwt } from "jose";
+import { principalInboxPrefix, principalOfClaims } from "../../core/principal.ts";
 import type { Clock, Timer } from "../../core/clock.ts";
 import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
@@ -15,8 +17,11 @@ import type { TokenSource } from "./token_source.ts";
 
 /** Options of {@link oidcCredentials}. */
 export interface OidcCredentialsOptions {
-  /** Inbox prefix for the connection, e.g. `_INBOX_<deviceId>` (DESIGN.md §5). */
-  inboxPrefix?: string;
+  /**
+   * Inbox prefix for the connection: `_INBOX_<deviceId>` for a device (DESIGN.md §5), or
+   * {@link principalInbox} for anyone else, whose prefix follows from its token.
+   */
+  inboxPrefix?: string | ((accessToken: string) => string);
   /** Where renewal failures are logged. Without one they are not logged. */
   logger?: Logger;
   /**
@@ -64,6 +69,21 @@ export function oidcCredentials(
   return new OidcCredentials(source, options);
 }
 
+/**
+ * The inbox prefix of the bearer of `accessToken` (a person, the operator): `_INBOX_p_` and the
+ * principal the auth callout derives from the same token's `iss` and `sub` (DESIGN.md §9), the
+ * only inbox its user may subscribe to. The token is its own, so it is read, not verified.
+ *
+ * @throws {Error} when the token is not a JWT naming an issuer and a subject.
+ */
+export function principalInbox(accessToken: string): string {
+  const principal = principalOfClaims(decodeJwt(accessToken));
+  if (principal === undefined) {
+    throw new Error(`the access token names no issuer ("iss") and subject ("sub")`);
+  }
+  return principalInboxPrefix(principal);
+}
+
 /** Least time between two scheduled renewals, against a provider issuing stale tokens. */
 const MIN_RENEW_INTERVAL_MS = 1_000;
 
@@ -71,7 +91,7 @@ class OidcCredentials implements OidcCredentialSource {
   readonly kind = "oidc-token";
   readonly bearer = true;
   readonly #source: TokenSource;
-  readonly #inboxPrefix: string | undefined;
+  readonly #inboxPrefix: OidcCredentialsOptions["inboxPrefix"];
   readonly #logger: Logger | undefined;
   readonly #retryDelayMs: number;
   readonly #maxRetryDelayMs: number;
@@ -96,9 +116,12 @@ class OidcCredentials implements OidcCredentialSource {
 
   async connectionOptions(): Promise<CredentialOptions> {
     this.#stopped = false;
-    await this.#source.token();
+    const token = await this.#source.token();
     this.#failures = 0;
     this.#schedule();
+    const inboxPrefix = typeof this.#inboxPrefix === "function"
+      ? this.#inboxPrefix(token)
+      : this.#inboxPrefix;
     const authenticator: Authenticator = (): Auth => {
       // After a failed renewal the backoff timer retries; connect attempts do not add more.
       if (this.#isStale() && this.#failures === 0) this.#renewNow();
@@ -106,7 +129,7 @@ class OidcCredentials implements OidcCredentialSource {
     };
     return {
       authenticator,
-      ...(this.#inboxPrefix !== undefined ? { inboxPrefix: this.#inboxPrefix } : {}),
+      ...(inboxPrefix !== undefined ? { inboxPrefix } : {}),
     };
   }
 

@@ -4,7 +4,9 @@ import { createLogger, silentLogger } from "../logger.ts";
 import type { Clock } from "../../core/clock.ts";
 import { eventually } from "../../testing/eventually.ts";
 import { FakeClock } from "../../testing/fake_clock.ts";
-import { oidcCredentials } from "./nats_credentials.ts";
+import { decodeJwt } from "jose";
+import { principalInboxPrefix, principalOf } from "../../core/principal.ts";
+import { oidcCredentials, principalInbox } from "./nats_credentials.ts";
 import {
   type MachineUser,
   startTestProvider,
@@ -54,6 +56,26 @@ Deno.test("oidcCredentials() presents the current token and the inbox prefix", a
   } finally {
     credentials.stop();
   }
+});
+
+Deno.test("oidcCredentials() with principalInbox uses the inbox of the token's principal", async () => {
+  await using idp = await startTestProvider();
+  const user = await idp.addMachineUser({ id: "fleet-operator", roles: ["operator"] });
+  const source = sourceFor(idp, user);
+  const credentials = oidcCredentials(source, { inboxPrefix: principalInbox });
+  try {
+    const options = await credentials.connectionOptions();
+    const claims = decodeJwt(source.current() ?? "");
+    // The callout derives the same principal from the verified claims (core/principal.ts).
+    assert.equal(
+      options.inboxPrefix,
+      principalInboxPrefix(principalOf(claims.iss ?? "", claims.sub ?? "")),
+    );
+    assert.match(options.inboxPrefix ?? "", /^_INBOX_p_[a-z0-9-]+$/);
+  } finally {
+    credentials.stop();
+  }
+  assert.throws(() => principalInbox("not-a-jwt"));
 });
 
 Deno.test("oidcCredentials() renews the token in the background at its refresh time", async () => {

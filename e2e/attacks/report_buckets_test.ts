@@ -55,7 +55,10 @@ Deno.test("A device's rollup or purge on its own report keys is refused, and the
     clock: systemClock,
   });
   assert.equal(await keeper.ensureAll(new AbortController().signal), true);
-  await putReports(operator, "dev-b");
+  // Each device writes its own reports: the operator only reads them.
+  const devB = await t.connectAs(await t.mint("dev-b", ["fleet-device"]), "dev-b");
+  await putReports(devB, "dev-b");
+  await devB.close();
   const dev = await t.connectAs(await t.mint("dev-a", ["fleet-device"]), "dev-a");
   try {
     await putReports(dev, "dev-a");
