@@ -23,17 +23,18 @@ import type { AgentConfig } from "./config.ts";
 /** Where the agent user lives, for the paths no workload may mount. */
 export interface AgentUser {
   home?: string | undefined;
-  /** `$XDG_RUNTIME_DIR`, or `/run/user/<uid>`. */
+  /** `$XDG_RUNTIME_DIR`. */
   runtimeDir?: string | undefined;
 }
 
-/** The user this agent runs as, from its environment. */
+/** The user this agent runs as, from its environment (no uid: the agent is not granted it). */
 export function currentAgentUser(): AgentUser {
-  const uid = Deno.uid();
-  return {
-    home: Deno.env.get("HOME"),
-    runtimeDir: Deno.env.get("XDG_RUNTIME_DIR") ?? (uid === null ? undefined : `/run/user/${uid}`),
-  };
+  return { home: Deno.env.get("HOME"), runtimeDir: Deno.env.get("XDG_RUNTIME_DIR") };
+}
+
+/** `/run/user/<uid>` of a rootless podman socket under it. */
+function runtimeDirOf(socket: string): string | undefined {
+  return /^\/run\/user\/\d+(?=\/)/.exec(socket)?.[0];
 }
 
 /**
@@ -58,7 +59,8 @@ export function protectedPaths(
   add(config.state_dir, "the agent's state directory");
   add(config.podman.socket, "the podman socket");
   add(user.home, "the agent user's home directory");
-  add(user.runtimeDir, "the agent user's runtime directory");
+  // systemd sets no XDG_RUNTIME_DIR for a service; a rootless socket says where it is.
+  add(user.runtimeDir ?? runtimeDirOf(config.podman.socket), "the agent user's runtime directory");
   return paths;
 }
 

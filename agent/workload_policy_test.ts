@@ -69,7 +69,7 @@ Deno.test("protectedPaths() names the agent's config directory, key, password fi
   const userpass = AgentConfig.parse({
     device_id: "pi-01",
     nats: {
-      urls: ["nats://n:4222"],
+      urls: ["nats://127.0.0.1:4222"],
       credentials: { type: "userpass", user: "pi", password_file: "/opt/pw" },
     },
     podman: { socket: "/run/podman/podman.sock" },
@@ -78,6 +78,16 @@ Deno.test("protectedPaths() names the agent's config directory, key, password fi
     protectedPaths(userpass, undefined, {}).some((p) =>
       p.path === "/opt/pw" && p.what === "the agent's password file"
     ),
+  );
+  // Without XDG_RUNTIME_DIR (a systemd service), a rootless socket names the runtime directory.
+  const rootless = AgentConfig.parse({
+    device_id: "pi-01",
+    nats: { urls: ["nats://127.0.0.1:4222"] },
+    podman: { socket: "/run/user/1001/podman/podman.sock" },
+  });
+  assert.deepEqual(
+    protectedPaths(rootless, undefined, {}).filter((p) => p.what.includes("runtime")),
+    [{ path: "/run/user/1001", what: "the agent user's runtime directory" }],
   );
 });
 
