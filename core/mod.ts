@@ -33,6 +33,7 @@ export { describeIssues, fieldPath, parseJsonWith, parseWith, WireFormatError } 
 export { parseStrictWith, unknownFields } from "./strict.ts";
 export {
   formatSelector,
+  isEmptySelector,
   LABEL_VALUE_MAX,
   LABEL_VALUE_RULE,
   LabelKey,
@@ -81,6 +82,8 @@ export {
   DeploymentSpec,
   DesiredState,
   desiredStateOf,
+  EMPTY_SELECTOR_RULE,
+  emptySelectorProblem,
   nextGeneration,
   parseDeploymentManifest,
   Rollout,
@@ -193,6 +196,17 @@ export {
   type ServiceVerdict,
 } from "./service_health.ts";
 export { diffTargets, heldDeployment, selectDevices, type TargetDiff } from "./targeting.ts";
+export {
+  ALL_DEVICES,
+  type BindingInput,
+  DEVICE_SELECTOR_ANNOTATION,
+  inScope,
+  NamespaceBinding,
+  NAMESPACES_BUCKET,
+  parseBinding,
+  type TargetScope,
+  targetScope,
+} from "./tenancy.ts";
 export {
   conflictMessage,
   decidePortConflicts,

@@ -33,6 +33,9 @@ import type { AgentConflictStore } from "./agent_conflict_store.ts";
 import { NatsAgentConflictStore } from "./nats_agent_conflicts.ts";
 import { KubeDeviceSink } from "./kube_devices.ts";
 import { KubeDeploymentSource } from "./kube_source.ts";
+import { KubeNamespaceBindings } from "./kube_namespace_bindings.ts";
+import type { NamespaceBindings } from "./namespace_bindings.ts";
+import { NatsNamespaceBindings } from "./nats_namespace_bindings.ts";
 import { KubeLabelRegistry } from "./kube_label_registry.ts";
 import type { LabelRegistry } from "./label_registry.ts";
 import { NatsLabelRegistry } from "./nats_label_registry.ts";
@@ -73,6 +76,12 @@ export interface OperatorOptions {
   retry?: BackoffPolicy;
   /** Where to mirror the device registry instead (the kube source's Device objects by default). */
   deviceSink?: DeviceSink;
+  /**
+   * A namespace no admin bound to devices may target every device, as before tenancy existed:
+   * for development and the demo only. Off, such a namespace targets no device and its
+   * deployments say why. @default false
+   */
+  allowUnboundNamespaces?: boolean;
 }
 
 /** A running or runnable operator, as {@link createOperator} returns it. */
@@ -95,6 +104,7 @@ export interface Operator {
 /** The ports of an operator: what it reads and writes. */
 interface Ports {
   source: DeploymentSource;
+  bindings: NamespaceBindings;
   desired: DesiredStateStore;
   reports: ReportFeed;
   registry: LabelRegistry;
@@ -118,6 +128,9 @@ function portsFor(options: OperatorOptions, clock: Clock, log: Logger): Ports {
         ...(options.retry ? { retry: options.retry } : {}),
       })
       : new NatsDeploymentSource(nc, log, replicas, clock),
+    bindings: source.kind === "kube"
+      ? new KubeNamespaceBindings(source.client, log)
+      : new NatsNamespaceBindings({ nc, log, replicas, clock }),
     desired: new NatsDesiredStateStore(watch),
     reports: new NatsReportFeed(watch),
     registry: source.kind === "kube"
@@ -138,10 +151,11 @@ export function createOperator(options: OperatorOptions): Operator {
   const flushIntervalMs = options.flushIntervalMs ?? 1_000;
   const retry = options.retry ? { retry: options.retry } : {};
   const ports = portsFor(options, clock, log);
-  const view = new FleetView();
+  const view = new FleetView({ allowUnbound: options.allowUnboundNamespaces ?? false });
   const stats = zeroStats();
   const initialRead = new InitialRead([
     "source",
+    "namespaces",
     Buckets.desiredState,
     Buckets.deviceInfo,
     Buckets.deviceState,
@@ -218,6 +232,12 @@ export function createOperator(options: OperatorOptions): Operator {
 
   const run = async (signal: AbortSignal): Promise<void> => {
     log.info(`Fleet operator starting (deployment source: ${ports.source.kind})`);
+    if (view.allowUnbound) {
+      log.info(
+        "Namespaces bound to no devices may target every device (--allow-unbound-namespaces, " +
+          "for development only)",
+      );
+    }
     // One input failing for good stops the others too.
     const stop = new AbortController();
     const inner = AbortSignal.any([signal, stop.signal]);
@@ -237,6 +257,12 @@ export function createOperator(options: OperatorOptions): Operator {
           for await (const event of ports.source.events(inner)) {
             if (event.type === "ready") readDone("source", false);
             else targeting.onSource(event);
+          }
+        })(),
+        (async () => {
+          for await (const event of ports.bindings.events(inner)) {
+            if (event.type === "ready") readDone("namespaces", false);
+            else targeting.bindingChanged(event.namespace, event.binding);
           }
         })(),
         (async () => {

@@ -199,6 +199,8 @@ export class LocalFleet implements AsyncDisposable {
       source: options.kube ? { kind: "kube", client: options.kube } : { kind: "nats" },
       auditIntervalMs: 1000,
       watchHeartbeatMs: 1000,
+      // A sandbox on one machine: its namespaces need no admin to bind them.
+      allowUnboundNamespaces: true,
       ...(this.#options.staleAfterMs ? { staleAfterMs: this.#options.staleAfterMs } : {}),
     });
     const run = operator.run(controller.signal);
