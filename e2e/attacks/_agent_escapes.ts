@@ -31,7 +31,7 @@ export function systemEscapesScript(uid: number): string {
     "write into its user's runtime directory":
       `Deno.writeTextFileSync("/run/user/${uid}/escape", "x")`,
     "install a user unit in its home":
-      `Deno.mkdirSync("/home/fleet-agent/.config/systemd/user", { recursive: true })`,
+      `Deno.writeTextFileSync("/home/fleet-agent/.config/systemd/user/escape.service", "")`,
     "become root with sudo": `{
       const r = new Deno.Command("sudo", { args: ["-n", "true"], stderr: "piped" }).outputSync();
       if (!r.success) throw new Error(new TextDecoder().decode(r.stderr).trim());
