@@ -107,13 +107,24 @@ Deno.test(
         },
       );
 
-      await t.step("arm64 under qemu-user: an agent reconciles with podman", async () => {
-        await agentReconciles(dir, "pi-arm64", (_paths, config) => ({
-          cmd: "qemu-aarch64-static",
-          args: qemuFleet(roots.arm64!, ["agent", "run", "--config", config]),
-          env: { DENO_DIR: `${dir}/deno-dir-arm64` },
-        }));
-      });
+      await t.step(
+        "arm64 under qemu-user: an agent reconciles with podman under its unit's Deno permissions",
+        async () => {
+          await agentReconciles(dir, "pi-arm64", (paths, config) => ({
+            cmd: "qemu-aarch64-static",
+            args: [
+              "-L",
+              ARM64_SYSROOT,
+              ...agentRuntimeArgs(paths, `${roots.arm64}/`),
+              "agent",
+              "run",
+              "--config",
+              config,
+            ],
+            env: { DENO_DIR: `${dir}/deno-dir-arm64` },
+          }));
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
