@@ -118,21 +118,25 @@ export function devicePermissions(deviceId: string): DevicePermissions {
 const API = "$JS.API";
 
 /**
- * Reading a bucket as the KV client does: stream info (`Kvm.create` of an existing bucket),
- * consumers for watches and key listings (their filter is part of the API subject, so
- * `consumerFilter` narrows what they may watch) and their info (`kv.keys()` asks it),
- * flow-control replies, and single gets (direct or through the stream API).
+ * Reading a bucket as the KV client does: stream info (`Kvm.create` of an existing bucket; with
+ * a subjects filter it lists keys), single gets (direct or through the stream API) and, unless
+ * `watch` is false, consumers for watches and key listings (their filter is part of the API
+ * subject), their info (`kv.keys()` asks it) and flow-control replies.
  */
-function readBucket(bucket: string, consumerFilter = ">"): string[] {
+function readBucket(bucket: string, watch = true): string[] {
   const stream = `KV_${bucket}`;
   return [
     `${API}.STREAM.INFO.${stream}`,
-    `${API}.CONSUMER.CREATE.${stream}.*.$KV.${bucket}.${consumerFilter}`,
-    `${API}.CONSUMER.INFO.${stream}.*`,
-    `$JS.FC.${stream}.>`,
     `${API}.DIRECT.GET.${stream}`,
     `${API}.DIRECT.GET.${stream}.$KV.${bucket}.>`,
     `${API}.STREAM.MSG.GET.${stream}`,
+    ...watch
+      ? [
+        `${API}.CONSUMER.CREATE.${stream}.*.$KV.${bucket}.>`,
+        `${API}.CONSUMER.INFO.${stream}.*`,
+        `$JS.FC.${stream}.>`,
+      ]
+      : [],
   ];
 }
 
@@ -197,9 +201,10 @@ export const ROLE_VERBS: Readonly<Record<PersonRole, readonly string[]>> = {
 
 /**
  * The permissions of the person `principal` in `role`:
- * - viewer: read every bucket, and `ping`. Desired state only through single gets and a
- *   listing of its agent-conflict keys (all `fleet get` needs): a consumer on a device's keys
- *   could replace the one the operator prepared for that device;
+ * - viewer: read every bucket, and `ping`. Desired state without consumers (single gets, key
+ *   listings through stream info): creating a consumer there could take over the one the
+ *   operator prepared for a device, however its filter is written (nats-server lets a create
+ *   request without `action` update an existing consumer);
  * - maintainer: also apply and delete deployments, and the verbs diag, restart, reconcile,
  *   logs and rollout;
  * - admin: the whole JetStream API, every KV and object store, every verb, every subscription.
@@ -215,9 +220,7 @@ export function personPermissions(role: PersonRole, principal: string): NatsPerm
   if (role === "admin") {
     return { pub: { allow: ["$JS.>", "$KV.>", "$O.>", ...commands] }, sub: { allow: [">"] } };
   }
-  const reads = readableBuckets().flatMap((b) =>
-    readBucket(b, b === Buckets.desiredState ? keys.agentConflicts() : ">")
-  );
+  const reads = readableBuckets().flatMap((b) => readBucket(b, b !== Buckets.desiredState));
   const writes = role === "maintainer" ? [writeBucket(Buckets.deployments)] : [];
   return {
     pub: { allow: [`${API}.INFO`, ...reads, ...writes, ...commands] },

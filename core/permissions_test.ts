@@ -141,7 +141,6 @@ const GET_TRAFFIC = [
   "$JS.API.STREAM.INFO.KV_desired-state",
   "$JS.API.CONSUMER.CREATE.KV_device-heartbeat.fleet_watch_X.$KV.device-heartbeat.>",
   "$JS.API.CONSUMER.CREATE.KV_fleet-deployments.fleet_watch_X.$KV.fleet-deployments.>",
-  "$JS.API.CONSUMER.CREATE.KV_desired-state.oc_X.$KV.desired-state.*.agent-conflict",
   "$JS.API.STREAM.MSG.GET.KV_desired-state",
   "$JS.API.DIRECT.GET.KV_fleet-deployments.$KV.fleet-deployments.default.web",
   "$JS.FC.KV_device-info.fleet_watch_X.1.2",
@@ -163,8 +162,9 @@ Deno.test("personPermissions() gives each role its reads, writes and verbs, in i
     "device-commands.dev-a.restart.bob-1",
     "$KV.fleet-deployments.default.web",
     "$KV.desired-state.dev-a.default.web",
-    // A consumer on a device's desired state could take over the one prepared for it.
+    // A consumer on desired state could take over the one prepared for a device.
     "$JS.API.CONSUMER.CREATE.KV_desired-state.device-dev-a.$KV.desired-state.dev-a.>",
+    "$JS.API.CONSUMER.CREATE.KV_desired-state.device-dev-a.$KV.desired-state.*.agent-conflict",
     "$JS.API.CONSUMER.CREATE.KV_desired-state.device-dev-a",
     "$JS.API.CONSUMER.DELETE.KV_desired-state.device-dev-a",
     "$JS.API.STREAM.CREATE.KV_fleet-deployments",

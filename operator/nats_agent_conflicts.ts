@@ -1,5 +1,6 @@
 /** The {@link AgentConflictStore} on NATS: `<deviceId>.agent-conflict` keys of `desired-state`. */
 import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { Buckets, InstanceConflict, keys, parseJsonWith, parseKey } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -17,10 +18,20 @@ export class NatsAgentConflictStore implements AgentConflictStore {
     this.#log = log;
   }
 
+  /**
+   * Lists the keys with the stream's subject index rather than a consumer: people read this
+   * (`fleet get devices`) and may not create consumers on desired state, where one could take
+   * over the consumer the operator prepared for a device.
+   */
   async load(): Promise<Map<string, InstanceConflict>> {
     const kv = await this.#bucket();
     const conflicts = new Map<string, InstanceConflict>();
-    for await (const key of await kv.keys(keys.agentConflicts())) {
+    const prefix = `$KV.${Buckets.desiredState}.`;
+    const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
+    const { state } = await jsm.streams.info(`KV_${Buckets.desiredState}`, {
+      subjects_filter: `${prefix}${keys.agentConflicts()}`,
+    });
+    for (const key of Object.keys(state.subjects ?? {}).map((s) => s.slice(prefix.length))) {
       const deviceId = parseKey.agentConflict(key);
       const entry = deviceId ? await kv.get(key) : null;
       if (!deviceId || entry === null || entry.operation !== "PUT") continue;

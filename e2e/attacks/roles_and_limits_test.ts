@@ -5,6 +5,7 @@
  * size limits. Every attack must fail and leave what others wrote as it was.
  */
 import assert from "node:assert/strict";
+import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import {
   type Msg,
@@ -187,6 +188,40 @@ Deno.test("Roles and limits: people, the operator and devices get only their own
         .string(),
       "pong",
     );
+
+    // The consumer the operator prepares for a device's desired state: no person takes it over,
+    // whatever filter the request names (without an action, a create updates a consumer).
+    const desiredStream = `KV_${Buckets.desiredState}`;
+    const prepared = {
+      durable_name: "device-dev-a",
+      filter_subject: `$KV.${Buckets.desiredState}.dev-a.>`,
+      deliver_subject: "_INBOX_dev-a.desired-state",
+      ack_policy: AckPolicy.None,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    };
+    const operatorJsm = await jetstreamManager(operator, { checkAPI: false });
+    await operatorJsm.consumers.add(desiredStream, prepared);
+    for (const [who, nc] of [["viewer", viewer], ["maintainer", maintainer]] as const) {
+      for (const filter of ["dev-a.>", "*.agent-conflict", ">"]) {
+        const config = {
+          ...prepared,
+          filter_subject: `$KV.${Buckets.desiredState}.${filter}`,
+          deliver_subject: `_INBOX_p_${who === "viewer" ? bob : mia}.stolen`,
+        };
+        await refused(
+          `${who} rewrites dev-a's desired-state consumer to ${filter}`,
+          () =>
+            nc.request(
+              `$JS.API.CONSUMER.CREATE.${desiredStream}.device-dev-a.${config.filter_subject}`,
+              JSON.stringify({ stream_name: desiredStream, config }),
+              { timeout: 5_000 },
+            ),
+        );
+      }
+    }
+    const kept = (await operatorJsm.consumers.info(desiredStream, "device-dev-a")).config;
+    assert.equal(kept.filter_subject, prepared.filter_subject);
+    assert.equal(kept.deliver_subject, prepared.deliver_subject);
 
     // A maintainer: restarts in its own name, never in someone else's.
     await refused(
