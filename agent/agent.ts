@@ -5,12 +5,11 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import {
-  Buckets,
   type DeploymentState,
+  deviceConsumer,
   type DeviceInfo,
   deviceLabels,
   type Heartbeat,
-  keys,
   parseKey,
   withSelectableLabels,
 } from "../core/mod.ts";
@@ -21,8 +20,8 @@ import { readInventory } from "../adapters/host/inventory.ts";
 import {
   connectNatsInBackground,
   type CredentialSource,
+  followDeviceConsumer,
   natsTlsFromConfig,
-  watchBucket,
 } from "../adapters/nats/mod.ts";
 import { type AgentConfig, devicePolicy, labelWarnings } from "./config.ts";
 import { DesiredCache } from "./desired_cache.ts";
@@ -43,13 +42,11 @@ export interface AgentOptions {
   /** Describes the container runtime in the start-up line, e.g. the podman socket. */
   runtimeDescription: string;
   /**
-   * Paces the relist, heartbeat and republish loops and the desired-state watch's retries,
+   * Paces the relist, heartbeat and republish loops and the desired-state feed's retries,
    * and times the orphan grace period, failure backoffs and how long containers have been
    * up; the device's own timestamps in reports come from it.
    */
   clock: Clock;
-  /** Idle heartbeat of the desired-state watch (the adapter's default when absent). */
-  watchHeartbeatMs?: number;
   /** The config file, named in warnings about it. @default "the agent config" */
   configPath?: string;
   /** The failure backoff's jitter, a number in [0, 1) per failure. @default Math.random */
@@ -247,18 +244,15 @@ export class Agent {
       }
     })();
 
+    // The consumer the operator prepared for this device: it cannot make one of its own.
     for await (
-      const event of watchBucket({
+      const event of followDeviceConsumer({
         nc,
-        bucket: Buckets.desiredState,
-        keyFilter: keys.desiredStateOfDevice(config.device_id),
+        consumer: deviceConsumer(config.device_id),
         logger: this.#log,
         signal,
         onRestart: () => this.#view.readStarted(),
         clock: this.#clock,
-        ...(this.#options.watchHeartbeatMs
-          ? { idleHeartbeatMs: this.#options.watchHeartbeatMs }
-          : {}),
       })
     ) {
       if (event.type !== "ready" && parseKey.agentConflict(event.key) === config.device_id) {

@@ -24,7 +24,7 @@ import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { MemoryRuntime } from "../testing/memory_runtime.ts";
-import { runTestAgent } from "../testing/agents.ts";
+import { keepDeviceConsumers, runTestAgent } from "../testing/agents.ts";
 import type { Agent } from "./agent.ts";
 import { eventually } from "../testing/eventually.ts";
 import type { ContainerRuntime } from "./runtime.ts";
@@ -69,6 +69,7 @@ class Fixture implements AsyncDisposable {
     readonly info: KV,
     readonly heartbeats: KV,
     readonly stateDir: string,
+    readonly consumers: { sync(): Promise<void> } & AsyncDisposable,
   ) {}
 
   static async start(): Promise<Fixture> {
@@ -81,13 +82,15 @@ class Fixture implements AsyncDisposable {
     });
     const bucket = (name: string) => ensureBucket(nc, name, { replicas: 1, history: 1 });
     await bucket(Buckets.deviceState);
+    const desired = await bucket(Buckets.desiredState);
     return new Fixture(
       ns,
       nc,
-      await bucket(Buckets.desiredState),
+      desired,
       await bucket(Buckets.deviceInfo),
       await bucket(Buckets.deviceHeartbeat),
       await Deno.makeTempDir({ prefix: "fleet-agent-test-" }),
+      await keepDeviceConsumers(nc, [DEVICE]),
     );
   }
 
@@ -134,6 +137,7 @@ class Fixture implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    await this.consumers[Symbol.asyncDispose]();
     await this.nc.close();
     await this.ns.stop();
     await Deno.remove(this.stateDir, { recursive: true });
@@ -188,6 +192,7 @@ Deno.test("Agent keeps the containers of a deployment gone from a complete read 
   // The bucket is wiped and rebuilt while the agent is away; only web comes back so far.
   await f.desired.destroy();
   const rebuilt = await ensureBucket(f.nc, Buckets.desiredState, { replicas: 1, history: 1 });
+  await f.consumers.sync(); // the device's consumer went with the bucket
   await rebuilt.put(desiredKey("web"), desired("web"));
   f.runtime.take();
 

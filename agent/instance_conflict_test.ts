@@ -18,6 +18,7 @@ import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.t
 import { silentLogger } from "../adapters/logger.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import { createOperator } from "../operator/operator.ts";
+import { NatsDeviceConsumers } from "../operator/nats_device_consumers.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { MemoryRuntime } from "../testing/memory_runtime.ts";
@@ -77,6 +78,12 @@ Deno.test("Two agents with one device id: the newer stands by, touches nothing, 
       history: 1,
     });
     await deployments.put("default.web", JSON.stringify(web("localhost/web:1", 1)));
+    // Targeting reads the labels the control plane gave the device, not those it reports.
+    await (await ensureBucket(nc, Buckets.deviceLabels, { replicas: 1, history: 1 }))
+      .put(keys.deviceLabels(DEVICE), JSON.stringify({ labels: { site: "lab" } }));
+    // The device's consumer, which the operator makes once it sees the device's info: made
+    // now, so that the first agent need not wait for it on its fake clock.
+    await new NatsDeviceConsumers({ nc, log: silentLogger, heartbeatMs: 1000 }).ensure(DEVICE);
 
     const start = async () => {
       const stateDir = await Deno.makeTempDir({ prefix: "fleet-instance-test-" });

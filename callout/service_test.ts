@@ -14,8 +14,11 @@ import {
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { generateKeyPair } from "jose";
-import { ensureBucket, openBucket } from "../adapters/nats/mod.ts";
+import { ensureBucket, followDeviceConsumer, openBucket } from "../adapters/nats/mod.ts";
 import { watchBucket } from "../adapters/nats/kv_watch.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { deviceConsumer } from "../core/mod.ts";
+import { NatsDeviceConsumers } from "../operator/nats_device_consumers.ts";
 import { captureLogger } from "../testing/nats.ts";
 import { eventually } from "../testing/eventually.ts";
 import { startCalloutFixture } from "../testing/callout.ts";
@@ -104,11 +107,39 @@ for (const encrypted of [true, false]) {
       assert.ok(subError instanceof PermissionViolationError, String(subError));
       assert.equal(subError.operation, "subscription");
 
-      // Its desired state through the KV watch: allowed; another device's: refused.
+      // Its desired state from the consumer the operator prepared: allowed; another device's
+      // consumer, or a consumer of its own making (even on its own keys): refused.
+      const consumers = new NatsDeviceConsumers({
+        nc: operator,
+        log: silentLogger,
+        heartbeatMs: 1000,
+      });
+      await consumers.ensure("dev-a");
+      await consumers.ensure("dev-b");
       const { logger, lines } = captureLogger();
       const controller = new AbortController();
       const seen: string[] = [];
       const own = (async () => {
+        for await (
+          const e of followDeviceConsumer({
+            nc: dev,
+            consumer: deviceConsumer("dev-a"),
+            logger,
+            signal: controller.signal,
+          })
+        ) seen.push(e.type === "put" ? `put ${e.key}` : e.type);
+      })();
+      const other = (async () => {
+        for await (
+          const e of followDeviceConsumer({
+            nc: dev,
+            consumer: deviceConsumer("dev-b"),
+            logger,
+            signal: controller.signal,
+          })
+        ) seen.push(`LEAK ${e.type}`);
+      })();
+      const made = (async () => {
         for await (
           const e of watchBucket({
             nc: dev,
@@ -117,26 +148,19 @@ for (const encrypted of [true, false]) {
             logger,
             signal: controller.signal,
           })
-        ) seen.push(e.type === "put" ? `put ${e.key}` : e.type);
-      })();
-      const other = (async () => {
-        for await (
-          const e of watchBucket({
-            nc: dev,
-            bucket: "desired-state",
-            keyFilter: "dev-b.>",
-            logger,
-            signal: controller.signal,
-          })
-        ) seen.push(`LEAK ${e.type}`);
+        ) seen.push(`OWN CONSUMER ${e.type}`);
       })();
       await eventually("its own desired state", () => seen.includes("ready"));
       await eventually(
-        "the refused watch",
+        "the refused consumer of dev-b",
+        () => lines.some((l) => l.includes('read its desired-state consumer "device-dev-b"')),
+      );
+      await eventually(
+        "the refused consumer of its own making",
         () => lines.some((l) => l.includes("NATS does not allow this process to watch")),
       );
       controller.abort();
-      await Promise.all([own, other]);
+      await Promise.all([own, other, made]);
       assert.deepStrictEqual(seen, ["put dev-a.default.web", "ready"]);
     } finally {
       await dev.close();

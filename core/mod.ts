@@ -228,6 +228,7 @@ export {
   DeploymentFlagError,
   type DeploymentFlags,
 } from "./deployment_builder.ts";
+export { type DeviceConsumer, deviceConsumer, deviceOfConsumer } from "./device_consumer.ts";
 export {
   DEVICE_RESPONSE_PERMISSION,
   deviceInboxPrefix,

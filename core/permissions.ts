@@ -7,6 +7,7 @@
  * Pure: the auth callout turns these into a user JWT; tests and the docs read them too.
  */
 
+import { deviceConsumer } from "./device_consumer.ts";
 import { validateIdentifier } from "./ids.ts";
 import { Buckets, keys } from "./keys.ts";
 import { LEASE_BUCKET } from "./lease.ts";
@@ -72,34 +73,35 @@ export function deviceInboxPrefix(deviceId: string): string {
  * on nats-server 2.10).
  *
  * Publish:
- * - `$JS.API.CONSUMER.CREATE.KV_desired-state.*.$KV.desired-state.<id>.>`: create the
- *   push consumer of its own desired-state watch (one filter subject, so the filter is
- *   part of the API subject and the server checks it against the consumer config);
- * - `$JS.FC.KV_desired-state.>`: answer that consumer's flow-control requests;
+ * - `$JS.API.CONSUMER.INFO.KV_desired-state.device-<id>` and
+ *   `$JS.API.CONSUMER.DELETE.KV_desired-state.device-<id>`: the info of the consumer the
+ *   operator prepared for it (`core/device_consumer.ts`), and deleting it to read everything
+ *   again (the operator re-creates it);
  * - `$KV.device-info.info.<id>`, `$KV.device-state.state.<id>.>`,
  *   `$KV.device-heartbeat.heartbeat.<id>`: its own reports.
  *
- * No `$JS.ACK.>`: the watch's consumer uses `AckPolicy.None`. Never
- * `$JS.API.STREAM.MSG.GET.*` (the key is in the payload, so it would read any value),
- * `$JS.API.STREAM.INFO.*` (its subjects filter lists every key), `$JS.API.>` or `_INBOX.>`.
+ * No `$JS.API.CONSUMER.CREATE.*`: whoever creates a consumer chooses where the server
+ * delivers it (`deliver_subject`), so a device that could create one could make the server
+ * publish on any subject. No `$JS.ACK.>` or `$JS.FC.>`: the prepared consumer neither waits
+ * for acknowledgements nor uses flow control. Never `$JS.API.STREAM.MSG.GET.*` (the key is in
+ * the payload, so it would read any value), `$JS.API.STREAM.INFO.*` (its subjects filter
+ * lists every key), `$JS.API.>` or `_INBOX.>`.
  *
- * Subscribe: `_INBOX_<id>.>` (replies and watch deliveries; see
- * {@link deviceInboxPrefix}) and `device-commands.<id>.>`. Replies to commands go through
- * `resp` (allow_responses).
+ * Subscribe: `_INBOX_<id>.>` (replies and its desired state, delivered on
+ * `_INBOX_<id>.desired-state`; see {@link deviceInboxPrefix}) and `device-commands.<id>.>`.
+ * Replies to commands go through `resp` (allow_responses).
  *
  * @throws {InvalidIdentifierError} when `deviceId` is not an RFC 1123 label (so no
  *   wildcard, dot or whitespace can ever widen the set).
  */
 export function devicePermissions(deviceId: string): DevicePermissions {
   validateIdentifier("device id", deviceId);
-  const desired = Buckets.desiredState;
+  const { stream, name } = deviceConsumer(deviceId);
   return {
     pub: {
       allow: [
-        `$JS.API.CONSUMER.CREATE.KV_${desired}.*.$KV.${desired}.${
-          keys.desiredStateOfDevice(deviceId)
-        }`,
-        `$JS.FC.KV_${desired}.>`,
+        `$JS.API.CONSUMER.INFO.${stream}.${name}`,
+        `$JS.API.CONSUMER.DELETE.${stream}.${name}`,
         `$KV.${Buckets.deviceInfo}.${keys.deviceInfo(deviceId)}`,
         `$KV.${Buckets.deviceState}.${keys.deviceStatesOfDevice(deviceId)}`,
         `$KV.${Buckets.deviceHeartbeat}.${keys.heartbeat(deviceId)}`,

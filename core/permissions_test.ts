@@ -55,8 +55,8 @@ Deno.test("devicePermissions() is exactly the set verified in DESIGN.md §5", ()
   assert.deepStrictEqual(devicePermissions("dev-a"), {
     pub: {
       allow: [
-        "$JS.API.CONSUMER.CREATE.KV_desired-state.*.$KV.desired-state.dev-a.>",
-        "$JS.FC.KV_desired-state.>",
+        "$JS.API.CONSUMER.INFO.KV_desired-state.device-dev-a",
+        "$JS.API.CONSUMER.DELETE.KV_desired-state.device-dev-a",
         "$KV.device-info.info.dev-a",
         "$KV.device-state.state.dev-a.>",
         "$KV.device-heartbeat.heartbeat.dev-a",
@@ -209,16 +209,12 @@ for (const bad of ["*", ">", "dev.a", "dev a", "Dev-A", "", "dev-a.>", "a*"]) {
   });
 }
 
-/**
- * What device `id` does on the wire, as publish and subscribe subjects. Flow-control
- * replies (`$JS.FC.KV_desired-state.<consumer>.<...>`) are left out: their subject names
- * the consumer, not the device, so every device shares that permission; a reply carries no
- * data and only lets a consumer send on.
- */
+/** What device `id` does on the wire, as publish and subscribe subjects. */
 function traffic(id: string): { pub: string[]; sub: string[] } {
   return {
     pub: [
-      `$JS.API.CONSUMER.CREATE.KV_desired-state.fleet_watch_X1.$KV.desired-state.${id}.>`,
+      `$JS.API.CONSUMER.INFO.KV_desired-state.device-${id}`,
+      `$JS.API.CONSUMER.DELETE.KV_desired-state.device-${id}`,
       `$KV.device-info.info.${id}`,
       `$KV.device-state.state.${id}.default.web`,
       `$KV.device-heartbeat.heartbeat.${id}`,
@@ -226,6 +222,7 @@ function traffic(id: string): { pub: string[]; sub: string[] } {
     sub: [
       `_INBOX_${id}.>`,
       `_INBOX_${id}.abc123`,
+      `_INBOX_${id}.desired-state`,
       `device-commands.${id}.>`,
       `device-commands.${id}.restart`,
     ],
@@ -236,7 +233,6 @@ Deno.test("devicePermissions() allows what the agent does on the wire", () => {
   const perms = devicePermissions("dev-a");
   const own = traffic("dev-a");
   for (const s of own.pub) assert.ok(allowed(perms.pub.allow, s), `publish ${s}`);
-  assert.ok(allowed(perms.pub.allow, "$JS.FC.KV_desired-state.fleet_watch_X1.3.7"));
   for (const s of own.sub) assert.ok(allowed(perms.sub.allow, s), `subscribe ${s}`);
 });
 
@@ -281,6 +277,13 @@ Deno.test("devicePermissions() never grants the subjects that leak other devices
     "$JS.API.CONSUMER.CREATE.KV_desired-state.X.$KV.desired-state.*.>",
     "$JS.API.CONSUMER.CREATE.KV_desired-state.X",
     "$JS.API.CONSUMER.DURABLE.CREATE.KV_desired-state.X",
+    // Whoever creates a consumer chooses where the server delivers it, even on its own keys.
+    "$JS.API.CONSUMER.CREATE.KV_desired-state.X.$KV.desired-state.dev-a.>",
+    "$JS.API.CONSUMER.CREATE.KV_desired-state.device-dev-a",
+    "$JS.API.CONSUMER.DURABLE.CREATE.KV_desired-state.device-dev-a",
+    "$JS.API.CONSUMER.MSG.NEXT.KV_desired-state.device-dev-b",
+    "$JS.FC.KV_desired-state.device-dev-a.1",
+    "$JS.ACK.KV_desired-state.device-dev-b.1.1.1.1.0",
     "$KV.desired-state.dev-a.default.web", // only the operator writes desired state
     "$KV.fleet-deployments.default.web",
     "$KV.device-state.state.>",

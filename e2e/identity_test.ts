@@ -9,10 +9,11 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { Buckets, deviceInboxPrefix, keys } from "../core/mod.ts";
+import { Buckets, deviceConsumer, deviceInboxPrefix, keys } from "../core/mod.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import {
   connectNats,
+  followDeviceConsumer,
   installConnectionResetGuard,
   readBucket,
   userPasswordCredentials,
@@ -169,12 +170,22 @@ story(
       await store.apply(webDeployment({ name: "web", selector: LAB }));
       await waitForStatus(fleet, { name: "web" }, { matched: 2, succeeded: 2 });
 
-      // Device A: its own keys work.
+      // Device A: its own keys work, read from the consumer the operator prepared for it.
       const a = await raw(users.a, "dev-a");
-      const own = await readBucket(a, Buckets.desiredState, log, {
-        keyFilter: keys.desiredStateOfDevice("dev-a"),
-      });
-      assert.deepEqual([...own.keys()], ["dev-a.default.web"]);
+      const own: string[] = [];
+      const reading = new AbortController();
+      for await (
+        const e of followDeviceConsumer({
+          nc: a,
+          consumer: deviceConsumer("dev-a"),
+          logger: log,
+          signal: reading.signal,
+        })
+      ) {
+        if (e.type === "put") own.push(e.key);
+        if (e.type === "ready") reading.abort();
+      }
+      assert.deepEqual(own, ["dev-a.default.web"]);
       const aKv = (bucket: string) => new Kvm(a).open(bucket, { bindOnly: true });
       await (await aKv(Buckets.deviceHeartbeat)).put(
         keys.heartbeat("dev-a"),

@@ -9,7 +9,8 @@
  * - devices (`device_mirror.ts`): registry (labels from the label registry), liveness, the
  *   Device mirror;
  * - agents (`instance_arbiter.ts`): which agent keeps a device two agents run as;
- * - buckets (`bucket_auditor.ts`): re-creates what broker data loss took.
+ * - buckets (`bucket_auditor.ts`): re-creates what broker data loss took;
+ * - device consumers (`device_consumers.ts`): the one consumer each device reads from.
  *
  * It writes nothing until it has read every input once, so a restart converges without
  * rewriting unchanged keys.
@@ -25,6 +26,8 @@ import { BucketAuditor } from "./bucket_auditor.ts";
 import type { BucketKeeper } from "./bucket_keeper.ts";
 import type { DeploymentSource, DeviceSink } from "./deployment_source.ts";
 import type { DesiredStateStore } from "./desired_state_store.ts";
+import { DeviceConsumerKeeper, type DeviceConsumerStore } from "./device_consumers.ts";
+import { NatsDeviceConsumers } from "./nats_device_consumers.ts";
 import { DeviceMirror } from "./device_mirror.ts";
 import { FleetView } from "./fleet_view.ts";
 import { InitialRead } from "./initial_read.ts";
@@ -72,6 +75,11 @@ export interface OperatorOptions {
   auditIntervalMs?: number;
   /** Idle heartbeat of the bucket watches: a wiped bucket is noticed after two missed ones. @default 5000 */
   watchHeartbeatMs?: number;
+  /**
+   * Idle heartbeat of each device's desired-state consumer: an agent notices a lost consumer
+   * after two missed ones; every connected device gets one message per interval. @default 15000
+   */
+  deviceHeartbeatMs?: number;
   /** Spacing of retries after failed writes. @default DEFAULT_BACKOFF (100 ms doubling to 30 s) */
   retry?: BackoffPolicy;
   /** Where to mirror the device registry instead (the kube source's Device objects by default). */
@@ -110,6 +118,7 @@ interface Ports {
   registry: LabelRegistry;
   agentConflicts: AgentConflictStore;
   buckets: BucketKeeper;
+  deviceConsumers: DeviceConsumerStore;
   deviceSink: DeviceSink | undefined;
   kubeDevices: KubeDeviceSink | undefined;
 }
@@ -138,6 +147,11 @@ function portsFor(options: OperatorOptions, clock: Clock, log: Logger): Ports {
       : new NatsLabelRegistry(watch),
     agentConflicts: new NatsAgentConflictStore(nc, log),
     buckets: new NatsBucketKeeper({ nc, log, replicas, clock }),
+    deviceConsumers: new NatsDeviceConsumers({
+      nc,
+      log,
+      heartbeatMs: options.deviceHeartbeatMs ?? 15_000,
+    }),
     deviceSink: options.deviceSink ?? kubeDevices,
     kubeDevices,
   };
@@ -209,6 +223,15 @@ export function createOperator(options: OperatorOptions): Operator {
     },
   });
 
+  const consumers = new DeviceConsumerKeeper({
+    store: ports.deviceConsumers,
+    devices: view.devices,
+    complete: () => initialRead.complete,
+    clock,
+    log,
+    intervalMs: options.auditIntervalMs ?? 10_000,
+  });
+
   let markReady: () => void = () => {};
   const ready = new Promise<void>((resolve) => markReady = resolve);
 
@@ -221,6 +244,7 @@ export function createOperator(options: OperatorOptions): Operator {
     // Reports of deployments that do not exist go now; the others once targets are resolved.
     view.pruneStates();
     devices.reportAll();
+    void consumers.audit();
     log.info("Read the fleet's current state", {
       deployments: view.deployments.size,
       devices: view.devices.size,
@@ -275,7 +299,12 @@ export function createOperator(options: OperatorOptions): Operator {
         })(),
         (async () => {
           for await (const event of ports.reports.deviceInfo(inner)) {
+            // Before the registry takes it in: a device it did not know gets its consumer.
+            if (event.type === "put" && !view.devices.has(event.info.deviceId)) {
+              consumers.deviceJoined(event.info.deviceId);
+            }
             devices.onInfo(event);
+            if (event.type === "delete") void consumers.deviceLeft(event.deviceId);
             if (event.type === "ready") readDone(Buckets.deviceInfo, event.restarted);
           }
         })(),
@@ -302,6 +331,7 @@ export function createOperator(options: OperatorOptions): Operator {
         devices.run(inner),
         arbiter.run(inner),
         auditor.run(inner),
+        consumers.run(inner),
       );
       await Promise.all(tasks);
     } finally {

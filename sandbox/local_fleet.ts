@@ -199,6 +199,7 @@ export class LocalFleet implements AsyncDisposable {
       source: options.kube ? { kind: "kube", client: options.kube } : { kind: "nats" },
       auditIntervalMs: 1000,
       watchHeartbeatMs: 1000,
+      deviceHeartbeatMs: 1000,
       // A sandbox on one machine: its namespaces need no admin to bind them.
       allowUnboundNamespaces: true,
       ...(this.#options.staleAfterMs ? { staleAfterMs: this.#options.staleAfterMs } : {}),
@@ -300,7 +301,6 @@ export class LocalFleet implements AsyncDisposable {
       log,
       version: this.#options.version,
       runtimeDescription: "podman (local fleet)",
-      watchHeartbeatMs: 1000,
       clock: systemClock,
     });
     const controller = new AbortController();

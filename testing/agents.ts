@@ -2,7 +2,12 @@
  * An agent for tests: a real {@link Agent} on a fake clock and a test runtime, with its log
  * kept, running until `stop()`.
  */
-import { noCredentials } from "../adapters/nats/mod.ts";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { type CredentialSource, noCredentials } from "../adapters/nats/mod.ts";
+import { silentLogger } from "../adapters/logger.ts";
+import { systemClock } from "../adapters/clock.ts";
+import { DeviceConsumerKeeper } from "../operator/device_consumers.ts";
+import { NatsDeviceConsumers } from "../operator/nats_device_consumers.ts";
 import { Agent } from "../agent/agent.ts";
 import { AgentConfig } from "../agent/config.ts";
 import type { ContainerRuntime } from "../agent/runtime.ts";
@@ -19,6 +24,8 @@ export interface TestAgentOptions {
   config?: Record<string, unknown>;
   /** The backoff's jitter. @default no jitter */
   random?: () => number;
+  /** How it proves who it is to NATS. @default no credentials */
+  credentials?: CredentialSource;
 }
 
 /** A running test agent: its log lines (info and up) and how to stop it. */
@@ -38,7 +45,7 @@ export function runTestAgent(options: TestAgentOptions): TestAgent {
       podman: { socket: "/nonexistent/podman.sock" },
       ...options.config,
     }),
-    credentials: noCredentials(),
+    credentials: options.credentials ?? noCredentials(),
     configPath: "/etc/fleet-agent/config.toml",
     runtime: options.runtime,
     log: logger,
@@ -55,6 +62,35 @@ export function runTestAgent(options: TestAgentOptions): TestAgent {
     stop: async () => {
       controller.abort();
       await done;
+    },
+  };
+}
+
+/**
+ * What the operator does for the agents under test: each device's desired-state consumer,
+ * re-created as soon as an agent deletes it. `sync()` creates the missing ones (at the start,
+ * after a bucket was rebuilt); dispose stops it.
+ */
+export async function keepDeviceConsumers(
+  nc: NatsConnection,
+  deviceIds: string[],
+): Promise<{ sync(): Promise<void> } & AsyncDisposable> {
+  const controller = new AbortController();
+  const keeper = new DeviceConsumerKeeper({
+    store: new NatsDeviceConsumers({ nc, log: silentLogger, heartbeatMs: 1000 }),
+    devices: new Set(deviceIds),
+    complete: () => true,
+    clock: systemClock,
+    log: silentLogger,
+    intervalMs: 3_600_000,
+  });
+  const running = keeper.run(controller.signal);
+  await keeper.audit();
+  return {
+    sync: () => keeper.audit(),
+    async [Symbol.asyncDispose]() {
+      controller.abort();
+      await running;
     },
   };
 }

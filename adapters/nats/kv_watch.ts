@@ -37,6 +37,15 @@ import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import { sleep } from "../timers.ts";
 import { AsyncQueue } from "./_queue.ts";
+import {
+  drainFeed,
+  errorMessage,
+  type Feed,
+  type FeedItem,
+  OpenRetries,
+  retryDelayMs,
+} from "./_feed.ts";
+import { kvEntryEvent } from "./_kv_entry.ts";
 import { readGateOf } from "./_read_gate.ts";
 
 /**
@@ -122,14 +131,8 @@ export class WatchError extends Error {
 const DEFAULT_IDLE_HEARTBEAT_MS = 15_000;
 /** Ephemeral consumers left behind (we may not have permission to delete them) expire. */
 const INACTIVE_THRESHOLD_MS = 5 * 60_000;
-const RETRY_MIN_MS = 1_000;
-const RETRY_MAX_MS = 5_000;
 /** Reads that end sooner than this in a row are spaced out with the retry backoff. */
 const QUICK_END_MS = 10_000;
-
-const KV_OPERATION = "KV-Operation";
-/** nats-server 2.11+ writes markers for per-message TTLs instead of KV-Operation. */
-const MARKER_REASON = "Nats-Marker-Reason";
 
 /**
  * Watches the current values of a bucket and then its live changes, restarting by itself
@@ -156,26 +159,11 @@ export function watchBucket(options: WatchBucketOptions): AsyncIterable<WatchEve
     );
   }
   return {
-    [Symbol.asyncIterator]: () => iterate(new BucketWatch({ ...options, keyFilter })),
+    [Symbol.asyncIterator]: () => drainFeed(new BucketWatch({ ...options, keyFilter })),
   };
 }
 
-type QueueItem = { kind: "event"; event: WatchEvent } | { kind: "restart"; restart: WatchRestart };
-
-async function* iterate(watch: BucketWatch): AsyncGenerator<WatchEvent, void, undefined> {
-  const queue = watch.start();
-  try {
-    while (true) {
-      const next = await queue.next();
-      if (next.done) return;
-      const item = next.value;
-      if (item.kind === "restart") watch.onRestart?.(item.restart);
-      else yield item.event;
-    }
-  } finally {
-    watch.stop();
-  }
-}
+type QueueItem = FeedItem<WatchEvent, WatchRestart>;
 
 /** How one read ended. */
 type ReadEnd =
@@ -193,7 +181,7 @@ interface ConsumerSession {
   releaseGate(): void;
 }
 
-class BucketWatch {
+class BucketWatch implements Feed<WatchEvent, WatchRestart> {
   readonly onRestart: ((restart: WatchRestart) => void) | undefined;
   readonly #nc: NatsConnection;
   readonly #bucket: string;
@@ -260,13 +248,7 @@ class BucketWatch {
       });
       // A read that keeps ending right away must not turn into a busy loop.
       quickEnds = this.#clock.monotonic() - startedAt < QUICK_END_MS ? quickEnds + 1 : 0;
-      if (quickEnds > 1) {
-        await sleep(
-          Math.min(RETRY_MIN_MS * 2 ** (quickEnds - 2), RETRY_MAX_MS),
-          this.#signal,
-          this.#clock,
-        );
-      }
+      if (quickEnds > 1) await sleep(retryDelayMs(quickEnds - 1), this.#signal, this.#clock);
     }
   }
 
@@ -371,7 +353,7 @@ class BucketWatch {
     // Deliveries go under the connection's inbox prefix (a device may only use its own).
     const prefix = js.getOptions().watcherPrefix;
     const gate = readGateOf(this.#nc);
-    let lastProblem = "";
+    const retries = new OpenRetries(this.#log, this.#signal, this.#clock);
     for (let attempt = 1; !this.#signal.aborted; attempt++) {
       const releaseGate = await gate.acquire(this.#signal);
       if (!releaseGate) return undefined;
@@ -392,7 +374,7 @@ class BucketWatch {
           name: `fleet_watch_${nuid.next()}`,
           deliver_subject: deliverSubject,
           // One filter keeps the create subject `CONSUMER.CREATE.<stream>.<name>.<filter>`,
-          // which a device's permissions can match.
+          // which a narrow permission (the operator's, a viewer's) can match.
           filter_subject: this.#filterSubject,
           deliver_policy: DeliverPolicy.LastPerSubject,
           ack_policy: AckPolicy.None,
@@ -401,7 +383,7 @@ class BucketWatch {
           inactive_threshold: nanos(INACTIVE_THRESHOLD_MS),
           num_replicas: 1,
         });
-        if (lastProblem !== "") this.#log.info(`Watching the "${this.#bucket}" bucket now`);
+        if (retries.failing) this.#log.info(`Watching the "${this.#bucket}" bucket now`);
         return {
           iterator,
           numPending: info.num_pending,
@@ -422,43 +404,15 @@ class BucketWatch {
             { cause: err },
           );
         }
-        const problem = describeOpenError(this.#bucket, err);
-        // Logged the first time and when the cause changes; then at attempts 2^n only.
-        if (problem !== lastProblem || (attempt & (attempt - 1)) === 0) {
-          this.#log.warn(problem, { attempt });
-        }
-        lastProblem = problem;
-        await sleep(
-          Math.min(RETRY_MIN_MS * 2 ** (attempt - 1), RETRY_MAX_MS),
-          this.#signal,
-          this.#clock,
-        );
+        await retries.failed(describeOpenError(this.#bucket, err), attempt);
       }
     }
     return undefined;
   }
 
   #toEvent(m: JsMsg): WatchEvent {
-    const key = m.subject.startsWith(this.#prefix)
-      ? m.subject.slice(this.#prefix.length)
-      : m.subject;
-    const operation = kvOperation(m);
-    // The stream's timestamp, from the delivery's reply subject (not the time it arrived).
-    const created = m.time.getTime();
-    // A copy: the client hands out Node Buffers that can share a larger read buffer.
-    if (operation === "PUT") {
-      return { type: "put", key, value: new Uint8Array(m.data), revision: m.seq, created };
-    }
-    return { type: "delete", key, revision: m.seq, created, operation };
+    return kvEntryEvent(m, this.#prefix);
   }
-}
-
-function kvOperation(m: JsMsg): "PUT" | "DEL" | "PURGE" {
-  const marker = m.headers?.get(MARKER_REASON) ?? "";
-  if (marker === "MaxAge" || marker === "Purge") return "PURGE";
-  if (marker === "Remove") return "DEL";
-  const op = m.headers?.get(KV_OPERATION) ?? "";
-  return op === "DEL" || op === "PURGE" ? op : "PUT";
 }
 
 function restartMessage(bucket: string, reason: WatchRestartReason): string {
@@ -488,10 +442,6 @@ function describeOpenError(bucket: string, err: unknown): string {
     return `NATS has no JetStream to serve the "${bucket}" bucket; retrying`;
   }
   return `Cannot start watching the "${bucket}" bucket (${errorMessage(err)}); retrying`;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 const BUCKET_RE = /^[-\w]+$/;

@@ -34,6 +34,11 @@ export {
   userPasswordCredentials,
 } from "./credentials.ts";
 export {
+  type FeedRestart,
+  followDeviceConsumer,
+  type FollowDeviceConsumerOptions,
+} from "./device_feed.ts";
+export {
   watchBucket,
   type WatchBucketOptions,
   WatchError,
