@@ -152,8 +152,8 @@ const AGENT_ENV = [
   "HOME",
   "XDG_RUNTIME_DIR",
 ];
-/** The inventory (host name, kernel, memory) and the agent user's uid (its runtime directory). */
-const AGENT_SYS = ["hostname", "osRelease", "systemMemoryInfo", "uid"];
+/** The inventory: host name, kernel and memory. */
+const AGENT_SYS = ["hostname", "osRelease", "systemMemoryInfo"];
 
 /**
  * The packaged runtime on the bundle with the agent's permissions, for a package installed

@@ -91,7 +91,7 @@ Deno.test("the agent's Deno permissions name what it writes and uses instead of 
     "--allow-write=/var/lib/fleet-agent,/run/user",
     "--allow-net",
     "--allow-env=INVOCATION_ID,JOURNAL_STREAM,NO_COLOR,FLEET_AGENT_CONFIG,FLEET_LOG_LEVEL,FLEET_LOG_FORMAT,HOME,XDG_RUNTIME_DIR",
-    "--allow-sys=hostname,osRelease,systemMemoryInfo,uid",
+    "--allow-sys=hostname,osRelease,systemMemoryInfo",
   ]);
   const agent = agentCommandLine(["agent", "run"]);
   assert.ok(agent.startsWith("/usr/lib/fleet/deno run --no-config "), agent);
