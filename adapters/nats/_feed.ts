@@ -7,7 +7,7 @@
 import type { Clock } from "../../core/clock.ts";
 import type { Logger } from "../logger.ts";
 import { sleep } from "../timers.ts";
-import type { AsyncQueue } from "./_queue.ts";
+import { AsyncQueue } from "./_queue.ts";
 
 /** An event for the caller, or a restart mark passed to its callback in order with them. */
 export type FeedItem<E, R> = { kind: "event"; event: E } | { kind: "restart"; restart: R };
@@ -17,6 +17,44 @@ export interface Feed<E, R> {
   readonly onRestart: ((restart: R) => void) | undefined;
   start(): AsyncQueue<FeedItem<E, R>>;
   stop(): void;
+}
+
+/**
+ * A feed whose `run()` fills the queue until the signal aborts: `start()` runs it and ends the
+ * queue after it (with `fatal` if set, or the failure `run()` rejected with, as `failure()`
+ * words it); `stop()` ends it when the caller leaves its loop without aborting.
+ */
+export abstract class QueueFeed<E, R> implements Feed<E, R> {
+  readonly onRestart: ((restart: R) => void) | undefined;
+  protected readonly queue = new AsyncQueue<FeedItem<E, R>>();
+  protected readonly signal: AbortSignal;
+  /** Set when the feed cannot go on; the iteration throws it after the queued events. */
+  protected fatal: Error | undefined;
+  readonly #stopper = new AbortController();
+
+  constructor(signal: AbortSignal, onRestart: ((restart: R) => void) | undefined) {
+    this.onRestart = onRestart;
+    this.signal = AbortSignal.any([signal, this.#stopper.signal]);
+  }
+
+  start(): AsyncQueue<FeedItem<E, R>> {
+    // End the iteration at once on abort, even while a request to NATS is still pending.
+    this.signal.addEventListener("abort", () => this.queue.close(), { once: true });
+    this.run().then(
+      () => this.queue.close(this.fatal),
+      (err: unknown) => this.queue.close(this.failure(err)),
+    );
+    return this.queue;
+  }
+
+  stop(): void {
+    this.#stopper.abort();
+    this.queue.close();
+  }
+
+  protected abstract run(): Promise<void>;
+  /** The error the iteration ends with when `run()` rejected with `err`. */
+  protected abstract failure(err: unknown): Error;
 }
 
 /** Yields the feed's events, calling `onRestart` for its marks; leaving the loop stops it. */
@@ -76,4 +114,26 @@ export class OpenRetries {
 
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** How one subscription ends, decided once: whatever happens after the first decision is ignored. */
+export class Ending<T> {
+  readonly done: Promise<T>;
+  #settle: (value: T) => void = () => {};
+  #open = true;
+
+  constructor() {
+    this.done = new Promise<T>((resolve) => this.#settle = resolve);
+  }
+
+  /** Whether no end was decided yet. */
+  get open(): boolean {
+    return this.#open;
+  }
+
+  decide(value: T): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.#settle(value);
+  }
 }

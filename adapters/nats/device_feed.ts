@@ -27,8 +27,7 @@ import type { Clock } from "../../core/clock.ts";
 import type { DeviceConsumer } from "../../core/device_consumer.ts";
 import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
-import { AsyncQueue } from "./_queue.ts";
-import { drainFeed, errorMessage, type Feed, type FeedItem, OpenRetries } from "./_feed.ts";
+import { drainFeed, Ending, errorMessage, OpenRetries, QueueFeed } from "./_feed.ts";
 import { kvEntryEvent } from "./_kv_entry.ts";
 import { WatchError, type WatchEvent } from "./kv_watch.ts";
 
@@ -70,8 +69,6 @@ export function followDeviceConsumer(
   return { [Symbol.asyncIterator]: () => drainFeed(new DeviceFeed(options)) };
 }
 
-type QueueItem = FeedItem<WatchEvent, FeedRestart>;
-
 /** How following one subscription ended: open it again (resuming if nothing was missed). */
 type FollowEnd = { kind: "stopped" } | { kind: "reopen"; why: string };
 
@@ -92,17 +89,12 @@ interface Session {
 
 const LOST = "Some desired-state updates were lost in transit";
 
-class DeviceFeed implements Feed<WatchEvent, FeedRestart> {
-  readonly onRestart: ((restart: FeedRestart) => void) | undefined;
+class DeviceFeed extends QueueFeed<WatchEvent, FeedRestart> {
   readonly #nc: NatsConnection;
   readonly #consumer: DeviceConsumer;
   readonly #prefix: string;
   readonly #log: Logger;
-  readonly #signal: AbortSignal;
   readonly #clock: Clock;
-  readonly #queue = new AsyncQueue<QueueItem>();
-  readonly #stopper = new AbortController();
-  #fatal: WatchError | undefined;
   /** Reads started; 0 before the first. */
   #read = 0;
   #ready = false;
@@ -111,39 +103,24 @@ class DeviceFeed implements Feed<WatchEvent, FeedRestart> {
   #lastStreamSeq = 0;
 
   constructor(options: FollowDeviceConsumerOptions) {
-    this.onRestart = options.onRestart;
+    super(options.signal, options.onRestart);
     this.#nc = options.nc;
     this.#consumer = options.consumer;
     this.#prefix = options.consumer.filterSubject.replace(/[^.]+\.>$/, "");
     this.#log = options.logger.with({ component: "desired-state-feed" });
-    this.#signal = AbortSignal.any([options.signal, this.#stopper.signal]);
     this.#clock = options.clock ?? systemClock;
   }
 
-  start(): AsyncQueue<QueueItem> {
-    this.#signal.addEventListener("abort", () => this.#queue.close(), { once: true });
-    this.#run().then(
-      () => this.#queue.close(this.#fatal),
-      (err: unknown) => {
-        this.#queue.close(
-          err instanceof WatchError ? err : new WatchError(
-            `Reading the desired state failed: ${errorMessage(err)}`,
-            this.#consumer.stream,
-            { cause: err },
-          ),
-        );
-      },
+  protected failure(err: unknown): Error {
+    return err instanceof WatchError ? err : new WatchError(
+      `Reading the desired state failed: ${errorMessage(err)}`,
+      this.#consumer.stream,
+      { cause: err },
     );
-    return this.#queue;
   }
 
-  stop(): void {
-    this.#stopper.abort();
-    this.#queue.close();
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#signal.aborted) {
+  protected async run(): Promise<void> {
+    while (!this.signal.aborted) {
       const session = await this.#open();
       if (!session) return;
       const end = await this.#follow(session);
@@ -155,8 +132,8 @@ class DeviceFeed implements Feed<WatchEvent, FeedRestart> {
   /** Subscribes to the consumer once it exists, retrying 1 s growing to 5 s. */
   async #open(): Promise<Session | undefined> {
     const { stream, name, deliverSubject } = this.#consumer;
-    const retries = new OpenRetries(this.#log, this.#signal, this.#clock);
-    for (let attempt = 1; !this.#signal.aborted; attempt++) {
+    const retries = new OpenRetries(this.#log, this.signal, this.#clock);
+    for (let attempt = 1; !this.signal.aborted; attempt++) {
       let iterator: ConsumerMessages | undefined;
       try {
         const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
@@ -223,17 +200,11 @@ class DeviceFeed implements Feed<WatchEvent, FeedRestart> {
       if (info.delivered.consumer_seq === 0 && info.num_pending === 0) this.#markReady();
     }
 
-    let active = true;
-    let end: (value: FollowEnd) => void = () => {};
-    const ended = new Promise<FollowEnd>((resolve) => end = resolve);
-    const finish = (value: FollowEnd): void => {
-      if (!active) return;
-      active = false;
-      end(value);
-    };
+    const ending = new Ending<FollowEnd>();
+    const finish = (value: FollowEnd): void => ending.decide(value);
 
     session.attach((m) => {
-      if (!active) return;
+      if (!ending.open) return;
       const dseq = m.info.deliverySequence;
       if (awaitingNew || (dseq === 1 && this.#lastDseq > 0)) {
         // What the deleted consumer still sent is left out; the new one starts at 1.
@@ -246,13 +217,13 @@ class DeviceFeed implements Feed<WatchEvent, FeedRestart> {
       this.#lastDseq = dseq;
       if (m.seq <= this.#lastStreamSeq) return;
       this.#lastStreamSeq = m.seq;
-      this.#queue.push({ kind: "event", event: kvEntryEvent(m, this.#prefix) });
+      this.queue.push({ kind: "event", event: kvEntryEvent(m, this.#prefix) });
       if (m.info.pending === 0) this.#markReady();
     });
 
     const abort = (): void => finish({ kind: "stopped" });
-    this.#signal.addEventListener("abort", abort, { once: true });
-    if (this.#signal.aborted) abort(); // while the subscription was being opened
+    this.signal.addEventListener("abort", abort, { once: true });
+    if (this.signal.aborted) abort(); // while the subscription was being opened
     (async () => {
       for await (const s of iterator.status()) {
         if (s.type === "heartbeats_missed") {
@@ -277,7 +248,7 @@ class DeviceFeed implements Feed<WatchEvent, FeedRestart> {
     });
     iterator.closed().then((err) => {
       if (this.#nc.isClosed()) {
-        this.#fatal = new WatchError(
+        this.fatal = new WatchError(
           "Stopped reading the desired state: the NATS connection was closed",
           this.#consumer.stream,
           err ? { cause: err } : undefined,
@@ -301,8 +272,8 @@ class DeviceFeed implements Feed<WatchEvent, FeedRestart> {
       );
       await this.#deleteConsumer();
     }
-    const result = await ended;
-    this.#signal.removeEventListener("abort", abort);
+    const result = await ending.done;
+    this.signal.removeEventListener("abort", abort);
     iterator.stop();
     await iterator.closed();
     return result;
@@ -314,13 +285,13 @@ class DeviceFeed implements Feed<WatchEvent, FeedRestart> {
     this.#ready = false;
     this.#lastDseq = 0;
     this.#lastStreamSeq = 0;
-    if (this.#read > 1) this.#queue.push({ kind: "restart", restart: { read: this.#read } });
+    if (this.#read > 1) this.queue.push({ kind: "restart", restart: { read: this.#read } });
   }
 
   #markReady(): void {
     if (this.#ready) return;
     this.#ready = true;
-    this.#queue.push({
+    this.queue.push({
       kind: "event",
       event: { type: "ready", read: this.#read, restarted: this.#read > 1 },
     });

@@ -36,15 +36,7 @@ import type { Clock } from "../../core/clock.ts";
 import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import { sleep } from "../timers.ts";
-import { AsyncQueue } from "./_queue.ts";
-import {
-  drainFeed,
-  errorMessage,
-  type Feed,
-  type FeedItem,
-  OpenRetries,
-  retryDelayMs,
-} from "./_feed.ts";
+import { drainFeed, Ending, errorMessage, OpenRetries, QueueFeed, retryDelayMs } from "./_feed.ts";
 import { kvEntryEvent } from "./_kv_entry.ts";
 import { readGateOf } from "./_read_gate.ts";
 
@@ -163,8 +155,6 @@ export function watchBucket(options: WatchBucketOptions): AsyncIterable<WatchEve
   };
 }
 
-type QueueItem = FeedItem<WatchEvent, WatchRestart>;
-
 /** How one read ended. */
 type ReadEnd =
   | { kind: "restart"; reason: WatchRestartReason; detail?: string }
@@ -181,64 +171,41 @@ interface ConsumerSession {
   releaseGate(): void;
 }
 
-class BucketWatch implements Feed<WatchEvent, WatchRestart> {
-  readonly onRestart: ((restart: WatchRestart) => void) | undefined;
+class BucketWatch extends QueueFeed<WatchEvent, WatchRestart> {
   readonly #nc: NatsConnection;
   readonly #bucket: string;
   readonly #stream: string;
   readonly #prefix: string;
   readonly #filterSubject: string;
   readonly #log: Logger;
-  readonly #signal: AbortSignal;
   readonly #heartbeatMs: number;
   readonly #clock: Clock;
-  readonly #queue = new AsyncQueue<QueueItem>();
-  /** Our own stop, for when the caller leaves the loop without aborting its signal. */
-  readonly #stopper = new AbortController();
   #read = 0;
-  /** Set when the watch cannot go on; the iteration throws it after the queued events. */
-  #fatal: WatchError | undefined;
 
   constructor(options: WatchBucketOptions & { keyFilter: string }) {
-    this.onRestart = options.onRestart;
+    super(options.signal, options.onRestart);
     this.#nc = options.nc;
     this.#bucket = options.bucket;
     this.#stream = `KV_${options.bucket}`;
     this.#prefix = `$KV.${options.bucket}.`;
     this.#filterSubject = `${this.#prefix}${options.keyFilter}`;
     this.#log = options.logger.with({ component: "kv-watch", bucket: options.bucket });
-    this.#signal = AbortSignal.any([options.signal, this.#stopper.signal]);
     this.#heartbeatMs = options.idleHeartbeatMs ?? DEFAULT_IDLE_HEARTBEAT_MS;
     this.#clock = options.clock ?? systemClock;
   }
 
-  start(): AsyncQueue<QueueItem> {
-    // End the iteration at once on abort, even while a request to NATS is still pending.
-    this.#signal.addEventListener("abort", () => this.#queue.close(), { once: true });
-    this.#run().then(
-      () => this.#queue.close(this.#fatal),
-      (err: unknown) => {
-        this.#queue.close(
-          err instanceof WatchError ? err : new WatchError(
-            `Watching the "${this.#bucket}" bucket failed: ${errorMessage(err)}`,
-            this.#bucket,
-            { cause: err },
-          ),
-        );
-      },
+  protected failure(err: unknown): Error {
+    return err instanceof WatchError ? err : new WatchError(
+      `Watching the "${this.#bucket}" bucket failed: ${errorMessage(err)}`,
+      this.#bucket,
+      { cause: err },
     );
-    return this.#queue;
   }
 
-  stop(): void {
-    this.#stopper.abort();
-    this.#queue.close();
-  }
-
-  async #run(): Promise<void> {
+  protected async run(): Promise<void> {
     let restart: WatchRestartReason | undefined;
     let quickEnds = 0;
-    while (!this.#signal.aborted) {
+    while (!this.signal.aborted) {
       const startedAt = this.#clock.monotonic();
       const end = await this.#readOnce(restart);
       if (end.kind === "stopped") return;
@@ -248,7 +215,7 @@ class BucketWatch implements Feed<WatchEvent, WatchRestart> {
       });
       // A read that keeps ending right away must not turn into a busy loop.
       quickEnds = this.#clock.monotonic() - startedAt < QUICK_END_MS ? quickEnds + 1 : 0;
-      if (quickEnds > 1) await sleep(retryDelayMs(quickEnds - 1), this.#signal, this.#clock);
+      if (quickEnds > 1) await sleep(retryDelayMs(quickEnds - 1), this.signal, this.#clock);
     }
   }
 
@@ -260,7 +227,7 @@ class BucketWatch implements Feed<WatchEvent, WatchRestart> {
     const session = await this.#openConsumer();
     if (!session) return { kind: "stopped" };
     const { iterator, numPending } = session;
-    if (this.#signal.aborted) {
+    if (this.signal.aborted) {
       session.releaseGate();
       iterator.stop();
       await iterator.closed();
@@ -269,31 +236,25 @@ class BucketWatch implements Feed<WatchEvent, WatchRestart> {
     const read = ++this.#read;
     const restarted = restartReason !== undefined;
     if (restartReason !== undefined) {
-      this.#queue.push({ kind: "restart", restart: { read, reason: restartReason } });
+      this.queue.push({ kind: "restart", restart: { read, reason: restartReason } });
     }
 
     let delivered = 0;
     let ready = false;
     let lastDeliverySeq = 0;
     let lastStreamSeq = 0;
-    let active = true;
-    let end: (value: ReadEnd) => void = () => {};
-    const ended = new Promise<ReadEnd>((resolve) => end = resolve);
-    const finish = (value: ReadEnd): void => {
-      if (!active) return;
-      active = false;
-      end(value);
-    };
+    const ending = new Ending<ReadEnd>();
+    const finish = (value: ReadEnd): void => ending.decide(value);
     const markReady = (): void => {
       ready = true;
       session.releaseGate();
-      this.#queue.push({ kind: "event", event: { type: "ready", read, restarted } });
+      this.queue.push({ kind: "event", event: { type: "ready", read, restarted } });
       this.#log.debug(`${restarted ? "Re-read" : "Read"} the bucket`, { read, entries: delivered });
     };
 
     if (numPending === 0) markReady();
     session.attach((m) => {
-      if (!active) return; // this read is over; the next one re-delivers everything
+      if (!ending.open) return; // this read is over; the next one re-delivers everything
       const dseq = m.info.deliverySequence;
       if (dseq > lastDeliverySeq + 1) return finish({ kind: "restart", reason: "gap" });
       // A consumer restored by a restarted server may rewind and send some again.
@@ -301,12 +262,12 @@ class BucketWatch implements Feed<WatchEvent, WatchRestart> {
       if (m.seq <= lastStreamSeq) return;
       lastStreamSeq = m.seq;
       delivered++;
-      this.#queue.push({ kind: "event", event: this.#toEvent(m) });
+      this.queue.push({ kind: "event", event: this.#toEvent(m) });
       if (!ready && (delivered >= numPending || m.info.pending === 0)) markReady();
     });
 
     const abort = (): void => finish({ kind: "stopped" });
-    this.#signal.addEventListener("abort", abort, { once: true });
+    this.signal.addEventListener("abort", abort, { once: true });
     (async () => {
       for await (const s of iterator.status()) {
         if (s.type === "heartbeats_missed") {
@@ -320,10 +281,10 @@ class BucketWatch implements Feed<WatchEvent, WatchRestart> {
       this.#log.debug("Stopped following the watch's consumer status", { error: err });
     });
     iterator.closed().then((err) => {
-      if (!active) return;
+      if (!ending.open) return;
       const detail = err ? { detail: err.message } : {};
       if (this.#nc.isClosed()) {
-        this.#fatal = new WatchError(
+        this.fatal = new WatchError(
           `Stopped watching the "${this.#bucket}" bucket: the NATS connection was closed`,
           this.#bucket,
           err ? { cause: err } : undefined,
@@ -336,9 +297,9 @@ class BucketWatch implements Feed<WatchEvent, WatchRestart> {
       finish({ kind: "restart", reason: "closed", detail: errorMessage(err) });
     });
 
-    const result = await ended;
+    const result = await ending.done;
     session.releaseGate();
-    this.#signal.removeEventListener("abort", abort);
+    this.signal.removeEventListener("abort", abort);
     iterator.stop();
     await iterator.closed();
     return result;
@@ -353,9 +314,9 @@ class BucketWatch implements Feed<WatchEvent, WatchRestart> {
     // Deliveries go under the connection's inbox prefix (a device may only use its own).
     const prefix = js.getOptions().watcherPrefix;
     const gate = readGateOf(this.#nc);
-    const retries = new OpenRetries(this.#log, this.#signal, this.#clock);
-    for (let attempt = 1; !this.#signal.aborted; attempt++) {
-      const releaseGate = await gate.acquire(this.#signal);
+    const retries = new OpenRetries(this.#log, this.signal, this.#clock);
+    for (let attempt = 1; !this.signal.aborted; attempt++) {
+      const releaseGate = await gate.acquire(this.signal);
       if (!releaseGate) return undefined;
       const deliverSubject = createInbox(prefix);
       // Subscribed before the consumer exists, so nothing it sends can be missed; messages
