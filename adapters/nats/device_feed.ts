@@ -205,6 +205,7 @@ class DeviceFeed extends QueueFeed<WatchEvent, FeedRestart> {
 
     session.attach((m) => {
       if (!ending.open) return;
+      if (!this.#fromOwnConsumer(m)) return;
       const dseq = m.info.deliverySequence;
       if (awaitingNew || (dseq === 1 && this.#lastDseq > 0)) {
         // What the deleted consumer still sent is left out; the new one starts at 1.
@@ -277,6 +278,29 @@ class DeviceFeed extends QueueFeed<WatchEvent, FeedRestart> {
     iterator.stop();
     await iterator.closed();
     return result;
+  }
+
+  /**
+   * Whether `m` comes from this device's consumer. Whoever may create a consumer on another
+   * bucket can point its deliveries at this device's subject: such messages are dropped, so
+   * they neither pose as desired state nor break the sequence that detects lost updates.
+   */
+  #fromOwnConsumer(m: JsMsg): boolean {
+    let origin = "a message that is no consumer delivery";
+    try {
+      const { stream, consumer } = m.info;
+      if (
+        stream === this.#consumer.stream && consumer === this.#consumer.name &&
+        m.subject.startsWith(this.#prefix)
+      ) return true;
+      origin = `a delivery of consumer ${consumer} on ${stream}`;
+    } catch {
+      // No JetStream reply subject: not from a consumer at all.
+    }
+    this.#log.warn(
+      `Ignoring ${origin} (subject ${m.subject}) sent to this device's desired-state subject`,
+    );
+    return false;
   }
 
   /** A read starts: the first one silently, the others announced to `onRestart`. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { Buckets, deviceConsumer } from "../../core/mod.ts";
 import { silentLogger } from "../logger.ts";
@@ -87,6 +87,31 @@ Deno.test("followDeviceConsumer() reads the device's keys only, then ready, then
       "DEL pi-1.default.web",
       "PURGE pi-1.default.api",
     ]);
+  } finally {
+    await f.stop();
+  }
+});
+
+Deno.test("followDeviceConsumer() ignores what another consumer delivers to the device's subject", async () => {
+  await using s = await setup();
+  await s.kv.put(`${DEVICE}.default.web`, "w1");
+  await using _consumers = await keepDeviceConsumers(s.nc, [DEVICE]);
+  const f = follow(s.nc);
+  try {
+    await eventually("the first read", () => f.events.includes("ready 1"));
+    // Whoever may watch another bucket can aim that watch's consumer at the device.
+    const other = await ensureBucket(s.nc, Buckets.deviceInfo, { replicas: 1, history: 1 });
+    await other.put(`info.${DEVICE}`, "not a desired state");
+    const jsm = await jetstreamManager(s.nc);
+    await jsm.consumers.add(`KV_${Buckets.deviceInfo}`, {
+      name: "intruder",
+      deliver_subject: consumer.deliverSubject,
+      ack_policy: AckPolicy.None,
+    });
+    await eventually("the intrusion seen", () => f.lines.some((l) => l.includes("intruder")));
+    await s.kv.put(`${DEVICE}.default.api`, "a1");
+    await eventually("the next real change", () => f.events.includes("put pi-1.default.api=a1"));
+    assert.deepEqual(f.events, ["put pi-1.default.web=w1", "ready 1", "put pi-1.default.api=a1"]);
   } finally {
     await f.stop();
   }
