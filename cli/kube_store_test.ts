@@ -188,6 +188,42 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "fleet device label --target kube sets the Device object's labels, needs --overwrite to change one, copies reported labels, and fleet get devices shows both",
+  sharedServerTest,
+  async () => {
+    const client = await kube();
+    // What the operator writes for a device that reports site=vault.
+    await client.apply(DeviceType, deviceResource(testDeviceInfo("lbl-1", { site: "vault" })), {
+      fieldManager: OPERATOR_FIELD_MANAGER,
+      force: true,
+    });
+    const label = (...args: string[]) => fleet("device", "label", ...args, "--target", "kube");
+    const ok = async (args: string[], stdout: string) => {
+      const run = await label(...args);
+      assert.deepEqual([run.code, run.stdout, run.stderr], [0, stdout, ""]);
+    };
+    await ok(["lbl-1", "site=lab", "rack=r1"], "device lbl-1 labelled: rack=r1,site=lab\n");
+    const refused = await label("lbl-1", "site=shop");
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /Device lbl-1 already has site=lab: pass --overwrite/);
+    await ok(["lbl-1", "site=shop", "rack-", "--overwrite"], "device lbl-1 labelled: site=shop\n");
+    const object = await client.get<{ metadata: { labels: Record<string, string> } }>(
+      DeviceType,
+      "lbl-1",
+    );
+    assert.deepEqual(object?.metadata.labels, { [DEVICE_ID_LABEL]: "lbl-1", site: "shop" });
+
+    const table = await fleet("get", "devices", "--target", "kube");
+    assert.match(table.stdout, /^lbl-1 .*site=shop\s+site=vault$/m);
+    await ok(["lbl-1", "--from-reported", "--overwrite"], "device lbl-1 labelled: site=vault\n");
+
+    const missing = await label("lbl-none", "site=lab");
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /There is no Device lbl-none in the cluster/);
+  },
+);
+
 // Last: it replaces the CRD with an older one.
 Deno.test(
   "KubeDeploymentStore.apply() asks for strict field validation, and a CRD older than the CLI refuses the field it lacks by name",
@@ -234,41 +270,5 @@ Deno.test(
     const { server, dir } = await audited();
     await server[Symbol.asyncDispose]();
     await dir[Symbol.asyncDispose]();
-  },
-);
-
-Deno.test(
-  "fleet device label --target kube sets the Device object's labels, needs --overwrite to change one, copies reported labels, and fleet get devices shows both",
-  sharedServerTest,
-  async () => {
-    const client = await kube();
-    // What the operator writes for a device that reports site=vault.
-    await client.apply(DeviceType, deviceResource(testDeviceInfo("lbl-1", { site: "vault" })), {
-      fieldManager: OPERATOR_FIELD_MANAGER,
-      force: true,
-    });
-    const label = (...args: string[]) => fleet("device", "label", ...args, "--target", "kube");
-    const ok = async (args: string[], stdout: string) => {
-      const run = await label(...args);
-      assert.deepEqual([run.code, run.stdout, run.stderr], [0, stdout, ""]);
-    };
-    await ok(["lbl-1", "site=lab", "rack=r1"], "device lbl-1 labelled: rack=r1,site=lab\n");
-    const refused = await label("lbl-1", "site=shop");
-    assert.equal(refused.code, 2, refused.stderr);
-    assert.match(refused.stderr, /Device lbl-1 already has site=lab: pass --overwrite/);
-    await ok(["lbl-1", "site=shop", "rack-", "--overwrite"], "device lbl-1 labelled: site=shop\n");
-    const object = await client.get<{ metadata: { labels: Record<string, string> } }>(
-      DeviceType,
-      "lbl-1",
-    );
-    assert.deepEqual(object?.metadata.labels, { [DEVICE_ID_LABEL]: "lbl-1", site: "shop" });
-
-    const table = await fleet("get", "devices", "--target", "kube");
-    assert.match(table.stdout, /^lbl-1 .*site=shop\s+site=vault$/m);
-    await ok(["lbl-1", "--from-reported", "--overwrite"], "device lbl-1 labelled: site=vault\n");
-
-    const missing = await label("lbl-none", "site=lab");
-    assert.equal(missing.code, 2, missing.stderr);
-    assert.match(missing.stderr, /There is no Device lbl-none in the cluster/);
   },
 );
