@@ -780,7 +780,11 @@ Deno.test("fleet reads each flag from its environment variable", async () => {
   // A flag still wins over its variable.
   const flagged = YAML.parse(assertOk(
     await fleetWithEnv(
-      { FLEET_NAMESPACE: "team-a", FLEET_DEPLOYMENT_IMAGE: "localhost/web:1" },
+      {
+        FLEET_NAMESPACE: "team-a",
+        FLEET_DEPLOYMENT_IMAGE: "localhost/web:1",
+        FLEET_DEPLOYMENT_SELECTOR: "site=lab",
+      },
       "apply",
       "deployment",
       "--name",
@@ -1130,6 +1134,8 @@ Deno.test("fleet keeps deployments of the same name in two namespaces apart", as
           namespace,
           "--image",
           "localhost/web:1",
+          "--selector",
+          "site=lab",
           ...url,
         ),
       ),
@@ -1161,6 +1167,8 @@ Deno.test("fleet apply deployment fails fast with exit 1 when nothing listens at
     "web",
     "--image",
     "localhost/web:1",
+    "--selector",
+    "site=lab",
     "--nats-url",
     "nats://127.0.0.1:1",
   );
@@ -1273,6 +1281,8 @@ roles = { device = "device", admin = "admin", viewer = "viewer", maintainer = "m
             "web",
             "--image",
             "localhost/web:1",
+            "--selector",
+            "site=lab",
             ...alice,
           ),
         ),
