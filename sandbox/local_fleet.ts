@@ -102,6 +102,8 @@ export class LocalFleet implements AsyncDisposable {
   readonly agents = new Map<string, RunningAgent>();
   /** Every device an agent of this fleet ran as, stopped ones included: its containers. */
   readonly #devices = new Set<string>();
+  /** The registry labels this fleet gave each device, so a restarted agent needs no broker. */
+  readonly #labelled = new Map<string, string>();
   readonly #options: LocalFleetOptions;
   /** The API server of a kube-source operator: Device objects hold the device labels. */
   #kube: KubeClient | undefined;
@@ -263,18 +265,22 @@ export class LocalFleet implements AsyncDisposable {
    * Starts an agent as `device`, labelled as enrollment does: its selectable labels in the
    * registry the operator targets on (the device-labels bucket; with a kube-source operator,
    * its Device object, once the operator has mirrored it), and in its config, where they are
-   * only reported.
+   * only reported. A person labels a device once: an agent restarted with the same labels
+   * starts even while the broker is down.
    */
   async startAgent(device: DeviceSpec): Promise<Agent> {
     const labels = adoptableLabels(device.labels);
     const add = (current: Labels) => ({ ...current, ...labels });
     const kube = this.#kube;
-    if (!kube && Object.keys(labels).length > 0) {
+    const given = JSON.stringify(labels);
+    const relabel = Object.keys(labels).length > 0 &&
+      this.#labelled.get(device.deviceId) !== given;
+    if (!kube && relabel) {
       await new NatsDeviceLabelStore(await this.connection(), this.replicas)
         .edit(device.deviceId, add);
     }
     const agent = this.#startAgent(device);
-    if (kube && Object.keys(labels).length > 0) {
+    if (kube && relabel) {
       const store = new KubeDeviceLabelStore(kube);
       await waitFor(`the Device object of ${device.deviceId} to label it`, async () => {
         try {
@@ -285,6 +291,7 @@ export class LocalFleet implements AsyncDisposable {
         }
       }, OPERATOR_READY_MS);
     }
+    this.#labelled.set(device.deviceId, given);
     return agent;
   }
 

@@ -28,6 +28,7 @@ import { startPodmanService } from "../../sandbox/podman_service.ts";
 import { ensureTestImage } from "../../sandbox/local_image.ts";
 import { Agent, AgentConfig, PodmanRuntime } from "../../agent/mod.ts";
 import { eventually } from "../../testing/eventually.ts";
+import { keepDeviceConsumers } from "../../testing/agents.ts";
 
 const NAMESPACE = "default";
 const TIMEOUT_MS = 60_000;
@@ -135,6 +136,8 @@ Deno.test("A workload cannot mount the agent's identity, state or podman socket,
     }),
   );
 
+  // What the operator prepares: the consumer the agent reads its desired state from.
+  await using _consumers = await keepDeviceConsumers(nc, [deviceId]);
   const agent = new Agent({
     config,
     credentials: noCredentials(),
