@@ -2,26 +2,34 @@
  * Callout figures, measured here rather than asserted in tests: the account signing key's
  * time per signature (native Ed25519), and the connect latency of a NATS client through the
  * auth callout on a real nats-server, unencrypted and with xkey (client-side median, and the
- * callout's own handling median from its log). Prints one line of figures, last.
+ * callout's own handling median from its log); then the callout under load (see
+ * {@link CalloutLoad}): authorizations per second and p50/p99 connect latency with the JWKS
+ * cached, for one `fleet callout run` and for two sharing the queue group, and the reconnect
+ * storm of `--agents` agents after a nats-server restart. Prints one line of figures, last.
  *
- * `deno task bench:callout [--connects 20] [--signatures 1000]`
+ * `deno task bench:callout [--connects 20] [--signatures 1000] [--agents 1000] [--concurrency 50]`
  */
 import { parseArgs } from "node:util";
 import { createAccount } from "@nats-io/nkeys";
 import { printLine } from "../adapters/output.ts";
 import { AccountSigningKey } from "../callout/keys.ts";
 import { startCalloutFixture } from "../testing/callout.ts";
-import { median } from "./_figures.ts";
+import { burst, type BurstFigures, CalloutLoad, storm } from "./_callout_load.ts";
+import { fmt, median, say } from "./_figures.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
     connects: { type: "string", default: "20" },
     signatures: { type: "string", default: "1000" },
+    agents: { type: "string", default: "1000" },
+    concurrency: { type: "string", default: "50" },
   },
 });
 const connects = Number(values.connects);
 const signatures = Number(values.signatures);
+const agentCount = Number(values.agents);
+const concurrency = Number(values.concurrency);
 
 /** Mean ms per signature of a 600-byte message (about a user JWT's claims). */
 function signingMs(): number {
@@ -49,14 +57,42 @@ async function connectMs(encrypted: boolean): Promise<{ connect: number; handlin
   return { connect: median(times), handling: median(handled) };
 }
 
+/** Every agent connects once, `concurrency` at a time; then all disconnect. */
+async function loaded(load: CalloutLoad, agents: Awaited<ReturnType<CalloutLoad["agents"]>>) {
+  const { figures, conns } = await burst(load.ns.url, agents, concurrency);
+  await Promise.all(conns.map((nc) => nc.close()));
+  return figures;
+}
+
+const burstLine = (b: BurstFigures) =>
+  `${fmt(b.perSecond)}/s p50=${fmt(b.p50, 1)}ms p99=${fmt(b.p99, 1)}ms` +
+  (b.failed > 0 ? ` failed=${b.failed}` : "");
+
 const perSignature = signingMs();
 const plain = await connectMs(false);
 const xkey = await connectMs(true);
+await using load = await CalloutLoad.start();
+say(`minting ${agentCount} access tokens`);
+const agents = await load.agents(agentCount);
+await load.addCallout();
+// The first connect fetches the provider's keys; the figures are with them cached.
+await loaded(load, agents.slice(0, 1));
+say(`one callout: ${agentCount} connects, ${concurrency} at a time`);
+const one = await loaded(load, agents);
+await load.addCallout();
+say(`two callouts: ${agentCount} connects, ${concurrency} at a time`);
+const two = await loaded(load, agents);
+const handling = median(load.decisions().handlingMs);
+const stormed = await storm(load, agents);
 printLine(
   `callout bench: sign ${perSignature.toFixed(3)}ms per signature over ${signatures}; ` +
     `connect median unencrypted=${plain.connect.toFixed(1)}ms (callout ${
       plain.handling.toFixed(1)
     }ms), with xkey=${xkey.connect.toFixed(1)}ms (callout ${
       xkey.handling.toFixed(1)
-    }ms) over ${connects} connects`,
+    }ms) over ${connects} connects; ` +
+    `authorizations one callout ${burstLine(one)}, two callouts ${burstLine(two)} ` +
+    `(callout handling median ${fmt(handling, 1)}ms); ` +
+    `storm ${stormed.back}/${agentCount} back in ${fmt(stormed.backMs / 1000, 1)}s, ` +
+    `auth errors ${stormed.authErrors} (refused ${stormed.refused})`,
 );

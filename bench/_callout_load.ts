@@ -1,0 +1,239 @@
+/**
+ * The callout under load, all real parts: nats-server with the generated auth callout block,
+ * `fleet callout run` as child processes (one, or two in the queue group), the real token
+ * verifier against the test OpenID provider (its JWKS fetched once, then cached), and
+ * agents connecting as the product does ({@link connectNats}), each with its own access token.
+ */
+import { join } from "node:path";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { silentLogger } from "../adapters/logger.ts";
+import { connectNats, type CredentialSource } from "../adapters/nats/mod.ts";
+import { deviceInboxPrefix } from "../core/permissions.ts";
+import { loadCalloutConfig, loadCalloutKeys } from "../callout/config.ts";
+import { generateSeeds } from "../callout/keys.ts";
+import { calloutServerConfig, serverSettings } from "../callout/nats_config.ts";
+import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
+import { startTestProvider, type TestProvider } from "../testing/oidc_provider.ts";
+import { eventually } from "../testing/eventually.ts";
+import { type BenchChild, spawnLogged } from "./_child_process.ts";
+import { percentile, say } from "./_figures.ts";
+
+const MAIN = join(import.meta.dirname ?? ".", "..", "main.ts");
+
+/** One agent: its device id and access token. */
+export interface Agent {
+  deviceId: string;
+  token: string;
+}
+
+/** A burst of connects: rate and client-side connect latency. */
+export interface BurstFigures {
+  perSecond: number;
+  p50: number;
+  p99: number;
+  failed: number;
+}
+
+/** After a nats-server restart: time until every agent is back, and what was refused. */
+export interface StormFigures {
+  backMs: number;
+  back: number;
+  /** Authorization errors the agents saw (timeouts and refusals alike). */
+  authErrors: number;
+  /** Of those, the callouts' own refusals (the rest timed out in the server). */
+  refused: number;
+}
+
+/** The server, the provider and the callout config, and the callouts' log lines. */
+export class CalloutLoad implements AsyncDisposable {
+  readonly lines: string[] = [];
+  readonly #callouts: BenchChild[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly configPath: string,
+    readonly idp: TestProvider,
+    readonly ns: NatsServer,
+  ) {}
+
+  static async start(): Promise<CalloutLoad> {
+    const dir = await Deno.makeTempDir({ prefix: "fleet-callout-bench-" });
+    const idp = await startTestProvider();
+    const { issuerSeed } = generateSeeds();
+    await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
+    await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
+    const configPath = join(dir, "callout.toml");
+    const write = (port: number) =>
+      Deno.writeTextFile(
+        configPath,
+        `
+[nats]
+urls = ["nats://127.0.0.1:${port}"]
+user = "fleet-callout"
+password_file = "${join(dir, "password")}"
+
+[account]
+name = "FLEET"
+issuer_seed_file = "${join(dir, "issuer.nk")}"
+
+[oidc]
+issuer = "${idp.issuer}"
+audience = "${idp.audience}"
+device_id_claim = "${idp.deviceIdClaim}"
+role_claim = "roles"
+roles = { fleet-device = "device" }
+
+[jwt]
+max_ttl_seconds = 600
+`,
+      );
+    await write(4222);
+    const config = await loadCalloutConfig(configPath);
+    const keys = await loadCalloutKeys(config, configPath);
+    const ns = await startNatsServer({
+      extraConfig: calloutServerConfig(serverSettings(config, keys)),
+    });
+    await write(ns.port);
+    return new CalloutLoad(dir, configPath, idp, ns);
+  }
+
+  /** `count` agents with their own machine user and access token. */
+  async agents(count: number): Promise<Agent[]> {
+    const agents: Agent[] = [];
+    for (let i = 0; i < count; i += 20) {
+      agents.push(
+        ...await Promise.all(
+          Array.from({ length: Math.min(20, count - i) }, async (_, j) => {
+            const deviceId = `bench-${i + j}`;
+            const user = await this.idp.addMachineUser({ id: deviceId, roles: ["fleet-device"] });
+            return { deviceId, token: await this.idp.mintToken(user) };
+          }),
+        ),
+      );
+    }
+    return agents;
+  }
+
+  /** Starts one more `fleet callout run`, in the same queue group as those running. */
+  async addCallout(): Promise<void> {
+    const started = this.lines.filter((l) => l.includes("Answering NATS")).length;
+    this.#callouts.push(
+      spawnLogged(
+        ["run", "-A", MAIN, "callout", "run", "--config", this.configPath],
+        (line) => this.lines.push(line),
+      ),
+    );
+    await eventually(
+      "the callout answering",
+      () => this.lines.filter((l) => l.includes("Answering NATS")).length > started,
+      30_000,
+    );
+  }
+
+  /** Allowed and refused decisions logged so far by all callouts. */
+  decisions(): { allowed: number; refused: number; handlingMs: number[] } {
+    const allowed = this.lines.filter((l) => l.includes("Allowed device"));
+    return {
+      allowed: allowed.length,
+      refused: this.lines.filter((l) => l.includes("Refused a NATS connection")).length,
+      handlingMs: allowed.map((l) => Number(/ms=([\d.]+)/.exec(l)?.[1])).filter(Number.isFinite),
+    };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all(this.#callouts.map((c) => c.stop()));
+    await this.ns[Symbol.asyncDispose]();
+    await this.idp[Symbol.asyncDispose]();
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/** The agent's credentials: its token, on its own inbox prefix (as the agent connects). */
+function tokenCredentials(agent: Agent): CredentialSource {
+  return {
+    kind: "bench-token",
+    bearer: true,
+    connectionOptions: () =>
+      Promise.resolve({ token: agent.token, inboxPrefix: deviceInboxPrefix(agent.deviceId) }),
+    describe: () => `the access token of ${agent.deviceId}`,
+  };
+}
+
+/** Connects `agent` as the product does (reconnecting forever, through auth errors too). */
+export function connectAgent(url: string, agent: Agent): Promise<NatsConnection> {
+  return connectNats({
+    servers: [url],
+    credentials: tokenCredentials(agent),
+    name: agent.deviceId,
+    logger: silentLogger,
+    waitOnFirstConnect: false,
+  });
+}
+
+/**
+ * Connects every agent, `concurrency` at a time; returns the rate and latencies and the
+ * open connections (the caller closes them).
+ */
+export async function burst(
+  url: string,
+  agents: Agent[],
+  concurrency: number,
+): Promise<{ figures: BurstFigures; conns: NatsConnection[] }> {
+  const times: number[] = [];
+  const conns: NatsConnection[] = [];
+  let failed = 0;
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < agents.length) {
+      const agent = agents[next++]!;
+      const t0 = performance.now();
+      try {
+        conns.push(await connectAgent(url, agent));
+        times.push(performance.now() - t0);
+      } catch {
+        failed++;
+      }
+    }
+  }));
+  const elapsed = performance.now() - started;
+  times.sort((a, b) => a - b);
+  return {
+    figures: {
+      perSecond: times.length / (elapsed / 1000),
+      p50: percentile(times, 0.5),
+      p99: percentile(times, 0.99),
+      failed,
+    },
+    conns,
+  };
+}
+
+/** Every agent connected, then nats-server restarted: how long until all are back. */
+export async function storm(load: CalloutLoad, agents: Agent[]): Promise<StormFigures> {
+  const { conns } = await burst(load.ns.url, agents, 50);
+  say(`storm: ${conns.length} agents connected; restarting nats-server`);
+  const back = new Set<number>();
+  let authErrors = 0;
+  conns.forEach((nc, i) => {
+    (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "reconnect") back.add(i);
+        if (s.type === "error" && /authoriz/i.test(String(s.error))) authErrors++;
+      }
+    })();
+  });
+  const refusedBefore = load.decisions().refused;
+  const restarted = performance.now();
+  await load.ns.restart();
+  await eventually(`all ${conns.length} agents back`, () => back.size === conns.length, 120_000)
+    .catch(() => undefined);
+  const backMs = performance.now() - restarted;
+  await Promise.all(conns.map((nc) => nc.close()));
+  return {
+    backMs,
+    back: back.size,
+    authErrors,
+    refused: load.decisions().refused - refusedBefore,
+  };
+}
