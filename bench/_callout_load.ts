@@ -17,6 +17,7 @@ import { startTestProvider, type TestProvider } from "../testing/oidc_provider.t
 import { eventually } from "../testing/eventually.ts";
 import { type BenchChild, spawnLogged } from "./_child_process.ts";
 import { percentile, say } from "./_figures.ts";
+import { findPid, procSample } from "./_proc.ts";
 
 const MAIN = join(import.meta.dirname ?? ".", "..", "main.ts");
 
@@ -128,6 +129,20 @@ max_ttl_seconds = 600
       () => this.lines.filter((l) => l.includes("Answering NATS")).length > started,
       30_000,
     );
+  }
+
+  /**
+   * CPU ticks (1/100 s) used so far by the callouts, this process (the agents and the
+   * provider) and nats-server: where the time of a burst goes, on a machine they share.
+   */
+  cpuTicks(): { callouts: number; agents: number; server: number } {
+    const ticks = (pid: number | "self" | undefined) =>
+      pid === undefined ? 0 : procSample(pid)?.cpuTicks ?? 0;
+    return {
+      callouts: this.#callouts.reduce((sum, c) => sum + ticks(c.child.pid), 0),
+      agents: ticks("self"),
+      server: ticks(findPid("nats-server", this.ns.storeDir)),
+    };
   }
 
   /** Allowed and refused decisions logged so far by all callouts. */

@@ -58,9 +58,22 @@ async function connectMs(encrypted: boolean): Promise<{ connect: number; handlin
 }
 
 /** Every agent connects once, `concurrency` at a time; then all disconnect. */
-async function loaded(load: CalloutLoad, agents: Awaited<ReturnType<CalloutLoad["agents"]>>) {
+async function loaded(
+  load: CalloutLoad,
+  agents: Awaited<ReturnType<CalloutLoad["agents"]>>,
+  label: string,
+) {
+  const before = load.cpuTicks();
   const { figures, conns } = await burst(load.ns.url, agents, concurrency);
+  const after = load.cpuTicks();
   await Promise.all(conns.map((nc) => nc.close()));
+  say(
+    `${label}: ${agents.length} connects, ${concurrency} at a time, CPU s: callouts ${
+      (after.callouts - before.callouts) / 100
+    }, ` +
+      `agents ${(after.agents - before.agents) / 100}, ` +
+      `nats-server ${(after.server - before.server) / 100}`,
+  );
   return figures;
 }
 
@@ -76,12 +89,10 @@ say(`minting ${agentCount} access tokens`);
 const agents = await load.agents(agentCount);
 await load.addCallout();
 // The first connect fetches the provider's keys; the figures are with them cached.
-await loaded(load, agents.slice(0, 1));
-say(`one callout: ${agentCount} connects, ${concurrency} at a time`);
-const one = await loaded(load, agents);
+await loaded(load, agents.slice(0, 1), "warm-up");
+const one = await loaded(load, agents, "one callout");
 await load.addCallout();
-say(`two callouts: ${agentCount} connects, ${concurrency} at a time`);
-const two = await loaded(load, agents);
+const two = await loaded(load, agents, "two callouts");
 const handling = median(load.decisions().handlingMs);
 const stormed = await storm(load, agents);
 printLine(
