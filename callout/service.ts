@@ -15,6 +15,8 @@ import {
 } from "@nats-io/jwt";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Logger } from "../adapters/logger.ts";
+import type { Histogram, MetricsRegistry } from "../adapters/metrics.ts";
+import { ConnectionState } from "../adapters/nats/mod.ts";
 import { systemClock } from "../adapters/clock.ts";
 import type { Clock } from "../core/clock.ts";
 import type { UserLimits } from "../core/limits.ts";
@@ -68,6 +70,29 @@ export interface CalloutServiceOptions {
    * @default systemClock
    */
   clock?: Clock;
+  /** Where to count decisions and time them (fleet_callout_* metrics). */
+  metrics?: MetricsRegistry;
+}
+
+/** Upper bounds of the authorization latency buckets, in seconds (the target is p99 < 50 ms). */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+/** Registers the decision counters (read from `stats`) and returns the latency histogram. */
+function registerCalloutMetrics(registry: MetricsRegistry, stats: CalloutStats): Histogram {
+  registry.counterFrom(
+    "fleet_callout_authorizations_total",
+    "Authorization requests answered, by result (dropped: unreadable, not answered).",
+    () => [
+      { labels: { result: "allowed" }, value: stats.allowed },
+      { labels: { result: "refused" }, value: stats.refused },
+      { labels: { result: "dropped" }, value: stats.dropped },
+    ],
+  );
+  return registry.histogram(
+    "fleet_callout_authorization_duration_seconds",
+    "Time from receiving an authorization request to answering it, by result.",
+    LATENCY_BUCKETS,
+  );
 }
 
 /** Counters of what the service decided since it started. */
@@ -81,6 +106,8 @@ export interface CalloutStats {
 /** A running callout service; `await using` (or `stop()`) unsubscribes and waits. */
 export interface CalloutService extends AsyncDisposable {
   readonly stats: Readonly<CalloutStats>;
+  /** Why it cannot answer requests now (not connected, stopped), or undefined when it can. */
+  notReady(): string | undefined;
   /** Stops taking requests and waits for those being answered. */
   stop(): Promise<void>;
 }
@@ -105,12 +132,22 @@ class Callout implements CalloutService {
   readonly #log: Logger;
   readonly #clock: Clock;
   readonly #inflight = new Set<Promise<void>>();
+  readonly #latency: Histogram | undefined;
+  readonly #connection: ConnectionState;
   #sub: Subscription | undefined;
 
   constructor(options: CalloutServiceOptions) {
     this.#o = options;
     this.#log = options.logger.with({ component: "callout" });
     this.#clock = options.clock ?? systemClock;
+    this.#latency = options.metrics && registerCalloutMetrics(options.metrics, this.stats);
+    this.#connection = new ConnectionState(options.nc);
+  }
+
+  notReady(): string | undefined {
+    if (!this.#sub) return "not subscribed to authorization requests";
+    if (!this.#connection.connected) return "not connected to NATS";
+    return undefined;
   }
 
   async start(): Promise<void> {
@@ -152,7 +189,15 @@ class Callout implements CalloutService {
     const started = this.#clock.monotonic();
     const serverXkey = msg.headers?.get(SERVER_XKEY_HEADER) ?? "";
     const outcome = await this.#answer(msg, serverXkey);
-    const ms = Math.round((this.#clock.monotonic() - started) * 10) / 10;
+    const elapsed = this.#clock.monotonic() - started;
+    const ms = Math.round(elapsed * 10) / 10;
+    this.#latency?.observe(elapsed / 1000, {
+      result: outcome.kind === "dropped"
+        ? "dropped"
+        : outcome.decision.kind === "allow"
+        ? "allowed"
+        : "refused",
+    });
     if (outcome.kind === "dropped") {
       this.stats.dropped++;
       return;

@@ -1,5 +1,6 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { join } from "node:path";
+import denoJson from "../deno.json" with { type: "json" };
 import { connectNats, natsTlsFromConfig, userPasswordCredentials } from "../adapters/nats/mod.ts";
 import { createTokenVerifier } from "../adapters/oidc/mod.ts";
 import { printLine } from "../adapters/output.ts";
@@ -8,6 +9,7 @@ import {
   type CalloutConfig,
   type CalloutKeys,
   calloutServerConfig,
+  type CalloutService,
   generateSeeds,
   loadCalloutConfig,
   loadCalloutKeys,
@@ -16,6 +18,8 @@ import {
   startCalloutService,
 } from "../callout/mod.ts";
 import { logFormatOption, loggerFrom, logLevelOption, shutdownSignal, UsageError } from "./_cli.ts";
+import { healthPortOption, serveHealthIfAsked } from "./_health.ts";
+import { MetricsRegistry, registerBuildInfo } from "../adapters/metrics.ts";
 
 const configOption = () =>
   new Option("-c, --config <path>", "callout config file (TOML)")
@@ -30,19 +34,22 @@ async function load(path: string): Promise<{ config: CalloutConfig; keys: Callou
   return { config, keys: await loadCalloutKeys(config, path) };
 }
 
-function runCommand(): Command {
+function runCommand(version: string): Command {
   return new Command("run")
     .description(
       "Run the NATS auth callout: turn OIDC access tokens into NATS users with per-role permissions",
     )
     .addOption(configOption())
+    .addOption(healthPortOption("FLEET_CALLOUT_HEALTH_PORT"))
     .addOption(logLevelOption())
     .addOption(logFormatOption())
     .addHelpText(
       "after",
       `
 Example:
-  fleet callout run --config /etc/fleet-callout/callout.toml
+  fleet callout run --config /etc/fleet-callout/callout.toml --health-port 8080
+
+With --health-port, /readyz answers 200 once connected to NATS and answering requests.
 
 nats-server must have the matching auth_callout block: see 'fleet callout nats-config'.
 Every decision is logged with its reason; clients are only told "authorization failed".`,
@@ -74,8 +81,17 @@ Every decision is logged with its reason; clients are only told "authorization f
         logger: log,
         signal,
       });
+      const metrics = new MetricsRegistry();
+      registerBuildInfo(metrics, version);
+      let service: CalloutService | undefined;
+      await using _health = serveHealthIfAsked(flags.healthPort, {
+        notReady: () => service ? service.notReady() : "not answering authorization requests yet",
+        metrics,
+        log,
+        signal,
+      });
       try {
-        await using _service = await startCalloutService({
+        await using started = await startCalloutService({
           nc,
           verifier,
           policy: authorizerPolicy(config),
@@ -83,7 +99,9 @@ Every decision is logged with its reason; clients are only told "authorization f
           issuer: keys.issuer,
           ...(keys.xkey ? { xkey: keys.xkey } : {}),
           logger: log,
+          metrics,
         });
+        service = started;
         await new Promise<void>((resolve) => {
           if (signal.aborted) return resolve();
           signal.addEventListener("abort", () => resolve(), { once: true });
@@ -190,7 +208,7 @@ export function calloutCommand(): Command {
   const callout = new Command("callout").description(
     "The NATS auth callout: OIDC access tokens in, NATS user JWTs with per-role permissions out",
   );
-  callout.addCommand(runCommand());
+  callout.addCommand(runCommand(denoJson.version));
   callout.addCommand(natsConfigCommand());
   callout.addCommand(keysCommand());
   return callout;

@@ -10,7 +10,10 @@ import {
   type LeaseStore,
   NatsLeaseStore,
   OPERATOR_LEASE_NAME,
+  OperatorHealth,
   operatorImageContext,
+  type OperatorOptions,
+  registerOperatorMetrics,
   runAsLeader,
 } from "../operator/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -28,6 +31,9 @@ import {
   withNatsConnection,
 } from "./_cli.ts";
 import { kubeClientFrom, kubeconfigOption } from "./_kube.ts";
+import { healthPortOption, serveHealthIfAsked } from "./_health.ts";
+import { MetricsRegistry, registerBuildInfo } from "../adapters/metrics.ts";
+import { ConnectionState } from "../adapters/nats/mod.ts";
 
 /** The leader-election flags, the same for both sources. */
 interface ElectionFlags {
@@ -63,7 +69,7 @@ async function leadOrStandBy(
   if (outcome === "lost") Deno.exitCode = ExitCode.failure;
 }
 
-function runCommand(): Command {
+function runCommand(version: string): Command {
   return withNatsConnection(
     new Command("run")
       .description("Run the operator")
@@ -122,13 +128,17 @@ function runCommand(): Command {
           "without it such a namespace targets none: bind it with fleet namespace bind)",
       ).env("FLEET_ALLOW_UNBOUND_NAMESPACES"),
     )
+    .addOption(healthPortOption("FLEET_OPERATOR_HEALTH_PORT"))
     .addOption(logLevelOption())
     .addOption(logFormatOption())
     .addHelpText(
       "after",
       `
+With --health-port, /readyz answers 200 once connected to NATS and, on the leader, once the
+fleet's current state is read (a standby waiting for the lease is ready too).
+
 Examples:
-  fleet operator run --nats-url nats://10.0.0.5:4222
+  fleet operator run --nats-url nats://10.0.0.5:4222 --health-port 8080
   fleet operator run --leader-elect --lease-duration 15 --nats-url nats://10.0.0.5:4222
   fleet operator run --source kube --leader-elect --nats-url nats://nats.fleet:4222`,
     )
@@ -150,6 +160,25 @@ Examples:
         staleAfterMs: flags.staleAfter * 1000,
         allowUnboundNamespaces: flags.allowUnboundNamespaces === true,
       };
+      const health = new OperatorHealth(new ConnectionState(nc));
+      const metrics = new MetricsRegistry();
+      registerBuildInfo(metrics, version);
+      registerOperatorMetrics(metrics, health);
+      await using _health = serveHealthIfAsked(flags.healthPort, {
+        notReady: () => health.notReady(),
+        metrics,
+        log,
+        signal,
+      });
+      const leadWith = async (options: OperatorOptions, leading: AbortSignal) => {
+        const operator = createOperator(options);
+        health.leadWith(operator);
+        try {
+          await operator.run(leading);
+        } finally {
+          health.standBy();
+        }
+      };
       try {
         if (flags.source === "nats") {
           await leadOrStandBy(
@@ -157,13 +186,13 @@ Examples:
             () => new NatsLeaseStore(nc, { replicas: flags.replicas }),
             log,
             signal,
-            (leading) => createOperator(common).run(leading),
+            (leading) => leadWith(common, leading),
           );
           return;
         }
         using kube = await kubeClientFrom(flags);
         const lead = (leading: AbortSignal) =>
-          createOperator({ ...common, source: { kind: "kube", client: kube } }).run(leading);
+          leadWith({ ...common, source: { kind: "kube", client: kube } }, leading);
         await leadOrStandBy(
           flags,
           () =>
@@ -291,7 +320,7 @@ export function operatorCommand(version: string): Command {
   const operator = new Command("operator").description(
     "The control plane that targets devices and aggregates status",
   );
-  operator.addCommand(runCommand());
+  operator.addCommand(runCommand(version));
   operator.addCommand(installCommand());
   operator.addCommand(crdsCommand());
   operator.addCommand(chartCommand(version));

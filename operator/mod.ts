@@ -12,6 +12,8 @@ export {
   type OperatorSource,
 } from "./operator.ts";
 export type { OperatorStats } from "./operator_stats.ts";
+export { type OperatorMetricsSource, registerOperatorMetrics } from "./operator_metrics.ts";
+export { OperatorHealth } from "./operator_health.ts";
 export type { DeploymentSource, DeviceSink, SourceEvent } from "./deployment_source.ts";
 export type { DesiredStateEvent, DesiredStateStore } from "./desired_state_store.ts";
 export type {

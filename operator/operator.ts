@@ -102,6 +102,9 @@ export interface Operator {
   readonly view: FleetView;
   /** The Device objects of a kube-source operator (for tests); undefined for the nats source. */
   readonly kubeDevices: KubeDeviceSink | undefined;
+  /** The clock it judges ages by, and the silence after which a device is unreachable. */
+  readonly clock: Clock;
+  readonly staleAfterMs: number;
   /**
    * Runs every controller until `signal` aborts (once per operator).
    * @throws when an input cannot be followed any more (the NATS connection closed for good)
@@ -341,5 +344,5 @@ export function createOperator(options: OperatorOptions): Operator {
     }
   };
 
-  return { ready, stats, view, kubeDevices: ports.kubeDevices, run };
+  return { ready, stats, view, kubeDevices: ports.kubeDevices, clock, staleAfterMs, run };
 }

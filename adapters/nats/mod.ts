@@ -54,3 +54,4 @@ export {
   secretTransportProblem,
 } from "./transport.ts";
 export { type BucketEntry, readBucket, readBucketEntries } from "./snapshot.ts";
+export { ConnectionState } from "./connection_state.ts";
