@@ -56,6 +56,16 @@ export const OidcCredentials = z.object({
   /** Resource indicator the access token is for (the NATS auth callout's audience). */
   audience: z.string().min(1).optional(),
   scope: z.string().min(1).optional(),
+  /**
+   * `zitadel`: tokens also ask for the project `project_id` as audience and for its roles,
+   * without which Zitadel leaves the roles out of a machine user's token.
+   */
+  provider: z.enum(["generic", "zitadel"]).default("generic"),
+  /** The Fleet project's id in Zitadel; required with `provider = "zitadel"`. */
+  project_id: z.string().min(1).optional(),
+}).refine((c) => c.provider !== "zitadel" || c.project_id !== undefined, {
+  message: 'provider = "zitadel" needs project_id (the id of the Fleet project in Zitadel)',
+  path: ["project_id"],
 });
 
 /** Credential sources: per-device OIDC in production, user/password for development. */

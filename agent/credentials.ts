@@ -48,6 +48,7 @@ export async function credentialsFromConfig(
         logger: options.log,
         ...(c.audience ? { audience: c.audience } : {}),
         ...(c.scope ? { scope: c.scope } : {}),
+        ...(c.provider === "zitadel" && c.project_id ? { zitadelProjectId: c.project_id } : {}),
         ...(options.clock ? { clock: options.clock } : {}),
       });
       return oidcCredentials(source, {

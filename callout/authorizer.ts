@@ -8,6 +8,7 @@ import { identifierProblem } from "../core/ids.ts";
 import { type UserLimits, userLimits } from "../core/limits.ts";
 import { type FleetRole, type NatsPermissions, permissionsForRole } from "../core/permissions.ts";
 import { principalOfClaims } from "../core/principal.ts";
+import { ZITADEL_PROJECT_ROLES_SCOPE, zitadelProjectAudienceScope } from "../core/zitadel.ts";
 
 /** How claims become a Fleet identity (the `[oidc]` and `[jwt]` settings). */
 export interface AuthorizerPolicy {
@@ -156,7 +157,16 @@ function deny(reason: string): Decision {
 /** The role names in the claim, or why there are none to read. */
 function roleNames(claims: Readonly<Record<string, unknown>>, claim: string): string[] | string {
   const value = lookup(claims, claim);
-  if (value === undefined) return `the token has no "${claim}" claim`;
+  if (value === undefined) {
+    // Zitadel leaves its roles claims out unless the token request names both scopes.
+    const zitadel = claim.startsWith("urn:zitadel:")
+      ? `; a Zitadel client must request the scope "${ZITADEL_PROJECT_ROLES_SCOPE}" and its ` +
+        `project as audience ("${zitadelProjectAudienceScope("<project id>")}"): in the ` +
+        `agent's [nats.credentials] set provider = "zitadel" and project_id, for the CLI and ` +
+        `the operator --oidc-provider zitadel --oidc-project-id`
+      : "";
+    return `the token has no "${claim}" claim, so it carries no roles${zitadel}`;
+  }
   if (typeof value === "string") return [value];
   if (Array.isArray(value)) {
     if (value.every((v): v is string => typeof v === "string")) return value;

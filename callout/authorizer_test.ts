@@ -115,7 +115,20 @@ Deno.test("authorize() follows a dotted role claim path when no claim has that n
 });
 
 Deno.test("authorize() refuses a token without the role claim", () => {
-  assert.equal(reason(decide({ sub: "dev-a" })), `the token has no "roles" claim`);
+  assert.equal(
+    reason(decide({ sub: "dev-a" })),
+    `the token has no "roles" claim, so it carries no roles`,
+  );
+});
+
+Deno.test("authorize() tells a Zitadel token without roles which scopes to request", () => {
+  const refused = reason(
+    decide({ sub: "dev-a" }, { roleClaim: "urn:zitadel:iam:org:project:roles" }),
+  );
+  assert.match(refused, /has no "urn:zitadel:iam:org:project:roles" claim, so it carries no roles/);
+  assert.match(refused, /must request the scope "urn:zitadel:iam:org:projects:roles"/);
+  assert.match(refused, /"urn:zitadel:iam:org:project:id:<project id>:aud"/);
+  assert.match(refused, /provider = "zitadel"/);
 });
 
 Deno.test("authorize() refuses a malformed role claim", () => {

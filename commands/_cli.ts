@@ -143,6 +143,7 @@ export function natsServers(flags: { natsUrl: string }): string[] {
 }
 
 const OidcGrants = ["jwt-bearer", "client-credentials"] as const;
+const OidcProviders = ["generic", "zitadel"] as const;
 
 /** The OIDC identity flags (the operator's, or an admin's); see agent config `type = "oidc"`. */
 const oidcOptions = () =>
@@ -163,6 +164,12 @@ const oidcOptions = () =>
       "resource the tokens are for (the auth callout's audience)",
     )
       .env("FLEET_OIDC_AUDIENCE"),
+    new Option(
+      "--oidc-provider <provider>",
+      "zitadel: ask for the project's roles and the project as audience (needs --oidc-project-id)",
+    ).choices(OidcProviders).default("generic" as const).env("FLEET_OIDC_PROVIDER"),
+    new Option("--oidc-project-id <id>", "the Fleet project's id in Zitadel")
+      .env("FLEET_OIDC_PROJECT_ID"),
   ] as const;
 
 /**
@@ -199,6 +206,8 @@ export const NatsConnectionFlags = z.object({
   oidcKey: optional,
   oidcGrant: z.enum(OidcGrants).optional(),
   oidcAudience: optional,
+  oidcProvider: z.enum(OidcProviders).optional(),
+  oidcProjectId: optional,
 });
 export type NatsConnectionFlags = z.infer<typeof NatsConnectionFlags>;
 
@@ -232,6 +241,12 @@ async function credentialsFrom(
     if (flags.oidcKey === undefined) {
       throw new UsageError("--oidc-issuer needs --oidc-key (or FLEET_OIDC_KEY)");
     }
+    if (flags.oidcProvider === "zitadel" && flags.oidcProjectId === undefined) {
+      throw new UsageError(
+        "--oidc-provider zitadel needs --oidc-project-id (or FLEET_OIDC_PROJECT_ID): the id of " +
+          "the Fleet project in Zitadel, whose roles the tokens must carry",
+      );
+    }
     const key = await loadPrivateKey(flags.oidcKey);
     const clientId = flags.oidcClientId ?? key.clientId;
     if (clientId === undefined) {
@@ -247,6 +262,9 @@ async function credentialsFrom(
         grant: flags.oidcGrant ?? "jwt-bearer",
         logger: log,
         ...(flags.oidcAudience ? { audience: flags.oidcAudience } : {}),
+        ...(flags.oidcProvider === "zitadel" && flags.oidcProjectId
+          ? { zitadelProjectId: flags.oidcProjectId }
+          : {}),
       }),
       // The operator's and people's users may only subscribe to their principal's inbox.
       { logger: log, inboxPrefix: principalInbox },

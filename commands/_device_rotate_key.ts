@@ -57,6 +57,9 @@ Example:
           logger: silentLogger,
           ...(credentials.audience ? { audience: credentials.audience } : {}),
           ...(credentials.scope ? { scope: credentials.scope } : {}),
+          ...(credentials.provider === "zitadel" && credentials.project_id
+            ? { zitadelProjectId: credentials.project_id }
+            : {}),
         }).refresh();
       },
       report: printLine,

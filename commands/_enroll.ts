@@ -185,6 +185,10 @@ export async function planEnroll(
       key_file: "/etc/fleet-agent/device-key.json",
       grant: "jwt-bearer",
       ...(flags.deviceOidcAudience ? { audience: flags.deviceOidcAudience } : {}),
+      // A machine user created in Zitadel gets its roles only when its tokens ask for them.
+      ...(flags.zitadelUrl !== undefined && flags.zitadelProjectId !== undefined
+        ? { provider: "zitadel", project_id: flags.zitadelProjectId }
+        : { provider: "generic" }),
     };
   } else if (flags.deviceNatsUser !== undefined) {
     if (flags.deviceNatsPasswordFile === undefined) {

@@ -185,6 +185,8 @@ Deno.test("withNatsConnection() gives the values its NatsConnectionFlags type de
     oidcKey: "/etc/fleet/alice.json",
     oidcGrant: "client-credentials",
     oidcAudience: "fleet-nats",
+    oidcProvider: "zitadel",
+    oidcProjectId: "302118472931950612",
   } as const;
   const args = Object.entries(given).flatMap(([name, value]) => [
     `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,

@@ -256,3 +256,8 @@ export {
   userLimits,
 } from "./limits.ts";
 export { type DiffLine, diffLines, formatDiff } from "./text_diff.ts";
+export {
+  ZITADEL_PROJECT_ROLES_SCOPE,
+  zitadelProjectAudienceScope,
+  zitadelScope,
+} from "./zitadel.ts";

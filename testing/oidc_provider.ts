@@ -52,6 +52,7 @@ import {
   JWT_CLIENT_ASSERTION_TYPE,
   type TokenGrant,
 } from "../adapters/oidc/token_source.ts";
+import { ZITADEL_PROJECT_ROLES_SCOPE, zitadelProjectAudienceScope } from "../core/zitadel.ts";
 
 /** The algorithms the test provider signs with and generates machine-user keys for. */
 export type TestSigningAlgorithm = "ES256" | "RS256";
@@ -109,6 +110,14 @@ export interface TestProviderOptions {
    * `_zitadel_management.ts`) to callers presenting `Bearer <managementToken>`. Off unset.
    */
   managementToken?: string;
+  /**
+   * Behave as Zitadel does for machine users of the project with this id: their access tokens
+   * carry roles (in {@link ZITADEL_ROLES_CLAIM} and `urn:zitadel:iam:org:project:<id>:roles`,
+   * no flat `roles`) only when the request asks for `urn:zitadel:iam:org:projects:roles` and
+   * for the project as audience (`urn:zitadel:iam:org:project:id:<id>:aud`), and their `aud`
+   * is the project id only when asked for (else the client's own id). `audience` defaults to it.
+   */
+  zitadelProjectId?: string;
 }
 
 /** Options of {@link TestProviderOptions.deviceFlow}. */
@@ -275,6 +284,12 @@ class OidcTestProvider implements TestProvider {
   readonly #scopes: string[];
   readonly #logger: Logger;
   readonly #managementToken: string | undefined;
+  readonly #zitadelProjectId: string | undefined;
+  /**
+   * The resource (RFC 8707) its tokens are for: the audience, or, as Zitadel, a name of the
+   * library's own (it wants an absolute URI; Zitadel's clients send no `resource`).
+   */
+  readonly #resource: string;
   readonly #store = new MemoryStore();
   readonly #users = new Map<string, UserRecord>();
   readonly #accounts = new Map<string, AccountRecord>();
@@ -292,13 +307,23 @@ class OidcTestProvider implements TestProvider {
   #callback: Callback | undefined;
 
   constructor(options: TestProviderOptions) {
-    this.audience = options.audience ?? "nats://fleet";
+    this.#zitadelProjectId = options.zitadelProjectId;
+    this.audience = options.audience ?? options.zitadelProjectId ?? "nats://fleet";
+    this.#resource = options.zitadelProjectId === undefined
+      ? this.audience
+      : `urn:fleet-test:zitadel-project:${options.zitadelProjectId}`;
     this.deviceIdClaim = options.deviceIdClaim ?? "fleet_device_id";
     this.#ttl = options.accessTokenTtlSeconds ?? 600;
     this.#alg = options.signingAlgorithm ?? "ES256";
     this.#orgId = options.orgId ?? "fleet-org";
     this.#orgDomain = options.orgDomain ?? "fleet.localhost";
-    this.#scopes = options.scopes ?? ["fleet"];
+    this.#scopes = [
+      ...options.scopes ?? ["fleet"],
+      ...options.zitadelProjectId === undefined ? [] : [
+        ZITADEL_PROJECT_ROLES_SCOPE,
+        zitadelProjectAudienceScope(options.zitadelProjectId),
+      ],
+    ];
     this.#logger = (options.logger ?? silentLogger).with({ component: "test-oidc-provider" });
     this.#port = options.port ?? 0;
     this.#managementToken = options.managementToken;
@@ -447,7 +472,7 @@ class OidcTestProvider implements TestProvider {
       clientId: user.clientId,
       privateKeyJwk: user.privateKeyJwk,
       grant: options.grant ?? "jwt-bearer",
-      audience: this.audience,
+      ...(this.#zitadelProjectId === undefined ? { audience: this.audience } : {}),
       ...(options.scope !== undefined ? { scope: options.scope } : {}),
       logger: this.#logger,
     }).token();
@@ -485,7 +510,7 @@ class OidcTestProvider implements TestProvider {
 
   /** A new `oidc-provider` instance over the current keys, users and stored state. */
   #buildProvider(): Callback {
-    const audience = this.audience;
+    const resource = this.#resource;
     const configuration: Configuration = {
       adapter: (name: string) => this.#store.adapter(name, this.#clientMetadata),
       jwks: { keys: this.#signingKeys },
@@ -531,11 +556,11 @@ class OidcTestProvider implements TestProvider {
         },
         resourceIndicators: {
           enabled: true,
-          defaultResource: () => audience,
+          defaultResource: () => resource,
           useGrantedResource: () => true,
-          getResourceServerInfo: (_ctx, resource) => {
-            if (resource !== audience) {
-              throw new errors.InvalidTarget(`unknown resource "${resource}"; use "${audience}"`);
+          getResourceServerInfo: (_ctx, asked) => {
+            if (asked !== resource) {
+              throw new errors.InvalidTarget(`unknown resource "${asked}"; use "${resource}"`);
             }
             return this.#resourceServer();
           },
@@ -554,7 +579,7 @@ class OidcTestProvider implements TestProvider {
             }
             const user = token.clientId === undefined ? undefined : this.#users.get(token.clientId);
             if (user === undefined) return;
-            Object.assign(parts.payload, this.#claimsFor(user));
+            Object.assign(parts.payload, this.#claimsFor(user, token.scope));
           },
         },
       },
@@ -728,8 +753,8 @@ class OidcTestProvider implements TestProvider {
     } catch (err) {
       throw new errors.InvalidGrant(`invalid assertion: ${errorMessage(err)}`);
     }
-    if (params.resource !== undefined && params.resource !== this.audience) {
-      throw new errors.InvalidTarget(`unknown resource; use "${this.audience}"`);
+    if (params.resource !== undefined && params.resource !== this.#resource) {
+      throw new errors.InvalidTarget(`unknown resource; use "${this.#resource}"`);
     }
     // Like oidc-provider's client_credentials: scopes the resource does not know are left out.
     const scopes = typeof params.scope === "string"
@@ -738,7 +763,7 @@ class OidcTestProvider implements TestProvider {
     const token = new provider.ClientCredentials({
       client,
       scope: scopes.join(" ") || undefined,
-      resourceServer: new provider.ResourceServer(this.audience, this.#resourceServer()),
+      resourceServer: new provider.ResourceServer(this.#resource, this.#resourceServer()),
     });
     ctx.oidc.entity("ClientCredentials", token);
     const value = await token.save();
@@ -762,7 +787,24 @@ class OidcTestProvider implements TestProvider {
     return Object.fromEntries(roles.map((role) => [role, { [this.#orgId]: this.#orgDomain }]));
   }
 
-  #claimsFor(user: UserRecord): Record<string, unknown> {
+  #claimsFor(user: UserRecord, scope: string | undefined): Record<string, unknown> {
+    const projectId = this.#zitadelProjectId;
+    if (projectId !== undefined) {
+      const scopes = new Set(scope?.split(" ") ?? []);
+      const asAudience = scopes.has(zitadelProjectAudienceScope(projectId));
+      const roles = asAudience && scopes.has(ZITADEL_PROJECT_ROLES_SCOPE)
+        ? {
+          [ZITADEL_ROLES_CLAIM]: this.#nestedRoles(user.roles),
+          [`urn:zitadel:iam:org:project:${projectId}:roles`]: this.#nestedRoles(user.roles),
+        }
+        : {};
+      return {
+        aud: asAudience ? [projectId, user.clientId] : [user.clientId],
+        [this.deviceIdClaim]: user.deviceId,
+        ...roles,
+        ...user.extraClaims,
+      };
+    }
     return {
       [this.deviceIdClaim]: user.deviceId,
       [ZITADEL_ROLES_CLAIM]: this.#nestedRoles(user.roles),

@@ -11,6 +11,7 @@ import {
 import { silentLogger } from "../adapters/logger.ts";
 import { startTestProvider, ZITADEL_ROLES_CLAIM } from "./oidc_provider.ts";
 import { createTokenSource, TokenMintError } from "../adapters/oidc/token_source.ts";
+import { zitadelScope } from "../core/zitadel.ts";
 import { rejection } from "./oidc.ts";
 
 async function getJson(url: string): Promise<Record<string, unknown>> {
@@ -63,6 +64,32 @@ Deno.test("startTestProvider() issues JWT access tokens with device id and both 
     assert.deepEqual(payload.roles, ["device"], grant);
     assert.equal(payload.site, "lab", grant);
     assert.equal((payload.exp ?? 0) - (payload.iat ?? 0), 600, grant);
+  }
+});
+
+Deno.test("startTestProvider() as Zitadel: roles and the project audience only when asked for", async () => {
+  await using idp = await startTestProvider({
+    zitadelProjectId: "302118472931950612",
+    orgId: "42",
+    orgDomain: "fleet.example",
+  });
+  const device = await idp.addMachineUser({ id: "pi-lab-1", roles: ["device"] });
+  const keySet = createLocalJWKSet({ keys: await jwks(idp.jwksUri) });
+  for (const grant of ["jwt-bearer", "client-credentials"] as const) {
+    const bare = decodeJwt(await idp.mintToken(device, { grant }));
+    assert.equal(bare[ZITADEL_ROLES_CLAIM], undefined, grant);
+    assert.equal(bare.roles, undefined, grant);
+    assert.deepEqual(bare.aud, ["pi-lab-1"], grant);
+
+    const token = await idp.mintToken(device, { grant, scope: zitadelScope("302118472931950612") });
+    const { payload } = await jwtVerify(token, keySet, {
+      issuer: idp.issuer,
+      audience: "302118472931950612",
+    });
+    const roles = { device: { "42": "fleet.example" } };
+    assert.deepEqual(payload[ZITADEL_ROLES_CLAIM], roles, grant);
+    assert.deepEqual(payload["urn:zitadel:iam:org:project:302118472931950612:roles"], roles, grant);
+    assert.equal(payload.roles, undefined, grant);
   }
 });
 

@@ -18,6 +18,7 @@ import type { Clock } from "../../core/clock.ts";
 import { keyExpiryWarning } from "../../core/key_expiry.ts";
 import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
+import { zitadelScope } from "../../core/zitadel.ts";
 import { discover, errorMessage, OidcFetchError } from "./_discovery.ts";
 
 /** `grant_type` of the RFC 7523 JWT-bearer authorization grant. */
@@ -53,6 +54,12 @@ export interface TokenSourceOptions {
   audience?: string;
   /** Space-separated scopes sent as `scope`. */
   scope?: string;
+  /**
+   * The provider is Zitadel and this is the Fleet project's id: the request also asks for the
+   * project as audience and for its roles ({@link zitadelScope}), which Zitadel otherwise
+   * leaves out of a machine user's token.
+   */
+  zitadelProjectId?: string;
   logger: Logger;
   /**
    * Re-mint a cached token this long before it expires, capped at half the token's
@@ -225,7 +232,10 @@ class CachingTokenSource implements TokenSource {
   }
 
   async #mint(): Promise<void> {
-    const { grant, audience, scope } = this.#options;
+    const { grant, audience, zitadelProjectId } = this.#options;
+    const scope = zitadelProjectId === undefined
+      ? this.#options.scope
+      : zitadelScope(zitadelProjectId, this.#options.scope);
     const started = this.#clock.monotonic();
     await this.#reloadKey();
     const tokenEndpoint = await this.#endpoint();

@@ -58,6 +58,32 @@ Deno.test("createTokenSource() mints with both grants tokens the verifier accept
   }
 });
 
+Deno.test("createTokenSource() asks Zitadel for the project's roles and the project as audience", async () => {
+  await using idp = await startTestProvider({ zitadelProjectId: "302118472931950612" });
+  const user = await idp.addMachineUser({ id: "pi-lab-1", roles: ["device"] });
+  const verifier = createTokenVerifier({
+    issuer: idp.issuer,
+    audience: "302118472931950612",
+    logger: silentLogger,
+  });
+  for (const grant of ["jwt-bearer", "client-credentials"] satisfies TokenGrant[]) {
+    const token = await createTokenSource({
+      issuer: idp.issuer,
+      clientId: user.clientId,
+      privateKeyJwk: user.privateKeyJwk,
+      grant,
+      zitadelProjectId: "302118472931950612",
+      logger: silentLogger,
+    }).token();
+    const { claims } = await verifier.verify(token);
+    assert.deepEqual(
+      Object.keys(claims["urn:zitadel:iam:org:project:roles"] as object),
+      ["device"],
+      grant,
+    );
+  }
+});
+
 Deno.test("createTokenSource() reuses the cached token and re-mints near expiry", async () => {
   await using idp = await startTestProvider({ accessTokenTtlSeconds: 3 });
   const user = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
