@@ -9,6 +9,7 @@ import { connect } from "@nats-io/transport-node";
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose";
 import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
+import type { MetricsRegistry } from "../adapters/metrics.ts";
 import { deviceInboxPrefix } from "../core/permissions.ts";
 import { principalInbox } from "../adapters/oidc/mod.ts";
 import { authorizerPolicy, loadCalloutConfig, loadCalloutKeys } from "../callout/config.ts";
@@ -96,6 +97,7 @@ max_ttl_seconds = 600
 export async function startCalloutFixture(
   encrypted: boolean,
   serviceXkey: "configured" | "none" | "other" = "configured",
+  metrics?: MetricsRegistry,
 ) {
   const dir = await Deno.makeTempDir({ prefix: "fleet-callout-" });
   const path = await writeConfig(dir, encrypted);
@@ -116,6 +118,7 @@ export async function startCalloutFixture(
     issuer: keys.issuer,
     ...(keys.xkey && serviceXkey === "configured" ? { xkey: keys.xkey } : {}),
     ...(serviceXkey === "other" ? { xkey: curveKeyFromSeed(generateSeeds().xkeySeed) } : {}),
+    ...(metrics ? { metrics } : {}),
     logger,
   });
   /**
