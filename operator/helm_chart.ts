@@ -229,6 +229,10 @@ replicas: 2
 # chart creates; needed with replicas > 1.
 leaderElection: true
 
+# Port of /healthz (liveness), /readyz (readiness: connected to NATS and, on the leader, the
+# fleet read; a standby is ready) and /metrics (Prometheus) (FLEET_OPERATOR_HEALTH_PORT).
+healthPort: 8080
+
 resources:
   requests:
     cpu: 50m
@@ -541,12 +545,28 @@ spec:
                   name: {{ .Values.nats.credentialsSecret | quote }}
                   key: password
             {{- end }}
+            - name: FLEET_OPERATOR_HEALTH_PORT
+              value: {{ .Values.healthPort | quote }}
             - name: DENO_DIR
               value: /tmp/deno
             {{- with .Values.v8Flags }}
             - name: DENO_V8_FLAGS
               value: {{ . | quote }}
             {{- end }}
+          ports:
+            - name: health
+              containerPort: {{ .Values.healthPort }}
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: health
+            periodSeconds: 10
+            failureThreshold: 3
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: health
+            periodSeconds: 5
           securityContext:
             runAsNonRoot: true
             allowPrivilegeEscalation: false

@@ -385,6 +385,7 @@ Deno.test("helmChart() passes NATS settings and the pod's identity in the enviro
     { name: "FLEET_OIDC_CLIENT_ID", value: PLACEHOLDER },
     { name: "FLEET_OIDC_AUDIENCE", value: PLACEHOLDER },
     { name: "FLEET_OIDC_GRANT", value: PLACEHOLDER },
+    { name: "FLEET_OPERATOR_HEALTH_PORT", value: PLACEHOLDER },
     { name: "DENO_DIR", value: "/tmp/deno" },
     { name: "DENO_V8_FLAGS", value: PLACEHOLDER },
   ]);
@@ -406,6 +407,7 @@ Deno.test("helmChart() passes NATS settings and the pod's identity in the enviro
       name: "FLEET_NATS_PASSWORD",
       valueFrom: { secretKeyRef: { name: PLACEHOLDER, key: "password" } },
     },
+    { name: "FLEET_OPERATOR_HEALTH_PORT", value: PLACEHOLDER },
     { name: "DENO_DIR", value: "/tmp/deno" },
   ]);
   // Each variable is one the operator reads (commands/_cli.ts), and no value is inlined.
@@ -621,4 +623,27 @@ Deno.test("helmChart() ServiceAccount mounts its token", () => {
     "ServiceAccount",
   );
   assert.equal(account["automountServiceAccountToken"], true);
+});
+
+Deno.test("helmChart() probes /healthz and /readyz on the health port the operator serves", () => {
+  const { container } = operatorPod();
+  const env = container["env"] as { name: string; value?: string }[];
+  assert.deepEqual(env.find((e) => e.name === "FLEET_OPERATOR_HEALTH_PORT"), {
+    name: "FLEET_OPERATOR_HEALTH_PORT",
+    value: PLACEHOLDER,
+  });
+  assert.match(
+    file("templates/deployment.yaml"),
+    /- name: FLEET_OPERATOR_HEALTH_PORT\n\s+value: \{\{ \.Values\.healthPort \| quote \}\}\n/,
+  );
+  assert.deepEqual(container["ports"], [{ name: "health", containerPort: PLACEHOLDER }]);
+  assert.deepEqual(object(container["livenessProbe"], "livenessProbe")["httpGet"], {
+    path: "/healthz",
+    port: "health",
+  });
+  assert.deepEqual(object(container["readinessProbe"], "readinessProbe")["httpGet"], {
+    path: "/readyz",
+    port: "health",
+  });
+  assert.equal(object(YAML.parse(file("values.yaml")), "values.yaml")["healthPort"], 8080);
 });
