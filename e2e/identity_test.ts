@@ -35,7 +35,6 @@ import {
   authorizerPolicy,
   calloutServerConfig,
   type CalloutService,
-  generateSeeds,
   loadCalloutConfig,
   loadCalloutKeys,
   serverSettings,
@@ -44,37 +43,10 @@ import {
 import { LocalFleet } from "../sandbox/local_fleet.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
-import { containerIds, waitForStatus, webDeployment } from "./_helpers.ts";
+import { containerIds, waitForStatus, webDeployment, writeCalloutConfig } from "./_helpers.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";
 
 const LAB = { matchLabels: { site: "lab" } };
-
-async function calloutConfig(dir: string, idp: TestProvider): Promise<string> {
-  const { issuerSeed } = generateSeeds();
-  await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
-  await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
-  const path = join(dir, "callout.toml");
-  await Deno.writeTextFile(
-    path,
-    `[nats]
-urls = ["nats://127.0.0.1:4222"]
-user = "fleet-callout"
-password_file = "${join(dir, "password")}"
-
-[account]
-name = "FLEET"
-issuer_seed_file = "${join(dir, "issuer.nk")}"
-
-[oidc]
-issuer = "${idp.issuer}"
-audience = "${idp.audience}"
-device_id_claim = "${idp.deviceIdClaim}"
-role_claim = "urn:zitadel:iam:org:project:roles"
-roles = { device = "device", operator = "operator", admin = "admin" }
-`,
-  );
-  return path;
-}
 
 function tokenSource(idp: TestProvider, user: MachineUser): TokenSource {
   return createTokenSource({
@@ -101,7 +73,7 @@ story(
       nobody: await idp.addMachineUser({ id: "no-role", roles: [] }),
       wild: await idp.addMachineUser({ id: "wild", roles: ["device"], deviceId: "dev.*" }),
     };
-    const configPath = await calloutConfig(dir, idp);
+    const configPath = await writeCalloutConfig(dir, idp);
     const config = await loadCalloutConfig(configPath);
     const calloutKeys = await loadCalloutKeys(config, configPath);
     const log = testLogger();
@@ -367,7 +339,7 @@ story(
     const log = testLogger();
     await using idp = await startTestProvider({ accessTokenTtlSeconds: 4 });
     const dir = await Deno.makeTempDir({ prefix: "fleet-identity-" });
-    const configPath = await calloutConfig(dir, idp);
+    const configPath = await writeCalloutConfig(dir, idp);
     const config = await loadCalloutConfig(configPath);
     const calloutKeys = await loadCalloutKeys(config, configPath);
     await using nats = stopOnDeadline(

@@ -15,10 +15,10 @@ import { startNatsServer } from "../sandbox/nats_server.ts";
 import { startTestProvider } from "../testing/oidc_provider.ts";
 import { captureLogger } from "../testing/nats.ts";
 import { eventually } from "../testing/eventually.ts";
+import { writeCalloutConfig } from "./_helpers.ts";
 import {
   authorizerPolicy,
   calloutServerConfig,
-  generateSeeds,
   loadCalloutConfig,
   loadCalloutKeys,
   serverSettings,
@@ -32,29 +32,7 @@ Deno.test("callout with Zitadel: a token without the roles scope is refused and 
   await using idp = await startTestProvider({ zitadelProjectId: PROJECT });
   const device = await idp.addMachineUser({ id: "pi-7", roles: ["device"], deviceId: "pi-7" });
   const dir = await Deno.makeTempDir({ prefix: "fleet-zitadel-" });
-  const { issuerSeed } = generateSeeds();
-  await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
-  await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
-  const calloutPath = join(dir, "callout.toml");
-  await Deno.writeTextFile(
-    calloutPath,
-    `[nats]
-urls = ["nats://127.0.0.1:4222"]
-user = "fleet-callout"
-password_file = "${join(dir, "password")}"
-
-[account]
-name = "FLEET"
-issuer_seed_file = "${join(dir, "issuer.nk")}"
-
-[oidc]
-issuer = "${idp.issuer}"
-audience = "${PROJECT}"
-device_id_claim = "${idp.deviceIdClaim}"
-role_claim = "urn:zitadel:iam:org:project:roles"
-roles = { device = "device", operator = "operator", admin = "admin" }
-`,
-  );
+  const calloutPath = await writeCalloutConfig(dir, idp);
   const config = await loadCalloutConfig(calloutPath);
   const keys = await loadCalloutKeys(config, calloutPath);
   await using ns = await startNatsServer({
