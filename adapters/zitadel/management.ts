@@ -1,7 +1,8 @@
 /**
  * A thin client of Zitadel's Management API v1 (REST/JSON), for the calls `fleet device
- * enroll` and `rotate-key` need: find or create a machine user, add a JSON key to it or remove
- * one, and grant it a project role. Each write reports whether it changed anything, so a
+ * enroll`, `rotate-key` and `fleet zitadel setup` need: find or create a project and its roles,
+ * find or create a machine user, add a JSON key to it or remove one, and grant it a project
+ * role. Each write reports whether it changed anything, so a
  * repeated enroll is a no-op.
  *
  * @module
@@ -16,6 +17,10 @@ export const ZitadelCalls = {
   addMachineKey: "AddMachineKey",
   removeMachineKey: "RemoveMachineKey",
   addUserGrant: "AddUserGrant",
+  listProjects: "ListProjects",
+  addProject: "AddProject",
+  listProjectRoles: "ListProjectRoles",
+  addProjectRole: "AddProjectRole",
 } as const;
 /** A value of {@link ZitadelCalls}. */
 export type ZitadelCall = typeof ZitadelCalls[keyof typeof ZitadelCalls];
@@ -146,6 +151,27 @@ export interface ZitadelManagement {
     userId: string,
     grant: { projectId: string; roleKeys: readonly string[] },
   ): Promise<{ changed: boolean; userGrantId: string | undefined }>;
+  /**
+   * Finds the project named `name`, or creates it with role assertion on. An existing project
+   * is left as it is.
+   * @throws {ZitadelApiError} also when more than one project has the name
+   */
+  ensureProject(name: string): Promise<{ changed: boolean; projectId: string }>;
+  /**
+   * Adds the roles the project lacks; existing ones are left as they are.
+   * @returns the keys of the roles added
+   * @throws {ZitadelApiError}
+   */
+  ensureProjectRoles(
+    projectId: string,
+    roles: readonly ProjectRoleSpec[],
+  ): Promise<{ added: string[] }>;
+}
+
+/** A project role to have: its key (what tokens carry) and the name people see. */
+export interface ProjectRoleSpec {
+  key: string;
+  displayName: string;
 }
 
 /** Creates a {@link ZitadelManagement} client; nothing is fetched until a call. */
@@ -191,6 +217,18 @@ export type ZitadelKeyFile = z.infer<typeof ZitadelKeyFile>;
 const AddUserGrantResponse = z.object({ userGrantId: z.string().min(1) });
 
 const RemoveMachineKeyResponse = z.object({});
+
+const ListProjectsResponse = z.object({
+  result: z.array(z.object({ id: z.string().min(1), name: z.string() })).optional(),
+});
+
+const AddProjectResponse = z.object({ id: z.string().min(1) });
+
+const ListProjectRolesResponse = z.object({
+  result: z.array(z.object({ key: z.string() })).optional(),
+});
+
+const AddProjectRoleResponse = z.object({});
 
 class HttpZitadelManagement implements ZitadelManagement {
   readonly #baseUrl: string;
@@ -317,6 +355,63 @@ class HttpZitadelManagement implements ZitadelManagement {
       }
       throw err;
     }
+  }
+
+  async ensureProject(name: string): Promise<{ changed: boolean; projectId: string }> {
+    const find = async () => {
+      const path = "/management/v1/projects/_search";
+      const answer = await this.#call(ZitadelCalls.listProjects, path, {
+        query: { limit: 2 },
+        queries: [{ nameQuery: { name, method: "TEXT_QUERY_METHOD_EQUALS" } }],
+      }, ListProjectsResponse);
+      const matches = (answer.result ?? []).filter((project) => project.name === name);
+      if (matches.length > 1) {
+        throw new ZitadelApiError(
+          `More than one Zitadel project is named "${name}": rename the extra ones, or choose ` +
+            `another name with --project-name`,
+          { call: ZitadelCalls.listProjects, request: `POST ${path}`, status: 200 },
+        );
+      }
+      return matches[0]?.id;
+    };
+    const existing = await find();
+    if (existing !== undefined) return { changed: false, projectId: existing };
+    const created = await this.#call(
+      ZitadelCalls.addProject,
+      "/management/v1/projects",
+      { name, projectRoleAssertion: true },
+      AddProjectResponse,
+    );
+    return { changed: true, projectId: created.id };
+  }
+
+  async ensureProjectRoles(
+    projectId: string,
+    roles: readonly ProjectRoleSpec[],
+  ): Promise<{ added: string[] }> {
+    const base = `/management/v1/projects/${encodeURIComponent(projectId)}/roles`;
+    const answer = await this.#call(
+      ZitadelCalls.listProjectRoles,
+      `${base}/_search`,
+      { query: { limit: 1000 } },
+      ListProjectRolesResponse,
+    );
+    const have = new Set((answer.result ?? []).map((role) => role.key));
+    const added: string[] = [];
+    for (const role of roles) {
+      if (have.has(role.key)) continue;
+      try {
+        await this.#call(ZitadelCalls.addProjectRole, base, {
+          roleKey: role.key,
+          displayName: role.displayName,
+        }, AddProjectRoleResponse);
+        added.push(role.key);
+      } catch (err) {
+        // Added meanwhile by another run: what was wanted is there.
+        if (!(err instanceof ZitadelApiError && err.alreadyExists)) throw err;
+      }
+    }
+    return { added };
   }
 
   /** POSTs `body` as JSON (no body: DELETE) and checks the answer against `schema`. */

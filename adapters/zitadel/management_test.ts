@@ -237,6 +237,36 @@ Deno.test("ensureUserGrant() reports created, then unchanged on already exists",
   assertAllReplayed(existing);
 });
 
+const FLEET_ROLES = [
+  { key: "device", displayName: "Fleet device" },
+  { key: "operator", displayName: "Fleet operator" },
+  { key: "viewer", displayName: "Fleet viewer" },
+  { key: "maintainer", displayName: "Fleet maintainer" },
+  { key: "admin", displayName: "Fleet admin" },
+];
+
+Deno.test("ensureProject() and ensureProjectRoles() create what is missing, then only that", async () => {
+  await using created = await replay("setup_new.json");
+  assert.deepEqual(await management(created).ensureProject("fleet"), {
+    changed: true,
+    projectId: PROJECT_ID,
+  });
+  assert.deepEqual(await management(created).ensureProjectRoles(PROJECT_ID, FLEET_ROLES), {
+    added: ["device", "operator", "viewer", "maintainer", "admin"],
+  });
+  assertAllReplayed(created);
+
+  await using again = await replay("setup_again.json");
+  assert.deepEqual(await management(again).ensureProject("fleet"), {
+    changed: false,
+    projectId: PROJECT_ID,
+  });
+  assert.deepEqual(await management(again).ensureProjectRoles(PROJECT_ID, FLEET_ROLES), {
+    added: ["admin"],
+  });
+  assertAllReplayed(again);
+});
+
 Deno.test("addMachineKey() rejects a key file that is not Zitadel's JSON key", async () => {
   for (const keyDetails of [btoa("not json"), btoa(zitadelKeyFile("someone-else"))]) {
     await using server = await replay("enroll_new.json", {

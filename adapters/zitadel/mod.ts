@@ -16,6 +16,7 @@ export {
   createZitadelManagement,
   type MachineUserRecord,
   type MachineUserSpec,
+  type ProjectRoleSpec,
   ZitadelApiError,
   type ZitadelCall,
   ZitadelCalls,
