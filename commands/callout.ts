@@ -58,6 +58,16 @@ Every decision is logged with its reason; clients are only told "authorization f
       const { config, keys } = await load(flags.config);
       const log = loggerFrom(flags).with({ component: "callout" });
       const signal = shutdownSignal(log);
+      // Served before connecting: a liveness probe must not kill a callout waiting for NATS or its OIDC provider.
+      const metrics = new MetricsRegistry();
+      registerBuildInfo(metrics, version);
+      let service: CalloutService | undefined;
+      await using _health = serveHealthIfAsked(flags.healthPort, {
+        notReady: () => service ? service.notReady() : "not answering authorization requests yet",
+        metrics,
+        log,
+        signal,
+      });
       const verifier = createTokenVerifier({
         issuer: config.oidc.issuer,
         audience: config.oidc.audience,
@@ -79,15 +89,6 @@ Every decision is logged with its reason; clients are only told "authorization f
         credentials: userPasswordCredentials(config.nats.user, keys.password),
         name: "fleet-callout",
         logger: log,
-        signal,
-      });
-      const metrics = new MetricsRegistry();
-      registerBuildInfo(metrics, version);
-      let service: CalloutService | undefined;
-      await using _health = serveHealthIfAsked(flags.healthPort, {
-        notReady: () => service ? service.notReady() : "not answering authorization requests yet",
-        metrics,
-        log,
         signal,
       });
       try {

@@ -148,28 +148,36 @@ Examples:
       }
       const log = loggerFrom(flags).with({ component: "operator" });
       const signal = shutdownSignal(log);
-      const nc = await connectFromFlags(flags, log, {
-        name: "fleet-operator",
-        waitOnFirstConnect: true,
-        signal,
+      // Served before connecting: a liveness probe must not kill a replica waiting for NATS.
+      let connection: ConnectionState | undefined;
+      const health = new OperatorHealth({
+        get connected() {
+          return connection?.connected ?? false;
+        },
       });
-      const common = {
-        nc,
-        log,
-        replicas: flags.replicas,
-        staleAfterMs: flags.staleAfter * 1000,
-        allowUnboundNamespaces: flags.allowUnboundNamespaces === true,
-      };
-      const health = new OperatorHealth(new ConnectionState(nc));
       const metrics = new MetricsRegistry();
       registerBuildInfo(metrics, version);
-      registerOperatorMetrics(metrics, health);
+      const reconciled = registerOperatorMetrics(metrics, health);
       await using _health = serveHealthIfAsked(flags.healthPort, {
         notReady: () => health.notReady(),
         metrics,
         log,
         signal,
       });
+      const nc = await connectFromFlags(flags, log, {
+        name: "fleet-operator",
+        waitOnFirstConnect: true,
+        signal,
+      });
+      connection = new ConnectionState(nc);
+      const common = {
+        nc,
+        log,
+        replicas: flags.replicas,
+        staleAfterMs: flags.staleAfter * 1000,
+        allowUnboundNamespaces: flags.allowUnboundNamespaces === true,
+        reconciled,
+      };
       const leadWith = async (options: OperatorOptions, leading: AbortSignal) => {
         const operator = createOperator(options);
         health.leadWith(operator);

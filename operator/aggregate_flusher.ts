@@ -18,7 +18,7 @@ import type { DeploymentSource } from "./deployment_source.ts";
 import { DeploymentMap, DeploymentSet } from "./deployment_map.ts";
 import type { FleetView } from "./fleet_view.ts";
 import type { InitialRead } from "./initial_read.ts";
-import type { OperatorStats } from "./operator_stats.ts";
+import type { OperatorStats, ReconcileObserver } from "./operator_stats.ts";
 import type { DeviceStateEvent } from "./report_feed.ts";
 import { RetryQueue } from "./retry_queue.ts";
 
@@ -31,6 +31,8 @@ export interface AggregateFlusherOptions {
   clock: Clock;
   log: Logger;
   stats: OperatorStats;
+  /** Told how long each flush that wrote statuses took and whether a write failed. */
+  reconciled?: ReconcileObserver | undefined;
   /** A deployment's status is written at most this often. */
   flushIntervalMs: number;
   /** A device silent for longer counts as unreachable. */
@@ -117,6 +119,7 @@ export class AggregateFlusher {
       !this.#retries.waiting(ref)
     );
     for (const ref of refs) this.#dirty.delete(ref);
+    let failures = 0;
     await Promise.all(refs.map(async (ref) => {
       const deployment = view.deployments.get(ref);
       // Not yet synced: the targets (and so the aggregate) would be out of date.
@@ -151,6 +154,7 @@ export class AggregateFlusher {
         this.#retries.forget(ref);
       } catch (error) {
         this.#o.stats.writeErrors++;
+        failures++;
         const { delayMs } = this.#retries.failed(ref);
         this.#o.log.warn(
           `Could not write the status of ${ref.namespace}/${ref.name}: ` +
@@ -158,5 +162,8 @@ export class AggregateFlusher {
         );
       }
     }));
+    if (refs.length > 0) {
+      this.#o.reconciled?.("status", (clock.monotonic() - tick) / 1000, failures > 0);
+    }
   }
 }

@@ -46,7 +46,7 @@ import { NatsBucketKeeper } from "./nats_bucket_keeper.ts";
 import { NatsDesiredStateStore } from "./nats_desired_state.ts";
 import { NatsReportFeed } from "./nats_report_feed.ts";
 import { NatsDeploymentSource } from "./nats_source.ts";
-import { type OperatorStats, zeroStats } from "./operator_stats.ts";
+import { type OperatorStats, type ReconcileObserver, zeroStats } from "./operator_stats.ts";
 import type { ReportFeed } from "./report_feed.ts";
 import { TargetingWriter } from "./targeting_writer.ts";
 
@@ -90,6 +90,8 @@ export interface OperatorOptions {
    * deployments say why. @default false
    */
   allowUnboundNamespaces?: boolean;
+  /** Told of each reconcile pass of the desired-state and status controllers (metrics). */
+  reconciled?: ReconcileObserver;
 }
 
 /** A running or runnable operator, as {@link createOperator} returns it. */
@@ -179,7 +181,7 @@ export function createOperator(options: OperatorOptions): Operator {
     Buckets.deviceHeartbeat,
     Buckets.deviceLabels,
   ]);
-  const common = { view, initialRead, clock, log, stats };
+  const common = { view, initialRead, clock, log, stats, reconciled: options.reconciled };
 
   const flusher: AggregateFlusher = new AggregateFlusher({
     ...common,

@@ -28,7 +28,7 @@ Deno.test("the operator is ready once it has read the fleet, not while NATS is d
   const health = new OperatorHealth(new ConnectionState(nc));
   const metrics = new MetricsRegistry();
   registerBuildInfo(metrics, "1.2.3-test");
-  registerOperatorMetrics(metrics, health);
+  const reconciled = registerOperatorMetrics(metrics, health);
   const stopServer = new AbortController();
   const server = serveHealth({
     port: 0,
@@ -51,6 +51,7 @@ Deno.test("the operator is ready once it has read the fleet, not while NATS is d
       log: silentLogger,
       replicas: 1,
       allowUnboundNamespaces: true,
+      reconciled,
     });
     health.leadWith(operator);
     assert.deepEqual(await get(server.port, "/readyz"), {
@@ -77,7 +78,10 @@ Deno.test("the operator is ready once it has read the fleet, not while NATS is d
     const scraped = await eventually("the device and the deployment in /metrics", async () => {
       const { status, body } = await get(server.port, "/metrics");
       assert.equal(status, 200);
-      return body.includes('fleet_deployment_matched_devices{namespace="shop",deployment="web"} 1')
+      return body.includes(
+          'fleet_deployment_matched_devices{namespace="shop",deployment="web"} 1',
+        ) &&
+          body.includes('fleet_operator_reconcile_errors_total{controller="status"} 0')
         ? body
         : undefined;
     });
@@ -95,9 +99,20 @@ Deno.test("the operator is ready once it has read the fleet, not while NATS is d
         'fleet_deployment_unreachable_devices{namespace="shop",deployment="web"} 0',
         "# TYPE fleet_operator_kv_writes_total counter",
         "fleet_operator_kv_write_errors_total 0",
+        "# TYPE fleet_operator_reconcile_duration_seconds histogram",
+        'fleet_operator_reconcile_errors_total{controller="targeting"} 0',
       ]
     ) assert.ok(scraped.split("\n").includes(line), `${line} in:\n${scraped}`);
     assert.match(scraped, /^fleet_operator_kv_writes_total\{operation="desired_put"\} [1-9]/m);
+    for (const controller of ["targeting", "status"]) {
+      assert.match(
+        scraped,
+        new RegExp(
+          `^fleet_operator_reconcile_duration_seconds_count\\{controller="${controller}"\\} [1-9]`,
+          "m",
+        ),
+      );
+    }
     assert.doesNotMatch(scraped, /d1/, "no per-device label");
 
     await ns.stop();

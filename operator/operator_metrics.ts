@@ -6,6 +6,7 @@
 import type { MetricsRegistry, Sample } from "../adapters/metrics.ts";
 import { isStale } from "../core/mod.ts";
 import type { Operator } from "./operator.ts";
+import type { ReconcileObserver } from "./operator_stats.ts";
 
 /** What the metrics read: the operator leading now (undefined on a standby or before it starts). */
 export interface OperatorMetricsSource {
@@ -24,11 +25,17 @@ const DEPLOYMENT_COUNTS: readonly [Count, string, string][] = [
   ["unreachable", "unreachable", "Matched devices silent for longer than --stale-after."],
 ];
 
-/** Registers the operator's metrics (names start with fleet_; no per-device label). */
+/** Upper bounds of the reconcile duration buckets, in seconds. */
+const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * Registers the operator's metrics (names start with fleet_; no per-device label) and returns
+ * what times the controllers' passes (OperatorOptions.reconciled), kept across leadership terms.
+ */
 export function registerOperatorMetrics(
   registry: MetricsRegistry,
   source: OperatorMetricsSource,
-): void {
+): ReconcileObserver {
   const withOperator = (read: (operator: Operator) => Sample[]) => () => {
     const operator = source.current();
     return operator ? read(operator) : [];
@@ -98,4 +105,19 @@ export function registerOperatorMetrics(
     "Buckets the operator found missing and created again since this replica last became leader.",
     withOperator(({ stats }) => [{ value: stats.bucketsRecreated }]),
   );
+  const duration = registry.histogram(
+    "fleet_operator_reconcile_duration_seconds",
+    "Duration of reconcile passes by controller: targeting writes one deployment's desired " +
+      "state, status writes the changed aggregates.",
+    RECONCILE_BUCKETS,
+  );
+  const errors = registry.counter(
+    "fleet_operator_reconcile_errors_total",
+    "Reconcile passes in which a write failed (it is retried), by controller.",
+  );
+  return (controller, seconds, failed) => {
+    duration.observe(seconds, { controller });
+    // Counted at zero too, so the series exists before the first error.
+    errors.inc({ controller }, failed ? 1 : 0);
+  };
 }

@@ -20,3 +20,13 @@ export function zeroStats(): OperatorStats {
     bucketsRecreated: 0,
   };
 }
+
+/** The operator's controllers that reconcile in passes: desired state and deployment status. */
+export type ReconcilingController = "targeting" | "status";
+
+/** Told after each reconcile pass: how long it took and whether any write in it failed. */
+export type ReconcileObserver = (
+  controller: ReconcilingController,
+  seconds: number,
+  failed: boolean,
+) => void;

@@ -29,7 +29,7 @@ import type { DesiredStateEvent, DesiredStateStore } from "./desired_state_store
 import { DeploymentMap, DeploymentSet } from "./deployment_map.ts";
 import type { FleetView, Refusal } from "./fleet_view.ts";
 import type { InitialRead } from "./initial_read.ts";
-import type { OperatorStats } from "./operator_stats.ts";
+import type { OperatorStats, ReconcileObserver } from "./operator_stats.ts";
 import { PortClaims, sameRef } from "./port_claims.ts";
 import { RetryQueue } from "./retry_queue.ts";
 
@@ -48,6 +48,8 @@ export interface TargetingWriterOptions {
   clock: Clock;
   log: Logger;
   stats: OperatorStats;
+  /** Told how long each deployment's sync took and whether a write failed. */
+  reconciled?: ReconcileObserver | undefined;
   /** Called when a deployment's targets may have changed: its aggregate must be recomputed. */
   aggregateChanged: (ref: DeploymentRef) => void;
   /** Spacing of retries after failed writes. @default DEFAULT_BACKOFF */
@@ -270,14 +272,18 @@ export class TargetingWriter {
         // Each stays dirty until its own turn: until then its status must wait (isPending).
         for (const ref of [...this.#dirty]) {
           this.#dirty.delete(ref);
-          await this.#syncDeployment(ref);
+          const started = this.#o.clock.monotonic();
+          const failures = await this.#syncDeployment(ref);
+          const seconds = (this.#o.clock.monotonic() - started) / 1000;
+          this.#o.reconciled?.("targeting", seconds, failures > 0);
         }
       } while (this.#resync || this.#dirty.size > 0);
     })().finally(() => this.#syncing = undefined);
     return this.#syncing;
   }
 
-  async #syncDeployment(ref: DeploymentRef): Promise<void> {
+  /** Returns how many writes failed (each is retried). */
+  async #syncDeployment(ref: DeploymentRef): Promise<number> {
     const view = this.#view;
     const store = this.#o.store;
     const deployment = view.deployments.get(ref);
@@ -296,6 +302,7 @@ export class TargetingWriter {
     }
     let added = 0;
     let removed = 0;
+    let failures = 0;
     const written = new Set<string>();
     const write = async (deviceId: string, value: DesiredState | undefined) => {
       // Its retry marks the deployment again when due: writing now would defeat the backoff.
@@ -315,6 +322,7 @@ export class TargetingWriter {
         this.#retries.forget(ref, deviceId);
       } catch (error) {
         this.#o.stats.writeErrors++;
+        failures++;
         const { delayMs } = this.#retries.failed(ref, deviceId);
         this.#o.log.warn(
           `Could not update the desired state of device ${deviceId} for ${named(ref)}: ` +
@@ -334,11 +342,12 @@ export class TargetingWriter {
     }
     this.#markRefusedOn(written, ref);
     // Not synced until every key is written; the retries come back here.
-    if (this.#retries.failingDevices(ref).length > 0) return;
+    if (this.#retries.failingDevices(ref).length > 0) return failures;
     this.#o.aggregateChanged(ref);
     if (!deployment && (this.#deleting.has(ref) || view.statuses.has(ref))) {
       await this.#release(ref);
     }
+    return failures;
   }
 
   /** Records where the deployment is refused, keeping the time of a refusal that stays. */
