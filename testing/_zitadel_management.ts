@@ -33,6 +33,13 @@ export interface ManagedUser {
   grantedProjects: Set<string>;
 }
 
+/** A project as the emulation keeps it: its name and its roles (key → display name). */
+export interface ManagedProject {
+  id: string;
+  name: string;
+  roles: Map<string, string>;
+}
+
 /** Zitadel's default key expiration when none is asked for. */
 const FAR_FUTURE = "9999-12-31T23:59:59Z";
 
@@ -62,9 +69,10 @@ async function rsaKeyPair(): Promise<{ pem: string; publicJwk: JWK }> {
   return { pem, publicJwk: await exportJWK(publicKey) };
 }
 
-/** Serves `/management/v1/...` for `users`, authenticated with `Bearer <token>`. */
+/** Serves `/management/v1/...` for `users` and `projects`, authenticated with `Bearer <token>`. */
 export async function serveManagement(
   users: Map<string, ManagedUser>,
+  projects: Map<string, ManagedProject>,
   token: string,
   req: IncomingMessage,
   res: ServerResponse,
@@ -76,6 +84,10 @@ export async function serveManagement(
   }
   const path = new URL(req.url ?? "/", "http://x").pathname.replace(/^\/management\/v1/, "");
   const json = body === "" ? {} : JSON.parse(body) as Record<string, unknown>;
+  if (path.startsWith("/projects")) {
+    serveProjects(projects, req.method ?? "GET", path, json, res);
+    return;
+  }
   const userPath = /^\/users\/([^/]+)(\/keys(?:\/([^/]+))?|\/grants)?$/.exec(path);
   if (req.method === "POST" && path === "/users/_search") {
     const queries = (json.queries ?? []) as { userNameQuery?: { userName?: string } }[];
@@ -168,6 +180,52 @@ export async function serveManagement(
     return;
   }
   failure(res, 404, 5, `Not found: ${req.method} ${path}`);
+}
+
+/** ListProjects, AddProject, ListProjectRoles and AddProjectRole. */
+function serveProjects(
+  projects: Map<string, ManagedProject>,
+  method: string,
+  path: string,
+  json: Record<string, unknown>,
+  res: ServerResponse,
+): void {
+  if (method === "POST" && path === "/projects/_search") {
+    const queries = (json.queries ?? []) as { nameQuery?: { name?: string } }[];
+    const name = queries[0]?.nameQuery?.name;
+    const found = [...projects.values()].filter((p) => name === undefined || p.name === name);
+    send(res, 200, {
+      details: { totalResult: String(found.length) },
+      result: found.map((p) => ({ id: p.id, name: p.name, state: "PROJECT_STATE_ACTIVE" })),
+    });
+    return;
+  }
+  if (method === "POST" && path === "/projects") {
+    const id = newId();
+    projects.set(id, { id, name: String(json.name ?? ""), roles: new Map() });
+    send(res, 200, { id, details: details() });
+    return;
+  }
+  const rolesPath = /^\/projects\/([^/]+)\/roles(\/_search)?$/.exec(path);
+  const project = rolesPath ? projects.get(decodeURIComponent(rolesPath[1]!)) : undefined;
+  if (method !== "POST" || rolesPath === null || project === undefined) {
+    failure(res, 404, 5, "Project not found (PROJECT-3M9sd)");
+    return;
+  }
+  if (rolesPath[2] !== undefined) {
+    send(res, 200, {
+      details: { totalResult: String(project.roles.size) },
+      result: [...project.roles].map(([key, displayName]) => ({ key, displayName, group: "" })),
+    });
+    return;
+  }
+  const key = String(json.roleKey ?? "");
+  if (project.roles.has(key)) {
+    failure(res, 409, 6, "Project role already exists (COMMAND-HbtTw)");
+    return;
+  }
+  project.roles.set(key, String(json.displayName ?? key));
+  send(res, 200, { details: details() });
 }
 
 /** The keys a user may sign in with now: the ones not removed and not expired. */

@@ -43,7 +43,12 @@ import Provider, {
   type TokenEndpointGrantContext,
 } from "oidc-provider";
 import { type Logger, silentLogger } from "../adapters/logger.ts";
-import { liveKeys, type ManagedUser, serveManagement } from "./_zitadel_management.ts";
+import {
+  liveKeys,
+  type ManagedProject,
+  type ManagedUser,
+  serveManagement,
+} from "./_zitadel_management.ts";
 import { errorMessage } from "../adapters/oidc/_discovery.ts";
 import { DEVICE_CODE_GRANT_TYPE } from "../adapters/oidc/device_flow.ts";
 import {
@@ -292,6 +297,8 @@ class OidcTestProvider implements TestProvider {
   readonly #resource: string;
   readonly #store = new MemoryStore();
   readonly #users = new Map<string, UserRecord>();
+  /** Projects created through the Management API emulation. */
+  readonly #projects = new Map<string, ManagedProject>();
   readonly #accounts = new Map<string, AccountRecord>();
   readonly #deviceFlow: DeviceFlowSettings | undefined;
   /** The device flow client's metadata, served by the `Client` adapter beside machine users. */
@@ -627,7 +634,14 @@ class OidcTestProvider implements TestProvider {
     return async (req, res) => {
       const path = new URL(req.url ?? "/", this.issuer).pathname;
       if (path.startsWith("/management/v1/") && this.#managementToken !== undefined) {
-        await serveManagement(this.#users, this.#managementToken, req, res, await readBody(req));
+        await serveManagement(
+          this.#users,
+          this.#projects,
+          this.#managementToken,
+          req,
+          res,
+          await readBody(req),
+        );
       } else if (path.startsWith("/interaction/")) {
         await this.#interaction(provider, req, res);
       } else {

@@ -24,3 +24,10 @@ export {
   type ZitadelManagement,
   type ZitadelManagementOptions,
 } from "./management.ts";
+export {
+  FLEET_PROJECT_ROLES,
+  type ServiceUser,
+  setupZitadel,
+  type ZitadelSetupOptions,
+  type ZitadelSetupResult,
+} from "./setup.ts";
