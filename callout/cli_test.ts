@@ -50,8 +50,8 @@ async function fleet(...args: string[]): Promise<{ code: number; stdout: string;
  * resolves once it answers requests, and a stop (SIGTERM) that asserts it exits cleanly
  * (code 0, nothing on stdout).
  */
-function runCallout(path: string) {
-  const child = command(["callout", "run", "--config", path]).spawn();
+function runCallout(path: string, ...args: string[]) {
+  const child = command(["callout", "run", "--config", path, ...args]).spawn();
   const stdout = new Response(child.stdout).text();
   let log = "";
   const stderr = (async () => {
@@ -139,7 +139,11 @@ roles = { fleet-device = "device" }
 
     await using ns = await startNatsServer({ extraConfig: printed.stdout });
     await Deno.writeTextFile(path, config(ns.url));
-    const callout = runCallout(path);
+    const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const healthPort = free.addr.port;
+    free.close();
+    const callout = runCallout(path, "--health-port", String(healthPort));
+    const health = (path: string) => fetch(`http://127.0.0.1:${healthPort}${path}`);
     try {
       await callout.answering;
       installConnectionResetGuard(silentLogger);
@@ -149,6 +153,15 @@ roles = { fleet-device = "device" }
           return undefined;
         }, (e: unknown) => e);
       assert.ok(err instanceof AuthorizationError, `${err}\n${callout.log()}`);
+      // "Answering" is logged just before the command records the service as started.
+      await eventually("/readyz 200", async () => {
+        const ready = await health("/readyz");
+        const body = await ready.text();
+        return ready.status === 200 && body === "ready\n";
+      });
+      const metrics = await (await health("/metrics")).text();
+      assert.match(metrics, /^fleet_build_info\{version="\d+\.\d+\.\d+[^"]*",deno="[^"]+"\} 1$/m);
+      assert.match(metrics, /^fleet_callout_authorizations_total\{result="refused"\} 1$/m);
     } finally {
       await callout.stop();
     }
