@@ -25,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   device: async () => (await import("./commands/device.ts")).deviceCommand(),
   namespace: async () => (await import("./commands/namespace.ts")).namespaceCommand(),
   vm: async () => (await import("./commands/vm.ts")).vmCommand(),
+  zitadel: async () => (await import("./commands/zitadel.ts")).zitadelCommand(),
 };
 
 /**

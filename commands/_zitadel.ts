@@ -115,7 +115,7 @@ export async function identityProvider(zitadel: ZitadelPlan): Promise<IdentityPr
 }
 
 /** The admin signs in with a code on another device (RFC 8628); returns the access token. */
-async function signIn(issuer: string, clientId: string): Promise<string> {
+export async function signIn(issuer: string, clientId: string): Promise<string> {
   const token = await deviceFlowLogin({
     issuer,
     clientId,

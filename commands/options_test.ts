@@ -18,6 +18,7 @@ import { getCommand } from "./get.ts";
 import { namespaceCommand } from "./namespace.ts";
 import { operatorCommand } from "./operator.ts";
 import { vmCommand } from "./vm.ts";
+import { zitadelCommand } from "./zitadel.ts";
 import { benchProgram } from "../bench/main.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -36,6 +37,7 @@ function fleetCommands(): CommandUnknownOpts[] {
     deviceCommand(),
     namespaceCommand(),
     vmCommand(),
+    zitadelCommand(),
   ];
 }
 
