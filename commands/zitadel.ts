@@ -93,9 +93,11 @@ export function zitadelCommand(): Command {
           keyFiles["fleet-operator"]
         }`,
       );
-      printLine(`  values: nats.oidc.issuer=${url} nats.oidc.keySecret=fleet-operator-oidc`);
       printLine(
-        `  operator environment: FLEET_OIDC_PROVIDER=zitadel FLEET_OIDC_PROJECT_ID=${projectId}`,
+        // --set-string: --set would turn the 18-digit id into a rounded number.
+        `  helm install ... --set nats.oidc.issuer=${url} ` +
+          `--set nats.oidc.keySecret=fleet-operator-oidc ` +
+          `--set-string nats.oidc.zitadelProjectId=${projectId}`,
       );
       printLine(
         `  callout [oidc]: issuer = "${url}", audience = "${projectId}", ` +

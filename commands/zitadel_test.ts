@@ -45,7 +45,7 @@ Deno.test("fleet zitadel setup makes the project, roles and service users once a
     );
     assert.match(
       first.stdout,
-      new RegExp(`FLEET_OIDC_PROVIDER=zitadel FLEET_OIDC_PROJECT_ID=${projectId}`),
+      new RegExp(`nats\\.oidc\\.zitadelProjectId=${projectId}`),
     );
     assert.match(first.stdout, new RegExp(`audience = "${projectId}"`));
     const key = JSON.parse(await Deno.readTextFile(join(dir, "fleet-operator-key.json")));

@@ -207,6 +207,11 @@ nats:
     audience: ""
     # How tokens are minted: jwt-bearer or client-credentials (FLEET_OIDC_GRANT).
     grant: jwt-bearer
+    # Zitadel only: the Fleet project's id (fleet zitadel setup prints it). Zitadel leaves the
+    # operator role out of the token unless the request asks for the project's roles and the
+    # project as audience, which setting this does (FLEET_OIDC_PROVIDER=zitadel,
+    # FLEET_OIDC_PROJECT_ID).
+    zitadelProjectId: ""
   # Development only: name of a Secret in the release namespace with the keys \`user\` and
   # \`password\` (FLEET_NATS_USER, FLEET_NATS_PASSWORD).
   credentialsSecret: ""
@@ -533,6 +538,12 @@ spec:
             {{- end }}
             - name: FLEET_OIDC_GRANT
               value: {{ .Values.nats.oidc.grant | quote }}
+            {{- with .Values.nats.oidc.zitadelProjectId }}
+            - name: FLEET_OIDC_PROVIDER
+              value: zitadel
+            - name: FLEET_OIDC_PROJECT_ID
+              value: {{ . | quote }}
+            {{- end }}
             {{- else }}
             - name: FLEET_NATS_USER
               valueFrom:

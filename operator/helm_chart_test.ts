@@ -186,7 +186,14 @@ Deno.test("helmChart() values.yaml holds the documented defaults", () => {
   });
   assert.deepEqual(values["nats"], {
     url: "nats://nats:4222",
-    oidc: { issuer: "", keySecret: "", clientId: "", audience: "", grant: "jwt-bearer" },
+    oidc: {
+      issuer: "",
+      keySecret: "",
+      clientId: "",
+      audience: "",
+      grant: "jwt-bearer",
+      zitadelProjectId: "",
+    },
     credentialsSecret: "",
     tls: { caSecret: "", pin: "" },
   });
@@ -385,6 +392,8 @@ Deno.test("helmChart() passes NATS settings and the pod's identity in the enviro
     { name: "FLEET_OIDC_CLIENT_ID", value: PLACEHOLDER },
     { name: "FLEET_OIDC_AUDIENCE", value: PLACEHOLDER },
     { name: "FLEET_OIDC_GRANT", value: PLACEHOLDER },
+    { name: "FLEET_OIDC_PROVIDER", value: "zitadel" },
+    { name: "FLEET_OIDC_PROJECT_ID", value: PLACEHOLDER },
     { name: "FLEET_OPERATOR_HEALTH_PORT", value: PLACEHOLDER },
     { name: "DENO_DIR", value: "/tmp/deno" },
     { name: "DENO_V8_FLAGS", value: PLACEHOLDER },
