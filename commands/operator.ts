@@ -149,10 +149,10 @@ Examples:
       const log = loggerFrom(flags).with({ component: "operator" });
       const signal = shutdownSignal(log);
       // Served before connecting: a liveness probe must not kill a replica waiting for NATS.
-      let connection: ConnectionState | undefined;
+      const link: { state?: ConnectionState } = {};
       const health = new OperatorHealth({
         get connected() {
-          return connection?.connected ?? false;
+          return link.state?.connected ?? false;
         },
       });
       const metrics = new MetricsRegistry();
@@ -169,7 +169,7 @@ Examples:
         waitOnFirstConnect: true,
         signal,
       });
-      connection = new ConnectionState(nc);
+      link.state = new ConnectionState(nc);
       const common = {
         nc,
         log,
