@@ -319,7 +319,13 @@ export class Agent {
         const result = await this.#reconciler.pass({
           deviceId: this.#config.device_id,
           desired,
-          retained: (refs) => this.#view.retained(refs, this.#clock.monotonic()),
+          retained: (refs) => {
+            const keep = this.#view.retained(refs, this.#clock.monotonic());
+            // Desired state that arrived after `desired` was copied (while the policy was
+            // checked) is no orphan: the next pass runs it.
+            for (const ref of this.#view.entries().keys()) if (!desired.has(ref)) keep.add(ref);
+            return keep;
+          },
           evictions: (observed) => this.#policy.evictions(observed, desired),
         });
         if (podmanDown) {
