@@ -18,14 +18,8 @@ import {
   NatsDeviceLabelStore,
   UnknownDeviceError,
 } from "../cli/device_labels.ts";
-import {
-  logFormatOption,
-  loggerFrom,
-  logLevelOption,
-  UsageError,
-  withNatsConnection,
-} from "./_cli.ts";
-import { kubeconfigOption, openTarget, targetOption } from "./_kube.ts";
+import { loggerFrom, UsageError } from "./_cli.ts";
+import { openTarget, withTarget } from "./_kube.ts";
 
 /** The edit the arguments ask for; with --from-reported, what the device reports comes first. */
 async function planEdit(
@@ -54,7 +48,7 @@ async function planEdit(
 
 /** Adds `label` to the `device` command. */
 export function addLabelCommand(device: Command): void {
-  withNatsConnection(
+  withTarget(
     device.command("label")
       .description(
         "Set or remove the labels deployments select a device by (the control plane's, not what the device reports)",
@@ -70,12 +64,8 @@ export function addLabelCommand(device: Command): void {
           "--from-reported",
           "copy the labels the device reports about itself (its agent's config) first",
         ).env("FLEET_LABEL_FROM_REPORTED"),
-      )
-      .addOption(targetOption())
-      .addOption(kubeconfigOption()),
+      ),
   )
-    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
-    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

@@ -1,11 +1,18 @@
 /** Flags and wiring shared by the commands that talk to Kubernetes. */
-import { Option } from "@commander-js/extra-typings";
+import { type Command, Option, type OptionValues } from "@commander-js/extra-typings";
 import { KubeClient, loadKubeConfig } from "../adapters/kube/mod.ts";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "../adapters/logger.ts";
 import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { type FleetStore, NatsDeploymentStore } from "../cli/nats_store.ts";
-import { connectFromFlags, type NatsConnectionFlags } from "./_cli.ts";
+import {
+  connectFromFlags,
+  type LogFlags,
+  logFormatOption,
+  logLevelOption,
+  type NatsConnectionFlags,
+  withNatsConnection,
+} from "./_cli.ts";
 
 export const kubeconfigOption = () =>
   new Option(
@@ -21,6 +28,29 @@ export const kubeconfigOption = () =>
 export const targetOption = () =>
   new Option("--target <target>", "where Deployments live: nats (no Kubernetes) or kube (CRDs)")
     .choices(["nats", "kube"] as const).default("nats" as const).env("FLEET_SOURCE");
+
+/** The flags {@link withTarget} adds. */
+export type TargetFlags = NatsConnectionFlags & LogFlags & {
+  target: "nats" | "kube";
+  kubeconfig?: string | undefined;
+};
+
+/**
+ * Adds what a one-shot command that reads or writes where Deployments live takes after its
+ * own options: --target, --kubeconfig, the NATS connection, and logging (quiet unless asked).
+ */
+export function withTarget<
+  Args extends unknown[],
+  Opts extends OptionValues,
+  GlobalOpts extends OptionValues,
+>(command: Command<Args, Opts, GlobalOpts>): Command<Args, Opts & TargetFlags, GlobalOpts> {
+  command.addOption(targetOption()).addOption(kubeconfigOption());
+  withNatsConnection(command)
+    .addOption(logLevelOption().default("warn" as const))
+    .addOption(logFormatOption());
+  // Declared, not inferred through a dozen addOption() calls (see withNatsConnection).
+  return command as Command<Args, Opts & TargetFlags, GlobalOpts>;
+}
 
 export async function kubeClientFrom(
   flags: { kubeconfig?: string | undefined },

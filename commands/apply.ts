@@ -16,16 +16,13 @@ import { warnOfPortConflicts } from "../cli/port_warnings.ts";
 import { checkWorkloadPolicy } from "../cli/policy_warnings.ts";
 import {
   type LogFlags,
-  logFormatOption,
   loggerFrom,
-  logLevelOption,
   namespaceOption,
   type NatsConnectionFlags,
   UsageError,
-  withNatsConnection,
 } from "./_cli.ts";
 import { reportError } from "./_report.ts";
-import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
+import { openStore, withTarget } from "./_kube.ts";
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -138,7 +135,7 @@ async function applyItems(items: Item[], flags: ApplyFlags, log: Logger): Promis
 }
 
 function deploymentCommand(): Command {
-  return withNatsConnection(
+  return withTarget(
     new Command("deployment")
       .description(
         "Apply a Deployment: from flags, or from files holding the same objects kubectl would apply",
@@ -182,12 +179,8 @@ function deploymentCommand(): Command {
         ).env("FLEET_DEPLOYMENT_ALL_BOUND_DEVICES"),
       )
       .addOption(printOption())
-      .addOption(targetOption())
-      .addOption(kubeconfigOption())
       .addOption(forceConflictsOption()),
   )
-    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
-    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `
@@ -244,19 +237,15 @@ Examples:
 }
 
 export function applyCommand(): Command {
-  const apply = withNatsConnection(
+  const apply = withTarget(
     new Command("apply")
       .description(
         "Create or update Deployments from files, as kubectl apply -f does (or from flags: apply deployment)",
       )
       .addOption(filenameOption())
       .addOption(printOption())
-      .addOption(targetOption())
-      .addOption(kubeconfigOption())
       .addOption(forceConflictsOption()),
   )
-    .addOption(logLevelOption().default("warn" as const))
-    .addOption(logFormatOption())
     // Its options come before a subcommand: `apply deployment -f` is the subcommand's -f.
     .enablePositionalOptions()
     .addHelpText(

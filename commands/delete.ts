@@ -1,32 +1,20 @@
 import { Command } from "@commander-js/extra-typings";
 import { DEFAULT_NAMESPACE, validateIdentifier } from "../core/mod.ts";
 import { printLine } from "../adapters/output.ts";
-import {
-  ExitCode,
-  ignoreNotFoundOption,
-  logFormatOption,
-  loggerFrom,
-  logLevelOption,
-  namespaceOption,
-  withNatsConnection,
-} from "./_cli.ts";
-import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
+import { ExitCode, ignoreNotFoundOption, loggerFrom, namespaceOption } from "./_cli.ts";
+import { openStore, withTarget } from "./_kube.ts";
 
 export function deleteCommand(): Command {
   const del = new Command("delete").description("Delete fleet objects");
-  withNatsConnection(
+  withTarget(
     del.command("deployment")
       .description(
         "Delete a Deployment; the operator then removes its containers from every device",
       )
       .argument("<name>", "deployment name")
       .addOption(namespaceOption("namespace").default(DEFAULT_NAMESPACE))
-      .addOption(ignoreNotFoundOption("succeed when the deployment does not exist"))
-      .addOption(targetOption())
-      .addOption(kubeconfigOption()),
+      .addOption(ignoreNotFoundOption("succeed when the deployment does not exist")),
   )
-    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
-    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

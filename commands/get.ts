@@ -2,15 +2,8 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { validateIdentifier } from "../core/mod.ts";
 import { printLine } from "../adapters/output.ts";
 import { sleep } from "../adapters/timers.ts";
-import {
-  logFormatOption,
-  loggerFrom,
-  logLevelOption,
-  namespaceOption,
-  shutdownSignal,
-  withNatsConnection,
-} from "./_cli.ts";
-import { kubeconfigOption, openStore, targetOption } from "./_kube.ts";
+import { loggerFrom, namespaceOption, shutdownSignal } from "./_cli.ts";
+import { openStore, withTarget } from "./_kube.ts";
 import { OutputFormats, renderDeployments, renderDevices } from "../cli/render.ts";
 import { renderNamespaces } from "../cli/namespaces.ts";
 import { openBindings } from "./namespace.ts";
@@ -47,18 +40,14 @@ async function show(
 
 export function getCommand(): Command {
   const get = new Command("get").description("Show fleet objects");
-  withNatsConnection(
+  withTarget(
     get.command("deployments")
       .alias("deployment")
       .description("List Deployments with how the fleet is doing with each")
       .addOption(namespaceOption("only this namespace"))
       .addOption(outputOption())
-      .addOption(watchOption())
-      .addOption(targetOption())
-      .addOption(kubeconfigOption()),
+      .addOption(watchOption()),
   )
-    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
-    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `
@@ -90,17 +79,13 @@ Examples:
         log,
       );
     });
-  withNatsConnection(
+  withTarget(
     get.command("devices")
       .alias("device")
       .description("List the devices that reported to the fleet")
       .addOption(outputOption())
-      .addOption(watchOption())
-      .addOption(targetOption())
-      .addOption(kubeconfigOption()),
+      .addOption(watchOption()),
   )
-    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
-    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `
@@ -122,16 +107,12 @@ Examples:
         log,
       );
     });
-  withNatsConnection(
+  withTarget(
     get.command("namespaces")
       .alias("namespace")
       .description("List namespaces and the devices each may target (its binding)")
-      .addOption(outputOption())
-      .addOption(targetOption())
-      .addOption(kubeconfigOption()),
+      .addOption(outputOption()),
   )
-    .addOption(logLevelOption().default("warn" as const)) // one-shot commands: quiet unless asked
-    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `

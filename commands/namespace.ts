@@ -3,16 +3,8 @@ import { ALL_DEVICES, validateIdentifier } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { type BindingStore, KubeBindingStore, NatsBindingStore } from "../cli/namespaces.ts";
-import {
-  connectFromFlags,
-  ExitCode,
-  logFormatOption,
-  loggerFrom,
-  logLevelOption,
-  type NatsConnectionFlags,
-  withNatsConnection,
-} from "./_cli.ts";
-import { kubeClientFrom, kubeconfigOption, targetOption } from "./_kube.ts";
+import { connectFromFlags, ExitCode, loggerFrom, type NatsConnectionFlags } from "./_cli.ts";
+import { kubeClientFrom, withTarget } from "./_kube.ts";
 
 /** The binding store `--target` names (nats: the fleet-namespaces bucket; kube: Namespaces). */
 export async function openBindings(
@@ -31,7 +23,7 @@ export async function openBindings(
 }
 
 function addBind(parent: Command): void {
-  withNatsConnection(
+  withTarget(
     parent.command("bind")
       .description(
         "Bind a namespace to the devices its deployments may target (admins only); a " +
@@ -43,12 +35,8 @@ function addBind(parent: Command): void {
           "--devices <selector>",
           `the devices: key=value, 'key in (a,b)', ... as in --selector, or '${ALL_DEVICES}' for every device`,
         ).makeOptionMandatory().env("FLEET_NAMESPACE_DEVICES"),
-      )
-      .addOption(targetOption())
-      .addOption(kubeconfigOption()),
+      ),
   )
-    .addOption(logLevelOption().default("warn" as const))
-    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `
@@ -70,15 +58,11 @@ Examples:
 }
 
 function addUnbind(parent: Command): void {
-  withNatsConnection(
+  withTarget(
     parent.command("unbind")
       .description("Remove a namespace's binding: its deployments then target no device")
-      .argument("<namespace>", "namespace")
-      .addOption(targetOption())
-      .addOption(kubeconfigOption()),
+      .argument("<namespace>", "namespace"),
   )
-    .addOption(logLevelOption().default("warn" as const))
-    .addOption(logFormatOption())
     .addHelpText(
       "after",
       `
