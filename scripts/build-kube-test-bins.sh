@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the real kube-apiserver and etcd the Kubernetes tests run against into
+# Builds the real kube-apiserver and etcd the Kubernetes tests run against, and the
+# kube-controller-manager, kube-scheduler, kubelet and kube-proxy of the single-node cluster
+# (testing/kube_node.ts), into
 # ~/.cache/fleet/kube-<version>-etcd-<version>/ ($XDG_CACHE_HOME respected; $FLEET_KUBE_BIN_DIR
 # instead when set), outside the clone, so every checkout on the machine reuses them; from the
 # Go modules pinned in fixtures/kube-apiserver (go.mod + go.sum, committed, so every machine
@@ -11,7 +13,7 @@
 # too old for kube-apiserver 1.34 (it needs 3.5+), and trixie's would drag in a newer libc6.
 #
 # Idempotent: a stamp records the pinned versions and a hash of the module files, so a
-# rerun with nothing changed returns at once. The first build takes ~5 min on 2 cores.
+# rerun with nothing changed returns at once. The first build takes ~15 min on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +25,10 @@ stamp="$out/.versions"
 
 inputs=$(cat "$mods/go.mod" "$mods/go.sum" "$mods/etcd/go.mod" "$mods/etcd/go.sum" | sha256sum | cut -c1-16)
 want="kube-apiserver=$KUBE_VERSION etcd=$ETCD_VERSION modules=$inputs"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+kube_programs="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
+built=yes
+for p in etcd $kube_programs; do [ -x "$out/$p" ] || built=no; done
+if [ "$built" = yes ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
 
@@ -43,7 +48,6 @@ echo "==> Building etcd $ETCD_VERSION (about a minute the first time)"
 (cd "$mods/etcd" && go build -trimpath -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3)
 mv "$out/etcd.tmp" "$out/etcd"
 
-echo "==> Building kube-apiserver $KUBE_VERSION (about 5 minutes on 2 cores the first time)"
 # `go build` cannot stamp the release version the way Kubernetes' own build does; without
 # these the server reports v0.0.0-master at /version.
 minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
@@ -52,8 +56,13 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags="$ldflags -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
   ldflags="$ldflags -X $pkg.gitTreeState=clean"
 done
-(cd "$mods" && go build -trimpath -ldflags "$ldflags" -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
-mv "$out/kube-apiserver.tmp" "$out/kube-apiserver"
+# Each takes about 5 minutes on 2 cores the first time; they share most packages, so the
+# Go build cache makes the later ones quicker.
+for p in $kube_programs; do
+  echo "==> Building $p $KUBE_VERSION"
+  (cd "$mods" && go build -trimpath -ldflags "$ldflags" -o "$out/$p.tmp" "k8s.io/kubernetes/cmd/$p")
+  mv "$out/$p.tmp" "$out/$p"
+done
 
 echo "$want" > "$stamp"
-echo "==> kube-apiserver and etcd are in $out"
+echo "==> etcd and $kube_programs are in $out"
