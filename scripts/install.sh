@@ -34,6 +34,8 @@ apt_pkgs=(podman runc netavark aardvark-dns busybox-static uidmap slirp4netns ip
 # The package tests run the arm64 package's program under qemu-user; the enroll tests talk to
 # a real sshd; the VM tests build a Debian image (debootstrap) and boot it under qemu-system.
 if [ "$purpose" = test ]; then apt_pkgs+=(qemu-user-static libc6-arm64-cross libgcc-s1-arm64-cross openssh-server qemu-system-x86 qemu-system-arm qemu-efi-aarch64 qemu-utils debootstrap dosfstools mtools); fi
+# The wss:// tests terminate TLS in HAProxy in front of nats-server, as the OpenShift router does.
+if [ "$purpose" = test ]; then apt_pkgs+=(haproxy); fi
 # Installs those of the packages that are missing; apt-get options (--...) may come first.
 apt_updated=""
 apt_install_missing() {
