@@ -1176,7 +1176,7 @@ Deno.test("fleet apply deployment fails fast with exit 1 when nothing listens at
   assert.ok(run.ms < 5000, `failed within a few seconds (took ${Math.round(run.ms)} ms)`);
 });
 
-Deno.test("fleet operator chart writes the Helm chart and a Containerfile with its context", async () => {
+Deno.test("fleet operator chart writes the Helm chart (the image comes from fleet operator image)", async () => {
   await withTempDir(async (dir) => {
     const out = assertOk(await fleet("operator", "chart", "--output", dir));
     assert.match(out, /fleet-operator \(Helm chart\)/);
@@ -1187,17 +1187,27 @@ Deno.test("fleet operator chart writes the Helm chart and a Containerfile with i
         "fleet-operator/crds/fleet.nationtech.io.yaml",
         "fleet-operator/templates/deployment.yaml",
         "fleet-operator/templates/clusterrole.yaml",
-        "image/Containerfile",
-        "image/app/fleet.js",
       ]
     ) {
       assert.ok((await Deno.stat(join(dir, path))).isFile, `${path} written`);
     }
-    const containerfile = await Deno.readTextFile(join(dir, "image/Containerfile"));
-    assert.match(containerfile, /^FROM scratch/m);
     const crds = await Deno.readTextFile(join(dir, "fleet-operator/crds/fleet.nationtech.io.yaml"));
     assert.match(crds, /helm\.sh\/resource-policy: keep/);
   });
+});
+
+Deno.test("fleet operator image refuses an unknown --arch and an index name without a tag", async () => {
+  assertOneLineError(
+    await fleet("operator", "image", "--arch", "amd64,s390x"),
+    2,
+    '"s390x"',
+    "amd64, arm64",
+  );
+  assertOneLineError(
+    await fleet("operator", "image", "--tag", "registry.lan:5000/fleet"),
+    2,
+    '"registry.lan:5000/fleet" has no tag',
+  );
 });
 
 Deno.test("fleet operator crds prints both CRDs as YAML", async () => {

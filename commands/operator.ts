@@ -1,17 +1,21 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import {
+  archImageRef,
+  buildImageIndex,
+  bundleProgram,
   createOperator,
   electionTimings,
-  findDenoBinary,
   HELM_CHART_NAME,
   helmChart,
+  IMAGE_ARCHES,
+  type ImageArch,
+  imageSizeLines,
   installCrds,
   KubeLeaseStore,
   type LeaseStore,
   NatsLeaseStore,
   OPERATOR_LEASE_NAME,
   OperatorHealth,
-  operatorImageContext,
   type OperatorOptions,
   registerOperatorMetrics,
   runAsLeader,
@@ -34,6 +38,9 @@ import { kubeClientFrom, kubeconfigOption } from "./_kube.ts";
 import { healthPortOption, serveHealthIfAsked } from "./_health.ts";
 import { MetricsRegistry, registerBuildInfo } from "../adapters/metrics.ts";
 import { ConnectionState } from "../adapters/nats/mod.ts";
+import { PodmanClient } from "../adapters/podman/mod.ts";
+import { fleetCacheDir } from "../adapters/cache_dir.ts";
+import { startPodmanService } from "../sandbox/podman_service.ts";
 
 /** The leader-election flags, the same for both sources. */
 interface ElectionFlags {
@@ -241,44 +248,17 @@ Example:
     });
 }
 
-/** The running program as one file: itself when bundled, else a fresh `deno bundle`. */
-async function programBundle(into: string): Promise<string> {
-  const self = new URL(import.meta.url);
-  if (self.protocol === "file:" && self.pathname.endsWith(".js")) return self.pathname;
-  const main = new URL("../main.ts", import.meta.url).pathname;
-  const out = `${into}/fleet.js`;
-  const result = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--quiet", "--minify", "--output", out, main],
-    stdout: "null",
-  }).output();
-  if (!result.success) {
-    throw new Error(`deno bundle failed: ${new TextDecoder().decode(result.stderr).trim()}`);
-  }
-  return out;
-}
-
-async function writeFiles(
-  dir: string,
-  files: Iterable<[string, string | Uint8Array]>,
-  modes: Record<string, number> = {},
-) {
+async function writeFiles(dir: string, files: Iterable<[string, string]>) {
   for (const [path, content] of files) {
     const target = `${dir}/${path}`;
     await Deno.mkdir(target.slice(0, target.lastIndexOf("/")), { recursive: true });
-    if (typeof content === "string") await Deno.writeTextFile(target, content);
-    else {await Deno.writeFile(
-        target,
-        content,
-        modes[path] !== undefined ? { mode: modes[path] } : {},
-      );}
+    await Deno.writeTextFile(target, content);
   }
 }
 
 function chartCommand(version: string): Command {
   return new Command("chart")
-    .description(
-      "Write the operator's Helm chart and a Containerfile (with its build context) for its image",
-    )
+    .description("Write the operator's Helm chart")
     .addOption(
       new Option("-o, --output <dir>", "directory to write into (created if needed)")
         .makeOptionMandatory().env("FLEET_CHART_DIR"),
@@ -288,33 +268,94 @@ function chartCommand(version: string): Command {
     .addHelpText(
       "after",
       `
-Writes DIR/fleet-operator/ (the chart; CRDs in crds/ are kept on uninstall) and DIR/image/
-(a Containerfile and everything it copies: no registry is needed to build it).
+Writes DIR/fleet-operator/ (the chart; CRDs in crds/ are kept on uninstall). The image it runs
+comes from 'fleet operator image'.
 
 Example:
   fleet operator chart --output out
-  podman build -t localhost/fleet-operator:${version} out/image
   helm install fleet out/fleet-operator -n fleet-system --set nats.url=nats://nats:4222 \\
     --set nats.oidc.issuer=https://auth.example.com --set nats.oidc.keySecret=fleet-operator-key`,
     )
     .action(async (flags) => {
       const out = flags.output;
       await writeFiles(`${out}/${HELM_CHART_NAME}`, helmChart({ version, crdsYaml: crdsYaml() }));
-      const scratch = await Deno.makeTempDir({ prefix: "fleet-chart-" });
+      printLine(`wrote ${out}/${HELM_CHART_NAME} (Helm chart)`);
+    });
+}
+
+function imageArches(list: string): ImageArch[] {
+  const arches = list.split(",").map((a) => a.trim());
+  for (const arch of arches) {
+    if (!(arch in IMAGE_ARCHES)) {
+      throw new UsageError(
+        `Unknown --arch "${arch}": choose from ${Object.keys(IMAGE_ARCHES).join(", ")}`,
+      );
+    }
+  }
+  return [...new Set(arches as ImageArch[])];
+}
+
+function imageCommand(version: string): Command {
+  return new Command("image")
+    .description(
+      "Build the fleet image (operator and callout) for amd64 and arm64 as one multi-arch index",
+    )
+    .addOption(
+      new Option("-t, --tag <name>", "name of the image index, with a tag")
+        .default(`localhost/fleet:${version}`).env("FLEET_IMAGE_TAG"),
+    )
+    .addOption(
+      new Option("--arch <list>", "architectures, comma-separated (amd64, arm64)")
+        .default("amd64,arm64").env("FLEET_IMAGE_ARCH"),
+    )
+    .addOption(
+      new Option("--push <destination>", "push the index and its images there (registry/repo:tag)")
+        .env("FLEET_IMAGE_PUSH"),
+    )
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
+    .addHelpText(
+      "after",
+      `
+Builds, with Podman, one image per architecture FROM scratch: the Deno runtime pinned in
+packaging/deno-runtime.sha512 for that architecture (fetched from npm once, cached in
+~/.cache/fleet), its loader and libraries (for arm64 on an amd64 host from Debian's
+libc6-arm64-cross and libgcc-s1-arm64-cross) and the bundled program. Each is tagged NAME-ARCH;
+NAME is the manifest list of them. Run it from a checkout of Fleet's source. Pushing uses the
+credentials of 'podman login'. The same image runs the operator (the default command) and the
+auth callout (arguments: callout run ...).
+
+Example:
+  deno task fleet operator image --tag localhost/fleet:${version} \\
+    --push registry.example.com/fleet/fleet:${version}`,
+    )
+    .action(async (flags) => {
+      const log = loggerFrom(flags);
+      const arches = imageArches(flags.arch);
+      archImageRef(flags.tag, arches[0]!); // refuses a name without a tag before the build
+      const scratch = await Deno.makeTempDir({ prefix: "fleet-image-" });
       try {
-        const context = await operatorImageContext({
-          denoBinary: (await findDenoBinary()) ?? Deno.execPath(),
-          bundle: await programBundle(scratch),
+        const bundle = await bundleProgram(scratch);
+        await using service = await startPodmanService();
+        using podman = new PodmanClient({ socketPath: service.socketPath });
+        const images = await buildImageIndex({
+          podman,
+          name: flags.tag,
+          arches,
           version,
+          bundle,
+          cacheDir: fleetCacheDir(),
+          onArch: (arch) => log.info(`building the linux/${arch} image`),
         });
-        await writeFiles(`${out}/image`, Object.entries(context.files), context.fileModes);
-        await Deno.writeTextFile(`${out}/image/Containerfile`, context.containerfile);
+        for (const line of imageSizeLines(images)) printLine(line);
+        printLine(`${flags.tag}  image index of ${arches.map((a) => `linux/${a}`).join(", ")}`);
+        if (flags.push !== undefined) {
+          await podman.pushManifestList(flags.tag, flags.push);
+          printLine(`pushed ${flags.tag} to ${flags.push}`);
+        }
       } finally {
         await Deno.remove(scratch, { recursive: true });
       }
-      printLine(
-        `wrote ${out}/${HELM_CHART_NAME} (Helm chart) and ${out}/image (Containerfile and its context)`,
-      );
     });
 }
 
@@ -332,5 +373,6 @@ export function operatorCommand(version: string): Command {
   operator.addCommand(installCommand());
   operator.addCommand(crdsCommand());
   operator.addCommand(chartCommand(version));
+  operator.addCommand(imageCommand(version));
   return operator;
 }

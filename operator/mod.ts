@@ -66,13 +66,21 @@ export {
   type PolicyRule,
 } from "./helm_chart.ts";
 export {
-  findDenoBinary,
+  FLEET_IMAGE_PATHS,
+  FLEET_IMAGE_USER,
+  type FleetImageContext,
+  fleetImageContext,
+  type FleetImageOptions,
+  IMAGE_ARCHES,
+  type ImageArch,
   ImageContextError,
-  OPERATOR_IMAGE_PATHS,
-  OPERATOR_IMAGE_USER,
-  type OperatorImageContext,
-  operatorImageContext,
-  type OperatorImageOptions,
-  parseLdd,
-  sharedLibraries,
 } from "./image.ts";
+export {
+  archImageRef,
+  buildImageIndex,
+  type BuiltImage,
+  bundleProgram,
+  type ImageIndexOptions,
+  imageSizeLines,
+  type LayerSize,
+} from "./image_index.ts";

@@ -9,6 +9,7 @@ import type {
   ContainerGrants,
   InspectedContainer,
   InspectedImage,
+  ManifestListEntry,
   ObservedContainer,
 } from "./types.ts";
 
@@ -123,7 +124,26 @@ export const LibpodContainerGrantsSchema = z.object({
 export const LibpodImageInspectSchema = z.object({
   Id: z.string(),
   Labels: z.record(z.string(), z.string()).nullish(),
-}).transform((i): InspectedImage => ({ id: i.Id, labels: i.Labels ?? {} }));
+  Os: z.string().nullish(),
+  Architecture: z.string().nullish(),
+  Size: z.number().int().nonnegative(),
+}).transform((i): InspectedImage => ({
+  id: i.Id,
+  labels: i.Labels ?? {},
+  os: i.Os ?? "",
+  architecture: i.Architecture ?? "",
+  size: i.Size,
+}));
+
+/** The answer of `GET /libpod/manifests/{name}/json`: a Docker or OCI manifest list. */
+export const LibpodManifestListSchema = z.object({
+  manifests: z.array(z.object({
+    digest: z.string(),
+    platform: z.object({ os: z.string(), architecture: z.string() }),
+  })).nullish(),
+}).transform((list): ManifestListEntry[] =>
+  (list.manifests ?? []).map((m) => ({ digest: m.digest, ...m.platform }))
+);
 
 /** The answer of `POST /libpod/containers/create`. */
 export const LibpodCreateResponseSchema = z.object({ Id: z.string() });

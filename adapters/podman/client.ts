@@ -13,6 +13,7 @@ import {
   LibpodErrorBodySchema,
   LibpodEventSchema,
   LibpodImageInspectSchema,
+  LibpodManifestListSchema,
   LibpodStreamMessageSchema,
   LibpodVersionSchema,
 } from "./_libpod.ts";
@@ -26,6 +27,7 @@ import {
   type ContainerLimits,
   type InspectedContainer,
   type InspectedImage,
+  type ManifestListEntry,
   type ObservedContainer,
 } from "./types.ts";
 
@@ -60,6 +62,11 @@ export interface BuildImageOptions {
   files: Record<string, Uint8Array | string>;
   /** Permission bits per path in `files`. @default 0o644 */
   fileModes?: Record<string, number>;
+  /**
+   * The image's platform, e.g. `linux/arm64`. A build whose steps only copy files needs no
+   * emulation for a foreign one. @default the host's
+   */
+  platform?: string;
 }
 
 /** Server versions reported by {@linkcode PodmanClient.version}. */
@@ -258,12 +265,7 @@ export class PodmanClient implements Disposable {
   /** The container's inspect, read with `schema`; undefined when it does not exist. */
   async #inspect<S extends z.ZodType>(id: string, schema: S): Promise<z.output<S> | undefined> {
     const op = { operation: "inspect container", target: id };
-    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/json`);
-    if (response.status === 404) {
-      await this.#discard(op, response, [404]);
-      return undefined;
-    }
-    return await this.#json(op, response, schema);
+    return await this.#jsonUnless404(op, `${API}/containers/${enc(id)}/json`, schema);
   }
 
   /**
@@ -363,6 +365,7 @@ export class PodmanClient implements Disposable {
     // forcerm: without it a failed step leaves a buildah working container in storage.
     const query = new URLSearchParams({ dockerfile: "Containerfile", forcerm: "true" });
     for (const tag of options.tags) query.append("t", tag);
+    if (options.platform !== undefined) query.set("platform", options.platform);
     const response = await this.#fetch(op, `${API}/build`, {
       method: "POST",
       query,
@@ -377,12 +380,11 @@ export class PodmanClient implements Disposable {
    */
   async inspectImage(ref: string): Promise<InspectedImage | undefined> {
     const op = { operation: "inspect image", target: ref };
-    const response = await this.#fetch(op, `${API}/images/${encImage(ref)}/json`);
-    if (response.status === 404) {
-      await this.#discard(op, response, [404]);
-      return undefined;
-    }
-    return await this.#json(op, response, LibpodImageInspectSchema);
+    return await this.#jsonUnless404(
+      op,
+      `${API}/images/${encImage(ref)}/json`,
+      LibpodImageInspectSchema,
+    );
   }
 
   /** Removes an image from local storage; removing an absent image is not an error. */
@@ -392,6 +394,63 @@ export class PodmanClient implements Disposable {
       method: "DELETE",
     });
     await this.#discard(op, response, [200, 204, 404]);
+  }
+
+  /**
+   * Creates the manifest list (image index) `name` of local images, replacing a list of that
+   * name. Each image's platform comes from its config.
+   * @param images local image references or ids.
+   * @throws {PodmanError} when an image is not in local storage or `name` names an image.
+   */
+  async createManifestList(name: string, images: string[]): Promise<void> {
+    const op = { operation: "create manifest list", target: name };
+    await this.removeManifestList(name);
+    const query = new URLSearchParams();
+    // Without the transport a bare name would be looked up in a registry.
+    for (const image of images) query.append("images", `containers-storage:${image}`);
+    const response = await this.#fetch(op, `${API}/manifests/${encImage(name)}`, {
+      method: "POST",
+      query,
+    });
+    await this.#discard(op, response, [200, 201]);
+  }
+
+  /**
+   * The images of a local manifest list.
+   * @returns undefined when there is no manifest list of that name.
+   */
+  async inspectManifestList(name: string): Promise<ManifestListEntry[] | undefined> {
+    const op = { operation: "inspect manifest list", target: name };
+    const path = `${API}/manifests/${encImage(name)}/json`;
+    return await this.#jsonUnless404(op, path, LibpodManifestListSchema);
+  }
+
+  /** Removes a local manifest list (not its images); removing an absent one is not an error. */
+  async removeManifestList(name: string): Promise<void> {
+    const op = { operation: "remove manifest list", target: name };
+    const response = await this.#fetch(op, `${API}/manifests/${encImage(name)}`, {
+      method: "DELETE",
+    });
+    await this.#discard(op, response, [200, 404]);
+  }
+
+  /**
+   * Pushes a local manifest list and all its images to `destination` (`registry/repo:tag`),
+   * with the credentials of the user Podman runs as (`podman login`).
+   * @param options.tlsVerify false for a registry over plain HTTP; unset: as registries.conf says.
+   * @throws {PodmanError} with the registry's answer when the push fails.
+   */
+  async pushManifestList(
+    name: string,
+    destination: string,
+    options: { tlsVerify?: boolean } = {},
+  ): Promise<void> {
+    const op = { operation: `push manifest list "${name}" to`, target: destination };
+    const query = new URLSearchParams({ all: "true" });
+    if (options.tlsVerify !== undefined) query.set("tlsVerify", String(options.tlsVerify));
+    const path = `${API}/manifests/${encImage(name)}/registry/${encImage(destination)}`;
+    const response = await this.#fetch(op, path, { method: "POST", query });
+    await this.#discard(op, response, [200]);
   }
 
   // --- transport ------------------------------------------------------------------------
@@ -444,6 +503,20 @@ export class PodmanClient implements Disposable {
   async #discard(op: Operation, response: Response, ok: number[]): Promise<void> {
     const text = await this.#text(op, response);
     if (!ok.includes(response.status)) throw this.#statusError(op, response.status, text);
+  }
+
+  /** GETs `path` and parses the answer with `schema`; undefined when it is not found (404). */
+  async #jsonUnless404<S extends z.ZodType>(
+    op: Operation,
+    path: string,
+    schema: S,
+  ): Promise<z.output<S> | undefined> {
+    const response = await this.#fetch(op, path);
+    if (response.status === 404) {
+      await this.#discard(op, response, [404]);
+      return undefined;
+    }
+    return await this.#json(op, response, schema);
   }
 
   async #json<S extends z.ZodType>(

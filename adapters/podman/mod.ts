@@ -33,6 +33,8 @@ export {
   InspectedContainerSchema,
   type InspectedImage,
   InspectedImageSchema,
+  type ManifestListEntry,
+  ManifestListEntrySchema,
   type ObservedContainer,
   ObservedContainerSchema,
   type PortMapping,

@@ -125,6 +125,21 @@ export const InspectedImageSchema = z.object({
   /** Image id (hex digest without `sha256:`). */
   id: z.string(),
   labels: z.record(z.string(), z.string()),
+  /** Platform of the image's config, e.g. `linux` and `arm64`. */
+  os: z.string(),
+  architecture: z.string(),
+  /** Bytes of its layers, uncompressed, as stored. */
+  size: z.number().int().nonnegative(),
 });
 /** A local image as inspected. */
 export type InspectedImage = z.infer<typeof InspectedImageSchema>;
+
+/** One image of a manifest list (an image index). */
+export const ManifestListEntrySchema = z.object({
+  /** `sha256:<hex>` of the image's manifest. */
+  digest: z.string(),
+  os: z.string(),
+  architecture: z.string(),
+});
+/** One image of a manifest list (an image index). */
+export type ManifestListEntry = z.infer<typeof ManifestListEntrySchema>;
