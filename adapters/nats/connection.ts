@@ -191,6 +191,7 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
       );
       continue;
     }
+    if (plan.kind === "websocket") withoutRedialEchoes(nc);
     if (signal?.aborted) {
       await nc.close();
       continue; // reports the abort at the top of the loop
@@ -241,6 +242,37 @@ async function transportOptions(
   };
   // nats.js hands its tls options to node:tls's connect, which takes checkServerIdentity.
   return { tls: tlsOptions };
+}
+
+/** The part of nats.js's connection that {@link withoutRedialEchoes} adjusts. */
+interface Redialling {
+  protocol?: {
+    connectPromise?: Promise<void> | null;
+    disconnected?: (err?: Error) => Promise<void>;
+  };
+}
+
+/**
+ * nats.js 3.4's WebSocket transport also reports the close of each failed reconnect attempt
+ * as a lost connection: after N failed attempts the connection sent N "disconnect" and, once
+ * back, N "reconnect" statuses (TCP sends one of each). The logs then said "Lost connection"
+ * N times and "Reconnected after" the last attempt only, and whoever resyncs on a reconnect
+ * (agent reports, the operator's device consumers) did it N times. A disconnect while the
+ * client is already redialling is that echo, and is dropped here.
+ *
+ * @throws {Error} when nats.js no longer has the shape this relies on (a dependency update).
+ */
+function withoutRedialEchoes(nc: NatsConnection): void {
+  const protocol = (nc as Redialling).protocol;
+  const disconnected = protocol?.disconnected;
+  if (protocol === undefined || disconnected === undefined || !("connectPromise" in protocol)) {
+    throw new Error(
+      "nats.js's connection no longer has protocol.disconnected and connectPromise; " +
+        "check withoutRedialEchoes() against the new version",
+    );
+  }
+  protocol.disconnected = (err) =>
+    protocol.connectPromise ? Promise.resolve() : disconnected.call(protocol, err);
 }
 
 async function readCaFile(file: string, servers: readonly string[]): Promise<string> {

@@ -354,3 +354,38 @@ Deno.test("connectNats() refuses to send a bearer token in clear beyond loopback
   });
   await nc.close();
 });
+
+Deno.test("connectNats() over ws:// reports one lost connection and one reconnect however many attempts failed", async () => {
+  await using ns = await startNatsServer({ websocket: true });
+  const { logger, lines } = captureLogger();
+  const nc = await connectNats({
+    servers: [ns.wsUrl ?? ""],
+    credentials: noCredentials(),
+    name: "test",
+    logger,
+  });
+  try {
+    const seen: string[] = [];
+    void (async () => {
+      for await (const s of nc.status()) seen.push(s.type);
+    })();
+    await ns.kill();
+    await eventually(
+      "three failed attempts",
+      () => seen.filter((t) => t === "reconnecting").length >= 3,
+    );
+    await ns.restart();
+    await eventually("the reconnect", () => seen.includes("reconnect"));
+    await nc.flush();
+    const count = (type: string) => seen.filter((t) => t === type).length;
+    assert.deepEqual([count("disconnect"), count("reconnect")], [1, 1], seen.join(","));
+    assert.equal(lines.filter((l) => l.includes("Lost connection")).length, 1, lines.join("\n"));
+    assert.equal(lines.filter((l) => l.includes("Reconnected")).length, 1, lines.join("\n"));
+    assert.ok(
+      lines.some((l) => /Still trying to reach NATS .* attempt=2/.test(l)),
+      lines.join("\n"),
+    );
+  } finally {
+    await nc.close();
+  }
+});
