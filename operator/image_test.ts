@@ -192,31 +192,39 @@ Deno.test("buildImageIndex() builds one index for amd64 and arm64 whose images b
       }
     });
 
-    await t.step("amd64 under podman: fleet --version, and a usage error exits 2", async () => {
-      const start = async (name: string, args: string[]) => {
-        const id = await client.createContainer({
-          name: `fleet-image-test-${suffix}-${name}`,
-          image: amd64.ref,
-          labels: {},
-          env: {},
-          ports: [],
-          volumes: [],
-          restartPolicy: "no",
-          args,
-        });
-        containers.push(id);
-        await client.startContainer(id);
-        return id;
-      };
-      const [version, usage] = await Promise.all([
-        start("version", ["--version"]),
-        start("usage", ["frobnicate"]),
-      ]);
-      assert.equal(await exitCode(client, version), 0, "fleet --version in the image");
-      const logs = await client.containerLogs(version, { lines: 10, maxBytes: 4096 });
-      assert.equal(logs.trim(), VERSION);
-      assert.equal(await exitCode(client, usage), 2, "fleet frobnicate in the image");
-    });
+    await t.step(
+      "amd64 under podman: fleet --version, callout run --help, and a usage error exits 2",
+      async () => {
+        const start = async (name: string, args: string[]) => {
+          const id = await client.createContainer({
+            name: `fleet-image-test-${suffix}-${name}`,
+            image: amd64.ref,
+            labels: {},
+            env: {},
+            ports: [],
+            volumes: [],
+            restartPolicy: "no",
+            args,
+          });
+          containers.push(id);
+          await client.startContainer(id);
+          return id;
+        };
+        const [version, usage, callout] = await Promise.all([
+          start("version", ["--version"]),
+          start("usage", ["frobnicate"]),
+          start("callout", ["callout", "run", "--help"]),
+        ]);
+        assert.equal(await exitCode(client, version), 0, "fleet --version in the image");
+        const logs = await client.containerLogs(version, { lines: 10, maxBytes: 4096 });
+        assert.equal(logs.trim(), VERSION);
+        assert.equal(await exitCode(client, usage), 2, "fleet frobnicate in the image");
+        // The callout's Deployment runs the same image with these arguments.
+        assert.equal(await exitCode(client, callout), 0, "fleet callout run --help in the image");
+        const help = await client.containerLogs(callout, { lines: 200, maxBytes: 65536 });
+        assert.match(help, /Usage: fleet callout run/);
+      },
+    );
 
     await t.step(
       "arm64 under qemu-user: the image's own runtime and libraries run fleet --version",
