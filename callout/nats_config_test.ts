@@ -68,6 +68,20 @@ Deno.test("calloutServerConfig() leaves out the xkey when none is configured", (
   assert.match(text, /^ {2}EDGE \{$/m);
 });
 
+Deno.test("calloutServerConfig() can leave the password to an environment variable", () => {
+  const text = calloutServerConfig({
+    account: "FLEET",
+    calloutUser: "fleet-callout",
+    calloutPassword: { env: "FLEET_CALLOUT_PASSWORD" },
+    issuer: "A1",
+    jetstream: { maxMemory: 1, maxFile: 2, maxStreams: 3, maxConsumers: 4 },
+  });
+  // Unquoted: nats-server resolves $NAME from its environment, and not inside a string.
+  assert.match(text, /^ {6}\{ user: "fleet-callout", password: \$FLEET_CALLOUT_PASSWORD \}$/m);
+  assert.match(text, /The password is read from \$FLEET_CALLOUT_PASSWORD\./);
+  assert.ok(!text.includes("keep it private"));
+});
+
 Deno.test("serverSettings() takes the account's JetStream limits from the config, else the defaults", () => {
   const keys = {
     password: "pw",

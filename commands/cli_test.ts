@@ -1179,19 +1179,22 @@ Deno.test("fleet apply deployment fails fast with exit 1 when nothing listens at
 Deno.test("fleet operator chart writes the Helm chart (the image comes from fleet operator image)", async () => {
   await withTempDir(async (dir) => {
     const out = assertOk(await fleet("operator", "chart", "--output", dir));
-    assert.match(out, /fleet-operator \(Helm chart\)/);
+    assert.match(out, /\/fleet \(Helm chart\)/);
     for (
       const path of [
-        "fleet-operator/Chart.yaml",
-        "fleet-operator/values.yaml",
-        "fleet-operator/crds/fleet.nationtech.io.yaml",
-        "fleet-operator/templates/deployment.yaml",
-        "fleet-operator/templates/clusterrole.yaml",
+        "fleet/Chart.yaml",
+        "fleet/values.yaml",
+        "fleet/crds/fleet.nationtech.io.yaml",
+        "fleet/templates/deployment.yaml",
+        "fleet/templates/clusterrole.yaml",
+        "fleet/templates/nats-statefulset.yaml",
+        "fleet/templates/callout-deployment.yaml",
+        "fleet/templates/route.yaml",
       ]
     ) {
       assert.ok((await Deno.stat(join(dir, path))).isFile, `${path} written`);
     }
-    const crds = await Deno.readTextFile(join(dir, "fleet-operator/crds/fleet.nationtech.io.yaml"));
+    const crds = await Deno.readTextFile(join(dir, "fleet/crds/fleet.nationtech.io.yaml"));
     assert.match(crds, /helm\.sh\/resource-policy: keep/);
   });
 });

@@ -258,7 +258,9 @@ async function writeFiles(dir: string, files: Iterable<[string, string]>) {
 
 function chartCommand(version: string): Command {
   return new Command("chart")
-    .description("Write the operator's Helm chart")
+    .description(
+      "Write the Helm chart of the control plane: NATS with the auth callout, the callout, the operator",
+    )
     .addOption(
       new Option("-o, --output <dir>", "directory to write into (created if needed)")
         .makeOptionMandatory().env("FLEET_CHART_DIR"),
@@ -268,13 +270,13 @@ function chartCommand(version: string): Command {
     .addHelpText(
       "after",
       `
-Writes DIR/fleet-operator/ (the chart; CRDs in crds/ are kept on uninstall). The image it runs
-comes from 'fleet operator image'.
+Writes DIR/${HELM_CHART_NAME}/ (the chart; CRDs in crds/ are kept on uninstall; values.yaml documents
+every setting). The image it runs comes from 'fleet operator image'. README.md, "Install on
+OKD", goes through the Secrets it reads.
 
 Example:
   fleet operator chart --output out
-  helm install fleet out/fleet-operator -n fleet-system --set nats.url=nats://nats:4222 \\
-    --set nats.oidc.issuer=https://auth.example.com --set nats.oidc.keySecret=fleet-operator-key`,
+  helm install fleet out/${HELM_CHART_NAME} -n fleet-system -f fleet-values.yaml`,
     )
     .action(async (flags) => {
       const out = flags.output;

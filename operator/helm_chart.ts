@@ -1,27 +1,44 @@
 /**
- * The Helm v3 chart `fleet-operator`, generated from code so that its version, CRDs and RBAC
- * rules never drift from the program: `fleet operator chart` writes these files out, and
- * `helm install fleet-operator <dir>` installs the operator with `--source kube`.
+ * The Helm v3 chart `fleet`, the whole control plane, generated from code so that its
+ * version, CRDs, RBAC rules and NATS configuration never drift from the program:
+ * `fleet operator chart` writes these files out, and `helm install fleet <dir>` installs,
+ * each switchable in values, NATS with the auth callout (helm_control_plane.ts), the callout,
+ * the operator (`--source kube`) and a Route or Ingress for devices.
  *
  * The chart installs the CRDs from `crds/` (Helm installs those once and never upgrades or
  * deletes them), a ServiceAccount, a ClusterRole with exactly the verbs the operator uses,
  * the leader-election Lease with a Role that grants get and update on that one Lease, and the
- * operator Deployment with a restricted security context that runs unchanged on OpenShift (no
- * pinned UID/GID). It refuses to render an operator that would reach NATS without
- * authentication.
+ * operator Deployment. Every pod has a restricted security context that runs unchanged under
+ * OpenShift's restricted-v2 SCC (no pinned UID/GID). It refuses to render a control plane
+ * that would run without authentication or send tokens over plaintext.
  *
  * @module
  */
 
 import YAML from "yaml";
 import { API_GROUP } from "../core/deployment.ts";
+import { FleetRoles } from "../core/permissions.ts";
 import { OPERATOR_LEASE_NAME } from "./kube_lease.ts";
+import {
+  CALLOUT_CONFIG,
+  CALLOUT_DEPLOYMENT,
+  NATS_CA_DIR,
+  NATS_CONFIG,
+  NATS_IMAGE,
+  NATS_PORTS,
+  NATS_SERVICES,
+  NATS_STATEFULSET,
+  ROUTE,
+} from "./helm_control_plane.ts";
 
-/** Name of the chart, and the default name of everything it installs. */
-export const HELM_CHART_NAME = "fleet-operator";
+/** Name of the chart, and the prefix of everything it installs. */
+export const HELM_CHART_NAME = "fleet";
 
-/** Default image repository in `values.yaml` (images are built locally; push and override). */
-export const OPERATOR_IMAGE_REPOSITORY = "localhost/fleet-operator";
+/**
+ * Default repository of the fleet image in `values.yaml`, as `fleet operator image` names it
+ * (built locally: push it and override).
+ */
+export const OPERATOR_IMAGE_REPOSITORY = "localhost/fleet";
 
 /** One RBAC policy rule, as a ClusterRole or Role lists it. */
 export interface PolicyRule {
@@ -83,7 +100,7 @@ const SEMVER =
   /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;
 
 /**
- * The files of the `fleet-operator` Helm chart. Pure: the same options always give the
+ * The files of the `fleet` Helm chart. Pure: the same options always give the
  * same files.
  *
  * @param options the program version and the CRDs.
@@ -113,6 +130,13 @@ export function helmChart(options: HelmChartOptions): Map<string, string> {
     ["values.yaml", valuesYaml(version)],
     ["crds/fleet.nationtech.io.yaml", keepCrds(options.crdsYaml)],
     ["templates/_helpers.tpl", HELPERS],
+    ["templates/checks.yaml", CHECKS],
+    ["templates/nats-config.yaml", NATS_CONFIG],
+    ["templates/nats-services.yaml", NATS_SERVICES],
+    ["templates/nats-statefulset.yaml", NATS_STATEFULSET],
+    ["templates/callout-config.yaml", CALLOUT_CONFIG],
+    ["templates/callout-deployment.yaml", CALLOUT_DEPLOYMENT],
+    ["templates/route.yaml", ROUTE],
     ["templates/serviceaccount.yaml", SERVICE_ACCOUNT],
     ["templates/clusterrole.yaml", rbacYaml()],
     ["templates/lease.yaml", LEASE],
@@ -158,8 +182,9 @@ function chartYaml(version: string): string {
   return `apiVersion: v2
 name: ${HELM_CHART_NAME}
 description: >-
-  The Fleet operator: it targets Deployment CRs at matching devices through NATS and
-  aggregates their status (fleet operator run --source kube).
+  The Fleet control plane: NATS with JetStream and the auth callout, the callout, and the
+  operator that targets Deployment CRs at matching devices through NATS and aggregates their
+  status; devices connect over wss:// through a Route or Ingress.
 type: application
 version: ${version}
 appVersion: ${JSON.stringify(version)}
@@ -171,23 +196,39 @@ keywords:
 `;
 }
 
-function valuesYaml(version: string): string {
-  return `# Values of the ${HELM_CHART_NAME} chart.
+/** The OIDC role → Fleet role map the callout starts with: each Fleet role by its own name. */
+const DEFAULT_ROLES = FleetRoles.map((role) => `${role}: ${role}`).join(", ");
 
+// Every key has a comment above it (the chart's tests check it), so that values.yaml is the
+// reference a platform engineer reads.
+function valuesYaml(version: string): string {
+  return `# Values of the ${HELM_CHART_NAME} chart: the Fleet control plane. Each part can be switched off
+# (nats.enabled, callout.enabled, operator.enabled, route.kind: none). Secrets never go in
+# values: the chart reads them from Secrets you create (README.md, "Install on OKD").
+
+# The fleet image, which runs both the operator and the callout.
 image:
-  # Built locally (see deploy/README.md): push it to a registry the cluster can pull from
-  # and set the repository here.
+  # Push the image to a registry the cluster can pull from and set the repository here.
   repository: ${OPERATOR_IMAGE_REPOSITORY}
   # Defaults to the chart's appVersion when empty.
   tag: ${JSON.stringify(version)}
+  # IfNotPresent, Always or Never.
   pullPolicy: IfNotPresent
 
-# Secrets for pulling the image from a private registry: [{ name: my-registry }]
+# Secrets for pulling images from a private registry: [{ name: my-registry }]
 imagePullSecrets: []
 
+# debug, info, warn or error: the log level of the operator and the callout.
+logLevel: info
+
+# NATS: the server the chart installs, and how the operator and the callout reach it.
 nats:
-  # NATS server URL(s), comma-separated (FLEET_NATS_URL).
-  url: nats://nats:4222
+  # Install NATS as a StatefulSet. false: the operator and the callout use the NATS at nats.url,
+  # which must already have the auth-callout block (fleet callout nats-config).
+  enabled: true
+  # NATS URL(s) the operator and the callout connect to, comma-separated (FLEET_NATS_URL).
+  # Empty: the chart's NATS, tls://<release>-nats-headless.<namespace>.svc:4222.
+  url: ""
   # How the operator authenticates to NATS: set exactly one of nats.oidc (production) and
   # nats.credentialsSecret (development). The chart refuses to render with neither, as the
   # control plane must not run without authentication, and takes no password in values:
@@ -215,8 +256,9 @@ nats:
   # Development only: name of a Secret in the release namespace with the keys \`user\` and
   # \`password\` (FLEET_NATS_USER, FLEET_NATS_PASSWORD).
   credentialsSecret: ""
-  # TLS to NATS. With nats.oidc it is required (a tls:// url, a caSecret or a pin): the
-  # operator's tokens must not cross the network in clear.
+  # TLS from the operator and the callout to NATS. With nats.oidc it is required: the
+  # operator's tokens must not cross the network in clear. The chart's NATS is always TLS and
+  # its CA is found without these (nats.server.tls).
   tls:
     # Name of a Secret in the release namespace holding the CA that signed the NATS server's
     # certificate under the key \`ca.crt\` (FLEET_NATS_CA); the connection is then TLS.
@@ -224,92 +266,338 @@ nats:
     # The server's public-key pin, sha256//<base64> (FLEET_NATS_PIN): the SHA-256 of its
     # SubjectPublicKeyInfo.
     pin: ""
+  # The NATS server the chart installs (with nats.enabled).
+  server:
+    # The nats-server image (2.10 or newer: auth callout). The project tests against 2.10.27.
+    image:
+      # Image repository.
+      repository: ${NATS_IMAGE.repository}
+      # Image tag.
+      tag: ${JSON.stringify(NATS_IMAGE.tag)}
+      # IfNotPresent, Always or Never.
+      pullPolicy: IfNotPresent
+    # 1, or 3 (or 5) for a cluster: JetStream replicates the buckets across the pods.
+    replicas: 1
+    # The client port (4222) is TLS only; set exactly one of these.
+    tls:
+      # Name of a Secret holding the server's certificate (tls.crt), key (tls.key) and the CA
+      # that signed it (ca.crt, given to the operator and the callout). The certificate must
+      # name <release>-nats-headless.<namespace>.svc.
+      secret: ""
+      # OpenShift: let the service CA create the Secret (<release>-nats-tls) through the
+      # annotation service.beta.openshift.io/serving-cert-secret-name on the headless
+      # Service, and inject its CA into the ConfigMap <release>-nats-ca.
+      openshiftServingCert: false
+    # JetStream's storage: one PersistentVolumeClaim per pod.
+    jetstream:
+      # Size of each pod's volume.
+      size: 10Gi
+      # Storage class of the volumes; empty: the cluster's default.
+      storageClassName: ""
+    # Extra pod securityContext. Leave empty on OpenShift (restricted-v2 assigns the UID and
+    # fsGroup). Elsewhere the nats image runs as root, which runAsNonRoot refuses: set e.g.
+    # { runAsUser: 1000, fsGroup: 1000 }.
+    podSecurityContext: {}
+    # Requests and limits of each NATS pod.
+    resources: { requests: { cpu: 100m, memory: 256Mi }, limits: { memory: 1Gi } }
 
-# debug, info, warn or error
-logLevel: info
+# The NATS auth callout: turns OIDC access tokens into NATS users (fleet callout run).
+callout:
+  # Install the callout. Its settings below are needed with nats.enabled too: NATS names the
+  # callout's public keys and reads its password from the same Secret.
+  enabled: true
+  # Replicas share the authorization requests as a queue group: each is answered once.
+  replicas: 2
+  # Name of a Secret in the release namespace with the keys issuer.nk (account signing seed),
+  # xkey.nk (curve seed; fleet callout keys writes both) and password (the callout's NATS
+  # password: letters and digits).
+  keysSecret: ""
+  # Public key of issuer.nk (A..., printed by fleet callout keys): NATS trusts the users it signs.
+  issuer: ""
+  # Public key of xkey.nk (X..., printed by fleet callout keys): authorization requests are
+  # encrypted with it.
+  xkey: ""
+  # How the callout checks tokens (callout.toml [oidc]; the chart renders callout.toml into the
+  # Secret <release>-callout-config).
+  oidc:
+    # The OIDC issuer URL (https).
+    issuer: ""
+    # The audience tokens must carry; with Zitadel, the Fleet project's id.
+    audience: ""
+    # Client ids whose tokens are access tokens although their header says typ JWT (Zitadel).
+    accessTokenClients: []
+    # The claim that names the device.
+    deviceIdClaim: sub
+    # The claim holding the roles; with Zitadel urn:zitadel:iam:org:project:roles.
+    roleClaim: roles
+    # Prefix removed from the device claim (machine user device-pi-1 is device pi-1).
+    stripPrefix: ""
+    # OIDC role -> Fleet role (${FleetRoles.join(", ")}).
+    roles: { ${DEFAULT_ROLES} }
+  # Lifetime cap of the NATS users the callout issues.
+  jwtMaxTtlSeconds: 3600
+  # Port of /healthz, /readyz and /metrics (FLEET_CALLOUT_HEALTH_PORT).
+  healthPort: 8080
+  # Requests and limits of each callout pod.
+  resources: { requests: { cpu: 50m, memory: 128Mi }, limits: { cpu: 500m, memory: 256Mi } }
+  # V8 flags (DENO_V8_FLAGS): cap the heap near half of the memory limit.
+  v8Flags: --max-old-space-size=128
 
-# Replicas beyond the first wait as hot standbys; only the holder of the Lease writes.
-replicas: 2
-# Leader election through the Lease "${OPERATOR_LEASE_NAME}" in the release namespace, which the
-# chart creates; needed with replicas > 1.
-leaderElection: true
+# The operator: Deployment CRs in, desired state to NATS (fleet operator run --source kube).
+operator:
+  # Install the operator.
+  enabled: true
+  # Replicas beyond the first wait as hot standbys; only the holder of the Lease writes.
+  replicas: 2
+  # Leader election through the Lease "${OPERATOR_LEASE_NAME}" in the release namespace, which
+  # the chart creates; needed with replicas > 1.
+  leaderElection: true
+  # Port of /healthz (liveness), /readyz (readiness: connected to NATS and, on the leader, the
+  # fleet read; a standby is ready) and /metrics (Prometheus) (FLEET_OPERATOR_HEALTH_PORT).
+  healthPort: 8080
+  # Requests and limits of each operator pod.
+  resources: { requests: { cpu: 50m, memory: 128Mi }, limits: { cpu: 500m, memory: 256Mi } }
+  # V8 flags, comma-separated (DENO_V8_FLAGS). Deno sizes its heap from the node's memory
+  # unless it can read the container's cgroup limit (cgroup v2 only), so cap the old generation
+  # to about half of the memory limit (V8 adds up to 96 MiB of young generation on top).
+  v8Flags: --max-old-space-size=128
 
-# Port of /healthz (liveness), /readyz (readiness: connected to NATS and, on the leader, the
-# fleet read; a standby is ready) and /metrics (Prometheus) (FLEET_OPERATOR_HEALTH_PORT).
-healthPort: 8080
+# How devices reach NATS: wss://<host> through the router, which terminates TLS (edge) and
+# forwards to NATS's WebSocket listener.
+route:
+  # route (OpenShift Route), ingress (networking.k8s.io/v1 Ingress) or none.
+  kind: route
+  # The host name devices connect to; empty for a Route: the router picks one.
+  host: ""
+  # Route only: Redirect or None for plain http:// requests.
+  insecureEdgeTerminationPolicy: Redirect
+  # Ingress only: the IngressClass; empty: the cluster's default.
+  ingressClassName: ""
+  # Ingress only: a Secret with the host's certificate (tls.crt, tls.key); empty: the
+  # controller's default certificate.
+  tlsSecret: ""
+  # Annotations of the Route or Ingress, e.g. haproxy.router.openshift.io/timeout-tunnel.
+  annotations: {}
 
-resources:
-  requests:
-    cpu: 50m
-    memory: 128Mi
-  limits:
-    cpu: 500m
-    memory: 256Mi
-
-# V8 flags, comma-separated (DENO_V8_FLAGS). Deno sizes its heap from the node's memory unless
-# it can read the container's cgroup limit (cgroup v2 only), so cap the old generation to about
-# half of resources.limits.memory (V8 adds up to 96 MiB of young generation on top).
-v8Flags: --max-old-space-size=128
-
+# Node selector of every pod.
 nodeSelector: {}
+# Tolerations of every pod.
 tolerations: []
 
+# Replaces the chart name in object names.
 nameOverride: ""
+# Replaces <release>-<chart> (or <release>) as the prefix of object names.
 fullnameOverride: ""
 `;
 }
 
 const HELPERS = `{{/* Chart name, at most 63 characters (a DNS label). */}}
-{{- define "fleet-operator.name" -}}
+{{- define "fleet.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Full name of the release's objects: the release name, plus the chart name unless it is in it. */}}
-{{- define "fleet-operator.fullname" -}}
+{{/* Prefix of the release's objects: the release name, plus the chart name unless it is in it. */}}
+{{- define "fleet.fullname" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}
 
 {{/* Chart name and version, for the helm.sh/chart label. */}}
-{{- define "fleet-operator.chart" -}}
+{{- define "fleet.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels of every object. */}}
-{{- define "fleet-operator.labels" -}}
-helm.sh/chart: {{ include "fleet-operator.chart" . }}
-{{ include "fleet-operator.selectorLabels" . }}
+{{/* Labels of every object (with app.kubernetes.io/component, fleet.componentLabels). */}}
+{{- define "fleet.labels" -}}
+helm.sh/chart: {{ include "fleet.chart" . }}
+{{ include "fleet.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/component: operator
 app.kubernetes.io/part-of: fleet
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
-{{/* Labels that select the operator's pods (immutable once installed). */}}
-{{- define "fleet-operator.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "fleet-operator.name" . }}
+{{/* The release's labels that select pods (immutable once installed). */}}
+{{- define "fleet.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fleet.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of a component's objects: (dict "root" . "component" "nats"). */}}
+{{- define "fleet.componentLabels" -}}
+{{ include "fleet.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Labels that select a component's pods: (dict "root" . "component" "nats"). */}}
+{{- define "fleet.componentSelector" -}}
+{{ include "fleet.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Metadata of a namespaced object: (dict "root" . "name" "nats" "component" "nats"). */}}
+{{- define "fleet.metadata" -}}
+name: {{ include "fleet.fullname" .root }}-{{ .name }}
+namespace: {{ .root.Release.Namespace }}
+labels:
+  {{- include "fleet.componentLabels" . | nindent 2 }}
+{{- end }}
+
+{{/* Pull secrets, node selector and tolerations of every pod. */}}
+{{- define "fleet.podPlacement" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The fleet image's health port and probes: /healthz (alive) and /readyz. */}}
+{{- define "fleet.healthProbes" -}}
+ports:
+  - name: health
+    containerPort: {{ . }}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: health
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: health
+  periodSeconds: 5
+{{- end }}
+
+{{/* Deno's environment in the fleet image: its code cache on the /tmp emptyDir, V8 flags. */}}
+{{- define "fleet.denoEnv" -}}
+- name: DENO_DIR
+  value: /tmp/deno
+{{- with . }}
+- name: DENO_V8_FLAGS
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The fleet image's writable folders and the CA of NATS, as volumeMounts. */}}
+{{- define "fleet.denoMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: deno-dir
+  mountPath: /tmp/deno
+{{- if include "fleet.natsCaVolume" . }}
+- name: nats-ca
+  mountPath: ${NATS_CA_DIR}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The volumes of fleet.denoMounts. */}}
+{{- define "fleet.denoVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+- name: deno-dir
+  emptyDir:
+    sizeLimit: 256Mi
+{{- if include "fleet.natsCaVolume" . }}
+- name: nats-ca
+  {{- include "fleet.natsCaVolume" . | trim | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The fleet image (operator and callout). */}}
+{{- define "fleet.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* The NATS URL(s) of the operator and the callout: nats.url, else the chart's NATS. */}}
+{{- define "fleet.natsUrl" -}}
+{{- if .Values.nats.url }}
+{{- .Values.nats.url }}
+{{- else if .Values.nats.enabled }}
+{{- printf "tls://%s-nats-headless.%s.svc:${NATS_PORTS.client}" (include "fleet.fullname" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret with the chart's NATS serving certificate. */}}
+{{- define "fleet.natsTlsSecret" -}}
+{{- if .Values.nats.server.tls.openshiftServingCert }}
+{{- include "fleet.fullname" . }}-nats-tls
+{{- else }}
+{{- .Values.nats.server.tls.secret }}
+{{- end }}
+{{- end }}
+
+{{/* The volume with the CA of NATS's certificate (as ca.crt), empty when there is none to mount. */}}
+{{- define "fleet.natsCaVolume" -}}
+{{- if .Values.nats.tls.caSecret }}
+secret:
+  secretName: {{ .Values.nats.tls.caSecret | quote }}
+  items:
+    - key: ca.crt
+      path: ca.crt
+{{- else if and .Values.nats.enabled .Values.nats.server.tls.openshiftServingCert }}
+configMap:
+  name: {{ include "fleet.fullname" . }}-nats-ca
+  items:
+    - key: service-ca.crt
+      path: ca.crt
+{{- else if and .Values.nats.enabled .Values.nats.server.tls.secret }}
+secret:
+  secretName: {{ .Values.nats.server.tls.secret | quote }}
+  items:
+    - key: ca.crt
+      path: ca.crt
+{{- end }}
+{{- end }}
+
+{{/*
+Pod and container security contexts: the "restricted" Pod Security Standard and OpenShift's
+restricted-v2 SCC. No user, group or volume group ID is pinned, so OpenShift assigns them
+from the namespace's range; the root filesystem is read-only (each pod has an emptyDir at /tmp).
+*/}}
+{{- define "fleet.podSecurityContext" -}}
+runAsNonRoot: true
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "fleet.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
 {{- end }}
 `;
 
-const SERVICE_ACCOUNT = `apiVersion: v1
+const SERVICE_ACCOUNT = `{{- if .Values.operator.enabled }}
+apiVersion: v1
 kind: ServiceAccount
 metadata:
-  name: {{ include "fleet-operator.fullname" . }}
-  namespace: {{ .Release.Namespace }}
-  labels:
-    {{- include "fleet-operator.labels" . | nindent 4 }}
+  {{- include "fleet.metadata" (dict "root" . "name" "operator" "component" "operator") | nindent 2 }}
 automountServiceAccountToken: true
+{{- end }}
 `;
-
 /** `text` as a Go template string literal (JSON's escapes are Go's, for this ASCII text). */
 function goString(text: string): string {
   return JSON.stringify(text);
@@ -327,65 +615,61 @@ function rulesYaml(rules: readonly PolicyRule[]): string {
 }
 
 function rbacYaml(): string {
-  return `# What the operator calls on the API server, and nothing more.
+  return `{{- if .Values.operator.enabled }}
+# What the operator calls on the API server, and nothing more.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: {{ include "fleet-operator.fullname" . }}
+  name: {{ include "fleet.fullname" . }}-operator
   labels:
-    {{- include "fleet-operator.labels" . | nindent 4 }}
+    {{- include "fleet.componentLabels" (dict "root" . "component" "operator") | nindent 4 }}
 rules:
 ${rulesYaml(OPERATOR_CLUSTER_RULES)}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
-  name: {{ include "fleet-operator.fullname" . }}
+  name: {{ include "fleet.fullname" . }}-operator
   labels:
-    {{- include "fleet-operator.labels" . | nindent 4 }}
+    {{- include "fleet.componentLabels" (dict "root" . "component" "operator") | nindent 4 }}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
-  name: {{ include "fleet-operator.fullname" . }}
+  name: {{ include "fleet.fullname" . }}-operator
 subjects:
   - kind: ServiceAccount
-    name: {{ include "fleet-operator.fullname" . }}
+    name: {{ include "fleet.fullname" . }}-operator
     namespace: {{ .Release.Namespace }}
-{{- if .Values.leaderElection }}
+{{- if .Values.operator.leaderElection }}
 ---
 # Read and renew the leader-election Lease (templates/lease.yaml), and no other.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
-  name: {{ include "fleet-operator.fullname" . }}-leader-election
-  namespace: {{ .Release.Namespace }}
-  labels:
-    {{- include "fleet-operator.labels" . | nindent 4 }}
+  {{- include "fleet.metadata" (dict "root" . "name" "operator-leader-election" "component" "operator") | nindent 2 }}
 rules:
 ${rulesYaml(OPERATOR_LEASE_RULES)}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata:
-  name: {{ include "fleet-operator.fullname" . }}-leader-election
-  namespace: {{ .Release.Namespace }}
-  labels:
-    {{- include "fleet-operator.labels" . | nindent 4 }}
+  {{- include "fleet.metadata" (dict "root" . "name" "operator-leader-election" "component" "operator") | nindent 2 }}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: Role
-  name: {{ include "fleet-operator.fullname" . }}-leader-election
+  name: {{ include "fleet.fullname" . }}-operator-leader-election
 subjects:
   - kind: ServiceAccount
-    name: {{ include "fleet-operator.fullname" . }}
+    name: {{ include "fleet.fullname" . }}-operator
     namespace: {{ .Release.Namespace }}
+{{- end }}
 {{- end }}
 `;
 }
 
 // Created here, with no spec (the operator writes it, and an upgrade leaves it alone), so the
 // operator needs no right to create Leases.
-const LEASE = `{{- if .Values.leaderElection }}
+const LEASE = `{{- if and .Values.operator.enabled .Values.operator.leaderElection }}
 # The leader-election Lease; the operator may read and renew this one Lease only.
 apiVersion: coordination.k8s.io/v1
 kind: Lease
@@ -393,12 +677,12 @@ metadata:
   name: ${OPERATOR_LEASE_NAME}
   namespace: {{ .Release.Namespace }}
   labels:
-    {{- include "fleet-operator.labels" . | nindent 4 }}
+    {{- include "fleet.componentLabels" (dict "root" . "component" "operator") | nindent 4 }}
 {{- end }}
 `;
 
-// The checks at the top refuse a control plane without NATS authentication, with a message
-// naming the values to set; credentials only ever come from Secrets.
+// The checks refuse a control plane without NATS authentication or with tokens in clear, with
+// a message naming the values to set; credentials only ever come from Secrets.
 const NO_PLAIN_PASSWORD = goString(
   "nats.user and nats.password are not read, as a password does not belong in values: put them " +
     "in a Secret (kubectl create secret generic fleet-nats --from-literal=user=... " +
@@ -427,15 +711,53 @@ const NO_IDENTITY = goString(
     `nats.oidc.keySecret (a Secret with its OIDC private key under the key "key"), or for ` +
     `development nats.credentialsSecret (a Secret with the keys "user" and "password")`,
 );
-// The security context satisfies the "restricted" Pod Security Standard and OpenShift's
-// restricted-v2 SCC: no UID, GID or fsGroup is pinned, so OpenShift can assign one from the
-// namespace's range; elsewhere the image's USER 65532 applies. The root filesystem is
-// read-only; /tmp and DENO_DIR (Deno's code cache) are emptyDirs.
-const DEPLOYMENT = `{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection) }}
-{{- fail "replicas > 1 needs leaderElection: true (two operators would both write desired state)" }}
-{{- end }}
+const NEEDS_NATS_URL = goString(
+  "nats.enabled is false, so the operator and the callout need the NATS they connect to: set " +
+    "nats.url (e.g. tls://nats.example.com:4222)",
+);
+const NATS_REPLICAS = goString(
+  "nats.server.replicas must be 1, 3 or 5: a JetStream cluster needs an odd number of servers " +
+    "to elect its leaders",
+);
+const NATS_NEEDS_TLS = goString(
+  "nats.enabled needs a serving certificate, as tokens must not cross the network in clear: set " +
+    "nats.server.tls.openshiftServingCert=true on OpenShift, or nats.server.tls.secret to a " +
+    'Secret with "tls.crt", "tls.key" and "ca.crt"',
+);
+const NATS_ONE_TLS = goString(
+  "Set one of nats.server.tls.secret and nats.server.tls.openshiftServingCert, not both",
+);
+const CALLOUT_NEEDS_KEYS = goString(
+  "The auth callout needs its keys: run fleet callout keys, create a Secret with issuer.nk, " +
+    "xkey.nk and password (kubectl create secret generic fleet-callout-keys --from-file=issuer.nk " +
+    "--from-file=xkey.nk --from-literal=password=...), and set callout.keysSecret to its name and " +
+    "callout.issuer and callout.xkey to the public keys fleet callout keys printed",
+);
+const CALLOUT_KEY_SHAPES = goString(
+  "callout.issuer must be an account public key (A..., 56 characters) and callout.xkey a curve " +
+    "public key (X..., 56 characters), as fleet callout keys prints them",
+);
+const CALLOUT_NEEDS_OIDC = goString(
+  "The auth callout needs callout.oidc.issuer (https URL of the OIDC provider) and " +
+    "callout.oidc.audience (with Zitadel, the Fleet project's id)",
+);
+const ROUTE_KIND = goString('route.kind must be "route", "ingress" or "none"');
+const INGRESS_NEEDS_HOST = goString(
+  "route.kind ingress needs route.host: the host name devices connect to (wss://<host>)",
+);
+const EDGE_POLICY = goString('route.insecureEdgeTerminationPolicy must be "Redirect" or "None"');
+
+const CHECKS =
+  `{{- /* Renders nothing: refuses values that would make an unsafe or broken control plane. */ -}}
 {{- if or .Values.nats.user .Values.nats.password }}
 {{- fail ${NO_PLAIN_PASSWORD} }}
+{{- end }}
+{{- if and (or .Values.operator.enabled .Values.callout.enabled) (not (include "fleet.natsUrl" .)) }}
+{{- fail ${NEEDS_NATS_URL} }}
+{{- end }}
+{{- if .Values.operator.enabled }}
+{{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection) }}
+{{- fail "operator.replicas > 1 needs operator.leaderElection: true (two operators would both write desired state)" }}
 {{- end }}
 {{- if and .Values.nats.oidc.issuer .Values.nats.credentialsSecret }}
 {{- fail ${ONE_IDENTITY} }}
@@ -449,48 +771,75 @@ const DEPLOYMENT = `{{- if and (gt (int .Values.replicas) 1) (not .Values.leader
 {{- if not (or .Values.nats.oidc.issuer .Values.nats.credentialsSecret) }}
 {{- fail ${NO_IDENTITY} }}
 {{- end }}
-{{- if and .Values.nats.oidc.issuer (not (or .Values.nats.tls.caSecret .Values.nats.tls.pin (hasPrefix "tls://" .Values.nats.url) (hasPrefix "wss://" .Values.nats.url))) }}
+{{- $url := include "fleet.natsUrl" . }}
+{{- if and .Values.nats.oidc.issuer (not (or (include "fleet.natsCaVolume" .) .Values.nats.tls.pin (hasPrefix "tls://" $url) (hasPrefix "wss://" $url))) }}
 {{- fail ${OIDC_NEEDS_TLS} }}
 {{- end }}
+{{- end }}
+{{- if .Values.nats.enabled }}
+{{- if not (has (int .Values.nats.server.replicas) (list 1 3 5)) }}
+{{- fail ${NATS_REPLICAS} }}
+{{- end }}
+{{- if and .Values.nats.server.tls.secret .Values.nats.server.tls.openshiftServingCert }}
+{{- fail ${NATS_ONE_TLS} }}
+{{- end }}
+{{- if not (include "fleet.natsTlsSecret" .) }}
+{{- fail ${NATS_NEEDS_TLS} }}
+{{- end }}
+{{- if not (has .Values.route.kind (list "route" "ingress" "none")) }}
+{{- fail ${ROUTE_KIND} }}
+{{- end }}
+{{- if and (eq .Values.route.kind "ingress") (not .Values.route.host) }}
+{{- fail ${INGRESS_NEEDS_HOST} }}
+{{- end }}
+{{- if and (eq .Values.route.kind "route") (not (has .Values.route.insecureEdgeTerminationPolicy (list "Redirect" "None"))) }}
+{{- fail ${EDGE_POLICY} }}
+{{- end }}
+{{- end }}
+{{- if or .Values.nats.enabled .Values.callout.enabled }}
+{{- if not (and .Values.callout.keysSecret .Values.callout.issuer .Values.callout.xkey) }}
+{{- fail ${CALLOUT_NEEDS_KEYS} }}
+{{- end }}
+{{- if not (and (regexMatch "^A[A-Z2-7]{55}$" .Values.callout.issuer) (regexMatch "^X[A-Z2-7]{55}$" .Values.callout.xkey)) }}
+{{- fail ${CALLOUT_KEY_SHAPES} }}
+{{- end }}
+{{- end }}
+{{- if and .Values.callout.enabled (not (and .Values.callout.oidc.issuer .Values.callout.oidc.audience)) }}
+{{- fail ${CALLOUT_NEEDS_OIDC} }}
+{{- end }}
+`;
+
+const DEPLOYMENT = `{{- if .Values.operator.enabled }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: {{ include "fleet-operator.fullname" . }}
-  namespace: {{ .Release.Namespace }}
-  labels:
-    {{- include "fleet-operator.labels" . | nindent 4 }}
+  {{- include "fleet.metadata" (dict "root" . "name" "operator" "component" "operator") | nindent 2 }}
 spec:
-  replicas: {{ .Values.replicas }}
+  replicas: {{ .Values.operator.replicas }}
   selector:
     matchLabels:
-      {{- include "fleet-operator.selectorLabels" . | nindent 6 }}
+      {{- include "fleet.componentSelector" (dict "root" . "component" "operator") | nindent 6 }}
   template:
     metadata:
       labels:
-        {{- include "fleet-operator.labels" . | nindent 8 }}
+        {{- include "fleet.componentLabels" (dict "root" . "component" "operator") | nindent 8 }}
     spec:
-      serviceAccountName: {{ include "fleet-operator.fullname" . }}
+      serviceAccountName: {{ include "fleet.fullname" . }}-operator
       automountServiceAccountToken: true
-      {{- with .Values.imagePullSecrets }}
-      imagePullSecrets:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
       securityContext:
-        runAsNonRoot: true
-        seccompProfile:
-          type: RuntimeDefault
+        {{- include "fleet.podSecurityContext" . | nindent 8 }}
       # Leaves the Lease on SIGTERM; a standby takes over within the lease duration.
       terminationGracePeriodSeconds: 30
       containers:
         - name: operator
-          image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+          image: {{ include "fleet.image" . | quote }}
           imagePullPolicy: {{ .Values.image.pullPolicy }}
           args:
             - operator
             - run
             - --source
             - kube
-            {{- if .Values.leaderElection }}
+            {{- if .Values.operator.leaderElection }}
             - --leader-elect
             {{- end }}
             - --lease-namespace
@@ -511,10 +860,10 @@ spec:
                 fieldRef:
                   fieldPath: metadata.namespace
             - name: FLEET_NATS_URL
-              value: {{ .Values.nats.url | quote }}
-            {{- if .Values.nats.tls.caSecret }}
+              value: {{ include "fleet.natsUrl" . | quote }}
+            {{- if include "fleet.natsCaVolume" . }}
             - name: FLEET_NATS_CA
-              value: /etc/fleet/nats-ca/ca.crt
+              value: ${NATS_CA_DIR}/ca.crt
             {{- end }}
             {{- with .Values.nats.tls.pin }}
             - name: FLEET_NATS_PIN
@@ -557,92 +906,49 @@ spec:
                   key: password
             {{- end }}
             - name: FLEET_OPERATOR_HEALTH_PORT
-              value: {{ .Values.healthPort | quote }}
-            - name: DENO_DIR
-              value: /tmp/deno
-            {{- with .Values.v8Flags }}
-            - name: DENO_V8_FLAGS
-              value: {{ . | quote }}
-            {{- end }}
-          ports:
-            - name: health
-              containerPort: {{ .Values.healthPort }}
-          livenessProbe:
-            httpGet:
-              path: /healthz
-              port: health
-            periodSeconds: 10
-            failureThreshold: 3
-          readinessProbe:
-            httpGet:
-              path: /readyz
-              port: health
-            periodSeconds: 5
+              value: {{ .Values.operator.healthPort | quote }}
+            {{- include "fleet.denoEnv" .Values.operator.v8Flags | nindent 12 }}
+          {{- include "fleet.healthProbes" .Values.operator.healthPort | nindent 10 }}
           securityContext:
-            runAsNonRoot: true
-            allowPrivilegeEscalation: false
-            readOnlyRootFilesystem: true
-            capabilities:
-              drop:
-                - ALL
-            seccompProfile:
-              type: RuntimeDefault
+            {{- include "fleet.containerSecurityContext" . | nindent 12 }}
           resources:
-            {{- toYaml .Values.resources | nindent 12 }}
+            {{- toYaml .Values.operator.resources | nindent 12 }}
           volumeMounts:
-            - name: tmp
-              mountPath: /tmp
-            - name: deno-dir
-              mountPath: /tmp/deno
-            {{- if .Values.nats.tls.caSecret }}
-            - name: nats-ca
-              mountPath: /etc/fleet/nats-ca
-              readOnly: true
-            {{- end }}
+            {{- include "fleet.denoMounts" . | nindent 12 }}
       volumes:
-        - name: tmp
-          emptyDir:
-            sizeLimit: 64Mi
-        - name: deno-dir
-          emptyDir:
-            sizeLimit: 256Mi
-        {{- if .Values.nats.tls.caSecret }}
-        - name: nats-ca
-          secret:
-            secretName: {{ .Values.nats.tls.caSecret | quote }}
-            items:
-              - key: ca.crt
-                path: ca.crt
-        {{- end }}
-      {{- with .Values.nodeSelector }}
-      nodeSelector:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with .Values.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+        {{- include "fleet.denoVolumes" . | nindent 8 }}
+      {{- include "fleet.podPlacement" . | nindent 6 }}
+{{- end }}
 `;
 
 const NOTES =
-  `The Fleet operator is installed as {{ include "fleet-operator.fullname" . }} in namespace {{ .Release.Namespace }}
-({{ .Values.replicas }} replica(s){{ if .Values.leaderElection }}, leader election through a Lease{{ end }}).
+  `The Fleet control plane is installed as release {{ .Release.Name }} in namespace {{ .Release.Namespace }}:
+{{- if .Values.nats.enabled }}
+- NATS: {{ .Values.nats.server.replicas }} server(s), StatefulSet {{ include "fleet.fullname" . }}-nats, JetStream on
+  persistent volumes, clients at {{ include "fleet.natsUrl" . }}
+{{- end }}
+{{- if .Values.callout.enabled }}
+- the auth callout: {{ .Values.callout.replicas }} replica(s), Deployment {{ include "fleet.fullname" . }}-callout
+{{- end }}
+{{- if .Values.operator.enabled }}
+- the operator: {{ .Values.operator.replicas }} replica(s){{ if .Values.operator.leaderElection }}, leader election through a Lease{{ end }},
+  Deployment {{ include "fleet.fullname" . }}-operator, writing to NATS
+  {{- if .Values.nats.oidc.issuer }} as the OIDC identity whose key is in the Secret {{ .Values.nats.oidc.keySecret }}
+  {{- else }} as the user in the Secret {{ .Values.nats.credentialsSecret }} (development only)
+  {{- end }}
+{{- end }}
+{{- if and .Values.nats.enabled (ne .Values.route.kind "none") }}
 
-It watches Deployment CRs (fleet.nationtech.io/v1alpha1) in every namespace and writes the
-desired state of each matching device to NATS at {{ .Values.nats.url }},
-{{- if .Values.nats.oidc.issuer }}
-as the OIDC identity whose key is in the Secret {{ .Values.nats.oidc.keySecret }}.
-{{- else }}
-as the user in the Secret {{ .Values.nats.credentialsSecret }}: development only; production
-uses an OIDC identity (nats.oidc).
+Devices connect to wss://<host> of the {{ .Values.route.kind }}:
+  kubectl -n {{ .Release.Namespace }} get {{ .Values.route.kind }} {{ include "fleet.fullname" . }}-nats
+  fleet device enroll ... --nats-url wss://<host>
 {{- end }}
 
 Check it:
   kubectl -n {{ .Release.Namespace }} get pods -l app.kubernetes.io/instance={{ .Release.Name }}
-  kubectl -n {{ .Release.Namespace }} logs deploy/{{ include "fleet-operator.fullname" . }}
   kubectl get deployments.fleet.nationtech.io -A
   kubectl get devices.fleet.nationtech.io
 
 The CRDs stay when the release is uninstalled (helm.sh/resource-policy: keep), and so do
-the Deployment and Device objects; delete them with kubectl when you mean to.
+the Deployment and Device objects and JetStream's volumes; delete them when you mean to.
 `;

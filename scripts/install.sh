@@ -115,5 +115,6 @@ say "Fetching the program's npm dependencies (pinned in deno.lock; their scripts
 deno install --frozen >/dev/null 2>&1 || deno install --frozen
 
 if [ "$purpose" = test ]; then bash scripts/build-kube-test-bins.sh; fi
+if [ "$purpose" = test ]; then bash scripts/build-helm.sh; fi
 
 say "Ready: $(deno --version | head -1), nats-server $(nats-server --version | sed 's/.*v/v/'), podman $(podman --version | awk '{print $3}')"
