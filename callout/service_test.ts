@@ -17,6 +17,7 @@ import { generateKeyPair } from "jose";
 import { ensureBucket, followDeviceConsumer, openBucket } from "../adapters/nats/mod.ts";
 import { watchBucket } from "../adapters/nats/kv_watch.ts";
 import { silentLogger } from "../adapters/logger.ts";
+import { MetricsRegistry } from "../adapters/metrics.ts";
 import { deviceConsumer } from "../core/mod.ts";
 import { NatsDeviceConsumers } from "../operator/nats_device_consumers.ts";
 import { captureLogger } from "../testing/nats.ts";
@@ -274,4 +275,24 @@ Deno.test("callout: with an xkey configured, an unencrypted authorization reques
   );
   assert.equal(t.service.stats.allowed, 0);
   assert.equal(t.service.stats.refused, 1);
+});
+
+/** How many authorization requests a callout answered, from its metrics. */
+function answered(metrics: MetricsRegistry): number {
+  return [...metrics.text().matchAll(/^fleet_callout_authorizations_total\{[^}]*\} (\d+)$/gm)]
+    .reduce((sum, match) => sum + Number(match[1]), 0);
+}
+
+Deno.test("callout: two callouts share the requests as a queue group, each answered once", async () => {
+  const [one, two] = [new MetricsRegistry(), new MetricsRegistry()];
+  await using t = await startCalloutFixture(true, "configured", one);
+  await using _second = await t.startCallout(two);
+  const devices = 30;
+  for (let i = 0; i < devices; i++) {
+    const nc = await t.connectAs(await t.mint(`dev-${i}`, ["fleet-device"]), `dev-${i}`);
+    await nc.close();
+  }
+  // Without the queue group both would answer every request: twice as many.
+  await eventually("every request counted", () => answered(one) + answered(two) === devices);
+  assert.ok(answered(one) > 0 && answered(two) > 0, `${answered(one)} and ${answered(two)}`);
 });

@@ -108,19 +108,31 @@ export async function startCalloutFixture(
   });
   const { logger, lines } = captureLogger("info");
   installConnectionResetGuard(silentLogger);
-  const calloutNc = await connect({ servers: ns.url, user: "fleet-callout", pass: keys.password });
   const issuer = await localIssuer();
-  const service = await startCalloutService({
-    nc: calloutNc,
-    verifier: issuer.verifier,
-    policy: authorizerPolicy(config),
-    account: config.account.name,
-    issuer: keys.issuer,
-    ...(keys.xkey && serviceXkey === "configured" ? { xkey: keys.xkey } : {}),
-    ...(serviceXkey === "other" ? { xkey: curveKeyFromSeed(generateSeeds().xkeySeed) } : {}),
-    ...(metrics ? { metrics } : {}),
-    logger,
-  });
+  /** One `fleet callout run`: its own connection, the same keys and queue group. */
+  const startCallout = async (metrics?: MetricsRegistry) => {
+    const nc = await connect({ servers: ns.url, user: "fleet-callout", pass: keys.password });
+    const service = await startCalloutService({
+      nc,
+      verifier: issuer.verifier,
+      policy: authorizerPolicy(config),
+      account: config.account.name,
+      issuer: keys.issuer,
+      ...(keys.xkey && serviceXkey === "configured" ? { xkey: keys.xkey } : {}),
+      ...(serviceXkey === "other" ? { xkey: curveKeyFromSeed(generateSeeds().xkeySeed) } : {}),
+      ...(metrics ? { metrics } : {}),
+      logger,
+    });
+    return {
+      service,
+      async [Symbol.asyncDispose]() {
+        await service.stop();
+        await nc.close();
+      },
+    };
+  };
+  const first = await startCallout(metrics);
+  const service = first.service;
   /**
    * Connects with `token` as the product does: a device on its inbox, anyone else on its
    * principal's. A token that names no principal (not a JWT, say) goes without one: the
@@ -144,11 +156,12 @@ export async function startCalloutFixture(
     ns,
     lines,
     service,
+    /** Starts another callout beside the first, as the chart's second replica. */
+    startCallout,
     mint: issuer.mint,
     connectAs,
     async [Symbol.asyncDispose]() {
-      await service.stop();
-      await calloutNc.close();
+      await first[Symbol.asyncDispose]();
       await ns[Symbol.asyncDispose]();
       await Deno.remove(dir, { recursive: true });
     },
