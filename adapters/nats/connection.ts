@@ -21,6 +21,7 @@ import { type ErrorKind, FleetError } from "../../core/errors.ts";
 import type { Logger } from "../logger.ts";
 import type { CredentialOptions, CredentialSource } from "./credentials.ts";
 import {
+  certificateRefusal,
   type NatsTls,
   PIN_COMMAND,
   plaintextTokenProblem,
@@ -185,8 +186,12 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
           { cause: err },
         );
       }
+      const refused = certificateRefusal(errorMessage(err), tls);
       await failOrWait(
-        `Cannot connect to NATS at ${where}: ${errorMessage(err)}${authHint(err, credentials)}`,
+        refused !== undefined
+          // The URLs as configured: which of wss://, tls:// and CA file is in play matters.
+          ? `Cannot connect to NATS at ${servers.join(", ")}: ${refused}`
+          : `Cannot connect to NATS at ${where}: ${errorMessage(err)}${authHint(err, credentials)}`,
         err,
       );
       continue;

@@ -118,6 +118,31 @@ export function secretTransportProblem(
   return plan.kind === "invalid" ? plan.problem : plaintextTokenProblem(plan.plaintext, secret);
 }
 
+/**
+ * What a TLS library's refusal of the server's certificate means and what to do, or
+ * `undefined` when `message` is not about the certificate. Deno's WebSocket (rustls) says
+ * `invalid peer certificate: UnknownIssuer`, node:tls `unable to verify the first certificate`.
+ */
+export function certificateRefusal(message: string, tls: NatsTls): string | undefined {
+  if (/UnknownIssuer|unable to (verify|get( local)? issuer)|self[- ]signed cert/i.test(message)) {
+    const trusted = tls.caFile === undefined
+      ? "a CA this machine trusts"
+      : `the CA in ${tls.caFile}`;
+    return `its TLS certificate is not signed by ${trusted} (${message}); if this is the ` +
+      `right server, give the PEM file of the CA that signed its certificate (--nats-ca, or ` +
+      `ca_file under [nats] in a config file)`;
+  }
+  if (/not valid for name|NotValidForName/i.test(message)) {
+    return `its TLS certificate is not issued for the host in the URL (${message}); use the ` +
+      `name or address the certificate is issued for`;
+  }
+  if (/expired|not yet valid|NotValidYet/i.test(message)) {
+    return `its TLS certificate is outside its validity period (${message}); renew it, or ` +
+      `check this machine's clock`;
+  }
+  return undefined;
+}
+
 /** The host names and addresses of the URLs, for checking a server certificate. */
 export function serverHosts(servers: readonly string[]): string[] {
   return [...new Set(servers.map(hostOf))];

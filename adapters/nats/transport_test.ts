@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  certificateRefusal,
   plaintextTokenProblem,
   planTransport,
   secretTransportProblem,
@@ -70,4 +71,32 @@ Deno.test("secretTransportProblem() names the secret, and passes TLS lists and l
   assert.equal(secretTransportProblem(["nats://10.0.0.5:4222"], { caFile: "/ca.pem" }), undefined);
   assert.equal(secretTransportProblem(["nats://127.0.0.1:4222"], {}), undefined);
   assert.match(secretTransportProblem(["ws://a:80", "b:4222"], {}) ?? "", /mix WebSocket/);
+});
+
+Deno.test("certificateRefusal() says which CA was trusted and how to give the right one", () => {
+  const ws =
+    "NetworkError: failed to connect to WebSocket: invalid peer certificate: UnknownIssuer";
+  assert.equal(
+    certificateRefusal(ws, { caFile: "/etc/fleet-agent/nats-ca.pem" }),
+    `its TLS certificate is not signed by the CA in /etc/fleet-agent/nats-ca.pem (${ws}); if ` +
+      `this is the right server, give the PEM file of the CA that signed its certificate ` +
+      `(--nats-ca, or ca_file under [nats] in a config file)`,
+  );
+  assert.match(
+    certificateRefusal("unable to verify the first certificate", {}) ?? "",
+    /^its TLS certificate is not signed by a CA this machine trusts \(unable to verify/,
+  );
+  assert.match(
+    certificateRefusal(
+      'invalid peer certificate: certificate not valid for name "127.0.0.1"; certificate is ' +
+        'only valid for DnsName("localhost")',
+      {},
+    ) ?? "",
+    /^its TLS certificate is not issued for the host in the URL \(.*\); use the name or address/,
+  );
+  assert.match(
+    certificateRefusal("invalid peer certificate: Expired", {}) ?? "",
+    /outside its validity period .*check this machine's clock/,
+  );
+  assert.equal(certificateRefusal("tcp connect error: Connection refused", {}), undefined);
 });
