@@ -88,6 +88,13 @@ export const AGENT_V8_FLAGS = "--max-semi-space-size=1";
  */
 export const AGENT_WARM_UP_ARGS = ["agent", "--help"];
 
+/**
+ * The CAs Deno trusts for TLS (NATS over tls:// or wss://, the OIDC provider): the system's
+ * store first, where a company CA is installed, then the roots Deno carries, for a device
+ * without ca-certificates. Deno alone trusts only the roots it carries.
+ */
+export const TLS_CA_STORE = "system,mozilla";
+
 export function launcherScript(): string {
   return `#!/bin/sh
 # Fleet: runs the bundled program with the Deno runtime shipped in this package.
@@ -96,6 +103,8 @@ here=$(dirname "$(readlink -f "$0")")
 lib="$here/../lib/fleet"
 export DENO_NO_UPDATE_CHECK=1
 export DENO_NO_PROMPT=1
+: "\${DENO_TLS_CA_STORE:=${TLS_CA_STORE}}"
+export DENO_TLS_CA_STORE
 : "\${DENO_DIR:=\${CACHE_DIRECTORY:-\${TMPDIR:-/tmp}/fleet-deno-$(id -u)}}"
 export DENO_DIR
 exec "$lib/deno" run ${LAUNCHER_RUN_FLAGS.join(" ")} "$lib/app/main.js" "$@"
@@ -206,6 +215,7 @@ Environment=NO_COLOR=1
 Environment=DENO_V8_FLAGS=${AGENT_V8_FLAGS}
 Environment=DENO_DIR=/var/cache/fleet-agent
 Environment=DENO_NO_UPDATE_CHECK=1
+Environment=DENO_TLS_CA_STORE=${TLS_CA_STORE}
 StandardOutput=journal
 StandardError=journal
 SyslogIdentifier=fleet-agent

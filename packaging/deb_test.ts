@@ -59,6 +59,8 @@ Deno.test("the agent unit restarts forever with backoff after the network is up,
   has("WantedBy=multi-user.target");
   // A smaller V8 young generation for the agent only (bench:agent: about 4 MB less idle).
   has("Environment=DENO_V8_FLAGS=--max-semi-space-size=1");
+  // A CA installed on the device (update-ca-certificates) is trusted for NATS and OIDC.
+  has("Environment=DENO_TLS_CA_STORE=system,mozilla");
 });
 
 Deno.test("the agent runs in a sandbox: no privileges, nothing writable but its own directories", () => {
@@ -117,6 +119,7 @@ Deno.test("the launcher and maintainer scripts are POSIX sh that never stop the 
     assert.match(script, /^set -e$/m);
   }
   assert.match(launcherScript(), /exec "\$lib\/deno" run --allow-all --no-config/);
+  assert.match(launcherScript(), /^: "\$\{DENO_TLS_CA_STORE:=system,mozilla\}"$/m);
   assert.match(prermScript(), /"\$1" = remove/, "prerm stops the agent only on removal");
   assert.match(postinstScript(), /try-restart fleet-agent/);
 });
