@@ -6,6 +6,7 @@ import { LocalFleet } from "../sandbox/local_fleet.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { generateSeeds } from "../callout/mod.ts";
 import type { TestProvider } from "../testing/oidc_provider.ts";
 
@@ -122,4 +123,66 @@ roles = { device = "device", operator = "operator", admin = "admin" }
 `,
   );
   return path;
+}
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+
+/**
+ * A `fleet` process whose log lines (stderr) are kept as they come, and copied to the story's
+ * log under `name` for its failure report; SIGTERM stops it.
+ */
+export class FleetProcess implements AsyncDisposable {
+  readonly lines: string[] = [];
+  readonly #child: Deno.ChildProcess;
+  readonly #reading: Promise<void>;
+
+  constructor(name: string, args: string[]) {
+    const log = testLogger().with({ process: name });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, ...args],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    this.#child = child;
+    this.#reading = (async () => {
+      let rest = "";
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        const lines = (rest + chunk).split("\n");
+        rest = lines.pop() ?? "";
+        this.lines.push(...lines);
+        for (const line of lines) log.info(line);
+      }
+    })();
+  }
+
+  /** The lines that match `pattern`. */
+  matching(pattern: RegExp): string[] {
+    return this.lines.filter((line) => pattern.test(line));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.#child.kill("SIGTERM");
+    } catch {
+      // Already exited.
+    }
+    await this.#child.status;
+    await this.#reading;
+  }
+}
+
+/** `fleet <args>` run once, as a person runs it from a shell. */
+export async function fleet(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdin: "null",
+    env: { NO_COLOR: "1", ...env },
+  }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
 }

@@ -9,28 +9,11 @@
  * qemu-user and it boots under TCG emulation, which is too slow for every CI run.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { domainName, type VmArch, VmStateSchema } from "../vm/mod.ts";
 import { Libvirt, sshRun } from "../adapters/vm/mod.ts";
 import { startLibvirtd } from "../testing/libvirtd.ts";
 import { printLine } from "../adapters/output.ts";
-
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
-
-async function fleet(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
-  }).output();
-  const text = new TextDecoder();
-  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
-}
+import { fleet } from "./_helpers.ts";
 
 Deno.test("fleet vm: usage mistakes exit 2 with one line naming the value", async () => {
   const dir = await Deno.makeTempDir();
