@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import { connectNats, userPasswordCredentials } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
@@ -11,6 +12,7 @@ import { ACCOUNT_JETSTREAM_DEFAULTS } from "../core/limits.ts";
 import { crdsYaml } from "../crd/crds.ts";
 import { eventually } from "../testing/eventually.ts";
 import { runHelm } from "../testing/helm.ts";
+import { startTestProvider } from "../testing/oidc_provider.ts";
 import { restrictedV2Problems } from "../testing/restricted_pod.ts";
 import { tempDir } from "../testing/temp_dir.ts";
 import { makeTestCertificates } from "../testing/tls.ts";
@@ -603,64 +605,155 @@ Deno.test("helm template: refuses a control plane without authentication or with
   }
 });
 
-Deno.test("the rendered nats.conf runs in a real nats-server: TLS clients, the callout's password from the environment", async () => {
-  await using dir = await tempDir("fleet-chart-nats-");
+/** A process of the test, its stderr collected; `stop()` ends it and returns what it wrote. */
+function spawn(command: string, args: string[], env: Record<string, string>) {
+  const child = new Deno.Command(command, {
+    args,
+    env,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  return {
+    async stop(): Promise<string> {
+      await stopChild(child, child.status, "SIGTERM", 10_000);
+      return await stderr;
+    },
+  };
+}
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    const response = await fetch(url);
+    await response.body?.cancel();
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Speaks the NATS protocol over a WebSocket, as a device behind the router does: CONNECT with
+ * `token`, then PING; resolves with the server's answer, "PONG" or its "-ERR ...".
+ */
+function connectOverWebSocket(url: string, token: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url);
+    socket.binaryType = "arraybuffer";
+    let received = "";
+    let greeted = false;
+    socket.onerror = () => reject(new Error(`WebSocket ${url} failed`));
+    socket.onmessage = (event) => {
+      received += typeof event.data === "string"
+        ? event.data
+        : new TextDecoder().decode(event.data as ArrayBuffer);
+      if (!greeted && received.includes("\r\n")) {
+        greeted = true;
+        assert.match(received, /^INFO \{/);
+        const connect = { auth_token: token, protocol: 1, verbose: false, pedantic: false };
+        socket.send(`CONNECT ${JSON.stringify(connect)}\r\nPING\r\n`);
+      }
+      const answer = /^(PONG|-ERR[^\r]*)\r\n/m.exec(received);
+      if (answer) {
+        socket.close();
+        resolve(answer[1]!);
+      }
+    };
+  });
+}
+
+Deno.test("the rendered configs run: nats-server with nats.conf, fleet callout run with callout.toml, a device over the WebSocket listener", async () => {
+  await using dir = await tempDir("fleet-chart-run-");
+  await using idp = await startTestProvider();
+  const device = await idp.addMachineUser({ id: "pi-1", roles: ["device"] });
+  const viewer = await idp.addMachineUser({ id: "ann", roles: ["nobody"] });
   const certs = await makeTestCertificates(dir.path, "nats", ["DNS:localhost", "IP:127.0.0.1"]);
-  const [client, monitor, websocket] = [freePort(), freePort(), freePort()];
-  // The pod's paths and ports, moved to this machine's.
-  const conf = configFile(await render(), "ConfigMap", "fleet-nats-config", "nats.conf")
+  const [client, monitor, websocket, health] = [freePort(), freePort(), freePort(), freePort()];
+  const manifests = await render({
+    callout: {
+      oidc: { issuer: idp.issuer, audience: idp.audience, roleClaim: "roles", stripPrefix: "" },
+    },
+  });
+
+  // The callout Secret's files, as the pods mount them; a password that parses as a number
+  // unquoted: the pod's quoting keeps it a string.
+  const password = "1234567890";
+  const keys = join(dir.path, "keys");
+  await Deno.mkdir(keys);
+  await Deno.writeTextFile(join(keys, "issuer.nk"), seeds.issuerSeed);
+  await Deno.writeTextFile(join(keys, "xkey.nk"), seeds.xkeySeed);
+  await Deno.writeTextFile(join(keys, "password"), password);
+
+  // The pods' paths and ports, moved to this machine's.
+  const conf = configFile(manifests, "ConfigMap", "fleet-nats-config", "nats.conf")
     .replace('"0.0.0.0:4222"', `"127.0.0.1:${client}"`)
     .replace('"0.0.0.0:8222"', `"127.0.0.1:${monitor}"`)
     .replace('"0.0.0.0:8080"', `"127.0.0.1:${websocket}"`)
     .replace('"/data/jetstream"', JSON.stringify(join(dir.path, "jetstream")))
     .replace('"/etc/nats/tls/tls.crt"', JSON.stringify(certs.certFile))
     .replace('"/etc/nats/tls/tls.key"', JSON.stringify(certs.keyFile));
-  const confFile = join(dir.path, "nats.conf");
-  await Deno.writeTextFile(confFile, conf);
-  // A password that parses as a number unquoted: the pod's quoting keeps it a string.
-  const password = "1234567890";
-  const child = new Deno.Command("nats-server", {
-    args: ["--config", confFile],
-    env: { POD_NAME: "fleet-nats-0", FLEET_CALLOUT_PASSWORD: `"${password}"` },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const exited = child.status;
-  const stderr = new Response(child.stderr).text();
+  const toml = configFile(manifests, "Secret", "fleet-callout-config", "callout.toml")
+    .replace("tls://fleet-nats-headless.fleet.svc:4222", `tls://127.0.0.1:${client}`)
+    .replace("/etc/fleet/nats-ca/ca.crt", certs.caFile)
+    .replaceAll("/etc/fleet-callout/keys", keys);
+  await Deno.writeTextFile(join(dir.path, "nats.conf"), conf);
+  await Deno.writeTextFile(join(dir.path, "callout.toml"), toml);
+
+  const nats = spawn("nats-server", ["--config", join(dir.path, "nats.conf")], {
+    POD_NAME: "fleet-nats-0",
+    FLEET_CALLOUT_PASSWORD: `"${password}"`,
+  });
+  let natsLog = "";
   try {
-    await eventually("nats-server's /healthz", async () => {
-      try {
-        const response = await fetch(`http://127.0.0.1:${monitor}/healthz`);
-        await response.body?.cancel();
-        return response.ok;
-      } catch {
-        return false;
-      }
-    }, 30_000);
-    const connect = (pass: string) =>
-      connectNats({
+    await eventually(
+      "nats-server's /healthz",
+      () => answers(`http://127.0.0.1:${monitor}/healthz`),
+    );
+    // What the callout pod runs: the image's entry point with `callout run` and the chart's
+    // environment.
+    const callout = spawn(Deno.execPath(), [
+      "run",
+      "-A",
+      fileURLToPath(new URL("../main.ts", import.meta.url)),
+      "callout",
+      "run",
+      "--log-format",
+      "json",
+    ], {
+      FLEET_CALLOUT_CONFIG: join(dir.path, "callout.toml"),
+      FLEET_CALLOUT_HEALTH_PORT: String(health),
+      HOME: dir.path,
+    });
+    let calloutLog = "";
+    try {
+      await eventually(
+        "the callout's /readyz",
+        () => answers(`http://127.0.0.1:${health}/readyz`),
+        60_000,
+      );
+      const ws = `ws://127.0.0.1:${websocket}`;
+      assert.equal(await connectOverWebSocket(ws, await idp.mintToken(device)), "PONG");
+      assert.match(
+        await connectOverWebSocket(ws, await idp.mintToken(viewer)),
+        /^-ERR 'Authorization Violation'$/,
+      );
+      // The callout's own user, with the password nats-server read from its environment.
+      const nc = await connectNats({
         servers: [`tls://127.0.0.1:${client}`],
         tls: { caFile: certs.caFile },
-        credentials: userPasswordCredentials("fleet-callout", pass),
+        credentials: userPasswordCredentials("fleet-callout", password),
         name: "chart-test",
         logger: silentLogger,
-        waitOnFirstConnect: false,
       });
-    const nc = await connect(password);
-    try {
-      await nc.flush();
       assert.equal(nc.info?.server_name, "fleet-nats-0");
-      assert.equal(nc.info?.tls_required, true);
-    } finally {
       await nc.close();
+    } finally {
+      calloutLog = await callout.stop();
     }
-    await assert.rejects(connect("wrong"));
+    assert.match(calloutLog, /Allowed device \\"pi-1\\" on NATS/, calloutLog);
   } finally {
-    await stopChild(child, exited, "SIGTERM", 10_000);
-    // Nothing went wrong but the wrong password.
-    const log = await stderr;
-    const errors = log.split("\n").filter((line) => /\[(ERR|FTL)\]/.test(line));
-    assert.equal(errors.length, 1, log);
-    assert.match(errors[0]!, /authentication error - User "fleet-callout"/);
+    natsLog = await nats.stop();
   }
+  assert.doesNotMatch(natsLog, /\[FTL\]/, natsLog);
 });
