@@ -12,8 +12,9 @@
 #   - nats-server 2.10 built with `go install` (bookworm ships 2.9, which has no auth callout),
 #     cached in ~/.cache/fleet/nats-server-<version>/ (outside the clone, so every checkout on
 #     the machine reuses it) and installed into /usr/local/bin
-#   - for the tests (`install.sh test`, the default): kube-apiserver and etcd built from the Go
-#     module proxy (scripts/build-kube-test-bins.sh); `install.sh demo` skips that build
+#   - for the tests (`install.sh test`, the default): kube-apiserver, etcd and a node's programs
+#     (kubelet, kube-controller-manager, kube-scheduler, kube-proxy) built from the Go module
+#     proxy (scripts/build-kube-test-bins.sh); `install.sh demo` skips that build
 # Usage: bash scripts/install.sh [test|demo]
 set -euo pipefail
 purpose="${1:-test}"
@@ -36,6 +37,9 @@ apt_pkgs=(podman runc netavark aardvark-dns busybox-static uidmap slirp4netns ip
 if [ "$purpose" = test ]; then apt_pkgs+=(qemu-user-static libc6-arm64-cross libgcc-s1-arm64-cross openssh-server qemu-system-x86 qemu-system-arm qemu-efi-aarch64 qemu-utils debootstrap dosfstools mtools); fi
 # The wss:// tests terminate TLS in HAProxy in front of nats-server, as the OpenShift router does.
 if [ "$purpose" = test ]; then apt_pkgs+=(haproxy); fi
+# The single-node cluster of the Kubernetes tests (testing/kube_node.ts) runs pods on Debian's
+# containerd (1.6: kubelet 1.34 still accepts it) and CNI plugins; kube-proxy uses conntrack.
+if [ "$purpose" = test ]; then apt_pkgs+=(containerd containernetworking-plugins conntrack); fi
 # Installs those of the packages that are missing; apt-get options (--...) may come first.
 apt_updated=""
 apt_install_missing() {

@@ -41,6 +41,13 @@ export interface KubeApiServerOptions {
   binDir?: string;
   /** Extra kube-apiserver flags, appended after ours (e.g. `--feature-gates=...`). */
   extraArgs?: string[];
+  /**
+   * The host address pods reach the API server at, for a cluster with a kubelet
+   * (testing/kube_node.ts): the server then listens on all addresses, advertises this one
+   * as the `kubernetes` Service's endpoint, its certificate also names it and the Service's
+   * IP, and pods get service account tokens (ServiceAccount admission stays on).
+   */
+  nodeAddress?: string;
 }
 
 /** A running kube-apiserver and etcd; `await using` stops both and removes their files. */
@@ -147,7 +154,7 @@ export async function startKubeApiServer(
     }
   }
   const dir = await Deno.makeTempDir({ prefix: "fleet-kube-" });
-  const server = new KubeApiServerProcess(dir, bins, options.extraArgs ?? []);
+  const server = new KubeApiServerProcess(dir, bins, options.extraArgs ?? [], options.nodeAddress);
   try {
     await server.setUp();
     await server.startEtcd();
@@ -169,7 +176,7 @@ function randomToken(): string {
 class PortInUseError extends KubeApiServerError {}
 
 /** One child process whose stderr and stdout go to a log file. */
-class LoggedProcess {
+export class LoggedProcess {
   readonly #label: string;
   readonly #bin: string;
   readonly #logFile: string;
@@ -186,6 +193,11 @@ class LoggedProcess {
 
   get running(): boolean {
     return this.#child !== undefined && this.#exited === undefined;
+  }
+
+  /** Process id while running. */
+  get pid(): number | undefined {
+    return this.running ? this.#child?.pid : undefined;
   }
 
   /** Exit status if it has exited since it was started. */
@@ -263,6 +275,7 @@ class KubeApiServerProcess implements KubeApiServer {
   readonly kubeconfigPath: string;
   readonly #bins: { apiserver: string; etcd: string };
   readonly #extraArgs: string[];
+  readonly #nodeAddress: string | undefined;
   readonly #pki: string;
   readonly #etcd: LoggedProcess;
   readonly #apiserver: LoggedProcess;
@@ -270,10 +283,16 @@ class KubeApiServerProcess implements KubeApiServer {
   #etcdPort = 0;
   #disposed = false;
 
-  constructor(dir: string, bins: { apiserver: string; etcd: string }, extraArgs: string[]) {
+  constructor(
+    dir: string,
+    bins: { apiserver: string; etcd: string },
+    extraArgs: string[],
+    nodeAddress: string | undefined,
+  ) {
     this.dir = dir;
     this.#bins = bins;
     this.#extraArgs = extraArgs;
+    this.#nodeAddress = nodeAddress;
     this.#pki = join(dir, "pki");
     this.kubeconfigPath = join(dir, "kubeconfig");
     this.#etcd = new LoggedProcess("etcd", bins.etcd, join(dir, "etcd.log"));
@@ -311,7 +330,8 @@ class KubeApiServerProcess implements KubeApiServer {
   /** Certificates, the service account key, the token file. */
   async setUp(): Promise<void> {
     await Deno.mkdir(this.#pki);
-    await Deno.writeTextFile(join(this.#pki, "openssl.cnf"), OPENSSL_CONFIG);
+    const sans = this.#nodeAddress ? `, IP:${this.#nodeAddress}, IP:${KUBERNETES_SERVICE_IP}` : "";
+    await Deno.writeTextFile(join(this.#pki, "openssl.cnf"), OPENSSL_CONFIG + sans + "\n");
     const ossl = (...args: string[]) => openssl(this.#pki, args);
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     await ossl(
@@ -453,8 +473,8 @@ class KubeApiServerProcess implements KubeApiServer {
     return [
       `--etcd-servers=${this.etcdUrl}`,
       `--secure-port=${this.#port}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
+      `--bind-address=${this.#nodeAddress ? "0.0.0.0" : "127.0.0.1"}`,
+      `--advertise-address=${this.#nodeAddress ?? "127.0.0.1"}`,
       `--cert-dir=${this.#pki}`,
       `--tls-cert-file=${pki("server.crt")}`,
       `--tls-private-key-file=${pki("server.key")}`,
@@ -463,14 +483,14 @@ class KubeApiServerProcess implements KubeApiServer {
       "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
       `--service-account-key-file=${pki("sa.pub")}`,
       `--service-account-signing-key-file=${pki("sa.key")}`,
-      "--service-cluster-ip-range=10.96.0.0/24",
+      `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
       // Without it, an open watch holds a SIGTERM'd server up for its 60 s request timeout;
       // with it, watches are closed at once (clients see a cleanly ended stream) and the
       // server exits in ~1 s.
       "--shutdown-watch-termination-grace-period=2s",
-      // Pods would wait for a default ServiceAccount that no controller creates.
-      "--disable-admission-plugins=ServiceAccount",
       "--profiling=false",
+      // Without a controller manager, pods would wait for a default ServiceAccount.
+      ...(this.#nodeAddress ? [] : ["--disable-admission-plugins=ServiceAccount"]),
       ...this.#extraArgs,
     ];
   }
@@ -575,6 +595,11 @@ class KubeApiServerProcess implements KubeApiServer {
   }
 }
 
+/** Services' virtual IPs; the `kubernetes` Service (the API server) gets the first. */
+export const SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/24";
+const KUBERNETES_SERVICE_IP = "10.96.0.1";
+
+// subjectAltName is last: a cluster's server certificate appends its addresses to it.
 const OPENSSL_CONFIG = `
 [req]
 distinguished_name = dn
@@ -589,10 +614,9 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-`;
+subjectAltName = IP:127.0.0.1, DNS:localhost`;
 
 async function openssl(cwd: string, args: string[]): Promise<void> {
   let output: Deno.CommandOutput;
