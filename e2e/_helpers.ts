@@ -5,10 +5,9 @@ import { ensureTestImage } from "../sandbox/local_image.ts";
 import { LocalFleet } from "../sandbox/local_fleet.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { generateSeeds } from "../callout/mod.ts";
-import type { TestProvider } from "../testing/oidc_provider.ts";
+
+export { writeCalloutConfig } from "../testing/edge_nats.ts";
 
 export async function startFleet(): Promise<LocalFleet> {
   const fleet = stopOnDeadline(
@@ -92,37 +91,6 @@ export async function curl(fleet: LocalFleet, containerId: string): Promise<stri
 /** Container ids by name, for "nothing was recreated" checks. */
 export async function containerIds(fleet: LocalFleet): Promise<Map<string, string>> {
   return new Map((await fleet.containers()).map((c) => [c.name, c.id]));
-}
-
-/**
- * A callout config in `dir` (with its issuer seed and password) that trusts `idp`'s tokens for
- * its audience and reads Zitadel's nested roles claim.
- */
-export async function writeCalloutConfig(dir: string, idp: TestProvider): Promise<string> {
-  const { issuerSeed } = generateSeeds();
-  await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
-  await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
-  const path = join(dir, "callout.toml");
-  await Deno.writeTextFile(
-    path,
-    `[nats]
-urls = ["nats://127.0.0.1:4222"]
-user = "fleet-callout"
-password_file = "${join(dir, "password")}"
-
-[account]
-name = "FLEET"
-issuer_seed_file = "${join(dir, "issuer.nk")}"
-
-[oidc]
-issuer = "${idp.issuer}"
-audience = "${idp.audience}"
-device_id_claim = "${idp.deviceIdClaim}"
-role_claim = "urn:zitadel:iam:org:project:roles"
-roles = { device = "device", operator = "operator", admin = "admin" }
-`,
-  );
-  return path;
 }
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));

@@ -8,38 +8,21 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
-import { connectNats, userPasswordCredentials } from "../adapters/nats/mod.ts";
-import { createTokenVerifier } from "../adapters/oidc/mod.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
-import {
-  authorizerPolicy,
-  calloutServerConfig,
-  loadCalloutConfig,
-  loadCalloutKeys,
-  serverSettings,
-  startCalloutService,
-} from "../callout/mod.ts";
-import { startNatsServer } from "../sandbox/nats_server.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { TLS_CA_STORE } from "../packaging/deb.ts";
 import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
 import { startEdgeProxy } from "../testing/haproxy.ts";
+import { agentConfigToml, startEdgeNats, writeKeyFile } from "../testing/edge_nats.ts";
 import { makeTestCertificates } from "../testing/tls.ts";
 import { tempDir } from "../testing/temp_dir.ts";
 import { eventually } from "../testing/eventually.ts";
-import { fleet, FleetProcess, writeCalloutConfig } from "./_helpers.ts";
+import { fleet, FleetProcess } from "./_helpers.ts";
 import { stopOnDeadline, story, testLogger } from "./_story.ts";
 
 /** Each step of the story waits this long at most: processes start slowly on 2 busy cores. */
 const STEP_MS = 120_000;
-
-/** A machine user's key file, as Zitadel hands it out. */
-async function keyFile(dir: string, user: MachineUser): Promise<string> {
-  const path = join(dir, `${user.clientId}.json`);
-  await Deno.writeTextFile(path, JSON.stringify(user.privateKeyJwk), { mode: 0o600 });
-  return path;
-}
 
 story(
   "wss://: agent, operator and CLI reach NATS through an edge-TLS proxy with OIDC, and ride out restarts of both",
@@ -50,43 +33,9 @@ story(
     const device = await idp.addMachineUser({ id: "pi-1", roles: ["device"], deviceId: "pi-1" });
     const operatorUser = await idp.addMachineUser({ id: "fleet-operator", roles: ["operator"] });
     const admin = await idp.addMachineUser({ id: "alice", roles: ["admin"] });
-    const calloutPath = await writeCalloutConfig(dir.path, idp);
-    const config = await loadCalloutConfig(calloutPath);
-    const calloutKeys = await loadCalloutKeys(config, calloutPath);
-    await using ns = stopOnDeadline(
-      await startNatsServer({
-        websocket: true,
-        extraConfig: calloutServerConfig(serverSettings(config, calloutKeys)),
-      }),
-    );
-    // The callout runs next to NATS in the cluster: plain TCP, its own user.
-    const calloutNc = await connectNats({
-      servers: [ns.url],
-      credentials: userPasswordCredentials(config.nats.user, calloutKeys.password),
-      name: "fleet-callout",
-      logger: testLogger(),
-    });
-    const callout = await startCalloutService({
-      nc: calloutNc,
-      verifier: createTokenVerifier({
-        issuer: idp.issuer,
-        audience: idp.audience,
-        logger: testLogger(),
-      }),
-      policy: authorizerPolicy(config),
-      account: config.account.name,
-      issuer: calloutKeys.issuer,
-      logger: testLogger(),
-    });
-    const certs = await makeTestCertificates(dir.path, "route", ["IP:127.0.0.1"]);
+    await using edge = stopOnDeadline(await startEdgeNats(dir.path, idp, testLogger()));
+    const { ns, proxy, certs, callout } = edge;
     const stranger = await makeTestCertificates(dir.path, "stranger", ["IP:127.0.0.1"]);
-    await using proxy = stopOnDeadline(
-      await startEdgeProxy({
-        backend: new URL(ns.wsUrl ?? "").host,
-        certFile: certs.certFile,
-        keyFile: certs.keyFile,
-      }),
-    );
     await using podman = stopOnDeadline(await startPodmanService());
     using client = new PodmanClient({ socketPath: podman.socketPath });
     await ensureTestImage(client, "v1");
@@ -100,34 +49,22 @@ story(
     const nats = ["--nats-url", proxy.url, "--nats-ca", certs.caFile];
     const as = async (user: MachineUser) => [
       ...["--oidc-issuer", idp.issuer, "--oidc-client-id", user.clientId],
-      ...["--oidc-key", await keyFile(dir.path, user), "--oidc-audience", idp.audience],
+      ...["--oidc-key", await writeKeyFile(dir.path, user), "--oidc-audience", idp.audience],
     ];
     const adminIdentity = await as(admin);
     const asAdmin = [...nats, ...adminIdentity];
     const agentConfig = join(dir.path, "agent.toml");
-    await Deno.writeTextFile(
-      agentConfig,
-      `device_id = "pi-1"
-state_dir = "${join(dir.path, "state")}"
-labels = { site = "edge" }
-
-[nats]
-urls = ["${proxy.url}"]
-ca_file = "${certs.caFile}"
-credentials = { type = "oidc", issuer = "${idp.issuer}", client_id = "${device.clientId}", key_file = "${await keyFile(
-        dir.path,
-        device,
-      )}", audience = "${idp.audience}" }
-
-[podman]
-socket = "${podman.socketPath}"
-
-[intervals]
-heartbeat_seconds = 2
-relist_seconds = 3
-min_ready_seconds = 0
-`,
-    );
+    const piOne = {
+      deviceId: "pi-1",
+      stateDir: join(dir.path, "state"),
+      urls: [proxy.url],
+      caFile: certs.caFile,
+      idp,
+      user: device,
+      keyFile: await writeKeyFile(dir.path, device),
+      podmanSocket: podman.socketPath,
+    };
+    await Deno.writeTextFile(agentConfig, agentConfigToml(piOne));
     /** The deployment's aggregate as `fleet get deployments` over wss:// shows it. */
     const aggregate = async () => {
       const r = await fleet(["get", "deployments", "-o", "json", ...asAdmin]);
@@ -207,8 +144,7 @@ min_ready_seconds = 0
       const misled = join(dir.path, "misled.toml");
       await Deno.writeTextFile(
         misled,
-        (await Deno.readTextFile(agentConfig)).replace(proxy.url, impostor.url)
-          .replace(`state_dir = "${join(dir.path, "state")}"`, `state_dir = "${dir.path}/misled"`),
+        agentConfigToml({ ...piOne, urls: [impostor.url], stateDir: join(dir.path, "misled") }),
       );
       {
         await using fooled = new FleetProcess("misled agent", ["agent", "run", "--config", misled]);
@@ -258,8 +194,6 @@ min_ready_seconds = 0
       assert.ok(callout.stats.allowed >= 6, JSON.stringify(callout.stats));
     } finally {
       for (const c of await managed()) await client.removeContainer(c.id);
-      await callout.stop();
-      await calloutNc.close();
     }
   },
 );
