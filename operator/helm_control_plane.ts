@@ -66,8 +66,6 @@ http: "0.0.0.0:${NATS_PORTS.monitor}"
 jetstream {
   store_dir: "/data/jetstream"
 }
-lame_duck_grace_period: 10s
-lame_duck_duration: 30s
 {{- if gt (int .Values.nats.server.replicas) 1 }}
 # Routes between the pods, in the pod network only: a NetworkPolicy admits the NATS pods alone
 # to this port, and authorization requests crossing it are encrypted with the xkey.
@@ -210,7 +208,7 @@ spec:
         {{- with .Values.nats.server.podSecurityContext }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-      # Lame-duck mode moves clients to the other servers before this one stops.
+      # Time to flush JetStream's files on SIGTERM; clients reconnect to the other servers.
       terminationGracePeriodSeconds: 60
       containers:
         - name: nats
