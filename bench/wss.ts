@@ -1,0 +1,165 @@
+/**
+ * How long a real `fleet agent run` takes to reach NATS over `wss://` through an edge-TLS proxy
+ * (HAProxy in front of nats-server's WebSocket listener, as an OpenShift Route), against the
+ * same over plain TCP, both with the auth callout checking OIDC tokens: from the process start
+ * and from its "starting" line to "Connected to NATS", and to its first report (the device-info
+ * key) seen by the control plane. Each run is a new device. Prints one line of figures, last.
+ *
+ * `deno task bench:wss [--runs 5]`
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Kvm } from "@nats-io/kv";
+import { Buckets, keys } from "../core/mod.ts";
+import { createLogger } from "../adapters/logger.ts";
+import { connectNats } from "../adapters/nats/mod.ts";
+import { createTokenSource, oidcCredentials, principalInbox } from "../adapters/oidc/mod.ts";
+import { waitFor } from "../adapters/timers.ts";
+import { createOperator } from "../operator/mod.ts";
+import { startPodmanService } from "../sandbox/podman_service.ts";
+import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
+import { agentConfigToml, startEdgeNats, writeKeyFile } from "../testing/edge_nats.ts";
+import { spawnLogged } from "./_child_process.ts";
+import { fmt, median, say } from "./_figures.ts";
+import { printLine } from "../adapters/output.ts";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { runs: { type: "string", default: "5" } },
+});
+const runs = Number(values.runs);
+if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer`);
+const log = createLogger({ level: "error" });
+const STEP_MS = 60_000;
+
+type Transport = "tcp" | "wss";
+interface Run {
+  /** Process start → "Connected to NATS" read from its log. */
+  connected: number;
+  /** The agent's own "starting" line → its "Connected to NATS" line (their timestamps). */
+  connectedAfterStart: number;
+  /** Process start → its device-info key seen on the control plane's connection. */
+  reported: number;
+}
+
+const dir = await Deno.makeTempDir({ prefix: "fleet-bench-wss-" });
+await using idp = await startTestProvider({ accessTokenTtlSeconds: 600 });
+await using edge = await startEdgeNats(dir, idp, log);
+await using podman = await startPodmanService();
+const operatorUser = await idp.addMachineUser({ id: "fleet-operator", roles: ["operator"] });
+const nc = await connectNats({
+  servers: [edge.ns.url],
+  credentials: oidcCredentials(
+    createTokenSource({
+      issuer: idp.issuer,
+      clientId: operatorUser.clientId,
+      privateKeyJwk: operatorUser.privateKeyJwk,
+      grant: "jwt-bearer",
+      audience: idp.audience,
+      logger: log,
+    }),
+    { logger: log, inboxPrefix: principalInbox },
+  ),
+  name: "fleet-operator",
+  logger: log,
+});
+const controller = new AbortController();
+const operator = createOperator({ nc, log, replicas: 1, allowUnboundNamespaces: true });
+const operatorDone = operator.run(controller.signal);
+await operator.ready;
+const reportedAt = new Map<string, number>();
+const info = await new Kvm(nc).open(Buckets.deviceInfo, { bindOnly: true });
+const watch = await info.watch({ include: "updates" });
+void (async () => {
+  for await (const entry of watch) {
+    if (!reportedAt.has(entry.key)) reportedAt.set(entry.key, performance.now());
+  }
+})();
+
+/** The time of a log line (`2026-…Z INFO …`), in ms since the epoch. */
+function timeOf(line: string): number {
+  return Date.parse(line.slice(0, line.indexOf(" ")));
+}
+
+async function measure(transport: Transport, n: number): Promise<Run> {
+  const deviceId = `${transport}-${n}`;
+  const user: MachineUser = await idp.addMachineUser({ id: deviceId, roles: ["device"] });
+  const config = join(dir, `${deviceId}.toml`);
+  await Deno.writeTextFile(
+    config,
+    agentConfigToml({
+      deviceId,
+      stateDir: join(dir, deviceId),
+      ...(transport === "wss"
+        ? { urls: [edge.proxy.url], caFile: edge.certs.caFile }
+        : { urls: [edge.ns.url] }),
+      idp,
+      user,
+      keyFile: await writeKeyFile(dir, user),
+      podmanSocket: podman.socketPath,
+    }),
+  );
+  const lines: string[] = [];
+  let connectedAt: number | undefined;
+  const started = performance.now();
+  const agent = spawnLogged(
+    ["run", "-A", MAIN, "agent", "run", "--config", config, "--log-level", "info"],
+    (line) => {
+      lines.push(line);
+      if (connectedAt === undefined && line.includes("Connected to NATS at")) {
+        connectedAt = performance.now();
+      }
+    },
+    { NO_COLOR: "1" },
+  );
+  try {
+    const key = keys.deviceInfo(deviceId);
+    const reported = await waitFor(`${deviceId} to report`, () => reportedAt.get(key), STEP_MS, 5);
+    const connected = await waitFor(`${deviceId} to connect`, () => connectedAt, STEP_MS, 5);
+    const starting = lines.find((l) => l.includes("Fleet agent") && l.includes("starting"));
+    const connectedLine = lines.find((l) => l.includes("Connected to NATS at"));
+    if (starting === undefined || connectedLine === undefined) {
+      throw new Error(`${deviceId} logged no start or connect line:\n${lines.join("\n")}`);
+    }
+    return {
+      connected: connected - started,
+      connectedAfterStart: timeOf(connectedLine) - timeOf(starting),
+      reported: reported - started,
+    };
+  } finally {
+    await agent.stop();
+  }
+}
+
+const results: Record<Transport, Run[]> = { tcp: [], wss: [] };
+try {
+  for (let n = 1; n <= runs; n++) {
+    for (const transport of ["tcp", "wss"] as const) {
+      const run = await measure(transport, n);
+      results[transport].push(run);
+      say(
+        `${transport} run ${n}: connected ${fmt(run.connected)} ms after spawn ` +
+          `(${fmt(run.connectedAfterStart)} ms after "starting"), reported ${fmt(run.reported)} ms`,
+      );
+    }
+  }
+} finally {
+  watch.stop();
+  controller.abort();
+  await operatorDone;
+  await nc.close();
+  await Deno.remove(dir, { recursive: true });
+}
+
+const figures = (transport: Transport) => {
+  const r = results[transport];
+  return `start→connected p50=${fmt(median(r.map((x) => x.connected)))}ms ` +
+    `("starting"→connected p50=${fmt(median(r.map((x) => x.connectedAfterStart)))}ms) ` +
+    `start→first report p50=${fmt(median(r.map((x) => x.reported)))}ms`;
+};
+printLine(
+  `wss bench (agent process, auth callout + OIDC, ${runs} runs each): wss:// through HAProxy ` +
+    `edge TLS: ${figures("wss")}; tcp:// direct: ${figures("tcp")}`,
+);
