@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
+import { KubeClient } from "../adapters/kube/client.ts";
 import { connectNats, userPasswordCredentials } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { freePort, stopChild } from "../adapters/process.ts";
@@ -12,6 +13,7 @@ import { ACCOUNT_JETSTREAM_DEFAULTS } from "../core/limits.ts";
 import { crdsYaml } from "../crd/crds.ts";
 import { eventually } from "../testing/eventually.ts";
 import { runHelm } from "../testing/helm.ts";
+import { startKubeApiServer } from "../testing/kube_apiserver.ts";
 import { startTestProvider } from "../testing/oidc_provider.ts";
 import { restrictedV2Problems } from "../testing/restricted_pod.ts";
 import { tempDir } from "../testing/temp_dir.ts";
@@ -63,7 +65,11 @@ const OKD: Json = {
 };
 
 /** `helm <command> fleet <chart> -n fleet` with each of `values` as a values file. */
-async function helm(command: "template" | "lint", values: Json[], extra: string[] = []) {
+async function helm(
+  command: "template" | "lint" | "install" | "upgrade",
+  values: Json[],
+  extra: string[] = [],
+) {
   let index = 0;
   const files: string[] = [];
   for (const value of values) {
@@ -71,9 +77,9 @@ async function helm(command: "template" | "lint", values: Json[], extra: string[
     await Deno.writeTextFile(file, YAML.stringify(value));
     files.push("-f", file);
   }
-  const args = command === "template"
-    ? ["template", "fleet", chartPath, "-n", "fleet", ...files, ...extra]
-    : ["lint", chartPath, "-n", "fleet", ...files, ...extra];
+  const args = command === "lint"
+    ? ["lint", chartPath, "-n", "fleet", ...files, ...extra]
+    : [command, "fleet", chartPath, "-n", "fleet", ...files, ...extra];
   return await runHelm(args);
 }
 
@@ -756,4 +762,67 @@ Deno.test("the rendered configs run: nats-server with nats.conf, fleet callout r
     natsLog = await nats.stop();
   }
   assert.doesNotMatch(natsLog, /\[FTL\]/, natsLog);
+});
+
+const NAMESPACES = {
+  group: "",
+  version: "v1",
+  plural: "namespaces",
+  kind: "Namespace",
+  namespaced: false,
+};
+const CRDS = {
+  group: "apiextensions.k8s.io",
+  version: "v1",
+  plural: "customresourcedefinitions",
+  kind: "CustomResourceDefinition",
+  namespaced: false,
+};
+
+Deno.test("helm install on a real kube-apiserver: every object is accepted, the restricted Pod Security Standard warns of nothing, uninstall keeps the CRDs", async () => {
+  await using kube = await startKubeApiServer();
+  using client = new KubeClient(kube.adminConfig);
+  await client.create(NAMESPACES, {
+    apiVersion: "v1",
+    kind: "Namespace",
+    metadata: {
+      name: "fleet",
+      labels: {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+      },
+    },
+  });
+  // A plain API server has no Route kind: the Ingress stands in.
+  const values = [OKD, { route: { kind: "ingress" } }];
+  const connection = ["--kubeconfig", kube.kubeconfigPath];
+  const install = await helm("install", values, connection);
+  assert.ok(install.success, install.stderr);
+  assert.doesNotMatch(install.stderr, /PodSecurity|[Ww]arning/, install.stderr);
+  for (
+    const [plural, group, version, name] of [
+      ["statefulsets", "apps", "v1", "fleet-nats"],
+      ["deployments", "apps", "v1", "fleet-callout"],
+      ["deployments", "apps", "v1", "fleet-operator"],
+      ["ingresses", "networking.k8s.io", "v1", "fleet-nats"],
+      ["leases", "coordination.k8s.io", "v1", "fleet-operator"],
+    ] as const
+  ) {
+    const type = { group, version, plural, kind: "", namespaced: true };
+    assert.ok(await client.get(type, name, "fleet"), `${plural}/${name}`);
+  }
+  // The check is real: a root user in the NATS pod is warned about.
+  const root = await helm(
+    "upgrade",
+    [...values, { nats: { server: { podSecurityContext: { runAsUser: 0 } } } }],
+    connection,
+  );
+  assert.ok(root.success, root.stderr);
+  assert.match(root.stderr, /would violate PodSecurity .*restricted:latest.*: runAsUser=0/);
+
+  const uninstall = await runHelm(["uninstall", "fleet", "-n", "fleet", ...connection]);
+  assert.ok(uninstall.success, uninstall.stderr);
+  for (const crd of ["deployments.fleet.nationtech.io", "devices.fleet.nationtech.io"]) {
+    assert.ok(await client.get(CRDS, crd), `${crd} kept`);
+  }
 });
