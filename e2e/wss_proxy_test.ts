@@ -192,6 +192,38 @@ story(
       }, STEP_MS);
       assert.equal(agent.matching(/Cannot connect to NATS/).length, 0, agent.lines.join("\n"));
       assert.ok(callout.stats.allowed >= 6, JSON.stringify(callout.stats));
+
+      // The device reboots while the route is down: it runs from its cached desired state, the
+      // container untouched, and connects once the route is back.
+      const [v2] = await managed();
+      await agent[Symbol.asyncDispose]();
+      await proxy.stop();
+      await using rebooted = new FleetProcess("rebooted agent", [
+        ...["agent", "run", "--config", agentConfig],
+      ]);
+      await eventually(
+        "the rebooted agent to run from its cache and keep trying",
+        () =>
+          rebooted.matching(/Running 1 deployment\(s\) from the local cache until NATS answers/)
+              .length === 1 &&
+          rebooted.matching(
+              new RegExp(`Cannot connect to NATS at ${where}: .*; still trying in the background`),
+            ).length >= 1,
+        STEP_MS,
+      );
+      await proxy.start();
+      await eventually(
+        "the rebooted agent to connect through the route again",
+        () => rebooted.matching(new RegExp(`Connected to NATS at ${where}`)).length === 1,
+        STEP_MS,
+      );
+      await eventually(
+        "the rebooted agent to read its desired state through the route",
+        () => rebooted.matching(/Read the desired state from NATS: 1 deployment\(s\)/).length === 1,
+        STEP_MS,
+      );
+      assert.deepEqual((await managed()).map((c) => c.id), [v2!.id], "nothing recreated");
+      assert.equal(rebooted.matching(/Creating container/).length, 0, rebooted.lines.join("\n"));
     } finally {
       for (const c of await managed()) await client.removeContainer(c.id);
     }
