@@ -301,6 +301,7 @@ Deno.test("helm template: NATS runs JetStream on volumes, TLS clients, a plain W
       clustered,
     );
   }
+  assert.match(clustered, /^ {2}no_advertise: true$/m);
   const policy = object(named(three, "NetworkPolicy", "fleet-nats")["spec"], "spec");
   const ingress = policy["ingress"] as Json[];
   assert.deepEqual(ingress[1]?.["ports"], [{ port: 6222 }]);
@@ -611,6 +612,39 @@ Deno.test("helm template: refuses a control plane without authentication or with
   }
 });
 
+/** Ports and paths of one NATS pod, on this machine. */
+interface LocalNats {
+  client: number;
+  monitor: number;
+  websocket: number;
+  storeDir: string;
+  certs: { certFile: string; keyFile: string };
+  /** The route port, and the route port of every pod by its ordinal. */
+  cluster?: { port: number; routes: number[] };
+}
+
+/** A rendered nats.conf with the pod's ports and paths moved to `local`'s. */
+function onThisMachine(conf: string, local: LocalNats): string {
+  let moved = conf
+    .replace('"0.0.0.0:4222"', `"127.0.0.1:${local.client}"`)
+    .replace('"0.0.0.0:8222"', `"127.0.0.1:${local.monitor}"`)
+    .replace('"0.0.0.0:8080"', `"127.0.0.1:${local.websocket}"`)
+    .replace('"/data/jetstream"', JSON.stringify(local.storeDir))
+    .replace('"/etc/nats/tls/tls.crt"', JSON.stringify(local.certs.certFile))
+    .replace('"/etc/nats/tls/tls.key"', JSON.stringify(local.certs.keyFile));
+  if (local.cluster !== undefined) {
+    moved = moved.replace('"0.0.0.0:6222"', `"127.0.0.1:${local.cluster.port}"`);
+    local.cluster.routes.forEach((port, i) => {
+      moved = moved.replace(
+        `"nats://fleet-nats-${i}.fleet-nats-headless.fleet.svc:6222"`,
+        `"nats://127.0.0.1:${port}"`,
+      );
+    });
+  }
+  assert.doesNotMatch(moved, /0\.0\.0\.0|fleet-nats-headless|\/etc\/nats|\/data\//, moved);
+  return moved;
+}
+
 /** A process of the test, its stderr collected; `stop()` ends it and returns what it wrote. */
 function spawn(command: string, args: string[], env: Record<string, string>) {
   const child = new Deno.Command(command, {
@@ -692,13 +726,10 @@ Deno.test("the rendered configs run: nats-server with nats.conf, fleet callout r
   await Deno.writeTextFile(join(keys, "password"), password);
 
   // The pods' paths and ports, moved to this machine's.
-  const conf = configFile(manifests, "ConfigMap", "fleet-nats-config", "nats.conf")
-    .replace('"0.0.0.0:4222"', `"127.0.0.1:${client}"`)
-    .replace('"0.0.0.0:8222"', `"127.0.0.1:${monitor}"`)
-    .replace('"0.0.0.0:8080"', `"127.0.0.1:${websocket}"`)
-    .replace('"/data/jetstream"', JSON.stringify(join(dir.path, "jetstream")))
-    .replace('"/etc/nats/tls/tls.crt"', JSON.stringify(certs.certFile))
-    .replace('"/etc/nats/tls/tls.key"', JSON.stringify(certs.keyFile));
+  const conf = onThisMachine(
+    configFile(manifests, "ConfigMap", "fleet-nats-config", "nats.conf"),
+    { client, monitor, websocket, storeDir: join(dir.path, "jetstream"), certs },
+  );
   const toml = configFile(manifests, "Secret", "fleet-callout-config", "callout.toml")
     .replace("tls://fleet-nats-headless.fleet.svc:4222", `tls://127.0.0.1:${client}`)
     .replace("/etc/fleet/nats-ca/ca.crt", certs.caFile)
@@ -824,5 +855,60 @@ Deno.test("helm install on a real kube-apiserver: every object is accepted, the 
   assert.ok(uninstall.success, uninstall.stderr);
   for (const crd of ["deployments.fleet.nationtech.io", "devices.fleet.nationtech.io"]) {
     assert.ok(await client.get(CRDS, crd), `${crd} kept`);
+  }
+});
+
+Deno.test("the rendered nats.conf of 3 servers forms a JetStream cluster through its routes", async () => {
+  await using dir = await tempDir("fleet-chart-cluster-");
+  const certs = await makeTestCertificates(dir.path, "nats", ["DNS:localhost", "IP:127.0.0.1"]);
+  const conf = configFile(
+    await render({ nats: { server: { replicas: 3 } } }),
+    "ConfigMap",
+    "fleet-nats-config",
+    "nats.conf",
+  );
+  const routes = [freePort(), freePort(), freePort()];
+  const servers = routes.map((port, i) => ({
+    name: `fleet-nats-${i}`,
+    local: {
+      client: freePort(),
+      monitor: freePort(),
+      websocket: freePort(),
+      storeDir: join(dir.path, `jetstream-${i}`),
+      certs,
+      cluster: { port, routes },
+    },
+  }));
+  const running = [];
+  try {
+    for (const { name, local } of servers) {
+      const file = join(dir.path, `${name}.conf`);
+      await Deno.writeTextFile(file, onThisMachine(conf, local));
+      running.push(spawn("nats-server", ["--config", file], {
+        POD_NAME: name,
+        FLEET_CALLOUT_PASSWORD: '"pw"',
+      }));
+    }
+    // What the liveness probe asks: JetStream up, in a cluster with a meta leader.
+    for (const { local } of servers) {
+      await eventually(
+        "a JetStream cluster",
+        () => answers(`http://127.0.0.1:${local.monitor}/healthz?js-enabled-only=true`),
+        60_000,
+      );
+    }
+    const meta = await eventually("3 servers in the JetStream cluster", async () => {
+      const response = await fetch(`http://127.0.0.1:${servers[0]!.local.monitor}/jsz`);
+      const { meta_cluster: meta } = await response.json() as {
+        meta_cluster?: { name?: string; cluster_size?: number; leader?: string };
+      };
+      return meta?.cluster_size === 3 && meta.leader !== undefined ? meta : undefined;
+    }, 60_000);
+    assert.equal(meta.name, "fleet");
+  } finally {
+    for (const process of running) {
+      const log = await process.stop();
+      assert.doesNotMatch(log, /\[FTL\]/, log);
+    }
   }
 });

@@ -72,6 +72,9 @@ jetstream {
 cluster {
   name: {{ include "fleet.fullname" . | quote }}
   listen: "0.0.0.0:${NATS_PORTS.cluster}"
+  # Clients are not told the pods' addresses, which devices cannot reach: they reconnect
+  # through the route, the operator and the callout through the headless Service.
+  no_advertise: true
   routes: [
   {{- range $i := until (int .Values.nats.server.replicas) }}
     "nats://{{ include "fleet.fullname" $ }}-nats-{{ $i }}.{{ include "fleet.fullname" $ }}-nats-headless.{{ $.Release.Namespace }}.svc:${NATS_PORTS.cluster}"
