@@ -352,6 +352,9 @@ operator:
   # Leader election through the Lease "${OPERATOR_LEASE_NAME}" in the release namespace, which
   # the chart creates; needed with replicas > 1.
   leaderElection: true
+  # Copies of each JetStream bucket the operator creates (FLEET_REPLICAS). 0: one per server of
+  # the chart's NATS, at most 3 (1 with nats.enabled false: set it for a NATS cluster of yours).
+  bucketReplicas: 0
   # Port of /healthz (liveness), /readyz (readiness: connected to NATS and, on the leader, the
   # fleet read; a standby is ready) and /metrics (Prometheus) (FLEET_OPERATOR_HEALTH_PORT).
   healthPort: 8080
@@ -532,6 +535,16 @@ readinessProbe:
 {{- .Values.nats.url }}
 {{- else if .Values.nats.enabled }}
 {{- printf "tls://%s-nats-headless.%s.svc:${NATS_PORTS.client}" (include "fleet.fullname" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/* Copies of each bucket: operator.bucketReplicas, else one per server of the chart's NATS (at most 3). */}}
+{{- define "fleet.bucketReplicas" -}}
+{{- if .Values.operator.bucketReplicas }}
+{{- int .Values.operator.bucketReplicas }}
+{{- else if .Values.nats.enabled }}
+{{- min 3 (int .Values.nats.server.replicas) }}
+{{- else }}1
 {{- end }}
 {{- end }}
 
@@ -905,6 +918,8 @@ spec:
                   name: {{ .Values.nats.credentialsSecret | quote }}
                   key: password
             {{- end }}
+            - name: FLEET_REPLICAS
+              value: {{ include "fleet.bucketReplicas" . | quote }}
             - name: FLEET_OPERATOR_HEALTH_PORT
               value: {{ .Values.operator.healthPort | quote }}
             {{- include "fleet.denoEnv" .Values.operator.v8Flags | nindent 12 }}

@@ -492,6 +492,7 @@ Deno.test("helm template: the operator runs the kube source with leader election
     { name: "FLEET_OIDC_GRANT", value: "jwt-bearer" },
     { name: "FLEET_OIDC_PROVIDER", value: "zitadel" },
     { name: "FLEET_OIDC_PROJECT_ID", value: "301234567890123456" },
+    { name: "FLEET_REPLICAS", value: "1" },
     { name: "FLEET_OPERATOR_HEALTH_PORT", value: "8080" },
     { name: "DENO_DIR", value: "/tmp/deno" },
     { name: "DENO_V8_FLAGS", value: "--max-old-space-size=128" },
@@ -528,9 +529,18 @@ Deno.test("helm template: the operator runs the kube source with leader election
       name: "FLEET_NATS_PASSWORD",
       valueFrom: { secretKeyRef: { name: "fleet-nats", key: "password" } },
     },
+    { name: "FLEET_REPLICAS", value: "1" },
     { name: "FLEET_OPERATOR_HEALTH_PORT", value: "8080" },
     { name: "DENO_DIR", value: "/tmp/deno" },
   ]);
+
+  // Each bucket on 3 servers of a NATS cluster: the chart's, or one's own when told.
+  const replicas = async (...overrides: Json[]) =>
+    env(named(await render(...overrides), "Deployment", "fleet-operator"))
+      .find((e) => e["name"] === "FLEET_REPLICAS")?.["value"];
+  assert.equal(await replicas({ nats: { server: { replicas: 3 } } }), "3");
+  assert.equal(await replicas({ nats: { server: { replicas: 5 } } }), "3");
+  assert.equal(await replicas({ operator: { bucketReplicas: 2 } }), "2");
 });
 
 Deno.test("helm template: the operator gets exactly the verbs it uses and the one Lease it may renew", async () => {

@@ -152,6 +152,7 @@ Deno.test("helmChart() values.yaml holds the defaults: every part on, NATS behin
   assert.equal(operator["enabled"], true);
   assert.equal(operator["replicas"], 2);
   assert.equal(operator["leaderElection"], true);
+  assert.equal(operator["bucketReplicas"], 0);
   assert.equal(operator["healthPort"], 8080);
   assert.equal(operator["v8Flags"], "--max-old-space-size=128");
   const resources = object(operator["resources"], "operator.resources");
