@@ -15,11 +15,11 @@ import { calloutServerConfig } from "../callout/nats_config.ts";
 import { ACCOUNT_JETSTREAM_DEFAULTS } from "../core/limits.ts";
 
 /** The account devices and the operator are placed into (callout.toml `[account] name`). */
-export const CHART_ACCOUNT = "FLEET";
+const CHART_ACCOUNT = "FLEET";
 /** The callout's own NATS user, in both callout.toml and the NATS configuration. */
-export const CHART_CALLOUT_USER = "fleet-callout";
+const CHART_CALLOUT_USER = "fleet-callout";
 /** The environment variable nats-server reads the callout's password from. */
-export const CHART_CALLOUT_PASSWORD_ENV = "FLEET_CALLOUT_PASSWORD";
+const CHART_CALLOUT_PASSWORD_ENV = "FLEET_CALLOUT_PASSWORD";
 /** The default NATS image: the nats-server release the project builds and tests against. */
 export const NATS_IMAGE = { repository: "docker.io/library/nats", tag: "2.10.27-alpine" };
 
