@@ -97,7 +97,9 @@ export function zitadelCommand(): Command {
         // --set-string: --set would turn the 18-digit id into a rounded number.
         `  helm install ... --set nats.oidc.issuer=${url} ` +
           `--set nats.oidc.keySecret=fleet-operator-oidc ` +
-          `--set-string nats.oidc.zitadelProjectId=${projectId}`,
+          `--set-string nats.oidc.zitadelProjectId=${projectId} ` +
+          `--set callout.oidc.issuer=${url} --set-string callout.oidc.audience=${projectId} ` +
+          `--set callout.oidc.roleClaim=urn:zitadel:iam:org:project:roles`,
       );
       printLine(
         `  callout [oidc]: issuer = "${url}", audience = "${projectId}", ` +

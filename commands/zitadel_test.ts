@@ -48,6 +48,9 @@ Deno.test("fleet zitadel setup makes the project, roles and service users once a
       new RegExp(`nats\\.oidc\\.zitadelProjectId=${projectId}`),
     );
     assert.match(first.stdout, new RegExp(`audience = "${projectId}"`));
+    // The chart's callout values too.
+    assert.match(first.stdout, new RegExp(`callout\\.oidc\\.audience=${projectId} `));
+    assert.match(first.stdout, /callout\.oidc\.roleClaim=urn:zitadel:iam:org:project:roles/);
     const key = JSON.parse(await Deno.readTextFile(join(dir, "fleet-operator-key.json")));
     assert.equal(key.type, "serviceaccount");
     assert.equal((await Deno.stat(join(dir, "fleet-operator-key.json"))).mode! & 0o777, 0o600);
