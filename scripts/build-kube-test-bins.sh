@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real kube-apiserver and etcd the Kubernetes tests run against, and the
-# kube-controller-manager, kube-scheduler, kubelet and kube-proxy of the single-node cluster
-# (testing/kube_node.ts), into
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy and CoreDNS of the single-node
+# cluster (testing/kube_node.ts), into
 # ~/.cache/fleet/kube-<version>-etcd-<version>/ ($XDG_CACHE_HOME respected; $FLEET_KUBE_BIN_DIR
 # instead when set), outside the clone, so every checkout on the machine reuses them; from the
 # Go modules pinned in fixtures/kube-apiserver (go.mod + go.sum, committed, so every machine
@@ -23,11 +23,12 @@ mods="$PWD/fixtures/kube-apiserver"
 out="${FLEET_KUBE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fleet/kube-$KUBE_VERSION-etcd-$ETCD_VERSION}"
 stamp="$out/.versions"
 
-inputs=$(cat "$mods/go.mod" "$mods/go.sum" "$mods/etcd/go.mod" "$mods/etcd/go.sum" | sha256sum | cut -c1-16)
+inputs=$(cat "$mods/go.mod" "$mods/go.sum" "$mods/etcd/go.mod" "$mods/etcd/go.sum" \
+  "$mods/coredns/go.mod" "$mods/coredns/go.sum" "$mods/coredns/main.go" | sha256sum | cut -c1-16)
 want="kube-apiserver=$KUBE_VERSION etcd=$ETCD_VERSION modules=$inputs"
 kube_programs="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 built=yes
-for p in etcd $kube_programs; do [ -x "$out/$p" ] || built=no; done
+for p in etcd coredns $kube_programs; do [ -x "$out/$p" ] || built=no; done
 if [ "$built" = yes ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
@@ -48,6 +49,10 @@ echo "==> Building etcd $ETCD_VERSION (about a minute the first time)"
 (cd "$mods/etcd" && go build -trimpath -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3)
 mv "$out/etcd.tmp" "$out/etcd"
 
+echo "==> Building CoreDNS, the test cluster's DNS (fixtures/kube-apiserver/coredns)"
+(cd "$mods/coredns" && go build -trimpath -ldflags "-s -w" -o "$out/coredns.tmp" .)
+mv "$out/coredns.tmp" "$out/coredns"
+
 # `go build` cannot stamp the release version the way Kubernetes' own build does; without
 # these the server reports v0.0.0-master at /version.
 minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
@@ -65,4 +70,4 @@ for p in $kube_programs; do
 done
 
 echo "$want" > "$stamp"
-echo "==> etcd and $kube_programs are in $out"
+echo "==> etcd, coredns and $kube_programs are in $out"

@@ -1,16 +1,17 @@
 /**
  * A single-node Kubernetes cluster for tests: the API server of testing/kube_apiserver.ts,
  * and on this host containerd (Debian's), the CNI plugins (Debian's: bridge, host-local,
- * portmap, loopback), a kubelet, kube-controller-manager, kube-scheduler and kube-proxy
- * (iptables mode), all built by `scripts/build-kube-test-bins.sh`. Pods run for real, get
- * IPs on a bridge, and Services work from the host and from pods.
+ * portmap, loopback), a kubelet, kube-controller-manager, kube-scheduler, kube-proxy
+ * (iptables mode) and CoreDNS for `cluster.local`, all built by
+ * `scripts/build-kube-test-bins.sh`. Pods run for real, get IPs on a bridge, and Services
+ * work from the host and from pods, by IP and by name.
  *
  * It changes the host the way a node does, so it needs root and runs one at a time: the
  * bridge `fleetkube0` with pods on 10.244.0.0/24, kube-proxy's and the CNI plugins'
  * iptables rules (removed again on dispose), cgroups under `kubepods`. No registry is
  * reachable here: images come from podman's storage ({@linkcode KubeNode.loadImage}),
- * and pods must use `imagePullPolicy: Never` or `IfNotPresent`. There is no cluster DNS:
- * pods reach Services by their IP or the `<NAME>_SERVICE_HOST` environment variables.
+ * and pods must use `imagePullPolicy: Never` or `IfNotPresent`. The cluster's DNS server
+ * runs on the host, at the node's address (port 53), not behind a Service.
  */
 
 import { join } from "node:path";
@@ -37,13 +38,15 @@ const BRIDGE = "fleetkube0";
 const CNI_BIN_DIR = "/usr/lib/cni";
 /** containerd's namespace for the CRI (where the kubelet looks for images). */
 const CRI_NAMESPACE = "k8s.io";
-/** The pod sandbox image: busybox sleeping, built locally (registry.k8s.io/pause is not reachable). */
+/** The pod sandbox image: busybox sleeping, built here (registry.k8s.io/pause is unreachable). */
 const PAUSE_IMAGE = "localhost/fleet-pause:1";
 const PAUSE_CONTAINERFILE = `FROM scratch
 COPY busybox /bin/busybox
 ENTRYPOINT ["/bin/busybox", "sleep", "2147483647"]
 `;
+const CLUSTER_DOMAIN = "cluster.local";
 const NODE_READY_TIMEOUT_MS = 120_000;
+const DNS_READY_TIMEOUT_MS = 30_000;
 const CONTAINERD_READY_TIMEOUT_MS = 30_000;
 const PODS_GONE_TIMEOUT_MS = 60_000;
 const LOG_TAIL_LINES = 25;
@@ -51,6 +54,7 @@ const LOG_TAIL_LINES = 25;
 /** The processes of the node, for logs and memory figures. */
 export type NodeComponent =
   | "containerd"
+  | "coredns"
   | "kubelet"
   | "kube-controller-manager"
   | "kube-scheduler"
@@ -71,6 +75,13 @@ export interface KubeNode extends AsyncDisposable {
    * under the same reference (`localhost/name:tag`).
    */
   loadImage(ref: string): Promise<void>;
+  /**
+   * Creates `count` PersistentVolumes without a storage class (what a claim binds to when
+   * the cluster has no default class; there is no provisioner), each a folder under
+   * {@linkcode KubeNode.dir} that any user may write, as pods under a random UID do.
+   * @returns their names.
+   */
+  addVolumes(count: number, size?: string): Promise<string[]>;
   /** Resident memory (bytes) of each node process, containerd's shims not included. */
   memory(): Promise<Record<NodeComponent, number>>;
   /** The last lines of one component's log. */
@@ -121,6 +132,7 @@ export async function startKubeNode(): Promise<KubeNode> {
     controllerManager: requireFile(join(binDir, "kube-controller-manager")),
     scheduler: requireFile(join(binDir, "kube-scheduler")),
     proxy: requireFile(join(binDir, "kube-proxy")),
+    coredns: requireFile(join(binDir, "coredns")),
   };
   requireFile(join(CNI_BIN_DIR, "bridge"), "apt-get install containernetworking-plugins");
   const nodeAddress = await hostAddress();
@@ -227,6 +239,13 @@ export const ServiceType: ResourceType = {
   kind: "Service",
   namespaced: true,
 };
+const PersistentVolumeType: ResourceType = {
+  group: "",
+  version: "v1",
+  plural: "persistentvolumes",
+  kind: "PersistentVolume",
+  namespaced: false,
+};
 const NodeType: ResourceType = {
   group: "",
   version: "v1",
@@ -254,6 +273,7 @@ interface Bins {
   controllerManager: string;
   scheduler: string;
   proxy: string;
+  coredns: string;
 }
 
 class KubeNodeProcesses implements KubeNode {
@@ -265,6 +285,7 @@ class KubeNodeProcesses implements KubeNode {
   readonly #socket: string;
   readonly #processes: Record<NodeComponent, LoggedProcess>;
   #disposed = false;
+  #volumes = 0;
 
   constructor(api: KubeApiServer, dir: string, nodeAddress: string, bins: Bins) {
     this.api = api;
@@ -276,6 +297,7 @@ class KubeNodeProcesses implements KubeNode {
       new LoggedProcess(name, bin, join(dir, `${name}.log`));
     this.#processes = {
       "containerd": logged("containerd", bins.containerd),
+      "coredns": logged("coredns", bins.coredns),
       "kubelet": logged("kubelet", bins.kubelet),
       "kube-controller-manager": logged("kube-controller-manager", bins.controllerManager),
       "kube-scheduler": logged("kube-scheduler", bins.scheduler),
@@ -303,9 +325,11 @@ class KubeNodeProcesses implements KubeNode {
       `--secure-port=${freePort()}`,
       "--leader-elect=false",
     ]);
+    await this.#startDns();
     await this.#startKubelet();
     await this.#startKubeProxy();
     await this.#waitReady();
+    await this.#waitDns();
   }
 
   async loadImage(ref: string): Promise<void> {
@@ -316,6 +340,28 @@ class KubeNodeProcesses implements KubeNode {
     } finally {
       await Deno.remove(tar).catch(() => {});
     }
+  }
+
+  async addVolumes(count: number, size = "10Gi"): Promise<string[]> {
+    using client = new KubeClient(this.api.adminConfig);
+    const names: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const name = `fleet-test-volume-${++this.#volumes}`;
+      const path = join(this.dir, "volumes", name);
+      await Deno.mkdir(path, { recursive: true });
+      await Deno.chmod(path, 0o1777);
+      await client.create(PersistentVolumeType, {
+        metadata: { name },
+        spec: {
+          capacity: { storage: size },
+          accessModes: ["ReadWriteOnce"],
+          persistentVolumeReclaimPolicy: "Retain",
+          hostPath: { path, type: "Directory" },
+        },
+      });
+      names.push(name);
+    }
+    return names;
   }
 
   async memory(): Promise<Record<NodeComponent, number>> {
@@ -410,13 +456,15 @@ state = "${join(this.dir, "containerd-state")}"
     );
     const containerd = this.#processes.containerd;
     await containerd.start(["--config", config]);
-    await waitFor("containerd", async () => {
-      if (containerd.exited !== undefined) return "exited";
+    const outcome = await waitFor("containerd", async () => {
+      if (containerd.exited !== undefined) return "exited during start-up";
       return await this.#ctr("version").then(() => "ready", () => undefined);
-    }, CONTAINERD_READY_TIMEOUT_MS).catch(() => "timed out");
-    if (!containerd.running) {
+    }, CONTAINERD_READY_TIMEOUT_MS).catch(() =>
+      `did not answer within ${CONTAINERD_READY_TIMEOUT_MS / 1000} s`
+    );
+    if (outcome !== "ready") {
       throw new KubeNodeError(
-        `containerd exited during start-up; last log lines:\n${await containerd.logTail(25)}`,
+        `containerd ${outcome}; last log lines:\n${await containerd.logTail(LOG_TAIL_LINES)}`,
       );
     }
   }
@@ -467,6 +515,42 @@ state = "${join(this.dir, "containerd-state")}"
     );
   }
 
+  /** CoreDNS on the node's address: the API server's names, the host's resolver for the rest. */
+  async #startDns(): Promise<void> {
+    const corefile = join(this.dir, "Corefile");
+    await Deno.writeTextFile(
+      corefile,
+      `.:53 {
+    bind ${this.nodeAddress}
+    errors
+    kubernetes ${CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {
+        kubeconfig ${this.api.kubeconfigPath} fleet-test
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    forward . /etc/resolv.conf
+}
+`,
+    );
+    await this.#processes.coredns.start(["-conf", corefile]);
+  }
+
+  /** CoreDNS answers once its first read of Services and endpoints is done (a few seconds). */
+  async #waitDns(): Promise<void> {
+    const coredns = this.#processes.coredns;
+    const nameServer = { ipAddr: this.nodeAddress, port: 53 };
+    const outcome = await waitFor("CoreDNS", async () => {
+      if (coredns.exited !== undefined) return "exited during start-up";
+      const name = `kubernetes.default.svc.${CLUSTER_DOMAIN}`;
+      return await Deno.resolveDns(name, "A", { nameServer }).then(() => "ready", () => undefined);
+    }, DNS_READY_TIMEOUT_MS).catch(() => `did not answer within ${DNS_READY_TIMEOUT_MS / 1000} s`);
+    if (outcome !== "ready") {
+      throw new KubeNodeError(
+        `CoreDNS ${outcome}; last log lines:\n${await coredns.logTail(LOG_TAIL_LINES)}`,
+      );
+    }
+  }
+
   async #startKubelet(): Promise<void> {
     const config = {
       apiVersion: "kubelet.config.k8s.io/v1beta1",
@@ -498,7 +582,8 @@ state = "${join(this.dir, "containerd-state")}"
       // Loaded images cannot be pulled again: never collect them.
       imageGCHighThresholdPercent: 100,
       imageGCLowThresholdPercent: 99,
-      clusterDomain: "cluster.local",
+      clusterDomain: CLUSTER_DOMAIN,
+      clusterDNS: [this.nodeAddress],
       resolvConf: "/etc/resolv.conf",
     };
     const configPath = join(this.dir, "kubelet.yaml");

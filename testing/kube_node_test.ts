@@ -1,11 +1,19 @@
 import assert from "node:assert/strict";
 import { KubeClient } from "../adapters/kube/client.ts";
-import type { KubeObject } from "../adapters/kube/types.ts";
+import type { KubeObject, ResourceType } from "../adapters/kube/types.ts";
 import { PodmanClient } from "../adapters/podman/client.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { NODE_NAME, PodType, ServiceType, startKubeNode } from "./kube_node.ts";
+
+const PersistentVolumeClaimType: ResourceType = {
+  group: "",
+  version: "v1",
+  plural: "persistentvolumeclaims",
+  kind: "PersistentVolumeClaim",
+  namespaced: true,
+};
 
 interface Pod extends KubeObject {
   status?: { phase?: string; conditions?: { type: string; status: string }[] };
@@ -22,7 +30,7 @@ interface Service extends KubeObject {
 const POD_TIMEOUT_MS = 120_000;
 const TAG = "kube-node";
 
-Deno.test("a single-node cluster runs a pod to Ready and reaches it through a Service", async () => {
+Deno.test("single-node cluster: pods reach Services by IP and name, the API, a volume", async () => {
   await using podmanService = await startPodmanService();
   using podman = new PodmanClient({ socketPath: podmanService.socketPath });
   const image = await ensureTestImage(podman, TAG);
@@ -92,12 +100,39 @@ Deno.test("a single-node cluster runs a pod to Ready and reaches it through a Se
     assert.equal(body, page, url);
   }
 
-  // From a pod: the Service through its environment variables (no cluster DNS), and the API
-  // server through the `kubernetes` Service with the pod's own service account token.
+  // A headless Service's name resolves to its pods' addresses, as the chart's NATS routes need.
+  await client.create<Service>(ServiceType, {
+    metadata: { name: "fleet-web-headless", namespace: "default" },
+    spec: { clusterIP: "None", selector: { app: "web" }, ports: [{ port: 80 }] },
+  });
+  const podIp = (web as { status?: { podIP?: string } }).status?.podIP;
+  const nameServer = { ipAddr: node.nodeAddress, port: 53 };
+  const headless = await waitFor(
+    "the headless Service's DNS name",
+    async () => {
+      const name = "fleet-web-headless.default.svc.cluster.local";
+      const addresses = await Deno.resolveDns(name, "A", { nameServer });
+      return addresses.length > 0 ? addresses : undefined;
+    },
+    30_000,
+    250,
+  );
+  assert.deepEqual(headless, [podIp]);
+
+  // From a pod: the Service by its short name (cluster DNS and the pod's search domains), and
+  // the API server through the `kubernetes` Service with the pod's own service account token;
+  // as a non-root user, it writes to a claimed volume.
+  const [volume] = await node.addVolumes(1);
+  await client.create(PersistentVolumeClaimType, {
+    metadata: { name: "data", namespace: "default" },
+    spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+  });
   await client.create(PodType, {
     metadata: { name: "client", namespace: "default" },
     spec: {
       restartPolicy: "Never",
+      securityContext: { runAsUser: 1000, runAsNonRoot: true },
+      volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],
       containers: [{
         name: "client",
         image,
@@ -105,11 +140,13 @@ Deno.test("a single-node cluster runs a pod to Ready and reaches it through a Se
         command: [
           "/bin/sh",
           "-c",
-          "set -e; wget -qO- http://$FLEET_WEB_SERVICE_HOST:$FLEET_WEB_SERVICE_PORT/; " +
+          "set -e; wget -qO- http://fleet-web:8080/; " +
           "token=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token); " +
           'wget -qO- --header "Authorization: Bearer $token" ' +
-          "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version",
+          "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version; " +
+          "echo written > /data/by-pod",
         ],
+        volumeMounts: [{ name: "data", mountPath: "/data" }],
       }],
     },
   });
@@ -127,6 +164,7 @@ Deno.test("a single-node cluster runs a pod to Ready and reaches it through a Se
   assert.equal(phase, "Succeeded", log);
   assert.match(log, /fleet-test kube-node/);
   assert.match(log, /"gitVersion": "v1\.34\.4"/);
+  assert.equal(await Deno.readTextFile(`${node.dir}/volumes/${volume}/by-pod`), "written\n");
 
   const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
   const memory = Object.entries(await node.memory()).map(([name, bytes]) =>
