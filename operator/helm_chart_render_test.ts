@@ -756,6 +756,7 @@ Deno.test("the rendered configs run: nats-server with nats.conf, fleet callout r
     await eventually(
       "nats-server's /healthz",
       () => answers(`http://127.0.0.1:${monitor}/healthz`),
+      60_000,
     );
     // What the callout pod runs: the image's entry point with `callout run` and the chart's
     // environment.
