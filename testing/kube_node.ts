@@ -72,9 +72,11 @@ export interface KubeNode extends AsyncDisposable {
   readonly startupMs: number;
   /**
    * Copies an image from podman's local storage into containerd, where pods find it
-   * under the same reference (`localhost/name:tag`).
+   * under `name`: the same reference by default, or e.g. a multi-arch index's name for
+   * its amd64 image (`localhost/fleet:1.0.0-amd64` as `localhost/fleet:1.0.0`; podman
+   * cannot save an index).
    */
-  loadImage(ref: string): Promise<void>;
+  loadImage(ref: string, name?: string): Promise<void>;
   /**
    * Creates `count` PersistentVolumes without a storage class (what a claim binds to when
    * the cluster has no default class; there is no provisioner), each a folder under
@@ -332,11 +334,12 @@ class KubeNodeProcesses implements KubeNode {
     await this.#waitDns();
   }
 
-  async loadImage(ref: string): Promise<void> {
+  async loadImage(ref: string, name = ref): Promise<void> {
     const tar = join(this.dir, `image-${crypto.randomUUID()}.tar`);
     try {
       await run(this.#bins.podman, ["save", "--format", "oci-archive", "-o", tar, ref]);
       await this.#ctr("images", "import", tar);
+      if (name !== ref) await this.#ctr("images", "tag", "--force", ref, name);
     } finally {
       await Deno.remove(tar).catch(() => {});
     }
