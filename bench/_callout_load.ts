@@ -186,42 +186,73 @@ export function connectAgent(url: string, agent: Agent): Promise<NatsConnection>
 }
 
 /**
- * Connects every agent, `concurrency` at a time; returns the rate and latencies and the
- * open connections (the caller closes them).
+ * Connects every agent, `concurrency` at a time (closed loop: the callouts' capacity); returns
+ * the rate and latencies and the open connections (the caller closes them). At capacity the
+ * latency is mostly waiting in line: see {@link paced} for the latency under a given load.
  */
 export async function burst(
   url: string,
   agents: Agent[],
   concurrency: number,
 ): Promise<{ figures: BurstFigures; conns: NatsConnection[] }> {
-  const times: number[] = [];
-  const conns: NatsConnection[] = [];
-  let failed = 0;
+  const run = new ConnectRun(url);
   let next = 0;
-  const started = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < agents.length) {
-      const agent = agents[next++]!;
-      const t0 = performance.now();
-      try {
-        conns.push(await connectAgent(url, agent));
-        times.push(performance.now() - t0);
-      } catch {
-        failed++;
-      }
-    }
+    while (next < agents.length) await run.connect(agents[next++]!);
   }));
-  const elapsed = performance.now() - started;
-  times.sort((a, b) => a - b);
-  return {
-    figures: {
-      perSecond: times.length / (elapsed / 1000),
-      p50: percentile(times, 0.5),
-      p99: percentile(times, 0.99),
-      failed,
-    },
-    conns,
-  };
+  return run.done();
+}
+
+/**
+ * Connects the agents at a steady `perSecond` (open loop: each starts on schedule, whether or
+ * not the earlier ones are done), as agents arrive in the field: the latency at that load.
+ */
+export async function paced(
+  url: string,
+  agents: Agent[],
+  perSecond: number,
+): Promise<{ figures: BurstFigures; conns: NatsConnection[] }> {
+  const run = new ConnectRun(url);
+  await Promise.all(agents.map(async (agent, i) => {
+    const wait = run.started + (i * 1000) / perSecond - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    await run.connect(agent);
+  }));
+  return run.done();
+}
+
+/** Connect latencies and failures of one run, and its open connections. */
+class ConnectRun {
+  readonly started = performance.now();
+  readonly #times: number[] = [];
+  readonly #conns: NatsConnection[] = [];
+  #failed = 0;
+
+  constructor(readonly url: string) {}
+
+  async connect(agent: Agent): Promise<void> {
+    const t0 = performance.now();
+    try {
+      this.#conns.push(await connectAgent(this.url, agent));
+      this.#times.push(performance.now() - t0);
+    } catch {
+      this.#failed++;
+    }
+  }
+
+  done(): { figures: BurstFigures; conns: NatsConnection[] } {
+    const elapsed = performance.now() - this.started;
+    const times = [...this.#times].sort((a, b) => a - b);
+    return {
+      figures: {
+        perSecond: times.length / (elapsed / 1000),
+        p50: percentile(times, 0.5),
+        p99: percentile(times, 0.99),
+        failed: this.#failed,
+      },
+      conns: this.#conns,
+    };
+  }
 }
 
 /** Every agent connected, then nats-server restarted: how long until all are back. */

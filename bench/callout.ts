@@ -5,16 +5,20 @@
  * callout's own handling median from its log); then the callout under load (see
  * {@link CalloutLoad}): authorizations per second and p50/p99 connect latency with the JWKS
  * cached, for one `fleet callout run` and for two sharing the queue group, and the reconnect
- * storm of `--agents` agents after a nats-server restart. Prints one line of figures, last.
+ * storm of `--agents` agents after a nats-server restart. Authorizations per second are the
+ * capacity (`--concurrency` connects in flight, so their latency is mostly queueing); the
+ * latency is also measured at a steady `--rate` per second, below that capacity. Prints one
+ * line of figures, last.
  *
- * `deno task bench:callout [--connects 20] [--signatures 1000] [--agents 1000] [--concurrency 50]`
+ * `deno task bench:callout [--connects 20] [--signatures 1000] [--agents 1000] [--concurrency 50]
+ * [--rate 500]`
  */
 import { parseArgs } from "node:util";
 import { createAccount } from "@nats-io/nkeys";
 import { printLine } from "../adapters/output.ts";
 import { AccountSigningKey } from "../callout/keys.ts";
 import { startCalloutFixture } from "../testing/callout.ts";
-import { burst, type BurstFigures, CalloutLoad, storm } from "./_callout_load.ts";
+import { burst, type BurstFigures, CalloutLoad, paced, storm } from "./_callout_load.ts";
 import { fmt, median, say } from "./_figures.ts";
 
 const { values } = parseArgs({
@@ -24,12 +28,14 @@ const { values } = parseArgs({
     signatures: { type: "string", default: "1000" },
     agents: { type: "string", default: "1000" },
     concurrency: { type: "string", default: "50" },
+    rate: { type: "string", default: "500" },
   },
 });
 const connects = Number(values.connects);
 const signatures = Number(values.signatures);
 const agentCount = Number(values.agents);
 const concurrency = Number(values.concurrency);
+const rate = Number(values.rate);
 
 /** Mean ms per signature of a 600-byte message (about a user JWT's claims). */
 function signingMs(): number {
@@ -57,20 +63,23 @@ async function connectMs(encrypted: boolean): Promise<{ connect: number; handlin
   return { connect: median(times), handling: median(handled) };
 }
 
-/** Every agent connects once, `concurrency` at a time; then all disconnect. */
+/** Every agent connects once, `concurrency` at a time or at `rate`; then all disconnect. */
 async function loaded(
   load: CalloutLoad,
   agents: Awaited<ReturnType<CalloutLoad["agents"]>>,
   label: string,
+  pace: { concurrency: number } | { rate: number } = { concurrency },
 ) {
   const before = load.cpuTicks();
-  const { figures, conns } = await burst(load.ns.url, agents, concurrency);
+  const { figures, conns } = "rate" in pace
+    ? await paced(load.ns.url, agents, pace.rate)
+    : await burst(load.ns.url, agents, pace.concurrency);
   const after = load.cpuTicks();
   await Promise.all(conns.map((nc) => nc.close()));
   say(
-    `${label}: ${agents.length} connects, ${concurrency} at a time, CPU s: callouts ${
-      (after.callouts - before.callouts) / 100
-    }, ` +
+    `${label}: ${agents.length} connects, ${
+      "rate" in pace ? `${pace.rate}/s` : `${pace.concurrency} at a time`
+    }, CPU s: callouts ${(after.callouts - before.callouts) / 100}, ` +
       `agents ${(after.agents - before.agents) / 100}, ` +
       `nats-server ${(after.server - before.server) / 100}`,
   );
@@ -91,8 +100,10 @@ await load.addCallout();
 // The first connect fetches the provider's keys; the figures are with them cached.
 await loaded(load, agents.slice(0, 1), "warm-up");
 const one = await loaded(load, agents, "one callout");
+const oneSteady = await loaded(load, agents, "one callout, steady", { rate });
 await load.addCallout();
 const two = await loaded(load, agents, "two callouts");
+const twoSteady = await loaded(load, agents, "two callouts, steady", { rate });
 const handling = median(load.decisions().handlingMs);
 const stormed = await storm(load, agents);
 printLine(
@@ -102,7 +113,10 @@ printLine(
     }ms), with xkey=${xkey.connect.toFixed(1)}ms (callout ${
       xkey.handling.toFixed(1)
     }ms) over ${connects} connects; ` +
-    `authorizations one callout ${burstLine(one)}, two callouts ${burstLine(two)} ` +
+    `authorizations at capacity (${concurrency} in flight) one callout ${burstLine(one)}, ` +
+    `two callouts ${burstLine(two)}; at a steady ${rate}/s one callout ${
+      burstLine(oneSteady)
+    }, two callouts ${burstLine(twoSteady)} ` +
     `(callout handling median ${fmt(handling, 1)}ms); ` +
     `storm ${stormed.back}/${agentCount} back in ${fmt(stormed.backMs / 1000, 1)}s, ` +
     `auth errors ${stormed.authErrors} (refused ${stormed.refused})`,
