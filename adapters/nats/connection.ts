@@ -212,8 +212,9 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
 
 /**
  * The connection options that carry `plan` out: the WebSocket factory (with the CA) or the
- * TLS settings (CA, server-name check and pin). With a bearer token and plaintext (allowed
- * to loopback only), the servers a cluster advertises are ignored: they could be elsewhere.
+ * TLS settings (CA, server-name check and pin). Over WebSocket, and with a bearer token and
+ * plaintext (allowed to loopback only), the servers a cluster advertises are ignored: they
+ * could be elsewhere.
  */
 async function transportOptions(
   plan: Exclude<TransportPlan, { kind: "invalid" }>,
@@ -225,10 +226,14 @@ async function transportOptions(
     ? { ignoreClusterUpdates: true }
     : {};
   if (plan.kind === "websocket") {
-    if (tls.caFile === undefined) return stayOnLoopback;
+    // A WebSocket URL is usually a route or ingress in front of the cluster: the servers the
+    // cluster advertises are its pods' own listeners, unreachable from a device or, worse,
+    // someone else's address there, and in clear (ws://) behind an edge-TLS route.
+    const configuredOnly = { ignoreClusterUpdates: true };
+    if (tls.caFile === undefined) return configuredOnly;
     const caCerts = [await readCaFile(tls.caFile, servers)];
     return {
-      ...stayOnLoopback,
+      ...configuredOnly,
       wsFactory: (url) => {
         const client = Deno.createHttpClient({ caCerts });
         const socket = new WebSocket(url, { client });

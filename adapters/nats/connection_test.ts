@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { wsconnect } from "@nats-io/nats-core";
 import { silentLogger } from "../logger.ts";
 import {
   connectNats,
@@ -12,6 +13,7 @@ import { captureLogger, nextStatus } from "../../testing/nats.ts";
 import { eventually } from "../../testing/eventually.ts";
 import { makeTestCertificates } from "../../testing/tls.ts";
 import { tempDir } from "../../testing/temp_dir.ts";
+import { freePort } from "../process.ts";
 import type { NatsTls } from "./transport.ts";
 
 const users = `authorization {
@@ -386,6 +388,45 @@ Deno.test("connectNats() over ws:// reports one lost connection and one reconnec
       lines.join("\n"),
     );
   } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("connectNats() over WebSocket stays on the configured URL, not the servers a cluster advertises", async () => {
+  // Behind a route, the servers a cluster advertises are its pods' own ws:// listeners: from a
+  // device unreachable at best, at worst someone else's address, and in clear.
+  const routes = [freePort(), freePort()];
+  const member = (i: number) =>
+    `server_name: "n${i}"\ncluster { name: "c", listen: "127.0.0.1:${routes[i]}", ` +
+    `routes: ["nats-route://127.0.0.1:${routes[1 - i]}"] }`;
+  await using a = await startNatsServer({ websocket: true, extraConfig: member(0) });
+  await using b = await startNatsServer({ websocket: true, extraConfig: member(1) });
+  // The library's own behaviour: it learns b's URL from a, and moves there when a is gone.
+  const raw = await wsconnect({ servers: [a.wsUrl ?? ""], maxReconnectAttempts: -1 });
+  const bHost = new URL(b.wsUrl ?? "").host;
+  await eventually("a to advertise b", () => raw.info?.connect_urls?.includes(bHost));
+  const nc = await connectNats({
+    servers: [a.wsUrl ?? ""],
+    credentials: noCredentials(),
+    name: "test",
+    logger: silentLogger,
+  });
+  try {
+    await eventually("a to advertise b to it too", () => nc.info?.connect_urls?.includes(bHost));
+    const seen: string[] = [];
+    void (async () => {
+      for await (const s of nc.status()) seen.push(s.type);
+    })();
+    const rawMoved = nextStatus(raw, "reconnect");
+    await a.kill();
+    await rawMoved;
+    assert.equal(raw.getServer(), bHost, "the library moved to b");
+    await eventually("three attempts at a alone", () => {
+      assert.ok(!seen.includes("reconnect"), `it moved to b: ${seen.join(",")}`);
+      return seen.filter((t) => t === "reconnecting").length >= 3;
+    });
+  } finally {
+    await raw.close();
     await nc.close();
   }
 });
