@@ -124,7 +124,8 @@ Deno.test("single-node cluster: pods reach Services by IP and name, the API, a v
 
   // From a pod: the Service by its short name (cluster DNS and the pod's search domains), and
   // the API server through the `kubernetes` Service with the pod's own service account token;
-  // as a non-root user, it writes to a claimed volume.
+  // under OpenShift's restricted-v2 settings (a UID from a namespace range, no capabilities,
+  // the runtime's seccomp profile, a read-only root), it writes to a claimed volume.
   const [volume] = await node.addVolumes(1);
   await client.create(PersistentVolumeClaimType, {
     metadata: { name: "data", namespace: "default" },
@@ -134,7 +135,11 @@ Deno.test("single-node cluster: pods reach Services by IP and name, the API, a v
     metadata: { name: "client", namespace: "default" },
     spec: {
       restartPolicy: "Never",
-      securityContext: { runAsUser: 1000, runAsNonRoot: true },
+      securityContext: {
+        runAsUser: 1000680000,
+        runAsNonRoot: true,
+        seccompProfile: { type: "RuntimeDefault" },
+      },
       volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],
       containers: [{
         name: "client",
@@ -149,6 +154,11 @@ Deno.test("single-node cluster: pods reach Services by IP and name, the API, a v
           "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version; " +
           "echo written > /data/by-pod",
         ],
+        securityContext: {
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ["ALL"] },
+        },
         volumeMounts: [{ name: "data", mountPath: "/data" }],
       }],
     },
