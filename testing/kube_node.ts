@@ -36,6 +36,7 @@ export const POD_CIDR = "10.244.0.0/24";
 
 const BRIDGE = "fleetkube0";
 const CNI_BIN_DIR = "/usr/lib/cni";
+const CONTAINER_LOG_LINKS = "/var/log/containers";
 /** containerd's namespace for the CRI (where the kubelet looks for images). */
 const CRI_NAMESPACE = "k8s.io";
 /** The pod sandbox image: busybox sleeping, built here (registry.k8s.io/pause is unreachable). */
@@ -413,9 +414,20 @@ class KubeNodeProcesses implements KubeNode {
     await this.#processes.containerd.stop();
     await run("ip", ["link", "del", BRIDGE]).catch(() => {});
     await removeKubeletChains();
+    await this.#removeLogLinks();
     await this.#unmountAll();
     await this.api[Symbol.asyncDispose]();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+
+  /** The kubelet links every container's log from /var/log/containers (not configurable). */
+  async #removeLogLinks(): Promise<void> {
+    const links = await Array.fromAsync(Deno.readDir(CONTAINER_LOG_LINKS)).catch(() => []);
+    for (const link of links) {
+      const path = join(CONTAINER_LOG_LINKS, link.name);
+      const target = await Deno.readLink(path).catch(() => "");
+      if (target.startsWith(`${this.dir}/`)) await Deno.remove(path).catch(() => {});
+    }
   }
 
   /** What the kubelet left mounted in our folder (its root, pods' volumes), deepest first. */
