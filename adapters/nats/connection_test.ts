@@ -430,3 +430,30 @@ Deno.test("connectNats() over WebSocket stays on the configured URL, not the ser
     await nc.close();
   }
 });
+
+Deno.test("connectNats() over ws:// sends CONNECT and PING in one frame: no Nagle wait for a delayed ACK", async () => {
+  // A server that speaks just enough NATS over WebSocket, keeping every frame it receives.
+  const frames: string[] = [];
+  const info = `INFO {"server_id":"FAKE","version":"2.10.27","proto":1,"headers":true,` +
+    `"max_payload":1048576}\r\n`;
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => socket.send(new TextEncoder().encode(info));
+    socket.onmessage = (event) => {
+      const text = new TextDecoder().decode(event.data as ArrayBuffer);
+      frames.push(text);
+      if (text.includes("PING")) socket.send(new TextEncoder().encode("PONG\r\n"));
+    };
+    return response;
+  });
+  const nc = await connectNats({
+    servers: [`ws://127.0.0.1:${server.addr.port}`],
+    credentials: noCredentials(),
+    name: "test",
+    logger: silentLogger,
+    waitOnFirstConnect: false,
+  });
+  await nc.close();
+  assert.match(frames[0] ?? "", /^CONNECT \{.*\}\r\nPING\r\n$/, JSON.stringify(frames));
+});
