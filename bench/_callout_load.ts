@@ -10,11 +10,11 @@ import { silentLogger } from "../adapters/logger.ts";
 import { connectNats, type CredentialSource } from "../adapters/nats/mod.ts";
 import { deviceInboxPrefix } from "../core/permissions.ts";
 import { loadCalloutConfig, loadCalloutKeys } from "../callout/config.ts";
-import { generateSeeds } from "../callout/keys.ts";
 import { calloutServerConfig, serverSettings } from "../callout/nats_config.ts";
 import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
 import { startTestProvider, type TestProvider } from "../testing/oidc_provider.ts";
 import { eventually } from "../testing/eventually.ts";
+import { writeCalloutSecrets, writeCalloutToml } from "../testing/callout.ts";
 import { type BenchChild, spawnLogged } from "./_child_process.ts";
 import { percentile, say } from "./_figures.ts";
 import { findPid, procSample } from "./_proc.ts";
@@ -60,35 +60,20 @@ export class CalloutLoad implements AsyncDisposable {
   static async start(): Promise<CalloutLoad> {
     const dir = await Deno.makeTempDir({ prefix: "fleet-callout-bench-" });
     const idp = await startTestProvider();
-    const { issuerSeed } = generateSeeds();
-    await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
-    await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
-    const configPath = join(dir, "callout.toml");
+    await writeCalloutSecrets(dir);
     const write = (port: number) =>
-      Deno.writeTextFile(
-        configPath,
-        `
-[nats]
-urls = ["nats://127.0.0.1:${port}"]
-user = "fleet-callout"
-password_file = "${join(dir, "password")}"
-
-[account]
-name = "FLEET"
-issuer_seed_file = "${join(dir, "issuer.nk")}"
-
-[oidc]
-issuer = "${idp.issuer}"
-audience = "${idp.audience}"
-device_id_claim = "${idp.deviceIdClaim}"
-role_claim = "roles"
-roles = { fleet-device = "device" }
-
-[jwt]
-max_ttl_seconds = 600
-`,
-      );
-    await write(4222);
+      writeCalloutToml(dir, {
+        port,
+        oidc: {
+          issuer: idp.issuer,
+          audience: idp.audience,
+          device_id_claim: idp.deviceIdClaim,
+          role_claim: "roles",
+          roles: { "fleet-device": "device" },
+        },
+        jwt: { max_ttl_seconds: 600 },
+      });
+    const configPath = await write(4222);
     const config = await loadCalloutConfig(configPath);
     const keys = await loadCalloutKeys(config, configPath);
     const ns = await startNatsServer({

@@ -14,7 +14,6 @@ import { startTestProvider, ZITADEL_ROLES_CLAIM } from "../testing/oidc_provider
 import {
   authorizerPolicy,
   calloutServerConfig,
-  generateSeeds,
   loadCalloutConfig,
   loadCalloutKeys,
   serverSettings,
@@ -25,6 +24,7 @@ import { ensureBucket, installConnectionResetGuard } from "../adapters/nats/mod.
 import { silentLogger } from "../adapters/logger.ts";
 import { registerTestDevice, testDeviceInfo } from "../testing/devices.ts";
 import { testConnection } from "../testing/nats.ts";
+import { writeCalloutFiles } from "../testing/callout.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
@@ -1225,25 +1225,15 @@ Deno.test("fleet apply, get and delete authenticate as an admin with OIDC flags,
   const admin = await idp.addMachineUser({ id: "alice", roles: ["admin"] });
   const device = await idp.addMachineUser({ id: "pi-1", roles: ["device"] });
   await withTempDir(async (dir) => {
-    await Deno.writeTextFile(join(dir, "issuer.nk"), generateSeeds().issuerSeed, { mode: 0o600 });
-    await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
-    const configPath = join(dir, "callout.toml");
-    await Deno.writeTextFile(
-      configPath,
-      `[nats]
-urls = ["nats://127.0.0.1:4222"]
-user = "fleet-callout"
-password_file = "${join(dir, "password")}"
-[account]
-issuer_seed_file = "${join(dir, "issuer.nk")}"
-[oidc]
-issuer = "${idp.issuer}"
-audience = "${idp.audience}"
-device_id_claim = "${idp.deviceIdClaim}"
-role_claim = "${ZITADEL_ROLES_CLAIM}"
-roles = { device = "device", admin = "admin", viewer = "viewer", maintainer = "maintainer" }
-`,
-    );
+    const configPath = await writeCalloutFiles(dir, {
+      oidc: {
+        issuer: idp.issuer,
+        audience: idp.audience,
+        device_id_claim: idp.deviceIdClaim,
+        role_claim: ZITADEL_ROLES_CLAIM,
+        roles: { device: "device", admin: "admin", viewer: "viewer", maintainer: "maintainer" },
+      },
+    });
     const config = await loadCalloutConfig(configPath);
     const keys = await loadCalloutKeys(config, configPath);
     await using ns = await startNatsServer({

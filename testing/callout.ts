@@ -12,7 +12,14 @@ import { silentLogger } from "../adapters/logger.ts";
 import type { MetricsRegistry } from "../adapters/metrics.ts";
 import { deviceInboxPrefix } from "../core/permissions.ts";
 import { principalInbox } from "../adapters/oidc/mod.ts";
-import { authorizerPolicy, loadCalloutConfig, loadCalloutKeys } from "../callout/config.ts";
+import type { z } from "zod";
+import { stringify } from "smol-toml";
+import {
+  authorizerPolicy,
+  type CalloutConfig,
+  loadCalloutConfig,
+  loadCalloutKeys,
+} from "../callout/config.ts";
 import { curveKeyFromSeed, generateSeeds } from "../callout/keys.ts";
 import { calloutServerConfig, serverSettings } from "../callout/nats_config.ts";
 import { startCalloutService, type TokenVerifier, type VerifiedToken } from "../callout/service.ts";
@@ -61,36 +68,59 @@ async function localIssuer() {
   return { verifier, mint };
 }
 
-/** A config file, seeds and password on disk, as an operator would write them. */
-async function writeConfig(dir: string, encrypted: boolean): Promise<string> {
+/** What a test's callout.toml says beyond what {@link calloutToml} fills in. */
+export interface CalloutFields {
+  oidc: z.input<typeof CalloutConfig>["oidc"];
+  /** Port of the local nats-server. @default 4222 */
+  port?: number;
+  /** Also the `xkey.nk` written by {@link writeCalloutSecrets}. */
+  xkey?: boolean;
+  jwt?: z.input<typeof CalloutConfig>["jwt"];
+  server?: z.input<typeof CalloutConfig>["server"];
+}
+
+/** The issuer (and xkey) seed and the callout's password, in `dir`, as an operator keeps them. */
+export async function writeCalloutSecrets(dir: string): Promise<void> {
   const { issuerSeed, xkeySeed } = generateSeeds();
   await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
   await Deno.writeTextFile(join(dir, "xkey.nk"), xkeySeed, { mode: 0o600 });
   await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
+}
+
+/**
+ * The text of a callout.toml: the local nats-server as user fleet-callout, the account FLEET
+ * with the seeds of {@link writeCalloutSecrets} in `dir`, and `fields`.
+ */
+export function calloutToml(dir: string, fields: CalloutFields): string {
+  const config: z.input<typeof CalloutConfig> = {
+    nats: {
+      urls: [`nats://127.0.0.1:${fields.port ?? 4222}`],
+      user: "fleet-callout",
+      password_file: join(dir, "password"),
+    },
+    account: {
+      name: "FLEET",
+      issuer_seed_file: join(dir, "issuer.nk"),
+      ...(fields.xkey ? { xkey_seed_file: join(dir, "xkey.nk") } : {}),
+    },
+    oidc: fields.oidc,
+    ...(fields.jwt ? { jwt: fields.jwt } : {}),
+    ...(fields.server ? { server: fields.server } : {}),
+  };
+  return stringify(config);
+}
+
+/** Writes {@link calloutToml} to `dir`/callout.toml; returns its path. */
+export async function writeCalloutToml(dir: string, fields: CalloutFields): Promise<string> {
   const path = join(dir, "callout.toml");
-  await Deno.writeTextFile(
-    path,
-    `
-[nats]
-urls = ["nats://127.0.0.1:4222"]
-user = "fleet-callout"
-password_file = "${join(dir, "password")}"
-
-[account]
-name = "FLEET"
-issuer_seed_file = "${join(dir, "issuer.nk")}"
-${encrypted ? `xkey_seed_file = "${join(dir, "xkey.nk")}"` : ""}
-
-[oidc]
-issuer = "${ISSUER}"
-audience = "${AUDIENCE}"
-roles = { fleet-device = "device", fleet-operator = "operator", fleet-viewer = "viewer", fleet-maintainer = "maintainer", fleet-admin = "admin" }
-
-[jwt]
-max_ttl_seconds = 600
-`,
-  );
+  await Deno.writeTextFile(path, calloutToml(dir, fields));
   return path;
+}
+
+/** {@link writeCalloutSecrets} and {@link writeCalloutToml}: a callout's files, ready to run. */
+export async function writeCalloutFiles(dir: string, fields: CalloutFields): Promise<string> {
+  await writeCalloutSecrets(dir);
+  return await writeCalloutToml(dir, fields);
 }
 
 /** nats-server with the generated block, the callout running in-process, a local issuer. */
@@ -100,7 +130,21 @@ export async function startCalloutFixture(
   metrics?: MetricsRegistry,
 ) {
   const dir = await Deno.makeTempDir({ prefix: "fleet-callout-" });
-  const path = await writeConfig(dir, encrypted);
+  const path = await writeCalloutFiles(dir, {
+    xkey: encrypted,
+    oidc: {
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      roles: {
+        "fleet-device": "device",
+        "fleet-operator": "operator",
+        "fleet-viewer": "viewer",
+        "fleet-maintainer": "maintainer",
+        "fleet-admin": "admin",
+      },
+    },
+    jwt: { max_ttl_seconds: 600 },
+  });
   const config = await loadCalloutConfig(path);
   const keys = await loadCalloutKeys(config, path);
   const ns = await startNatsServer({

@@ -13,7 +13,6 @@ import {
   authorizerPolicy,
   calloutServerConfig,
   type CalloutService,
-  generateSeeds,
   loadCalloutConfig,
   loadCalloutKeys,
   serverSettings,
@@ -23,36 +22,22 @@ import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
 import type { MachineUser, TestProvider } from "./oidc_provider.ts";
 import { type EdgeProxy, startEdgeProxy } from "./haproxy.ts";
 import { makeTestCertificates, type TestCertificates } from "./tls.ts";
+import { writeCalloutFiles } from "./callout.ts";
 
 /**
  * A callout config in `dir` (with its issuer seed and password) that trusts `idp`'s tokens for
  * its audience and reads Zitadel's nested roles claim.
  */
-export async function writeCalloutConfig(dir: string, idp: TestProvider): Promise<string> {
-  const { issuerSeed } = generateSeeds();
-  await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
-  await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
-  const path = join(dir, "callout.toml");
-  await Deno.writeTextFile(
-    path,
-    `[nats]
-urls = ["nats://127.0.0.1:4222"]
-user = "fleet-callout"
-password_file = "${join(dir, "password")}"
-
-[account]
-name = "FLEET"
-issuer_seed_file = "${join(dir, "issuer.nk")}"
-
-[oidc]
-issuer = "${idp.issuer}"
-audience = "${idp.audience}"
-device_id_claim = "${idp.deviceIdClaim}"
-role_claim = "urn:zitadel:iam:org:project:roles"
-roles = { device = "device", operator = "operator", admin = "admin" }
-`,
-  );
-  return path;
+export function writeCalloutConfig(dir: string, idp: TestProvider): Promise<string> {
+  return writeCalloutFiles(dir, {
+    oidc: {
+      issuer: idp.issuer,
+      audience: idp.audience,
+      device_id_claim: idp.deviceIdClaim,
+      role_claim: "urn:zitadel:iam:org:project:roles",
+      roles: { device: "device", operator: "operator", admin: "admin" },
+    },
+  });
 }
 
 /** The running parts; `await using` stops them in reverse order. */

@@ -26,7 +26,6 @@ import {
   CalloutConfigError,
   calloutServerConfig,
   type CalloutService,
-  generateSeeds,
   loadCalloutConfig,
   loadCalloutKeys,
   parseCalloutConfig,
@@ -48,6 +47,7 @@ import {
   type TestCertificates,
 } from "../../testing/tls.ts";
 import { tempDir } from "../../testing/temp_dir.ts";
+import { type CalloutFields, calloutToml, writeCalloutFiles } from "../../testing/callout.ts";
 import { Command } from "@commander-js/extra-typings";
 import { enrollOptions, planEnroll } from "../../commands/_enroll.ts";
 import { UsageError } from "../../core/errors.ts";
@@ -84,42 +84,28 @@ interface CalloutSetup {
   verifierIssuer?: string;
 }
 
-/** The callout's config file for `idp`, as an operator writes it. */
-async function writeCalloutConfig(dir: string, setup: CalloutSetup): Promise<string> {
-  const { issuerSeed, xkeySeed } = generateSeeds();
-  await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed, { mode: 0o600 });
-  await Deno.writeTextFile(join(dir, "xkey.nk"), xkeySeed, { mode: 0o600 });
-  await Deno.writeTextFile(join(dir, "password"), "callout-secret\n", { mode: 0o600 });
-  const path = join(dir, "callout.toml");
-  const issuer = setup.verifierIssuer === undefined ? setup.idp.issuer : "https://idp.invalid";
-  await Deno.writeTextFile(path, calloutToml(dir, issuer, setup));
-  return path;
-}
-
-function calloutToml(dir: string, issuer: string, setup: Omit<CalloutSetup, "idp">): string {
-  return `[nats]
-urls = ["nats://127.0.0.1:4222"]
-user = "fleet-callout"
-password_file = "${join(dir, "password")}"
-[account]
-issuer_seed_file = "${join(dir, "issuer.nk")}"
-xkey_seed_file = "${join(dir, "xkey.nk")}"
-[oidc]
-issuer = "${issuer}"
-audience = "${PROJECT}"
-device_id_claim = "fleet_device_id"
-access_token_clients = ${JSON.stringify(setup.accessTokenClients ?? [])}
-roles = { device = "device", admin = "admin" }
-${
-    setup.tls
-      ? `[server.tls]\ncert_file = "${setup.tls.certFile}"\nkey_file = "${setup.tls.keyFile}"\n`
-      : ""
-  }`;
+/** The callout's config for a provider at `issuer`, as an operator writes it. */
+function calloutFields(issuer: string, setup: Omit<CalloutSetup, "idp">): CalloutFields {
+  return {
+    xkey: true,
+    oidc: {
+      issuer,
+      audience: PROJECT,
+      device_id_claim: "fleet_device_id",
+      access_token_clients: setup.accessTokenClients ?? [],
+      roles: { device: "device", admin: "admin" },
+    },
+    ...(setup.tls
+      ? { server: { tls: { cert_file: setup.tls.certFile, key_file: setup.tls.keyFile } } }
+      : {}),
+  };
 }
 
 /** nats-server with the generated block, and the callout with the real verifier. */
 async function startCallout(dir: string, setup: CalloutSetup) {
-  const path = await writeCalloutConfig(dir, setup);
+  // A config whose issuer check was bypassed names a placeholder https issuer.
+  const issuer = setup.verifierIssuer === undefined ? setup.idp.issuer : "https://idp.invalid";
+  const path = await writeCalloutFiles(dir, calloutFields(issuer, setup));
   const config = await loadCalloutConfig(path);
   const keys = await loadCalloutKeys(config, path);
   const settings = serverSettings(config, keys);
@@ -353,7 +339,7 @@ story("transport attack: tokens of an http issuer beyond loopback are refused", 
   });
   const device = await idp.addMachineUser({ id: "dev-a", roles: ["device"], deviceId: "dev-a" });
   assert.throws(
-    () => parseCalloutConfig(calloutToml(dir.path, idp.issuer, {}), "callout.toml"),
+    () => parseCalloutConfig(calloutToml(dir.path, calloutFields(idp.issuer, {})), "callout.toml"),
     (err: unknown) => {
       assert.ok(err instanceof CalloutConfigError);
       assert.match(err.message, /oidc\.issuer: the issuer "http:\/\/[\d.]+:\d+" is not https/);
