@@ -34,6 +34,9 @@ import {
 /** Name of the chart, and the prefix of everything it installs. */
 export const HELM_CHART_NAME = "fleet";
 
+/** Where the operator's and the callout's pods find the trustedCA ConfigMap. */
+const TRUSTED_CA_DIR = "/etc/fleet/trusted-ca";
+
 /**
  * Default repository of the fleet image in `values.yaml`, as `fleet operator image` names it
  * (built locally: push it and override).
@@ -220,6 +223,16 @@ imagePullSecrets: []
 
 # debug, info, warn or error: the log level of the operator and the callout.
 logLevel: info
+
+# CAs the operator and the callout trust besides the public ones (DENO_CERT), e.g. a company CA
+# that signed the OIDC issuer's certificate.
+trustedCA:
+  # Name of a ConfigMap in the release namespace holding the CAs (PEM) under trustedCA.key;
+  # empty: the public CAs only. On OpenShift an empty ConfigMap labelled
+  # config.openshift.io/inject-trusted-cabundle: "true" receives the cluster's trusted CAs.
+  configMap: ""
+  # The ConfigMap's key with the PEM file (OpenShift injects ca-bundle.crt).
+  key: ca-bundle.crt
 
 # NATS: the server the chart installs, and how the operator and the callout reach it.
 nats:
@@ -497,12 +510,25 @@ readinessProbe:
 {{- end }}
 {{- end }}
 
-{{/* The fleet image's writable folders and the CA of NATS, as volumeMounts. */}}
+{{/* The extra CA Deno trusts (trustedCA), as env entries. */}}
+{{- define "fleet.trustedCaEnv" -}}
+{{- with .Values.trustedCA.configMap }}
+- name: DENO_CERT
+  value: ${TRUSTED_CA_DIR}/{{ $.Values.trustedCA.key }}
+{{- end }}
+{{- end }}
+
+{{/* The fleet image's writable folders, the CA of NATS and the trusted CA, as volumeMounts. */}}
 {{- define "fleet.denoMounts" -}}
 - name: tmp
   mountPath: /tmp
 - name: deno-dir
   mountPath: /tmp/deno
+{{- if .Values.trustedCA.configMap }}
+- name: trusted-ca
+  mountPath: ${TRUSTED_CA_DIR}
+  readOnly: true
+{{- end }}
 {{- if include "fleet.natsCaVolume" . }}
 - name: nats-ca
   mountPath: ${NATS_CA_DIR}
@@ -521,6 +547,14 @@ readinessProbe:
 {{- if include "fleet.natsCaVolume" . }}
 - name: nats-ca
   {{- include "fleet.natsCaVolume" . | trim | nindent 2 }}
+{{- end }}
+{{- with .Values.trustedCA.configMap }}
+- name: trusted-ca
+  configMap:
+    name: {{ . | quote }}
+    items:
+      - key: {{ $.Values.trustedCA.key | quote }}
+        path: {{ $.Values.trustedCA.key | quote }}
 {{- end }}
 {{- end }}
 
@@ -923,6 +957,7 @@ spec:
             - name: FLEET_OPERATOR_HEALTH_PORT
               value: {{ .Values.operator.healthPort | quote }}
             {{- include "fleet.denoEnv" .Values.operator.v8Flags | nindent 12 }}
+            {{- include "fleet.trustedCaEnv" . | nindent 12 }}
           {{- include "fleet.healthProbes" .Values.operator.healthPort | nindent 10 }}
           securityContext:
             {{- include "fleet.containerSecurityContext" . | nindent 12 }}

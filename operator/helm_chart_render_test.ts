@@ -415,6 +415,40 @@ Deno.test("helm template: on OpenShift the service CA makes NATS's certificate a
   });
 });
 
+Deno.test("helm template: the operator and the callout trust a company CA from a ConfigMap (an OIDC issuer it signed)", async () => {
+  const mount = { name: "trusted-ca", mountPath: "/etc/fleet/trusted-ca", readOnly: true };
+  for (
+    const [values, key] of [
+      [{ trustedCA: { configMap: "company-ca" } }, "ca-bundle.crt"],
+      [{ trustedCA: { configMap: "company-ca", key: "ca.pem" } }, "ca.pem"],
+    ] as const
+  ) {
+    const manifests = await render(values);
+    for (const name of ["fleet-operator", "fleet-callout"]) {
+      const deployment = named(manifests, "Deployment", name);
+      assert.deepEqual(
+        env(deployment).find((e) => e["name"] === "DENO_CERT"),
+        { name: "DENO_CERT", value: `/etc/fleet/trusted-ca/${key}` },
+        name,
+      );
+      const mounts = container(deployment)["volumeMounts"] as Json[];
+      assert.deepEqual(mounts.find((m) => m["name"] === "trusted-ca"), mount, name);
+      const volumes = podSpec(deployment)["volumes"] as Json[];
+      assert.deepEqual(volumes.find((v) => v["name"] === "trusted-ca"), {
+        name: "trusted-ca",
+        configMap: { name: "company-ca", items: [{ key, path: key }] },
+      }, name);
+    }
+  }
+  // Unset, Deno trusts the public CAs only.
+  for (const name of ["fleet-operator", "fleet-callout"]) {
+    const deployment = named(await render(), "Deployment", name);
+    assert.equal(env(deployment).find((e) => e["name"] === "DENO_CERT"), undefined);
+    const volumes = podSpec(deployment)["volumes"] as Json[];
+    assert.equal(volumes.find((v) => v["name"] === "trusted-ca"), undefined);
+  }
+});
+
 Deno.test("helm template: the Route ends TLS at the router and forwards the WebSocket; or an Ingress does", async () => {
   const route = named(await render(), "Route", "fleet-nats");
   assert.equal(route["apiVersion"], "route.openshift.io/v1");

@@ -391,6 +391,7 @@ spec:
             - name: FLEET_CALLOUT_HEALTH_PORT
               value: {{ .Values.callout.healthPort | quote }}
             {{- include "fleet.denoEnv" .Values.callout.v8Flags | nindent 12 }}
+            {{- include "fleet.trustedCaEnv" . | nindent 12 }}
           {{- include "fleet.healthProbes" .Values.callout.healthPort | nindent 10 }}
           securityContext:
             {{- include "fleet.containerSecurityContext" . | nindent 12 }}
