@@ -1,6 +1,6 @@
 /**
  * A real OpenID Provider for tests, built on the certified `oidc-provider` library and run
- * in this process over plain http on 127.0.0.1: discovery, JWKS, JWT access tokens for one
+ * in this process over plain http on 127.0.0.1 (or https, `tls`): discovery, JWKS, JWT access tokens for one
  * resource (audience), `client_credentials` with `private_key_jwt`, and the RFC 7523
  * JWT-bearer grant the way Zitadel offers it to machine users.
  *
@@ -22,6 +22,7 @@
  */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import {
   calculateJwkThumbprint,
@@ -101,6 +102,11 @@ export interface TestProviderOptions {
   port?: number;
   /** Listen on this address, which is also the issuer's host. @default "127.0.0.1" */
   host?: string;
+  /**
+   * Serve https with this certificate and key (PEM files): the issuer is then
+   * `https://<host>:<port>`, as verifiers beyond loopback require. Plain http unset.
+   */
+  tls?: { certFile: string; keyFile: string };
   /**
    * The `typ` header of its JWT access tokens: RFC 9068's `at+jwt`, or `JWT` as Zitadel
    * signs them (like its ID tokens). @default "at+jwt"
@@ -207,7 +213,7 @@ export interface MintTokenOptions {
 
 /** A running test provider; `await using` stops it. */
 export interface TestProvider extends AsyncDisposable {
-  /** `http://127.0.0.1:<port>` (or the `host`), the `iss` of its tokens. */
+  /** `http://127.0.0.1:<port>` (or the `host`, or `https` with `tls`), the `iss` of its tokens. */
   readonly issuer: string;
   /** The URL of its discovery document. */
   readonly discoveryUrl: string;
@@ -309,6 +315,7 @@ class OidcTestProvider implements TestProvider {
   #signingKeys: JWK[] = [];
   #port: number;
   readonly #host: string;
+  readonly #tls: { cert: string; key: string } | undefined;
   readonly #accessTokenType: "at+jwt" | "JWT";
   #server: Server | undefined;
   #callback: Callback | undefined;
@@ -335,6 +342,10 @@ class OidcTestProvider implements TestProvider {
     this.#port = options.port ?? 0;
     this.#managementToken = options.managementToken;
     this.#host = options.host ?? "127.0.0.1";
+    this.#tls = options.tls && {
+      cert: Deno.readTextFileSync(options.tls.certFile),
+      key: Deno.readTextFileSync(options.tls.keyFile),
+    };
     this.#accessTokenType = options.accessTokenType ?? "at+jwt";
     if (options.deviceFlow !== undefined) {
       const clientId = options.deviceFlow.clientId ?? "fleet-cli";
@@ -359,7 +370,7 @@ class OidcTestProvider implements TestProvider {
   }
 
   get issuer(): string {
-    return `http://${this.#host}:${this.#port}`;
+    return `${this.#tls ? "https" : "http"}://${this.#host}:${this.#port}`;
   }
   get discoveryUrl(): string {
     return `${this.issuer}/.well-known/openid-configuration`;
@@ -384,7 +395,7 @@ class OidcTestProvider implements TestProvider {
 
   async start(): Promise<void> {
     if (this.#server !== undefined) return;
-    const server = createServer((req, res) => {
+    const handle = (req: IncomingMessage, res: ServerResponse) => {
       const callback = this.#callback;
       if (callback === undefined) {
         res.writeHead(503).end();
@@ -395,7 +406,8 @@ class OidcTestProvider implements TestProvider {
         if (!res.headersSent) res.writeHead(500);
         res.end();
       });
-    });
+    };
+    const server: Server = this.#tls ? createTlsServer(this.#tls, handle) : createServer(handle);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(this.#port, this.#host, () => {

@@ -13,6 +13,8 @@ import { startTestProvider, ZITADEL_ROLES_CLAIM } from "./oidc_provider.ts";
 import { createTokenSource, TokenMintError } from "../adapters/oidc/token_source.ts";
 import { zitadelScope } from "../core/zitadel.ts";
 import { rejection } from "./oidc.ts";
+import { tempDir } from "./temp_dir.ts";
+import { makeTestCertificates } from "./tls.ts";
 
 async function getJson(url: string): Promise<Record<string, unknown>> {
   const response = await fetch(url);
@@ -40,6 +42,21 @@ Deno.test("startTestProvider() serves discovery and a JWKS of public keys", asyn
   const keys = await jwks(idp.jwksUri);
   assert.deepEqual(keys.map((k) => k.kid), [idp.signingKid]);
   assert.equal(keys[0]?.d, undefined, "the JWKS must not publish private parts");
+});
+
+Deno.test("startTestProvider() with tls serves https: an issuer a verifier beyond loopback accepts", async () => {
+  await using dir = await tempDir("fleet-idp-tls-");
+  const certs = await makeTestCertificates(dir.path, "idp", ["IP:127.0.0.1"]);
+  await using idp = await startTestProvider({
+    tls: { certFile: certs.certFile, keyFile: certs.keyFile },
+  });
+  assert.match(idp.issuer, /^https:\/\/127\.0\.0\.1:\d+$/);
+  using client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(certs.caFile)] });
+  const response = await fetch(idp.discoveryUrl, { client });
+  const discovery = await response.json() as Record<string, unknown>;
+  assert.equal(discovery.issuer, idp.issuer);
+  assert.equal(discovery.token_endpoint, idp.tokenEndpoint);
+  await assert.rejects(fetch(idp.discoveryUrl), TypeError, "not trusted without its CA");
 });
 
 Deno.test("startTestProvider() issues JWT access tokens with device id and both roles claims", async () => {
