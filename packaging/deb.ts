@@ -77,8 +77,10 @@ export const LAUNCHER_RUN_FLAGS = ["--allow-all", "--no-config", "--no-lock", "-
 /**
  * V8 settings of the agent's unit: a 1 MiB young generation instead of V8's default keeps an
  * idle agent about 4 MB smaller (bench:agent); it allocates little, so scavenges stay rare.
+ * Lite mode (no optimizing compiler) saves another 6 MB of code and feedback (64 → 58 MB
+ * idle with 10 deployments): the agent runs no hot loop an optimizer would pay off on.
  */
-export const AGENT_V8_FLAGS = "--max-semi-space-size=1";
+export const AGENT_V8_FLAGS = "--max-semi-space-size=1,--lite-mode";
 
 /**
  * What the agent's unit runs first: `fleet agent --help` loads the agent's part of the bundle,
