@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   operator: async () => (await import("./commands/operator.ts")).operatorCommand(VERSION),
   agent: async () => (await import("./commands/agent.ts")).agentCommand(VERSION),
   apply: async () => (await import("./commands/apply.ts")).applyCommand(),
+  audit: async () => (await import("./commands/audit.ts")).auditCommand(),
   delete: async () => (await import("./commands/delete.ts")).deleteCommand(),
   get: async () => (await import("./commands/get.ts")).getCommand(),
   demo: async () => (await import("./commands/demo.ts")).demoCommand(VERSION),

@@ -32,6 +32,11 @@ import type { ContainerRuntime } from "./runtime.ts";
 import { NatsReportSink } from "./nats_reports.ts";
 import { InstanceGuard } from "./instance_guard.ts";
 import { currentAgentUser, protectedPaths, WorkloadPolicy } from "./workload_policy.ts";
+import { publishAudit } from "../adapters/nats/audit.ts";
+import type { ReconcileResult } from "../core/device_commands.ts";
+import { CommandResponder } from "./command_responder.ts";
+import { commandHandlers } from "./command_handlers.ts";
+import { recordingWarnings, WarningRing } from "./warnings.ts";
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -124,12 +129,18 @@ export class Agent {
   #cacheDirty = false;
   /** Passes completed, for tests and the bench. */
   passes = 0;
+  /** Passes started; a `reconcile` command waits for one that starts after it asked. */
+  #passesStarted = 0;
+  #passWaiters: { after: number; done: (result: ReconcileResult | Error) => void }[] = [];
+  readonly #warnings = new WarningRing();
+  readonly #startedAt: number;
 
   constructor(options: AgentOptions) {
     this.#options = options;
     this.#config = options.config;
-    this.#log = options.log;
+    this.#log = recordingWarnings(options.log, this.#warnings, options.clock);
     this.#clock = options.clock;
+    this.#startedAt = options.clock.monotonic();
     this.#wakeup = new Wakeup(options.clock);
     this.#guard = new InstanceGuard(options.config.device_id, options.log);
     const intervals = this.#config.intervals;
@@ -233,6 +244,8 @@ export class Agent {
     if (!nc) return;
     this.#nc = nc;
     this.#sink.target = await NatsReportSink.open(nc);
+    const responder = this.#answerCommands(nc);
+    signal.addEventListener("abort", () => responder.stop());
     void this.#reporter?.sync();
     void this.#heartbeat();
     void (async () => {
@@ -287,6 +300,50 @@ export class Agent {
     }
   }
 
+  #answerCommands(nc: NatsConnection): CommandResponder {
+    const config = this.#config;
+    return new CommandResponder({
+      nc,
+      deviceId: config.device_id,
+      log: this.#log,
+      clock: this.#clock,
+      audit: (record) => publishAudit(nc, record),
+      handlers: commandHandlers({
+        config,
+        version: this.#options.version,
+        clock: this.#clock,
+        nc,
+        runtime: this.#options.runtime,
+        credentials: this.#options.credentials.describe(),
+        startedAt: this.#startedAt,
+        cachePath: this.#cache.path,
+        desiredCount: () => this.#view.entries().size,
+        readFromNats: () => this.#view.complete,
+        states: () => this.states(),
+        warnings: this.#warnings,
+        reconcileNow: () => this.#reconcileNow(),
+      }),
+    });
+  }
+
+  /** Wakes the reconcile loop and resolves when a pass that started after the call ended. */
+  #reconcileNow(): Promise<ReconcileResult> {
+    return new Promise((resolve, reject) => {
+      this.#passWaiters.push({
+        after: this.#passesStarted,
+        done: (r) => r instanceof Error ? reject(r) : resolve(r),
+      });
+      this.#wakeup.wake();
+    });
+  }
+
+  /** Tells the `reconcile` commands waiting for pass `index` how it ended. */
+  #passEnded(index: number, result: ReconcileResult | Error): void {
+    const ready = this.#passWaiters.filter((w) => w.after < index);
+    this.#passWaiters = this.#passWaiters.filter((w) => w.after >= index);
+    for (const w of ready) w.done(result);
+  }
+
   /** The control plane's word on another agent running as this device. */
   #onConflictDecision(raw: string | undefined): void {
     if (!this.#guard.onDecision(raw)) return;
@@ -313,7 +370,15 @@ export class Agent {
       delay = relistMs;
       if (this.#cacheDirty) await this.#saveCache();
       // Another agent owns this device: its containers are not ours to touch.
-      if (this.#guard.standingBy) continue;
+      if (this.#guard.standingBy) {
+        this.#passEnded(
+          Infinity,
+          new Error("another agent runs as this device; this one stands by"),
+        );
+        continue;
+      }
+      const index = ++this.#passesStarted;
+      const began = this.#clock.monotonic();
       try {
         const desired = await this.#policy.enforce(this.#view.entries());
         const result = await this.#reconciler.pass({
@@ -333,6 +398,10 @@ export class Agent {
           this.#log.info("Podman answers again; reconciling");
         }
         this.passes++;
+        this.#passEnded(index, {
+          passes: this.passes,
+          durationMs: this.#clock.monotonic() - began,
+        });
         const reporter = this.#reporter!;
         for (const a of result.assessments) reporter.assess(a);
         for (const ref of reporter.states().keys()) {
@@ -368,6 +437,7 @@ export class Agent {
           });
         }
         void this.#reporter?.sync();
+        this.#passEnded(index, new Error(message));
         delay = Math.min(5000, relistMs);
       }
     }

@@ -82,6 +82,14 @@ export class PodmanRuntime implements ContainerRuntime {
     })());
   }
 
+  restart(containerId: string, stopTimeoutSeconds: number): Promise<void> {
+    return reason(this.#client.restartContainer(containerId, stopTimeoutSeconds));
+  }
+
+  async version(): Promise<string> {
+    return `podman ${(await reason(this.#client.version())).version}`;
+  }
+
   async restartCount(containerId: string): Promise<number | undefined> {
     return (await reason(this.#client.inspectContainer(containerId)))?.restartCount;
   }

@@ -24,6 +24,10 @@ export interface ContainerRuntime {
   start(containerId: string): Promise<void>;
   /** Graceful stop, kill after `stopTimeoutSeconds`, then remove; gone already is fine. */
   remove(containerId: string, stopTimeoutSeconds: number): Promise<void>;
+  /** Stops (gracefully, kill after `stopTimeoutSeconds`) and starts a container, at once. */
+  restart(containerId: string, stopTimeoutSeconds: number): Promise<void>;
+  /** The runtime's name and version, e.g. `podman 5.4.2`, for diagnostics. */
+  version(): Promise<string>;
   /** How often its restart policy has restarted the container; undefined when it is gone. */
   restartCount(containerId: string): Promise<number | undefined>;
   lastExit(containerId: string): Promise<LastExit>;

@@ -2,6 +2,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { logFormatOption, loggerFrom, logLevelOption } from "./_cli.ts";
 import { rotateKeyCommand } from "./_device_rotate_key.ts";
 import { addLabelCommand } from "./_device_label.ts";
+import { addCommandVerbs } from "./_device_commands.ts";
 import { enrollOptions, planEnroll, runEnroll } from "./_enroll.ts";
 import { connectTarget, planSsh, sshOptions } from "./_ssh.ts";
 
@@ -48,5 +49,6 @@ export function deviceCommand(): Command {
   device.addCommand(enrollCommand());
   device.addCommand(rotateKeyCommand());
   addLabelCommand(device);
+  addCommandVerbs(device);
   return device;
 }

@@ -10,6 +10,7 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { NatsConnectionFlags, withNatsConnection } from "./_cli.ts";
 import { agentCommand } from "./agent.ts";
 import { applyCommand } from "./apply.ts";
+import { auditCommand } from "./audit.ts";
 import { calloutCommand } from "./callout.ts";
 import { deleteCommand } from "./delete.ts";
 import { demoCommand } from "./demo.ts";
@@ -30,6 +31,7 @@ function fleetCommands(): CommandUnknownOpts[] {
     operatorCommand(version),
     agentCommand(version),
     applyCommand(),
+    auditCommand(),
     deleteCommand(),
     getCommand(),
     demoCommand(version),

@@ -109,13 +109,17 @@ export const keys = {
   },
 };
 
-/** Request/reply subject of a command to one device. */
-export function commandSubject(deviceId: string, verb: string): string {
+/**
+ * Request/reply subject of a command to one device, asked by `principal` (DESIGN.md §9):
+ * `device-commands.<deviceId>.<verb>.<principal>`.
+ */
+export function commandSubject(deviceId: string, verb: string, principal: string): string {
   check(deviceId);
   if (!/^[a-z][a-z0-9-]*$/.test(verb)) {
     throw new Error(`Invalid command verb ${JSON.stringify(verb)}`);
   }
-  return `device-commands.${deviceId}.${verb}`;
+  validateIdentifier("principal", principal);
+  return `device-commands.${deviceId}.${verb}.${principal}`;
 }
 
 function tokens(key: string, count: number, prefix?: string): string[] | undefined {

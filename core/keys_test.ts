@@ -87,7 +87,7 @@ for (const bad of BAD_IDS) {
       () => keys.deviceState(bad, REF),
       () => keys.deviceStatesOfDevice(bad),
       () => keys.heartbeat(bad),
-      () => commandSubject(bad, "restart"),
+      () => commandSubject(bad, "restart", "bob"),
     ];
     for (const call of calls) {
       assert.throws(
@@ -145,14 +145,18 @@ Deno.test("parseKey returns undefined for keys of the wrong shape", () => {
   }
 });
 
-Deno.test("commandSubject() is device-commands.<deviceId>.<verb>", () => {
-  assert.equal(commandSubject("dev-1", "restart"), "device-commands.dev-1.restart");
-  assert.equal(commandSubject("dev-1", "logs-tail2"), "device-commands.dev-1.logs-tail2");
+Deno.test("commandSubject() is device-commands.<deviceId>.<verb>.<principal>", () => {
+  assert.equal(commandSubject("dev-1", "restart", "bob"), "device-commands.dev-1.restart.bob");
+  assert.equal(
+    commandSubject("dev-1", "logs-tail2", "p-1"),
+    "device-commands.dev-1.logs-tail2.p-1",
+  );
+  assert.throws(() => commandSubject("dev-1", "ping", "*"), /Invalid principal/);
 });
 
 Deno.test("commandSubject() rejects a verb that is not a single lowercase token", () => {
   for (const verb of ["", "Restart", "re.start", "*", ">", "2fa", "-x", "a b"]) {
-    assert.throws(() => commandSubject("dev-1", verb), /Invalid command verb/, verb);
+    assert.throws(() => commandSubject("dev-1", verb, "bob"), /Invalid command verb/, verb);
   }
 });
 

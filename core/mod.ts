@@ -9,6 +9,34 @@ export { type Clock, type Timer } from "./clock.ts";
 export { backoffDelay, type BackoffPolicy, DEFAULT_BACKOFF } from "./backoff.ts";
 export { type HeartbeatSighting, isStale, lastSeenAt } from "./liveness.ts";
 export {
+  AUDIT_STREAM,
+  auditArguments,
+  AuditOutcomes,
+  AuditRecord,
+  auditSubject,
+  CommandReply,
+  CommandRequest,
+  COMMANDS_PREFIX,
+  type CommandVerb,
+  CommandVerbs,
+  DiagDeployment,
+  DiagResult,
+  DiagWarning,
+  parseCommandSubject,
+  type ParsedCommandSubject,
+  PingResult,
+  ReconcileResult,
+  ReplyMemo,
+  RequestId,
+  RequestOf,
+  RestartRequest,
+  RestartResult,
+  type RestartTargets,
+  restartTargets,
+  ResultOf,
+} from "./device_commands.ts";
+export { parseSince, SINCE_RULE } from "./since.ts";
+export {
   type DeviceInstances,
   InstanceConflict,
   InstanceId,

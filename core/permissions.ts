@@ -8,6 +8,7 @@
  */
 
 import { deviceConsumer } from "./device_consumer.ts";
+import { AUDIT_STREAM, auditSubject } from "./device_commands.ts";
 import { validateIdentifier } from "./ids.ts";
 import { Buckets, keys } from "./keys.ts";
 import { LEASE_BUCKET } from "./lease.ts";
@@ -78,7 +79,9 @@ export function deviceInboxPrefix(deviceId: string): string {
  *   operator prepared for it (`core/device_consumer.ts`), and deleting it to read everything
  *   again (the operator re-creates it);
  * - `$KV.device-info.info.<id>`, `$KV.device-state.state.<id>.>`,
- *   `$KV.device-heartbeat.heartbeat.<id>`: its own reports.
+ *   `$KV.device-heartbeat.heartbeat.<id>`: its own reports;
+ * - `fleet-audit.command.<id>`: the audit records of the commands it answered (the stream's
+ *   acknowledgement comes back to its inbox).
  *
  * No `$JS.API.CONSUMER.CREATE.*`: whoever creates a consumer chooses where the server
  * delivers it (`deliver_subject`), so a device that could create one could make the server
@@ -105,6 +108,7 @@ export function devicePermissions(deviceId: string): DevicePermissions {
         `$KV.${Buckets.deviceInfo}.${keys.deviceInfo(deviceId)}`,
         `$KV.${Buckets.deviceState}.${keys.deviceStatesOfDevice(deviceId)}`,
         `$KV.${Buckets.deviceHeartbeat}.${keys.heartbeat(deviceId)}`,
+        auditSubject("command", deviceId),
       ],
     },
     sub: {
@@ -183,6 +187,9 @@ export function operatorPermissions(principal: string): NatsPermissions {
         `${API}.CONSUMER.DURABLE.CREATE.${desired}.*`,
         `${API}.CONSUMER.NAMES.${desired}`,
         ...[Buckets.desiredState, Buckets.deploymentStatus, LEASE_BUCKET].map(writeBucket),
+        // It keeps the audit stream (creates it), but writes and reads no record.
+        `${API}.STREAM.CREATE.${AUDIT_STREAM}`,
+        `${API}.STREAM.INFO.${AUDIT_STREAM}`,
       ],
     },
     sub: {
@@ -203,7 +210,8 @@ export const ROLE_VERBS: Readonly<Record<PersonRole, readonly string[]>> = {
 
 /**
  * The permissions of the person `principal` in `role`:
- * - viewer: read every bucket, and `ping`. Desired state without consumers (single gets, key
+ * - viewer: read every bucket and the audit trail (direct gets only: a consumer's creator
+ *   chooses where the server delivers it), and `ping`. Desired state without consumers (single gets, key
  *   listings through stream info): creating a consumer there could take over the one the
  *   operator prepared for a device, however its filter is written (nats-server lets a create
  *   request without `action` update an existing consumer);
@@ -225,7 +233,9 @@ export function personPermissions(role: PersonRole, principal: string): NatsPerm
   const reads = readableBuckets().flatMap((b) => readBucket(b, b !== Buckets.desiredState));
   const writes = role === "maintainer" ? [writeBucket(Buckets.deployments)] : [];
   return {
-    pub: { allow: [`${API}.INFO`, ...reads, ...writes, ...commands] },
+    pub: {
+      allow: [`${API}.INFO`, ...reads, `${API}.DIRECT.GET.${AUDIT_STREAM}`, ...writes, ...commands],
+    },
     sub: { allow: [inbox] },
   };
 }

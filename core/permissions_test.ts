@@ -60,6 +60,7 @@ Deno.test("devicePermissions() is exactly the set verified in DESIGN.md §5", ()
         "$KV.device-info.info.dev-a",
         "$KV.device-state.state.dev-a.>",
         "$KV.device-heartbeat.heartbeat.dev-a",
+        "fleet-audit.command.dev-a",
       ],
     },
     sub: { allow: ["_INBOX_dev-a.>", "device-commands.dev-a.>"] },

@@ -24,6 +24,13 @@ import {
   WorkloadError,
 } from "./mod.ts";
 import { describeIssues } from "./errors.ts";
+import {
+  AuditRecord,
+  CommandReply,
+  DiagResult,
+  PingResult,
+  RestartRequest,
+} from "./device_commands.ts";
 
 const WIRE = new URL("../fixtures/wire/", import.meta.url);
 const DEPLOYMENTS = new URL("../fixtures/deployments/", import.meta.url);
@@ -74,6 +81,12 @@ const CASES: WireCase[] = [
     schema: Deployment,
   },
   { type: "Score PodmanV0", file: "score_podman_v0", schema: Score },
+  { type: "RestartRequest", file: "restart_request", schema: RestartRequest, flat: true },
+  { type: "PingResult", file: "ping_result", schema: PingResult, flat: true },
+  { type: "DiagResult", file: "diag_result", schema: DiagResult },
+  { type: "CommandReply", file: "command_reply", schema: CommandReply, flat: true },
+  // Its one nested object is a record of arguments: any key there is an argument.
+  { type: "AuditRecord", file: "audit_record", schema: AuditRecord, flat: true },
 ];
 
 /** Paths (`a.b.0.c`) of object keys present in `future` but absent from `canonical`. */

@@ -11,6 +11,7 @@ import {
 import type { Logger } from "../adapters/logger.ts";
 import {
   applyBucketLimits,
+  ensureAuditStream,
   ensureBucket,
   ensureBucketRetrying,
   refuseRollups,
@@ -42,6 +43,8 @@ export class NatsBucketKeeper implements BucketKeeper {
       if (!kv) return false;
     }
     try {
+      // The audit trail's stream (DESIGN.md §9): devices write their commands' records to it.
+      await ensureAuditStream(this.#nc, this.#replicas);
       for (const bucket of await this.refuseRollups()) {
         this.#log.info(`The "${bucket}" bucket refuses rollups now`);
       }

@@ -26,7 +26,7 @@ import { writeCalloutFiles } from "./callout.ts";
 
 /**
  * A callout config in `dir` (with its issuer seed and password) that trusts `idp`'s tokens for
- * its audience and reads Zitadel's nested roles claim.
+ * its audience and reads Zitadel's nested roles claim, each Fleet role under its own name.
  */
 export function writeCalloutConfig(dir: string, idp: TestProvider): Promise<string> {
   return writeCalloutFiles(dir, {
@@ -35,7 +35,13 @@ export function writeCalloutConfig(dir: string, idp: TestProvider): Promise<stri
       audience: idp.audience,
       device_id_claim: idp.deviceIdClaim,
       role_claim: "urn:zitadel:iam:org:project:roles",
-      roles: { device: "device", operator: "operator", admin: "admin" },
+      roles: {
+        device: "device",
+        operator: "operator",
+        viewer: "viewer",
+        maintainer: "maintainer",
+        admin: "admin",
+      },
     },
   });
 }

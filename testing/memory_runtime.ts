@@ -93,6 +93,18 @@ export class MemoryRuntime implements ContainerRuntime {
     if (i >= 0) this.containers.splice(i, 1);
     return Promise.resolve();
   }
+  restart(containerId: string, stopTimeoutSeconds: number): Promise<void> {
+    this.calls.push(`restart ${containerId} timeout=${stopTimeoutSeconds}`);
+    const c = this.get(containerId);
+    if (c) {
+      c.state = "running";
+      c.startedAt = this.clock.now();
+    }
+    return Promise.resolve();
+  }
+  version(): Promise<string> {
+    return Promise.resolve("memory runtime");
+  }
   restartCount(containerId: string): Promise<number | undefined> {
     return Promise.resolve(this.get(containerId)?.restartCount);
   }

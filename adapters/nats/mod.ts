@@ -55,3 +55,4 @@ export {
 } from "./transport.ts";
 export { type BucketEntry, readBucket, readBucketEntries } from "./snapshot.ts";
 export { ConnectionState } from "./connection_state.ts";
+export { ensureAuditStream, publishAudit, readAudit, type StoredAuditRecord } from "./audit.ts";

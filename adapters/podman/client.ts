@@ -210,6 +210,20 @@ export class PodmanClient implements Disposable {
   }
 
   /**
+   * Restarts a container in one call (stop signal, SIGKILL after `timeoutSeconds`, start), so
+   * no one sees it stopped in between as they would between a stop and a start.
+   */
+  async restartContainer(id: string, timeoutSeconds: number): Promise<void> {
+    const op = { operation: "restart container", target: id };
+    const query = new URLSearchParams({ t: String(Math.max(0, Math.ceil(timeoutSeconds))) });
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/restart`, {
+      method: "POST",
+      query,
+    });
+    await this.#discard(op, response, [204]);
+  }
+
+  /**
    * Removes a container at once, running or not (SIGKILL, no grace period: a graceful stop
    * is {@linkcode PodmanClient.stopContainer}'s job), with its anonymous volumes. Removing
    * a container that does not exist is not an error.

@@ -7,12 +7,7 @@
 import assert from "node:assert/strict";
 import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import {
-  type Msg,
-  type NatsConnection,
-  PermissionViolationError,
-  type Status,
-} from "@nats-io/nats-core";
+import type { Msg, NatsConnection, Status } from "@nats-io/nats-core";
 import {
   ACCOUNT_CONNECTION_LIMITS,
   bucketLimits,
@@ -26,6 +21,7 @@ import { openBucket } from "../../adapters/nats/mod.ts";
 import { NatsDeploymentStore } from "../../cli/nats_store.ts";
 import { NatsBucketKeeper } from "../../operator/nats_bucket_keeper.ts";
 import { startCalloutFixture } from "../../testing/callout.ts";
+import { refused } from "./_refused.ts";
 import { eventually } from "../../testing/eventually.ts";
 import { webDeployment } from "../_helpers.ts";
 
@@ -33,21 +29,6 @@ import { webDeployment } from "../_helpers.ts";
 const ISSUER = "https://idp.test/realms/fleet";
 const REF = { namespace: "default", name: "web" };
 const LAB = { matchLabels: { site: "lab" } };
-
-/** Whether `err`, or an error it was caused by, is the server refusing a subject. */
-function denied(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e !== undefined && depth < 5; depth++) {
-    if (e instanceof PermissionViolationError) return true;
-    if (e instanceof Error && /permissions violation/i.test(e.message)) return true;
-    e = e instanceof Error ? e.cause : undefined;
-  }
-  return false;
-}
-
-async function refused(what: string, attempt: () => Promise<unknown>): Promise<void> {
-  const outcome = await attempt().then(() => undefined, (e: unknown) => e);
-  assert.ok(denied(outcome), `${what}: expected a permission violation, got ${outcome}`);
-}
 
 /**
  * What nats-server answers a client that ignores the payload limit it was told: connects

@@ -1,0 +1,288 @@
+/**
+ * Commands to one device (DESIGN.md §9): request/reply on
+ * `device-commands.<deviceId>.<verb>.<principal>`, the requester's identity being the last
+ * subject token the broker enforces. The wire types of each verb's request and reply, the audit
+ * record every command leaves on `fleet-audit.command.<deviceId>`, and the pure decisions the
+ * agent makes on them (parsing the subject, which containers a restart touches, replaying the
+ * reply of a retried request). New verbs (logs, exec) add a request and a reply type here and a
+ * handler on the agent.
+ *
+ * Pure: no I/O.
+ * @module
+ */
+import { z } from "zod";
+import { identifierProblem, identifierSchema } from "./ids.ts";
+import { ContainerLabels, type ObservedContainer } from "./planner.ts";
+
+/** The verbs a device answers today. */
+export const CommandVerbs = ["ping", "diag", "restart", "reconcile"] as const;
+/** One of {@link CommandVerbs}. */
+export type CommandVerb = typeof CommandVerbs[number];
+
+/** The first token of every command subject. */
+export const COMMANDS_PREFIX = "device-commands";
+/** The JetStream stream that keeps the audit trail, and its subjects' first token. */
+export const AUDIT_STREAM = "fleet-audit";
+
+/** The subject a device writes the audit record of a command to. */
+export function auditSubject(kind: "command", deviceId: string): string {
+  return `${AUDIT_STREAM}.${kind}.${deviceId}`;
+}
+
+/** What a command subject says, or why it is not one the device answers. */
+export type ParsedCommandSubject =
+  | { verb: CommandVerb; principal: string }
+  | { problem: string; principal?: string; verb?: string };
+
+/**
+ * The verb and principal of `subject`, a message the device `deviceId` received. The broker
+ * delivers only `device-commands.<deviceId>.>` to it; anything else is named as the problem.
+ */
+export function parseCommandSubject(subject: string, deviceId: string): ParsedCommandSubject {
+  const tokens = subject.split(".");
+  const [prefix, device, verb, principal] = tokens;
+  if (tokens.length !== 4 || prefix !== COMMANDS_PREFIX || device !== deviceId) {
+    return {
+      problem: `"${subject}" is not a command subject of this device: ` +
+        `${COMMANDS_PREFIX}.${deviceId}.<verb>.<principal>`,
+    };
+  }
+  const bad = identifierProblem(principal ?? "");
+  if (bad !== undefined) return { problem: `invalid principal: ${bad}`, verb: verb ?? "" };
+  if (!(CommandVerbs as readonly string[]).includes(verb ?? "")) {
+    return {
+      problem: `unknown verb "${verb}": this agent answers ${CommandVerbs.join(", ")}`,
+      principal: principal!,
+      verb: verb ?? "",
+    };
+  }
+  return { verb: verb as CommandVerb, principal: principal! };
+}
+
+/**
+ * A request id: the requester's, so a retried request (same id) is answered, not done, again.
+ * Letters, digits, `-` and `_`, up to 64.
+ */
+export const RequestId = z.string().regex(
+  /^[A-Za-z0-9_-]{1,64}$/,
+  "a request id is 1 to 64 letters, digits, - or _",
+);
+
+/** Every request: its id. Verbs add their arguments. */
+export const CommandRequest = z.object({ requestId: RequestId });
+export type CommandRequest = z.infer<typeof CommandRequest>;
+
+/** `restart`: a deployment's containers, or one service's. */
+export const RestartRequest = CommandRequest.extend({
+  namespace: identifierSchema("namespace"),
+  deployment: identifierSchema("deployment name"),
+  service: identifierSchema("service name").optional(),
+});
+export type RestartRequest = z.infer<typeof RestartRequest>;
+
+/** The request type of each verb. */
+export const RequestOf = {
+  ping: CommandRequest,
+  diag: CommandRequest,
+  restart: RestartRequest,
+  reconcile: CommandRequest,
+} as const satisfies Record<CommandVerb, z.ZodType>;
+
+/** `ping`: who answers, how long it has run and its own clock (informative only). */
+export const PingResult = z.object({
+  agentVersion: z.string(),
+  uptimeSeconds: z.number().nonnegative(),
+  /** The device's clock, epoch ms: compared with the requester's, never trusted. */
+  deviceTime: z.number().int(),
+  /** The agent's last round trip to its NATS server, ms; absent before it measured one. */
+  natsRttMs: z.number().nonnegative().optional(),
+});
+export type PingResult = z.infer<typeof PingResult>;
+
+/** One deployment as the agent reports it. */
+export const DiagDeployment = z.object({
+  namespace: z.string(),
+  deployment: z.string(),
+  generation: z.number().int(),
+  phase: z.string(),
+  lastError: z.string().optional(),
+});
+
+/** One warning or error the agent logged recently (device clock, informative). */
+export const DiagWarning = z.object({
+  at: z.number().int(),
+  level: z.string(),
+  message: z.string(),
+});
+export type DiagWarning = z.infer<typeof DiagWarning>;
+
+/** `diag`: the agent's config without secrets, podman, the desired-state cache, deployments. */
+export const DiagResult = z.object({
+  agentVersion: z.string(),
+  config: z.object({
+    deviceId: z.string(),
+    natsUrls: z.array(z.string()),
+    /** How it authenticates: the kind, never a password, key or token. */
+    credentials: z.string(),
+    podmanSocket: z.string(),
+    stateDir: z.string(),
+    labels: z.record(z.string(), z.string()),
+  }),
+  podman: z.object({
+    healthy: z.boolean(),
+    version: z.string().optional(),
+    error: z.string().optional(),
+  }),
+  desiredCache: z.object({
+    path: z.string(),
+    /** Deployments the agent holds (from NATS, or the cache until NATS answered). */
+    deployments: z.number().int().nonnegative(),
+    /** Whether it has read its whole desired state from NATS since it started. */
+    readFromNats: z.boolean(),
+  }),
+  deployments: z.array(DiagDeployment),
+  warnings: z.array(DiagWarning),
+});
+export type DiagResult = z.infer<typeof DiagResult>;
+
+/** `restart`: the containers restarted; `repeated` when the request id was seen before. */
+export const RestartResult = z.object({
+  restarted: z.array(z.object({ service: z.string(), containerId: z.string() })),
+  repeated: z.boolean(),
+});
+export type RestartResult = z.infer<typeof RestartResult>;
+
+/** `reconcile`: the pass that ran for the request. */
+export const ReconcileResult = z.object({
+  /** Passes the agent has completed since it started, that one included. */
+  passes: z.number().int().nonnegative(),
+  durationMs: z.number().nonnegative(),
+});
+export type ReconcileResult = z.infer<typeof ReconcileResult>;
+
+/** The result type of each verb. */
+export const ResultOf = {
+  ping: PingResult,
+  diag: DiagResult,
+  restart: RestartResult,
+  reconcile: ReconcileResult,
+} as const satisfies Record<CommandVerb, z.ZodType>;
+
+/** A device's answer: the result, or why it refused or failed (a sentence naming the rule). */
+export const CommandReply = z.union([
+  z.object({ ok: z.literal(true), requestId: z.string(), result: z.unknown() }),
+  z.object({
+    ok: z.literal(false),
+    requestId: z.string().optional(),
+    outcome: z.enum(["refused", "failed"]),
+    error: z.string(),
+  }),
+]);
+export type CommandReply = z.infer<typeof CommandReply>;
+
+/** How a command ended. */
+export const AuditOutcomes = ["ok", "refused", "failed"] as const;
+
+/**
+ * One command as the device that received it recorded it, on `fleet-audit.command.<deviceId>`.
+ * `principal` is the subject's last token (the broker's word, not the requester's); times are
+ * the device's (informative): the stream's own timestamp is the control plane's clock.
+ */
+export const AuditRecord = z.object({
+  kind: z.literal("command"),
+  deviceId: z.string(),
+  principal: z.string(),
+  verb: z.string(),
+  requestId: z.string().optional(),
+  /** The request's arguments: identifiers only, never a secret. */
+  arguments: z.record(z.string(), z.string()),
+  /** Device clock, epoch ms. */
+  startedAt: z.number().int(),
+  durationMs: z.number().nonnegative(),
+  outcome: z.enum(AuditOutcomes),
+  /** Why it was refused or failed. */
+  reason: z.string().optional(),
+});
+export type AuditRecord = z.infer<typeof AuditRecord>;
+
+/** The arguments of `request` worth auditing: its identifier fields, never anything else. */
+export function auditArguments(request: unknown): Record<string, string> {
+  if (request === null || typeof request !== "object") return {};
+  const out: Record<string, string> = {};
+  for (const name of ["namespace", "deployment", "service"]) {
+    const value = (request as Record<string, unknown>)[name];
+    if (typeof value === "string" && identifierProblem(value) === undefined) {
+      out[name] = value;
+    }
+  }
+  return out;
+}
+
+/** The containers a restart touches, or why there are none. */
+export type RestartTargets =
+  | { containers: { service: string; containerId: string }[] }
+  | { problem: string };
+
+/**
+ * The managed containers of `request`'s deployment (and service) among `observed`, in service
+ * order. None is a problem naming what was asked, so a typo is not a silent success.
+ */
+export function restartTargets(
+  observed: readonly ObservedContainer[],
+  request: RestartRequest,
+): RestartTargets {
+  const ofDeployment = observed.filter((c) =>
+    c.labels[ContainerLabels.namespace] === request.namespace &&
+    c.labels[ContainerLabels.deployment] === request.deployment
+  );
+  const what = `deployment "${request.deployment}" in namespace "${request.namespace}"`;
+  if (ofDeployment.length === 0) return { problem: `no container of ${what} runs on this device` };
+  const chosen = request.service === undefined
+    ? ofDeployment
+    : ofDeployment.filter((c) => c.labels[ContainerLabels.service] === request.service);
+  if (chosen.length === 0) {
+    const services = [...new Set(ofDeployment.map((c) => c.labels[ContainerLabels.service]))];
+    return {
+      problem: `${what} has no service "${request.service}" here; it has ${services.join(", ")}`,
+    };
+  }
+  return {
+    containers: chosen
+      .map((c) => ({ service: c.labels[ContainerLabels.service] ?? c.name, containerId: c.id }))
+      .sort((a, b) => a.service.localeCompare(b.service)),
+  };
+}
+
+/**
+ * The replies of recent requests by id, so a retried request gets the first answer instead of
+ * running twice. Bounded: the oldest is forgotten first; an id is kept `ttlMs` (monotonic).
+ */
+export class ReplyMemo<T> {
+  readonly #max: number;
+  readonly #ttlMs: number;
+  readonly #entries = new Map<string, { at: number; reply: Promise<T> }>();
+
+  constructor(max = 256, ttlMs = 10 * 60_000) {
+    this.#max = max;
+    this.#ttlMs = ttlMs;
+  }
+
+  /**
+   * The reply to `key` at `now`: the one already given (or still being worked out), else what
+   * `work` returns, remembered. `first` says which.
+   */
+  reply(key: string, now: number, work: () => Promise<T>): { reply: Promise<T>; first: boolean } {
+    for (const [k, e] of this.#entries) {
+      if (now - e.at <= this.#ttlMs) break;
+      this.#entries.delete(k);
+    }
+    const known = this.#entries.get(key);
+    if (known) return { reply: known.reply, first: false };
+    const reply = work();
+    this.#entries.set(key, { at: now, reply });
+    if (this.#entries.size > this.#max) {
+      this.#entries.delete(this.#entries.keys().next().value!);
+    }
+    return { reply, first: true };
+  }
+}
