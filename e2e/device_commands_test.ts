@@ -63,8 +63,8 @@ story(
     const add = (id: string, role: string) =>
       idp.addMachineUser({ id, roles: [role], ...(role === "device" ? { deviceId: id } : {}) });
     const users = {
-      device: await add("pi-1", "device"),
-      other: await add("pi-2", "device"),
+      device: await add("cmd-pi-1", "device"),
+      other: await add("cmd-pi-2", "device"),
       operator: await add("fleet-operator", "operator"),
       viewer: await add("vic", "viewer"),
       maintainer: await add("mia", "maintainer"),
@@ -92,7 +92,7 @@ story(
     await Deno.writeTextFile(
       agentConfig,
       agentConfigToml({
-        deviceId: "pi-1",
+        deviceId: "cmd-pi-1",
         stateDir: join(dir.path, "state"),
         urls: [edge.ns.url],
         idp,
@@ -104,7 +104,8 @@ story(
     const web = () =>
       podman.listContainers({
         [ContainerLabels.managedBy]: MANAGED_BY,
-        [ContainerLabels.deviceId]: "pi-1",
+        [ContainerLabels.deviceId]: "cmd-pi-1",
+        [ContainerLabels.namespace]: "default",
         [ContainerLabels.deployment]: "web",
       });
     const raw: NatsConnection[] = [];
@@ -128,36 +129,36 @@ story(
         ...["agent", "run", "--config", agentConfig],
       ]);
       try {
-        await eventually("pi-1 to join", async () => {
+        await eventually("cmd-pi-1 to join", async () => {
           const r = await fleet(["get", "devices", ...flags.admin]);
-          return /pi-1\s+yes/.test(r.stdout);
+          return /cmd-pi-1\s+yes/.test(r.stdout);
         }, STEP_MS);
-        const label = await fleet(["device", "label", "pi-1", "site=edge", ...flags.admin]);
+        const label = await fleet(["device", "label", "cmd-pi-1", "site=edge", ...flags.admin]);
         assert.equal(label.code, 0, label.stderr);
         const applied = await fleet([
           ...["apply", "deployment", "--name", "web", "--selector", "site=edge"],
           ...["--image", "localhost/fleet-test:v1", ...flags.admin],
         ]);
         assert.equal(applied.code, 0, applied.stderr);
-        const [running] = await eventually("web to run on pi-1", async () => {
+        const [running] = await eventually("web to run on cmd-pi-1", async () => {
           const found = await web();
           return found[0]?.state === "running" ? found : undefined;
         }, STEP_MS);
 
         // ping, as a viewer: who answered, how fast, its clock.
-        const ping = await fleet(["device", "ping", "pi-1", ...flags.viewer]);
+        const ping = await fleet(["device", "ping", "cmd-pi-1", ...flags.viewer]);
         assert.equal(ping.code, 0, ping.stderr);
-        assert.match(ping.stdout, /^device pi-1 answered in \d+ ms\n {2}agent {5}0\.1\.0/);
+        assert.match(ping.stdout, /^device cmd-pi-1 answered in \d+ ms\n {2}agent {5}0\.1\.0/);
         assert.match(ping.stdout, /clock {5}\S+Z \(in step with this machine\)/);
-        const pingJson = await fleet(["device", "ping", "pi-1", "-o", "json", ...flags.viewer]);
+        const pingJson = await fleet(["device", "ping", "cmd-pi-1", "-o", "json", ...flags.viewer]);
         assert.equal(pingJson.code, 0, pingJson.stderr);
         const pinged = JSON.parse(pingJson.stdout);
-        assert.equal(pinged.deviceId, "pi-1");
+        assert.equal(pinged.deviceId, "cmd-pi-1");
         assert.equal(typeof pinged.result.natsRttMs, "number");
-        testLogger().info(`fleet device ping pi-1:\n${ping.stdout}`);
+        testLogger().info(`fleet device ping cmd-pi-1:\n${ping.stdout}`);
 
         // diag, as a maintainer: config without secrets, podman, the deployment.
-        const diag = await fleet(["device", "diag", "pi-1", ...flags.maintainer]);
+        const diag = await fleet(["device", "diag", "cmd-pi-1", ...flags.maintainer]);
         assert.equal(diag.code, 0, diag.stderr);
         assert.match(diag.stdout, /podman {7}podman \d+\.\d+\.\d+ at /);
         assert.match(diag.stdout, /desired {6}1 deployment\(s\), read from NATS/);
@@ -165,19 +166,19 @@ story(
         assert.match(diag.stdout, /labels {7}site=edge/);
         const key = users.device.privateKeyJwk as { d?: string };
         assert.ok(key.d && !diag.stdout.includes(key.d), "diag shows no private key");
-        testLogger().info(`fleet device diag pi-1:\n${diag.stdout}`);
+        testLogger().info(`fleet device diag cmd-pi-1:\n${diag.stdout}`);
 
         // restart, as a maintainer: in place, once per request id.
         const restart = (target: string, requestId: string) =>
           fleet([
-            ...["device", "restart", "pi-1", target, "--request-id", requestId],
+            ...["device", "restart", "cmd-pi-1", target, "--request-id", requestId],
             ...flags.maintainer,
           ]);
         const restarted = await restart("web", "r-1");
         assert.equal(restarted.code, 0, restarted.stderr);
         assert.equal(
           restarted.stdout.trim(),
-          `device pi-1 restarted web (${running!.id.slice(0, 12)})`,
+          `device cmd-pi-1 restarted web (${running!.id.slice(0, 12)})`,
         );
         const [afterRestart] = await web();
         assert.equal(afterRestart?.id, running!.id, "restarted in place, not recreated");
@@ -190,25 +191,35 @@ story(
         assert.equal(typo.code, 1);
         assert.match(
           typo.stderr,
-          /device pi-1 refused restart: no container of deployment "wbe" in namespace "default" runs on this device/,
+          /device cmd-pi-1 refused restart: no container of deployment "wbe" in namespace "default" runs on this device/,
         );
 
         // reconcile, as a maintainer.
-        const reconcile = await fleet(["device", "reconcile", "pi-1", ...flags.maintainer]);
+        const reconcile = await fleet(["device", "reconcile", "cmd-pi-1", ...flags.maintainer]);
         assert.equal(reconcile.code, 0, reconcile.stderr);
-        assert.match(reconcile.stdout, /^device pi-1 ran a reconcile pass in \d+ ms \(pass \d+/);
+        assert.match(
+          reconcile.stdout,
+          /^device cmd-pi-1 ran a reconcile pass in \d+ ms \(pass \d+/,
+        );
 
         // A viewer may not restart: the broker refuses, the CLI says so.
-        const viewerRestart = await fleet(["device", "restart", "pi-1", "web", ...flags.viewer]);
+        const viewerRestart = await fleet([
+          "device",
+          "restart",
+          "cmd-pi-1",
+          "web",
+          ...flags.viewer,
+        ]);
         assert.equal(viewerRestart.code, 1);
         assert.match(
           viewerRestart.stderr,
           new RegExp(
-            `you may not restart devices: the broker refused device-commands\\.pi-1\\.restart ` +
+            `you may not restart devices: the broker refused device-commands\\.cmd-pi-1\\.restart ` +
               `for principal ${await principal(users.viewer)}`,
           ),
         );
 
+        let busyReconcileText = "";
         // The agent busy in a pass (a pull from a registry that never answers) still answers a
         // ping; a reconcile, which waits for a pass of its own, times out naming what was asked.
         {
@@ -223,16 +234,17 @@ story(
             () => registry.held.length > 0,
             STEP_MS,
           );
-          const busyPing = await fleet(["device", "ping", "pi-1", ...flags.viewer]);
+          const busyPing = await fleet(["device", "ping", "cmd-pi-1", ...flags.viewer]);
           assert.equal(busyPing.code, 0, busyPing.stderr);
           const busyReconcile = await fleet([
-            ...["device", "reconcile", "pi-1", "--timeout", "2", ...flags.maintainer],
+            ...["device", "reconcile", "cmd-pi-1", "--timeout", "2", ...flags.maintainer],
           ]);
           assert.equal(busyReconcile.code, 1);
           assert.match(
             busyReconcile.stderr,
-            /device pi-1 did not answer reconcile within 2s: it is connected but busy/,
+            /device cmd-pi-1 did not answer reconcile within 2s: it is connected but busy/,
           );
+          busyReconcileText = busyReconcile.stderr;
           const removed = await fleet(["delete", "deployment", "slow", ...flags.admin]);
           assert.equal(removed.code, 0, removed.stderr);
         }
@@ -243,20 +255,20 @@ story(
           maintainer: await connectAs(users.maintainer),
           admin: await connectAs(users.admin),
           operator: await connectAs(users.operator),
-          device: await connectAs(users.other, "pi-2"),
+          device: await connectAs(users.other, "cmd-pi-2"),
         };
         const names = {
           viewer: await principal(users.viewer),
           maintainer: await principal(users.maintainer),
           admin: await principal(users.admin),
           operator: await principal(users.operator),
-          device: "pi-2",
+          device: "cmd-pi-2",
         };
         const table: string[] = [];
         for (const [role, nc] of Object.entries(identities)) {
           const row: string[] = [];
           for (const verb of VERBS) {
-            const subject = `device-commands.pi-1.${verb}.${names[role as keyof typeof names]}`;
+            const subject = `device-commands.cmd-pi-1.${verb}.${names[role as keyof typeof names]}`;
             // A restart of nothing: reaching the device is the point, not restarting.
             const body = JSON.stringify({
               requestId: `m-${role}-${verb}`,
@@ -275,7 +287,7 @@ story(
         }
         // Bytes that are no request: refused, naming the rule; the agent carries on.
         const garbage = await identities.admin.request(
-          `device-commands.pi-1.ping.${names.admin}`,
+          `device-commands.cmd-pi-1.ping.${names.admin}`,
           "not json",
           { timeout: 10_000 },
         );
@@ -286,12 +298,12 @@ story(
         testLogger().info(`roles × verbs (${VERBS.join(" ")}):\n${table.join("\n")}`);
         // In someone else's name, and another device's subjects: refused too.
         await assert.rejects(
-          identities.viewer.request(`device-commands.pi-1.ping.${names.maintainer}`, "{}", {
+          identities.viewer.request(`device-commands.cmd-pi-1.ping.${names.maintainer}`, "{}", {
             timeout: 10_000,
           }),
           (e: unknown) => denied(e),
         );
-        const sub = identities.device.subscribe("device-commands.pi-1.>");
+        const sub = identities.device.subscribe("device-commands.cmd-pi-1.>");
         await assert.rejects(
           (async () => {
             for await (const _ of sub) break;
@@ -304,7 +316,7 @@ story(
           const r = await fleet([
             "audit",
             "--device",
-            "pi-1",
+            "cmd-pi-1",
             "--since",
             "10m",
             "-o",
@@ -347,34 +359,40 @@ story(
         assert.ok(has("reconcile", mia, "ok"), "maintainer's reconcile");
         assert.ok(has("exec", names.admin, "refused"), "admin's exec, unknown to this agent");
         assert.ok(!audit.some((r) => r.principal === names.viewer && r.verb === "restart"));
-        const text = await fleet(["audit", "--device", "pi-1", ...flags.viewer]);
+        const text = await fleet(["audit", "--device", "cmd-pi-1", ...flags.viewer]);
         assert.equal(text.code, 0, text.stderr);
         assert.match(
           text.stdout,
           new RegExp(
-            `pi-1\\s+${mia}\\s+restart\\s+namespace=default,deployment=web\\s+\\d+ms\\s+ok`,
+            `cmd-pi-1\\s+${mia}\\s+restart\\s+namespace=default,deployment=web\\s+\\d+ms\\s+ok`,
           ),
         );
-        testLogger().info(`fleet audit --device pi-1:\n${text.stdout}`);
+        testLogger().info(`fleet audit --device cmd-pi-1:\n${text.stdout}`);
 
         // Offline: the agent stopped, a ping says since when, at once; a device never seen too.
         await agent[Symbol.asyncDispose]();
         agent = undefined;
         const started = performance.now();
-        const offline = await fleet(["device", "ping", "pi-1", ...flags.viewer]);
+        const offline = await fleet(["device", "ping", "cmd-pi-1", ...flags.viewer]);
         const tookMs = performance.now() - started;
         assert.equal(offline.code, 1);
-        assert.match(offline.stderr, /device pi-1 is offline \(last heartbeat \d+s ago\)/);
+        assert.match(offline.stderr, /device cmd-pi-1 is offline \(last heartbeat \d+s ago\)/);
         assert.ok(tookMs < 15_000, `answered in ${tookMs} ms, with the process start`);
-        const never = await fleet(["device", "ping", "pi-9", ...flags.viewer]);
+        const never = await fleet(["device", "ping", "cmd-pi-9", ...flags.viewer]);
         assert.equal(never.code, 1);
-        assert.match(never.stderr, /device pi-9 is offline \(it never sent a heartbeat\)/);
+        assert.match(never.stderr, /device cmd-pi-9 is offline \(it never sent a heartbeat\)/);
+        testLogger().info(
+          `What the CLI said:\n${
+            [restarted.stdout, again.stdout, typo.stderr, reconcile.stdout, viewerRestart.stderr]
+              .join("")
+          }${busyReconcileText}${offline.stderr}${never.stderr}`,
+        );
       } finally {
         await agent?.[Symbol.asyncDispose]();
       }
     } finally {
       for (const nc of raw) if (!nc.isClosed()) await nc.close();
-      for (const c of await podman.listContainers({ [ContainerLabels.deviceId]: "pi-1" })) {
+      for (const c of await podman.listContainers({ [ContainerLabels.deviceId]: "cmd-pi-1" })) {
         await podman.removeContainer(c.id);
       }
     }
