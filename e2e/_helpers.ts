@@ -97,21 +97,21 @@ const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
 /**
  * A `fleet` process whose log lines (stderr) are kept as they come, and copied to the story's
- * log under `name` for its failure report; SIGTERM stops it.
+ * log under `name` for its failure report; SIGTERM stops it. `env` adds to this process's.
  */
 export class FleetProcess implements AsyncDisposable {
   readonly lines: string[] = [];
   readonly #child: Deno.ChildProcess;
   readonly #reading: Promise<void>;
 
-  constructor(name: string, args: string[]) {
+  constructor(name: string, args: string[], env: Record<string, string> = {}) {
     const log = testLogger().with({ process: name });
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", MAIN, ...args],
       stdin: "null",
       stdout: "null",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...env },
     }).spawn();
     this.#child = child;
     this.#reading = (async () => {

@@ -271,7 +271,7 @@ export async function imageLibraries(
 }
 
 /** The first file named `name` in `dirs` that is an ELF file for `machine`. */
-async function findLibrary(
+export async function findLibrary(
   name: string,
   dirs: string[],
   machine: ElfMachine,
