@@ -46,6 +46,14 @@ class MemoryKeeper implements BucketKeeper {
     for (const bucket of changed) this.unlimited.delete(bucket);
     return Promise.resolve({ changed, overfull: [...this.overfull] });
   }
+
+  auditStream = true;
+
+  ensureAuditStream(): Promise<boolean> {
+    const created = !this.auditStream;
+    this.auditStream = true;
+    return Promise.resolve(created);
+  }
 }
 
 Deno.test("BucketAuditor re-creates a vanished bucket on its next audit, and says so", async () => {
@@ -86,6 +94,30 @@ Deno.test("BucketAuditor re-creates a vanished bucket on its next audit, and say
   await clock.advance(10_000);
   assert.deepEqual(recreated, [Buckets.deploymentStatus, Buckets.deviceInfo]);
   assert.equal(stats.bucketsRecreated, 2);
+  controller.abort();
+  await running;
+});
+
+Deno.test("BucketAuditor re-creates a vanished audit stream on its next audit, and says so", async () => {
+  const clock = new FakeClock();
+  const keeper = new MemoryKeeper();
+  const lines: string[] = [];
+  const auditor = new BucketAuditor({
+    keeper,
+    clock,
+    log: createLogger({ level: "debug", timestamps: false, write: (l) => lines.push(l) }),
+    stats: zeroStats(),
+    intervalMs: 10_000,
+    recreated: () => {},
+  });
+  const controller = new AbortController();
+  const running = auditor.run(controller.signal);
+  await clock.advance(10_000);
+  assert.deepEqual(lines.filter((l) => l.includes("fleet-audit")), []);
+  keeper.auditStream = false;
+  await clock.advance(10_000);
+  assert.equal(keeper.auditStream, true);
+  assert.ok(lines.some((l) => l.includes(`The "fleet-audit" stream was missing from NATS`)));
   controller.abort();
   await running;
 });

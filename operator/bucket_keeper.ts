@@ -35,6 +35,13 @@ export interface BucketKeeper {
    * @throws when it cannot (the broker cannot be reached)
    */
   applyLimits(): Promise<{ changed: BucketName[]; overfull: BucketName[] }>;
+  /**
+   * Creates the audit stream (`fleet-audit`, DESIGN.md §9) unless it exists: devices write the
+   * records of their commands to it, and nothing else re-creates it after a loss.
+   * @returns whether it had to be created
+   * @throws when it cannot (the broker cannot be reached)
+   */
+  ensureAuditStream(): Promise<boolean>;
 }
 
 /** Why a bucket kept its old `max_bytes` (or none), for the log. */

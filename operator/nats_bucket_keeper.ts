@@ -98,6 +98,10 @@ export class NatsBucketKeeper implements BucketKeeper {
     return { changed, overfull };
   }
 
+  ensureAuditStream(): Promise<boolean> {
+    return ensureAuditStream(this.#nc, this.#replicas);
+  }
+
   #settings(bucket: BucketName) {
     return { replicas: this.#replicas, history: BUCKET_HISTORY[bucket] };
   }

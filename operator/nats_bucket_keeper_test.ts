@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Buckets } from "../core/mod.ts";
+import { AUDIT_STREAM, Buckets } from "../core/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { systemClock } from "../adapters/clock.ts";
 import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
@@ -28,6 +28,15 @@ Deno.test("NatsBucketKeeper creates every bucket, tells a deleted one apart by i
       (await jsm.streams.info(`KV_${Buckets.deviceState}`)).config.max_msgs_per_subject,
       3,
     );
+
+    // The audit stream: made by ensureAll, re-made once lost, its settings kept.
+    assert.equal(await keeper.ensureAuditStream(), false);
+    await jsm.streams.delete(AUDIT_STREAM);
+    assert.equal(await keeper.ensureAuditStream(), true);
+    const audit = (await jsm.streams.info(AUDIT_STREAM)).config;
+    assert.deepEqual(audit.subjects, [`${AUDIT_STREAM}.>`]);
+    assert.equal(audit.deny_purge, true);
+    assert.equal(audit.allow_direct, true);
   } finally {
     await nc.close();
   }

@@ -8,6 +8,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import {
   DiscardPolicy,
   jetstream,
+  JetStreamApiCodes,
   JetStreamApiError,
   jetstreamManager,
   StorageType,
@@ -22,9 +23,22 @@ const DAY_NS = 86_400 * 1e9;
 /**
  * Creates the audit stream unless it exists: 90 days or 256 MiB, whichever comes first, oldest
  * records dropped; records cannot be deleted one by one or purged through the API.
+ *
+ * @returns whether it had to be created
  */
-export async function ensureAuditStream(nc: NatsConnection, replicas: number): Promise<void> {
+export async function ensureAuditStream(nc: NatsConnection, replicas: number): Promise<boolean> {
   const jsm = await jetstreamManager(nc, { checkAPI: false });
+  try {
+    await jsm.streams.info(AUDIT_STREAM);
+    return false;
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) {
+      throw new Error(
+        `Cannot look up the "${AUDIT_STREAM}" stream on NATS: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
   try {
     await jsm.streams.add({
       name: AUDIT_STREAM,
@@ -39,8 +53,10 @@ export async function ensureAuditStream(nc: NatsConnection, replicas: number): P
       deny_delete: true,
       deny_purge: true,
     });
+    return true;
   } catch (error) {
-    if (error instanceof JetStreamApiError && error.code === STREAM_NAME_IN_USE) return;
+    // Created meanwhile by another operator.
+    if (error instanceof JetStreamApiError && error.code === STREAM_NAME_IN_USE) return false;
     throw new Error(
       `Cannot create the "${AUDIT_STREAM}" stream on NATS: ${(error as Error).message}`,
       {
