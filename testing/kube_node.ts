@@ -409,6 +409,7 @@ class KubeNodeProcesses implements KubeNode {
     if (this.#processes.kubelet.running) await this.#deletePods();
     await this.#processes.kubelet.stop();
     await this.#processes["kube-proxy"].stop();
+    await this.#processes.coredns.stop();
     await run(this.#bins.proxy, ["--cleanup"]).catch(() => {});
     if (this.#processes.containerd.running) await this.#removeContainers();
     await this.#processes.containerd.stop();
