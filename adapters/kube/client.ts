@@ -601,13 +601,23 @@ function isStatus(value: unknown): value is KubeStatus {
     (value as { kind: unknown }).kind === "Status";
 }
 
-/** REST path of a collection, object or subresource. */
+/**
+ * REST path of a collection, object or subresource.
+ * @throws {TypeError} for an empty `name`: the path would be the collection's, and a DELETE
+ *   of it deletes every object of the kind.
+ */
 export function resourcePath(
   type: ResourceType,
   namespace?: string,
   name?: string,
   subresource?: string,
 ): string {
+  if (name === "") {
+    throw new TypeError(
+      `A ${type.kind} needs a name: an empty one would address every ${type.kind} ` +
+        `${namespace === undefined ? "in the cluster" : `in namespace ${namespace}`}`,
+    );
+  }
   let path = type.group === "" ? `/api/${type.version}` : `/apis/${type.group}/${type.version}`;
   if (type.namespaced && namespace !== undefined) path += `/namespaces/${enc(namespace)}`;
   path += `/${type.plural}`;

@@ -88,6 +88,29 @@ Deno.test(
 );
 
 Deno.test(
+  "KubeClient refuses an empty name instead of deleting the whole collection",
+  sharedServerTest,
+  async () => {
+    using client = await admin();
+    const ns = await createNamespace(client, "noname");
+    for (const name of ["one", "two"]) {
+      await client.create(ConfigMapType, { metadata: { name, namespace: ns }, data: {} });
+    }
+    await assert.rejects(
+      client.delete(ConfigMapType, "", { namespace: ns }),
+      TypeError,
+      `A ConfigMap needs a name: an empty one would address every ConfigMap in namespace ${ns}`,
+    );
+    await assert.rejects(client.get(ConfigMapType, "", ns), TypeError);
+    const left = await client.list(ConfigMapType, { namespace: ns });
+    assert.deepEqual(
+      left.items.map((i) => i.metadata?.name).filter((n) => n !== "kube-root-ca.crt").sort(),
+      ["one", "two"],
+    );
+  },
+);
+
+Deno.test(
   "KubeClient creates, gets, lists, replaces and deletes ConfigMaps",
   sharedServerTest,
   async () => {
