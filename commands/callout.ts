@@ -90,6 +90,9 @@ Every decision is logged with its reason; clients are only told "authorization f
         name: "fleet-callout",
         logger: log,
         signal,
+        // Until the callout is back after a server restart, every client's connect fails:
+        // it must be back before the devices, which wait a second or more.
+        reconnectWaitMs: 100,
       });
       try {
         await using started = await startCalloutService({

@@ -43,6 +43,11 @@ export interface ConnectNatsOptions {
    * @default true
    */
   waitOnFirstConnect?: boolean;
+  /**
+   * Base wait between reconnect attempts; the client adds up to half of it at random.
+   * @default 1000, with up to 500 (1000 over TLS) at random
+   */
+  reconnectWaitMs?: number;
   /** Stops the first-connect attempts; the promise then rejects with {@link NatsConnectError}. */
   signal?: AbortSignal;
   /** CA file and server pin; either one makes every TCP connection require TLS. */
@@ -126,6 +131,9 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
   }
   const transport = await transportOptions(plan, tls, servers, credentials);
   const waitOnFirstConnect = options.waitOnFirstConnect ?? true;
+  const reconnectWait = options.reconnectWaitMs ?? RECONNECT_WAIT_MS;
+  const jitter = options.reconnectWaitMs === undefined ? JITTER_MS : reconnectWait / 2;
+  const jitterTls = options.reconnectWaitMs === undefined ? JITTER_TLS_MS : reconnectWait / 2;
   const stillTrying = new Thinner();
   for (let attempt = 1;; attempt++) {
     if (signal?.aborted) {
@@ -141,7 +149,7 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
       if (stillTrying.shouldLog(attempt)) {
         logger.warn(`${problem}; still trying in the background`, { attempt });
       }
-      await sleep(RECONNECT_WAIT_MS + Math.random() * JITTER_MS, signal);
+      await sleep(reconnectWait + Math.random() * jitter, signal);
     };
     let auth: CredentialOptions;
     try {
@@ -163,9 +171,9 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
         waitOnFirstConnect: false,
         reconnect: true,
         maxReconnectAttempts: -1,
-        reconnectTimeWait: RECONNECT_WAIT_MS,
-        reconnectJitter: JITTER_MS,
-        reconnectJitterTLS: JITTER_TLS_MS,
+        reconnectTimeWait: reconnectWait,
+        reconnectJitter: jitter,
+        reconnectJitterTLS: jitterTls,
         pingInterval: PING_INTERVAL_MS,
         maxPingOut: MAX_PINGS_OUT,
         // Without this the client closes for good after two auth failures in a row.
