@@ -22,7 +22,7 @@ import { waitFor } from "../adapters/timers.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { CONTROL_PLANE_PODS, startClusterControlPlane } from "../testing/cluster_control_plane.ts";
-import { agentConfigToml, writeKeyFile } from "../testing/edge_nats.ts";
+import { writeAgentConfig } from "../testing/edge_nats.ts";
 import { makeTestCertificates } from "../testing/tls.ts";
 import { type Agent, burst, type BurstFigures, paced } from "./_callout_load.ts";
 import { spawnLogged } from "./_child_process.ts";
@@ -81,20 +81,14 @@ try {
   const agentConnectMs = async (n: number): Promise<number> => {
     const deviceId = `wss-${n}`;
     const user = await idp.addMachineUser({ id: deviceId, roles: ["device"], deviceId });
-    const config = join(dir, `${deviceId}.toml`);
-    await Deno.writeTextFile(
-      config,
-      agentConfigToml({
-        deviceId,
-        stateDir: join(dir, deviceId),
-        urls: [route.url],
-        caFile: plane.routeCaFile,
-        idp,
-        user,
-        keyFile: await writeKeyFile(dir, user),
-        podmanSocket: podmanService.socketPath,
-      }),
-    );
+    const config = await writeAgentConfig(dir, {
+      deviceId,
+      urls: [route.url],
+      caFile: plane.routeCaFile,
+      idp,
+      user,
+      podmanSocket: podmanService.socketPath,
+    });
     let connectedAt: number | undefined;
     const started = performance.now();
     const agent = spawnLogged(

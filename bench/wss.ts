@@ -8,7 +8,6 @@
  * `deno task bench:wss [--runs 5]`
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Kvm } from "@nats-io/kv";
 import { Buckets, keys } from "../core/mod.ts";
@@ -19,7 +18,7 @@ import { waitFor } from "../adapters/timers.ts";
 import { createOperator } from "../operator/mod.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
-import { agentConfigToml, startEdgeNats, writeKeyFile } from "../testing/edge_nats.ts";
+import { startEdgeNats, writeAgentConfig } from "../testing/edge_nats.ts";
 import { spawnLogged } from "./_child_process.ts";
 import { fmt, median, say } from "./_figures.ts";
 import { printLine } from "../adapters/output.ts";
@@ -86,21 +85,15 @@ function timeOf(line: string): number {
 async function measure(transport: Transport, n: number): Promise<Run> {
   const deviceId = `${transport}-${n}`;
   const user: MachineUser = await idp.addMachineUser({ id: deviceId, roles: ["device"] });
-  const config = join(dir, `${deviceId}.toml`);
-  await Deno.writeTextFile(
-    config,
-    agentConfigToml({
-      deviceId,
-      stateDir: join(dir, deviceId),
-      ...(transport === "wss"
-        ? { urls: [edge.proxy.url], caFile: edge.certs.caFile }
-        : { urls: [edge.ns.url] }),
-      idp,
-      user,
-      keyFile: await writeKeyFile(dir, user),
-      podmanSocket: podman.socketPath,
-    }),
-  );
+  const config = await writeAgentConfig(dir, {
+    deviceId,
+    ...(transport === "wss"
+      ? { urls: [edge.proxy.url], caFile: edge.certs.caFile }
+      : { urls: [edge.ns.url] }),
+    idp,
+    user,
+    podmanSocket: podman.socketPath,
+  });
   const lines: string[] = [];
   let connectedAt: number | undefined;
   const started = performance.now();

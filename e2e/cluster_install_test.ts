@@ -8,7 +8,6 @@
  * the other takes over; `helm uninstall` keeps the CRDs and the Deployments.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { ContainerLabels, DEVICE_SELECTOR_ANNOTATION, MANAGED_BY } from "../core/mod.ts";
 import { NamespaceType } from "../adapters/kube/types.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
@@ -21,7 +20,7 @@ import {
   startClusterControlPlane,
 } from "../testing/cluster_control_plane.ts";
 import { PodType } from "../testing/kube_node.ts";
-import { agentConfigToml, writeKeyFile } from "../testing/edge_nats.ts";
+import { writeAgentConfig } from "../testing/edge_nats.ts";
 import { tempDir } from "../testing/temp_dir.ts";
 import { eventually } from "../testing/eventually.ts";
 import type { KubeObject } from "../adapters/kube/types.ts";
@@ -61,20 +60,14 @@ story(
         [ContainerLabels.managedBy]: MANAGED_BY,
         [ContainerLabels.deviceId]: "pi-1",
       });
-    const agentConfig = join(dir.path, "agent.toml");
-    await Deno.writeTextFile(
-      agentConfig,
-      agentConfigToml({
-        deviceId: "pi-1",
-        stateDir: join(dir.path, "state"),
-        urls: [route.url],
-        caFile: plane.routeCaFile,
-        idp,
-        user: device,
-        keyFile: await writeKeyFile(dir.path, device),
-        podmanSocket: podmanService.socketPath,
-      }),
-    );
+    const agentConfig = await writeAgentConfig(dir.path, {
+      deviceId: "pi-1",
+      urls: [route.url],
+      caFile: plane.routeCaFile,
+      idp,
+      user: device,
+      podmanSocket: podmanService.socketPath,
+    });
     try {
       const agentStart = performance.now();
       // The device trusts the identity provider's company CA (DENO_CERT here; the system

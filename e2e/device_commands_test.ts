@@ -6,7 +6,6 @@
  * command is in `fleet audit`; an offline device and a busy one answer in plain words.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { ContainerLabels, deviceInboxPrefix, MANAGED_BY } from "../core/mod.ts";
@@ -16,7 +15,7 @@ import { PodmanClient } from "../adapters/podman/mod.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
-import { agentConfigToml, startEdgeNats, writeKeyFile } from "../testing/edge_nats.ts";
+import { startEdgeNats, writeAgentConfig, writeKeyFile } from "../testing/edge_nats.ts";
 import { tempDir } from "../testing/temp_dir.ts";
 import { eventually } from "../testing/eventually.ts";
 import { fleet, FleetProcess } from "./_helpers.ts";
@@ -88,19 +87,14 @@ story(
     };
     const principal = async (user: MachineUser) =>
       principalInbox(await idp.mintToken(user)).slice("_INBOX_p_".length);
-    const agentConfig = join(dir.path, "agent.toml");
-    await Deno.writeTextFile(
-      agentConfig,
-      agentConfigToml({
-        deviceId: "cmd-pi-1",
-        stateDir: join(dir.path, "state"),
-        urls: [edge.ns.url],
-        idp,
-        user: users.device,
-        keyFile: await writeKeyFile(dir.path, users.device),
-        podmanSocket: podmanService.socketPath,
-      }) + "stop_timeout_seconds = 2\n",
-    );
+    const agentConfig = await writeAgentConfig(dir.path, {
+      deviceId: "cmd-pi-1",
+      urls: [edge.ns.url],
+      idp,
+      user: users.device,
+      podmanSocket: podmanService.socketPath,
+      stopTimeoutSeconds: 2,
+    });
     const web = () =>
       podman.listContainers({
         [ContainerLabels.managedBy]: MANAGED_BY,

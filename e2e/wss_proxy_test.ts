@@ -6,7 +6,6 @@
  * processes, and ride out a proxy restart and a nats-server restart.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
@@ -14,7 +13,7 @@ import { ensureTestImage } from "../sandbox/local_image.ts";
 import { TLS_CA_STORE } from "../packaging/deb.ts";
 import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
 import { startEdgeProxy } from "../testing/haproxy.ts";
-import { agentConfigToml, startEdgeNats, writeKeyFile } from "../testing/edge_nats.ts";
+import { startEdgeNats, writeAgentConfig, writeKeyFile } from "../testing/edge_nats.ts";
 import { makeTestCertificates } from "../testing/tls.ts";
 import { tempDir } from "../testing/temp_dir.ts";
 import { eventually } from "../testing/eventually.ts";
@@ -53,18 +52,15 @@ story(
     ];
     const adminIdentity = await as(admin);
     const asAdmin = [...nats, ...adminIdentity];
-    const agentConfig = join(dir.path, "agent.toml");
     const piOne = {
       deviceId: "pi-1",
-      stateDir: join(dir.path, "state"),
       urls: [proxy.url],
       caFile: certs.caFile,
       idp,
       user: device,
-      keyFile: await writeKeyFile(dir.path, device),
       podmanSocket: podman.socketPath,
     };
-    await Deno.writeTextFile(agentConfig, agentConfigToml(piOne));
+    const agentConfig = await writeAgentConfig(dir.path, piOne);
     /** The deployment's aggregate as `fleet get deployments` over wss:// shows it. */
     const aggregate = async () => {
       const r = await fleet(["get", "deployments", "-o", "json", ...asAdmin]);
@@ -141,11 +137,7 @@ story(
       ]);
       assert.equal(cli.code, 1, cli.stderr);
       assert.match(cli.stderr, new RegExp(refusal));
-      const misled = join(dir.path, "misled.toml");
-      await Deno.writeTextFile(
-        misled,
-        agentConfigToml({ ...piOne, urls: [impostor.url], stateDir: join(dir.path, "misled") }),
-      );
+      const misled = await writeAgentConfig(dir.path, { ...piOne, urls: [impostor.url] }, "misled");
       {
         await using fooled = new FleetProcess("misled agent", ["agent", "run", "--config", misled]);
         await eventually(

@@ -113,34 +113,46 @@ export async function writeKeyFile(dir: string, user: MachineUser): Promise<stri
   return path;
 }
 
-/** What {@link agentConfigToml} writes. */
+/** What {@link writeAgentConfig} writes. */
 export interface EdgeAgentConfig {
   deviceId: string;
-  stateDir: string;
   /** `nats.urls`, e.g. `["wss://127.0.0.1:8443"]`. */
   urls: string[];
   /** `nats.ca_file`; none: the system's CA store. */
   caFile?: string;
   idp: TestProvider;
-  /** The device's machine user and its key file ({@link writeKeyFile}). */
+  /** The device's machine user: its key file is written beside the config. */
   user: MachineUser;
-  keyFile: string;
   podmanSocket: string;
+  /** `intervals.stop_timeout_seconds`; none: the agent's default. */
+  stopTimeoutSeconds?: number;
 }
 
-/** An agent config with OIDC credentials, as `fleet device enroll` writes it, quick intervals. */
-export function agentConfigToml(c: EdgeAgentConfig): string {
-  return `device_id = "${c.deviceId}"
-state_dir = "${c.stateDir}"
+/**
+ * An agent config with OIDC credentials, as `fleet device enroll` writes it, quick intervals:
+ * `dir`/`name`.toml, its state in `dir`/`name`, the device's key file beside it. Returns the
+ * config's path.
+ */
+export async function writeAgentConfig(
+  dir: string,
+  c: EdgeAgentConfig,
+  name = c.deviceId,
+): Promise<string> {
+  const keyFile = await writeKeyFile(dir, c.user);
+  const path = join(dir, `${name}.toml`);
+  await Deno.writeTextFile(
+    path,
+    `device_id = "${c.deviceId}"
+state_dir = "${join(dir, name)}"
 labels = { site = "edge" }
 
 [nats]
 urls = ${JSON.stringify(c.urls)}
 ${
-    c.caFile !== undefined
-      ? `ca_file = "${c.caFile}"\n`
-      : ""
-  }credentials = { type = "oidc", issuer = "${c.idp.issuer}", client_id = "${c.user.clientId}", key_file = "${c.keyFile}", audience = "${c.idp.audience}" }
+      c.caFile !== undefined
+        ? `ca_file = "${c.caFile}"\n`
+        : ""
+    }credentials = { type = "oidc", issuer = "${c.idp.issuer}", client_id = "${c.user.clientId}", key_file = "${keyFile}", audience = "${c.idp.audience}" }
 
 [podman]
 socket = "${c.podmanSocket}"
@@ -149,5 +161,7 @@ socket = "${c.podmanSocket}"
 heartbeat_seconds = 2
 relist_seconds = 3
 min_ready_seconds = 0
-`;
+${c.stopTimeoutSeconds !== undefined ? `stop_timeout_seconds = ${c.stopTimeoutSeconds}\n` : ""}`,
+  );
+  return path;
 }
