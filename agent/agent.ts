@@ -36,6 +36,8 @@ import { publishAudit } from "../adapters/nats/audit.ts";
 import type { ReconcileResult } from "../core/device_commands.ts";
 import { CommandResponder } from "./command_responder.ts";
 import { commandHandlers } from "./command_handlers.ts";
+import { LogSessions, natsSessionTransport } from "./log_sessions.ts";
+import { agentJournal } from "../adapters/host/journal.ts";
 import { recordingWarnings, WarningRing } from "./warnings.ts";
 
 export interface AgentOptions {
@@ -126,6 +128,8 @@ export class Agent {
   readonly #guard: InstanceGuard;
   #reporter: Reporter | undefined;
   #nc: NatsConnection | undefined;
+  /** The open logs sessions, once NATS is connected. */
+  #sessions: LogSessions | undefined;
   #cacheDirty = false;
   /** Passes completed, for tests and the bench. */
   passes = 0;
@@ -217,6 +221,11 @@ export class Agent {
       this.#natsLoop(signal),
     ];
     await Promise.all(loops);
+    // Whoever follows a log hears why it ended before the connection goes.
+    await this.#sessions?.endAll(
+      "going-away",
+      `the agent on ${config.device_id} is stopping`,
+    );
     if (this.#cacheDirty) await this.#saveCache();
     await this.#nc?.close();
     log.info("Fleet agent stopped; containers keep running");
@@ -302,27 +311,40 @@ export class Agent {
 
   #answerCommands(nc: NatsConnection): CommandResponder {
     const config = this.#config;
+    const sessions = new LogSessions({
+      deviceId: config.device_id,
+      transport: natsSessionTransport(nc, this.#log),
+      clock: this.#clock,
+      log: this.#log,
+      audit: (record) => publishAudit(nc, record),
+      runtime: this.#options.runtime,
+      journal: agentJournal,
+    });
+    this.#sessions = sessions;
     return new CommandResponder({
       nc,
       deviceId: config.device_id,
       log: this.#log,
       clock: this.#clock,
       audit: (record) => publishAudit(nc, record),
-      handlers: commandHandlers({
-        config,
-        version: this.#options.version,
-        clock: this.#clock,
-        nc,
-        runtime: this.#options.runtime,
-        credentials: this.#options.credentials.describe(),
-        startedAt: this.#startedAt,
-        cachePath: this.#cache.path,
-        desiredCount: () => this.#view.entries().size,
-        readFromNats: () => this.#view.complete,
-        states: () => this.states(),
-        warnings: this.#warnings,
-        reconcileNow: () => this.#reconcileNow(),
-      }),
+      handlers: {
+        logs: (request, from) => sessions.open(request, from.principal),
+        ...commandHandlers({
+          config,
+          version: this.#options.version,
+          clock: this.#clock,
+          nc,
+          runtime: this.#options.runtime,
+          credentials: this.#options.credentials.describe(),
+          startedAt: this.#startedAt,
+          cachePath: this.#cache.path,
+          desiredCount: () => this.#view.entries().size,
+          readFromNats: () => this.#view.complete,
+          states: () => this.states(),
+          warnings: this.#warnings,
+          reconcileNow: () => this.#reconcileNow(),
+        }),
+      },
     });
   }
 

@@ -6,10 +6,11 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import type { Clock } from "../core/clock.ts";
 import type { DeploymentState } from "../core/deployment_state.ts";
 import {
+  type CommandVerb,
   type ReconcileResult,
   ReplyMemo,
   type RestartResult,
-  restartTargets,
+  selectedContainers,
 } from "../core/device_commands.ts";
 import type { AgentConfig } from "./config.ts";
 import type { ContainerRuntime } from "./runtime.ts";
@@ -36,8 +37,18 @@ export interface AgentFacts {
   reconcileNow: () => Promise<ReconcileResult>;
 }
 
-/** The handlers of every verb, over `facts`. */
-export function commandHandlers(facts: AgentFacts): CommandHandlers {
+/** The verbs answered here: all but `logs`, which opens a session (agent/log_sessions.ts). */
+type AnsweredHere = Exclude<CommandVerb, "logs">;
+
+/** Handlers that do not depend on who asked (the broker already checked the role). */
+export type PlainHandlers = {
+  [V in AnsweredHere]: (
+    request: Parameters<CommandHandlers[V]>[0],
+  ) => ReturnType<CommandHandlers[V]>;
+};
+
+/** The handlers of every verb but `logs`, over `facts`. */
+export function commandHandlers(facts: AgentFacts): PlainHandlers {
   const { config, clock, runtime } = facts;
   // A retried restart (same request id) is answered from here, not restarted again.
   const restarts = new ReplyMemo<RestartResult>();
@@ -91,7 +102,7 @@ export function commandHandlers(facts: AgentFacts): CommandHandlers {
     },
     restart(request) {
       const { reply, first } = restarts.reply(request.requestId, clock.monotonic(), async () => {
-        const targets = restartTargets(await runtime.listManaged(config.device_id), request);
+        const targets = selectedContainers(await runtime.listManaged(config.device_id), request);
         if ("problem" in targets) throw new CommandRefused(targets.problem);
         for (const c of targets.containers) {
           await runtime.restart(c.containerId, config.intervals.stop_timeout_seconds);

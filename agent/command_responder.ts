@@ -26,10 +26,19 @@ import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { z } from "zod";
 
-/** The handler of each verb: the checked request in, the result out; throwing is a failure. */
+/** Who asked: the principal token of the subject, as the broker enforced it. */
+export interface CommandOrigin {
+  principal: string;
+}
+
+/**
+ * The handler of each verb: the checked request and who asked in, the result out; throwing is
+ * a failure.
+ */
 export type CommandHandlers = {
   [V in CommandVerb]: (
     request: z.infer<typeof RequestOf[V]>,
+    origin: CommandOrigin,
   ) => Promise<z.infer<typeof ResultOf[V]>>;
 };
 
@@ -83,8 +92,15 @@ export class CommandResponder {
       try {
         const request = parseJsonWith(RequestOf[parsed.verb], msg.data, `${parsed.verb} request`);
         body = request;
-        const handler = this.#options.handlers[parsed.verb] as (r: unknown) => Promise<unknown>;
-        reply = { ok: true, requestId: request.requestId, result: await handler(request) };
+        const handler = this.#options.handlers[parsed.verb] as (
+          r: unknown,
+          origin: CommandOrigin,
+        ) => Promise<unknown>;
+        reply = {
+          ok: true,
+          requestId: request.requestId,
+          result: await handler(request, { principal: parsed.principal }),
+        };
       } catch (error) {
         const message = (error as Error).message;
         const refused = error instanceof CommandRefused ||

@@ -8,6 +8,7 @@ import {
   type PodmanService,
 } from "../core/mod.ts";
 import { type PodmanClient, PodmanError, PodmanUnavailableError } from "../adapters/podman/mod.ts";
+import type { LogReadOptions } from "../core/device_commands.ts";
 import type { ContainerRuntime, LastExit } from "./runtime.ts";
 
 /** The last output of a crash-looping container: a few lines, for a short status message. */
@@ -96,6 +97,14 @@ export class PodmanRuntime implements ContainerRuntime {
 
   grants(containerId: string): Promise<ContainerGrants | undefined> {
     return reason(this.#client.containerGrants(containerId));
+  }
+
+  logs(
+    containerId: string,
+    options: LogReadOptions,
+    signal: AbortSignal,
+  ): Promise<ReadableStream<Uint8Array>> {
+    return reason(this.#client.streamLogs(containerId, options, signal));
   }
 
   lastExit(containerId: string): Promise<LastExit> {

@@ -1,5 +1,6 @@
 /** The container runtime as the agent sees it; podman_runtime.ts is the real one. */
 import type { ContainerGrants, ObservedContainer, PodmanService } from "../core/mod.ts";
+import type { LogReadOptions } from "../core/device_commands.ts";
 
 /**
  * How a container's latest run ended, for a crash-loop message: its exit code when it is
@@ -33,4 +34,13 @@ export interface ContainerRuntime {
   lastExit(containerId: string): Promise<LastExit>;
   /** What the container was given of the host; undefined when it is gone. */
   grants(containerId: string): Promise<ContainerGrants | undefined>;
+  /**
+   * The container's log as written (stdout and stderr interleaved), streamed: read no faster
+   * than the stream is read; aborting `signal` stops it.
+   */
+  logs(
+    containerId: string,
+    options: LogReadOptions,
+    signal: AbortSignal,
+  ): Promise<ReadableStream<Uint8Array>>;
 }

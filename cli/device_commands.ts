@@ -113,7 +113,8 @@ export function renderAudit(records: { record: AuditRecord; storedAt: number }[]
       r.verb,
       Object.entries(r.arguments).map(([k, v]) => `${k}=${v}`).join(",") || "-",
       `${Math.round(r.durationMs)}ms`,
-      r.outcome + (r.reason ? `: ${r.reason}` : ""),
+      r.outcome + (r.reason ? `: ${r.reason}` : "") +
+      (r.bytes === undefined ? "" : ` (${r.bytes} bytes)`),
     ]),
   );
 }

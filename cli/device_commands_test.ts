@@ -103,3 +103,26 @@ Deno.test("renderAudit() shows who asked what and how it ended, with the refusal
   );
   assert.equal(renderAudit([]), "No audit records.");
 });
+
+Deno.test("renderAudit() shows how a session ended and the bytes it sent", () => {
+  const text = renderAudit([{
+    storedAt: NOW,
+    record: {
+      kind: "session",
+      deviceId: "pi-1",
+      principal: "mia-0a1b",
+      verb: "logs",
+      arguments: { namespace: "default", deployment: "web", follow: "true" },
+      startedAt: NOW,
+      durationMs: 4210,
+      outcome: "ok",
+      reason: "cancelled: the requester cancelled",
+      sessionId: "abcdef0123456789",
+      bytes: 5242880,
+    },
+  }]);
+  assert.match(
+    text,
+    /logs\s+namespace=default,deployment=web,follow=true\s+4210ms\s+ok: cancelled: the requester cancelled \(5242880 bytes\)/,
+  );
+});

@@ -13,9 +13,11 @@
 import { z } from "zod";
 import { identifierProblem, identifierSchema } from "./ids.ts";
 import { ContainerLabels, type ObservedContainer } from "./planner.ts";
+import { MIN_CREDIT, SessionId } from "./device_sessions.ts";
+import { parseSince, SINCE_RULE } from "./since.ts";
 
 /** The verbs a device answers today. */
-export const CommandVerbs = ["ping", "diag", "restart", "reconcile"] as const;
+export const CommandVerbs = ["ping", "diag", "restart", "reconcile", "logs"] as const;
 /** One of {@link CommandVerbs}. */
 export type CommandVerb = typeof CommandVerbs[number];
 
@@ -24,8 +26,12 @@ export const COMMANDS_PREFIX = "device-commands";
 /** The JetStream stream that keeps the audit trail, and its subjects' first token. */
 export const AUDIT_STREAM = "fleet-audit";
 
-/** The subject a device writes the audit record of a command to. */
-export function auditSubject(kind: "command", deviceId: string): string {
+/** What an audit record is of: a command, or a session (its end). */
+export const AuditKinds = ["command", "session"] as const;
+export type AuditKind = typeof AuditKinds[number];
+
+/** The subject a device writes the audit record of a command or session to. */
+export function auditSubject(kind: AuditKind, deviceId: string): string {
   return `${AUDIT_STREAM}.${kind}.${deviceId}`;
 }
 
@@ -80,12 +86,98 @@ export const RestartRequest = CommandRequest.extend({
 });
 export type RestartRequest = z.infer<typeof RestartRequest>;
 
+/**
+ * `logs`: a deployment's (or one service's) containers, or with `agent` the agent's own
+ * journal. `since` is as a person wrote it ({@link SINCE_RULE}); an age is measured on the
+ * device's clock, the one its log timestamps are in.
+ */
+export const LogsRequest = CommandRequest.extend({
+  sessionId: SessionId,
+  namespace: identifierSchema("namespace").optional(),
+  deployment: identifierSchema("deployment name").optional(),
+  service: identifierSchema("service name").optional(),
+  agent: z.boolean().optional(),
+  tail: z.number().int().nonnegative().optional(),
+  since: z.string().max(64).optional(),
+  follow: z.boolean().optional(),
+  timestamps: z.boolean().optional(),
+  /** The first grant: data up to this byte offset. */
+  credit: z.number().int().min(MIN_CREDIT),
+});
+export type LogsRequest = z.infer<typeof LogsRequest>;
+
+/** How a container's log is read (podman's logs API). */
+export interface LogReadOptions {
+  /** Keep reading as the container writes, until it stops. */
+  follow: boolean;
+  /** Only the last lines; all when absent. */
+  tail?: number | undefined;
+  /** Only what was written since then, unix seconds. */
+  sinceSeconds?: number | undefined;
+  /** Each line starts with its RFC 3339 timestamp. */
+  timestamps: boolean;
+}
+
+/** `logs` accepted: what the session reads and the limits it keeps. */
+export const LogsResult = z.object({
+  sessionId: z.string(),
+  /** Service names, or `agent` for the agent's journal. */
+  sources: z.array(z.string()),
+  maxLineBytes: z.number().int(),
+  maxBytes: z.number().int(),
+});
+export type LogsResult = z.infer<typeof LogsResult>;
+
+/** What a logs request reads, or why it reads nothing. */
+export type LogSources =
+  | { agent: true }
+  | { containers: { service: string; containerId: string }[] }
+  | { problem: string };
+
+/**
+ * The sources of `request` on a device running `observed`: the agent's journal, or the managed
+ * containers of the deployment (and service).
+ */
+export function logSources(
+  observed: readonly ObservedContainer[],
+  request: LogsRequest,
+): LogSources {
+  if (request.agent) {
+    return request.deployment === undefined
+      ? { agent: true }
+      : { problem: "ask for the agent's journal or a deployment's logs, not both" };
+  }
+  if (request.deployment === undefined || request.namespace === undefined) {
+    return { problem: "a logs request names a namespace and a deployment, or the agent" };
+  }
+  return selectedContainers(observed, {
+    namespace: request.namespace,
+    deployment: request.deployment,
+    service: request.service,
+  });
+}
+
+/**
+ * Podman's `since` for `request` at `now` (the device's clock): unix seconds, or a problem
+ * naming the rule.
+ */
+export function sinceSeconds(
+  since: string | undefined,
+  now: number,
+): { seconds?: number } | { problem: string } {
+  if (since === undefined) return {};
+  const at = parseSince(since, now);
+  if (at === undefined) return { problem: `invalid since ${JSON.stringify(since)}: ${SINCE_RULE}` };
+  return { seconds: Math.floor(at / 1000) };
+}
+
 /** The request type of each verb. */
 export const RequestOf = {
   ping: CommandRequest,
   diag: CommandRequest,
   restart: RestartRequest,
   reconcile: CommandRequest,
+  logs: LogsRequest,
 } as const satisfies Record<CommandVerb, z.ZodType>;
 
 /** `ping`: who answers, how long it has run and its own clock (informative only). */
@@ -166,6 +258,7 @@ export const ResultOf = {
   diag: DiagResult,
   restart: RestartResult,
   reconcile: ReconcileResult,
+  logs: LogsResult,
 } as const satisfies Record<CommandVerb, z.ZodType>;
 
 /** A device's answer: the result, or why it refused or failed (a sentence naming the rule). */
@@ -184,12 +277,13 @@ export type CommandReply = z.infer<typeof CommandReply>;
 export const AuditOutcomes = ["ok", "refused", "failed"] as const;
 
 /**
- * One command as the device that received it recorded it, on `fleet-audit.command.<deviceId>`.
- * `principal` is the subject's last token (the broker's word, not the requester's); times are
- * the device's (informative): the stream's own timestamp is the control plane's clock.
+ * One command as the device that received it recorded it, on `fleet-audit.command.<deviceId>`,
+ * or one session at its end, on `fleet-audit.session.<deviceId>`. `principal` is the subject's
+ * principal token (the broker's word, not the requester's); times are the device's
+ * (informative): the stream's own timestamp is the control plane's clock.
  */
 export const AuditRecord = z.object({
-  kind: z.literal("command"),
+  kind: z.enum(AuditKinds),
   deviceId: z.string(),
   principal: z.string(),
   verb: z.string(),
@@ -200,8 +294,12 @@ export const AuditRecord = z.object({
   startedAt: z.number().int(),
   durationMs: z.number().nonnegative(),
   outcome: z.enum(AuditOutcomes),
-  /** Why it was refused or failed. */
+  /** Why it was refused or failed; how a session ended. */
   reason: z.string().optional(),
+  /** A session's id. */
+  sessionId: z.string().optional(),
+  /** The data bytes a session sent. */
+  bytes: z.number().int().nonnegative().optional(),
 });
 export type AuditRecord = z.infer<typeof AuditRecord>;
 
@@ -218,8 +316,8 @@ export function auditArguments(request: unknown): Record<string, string> {
   return out;
 }
 
-/** The containers a restart touches, or why there are none. */
-export type RestartTargets =
+/** The containers a request selects (restart, logs), or why there are none. */
+export type SelectedContainers =
   | { containers: { service: string; containerId: string }[] }
   | { problem: string };
 
@@ -227,10 +325,10 @@ export type RestartTargets =
  * The managed containers of `request`'s deployment (and service) among `observed`, in service
  * order. None is a problem naming what was asked, so a typo is not a silent success.
  */
-export function restartTargets(
+export function selectedContainers(
   observed: readonly ObservedContainer[],
-  request: RestartRequest,
-): RestartTargets {
+  request: { namespace: string; deployment: string; service?: string | undefined },
+): SelectedContainers {
   const ofDeployment = observed.filter((c) =>
     c.labels[ContainerLabels.namespace] === request.namespace &&
     c.labels[ContainerLabels.deployment] === request.deployment

@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
 import {
   auditArguments,
+  logSources,
+  LogsRequest,
   parseCommandSubject,
   ReplyMemo,
   RestartRequest,
-  restartTargets,
+  selectedContainers,
+  sinceSeconds,
 } from "./device_commands.ts";
+import { MIN_CREDIT } from "./device_sessions.ts";
 import { ContainerLabels, type ObservedContainer } from "./planner.ts";
 import { commandSubject } from "./keys.ts";
 
@@ -54,30 +58,30 @@ const OBSERVED = [
   container("c4", "metrics", "agent"),
 ];
 
-Deno.test("restartTargets() picks a deployment's containers in its namespace, in service order", () => {
+Deno.test("selectedContainers() picks a deployment's containers in its namespace, in service order", () => {
   const request = RestartRequest.parse({
     requestId: "r1",
     namespace: "default",
     deployment: "web",
   });
-  assert.deepEqual(restartTargets(OBSERVED, request), {
+  assert.deepEqual(selectedContainers(OBSERVED, request), {
     containers: [{ service: "app", containerId: "c1" }, { service: "db", containerId: "c3" }],
   });
-  assert.deepEqual(restartTargets(OBSERVED, { ...request, service: "db" }), {
+  assert.deepEqual(selectedContainers(OBSERVED, { ...request, service: "db" }), {
     containers: [{ service: "db", containerId: "c3" }],
   });
 });
 
-Deno.test("restartTargets() names what was asked when nothing matches", () => {
+Deno.test("selectedContainers() names what was asked when nothing matches", () => {
   const request = RestartRequest.parse({
     requestId: "r1",
     namespace: "default",
     deployment: "web",
   });
-  assert.deepEqual(restartTargets(OBSERVED, { ...request, deployment: "wbe" }), {
+  assert.deepEqual(selectedContainers(OBSERVED, { ...request, deployment: "wbe" }), {
     problem: `no container of deployment "wbe" in namespace "default" runs on this device`,
   });
-  assert.deepEqual(restartTargets(OBSERVED, { ...request, service: "cache" }), {
+  assert.deepEqual(selectedContainers(OBSERVED, { ...request, service: "cache" }), {
     problem: `deployment "web" in namespace "default" has no service "cache" here; it has db, app`,
   });
 });
@@ -132,4 +136,53 @@ Deno.test("auditArguments() keeps only identifier arguments, never other fields"
   );
   assert.deepEqual(auditArguments({ deployment: "a.b*" }), {});
   assert.deepEqual(auditArguments("text"), {});
+});
+
+const LOGS = LogsRequest.parse({
+  requestId: "r1",
+  sessionId: "abcdef0123456789",
+  namespace: "default",
+  deployment: "web",
+  credit: MIN_CREDIT,
+});
+
+Deno.test("logSources() selects the deployment's containers, or one service's", () => {
+  assert.deepEqual(logSources(OBSERVED, LOGS), {
+    containers: [{ service: "app", containerId: "c1" }, { service: "db", containerId: "c3" }],
+  });
+  assert.deepEqual(logSources(OBSERVED, { ...LOGS, service: "db" }), {
+    containers: [{ service: "db", containerId: "c3" }],
+  });
+  assert.deepEqual(logSources(OBSERVED, { ...LOGS, namespace: "shop" }), {
+    containers: [{ service: "app", containerId: "c2" }],
+  });
+});
+
+Deno.test("logSources() reads the agent's journal, and names a request that asks for nothing or both", () => {
+  const { namespace: _n, deployment: _d, ...bare } = LOGS;
+  assert.deepEqual(logSources(OBSERVED, { ...bare, agent: true }), { agent: true });
+  assert.deepEqual(logSources(OBSERVED, { ...LOGS, agent: true }), {
+    problem: "ask for the agent's journal or a deployment's logs, not both",
+  });
+  assert.deepEqual(logSources(OBSERVED, bare), {
+    problem: "a logs request names a namespace and a deployment, or the agent",
+  });
+  assert.match(
+    (logSources(OBSERVED, { ...LOGS, deployment: "wbe" }) as { problem: string }).problem,
+    /no container of deployment "wbe"/,
+  );
+});
+
+Deno.test("LogsRequest refuses a credit smaller than a frame and a session id that is not one token", () => {
+  assert.equal(LogsRequest.safeParse({ ...LOGS, credit: MIN_CREDIT - 1 }).success, false);
+  assert.equal(LogsRequest.safeParse({ ...LOGS, sessionId: "a.b.c.d.e.f" }).success, false);
+  assert.equal(LogsRequest.safeParse({ ...LOGS, sessionId: "*" }).success, false);
+});
+
+Deno.test("sinceSeconds() measures an age on the device's clock and keeps an RFC 3339 time", () => {
+  const now = Date.UTC(2026, 11, 6, 3, 0, 0);
+  assert.deepEqual(sinceSeconds(undefined, now), {});
+  assert.deepEqual(sinceSeconds("10m", now), { seconds: now / 1000 - 600 });
+  assert.deepEqual(sinceSeconds("2026-12-06T02:00:00Z", now), { seconds: now / 1000 - 3600 });
+  assert.match((sinceSeconds("yesterday", now) as { problem: string }).problem, /"yesterday"/);
 });

@@ -9,6 +9,7 @@
 
 import { deviceConsumer } from "./device_consumer.ts";
 import { AUDIT_STREAM, auditSubject } from "./device_commands.ts";
+import { SESSIONS_PREFIX } from "./device_sessions.ts";
 import { validateIdentifier } from "./ids.ts";
 import { Buckets, keys } from "./keys.ts";
 import { LEASE_BUCKET } from "./lease.ts";
@@ -80,8 +81,9 @@ export function deviceInboxPrefix(deviceId: string): string {
  *   again (the operator re-creates it);
  * - `$KV.device-info.info.<id>`, `$KV.device-state.state.<id>.>`,
  *   `$KV.device-heartbeat.heartbeat.<id>`: its own reports;
- * - `fleet-audit.command.<id>`: the audit records of the commands it answered (the stream's
- *   acknowledgement comes back to its inbox).
+ * - `fleet-audit.command.<id>` and `fleet-audit.session.<id>`: the audit records of the commands
+ *   it answered and the sessions it held (the stream's acknowledgement comes back to its inbox);
+ * - `device-sessions.<id>.*.*.out`: the data of its own sessions, to whoever opened them.
  *
  * No `$JS.API.CONSUMER.CREATE.*`: whoever creates a consumer chooses where the server
  * delivers it (`deliver_subject`), so a device that could create one could make the server
@@ -91,7 +93,8 @@ export function deviceInboxPrefix(deviceId: string): string {
  * lists every key), `$JS.API.>` or `_INBOX.>`.
  *
  * Subscribe: `_INBOX_<id>.>` (replies and its desired state, delivered on
- * `_INBOX_<id>.desired-state`; see {@link deviceInboxPrefix}) and `device-commands.<id>.>`.
+ * `_INBOX_<id>.desired-state`; see {@link deviceInboxPrefix}), `device-commands.<id>.>` and
+ * the `ctl` and `in` channels of its own sessions.
  * Replies to commands go through `resp` (allow_responses).
  *
  * @throws {InvalidIdentifierError} when `deviceId` is not an RFC 1123 label (so no
@@ -109,12 +112,16 @@ export function devicePermissions(deviceId: string): DevicePermissions {
         `$KV.${Buckets.deviceState}.${keys.deviceStatesOfDevice(deviceId)}`,
         `$KV.${Buckets.deviceHeartbeat}.${keys.heartbeat(deviceId)}`,
         auditSubject("command", deviceId),
+        auditSubject("session", deviceId),
+        `${SESSIONS_PREFIX}.${deviceId}.*.*.out`,
       ],
     },
     sub: {
       allow: [
         `${deviceInboxPrefix(deviceId)}.>`,
         `device-commands.${deviceId}.>`,
+        `${SESSIONS_PREFIX}.${deviceId}.*.*.ctl`,
+        `${SESSIONS_PREFIX}.${deviceId}.*.*.in`,
       ],
     },
     resp: { ...DEVICE_RESPONSE_PERMISSION },
@@ -208,6 +215,23 @@ export const ROLE_VERBS: Readonly<Record<PersonRole, readonly string[]>> = {
   admin: ["*"],
 };
 
+/** The verbs that open a session (DESIGN.md §9 "Sessions"). */
+const SESSION_VERBS = ["logs", "exec"];
+
+/**
+ * The session subjects of `principal`, whose role allows `verbs`: on any device, only the
+ * sessions it opened (its principal is their third token): it writes `ctl` and `in`, reads `out`.
+ * None for a role without a verb that opens one.
+ */
+function sessionPermissions(
+  principal: string,
+  verbs: readonly string[],
+): { pub: string[]; sub: string[] } {
+  if (!verbs.some((v) => v === "*" || SESSION_VERBS.includes(v))) return { pub: [], sub: [] };
+  const own = `${SESSIONS_PREFIX}.*.${principal}.*`;
+  return { pub: [`${own}.ctl`, `${own}.in`], sub: [`${own}.out`] };
+}
+
 /**
  * The permissions of the person `principal` in `role`:
  * - viewer: read every bucket and the audit trail (direct gets only: a consumer's creator
@@ -220,23 +244,36 @@ export const ROLE_VERBS: Readonly<Record<PersonRole, readonly string[]>> = {
  * - admin: the whole JetStream API, every KV and object store, every verb, every subscription.
  *
  * Commands only as `device-commands.*.<verb>.<principal>`: no one asks in another's name.
- * Subscriptions only under the own inbox, except for admins.
+ * Sessions (maintainer, admin) only as `device-sessions.*.<principal>.*.<channel>`: no one
+ * writes into or reads another's. Subscriptions only under the own inbox and sessions, except
+ * for admins.
  *
  * @throws {InvalidIdentifierError} when `principal` is not an RFC 1123 label.
  */
 export function personPermissions(role: PersonRole, principal: string): NatsPermissions {
   const inbox = `${principalInboxPrefix(principal)}.>`;
   const commands = ROLE_VERBS[role].map((verb) => `device-commands.*.${verb}.${principal}`);
+  const sessions = sessionPermissions(principal, ROLE_VERBS[role]);
   if (role === "admin") {
-    return { pub: { allow: ["$JS.>", "$KV.>", "$O.>", ...commands] }, sub: { allow: [">"] } };
+    return {
+      pub: { allow: ["$JS.>", "$KV.>", "$O.>", ...commands, ...sessions.pub] },
+      sub: { allow: [">"] },
+    };
   }
   const reads = readableBuckets().flatMap((b) => readBucket(b, b !== Buckets.desiredState));
   const writes = role === "maintainer" ? [writeBucket(Buckets.deployments)] : [];
   return {
     pub: {
-      allow: [`${API}.INFO`, ...reads, `${API}.DIRECT.GET.${AUDIT_STREAM}`, ...writes, ...commands],
+      allow: [
+        `${API}.INFO`,
+        ...reads,
+        `${API}.DIRECT.GET.${AUDIT_STREAM}`,
+        ...writes,
+        ...commands,
+        ...sessions.pub,
+      ],
     },
-    sub: { allow: [inbox] },
+    sub: { allow: [inbox, ...sessions.sub] },
   };
 }
 

@@ -61,9 +61,18 @@ Deno.test("devicePermissions() is exactly the set verified in DESIGN.md §5", ()
         "$KV.device-state.state.dev-a.>",
         "$KV.device-heartbeat.heartbeat.dev-a",
         "fleet-audit.command.dev-a",
+        "fleet-audit.session.dev-a",
+        "device-sessions.dev-a.*.*.out",
       ],
     },
-    sub: { allow: ["_INBOX_dev-a.>", "device-commands.dev-a.>"] },
+    sub: {
+      allow: [
+        "_INBOX_dev-a.>",
+        "device-commands.dev-a.>",
+        "device-sessions.dev-a.*.*.ctl",
+        "device-sessions.dev-a.*.*.in",
+      ],
+    },
     resp: { max: 1, ttlMs: 120_000 },
   });
 });
@@ -190,8 +199,36 @@ Deno.test("personPermissions() gives each role its reads, writes and verbs, in i
   ], true);
   can(admin, ["device-commands.dev-a.exec.mia-1", "device-commands.dev-a.ping.bob-1"], false);
   assert.deepStrictEqual(viewer.sub.allow, ["_INBOX_p_bob-1.>"]);
-  assert.deepStrictEqual(maintainer.sub.allow, ["_INBOX_p_mia-1.>"]);
+  assert.deepStrictEqual(maintainer.sub.allow, [
+    "_INBOX_p_mia-1.>",
+    "device-sessions.*.mia-1.*.out",
+  ]);
   assert.deepStrictEqual(admin.sub.allow, [">"]);
+});
+
+Deno.test("personPermissions() lets a maintainer or admin use only the sessions it opened", () => {
+  const session = (principal: string, channel: string) =>
+    `device-sessions.dev-a.${principal}.abcdef0123456789.${channel}`;
+  const viewer = personPermissions("viewer", "bob-1");
+  const maintainer = personPermissions("maintainer", "mia-1");
+  const admin = personPermissions("admin", "ada-1");
+  for (const ch of ["ctl", "in", "out"]) {
+    assert.ok(!allowed(viewer.pub.allow, session("bob-1", ch)), `viewer publishes ${ch}`);
+    assert.ok(!allowed(viewer.sub.allow, session("bob-1", ch)), `viewer reads ${ch}`);
+    // Nobody writes or reads in another's name, nor writes the device's side.
+    for (const p of [maintainer, admin]) {
+      assert.ok(!allowed(p.pub.allow, session("bob-1", ch)), `publish ${ch} of bob-1`);
+    }
+    assert.ok(!allowed(maintainer.sub.allow, session("bob-1", ch)), `maintainer reads bob's ${ch}`);
+  }
+  for (const [p, who] of [[maintainer, "mia-1"], [admin, "ada-1"]] as const) {
+    assert.ok(allowed(p.pub.allow, session(who, "ctl")));
+    assert.ok(allowed(p.pub.allow, session(who, "in")));
+    assert.ok(!allowed(p.pub.allow, session(who, "out")), "it cannot forge the device's data");
+    assert.ok(allowed(p.sub.allow, session(who, "out")));
+  }
+  assert.ok(!allowed(maintainer.sub.allow, "device-sessions.>"));
+  assert.ok(!allowed(maintainer.sub.allow, "device-sessions.*.*.*.out"));
 });
 
 Deno.test("deviceInboxPrefix() is one token per device", () => {
@@ -219,6 +256,8 @@ function traffic(id: string): { pub: string[]; sub: string[] } {
       `$KV.device-info.info.${id}`,
       `$KV.device-state.state.${id}.default.web`,
       `$KV.device-heartbeat.heartbeat.${id}`,
+      `fleet-audit.session.${id}`,
+      `device-sessions.${id}.mia-1.abcdef0123456789.out`,
     ],
     sub: [
       `_INBOX_${id}.>`,
@@ -226,6 +265,8 @@ function traffic(id: string): { pub: string[]; sub: string[] } {
       `_INBOX_${id}.desired-state`,
       `device-commands.${id}.>`,
       `device-commands.${id}.restart`,
+      `device-sessions.${id}.mia-1.abcdef0123456789.ctl`,
+      `device-sessions.${id}.mia-1.abcdef0123456789.in`,
     ],
   };
 }
@@ -289,10 +330,23 @@ Deno.test("devicePermissions() never grants the subjects that leak other devices
     "$KV.fleet-deployments.default.web",
     "$KV.device-state.state.>",
     "device-commands.dev-a.restart", // it answers commands, it does not send them
+    "device-sessions.dev-a.mia-1.abcdef0123456789.ctl", // nor writes the requester's side
+    "device-sessions.dev-a.mia-1.abcdef0123456789.in",
     "_INBOX.abc",
   ];
   for (const s of forbiddenPub) assert.ok(!allowed(perms.pub.allow, s), `publish ${s}`);
-  for (const s of ["_INBOX.>", "_INBOX.abc", ">", "$KV.>", "device-commands.>", "_INBOX_*.>"]) {
+  for (
+    const s of [
+      "_INBOX.>",
+      "_INBOX.abc",
+      ">",
+      "$KV.>",
+      "device-commands.>",
+      "_INBOX_*.>",
+      "device-sessions.>",
+      "device-sessions.dev-a.mia-1.abcdef0123456789.out",
+    ]
+  ) {
     assert.ok(!allowed(perms.sub.allow, s), `subscribe ${s}`);
   }
 });

@@ -28,9 +28,12 @@ import {
   AuditRecord,
   CommandReply,
   DiagResult,
+  LogsRequest,
+  LogsResult,
   PingResult,
   RestartRequest,
 } from "./device_commands.ts";
+import { SessionControl, SessionEnd } from "./device_sessions.ts";
 
 const WIRE = new URL("../fixtures/wire/", import.meta.url);
 const DEPLOYMENTS = new URL("../fixtures/deployments/", import.meta.url);
@@ -87,6 +90,16 @@ const CASES: WireCase[] = [
   { type: "CommandReply", file: "command_reply", schema: CommandReply, flat: true },
   // Its one nested object is a record of arguments: any key there is an argument.
   { type: "AuditRecord", file: "audit_record", schema: AuditRecord, flat: true },
+  {
+    type: "AuditRecord (session)",
+    file: "session_audit_record",
+    schema: AuditRecord,
+    flat: true,
+  },
+  { type: "LogsRequest", file: "logs_request", schema: LogsRequest, flat: true },
+  { type: "LogsResult", file: "logs_result", schema: LogsResult, flat: true },
+  { type: "SessionControl", file: "session_control", schema: SessionControl, flat: true },
+  { type: "SessionEnd", file: "session_end", schema: SessionEnd, flat: true },
 ];
 
 /** Paths (`a.b.0.c`) of object keys present in `future` but absent from `canonical`. */

@@ -117,6 +117,13 @@ export class MemoryRuntime implements ContainerRuntime {
     return Promise.resolve(this.get(containerId)?.grants);
   }
 
+  /** What the container wrote, at once (follow ends there too). */
+  logs(containerId: string): Promise<ReadableStream<Uint8Array>> {
+    const c = this.get(containerId);
+    if (!c) return Promise.reject(new Error(`no such container: ${containerId}`));
+    return Promise.resolve(ReadableStream.from([new TextEncoder().encode(c.output)]));
+  }
+
   get(containerId: string): MemoryContainer | undefined {
     return this.containers.find((c) => c.id === containerId);
   }

@@ -3,6 +3,9 @@
  * the only code that talks to Podman; everything it throws is a {@linkcode PodmanError}.
  */
 
+import { LogFrameDemuxer } from "./log_frames.ts";
+import type { LogReadOptions } from "../../core/device_commands.ts";
+import { concat } from "../../core/device_sessions.ts";
 import type { z } from "zod";
 import {
   LibpodContainerGrantsSchema,
@@ -90,6 +93,8 @@ interface CallInit {
   json?: unknown;
   /** Sent as is, with `contentType`. */
   bytes?: { data: Uint8Array<ArrayBuffer>; contentType: string };
+  /** Aborts the request, and the reading of a streamed answer. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -306,8 +311,43 @@ export class PodmanClient implements Disposable {
     } catch (error) {
       throw this.#transportError(op, error);
     }
-    const text = new TextDecoder().decode(demultiplex(bytes)).trimEnd();
+    const text = new TextDecoder().decode(concat(new LogFrameDemuxer().push(bytes))).trimEnd();
     return text.length <= options.maxBytes ? text : text.slice(text.length - options.maxBytes);
+  }
+
+  /**
+   * A container's log as it was written (stdout and stderr interleaved, unframed), streamed:
+   * podman is read only as fast as the stream is, so a reader that pauses pauses podman.
+   * It ends with the log (without follow) or when the container stops; cancelling it or
+   * aborting `signal` closes the connection.
+   * @throws {PodmanError} when the container does not exist (404).
+   */
+  async streamLogs(
+    id: string,
+    options: LogReadOptions,
+    signal: AbortSignal,
+  ): Promise<ReadableStream<Uint8Array>> {
+    const op = { operation: "read the logs of container", target: id };
+    const query = new URLSearchParams({
+      stdout: "true",
+      stderr: "true",
+      follow: String(options.follow),
+      timestamps: String(options.timestamps),
+      ...(options.tail === undefined ? {} : { tail: String(options.tail) }),
+      ...(options.sinceSeconds === undefined ? {} : { since: String(options.sinceSeconds) }),
+    });
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/logs`, { query, signal });
+    if (response.status !== 200 || response.body === null) {
+      throw this.#statusError(op, response.status, await this.#text(op, response));
+    }
+    const demuxer = new LogFrameDemuxer();
+    return response.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          for (const part of demuxer.push(chunk)) controller.enqueue(part);
+        },
+      }),
+    );
   }
 
   /**
@@ -486,6 +526,7 @@ export class PodmanClient implements Disposable {
         headers,
         client: this.#http,
         ...(body === undefined ? {} : { body }),
+        ...(init.signal === undefined ? {} : { signal: init.signal }),
       });
     } catch (error) {
       throw this.#transportError(op, error);
@@ -627,32 +668,6 @@ export class PodmanClient implements Disposable {
       );
     }
   }
-}
-
-/**
- * The payload of a log stream in podman's multiplexed framing (per frame: stream byte, three
- * zero bytes, big-endian length, payload); a stream without that framing (a tty) as it is.
- */
-function demultiplex(bytes: Uint8Array): Uint8Array {
-  const parts: Uint8Array[] = [];
-  let at = 0;
-  while (at + 8 <= bytes.length) {
-    const stream = bytes[at]!;
-    if (stream > 2 || bytes[at + 1] !== 0 || bytes[at + 2] !== 0 || bytes[at + 3] !== 0) {
-      return bytes;
-    }
-    const size = new DataView(bytes.buffer, bytes.byteOffset + at + 4, 4).getUint32(0);
-    parts.push(bytes.subarray(at + 8, Math.min(bytes.length, at + 8 + size)));
-    at += 8 + size;
-  }
-  if (at < bytes.length && parts.length === 0) return bytes;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
 }
 
 /** Maps our spec to libpod's SpecGenerator (`POST /libpod/containers/create`). */
