@@ -236,7 +236,12 @@ Deno.test("LogSessions prefixes each line with its service when it reads several
   assert.deepEqual((await sessions.open(request(), "mia-1")).sources, ["app", "db"]);
   await clock.advance(0);
   const lines = transport.text.trimEnd().split("\n").sort();
-  assert.deepEqual(lines, ["[app] a0 xxxxxx", "[app] a1 xxxxxx", "[db] d0 xxxxxx", "[db] d1 xxxxxx"]);
+  assert.deepEqual(lines, [
+    "[app] a0 xxxxxx",
+    "[app] a1 xxxxxx",
+    "[db] d0 xxxxxx",
+    "[db] d1 xxxxxx",
+  ]);
   assert.equal(transport.end?.reason, "done");
 });
 
