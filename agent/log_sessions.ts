@@ -111,7 +111,7 @@ export class Session {
   readonly #maxBytes: number;
   readonly #startedAt: number;
   readonly #start: number;
-  readonly #abort = new AbortController();
+  readonly #abort: AbortController;
   readonly #stopListening: () => void;
   #idle: Timer | undefined;
   #keepalive: Timer | undefined;
@@ -123,11 +123,21 @@ export class Session {
   readonly #done: Promise<SessionEnd>;
   #resolveDone!: (end: SessionEnd) => void;
 
-  constructor(ctx: SessionContext, origin: SessionOrigin, credit: number, maxBytes: number) {
+  /**
+   * @param limits.credit the requester's first grant
+   * @param limits.maxBytes the most data the session sends
+   * @param limits.abort aborted when the session ends, to stop its sources
+   */
+  constructor(
+    ctx: SessionContext,
+    origin: SessionOrigin,
+    limits: { credit: number; maxBytes: number; abort: AbortController },
+  ) {
     this.#ctx = ctx;
     this.#origin = origin;
-    this.#lines = new CreditedLines(credit);
-    this.#maxBytes = maxBytes;
+    this.#lines = new CreditedLines(limits.credit);
+    this.#maxBytes = limits.maxBytes;
+    this.#abort = limits.abort;
     this.#startedAt = ctx.clock.now();
     this.#start = ctx.clock.monotonic();
     this.#lastSent = this.#start;
@@ -140,9 +150,9 @@ export class Session {
     this.#armKeepalive();
   }
 
-  /** Aborted when the session ends: its sources stop. */
-  get signal(): AbortSignal {
-    return this.#abort.signal;
+  /** Whether it has ended. */
+  get ended(): boolean {
+    return this.#ended !== undefined;
   }
 
   /** Resolves with how the session ended. */
@@ -310,33 +320,30 @@ export class LogSessions {
       tail: request.tail,
       sinceSeconds: since.seconds,
     };
-    const maxBytes = o.maxBytes ?? LOGS_MAX_BYTES;
-    const session = new Session(
-      o,
-      {
-        principal,
-        sessionId: request.sessionId,
-        requestId: request.requestId,
-        verb: "logs",
-        arguments: logsAuditArguments(request),
-      },
-      request.credit,
-      maxBytes,
-    );
+    // The sources first: what cannot be read is refused before a session exists (the
+    // command's own audit record says why).
+    const abort = new AbortController();
     let streams: { name: string; stream: ReadableStream<Uint8Array> }[];
     try {
       streams = "agent" in sources
-        ? [{ name: "agent", stream: await o.journal(read, session.signal) }]
+        ? [{ name: "agent", stream: await o.journal(read, abort.signal) }]
         : await Promise.all(sources.containers.map(async (c) => ({
           name: c.service,
-          stream: await o.runtime.logs(c.containerId, read, session.signal),
+          stream: await o.runtime.logs(c.containerId, read, abort.signal),
         })));
     } catch (error) {
-      const refused = error instanceof JournalUnavailableError;
-      const message = (error as Error).message;
-      await session.end(refused ? "refused" : "failed", message);
-      throw refused ? new CommandRefused(message) : error;
+      abort.abort();
+      if (error instanceof JournalUnavailableError) throw new CommandRefused(error.message);
+      throw error;
     }
+    const maxBytes = o.maxBytes ?? LOGS_MAX_BYTES;
+    const session = new Session(o, {
+      principal,
+      sessionId: request.sessionId,
+      requestId: request.requestId,
+      verb: "logs",
+      arguments: logsAuditArguments(request),
+    }, { credit: request.credit, maxBytes, abort });
     this.#open.set(request.sessionId, session);
     void session.done.then(() => this.#open.delete(request.sessionId));
     // Several sources: each line says whose it is.
@@ -374,7 +381,7 @@ export class LogSessions {
         if (done) return;
       }
     } catch (error) {
-      if (!session.signal.aborted) {
+      if (!session.ended) {
         void session.end("failed", `reading the logs failed: ${(error as Error).message}`);
       }
     } finally {

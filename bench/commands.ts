@@ -63,6 +63,7 @@ const responders = Array.from({ length: devices }, (_, i) => {
       diag: refuse,
       restart: refuse,
       reconcile: refuse,
+      logs: refuse,
     },
   });
 });
