@@ -180,12 +180,81 @@ export async function burst(
   agents: Agent[],
   concurrency: number,
 ): Promise<{ figures: BurstFigures; conns: NatsConnection[] }> {
-  const run = new ConnectRun(url);
+  const run = new ConnectRun((agent) => connectAgent(url, agent));
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < agents.length) await run.connect(agents[next++]!);
   }));
   return run.done();
+}
+
+/**
+ * {@link burst} with bare-protocol clients ({@link rawConnect}) instead of the product's: the
+ * load generator's own CPU then leaves the 2 cores to nats-server and the callouts. Closes the
+ * connections before it returns.
+ */
+export async function rawBurst(
+  url: string,
+  agents: Agent[],
+  concurrency: number,
+): Promise<BurstFigures> {
+  const run = new ConnectRun((agent) => rawConnect(url, agent));
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < agents.length) await run.connect(agents[next++]!);
+  }));
+  const { figures, conns } = run.done();
+  for (const conn of conns) conn.close();
+  return figures;
+}
+
+/**
+ * Connects `agent` with the bare NATS client protocol: INFO in, CONNECT with its token and
+ * PING out, PONG in once the callout has allowed it (`-ERR` when refused).
+ */
+async function rawConnect(url: string, agent: Agent): Promise<Deno.TcpConn> {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  try {
+    const lines = protocolLines(conn);
+    const info = await lines.next();
+    if (info.done || !info.value.startsWith("INFO ")) throw new Error(`no INFO: ${info.value}`);
+    const connect = {
+      verbose: false,
+      pedantic: false,
+      protocol: 1,
+      headers: true,
+      no_responders: true,
+      name: agent.deviceId,
+      auth_token: agent.token,
+    };
+    await conn.write(new TextEncoder().encode(`CONNECT ${JSON.stringify(connect)}\r\nPING\r\n`));
+    for await (const line of lines) {
+      if (line === "PONG") return conn;
+      if (line.startsWith("-ERR")) throw new Error(line);
+    }
+    throw new Error("closed before PONG");
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
+}
+
+/** The protocol lines the server sends on `conn`, until it closes. */
+async function* protocolLines(conn: Deno.TcpConn): AsyncGenerator<string, void> {
+  const decoder = new TextDecoder();
+  const buffer = new Uint8Array(4096);
+  let pending = "";
+  for (;;) {
+    const n = await conn.read(buffer);
+    if (n === null) return;
+    pending += decoder.decode(buffer.subarray(0, n), { stream: true });
+    let end: number;
+    while ((end = pending.indexOf("\r\n")) >= 0) {
+      yield pending.slice(0, end);
+      pending = pending.slice(end + 2);
+    }
+  }
 }
 
 /**
@@ -197,7 +266,7 @@ export async function paced(
   agents: Agent[],
   perSecond: number,
 ): Promise<{ figures: BurstFigures; conns: NatsConnection[] }> {
-  const run = new ConnectRun(url);
+  const run = new ConnectRun((agent) => connectAgent(url, agent));
   await Promise.all(agents.map(async (agent, i) => {
     const wait = run.started + (i * 1000) / perSecond - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -207,25 +276,25 @@ export async function paced(
 }
 
 /** Connect latencies and failures of one run, and its open connections. */
-class ConnectRun {
+class ConnectRun<C> {
   readonly started = performance.now();
   readonly #times: number[] = [];
-  readonly #conns: NatsConnection[] = [];
+  readonly #conns: C[] = [];
   #failed = 0;
 
-  constructor(readonly url: string) {}
+  constructor(readonly open: (agent: Agent) => Promise<C>) {}
 
   async connect(agent: Agent): Promise<void> {
     const t0 = performance.now();
     try {
-      this.#conns.push(await connectAgent(this.url, agent));
+      this.#conns.push(await this.open(agent));
       this.#times.push(performance.now() - t0);
     } catch {
       this.#failed++;
     }
   }
 
-  done(): { figures: BurstFigures; conns: NatsConnection[] } {
+  done(): { figures: BurstFigures; conns: C[] } {
     const elapsed = performance.now() - this.started;
     const times = [...this.#times].sort((a, b) => a - b);
     return {

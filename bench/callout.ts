@@ -6,7 +6,9 @@
  * {@link CalloutLoad}): authorizations per second and p50/p99 connect latency with the JWKS
  * cached, for one `fleet callout run` and for two sharing the queue group, and the reconnect
  * storm of `--agents` agents after a nats-server restart. Authorizations per second are the
- * capacity (`--concurrency` connects in flight, so their latency is mostly queueing); the
+ * capacity (`--concurrency` connects in flight, so their latency is mostly queueing), measured
+ * twice: with the product's client (as agents connect) and with bare-protocol clients, whose
+ * own CPU leaves the shared 2 cores to nats-server and the callouts; the
  * latency is also measured at a steady `--rate` per second, below that capacity. Prints one
  * line of figures, last.
  *
@@ -18,7 +20,15 @@ import { createAccount } from "@nats-io/nkeys";
 import { printLine } from "../adapters/output.ts";
 import { AccountSigningKey } from "../callout/keys.ts";
 import { startCalloutFixture } from "../testing/callout.ts";
-import { burst, type BurstFigures, CalloutLoad, paced, storm } from "./_callout_load.ts";
+import {
+  type Agent,
+  burst,
+  type BurstFigures,
+  CalloutLoad,
+  paced,
+  rawBurst,
+  storm,
+} from "./_callout_load.ts";
 import { fmt, median, say } from "./_figures.ts";
 
 const { values } = parseArgs({
@@ -63,22 +73,29 @@ async function connectMs(encrypted: boolean): Promise<{ connect: number; handlin
   return { connect: median(times), handling: median(handled) };
 }
 
-/** Every agent connects once, `concurrency` at a time or at `rate`; then all disconnect. */
-async function loaded(
-  load: CalloutLoad,
-  agents: Awaited<ReturnType<CalloutLoad["agents"]>>,
-  label: string,
-  pace: { concurrency: number } | { rate: number } = { concurrency },
-) {
-  const before = load.cpuTicks();
+/** How a run connects: `concurrency` at a time, at a steady `rate`, or bare-protocol clients. */
+type Pace = { concurrency: number } | { rate: number } | { bare: number };
+
+/** Connects every agent once as `pace` says, then all disconnect. */
+async function run(pace: Pace, agents: Agent[]): Promise<BurstFigures> {
+  if ("bare" in pace) return await rawBurst(load.ns.url, agents, pace.bare);
   const { figures, conns } = "rate" in pace
     ? await paced(load.ns.url, agents, pace.rate)
     : await burst(load.ns.url, agents, pace.concurrency);
-  const after = load.cpuTicks();
   await Promise.all(conns.map((nc) => nc.close()));
+  return figures;
+}
+
+/** {@link run}, and where the CPU went. */
+async function loaded(agents: Agent[], label: string, pace: Pace = { concurrency }) {
+  const before = load.cpuTicks();
+  const figures = await run(pace, agents);
+  const after = load.cpuTicks();
   say(
     `${label}: ${agents.length} connects, ${
-      "rate" in pace ? `${pace.rate}/s` : `${pace.concurrency} at a time`
+      "rate" in pace
+        ? `${pace.rate}/s`
+        : `${"bare" in pace ? pace.bare : pace.concurrency} at a time`
     }, CPU s: callouts ${(after.callouts - before.callouts) / 100}, ` +
       `agents ${(after.agents - before.agents) / 100}, ` +
       `nats-server ${(after.server - before.server) / 100}`,
@@ -98,12 +115,14 @@ say(`minting ${agentCount} access tokens`);
 const agents = await load.agents(agentCount);
 await load.addCallout();
 // The first connect fetches the provider's keys; the figures are with them cached.
-await loaded(load, agents.slice(0, 1), "warm-up");
-const one = await loaded(load, agents, "one callout");
-const oneSteady = await loaded(load, agents, "one callout, steady", { rate });
+await loaded(agents.slice(0, 1), "warm-up");
+const one = await loaded(agents, "one callout");
+const oneRaw = await loaded(agents, "one callout, bare-protocol clients", { bare: concurrency });
+const oneSteady = await loaded(agents, "one callout, steady", { rate });
 await load.addCallout();
-const two = await loaded(load, agents, "two callouts");
-const twoSteady = await loaded(load, agents, "two callouts, steady", { rate });
+const two = await loaded(agents, "two callouts");
+const twoRaw = await loaded(agents, "two callouts, bare-protocol clients", { bare: concurrency });
+const twoSteady = await loaded(agents, "two callouts, steady", { rate });
 const handling = median(load.decisions().handlingMs);
 const stormed = await storm(load, agents);
 printLine(
@@ -114,7 +133,9 @@ printLine(
       xkey.handling.toFixed(1)
     }ms) over ${connects} connects; ` +
     `authorizations at capacity (${concurrency} in flight) one callout ${burstLine(one)}, ` +
-    `two callouts ${burstLine(two)}; at a steady ${rate}/s one callout ${
+    `two callouts ${burstLine(two)}; with bare-protocol clients one callout ${
+      burstLine(oneRaw)
+    }, two callouts ${burstLine(twoRaw)}; at a steady ${rate}/s one callout ${
       burstLine(oneSteady)
     }, two callouts ${burstLine(twoSteady)} ` +
     `(callout handling median ${fmt(handling, 1)}ms); ` +
