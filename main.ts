@@ -2,7 +2,7 @@
  * `fleet`: one program for the control plane, the device agent and the CLI.
  * @module
  */
-import { Command, CommanderError } from "@commander-js/extra-typings";
+import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import denoJson from "./deno.json" with { type: "json" };
 import { ExitCode, reportError } from "./commands/_report.ts";
 import { secretsOnCommandLine } from "./commands/_secret.ts";
@@ -14,13 +14,14 @@ export const VERSION: string = denoJson.version;
  * Each command's module, loaded only when that command runs: `fleet agent run` must not pay
  * (in start-up time and resident memory) for Kubernetes, OIDC-provider, VM or demo code.
  */
-const COMMANDS: Record<string, () => Promise<Command>> = {
+const COMMANDS: Record<string, () => Promise<CommandUnknownOpts>> = {
   operator: async () => (await import("./commands/operator.ts")).operatorCommand(VERSION),
   agent: async () => (await import("./commands/agent.ts")).agentCommand(VERSION),
   apply: async () => (await import("./commands/apply.ts")).applyCommand(),
   audit: async () => (await import("./commands/audit.ts")).auditCommand(),
   delete: async () => (await import("./commands/delete.ts")).deleteCommand(),
   get: async () => (await import("./commands/get.ts")).getCommand(),
+  logs: async () => (await import("./commands/logs.ts")).logsCommand(),
   demo: async () => (await import("./commands/demo.ts")).demoCommand(VERSION),
   callout: async () => (await import("./commands/callout.ts")).calloutCommand(),
   device: async () => (await import("./commands/device.ts")).deviceCommand(),

@@ -8,6 +8,13 @@ export function printLine(text: string): void {
   }
 }
 
+/** Writes `data` to stdout, waiting while a slow terminal or pipe takes it. */
+export async function writeOut(data: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < data.length;) {
+    offset += await Deno.stdout.write(data.subarray(offset));
+  }
+}
+
 /**
  * {@link printLine} for what only a person watching needs (the progress of `fleet demo`). Once
  * their terminal is gone (closed: EIO; a closed pipe: BrokenPipe) the line is dropped, so the

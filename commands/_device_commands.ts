@@ -57,7 +57,7 @@ const timeoutOption = () =>
  * The principal this connection asks in: its inbox is `_INBOX_p_<principal>` (DESIGN.md §9).
  * A development connection (user and password, no callout) has none: "anonymous".
  */
-function principalOf(nc: NatsConnection): string {
+export function principalOf(nc: NatsConnection): string {
   // The client keeps its options; its interface does not show them.
   const prefix = (nc as unknown as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
   return prefix?.startsWith("_INBOX_p_") ? prefix.slice("_INBOX_p_".length) : "anonymous";

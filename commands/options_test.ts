@@ -16,6 +16,7 @@ import { deleteCommand } from "./delete.ts";
 import { demoCommand } from "./demo.ts";
 import { deviceCommand } from "./device.ts";
 import { getCommand } from "./get.ts";
+import { logsCommand } from "./logs.ts";
 import { namespaceCommand } from "./namespace.ts";
 import { operatorCommand } from "./operator.ts";
 import { vmCommand } from "./vm.ts";
@@ -34,6 +35,7 @@ function fleetCommands(): CommandUnknownOpts[] {
     auditCommand(),
     deleteCommand(),
     getCommand(),
+    logsCommand(),
     demoCommand(version),
     calloutCommand(),
     deviceCommand(),
