@@ -120,6 +120,8 @@ export class Session {
   #ended: SessionEnd | undefined;
   #limitReached = false;
   #sourcesEnded = false;
+  /** A pump due at the next turn of the event loop. */
+  #soon: Timer | undefined;
   readonly #done: Promise<SessionEnd>;
   #resolveDone!: (end: SessionEnd) => void;
 
@@ -161,22 +163,27 @@ export class Session {
   }
 
   /**
-   * Queues `line` for sending; resolves when there is room for more, so a source that awaits
-   * it is read no faster than its lines go out. False once the session is over or at its bound.
+   * Queues `lines` (what one read of a source gave) for sending, in frames as large as the
+   * credit allows; resolves when there is room for more, so a source that awaits it is read no
+   * faster than its lines go out. False once the session is over or at its bound.
    */
-  async push(line: Uint8Array): Promise<boolean> {
+  async push(lines: readonly Uint8Array[]): Promise<boolean> {
     if (this.#ended || this.#limitReached) return false;
-    if (this.#lines.sent + this.#lines.queued + line.length > this.#maxBytes) {
-      this.#limitReached = true;
-      this.#pump();
-      return false;
+    for (const line of lines) {
+      if (this.#lines.sent + this.#lines.queued + line.length > this.#maxBytes) {
+        this.#limitReached = true;
+        break;
+      }
+      this.#lines.push(line);
     }
-    this.#lines.push(line);
-    this.#pump();
+    // A source read line by line (podman sends each log line as its own write) would make a
+    // message of each; less than a frame waits for the next turn of the event loop to grow.
+    if (this.#lines.queued >= MAX_FRAME_BYTES || this.#limitReached) this.#pump();
+    else this.#pumpSoon();
     while (this.#lines.queued >= QUEUE_HIGH_WATER && !this.#ended) {
       await new Promise<void>((resolve) => this.#room.push(resolve));
     }
-    return this.#ended === undefined;
+    return this.#ended === undefined && !this.#limitReached;
   }
 
   /** Every source has ended: the session ends once the queue is sent. */
@@ -192,6 +199,7 @@ export class Session {
     this.#ended = end;
     this.#idle?.cancel();
     this.#keepalive?.cancel();
+    this.#soon?.cancel();
     this.#stopListening();
     this.#abort.abort();
     for (const wake of this.#room.splice(0)) wake();
@@ -236,8 +244,17 @@ export class Session {
     this.#pump();
   }
 
+  #pumpSoon(): void {
+    this.#soon ??= this.#ctx.clock.timer(0, () => {
+      this.#soon = undefined;
+      this.#pump();
+    });
+  }
+
   /** Sends what the credit allows; wakes the sources when there is room; ends when due. */
   #pump(): void {
+    this.#soon?.cancel();
+    this.#soon = undefined;
     if (this.#ended) return;
     for (let frame = this.#lines.nextFrame(); frame; frame = this.#lines.nextFrame()) {
       this.#ctx.transport.send(this.#out, frame);
@@ -374,11 +391,7 @@ export class LogSessions {
     try {
       while (true) {
         const { value, done } = await reader.read();
-        const lines = done ? splitter.flush() : splitter.push(value);
-        for (const line of lines) {
-          if (!await session.push(line)) return;
-        }
-        if (done) return;
+        if (!await session.push(done ? splitter.flush() : splitter.push(value)) || done) return;
       }
     } catch (error) {
       if (!session.ended) {

@@ -7,6 +7,9 @@ import { waitFor } from "../adapters/timers.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { fileURLToPath } from "node:url";
 
+import type { MachineUser, TestProvider } from "../testing/oidc_provider.ts";
+import { writeKeyFile } from "../testing/edge_nats.ts";
+
 export { writeCalloutConfig } from "../testing/edge_nats.ts";
 
 export async function startFleet(): Promise<LocalFleet> {
@@ -153,4 +156,23 @@ export async function fleet(
   }).output();
   const text = new TextDecoder();
   return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+/** A machine user of the test provider with one Fleet role; a device's id is its own name. */
+export function addRoleUser(idp: TestProvider, id: string, role: string): Promise<MachineUser> {
+  return idp.addMachineUser({ id, roles: [role], ...(role === "device" ? { deviceId: id } : {}) });
+}
+
+/** The `fleet` flags that connect to `natsUrl` as `user`, through the callout. */
+export async function cliFlagsAs(
+  dir: string,
+  natsUrl: string,
+  idp: TestProvider,
+  user: MachineUser,
+): Promise<string[]> {
+  return [
+    ...["--nats-url", natsUrl],
+    ...["--oidc-issuer", idp.issuer, "--oidc-client-id", user.clientId],
+    ...["--oidc-key", await writeKeyFile(dir, user), "--oidc-audience", idp.audience],
+  ];
 }

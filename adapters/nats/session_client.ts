@@ -55,14 +55,20 @@ export class SessionClient {
    */
   async *events(): AsyncGenerator<SessionEvent> {
     const iterator = this.#sub[Symbol.asyncIterator]();
+    const { clock } = this.#options;
+    // One watchdog for the whole session, not a timer per message.
+    let heardAt = clock.monotonic();
+    let watchdog: Timer | undefined;
+    const silent = new Promise<"silent">((resolve) => {
+      const check = () => {
+        if (clock.monotonic() - heardAt >= SESSION_IDLE_MS) return resolve("silent");
+        watchdog = clock.timer(SESSION_IDLE_MS - (clock.monotonic() - heardAt), check);
+      };
+      watchdog = clock.timer(SESSION_IDLE_MS, check);
+    });
     try {
       while (true) {
-        let timer: Timer | undefined;
-        const silent = new Promise<"silent">((resolve) => {
-          timer = this.#options.clock.timer(SESSION_IDLE_MS, () => resolve("silent"));
-        });
         const next = await Promise.race([iterator.next(), silent]);
-        timer?.cancel();
         if (next === "silent") {
           yield {
             end: {
@@ -76,6 +82,7 @@ export class SessionClient {
           return;
         }
         if (next.done) return;
+        heardAt = clock.monotonic();
         const msg = next.value;
         const frame = msg.headers?.get(FRAME_HEADER);
         if (frame === "end") {
@@ -86,6 +93,7 @@ export class SessionClient {
         yield { data: msg.data };
       }
     } finally {
+      watchdog?.cancel();
       this.close();
     }
   }

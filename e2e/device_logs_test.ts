@@ -1,0 +1,423 @@
+/**
+ * Logs from devices (issue 14, item 2), on real parts: the test OpenID provider, nats-server
+ * with the auth callout, `fleet operator run` and two `fleet agent run` processes, podman. A
+ * container prints 5 MB and then a tick a second; a field engineer reads it with `fleet logs`:
+ * all of it, `--tail`, `--since`, `--follow` picking up new lines, and two devices followed at
+ * once. A reader that grants no more credit gets no more than it granted, counted on the wire;
+ * a device going away mid-follow ends the follow with a clear message; a viewer is refused at
+ * the broker; every session is in the audit trail.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import {
+  ContainerLabels,
+  FRAME_HEADER,
+  MANAGED_BY,
+  MIN_CREDIT,
+  newSessionId,
+  sessionSubject,
+} from "../core/mod.ts";
+import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
+import { principalInbox } from "../adapters/oidc/mod.ts";
+import { PodmanClient } from "../adapters/podman/mod.ts";
+import { startPodmanService } from "../sandbox/podman_service.ts";
+import { ensureTestImage } from "../sandbox/local_image.ts";
+import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
+import { startEdgeNats, writeAgentConfig } from "../testing/edge_nats.ts";
+import { tempDir } from "../testing/temp_dir.ts";
+import { eventually } from "../testing/eventually.ts";
+import { addRoleUser, cliFlagsAs, fleet, FleetProcess } from "./_helpers.ts";
+import { stopOnDeadline, story, testLogger } from "./_story.ts";
+
+const STEP_MS = 120_000;
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+/** Lines of the bulk: `line NNNNN ` and 1000 zeros, 1012 bytes with the newline. */
+const BULK_LINES = 5120;
+const LINE_BYTES = 1012;
+
+/** A container that prints 5 MB, then a tick a second. */
+const CHATTY = `apiVersion: fleet.nationtech.io/v1alpha1
+kind: Deployment
+metadata:
+  name: chatty
+  namespace: default
+spec:
+  targetSelector:
+    matchLabels:
+      site: lab
+  score:
+    type: PodmanV0
+    data:
+      services:
+        - name: talk
+          image: localhost/fleet-test:v1
+          restartPolicy: unless-stopped
+          command:
+            - /bin/sh
+            - -c
+            - >-
+              trap 'exit 0' TERM;
+              i=0; while [ $i -lt ${BULK_LINES} ]; do printf 'line %05d %01000d\\n' $i 0; i=$((i+1)); done;
+              echo bulk-done;
+              n=0; while true; do n=$((n+1)); echo tick $n; sleep 1; done
+`;
+
+/** `fleet logs ...` running: its output as it comes, Ctrl-C, its exit. */
+class LogsProcess {
+  stdout = "";
+  stderr = "";
+  readonly #child: Deno.ChildProcess;
+  readonly #reading: Promise<void>;
+
+  constructor(args: string[]) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "logs", ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const read = async (stream: ReadableStream<Uint8Array>, to: "stdout" | "stderr") => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this[to] += chunk;
+    };
+    this.#reading = Promise.all([
+      read(this.#child.stdout, "stdout"),
+      read(this.#child.stderr, "stderr"),
+    ]).then(() => {});
+  }
+
+  interrupt(): void {
+    this.#child.kill("SIGINT");
+  }
+
+  async exit(): Promise<number> {
+    const { code } = await this.#child.status;
+    await this.#reading;
+    return code;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.exit();
+  }
+}
+
+/** The numbers of the `tick N` lines in `text` (after an optional prefix). */
+function ticks(text: string, prefix = ""): number[] {
+  return [...text.matchAll(new RegExp(`^${prefix}tick (\\d+)$`, "gm"))].map((m) => Number(m[1]));
+}
+
+story(
+  "device logs: 5 MB, tail, since, follow, two devices, credit on the wire, a device going away, audited",
+  { deadlineMs: 12 * 60_000 },
+  async () => {
+    installConnectionResetGuard(testLogger());
+    await using dir = await tempDir("fleet-logs-");
+    await using idp = await startTestProvider({ accessTokenTtlSeconds: 600 });
+    const add = (id: string, role: string) => addRoleUser(idp, id, role);
+    const users = {
+      pi1: await add("logs-pi-1", "device"),
+      pi2: await add("logs-pi-2", "device"),
+      operator: await add("fleet-operator", "operator"),
+      viewer: await add("val", "viewer"),
+      maintainer: await add("moe", "maintainer"),
+      admin: await add("abe", "admin"),
+    };
+    await using edge = stopOnDeadline(await startEdgeNats(dir.path, idp, testLogger()));
+    await using podmanService = stopOnDeadline(await startPodmanService());
+    using podman = new PodmanClient({ socketPath: podmanService.socketPath });
+    await ensureTestImage(podman, "v1");
+
+    const as = (user: MachineUser) => cliFlagsAs(dir.path, edge.ns.url, idp, user);
+    const flags = {
+      viewer: await as(users.viewer),
+      maintainer: await as(users.maintainer),
+      admin: await as(users.admin),
+    };
+    const agentConfig = (deviceId: string, user: MachineUser) =>
+      writeAgentConfig(dir.path, {
+        deviceId,
+        urls: [edge.ns.url],
+        idp,
+        user,
+        podmanSocket: podmanService.socketPath,
+        stopTimeoutSeconds: 2,
+      });
+    const talk = async (deviceId: string) =>
+      (await podman.listContainers({
+        [ContainerLabels.managedBy]: MANAGED_BY,
+        [ContainerLabels.deviceId]: deviceId,
+      }))[0];
+    const raw: NatsConnection[] = [];
+    const log = testLogger();
+    try {
+      await using _operator = new FleetProcess("operator", [
+        ...["operator", "run", ...await as(users.operator)],
+        "--allow-unbound-namespaces",
+      ]);
+      await using agent1 = new FleetProcess("agent-1", [
+        ...["agent", "run", "--config", await agentConfig("logs-pi-1", users.pi1)],
+      ]);
+      let agent2: FleetProcess | undefined = new FleetProcess("agent-2", [
+        ...["agent", "run", "--config", await agentConfig("logs-pi-2", users.pi2)],
+      ]);
+      try {
+        await eventually("both devices to join", async () => {
+          const r = await fleet(["get", "devices", ...flags.admin]);
+          return /logs-pi-1\s+yes/.test(r.stdout) && /logs-pi-2\s+yes/.test(r.stdout);
+        }, STEP_MS);
+        for (const id of ["logs-pi-1", "logs-pi-2"]) {
+          const label = await fleet(["device", "label", id, "site=lab", ...flags.admin]);
+          assert.equal(label.code, 0, label.stderr);
+        }
+        const manifest = join(dir.path, "chatty.yaml");
+        await Deno.writeTextFile(manifest, CHATTY);
+        const applied = await fleet(["apply", "-f", manifest, ...flags.maintainer]);
+        assert.equal(applied.code, 0, applied.stderr);
+        for (const id of ["logs-pi-1", "logs-pi-2"]) {
+          await eventually(`chatty to print its bulk on ${id}`, async () => {
+            const c = await talk(id);
+            return c?.state === "running" &&
+              (await podman.containerLogs(c.id, { lines: 3, maxBytes: 1000 })).includes("tick");
+          }, STEP_MS);
+        }
+
+        // All of it: 5 MB, every line whole and in order.
+        const started = performance.now();
+        const all = await fleet(["logs", "logs-pi-1", "chatty", ...flags.maintainer]);
+        const seconds = (performance.now() - started) / 1000;
+        assert.equal(all.code, 0, all.stderr);
+        const bulk = all.stdout.split("\n").filter((l) => l.startsWith("line "));
+        assert.equal(bulk.length, BULK_LINES);
+        assert.ok(
+          bulk.every((l, i) => l === `line ${String(i).padStart(5, "0")} ${"0".repeat(1000)}`),
+        );
+        assert.ok(all.stdout.includes("\nbulk-done\n"));
+        const megabytes = all.stdout.length / 1e6;
+        log.info(
+          `fleet logs logs-pi-1 chatty: ${megabytes.toFixed(1)} MB in ${seconds.toFixed(1)} s, ` +
+            `process start included (${(megabytes / seconds).toFixed(1)} MB/s)`,
+        );
+
+        // A few ticks, written seconds after the bulk.
+        await eventually("six ticks on logs-pi-1", async () => {
+          const last = await podman.containerLogs((await talk("logs-pi-1"))!.id, {
+            lines: 1,
+            maxBytes: 100,
+          });
+          return (ticks(last)[0] ?? 0) >= 6;
+        }, STEP_MS);
+
+        // --tail: the last lines only.
+        const tail = await fleet([
+          "logs",
+          "logs-pi-1",
+          "chatty",
+          "--tail",
+          "3",
+          ...flags.maintainer,
+        ]);
+        assert.equal(tail.code, 0, tail.stderr);
+        assert.equal(tail.stdout.split("\n").length, 4, tail.stdout);
+        assert.equal(ticks(tail.stdout).length, 3, tail.stdout);
+        log.info(`fleet logs logs-pi-1 chatty --tail 3:\n${tail.stdout}`);
+
+        // --since: the bulk was written before, the ticks since.
+        const since = await fleet([
+          ...["logs", "logs-pi-1", "chatty", "--since", "3s", "--timestamps"],
+          ...flags.maintainer,
+        ]);
+        assert.equal(since.code, 0, since.stderr);
+        assert.ok(!since.stdout.includes("line 0"), "no bulk line in the last 3 s");
+        assert.match(since.stdout, /^\d{4}-\d{2}-\d{2}T\S+ tick \d+$/m);
+        log.info(`fleet logs logs-pi-1 chatty --since 3s --timestamps:\n${since.stdout}`);
+
+        // --follow picks up lines written after it started; Ctrl-C ends it cleanly.
+        {
+          await using follow = new LogsProcess([
+            ...["logs-pi-1", "chatty", "--tail", "1", "--follow"],
+            ...flags.maintainer,
+          ]);
+          const seen = await eventually("two new ticks", () => {
+            const n = ticks(follow.stdout);
+            return n.length >= 3 ? n : undefined;
+          }, STEP_MS);
+          assert.deepEqual(seen.slice(1, 3), [seen[0]! + 1, seen[0]! + 2]);
+          follow.interrupt();
+          assert.equal(await follow.exit(), 0, follow.stderr);
+        }
+
+        // Two devices at once, each line after its device id.
+        {
+          await using both = new LogsProcess([
+            ...["-l", "site=lab", "chatty", "--tail", "1", "--follow"],
+            ...flags.maintainer,
+          ]);
+          await eventually(
+            "ticks of both devices",
+            () =>
+              ticks(both.stdout, "logs-pi-1 \\| ").length >= 2 &&
+              ticks(both.stdout, "logs-pi-2 \\| ").length >= 2,
+            STEP_MS,
+          );
+          both.interrupt();
+          assert.equal(await both.exit(), 0, both.stderr);
+          log.info(`fleet logs -l site=lab chatty --follow:\n${both.stdout.slice(0, 400)}`);
+        }
+
+        // A reader that stops granting: the device sends no byte beyond the credit, on the wire.
+        {
+          const token = await idp.mintToken(users.maintainer);
+          const nc = await connect({
+            servers: edge.ns.url,
+            token,
+            reconnect: false,
+            inboxPrefix: principalInbox(token),
+          });
+          raw.push(nc);
+          const principal = principalInbox(token).slice("_INBOX_p_".length);
+          const sessionId = newSessionId();
+          const out = nc.subscribe(sessionSubject("logs-pi-1", principal, sessionId, "out"));
+          const ctl = sessionSubject("logs-pi-1", principal, sessionId, "ctl");
+          let granted = MIN_CREDIT;
+          let received = 0;
+          let end = "";
+          const reading = (async () => {
+            for await (const m of out) {
+              const frame = m.headers?.get(FRAME_HEADER);
+              if (frame === "end") {
+                end = m.string();
+                return;
+              }
+              if (frame) continue;
+              received += m.data.length;
+              assert.ok(received <= granted, `received ${received} with ${granted} granted`);
+            }
+          })();
+          const reply = await nc.request(
+            `device-commands.logs-pi-1.logs.${principal}`,
+            JSON.stringify({
+              requestId: "slow-1",
+              sessionId,
+              namespace: "default",
+              deployment: "chatty",
+              credit: MIN_CREDIT,
+            }),
+            { timeout: 10_000 },
+          );
+          assert.equal(reply.json<{ ok: boolean }>().ok, true, reply.string());
+          // 64 whole lines fit 64 KiB; the 65th waits for credit however long it takes.
+          await eventually("the first credit's worth", () => received === 64 * LINE_BYTES, STEP_MS);
+          // A keepalive grant of the same offset brings nothing more; a round trip through the
+          // device (a ping) shows it has heard the grant and still sent nothing.
+          nc.publish(ctl, JSON.stringify({ type: "credit", upTo: granted }));
+          await nc.request(
+            `device-commands.logs-pi-1.ping.${principal}`,
+            JSON.stringify({ requestId: "slow-ping" }),
+            { timeout: 10_000 },
+          );
+          await nc.flush();
+          assert.equal(received, 64 * LINE_BYTES, "nothing beyond the credit");
+          granted += 10 * MIN_CREDIT;
+          nc.publish(ctl, JSON.stringify({ type: "credit", upTo: granted }));
+          await eventually(
+            "the next grant's worth",
+            () => received === Math.floor(granted / LINE_BYTES) * LINE_BYTES,
+            STEP_MS,
+          );
+          nc.publish(ctl, JSON.stringify({ type: "cancel" }));
+          await reading;
+          assert.equal(JSON.parse(end).reason, "cancelled");
+        }
+
+        // A viewer may not read logs: the broker refuses, the CLI says so.
+        const viewer = await fleet(["logs", "logs-pi-1", "chatty", ...flags.viewer]);
+        assert.equal(viewer.code, 1);
+        assert.match(viewer.stderr, /you may not logs devices: the broker refused/);
+
+        // logs-pi-2 goes away mid-follow: the follow ends saying so.
+        {
+          await using follow = new LogsProcess([
+            ...["logs-pi-2", "chatty", "--tail", "1", "--follow"],
+            ...flags.maintainer,
+          ]);
+          await eventually(
+            "a tick from logs-pi-2",
+            () => ticks(follow.stdout).length >= 1,
+            STEP_MS,
+          );
+          await agent2[Symbol.asyncDispose]();
+          agent2 = undefined;
+          assert.equal(await follow.exit(), 1);
+          assert.match(
+            follow.stderr,
+            /device logs-pi-2 ended the logs: its agent is stopping \(the agent on logs-pi-2 is stopping\)/,
+          );
+          log.info(`fleet logs logs-pi-2 chatty --follow, its agent stopped:\n${follow.stderr}`);
+        }
+        const offline = await fleet(["logs", "logs-pi-2", "chatty", ...flags.maintainer]);
+        assert.equal(offline.code, 1);
+        assert.match(offline.stderr, /device logs-pi-2 is offline \(last heartbeat \d+s ago\)/);
+
+        // --agent on a device whose agent is not a systemd unit: a clear refusal or its journal.
+        const journal = await fleet([
+          "logs",
+          "logs-pi-1",
+          "--agent",
+          "--tail",
+          "5",
+          ...flags.maintainer,
+        ]);
+        assert.ok(
+          journal.code === 0 || /device logs-pi-1 refused logs: journalctl/.test(journal.stderr),
+          journal.stderr,
+        );
+
+        // The audit trail: each session with who, what, how it ended and its bytes.
+        const audit = await eventually("the session records", async () => {
+          const r = await fleet([
+            ...["audit", "--device", "logs-pi-1", "--since", "10m", "-o", "json"],
+            ...flags.viewer,
+          ]);
+          assert.equal(r.code, 0, r.stderr);
+          const records = (JSON.parse(r.stdout) as {
+            kind: string;
+            verb: string;
+            reason?: string;
+            bytes?: number;
+            arguments: Record<string, string>;
+          }[]).filter((x) => x.kind === "session");
+          return records.length >= 5 ? records : undefined;
+        }, STEP_MS);
+        assert.ok(
+          audit.some((r) =>
+            r.verb === "logs" && r.reason?.startsWith("done") && r.bytes! > BULK_LINES * LINE_BYTES
+          ),
+          "the 5 MB read",
+        );
+        assert.ok(
+          audit.some((r) => r.reason?.startsWith("cancelled") && r.arguments.follow === "true"),
+        );
+        const text = await fleet(["audit", "--device", "logs-pi-1", ...flags.viewer]);
+        log.info(`fleet audit --device logs-pi-1:\n${text.stdout}`);
+      } finally {
+        await agent2?.[Symbol.asyncDispose]();
+      }
+      assert.ok(agent1.lines.length > 0);
+    } finally {
+      for (const nc of raw) if (!nc.isClosed()) await nc.close();
+      for (const id of ["logs-pi-1", "logs-pi-2"]) {
+        for (const c of await podman.listContainers({ [ContainerLabels.deviceId]: id })) {
+          await podman.removeContainer(c.id);
+        }
+      }
+    }
+  },
+);
