@@ -181,11 +181,16 @@ export async function burst(
   concurrency: number,
 ): Promise<{ figures: BurstFigures; conns: NatsConnection[] }> {
   const run = new ConnectRun((agent) => connectAgent(url, agent));
+  await closedLoop(run, agents, concurrency);
+  return run.done();
+}
+
+/** Connects every agent through `run`, `concurrency` at a time. */
+async function closedLoop<C>(run: ConnectRun<C>, agents: Agent[], concurrency: number) {
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < agents.length) await run.connect(agents[next++]!);
   }));
-  return run.done();
 }
 
 /**
@@ -199,10 +204,7 @@ export async function rawBurst(
   concurrency: number,
 ): Promise<BurstFigures> {
   const run = new ConnectRun((agent) => rawConnect(url, agent));
-  let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < agents.length) await run.connect(agents[next++]!);
-  }));
+  await closedLoop(run, agents, concurrency);
   const { figures, conns } = run.done();
   for (const conn of conns) conn.close();
   return figures;
