@@ -227,6 +227,30 @@ export function withNatsConnection<
   return command as Command<Args, Opts & NatsConnectionFlags, GlobalOpts>;
 }
 
+/** The flags {@link withNatsClient} adds (a type alias: commander's option values need one). */
+export type NatsClientFlags = NatsConnectionFlags & {
+  logLevel: LogFlags["logLevel"];
+  logFormat: LogFlags["logFormat"];
+};
+
+/**
+ * {@link withNatsConnection}, then logging quiet unless asked: what a one-shot command that
+ * talks to NATS takes after its own options.
+ */
+export function withNatsClient<
+  Args extends unknown[],
+  Opts extends OptionValues,
+  GlobalOpts extends OptionValues,
+>(
+  command: Command<Args, Opts, GlobalOpts>,
+): Command<Args, Opts & NatsClientFlags, GlobalOpts> {
+  withNatsConnection(command)
+    .addOption(logLevelOption().default("warn" as const))
+    .addOption(logFormatOption());
+  // Declared, not inferred (see withNatsConnection).
+  return command as Command<Args, Opts & NatsClientFlags, GlobalOpts>;
+}
+
 /**
  * Who the command is to NATS: an OIDC identity when --oidc-issuer is given, else the user and
  * password, else nobody.

@@ -36,13 +36,11 @@ import {
 import {
   connectFromFlags,
   integerParser,
-  logFormatOption,
   loggerFrom,
-  logLevelOption,
   namespaceOption,
   type NatsConnectionFlags,
   UsageError,
-  withNatsConnection,
+  withNatsClient,
 } from "./_cli.ts";
 
 const OutputFormats = ["text", "json"] as const;
@@ -168,14 +166,12 @@ async function run<V extends CommandVerb>(
 }
 
 function verbCommand(name: CommandVerb, description: string, help: string) {
-  return withNatsConnection(
+  return withNatsClient(
     new Command(name)
       .description(description)
       .argument("<deviceId>", "the device to ask")
       .addOption(outputOption())
       .addOption(timeoutOption())
-      .addOption(logLevelOption().default("warn" as const))
-      .addOption(logFormatOption())
       .addHelpText("after", help),
   );
 }

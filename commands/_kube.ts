@@ -7,11 +7,9 @@ import { KubeDeploymentStore } from "../cli/kube_store.ts";
 import { type FleetStore, NatsDeploymentStore } from "../cli/nats_store.ts";
 import {
   connectFromFlags,
-  type LogFlags,
-  logFormatOption,
-  logLevelOption,
+  type NatsClientFlags,
   type NatsConnectionFlags,
-  withNatsConnection,
+  withNatsClient,
 } from "./_cli.ts";
 
 export const kubeconfigOption = () =>
@@ -30,7 +28,7 @@ export const targetOption = () =>
     .choices(["nats", "kube"] as const).default("nats" as const).env("FLEET_SOURCE");
 
 /** The flags {@link withTarget} adds. */
-export type TargetFlags = NatsConnectionFlags & LogFlags & {
+export type TargetFlags = NatsClientFlags & {
   target: "nats" | "kube";
   kubeconfig?: string | undefined;
 };
@@ -45,9 +43,7 @@ export function withTarget<
   GlobalOpts extends OptionValues,
 >(command: Command<Args, Opts, GlobalOpts>): Command<Args, Opts & TargetFlags, GlobalOpts> {
   command.addOption(targetOption()).addOption(kubeconfigOption());
-  withNatsConnection(command)
-    .addOption(logLevelOption().default("warn" as const))
-    .addOption(logFormatOption());
+  withNatsClient(command);
   // Declared, not inferred through a dozen addOption() calls (see withNatsConnection).
   return command as Command<Args, Opts & TargetFlags, GlobalOpts>;
 }

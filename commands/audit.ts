@@ -4,19 +4,11 @@ import { parseSince, SINCE_RULE } from "../core/since.ts";
 import { printLine } from "../adapters/output.ts";
 import { readAudit } from "../adapters/nats/mod.ts";
 import { renderAudit } from "../cli/device_commands.ts";
-import {
-  connectFromFlags,
-  integerParser,
-  logFormatOption,
-  loggerFrom,
-  logLevelOption,
-  UsageError,
-  withNatsConnection,
-} from "./_cli.ts";
+import { connectFromFlags, integerParser, loggerFrom, UsageError, withNatsClient } from "./_cli.ts";
 
 /** `fleet audit`: who asked which device what, and how it ended (DESIGN.md §9 "Audit"). */
 export function auditCommand(): Command {
-  return withNatsConnection(
+  return withNatsClient(
     new Command("audit")
       .description("Show who asked which device what, and how it ended (the audit trail)")
       .addOption(
@@ -34,8 +26,6 @@ export function auditCommand(): Command {
         new Option("-o, --output <format>", "text for people, json for machines")
           .choices(["text", "json"] as const).default("text" as const).env("FLEET_OUTPUT"),
       )
-      .addOption(logLevelOption().default("warn" as const))
-      .addOption(logFormatOption())
       .addHelpText(
         "after",
         `

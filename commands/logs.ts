@@ -25,12 +25,10 @@ import { askDevice, principalOf } from "./_device_commands.ts";
 import {
   connectFromFlags,
   integerParser,
-  logFormatOption,
   loggerFrom,
-  logLevelOption,
   namespaceOption,
   UsageError,
-  withNatsConnection,
+  withNatsClient,
 } from "./_cli.ts";
 
 /** Bytes each device may send ahead of what was written out. */
@@ -50,7 +48,7 @@ interface LogsAsk {
 
 /** `fleet logs`. */
 export function logsCommand(): CommandUnknownOpts {
-  return withNatsConnection(
+  return withNatsClient(
     new Command("logs")
       .description(
         "Show a deployment's container logs on a device, or on every device a selector picks",
@@ -85,8 +83,6 @@ export function logsCommand(): CommandUnknownOpts {
         new Option("--timeout <seconds>", "how long to wait for each device to accept")
           .argParser(integerParser("--timeout", 1, 3600)).default(10).env("FLEET_LOGS_TIMEOUT"),
       )
-      .addOption(logLevelOption().default("warn" as const))
-      .addOption(logFormatOption())
       .addHelpText(
         "after",
         `
