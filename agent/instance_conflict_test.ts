@@ -27,6 +27,7 @@ import { eventually } from "../testing/eventually.ts";
 
 const DEVICE = "pi-01";
 const HEARTBEAT_MS = 10_000;
+const CONSUMER_HEARTBEAT_MS = 1_000;
 
 function web(image: string, generation: number): StoredDeployment {
   const d = buildDeployment({
@@ -64,6 +65,7 @@ Deno.test("Two agents with one device id: the newer stands by, touches nothing, 
       staleAfterMs: 3_000,
       flushIntervalMs: 200,
       allowUnboundNamespaces: true,
+      deviceHeartbeatMs: CONSUMER_HEARTBEAT_MS,
     });
     const operatorDone = operator.run(operatorAbort.signal);
     stops.push(async () => {
@@ -82,8 +84,10 @@ Deno.test("Two agents with one device id: the newer stands by, touches nothing, 
     await (await ensureBucket(nc, Buckets.deviceLabels, { replicas: 1, history: 1 }))
       .put(keys.deviceLabels(DEVICE), JSON.stringify({ labels: { site: "lab" } }));
     // The device's consumer, which the operator makes once it sees the device's info: made
-    // now, so that the first agent need not wait for it on its fake clock.
-    await new NatsDeviceConsumers({ nc, log: silentLogger, heartbeatMs: 1000 }).ensure(DEVICE);
+    // now, so that the first agent need not wait for it on its fake clock. With the operator's
+    // settings: other ones would make the operator re-create it under the starting agent.
+    await new NatsDeviceConsumers({ nc, log: silentLogger, heartbeatMs: CONSUMER_HEARTBEAT_MS })
+      .ensure(DEVICE);
 
     const start = async () => {
       const stateDir = await Deno.makeTempDir({ prefix: "fleet-instance-test-" });
