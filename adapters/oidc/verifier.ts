@@ -7,6 +7,11 @@
  * once per `minRefetchIntervalMs`), and when the provider is down the kept keys go on
  * verifying tokens that are still valid. jose's `createRemoteJWKSet` is not used because its
  * cache expires; the kept set is wrapped with `createLocalJWKSet` instead.
+ *
+ * A token that passed is kept, by its exact text, until it expires: agents reconnecting (a
+ * storm after a NATS server restart) present the same tokens again, and checking the
+ * signature is most of the CPU an authorization costs. Its `exp` and `nbf` are checked again
+ * on every use, and the kept tokens are forgotten when the provider's keys change.
  */
 
 import {
@@ -73,6 +78,11 @@ export interface TokenVerifierOptions {
   /** Accepted JWS algorithms. @default DEFAULT_ALGORITHMS */
   algorithms?: readonly string[];
   /**
+   * How many verified tokens are kept (the least recently used go first), about 2 KB each.
+   * @default 10_000
+   */
+  verifiedTokenCacheSize?: number;
+  /**
    * Its wall clock checks `exp` and `nbf`; its monotonic clock spaces the key refetches.
    * @default systemClock
    */
@@ -81,7 +91,7 @@ export interface TokenVerifierOptions {
 
 /** A token that passed every check. */
 export interface VerifiedToken {
-  /** The token's claims. */
+  /** The token's claims (frozen: a token verified again gets the same object). */
   claims: JWTPayload;
   /** Its `exp` in epoch milliseconds. */
   expiresAt: number;
@@ -179,6 +189,9 @@ class JwksTokenVerifier implements TokenVerifier {
   readonly #accessTokenClients: ReadonlySet<string>;
   readonly #issuerProblem: string | undefined;
   readonly #clock: Clock;
+  readonly #verifiedMax: number;
+  /** Tokens that passed every check, by their text, least recently used first. */
+  readonly #verified = new Map<string, VerifiedToken>();
   #jwksUri: string | undefined;
   #keys: JWK[] | undefined;
   #keySet: ReturnType<typeof createLocalJWKSet> | undefined;
@@ -200,6 +213,7 @@ class JwksTokenVerifier implements TokenVerifier {
     this.#accessTokenClients = new Set(options.accessTokenClients ?? []);
     this.#issuerProblem = issuerProblem(options.issuer);
     this.#clock = options.clock ?? systemClock;
+    this.#verifiedMax = options.verifiedTokenCacheSize ?? 10_000;
   }
 
   get keyIds(): readonly string[] {
@@ -216,6 +230,11 @@ class JwksTokenVerifier implements TokenVerifier {
   async verify(token: string): Promise<VerifiedToken> {
     if (this.#issuerProblem !== undefined) {
       throw new TokenRejectedError(RejectionCodes.issuer, this.#issuerProblem);
+    }
+    const kept = this.#keptResult(token);
+    if (kept !== undefined) {
+      this.#maybeRefreshInBackground();
+      return kept;
     }
     const { header, payload } = this.#decode(token);
     const kid = typeof header.kid === "string" ? header.kid : undefined;
@@ -257,10 +276,35 @@ class JwksTokenVerifier implements TokenVerifier {
         throw new TokenRejectedError(RejectionCodes.claims, `the token has no numeric exp`);
       }
       this.#maybeRefreshInBackground();
-      return { claims, expiresAt: claims.exp * 1000 };
+      return this.#keep(token, deepFreeze({ claims, expiresAt: claims.exp * 1000 }));
     } catch (err) {
       throw this.#rejection(err, payload, keyName);
     }
+  }
+
+  /**
+   * The result of an earlier verification of `token`, while it is still within its `nbf` and
+   * `exp` (without leeway: near those, the full check decides, with it).
+   */
+  #keptResult(token: string): VerifiedToken | undefined {
+    const kept = this.#verified.get(token);
+    if (kept === undefined) return undefined;
+    this.#verified.delete(token);
+    const now = this.#clock.now();
+    const nbf = kept.claims.nbf;
+    if (now >= kept.expiresAt || (typeof nbf === "number" && now < nbf * 1000)) return undefined;
+    this.#verified.set(token, kept); // now the most recently used
+    return kept;
+  }
+
+  #keep(token: string, verified: VerifiedToken): VerifiedToken {
+    if (this.#verifiedMax <= 0) return verified;
+    if (this.#verified.size >= this.#verifiedMax) {
+      const oldest = this.#verified.keys().next();
+      if (!oldest.done) this.#verified.delete(oldest.value);
+    }
+    this.#verified.set(token, verified);
+    return verified;
   }
 
   /**
@@ -383,6 +427,8 @@ class JwksTokenVerifier implements TokenVerifier {
     );
     const keySet: JSONWebKeySet = { keys: usable };
     const before = this.keyIds.join(",");
+    // A token checked with a key that is gone, or changed, must not pass on memory.
+    if (JSON.stringify(usable) !== JSON.stringify(this.#keys)) this.#verified.clear();
     this.#keySet = createLocalJWKSet(keySet);
     this.#keys = usable;
     this.#fetchedAt = this.#clock.monotonic();
@@ -465,4 +511,13 @@ class JwksTokenVerifier implements TokenVerifier {
     }
     return new TokenRejectedError(RejectionCodes.malformed, errorMessage(err), { cause: err });
   }
+}
+
+/** `value`, with it and everything in it frozen: kept claims are shared by every caller. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
 }

@@ -64,6 +64,50 @@ Deno.test("createTokenVerifier() rejects an expired token and says when it expir
   assert.ok(!err.message.includes(token), "the token must not be in the message");
 });
 
+Deno.test("createTokenVerifier() keeps a verified token until it expires, and no more than its bound", async () => {
+  await using idp = await startTestProvider({ accessTokenTtlSeconds: 60 });
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const clock = new FakeClock(Date.now());
+  const verifier = verifierFor(idp, { clock, verifiedTokenCacheSize: 2 });
+  const [a, b, c] = [
+    await idp.mintToken(device),
+    await idp.mintToken(device),
+    await idp.mintToken(device),
+  ];
+  const first = await verifier.verify(a!);
+  assert.equal(await verifier.verify(a!), first, "verified again from memory");
+  assert.ok(Object.isFrozen(first) && Object.isFrozen(first.claims), "shared, so frozen");
+  await verifier.verify(b!);
+  await verifier.verify(a!); // a is now used more recently than b
+  const third = await verifier.verify(c!); // over the bound: b goes
+  assert.equal(await verifier.verify(a!), first);
+  assert.equal(await verifier.verify(c!), third);
+  const second = await verifier.verify(b!); // checked again; a, least recently used, goes
+  assert.equal(await verifier.verify(b!), second);
+  assert.equal(await verifier.verify(c!), third);
+  assert.notEqual(await verifier.verify(a!), first, "a went to make room for b");
+  // Kept or not, a token past its exp (and the leeway) is refused.
+  await clock.advance(first.expiresAt - clock.now() + 6_000);
+  const err = await rejection(verifier.verify(a!), TokenRejectedError);
+  assert.equal(err.code, RejectionCodes.expired);
+});
+
+Deno.test("createTokenVerifier() forgets the tokens it kept when the provider's keys change", async () => {
+  await using idp = await startTestProvider();
+  const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
+  const clock = new FakeClock(Date.now());
+  const verifier = verifierFor(idp, { maxKeyAgeMs: 60_000, clock });
+  const token = await idp.mintToken(device);
+  const first = await verifier.verify(token);
+  const newKid = await idp.rotateSigningKey();
+  await clock.advance(60_000);
+  assert.equal(await verifier.verify(token), first, "kept while the refetch goes on");
+  await eventually("the rotated key fetched", () => verifier.keyIds.includes(newKid), 5_000);
+  const again = await verifier.verify(token);
+  assert.notEqual(again, first, "checked again with the new key set");
+  assert.deepEqual(again.claims, first.claims);
+});
+
 Deno.test("createTokenVerifier() tolerates a little clock skew on exp", async () => {
   await using idp = await startTestProvider({ accessTokenTtlSeconds: 60 });
   const device = await idp.addMachineUser({ id: "dev1", roles: ["device"] });
