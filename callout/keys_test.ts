@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { createAccount, createCurve, createServer, createUser, fromPublic } from "@nats-io/nkeys";
 import {
   type AuthorizationRequest,
@@ -13,6 +14,8 @@ import {
   CalloutKeyError,
   curveKeyFromSeed,
   decodeAuthorizationRequest,
+  encodeAuthorizationResponseJwt,
+  encodeUserJwt,
   generateSeeds,
   publicKeyOfSeed,
 } from "./keys.ts";
@@ -46,6 +49,38 @@ Deno.test("AccountSigningKey signs exactly like nkeys, and JWTs it issues decode
     {},
   );
   assert.equal(decode(response).iss, nkey.getPublicKey());
+});
+
+Deno.test("encodeUserJwt() and encodeAuthorizationResponseJwt() write what @nats-io/jwt writes, synchronously", async () => {
+  const key = AccountSigningKey.fromSeed(text(createAccount().getSeed()));
+  const user = createUser().getPublicKey();
+  const server = createServer().getPublicKey();
+  const nats: Partial<User> = { pub: { allow: ["a.>"] }, sub: { allow: ["b"] }, subs: 10 };
+  const now = Date.UTC(2026, 11, 6, 5, 0, 0, 700);
+  const exp = Date.UTC(2026, 11, 6, 5, 10);
+  const ours = encodeUserJwt(
+    { name: "dev-a", userKey: user, account: "FLEET", expiresAt: exp, nats },
+    key,
+    now,
+  );
+  const theirs = await encodeUser("dev-a", user, key, nats, { aud: "FLEET", exp: exp / 1000 });
+  const sameBut = (a: string, b: string) => {
+    // decode() verifies the signature against iss; jti and iat differ by design.
+    const { jti, iat, ...mine } = decode<Record<string, unknown>>(a);
+    const { jti: _, iat: __, ...library } = decode<Record<string, unknown>>(b);
+    assert.deepStrictEqual(mine, library);
+    assert.equal(iat, Math.floor(now / 1000));
+    const hashed = createHash("sha512").update(JSON.stringify({ ...mine, iat })).digest("base64");
+    assert.equal(jti, hashed, "jti hashes the claims, as the library's does");
+    assert.equal(a.split(".")[0], b.split(".")[0], "same header");
+  };
+  sameBut(ours, theirs);
+  for (const answer of [{ jwt: ours }, { error: "authorization failed" }]) {
+    sameBut(
+      encodeAuthorizationResponseJwt(user, server, answer, key, now),
+      await encodeAuthorizationResponse(user, server, key, answer, {}),
+    );
+  }
 });
 
 Deno.test("AccountSigningKey.fromSeed() rejects what is not an account seed", () => {

@@ -6,13 +6,7 @@
  */
 
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
-import {
-  type AuthorizationRequest,
-  type ClaimsData,
-  encodeAuthorizationResponse,
-  encodeUser,
-  type User,
-} from "@nats-io/jwt";
+import type { AuthorizationRequest, ClaimsData, User } from "@nats-io/jwt";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Logger } from "../adapters/logger.ts";
 import type { Histogram, MetricsRegistry } from "../adapters/metrics.ts";
@@ -22,7 +16,11 @@ import type { Clock } from "../core/clock.ts";
 import type { UserLimits } from "../core/limits.ts";
 import type { NatsPermissions } from "../core/permissions.ts";
 import { authorize, type AuthorizerPolicy, type Decision } from "./authorizer.ts";
-import { decodeAuthorizationRequest } from "./keys.ts";
+import {
+  decodeAuthorizationRequest,
+  encodeAuthorizationResponseJwt,
+  encodeUserJwt,
+} from "./keys.ts";
 
 /** The subject the server sends authorization requests to, in the callout's account. */
 export const AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH";
@@ -268,7 +266,7 @@ class Callout implements CalloutService {
           `"${xkey.getPublicKey()}" (printed by fleet callout nats-config)`,
       }
       : await this.#decide(request);
-    const response = await this.#response(request, decision);
+    const response = this.#response(request, decision);
     const bytes = new TextEncoder().encode(response);
     msg.respond(serverXkey !== "" && xkey ? xkey.seal(bytes, serverXkey) : bytes);
     return { kind: "answered", decision, request };
@@ -303,25 +301,30 @@ class Callout implements CalloutService {
     return authorize(verified, this.#o.policy, this.#clock.now());
   }
 
-  async #response(request: AuthorizationRequest, decision: Decision): Promise<string> {
+  #response(request: AuthorizationRequest, decision: Decision): string {
     const { issuer } = this.#o;
-    const data = decision.kind === "allow"
+    const now = this.#clock.now();
+    const answer = decision.kind === "allow"
       ? {
-        jwt: await encodeUser(
-          decision.name,
-          request.user_nkey,
+        jwt: encodeUserJwt(
+          {
+            name: decision.name,
+            userKey: request.user_nkey,
+            account: this.#o.account,
+            expiresAt: decision.expiresAt,
+            nats: userClaims(decision.permissions, decision.limits),
+          },
           issuer,
-          userClaims(decision.permissions, decision.limits),
-          { aud: this.#o.account, exp: decision.expiresAt / 1000 },
+          now,
         ),
       }
       : { error: REFUSAL_MESSAGE };
-    return await encodeAuthorizationResponse(
+    return encodeAuthorizationResponseJwt(
       request.user_nkey,
       request.server_id.id,
+      answer,
       issuer,
-      data,
-      {},
+      now,
     );
   }
 }
