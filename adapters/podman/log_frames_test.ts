@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LogFrameDemuxer } from "./log_frames.ts";
+import { LogFrameDemuxer, logPayloads } from "./log_frames.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -29,4 +29,54 @@ Deno.test("LogFrameDemuxer passes a TTY's raw stream through", () => {
   assert.deepEqual(d.push(enc.encode("he")), []);
   assert.equal(joined(d.push(enc.encode("llo\n"))), "hello\n");
   assert.equal(joined(d.push(enc.encode("more\n"))), "more\n");
+});
+
+/** A byte stream that, like a `fetch` body, fills a reader's buffer with one chunk per pull. */
+function byteBody(chunks: Uint8Array[]) {
+  const seen = { pulls: 0, cancelled: false };
+  let next = 0;
+  const body = new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: 64 * 1024,
+    pull(controller) {
+      seen.pulls++;
+      const request = controller.byobRequest!;
+      const chunk = chunks[next++];
+      if (chunk === undefined) {
+        controller.close();
+        return request.respond(0);
+      }
+      const view = request.view!;
+      new Uint8Array(view.buffer, view.byteOffset, view.byteLength).set(chunk);
+      request.respond(chunk.length);
+    },
+    cancel() {
+      seen.cancelled = true;
+    },
+  }, { highWaterMark: 0 });
+  return { body, seen };
+}
+
+Deno.test("logPayloads yields the payloads across reads cut anywhere, each chunk a copy owning only its bytes", async () => {
+  const lines = Array.from({ length: 50 }, (_, i) => `${i} ${"x".repeat(1000)}\n`);
+  const stream = new Uint8Array(lines.flatMap((line, i) => [...frame(1 + i % 2, line)]));
+  // Cuts that split headers and payloads, so a frame spans reads of the one reused buffer.
+  const cuts = [];
+  for (let at = 0; at < stream.length; at += 700) cuts.push(stream.subarray(at, at + 700));
+  const chunks = await Array.fromAsync(logPayloads(byteBody(cuts).body));
+  assert.equal(joined(chunks), lines.join(""));
+  for (const chunk of chunks) {
+    // A view on the 64 KiB read buffer would keep all of it alive for one line.
+    assert.equal(chunk.buffer.byteLength, chunk.byteLength);
+  }
+});
+
+Deno.test("logPayloads reads the body only as far as it is read; cancelling it cancels the body", async () => {
+  const { body, seen } = byteBody(Array.from({ length: 10 }, () => frame(1, "line\n")));
+  const reader = logPayloads(body).getReader();
+  assert.equal(joined([(await reader.read()).value!]), "line\n");
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(seen.pulls, 1, "no read ahead");
+  await reader.cancel();
+  assert.ok(seen.cancelled);
 });
