@@ -9,8 +9,11 @@
  * capacity (`--concurrency` connects in flight, so their latency is mostly queueing), measured
  * twice: with the product's client (as agents connect) and with bare-protocol clients, whose
  * own CPU leaves the shared 2 cores to nats-server and the callouts; the
- * latency is also measured at a steady `--rate` per second, below that capacity. Prints one
- * line of figures, last.
+ * latency is also measured at a steady `--rate` per second, below that capacity. A callout
+ * checks a token's signature the first time it sees it and keeps it until it expires (agents
+ * reconnect with the same token): the first bare-protocol burst to one callout checks every
+ * signature ("tokens new"), later runs reuse them, except on the second callout's first run.
+ * Prints one line of figures, last.
  *
  * `deno task bench:callout [--connects 20] [--signatures 1000] [--agents 1000] [--concurrency 50]
  * [--rate 500]`
@@ -116,6 +119,9 @@ const agents = await load.agents(agentCount);
 await load.addCallout();
 // The first connect fetches the provider's keys; the figures are with them cached.
 await loaded(agents.slice(0, 1), "warm-up");
+const oneNew = await loaded(agents, "one callout, bare-protocol clients, tokens new", {
+  bare: concurrency,
+});
 const one = await loaded(agents, "one callout");
 const oneRaw = await loaded(agents, "one callout, bare-protocol clients", { bare: concurrency });
 const oneSteady = await loaded(agents, "one callout, steady", { rate });
@@ -135,9 +141,11 @@ printLine(
     `authorizations at capacity (${concurrency} in flight) one callout ${burstLine(one)}, ` +
     `two callouts ${burstLine(two)}; with bare-protocol clients one callout ${
       burstLine(oneRaw)
-    }, two callouts ${burstLine(twoRaw)}; at a steady ${rate}/s one callout ${
-      burstLine(oneSteady)
-    }, two callouts ${burstLine(twoSteady)} ` +
+    } (tokens new ${burstLine(oneNew)}), two callouts ${
+      burstLine(twoRaw)
+    }; at a steady ${rate}/s one callout ${burstLine(oneSteady)}, two callouts ${
+      burstLine(twoSteady)
+    } ` +
     `(callout handling median ${fmt(handling, 1)}ms); ` +
     `storm ${stormed.back}/${agentCount} back in ${fmt(stormed.backMs / 1000, 1)}s, ` +
     `auth errors ${stormed.authErrors} (refused ${stormed.refused})`,
