@@ -122,6 +122,26 @@ function ed25519PublicKeyObject(raw: Uint8Array): KeyObject {
   });
 }
 
+/** Verifying keys of the last servers seen, by nkey (a restarted nats-server has a new one). */
+const serverKeys = new Map<string, KeyObject>();
+const SERVER_KEYS_KEPT = 16;
+
+/**
+ * The verifying key of the server nkey `key` (`N...`), or undefined when it is not one; kept,
+ * since every request names its server twice and decoding a key costs more than verifying.
+ */
+function serverKey(key: string): KeyObject | undefined {
+  const kept = serverKeys.get(key);
+  if (kept) return kept;
+  const raw = rawPublicKey(key, Prefix.server);
+  if (!raw) return undefined;
+  const oldest = serverKeys.keys().next();
+  if (serverKeys.size >= SERVER_KEYS_KEPT && !oldest.done) serverKeys.delete(oldest.value);
+  const object = ed25519PublicKeyObject(raw);
+  serverKeys.set(key, object);
+  return object;
+}
+
 /**
  * The account signing key (`SA...`) as an nkeys `KeyPair` whose `sign`/`verify` run on
  * native Ed25519 and whose public and private keys are derived once: pass it to
@@ -288,7 +308,7 @@ export function decodeAuthorizationRequest(jwt: string): ClaimsData<Authorizatio
   const claims = parseJsonPart(base64UrlDecode(body));
   if (!claims) throw new CalloutKeyError("the JWT's claims are not a JSON object");
   const iss = typeof claims.iss === "string" ? claims.iss : "";
-  const issuerKey = rawPublicKey(iss, Prefix.server);
+  const issuerKey = serverKey(iss);
   if (!issuerKey) {
     throw new CalloutKeyError(`the issuer ${JSON.stringify(iss)} is not a server nkey`);
   }
@@ -296,7 +316,7 @@ export function decodeAuthorizationRequest(jwt: string): ClaimsData<Authorizatio
   const signed = new TextEncoder().encode(`${head}.${body}`);
   if (
     !signature || signature.length !== 64 ||
-    !ed25519Verify(null, signed, ed25519PublicKeyObject(issuerKey), signature)
+    !ed25519Verify(null, signed, issuerKey, signature)
   ) {
     throw new CalloutKeyError("the signature does not verify");
   }
@@ -312,7 +332,7 @@ export function decodeAuthorizationRequest(jwt: string): ClaimsData<Authorizatio
   if (
     typeof request.user_nkey !== "string" ||
     !rawPublicKey(request.user_nkey, Prefix.user) ||
-    typeof server?.id !== "string" || !rawPublicKey(server.id, Prefix.server) ||
+    typeof server?.id !== "string" || !serverKey(server.id) ||
     typeof request.connect_opts !== "object" || request.connect_opts === null
   ) {
     throw new CalloutKeyError(

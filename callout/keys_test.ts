@@ -142,6 +142,16 @@ Deno.test("decodeAuthorizationRequest() decodes what the server signs, like deco
   assert.equal(claims.nats.connect_opts?.auth_token, "tok");
 });
 
+Deno.test("decodeAuthorizationRequest() verifies the requests of more servers than it keeps keys of", async () => {
+  const servers = Array.from({ length: 20 }, () => createServer());
+  for (const round of [1, 2]) {
+    for (const server of servers) {
+      const claims = decodeAuthorizationRequest(await request(server));
+      assert.equal(claims.iss, server.getPublicKey(), `round ${round}`);
+    }
+  }
+});
+
 Deno.test("decodeAuthorizationRequest() rejects tampered and malformed requests", async () => {
   const jwt = await request();
   const [h, b, s] = jwt.split(".") as [string, string, string];
@@ -168,6 +178,8 @@ Deno.test("decodeAuthorizationRequest() rejects tampered and malformed requests"
     ],
     [await request(undefined, { user_nkey: "nope" }), /lacks the user nkey/],
   ];
+  // Its server's key is known now: a forged request naming it must still fail.
+  assert.ok(decodeAuthorizationRequest(jwt));
   for (const [input, message] of cases) {
     assert.throws(() => decodeAuthorizationRequest(input), (err: unknown) => {
       assert.ok(err instanceof CalloutKeyError, String(err));
