@@ -5,13 +5,13 @@ import { Score, ScoreEnvelope } from "./score.ts";
 import { canonicalJson } from "./spec_hash.ts";
 import { parseStrictWith } from "./strict.ts";
 import { WireFormatError } from "./errors.ts";
+import { Rollout } from "./rollout_policy.ts";
+
+export { Rollout };
 
 export const API_GROUP = "fleet.nationtech.io";
 export const API_VERSION = `${API_GROUP}/v1alpha1`;
 export const DEFAULT_NAMESPACE = "default";
-
-/** Rollout strategies; only Immediate exists today, the object leaves room for more. */
-export const Rollout = z.object({ strategy: z.enum(["Immediate"]).default("Immediate") });
 
 /** What a user declares: which devices, what they run, how it rolls out. */
 export const DeploymentSpec = z.object({
@@ -23,6 +23,11 @@ export const DeploymentSpec = z.object({
   targetAllBoundDevices: z.boolean().optional(),
   score: Score,
   rollout: Rollout.default({ strategy: "Immediate" }),
+  /**
+   * How long a device's containers must run healthy before its deployment counts as
+   * Succeeded. Not part of the workload: changing it makes no new revision.
+   */
+  minReadySeconds: z.number().int().nonnegative().optional(),
 });
 export type DeploymentSpec = z.infer<typeof DeploymentSpec>;
 

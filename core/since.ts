@@ -3,8 +3,8 @@
  * Shared by the commands that read history (`fleet audit`, later `fleet logs`). Pure.
  * @module
  */
+import { parseDuration } from "./duration.ts";
 
-const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
 
 /**
@@ -12,8 +12,8 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})
  * time (the caller names the flag and the rule).
  */
 export function parseSince(text: string, now: number): number | undefined {
-  const ago = /^(\d+)([smhd])$/.exec(text);
-  if (ago) return now - Number(ago[1]) * UNIT_MS[ago[2]!]!;
+  const ago = parseDuration(text);
+  if (ago !== undefined) return now - ago;
   if (!RFC3339.test(text)) return undefined;
   const at = Date.parse(text);
   return Number.isNaN(at) ? undefined : at;

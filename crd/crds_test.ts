@@ -318,7 +318,8 @@ Deno.test("every CEL rule in both CRDs has a one-line message", () => {
   };
   walk(schemaOf(deploymentCrd()), "");
   walk(schemaOf(deviceCrd()), "");
-  assert.equal(seen.length, 1 + 1 + 4 + 2 + 1 + 1 + 2 + 1, seen.join(", "));
+  // The selector of each rollout batch is checked like the target selector (4 + 1 + 2).
+  assert.equal(seen.length, 1 + 1 + 4 + 2 + 1 + 1 + 2 + 1 + 7, seen.join(", "));
 });
 
 Deno.test("the Device and Deployment conditions are list-maps keyed by type, like metav1.Condition lists", () => {
@@ -338,7 +339,23 @@ Deno.test("the Device and Deployment conditions are list-maps keyed by type, lik
 
 // --- no drift from zod ----------------------------------------------------------------
 
-type Kind = "object" | "array" | "string" | "integer" | "number" | "boolean" | "map" | "open";
+type Kind =
+  | "object"
+  | "array"
+  | "string"
+  | "integer"
+  | "number"
+  | "boolean"
+  | "map"
+  | "int-or-string"
+  | "open";
+
+function isIntOrString(schema: z.ZodUnion): boolean {
+  const kinds = (schema.options as z.ZodType[]).map((option) =>
+    option instanceof z.ZodNumber && option.isInt ? "integer" : option._zod.def.type
+  );
+  return kinds.length === 2 && kinds.includes("integer") && kinds.includes("string");
+}
 
 /** Every path of a zod schema with the node kind it must have in the CRD. */
 function zodPaths(schema: z.ZodType, path = "", out = new Map<string, Kind>()): Map<string, Kind> {
@@ -353,6 +370,8 @@ function zodPaths(schema: z.ZodType, path = "", out = new Map<string, Kind>()): 
     for (const [key, child] of Object.entries(schema.shape as Record<string, z.ZodType>)) {
       zodPaths(child, path ? `${path}.${key}` : key, out);
     }
+  } else if (schema instanceof z.ZodUnion && isIntOrString(schema)) {
+    out.set(path, "int-or-string");
   } else if (schema instanceof z.ZodUnion) {
     for (const option of schema.options as z.ZodType[]) zodPaths(option, path, out);
   } else if (schema instanceof z.ZodArray) {
@@ -380,8 +399,12 @@ function assertCovers(zodSchema: z.ZodType, crdNode: StructuralSchema, prefix: s
   const paths = zodPaths(zodSchema);
   for (const [path, kind] of paths) {
     const node = path === "" ? crdNode : at(crdNode, path);
-    const expected = kind === "map" ? "object" : kind === "open" ? undefined : kind;
+    const typeless = kind === "open" || kind === "int-or-string";
+    const expected = kind === "map" ? "object" : typeless ? undefined : kind;
     assert.equal(node.type, expected, `${prefix}.${path}`);
+    if (kind === "int-or-string") {
+      assert.equal(node["x-kubernetes-int-or-string"], true, `${prefix}.${path} is int-or-string`);
+    }
     if (kind === "map") assert.ok(node.additionalProperties, `${prefix}.${path} is a map`);
   }
   return paths.size;
