@@ -42,7 +42,11 @@ function percentOf(text: string): number {
 
 /** A count or a percentage (int-or-string in the CRD), at least `min`. */
 function countOrPercent(field: string, min: number) {
-  return z.union([z.number().int(), z.string()]).superRefine((value, ctx) => {
+  const rule = (input: unknown) =>
+    countOrPercentProblem(field, typeof input === "number" ? input : String(input), min);
+  return z.union([z.number().int(), z.string()], {
+    error: (issue) => rule(issue.input),
+  }).superRefine((value, ctx) => {
     const problem = countOrPercentProblem(field, value, min);
     if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
   });
