@@ -428,7 +428,8 @@ class Decider {
   /** Recounts every batch into the status. */
   recount(): void {
     this.admit();
-    this.status.batches = this.status.batches.map((batch, b) => ({ ...batch, ...this.count(b) }));
+    // In place: callers hold on to a batch's status across a recount.
+    this.status.batches.forEach((batch, b) => Object.assign(batch, this.count(b)));
   }
 
   event(type: RolloutEventType, message: string, extra: Partial<RolloutEvent> = {}): void {
@@ -782,7 +783,7 @@ class Decider {
         type,
         status,
         reason: phase,
-        message: this.status.message,
+        message: truth[type] ? this.status.message : "",
         lastTransitionTime: before?.status === status ? before.lastTransitionTime : this.at,
       };
     });

@@ -194,8 +194,11 @@ Deno.test("decideRollout() takes a good revision canary → 50% → rest, and th
     fleet.status!.batches.map((b) => [b.selected, b.updated, b.healthy]),
     [[1, 1, 1], [4, 4, 4], [5, 5, 5]],
   );
+  assert.ok(fleet.status!.batches.every((b) => b.completedAt !== undefined));
   const complete = fleet.status!.conditions.find((c) => c.type === "Complete");
   assert.equal(complete?.status, "True");
+  assert.match(complete!.message, /^Complete: revision 2 was given to all 10 devices$/);
+  assert.equal(fleet.status!.conditions.find((c) => c.type === "Progressing")?.message, "");
   assert.equal(fleet.last.wakeAt, undefined);
 });
 
@@ -242,6 +245,7 @@ Deno.test("decideRollout() bakes a healthy batch before the next one, and restar
   fleet.decide();
   assert.equal(fleet.status!.currentBatch, 2);
   assert.deepEqual(fleet.eventTypes(), ["BatchSucceeded", "BatchStarted"]);
+  assert.equal(fleet.status!.batches[0]!.completedAt, new Date(bakeEnd).toISOString());
 });
 
 Deno.test("decideRollout() leaves offline devices out of the threshold: counted, not failed, given the revision", () => {
