@@ -236,8 +236,8 @@ class Decider {
   readonly groupSize = new Map<string, number>();
   /** Devices given the new revision (reached and admitted), recomputed by admit(). */
   admitted = new Set<string>();
-  /** Devices of reached batches the disruption budget holds back, per group. */
-  blocked = new Map<string, number>();
+  /** Devices of reached batches the disruption budget holds back. */
+  blocked = 0;
   /** Per group, the last time a device became healthy on the new revision (budget clock). */
   releasedAt = new Map<string, number>();
   readonly at: string;
@@ -314,8 +314,12 @@ class Decider {
       } in ${plural(policy.batches.length, "batch")}; stable revision ${stable?.number ?? "none"}`
         .replace("batchs", "batches"),
     });
+    // A person's pause holds for the revision that supersedes the paused one.
+    const paused = previous?.phase === "Paused" ? previous : undefined;
     return {
-      phase: "Progressing",
+      phase: paused ? "Paused" : "Progressing",
+      ...(paused?.pausedBy !== undefined ? { pausedBy: paused.pausedBy } : {}),
+      ...(paused?.pausedAt !== undefined ? { pausedAt: paused.pausedAt } : {}),
       revision,
       stable,
       currentBatch: 1,
@@ -340,7 +344,7 @@ class Decider {
    */
   admit(): void {
     this.admitted = new Set();
-    this.blocked = new Map();
+    this.blocked = 0;
     const reached = this.members.filter((m) =>
       m.batch < this.index ||
       (m.batch === this.index && this.status.batches[m.batch]?.startedAt !== undefined)
@@ -373,7 +377,7 @@ class Decider {
         this.admitted.add(m.device.id);
         used.set(m.group, inUse + 1);
       } else {
-        this.blocked.set(m.group, (this.blocked.get(m.group) ?? 0) + 1);
+        this.blocked++;
       }
     }
   }
@@ -638,11 +642,8 @@ class Decider {
     } updating, ${failures} failed${offline}`;
     if (batch.healthy < needed) {
       if (batch.bakeStartedAt !== undefined) delete batch.bakeStartedAt;
-      const blocked = [...this.blocked.entries()].filter(([group]) =>
-        (this.byBatch[b] ?? []).some((m) => m.group === group)
-      );
-      const budget = blocked.length > 0
-        ? `; ${blocked.reduce((n, [, k]) => n + k, 0)} wait for the disruption budget (at most ${
+      const budget = this.blocked > 0
+        ? `; ${this.blocked} wait for the disruption budget (at most ${
           this.policy.disruptionBudget!.maxUnavailable
         } updating at once in each group of ${this.policy.disruptionBudget!.groupBy.join(", ")})`
         : "";

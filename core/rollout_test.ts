@@ -658,3 +658,16 @@ Deno.test("decideRollout() status round-trips through RolloutStatus, with condit
   assert.equal(paused.lastTransitionTime, new Date(fleet.now).toISOString());
   assert.equal(paused.reason, "Paused");
 });
+
+Deno.test("decideRollout() keeps a person's pause when a newer spec supersedes the paused rollout", () => {
+  const fleet = new Fleet(policyOf({ batches: [{ limit: 1 }] }), devices(3));
+  fleet.decide();
+  fleet.decide([{ verb: "pause", by: "mia" }]);
+  fleet.revision = NEWER;
+  fleet.decide();
+  assert.equal(fleet.status!.phase, "Paused");
+  assert.equal(fleet.status!.pausedBy, "mia");
+  assert.deepEqual(fleet.targeted(NEWER), [], "batch 1 does not start while paused");
+  fleet.decide([{ verb: "resume", by: "mia" }]);
+  assert.equal(fleet.targeted(NEWER).length, 1);
+});
