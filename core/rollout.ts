@@ -32,6 +32,7 @@ import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { Labels } from "./selector.ts";
 import { matchesSelector } from "./selector.ts";
+import { canonicalJson } from "./spec_hash.ts";
 import type { DeploymentRef } from "./keys.ts";
 import type { RevisionRef } from "./revisions.ts";
 import { neededHealthy, type ProgressivePolicy, resolveCount } from "./rollout_policy.ts";
@@ -92,7 +93,10 @@ export interface RolloutInput {
   policy: ProgressivePolicy;
   /** The spec's revision (the newest). */
   revision: RevisionRef;
-  /** Frozen when this revision's rollout started, in {@link freezePopulation}'s order. */
+  /**
+   * Frozen when this revision's rollout started, in {@link freezePopulation}'s order. Never
+   * mutated: pass the same array on every call of a rollout, its batches are computed once.
+   */
   population: readonly RolloutDevice[];
   /** Every device the deployment matches now; population devices absent here have left. */
   devices: ReadonlyMap<string, DeviceObservation>;
@@ -189,6 +193,33 @@ export function assignBatches(
   return batchOf;
 }
 
+/** What a population's batches are, per policy; the population is frozen, so it is kept. */
+interface Prepared {
+  index: Map<string, number>;
+  batches: Map<string, number[]>;
+}
+
+const preparedPopulations = new WeakMap<readonly RolloutDevice[], Prepared>();
+
+/**
+ * The id index and batches of a frozen population, computed once per population array and
+ * policy: the operator passes the same array on every decision of a rollout.
+ */
+function prepared(policy: ProgressivePolicy, population: readonly RolloutDevice[]) {
+  let entry = preparedPopulations.get(population);
+  if (entry === undefined) {
+    entry = { index: new Map(population.map((d, i) => [d.id, i])), batches: new Map() };
+    preparedPopulations.set(population, entry);
+  }
+  const key = canonicalJson(policy.batches);
+  let batchOf = entry.batches.get(key);
+  if (batchOf === undefined) {
+    batchOf = assignBatches(policy, population);
+    entry.batches.set(key, batchOf);
+  }
+  return { index: entry.index, batchOf };
+}
+
 type Verdict = "offline" | "healthy" | "failed" | "timedOut" | "updating";
 
 interface Member {
@@ -202,10 +233,6 @@ const TERMINAL: readonly RolloutPhase[] = ["RolledBack", "Complete"];
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
-}
-
-function ms(text: string | undefined): number | undefined {
-  return text === undefined ? undefined : Date.parse(text);
 }
 
 function emptyBatch(): BatchStatus {
@@ -245,11 +272,9 @@ class Decider {
   constructor(readonly input: RolloutInput) {
     this.at = iso(input.now);
     this.status = this.begin();
-    const batchOf = assignBatches(input.policy, input.population);
+    const { index, batchOf } = prepared(input.policy, input.population);
     this.byBatch = input.policy.batches.map(() => []);
-    const frozen = new Set<string>();
     input.population.forEach((device, i) => {
-      frozen.add(device.id);
       const observation = input.devices.get(device.id);
       if (observation === undefined) return; // left the deployment's selector
       const member = { device, batch: batchOf[i]!, observation, group: this.groupOf(device) };
@@ -264,8 +289,21 @@ class Decider {
         );
       }
     });
-    for (const id of input.devices.keys()) if (!frozen.has(id)) this.joiners.push(id);
+    for (const id of input.devices.keys()) if (!index.has(id)) this.joiners.push(id);
     this.status.joined = this.joiners.length;
+  }
+
+  readonly #times = new Map<string, number>();
+
+  /** Epoch ms of a status time; memoized, as it is asked once per device. */
+  ms(text: string | undefined): number | undefined {
+    if (text === undefined) return undefined;
+    let value = this.#times.get(text);
+    if (value === undefined) {
+      value = Date.parse(text);
+      this.#times.set(text, value);
+    }
+    return value;
   }
 
   get policy(): ProgressivePolicy {
@@ -345,10 +383,9 @@ class Decider {
   admit(): void {
     this.admitted = new Set();
     this.blocked = 0;
-    const reached = this.members.filter((m) =>
-      m.batch < this.index ||
-      (m.batch === this.index && this.status.batches[m.batch]?.startedAt !== undefined)
-    );
+    // In batch order, then population order: the order the budget admits devices in.
+    const started = this.status.batches[this.index]?.startedAt !== undefined;
+    const reached = this.byBatch.slice(0, started ? this.index + 1 : this.index).flat();
     const budget = this.policy.disruptionBudget;
     if (budget === undefined) {
       for (const m of reached) this.admitted.add(m.device.id);
@@ -363,8 +400,7 @@ class Decider {
         used.set(m.group, (used.get(m.group) ?? 0) + 1);
       }
     }
-    const sorted = [...reached].sort((a, b) => a.batch - b.batch);
-    for (const m of sorted) {
+    for (const m of reached) {
       if (this.admitted.has(m.device.id)) continue;
       const max = Math.max(
         1,
@@ -385,9 +421,11 @@ class Decider {
   /** When `member`'s time to become healthy started, if it has been given the revision. */
   clockStart(member: Member, batch: BatchStatus): number | undefined {
     if (!this.admitted.has(member.device.id)) return undefined;
-    const starts = [ms(batch.startedAt), ms(batch.retriedAt), member.observation.onlineSince];
-    if (this.policy.disruptionBudget !== undefined) starts.push(this.releasedAt.get(member.group));
-    return Math.max(...starts.filter((t): t is number => t !== undefined));
+    let start = Math.max(this.ms(batch.startedAt) ?? 0, this.ms(batch.retriedAt) ?? 0);
+    start = Math.max(start, member.observation.onlineSince ?? 0);
+    return this.policy.disruptionBudget === undefined
+      ? start
+      : Math.max(start, this.releasedAt.get(member.group) ?? 0);
   }
 
   verdict(member: Member): Verdict {
@@ -395,7 +433,7 @@ class Decider {
     const batch = this.status.batches[member.batch]!;
     const report = this.onNew(member);
     if (report?.phase === "Succeeded") return "healthy";
-    const retried = ms(batch.retriedAt);
+    const retried = this.ms(batch.retriedAt);
     if (report?.phase === "Failed" && (retried === undefined || report.at >= retried)) {
       return "failed";
     }
@@ -656,7 +694,7 @@ class Decider {
         } after it got the revision counts as failed`,
       };
     }
-    const started = ms(batch.startedAt)!;
+    const started = this.ms(batch.startedAt)!;
     const alreadyThere = (this.byBatch[b] ?? []).every((m) => {
       const report = this.onNew(m);
       return !m.observation.online || (report !== undefined && report.at < started);
@@ -665,7 +703,7 @@ class Decider {
       return { kind: "passed", message: counts };
     }
     batch.bakeStartedAt ??= this.at;
-    const bakeEnd = ms(batch.bakeStartedAt)! + this.policy.bakeMs;
+    const bakeEnd = this.ms(batch.bakeStartedAt)! + this.policy.bakeMs;
     if (this.input.now >= bakeEnd) return { kind: "passed", message: `${counts}, baked` };
     this.wake(bakeEnd);
     return {
@@ -729,7 +767,7 @@ class Decider {
     const why = this.status.failure?.message ?? "a batch failed";
     if (still === 0) {
       if (this.status.phase === "RollingBack") {
-        const took = this.input.now - (ms(this.status.failure?.at) ?? this.input.now);
+        const took = this.input.now - (this.ms(this.status.failure?.at) ?? this.input.now);
         this.status.phase = "RolledBack";
         this.event(
           "RolledBack",
