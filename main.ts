@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<CommandUnknownOpts>> = {
   delete: async () => (await import("./commands/delete.ts")).deleteCommand(),
   get: async () => (await import("./commands/get.ts")).getCommand(),
   logs: async () => (await import("./commands/logs.ts")).logsCommand(),
+  exec: async () => (await import("./commands/exec.ts")).execCommand(),
   demo: async () => (await import("./commands/demo.ts")).demoCommand(VERSION),
   callout: async () => (await import("./commands/callout.ts")).calloutCommand(),
   device: async () => (await import("./commands/device.ts")).deviceCommand(),

@@ -9,10 +9,17 @@ export function printLine(text: string): void {
 }
 
 /** Writes `data` to stdout, waiting while a slow terminal or pipe takes it. */
-export async function writeOut(data: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < data.length;) {
-    offset += await Deno.stdout.write(data.subarray(offset));
-  }
+export function writeOut(data: Uint8Array): Promise<void> {
+  return writeAll(Deno.stdout, data);
+}
+
+/** Writes a command's own stderr (`fleet exec`) to stderr, as {@link writeOut} does stdout. */
+export function writeErr(data: Uint8Array): Promise<void> {
+  return writeAll(Deno.stderr, data);
+}
+
+async function writeAll(file: typeof Deno.stdout, data: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < data.length;) offset += await file.write(data.subarray(offset));
 }
 
 /**

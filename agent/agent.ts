@@ -33,10 +33,12 @@ import { NatsReportSink } from "./nats_reports.ts";
 import { InstanceGuard } from "./instance_guard.ts";
 import { currentAgentUser, protectedPaths, WorkloadPolicy } from "./workload_policy.ts";
 import { publishAudit } from "../adapters/nats/audit.ts";
-import type { ReconcileResult } from "../core/device_commands.ts";
+import type { AuditRecord, ReconcileResult } from "../core/device_commands.ts";
 import { CommandResponder } from "./command_responder.ts";
 import { commandHandlers } from "./command_handlers.ts";
-import { LogSessions, natsSessionTransport } from "./log_sessions.ts";
+import { LogSessions } from "./log_sessions.ts";
+import { ExecSessions } from "./exec_sessions.ts";
+import { natsSessionTransport } from "./session.ts";
 import { agentJournal } from "../adapters/host/journal.ts";
 import { recordingWarnings, WarningRing } from "./warnings.ts";
 
@@ -129,7 +131,7 @@ export class Agent {
   #reporter: Reporter | undefined;
   #nc: NatsConnection | undefined;
   /** The open logs sessions, once NATS is connected. */
-  #sessions: LogSessions | undefined;
+  #sessions: (LogSessions | ExecSessions)[] = [];
   #cacheDirty = false;
   /** Passes completed, for tests and the bench. */
   passes = 0;
@@ -221,10 +223,11 @@ export class Agent {
       this.#natsLoop(signal),
     ];
     await Promise.all(loops);
-    // Whoever follows a log hears why it ended before the connection goes.
-    await this.#sessions?.endAll(
-      "going-away",
-      `the agent on ${config.device_id} is stopping`,
+    // Whoever follows a log or runs a command hears why it ended before the connection goes.
+    await Promise.all(
+      this.#sessions.map((s) =>
+        s.endAll("going-away", `the agent on ${config.device_id} is stopping`)
+      ),
     );
     if (this.#cacheDirty) await this.#saveCache();
     await this.#nc?.close();
@@ -311,16 +314,25 @@ export class Agent {
 
   #answerCommands(nc: NatsConnection): CommandResponder {
     const config = this.#config;
-    const sessions = new LogSessions({
+    const context = {
       deviceId: config.device_id,
       transport: natsSessionTransport(nc, this.#log),
       clock: this.#clock,
       log: this.#log,
-      audit: (record) => publishAudit(nc, record),
+      audit: (record: AuditRecord) => publishAudit(nc, record),
+    };
+    const sessions = new LogSessions({
+      ...context,
       runtime: this.#options.runtime,
       journal: agentJournal,
     });
-    this.#sessions = sessions;
+    const execs = new ExecSessions({
+      ...context,
+      runtime: this.#options.runtime,
+      policy: { exec: config.remote.exec, hostShell: config.remote.host_shell },
+    });
+    this.#sessions = [sessions, execs];
+    void execs.removeLeftovers();
     return new CommandResponder({
       nc,
       deviceId: config.device_id,
@@ -329,6 +341,7 @@ export class Agent {
       audit: (record) => publishAudit(nc, record),
       handlers: {
         logs: (request, from) => sessions.open(request, from.principal),
+        exec: (request, from) => execs.open(request, from.principal),
         ...commandHandlers({
           config,
           version: this.#options.version,

@@ -37,8 +37,8 @@ export interface AgentFacts {
   reconcileNow: () => Promise<ReconcileResult>;
 }
 
-/** The verbs answered here: all but `logs`, which opens a session (agent/log_sessions.ts). */
-type AnsweredHere = Exclude<CommandVerb, "logs">;
+/** The verbs answered here: all but `logs` and `exec`, which open sessions (agent/log_sessions.ts, agent/exec_sessions.ts). */
+type AnsweredHere = Exclude<CommandVerb, "logs" | "exec">;
 
 /** Handlers that do not depend on who asked (the broker already checked the role). */
 export type PlainHandlers = {
@@ -47,7 +47,7 @@ export type PlainHandlers = {
   ) => ReturnType<CommandHandlers[V]>;
 };
 
-/** The handlers of every verb but `logs`, over `facts`. */
+/** The handlers of every verb but the sessions', over `facts`. */
 export function commandHandlers(facts: AgentFacts): PlainHandlers {
   const { config, clock, runtime } = facts;
   // A retried restart (same request id) is answered from here, not restarted again.

@@ -140,6 +140,13 @@ export const AgentConfig = z.object({
     socket: z.string().startsWith("/", "must be an absolute path"),
   }),
   policy: PolicyConfig.optional(),
+  /** What people may do on this device through the broker, beyond the roles they hold. */
+  remote: z.object({
+    /** `fleet exec` into this device's containers (admins only, by role). */
+    exec: z.boolean().default(true),
+    /** `fleet exec --host`: a shell on the device itself, outside every container. */
+    host_shell: z.boolean().default(false),
+  }).default({ exec: true, host_shell: false }),
   intervals: z.object({
     heartbeat_seconds: Seconds.default(30),
     relist_seconds: Seconds.default(30),

@@ -62,6 +62,10 @@ credentials = { type = "userpass", user = "pi-01", password_file = "/etc/fleet-a
 [podman]
 socket = "/run/user/1000/podman/podman.sock"
 
+[remote]
+exec = false
+host_shell = true
+
 [intervals]
 heartbeat_seconds = 15
 relist_seconds = 20
@@ -85,6 +89,7 @@ min_ready_seconds = 0
       },
     },
     podman: { socket: "/run/user/1000/podman/podman.sock" },
+    remote: { exec: false, host_shell: true },
     intervals: {
       heartbeat_seconds: 15,
       relist_seconds: 20,
@@ -103,6 +108,7 @@ Deno.test("parseAgentConfig() fills the defaults of a minimal config", () => {
     state_dir: "/var/lib/fleet-agent",
     nats: { urls: ["nats://10.0.0.5:4222"], credentials: { type: "none" } },
     podman: { socket: "/run/podman/podman.sock" },
+    remote: { exec: true, host_shell: false },
     intervals: {
       heartbeat_seconds: 30,
       relist_seconds: 30,
@@ -299,7 +305,7 @@ Deno.test("parseAgentConfig() rejects unknown keys in inline tables and lists wh
   );
   assertRejects(
     minimal({ extra: `colour = "blue"\n` }),
-    "unknown key colour at the top level (known keys: device_id, labels, description, annotations, state_dir, nats, podman, policy, intervals)",
+    "unknown key colour at the top level (known keys: device_id, labels, description, annotations, state_dir, nats, podman, policy, remote, intervals)",
   );
   // Label names are the user's own: any valid one is accepted.
   assert.deepEqual(

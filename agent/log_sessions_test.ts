@@ -12,7 +12,8 @@ import {
 import { createLogger } from "../adapters/logger.ts";
 import { JournalUnavailableError } from "../adapters/host/journal.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
-import { LogSessions, QUEUE_HIGH_WATER, type SessionTransport } from "./log_sessions.ts";
+import { LogSessions } from "./log_sessions.ts";
+import { type ControlFrame, QUEUE_HIGH_WATER, type SessionTransport } from "./session.ts";
 import { CommandRefused } from "./command_responder.ts";
 
 const enc = new TextEncoder();
@@ -24,13 +25,13 @@ const CTL = `device-sessions.pi-1.mia-1.${SESSION}.ctl`;
 interface Sent {
   subject: string;
   data: Uint8Array;
-  frame?: "end" | "keepalive" | undefined;
+  frame?: ControlFrame | "stderr" | undefined;
 }
 
 class FakeTransport implements SessionTransport {
   readonly sent: Sent[] = [];
   readonly #listeners = new Map<string, (data: Uint8Array) => void>();
-  send(subject: string, data: Uint8Array, frame?: "end" | "keepalive") {
+  send(subject: string, data: Uint8Array, frame?: ControlFrame | "stderr") {
     this.sent.push({ subject, data, frame });
   }
   listen(subject: string, onMessage: (data: Uint8Array) => void) {

@@ -7,15 +7,34 @@ import {
   parsePort,
   type PodmanService,
 } from "../core/mod.ts";
-import { type PodmanClient, PodmanError, PodmanUnavailableError } from "../adapters/podman/mod.ts";
+import {
+  HOST_ROOT,
+  type PodmanClient,
+  PodmanError,
+  PodmanUnavailableError,
+} from "../adapters/podman/mod.ts";
 import type { LogReadOptions } from "../core/device_commands.ts";
-import type { ContainerRuntime, LastExit } from "./runtime.ts";
+import { sleep } from "../adapters/timers.ts";
+import type {
+  ContainerRuntime,
+  ExecOptions,
+  ExecProcess,
+  ExecTarget,
+  LastExit,
+} from "./runtime.ts";
 
 /** The last output of a crash-looping container: a few lines, for a short status message. */
 const OUTPUT_LINES = 5;
 const OUTPUT_MAX_BYTES = 1000;
 /** An exit is recorded a moment before the restart it caused. */
 const EXIT_BEFORE_START_MS = 2000;
+/** Podman marks an exec exited a moment after its output ended: how often and how long to ask. */
+const EXIT_CODE_POLLS = 50;
+const EXIT_CODE_POLL_MS = 20;
+/** What a person types to leave a terminal: Ctrl-C, then Ctrl-D. */
+const CTRL_C = new Uint8Array([0x03]);
+const CTRL_D = new Uint8Array([0x04]);
+const HANG_UP_PAUSE_MS = 200;
 
 /**
  * Podman's own reason (`manifest unknown`) instead of `Podman could not pull image "x": ...`:
@@ -105,6 +124,84 @@ export class PodmanRuntime implements ContainerRuntime {
     signal: AbortSignal,
   ): Promise<ReadableStream<Uint8Array>> {
     return reason(this.#client.streamLogs(containerId, options, signal));
+  }
+
+  exec(target: ExecTarget, options: ExecOptions): Promise<ExecProcess> {
+    return reason(this.#exec(target, options));
+  }
+
+  async removeHostShells(deviceId: string): Promise<void> {
+    const left = await this.#client.listContainers({ [ContainerLabels.hostShell]: deviceId });
+    for (const c of left) await reason(this.#client.removeContainer(c.id));
+  }
+
+  async #exec(target: ExecTarget, options: ExecOptions): Promise<ExecProcess> {
+    const client = this.#client;
+    let containerId: string;
+    let command = options.command;
+    let hostShell: string | undefined;
+    if ("containerId" in target) {
+      containerId = target.containerId;
+    } else {
+      // The host's own programs, on the host's root: chroot into where it is mounted.
+      const { deviceId, sessionId } = target.host;
+      containerId = await client.createHostShell(`fleet-host-shell_${deviceId}_${sessionId}`, {
+        [ContainerLabels.hostShell]: deviceId,
+      });
+      hostShell = containerId;
+      command = ["chroot", HOST_ROOT, ...command];
+    }
+    try {
+      if (hostShell) await client.startContainer(hostShell);
+      const execId = await client.createExec(containerId, { ...options, command });
+      const stream = await client.startExec(execId, options);
+      return {
+        output: stream.output,
+        write: (data) => stream.write(data),
+        closeStdin: () => stream.closeStdin(),
+        resize: (size) => reason(client.resizeExec(execId, size)),
+        exitCode: async () => {
+          for (let i = 0; i < EXIT_CODE_POLLS; i++) {
+            const state = await reason(client.inspectExec(execId));
+            if (!state.running) return state.exitCode;
+            await sleep(EXIT_CODE_POLL_MS);
+          }
+          return undefined;
+        },
+        close: async () => {
+          // Podman has no way to stop an exec, and dropping the connection leaves it running:
+          // a terminal gets Ctrl-C and Ctrl-D typed (the running program interrupted, then a
+          // shell at its prompt ends), any command the end of its stdin.
+          try {
+            if ((await reason(client.inspectExec(execId))).running) {
+              if (options.tty) {
+                // The terminal drops what was typed when Ctrl-C interrupts: Ctrl-D comes after.
+                await stream.write(CTRL_C);
+                await sleep(HANG_UP_PAUSE_MS);
+                await stream.write(CTRL_D);
+              }
+              if (options.stdin) await stream.closeStdin();
+            }
+          } finally {
+            stream.close();
+            if (hostShell) await reason(client.removeContainer(hostShell));
+          }
+        },
+      };
+    } catch (error) {
+      if (hostShell) {
+        try {
+          await client.removeContainer(hostShell);
+        } catch (cleanup) {
+          throw new Error(
+            `${(error as Error).message}; the host shell container ${hostShell} was not ` +
+              `removed either: ${(cleanup as Error).message}`,
+            { cause: error },
+          );
+        }
+      }
+      throw error;
+    }
   }
 
   lastExit(containerId: string): Promise<LastExit> {

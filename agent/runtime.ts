@@ -1,6 +1,7 @@
 /** The container runtime as the agent sees it; podman_runtime.ts is the real one. */
 import type { ContainerGrants, ObservedContainer, PodmanService } from "../core/mod.ts";
-import type { LogReadOptions } from "../core/device_commands.ts";
+import type { LogReadOptions, TerminalSize } from "../core/device_commands.ts";
+import type { DataFrame } from "../core/device_sessions.ts";
 
 /**
  * How a container's latest run ended, for a crash-loop message: its exit code when it is
@@ -9,6 +10,35 @@ import type { LogReadOptions } from "../core/device_commands.ts";
 export interface LastExit {
   exitCode: number | undefined;
   output: string;
+}
+
+/** What an exec runs, and how. */
+export interface ExecOptions {
+  command: string[];
+  /** A terminal of `size` (stdout and stderr become one). */
+  tty: boolean;
+  /** Keep stdin open for {@link ExecProcess.write}. */
+  stdin: boolean;
+  size?: TerminalSize | undefined;
+}
+
+/** Where an exec runs: a container, or the host itself (a host shell, for one session). */
+export type ExecTarget = { containerId: string } | {
+  host: { deviceId: string; sessionId: string };
+};
+
+/** A command running for an exec session. */
+export interface ExecProcess {
+  /** Its output as it comes; ends when the command exits. */
+  output: ReadableStream<DataFrame>;
+  write(data: Uint8Array): Promise<void>;
+  /** Its stdin reads end of file. */
+  closeStdin(): Promise<void>;
+  resize(size: TerminalSize): Promise<void>;
+  /** Once the output ended: how it exited (undefined when the runtime cannot tell). */
+  exitCode(): Promise<number | undefined>;
+  /** Lets go of it: its connection closes, a host shell's container is removed. */
+  close(): Promise<void>;
 }
 
 /**
@@ -43,4 +73,8 @@ export interface ContainerRuntime {
     options: LogReadOptions,
     signal: AbortSignal,
   ): Promise<ReadableStream<Uint8Array>>;
+  /** Starts `options.command` in `target`. */
+  exec(target: ExecTarget, options: ExecOptions): Promise<ExecProcess>;
+  /** Removes host shell containers a stopped agent left behind. */
+  removeHostShells(deviceId: string): Promise<void>;
 }

@@ -230,6 +230,7 @@ async function followAll(
           client.consumed(event.data.length);
           continue;
         }
+        if ("notice" in event) continue; // logs sessions send none
         const message = endMessage(deviceId, event.end);
         if (message !== undefined) {
           if (devices.length === 1) throw new FleetError("failure", message);

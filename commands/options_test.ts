@@ -17,6 +17,7 @@ import { demoCommand } from "./demo.ts";
 import { deviceCommand } from "./device.ts";
 import { getCommand } from "./get.ts";
 import { logsCommand } from "./logs.ts";
+import { execCommand } from "./exec.ts";
 import { namespaceCommand } from "./namespace.ts";
 import { operatorCommand } from "./operator.ts";
 import { vmCommand } from "./vm.ts";
@@ -36,6 +37,7 @@ function fleetCommands(): CommandUnknownOpts[] {
     deleteCommand(),
     getCommand(),
     logsCommand(),
+    execCommand(),
     demoCommand(version),
     calloutCommand(),
     deviceCommand(),

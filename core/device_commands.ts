@@ -4,8 +4,8 @@
  * subject token the broker enforces. The wire types of each verb's request and reply, the audit
  * record every command leaves on `fleet-audit.command.<deviceId>`, and the pure decisions the
  * agent makes on them (parsing the subject, which containers a restart touches, replaying the
- * reply of a retried request). New verbs (logs, exec) add a request and a reply type here and a
- * handler on the agent.
+ * reply of a retried request). A new verb adds a request and a reply type here and a handler on
+ * the agent.
  *
  * Pure: no I/O.
  * @module
@@ -17,7 +17,7 @@ import { MIN_CREDIT, SessionId } from "./device_sessions.ts";
 import { parseSince, SINCE_RULE } from "./since.ts";
 
 /** The verbs a device answers today. */
-export const CommandVerbs = ["ping", "diag", "restart", "reconcile", "logs"] as const;
+export const CommandVerbs = ["ping", "diag", "restart", "reconcile", "logs", "exec"] as const;
 /** One of {@link CommandVerbs}. */
 export type CommandVerb = typeof CommandVerbs[number];
 
@@ -171,6 +171,53 @@ export function sinceSeconds(
   return { seconds: Math.floor(at / 1000) };
 }
 
+/** The most arguments an exec's command has, and the longest one. */
+export const EXEC_MAX_ARGS = 256;
+export const EXEC_MAX_ARG_BYTES = 4096;
+
+/** A terminal's size in character cells. */
+export const TerminalSize = z.object({
+  rows: z.number().int().min(1).max(10_000),
+  cols: z.number().int().min(1).max(10_000),
+});
+export type TerminalSize = z.infer<typeof TerminalSize>;
+
+/**
+ * `exec`: a command in one container of a deployment (`service` names it when there are
+ * several), or with `host` on the device itself. `tty` gives it a terminal of `size`; `stdin`
+ * keeps its input open for what the requester sends on the session's `in`. `force` ends
+ * another person's interactive session to take its place.
+ */
+export const ExecRequest = CommandRequest.extend({
+  sessionId: SessionId,
+  namespace: identifierSchema("namespace").optional(),
+  deployment: identifierSchema("deployment name").optional(),
+  service: identifierSchema("service name").optional(),
+  host: z.boolean().optional(),
+  command: z.array(
+    z.string().max(EXEC_MAX_ARG_BYTES, `an argument is at most ${EXEC_MAX_ARG_BYTES} characters`),
+  ).min(1, "give the command to run").max(EXEC_MAX_ARGS, `at most ${EXEC_MAX_ARGS} arguments`),
+  tty: z.boolean().optional(),
+  stdin: z.boolean().optional(),
+  size: TerminalSize.optional(),
+  force: z.boolean().optional(),
+  /** The first grant of output: data up to this byte offset. */
+  credit: z.number().int().min(MIN_CREDIT),
+});
+export type ExecRequest = z.infer<typeof ExecRequest>;
+
+/** `exec` accepted: where it runs, and the stdin the requester may send before more credit. */
+export const ExecResult = z.object({
+  sessionId: z.string(),
+  /** `<deployment>/<service>`, or `host`. */
+  target: z.string(),
+  /** Stdin bytes the requester may send now (0 without stdin). */
+  stdinCredit: z.number().int().nonnegative(),
+  /** The session it took over (`force`), if any. */
+  tookOver: z.string().optional(),
+});
+export type ExecResult = z.infer<typeof ExecResult>;
+
 /** The request type of each verb. */
 export const RequestOf = {
   ping: CommandRequest,
@@ -178,6 +225,7 @@ export const RequestOf = {
   restart: RestartRequest,
   reconcile: CommandRequest,
   logs: LogsRequest,
+  exec: ExecRequest,
 } as const satisfies Record<CommandVerb, z.ZodType>;
 
 /** `ping`: who answers, how long it has run and its own clock (informative only). */
@@ -259,6 +307,7 @@ export const ResultOf = {
   restart: RestartResult,
   reconcile: ReconcileResult,
   logs: LogsResult,
+  exec: ExecResult,
 } as const satisfies Record<CommandVerb, z.ZodType>;
 
 /** A device's answer: the result, or why it refused or failed (a sentence naming the rule). */
@@ -300,6 +349,8 @@ export const AuditRecord = z.object({
   sessionId: z.string().optional(),
   /** The data bytes a session sent. */
   bytes: z.number().int().nonnegative().optional(),
+  /** An exec's exit code. */
+  exitCode: z.number().int().optional(),
 });
 export type AuditRecord = z.infer<typeof AuditRecord>;
 

@@ -30,10 +30,10 @@ Deno.test("parseCommandSubject() names the problem of a subject it does not answ
   assert.match(problem("device-commands.pi-1.ping.bob.extra")!, /not a command subject/);
   assert.match(problem("device-commands.pi-1.ping.Bob")!, /invalid principal/);
   assert.match(
-    problem("device-commands.pi-1.exec.bob")!,
-    /unknown verb "exec": this agent answers ping, diag, restart, reconcile/,
+    problem("device-commands.pi-1.upgrade.bob")!,
+    /unknown verb "upgrade": this agent answers ping, diag, restart, reconcile, logs, exec/,
   );
-  const unknown = parseCommandSubject("device-commands.pi-1.exec.bob", "pi-1");
+  const unknown = parseCommandSubject("device-commands.pi-1.upgrade.bob", "pi-1");
   assert.equal("principal" in unknown && unknown.principal, "bob");
 });
 

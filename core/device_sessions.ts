@@ -5,11 +5,15 @@
  * a subject token of its own, like on command subjects, so the broker can let each person use
  * only the sessions it opened (NATS wildcards match whole tokens).
  *
- * - `out`: device → requester, data frames (raw bytes, no header) and one end frame (header
- *   {@link FRAME_HEADER} `end`, a {@link SessionEnd} body); `keepalive` frames (no body) while
- *   there is nothing to send.
- * - `ctl`: requester → device, {@link SessionControl}: credit and cancel.
- * - `in`: requester → device, data (an exec's stdin); logs read none.
+ * - `out`: device → requester, data frames (raw bytes; an exec's stderr has the header
+ *   {@link STREAM_HEADER} `stderr`) and one end frame (header {@link FRAME_HEADER} `end`, a
+ *   {@link SessionEnd} body); `keepalive` frames (no body) while there is nothing to send; an
+ *   exec's `credit` frames ({@link StdinCredit}: how much stdin the device takes) and `notice`
+ *   frames ({@link SessionNotice}: a sentence for the person, e.g. a take-over).
+ * - `ctl`: requester → device, {@link SessionControl}: credit, cancel, and a terminal's size.
+ * - `in`: requester → device, an exec's stdin: data frames, then one `eof` frame; logs read
+ *   none. Stdin is credited the other way round: the device grants (`credit` frames on `out`)
+ *   as it writes what it got into the command.
  *
  * Flow control is by credit, as QUIC's MAX_STREAM_DATA: the requester says up to which byte
  * offset of data the device may send (`upTo`, cumulative, so a lost or repeated grant is
@@ -29,8 +33,15 @@ export const SESSIONS_PREFIX = "device-sessions";
 export const SessionChannels = ["in", "out", "ctl"] as const;
 export type SessionChannel = typeof SessionChannels[number];
 
-/** The header of a frame on `out` that is not data: `end` or `keepalive`. */
+/**
+ * The header of a frame that is not data: on `out` `end`, `keepalive`, `credit` or `notice`;
+ * on `in` `eof`. A reader skips kinds it does not know (a newer peer's).
+ */
 export const FRAME_HEADER = "Fleet-Frame";
+/** The header of an exec's data frame from stderr (stdout's have none). */
+export const STREAM_HEADER = "Fleet-Stream";
+/** Which output a data frame carries. */
+export type OutputStream = "stdout" | "stderr";
 
 /** The longest line sent; a longer one is cut there and ends with {@link TRUNCATED_MARKER}. */
 export const MAX_LINE_BYTES = 16 * 1024;
@@ -75,6 +86,12 @@ export const SessionControl = z.discriminatedUnion("type", [
   z.object({ type: z.literal("credit"), upTo: z.number().int().nonnegative() }),
   /** End the session now. */
   z.object({ type: z.literal("cancel") }),
+  /** An exec's terminal has this size now (the person resized the window). */
+  z.object({
+    type: z.literal("resize"),
+    rows: z.number().int().min(1).max(10_000),
+    cols: z.number().int().min(1).max(10_000),
+  }),
 ]);
 export type SessionControl = z.infer<typeof SessionControl>;
 
@@ -94,6 +111,10 @@ export const SessionEndReasons = [
   "refused",
   /** Reading the source failed. */
   "failed",
+  /** The command exited; the end's `exitCode` says how. */
+  "exited",
+  /** Another person took the device's interactive session over (`--force`). */
+  "taken-over",
 ] as const;
 export type SessionEndReason = typeof SessionEndReasons[number];
 
@@ -107,8 +128,18 @@ export const SessionEnd = z.object({
   message: z.string(),
   /** Data bytes the device sent in the session. */
   bytes: z.number().int().nonnegative(),
+  /** An exec's exit code, when the command exited. */
+  exitCode: z.number().int().optional(),
 });
 export type SessionEnd = z.infer<typeof SessionEnd>;
+
+/** Device → requester on `out` (`credit` frame): stdin may be sent up to this byte offset. */
+export const StdinCredit = z.object({ upTo: z.number().int().nonnegative() });
+export type StdinCredit = z.infer<typeof StdinCredit>;
+
+/** Device → requester on `out` (`notice` frame): something the person should know now. */
+export const SessionNotice = z.object({ message: z.string() });
+export type SessionNotice = z.infer<typeof SessionNotice>;
 
 const NEWLINE = 0x0a;
 const encoder = new TextEncoder();
@@ -199,12 +230,18 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** A frame's worth of data of one output. */
+export interface DataFrame {
+  data: Uint8Array;
+  stream: OutputStream;
+}
+
 /**
- * Lines waiting to be sent and the credit to send them: frames take whole lines, never more
- * than the credit left or {@link MAX_FRAME_BYTES}.
+ * Lines (or chunks) waiting to be sent and the credit to send them: frames take whole lines of
+ * one output, never more than the credit left or {@link MAX_FRAME_BYTES}.
  */
 export class CreditedLines {
-  #lines: Uint8Array[] = [];
+  #lines: DataFrame[] = [];
   #queued = 0;
   #granted: number;
   #sent = 0;
@@ -228,8 +265,9 @@ export class CreditedLines {
     return this.#granted;
   }
 
-  push(line: Uint8Array): void {
-    this.#lines.push(line);
+  /** Queues `line`; a chunk of an exec's output is at most {@link MAX_FRAME_BYTES}. */
+  push(line: Uint8Array, stream: OutputStream = "stdout"): void {
+    this.#lines.push({ data: line, stream });
     this.#queued += line.length;
   }
 
@@ -242,19 +280,20 @@ export class CreditedLines {
    * The next frame, at most `limit` bytes more (a session's size bound), or undefined when
    * nothing is queued or the next line does not fit the credit left.
    */
-  nextFrame(limit = Infinity): Uint8Array | undefined {
+  nextFrame(limit = Infinity): DataFrame | undefined {
     const room = Math.min(this.#granted - this.#sent, MAX_FRAME_BYTES, limit);
+    const stream = this.#lines[0]?.stream;
     let bytes = 0;
     let count = 0;
     for (const line of this.#lines) {
-      if (bytes + line.length > room) break;
-      bytes += line.length;
+      if (line.stream !== stream || bytes + line.data.length > room) break;
+      bytes += line.data.length;
       count++;
     }
-    if (count === 0) return undefined;
-    const frame = concat(this.#lines.splice(0, count));
-    this.#queued -= frame.length;
-    this.#sent += frame.length;
-    return frame;
+    if (count === 0 || stream === undefined) return undefined;
+    const data = concat(this.#lines.splice(0, count).map((l) => l.data));
+    this.#queued -= data.length;
+    this.#sent += data.length;
+    return { data, stream };
   }
 }

@@ -54,13 +54,13 @@ Deno.test("LineSplitter never cuts a UTF-8 character in half", () => {
 Deno.test("CreditedLines sends whole lines, never beyond the credit, and resumes on a grant", () => {
   const q = new CreditedLines(10);
   for (const l of ["aaaa\n", "bbbb\n", "cc\n"]) q.push(enc.encode(l));
-  assert.equal(dec.decode(q.nextFrame()), "aaaa\nbbbb\n");
+  assert.equal(dec.decode(q.nextFrame()?.data), "aaaa\nbbbb\n");
   assert.equal(q.nextFrame(), undefined, "3 bytes queued, 0 credit left");
   q.grant(12); // a stale or smaller grant changes nothing
   q.grant(11);
   assert.equal(q.nextFrame(), undefined, "2 bytes of credit: the line does not fit");
   q.grant(13);
-  assert.equal(dec.decode(q.nextFrame()), "cc\n");
+  assert.equal(dec.decode(q.nextFrame()?.data), "cc\n");
   assert.equal(q.sent, 13);
   assert.equal(q.queued, 0);
   assert.equal(q.nextFrame(), undefined);
@@ -70,16 +70,37 @@ Deno.test("CreditedLines keeps a frame under the frame size and a session's limi
   const q = new CreditedLines(10 * MAX_FRAME_BYTES);
   const line = new Uint8Array(1000).fill(0x61);
   for (let i = 0; i < 200; i++) q.push(line);
-  assert.equal(q.nextFrame()!.length, Math.floor(MAX_FRAME_BYTES / 1000) * 1000);
-  assert.equal(q.nextFrame(2500)!.length, 2000);
+  assert.equal(q.nextFrame()!.data.length, Math.floor(MAX_FRAME_BYTES / 1000) * 1000);
+  assert.equal(q.nextFrame(2500)!.data.length, 2000);
   assert.equal(q.nextFrame(999), undefined);
 });
 
-Deno.test("SessionControl reads credit and cancel, ignoring unknown fields", () => {
+Deno.test("CreditedLines never puts two outputs in one frame, and keeps their order", () => {
+  const q = new CreditedLines(100);
+  q.push(enc.encode("out1\n"));
+  q.push(enc.encode("out2\n"));
+  q.push(enc.encode("err1\n"), "stderr");
+  q.push(enc.encode("out3\n"));
+  const frames = [q.nextFrame(), q.nextFrame(), q.nextFrame(), q.nextFrame()];
+  assert.deepEqual(frames.map((f) => f && [f.stream, dec.decode(f.data)]), [
+    ["stdout", "out1\nout2\n"],
+    ["stderr", "err1\n"],
+    ["stdout", "out3\n"],
+    undefined,
+  ]);
+});
+
+Deno.test("SessionControl reads credit, cancel and a terminal's size, ignoring unknown fields", () => {
   assert.deepEqual(SessionControl.parse({ type: "credit", upTo: 5, more: 1 }), {
     type: "credit",
     upTo: 5,
   });
   assert.deepEqual(SessionControl.parse({ type: "cancel" }), { type: "cancel" });
   assert.equal(SessionControl.safeParse({ type: "credit", upTo: -1 }).success, false);
+  assert.deepEqual(SessionControl.parse({ type: "resize", rows: 40, cols: 120 }), {
+    type: "resize",
+    rows: 40,
+    cols: 120,
+  });
+  assert.equal(SessionControl.safeParse({ type: "resize", rows: 0, cols: 80 }).success, false);
 });

@@ -16,6 +16,8 @@ export const ContainerLabels = {
   service: "fleet.nationtech.io/service",
   specHash: "fleet.nationtech.io/spec-hash",
   generation: "fleet.nationtech.io/generation",
+  /** On a host shell's container (not managed: no reconcile pass touches it): the device id. */
+  hostShell: "fleet.nationtech.io/host-shell",
 } as const;
 export const MANAGED_BY = "fleet-agent";
 

@@ -28,12 +28,14 @@ import {
   AuditRecord,
   CommandReply,
   DiagResult,
+  ExecRequest,
+  ExecResult,
   LogsRequest,
   LogsResult,
   PingResult,
   RestartRequest,
 } from "./device_commands.ts";
-import { SessionControl, SessionEnd } from "./device_sessions.ts";
+import { SessionControl, SessionEnd, SessionNotice, StdinCredit } from "./device_sessions.ts";
 
 const WIRE = new URL("../fixtures/wire/", import.meta.url);
 const DEPLOYMENTS = new URL("../fixtures/deployments/", import.meta.url);
@@ -100,6 +102,13 @@ const CASES: WireCase[] = [
   { type: "LogsResult", file: "logs_result", schema: LogsResult, flat: true },
   { type: "SessionControl", file: "session_control", schema: SessionControl, flat: true },
   { type: "SessionEnd", file: "session_end", schema: SessionEnd, flat: true },
+  { type: "ExecRequest", file: "exec_request", schema: ExecRequest },
+  { type: "ExecResult", file: "exec_result", schema: ExecResult, flat: true },
+  { type: "AuditRecord (exec)", file: "exec_audit_record", schema: AuditRecord, flat: true },
+  { type: "SessionEnd (exec)", file: "exec_session_end", schema: SessionEnd, flat: true },
+  { type: "SessionControl (resize)", file: "session_resize", schema: SessionControl, flat: true },
+  { type: "StdinCredit", file: "stdin_credit", schema: StdinCredit, flat: true },
+  { type: "SessionNotice", file: "session_notice", schema: SessionNotice, flat: true },
 ];
 
 /** Paths (`a.b.0.c`) of object keys present in `future` but absent from `canonical`. */

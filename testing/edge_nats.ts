@@ -126,6 +126,8 @@ export interface EdgeAgentConfig {
   podmanSocket: string;
   /** `intervals.stop_timeout_seconds`; none: the agent's default. */
   stopTimeoutSeconds?: number;
+  /** The `[remote]` table; none: the agent's defaults. */
+  remote?: { exec?: boolean; hostShell?: boolean };
 }
 
 /**
@@ -161,7 +163,13 @@ socket = "${c.podmanSocket}"
 heartbeat_seconds = 2
 relist_seconds = 3
 min_ready_seconds = 0
-${c.stopTimeoutSeconds !== undefined ? `stop_timeout_seconds = ${c.stopTimeoutSeconds}\n` : ""}`,
+${c.stopTimeoutSeconds !== undefined ? `stop_timeout_seconds = ${c.stopTimeoutSeconds}\n` : ""}${
+      c.remote === undefined ? "" : `
+[remote]
+${c.remote.exec === undefined ? "" : `exec = ${c.remote.exec}\n`}${
+        c.remote.hostShell === undefined ? "" : `host_shell = ${c.remote.hostShell}\n`
+      }`
+    }`,
   );
   return path;
 }

@@ -14,7 +14,7 @@ import {
   parsePort,
   type PodmanService,
 } from "../core/mod.ts";
-import type { ContainerRuntime, LastExit } from "../agent/runtime.ts";
+import type { ContainerRuntime, ExecProcess, LastExit } from "../agent/runtime.ts";
 
 /** A container as the memory runtime holds it: what podman lists, plus what it keeps. */
 export interface MemoryContainer extends ObservedContainer {
@@ -122,6 +122,14 @@ export class MemoryRuntime implements ContainerRuntime {
     const c = this.get(containerId);
     if (!c) return Promise.reject(new Error(`no such container: ${containerId}`));
     return Promise.resolve(ReadableStream.from([new TextEncoder().encode(c.output)]));
+  }
+
+  exec(): Promise<ExecProcess> {
+    return Promise.reject(new Error("the in-memory runtime runs no commands"));
+  }
+
+  removeHostShells(): Promise<void> {
+    return Promise.resolve();
   }
 
   get(containerId: string): MemoryContainer | undefined {

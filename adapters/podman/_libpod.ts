@@ -148,6 +148,12 @@ export const LibpodManifestListSchema = z.object({
 /** The answer of `POST /libpod/containers/create`. */
 export const LibpodCreateResponseSchema = z.object({ Id: z.string() });
 
+/** The answer of `GET /libpod/exec/{id}/json`: whether it still runs and how it exited. */
+export const LibpodExecInspectSchema = z.object({
+  Running: z.boolean(),
+  ExitCode: z.number().int().nullish(),
+});
+
 /** The answer of `GET /libpod/version` (podman 4 and 5). */
 export const LibpodVersionSchema = z.object({
   Version: z.string(),

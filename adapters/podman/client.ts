@@ -3,7 +3,7 @@
  * the only code that talks to Podman; everything it throws is a {@linkcode PodmanError}.
  */
 
-import { LogFrameDemuxer } from "./log_frames.ts";
+import { LogFrameDemuxer, logPayloads } from "./log_frames.ts";
 import type { LogReadOptions } from "../../core/device_commands.ts";
 import { concat } from "../../core/device_sessions.ts";
 import type { z } from "zod";
@@ -15,6 +15,7 @@ import {
   LibpodCreateResponseSchema,
   LibpodErrorBodySchema,
   LibpodEventSchema,
+  LibpodExecInspectSchema,
   LibpodImageInspectSchema,
   LibpodManifestListSchema,
   LibpodStreamMessageSchema,
@@ -23,6 +24,7 @@ import {
 import { fieldPath } from "../../core/errors.ts";
 import { PodmanError, PodmanUnavailableError } from "./errors.ts";
 import { tarArchive } from "./tar.ts";
+import { ExecStartError, type ExecStream, startExecStream } from "./exec_stream.ts";
 import {
   type ContainerCreateSpec,
   ContainerCreateSpecSchema,
@@ -39,6 +41,16 @@ import {
  * server answers every version from its minimum up), and 4.0 has all we use.
  */
 const API = "/v4.0.0/libpod";
+
+/** Where a host shell container mounts the host's root. */
+export const HOST_ROOT = "/host";
+
+/** A command to run in a container. */
+export interface ExecSpec {
+  command: string[];
+  tty: boolean;
+  stdin: boolean;
+}
 
 /**
  * Host name in request URLs. The unix socket carries the request, but Deno still checks
@@ -340,14 +352,104 @@ export class PodmanClient implements Disposable {
     if (response.status !== 200 || response.body === null) {
       throw this.#statusError(op, response.status, await this.#text(op, response));
     }
-    const demuxer = new LogFrameDemuxer();
-    return response.body.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          for (const part of demuxer.push(chunk)) controller.enqueue(part);
-        },
-      }),
-    );
+    return logPayloads(response.body);
+  }
+
+  /**
+   * Prepares `command` to run in container `id` (`POST /exec`); {@link startExec} runs it.
+   * @returns the exec's id
+   * @throws {PodmanError} when the container does not exist or does not run
+   */
+  async createExec(id: string, spec: ExecSpec): Promise<string> {
+    const op = { operation: "prepare a command in container", target: id };
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/exec`, {
+      method: "POST",
+      json: {
+        Cmd: spec.command,
+        Tty: spec.tty,
+        AttachStdin: spec.stdin,
+        AttachStdout: true,
+        AttachStderr: true,
+      },
+    });
+    return (await this.#json(op, response, LibpodCreateResponseSchema, [201])).Id;
+  }
+
+  /**
+   * Starts exec `execId` and returns its connection: stdin one way, output the other, until
+   * the command exits.
+   * @throws {PodmanError} when Podman does not start it
+   */
+  async startExec(
+    execId: string,
+    options: { tty: boolean; size?: { rows: number; cols: number } | undefined },
+  ): Promise<ExecStream> {
+    const op = { operation: "start the command", target: execId };
+    const size = options.size ? { h: options.size.rows, w: options.size.cols } : {};
+    try {
+      return await startExecStream(
+        this.socketPath,
+        `${API}/exec/${enc(execId)}/start`,
+        { Detach: false, Tty: options.tty, ...size },
+        options.tty,
+      );
+    } catch (error) {
+      if (error instanceof ExecStartError) {
+        throw new PodmanError({
+          ...op,
+          status: error.status,
+          socketPath: this.socketPath,
+          detail: error.body,
+        });
+      }
+      throw this.#transportError(op, error);
+    }
+  }
+
+  /** Gives exec `execId`'s terminal a new size. */
+  async resizeExec(execId: string, size: { rows: number; cols: number }): Promise<void> {
+    const op = { operation: "resize the terminal of", target: execId };
+    const query = new URLSearchParams({ h: String(size.rows), w: String(size.cols) });
+    const path = `${API}/exec/${enc(execId)}/resize`;
+    await this.#discard(op, await this.#fetch(op, path, { method: "POST", query }), [200, 201]);
+  }
+
+  /** Whether exec `execId` still runs, and its exit code once it does not. */
+  async inspectExec(execId: string): Promise<{ running: boolean; exitCode?: number }> {
+    const op = { operation: "inspect the command", target: execId };
+    const path = `${API}/exec/${enc(execId)}/json`;
+    const e = await this.#json(op, await this.#fetch(op, path), LibpodExecInspectSchema);
+    return {
+      running: e.Running,
+      ...(e.Running || e.ExitCode == null ? {} : { exitCode: e.ExitCode }),
+    };
+  }
+
+  /**
+   * Creates (not starts) a container that is the host as far as a command run in it with
+   * `chroot /host` can tell: the host's root mounted at `/host`, its process, network, UTS and
+   * IPC namespaces, privileged. Its own root is an overlay of the host's, so it needs no image.
+   */
+  async createHostShell(name: string, labels: Record<string, string>): Promise<string> {
+    const op = { operation: "create the host shell container", target: name };
+    const host = { nsmode: "host" };
+    const response = await this.#fetch(op, `${API}/containers/create`, {
+      method: "POST",
+      json: {
+        name,
+        labels,
+        rootfs: "/",
+        rootfs_overlay: true,
+        mounts: [{ destination: HOST_ROOT, source: "/", type: "bind", options: ["rbind", "rw"] }],
+        pidns: host,
+        netns: host,
+        utsns: host,
+        ipcns: host,
+        privileged: true,
+        command: ["sleep", "infinity"],
+      },
+    });
+    return (await this.#json(op, response, LibpodCreateResponseSchema, [201])).Id;
   }
 
   /**

@@ -5,9 +5,10 @@
  * @module
  */
 
-import { concat } from "../../core/device_sessions.ts";
+import { concat, type DataFrame } from "../../core/device_sessions.ts";
 
 const HEADER = 8;
+const STDERR = 2;
 /** The most one read of a log body takes. */
 const READ_BYTES = 64 * 1024;
 
@@ -41,15 +42,33 @@ export function logPayloads(body: ReadableStream<Uint8Array>): ReadableStream<Ui
   }, { highWaterMark: 0 });
 }
 
-/** Turns chunks of a log stream, cut anywhere, into the payload bytes in order. */
+/**
+ * Turns chunks of a log (or exec) stream, cut anywhere, into the payloads in order. Frames
+ * name their output (stream byte 2 is stderr); raw bytes are stdout.
+ */
 export class LogFrameDemuxer {
   #buffer = new Uint8Array(0);
   /** Undecided until the first header's bytes arrived; then framed or raw for good. */
   #framed: boolean | undefined;
 
+  /**
+   * @param mode when the caller knows (an exec knows whether it has a TTY): a raw stream's
+   * first bytes are not held back to tell, as a 2-byte shell prompt would be.
+   */
+  constructor(mode?: "raw" | "framed") {
+    if (mode !== undefined) this.#framed = mode === "framed";
+  }
+
   /** The payload bytes `chunk` completes (raw bytes as they are). */
   push(chunk: Uint8Array): Uint8Array[] {
-    if (this.#framed === false) return chunk.length === 0 ? [] : [chunk];
+    return this.pushFrames(chunk).map((f) => f.data);
+  }
+
+  /** The payloads `chunk` completes, each with its output. */
+  pushFrames(chunk: Uint8Array): DataFrame[] {
+    if (this.#framed === false) {
+      return chunk.length === 0 ? [] : [{ data: chunk, stream: "stdout" }];
+    }
     const buffer = this.#buffer.length === 0 ? chunk : concat([this.#buffer, chunk]);
     if (this.#framed === undefined) {
       if (buffer.length < 4) {
@@ -59,15 +78,20 @@ export class LogFrameDemuxer {
       this.#framed = buffer[0]! <= 2 && buffer[1] === 0 && buffer[2] === 0 && buffer[3] === 0;
       if (!this.#framed) {
         this.#buffer = new Uint8Array(0);
-        return [buffer];
+        return [{ data: buffer, stream: "stdout" }];
       }
     }
-    const out: Uint8Array[] = [];
+    const out: DataFrame[] = [];
     let at = 0;
     while (at + HEADER <= buffer.length) {
       const size = new DataView(buffer.buffer, buffer.byteOffset + at + 4, 4).getUint32(0);
       if (at + HEADER + size > buffer.length) break;
-      if (size > 0) out.push(buffer.subarray(at + HEADER, at + HEADER + size));
+      if (size > 0) {
+        out.push({
+          data: buffer.subarray(at + HEADER, at + HEADER + size),
+          stream: buffer[at] === STDERR ? "stderr" : "stdout",
+        });
+      }
       at += HEADER + size;
     }
     this.#buffer = buffer.slice(at);

@@ -80,3 +80,20 @@ Deno.test("logPayloads reads the body only as far as it is read; cancelling it c
   await reader.cancel();
   assert.ok(seen.cancelled);
 });
+
+Deno.test("LogFrameDemuxer names each frame's output: stream 2 is stderr", () => {
+  const d = new LogFrameDemuxer();
+  const frames = d.pushFrames(new Uint8Array([...frame(1, "out\n"), ...frame(2, "err\n")]));
+  assert.deepEqual(frames.map((f) => [f.stream, dec.decode(f.data)]), [
+    ["stdout", "out\n"],
+    ["stderr", "err\n"],
+  ]);
+});
+
+Deno.test("LogFrameDemuxer told the stream is raw passes its first bytes at once", () => {
+  // A shell prompt is 2 bytes: guessing would hold it until 4 bytes came.
+  assert.equal(joined(new LogFrameDemuxer("raw").push(enc.encode("$ "))), "$ ");
+  assert.deepEqual(new LogFrameDemuxer().push(enc.encode("$ ")), []);
+  const framed = new LogFrameDemuxer("framed");
+  assert.equal(joined(framed.push(frame(1, "x"))), "x");
+});

@@ -16,11 +16,14 @@
 
 export {
   type BuildImageOptions,
+  type ExecSpec,
+  HOST_ROOT,
   PodmanClient,
   type PodmanClientOptions,
   type PodmanVersion,
 } from "./client.ts";
 export { PodmanError, type PodmanErrorInit, PodmanUnavailableError } from "./errors.ts";
+export { type ExecStream } from "./exec_stream.ts";
 export { tarArchive, type TarFile } from "./tar.ts";
 export {
   type ContainerCreateSpec,
