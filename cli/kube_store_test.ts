@@ -150,6 +150,58 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "the API server takes a Progressive rollout as written, and refuses a bad duration or percentage",
+  sharedServerTest,
+  async () => {
+    const client = await kube();
+    const namespace = await createNamespace(client, "rollout");
+    const rollout = {
+      strategy: "Progressive",
+      batches: [
+        { selector: { matchLabels: { ring: "canary" } }, limit: 1 },
+        { limit: "50%", approval: "Manual" },
+      ],
+      successThreshold: "90%",
+      maxFailures: 1,
+      bake: "15m",
+      deviceTimeout: "20m",
+      disruptionBudget: { groupBy: ["site"], maxUnavailable: "25%" },
+      onFailure: "Pause",
+    };
+    const progressive = (extra: Record<string, unknown>) => {
+      const deployment = object(namespace, "web");
+      return {
+        ...deployment,
+        spec: { ...deployment.spec, minReadySeconds: 30, rollout: { ...rollout, ...extra } },
+      };
+    };
+    const applied = await client.apply<ReturnType<typeof progressive>>(
+      DeploymentType,
+      progressive({}),
+      { fieldManager: "kubectl", strictFields: true },
+    );
+    assert.deepEqual(applied.spec.rollout, rollout, "counts and percentages both kept");
+    assert.equal(applied.spec.minReadySeconds, 30);
+    for (
+      const [extra, message] of [
+        [{ bake: "15 minutes" }, /spec\.rollout\.bake/],
+        [{ successThreshold: "0%" }, /spec\.rollout\.successThreshold/],
+        [{ onFailure: "Ignore" }, /spec\.rollout\.onFailure/],
+      ] as const
+    ) {
+      await assert.rejects(
+        client.apply(DeploymentType, progressive(extra), { fieldManager: "kubectl" }),
+        (error: unknown) => {
+          assert.ok(error instanceof KubeApiError, String(error));
+          assert.match(error.message, message, JSON.stringify(extra));
+          return true;
+        },
+      );
+    }
+  },
+);
+
 /** Runs `fleet <args>` against the shared API server. */
 async function fleet(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
