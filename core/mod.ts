@@ -1,7 +1,8 @@
 /**
  * Fleet's pure core: wire types (zod schemas and their inferred types), identifier rules,
  * keys and subjects, label selectors, the agent's planner, the operator's targeting diff,
- * port conflicts and aggregation, and the Clock port. Nothing
+ * port conflicts and aggregation, revisions and the progressive rollout's decisions, and the
+ * Clock port. Nothing
  * here does I/O or imports from outside `core/`.
  * @module
  */
@@ -85,6 +86,7 @@ export {
   type OpenExec,
 } from "./exec.ts";
 export { parseSince, SINCE_RULE } from "./since.ts";
+export { Duration, DURATION_RULE, parseDuration } from "./duration.ts";
 export {
   type DeviceInstances,
   InstanceConflict,
@@ -204,6 +206,68 @@ export {
   stateChanged,
 } from "./deployment_state.ts";
 export { Heartbeat } from "./heartbeat.ts";
+export {
+  type Approval,
+  Approvals,
+  type CountOrPercent,
+  DEFAULT_DEVICE_TIMEOUT,
+  DisruptionBudget,
+  type FailureAction,
+  FailureActions,
+  FINAL_BATCH,
+  MAX_BATCHES,
+  neededHealthy,
+  type PolicyBatch,
+  type ProgressivePolicy,
+  progressivePolicy,
+  resolveCount,
+  RolloutBatch,
+  RolloutStrategies,
+  type RolloutStrategy,
+  rolloutWarnings,
+} from "./rollout_policy.ts";
+export {
+  DEFAULT_REVISION_HISTORY,
+  describeChange,
+  type RecordedRevision,
+  recordRevision,
+  Revision,
+  revisionHash,
+  RevisionHistory,
+  type RevisionInput,
+  RevisionNotFoundError,
+  RevisionRef,
+  undoTarget,
+} from "./revisions.ts";
+export {
+  BatchCounts,
+  BatchStatus,
+  RolloutCondition,
+  type RolloutConditionType,
+  RolloutConditionTypes,
+  RolloutFailure,
+  type RolloutPhase,
+  RolloutPhases,
+  RolloutStatus,
+} from "./rollout_status.ts";
+export {
+  assignBatches,
+  decideRollout,
+  type DeviceObservation,
+  type DeviceReport,
+  freezePopulation,
+  type ReportPhase,
+  ReportPhases,
+  RolloutAction,
+  type RolloutActionVerb,
+  RolloutActionVerbs,
+  type RolloutDecision,
+  type RolloutDevice,
+  type RolloutEvent,
+  type RolloutEventType,
+  RolloutEventTypes,
+  type RolloutInput,
+} from "./rollout.ts";
 export { LEASE_BUCKET, LeaseRecord, OPERATOR_LEASE_KEY } from "./lease.ts";
 export { Aggregate, DeploymentStatus, LastError } from "./deployment_status.ts";
 export {
