@@ -239,8 +239,8 @@ function emptyBatch(): BatchStatus {
   return { selected: 0, updated: 0, healthy: 0, failed: 0, timedOut: 0, offline: 0 };
 }
 
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? "" : "s"}`;
+function plural(n: number, word: string, words = `${word}s`): string {
+  return `${n} ${n === 1 ? word : words}`;
 }
 
 function formatDuration(milliseconds: number): string {
@@ -349,8 +349,9 @@ class Decider {
       type: "RolloutStarted",
       message: `rollout of revision ${revision.number} started over ${
         plural(this.input.population.length, "device")
-      } in ${plural(policy.batches.length, "batch")}; stable revision ${stable?.number ?? "none"}`
-        .replace("batchs", "batches"),
+      } in ${plural(policy.batches.length, "batch", "batches")}; stable revision ${
+        stable?.number ?? "none"
+      }`,
     });
     // A person's pause holds for the revision that supersedes the paused one.
     const paused = previous?.phase === "Paused" ? previous : undefined;

@@ -169,6 +169,10 @@ Deno.test("decideRollout() takes a good revision canary → 50% → rest, and th
   const fleet = new Fleet(policyOf({ batches: [{ limit: 1 }, { limit: "50%" }] }), devices(10));
   fleet.decide();
   assert.deepEqual(fleet.eventTypes(), ["RolloutStarted", "BatchStarted"]);
+  assert.equal(
+    fleet.last.events[0]!.message,
+    "rollout of revision 2 started over 10 devices in 3 batches; stable revision 1",
+  );
   assert.deepEqual(fleet.targeted(NEW), fleet.membersOf(1));
   assert.equal(fleet.targeted(NEW).length, 1);
   assert.equal(fleet.status!.phase, "Progressing");
