@@ -36,6 +36,9 @@ import {
   RestartRequest,
 } from "./device_commands.ts";
 import { SessionControl, SessionEnd, SessionNotice, StdinCredit } from "./device_sessions.ts";
+import { RolloutStatus } from "./rollout_status.ts";
+import { RevisionHistory } from "./revisions.ts";
+import { RolloutAction } from "./rollout.ts";
 
 const WIRE = new URL("../fixtures/wire/", import.meta.url);
 const DEPLOYMENTS = new URL("../fixtures/deployments/", import.meta.url);
@@ -109,6 +112,14 @@ const CASES: WireCase[] = [
   { type: "SessionControl (resize)", file: "session_resize", schema: SessionControl, flat: true },
   { type: "StdinCredit", file: "stdin_credit", schema: StdinCredit, flat: true },
   { type: "SessionNotice", file: "session_notice", schema: SessionNotice, flat: true },
+  {
+    type: "Deployment with a Progressive rollout",
+    file: "deployment_progressive",
+    schema: Deployment,
+  },
+  { type: "RolloutStatus", file: "rollout_status", schema: RolloutStatus },
+  { type: "RevisionHistory", file: "revision_history", schema: RevisionHistory },
+  { type: "RolloutAction", file: "rollout_action", schema: RolloutAction, flat: true },
 ];
 
 /** Paths (`a.b.0.c`) of object keys present in `future` but absent from `canonical`. */
