@@ -107,7 +107,7 @@ export async function askDevice<V extends CommandVerb>(
     if (deniedBy(error)) {
       throw new FleetError(
         "failure",
-        `you may not ${verb} devices: the broker refused device-commands.${deviceId}.${verb} for ` +
+        `your role does not allow ${verb} on devices: the broker refused device-commands.${deviceId}.${verb} for ` +
           `principal ${principal} (ask an admin for a role that allows ${verb})`,
       );
     }

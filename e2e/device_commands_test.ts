@@ -208,7 +208,7 @@ story(
         assert.match(
           viewerRestart.stderr,
           new RegExp(
-            `you may not restart devices: the broker refused device-commands\\.cmd-pi-1\\.restart ` +
+            `your role does not allow restart on devices: the broker refused device-commands\\.cmd-pi-1\\.restart ` +
               `for principal ${await principal(users.viewer)}`,
           ),
         );

@@ -340,7 +340,7 @@ story(
         // A viewer may not read logs: the broker refuses, the CLI says so.
         const viewer = await fleet(["logs", "logs-pi-1", "chatty", ...flags.viewer]);
         assert.equal(viewer.code, 1);
-        assert.match(viewer.stderr, /you may not logs devices: the broker refused/);
+        assert.match(viewer.stderr, /your role does not allow logs on devices: the broker refused/);
 
         // logs-pi-2 goes away mid-follow: the follow ends saying so.
         {
