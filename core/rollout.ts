@@ -196,7 +196,10 @@ export function assignBatches(
 /** What a population's batches are, per policy; the population is frozen, so it is kept. */
 interface Prepared {
   index: Map<string, number>;
+  /** Batch of each device, per policy batches (canonical JSON). */
   batches: Map<string, number[]>;
+  /** Budget group of each device, per groupBy keys (joined). */
+  groups: Map<string, string[]>;
 }
 
 const preparedPopulations = new WeakMap<readonly RolloutDevice[], Prepared>();
@@ -208,7 +211,11 @@ const preparedPopulations = new WeakMap<readonly RolloutDevice[], Prepared>();
 function prepared(policy: ProgressivePolicy, population: readonly RolloutDevice[]) {
   let entry = preparedPopulations.get(population);
   if (entry === undefined) {
-    entry = { index: new Map(population.map((d, i) => [d.id, i])), batches: new Map() };
+    entry = {
+      index: new Map(population.map((d, i) => [d.id, i])),
+      batches: new Map(),
+      groups: new Map(),
+    };
     preparedPopulations.set(population, entry);
   }
   const key = canonicalJson(policy.batches);
@@ -217,7 +224,16 @@ function prepared(policy: ProgressivePolicy, population: readonly RolloutDevice[
     batchOf = assignBatches(policy, population);
     entry.batches.set(key, batchOf);
   }
-  return { index: entry.index, batchOf };
+  const groupBy = policy.disruptionBudget?.groupBy ?? [];
+  const groupKey = groupBy.join("\n");
+  let groupOf = entry.groups.get(groupKey);
+  if (groupOf === undefined) {
+    groupOf = population.map((device) =>
+      groupBy.map((key) => `${key}=${device.labels[key] ?? ""}`).join(",")
+    );
+    entry.groups.set(groupKey, groupOf);
+  }
+  return { index: entry.index, batchOf, groupOf };
 }
 
 type Verdict = "offline" | "healthy" | "failed" | "timedOut" | "updating";
@@ -227,6 +243,8 @@ interface Member {
   batch: number;
   observation: DeviceObservation;
   group: string;
+  /** Given the new revision (reached, and let through by the budget); set by admit(). */
+  admitted: boolean;
 }
 
 const TERMINAL: readonly RolloutPhase[] = ["RolledBack", "Complete"];
@@ -261,8 +279,6 @@ class Decider {
   readonly byBatch: Member[][];
   readonly joiners: string[] = [];
   readonly groupSize = new Map<string, number>();
-  /** Devices given the new revision (reached and admitted), recomputed by admit(). */
-  admitted = new Set<string>();
   /** Devices of reached batches the disruption budget holds back. */
   blocked = 0;
   /** Per group, the last time a device became healthy on the new revision (budget clock). */
@@ -272,12 +288,18 @@ class Decider {
   constructor(readonly input: RolloutInput) {
     this.at = iso(input.now);
     this.status = this.begin();
-    const { index, batchOf } = prepared(input.policy, input.population);
+    const { index, batchOf, groupOf } = prepared(input.policy, input.population);
     this.byBatch = input.policy.batches.map(() => []);
     input.population.forEach((device, i) => {
       const observation = input.devices.get(device.id);
       if (observation === undefined) return; // left the deployment's selector
-      const member = { device, batch: batchOf[i]!, observation, group: this.groupOf(device) };
+      const member = {
+        device,
+        batch: batchOf[i]!,
+        observation,
+        group: groupOf[i]!,
+        admitted: false,
+      };
       this.members.push(member);
       this.byBatch[member.batch]?.push(member);
       this.groupSize.set(member.group, (this.groupSize.get(member.group) ?? 0) + 1);
@@ -316,12 +338,6 @@ class Decider {
 
   get batchCount(): number {
     return this.policy.batches.length;
-  }
-
-  groupOf(device: RolloutDevice): string {
-    const budget = this.policy.disruptionBudget;
-    if (budget === undefined) return "";
-    return budget.groupBy.map((key) => `${key}=${device.labels[key] ?? ""}`).join(",");
   }
 
   /** The status to continue from: the previous one, or a new rollout of the spec's revision. */
@@ -382,36 +398,39 @@ class Decider {
    * disruption budget, online devices of groups whose updating devices already fill it.
    */
   admit(): void {
-    this.admitted = new Set();
+    for (const m of this.members) m.admitted = false;
     this.blocked = 0;
     // In batch order, then population order: the order the budget admits devices in.
     const started = this.status.batches[this.index]?.startedAt !== undefined;
     const reached = this.byBatch.slice(0, started ? this.index + 1 : this.index).flat();
     const budget = this.policy.disruptionBudget;
     if (budget === undefined) {
-      for (const m of reached) this.admitted.add(m.device.id);
+      for (const m of reached) m.admitted = true;
       return;
     }
     const used = new Map<string, number>();
     for (const m of reached) {
       const report = this.onNew(m);
       if (report === undefined) continue;
-      this.admitted.add(m.device.id);
+      m.admitted = true;
       if (m.observation.online && report.phase !== "Succeeded") {
         used.set(m.group, (used.get(m.group) ?? 0) + 1);
       }
     }
+    const maxOf = new Map<string, number>();
     for (const m of reached) {
-      if (this.admitted.has(m.device.id)) continue;
-      const max = Math.max(
-        1,
-        resolveCount(budget.maxUnavailable, this.groupSize.get(m.group) ?? 0, "down"),
-      );
+      if (m.admitted) continue;
+      let max = maxOf.get(m.group);
+      if (max === undefined) {
+        const size = this.groupSize.get(m.group) ?? 0;
+        max = Math.max(1, resolveCount(budget.maxUnavailable, size, "down"));
+        maxOf.set(m.group, max);
+      }
       const inUse = used.get(m.group) ?? 0;
       if (!m.observation.online) {
-        this.admitted.add(m.device.id);
+        m.admitted = true;
       } else if (inUse < max) {
-        this.admitted.add(m.device.id);
+        m.admitted = true;
         used.set(m.group, inUse + 1);
       } else {
         this.blocked++;
@@ -421,7 +440,7 @@ class Decider {
 
   /** When `member`'s time to become healthy started, if it has been given the revision. */
   clockStart(member: Member, batch: BatchStatus): number | undefined {
-    if (!this.admitted.has(member.device.id)) return undefined;
+    if (!member.admitted) return undefined;
     let start = Math.max(this.ms(batch.startedAt) ?? 0, this.ms(batch.retriedAt) ?? 0);
     start = Math.max(start, member.observation.onlineSince ?? 0);
     return this.policy.disruptionBudget === undefined
@@ -801,7 +820,7 @@ class Decider {
     const out = new Map<string, RevisionRef | null>();
     for (const m of this.members) {
       const given = phase === "Complete" ||
-        (phase !== "RollingBack" && phase !== "RolledBack" && this.admitted.has(m.device.id));
+        (phase !== "RollingBack" && phase !== "RolledBack" && m.admitted);
       out.set(m.device.id, given ? revision : stable);
     }
     for (const id of this.joiners) out.set(id, phase === "Complete" ? revision : stable);
