@@ -328,6 +328,24 @@ Deno.test("decideRollout() fails a batch once failures leave the threshold out o
   strict.decide();
   assert.equal(strict.status!.phase, "Degraded");
   assert.match(strict.status!.failure!.message, /more than maxFailures 1/);
+
+  // A percentage of the batch, rounded down: 10 % of 10 tolerates one failure.
+  const percent = new Fleet(
+    policyOf({
+      batches: [{ limit: 10 }],
+      successThreshold: "50%",
+      maxFailures: "10%",
+      onFailure: "Pause",
+    }),
+    devices(10),
+  );
+  percent.decide();
+  percent.report(members[0]!, NEW, "Failed", "exit 1");
+  percent.decide();
+  assert.equal(percent.status!.phase, "Progressing");
+  percent.report(members[1]!, NEW, "Failed", "exit 1");
+  percent.decide();
+  assert.match(percent.status!.failure!.message, /more than maxFailures 10%/);
 });
 
 Deno.test("decideRollout() times out an online device that is not healthy in deviceTimeout, never an offline one", () => {
