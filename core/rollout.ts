@@ -609,9 +609,9 @@ class Decider {
       if (batch.startedAt === undefined) {
         const manual = this.policy.batches[b]!.approval === "Manual";
         if (manual && batch.approvedBy === undefined) {
-          this.status.message = `${label} waits for approval before its ${
-            plural(this.count(b).selected, "device")
-          } get revision ${this.status.revision.number}: run fleet rollout approve`;
+          this.status.message = `${label} waits for approval before ${
+            this.getting(b)
+          }: run fleet rollout approve`;
           if (arrived) this.event("WaitingForApproval", this.status.message, { batch: b + 1 });
           return;
         }
@@ -622,9 +622,7 @@ class Decider {
         batch.startedAt = this.at;
         this.event(
           "BatchStarted",
-          `${label} started: ${
-            plural(this.count(b).selected, "device")
-          } get revision ${this.status.revision.number}`,
+          `${label} started: ${this.getting(b)}`,
           { batch: b + 1 },
         );
       }
@@ -649,6 +647,14 @@ class Decider {
       this.status.currentBatch++;
       arrived = true;
     }
+  }
+
+  /** "3 devices get revision 4", for batch `b`. */
+  getting(b: number): string {
+    const n = this.count(b).selected;
+    return `${plural(n, "device")} ${
+      n === 1 ? "gets" : "get"
+    } revision ${this.status.revision.number}`;
   }
 
   batchLabel(b: number): string {

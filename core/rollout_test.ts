@@ -169,6 +169,7 @@ Deno.test("decideRollout() takes a good revision canary → 50% → rest, and th
   const fleet = new Fleet(policyOf({ batches: [{ limit: 1 }, { limit: "50%" }] }), devices(10));
   fleet.decide();
   assert.deepEqual(fleet.eventTypes(), ["RolloutStarted", "BatchStarted"]);
+  assert.equal(fleet.last.events[1]!.message, "Batch 1 of 3 started: 1 device gets revision 2");
   assert.equal(
     fleet.last.events[0]!.message,
     "rollout of revision 2 started over 10 devices in 3 batches; stable revision 1",
@@ -457,7 +458,10 @@ Deno.test("decideRollout() waits for approval of a Manual batch and starts it wh
   assert.deepEqual(fleet.eventTypes(), ["BatchSucceeded", "WaitingForApproval"]);
   assert.equal(fleet.status!.currentBatch, 2);
   assert.equal(fleet.targeted(NEW).length, 1, "batch 2 devices keep stable until approved");
-  assert.match(fleet.status!.message, /Batch 2 of 3 waits for approval before its 4 devices/);
+  assert.match(
+    fleet.status!.message,
+    /Batch 2 of 3 waits for approval before 4 devices get revision 2: run fleet rollout approve$/,
+  );
   fleet.decide();
   assert.deepEqual(fleet.eventTypes(), [], "waiting is announced once");
 
