@@ -4,6 +4,7 @@ import { PodmanError, PodmanUnavailableError } from "./errors.ts";
 import { startPodmanService } from "../../sandbox/podman_service.ts";
 import { ensureTestImage } from "../../sandbox/local_image.ts";
 import { eventually } from "../../testing/eventually.ts";
+import { concat } from "../../core/device_sessions.ts";
 import { testContainerSpec, uniqueContainerName } from "../../testing/containers.ts";
 
 // One tag for every test in this file: built once, then reused from shared storage.
@@ -438,6 +439,39 @@ Deno.test("PodmanClient follows a container its restart policy keeps restarting:
     assert.match(tail, /^(one|two|three)\n(one|two|three)\n(one|two|three)$/);
     const cut = await client.containerLogs(id, { lines: 3, maxBytes: 5 });
     assert.equal(cut.length, 5, "the end of the output, within the bound");
+  } finally {
+    await client.removeContainer(name);
+  }
+});
+
+Deno.test("PodmanClient.streamLogs() streams what a container printed, each chunk owning only its bytes", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, TAG);
+  const name = uniqueContainerName("fleet-chatty");
+  try {
+    // Podman sends each line as its own frame, as it does for a container's real output.
+    const id = await client.createContainer(testContainerSpec(name, image, {
+      command: ["/bin/sh", "-c"],
+      args: [
+        "i=0; while [ $i -lt 300 ]; do printf '%04d %01000d\\n' $i 0; i=$((i+1)); done",
+      ],
+    }));
+    await client.startContainer(id);
+    await eventually("the container to exit", async () => {
+      return (await client.inspectContainer(id))?.state === "exited";
+    });
+    const read = { follow: false, timestamps: false, tail: undefined, sinceSeconds: undefined };
+    const stream = await client.streamLogs(id, read, new AbortController().signal);
+    const chunks = await Array.fromAsync(stream);
+    assert.deepEqual(
+      new TextDecoder().decode(concat(chunks)).trimEnd().split("\n"),
+      Array.from({ length: 300 }, (_, i) => `${String(i).padStart(4, "0")} ${"0".repeat(1000)}`),
+    );
+    for (const chunk of chunks) {
+      // A view on Deno's 64 KiB read buffer would keep all of it alive for one line.
+      assert.equal(chunk.buffer.byteLength, chunk.byteLength);
+    }
   } finally {
     await client.removeContainer(name);
   }
