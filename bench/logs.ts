@@ -2,26 +2,25 @@
  * Logs throughput from one device (issue 14, item 5): a container in a real podman prints
  * `--mb` megabytes; the agent's own logs session (LogSessions over PodmanRuntime, publishing on
  * a real nats-server) streams them to the CLI's session client, which grants credit as it
- * consumes, as `fleet logs` does. Measured: MB/s end to end, and the agent side's resident
- * memory. Prints one line of figures, last.
+ * consumes, as `fleet logs` does. The agent's side runs in a process of its own
+ * (bench/_logs_agent.ts), so its resident memory (idle, and the peak while streaming) is
+ * measured apart from the reader's. Measured: MB/s end to end, and each side's peak RSS.
+ * Prints one line of figures, last.
  *
  * `deno task bench:logs [--mb 50]`
  */
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
-import { ContainerLabels, LogsRequest, MANAGED_BY, MIN_CREDIT, newSessionId } from "../core/mod.ts";
+import { ContainerLabels, MANAGED_BY, MIN_CREDIT, newSessionId } from "../core/mod.ts";
 import { systemClock } from "../adapters/clock.ts";
-import { silentLogger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { SessionClient } from "../adapters/nats/session_client.ts";
-import { LogSessions } from "../agent/log_sessions.ts";
-import { natsSessionTransport } from "../agent/session.ts";
-import { PodmanRuntime } from "../agent/podman_runtime.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { fmt, say } from "./_figures.ts";
+import { PeakRss, procSample } from "./_proc.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -64,17 +63,7 @@ try {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 
-  const agentNc = await connect({ servers: ns.url });
   const cliNc = await connect({ servers: ns.url });
-  const sessions = new LogSessions({
-    deviceId,
-    transport: natsSessionTransport(agentNc, silentLogger),
-    clock: systemClock,
-    log: silentLogger,
-    audit: () => Promise.resolve(),
-    runtime: new PodmanRuntime(podman),
-    journal: () => Promise.reject(new Error("no journal in the bench")),
-  });
   const window = 16 * MIN_CREDIT;
   const sessionId = newSessionId();
   const client = new SessionClient(cliNc, {
@@ -85,40 +74,75 @@ try {
     clock: systemClock,
   });
   await cliNc.flush();
-  let rss = Deno.memoryUsage().rss;
-  const sampling = setInterval(() => rss = Math.max(rss, Deno.memoryUsage().rss), 50);
+  await using agent = await startAgentSide({
+    nats: ns.url,
+    socket: service.socketPath,
+    device: deviceId,
+    session: sessionId,
+    credit: String(window),
+  });
+  const agentIdle = procSample(agent.pid)?.rssKb ?? NaN;
+  const agentPeak = new PeakRss(agent.pid, 50);
+  const readerPeak = new PeakRss("self", 50);
   const started = performance.now();
-  await sessions.open(
-    LogsRequest.parse({
-      requestId: "bench",
-      sessionId,
-      namespace: "default",
-      deployment: "chatty",
-      credit: window,
-    }),
-    "bench",
-  );
+  await agent.go();
   let bytes = 0;
   let reason = "";
   for await (const event of client.events()) {
     if ("data" in event) {
       bytes += event.data.length;
       client.consumed(event.data.length);
-    } else {
+    } else if ("end" in event) {
       reason = event.end.reason;
     }
   }
   const seconds = (performance.now() - started) / 1000;
-  clearInterval(sampling);
-  await agentNc.close();
+  const agentMax = agentPeak.stop();
+  const readerMax = readerPeak.stop();
   await cliNc.close();
   if (reason !== "done" || bytes !== lines * 1024) {
     throw new Error(`the session ended ${reason} after ${bytes} of ${lines * 1024} bytes`);
   }
   printLine(
     `logs mb=${mb} seconds=${fmt(seconds, 2)} throughput=${fmt(bytes / 1e6 / seconds, 1)}MB/s ` +
-      `window=${window} max_rss=${fmt(rss / 1e6)}MB (agent and reader in one process)`,
+      `window=${window} agent_idle_rss=${fmt(agentIdle / 1024)}MB ` +
+      `agent_max_rss=${fmt(agentMax / 1024)}MB reader_max_rss=${fmt(readerMax / 1024)}MB`,
   );
 } finally {
   await podman.removeContainer(id);
+}
+
+/**
+ * The agent's side ({@link ./_logs_agent.ts}) in a process of its own, connected and ready;
+ * `go` opens the session, disposing of it ends the process.
+ */
+async function startAgentSide(args: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `--config=${new URL("../deno.json", import.meta.url).pathname}`,
+      new URL("./_logs_agent.ts", import.meta.url).pathname,
+      ...Object.entries(args).map(([key, value]) => `--${key}=${value}`),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const said = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  for (let text = ""; !text.includes("ready\n");) {
+    const { value, done } = await said.read();
+    if (done) throw new Error(`the agent side exited (${(await child.status).code}) before ready`);
+    text += value;
+  }
+  const stdin = child.stdin.getWriter();
+  return {
+    pid: child.pid,
+    go: () => stdin.write(new TextEncoder().encode("go\n")),
+    async [Symbol.asyncDispose]() {
+      await stdin.close();
+      await said.cancel();
+      const status = await child.status;
+      if (!status.success) throw new Error(`the agent side failed (exit ${status.code})`);
+    },
+  };
 }
