@@ -137,6 +137,8 @@ export const DesiredState = z.object({
   name: identifierSchema("deployment name"),
   generation: z.number().int().nonnegative(),
   score: ScoreEnvelope,
+  /** The deployment's spec.minReadySeconds; absent when it has none (the agent's own applies). */
+  minReadySeconds: z.number().int().nonnegative().optional(),
 });
 export type DesiredState = z.infer<typeof DesiredState>;
 
@@ -147,6 +149,9 @@ export function desiredStateOf(deployment: StoredDeployment): DesiredState {
     name: deployment.metadata.name,
     generation: deployment.metadata.generation,
     score: deployment.spec.score,
+    ...(deployment.spec.minReadySeconds === undefined
+      ? {}
+      : { minReadySeconds: deployment.spec.minReadySeconds }),
   };
 }
 

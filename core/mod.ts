@@ -132,6 +132,9 @@ export {
 export {
   EnvVar,
   formatHostPort,
+  Healthcheck,
+  healthcheckTimes,
+  type HealthcheckTimes,
   type HostPort,
   MAX_ARG_STRLEN,
   type ParsedPort,

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { identifierSchema } from "./ids.ts";
 import { describeIssues } from "./errors.ts";
+import { Duration, parseDuration } from "./duration.ts";
 
 const PORT_PATTERN = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/;
 
@@ -123,6 +124,45 @@ export type ResourceLimits = z.infer<typeof ResourceLimits>;
 export const RestartPolicies = ["no", "always", "on-failure", "unless-stopped"] as const;
 export type RestartPolicy = typeof RestartPolicies[number];
 
+/** A duration of a healthcheck that must be at least a second (podman takes 0 as "not set"). */
+const PositiveDuration = (field: string) =>
+  Duration.refine((text) => parseDuration(text) !== 0, {
+    error: `healthcheck ${field} must be at least 1s`,
+  });
+
+/**
+ * How podman judges a running container healthy: `command` runs in the container (as given, no
+ * shell: `["sh", "-c", "..."]` for one) every `interval`; exit 0 is a pass. After `retries`
+ * failures in a row (failures within `startPeriod` of a start do not count) it is unhealthy.
+ * Defaults are podman's own.
+ */
+export const Healthcheck = z.object({
+  command: Argv.min(1, "healthcheck command is empty"),
+  interval: PositiveDuration("interval").default("30s"),
+  /** A check that runs longer fails. */
+  timeout: PositiveDuration("timeout").default("30s"),
+  retries: z.number().int().positive("healthcheck retries must be a positive whole number")
+    .default(3),
+  startPeriod: Duration.default("0s"),
+});
+export type Healthcheck = z.infer<typeof Healthcheck>;
+
+/** A healthcheck's durations in milliseconds. */
+export interface HealthcheckTimes {
+  intervalMs: number;
+  timeoutMs: number;
+  startPeriodMs: number;
+}
+
+/** The milliseconds of a validated healthcheck's durations. */
+export function healthcheckTimes(check: Healthcheck): HealthcheckTimes {
+  return {
+    intervalMs: parseDuration(check.interval) ?? 0,
+    timeoutMs: parseDuration(check.timeout) ?? 0,
+    startPeriodMs: parseDuration(check.startPeriod) ?? 0,
+  };
+}
+
 export const PodmanService = z.object({
   name: identifierSchema("service name"),
   image: z.string().min(1, "image is required").regex(/^\S+$/, "image must not contain whitespace"),
@@ -141,6 +181,8 @@ export const PodmanService = z.object({
   hostPid: z.boolean().optional(),
   /** Per-container limits; absent ones get the device policy's, larger ones are refused. */
   resources: z.object({ limits: ResourceLimits.optional() }).optional(),
+  /** Without one, a running container counts as healthy. */
+  healthcheck: Healthcheck.optional(),
 });
 export type PodmanService = z.infer<typeof PodmanService>;
 

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
   EnvVar,
+  Healthcheck,
+  healthcheckTimes,
   MAX_ARG_STRLEN,
   parsePort,
   PodmanService,
@@ -157,4 +159,41 @@ Deno.test("resolveScore() fails, for its deployment only, a workload with an env
       return true;
     },
   );
+});
+
+Deno.test("Healthcheck fills podman's defaults and gives its durations in milliseconds", () => {
+  const check = Healthcheck.parse({ command: ["wget", "-q", "-O-", "http://127.0.0.1/"] });
+  assert.deepStrictEqual(check, {
+    command: ["wget", "-q", "-O-", "http://127.0.0.1/"],
+    interval: "30s",
+    timeout: "30s",
+    retries: 3,
+    startPeriod: "0s",
+  });
+  assert.deepStrictEqual(
+    healthcheckTimes(Healthcheck.parse({ command: ["true"], interval: "2m", startPeriod: "1m" })),
+    { intervalMs: 120_000, timeoutMs: 30_000, startPeriodMs: 60_000 },
+  );
+});
+
+Deno.test("Healthcheck refuses an empty command, a zero interval or timeout, no retries and a bad duration", () => {
+  const problems = (input: unknown) =>
+    Healthcheck.safeParse(input).error?.issues.map((i) => i.message) ?? [];
+  assert.deepStrictEqual(problems({ command: [] }), ["healthcheck command is empty"]);
+  assert.deepStrictEqual(problems({ command: ["true"], interval: "0s", timeout: "0m" }), [
+    "healthcheck interval must be at least 1s",
+    "healthcheck timeout must be at least 1s",
+  ]);
+  assert.deepStrictEqual(problems({ command: ["true"], retries: 0 }), [
+    "healthcheck retries must be a positive whole number",
+  ]);
+  assert.match(
+    problems({ command: ["true"], startPeriod: "10" })[0] ?? "",
+    /"10" is not a duration/,
+  );
+});
+
+Deno.test("PodmanService without a healthcheck has none (its spec hash is unchanged)", () => {
+  const service = PodmanService.parse({ name: "web", image: "nginx" });
+  assert.equal("healthcheck" in service, false);
 });
