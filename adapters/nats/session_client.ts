@@ -5,7 +5,7 @@
  * terminal slows the device down instead of filling memory on either side. An exec's stdin
  * goes the other way on `.in`, only as far as the device's `credit` frames allow.
  */
-import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import type { Clock, Timer } from "../../core/clock.ts";
 import { headers } from "@nats-io/nats-core";
 import type { TerminalSize } from "../../core/device_commands.ts";
@@ -73,19 +73,31 @@ export class SessionClient {
   async *events(): AsyncGenerator<SessionEvent> {
     const iterator = this.#sub[Symbol.asyncIterator]();
     const { clock } = this.#options;
-    // One watchdog for the whole session, not a timer per message.
+    // One watchdog for the whole session, not a timer per message. It wakes the wait at hand,
+    // not a promise raced against every message: each race leaves a reaction on a promise that
+    // lives as long as the session, holding that race's message, so a session kept every
+    // frame it received (measured: 480 MB resident after 250 MB).
     let heardAt = clock.monotonic();
+    let silent = false;
+    let wake: (() => void) | undefined;
     let watchdog: Timer | undefined;
-    const silent = new Promise<"silent">((resolve) => {
-      const check = () => {
-        if (clock.monotonic() - heardAt >= SESSION_IDLE_MS) return resolve("silent");
-        watchdog = clock.timer(SESSION_IDLE_MS - (clock.monotonic() - heardAt), check);
-      };
-      watchdog = clock.timer(SESSION_IDLE_MS, check);
-    });
+    const check = () => {
+      if (clock.monotonic() - heardAt >= SESSION_IDLE_MS) {
+        silent = true;
+        return wake?.();
+      }
+      watchdog = clock.timer(SESSION_IDLE_MS - (clock.monotonic() - heardAt), check);
+    };
+    watchdog = clock.timer(SESSION_IDLE_MS, check);
     try {
       while (true) {
-        const next = await Promise.race([iterator.next(), silent]);
+        const next = silent ? "silent" : await new Promise<
+          IteratorResult<Msg> | "silent"
+        >((resolve, reject) => {
+          wake = () => resolve("silent");
+          iterator.next().then(resolve, reject);
+        });
+        wake = undefined;
         if (next === "silent") {
           yield {
             end: {

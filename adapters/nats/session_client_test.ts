@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { headers } from "@nats-io/nats-core";
 import {
   FRAME_HEADER,
@@ -86,4 +88,33 @@ Deno.test("SessionClient repeats its grant as a keepalive, cancels, and ends a s
     },
   });
   assert.equal((await events.next()).done, true);
+});
+
+Deno.test("SessionClient keeps no frame once the caller took it", async () => {
+  await using ns = await startNatsServer();
+  await using device = await testConnection(ns.url);
+  await using requester = await testConnection(ns.url);
+  const client = new SessionClient(requester, {
+    deviceId: "pi-1",
+    principal: "mia-1",
+    sessionId: SESSION,
+    window: MIN_CREDIT,
+    clock: new FakeClock(),
+  });
+  await requester.flush();
+  const events = client.events();
+  const taken: WeakRef<Uint8Array>[] = [];
+  for (let i = 0; i < 20; i++) {
+    device.publish(OUT, new Uint8Array(1024));
+    const { value } = await events.next();
+    assert.ok(value !== undefined && "data" in value);
+    client.consumed(value.data.length);
+    taken.push(new WeakRef(value.data));
+  }
+  // A collection now, to tell what the open session still reaches from what is only garbage.
+  setFlagsFromString("--expose-gc");
+  runInNewContext("gc")();
+  const kept = taken.filter((frame) => frame.deref() !== undefined).length;
+  assert.ok(kept <= 1, `the session still holds ${kept} of the 20 frames the caller took`);
+  await events.return(undefined);
 });
