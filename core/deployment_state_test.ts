@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   type DeploymentState,
   LAST_ERROR_MAX,
+  rolloutReportOf,
   shortError,
   stateChanged,
 } from "./deployment_state.ts";
@@ -62,4 +63,40 @@ Deno.test("stateChanged() is true on a new phase, error or generation", () => {
   assert.equal(stateChanged({ ...BASE, lastError: "boom" }, { ...BASE, lastError: "bang" }), true);
   assert.equal(stateChanged({ ...BASE, lastError: "boom" }, BASE), true);
   assert.equal(stateChanged(BASE, { ...BASE, generation: 3 }), true);
+});
+
+Deno.test("stateChanged() is true on a new revision, a service's health or its restarts", () => {
+  const web = { name: "web", health: "healthy" as const, restarts: 0 };
+  const running = { ...BASE, revision: "aaaa", services: [web] };
+  assert.equal(stateChanged(running, { ...running, services: [{ ...web }] }), false);
+  assert.equal(stateChanged(running, { ...running, revision: "bbbb" }), true);
+  assert.equal(stateChanged(BASE, running), true);
+  assert.equal(
+    stateChanged(running, { ...running, services: [{ ...web, health: "unhealthy" }] }),
+    true,
+  );
+  assert.equal(stateChanged(running, { ...running, services: [{ ...web, restarts: 1 }] }), true);
+});
+
+Deno.test("rolloutReportOf() maps Pending, Running and Failed to Progressing, Succeeded and Failed", () => {
+  const at = Date.UTC(2026, 0, 1);
+  const state = { ...BASE, revision: "0123456789abcdef" };
+  assert.deepStrictEqual(rolloutReportOf({ ...state, phase: "Pending" }, at), {
+    revision: "0123456789abcdef",
+    phase: "Progressing",
+    at,
+  });
+  assert.deepStrictEqual(rolloutReportOf(state, at), {
+    revision: "0123456789abcdef",
+    phase: "Succeeded",
+    at,
+  });
+  const failed = { ...state, phase: "Failed" as const, lastError: "service web is unhealthy" };
+  assert.deepStrictEqual(rolloutReportOf(failed, at), {
+    revision: "0123456789abcdef",
+    phase: "Failed",
+    message: "service web is unhealthy",
+    at,
+  });
+  assert.equal(rolloutReportOf(BASE, at), undefined, "no revision: an older agent");
 });

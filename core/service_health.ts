@@ -4,8 +4,10 @@
  * exiting (a crash loop). An exit is seen either as podman's restart count going up (its
  * restart policy brought the container back) or as the container found exited against its
  * restart policy (the agent recreates it). podman lists start times in whole seconds, so the
- * restart count is also checked once before a run is called ready. Pure: the agent's
- * monotonic time and the host's wall-clock time come in.
+ * restart count is also checked once before a run is called ready. A service with a healthcheck
+ * is ready only once podman has found it healthy and it has stayed so for min_ready; podman's
+ * `unhealthy` (its retries used up) fails it. Pure: the agent's monotonic time and the host's
+ * wall-clock time come in.
  * @module
  */
 import type { ParsedPort } from "./score.ts";
@@ -14,6 +16,48 @@ import type { ObservedContainer, ServiceCondition } from "./planner.ts";
 /** More exits than this within {@link CRASH_LOOP_WINDOW_MS} is a crash loop. */
 export const CRASH_LOOP_EXITS = 3;
 export const CRASH_LOOP_WINDOW_MS = 10 * 60_000;
+
+/** A service's health as reported: `none` when it has no healthcheck. */
+export const HealthStates = ["none", "starting", "healthy", "unhealthy"] as const;
+export type HealthState = typeof HealthStates[number];
+
+/** What podman says of a running container's healthcheck. */
+export interface HealthcheckResult {
+  /** podman's status: `starting`, `healthy` or `unhealthy`. */
+  status: string;
+  /** Failed checks in a row. */
+  failingStreak: number;
+  /** Host epoch ms the latest check started; undefined when none ran yet. */
+  lastCheckAt: number | undefined;
+  /**
+   * Host epoch ms the oldest check podman still logs of the passing streak the latest check
+   * ends started; undefined when the latest check failed or none ran.
+   */
+  passingSince: number | undefined;
+  /** The latest check's output, trimmed. */
+  lastOutput: string;
+}
+
+/**
+ * A check podman's own timer would have run by now is given this long before the agent runs it
+ * (see {@link healthcheckDueAt}).
+ */
+export const HEALTHCHECK_GRACE_MS = 1_000;
+
+/**
+ * Host epoch ms at which the agent must run a container's healthcheck itself. Podman runs
+ * healthchecks from systemd timers; on a host without systemd (podman 4.3 here: the status stays
+ * `starting` with no check ever run) nobody does. So the agent runs one when none has started for
+ * an interval since the later of the container's start and the latest check, plus a grace: where
+ * podman's timer exists it always comes first, and no check runs twice.
+ */
+export function healthcheckDueAt(
+  startedAt: number,
+  lastCheckAt: number | undefined,
+  intervalMs: number,
+): number {
+  return Math.max(startedAt, lastCheckAt ?? 0) + intervalMs + HEALTHCHECK_GRACE_MS;
+}
 
 /** One service's history under one spec (a changed spec starts a new one). */
 export interface ServiceHealth {
@@ -35,6 +79,8 @@ export interface ServiceHealth {
   exits: readonly number[];
   /** Exits seen since this history began. */
   restarts: number;
+  /** Monotonic ms since when its current run has been healthy; undefined when it is not. */
+  healthySince?: number | undefined;
 }
 
 /** One pass's view of a service. */
@@ -46,6 +92,11 @@ export interface ServiceObservation {
   restartCount?: number | undefined;
   /** The ports the service publishes. */
   ports: readonly ParsedPort[];
+  /**
+   * For a service with a healthcheck: podman's word on the running container, or null when it
+   * is not running or could not be read. Absent for a service without one.
+   */
+  healthcheck?: HealthcheckResult | null;
 }
 
 export interface ServiceVerdict {
@@ -57,6 +108,9 @@ export interface ServiceVerdict {
    * cannot be (not running, or a port is not published).
    */
   readyAt: number | undefined;
+  healthState: HealthState;
+  /** Why the service fails its healthcheck (podman found it unhealthy), or undefined. */
+  unhealthy: string | undefined;
 }
 
 /**
@@ -123,11 +177,37 @@ export function observeService(
     upSince = now - Math.max(0, c.startedAt === undefined ? 0 : wallNow - c.startedAt);
   }
 
+  const check = observation.healthcheck;
+  const healthState: HealthState = check === undefined
+    ? "none"
+    : check === null || upSince === undefined
+    ? "starting"
+    : check.status === "healthy" || check.status === "unhealthy"
+    ? check.status
+    : "starting";
+  // Healthy since the first passing check podman logs of this run, or since now.
+  let healthySince: number | undefined;
+  if (healthState === "healthy" && sameRun && prev.healthySince !== undefined) {
+    healthySince = prev.healthySince;
+  } else if (healthState === "healthy") {
+    const since = check?.passingSince;
+    healthySince = Math.max(
+      upSince!,
+      since === undefined ? now : now - Math.max(0, wallNow - since),
+    );
+  }
+
   let readyAt: number | undefined;
   if (observation.condition === "finished") readyAt = now;
   else if (upSince !== undefined && portsPublished(observation.ports, c?.ports)) {
-    readyAt = upSince + minReadyMs;
+    if (check === undefined) readyAt = upSince + minReadyMs;
+    else if (healthySince !== undefined) readyAt = healthySince + minReadyMs;
   }
+  const unhealthy = healthState === "unhealthy" && check
+    ? `healthcheck failed ${check.failingStreak} times in a row${
+      check.lastOutput === "" ? "" : `: ${check.lastOutput}`
+    }`
+    : undefined;
 
   const keep = CRASH_LOOP_EXITS + 1;
   const exits = newExits === 0
@@ -143,8 +223,9 @@ export function observeService(
     ready: readyAt !== undefined && readyAt <= now,
     exits,
     restarts: (prev?.restarts ?? 0) + newExits,
+    healthySince,
   };
-  return { health, newExits, readyAt };
+  return { health, newExits, readyAt, healthState, unhealthy };
 }
 
 /** Whether the service's exits make a crash loop at monotonic time `now`. */

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import {
   CRASH_LOOP_EXITS,
   CRASH_LOOP_WINDOW_MS,
+  HEALTHCHECK_GRACE_MS,
+  healthcheckDueAt,
+  type HealthcheckResult,
   isCrashLooping,
   needsRestartCount,
   observeService,
@@ -9,6 +12,7 @@ import {
   type ServiceObservation,
 } from "./service_health.ts";
 import type { ObservedContainer } from "./planner.ts";
+import { FakeClock } from "../testing/fake_clock.ts";
 
 const WALL = Date.UTC(2026, 0, 1);
 const MIN_READY = 5_000;
@@ -242,4 +246,124 @@ Deno.test("needsRestartCount() asks for a new container or start, and once befor
   const ready = observe(first.health, seen(container(), { restartCount: 0 }), MIN_READY);
   assert.equal(ready.health.ready, true);
   assert.equal(ask(ready.health, container(), MIN_READY + 30_000), false, "not again once ready");
+});
+
+/** podman's healthcheck status, the latest check started at `at` (host epoch ms). */
+function check(
+  status: string,
+  at: number | undefined,
+  fields: Partial<HealthcheckResult> = {},
+): HealthcheckResult {
+  return {
+    status,
+    failingStreak: 0,
+    lastCheckAt: at,
+    passingSince: status === "healthy" ? at : undefined,
+    lastOutput: "",
+    ...fields,
+  };
+}
+
+Deno.test("observeService() with a healthcheck is ready only once healthy for min_ready, not once up", async () => {
+  const clock = new FakeClock();
+  const c = container({ startedAt: clock.now() });
+  const look = (previous: ServiceHealth | undefined, result: HealthcheckResult | null) =>
+    observeService(
+      previous,
+      seen(c, { restartCount: 0, healthcheck: result }),
+      clock.monotonic(),
+      clock.now(),
+      MIN_READY,
+    );
+  const starting = look(undefined, check("starting", undefined));
+  assert.equal(starting.healthState, "starting");
+  assert.equal(starting.readyAt, undefined, "up is not enough: no check has passed yet");
+  await clock.advance(10_000);
+  const stillStarting = look(starting.health, check("starting", undefined));
+  assert.equal(stillStarting.readyAt, undefined, "up for longer than min_ready: still not ready");
+
+  const healthyAt = clock.monotonic();
+  const healthy = look(stillStarting.health, check("healthy", clock.now()));
+  assert.equal(healthy.healthState, "healthy");
+  assert.equal(healthy.readyAt, healthyAt + MIN_READY, "min_ready counts from the first pass");
+  await clock.advance(MIN_READY);
+  const ready = look(healthy.health, check("healthy", clock.now() - 1000));
+  assert.equal(ready.readyAt, healthyAt + MIN_READY);
+  assert.equal(ready.health.ready, true);
+  assert.equal(ready.unhealthy, undefined);
+});
+
+Deno.test("observeService() starts min_ready again when a healthy service was unhealthy in between", async () => {
+  const clock = new FakeClock();
+  const c = container({ startedAt: clock.now() });
+  const look = (previous: ServiceHealth | undefined, result: HealthcheckResult) =>
+    observeService(
+      previous,
+      seen(c, { restartCount: 0, healthcheck: result }),
+      clock.monotonic(),
+      clock.now(),
+      MIN_READY,
+    );
+  await clock.advance(30_000);
+  const healthy = look(undefined, check("healthy", clock.now()));
+  await clock.advance(30_000);
+  const failing = look(
+    healthy.health,
+    check("unhealthy", clock.now(), { failingStreak: 3, lastOutput: "connection refused" }),
+  );
+  assert.equal(failing.healthState, "unhealthy");
+  assert.equal(failing.readyAt, undefined);
+  assert.equal(failing.unhealthy, "healthcheck failed 3 times in a row: connection refused");
+  await clock.advance(30_000);
+  const back = look(failing.health, check("healthy", clock.now()));
+  assert.equal(back.readyAt, clock.monotonic() + MIN_READY, "min_ready again, from now");
+});
+
+Deno.test("observeService() credits the passing streak podman logs when the agent first sees a healthy run", async () => {
+  const clock = new FakeClock();
+  const c = container({ startedAt: clock.now() });
+  await clock.advance(120_000); // the agent restarted; podman has checked for two minutes
+  const verdict = observeService(
+    undefined,
+    seen(c, {
+      restartCount: 0,
+      healthcheck: check("healthy", clock.now(), {
+        passingSince: clock.now() - 60_000,
+      }),
+    }),
+    clock.monotonic(),
+    clock.now(),
+    MIN_READY,
+  );
+  assert.equal(verdict.health.ready, true, "healthy for a minute already: ready at once");
+});
+
+Deno.test("observeService() reports health none without a healthcheck and starting while not running", () => {
+  assert.equal(observe(undefined, seen(container()), 0).healthState, "none");
+  const exited = container({ state: "exited", exitCode: 1 });
+  const verdict = observe(undefined, seen(exited, { healthcheck: null }), 0);
+  assert.equal(verdict.healthState, "starting");
+  assert.equal(verdict.unhealthy, undefined);
+  // A check podman's inspect could not say anything about is not a pass.
+  const unread = observe(undefined, seen(container(), { healthcheck: null }), 0);
+  assert.equal(unread.healthState, "starting");
+  assert.equal(unread.readyAt, undefined);
+});
+
+Deno.test("healthcheckDueAt() runs a check an interval after the start or the latest check, plus the grace", () => {
+  const clock = new FakeClock();
+  const started = clock.now();
+  assert.equal(
+    healthcheckDueAt(started, undefined, 10_000),
+    started + 10_000 + HEALTHCHECK_GRACE_MS,
+  );
+  assert.equal(
+    healthcheckDueAt(started, started + 25_000, 10_000),
+    started + 35_000 + HEALTHCHECK_GRACE_MS,
+  );
+  // A check logged before a restart does not count for the new run.
+  assert.equal(
+    healthcheckDueAt(started + 60_000, started + 25_000, 10_000),
+    started + 70_000 + HEALTHCHECK_GRACE_MS,
+  );
 });

@@ -71,7 +71,7 @@ const CASES: WireCase[] = [
     },
   },
   { type: "DeviceInfo", file: "device_info", schema: DeviceInfo },
-  { type: "DeploymentState", file: "deployment_state", schema: DeploymentState, flat: true },
+  { type: "DeploymentState", file: "deployment_state", schema: DeploymentState },
   { type: "Heartbeat", file: "heartbeat", schema: Heartbeat, flat: true },
   // Its one nested object is a record of labels: any key there is a label, not an extra field.
   { type: "RegisteredLabels", file: "registered_labels", schema: RegisteredLabels, flat: true },
