@@ -7,6 +7,8 @@
 import { z } from "zod";
 import type {
   ContainerGrants,
+  ContainerHealth,
+  HealthcheckSpec,
   InspectedContainer,
   InspectedImage,
   ManifestListEntry,
@@ -119,6 +121,58 @@ export const LibpodContainerGrantsSchema = z.object({
   hostNetwork: c.HostConfig?.NetworkMode === "host",
   hostPid: c.HostConfig?.PidMode === "host",
 }));
+
+const LibpodHealthSchema = z.object({
+  Status: z.string().nullish(),
+  FailingStreak: z.number().int().nullish(),
+  /** Oldest first; podman keeps the latest few. */
+  Log: z.array(z.object({
+    Start: z.string(),
+    ExitCode: z.number().int(),
+    Output: z.string().nullish(),
+  })).nullish(),
+});
+
+/**
+ * The healthcheck part of `GET /libpod/containers/{id}/json`: `State.Health` (podman 4.3 and 5;
+ * older releases said `Healthcheck`). Undefined when the container has no healthcheck.
+ */
+export const LibpodContainerHealthSchema = z.object({
+  State: z.object({
+    Health: LibpodHealthSchema.nullish(),
+    Healthcheck: LibpodHealthSchema.nullish(),
+  }),
+}).transform((c): ContainerHealth | undefined => {
+  const health = c.State.Health ?? c.State.Healthcheck;
+  if (!health?.Status) return undefined;
+  const log = health.Log ?? [];
+  const last = log.at(-1);
+  let passing = log.length;
+  while (passing > 0 && log[passing - 1]!.ExitCode === 0) passing--;
+  return {
+    status: health.Status,
+    failingStreak: health.FailingStreak ?? 0,
+    ...optional("lastCheckAt", last && epochMs(Date.parse(last.Start))),
+    ...optional(
+      "passingSince",
+      passing < log.length ? epochMs(Date.parse(log[passing]!.Start)) : undefined,
+    ),
+    lastOutput: (last?.Output ?? "").trim(),
+  };
+});
+
+const NS_PER_MS = 1_000_000;
+
+/** libpod's `healthconfig` (Docker's HealthConfig: durations in nanoseconds). */
+export function healthConfig(check: HealthcheckSpec): Record<string, unknown> {
+  return {
+    Test: ["CMD", ...check.command],
+    Interval: check.intervalMs * NS_PER_MS,
+    Timeout: check.timeoutMs * NS_PER_MS,
+    Retries: check.retries,
+    StartPeriod: check.startPeriodMs * NS_PER_MS,
+  };
+}
 
 /** The answer of `GET /libpod/images/{name}/json` (the fields we read). */
 export const LibpodImageInspectSchema = z.object({

@@ -8,7 +8,9 @@ import type { LogReadOptions } from "../../core/device_commands.ts";
 import { concat } from "../../core/device_sessions.ts";
 import type { z } from "zod";
 import {
+  healthConfig,
   LibpodContainerGrantsSchema,
+  LibpodContainerHealthSchema,
   LibpodContainerInspectSchema,
   LibpodContainerListSchema,
   LibpodContainerNetworkSchema,
@@ -29,6 +31,7 @@ import {
   type ContainerCreateSpec,
   ContainerCreateSpecSchema,
   type ContainerGrants,
+  type ContainerHealth,
   type ContainerLimits,
   type InspectedContainer,
   type InspectedImage,
@@ -291,6 +294,25 @@ export class PodmanClient implements Disposable {
    */
   containerAddress(id: string): Promise<string | undefined> {
     return this.#inspect(id, LibpodContainerNetworkSchema);
+  }
+
+  /**
+   * The container's healthcheck as podman last judged it.
+   * @returns undefined when the container does not exist or has no healthcheck.
+   */
+  async containerHealth(id: string): Promise<ContainerHealth | undefined> {
+    return (await this.#inspect(id, LibpodContainerHealthSchema)) ?? undefined;
+  }
+
+  /**
+   * Runs the container's healthcheck once and waits for it (up to its timeout); podman records
+   * the result in the container's health. A container that is gone or not running is not an
+   * error: there is nothing to check.
+   */
+  async runHealthcheck(id: string): Promise<void> {
+    const op = { operation: "run healthcheck", target: id };
+    const response = await this.#fetch(op, `${API}/containers/${enc(id)}/healthcheck`);
+    await this.#discard(op, response, [200, 404, 409]);
   }
 
   /** The container's inspect, read with `schema`; undefined when it does not exist. */
@@ -798,6 +820,7 @@ function toSpecGenerator(spec: ContainerCreateSpec): Record<string, unknown> {
     ...(spec.privileged ? { privileged: true } : {}),
     ...(spec.hostNetwork ? { netns: { nsmode: "host" } } : {}),
     ...(spec.hostPid ? { pidns: { nsmode: "host" } } : {}),
+    ...(spec.healthcheck === undefined ? {} : { healthconfig: healthConfig(spec.healthcheck) }),
   };
 }
 

@@ -496,3 +496,61 @@ Deno.test("PodmanClient.listContainers() shows the ports podman published", asyn
     await client.removeContainer(name);
   }
 });
+
+Deno.test("PodmanClient passes a healthcheck to podman; runHealthcheck() runs it and containerHealth() reads the verdict", async () => {
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, TAG);
+  const check = (script: string) => ({
+    command: ["/bin/sh", "-c", script],
+    intervalMs: 60_000,
+    timeoutMs: 5_000,
+    retries: 2,
+    startPeriodMs: 0,
+  });
+  const good = uniqueContainerName("fleet-healthy");
+  const bad = uniqueContainerName("fleet-unhealthy");
+  try {
+    const sleeper = { command: ["/bin/sleep"], args: ["600"] };
+    const goodId = await client.createContainer(
+      testContainerSpec(good, image, { ...sleeper, healthcheck: check("test -d /bin") }),
+    );
+    const badId = await client.createContainer(
+      testContainerSpec(bad, image, { ...sleeper, healthcheck: check("echo no page; exit 3") }),
+    );
+    assert.equal(await client.containerHealth(goodId), undefined, "not started: no verdict yet");
+    await client.startContainer(goodId);
+    await client.startContainer(badId);
+    // No systemd here: podman's timer never runs the check, so it stays starting until asked.
+    assert.deepStrictEqual(await client.containerHealth(goodId), {
+      status: "starting",
+      failingStreak: 0,
+      lastOutput: "",
+    });
+
+    const before = Date.now();
+    await client.runHealthcheck(goodId);
+    await client.runHealthcheck(goodId);
+    const healthy = await client.containerHealth(goodId);
+    assert.equal(healthy?.status, "healthy");
+    assert.ok(
+      healthy.passingSince! >= before - 1000 && healthy.passingSince! <= healthy.lastCheckAt!,
+    );
+
+    await client.runHealthcheck(badId);
+    assert.equal((await client.containerHealth(badId))?.status, "starting", "1 of 2 retries");
+    await client.runHealthcheck(badId);
+    const unhealthy = await client.containerHealth(badId);
+    assert.equal(unhealthy?.status, "unhealthy");
+    assert.equal(unhealthy.failingStreak, 2);
+    assert.equal(unhealthy.lastOutput, "no page");
+    assert.equal(unhealthy.passingSince, undefined);
+
+    await client.stopContainer(badId, 0);
+    await client.runHealthcheck(badId); // not running: nothing to check, not an error
+    await client.runHealthcheck("fleet-no-such-container");
+  } finally {
+    await client.removeContainer(good);
+    await client.removeContainer(bad);
+  }
+});

@@ -47,6 +47,19 @@ export const ContainerLimitsSchema = z.object({
 /** What one container may use: memory in MiB, CPUs (fractions allowed) and processes. */
 export type ContainerLimits = z.infer<typeof ContainerLimitsSchema>;
 
+/** A healthcheck podman runs in the container: a command exiting 0 is a pass. */
+export const HealthcheckSpecSchema = z.object({
+  command: z.array(z.string()).min(1),
+  intervalMs: z.number().int().positive(),
+  timeoutMs: z.number().int().positive(),
+  /** Failed checks in a row that make the container unhealthy. */
+  retries: z.number().int().positive(),
+  /** Failures within this long of a start do not count. */
+  startPeriodMs: z.number().int().nonnegative(),
+});
+/** A healthcheck podman runs in the container: a command exiting 0 is a pass. */
+export type HealthcheckSpec = z.infer<typeof HealthcheckSpecSchema>;
+
 /** Everything the adapter needs to create one container. */
 export const ContainerCreateSpecSchema = z.object({
   name: containerName,
@@ -66,6 +79,7 @@ export const ContainerCreateSpecSchema = z.object({
   hostNetwork: z.boolean().optional(),
   /** Shares the host's PID namespace instead of its own. */
   hostPid: z.boolean().optional(),
+  healthcheck: HealthcheckSpecSchema.optional(),
 });
 /** Everything the adapter needs to create one container. */
 export type ContainerCreateSpec = z.infer<typeof ContainerCreateSpecSchema>;
@@ -109,6 +123,25 @@ export const InspectedContainerSchema = ObservedContainerSchema.omit({ ports: tr
 });
 /** A container as inspected: the listed fields plus how its last run ended. */
 export type InspectedContainer = z.infer<typeof InspectedContainerSchema>;
+
+/** A container's healthcheck as podman last judged it. */
+export const ContainerHealthSchema = z.object({
+  /** `starting`, `healthy` or `unhealthy`. */
+  status: z.string(),
+  /** Failed checks in a row. */
+  failingStreak: z.number().int().nonnegative(),
+  /** Epoch ms the latest check started; absent when none ran. */
+  lastCheckAt: z.number().optional(),
+  /**
+   * Epoch ms the oldest logged check of the passing streak that ends with the latest check
+   * started; absent when the latest check failed or none ran.
+   */
+  passingSince: z.number().optional(),
+  /** The latest check's output, trimmed. */
+  lastOutput: z.string(),
+});
+/** A container's healthcheck as podman last judged it. */
+export type ContainerHealth = z.infer<typeof ContainerHealthSchema>;
 
 /** What a container was given of the host: its bind mounts and the host namespaces it shares. */
 export const ContainerGrantsSchema = z.object({
