@@ -23,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<CommandUnknownOpts>> = {
   get: async () => (await import("./commands/get.ts")).getCommand(),
   logs: async () => (await import("./commands/logs.ts")).logsCommand(),
   exec: async () => (await import("./commands/exec.ts")).execCommand(),
+  rollout: async () => (await import("./commands/rollout.ts")).rolloutCommand(),
   demo: async () => (await import("./commands/demo.ts")).demoCommand(VERSION),
   callout: async () => (await import("./commands/callout.ts")).calloutCommand(),
   device: async () => (await import("./commands/device.ts")).deviceCommand(),

@@ -135,6 +135,14 @@ function runCommand(version: string): Command {
           "without it such a namespace targets none: bind it with fleet namespace bind)",
       ).env("FLEET_ALLOW_UNBOUND_NAMESPACES"),
     )
+    .addOption(
+      new Option(
+        "--revision-history <n>",
+        "workload revisions kept per deployment, for fleet rollout history and rollbacks",
+      )
+        .argParser(integerParser("--revision-history", 1, 1000)).default(10)
+        .env("FLEET_REVISION_HISTORY"),
+    )
     .addOption(healthPortOption("FLEET_OPERATOR_HEALTH_PORT"))
     .addOption(logLevelOption())
     .addOption(logFormatOption())
@@ -184,6 +192,7 @@ Examples:
         staleAfterMs: flags.staleAfter * 1000,
         allowUnboundNamespaces: flags.allowUnboundNamespaces === true,
         reconciled,
+        revisionHistory: flags.revisionHistory,
       };
       const leadWith = async (options: OperatorOptions, leading: AbortSignal) => {
         const operator = createOperator(options);

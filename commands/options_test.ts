@@ -18,6 +18,7 @@ import { deviceCommand } from "./device.ts";
 import { getCommand } from "./get.ts";
 import { logsCommand } from "./logs.ts";
 import { execCommand } from "./exec.ts";
+import { rolloutCommand } from "./rollout.ts";
 import { namespaceCommand } from "./namespace.ts";
 import { operatorCommand } from "./operator.ts";
 import { vmCommand } from "./vm.ts";
@@ -38,6 +39,7 @@ function fleetCommands(): CommandUnknownOpts[] {
     getCommand(),
     logsCommand(),
     execCommand(),
+    rolloutCommand(),
     demoCommand(version),
     calloutCommand(),
     deviceCommand(),

@@ -10,6 +10,8 @@ export const Buckets = {
   deploymentStatus: "fleet-deployment-status",
   /** The label registry: what targeting matches, written by people, never by devices. */
   deviceLabels: "device-labels",
+  /** The operator's record of each deployment's last workloads, one key per revision. */
+  revisions: "fleet-revisions",
 } as const;
 export type BucketName = typeof Buckets[keyof typeof Buckets];
 
@@ -22,6 +24,7 @@ export const BUCKET_HISTORY: Record<BucketName, number> = {
   [Buckets.deployments]: 5,
   [Buckets.deploymentStatus]: 1,
   [Buckets.deviceLabels]: 3,
+  [Buckets.revisions]: 1,
 };
 
 /**
@@ -106,6 +109,16 @@ export const keys = {
   deploymentStatus(ref: DeploymentRef): string {
     check("x", ref);
     return refKey(ref);
+  },
+  /** `fleet-revisions`: `<namespace>.<deployment>.<number>`, one revision of a deployment. */
+  revision(ref: DeploymentRef, number: number): string {
+    check("x", ref);
+    return `${refKey(ref)}.${number}`;
+  },
+  /** Key filter for every kept revision of a deployment. */
+  revisionsOf(ref: DeploymentRef): string {
+    check("x", ref);
+    return `${refKey(ref)}.*`;
   },
 };
 

@@ -13,7 +13,14 @@ Deno.test("Buckets names the buckets of DESIGN.md §2 and the label registry", (
     "device-state",
     "fleet-deployment-status",
     "fleet-deployments",
+    "fleet-revisions",
   ]);
+});
+
+Deno.test("keys.revision() is <namespace>.<deployment>.<number>; revisionsOf() filters them", () => {
+  assert.equal(keys.revision(REF, 7), "retail.web.7");
+  assert.equal(keys.revisionsOf(REF), "retail.web.*");
+  assert.throws(() => keys.revision({ namespace: "a.b", name: "web" }, 1), InvalidIdentifierError);
 });
 
 Deno.test("refKey() joins namespace and name", () => {

@@ -38,6 +38,7 @@ export interface BucketLimits {
  * - `device-heartbeat`: one per device, under 100 B of JSON.
  * - `fleet-deployments`: 5 revisions of each deployment; one deployment is at most 256 KiB.
  * - `fleet-deployment-status`: one small aggregate per deployment.
+ * - `fleet-revisions`: the last 10 workloads of each deployment, each at most 256 KiB.
  */
 export function bucketLimits(bucket: string): BucketLimits {
   switch (bucket) {
@@ -53,6 +54,8 @@ export function bucketLimits(bucket: string): BucketLimits {
       return { maxBytes: 256 * MiB, maxValueSize: MAX_DEPLOYMENT_BYTES };
     case Buckets.deploymentStatus:
       return { maxBytes: 64 * MiB, maxValueSize: 64 * KiB };
+    case Buckets.revisions:
+      return { maxBytes: 128 * MiB, maxValueSize: MAX_DEPLOYMENT_BYTES };
     case LEASE_BUCKET:
       return { maxBytes: 1 * MiB, maxValueSize: 4 * KiB };
     default:

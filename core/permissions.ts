@@ -174,9 +174,9 @@ function readableBuckets(): string[] {
 
 /**
  * The permissions of the operator service `principal`: every bucket it keeps (create, change
- * in place, read), writes only to desired state, deployment status and the leader lease, the
- * durable consumers it prepares for devices on the desired-state stream (create, look up,
- * list, delete, and hear of their deletion), and its own inbox.
+ * in place, read), writes only to desired state, deployment status, revisions and the leader
+ * lease, the durable consumers it prepares for devices on the desired-state stream (create,
+ * look up, list, delete, and hear of their deletion), and its own inbox.
  * No command subject: the control plane asks nothing of devices (DESIGN.md §9). Not
  * `$JS.API.>`: it can neither delete nor purge a stream, nor touch any other stream.
  *
@@ -193,7 +193,8 @@ export function operatorPermissions(principal: string): NatsPermissions {
         `${API}.CONSUMER.CREATE.${desired}.>`,
         `${API}.CONSUMER.DURABLE.CREATE.${desired}.*`,
         `${API}.CONSUMER.NAMES.${desired}`,
-        ...[Buckets.desiredState, Buckets.deploymentStatus, LEASE_BUCKET].map(writeBucket),
+        ...[Buckets.desiredState, Buckets.deploymentStatus, Buckets.revisions, LEASE_BUCKET]
+          .map(writeBucket),
         // It keeps the audit stream (creates it), but writes and reads no record.
         `${API}.STREAM.CREATE.${AUDIT_STREAM}`,
         `${API}.STREAM.INFO.${AUDIT_STREAM}`,

@@ -202,6 +202,13 @@ story(
           return running.length === 2;
         }, STEP_MS);
 
+        // The operator recorded the workload's first revision; a viewer may read the history.
+        const history = await eventually("box's first revision", async () => {
+          const r = await fleet(["rollout", "history", "box", ...flags.viewer]);
+          return r.code === 0 && r.stdout.includes("1 (current)") ? r : undefined;
+        }, STEP_MS);
+        assert.match(history.stdout, /^1 \(current\)\s+\S+\s+1\s+[0-9a-f]{16}\s+first revision$/m);
+
         // Output on stdout and stderr, and the command's exit code as the CLI's.
         const streams = await exec([
           ...["exec-pi-1", "box/app", ...flags.ada],

@@ -27,6 +27,9 @@ import type { BucketKeeper } from "./bucket_keeper.ts";
 import type { DeploymentSource, DeviceSink } from "./deployment_source.ts";
 import type { DesiredStateStore } from "./desired_state_store.ts";
 import { DeviceConsumerKeeper, type DeviceConsumerStore } from "./device_consumers.ts";
+import { RevisionRecorder } from "./revision_recorder.ts";
+import type { RevisionStore } from "./revision_store.ts";
+import { NatsRevisions } from "./nats_revisions.ts";
 import { NatsDeviceConsumers } from "./nats_device_consumers.ts";
 import { DeviceMirror } from "./device_mirror.ts";
 import { FleetView } from "./fleet_view.ts";
@@ -92,6 +95,8 @@ export interface OperatorOptions {
   allowUnboundNamespaces?: boolean;
   /** Told of each reconcile pass of the desired-state and status controllers (metrics). */
   reconciled?: ReconcileObserver;
+  /** Revisions kept per deployment for history and rollback. @default DEFAULT_REVISION_HISTORY (10) */
+  revisionHistory?: number;
 }
 
 /** A running or runnable operator, as {@link createOperator} returns it. */
@@ -124,6 +129,7 @@ interface Ports {
   agentConflicts: AgentConflictStore;
   buckets: BucketKeeper;
   deviceConsumers: DeviceConsumerStore;
+  revisions: RevisionStore;
   deviceSink: DeviceSink | undefined;
   kubeDevices: KubeDeviceSink | undefined;
 }
@@ -157,6 +163,7 @@ function portsFor(options: OperatorOptions, clock: Clock, log: Logger): Ports {
       log,
       heartbeatMs: options.deviceHeartbeatMs ?? 15_000,
     }),
+    revisions: new NatsRevisions(nc, log),
     deviceSink: options.deviceSink ?? kubeDevices,
     kubeDevices,
   };
@@ -228,6 +235,14 @@ export function createOperator(options: OperatorOptions): Operator {
     },
   });
 
+  const revisions = new RevisionRecorder({
+    store: ports.revisions,
+    clock,
+    log,
+    ...(options.revisionHistory === undefined ? {} : { keep: options.revisionHistory }),
+    ...(options.retry ? { retry: options.retry } : {}),
+  });
+
   const consumers = new DeviceConsumerKeeper({
     store: ports.deviceConsumers,
     devices: view.devices,
@@ -285,7 +300,10 @@ export function createOperator(options: OperatorOptions): Operator {
         (async () => {
           for await (const event of ports.source.events(inner)) {
             if (event.type === "ready") readDone("source", false);
-            else targeting.onSource(event);
+            else {
+              targeting.onSource(event);
+              revisions.onSource(event);
+            }
           }
         })(),
         (async () => {
@@ -343,6 +361,7 @@ export function createOperator(options: OperatorOptions): Operator {
       stop.abort();
       await Promise.allSettled(tasks);
       await targeting.stop();
+      revisions.stop();
     }
   };
 

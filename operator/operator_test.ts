@@ -48,6 +48,8 @@ import { FakeClock } from "../testing/fake_clock.ts";
 import { labelTestDeviceObject, testDeviceInfo } from "../testing/devices.ts";
 import { createOperator, type Operator, type OperatorOptions } from "./operator.ts";
 import type { OperatorStats } from "./operator_stats.ts";
+import { NatsRevisions } from "./nats_revisions.ts";
+import { renderRevisions } from "../cli/rollout_history.ts";
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -1253,4 +1255,36 @@ Deno.test("Operator keeps only reports of deployments targeted at their device, 
   await fleet.report("a1", ref, 1, "Failed", "from a1");
   await fleet.waitForStatus(ref, { generation: 1, matched: 1, failed: 1 });
   assert.deepEqual(kept(), ["default/web a1"]);
+});
+
+Deno.test("Operator keeps a deployment's last revisions, one per workload change, and fleet rollout history lists them", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  await fleet.startOperator({ revisionHistory: 2 });
+  const revisions = new NatsRevisions(fleet.nc, silentLogger);
+  const ref = { namespace: "default", name: "web" };
+  const numbers = async () => (await revisions.list(ref)).map((r) => r.number);
+  for (const [image, expected] of [["web:1", [1]], ["web:2", [1, 2]], ["web:3", [2, 3]]] as const) {
+    await fleet.store.apply(deployment("web", SITE_A, { image: `registry.local/${image}` }));
+    await eventually(
+      `revisions ${expected.join(",")}`,
+      async () => JSON.stringify(await numbers()) === JSON.stringify(expected) || undefined,
+    );
+  }
+  // A re-apply changes nothing; a label-selector change is no new workload.
+  await fleet.store.apply(deployment("web", SITE_B, { image: "registry.local/web:3" }));
+  await fleet.waitForStatus(ref, { generation: 4, matched: 0 });
+  assert.deepEqual(await numbers(), [2, 3]);
+  const history = await revisions.list(ref);
+  assert.equal(history[1]!.change, "main: registry.local/web:2 → registry.local/web:3");
+  assert.equal(history[1]!.generation, 3);
+  const text = renderRevisions(ref, history);
+  assert.match(text, /^REVISION\s+CREATED\s+GENERATION\s+HASH\s+CHANGE$/m);
+  assert.match(text, /^3 \(current\)\s+\S+\s+3\s+[0-9a-f]{16}\s+main: registry\.local\/web:2 → /m);
+
+  await fleet.store.delete(ref);
+  await eventually(
+    "the revisions to go with the deployment",
+    async () => (await numbers()).length === 0 || undefined,
+  );
 });
