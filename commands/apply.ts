@@ -8,6 +8,7 @@ import {
   RestartPolicies,
   WireFormatError,
 } from "../core/mod.ts";
+import { rolloutSupportProblem } from "../core/rollout_support.ts";
 import { ExitCode, exitCodeOf, FleetError } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
@@ -69,7 +70,13 @@ function itemOf({ origin, content }: ManifestDocument): Item {
     return { origin, outcome: { refused: new UsageError(content.problem) } };
   }
   try {
-    return { origin, outcome: { deployment: parseDeploymentManifest(content.value, origin) } };
+    const deployment = parseDeploymentManifest(content.value, origin);
+    const unsupported = rolloutSupportProblem(deployment.spec);
+    if (unsupported !== undefined) {
+      const refused = new UsageError(`${nameIn(content.value)}refused: ${unsupported}`);
+      return { origin, outcome: { refused } };
+    }
+    return { origin, outcome: { deployment } };
   } catch (error) {
     if (!(error instanceof WireFormatError)) throw error;
     const refused = new UsageError(`${nameIn(content.value)}refused: ${error.detail}`, {

@@ -439,6 +439,27 @@ Deno.test("fleet apply deployment -f exits 2 for a file whose Deployment has an 
   });
 });
 
+Deno.test("fleet apply -f exits 2 for a Progressive rollout, which this version does not run yet", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "progressive.yaml");
+    const text = await Deno.readTextFile(join(ROOT, WEB_YAML));
+    await Deno.writeTextFile(
+      path,
+      text.replace(
+        /\nspec:\n/,
+        "\nspec:\n  rollout:\n    strategy: Progressive\n    batches: [{ limit: 1 }]\n",
+      ),
+    );
+    assertOneLineError(
+      await fleet("apply", "-f", path, "--print"),
+      2,
+      path,
+      "rollout.strategy Progressive is not run by this version of Fleet yet",
+      "use strategy Immediate",
+    );
+  });
+});
+
 Deno.test("fleet apply deployment -f exits 2 for a file that is not YAML", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "broken.yaml");

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { API_GROUP, DeploymentSpec, describeIssues } from "../core/mod.ts";
 import type { ResourceType } from "../adapters/kube/mod.ts";
 import { DeploymentResourceStatus } from "../crd/deployment_resource.ts";
+import { rolloutSupportProblem } from "../core/rollout_support.ts";
 
 const VERSION = "v1alpha1";
 
@@ -80,7 +81,9 @@ export function readSpec(
   object: DeploymentObject,
 ): { spec: DeploymentSpec; problems?: undefined } | { spec?: undefined; problems: string } {
   const parsed = SpecOf.safeParse({ spec: object.spec });
-  return parsed.success ? { spec: parsed.data.spec } : { problems: describeIssues(parsed.error) };
+  if (!parsed.success) return { problems: describeIssues(parsed.error) };
+  const unsupported = rolloutSupportProblem(parsed.data.spec);
+  return unsupported === undefined ? { spec: parsed.data.spec } : { problems: unsupported };
 }
 
 /** The CR's status; undefined when absent or unreadable (it is then written anew). */

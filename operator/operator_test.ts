@@ -838,6 +838,22 @@ Deno.test("Operator (kube source) keeps a Deployment's last valid generation on 
   );
   assert.deepEqual(await fleet.desired(), new Map([["a1.default.web", kept]]));
 
+  // A Progressive rollout, which this version does not run: refused the same way, not rolled
+  // out to every device at once.
+  const progressive = kubectlObject("web", [{ name: "A", value: "2" }]);
+  await client.apply(DeploymentType, {
+    ...progressive,
+    spec: { ...progressive.spec, rollout: { strategy: "Progressive", batches: [{ limit: 1 }] } },
+  }, kubectl);
+  const notRun = await waitForAccepted(client, "web", "False", 3);
+  assert.match(
+    notRun.message,
+    /^generation 3 refused: rollout\.strategy Progressive is not run by this version of Fleet yet/,
+  );
+  assert.deepEqual(await fleet.desired(), new Map([["a1.default.web", kept]]));
+  await client.apply(DeploymentType, kubectlObject("web", TOO_LONG), kubectl);
+  const refusedAgain = await waitForAccepted(client, "web", "False", 4);
+
   // The aggregate's own status writes leave the condition alone.
   await fleet.report("a1", ref, 1, "Running");
   const cr = await eventually("web's aggregate to show a1 running generation 1", async () => {
@@ -845,7 +861,7 @@ Deno.test("Operator (kube source) keeps a Deployment's last valid generation on 
     return cr?.status?.aggregate?.succeeded === 1 ? cr : undefined;
   });
   assert.equal(cr.status?.observedGeneration, 1);
-  assert.deepEqual(cr.status?.conditions, [refused]);
+  assert.deepEqual(cr.status?.conditions, [refusedAgain]);
 
   // A restart knows only the refused generation: the devices keep theirs, nothing is rewritten.
   await first.stop();
@@ -1287,4 +1303,29 @@ Deno.test("Operator keeps a deployment's last revisions, one per workload change
     "the revisions to go with the deployment",
     async () => (await numbers()).length === 0 || undefined,
   );
+});
+
+Deno.test("Operator (nats source) refuses a Progressive rollout it does not run yet: devices keep their generation", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  await fleet.device("a1", { site: "a" });
+  const { log, lines } = capturingLogger();
+  await fleet.startOperator({ log });
+  const web = deployment("web", SITE_A);
+  await fleet.store.apply(web);
+  const kept = (await fleet.waitForDesiredKeys(["a1.default.web"])).get("a1.default.web");
+  // As a newer fleet apply would write it.
+  const progressive = deployment("web", SITE_A, { image: "registry.local/web:v2" });
+  await fleet.store.apply({
+    ...progressive,
+    spec: { ...progressive.spec, rollout: { strategy: "Progressive", batches: [{ limit: 1 }] } },
+  } as Deployment);
+  await eventually(
+    "the refusal in the log",
+    () =>
+      lines.some((l) =>
+        l.includes("Refusing deployment default.web: rollout.strategy Progressive is not run")
+      ) || undefined,
+  );
+  assert.deepEqual(await fleet.desired(), new Map([["a1.default.web", kept]]));
 });
