@@ -159,6 +159,7 @@ export class Agent {
       minReadyMs: intervals.min_ready_seconds * 1000,
       clock: options.clock,
       ...(options.random ? { random: options.random } : {}),
+      onHealthcheckRun: () => this.#wakeup.wake(),
     });
     this.#policy = new WorkloadPolicy({
       policy: devicePolicy(this.#config),
@@ -469,6 +470,7 @@ export class Agent {
             generation: entry.generation,
             phase: "Failed",
             error: message,
+            ...(entry.revision === undefined ? {} : { revision: entry.revision }),
           });
         }
         void this.#reporter?.sync();

@@ -154,8 +154,9 @@ export const AgentConfig = z.object({
     orphan_grace_seconds: z.number().nonnegative().default(60),
     stop_timeout_seconds: Seconds.default(10),
     /**
-     * A deployment is reported Running only once every container has stayed up this long
-     * without a restart, with its ports published; 0 reports it as soon as they run.
+     * A deployment is reported Running only once every container has stayed up (healthy, with
+     * a healthcheck) this long without a restart, with its ports published; 0 reports it as
+     * soon as they run. A deployment's own spec.minReadySeconds wins.
      */
     min_ready_seconds: z.number().nonnegative().default(5),
   }).default({

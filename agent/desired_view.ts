@@ -10,6 +10,7 @@ import {
   parseKey,
   refKey,
   resolveScore,
+  revisionHash,
   UNKNOWN_GENERATION,
 } from "../core/mod.ts";
 
@@ -43,10 +44,18 @@ export function toEntry(ref: DeploymentRef, raw: string): DesiredEntry {
         `desired state names ${state.namespace}/${state.name} but is stored under ${ref.namespace}/${ref.name}`,
     };
   }
+  // Hashed as received, before the device policy fills in limits: the control plane's hash.
+  const revision = revisionHash(state.score);
   try {
-    return { ref, generation: state.generation, score: resolveScore(state.score) };
+    return {
+      ref,
+      generation: state.generation,
+      score: resolveScore(state.score),
+      revision,
+      ...(state.minReadySeconds === undefined ? {} : { minReadyMs: state.minReadySeconds * 1000 }),
+    };
   } catch (error) {
-    return { ref, generation: state.generation, error: (error as Error).message };
+    return { ref, generation: state.generation, error: (error as Error).message, revision };
   }
 }
 

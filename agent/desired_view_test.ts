@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { type DeploymentRef, type DesiredEntry, UNKNOWN_GENERATION } from "../core/mod.ts";
+import {
+  type DeploymentRef,
+  type DesiredEntry,
+  type DesiredState,
+  revisionHash,
+  UNKNOWN_GENERATION,
+} from "../core/mod.ts";
 import { DesiredView, toEntry } from "./desired_view.ts";
 
 const DEVICE = "pi-01";
@@ -227,7 +233,24 @@ Deno.test("toEntry() turns a valid value into a runnable score with defaults fil
         }],
       },
     },
+    // The workload as the control plane sent it, before this agent filled in defaults.
+    revision: revisionHash({
+      type: "PodmanV0",
+      data: { services: [{ name: "web", image: "localhost/web:1" }] },
+    }),
   });
+});
+
+Deno.test("toEntry() takes the deployment's minReadySeconds, and names the revision of a workload it cannot run", () => {
+  const raw = JSON.parse(desired("web")) as DesiredState;
+  const entry = toEntry(WEB, JSON.stringify({ ...raw, minReadySeconds: 30 }));
+  assert.ok("score" in entry);
+  assert.equal(entry.minReadyMs, 30_000);
+  assert.equal("minReadyMs" in toEntry(WEB, desired("web")), false, "none: the agent's own");
+
+  const unknown = toEntry(WEB, desired("web", { type: "WasmV9" }));
+  assert.ok("error" in unknown);
+  assert.equal(unknown.revision, revisionHash({ type: "WasmV9", data: raw.score.data }));
 });
 
 Deno.test("toEntry() rejects a value whose namespace or name differs from its key", () => {

@@ -2,6 +2,8 @@
 import {
   type ContainerGrants,
   ContainerLabels,
+  type HealthcheckResult,
+  healthcheckTimes,
   MANAGED_BY,
   type ObservedContainer,
   parsePort,
@@ -88,6 +90,15 @@ export class PodmanRuntime implements ContainerRuntime {
       ...(service.privileged ? { privileged: true } : {}),
       ...(service.hostNetwork ? { hostNetwork: true } : {}),
       ...(service.hostPid ? { hostPid: true } : {}),
+      ...(service.healthcheck
+        ? {
+          healthcheck: {
+            command: service.healthcheck.command,
+            retries: service.healthcheck.retries,
+            ...healthcheckTimes(service.healthcheck),
+          },
+        }
+        : {}),
     }));
   }
 
@@ -116,6 +127,21 @@ export class PodmanRuntime implements ContainerRuntime {
 
   grants(containerId: string): Promise<ContainerGrants | undefined> {
     return reason(this.#client.containerGrants(containerId));
+  }
+
+  async health(containerId: string): Promise<HealthcheckResult | undefined> {
+    const health = await reason(this.#client.containerHealth(containerId));
+    return health && {
+      status: health.status,
+      failingStreak: health.failingStreak,
+      lastCheckAt: health.lastCheckAt,
+      passingSince: health.passingSince,
+      lastOutput: health.lastOutput,
+    };
+  }
+
+  runHealthcheck(containerId: string): Promise<void> {
+    return reason(this.#client.runHealthcheck(containerId));
   }
 
   logs(

@@ -3,7 +3,9 @@
  * deployment is doing. Failures are collected per deployment; one bad deployment never
  * stops the others. Between passes it remembers how each service's container has done
  * (up long enough to be ready? exiting again and again?) and which deployments are backing
- * off after a failure: those get no actions until their next try is due.
+ * off after a failure: those get no actions until their next try is due. It runs healthchecks
+ * that are due itself, in the background (podman's own timers need systemd; see
+ * core healthcheckDueAt), and a pass reads the verdict podman recorded.
  */
 import {
   type Action,
@@ -14,6 +16,9 @@ import {
   type DesiredEntry,
   type FailureBackoff,
   type FailureCause,
+  healthcheckDueAt,
+  type HealthcheckResult,
+  healthcheckTimes,
   isBackingOff,
   isCrashLooping,
   needsRestartCount,
@@ -24,6 +29,7 @@ import {
   recordFailure,
   refKey,
   type ServiceHealth,
+  type ServiceReport,
   type ServiceStatus,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -58,12 +64,17 @@ export interface ReconcilerOptions {
   runtime: ContainerRuntime;
   log: Logger;
   stopTimeoutSeconds: number;
-  /** How long every container must stay up before its deployment is Running. */
+  /**
+   * How long every container must stay up (and healthy, with a healthcheck) before its
+   * deployment is Running, unless the deployment says (minReadySeconds).
+   */
   minReadyMs: number;
   /** Its monotonic time paces backoffs and readiness; its wall time dates container starts. */
   clock: Clock;
   /** The backoff's jitter. @default Math.random */
   random?: () => number;
+  /** Called when a healthcheck the reconciler ran has finished: a pass reads its verdict. */
+  onHealthcheckRun?: () => void;
 }
 
 /** A step of an action that failed, named as a person reads it: `image pull failed: ...`. */
@@ -93,6 +104,9 @@ function describe(action: Action): string {
 interface Readiness {
   ready: boolean;
   crashLooping: boolean;
+  /** Why the first unhealthy service fails its healthcheck. */
+  unhealthy: string | undefined;
+  services: ServiceReport[];
 }
 
 export class Reconciler {
@@ -106,6 +120,9 @@ export class Reconciler {
   readonly #health = new Map<string, ServiceHealth>();
   /** refKey → the failure streak of a desired deployment. */
   readonly #failures = new Map<string, FailureBackoff>();
+  /** Containers whose healthcheck is running now. */
+  readonly #checking = new Set<string>();
+  readonly #onHealthcheckRun: () => void;
 
   constructor(options: ReconcilerOptions) {
     this.#runtime = options.runtime;
@@ -114,6 +131,7 @@ export class Reconciler {
     this.#minReadyMs = options.minReadyMs;
     this.#clock = options.clock;
     this.#random = options.random ?? Math.random;
+    this.#onHealthcheckRun = options.onHealthcheckRun ?? (() => {});
   }
 
   /** Runs one pass; throws only when podman itself cannot be listed. */
@@ -140,7 +158,7 @@ export class Reconciler {
       if (at > now && (wakeAt === undefined || at < wakeAt)) wakeAt = at;
     };
 
-    const readiness = await this.#observeServices(services, now, wakeBy);
+    const readiness = await this.#observeServices(services, input.desired, now, wakeBy);
     for (const key of this.#failures.keys()) {
       if (!input.desired.has(key)) this.#failures.delete(key);
     }
@@ -188,6 +206,7 @@ export class Reconciler {
    */
   async #observeServices(
     services: readonly ServiceStatus[],
+    desired: ReadonlyMap<string, DesiredEntry>,
     now: number,
     wakeBy: (at: number) => void,
   ): Promise<Map<string, Readiness>> {
@@ -199,7 +218,11 @@ export class Reconciler {
       const slot = `${key}/${s.service.name}`;
       seen.add(slot);
       const previous = this.#health.get(slot);
-      const restartCount = needsRestartCount(previous, s.container, now, this.#minReadyMs)
+      const entry = desired.get(key);
+      // The deployment's minReadySeconds wins over the agent's own.
+      const minReadyMs = (entry && "score" in entry ? entry.minReadyMs : undefined) ??
+        this.#minReadyMs;
+      const restartCount = needsRestartCount(previous, s.container, now, minReadyMs)
         ? await this.#restartCount(s.container!.id)
         : undefined;
       const verdict = observeService(
@@ -210,10 +233,13 @@ export class Reconciler {
           condition: s.condition,
           restartCount,
           ports: s.service.ports.map(parsePort),
+          ...(s.service.healthcheck
+            ? { healthcheck: await this.#healthcheck(s, now, wallNow, wakeBy) }
+            : {}),
         },
         now,
         wallNow,
-        this.#minReadyMs,
+        minReadyMs,
       );
       const { health } = verdict;
       let { readyAt } = verdict;
@@ -226,16 +252,60 @@ export class Reconciler {
 
       if (readyAt !== undefined) wakeBy(readyAt);
       const ready = readyAt !== undefined && readyAt <= now;
-      const soFar = readiness.get(key) ?? { ready: true, crashLooping: false };
+      const soFar: Readiness = readiness.get(key) ??
+        { ready: true, crashLooping: false, unhealthy: undefined, services: [] };
       readiness.set(key, {
         ready: soFar.ready && ready,
         crashLooping: soFar.crashLooping || crashLooping,
+        unhealthy: soFar.unhealthy ??
+          (verdict.unhealthy && `service ${s.service.name} is unhealthy: ${verdict.unhealthy}`),
+        services: [
+          ...soFar.services,
+          { name: s.service.name, health: verdict.healthState, restarts: health.restarts },
+        ],
       });
     }
     for (const slot of this.#health.keys()) {
       if (!seen.has(slot)) this.#health.delete(slot);
     }
     return readiness;
+  }
+
+  /**
+   * podman's verdict on a running container's healthcheck (null when it is not running or
+   * cannot be read), and the check run when it is due, in the background: a check may take up to
+   * its timeout, which must not hold up the pass.
+   */
+  async #healthcheck(
+    s: ServiceStatus,
+    now: number,
+    wallNow: number,
+    wakeBy: (at: number) => void,
+  ): Promise<HealthcheckResult | null> {
+    const c = s.container;
+    if (c?.state !== "running" || c.startedAt === undefined || !s.service.healthcheck) return null;
+    let result: HealthcheckResult | undefined;
+    try {
+      result = await this.#runtime.health(c.id);
+    } catch (error) {
+      this.#log.debug(`Could not read the health of container ${c.name}`, { error });
+      return null;
+    }
+    if (result === undefined || this.#checking.has(c.id)) return result ?? null;
+    const { intervalMs } = healthcheckTimes(s.service.healthcheck);
+    const dueAt = healthcheckDueAt(c.startedAt, result.lastCheckAt, intervalMs);
+    if (dueAt > wallNow) {
+      wakeBy(now + dueAt - wallNow);
+      return result;
+    }
+    this.#checking.add(c.id);
+    this.#runtime.runHealthcheck(c.id).catch((error) => {
+      this.#log.debug(`Could not run the healthcheck of container ${c.name}`, { error });
+    }).finally(() => {
+      this.#checking.delete(c.id);
+      this.#onHealthcheckRun();
+    });
+    return result;
   }
 
   async #backOffCrashLoop(s: ServiceStatus, health: ServiceHealth, now: number): Promise<void> {
@@ -298,17 +368,22 @@ export class Reconciler {
   ): Assessment {
     const key = refKey(a.ref);
     if (readiness === undefined) return a; // unrunnable: the planner said why
+    const seen = { ...a, services: readiness.services };
     const failure = currentFailure(this.#failures.get(key), a.generation);
     const healthy = a.phase === "Running" && readiness.ready && !readiness.crashLooping;
     if (failure !== undefined) {
       if (healthy) {
         this.#failures.delete(key);
-        return a;
+        return seen;
       }
       wakeBy(failure.nextTryAt);
-      return { ...a, phase: "Failed", error: failure.message };
+      return { ...seen, phase: "Failed", error: failure.message };
     }
-    return a.phase === "Running" && !readiness.ready ? { ...a, phase: "Pending" } : a;
+    // Unhealthy means podman's retries are used up: a failure, while it lasts.
+    if (readiness.unhealthy !== undefined && a.phase !== "Failed") {
+      return { ...seen, phase: "Failed", error: readiness.unhealthy };
+    }
+    return a.phase === "Running" && !readiness.ready ? { ...seen, phase: "Pending" } : seen;
   }
 
   async #restartCount(containerId: string): Promise<number | undefined> {

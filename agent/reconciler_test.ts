@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import {
+  type Assessment,
   ContainerLabels,
   type DeploymentRef,
   type DesiredEntry,
-  type PodmanService,
+  PodmanService,
   refKey,
   Score,
 } from "../core/mod.ts";
@@ -54,6 +55,11 @@ function reconciler(
 
 const noneRetained = () => new Set<string>();
 
+/** An assessment without its per-service reports, for tests about the phase. */
+function withoutServices({ services: _, ...rest }: Assessment): Omit<Assessment, "services"> {
+  return rest;
+}
+
 /** The assessment of a deployment that runs as it should. */
 function running(name: string, generation = 1) {
   return { ref: ref(name), generation, phase: "Running", error: null };
@@ -82,7 +88,7 @@ Deno.test("Reconciler.pass() creates the missing services of every desired deplo
     "create fleet_pi-01_team-a_api_api",
     "start c3",
   ]);
-  assert.deepEqual(result.assessments, [
+  assert.deepEqual(result.assessments.map(withoutServices), [
     { ref: ref("web"), generation: 1, phase: "Pending", error: null },
     { ref: ref("api", "team-a"), generation: 4, phase: "Pending", error: null },
   ]);
@@ -103,7 +109,7 @@ Deno.test("Reconciler.pass() makes no runtime calls when the device has converge
     const result = await r.pass({ deviceId: DEVICE, desired, retained: noneRetained });
     assert.equal(result.actions, 0);
     assert.deepEqual(runtime.take(), []);
-    assert.deepEqual(result.assessments, [
+    assert.deepEqual(result.assessments.map(withoutServices), [
       { ref: ref("web"), generation: 1, phase: "Running", error: null },
     ]);
   }
@@ -121,7 +127,7 @@ Deno.test("Reconciler.pass() reports a failing create as Failed, naming the step
   const clock = new FakeClock();
   const r = reconciler(runtime, log, { clock });
   const result = await r.pass({ deviceId: DEVICE, desired, retained: noneRetained });
-  assert.deepEqual(result.assessments, [
+  assert.deepEqual(result.assessments.map(withoutServices), [
     {
       ref: ref("bad"),
       generation: 2,
@@ -175,7 +181,7 @@ Deno.test("Reconciler.pass() reports an unrunnable desired entry as Failed and t
   });
   assert.deepEqual(runtime.take(), []);
   assert.equal(runtime.containers.length, 1, "what runs keeps running");
-  assert.deepEqual(result.assessments, [
+  assert.deepEqual(result.assessments.map(withoutServices), [
     { ref: ref("web"), generation: 3, phase: "Failed", error: `unknown workload type "WasmV9"` },
   ]);
 });
@@ -272,7 +278,7 @@ Deno.test("Reconciler.pass() skips a deployment's create after its remove failed
     "create fleet_pi-01_default_api_api",
     "start c2",
   ]);
-  assert.deepEqual(result.assessments, [
+  assert.deepEqual(result.assessments.map(withoutServices), [
     {
       ref: ref("web"),
       generation: 2,
@@ -365,7 +371,7 @@ Deno.test("Reconciler tries a failing deployment at once for a new generation, a
   const retried = await passOf(r, v2);
   assert.equal(retried.assessments[0]?.phase, "Failed", "not Running before it is up");
   const up = await passOf(r, v2);
-  assert.deepEqual(up.assessments[0], running("web", 2));
+  assert.deepEqual(withoutServices(up.assessments[0]!), running("web", 2));
   // A later failure starts a new streak.
   runtime.containers.splice(0);
   runtime.failPull.set("localhost/web:1", "manifest unknown");
@@ -395,7 +401,7 @@ Deno.test("Reconciler reports Running only once every container has been up min_
   assert.equal(restarted.wakeAt, 8000);
   await clock.advance(3000);
   const ready = await passOf(r, desired);
-  assert.deepEqual(ready.assessments[0], running("web", 1));
+  assert.deepEqual(withoutServices(ready.assessments[0]!), running("web", 1));
   assert.equal(ready.wakeAt, undefined);
 });
 
@@ -438,7 +444,7 @@ Deno.test("Reconciler finds a container podman keeps restarting crash-looping: F
   await clock.advance(1000);
   runtime.crash(id, 1, "error: cannot open /data/db\n", 6);
   const looping = await passOf(r, desired);
-  assert.deepEqual(looping.assessments[0], {
+  assert.deepEqual(withoutServices(looping.assessments[0]!), {
     ref: ref("web"),
     generation: 1,
     phase: "Failed",
@@ -537,4 +543,112 @@ Deno.test("Reconciler.pass() removes the containers evictions() names before pla
     /Removing container fleet_pi-01_default_legacy_app: it breaks this device's policy/,
   );
   assert.deepEqual(result.assessments.map((a) => a.phase), ["Failed", "Failed"]);
+});
+
+/** `web` with a healthcheck every 10 s, unhealthy after 2 failures. */
+function checkedWeb(): PodmanService {
+  return PodmanService.parse({
+    name: "web",
+    image: "localhost/web:1",
+    healthcheck: { command: ["wget", "-q", "http://127.0.0.1/"], interval: "10s", retries: 2 },
+  });
+}
+
+/** A reconciler whose healthcheck runs are counted; minReadyMs 5 s unless the deployment says. */
+function checkingReconciler(runtime: MemoryRuntime, clock: FakeClock) {
+  const runs = { finished: 0 };
+  const r = new Reconciler({
+    runtime,
+    log: silentLogger,
+    stopTimeoutSeconds: STOP_TIMEOUT,
+    minReadyMs: 5000,
+    clock,
+    random: () => 0,
+    onHealthcheckRun: () => runs.finished++,
+  });
+  return { r, runs };
+}
+
+Deno.test("Reconciler runs a due healthcheck itself and reports Running once healthy for the deployment's minReadySeconds", async () => {
+  const clock = new FakeClock();
+  const runtime = new MemoryRuntime(DEVICE, clock);
+  const { r, runs } = checkingReconciler(runtime, clock);
+  const desired = desiredOf({
+    ...entry(ref("web"), [checkedWeb()]),
+    revision: "5e0c2a7f9b1d4e36",
+    minReadyMs: 20_000, // the deployment's minReadySeconds wins over the agent's 5 s
+  });
+  await passOf(r, desired); // created and started
+  const up = await passOf(r, desired);
+  assert.deepEqual(up.assessments[0], {
+    ref: ref("web"),
+    generation: 1,
+    phase: "Pending",
+    error: null,
+    revision: "5e0c2a7f9b1d4e36",
+    services: [{ name: "web", health: "starting", restarts: 0 }],
+  });
+  assert.equal(up.wakeAt, 11_000, "the loop wakes when the first check is due: interval + grace");
+  assert.deepEqual(runtime.take().filter((c) => c.startsWith("healthcheck")), []);
+
+  await clock.advance(11_000);
+  await passOf(r, desired); // runs the check, in the background
+  assert.deepEqual(runtime.take(), ["healthcheck c1"]);
+  await Promise.resolve();
+  assert.equal(runs.finished, 1, "the agent is told, so a pass reads the verdict at once");
+  const healthy = await passOf(r, desired);
+  assert.equal(healthy.assessments[0]?.phase, "Pending", "healthy, not yet for minReadySeconds");
+  assert.deepEqual(healthy.assessments[0]?.services, [
+    { name: "web", health: "healthy", restarts: 0 },
+  ]);
+  assert.equal(healthy.wakeAt, 22_000, "the next check: 11 s + 10 s + grace");
+
+  await clock.advance(11_000);
+  await passOf(r, desired); // the second check
+  await Promise.resolve();
+  const still = await passOf(r, desired);
+  assert.equal(still.assessments[0]?.phase, "Pending");
+  assert.equal(
+    still.wakeAt,
+    31_000,
+    "ready 20 s after it was first healthy, before the next check",
+  );
+  await clock.advance(9_000);
+  const ready = await passOf(r, desired);
+  assert.equal(ready.assessments[0]?.phase, "Running", "healthy for 20 s");
+  assert.deepEqual(runtime.take().filter((c) => c.startsWith("healthcheck")), ["healthcheck c1"]);
+});
+
+Deno.test("Reconciler reports a service unhealthy past its retries Failed with the check's output, and Running when it recovers", async () => {
+  const clock = new FakeClock();
+  const runtime = new MemoryRuntime(DEVICE, clock);
+  const { r } = checkingReconciler(runtime, clock);
+  const desired = desiredOf(entry(ref("web"), [checkedWeb()]));
+  await passOf(r, desired);
+  const name = runtime.containers[0]!.name;
+  runtime.failHealthcheck.set(name, "wget: can't connect to remote host: Connection refused");
+  const phases: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    await clock.advance(11_000);
+    await passOf(r, desired);
+    await Promise.resolve();
+    const result = await passOf(r, desired);
+    phases.push(`${result.assessments[0]?.phase} ${result.assessments[0]?.services?.[0]?.health}`);
+  }
+  assert.deepEqual(phases, ["Pending starting", "Failed unhealthy", "Failed unhealthy"]);
+  const failed = await passOf(r, desired);
+  assert.equal(
+    failed.assessments[0]?.error,
+    "service web is unhealthy: healthcheck failed 3 times in a row: wget: can't connect to " +
+      "remote host: Connection refused",
+  );
+  assert.equal(runtime.containers.length, 1, "an unhealthy container is reported, not replaced");
+
+  runtime.failHealthcheck.delete(name);
+  await clock.advance(11_000);
+  await passOf(r, desired);
+  await Promise.resolve();
+  assert.equal((await passOf(r, desired)).assessments[0]?.phase, "Pending", "healthy again");
+  await clock.advance(5_000);
+  assert.equal((await passOf(r, desired)).assessments[0]?.phase, "Running");
 });

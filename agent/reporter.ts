@@ -80,6 +80,8 @@ export class Reporter {
       phase: a.phase,
       lastError: a.error === null ? null : shortError(a.error),
       lastEventAt: new Date(this.#clock.now()).toISOString(),
+      ...(a.revision === undefined ? {} : { revision: a.revision }),
+      ...(a.services === undefined ? {} : { services: a.services }),
     };
     this.#forgotten.delete(key);
     if (!stateChanged(previous, next)) return false;

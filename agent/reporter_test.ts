@@ -125,6 +125,31 @@ Deno.test("Reporter.assess() reports only changes of phase, error or generation"
   assert.equal(sink.states.get("state.pi-01.default.web")?.generation, 2);
 });
 
+Deno.test("Reporter.assess() sends the revision and each service's health and restarts, again when they change", async () => {
+  const { sink, reporter } = setup();
+  const web = { name: "web", health: "starting" as const, restarts: 0 };
+  const pending: Assessment = {
+    ...running("web"),
+    phase: "Pending",
+    revision: "5e0c2a7f9b1d4e36",
+    services: [web],
+  };
+  assert.equal(reporter.assess(pending), true);
+  await reporter.sync();
+  const state = sink.states.get("state.pi-01.default.web");
+  assert.equal(state?.revision, "5e0c2a7f9b1d4e36");
+  assert.deepEqual(state?.services, [web]);
+  assert.equal(reporter.assess({ ...pending, services: [{ ...web }] }), false);
+  const healthy = { ...pending, services: [{ ...web, health: "healthy" as const }] };
+  assert.equal(reporter.assess(healthy), true, "a service became healthy");
+  assert.equal(
+    reporter.assess({ ...healthy, services: [{ ...web, health: "healthy", restarts: 1 }] }),
+    true,
+    "a restart is news",
+  );
+  assert.equal(reporter.assess({ ...healthy, revision: "0123456789abcdef" }), true);
+});
+
 Deno.test("Reporter.assess() shortens a long error to one line", () => {
   const { reporter } = setup();
   reporter.assess({ ...running("web"), phase: "Failed", error: "x".repeat(1000) + "\ntrace" });

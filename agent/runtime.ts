@@ -1,5 +1,10 @@
 /** The container runtime as the agent sees it; podman_runtime.ts is the real one. */
-import type { ContainerGrants, ObservedContainer, PodmanService } from "../core/mod.ts";
+import type {
+  ContainerGrants,
+  HealthcheckResult,
+  ObservedContainer,
+  PodmanService,
+} from "../core/mod.ts";
 import type { LogReadOptions, TerminalSize } from "../core/device_commands.ts";
 import type { DataFrame } from "../core/device_sessions.ts";
 
@@ -62,6 +67,10 @@ export interface ContainerRuntime {
   /** How often its restart policy has restarted the container; undefined when it is gone. */
   restartCount(containerId: string): Promise<number | undefined>;
   lastExit(containerId: string): Promise<LastExit>;
+  /** The runtime's verdict on the container's healthcheck; undefined when it is gone or has none. */
+  health(containerId: string): Promise<HealthcheckResult | undefined>;
+  /** Runs the container's healthcheck once (see core healthcheckDueAt for why the agent does). */
+  runHealthcheck(containerId: string): Promise<void>;
   /** What the container was given of the host; undefined when it is gone. */
   grants(containerId: string): Promise<ContainerGrants | undefined>;
   /**

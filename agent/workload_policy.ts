@@ -213,5 +213,6 @@ function failed(entry: DesiredEntry, why: string): DesiredEntry {
     ref: entry.ref,
     generation: entry.generation,
     error: `refused by this device's policy: ${why}`,
+    ...(entry.revision === undefined ? {} : { revision: entry.revision }),
   };
 }

@@ -4,7 +4,7 @@
  */
 import { type DeploymentRef, refKey } from "./keys.ts";
 import type { PodmanService, Score } from "./score.ts";
-import type { Phase } from "./deployment_state.ts";
+import type { Phase, ServiceReport } from "./deployment_state.ts";
 import { specHash } from "./spec_hash.ts";
 
 /** Container labels; only containers with MANAGED_BY_LABEL=MANAGED_BY are ever touched. */
@@ -43,10 +43,14 @@ export interface ObservedContainer {
   ports?: readonly PublishedPort[];
 }
 
-/** One deployment's desired state as the agent holds it: runnable, or why not. */
+/**
+ * One deployment's desired state as the agent holds it: runnable, or why not. `revision` is the
+ * hash of the workload as received (core/revisions.ts revisionHash), when it could be read;
+ * `minReadyMs` the deployment's minReadySeconds, when it has one.
+ */
 export type DesiredEntry =
-  | { ref: DeploymentRef; generation: number; score: Score }
-  | { ref: DeploymentRef; generation: number; error: string };
+  | { ref: DeploymentRef; generation: number; score: Score; revision?: string; minReadyMs?: number }
+  | { ref: DeploymentRef; generation: number; error: string; revision?: string };
 
 export type Action =
   | {
@@ -77,6 +81,15 @@ export interface Assessment {
   generation: number;
   phase: Phase;
   error: string | null;
+  /** The desired entry's revision, when known. */
+  revision?: string;
+  /** How each service does, once the agent has looked (the planner does not). */
+  services?: ServiceReport[];
+}
+
+/** The revision of `entry`, to spread into its assessment. */
+function revisionOf(entry: DesiredEntry): { revision?: string } {
+  return entry.revision === undefined ? {} : { revision: entry.revision };
 }
 
 /**
@@ -219,6 +232,7 @@ export function plan(input: PlanInput): Plan {
         generation: entry.generation,
         phase: "Failed",
         error: entry.error,
+        ...revisionOf(entry),
       });
       continue;
     }
@@ -331,7 +345,13 @@ export function plan(input: PlanInput): Plan {
         reason: `service ${service || "(unnamed)"} is no longer part of the deployment`,
       });
     }
-    assessments.push({ ref: entry.ref, generation: entry.generation, phase, error });
+    assessments.push({
+      ref: entry.ref,
+      generation: entry.generation,
+      phase,
+      error,
+      ...revisionOf(entry),
+    });
   }
   return { actions: [...actions, ...creates], assessments, services };
 }

@@ -10,6 +10,7 @@ import {
   containerLabels,
   containerName,
   type DeploymentRef,
+  type HealthcheckResult,
   type ObservedContainer,
   parsePort,
   type PodmanService,
@@ -25,6 +26,10 @@ export interface MemoryContainer extends ObservedContainer {
   lastExitCode: number | undefined;
   /** What it was given of the host, from its service. */
   grants: ContainerGrants;
+  /** Its service's healthcheck retries, when it has a healthcheck. */
+  healthcheckRetries: number | undefined;
+  /** Its healthcheck's verdict, as podman keeps it. */
+  health: HealthcheckResult | undefined;
 }
 
 export class MemoryRuntime implements ContainerRuntime {
@@ -37,6 +42,8 @@ export class MemoryRuntime implements ContainerRuntime {
   readonly failCreate = new Map<string, string>();
   /** Container names whose removal fails. */
   readonly failRemove = new Set<string>();
+  /** Container names whose healthcheck fails, with its output; every other one passes. */
+  readonly failHealthcheck = new Map<string, string>();
   /** Stamps `startedAt`. */
   clock: Pick<Clock, "now">;
   readonly #deviceId: string;
@@ -115,6 +122,34 @@ export class MemoryRuntime implements ContainerRuntime {
 
   grants(containerId: string): Promise<ContainerGrants | undefined> {
     return Promise.resolve(this.get(containerId)?.grants);
+  }
+
+  health(containerId: string): Promise<HealthcheckResult | undefined> {
+    const health = this.get(containerId)?.health;
+    return Promise.resolve(health && { ...health });
+  }
+
+  /** Runs the check as podman does: `retries` failures in a row make it unhealthy. */
+  runHealthcheck(containerId: string): Promise<void> {
+    this.calls.push(`healthcheck ${containerId}`);
+    const c = this.get(containerId);
+    if (c?.state !== "running" || c.health === undefined) return Promise.resolve();
+    const at = this.clock.now();
+    const failure = this.failHealthcheck.get(c.name);
+    const streak = failure === undefined ? 0 : c.health.failingStreak + 1;
+    c.health = {
+      status: failure === undefined
+        ? "healthy"
+        : streak >= c.healthcheckRetries!
+        ? "unhealthy"
+        : c.health.status,
+      failingStreak: streak,
+      lastCheckAt: at,
+      // A pass continues the streak of passes before it, if the previous check passed.
+      passingSince: failure === undefined ? c.health.passingSince ?? at : undefined,
+      lastOutput: failure ?? "",
+    };
+    return Promise.resolve();
   }
 
   /** What the container wrote, at once (follow ends there too). */
@@ -202,6 +237,14 @@ export class MemoryRuntime implements ContainerRuntime {
         privileged: service.privileged === true,
         hostNetwork: service.hostNetwork === true,
         hostPid: service.hostPid === true,
+      },
+      healthcheckRetries: service.healthcheck?.retries,
+      health: service.healthcheck && {
+        status: "starting",
+        failingStreak: 0,
+        lastCheckAt: undefined,
+        passingSince: undefined,
+        lastOutput: "",
       },
     };
   }
