@@ -10,10 +10,13 @@ import type { KV } from "@nats-io/kv";
 import {
   Buckets,
   ContainerLabels,
+  DeploymentState,
   DeviceInfo,
   Heartbeat,
   keys,
   parseJsonWith,
+  revisionHash,
+  rolloutReportOf,
 } from "../core/mod.ts";
 import { connectNats, ensureBucket, noCredentials } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
@@ -25,6 +28,7 @@ import { waitFor } from "../adapters/timers.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { MemoryRuntime } from "../testing/memory_runtime.ts";
 import { keepDeviceConsumers, runTestAgent } from "../testing/agents.ts";
+import { systemClock } from "../adapters/clock.ts";
 import type { Agent } from "./agent.ts";
 import { eventually } from "../testing/eventually.ts";
 import type { ContainerRuntime } from "./runtime.ts";
@@ -496,5 +500,82 @@ Deno.test("Agent on podman: a container that exits at once is found crash-loopin
   } finally {
     await run.stop();
     await removeManaged(client, name);
+  }
+});
+
+Deno.test("Agent on podman: a passing healthcheck makes a deployment Running after its minReadySeconds; a failing one makes it Failed with the check's output", async () => {
+  await using f = await Fixture.start();
+  await using svc = await startPodmanService();
+  using client = new PodmanClient({ socketPath: svc.socketPath });
+  const image = await ensureTestImage(client, "agent-test");
+  const good = uniqueDeployment("healthy");
+  const bad = uniqueDeployment("unhealthy");
+  const withCheck = (name: string, script: string) => {
+    const value = JSON.parse(desired(name, {
+      image,
+      healthcheck: { command: ["/bin/sh", "-c", script], interval: "1s", retries: 2 },
+    }));
+    return { ...value, minReadySeconds: 2 };
+  };
+  const goodValue = withCheck(good, "test -d /bin");
+  await f.desired.put(desiredKey(good), JSON.stringify(goodValue));
+  await f.desired.put(desiredKey(bad), JSON.stringify(withCheck(bad, "echo no page here; exit 1")));
+  // No podman healthcheck timer here (no systemd): the agent runs the checks on the real clock.
+  // Its own min_ready_seconds is a minute: the deployments' 2 s must win.
+  const { agent, stop } = runTestAgent({
+    deviceId: DEVICE,
+    stateDir: f.stateDir,
+    natsUrl: f.ns.url,
+    runtime: new PodmanRuntime(client),
+    clock: systemClock,
+    config: { intervals: { ...INTERVALS, min_ready_seconds: 60 } },
+  });
+  const stateOf = (name: string) => agent.states().get(`default.${name}`);
+  try {
+    const running = await eventually(`${good} Running`, () => {
+      const state = stateOf(good);
+      return state?.phase === "Running" ? state : undefined;
+    }, 30_000);
+    assert.deepEqual(running.services, [{ name: good, health: "healthy", restarts: 0 }]);
+    assert.equal(running.revision, revisionHash(goodValue.score));
+    const [container] = await client.listContainers({ [ContainerLabels.deployment]: good });
+    const health = await client.containerHealth(container!.id);
+    assert.ok(
+      Date.now() - health!.passingSince! >= 2000,
+      "Running only once healthy for minReadySeconds",
+    );
+
+    const failed = await eventually(`${bad} Failed`, () => {
+      const state = stateOf(bad);
+      return state?.phase === "Failed" ? state : undefined;
+    }, 30_000);
+    assert.match(
+      failed.lastError ?? "",
+      new RegExp(
+        `^service ${bad} is unhealthy: healthcheck failed [2-9] times in a row: no page here$`,
+      ),
+    );
+    assert.deepEqual(failed.services, [{ name: bad, health: "unhealthy", restarts: 0 }]);
+
+    // What the control plane reads, as the rollout will: the report in device-state.
+    const states = await ensureBucket(f.nc, Buckets.deviceState, { replicas: 1, history: 1 });
+    const reported = await eventually("the Running report in NATS", async () => {
+      const entry = await states.get(
+        keys.deviceState(DEVICE, { namespace: "default", name: good }),
+      );
+      const state = entry?.value.length
+        ? parseJsonWith(DeploymentState, entry.value, "state")
+        : undefined;
+      return state?.phase === "Running" ? state : undefined;
+    });
+    assert.deepEqual(rolloutReportOf(reported, 1), {
+      revision: revisionHash(goodValue.score),
+      phase: "Succeeded",
+      at: 1,
+    });
+  } finally {
+    await stop();
+    await removeManaged(client, good);
+    await removeManaged(client, bad);
   }
 });

@@ -1,6 +1,7 @@
 /**
- * An agent for tests: a real {@link Agent} on a fake clock and a test runtime, with its log
- * kept, running until `stop()`.
+ * An agent for tests: a real {@link Agent} on a fake clock (or the real one, where podman's own
+ * timestamps must agree with the agent's) and a test runtime, with its log kept, running until
+ * `stop()`.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type CredentialSource, noCredentials } from "../adapters/nats/mod.ts";
@@ -11,7 +12,7 @@ import { NatsDeviceConsumers } from "../operator/nats_device_consumers.ts";
 import { Agent } from "../agent/agent.ts";
 import { AgentConfig } from "../agent/config.ts";
 import type { ContainerRuntime } from "../agent/runtime.ts";
-import type { FakeClock } from "./fake_clock.ts";
+import type { Clock } from "../core/clock.ts";
 import { captureLogger } from "./nats.ts";
 
 export interface TestAgentOptions {
@@ -19,7 +20,7 @@ export interface TestAgentOptions {
   stateDir: string;
   natsUrl: string;
   runtime: ContainerRuntime;
-  clock: FakeClock;
+  clock: Clock;
   /** Added to the agent's config (labels, intervals, ...). */
   config?: Record<string, unknown>;
   /** The backoff's jitter. @default no jitter */
