@@ -178,9 +178,13 @@ export function observeService(
   }
 
   const check = observation.healthcheck;
+  // A verdict from before the current run started (podman keeps it across a restart) is not one
+  // on this run.
+  const stale = check?.lastCheckAt !== undefined && c?.startedAt !== undefined &&
+    check.lastCheckAt < c.startedAt;
   const healthState: HealthState = check === undefined
     ? "none"
-    : check === null || upSince === undefined
+    : check === null || upSince === undefined || stale
     ? "starting"
     : check.status === "healthy" || check.status === "unhealthy"
     ? check.status

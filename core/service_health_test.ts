@@ -367,3 +367,25 @@ Deno.test("healthcheckDueAt() runs a check an interval after the start or the la
     started + 70_000 + HEALTHCHECK_GRACE_MS,
   );
 });
+
+Deno.test("observeService() does not take a verdict podman kept from before the container restarted", async () => {
+  const clock = new FakeClock();
+  await clock.advance(60_000);
+  const restartedAt = clock.now();
+  const c = container({ startedAt: restartedAt });
+  for (const status of ["healthy", "unhealthy"]) {
+    const verdict = observeService(
+      undefined,
+      seen(c, {
+        restartCount: 1,
+        healthcheck: check(status, restartedAt - 5000, { failingStreak: 2 }),
+      }),
+      clock.monotonic(),
+      clock.now(),
+      MIN_READY,
+    );
+    assert.equal(verdict.healthState, "starting", status);
+    assert.equal(verdict.readyAt, undefined);
+    assert.equal(verdict.unhealthy, undefined);
+  }
+});
