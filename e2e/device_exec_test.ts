@@ -13,15 +13,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ContainerLabels } from "../core/mod.ts";
 import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
-import { PodmanClient } from "../adapters/podman/mod.ts";
-import { startPodmanService } from "../sandbox/podman_service.ts";
-import { ensureTestImage } from "../sandbox/local_image.ts";
-import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
-import { startEdgeNats, writeAgentConfig } from "../testing/edge_nats.ts";
-import { tempDir } from "../testing/temp_dir.ts";
 import { eventually } from "../testing/eventually.ts";
-import { addRoleUser, cliFlagsAs, fleet, FleetProcess } from "./_helpers.ts";
-import { stopOnDeadline, story, testLogger } from "./_story.ts";
+import { fleet, FleetProcess } from "./_helpers.ts";
+import { startDeviceRig } from "./_device_rig.ts";
+import { story, testLogger } from "./_story.ts";
 
 const STEP_MS = 120_000;
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -129,58 +124,35 @@ story(
   { deadlineMs: 12 * 60_000 },
   async () => {
     installConnectionResetGuard(testLogger());
-    await using dir = await tempDir("fleet-exec-");
-    await using idp = await startTestProvider({ accessTokenTtlSeconds: 600 });
-    const add = (id: string, role: string) => addRoleUser(idp, id, role);
-    const users = {
-      pi1: await add("exec-pi-1", "device"),
-      pi2: await add("exec-pi-2", "device"),
-      operator: await add("fleet-operator", "operator"),
-      viewer: await add("val", "viewer"),
-      maintainer: await add("moe", "maintainer"),
-      ada: await add("ada", "admin"),
-      bob: await add("bob", "admin"),
-    };
-    await using edge = stopOnDeadline(await startEdgeNats(dir.path, idp, testLogger()));
-    await using podmanService = stopOnDeadline(await startPodmanService());
-    using podman = new PodmanClient({ socketPath: podmanService.socketPath });
-    await ensureTestImage(podman, "v1");
-
-    const as = (user: MachineUser) => cliFlagsAs(dir.path, edge.ns.url, idp, user);
+    await using rig = await startDeviceRig("fleet-exec-", {
+      "exec-pi-1": "device",
+      "exec-pi-2": "device",
+      val: "viewer",
+      moe: "maintainer",
+      ada: "admin",
+      bob: "admin",
+    });
+    const { podman } = rig;
     const flags = {
-      viewer: await as(users.viewer),
-      maintainer: await as(users.maintainer),
-      ada: await as(users.ada),
-      bob: await as(users.bob),
+      viewer: await rig.flagsOf("val"),
+      maintainer: await rig.flagsOf("moe"),
+      ada: await rig.flagsOf("ada"),
+      bob: await rig.flagsOf("bob"),
     };
-    const agentConfig = (
-      deviceId: string,
-      user: MachineUser,
-      remote: { exec?: boolean; hostShell?: boolean },
-    ) =>
-      writeAgentConfig(dir.path, {
-        deviceId,
-        urls: [edge.ns.url],
-        idp,
-        user,
-        podmanSocket: podmanService.socketPath,
-        stopTimeoutSeconds: 2,
-        remote,
-      });
     const log = testLogger();
     const exec = (args: string[]) => fleet(["exec", ...args]);
     try {
       await using _operator = new FleetProcess("operator", [
-        ...["operator", "run", ...await as(users.operator)],
+        ...["operator", "run", ...await rig.flagsOf("fleet-operator")],
         "--allow-unbound-namespaces",
       ]);
       // exec-pi-1 allows a shell on its host; exec-pi-2 keeps the defaults.
       await using _agent1 = new FleetProcess("agent-1", [
         ...["agent", "run", "--config"],
-        await agentConfig("exec-pi-1", users.pi1, { hostShell: true }),
+        await rig.agentConfig("exec-pi-1", { remote: { hostShell: true } }),
       ]);
       let agent2: FleetProcess | undefined = new FleetProcess("agent-2", [
-        ...["agent", "run", "--config", await agentConfig("exec-pi-2", users.pi2, {})],
+        ...["agent", "run", "--config", await rig.agentConfig("exec-pi-2")],
       ]);
       try {
         await eventually("both devices to join", async () => {
@@ -191,7 +163,7 @@ story(
           const label = await fleet(["device", "label", id, "site=lab", ...flags.ada]);
           assert.equal(label.code, 0, label.stderr);
         }
-        const manifest = join(dir.path, "box.yaml");
+        const manifest = join(rig.dir, "box.yaml");
         await Deno.writeTextFile(manifest, BOX);
         const applied = await fleet(["apply", "-f", manifest, ...flags.maintainer]);
         assert.equal(applied.code, 0, applied.stderr);
@@ -306,7 +278,7 @@ story(
         }
 
         // A shell on the device itself, where its config allows it; refused where it does not.
-        const marker = join(dir.path, "on-the-host");
+        const marker = join(rig.dir, "on-the-host");
         await Deno.writeTextFile(marker, "written on the host\n");
         const hostShell = await exec([
           ...["exec-pi-1", "--host", ...flags.ada, "--", "/bin/sh", "-c"],
@@ -325,7 +297,7 @@ story(
         await agent2[Symbol.asyncDispose]();
         agent2 = new FleetProcess("agent-2-off", [
           ...["agent", "run", "--config"],
-          await agentConfig("exec-pi-2", users.pi2, { exec: false }),
+          await rig.agentConfig("exec-pi-2", { remote: { exec: false } }),
         ]);
         const off = await eventually("exec-pi-2 back, refusing exec", async () => {
           const r = await exec(["exec-pi-2", "box/app", ...flags.ada, "--", "true"]);

@@ -22,15 +22,10 @@ import {
 } from "../core/mod.ts";
 import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { principalInbox } from "../adapters/oidc/mod.ts";
-import { PodmanClient } from "../adapters/podman/mod.ts";
-import { startPodmanService } from "../sandbox/podman_service.ts";
-import { ensureTestImage } from "../sandbox/local_image.ts";
-import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
-import { startEdgeNats, writeAgentConfig } from "../testing/edge_nats.ts";
-import { tempDir } from "../testing/temp_dir.ts";
 import { eventually } from "../testing/eventually.ts";
-import { addRoleUser, cliFlagsAs, fleet, FleetProcess } from "./_helpers.ts";
-import { stopOnDeadline, story, testLogger } from "./_story.ts";
+import { fleet, FleetProcess } from "./_helpers.ts";
+import { startDeviceRig } from "./_device_rig.ts";
+import { story, testLogger } from "./_story.ts";
 
 const STEP_MS = 120_000;
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -119,37 +114,19 @@ story(
   { deadlineMs: 12 * 60_000 },
   async () => {
     installConnectionResetGuard(testLogger());
-    await using dir = await tempDir("fleet-logs-");
-    await using idp = await startTestProvider({ accessTokenTtlSeconds: 600 });
-    const add = (id: string, role: string) => addRoleUser(idp, id, role);
-    const users = {
-      pi1: await add("logs-pi-1", "device"),
-      pi2: await add("logs-pi-2", "device"),
-      operator: await add("fleet-operator", "operator"),
-      viewer: await add("val", "viewer"),
-      maintainer: await add("moe", "maintainer"),
-      admin: await add("abe", "admin"),
-    };
-    await using edge = stopOnDeadline(await startEdgeNats(dir.path, idp, testLogger()));
-    await using podmanService = stopOnDeadline(await startPodmanService());
-    using podman = new PodmanClient({ socketPath: podmanService.socketPath });
-    await ensureTestImage(podman, "v1");
-
-    const as = (user: MachineUser) => cliFlagsAs(dir.path, edge.ns.url, idp, user);
+    await using rig = await startDeviceRig("fleet-logs-", {
+      "logs-pi-1": "device",
+      "logs-pi-2": "device",
+      val: "viewer",
+      moe: "maintainer",
+      abe: "admin",
+    });
+    const { podman, idp, edge } = rig;
     const flags = {
-      viewer: await as(users.viewer),
-      maintainer: await as(users.maintainer),
-      admin: await as(users.admin),
+      viewer: await rig.flagsOf("val"),
+      maintainer: await rig.flagsOf("moe"),
+      admin: await rig.flagsOf("abe"),
     };
-    const agentConfig = (deviceId: string, user: MachineUser) =>
-      writeAgentConfig(dir.path, {
-        deviceId,
-        urls: [edge.ns.url],
-        idp,
-        user,
-        podmanSocket: podmanService.socketPath,
-        stopTimeoutSeconds: 2,
-      });
     const talk = async (deviceId: string) =>
       (await podman.listContainers({
         [ContainerLabels.managedBy]: MANAGED_BY,
@@ -159,14 +136,14 @@ story(
     const log = testLogger();
     try {
       await using _operator = new FleetProcess("operator", [
-        ...["operator", "run", ...await as(users.operator)],
+        ...["operator", "run", ...await rig.flagsOf("fleet-operator")],
         "--allow-unbound-namespaces",
       ]);
       await using agent1 = new FleetProcess("agent-1", [
-        ...["agent", "run", "--config", await agentConfig("logs-pi-1", users.pi1)],
+        ...["agent", "run", "--config", await rig.agentConfig("logs-pi-1")],
       ]);
       let agent2: FleetProcess | undefined = new FleetProcess("agent-2", [
-        ...["agent", "run", "--config", await agentConfig("logs-pi-2", users.pi2)],
+        ...["agent", "run", "--config", await rig.agentConfig("logs-pi-2")],
       ]);
       try {
         await eventually("both devices to join", async () => {
@@ -177,7 +154,7 @@ story(
           const label = await fleet(["device", "label", id, "site=lab", ...flags.admin]);
           assert.equal(label.code, 0, label.stderr);
         }
-        const manifest = join(dir.path, "chatty.yaml");
+        const manifest = join(rig.dir, "chatty.yaml");
         await Deno.writeTextFile(manifest, CHATTY);
         const applied = await fleet(["apply", "-f", manifest, ...flags.maintainer]);
         assert.equal(applied.code, 0, applied.stderr);
@@ -274,7 +251,7 @@ story(
 
         // A reader that stops granting: the device sends no byte beyond the credit, on the wire.
         {
-          const token = await idp.mintToken(users.maintainer);
+          const token = await idp.mintToken(rig.users.moe!);
           const nc = await connect({
             servers: edge.ns.url,
             token,

@@ -4,18 +4,19 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { Buckets, InstanceConflict, keys, parseJsonWith, parseKey } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { openBucket } from "../adapters/nats/mod.ts";
+import { lazyBucket } from "../adapters/nats/mod.ts";
 import type { AgentConflictStore } from "./agent_conflict_store.ts";
 
 export class NatsAgentConflictStore implements AgentConflictStore {
   readonly #nc: NatsConnection;
   readonly #log: Logger;
-  #kv: Promise<KV> | undefined;
+  readonly #bucket: () => Promise<KV>;
 
   /** The bucket must exist (see `NatsBucketKeeper`); it is bound to, not created. */
   constructor(nc: NatsConnection, log: Logger) {
     this.#nc = nc;
     this.#log = log;
+    this.#bucket = lazyBucket(nc, Buckets.desiredState);
   }
 
   /**
@@ -57,12 +58,5 @@ export class NatsAgentConflictStore implements AgentConflictStore {
 
   async delete(deviceId: string): Promise<void> {
     await (await this.#bucket()).delete(keys.agentConflict(deviceId));
-  }
-
-  #bucket(): Promise<KV> {
-    const kv = this.#kv ??= openBucket(this.#nc, Buckets.desiredState);
-    // A failed open is tried again on the next call.
-    kv.catch(() => this.#kv = undefined);
-    return kv;
   }
 }

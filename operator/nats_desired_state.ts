@@ -8,18 +8,20 @@ import {
   parseJsonWith,
   parseKey,
 } from "../core/mod.ts";
-import { openBucket } from "../adapters/nats/mod.ts";
+import { lazyBucket } from "../adapters/nats/mod.ts";
 import type { DesiredStateEvent, DesiredStateStore } from "./desired_state_store.ts";
 import { type NatsWatchSettings, watchWithRestarts } from "./_nats_watch.ts";
 
 /** Desired state as keys `<deviceId>.<namespace>.<deployment>` of the `desired-state` bucket. */
 export class NatsDesiredStateStore implements DesiredStateStore {
   readonly #settings: NatsWatchSettings;
-  #kv: Promise<KV> | undefined;
+  readonly #bucket: () => Promise<KV>;
 
   /** The bucket must exist (see `NatsBucketKeeper`); it is bound to, not created. */
   constructor(settings: NatsWatchSettings) {
     this.#settings = settings;
+    // A failed open is tried again on the next write.
+    this.#bucket = lazyBucket(settings.nc, Buckets.desiredState);
   }
 
   async put(deviceId: string, ref: DeploymentRef, value: DesiredState): Promise<void> {
@@ -53,12 +55,5 @@ export class NatsDesiredStateStore implements DesiredStateStore {
       }
       yield { type: "put", ...parsed, value };
     }
-  }
-
-  #bucket(): Promise<KV> {
-    const kv = this.#kv ??= openBucket(this.#settings.nc, Buckets.desiredState);
-    // A failed open is tried again on the next write.
-    kv.catch(() => this.#kv = undefined);
-    return kv;
   }
 }

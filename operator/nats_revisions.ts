@@ -9,18 +9,19 @@ import { Buckets, type DeploymentRef, keys } from "../core/keys.ts";
 import { parseJsonWith } from "../core/errors.ts";
 import { Revision } from "../core/revisions.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { openBucket, readBucket } from "../adapters/nats/mod.ts";
+import { lazyBucket, readBucket } from "../adapters/nats/mod.ts";
 import type { RevisionStore } from "./revision_store.ts";
 
 export class NatsRevisions implements RevisionStore {
   readonly #nc: NatsConnection;
   readonly #log: Logger;
-  #kv: Promise<KV> | undefined;
+  readonly #bucket: () => Promise<KV>;
 
   /** The bucket must exist (see `NatsBucketKeeper`); it is bound to, not created. */
   constructor(nc: NatsConnection, log: Logger) {
     this.#nc = nc;
     this.#log = log;
+    this.#bucket = lazyBucket(nc, Buckets.revisions);
   }
 
   async list(ref: DeploymentRef): Promise<Revision[]> {
@@ -46,12 +47,5 @@ export class NatsRevisions implements RevisionStore {
   async remove(ref: DeploymentRef, numbers: readonly number[]): Promise<void> {
     const kv = await this.#bucket();
     for (const number of numbers) await kv.delete(keys.revision(ref, number));
-  }
-
-  #bucket(): Promise<KV> {
-    const kv = this.#kv ??= openBucket(this.#nc, Buckets.revisions);
-    // A failed open is tried again on the next call.
-    kv.catch(() => this.#kv = undefined);
-    return kv;
   }
 }

@@ -219,6 +219,19 @@ export async function openBucket(nc: NatsConnection, name: string): Promise<KV> 
   }
 }
 
+/**
+ * {@link openBucket} once, on first use: the returned function gives the same bucket every
+ * time, and opens it again on the call after a failed open.
+ */
+export function lazyBucket(nc: NatsConnection, name: string): () => Promise<KV> {
+  let kv: Promise<KV> | undefined;
+  return () => {
+    const opening = kv ??= openBucket(nc, name);
+    opening.catch(() => kv = undefined);
+    return opening;
+  };
+}
+
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

@@ -17,6 +17,7 @@ export {
   isMaxPayloadExceeded,
   isValueTooLarge,
   isWrongLastSequence,
+  lazyBucket,
   openBucket,
   refuseRollups,
 } from "./buckets.ts";

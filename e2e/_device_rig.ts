@@ -1,0 +1,88 @@
+/**
+ * What the stories that reach devices (logs, exec) run on: a folder, the test OpenID provider,
+ * nats-server with the auth callout, podman with the test image, and one identity per device
+ * and person; the `fleet` flags that connect as each, and agent configs for the devices.
+ */
+import { PodmanClient } from "../adapters/podman/mod.ts";
+import { type PodmanService, startPodmanService } from "../sandbox/podman_service.ts";
+import { ensureTestImage } from "../sandbox/local_image.ts";
+import {
+  type MachineUser,
+  startTestProvider,
+  type TestProvider,
+} from "../testing/oidc_provider.ts";
+import {
+  type EdgeAgentConfig,
+  type EdgeNats,
+  startEdgeNats,
+  writeAgentConfig,
+} from "../testing/edge_nats.ts";
+import { tempDir } from "../testing/temp_dir.ts";
+import { addRoleUser, cliFlagsAs } from "./_helpers.ts";
+import { stopOnDeadline, testLogger } from "./_story.ts";
+
+export interface DeviceRig extends AsyncDisposable {
+  dir: string;
+  idp: TestProvider;
+  edge: EdgeNats;
+  podmanService: PodmanService;
+  podman: PodmanClient;
+  /** Each identity by its id: a device's id is its own name. */
+  users: Record<string, MachineUser>;
+  /** The `fleet` flags that connect as `id`. */
+  flagsOf(id: string): Promise<string[]>;
+  /** An agent config for device `id` (its identity, this NATS and podman, 2 s stop timeout). */
+  agentConfig(id: string, extra?: Pick<EdgeAgentConfig, "remote">): Promise<string>;
+}
+
+/**
+ * Starts the parts, with an identity for each of `identities` (id → Fleet role), and one
+ * `fleet-operator` of role operator.
+ */
+export async function startDeviceRig(
+  prefix: string,
+  identities: Record<string, string>,
+): Promise<DeviceRig> {
+  const stack = new AsyncDisposableStack();
+  try {
+    const dir = stack.use(await tempDir(prefix));
+    const idp = stack.use(await startTestProvider({ accessTokenTtlSeconds: 600 }));
+    const users: Record<string, MachineUser> = {};
+    for (const [id, role] of Object.entries({ ...identities, "fleet-operator": "operator" })) {
+      users[id] = await addRoleUser(idp, id, role);
+    }
+    const edge = stack.use(stopOnDeadline(await startEdgeNats(dir.path, idp, testLogger())));
+    const podmanService = stack.use(stopOnDeadline(await startPodmanService()));
+    const podman = stack.use(new PodmanClient({ socketPath: podmanService.socketPath }));
+    await ensureTestImage(podman, "v1");
+    const user = (id: string) => {
+      const found = users[id];
+      if (!found) throw new Error(`no identity ${id} in this rig`);
+      return found;
+    };
+    const parts = stack.move();
+    return {
+      dir: dir.path,
+      idp,
+      edge,
+      podmanService,
+      podman,
+      users,
+      flagsOf: (id) => cliFlagsAs(dir.path, edge.ns.url, idp, user(id)),
+      agentConfig: (id, extra = {}) =>
+        writeAgentConfig(dir.path, {
+          deviceId: id,
+          urls: [edge.ns.url],
+          idp,
+          user: user(id),
+          podmanSocket: podmanService.socketPath,
+          stopTimeoutSeconds: 2,
+          ...extra,
+        }),
+      [Symbol.asyncDispose]: () => parts.disposeAsync(),
+    };
+  } catch (error) {
+    await stack.disposeAsync();
+    throw error;
+  }
+}
