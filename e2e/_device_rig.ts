@@ -3,6 +3,8 @@
  * nats-server with the auth callout, podman with the test image, and one identity per device
  * and person; the `fleet` flags that connect as each, and agent configs for the devices.
  */
+import assert from "node:assert/strict";
+import { join } from "node:path";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { type PodmanService, startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
@@ -18,7 +20,8 @@ import {
   writeAgentConfig,
 } from "../testing/edge_nats.ts";
 import { tempDir } from "../testing/temp_dir.ts";
-import { addRoleUser, cliFlagsAs } from "./_helpers.ts";
+import { eventually } from "../testing/eventually.ts";
+import { addRoleUser, cliFlagsAs, fleet } from "./_helpers.ts";
 import { stopOnDeadline, testLogger } from "./_story.ts";
 
 export interface DeviceRig extends AsyncDisposable {
@@ -33,7 +36,19 @@ export interface DeviceRig extends AsyncDisposable {
   flagsOf(id: string): Promise<string[]>;
   /** An agent config for device `id` (its identity, this NATS and podman, 2 s stop timeout). */
   agentConfig(id: string, extra?: Pick<EdgeAgentConfig, "remote">): Promise<string>;
+  /**
+   * Waits for `devices` to join, labels them `site=lab` as `admin` and applies `manifest` (a
+   * Deployment selecting `site=lab`) as `maintainer`.
+   */
+  deploy(
+    devices: string[],
+    as: { admin: string[]; maintainer: string[] },
+    manifest: string,
+  ): Promise<void>;
 }
+
+/** How long one step of a story may take on a loaded machine. */
+const STEP_MS = 120_000;
 
 /**
  * Starts the parts, with an identity for each of `identities` (id → Fleet role), and one
@@ -79,6 +94,20 @@ export async function startDeviceRig(
           stopTimeoutSeconds: 2,
           ...extra,
         }),
+      async deploy(devices, as, manifest) {
+        await eventually(`${devices.join(" and ")} to join`, async () => {
+          const r = await fleet(["get", "devices", ...as.admin]);
+          return devices.every((id) => new RegExp(`${id}\\s+yes`).test(r.stdout));
+        }, STEP_MS);
+        for (const id of devices) {
+          const label = await fleet(["device", "label", id, "site=lab", ...as.admin]);
+          assert.equal(label.code, 0, label.stderr);
+        }
+        const path = join(dir.path, "deployment.yaml");
+        await Deno.writeTextFile(path, manifest);
+        const applied = await fleet(["apply", "-f", path, ...as.maintainer]);
+        assert.equal(applied.code, 0, applied.stderr);
+      },
       [Symbol.asyncDispose]: () => parts.disposeAsync(),
     };
   } catch (error) {

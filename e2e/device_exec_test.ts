@@ -155,18 +155,7 @@ story(
         ...["agent", "run", "--config", await rig.agentConfig("exec-pi-2")],
       ]);
       try {
-        await eventually("both devices to join", async () => {
-          const r = await fleet(["get", "devices", ...flags.ada]);
-          return /exec-pi-1\s+yes/.test(r.stdout) && /exec-pi-2\s+yes/.test(r.stdout);
-        }, STEP_MS);
-        for (const id of ["exec-pi-1", "exec-pi-2"]) {
-          const label = await fleet(["device", "label", id, "site=lab", ...flags.ada]);
-          assert.equal(label.code, 0, label.stderr);
-        }
-        const manifest = join(rig.dir, "box.yaml");
-        await Deno.writeTextFile(manifest, BOX);
-        const applied = await fleet(["apply", "-f", manifest, ...flags.maintainer]);
-        assert.equal(applied.code, 0, applied.stderr);
+        await rig.deploy(["exec-pi-1", "exec-pi-2"], { admin: flags.ada, ...flags }, BOX);
         await eventually("box to run on exec-pi-1", async () => {
           const running = (await podman.listContainers({
             [ContainerLabels.deviceId]: "exec-pi-1",

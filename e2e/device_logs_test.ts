@@ -8,7 +8,6 @@
  * the broker; every session is in the audit trail.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -146,18 +145,7 @@ story(
         ...["agent", "run", "--config", await rig.agentConfig("logs-pi-2")],
       ]);
       try {
-        await eventually("both devices to join", async () => {
-          const r = await fleet(["get", "devices", ...flags.admin]);
-          return /logs-pi-1\s+yes/.test(r.stdout) && /logs-pi-2\s+yes/.test(r.stdout);
-        }, STEP_MS);
-        for (const id of ["logs-pi-1", "logs-pi-2"]) {
-          const label = await fleet(["device", "label", id, "site=lab", ...flags.admin]);
-          assert.equal(label.code, 0, label.stderr);
-        }
-        const manifest = join(rig.dir, "chatty.yaml");
-        await Deno.writeTextFile(manifest, CHATTY);
-        const applied = await fleet(["apply", "-f", manifest, ...flags.maintainer]);
-        assert.equal(applied.code, 0, applied.stderr);
+        await rig.deploy(["logs-pi-1", "logs-pi-2"], flags, CHATTY);
         for (const id of ["logs-pi-1", "logs-pi-2"]) {
           await eventually(`chatty to print its bulk on ${id}`, async () => {
             const c = await talk(id);
