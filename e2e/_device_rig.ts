@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import type { AuditRecord } from "../core/device_commands.ts";
 import { PodmanClient } from "../adapters/podman/mod.ts";
 import { type PodmanService, startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
@@ -45,7 +46,16 @@ export interface DeviceRig extends AsyncDisposable {
     as: { admin: string[]; maintainer: string[] },
     manifest: string,
   ): Promise<void>;
+  /** `fleet audit --device <deviceId> --since 10m -o json` as `flags`, once `enough` holds. */
+  audit(
+    deviceId: string,
+    flags: string[],
+    enough: (records: StoredRecord[]) => boolean,
+  ): Promise<StoredRecord[]>;
 }
+
+/** An audit record as `fleet audit -o json` prints it. */
+export type StoredRecord = AuditRecord & { storedAt: string };
 
 /** How long one step of a story may take on a loaded machine. */
 const STEP_MS = 120_000;
@@ -108,6 +118,16 @@ export async function startDeviceRig(
         const applied = await fleet(["apply", "-f", path, ...as.maintainer]);
         assert.equal(applied.code, 0, applied.stderr);
       },
+      audit: (deviceId, flags, enough) =>
+        eventually(`the audit records of ${deviceId}`, async () => {
+          const r = await fleet([
+            ...["audit", "--device", deviceId, "--since", "10m", "-o", "json"],
+            ...flags,
+          ]);
+          assert.equal(r.code, 0, r.stderr);
+          const records = JSON.parse(r.stdout) as StoredRecord[];
+          return enough(records) ? records : undefined;
+        }, STEP_MS),
       [Symbol.asyncDispose]: () => parts.disposeAsync(),
     };
   } catch (error) {

@@ -306,24 +306,11 @@ story(
         }
 
         // The audit trail: each exec with its exit code, none with its arguments.
-        const audit = await eventually("the exec records", async () => {
-          const r = await fleet([
-            ...["audit", "--device", "exec-pi-1", "--since", "10m", "-o", "json"],
-            ...flags.viewer,
-          ]);
-          assert.equal(r.code, 0, r.stderr);
-          const records = (JSON.parse(r.stdout) as {
-            kind: string;
-            verb: string;
-            outcome: string;
-            reason?: string;
-            exitCode?: number;
-            arguments: Record<string, string>;
-          }[]).filter((x) => x.verb === "exec");
-          return records.some((x) => x.kind === "session" && x.arguments.host === "true")
-            ? records
-            : undefined;
-        }, STEP_MS);
+        const audit = (await rig.audit(
+          "exec-pi-1",
+          flags.viewer,
+          (records) => records.some((x) => x.kind === "session" && x.arguments.host === "true"),
+        )).filter((x) => x.verb === "exec");
         assert.ok(audit.some((r) => r.kind === "session" && r.exitCode === 3), "exit code 3");
         assert.ok(audit.some((r) => r.exitCode === 9 && r.arguments.tty === "true"), "Ctrl-C");
         assert.ok(

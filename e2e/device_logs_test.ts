@@ -23,7 +23,7 @@ import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { principalInbox } from "../adapters/oidc/mod.ts";
 import { eventually } from "../testing/eventually.ts";
 import { fleet, FleetProcess } from "./_helpers.ts";
-import { startDeviceRig } from "./_device_rig.ts";
+import { startDeviceRig, type StoredRecord } from "./_device_rig.ts";
 import { story, testLogger } from "./_story.ts";
 
 const STEP_MS = 120_000;
@@ -346,21 +346,10 @@ story(
         );
 
         // The audit trail: each session with who, what, how it ended and its bytes.
-        const audit = await eventually("the session records", async () => {
-          const r = await fleet([
-            ...["audit", "--device", "logs-pi-1", "--since", "10m", "-o", "json"],
-            ...flags.viewer,
-          ]);
-          assert.equal(r.code, 0, r.stderr);
-          const records = (JSON.parse(r.stdout) as {
-            kind: string;
-            verb: string;
-            reason?: string;
-            bytes?: number;
-            arguments: Record<string, string>;
-          }[]).filter((x) => x.kind === "session");
-          return records.length >= 5 ? records : undefined;
-        }, STEP_MS);
+        const sessions = (records: StoredRecord[]) => records.filter((x) => x.kind === "session");
+        const audit = sessions(
+          await rig.audit("logs-pi-1", flags.viewer, (records) => sessions(records).length >= 5),
+        );
         assert.ok(
           audit.some((r) =>
             r.verb === "logs" && r.reason?.startsWith("done") && r.bytes! > BULK_LINES * LINE_BYTES
