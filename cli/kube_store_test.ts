@@ -202,6 +202,45 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "the API server takes a service healthcheck with its defaults filled, and refuses an empty command or a bad interval",
+  sharedServerTest,
+  async () => {
+    const client = await kube();
+    const namespace = await createNamespace(client, "health");
+    const checked = (healthcheck: Record<string, unknown>) =>
+      object(namespace, "web", { healthcheck });
+    const applied = await client.apply<ReturnType<typeof checked>>(
+      DeploymentType,
+      checked({ command: ["wget", "-q", "http://127.0.0.1/"], interval: "10s" }),
+      { fieldManager: "kubectl", strictFields: true },
+    );
+    const [service] = applied.spec.score.data.services as Record<string, unknown>[];
+    assert.deepEqual(service?.["healthcheck"], {
+      command: ["wget", "-q", "http://127.0.0.1/"],
+      interval: "10s",
+      timeout: "30s",
+      retries: 3,
+      startPeriod: "0s",
+    });
+    for (
+      const [healthcheck, message] of [
+        [{ command: [] }, /healthcheck\.command/],
+        [{ command: ["true"], interval: "10 seconds" }, /healthcheck\.interval/],
+      ] as const
+    ) {
+      await assert.rejects(
+        client.apply(DeploymentType, checked(healthcheck), { fieldManager: "kubectl" }),
+        (error: unknown) => {
+          assert.ok(error instanceof KubeApiError, String(error));
+          assert.match(error.message, message, JSON.stringify(healthcheck));
+          return true;
+        },
+      );
+    }
+  },
+);
+
 /** Runs `fleet <args>` against the shared API server. */
 async function fleet(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
