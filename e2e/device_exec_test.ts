@@ -10,16 +10,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { ContainerLabels } from "../core/mod.ts";
 import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { eventually } from "../testing/eventually.ts";
 import { fleet, FleetProcess } from "./_helpers.ts";
 import { startDeviceRig } from "./_device_rig.ts";
+import { Interactive } from "./_interactive.ts";
 import { story, testLogger } from "./_story.ts";
 
 const STEP_MS = 120_000;
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
 /** A deployment of two services that only wait. */
 const BOX = `apiVersion: fleet.nationtech.io/v1alpha1
@@ -42,82 +41,6 @@ spec:
           image: localhost/fleet-test:v1
           command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 5; done"]
 `;
-
-/** A process whose stdin the test writes and whose output it reads as it comes. */
-class Interactive implements AsyncDisposable {
-  stdout = "";
-  stderr = "";
-  readonly #child: Deno.ChildProcess;
-  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #reading: Promise<void>;
-
-  constructor(command: string, args: string[]) {
-    this.#child = new Deno.Command(command, {
-      args,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    this.#stdin = this.#child.stdin.getWriter();
-    const read = async (stream: ReadableStream<Uint8Array>, to: "stdout" | "stderr") => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this[to] += chunk;
-    };
-    this.#reading = Promise.all([
-      read(this.#child.stdout, "stdout"),
-      read(this.#child.stderr, "stderr"),
-    ]).then(() => {});
-  }
-
-  /** `fleet exec <args>` with its stdin from the test. */
-  static fleet(args: string[]): Interactive {
-    return new Interactive(Deno.execPath(), ["run", "-A", MAIN, "exec", ...args]);
-  }
-
-  /**
-   * `fleet exec <args>` in a terminal of `rows` × `cols`, as a person's shell runs it: util-linux
-   * `script` gives it a pseudo-terminal and passes the test's bytes (Ctrl-C too) as typed keys.
-   */
-  static inTerminal(args: string[], rows: number, cols: number): Interactive {
-    const command = [Deno.execPath(), "run", "-A", MAIN, "exec", ...args].map(quote).join(" ");
-    return new Interactive("script", [
-      "-qefc",
-      `stty rows ${rows} cols ${cols}; exec ${command}`,
-      "/dev/null",
-    ]);
-  }
-
-  async write(data: string | Uint8Array): Promise<void> {
-    await this.#stdin.write(typeof data === "string" ? new TextEncoder().encode(data) : data);
-  }
-
-  async closeStdin(): Promise<void> {
-    await this.#stdin.close();
-  }
-
-  async exit(): Promise<number> {
-    const { code } = await this.#child.status;
-    await this.#reading;
-    return code;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    await this.#stdin.close().catch(() => {
-      // Closed already, or the process is gone.
-    });
-    await this.exit();
-  }
-}
-
-/** `text` as one word for a POSIX shell. */
-function quote(text: string): string {
-  return `'${text.replaceAll("'", `'\\''`)}'`;
-}
 
 story(
   "device exec: streams, exit codes, stdin, a terminal, one interactive session and --force, host shell, switched off, roles, audited",
@@ -190,19 +113,27 @@ story(
 
         // Stdin to its end: lines, and a megabyte that goes only as fast as the device takes it.
         {
-          await using swap = Interactive.fleet([
-            ...["exec-pi-1", "box/side", "-i", ...flags.ada],
-            ...["--", "/bin/sh", "-c", 'read a; read b; echo "$b $a"'],
-          ]);
+          await using swap = Interactive.fleet(["exec", ...[
+            "exec-pi-1",
+            "box/side",
+            "-i",
+            ...flags.ada,
+          ], ...["--", "/bin/sh", "-c", 'read a; read b; echo "$b $a"']]);
           await swap.write("one\ntwo\n");
           await swap.closeStdin();
           assert.equal(await swap.exit(), 0, swap.stderr);
           assert.equal(swap.stdout, "two one\n");
         }
         {
-          await using count = Interactive.fleet([
-            ...["exec-pi-1", "box/side", "-i", ...flags.ada, "--", "wc", "-c"],
-          ]);
+          await using count = Interactive.fleet(["exec", ...[
+            "exec-pi-1",
+            "box/side",
+            "-i",
+            ...flags.ada,
+            "--",
+            "wc",
+            "-c",
+          ]]);
           const chunk = new Uint8Array(64 * 1024).fill(0x61);
           for (let i = 0; i < 16; i++) await count.write(chunk);
           await count.closeStdin();
@@ -219,7 +150,7 @@ story(
         {
           await using term = Interactive.inTerminal(
             [
-              ...["exec-pi-1", "box/app", "-it", ...flags.ada, "--", "/bin/sh", "-c"],
+              ...["exec", "exec-pi-1", "box/app", "-it", ...flags.ada, "--", "/bin/sh", "-c"],
               "stty size; trap 'echo interrupted; exit 9' INT; echo ready; while :; do sleep 1; done",
             ],
             33,
@@ -236,10 +167,15 @@ story(
         // One interactive session per device; a command without a terminal runs beside it;
         // --force takes it over and its user is told.
         {
-          await using first = Interactive.fleet([
-            ...["exec-pi-1", "box/app", "-it", ...flags.ada, "--", "/bin/sh", "-c"],
-            "echo ready; while :; do sleep 2; done",
-          ]);
+          await using first = Interactive.fleet(["exec", ...[
+            "exec-pi-1",
+            "box/app",
+            "-it",
+            ...flags.ada,
+            "--",
+            "/bin/sh",
+            "-c",
+          ], "echo ready; while :; do sleep 2; done"]);
           await eventually("ada's session", () => first.stdout.includes("ready"), STEP_MS);
           const second = await exec(["exec-pi-1", "box/app", "-it", ...flags.bob, "--", "true"]);
           assert.equal(second.code, 1);

@@ -8,7 +8,6 @@
  * the broker; every session is in the audit trail.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import {
@@ -24,10 +23,10 @@ import { principalInbox } from "../adapters/oidc/mod.ts";
 import { eventually } from "../testing/eventually.ts";
 import { fleet, FleetProcess } from "./_helpers.ts";
 import { startDeviceRig, type StoredRecord } from "./_device_rig.ts";
+import { Interactive } from "./_interactive.ts";
 import { story, testLogger } from "./_story.ts";
 
 const STEP_MS = 120_000;
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 /** Lines of the bulk: `line NNNNN ` and 1000 zeros, 1012 bytes with the newline. */
 const BULK_LINES = 5120;
 const LINE_BYTES = 1012;
@@ -58,50 +57,6 @@ spec:
               echo bulk-done;
               n=0; while true; do n=$((n+1)); echo tick $n; sleep 1; done
 `;
-
-/** `fleet logs ...` running: its output as it comes, Ctrl-C, its exit. */
-class LogsProcess {
-  stdout = "";
-  stderr = "";
-  readonly #child: Deno.ChildProcess;
-  readonly #reading: Promise<void>;
-
-  constructor(args: string[]) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "logs", ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const read = async (stream: ReadableStream<Uint8Array>, to: "stdout" | "stderr") => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this[to] += chunk;
-    };
-    this.#reading = Promise.all([
-      read(this.#child.stdout, "stdout"),
-      read(this.#child.stderr, "stderr"),
-    ]).then(() => {});
-  }
-
-  interrupt(): void {
-    this.#child.kill("SIGINT");
-  }
-
-  async exit(): Promise<number> {
-    const { code } = await this.#child.status;
-    await this.#reading;
-    return code;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    await this.exit();
-  }
-}
 
 /** The numbers of the `tick N` lines in `text` (after an optional prefix). */
 function ticks(text: string, prefix = ""): number[] {
@@ -206,10 +161,13 @@ story(
 
         // --follow picks up lines written after it started; Ctrl-C ends it cleanly.
         {
-          await using follow = new LogsProcess([
-            ...["logs-pi-1", "chatty", "--tail", "1", "--follow"],
-            ...flags.maintainer,
-          ]);
+          await using follow = Interactive.fleet(["logs", ...[
+            "logs-pi-1",
+            "chatty",
+            "--tail",
+            "1",
+            "--follow",
+          ], ...flags.maintainer]);
           const seen = await eventually("two new ticks", () => {
             const n = ticks(follow.stdout);
             return n.length >= 3 ? n : undefined;
@@ -221,10 +179,14 @@ story(
 
         // Two devices at once, each line after its device id.
         {
-          await using both = new LogsProcess([
-            ...["-l", "site=lab", "chatty", "--tail", "1", "--follow"],
-            ...flags.maintainer,
-          ]);
+          await using both = Interactive.fleet(["logs", ...[
+            "-l",
+            "site=lab",
+            "chatty",
+            "--tail",
+            "1",
+            "--follow",
+          ], ...flags.maintainer]);
           await eventually(
             "ticks of both devices",
             () =>
@@ -309,10 +271,13 @@ story(
 
         // logs-pi-2 goes away mid-follow: the follow ends saying so.
         {
-          await using follow = new LogsProcess([
-            ...["logs-pi-2", "chatty", "--tail", "1", "--follow"],
-            ...flags.maintainer,
-          ]);
+          await using follow = Interactive.fleet(["logs", ...[
+            "logs-pi-2",
+            "chatty",
+            "--tail",
+            "1",
+            "--follow",
+          ], ...flags.maintainer]);
           await eventually(
             "a tick from logs-pi-2",
             () => ticks(follow.stdout).length >= 1,
