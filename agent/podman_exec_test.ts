@@ -10,6 +10,7 @@ import { PodmanClient } from "../adapters/podman/mod.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { ensureTestImage } from "../sandbox/local_image.ts";
 import { tempDir } from "../testing/temp_dir.ts";
+import { testContainerSpec, uniqueContainerName } from "../testing/containers.ts";
 import { eventually } from "../testing/eventually.ts";
 import { ContainerLabels } from "../core/mod.ts";
 import { PodmanRuntime } from "./podman_runtime.ts";
@@ -46,16 +47,9 @@ Deno.test("PodmanRuntime.exec runs commands in a container: streams, stdin, TTY,
   using client = new PodmanClient({ socketPath: service.socketPath });
   const image = await ensureTestImage(client, "v1");
   const runtime = new PodmanRuntime(client);
-  const id = await client.createContainer({
-    name: "exec-test",
-    image,
-    labels: {},
-    env: {},
-    ports: [],
-    volumes: [],
-    restartPolicy: "no",
-    command: ["/bin/sleep", "600"],
-  });
+  const id = await client.createContainer(
+    testContainerSpec(uniqueContainerName("exec-test"), image, { command: ["/bin/sleep", "600"] }),
+  );
   try {
     await client.startContainer(id);
     const target = { containerId: id };
