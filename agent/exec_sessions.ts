@@ -55,6 +55,8 @@ interface OpenSession extends OpenExec {
 export class ExecSessions {
   readonly #options: ExecSessionsOptions;
   readonly #open = new Map<string, OpenSession>();
+  /** Admitted, their command not started yet: they hold their place meanwhile. */
+  readonly #starting = new Map<string, OpenExec>();
 
   constructor(options: ExecSessionsOptions) {
     this.#options = options;
@@ -72,25 +74,41 @@ export class ExecSessions {
    */
   async open(request: ExecRequest, principal: string): Promise<ExecResult> {
     const o = this.#options;
-    if (this.#open.has(request.sessionId)) {
-      throw new CommandRefused(`session ${request.sessionId} is already open`);
+    const { sessionId } = request;
+    if (this.#open.has(sessionId) || this.#starting.has(sessionId)) {
+      throw new CommandRefused(`session ${sessionId} is already open`);
     }
-    const admission = admitExec(o.deviceId, request, o.policy, [...this.#open.values()]);
+    const open = [...this.#open.values(), ...this.#starting.values()];
+    const admission = admitExec(o.deviceId, request, o.policy, open);
     if ("refuse" in admission) throw new CommandRefused(admission.refuse);
-    const { target, name } = await this.#target(request);
-    if (admission.takeOver) {
-      const other = this.#open.get(admission.takeOver.sessionId);
-      other?.session.tell("notice", {
-        message: `${principal} took over this device's interactive session (--force)`,
-      });
-      await other?.session.end("taken-over", `${principal} took the interactive session over`);
+    const other = admission.takeOver && this.#open.get(admission.takeOver.sessionId);
+    if (admission.takeOver && !other) {
+      throw new CommandRefused(
+        `the interactive session of ${admission.takeOver.principal} is starting; try again`,
+      );
     }
-    const process = await o.runtime.exec(target, {
-      command: request.command,
-      tty: request.tty ?? false,
-      stdin: request.stdin ?? false,
-      size: request.size,
-    });
+    const slot = { sessionId, principal, tty: request.tty ?? false };
+    this.#starting.set(sessionId, slot);
+    let process: ExecProcess;
+    let name: string;
+    try {
+      const chosen = await this.#target(request);
+      name = chosen.name;
+      if (other) {
+        other.session.tell("notice", {
+          message: `${principal} took over this device's interactive session (--force)`,
+        });
+        await other.session.end("taken-over", `${principal} took the interactive session over`);
+      }
+      process = await o.runtime.exec(chosen.target, {
+        command: request.command,
+        tty: request.tty ?? false,
+        stdin: request.stdin ?? false,
+        size: request.size,
+      });
+    } finally {
+      this.#starting.delete(sessionId);
+    }
     const abort = new AbortController();
     const session = new Session(o, {
       principal,
@@ -104,12 +122,7 @@ export class ExecSessions {
       abort,
       onResize: (size) => this.#resize(process, size),
     });
-    this.#open.set(request.sessionId, {
-      sessionId: request.sessionId,
-      principal,
-      tty: request.tty ?? false,
-      session,
-    });
+    this.#open.set(sessionId, { ...slot, session });
     const stopStdin = request.stdin
       ? this.#acceptStdin(session, process, principal, request.sessionId)
       : undefined;

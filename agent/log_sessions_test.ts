@@ -7,13 +7,13 @@ import {
   type ObservedContainer,
   SESSION_IDLE_MS,
   SESSION_KEEPALIVE_MS,
-  SessionEnd,
 } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { JournalUnavailableError } from "../adapters/host/journal.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { LogSessions } from "./log_sessions.ts";
-import { type ControlFrame, QUEUE_HIGH_WATER, type SessionTransport } from "./session.ts";
+import { QUEUE_HIGH_WATER } from "./session.ts";
+import { FakeTransport } from "../testing/fake_session_transport.ts";
 import { CommandRefused } from "./command_responder.ts";
 
 const enc = new TextEncoder();
@@ -21,40 +21,6 @@ const dec = new TextDecoder();
 const SESSION = "abcdef0123456789";
 const OUT = `device-sessions.pi-1.mia-1.${SESSION}.out`;
 const CTL = `device-sessions.pi-1.mia-1.${SESSION}.ctl`;
-
-interface Sent {
-  subject: string;
-  data: Uint8Array;
-  frame?: ControlFrame | "stderr" | undefined;
-}
-
-class FakeTransport implements SessionTransport {
-  readonly sent: Sent[] = [];
-  readonly #listeners = new Map<string, (data: Uint8Array) => void>();
-  send(subject: string, data: Uint8Array, frame?: ControlFrame | "stderr") {
-    this.sent.push({ subject, data, frame });
-  }
-  listen(subject: string, onMessage: (data: Uint8Array) => void) {
-    this.#listeners.set(subject, onMessage);
-    return () => this.#listeners.delete(subject);
-  }
-  control(subject: string, message: unknown) {
-    this.#listeners.get(subject)?.(enc.encode(JSON.stringify(message)));
-  }
-  listening(subject: string): boolean {
-    return this.#listeners.has(subject);
-  }
-  get dataBytes(): number {
-    return this.sent.filter((s) => !s.frame).reduce((n, s) => n + s.data.length, 0);
-  }
-  get text(): string {
-    return this.sent.filter((s) => !s.frame).map((s) => dec.decode(s.data)).join("");
-  }
-  get end(): SessionEnd | undefined {
-    const end = this.sent.find((s) => s.frame === "end");
-    return end && SessionEnd.parse(JSON.parse(dec.decode(end.data)));
-  }
-}
 
 function container(id: string, service: string): ObservedContainer {
   return {
