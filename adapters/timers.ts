@@ -41,17 +41,24 @@ export async function* untilAborted<T>(
   signal: AbortSignal,
 ): AsyncGenerator<T> {
   const iterator = source[Symbol.asyncIterator]();
-  const aborted = new Promise<"aborted">((resolve) => {
-    if (signal.aborted) resolve("aborted");
-    signal.addEventListener("abort", () => resolve("aborted"), { once: true });
-  });
+  // The abort wakes the wait at hand. Racing each item against one promise that lives until
+  // the abort would leave a reaction on it per item, each holding its item: a watch that runs
+  // for months would keep every event it ever yielded.
+  let wake: (() => void) | undefined;
+  const onAbort = () => wake?.();
+  signal.addEventListener("abort", onAbort, { once: true });
   try {
-    while (true) {
-      const next = await Promise.race([iterator.next(), aborted]);
+    while (!signal.aborted) {
+      const next = await new Promise<IteratorResult<T> | "aborted">((resolve, reject) => {
+        wake = () => resolve("aborted");
+        iterator.next().then(resolve, reject);
+      });
+      wake = undefined;
       if (next === "aborted" || next.done) return;
       yield next.value;
     }
   } finally {
+    signal.removeEventListener("abort", onAbort);
     // Not awaited: the source may be stuck; it is told to stop and left to finish.
     void iterator.return?.()?.catch(() => {});
   }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { DeadlineError, waitFor, withDeadline } from "./timers.ts";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { DeadlineError, untilAborted, waitFor, withDeadline } from "./timers.ts";
 
 Deno.test("withDeadline() settles like the work when it is done in time", async () => {
   assert.equal(await withDeadline(Promise.resolve(7), 1000, "late"), 7);
@@ -46,4 +48,51 @@ Deno.test("waitFor() abandons a check that never returns, and aborts its signal"
     /waiting for a stuck read \(the last check had not returned\)/,
   );
   assert.equal(seen?.aborted, true);
+});
+
+Deno.test("untilAborted() yields until the abort, then ends the source", async () => {
+  const controller = new AbortController();
+  let returned = false;
+  async function* source() {
+    try {
+      for (let i = 0;; i++) yield i;
+    } finally {
+      returned = true;
+    }
+  }
+  const seen: number[] = [];
+  for await (const i of untilAborted(source(), controller.signal)) {
+    seen.push(i);
+    if (i === 2) controller.abort();
+  }
+  assert.deepEqual(seen, [0, 1, 2]);
+  assert.equal(returned, true);
+});
+
+Deno.test("untilAborted() ends a wait for a source that yields nothing more when aborted", async () => {
+  const controller = new AbortController();
+  const never = { [Symbol.asyncIterator]: () => ({ next: () => new Promise<never>(() => {}) }) };
+  const waiting = untilAborted(never, controller.signal).next();
+  controller.abort();
+  assert.deepEqual(await waiting, { value: undefined, done: true });
+});
+
+Deno.test("untilAborted() keeps no item once the caller took it", async () => {
+  const controller = new AbortController();
+  async function* source() {
+    for (let i = 0; i < 20; i++) yield new Uint8Array(1024);
+    await new Promise(() => {}); // a watch that waits for its next event
+  }
+  const items = untilAborted(source(), controller.signal);
+  const taken: WeakRef<Uint8Array>[] = [];
+  for (let i = 0; i < 20; i++) taken.push(new WeakRef((await items.next()).value as Uint8Array));
+  // A collection in a later task (a WeakRef keeps its target for the task that made it), to
+  // tell what the running watch still reaches from what is only garbage.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  setFlagsFromString("--expose-gc");
+  runInNewContext("gc")();
+  const kept = taken.filter((item) => item.deref() !== undefined).length;
+  assert.ok(kept <= 1, `the watch still holds ${kept} of the 20 items the caller took`);
+  controller.abort();
+  await items.next();
 });
