@@ -22,7 +22,12 @@ import {
   type LogsResult,
   sinceSeconds,
 } from "../core/device_commands.ts";
-import { LineSplitter, MAX_LINE_BYTES, type SessionEndReason } from "../core/device_sessions.ts";
+import {
+  type DataFrame,
+  LineSplitter,
+  MAX_LINE_BYTES,
+  type SessionEndReason,
+} from "../core/device_sessions.ts";
 import { JournalUnavailableError } from "../adapters/host/journal.ts";
 import { CommandRefused } from "./command_responder.ts";
 import type { ContainerRuntime } from "./runtime.ts";
@@ -81,10 +86,10 @@ export class LogSessions {
     // The sources first: what cannot be read is refused before a session exists (the
     // command's own audit record says why).
     const abort = new AbortController();
-    let streams: { name: string; stream: ReadableStream<Uint8Array> }[];
+    let streams: { name: string; stream: ReadableStream<DataFrame> }[];
     try {
       streams = "agent" in sources
-        ? [{ name: "agent", stream: await o.journal(read, abort.signal) }]
+        ? [{ name: "agent", stream: asStdout(await o.journal(read, abort.signal)) }]
         : await Promise.all(sources.containers.map(async (c) => ({
           name: c.service,
           stream: await o.runtime.logs(c.containerId, read, abort.signal),
@@ -125,14 +130,24 @@ export class LogSessions {
     await Promise.all([...this.#open.values()].map((s) => s.end(reason, message)));
   }
 
-  /** Reads `stream` into `session` line by line, as fast as the session takes them. */
-  async #read(session: Session, stream: ReadableStream<Uint8Array>, prefix: string) {
-    const splitter = new LineSplitter(MAX_LINE_BYTES, prefix);
+  /**
+   * Reads `stream` into `session` line by line, as fast as the session takes them; each output
+   * is split on its own, so a stderr line that came between two pieces of a long stdout line
+   * is not cut into it.
+   */
+  async #read(session: Session, stream: ReadableStream<DataFrame>, prefix: string) {
+    const splitters = {
+      stdout: new LineSplitter(MAX_LINE_BYTES, prefix),
+      stderr: new LineSplitter(MAX_LINE_BYTES, prefix),
+    };
     const reader = stream.getReader();
     try {
       while (true) {
         const { value, done } = await reader.read();
-        if (!await session.push(done ? splitter.flush() : splitter.push(value)) || done) return;
+        const lines = done
+          ? [...splitters.stdout.flush(), ...splitters.stderr.flush()]
+          : splitters[value.stream].push(value.data);
+        if (!await session.push(lines) || done) return;
       }
     } catch (error) {
       if (!session.ended) {
@@ -144,6 +159,19 @@ export class LogSessions {
       });
     }
   }
+}
+
+/** A stream of one output (the agent's journal) as frames of stdout, read only as they are. */
+function asStdout(stream: ReadableStream<Uint8Array>): ReadableStream<DataFrame> {
+  const reader = stream.getReader();
+  return new ReadableStream<DataFrame>({
+    async pull(controller) {
+      const { value, done } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue({ data: value, stream: "stdout" });
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
 }
 
 /** A logs request's audit arguments: what was asked, no secret. */

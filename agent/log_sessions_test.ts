@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   type AuditRecord,
   ContainerLabels,
+  type DataFrame,
   LogsRequest,
   MIN_CREDIT,
   type ObservedContainer,
@@ -40,12 +41,12 @@ function container(id: string, service: string): ObservedContainer {
 function lazySource(lines: number, width = 1000, tag = "l") {
   const made = { bytes: 0, cancelled: false };
   let i = 0;
-  const stream = new ReadableStream<Uint8Array>({
+  const stream = new ReadableStream<DataFrame>({
     pull(controller) {
       if (i >= lines) return controller.close();
       const line = enc.encode(`${tag}${i++} `.padEnd(width - 1, "x") + "\n");
       made.bytes += line.length;
-      controller.enqueue(line);
+      controller.enqueue({ data: line, stream: "stdout" });
     },
     cancel() {
       made.cancelled = true;
@@ -54,8 +55,15 @@ function lazySource(lines: number, width = 1000, tag = "l") {
   return { stream, made };
 }
 
+/** `texts` as a source of stdout, one piece each. */
+function stdout(...texts: string[]): ReadableStream<DataFrame> {
+  return ReadableStream.from(
+    texts.map((t) => ({ data: enc.encode(t), stream: "stdout" as const })),
+  );
+}
+
 function setup(
-  sources: Record<string, ReadableStream<Uint8Array>>,
+  sources: Record<string, ReadableStream<DataFrame>>,
   options: { maxBytes?: number; journal?: () => Promise<ReadableStream<Uint8Array>> } = {},
 ) {
   const clock = new FakeClock();
@@ -160,7 +168,7 @@ Deno.test("LogSessions ends a session whose requester went quiet as idle, not on
 });
 
 Deno.test("LogSessions says it is still there with keepalive frames while there is nothing to send", async () => {
-  const never = new ReadableStream<Uint8Array>();
+  const never = new ReadableStream<DataFrame>();
   const { clock, transport, sessions } = setup({ app: never });
   await sessions.open(request({ follow: true }), "mia-1");
   await clock.advance(SESSION_KEEPALIVE_MS);
@@ -233,11 +241,28 @@ Deno.test("LogSessions refuses what it cannot read, naming why, before any sessi
 });
 
 Deno.test("LogSessions cuts an overlong line and marks it", async () => {
-  const long = ReadableStream.from([enc.encode("x".repeat(40_000) + "\nshort\n")]);
+  const long = stdout("x".repeat(40_000) + "\nshort\n");
   const { clock, transport, sessions } = setup({ app: long });
   await sessions.open(request(), "mia-1");
   await clock.advance(0);
   const [first, second] = transport.text.split("\n");
   assert.equal(first, "x".repeat(16 * 1024) + " [fleet: line truncated]");
   assert.equal(second, "short");
+});
+
+Deno.test("LogSessions splits each output on its own: a stderr line between two pieces of a long stdout line stays whole", async () => {
+  // Podman sends a line longer than its buffer in pieces; another output's line can come between.
+  const frames: DataFrame[] = [
+    { data: enc.encode("a long stdout "), stream: "stdout" },
+    { data: enc.encode("an error\n"), stream: "stderr" },
+    { data: enc.encode("line\n"), stream: "stdout" },
+  ];
+  const { clock, transport, sessions } = setup({ web: ReadableStream.from(frames) });
+  await sessions.open(request(), "mia-1");
+  await clock.advance(0);
+  assert.equal(transport.end?.reason, "done");
+  assert.deepEqual(transport.text.split("\n").filter((l) => l !== "").sort(), [
+    "a long stdout line",
+    "an error",
+  ]);
 });

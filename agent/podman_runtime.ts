@@ -16,6 +16,7 @@ import {
   PodmanUnavailableError,
 } from "../adapters/podman/mod.ts";
 import type { LogReadOptions } from "../core/device_commands.ts";
+import type { DataFrame } from "../core/device_sessions.ts";
 import { sleep } from "../adapters/timers.ts";
 import type {
   ContainerRuntime,
@@ -148,7 +149,7 @@ export class PodmanRuntime implements ContainerRuntime {
     containerId: string,
     options: LogReadOptions,
     signal: AbortSignal,
-  ): Promise<ReadableStream<Uint8Array>> {
+  ): Promise<ReadableStream<DataFrame>> {
     return reason(this.#client.streamLogs(containerId, options, signal));
   }
 

@@ -74,14 +74,15 @@ export interface ContainerRuntime {
   /** What the container was given of the host; undefined when it is gone. */
   grants(containerId: string): Promise<ContainerGrants | undefined>;
   /**
-   * The container's log as written (stdout and stderr interleaved), streamed: read no faster
-   * than the stream is read; aborting `signal` stops it.
+   * The container's log as written, each piece with its output (a long line may come in
+   * pieces, a line of the other output between them), streamed: read no faster than the stream
+   * is read; aborting `signal` stops it.
    */
   logs(
     containerId: string,
     options: LogReadOptions,
     signal: AbortSignal,
-  ): Promise<ReadableStream<Uint8Array>>;
+  ): Promise<ReadableStream<DataFrame>>;
   /** Starts `options.command` in `target`. */
   exec(target: ExecTarget, options: ExecOptions): Promise<ExecProcess>;
   /** Removes host shell containers a stopped agent left behind. */

@@ -16,6 +16,7 @@ import {
   type PodmanService,
 } from "../core/mod.ts";
 import type { ContainerRuntime, ExecProcess, LastExit } from "../agent/runtime.ts";
+import type { DataFrame } from "../core/device_sessions.ts";
 
 /** A container as the memory runtime holds it: what podman lists, plus what it keeps. */
 export interface MemoryContainer extends ObservedContainer {
@@ -153,10 +154,11 @@ export class MemoryRuntime implements ContainerRuntime {
   }
 
   /** What the container wrote, at once (follow ends there too). */
-  logs(containerId: string): Promise<ReadableStream<Uint8Array>> {
+  logs(containerId: string): Promise<ReadableStream<DataFrame>> {
     const c = this.get(containerId);
     if (!c) return Promise.reject(new Error(`no such container: ${containerId}`));
-    return Promise.resolve(ReadableStream.from([new TextEncoder().encode(c.output)]));
+    const data = new TextEncoder().encode(c.output);
+    return Promise.resolve(ReadableStream.from([{ data, stream: "stdout" as const }]));
   }
 
   exec(): Promise<ExecProcess> {

@@ -3,9 +3,9 @@
  * the only code that talks to Podman; everything it throws is a {@linkcode PodmanError}.
  */
 
-import { LogFrameDemuxer, logPayloads } from "./log_frames.ts";
+import { LogFrameDemuxer, logFrames } from "./log_frames.ts";
 import type { LogReadOptions } from "../../core/device_commands.ts";
-import { concat } from "../../core/device_sessions.ts";
+import { concat, type DataFrame } from "../../core/device_sessions.ts";
 import type { z } from "zod";
 import {
   healthConfig,
@@ -350,8 +350,8 @@ export class PodmanClient implements Disposable {
   }
 
   /**
-   * A container's log as it was written (stdout and stderr interleaved, unframed), streamed:
-   * podman is read only as fast as the stream is, so a reader that pauses pauses podman.
+   * A container's log as it was written, each piece with its output (stdout or stderr),
+   * streamed: podman is read only as fast as the stream is, so a reader that pauses pauses podman.
    * It ends with the log (without follow) or when the container stops; cancelling it or
    * aborting `signal` closes the connection.
    * @throws {PodmanError} when the container does not exist (404).
@@ -360,7 +360,7 @@ export class PodmanClient implements Disposable {
     id: string,
     options: LogReadOptions,
     signal: AbortSignal,
-  ): Promise<ReadableStream<Uint8Array>> {
+  ): Promise<ReadableStream<DataFrame>> {
     const op = { operation: "read the logs of container", target: id };
     const query = new URLSearchParams({
       stdout: "true",
@@ -374,7 +374,7 @@ export class PodmanClient implements Disposable {
     if (response.status !== 200 || response.body === null) {
       throw this.#statusError(op, response.status, await this.#text(op, response));
     }
-    return logPayloads(response.body);
+    return logFrames(response.body);
   }
 
   /**

@@ -463,7 +463,7 @@ Deno.test("PodmanClient.streamLogs() streams what a container printed, each chun
     });
     const read = { follow: false, timestamps: false, tail: undefined, sinceSeconds: undefined };
     const stream = await client.streamLogs(id, read, new AbortController().signal);
-    const chunks = await Array.fromAsync(stream);
+    const chunks = (await Array.fromAsync(stream)).map((f) => f.data);
     assert.deepEqual(
       new TextDecoder().decode(concat(chunks)).trimEnd().split("\n"),
       Array.from({ length: 300 }, (_, i) => `${String(i).padStart(4, "0")} ${"0".repeat(1000)}`),

@@ -1,7 +1,7 @@
 /**
  * Podman's log stream framing, incrementally: a container without a TTY sends each write as a
  * frame (stream byte 1 or 2, three zero bytes, big-endian length, payload); one with a TTY
- * sends raw bytes. No I/O: {@link logPayloads} reads a stream it is given.
+ * sends raw bytes. No I/O: {@link logFrames} reads a stream it is given.
  * @module
  */
 
@@ -13,33 +13,50 @@ const STDERR = 2;
 const READ_BYTES = 64 * 1024;
 
 /**
- * The payloads of a Podman log body (see {@link LogFrameDemuxer}), one chunk per read of it,
- * read only as fast as the result is. The body is read into one reused buffer: Deno's default
+ * The payloads of a Podman log body (see {@link LogFrameDemuxer}) with their output, one frame
+ * per run of one output in each read of it, read only as fast as the result is. Outputs stay
+ * apart: Podman sends a line longer than its buffer in pieces, and a stderr line can come
+ * between two pieces of a stdout line. The body is read into one reused buffer: Deno's default
  * reader gives every read a fresh 64 KiB buffer, and Podman sends each log line as its own
  * frame, so 50 MB of 1 KiB lines went through 3 GB of buffers and the agent's resident memory
- * grew by the ones awaiting garbage collection (measured: +80 MB). Each chunk is a copy that
+ * grew by the ones awaiting garbage collection (measured: +80 MB). Each frame is a copy that
  * owns only its bytes.
  * @param body a byte stream, as a `fetch` response body is
  */
-export function logPayloads(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+export function logFrames(body: ReadableStream<Uint8Array>): ReadableStream<DataFrame> {
   const reader = body.getReader({ mode: "byob" });
   const demuxer = new LogFrameDemuxer();
   let buffer = new ArrayBuffer(READ_BYTES);
-  return new ReadableStream<Uint8Array>({
+  return new ReadableStream<DataFrame>({
     async pull(controller) {
       while (true) {
         const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done) return controller.close();
         // The read hands the buffer back in `value`; the payloads are copied out before reuse.
         buffer = value.buffer;
-        const parts = demuxer.push(value);
-        if (parts.length > 0) return controller.enqueue(concat(parts));
+        const runs = byOutput(demuxer.pushFrames(value));
+        if (runs.length === 0) continue;
+        for (const run of runs) controller.enqueue(run);
+        return;
       }
     },
     cancel(reason) {
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
+}
+
+/** Consecutive frames of one output as one frame each, copied. */
+function byOutput(frames: readonly DataFrame[]): DataFrame[] {
+  const runs: DataFrame[] = [];
+  for (let at = 0; at < frames.length;) {
+    const stream = frames[at]!.stream;
+    let end = at;
+    while (end < frames.length && frames[end]!.stream === stream) end++;
+    runs.push({ data: concat(frames.slice(at, end).map((f) => f.data)), stream });
+    at = end;
+  }
+  return runs;
 }
 
 /**

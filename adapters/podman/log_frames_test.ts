@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LogFrameDemuxer, logPayloads } from "./log_frames.ts";
+import { LogFrameDemuxer, logFrames } from "./log_frames.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -57,24 +57,27 @@ function byteBody(chunks: Uint8Array[]) {
   return { body, seen };
 }
 
-Deno.test("logPayloads yields the payloads across reads cut anywhere, each chunk a copy owning only its bytes", async () => {
+Deno.test("logFrames yields each output's payloads across reads cut anywhere, each a copy owning only its bytes", async () => {
   const lines = Array.from({ length: 50 }, (_, i) => `${i} ${"x".repeat(1000)}\n`);
   const stream = new Uint8Array(lines.flatMap((line, i) => [...frame(1 + i % 2, line)]));
   // Cuts that split headers and payloads, so a frame spans reads of the one reused buffer.
   const cuts = [];
   for (let at = 0; at < stream.length; at += 700) cuts.push(stream.subarray(at, at + 700));
-  const chunks = await Array.fromAsync(logPayloads(byteBody(cuts).body));
-  assert.equal(joined(chunks), lines.join(""));
-  for (const chunk of chunks) {
+  const frames = await Array.fromAsync(logFrames(byteBody(cuts).body));
+  const of = (stream: string) =>
+    joined(frames.filter((f) => f.stream === stream).map((f) => f.data));
+  assert.equal(of("stdout"), lines.filter((_, i) => i % 2 === 0).join(""));
+  assert.equal(of("stderr"), lines.filter((_, i) => i % 2 === 1).join(""));
+  for (const { data } of frames) {
     // A view on the 64 KiB read buffer would keep all of it alive for one line.
-    assert.equal(chunk.buffer.byteLength, chunk.byteLength);
+    assert.equal(data.buffer.byteLength, data.byteLength);
   }
 });
 
-Deno.test("logPayloads reads the body only as far as it is read; cancelling it cancels the body", async () => {
+Deno.test("logFrames reads the body only as far as it is read; cancelling it cancels the body", async () => {
   const { body, seen } = byteBody(Array.from({ length: 10 }, () => frame(1, "line\n")));
-  const reader = logPayloads(body).getReader();
-  assert.equal(joined([(await reader.read()).value!]), "line\n");
+  const reader = logFrames(body).getReader();
+  assert.equal(joined([(await reader.read()).value!.data]), "line\n");
   await new Promise((resolve) => setTimeout(resolve, 0));
   assert.equal(seen.pulls, 1, "no read ahead");
   await reader.cancel();
