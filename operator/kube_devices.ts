@@ -224,8 +224,14 @@ export class KubeDeviceSink implements DeviceSink {
     while (!signal.aborted) {
       if (this.#pending.size === 0) {
         await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-          signal.addEventListener("abort", () => resolve(), { once: true });
+          const onAbort = () => resolve();
+          // A wake takes its abort listener along: one per wait would pile up for the life of
+          // the operator.
+          this.#wake = () => {
+            signal.removeEventListener("abort", onAbort);
+            resolve();
+          };
+          signal.addEventListener("abort", onAbort, { once: true });
         });
         this.#wake = undefined;
         continue;

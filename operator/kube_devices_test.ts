@@ -107,6 +107,7 @@ Deno.test("KubeDeviceSink shows an agent conflict on the Device (condition and w
   const sink = new KubeDeviceSink(client, silentLogger);
   await sink.load();
   const controller = new AbortController();
+  const listeners = countAbortListeners(controller.signal);
   const running = sink.run(controller.signal);
   const status = async () => {
     const object = await client.get(DeviceType, "pi-1");
@@ -154,6 +155,9 @@ Deno.test("KubeDeviceSink shows an agent conflict on the Device (condition and w
       50,
     );
 
+    // Each write woke the idle write loop: none of those waits is still listening.
+    assert.ok(listeners.count <= 2, `${listeners.count} abort listeners after a few writes`);
+
     sink.agentConflictChanged("pi-1", undefined);
     const after = await waitFor(
       "the conflict over",
@@ -171,3 +175,19 @@ Deno.test("KubeDeviceSink shows an agent conflict on the Device (condition and w
     await running;
   }
 });
+
+/** Counts the abort listeners added to `signal` and not removed (nor fired). */
+function countAbortListeners(signal: AbortSignal): { count: number } {
+  const counter = { count: 0 };
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = ((type: string, listener: EventListener, options?: unknown) => {
+    if (type === "abort") counter.count++;
+    add(type, listener, options as AddEventListenerOptions);
+  }) as typeof signal.addEventListener;
+  signal.removeEventListener = ((type: string, listener: EventListener, options?: unknown) => {
+    if (type === "abort") counter.count--;
+    remove(type, listener, options as EventListenerOptions);
+  }) as typeof signal.removeEventListener;
+  return counter;
+}
