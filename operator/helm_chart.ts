@@ -368,6 +368,9 @@ operator:
   # Copies of each JetStream bucket the operator creates (FLEET_REPLICAS). 0: one per server of
   # the chart's NATS, at most 3 (1 with nats.enabled false: set it for a NATS cluster of yours).
   bucketReplicas: 0
+  # Workload revisions kept per deployment, for fleet rollout history and rollbacks
+  # (FLEET_REVISION_HISTORY).
+  revisionHistory: 10
   # Port of /healthz (liveness), /readyz (readiness: connected to NATS and, on the leader, the
   # fleet read; a standby is ready) and /metrics (Prometheus) (FLEET_OPERATOR_HEALTH_PORT).
   healthPort: 8080
@@ -954,6 +957,8 @@ spec:
             {{- end }}
             - name: FLEET_REPLICAS
               value: {{ include "fleet.bucketReplicas" . | quote }}
+            - name: FLEET_REVISION_HISTORY
+              value: {{ .Values.operator.revisionHistory | quote }}
             - name: FLEET_OPERATOR_HEALTH_PORT
               value: {{ .Values.operator.healthPort | quote }}
             {{- include "fleet.denoEnv" .Values.operator.v8Flags | nindent 12 }}

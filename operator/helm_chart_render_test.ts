@@ -527,6 +527,7 @@ Deno.test("helm template: the operator runs the kube source with leader election
     { name: "FLEET_OIDC_PROVIDER", value: "zitadel" },
     { name: "FLEET_OIDC_PROJECT_ID", value: "301234567890123456" },
     { name: "FLEET_REPLICAS", value: "1" },
+    { name: "FLEET_REVISION_HISTORY", value: "10" },
     { name: "FLEET_OPERATOR_HEALTH_PORT", value: "8080" },
     { name: "DENO_DIR", value: "/tmp/deno" },
     { name: "DENO_V8_FLAGS", value: "--max-old-space-size=128" },
@@ -564,6 +565,7 @@ Deno.test("helm template: the operator runs the kube source with leader election
       valueFrom: { secretKeyRef: { name: "fleet-nats", key: "password" } },
     },
     { name: "FLEET_REPLICAS", value: "1" },
+    { name: "FLEET_REVISION_HISTORY", value: "10" },
     { name: "FLEET_OPERATOR_HEALTH_PORT", value: "8080" },
     { name: "DENO_DIR", value: "/tmp/deno" },
   ]);
@@ -575,6 +577,10 @@ Deno.test("helm template: the operator runs the kube source with leader election
   assert.equal(await replicas({ nats: { server: { replicas: 3 } } }), "3");
   assert.equal(await replicas({ nats: { server: { replicas: 5 } } }), "3");
   assert.equal(await replicas({ operator: { bucketReplicas: 2 } }), "2");
+  const history = env(
+    named(await render({ operator: { revisionHistory: 25 } }), "Deployment", "fleet-operator"),
+  ).find((e) => e["name"] === "FLEET_REVISION_HISTORY")?.["value"];
+  assert.equal(history, "25");
 });
 
 Deno.test("helm template: the operator gets exactly the verbs it uses and the one Lease it may renew", async () => {
