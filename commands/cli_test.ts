@@ -1372,3 +1372,23 @@ Deno.test("fleet apply, get and delete authenticate as an admin with OIDC flags,
     }
   });
 });
+
+Deno.test("fleet exec exits 2 before connecting when the deployment or the command is missing or invalid", async () => {
+  assertOneLineError(
+    await fleet("exec", "pi-1"),
+    2,
+    "Give the deployment, then the command after --",
+  );
+  assertOneLineError(await fleet("exec", "pi-1", "web"), 2, "Give the command to run after --");
+  assertOneLineError(await fleet("exec", "pi-1", "--host"), 2, "Give the command to run after --");
+  assertOneLineError(
+    await fleet("exec", "pi-1", "we.b", "--", "ls"),
+    2,
+    'Invalid deployment name "we.b"',
+  );
+  assertOneLineError(
+    await fleet("exec", "pi-1", "web/a/b", "--", "ls"),
+    2,
+    'Invalid deployment "web/a/b": give DEPLOYMENT or DEPLOYMENT/SERVICE before --, or --host',
+  );
+});

@@ -30,7 +30,10 @@ export function execCommand(): CommandUnknownOpts {
     new Command("exec")
       .description("Run a command in a deployment's container on a device, or a shell on it")
       .argument("<device>", "the device")
-      .argument("<words...>", "DEPLOYMENT[/SERVICE] (none with --host), then -- and the command")
+      .argument(
+        "[target-and-command...]",
+        "DEPLOYMENT[/SERVICE] (none with --host), then -- and the command",
+      )
       .addOption(namespaceOption("the deployment's namespace").default("default"))
       .addOption(
         new Option("-i, --stdin", "send this terminal's input to the command")
@@ -70,9 +73,16 @@ Examples:
     validateIdentifier("namespace", flags.namespace);
     const host = flags.host === true;
     const [target, command] = host ? [undefined, words] : [words[0], words.slice(1)];
+    if (!host && target === undefined) {
+      throw new UsageError(
+        "Give the deployment, then the command after --, e.g. fleet exec pi-1 web -- sh " +
+          "(or --host for a shell on the device itself)",
+      );
+    }
     if (command.length === 0) {
       throw new UsageError("Give the command to run after --, e.g. fleet exec pi-1 web -- sh");
     }
+    const where = host ? { host: true } : { namespace: flags.namespace, ...deploymentOf(target!) };
     const tty = flags.tty === true;
     const stdin = flags.stdin === true;
     const log = loggerFrom(flags);
@@ -96,7 +106,7 @@ Examples:
           sessionId,
           credit: WINDOW,
           command,
-          ...(host ? { host: true } : { namespace: flags.namespace, ...deploymentOf(target!) }),
+          ...where,
           ...(tty ? { tty: true } : {}),
           ...(stdin ? { stdin: true } : {}),
           ...(size ? { size } : {}),
