@@ -156,7 +156,11 @@ story(
             33,
             111,
           );
-          await eventually("the remote shell to be ready", () => term.stdout.includes("ready"));
+          await eventually(
+            "the remote shell to be ready",
+            () => term.stdout.includes("ready"),
+            STEP_MS,
+          );
           await term.write("\x03");
           assert.equal(await term.exit(), 9, term.stdout + term.stderr);
           assert.match(term.stdout, /33 111/);
@@ -199,7 +203,7 @@ story(
           await eventually("ada's shell to end", async () => {
             const ps = await exec(["exec-pi-1", "box/app", ...flags.ada, "--", "ps"]);
             return ps.code === 0 && !ps.stdout.includes("sleep 2");
-          });
+          }, STEP_MS);
         }
 
         // A shell on the device itself, where its config allows it; refused where it does not.
