@@ -18,7 +18,6 @@ import { FakeTransport } from "../testing/fake_session_transport.ts";
 import { CommandRefused } from "./command_responder.ts";
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 const SESSION = "abcdef0123456789";
 const OUT = `device-sessions.pi-1.mia-1.${SESSION}.out`;
 const CTL = `device-sessions.pi-1.mia-1.${SESSION}.ctl`;
