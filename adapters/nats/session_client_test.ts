@@ -19,10 +19,14 @@ const SESSION = "abcdef0123456789";
 const OUT = sessionSubject("pi-1", "mia-1", SESSION, "out");
 const CTL = sessionSubject("pi-1", "mia-1", SESSION, "ctl");
 
-Deno.test("SessionClient yields data then the end, granting credit as the caller consumes", async () => {
-  await using ns = await startNatsServer();
-  await using device = await testConnection(ns.url);
-  await using requester = await testConnection(ns.url);
+/**
+ * A nats-server, the device's connection (recording what it hears on `ctl`) and a session
+ * client on the requester's, subscribed before anything is sent.
+ */
+async function openSession() {
+  const ns = await startNatsServer();
+  const device = await testConnection(ns.url);
+  const requester = await testConnection(ns.url);
   const heard: unknown[] = [];
   device.subscribe(CTL, { callback: (_e, m) => void heard.push(m.json()) });
   await device.flush();
@@ -35,6 +39,22 @@ Deno.test("SessionClient yields data then the end, granting credit as the caller
     clock,
   });
   await requester.flush();
+  return {
+    device,
+    heard,
+    clock,
+    client,
+    async [Symbol.asyncDispose]() {
+      await requester.close();
+      await device.close();
+      await ns.stop();
+    },
+  };
+}
+
+Deno.test("SessionClient yields data then the end, granting credit as the caller consumes", async () => {
+  await using session = await openSession();
+  const { device, heard, client } = session;
   const frame = new Uint8Array(MIN_CREDIT / 4);
   for (let i = 0; i < 3; i++) device.publish(OUT, frame);
   const keepalive = headers();
@@ -58,20 +78,8 @@ Deno.test("SessionClient yields data then the end, granting credit as the caller
 });
 
 Deno.test("SessionClient repeats its grant as a keepalive, cancels, and ends a silent session", async () => {
-  await using ns = await startNatsServer();
-  await using device = await testConnection(ns.url);
-  await using requester = await testConnection(ns.url);
-  const heard: unknown[] = [];
-  device.subscribe(CTL, { callback: (_e, m) => void heard.push(m.json()) });
-  await device.flush();
-  const clock = new FakeClock();
-  const client = new SessionClient(requester, {
-    deviceId: "pi-1",
-    principal: "mia-1",
-    sessionId: SESSION,
-    window: MIN_CREDIT,
-    clock,
-  });
+  await using session = await openSession();
+  const { heard, clock, client } = session;
   const events = client.events();
   const next = events.next();
   await clock.advance(SESSION_KEEPALIVE_MS);
@@ -91,17 +99,8 @@ Deno.test("SessionClient repeats its grant as a keepalive, cancels, and ends a s
 });
 
 Deno.test("SessionClient keeps no frame once the caller took it", async () => {
-  await using ns = await startNatsServer();
-  await using device = await testConnection(ns.url);
-  await using requester = await testConnection(ns.url);
-  const client = new SessionClient(requester, {
-    deviceId: "pi-1",
-    principal: "mia-1",
-    sessionId: SESSION,
-    window: MIN_CREDIT,
-    clock: new FakeClock(),
-  });
-  await requester.flush();
+  await using session = await openSession();
+  const { device, client } = session;
   const events = client.events();
   const taken: WeakRef<Uint8Array>[] = [];
   for (let i = 0; i < 20; i++) {
