@@ -57,6 +57,27 @@ export interface DeviceRig extends AsyncDisposable {
 /** An audit record as `fleet audit -o json` prints it. */
 export type StoredRecord = AuditRecord & { storedAt: string };
 
+/**
+ * A Deployment `name` in namespace default for the devices {@link DeviceRig.deploy} labels
+ * `site=lab`, running `services`: the YAML list under `services:`, indented by 8.
+ */
+export function labDeployment(name: string, services: string): string {
+  return `apiVersion: fleet.nationtech.io/v1alpha1
+kind: Deployment
+metadata:
+  name: ${name}
+  namespace: default
+spec:
+  targetSelector:
+    matchLabels:
+      site: lab
+  score:
+    type: PodmanV0
+    data:
+      services:
+${services.replace(/^\n/, "")}`;
+}
+
 /** How long one step of a story may take on a loaded machine. */
 const STEP_MS = 120_000;
 

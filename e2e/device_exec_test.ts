@@ -14,33 +14,24 @@ import { ContainerLabels } from "../core/mod.ts";
 import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { eventually } from "../testing/eventually.ts";
 import { fleet, FleetProcess } from "./_helpers.ts";
-import { startDeviceRig } from "./_device_rig.ts";
+import { labDeployment, startDeviceRig } from "./_device_rig.ts";
 import { Interactive } from "./_interactive.ts";
 import { story, testLogger } from "./_story.ts";
 
 const STEP_MS = 120_000;
 
 /** A deployment of two services that only wait. */
-const BOX = `apiVersion: fleet.nationtech.io/v1alpha1
-kind: Deployment
-metadata:
-  name: box
-  namespace: default
-spec:
-  targetSelector:
-    matchLabels:
-      site: lab
-  score:
-    type: PodmanV0
-    data:
-      services:
+const BOX = labDeployment(
+  "box",
+  `
         - name: app
           image: localhost/fleet-test:v1
           command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 5; done"]
         - name: side
           image: localhost/fleet-test:v1
           command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 5; done"]
-`;
+`,
+);
 
 story(
   "device exec: streams, exit codes, stdin, a terminal, one interactive session and --force, host shell, switched off, roles, audited",
@@ -113,27 +104,20 @@ story(
 
         // Stdin to its end: lines, and a megabyte that goes only as fast as the device takes it.
         {
-          await using swap = Interactive.fleet(["exec", ...[
-            "exec-pi-1",
-            "box/side",
-            "-i",
-            ...flags.ada,
-          ], ...["--", "/bin/sh", "-c", 'read a; read b; echo "$b $a"']]);
+          await using swap = Interactive.fleet([
+            ...["exec", "exec-pi-1", "box/side", "-i", ...flags.ada],
+            ...["--", "/bin/sh", "-c", 'read a; read b; echo "$b $a"'],
+          ]);
           await swap.write("one\ntwo\n");
           await swap.closeStdin();
           assert.equal(await swap.exit(), 0, swap.stderr);
           assert.equal(swap.stdout, "two one\n");
         }
         {
-          await using count = Interactive.fleet(["exec", ...[
-            "exec-pi-1",
-            "box/side",
-            "-i",
-            ...flags.ada,
-            "--",
-            "wc",
-            "-c",
-          ]]);
+          await using count = Interactive.fleet([
+            ...["exec", "exec-pi-1", "box/side", "-i", ...flags.ada],
+            ...["--", "wc", "-c"],
+          ]);
           const chunk = new Uint8Array(64 * 1024).fill(0x61);
           for (let i = 0; i < 16; i++) await count.write(chunk);
           await count.closeStdin();
@@ -171,15 +155,10 @@ story(
         // One interactive session per device; a command without a terminal runs beside it;
         // --force takes it over and its user is told.
         {
-          await using first = Interactive.fleet(["exec", ...[
-            "exec-pi-1",
-            "box/app",
-            "-it",
-            ...flags.ada,
-            "--",
-            "/bin/sh",
-            "-c",
-          ], "echo ready; while :; do sleep 2; done"]);
+          await using first = Interactive.fleet([
+            ...["exec", "exec-pi-1", "box/app", "-it", ...flags.ada, "--", "/bin/sh", "-c"],
+            "echo ready; while :; do sleep 2; done",
+          ]);
           await eventually("ada's session", () => first.stdout.includes("ready"), STEP_MS);
           const second = await exec(["exec-pi-1", "box/app", "-it", ...flags.bob, "--", "true"]);
           assert.equal(second.code, 1);

@@ -22,7 +22,7 @@ import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { principalInbox } from "../adapters/oidc/mod.ts";
 import { eventually } from "../testing/eventually.ts";
 import { fleet, FleetProcess } from "./_helpers.ts";
-import { startDeviceRig, type StoredRecord } from "./_device_rig.ts";
+import { labDeployment, startDeviceRig, type StoredRecord } from "./_device_rig.ts";
 import { Interactive } from "./_interactive.ts";
 import { story, testLogger } from "./_story.ts";
 
@@ -32,19 +32,9 @@ const BULK_LINES = 5120;
 const LINE_BYTES = 1012;
 
 /** A container that prints 5 MB, then a tick a second. */
-const CHATTY = `apiVersion: fleet.nationtech.io/v1alpha1
-kind: Deployment
-metadata:
-  name: chatty
-  namespace: default
-spec:
-  targetSelector:
-    matchLabels:
-      site: lab
-  score:
-    type: PodmanV0
-    data:
-      services:
+const CHATTY = labDeployment(
+  "chatty",
+  `
         - name: talk
           image: localhost/fleet-test:v1
           restartPolicy: unless-stopped
@@ -56,7 +46,8 @@ spec:
               i=0; while [ $i -lt ${BULK_LINES} ]; do printf 'line %05d %01000d\\n' $i 0; i=$((i+1)); done;
               echo bulk-done;
               n=0; while true; do n=$((n+1)); echo tick $n; sleep 1; done
-`;
+`,
+);
 
 /** The numbers of the `tick N` lines in `text` (after an optional prefix). */
 function ticks(text: string, prefix = ""): number[] {
@@ -161,13 +152,15 @@ story(
 
         // --follow picks up lines written after it started; Ctrl-C ends it cleanly.
         {
-          await using follow = Interactive.fleet(["logs", ...[
+          await using follow = Interactive.fleet([
+            "logs",
             "logs-pi-1",
             "chatty",
             "--tail",
             "1",
             "--follow",
-          ], ...flags.maintainer]);
+            ...flags.maintainer,
+          ]);
           const seen = await eventually("two new ticks", () => {
             const n = ticks(follow.stdout);
             return n.length >= 3 ? n : undefined;
@@ -179,14 +172,16 @@ story(
 
         // Two devices at once, each line after its device id.
         {
-          await using both = Interactive.fleet(["logs", ...[
+          await using both = Interactive.fleet([
+            "logs",
             "-l",
             "site=lab",
             "chatty",
             "--tail",
             "1",
             "--follow",
-          ], ...flags.maintainer]);
+            ...flags.maintainer,
+          ]);
           await eventually(
             "ticks of both devices",
             () =>
@@ -271,13 +266,15 @@ story(
 
         // logs-pi-2 goes away mid-follow: the follow ends saying so.
         {
-          await using follow = Interactive.fleet(["logs", ...[
+          await using follow = Interactive.fleet([
+            "logs",
             "logs-pi-2",
             "chatty",
             "--tail",
             "1",
             "--follow",
-          ], ...flags.maintainer]);
+            ...flags.maintainer,
+          ]);
           await eventually(
             "a tick from logs-pi-2",
             () => ticks(follow.stdout).length >= 1,
