@@ -80,6 +80,27 @@ function deniedBy(error: unknown): boolean {
  *
  * @throws {FleetError} offline, timeout, not allowed, or the device's refusal, each one line.
  */
+/**
+ * The deployment and service of `target` (`DEPLOYMENT` or `DEPLOYMENT/SERVICE`), checked.
+ * @param where said after the shape in the error, e.g. `before --, or --host`
+ * @throws {UsageError} naming the value and the shape
+ */
+export function deploymentTarget(
+  target: string,
+  where = "",
+): { deployment: string; service?: string } {
+  const [deployment, service, extra] = target.split("/");
+  if (extra !== undefined || !deployment) {
+    throw new UsageError(
+      `Invalid deployment ${JSON.stringify(target)}: give DEPLOYMENT or DEPLOYMENT/SERVICE` +
+        (where === "" ? "" : ` ${where}`),
+    );
+  }
+  validateIdentifier("deployment name", deployment);
+  if (service !== undefined) validateIdentifier("service name", service);
+  return { deployment, ...(service === undefined ? {} : { service }) };
+}
+
 export async function askDevice<V extends CommandVerb>(
   nc: NatsConnection,
   deviceId: string,
@@ -232,23 +253,14 @@ Examples:
           .env("FLEET_REQUEST_ID"),
       )
       .action((deviceId, target, flags) => {
-        const [deployment, service, extra] = target.split("/");
-        if (extra !== undefined || !deployment) {
-          throw new UsageError(
-            `Invalid deployment ${JSON.stringify(target)}: give DEPLOYMENT or DEPLOYMENT/SERVICE`,
-          );
-        }
         validateIdentifier("namespace", flags.namespace);
-        validateIdentifier("deployment name", deployment);
-        if (service !== undefined) validateIdentifier("service name", service);
         return run(
           deviceId,
           "restart",
           {
             requestId: flags.requestId ?? requestId(),
             namespace: flags.namespace,
-            deployment,
-            ...(service === undefined ? {} : { service }),
+            ...deploymentTarget(target),
           },
           flags,
           (r) => renderRestart(deviceId, r),

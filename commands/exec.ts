@@ -11,7 +11,7 @@ import { systemClock } from "../adapters/clock.ts";
 import { SessionClient, type SessionEvent } from "../adapters/nats/session_client.ts";
 import { writeErr, writeOut } from "../adapters/output.ts";
 import { execOutcome, INTERRUPTED_EXIT_CODE } from "../cli/exec.ts";
-import { askDevice, principalOf } from "./_device_commands.ts";
+import { askDevice, deploymentTarget, principalOf } from "./_device_commands.ts";
 import {
   connectFromFlags,
   integerParser,
@@ -82,7 +82,9 @@ Examples:
     if (command.length === 0) {
       throw new UsageError("Give the command to run after --, e.g. fleet exec pi-1 web -- sh");
     }
-    const where = host ? { host: true } : { namespace: flags.namespace, ...deploymentOf(target!) };
+    const where = host
+      ? { host: true }
+      : { namespace: flags.namespace, ...deploymentTarget(target!, "before --, or --host") };
     const tty = flags.tty === true;
     const stdin = flags.stdin === true;
     const log = loggerFrom(flags);
@@ -125,20 +127,6 @@ Examples:
       await nc.close();
     }
   });
-}
-
-/** The deployment and service of `target`, checked. */
-function deploymentOf(target: string): { deployment: string; service?: string } {
-  const [deployment, service, extra] = target.split("/");
-  if (extra !== undefined || !deployment) {
-    throw new UsageError(
-      `Invalid deployment ${JSON.stringify(target)}: give DEPLOYMENT or DEPLOYMENT/SERVICE ` +
-        `before --, or --host`,
-    );
-  }
-  validateIdentifier("deployment name", deployment);
-  if (service !== undefined) validateIdentifier("service name", service);
-  return { deployment, ...(service === undefined ? {} : { service }) };
 }
 
 /** This terminal's size; none when stdout is not a terminal. */

@@ -21,7 +21,7 @@ import { SessionClient } from "../adapters/nats/session_client.ts";
 import { writeOut } from "../adapters/output.ts";
 import { NatsDeploymentStore } from "../cli/nats_store.ts";
 import { endMessage, prefixLines } from "../cli/logs.ts";
-import { askDevice, principalOf } from "./_device_commands.ts";
+import { askDevice, deploymentTarget, principalOf } from "./_device_commands.ts";
 import {
   connectFromFlags,
   integerParser,
@@ -144,15 +144,7 @@ function deploymentOf(target: string | undefined, agent: boolean) {
     return {};
   }
   if (target === undefined) throw new UsageError("Give DEPLOYMENT[/SERVICE], or --agent");
-  const [deployment, service, extra] = target.split("/");
-  if (extra !== undefined || !deployment) {
-    throw new UsageError(
-      `Invalid deployment ${JSON.stringify(target)}: give DEPLOYMENT or DEPLOYMENT/SERVICE`,
-    );
-  }
-  validateIdentifier("deployment name", deployment);
-  if (service !== undefined) validateIdentifier("service name", service);
-  return { deployment, ...(service === undefined ? {} : { service }) };
+  return deploymentTarget(target);
 }
 
 /** The devices whose labels (the control plane's) `selector` matches, by id. */
