@@ -109,7 +109,6 @@ export class ExecSessions {
     } finally {
       this.#starting.delete(sessionId);
     }
-    const abort = new AbortController();
     const session = new Session(o, {
       principal,
       sessionId: request.sessionId,
@@ -119,7 +118,6 @@ export class ExecSessions {
     }, {
       credit: request.credit,
       maxBytes: o.maxBytes ?? EXEC_MAX_BYTES,
-      abort,
       onResize: (size) => this.#resize(process, size),
     });
     this.#open.set(sessionId, { ...slot, session });

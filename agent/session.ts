@@ -93,8 +93,8 @@ export interface SessionLimits {
   credit: number;
   /** The most data the session sends. */
   maxBytes: number;
-  /** Aborted when the session ends, to stop its sources. */
-  abort: AbortController;
+  /** Aborted when the session ends, to stop its sources (an exec lets go of its own). */
+  abort?: AbortController;
   /** The requester's terminal has a new size (an exec with a TTY). */
   onResize?: (size: { rows: number; cols: number }) => void;
 }
@@ -111,7 +111,7 @@ export class Session {
   readonly #maxBytes: number;
   readonly #startedAt: number;
   readonly #start: number;
-  readonly #abort: AbortController;
+  readonly #abort: AbortController | undefined;
   readonly #onResize: SessionLimits["onResize"];
   readonly #stopListening: () => void;
   #idle: Timer | undefined;
@@ -206,7 +206,7 @@ export class Session {
     this.#keepalive?.cancel();
     this.#soon?.cancel();
     this.#stopListening();
-    this.#abort.abort();
+    this.#abort?.abort();
     for (const wake of this.#room.splice(0)) wake();
     const { transport, clock, log } = this.#ctx;
     transport.send(this.#out, new TextEncoder().encode(JSON.stringify(end)), "end");

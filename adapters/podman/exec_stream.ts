@@ -108,7 +108,7 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
 async function readHead(
   conn: Deno.Conn,
 ): Promise<{ status: number; headText: string; rest: Uint8Array }> {
-  let got = new Uint8Array(0);
+  let got: Uint8Array = new Uint8Array(0);
   const buffer = new Uint8Array(4096);
   while (true) {
     const end = indexOf(got, HEAD_END);
@@ -121,10 +121,7 @@ async function readHead(
     if (got.length > MAX_HEAD_BYTES) throw new ExecStartError(0, "an answer head over 16 KiB");
     const n = await conn.read(buffer);
     if (n === null) throw new ExecStartError(0, "Podman closed the connection without answering");
-    const next = new Uint8Array(got.length + n);
-    next.set(got);
-    next.set(buffer.subarray(0, n), got.length);
-    got = next;
+    got = concat([got, buffer.subarray(0, n)]);
   }
 }
 
