@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { identifierSchema } from "./ids.ts";
+import { RolloutStatus } from "./rollout_status.ts";
 
 export const LastError = z.object({
   deviceId: z.string(),
@@ -30,6 +31,8 @@ export const DeploymentStatus = z.object({
   name: identifierSchema("deployment name"),
   observedGeneration: z.number().int().nonnegative(),
   aggregate: Aggregate,
+  /** A Progressive deployment's rollout (DESIGN.md §9); absent for Immediate ones. */
+  rollout: RolloutStatus.optional(),
   updatedAt: z.string(),
 });
 export type DeploymentStatus = z.infer<typeof DeploymentStatus>;

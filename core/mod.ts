@@ -245,6 +245,7 @@ export {
   undoTarget,
 } from "./revisions.ts";
 export {
+  AppliedAction,
   BatchCounts,
   BatchStatus,
   RolloutCondition,
@@ -273,6 +274,13 @@ export {
   RolloutEventTypes,
   type RolloutInput,
 } from "./rollout.ts";
+export {
+  parseRolloutActionSubject,
+  ROLLOUT_ACTIONS_MAX_AGE_MS,
+  ROLLOUT_ACTIONS_STREAM,
+  RolloutActionRequest,
+  rolloutActionSubject,
+} from "./rollout_actions.ts";
 export { LEASE_BUCKET, LeaseRecord, OPERATOR_LEASE_KEY } from "./lease.ts";
 export { Aggregate, DeploymentStatus, LastError } from "./deployment_status.ts";
 export {

@@ -76,6 +76,21 @@ export const RolloutFailure = z.object({
 });
 export type RolloutFailure = z.infer<typeof RolloutFailure>;
 
+/**
+ * The last person's action the operator took in (`fleet rollout pause|resume|approve|retry`):
+ * the CLI waits for its stream sequence to show here to tell whether it was done or refused.
+ */
+export const AppliedAction = z.object({
+  /** Its sequence in the rollout actions stream (core/rollout_actions.ts). */
+  seq: z.number().int().positive(),
+  verb: z.string(),
+  by: z.string(),
+  at: z.string(),
+  /** Why it was not done, for the person who asked. */
+  refused: z.string().optional(),
+});
+export type AppliedAction = z.infer<typeof AppliedAction>;
+
 /** `rollout` of a deployment's status. */
 export const RolloutStatus = z.object({
   phase: z.enum(RolloutPhases),
@@ -99,5 +114,6 @@ export const RolloutStatus = z.object({
   /** The current step and why it waits, for a field engineer. */
   message: z.string(),
   conditions: z.array(RolloutCondition),
+  lastAction: AppliedAction.optional(),
 });
 export type RolloutStatus = z.infer<typeof RolloutStatus>;
