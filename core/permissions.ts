@@ -15,6 +15,7 @@ import { Buckets, keys } from "./keys.ts";
 import { LEASE_BUCKET } from "./lease.ts";
 import { principalInboxPrefix } from "./principal.ts";
 import { NAMESPACES_BUCKET } from "./tenancy.ts";
+import { ROLLOUT_ACTIONS_STREAM } from "./rollout_actions.ts";
 
 /**
  * The roles a NATS user can have in Fleet (DESIGN.md §9): a device; the operator, the
@@ -176,7 +177,9 @@ function readableBuckets(): string[] {
  * The permissions of the operator service `principal`: every bucket it keeps (create, change
  * in place, read), writes only to desired state, deployment status, revisions and the leader
  * lease, the durable consumers it prepares for devices on the desired-state stream (create,
- * look up, list, delete, and hear of their deletion), and its own inbox.
+ * look up, list, delete, and hear of their deletion), and its own inbox. It keeps the rollout
+ * actions stream and reads it through an ordered consumer (create, pull, delete on a reset),
+ * but publishes no action: those are people's, in their own names.
  * No command subject: the control plane asks nothing of devices (DESIGN.md §9). Not
  * `$JS.API.>`: it can neither delete nor purge a stream, nor touch any other stream.
  *
@@ -198,6 +201,11 @@ export function operatorPermissions(principal: string): NatsPermissions {
         // It keeps the audit stream (creates it), but writes and reads no record.
         `${API}.STREAM.CREATE.${AUDIT_STREAM}`,
         `${API}.STREAM.INFO.${AUDIT_STREAM}`,
+        `${API}.STREAM.CREATE.${ROLLOUT_ACTIONS_STREAM}`,
+        `${API}.STREAM.INFO.${ROLLOUT_ACTIONS_STREAM}`,
+        `${API}.CONSUMER.CREATE.${ROLLOUT_ACTIONS_STREAM}.>`,
+        `${API}.CONSUMER.MSG.NEXT.${ROLLOUT_ACTIONS_STREAM}.*`,
+        `${API}.CONSUMER.DELETE.${ROLLOUT_ACTIONS_STREAM}.*`,
       ],
     },
     sub: {
@@ -240,11 +248,14 @@ function sessionPermissions(
  *   listings through stream info): creating a consumer there could take over the one the
  *   operator prepared for a device, however its filter is written (nats-server lets a create
  *   request without `action` update an existing consumer);
- * - maintainer: also apply and delete deployments, and the verbs diag, restart, reconcile,
- *   logs and rollout;
+ * - maintainer: also apply and delete deployments, the verbs diag, restart, reconcile, logs and
+ *   rollout, and rollout actions (pause, resume, approve, retry) as
+ *   `fleet-rollout-actions.<namespace>.<deployment>.<principal>`: the stream's acknowledgement
+ *   comes back to its inbox;
  * - admin: the whole JetStream API, every KV and object store, every verb, every subscription.
  *
- * Commands only as `device-commands.*.<verb>.<principal>`: no one asks in another's name.
+ * Commands only as `device-commands.*.<verb>.<principal>`, rollout actions only as
+ * `fleet-rollout-actions.*.*.<principal>`: no one asks in another's name.
  * Sessions (maintainer, admin) only as `device-sessions.*.<principal>.*.<channel>`: no one
  * writes into or reads another's. Subscriptions only under the own inbox and sessions, except
  * for admins.
@@ -255,9 +266,10 @@ export function personPermissions(role: PersonRole, principal: string): NatsPerm
   const inbox = `${principalInboxPrefix(principal)}.>`;
   const commands = ROLE_VERBS[role].map((verb) => `device-commands.*.${verb}.${principal}`);
   const sessions = sessionPermissions(principal, ROLE_VERBS[role]);
+  const actions = role === "viewer" ? [] : [`${ROLLOUT_ACTIONS_STREAM}.*.*.${principal}`];
   if (role === "admin") {
     return {
-      pub: { allow: ["$JS.>", "$KV.>", "$O.>", ...commands, ...sessions.pub] },
+      pub: { allow: ["$JS.>", "$KV.>", "$O.>", ...commands, ...actions, ...sessions.pub] },
       sub: { allow: [">"] },
     };
   }
@@ -271,6 +283,7 @@ export function personPermissions(role: PersonRole, principal: string): NatsPerm
         `${API}.DIRECT.GET.${AUDIT_STREAM}`,
         ...writes,
         ...commands,
+        ...actions,
         ...sessions.pub,
       ],
     },

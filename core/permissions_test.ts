@@ -112,6 +112,12 @@ const OPERATOR_TRAFFIC = [
   "$KV.desired-state.dev-a.agent-conflict",
   "$KV.fleet-deployment-status.default.web",
   "$KV.fleet-leases.operator",
+  // The rollout actions stream: kept, and read with an ordered consumer.
+  "$JS.API.STREAM.CREATE.fleet-rollout-actions",
+  "$JS.API.STREAM.INFO.fleet-rollout-actions",
+  "$JS.API.CONSUMER.CREATE.fleet-rollout-actions.X_1",
+  "$JS.API.CONSUMER.MSG.NEXT.fleet-rollout-actions.X_1",
+  "$JS.API.CONSUMER.DELETE.fleet-rollout-actions.X_1",
 ];
 
 /** What only devices and people may publish, or no one. */
@@ -129,6 +135,12 @@ const NOT_THE_OPERATORS = [
   "$JS.API.CONSUMER.CREATE.OTHER.X",
   "$JS.API.ACCOUNT.PURGE.FLEET",
   "_INBOX.abc",
+  // Actions are people's, in their own names.
+  "fleet-rollout-actions.default.web.op-1",
+  "fleet-rollout-actions.default.web.mia-1",
+  "$JS.API.STREAM.DELETE.fleet-rollout-actions",
+  "$JS.API.STREAM.PURGE.fleet-rollout-actions",
+  "$JS.API.STREAM.UPDATE.fleet-rollout-actions",
 ];
 
 Deno.test("operatorPermissions() allows what the operator does and nothing more", () => {
@@ -167,6 +179,17 @@ Deno.test("personPermissions() gives each role its reads, writes and verbs, in i
     for (const s of subjects) assert.equal(allowed(perms.pub.allow, s), yes, `publish ${s}`);
   };
   can(viewer, ["device-commands.dev-a.ping.bob-1"], true);
+  can(viewer, ["fleet-rollout-actions.default.web.bob-1"], false);
+  can(maintainer, ["fleet-rollout-actions.default.web.mia-1"], true);
+  can(admin, ["fleet-rollout-actions.shop.api.ada-1"], true);
+  can(maintainer, [
+    "fleet-rollout-actions.default.web.bob-1",
+    "fleet-rollout-actions.default.web.mia-1.x",
+    // Reading the actions through a consumer would let a person pick where the server delivers.
+    "$JS.API.CONSUMER.CREATE.fleet-rollout-actions.X",
+    "$JS.API.STREAM.CREATE.fleet-rollout-actions",
+  ], false);
+  can(admin, ["fleet-rollout-actions.default.web.mia-1"], false);
   can(viewer, [
     "device-commands.dev-a.ping.mia-1",
     "device-commands.dev-a.restart.bob-1",

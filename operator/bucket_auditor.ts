@@ -5,7 +5,7 @@
  * bucket without size limits its limits, in place.
  * @module
  */
-import { AUDIT_STREAM, type BucketName, type Clock } from "../core/mod.ts";
+import type { BucketName, Clock } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { every } from "../adapters/timers.ts";
 import { type BucketKeeper, overfullMessage } from "./bucket_keeper.ts";
@@ -41,7 +41,7 @@ export class BucketAuditor {
 
   /**
    * Re-creates the buckets that are missing now, then makes the report buckets refuse rollups
-   * and every bucket keep its size limits, and re-creates the audit stream when it is gone.
+   * and every bucket keep its size limits, and re-creates the streams (audit trail, rollout actions) that are gone.
    */
   async audit(): Promise<void> {
     const { keeper, log } = this.#o;
@@ -78,8 +78,8 @@ export class BucketAuditor {
         );
       }
       for (const bucket of overfull) log.warn(overfullMessage(bucket));
-      if (await keeper.ensureAuditStream()) {
-        log.warn(`The "${AUDIT_STREAM}" stream was missing from NATS; recreated it`);
+      for (const stream of await keeper.ensureStreams()) {
+        log.warn(`The "${stream}" stream was missing from NATS; recreated it`);
       }
     } catch (error) {
       log.warn((error as Error).message);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type BucketName, Buckets } from "../core/mod.ts";
+import { AUDIT_STREAM, type BucketName, Buckets, ROLLOUT_ACTIONS_STREAM } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { FakeClock } from "../testing/fake_clock.ts";
 import { BucketAuditor } from "./bucket_auditor.ts";
@@ -47,11 +47,12 @@ class MemoryKeeper implements BucketKeeper {
     return Promise.resolve({ changed, overfull: [...this.overfull] });
   }
 
-  auditStream = true;
+  /** The streams that exist. */
+  readonly streams = new Set([AUDIT_STREAM, ROLLOUT_ACTIONS_STREAM]);
 
-  ensureAuditStream(): Promise<boolean> {
-    const created = !this.auditStream;
-    this.auditStream = true;
+  ensureStreams(): Promise<string[]> {
+    const created = [AUDIT_STREAM, ROLLOUT_ACTIONS_STREAM].filter((s) => !this.streams.has(s));
+    for (const stream of created) this.streams.add(stream);
     return Promise.resolve(created);
   }
 }
@@ -98,7 +99,7 @@ Deno.test("BucketAuditor re-creates a vanished bucket on its next audit, and say
   await running;
 });
 
-Deno.test("BucketAuditor re-creates a vanished audit stream on its next audit, and says so", async () => {
+Deno.test("BucketAuditor re-creates the vanished streams (audit, rollout actions) on its next audit, and says so", async () => {
   const clock = new FakeClock();
   const keeper = new MemoryKeeper();
   const lines: string[] = [];
@@ -113,11 +114,14 @@ Deno.test("BucketAuditor re-creates a vanished audit stream on its next audit, a
   const controller = new AbortController();
   const running = auditor.run(controller.signal);
   await clock.advance(10_000);
-  assert.deepEqual(lines.filter((l) => l.includes("fleet-audit")), []);
-  keeper.auditStream = false;
+  assert.deepEqual(lines.filter((l) => l.includes("stream")), []);
+  keeper.streams.clear();
   await clock.advance(10_000);
-  assert.equal(keeper.auditStream, true);
+  assert.equal(keeper.streams.size, 2);
   assert.ok(lines.some((l) => l.includes(`The "fleet-audit" stream was missing from NATS`)));
+  assert.ok(
+    lines.some((l) => l.includes(`The "fleet-rollout-actions" stream was missing from NATS`)),
+  );
   controller.abort();
   await running;
 });

@@ -36,12 +36,14 @@ export interface BucketKeeper {
    */
   applyLimits(): Promise<{ changed: BucketName[]; overfull: BucketName[] }>;
   /**
-   * Creates the audit stream (`fleet-audit`, DESIGN.md §9) unless it exists: devices write the
-   * records of their commands to it, and nothing else re-creates it after a loss.
-   * @returns whether it had to be created
+   * Creates the control plane's streams unless they exist: the audit trail (`fleet-audit`,
+   * DESIGN.md §9), where devices write the records of their commands, and the rollout actions
+   * (`fleet-rollout-actions`), where people's pause, resume, approve and retry wait for the
+   * operator. Nothing else re-creates them after a loss.
+   * @returns the streams it had to create
    * @throws when it cannot (the broker cannot be reached)
    */
-  ensureAuditStream(): Promise<boolean>;
+  ensureStreams(): Promise<string[]>;
 }
 
 /** Why a bucket kept its old `max_bytes` (or none), for the log. */

@@ -2,11 +2,13 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import {
+  AUDIT_STREAM,
   BUCKET_HISTORY,
   type BucketName,
   Buckets,
   type Clock,
   REPORT_BUCKETS,
+  ROLLOUT_ACTIONS_STREAM,
 } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import {
@@ -14,6 +16,7 @@ import {
   ensureAuditStream,
   ensureBucket,
   ensureBucketRetrying,
+  ensureRolloutActionsStream,
   refuseRollups,
 } from "../adapters/nats/mod.ts";
 import { type BucketKeeper, overfullMessage } from "./bucket_keeper.ts";
@@ -43,8 +46,8 @@ export class NatsBucketKeeper implements BucketKeeper {
       if (!kv) return false;
     }
     try {
-      // The audit trail's stream (DESIGN.md §9): devices write their commands' records to it.
-      await ensureAuditStream(this.#nc, this.#replicas);
+      // The audit trail's and the rollout actions' streams.
+      await this.ensureStreams();
       for (const bucket of await this.refuseRollups()) {
         this.#log.info(`The "${bucket}" bucket refuses rollups now`);
       }
@@ -98,8 +101,13 @@ export class NatsBucketKeeper implements BucketKeeper {
     return { changed, overfull };
   }
 
-  ensureAuditStream(): Promise<boolean> {
-    return ensureAuditStream(this.#nc, this.#replicas);
+  async ensureStreams(): Promise<string[]> {
+    const created: string[] = [];
+    if (await ensureAuditStream(this.#nc, this.#replicas)) created.push(AUDIT_STREAM);
+    if (await ensureRolloutActionsStream(this.#nc, this.#replicas)) {
+      created.push(ROLLOUT_ACTIONS_STREAM);
+    }
+    return created;
   }
 
   #settings(bucket: BucketName) {

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { AUDIT_STREAM, Buckets } from "../core/mod.ts";
+import {
+  AUDIT_STREAM,
+  Buckets,
+  ROLLOUT_ACTIONS_MAX_AGE_MS,
+  ROLLOUT_ACTIONS_STREAM,
+} from "../core/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { systemClock } from "../adapters/clock.ts";
 import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
@@ -29,14 +34,21 @@ Deno.test("NatsBucketKeeper creates every bucket, tells a deleted one apart by i
       3,
     );
 
-    // The audit stream: made by ensureAll, re-made once lost, its settings kept.
-    assert.equal(await keeper.ensureAuditStream(), false);
+    // The streams: made by ensureAll, re-made once lost, their settings kept.
+    assert.deepEqual(await keeper.ensureStreams(), []);
     await jsm.streams.delete(AUDIT_STREAM);
-    assert.equal(await keeper.ensureAuditStream(), true);
+    await jsm.streams.delete(ROLLOUT_ACTIONS_STREAM);
+    assert.deepEqual(await keeper.ensureStreams(), [AUDIT_STREAM, ROLLOUT_ACTIONS_STREAM]);
     const audit = (await jsm.streams.info(AUDIT_STREAM)).config;
     assert.deepEqual(audit.subjects, [`${AUDIT_STREAM}.>`]);
     assert.equal(audit.deny_purge, true);
     assert.equal(audit.allow_direct, true);
+    const actions = (await jsm.streams.info(ROLLOUT_ACTIONS_STREAM)).config;
+    assert.deepEqual(actions.subjects, [`${ROLLOUT_ACTIONS_STREAM}.>`]);
+    assert.equal(actions.storage, "file");
+    assert.equal(actions.retention, "limits");
+    assert.equal(actions.max_age, ROLLOUT_ACTIONS_MAX_AGE_MS * 1e6);
+    assert.equal(actions.num_replicas, 1);
   } finally {
     await nc.close();
   }

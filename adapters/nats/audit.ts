@@ -5,19 +5,11 @@
  * where the server delivers it, which would let a reader make the server publish anywhere).
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import {
-  DiscardPolicy,
-  jetstream,
-  JetStreamApiCodes,
-  JetStreamApiError,
-  jetstreamManager,
-  StorageType,
-} from "@nats-io/jetstream";
+import { DiscardPolicy, jetstream, StorageType } from "@nats-io/jetstream";
 import { AUDIT_STREAM, AuditRecord, auditSubject } from "../../core/device_commands.ts";
 import { parseJsonWith } from "../../core/errors.ts";
+import { ensureStream } from "./_stream.ts";
 
-/** JetStream's "stream name already in use": someone else created it first. */
-const STREAM_NAME_IN_USE = 10058;
 const DAY_NS = 86_400 * 1e9;
 
 /**
@@ -26,44 +18,20 @@ const DAY_NS = 86_400 * 1e9;
  *
  * @returns whether it had to be created
  */
-export async function ensureAuditStream(nc: NatsConnection, replicas: number): Promise<boolean> {
-  const jsm = await jetstreamManager(nc, { checkAPI: false });
-  try {
-    await jsm.streams.info(AUDIT_STREAM);
-    return false;
-  } catch (error) {
-    if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) {
-      throw new Error(
-        `Cannot look up the "${AUDIT_STREAM}" stream on NATS: ${(error as Error).message}`,
-        { cause: error },
-      );
-    }
-  }
-  try {
-    await jsm.streams.add({
-      name: AUDIT_STREAM,
-      subjects: [`${AUDIT_STREAM}.>`],
-      storage: StorageType.File,
-      num_replicas: replicas,
-      max_age: 90 * DAY_NS,
-      max_bytes: 256 * 1024 * 1024,
-      max_msg_size: 16 * 1024,
-      discard: DiscardPolicy.Old,
-      allow_direct: true,
-      deny_delete: true,
-      deny_purge: true,
-    });
-    return true;
-  } catch (error) {
-    // Created meanwhile by another operator.
-    if (error instanceof JetStreamApiError && error.code === STREAM_NAME_IN_USE) return false;
-    throw new Error(
-      `Cannot create the "${AUDIT_STREAM}" stream on NATS: ${(error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
-  }
+export function ensureAuditStream(nc: NatsConnection, replicas: number): Promise<boolean> {
+  return ensureStream(nc, {
+    name: AUDIT_STREAM,
+    subjects: [`${AUDIT_STREAM}.>`],
+    storage: StorageType.File,
+    num_replicas: replicas,
+    max_age: 90 * DAY_NS,
+    max_bytes: 256 * 1024 * 1024,
+    max_msg_size: 16 * 1024,
+    discard: DiscardPolicy.Old,
+    allow_direct: true,
+    deny_delete: true,
+    deny_purge: true,
+  });
 }
 
 /** Stores `record` on its device's subject; resolves once the stream acknowledged it. */
