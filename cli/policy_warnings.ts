@@ -4,7 +4,7 @@
  * no packaged device runs and warns of what the default policy refuses.
  * @module
  */
-import { type Deployment, foreseePolicyRefusals } from "../core/mod.ts";
+import { type Deployment, foreseePolicyRefusals, rolloutWarnings } from "../core/mod.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
 
@@ -25,5 +25,13 @@ export function checkWorkloadPolicy(deployment: Deployment, log: Logger): void {
       `deployment ${namespace}/${name}: a device with the default policy will report it Failed ` +
         `unless its agent config allows it: ${warning}`,
     );
+  }
+}
+
+/** Warns on the log of a rollout policy whose small batches make its threshold 100 %. */
+export function warnOfRolloutPolicy(deployment: Deployment, log: Logger): void {
+  const { namespace, name } = deployment.metadata;
+  for (const warning of rolloutWarnings(deployment.spec.rollout)) {
+    log.warn(`deployment ${namespace}/${name}: ${warning}`);
   }
 }

@@ -8,13 +8,12 @@ import {
   RestartPolicies,
   WireFormatError,
 } from "../core/mod.ts";
-import { rolloutSupportProblem } from "../core/rollout_support.ts";
 import { ExitCode, exitCodeOf, FleetError } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { type ManifestDocument, readManifests } from "../cli/manifests.ts";
 import { warnOfPortConflicts } from "../cli/port_warnings.ts";
-import { checkWorkloadPolicy } from "../cli/policy_warnings.ts";
+import { checkWorkloadPolicy, warnOfRolloutPolicy } from "../cli/policy_warnings.ts";
 import {
   type LogFlags,
   loggerFrom,
@@ -71,11 +70,6 @@ function itemOf({ origin, content }: ManifestDocument): Item {
   }
   try {
     const deployment = parseDeploymentManifest(content.value, origin);
-    const unsupported = rolloutSupportProblem(deployment.spec);
-    if (unsupported !== undefined) {
-      const refused = new UsageError(`${nameIn(content.value)}refused: ${unsupported}`);
-      return { origin, outcome: { refused } };
-    }
     return { origin, outcome: { deployment } };
   } catch (error) {
     if (!(error instanceof WireFormatError)) throw error;
@@ -111,6 +105,7 @@ async function applyItems(items: Item[], flags: ApplyFlags, log: Logger): Promis
   const deployments = items.flatMap((item) =>
     "deployment" in item.outcome ? [item.outcome.deployment] : []
   );
+  for (const deployment of deployments) warnOfRolloutPolicy(deployment, log);
   if (flags.print || deployments.length === 0) {
     for (const item of items) if ("refused" in item.outcome) fail(item, item.outcome.refused);
     if (flags.print && deployments.length > 0) {

@@ -439,7 +439,7 @@ Deno.test("fleet apply deployment -f exits 2 for a file whose Deployment has an 
   });
 });
 
-Deno.test("fleet apply -f exits 2 for a Progressive rollout, which this version does not run yet", async () => {
+Deno.test("fleet apply -f takes a Progressive rollout and warns of a batch too small for its threshold", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "progressive.yaml");
     const text = await Deno.readTextFile(join(ROOT, WEB_YAML));
@@ -447,15 +447,16 @@ Deno.test("fleet apply -f exits 2 for a Progressive rollout, which this version 
       path,
       text.replace(
         /\nspec:\n/,
-        "\nspec:\n  rollout:\n    strategy: Progressive\n    batches: [{ limit: 1 }]\n",
+        "\nspec:\n  rollout:\n    strategy: Progressive\n    successThreshold: 90%\n" +
+          "    batches: [{ limit: 2 }]\n",
       ),
     );
-    assertOneLineError(
-      await fleet("apply", "-f", path, "--print"),
-      2,
-      path,
-      "rollout.strategy Progressive is not run by this version of Fleet yet",
-      "use strategy Immediate",
+    const result = await fleet("apply", "-f", path, "--print");
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /strategy: Progressive/);
+    assert.match(
+      result.stderr,
+      /batch 1 has 2 devices: a successThreshold of 90% of 2 is 2 \(rounded up\), so every device must succeed/,
     );
   });
 });

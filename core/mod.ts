@@ -275,6 +275,13 @@ export {
   type RolloutInput,
 } from "./rollout.ts";
 export {
+  chunkPopulation,
+  joinPopulation,
+  PopulationChunk,
+  populationKey,
+  populationKeys,
+} from "./rollout_population.ts";
+export {
   parseRolloutActionSubject,
   ROLLOUT_ACTIONS_MAX_AGE_MS,
   ROLLOUT_ACTIONS_STREAM,
@@ -354,7 +361,14 @@ export {
   type ServiceObservation,
   type ServiceVerdict,
 } from "./service_health.ts";
-export { diffTargets, heldDeployment, selectDevices, type TargetDiff } from "./targeting.ts";
+export {
+  type DeviceWish,
+  diffPerDevice,
+  diffTargets,
+  heldDeployment,
+  selectDevices,
+  type TargetDiff,
+} from "./targeting.ts";
 export {
   ALL_DEVICES,
   type BindingInput,

@@ -37,16 +37,43 @@ export function diffTargets(
   targets: ReadonlySet<string>,
   desired: DesiredState | undefined,
 ): TargetDiff {
+  if (desired === undefined) return diffPerDevice(current, new Set(), () => undefined);
+  return diffPerDevice(current, targets, () => desired);
+}
+
+/**
+ * What a device of a progressive rollout must hold: a value, `null` for none (its key goes),
+ * or `undefined` while the rollout has not decided on it yet (its key stays as it is).
+ */
+export type DeviceWish = DesiredState | null | undefined;
+
+/**
+ * {@link diffTargets} when each device may be given a different value (a progressive rollout
+ * gives some devices the new revision, others the stable one). Keys of devices no longer in
+ * `targets` go. Each distinct value is serialized once, however many devices it is for.
+ */
+export function diffPerDevice(
+  current: ReadonlyMap<string, DesiredState>,
+  targets: ReadonlySet<string>,
+  wish: (deviceId: string) => DeviceWish,
+): TargetDiff {
   const put: string[] = [];
   const remove: string[] = [];
-  const wanted = desired === undefined ? undefined : canonicalJson(desired);
+  const json = new Map<DesiredState, string>();
+  const serialized = (value: DesiredState): string => {
+    let text = json.get(value);
+    if (text === undefined) json.set(value, text = canonicalJson(value));
+    return text;
+  };
   for (const deviceId of current.keys()) {
-    if (wanted === undefined || !targets.has(deviceId)) remove.push(deviceId);
+    if (!targets.has(deviceId) || wish(deviceId) === null) remove.push(deviceId);
   }
-  if (wanted !== undefined) {
-    for (const deviceId of targets) {
-      const existing = current.get(deviceId);
-      if (existing === undefined || canonicalJson(existing) !== wanted) put.push(deviceId);
+  for (const deviceId of targets) {
+    const wanted = wish(deviceId);
+    if (!wanted) continue;
+    const existing = current.get(deviceId);
+    if (existing === undefined || canonicalJson(existing) !== serialized(wanted)) {
+      put.push(deviceId);
     }
   }
   return { put: put.sort(), remove: remove.sort() };

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type DesiredState, desiredStateOf } from "./deployment.ts";
 import { deviceLabels } from "./device_info.ts";
 import type { Labels } from "./selector.ts";
-import { diffTargets, heldDeployment, selectDevices } from "./targeting.ts";
+import { diffPerDevice, diffTargets, heldDeployment, selectDevices } from "./targeting.ts";
 
 const DEVICES: [string, Labels][] = [
   ["dev-1", { env: "prod", tier: "edge" }],
@@ -67,6 +67,30 @@ Deno.test("selectDevices() accepts a Map of device labels", () => {
     selectDevices({ matchLabels: { tier: "edge" } }, registry),
     new Set(["dev-1", "dev-3"]),
   );
+});
+
+// --- diffPerDevice --------------------------------------------------------------------
+
+Deno.test("diffPerDevice() gives each device its own value: a rollout's new and stable revisions", () => {
+  const stable = desired(1, "nginx:1.27");
+  const next = desired(2, "nginx:1.28");
+  const current = new Map([["dev-1", structuredClone(stable)], ["dev-2", structuredClone(stable)]]);
+  const wishes = new Map([["dev-1", next], ["dev-2", stable], ["dev-3", stable]]);
+  const diff = diffPerDevice(current, new Set(["dev-1", "dev-2", "dev-3"]), (id) => wishes.get(id));
+  assert.deepStrictEqual(diff, { put: ["dev-1", "dev-3"], remove: [] });
+});
+
+Deno.test("diffPerDevice() removes a key wished null, leaves one not decided yet", () => {
+  const current = stored(["dev-1", "dev-2"]);
+  const wishes = new Map<string, DesiredState | null>([["dev-1", null]]);
+  const diff = diffPerDevice(current, new Set(["dev-1", "dev-2", "dev-3"]), (id) => wishes.get(id));
+  // dev-2 keeps its key and dev-3 gets none until the rollout decides on them.
+  assert.deepStrictEqual(diff, { put: [], remove: ["dev-1"] });
+});
+
+Deno.test("diffPerDevice() removes the keys of devices no longer targeted, whatever is wished", () => {
+  const diff = diffPerDevice(stored(["dev-1", "dev-2"]), new Set(["dev-1"]), () => desired());
+  assert.deepStrictEqual(diff, { put: [], remove: ["dev-2"] });
 });
 
 // --- diffTargets ----------------------------------------------------------------------

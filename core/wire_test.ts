@@ -39,6 +39,8 @@ import { SessionControl, SessionEnd, SessionNotice, StdinCredit } from "./device
 import { RolloutStatus } from "./rollout_status.ts";
 import { RevisionHistory } from "./revisions.ts";
 import { RolloutAction } from "./rollout.ts";
+import { RolloutActionRequest } from "./rollout_actions.ts";
+import { PopulationChunk } from "./rollout_population.ts";
 
 const WIRE = new URL("../fixtures/wire/", import.meta.url);
 const DEPLOYMENTS = new URL("../fixtures/deployments/", import.meta.url);
@@ -120,6 +122,19 @@ const CASES: WireCase[] = [
   { type: "RolloutStatus", file: "rollout_status", schema: RolloutStatus },
   { type: "RevisionHistory", file: "revision_history", schema: RevisionHistory },
   { type: "RolloutAction", file: "rollout_action", schema: RolloutAction, flat: true },
+  {
+    type: "DeploymentStatus with a rollout",
+    file: "deployment_status_rollout",
+    schema: DeploymentStatus,
+  },
+  {
+    type: "RolloutActionRequest",
+    file: "rollout_action_request",
+    schema: RolloutActionRequest,
+    flat: true,
+  },
+  // Its devices are [id, labels] pairs: labels are a record, any key there is a label.
+  { type: "PopulationChunk", file: "population_chunk", schema: PopulationChunk, flat: true },
 ];
 
 /** Paths (`a.b.0.c`) of object keys present in `future` but absent from `canonical`. */

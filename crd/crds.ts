@@ -385,6 +385,18 @@ export function deploymentCrd(): CustomResourceDefinition {
         description: "False: the operator refused the current generation (see its message); " +
           "empty for a deployment never refused",
       },
+      {
+        name: "Revision",
+        type: "integer",
+        jsonPath: ".status.rollout.revision.number",
+        description: "The revision a progressive rollout is rolling out; empty for Immediate",
+      },
+      {
+        name: "Rollout",
+        type: "string",
+        jsonPath: ".status.rollout.phase",
+        description: "Progressing, Paused, Degraded, RollingBack, RolledBack or Complete",
+      },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ],
     schema: resourceSchema(

@@ -137,7 +137,7 @@ function columnTarget(schema: StructuralSchema, jsonPath: string): StructuralSch
   return at(schema, path);
 }
 
-Deno.test("deploymentCrd() prints Matched/Succeeded/Failed/Pending/Unreachable, Accepted and Age", () => {
+Deno.test("deploymentCrd() prints Matched/Succeeded/Failed/Pending/Unreachable, Accepted, the rollout's Revision and phase, and Age", () => {
   const columns = version(deploymentCrd()).additionalPrinterColumns;
   assert.deepEqual(columns.map((c) => [c.name, c.type, c.jsonPath]), [
     ["Matched", "integer", ".status.aggregate.matchedDeviceCount"],
@@ -146,6 +146,8 @@ Deno.test("deploymentCrd() prints Matched/Succeeded/Failed/Pending/Unreachable, 
     ["Pending", "integer", ".status.aggregate.pending"],
     ["Unreachable", "integer", ".status.aggregate.unreachable"],
     ["Accepted", "string", '.status.conditions[?(@.type=="Accepted")].status'],
+    ["Revision", "integer", ".status.rollout.revision.number"],
+    ["Rollout", "string", ".status.rollout.phase"],
     ["Age", "date", ".metadata.creationTimestamp"],
   ]);
   const schema = schemaOf(deploymentCrd());
@@ -421,6 +423,7 @@ Deno.test("the Deployment status is DeploymentStatus without its NATS-only field
   assert.deepEqual(Object.keys(status.properties ?? {}), [
     "observedGeneration",
     "aggregate",
+    "rollout",
     "conditions",
   ]);
   // A CR refused from its first generation has only its conditions.

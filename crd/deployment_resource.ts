@@ -18,6 +18,7 @@ import { type Condition, Conditions, type ConditionStatus, kubeTime } from "./de
 export const DeploymentResourceStatus = DeploymentStatus.pick({
   observedGeneration: true,
   aggregate: true,
+  rollout: true,
 }).partial().extend({ conditions: Conditions.optional() });
 export type DeploymentResourceStatus = z.infer<typeof DeploymentResourceStatus>;
 

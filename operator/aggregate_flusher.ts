@@ -135,15 +135,17 @@ export class AggregateFlusher {
       const aggregate = view.aggregate(ref, now, this.#o.staleAfterMs) as Aggregate;
       const previous = view.statuses.get(ref);
       const generation = deployment.metadata.generation;
+      const rollout = view.rollouts.get(ref);
       if (
         previous && previous.observedGeneration === generation &&
-        aggregateEquals(previous.aggregate, aggregate)
+        aggregateEquals(previous.aggregate, aggregate) && previous.rollout === rollout
       ) return;
       const status: DeploymentStatus = {
         namespace: deployment.metadata.namespace,
         name: deployment.metadata.name,
         observedGeneration: generation,
         aggregate,
+        ...(rollout === undefined ? {} : { rollout }),
         updatedAt: new Date(now).toISOString(),
       };
       this.#flushedAt.set(ref, tick);

@@ -15,6 +15,7 @@ import {
   type InstanceConflict,
   type Labels,
   type LabelSelector,
+  type RolloutStatus,
   type StoredDeployment,
   type TargetScope,
   targetScope,
@@ -47,6 +48,13 @@ export class FleetView {
   readonly refusals = new DeploymentMap<Map<string, Refusal>>();
   /** deployment → status last written (or found at start), so unchanged ones are not rewritten. */
   readonly statuses = new DeploymentMap<DeploymentStatus>();
+  /** deployment → its progressive rollout's status, as the rollout controller decided it. */
+  readonly rollouts = new DeploymentMap<RolloutStatus>();
+  /**
+   * deployment → deviceId → what a progressive rollout gives the device (null: nothing);
+   * a device absent here keeps what it holds until the rollout decides on it.
+   */
+  readonly rolloutWishes = new DeploymentMap<Map<string, DesiredState | null>>();
   /** namespace → the device selector an admin bound it to (core/tenancy.ts). */
   readonly bindings = new Map<string, string>();
   /** deployment → why it targets no device whatever the devices' labels (said on its status). */

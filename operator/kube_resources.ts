@@ -3,7 +3,6 @@ import { z } from "zod";
 import { API_GROUP, DeploymentSpec, describeIssues } from "../core/mod.ts";
 import type { ResourceType } from "../adapters/kube/mod.ts";
 import { DeploymentResourceStatus } from "../crd/deployment_resource.ts";
-import { rolloutSupportProblem } from "../core/rollout_support.ts";
 
 const VERSION = "v1alpha1";
 
@@ -82,8 +81,7 @@ export function readSpec(
 ): { spec: DeploymentSpec; problems?: undefined } | { spec?: undefined; problems: string } {
   const parsed = SpecOf.safeParse({ spec: object.spec });
   if (!parsed.success) return { problems: describeIssues(parsed.error) };
-  const unsupported = rolloutSupportProblem(parsed.data.spec);
-  return unsupported === undefined ? { spec: parsed.data.spec } : { problems: unsupported };
+  return { spec: parsed.data.spec };
 }
 
 /** The CR's status; undefined when absent or unreadable (it is then written anew). */

@@ -209,6 +209,7 @@ export class KubeDeploymentSource implements DeploymentSource {
         ...ref,
         observedGeneration: status.observedGeneration,
         aggregate: status.aggregate,
+        ...(status.rollout === undefined ? {} : { rollout: status.rollout }),
         updatedAt: "",
       });
     }
@@ -221,7 +222,15 @@ export class KubeDeploymentSource implements DeploymentSource {
         apiVersion: API_VERSION,
         kind: "Deployment",
         metadata: { name: status.name, namespace: status.namespace },
-        status: { observedGeneration: status.observedGeneration, aggregate: status.aggregate },
+        status: {
+          observedGeneration: status.observedGeneration,
+          aggregate: status.aggregate,
+          // Progressing, Paused, Degraded, Complete beside Accepted (a list-map by type); a
+          // deployment that is Immediate again loses them, as this manager no longer sets them.
+          ...(status.rollout === undefined
+            ? {}
+            : { rollout: status.rollout, conditions: status.rollout.conditions }),
+        },
       }, { fieldManager: OPERATOR_FIELD_MANAGER, force: true });
     } catch (error) {
       // Deleted meanwhile: nothing to report on.

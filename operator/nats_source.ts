@@ -14,7 +14,6 @@ import {
   refKey,
   type StoredDeployment,
 } from "../core/mod.ts";
-import { rolloutSupportProblem } from "../core/rollout_support.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { systemClock } from "../adapters/clock.ts";
 import { ensureBucket, watchBucket } from "../adapters/nats/mod.ts";
@@ -84,13 +83,6 @@ export class NatsDeploymentSource implements DeploymentSource {
           this.#log.warn(
             `Ignoring deployment at key "${event.key}": its metadata names another deployment`,
           );
-          continue;
-        }
-        const unsupported = rolloutSupportProblem(deployment.spec);
-        if (unsupported !== undefined) {
-          // Written by a newer fleet apply: its devices keep the generation they have.
-          this.#log.warn(`Refusing deployment ${event.key}: ${unsupported}`);
-          yield { type: "refused", ref, generation: deployment.metadata.generation };
           continue;
         }
         yield { type: "upsert", deployment };

@@ -10,7 +10,10 @@
  *   Device mirror;
  * - agents (`instance_arbiter.ts`): which agent keeps a device two agents run as;
  * - buckets (`bucket_auditor.ts`): re-creates what broker data loss took;
- * - device consumers (`device_consumers.ts`): the one consumer each device reads from.
+ * - device consumers (`device_consumers.ts`): the one consumer each device reads from;
+ * - revisions (`revision_recorder.ts`): each deployment's last workloads;
+ * - rollouts (`rollout_controller.ts`): which revision each device of a progressive
+ *   deployment gets, batch by batch.
  *
  * It writes nothing until it has read every input once, so a restart converges without
  * rewriting unchanged keys.
@@ -30,6 +33,11 @@ import { DeviceConsumerKeeper, type DeviceConsumerStore } from "./device_consume
 import { RevisionRecorder } from "./revision_recorder.ts";
 import type { RevisionStore } from "./revision_store.ts";
 import { NatsRevisions } from "./nats_revisions.ts";
+import type { PopulationStore } from "./population_store.ts";
+import { NatsPopulations } from "./nats_populations.ts";
+import type { RolloutActionFeed } from "./rollout_action_feed.ts";
+import { NatsRolloutActions } from "./nats_rollout_actions.ts";
+import { RolloutController } from "./rollout_controller.ts";
 import { NatsDeviceConsumers } from "./nats_device_consumers.ts";
 import { DeviceMirror } from "./device_mirror.ts";
 import { FleetView } from "./fleet_view.ts";
@@ -130,6 +138,8 @@ interface Ports {
   buckets: BucketKeeper;
   deviceConsumers: DeviceConsumerStore;
   revisions: RevisionStore;
+  populations: PopulationStore;
+  rolloutActions: RolloutActionFeed;
   deviceSink: DeviceSink | undefined;
   kubeDevices: KubeDeviceSink | undefined;
 }
@@ -164,6 +174,8 @@ function portsFor(options: OperatorOptions, clock: Clock, log: Logger): Ports {
       heartbeatMs: options.deviceHeartbeatMs ?? 15_000,
     }),
     revisions: new NatsRevisions(nc, log),
+    populations: new NatsPopulations(nc, log),
+    rolloutActions: new NatsRolloutActions({ nc, log, replicas }),
     deviceSink: options.deviceSink ?? kubeDevices,
     kubeDevices,
   };
@@ -203,7 +215,10 @@ export function createOperator(options: OperatorOptions): Operator {
     ...retry,
     store: ports.desired,
     source: ports.source,
-    aggregateChanged: (ref) => flusher.markDirty(ref),
+    aggregateChanged: (ref) => {
+      flusher.markDirty(ref);
+      rollouts.mark(ref);
+    },
   });
   const devices = new DeviceMirror({
     ...common,
@@ -211,7 +226,11 @@ export function createOperator(options: OperatorOptions): Operator {
     staleAfterMs,
     scanIntervalMs: flushIntervalMs,
     labelsChanged: (deviceId, labels) => targeting.deviceLabelsChanged(deviceId, labels),
-    aggregateChanged: (ref) => flusher.markDirty(ref),
+    // A device's reachability changed: its deployments' aggregates and rollouts.
+    aggregateChanged: (ref) => {
+      flusher.markDirty(ref);
+      rollouts.mark(ref);
+    },
   });
   const arbiter = new InstanceArbiter({
     view,
@@ -240,7 +259,24 @@ export function createOperator(options: OperatorOptions): Operator {
     clock,
     log,
     ...(options.revisionHistory === undefined ? {} : { keep: options.revisionHistory }),
-    ...(options.retry ? { retry: options.retry } : {}),
+    ...retry,
+    pinned: (ref) => {
+      const rollout = view.rollouts.get(ref) ?? view.statuses.get(ref)?.rollout;
+      return rollout?.stable ? [rollout.stable.number] : [];
+    },
+    recorded: (ref) => rollouts.mark(ref),
+  });
+  const rollouts: RolloutController = new RolloutController({
+    view,
+    populations: ports.populations,
+    revisionsOf: (ref) => revisions.historyOf(ref),
+    initialRead,
+    clock,
+    log,
+    staleAfterMs,
+    ...retry,
+    wishesChanged: (ref) => targeting.mark(ref),
+    statusChanged: (ref) => flusher.markDirty(ref),
   });
 
   const consumers = new DeviceConsumerKeeper({
@@ -269,6 +305,7 @@ export function createOperator(options: OperatorOptions): Operator {
       deployments: view.deployments.size,
       devices: view.devices.size,
     });
+    rollouts.start();
     targeting.start().then(markReady, (error: unknown) => {
       log.error(`The first sync of desired state failed: ${(error as Error).message}`);
     });
@@ -340,6 +377,9 @@ export function createOperator(options: OperatorOptions): Operator {
         (async () => {
           for await (const event of ports.reports.deviceStates(inner)) {
             flusher.onReport(event);
+            if (event.type === "put" || event.type === "delete") {
+              rollouts.reported(event.ref, event.deviceId);
+            }
             if (event.type === "ready") readDone(Buckets.deviceState, event.restarted);
           }
         })(),
@@ -349,6 +389,9 @@ export function createOperator(options: OperatorOptions): Operator {
             arbiter.onHeartbeat(event);
             if (event.type === "ready") readDone(Buckets.deviceHeartbeat, event.restarted);
           }
+        })(),
+        (async () => {
+          for await (const event of ports.rolloutActions.follow(inner)) rollouts.onAction(event);
         })(),
         flusher.run(inner),
         devices.run(inner),
@@ -360,6 +403,7 @@ export function createOperator(options: OperatorOptions): Operator {
     } finally {
       stop.abort();
       await Promise.allSettled(tasks);
+      await rollouts.stop();
       await targeting.stop();
       revisions.stop();
     }

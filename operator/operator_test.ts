@@ -23,6 +23,8 @@ import {
   type Labels,
   type LabelSelector,
   type Phase,
+  revisionHash,
+  type RolloutStatus,
   UNKNOWN_GENERATION,
 } from "../core/mod.ts";
 import { createLogger, type Logger, silentLogger } from "../adapters/logger.ts";
@@ -758,7 +760,12 @@ const ENV_PROBLEM = 'spec.score.data.services[0].env[0].value: environment varia
 
 interface DeploymentCr {
   metadata: { generation: number; resourceVersion: string; finalizers?: string[] };
-  status?: { observedGeneration?: number; aggregate?: Aggregate; conditions?: Condition[] };
+  status?: {
+    observedGeneration?: number;
+    aggregate?: Aggregate;
+    conditions?: Condition[];
+    rollout?: RolloutStatus;
+  };
 }
 
 /** Waits until the CR's Accepted condition is `status` for `generation`; returns it. */
@@ -817,6 +824,58 @@ Deno.test("Operator (kube source) refuses a Deployment applied with kubectl that
   assert.equal((await store.deployments())[0]?.refused, undefined);
 });
 
+Deno.test("Operator (kube source) rolls a Progressive Deployment out: status.rollout, its conditions, the printer columns' fields, and a restart resumes it", async () => {
+  await using kube = await KubeFleet.start();
+  const { client, fleet } = kube;
+  await fleet.device("a2", { site: "a" });
+  await labelTestDeviceObject(client, "a2", { site: "a" });
+  const first = await fleet.startOperator({ source: { kind: "kube", client } });
+  const kubectl = { fieldManager: "kubectl", force: true };
+  const object = (value: string) => {
+    const o = kubectlObject("web", [{ name: "A", value }]);
+    return {
+      ...o,
+      spec: {
+        ...o.spec,
+        rollout: { strategy: "Progressive", batches: [{ limit: 1, approval: "Manual" }] },
+      },
+    };
+  };
+  // The first revision has no stable one: the canary batch waits for approval, nothing runs.
+  await client.apply(DeploymentType, object("1"), kubectl);
+  const waiting = await eventually("the rollout waiting for approval", async () => {
+    const cr = await client.get<DeploymentCr>(DeploymentType, "web", "default");
+    return cr?.status?.rollout?.phase === "Paused" || cr?.status?.rollout?.message.includes(
+        "approv",
+      )
+      ? cr
+      : undefined;
+  });
+  assert.equal(waiting.status?.rollout?.revision.number, 1);
+  const types = (waiting.status?.conditions ?? []).map((c) => c.type).sort();
+  // Accepted stays absent: a CR never refused has none (its field manager is another).
+  assert.deepEqual(types, ["Complete", "Degraded", "Paused", "Progressing"]);
+  assert.deepEqual(await fleet.desiredKeys(), []);
+
+  // A restart resumes the same rollout: still revision 1, still waiting, nothing written.
+  await first.stop();
+  await fleet.startOperator({ source: { kind: "kube", client } });
+  await sleep(500);
+  const after = await client.get<DeploymentCr>(DeploymentType, "web", "default");
+  assert.equal(after?.status?.rollout?.revision.number, 1);
+  assert.equal(after?.status?.rollout?.startedAt, waiting.status?.rollout?.startedAt);
+  assert.deepEqual(await fleet.desiredKeys(), []);
+
+  // Back to Immediate: every device gets it, the rollout's status and conditions go.
+  await client.apply(DeploymentType, kubectlObject("web", [{ name: "A", value: "1" }]), kubectl);
+  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web"]);
+  await eventually("the rollout status gone", async () => {
+    const cr = await client.get<DeploymentCr>(DeploymentType, "web", "default");
+    const types = (cr?.status?.conditions ?? []).map((c) => c.type);
+    return cr?.status?.rollout === undefined && types.length === 0 || undefined;
+  });
+});
+
 Deno.test("Operator (kube source) keeps a Deployment's last valid generation on its devices when a kubectl update is refused, across a restart, and still deletes it", async () => {
   await using kube = await KubeFleet.start();
   const { client, fleet } = kube;
@@ -838,21 +897,10 @@ Deno.test("Operator (kube source) keeps a Deployment's last valid generation on 
   );
   assert.deepEqual(await fleet.desired(), new Map([["a1.default.web", kept]]));
 
-  // A Progressive rollout, which this version does not run: refused the same way, not rolled
-  // out to every device at once.
-  const progressive = kubectlObject("web", [{ name: "A", value: "2" }]);
-  await client.apply(DeploymentType, {
-    ...progressive,
-    spec: { ...progressive.spec, rollout: { strategy: "Progressive", batches: [{ limit: 1 }] } },
-  }, kubectl);
-  const notRun = await waitForAccepted(client, "web", "False", 3);
-  assert.match(
-    notRun.message,
-    /^generation 3 refused: rollout\.strategy Progressive is not run by this version of Fleet yet/,
-  );
-  assert.deepEqual(await fleet.desired(), new Map([["a1.default.web", kept]]));
-  await client.apply(DeploymentType, kubectlObject("web", TOO_LONG), kubectl);
-  const refusedAgain = await waitForAccepted(client, "web", "False", 4);
+  // Another refused generation: devices still keep generation 1.
+  const tooLongToo = [{ name: "BIG", value: "y".repeat(140_000) }];
+  await client.apply(DeploymentType, kubectlObject("web", tooLongToo), kubectl);
+  const refusedAgain = await waitForAccepted(client, "web", "False", 3);
 
   // The aggregate's own status writes leave the condition alone.
   await fleet.report("a1", ref, 1, "Running");
@@ -1305,27 +1353,104 @@ Deno.test("Operator keeps a deployment's last revisions, one per workload change
   );
 });
 
-Deno.test("Operator (nats source) refuses a Progressive rollout it does not run yet: devices keep their generation", async () => {
+/** What each device's desired state holds for `ref`: deviceId → image. */
+async function imagesOf(fleet: TestFleet, ref: DeploymentRef): Promise<Map<string, string>> {
+  const images = new Map<string, string>();
+  for (const [key, value] of await fleet.desired()) {
+    const [deviceId, namespace, name] = key.split(".");
+    if (namespace !== ref.namespace || name !== ref.name) continue;
+    const services = (value as DesiredState).score.data as { services: { image: string }[] };
+    images.set(deviceId!, services.services[0]!.image);
+  }
+  return images;
+}
+
+/** A device's report on `d`'s workload, as an agent with revisions writes it. */
+async function reportRevision(
+  fleet: TestFleet,
+  deviceId: string,
+  d: Deployment,
+  generation: number,
+  phase: "Running" | "Failed",
+): Promise<void> {
+  const ref = refOf(d);
+  await fleet.putRaw(
+    Buckets.deviceState,
+    keys.deviceState(deviceId, ref),
+    JSON.stringify({
+      ...(await fleet.report(
+        deviceId,
+        ref,
+        generation,
+        phase,
+        phase === "Failed" ? "pull failed" : null,
+      )),
+      revision: revisionHash(d.spec.score),
+    }),
+  );
+}
+
+Deno.test("Operator (nats source) rolls a Progressive deployment out canary first, and rolls a failed canary back", async () => {
   await using ns = await startNatsServer();
   await using fleet = await TestFleet.open(ns);
-  await fleet.device("a1", { site: "a" });
-  const { log, lines } = capturingLogger();
-  await fleet.startOperator({ log });
-  const web = deployment("web", SITE_A);
-  await fleet.store.apply(web);
-  const kept = (await fleet.waitForDesiredKeys(["a1.default.web"])).get("a1.default.web");
-  // As a newer fleet apply would write it.
-  const progressive = deployment("web", SITE_A, { image: "registry.local/web:v2" });
-  await fleet.store.apply({
-    ...progressive,
-    spec: { ...progressive.spec, rollout: { strategy: "Progressive", batches: [{ limit: 1 }] } },
-  } as Deployment);
-  await eventually(
-    "the refusal in the log",
-    () =>
-      lines.some((l) =>
-        l.includes("Refusing deployment default.web: rollout.strategy Progressive is not run")
-      ) || undefined,
-  );
-  assert.deepEqual(await fleet.desired(), new Map([["a1.default.web", kept]]));
+  const ids = ["a1", "a2", "a3", "a4"];
+  for (const id of ids) await fleet.device(id, { site: "a" });
+  await fleet.startOperator();
+  const v1 = deployment("web", SITE_A);
+  const ref = refOf(v1);
+  await fleet.store.apply(v1);
+  await fleet.waitForDesiredKeys(ids.map((id) => `${id}.default.web`));
+  for (const id of ids) await reportRevision(fleet, id, v1, 1, "Running");
+
+  const progressive = (image: string): Deployment => {
+    const d = deployment("web", SITE_A, { image });
+    return Deployment.parse({
+      ...d,
+      spec: { ...d.spec, rollout: { strategy: "Progressive", batches: [{ limit: 1 }] } },
+    });
+  };
+  const v2 = progressive("registry.local/web:v2");
+  await fleet.store.apply(v2);
+  // One canary gets v2; the others keep v1 until it is healthy.
+  const canaryPhase = await eventually("one canary on v2", async () => {
+    const images = await imagesOf(fleet, ref);
+    const on = [...images].filter(([, image]) => image.endsWith(":v2")).map(([id]) => id);
+    return on.length === 1 && images.size === 4 ? on : undefined;
+  });
+  const canary = canaryPhase[0]!;
+  const status = await fleet.waitForStatus(ref, { generation: 2, matched: 4 });
+  assert.equal(status.rollout?.revision.number, 2);
+  assert.equal(status.rollout?.stable?.number, 1);
+  assert.equal(status.rollout?.currentBatch, 1);
+  await reportRevision(fleet, canary, v2, 2, "Running");
+  await eventually("every device on v2", async () => {
+    const images = [...(await imagesOf(fleet, ref)).values()];
+    return images.length === 4 && images.every((i) => i.endsWith(":v2")) || undefined;
+  });
+  for (const id of ids) await reportRevision(fleet, id, v2, 2, "Running");
+  await eventually("the rollout Complete", async () => {
+    const rollout = (await fleet.statuses()).get(keys.deploymentStatus(ref))?.rollout;
+    return rollout?.phase === "Complete" || undefined;
+  });
+
+  // v3's canary fails: it goes back to v2, the others never leave it.
+  const v3 = progressive("registry.local/web:v3-broken");
+  await fleet.store.apply(v3);
+  const badCanary = (await eventually("one canary on v3", async () => {
+    const on = [...await imagesOf(fleet, ref)].filter(([, i]) => i.endsWith(":v3-broken"));
+    return on.length === 1 ? on : undefined;
+  }))[0]![0];
+  await reportRevision(fleet, badCanary, v3, 3, "Failed");
+  const rolledBack = await eventually("the rollout RolledBack", async () => {
+    const images = await imagesOf(fleet, ref);
+    const rollout = (await fleet.statuses()).get(keys.deploymentStatus(ref))?.rollout;
+    const back = [...images.values()].every((i) => i.endsWith(":v2"));
+    if (back && rollout?.phase === "RollingBack") {
+      await reportRevision(fleet, badCanary, v2, 2, "Running");
+    }
+    return back && rollout?.phase === "RolledBack" ? rollout : undefined;
+  });
+  assert.equal(rolledBack.failure?.batch, 1);
+  assert.match(rolledBack.failure?.message ?? "", /pull failed/);
+  assert.equal(rolledBack.stable?.number, 2);
 });

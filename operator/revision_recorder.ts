@@ -25,6 +25,10 @@ export interface RevisionRecorderOptions {
   keep?: number;
   /** @default DEFAULT_BACKOFF */
   retry?: BackoffPolicy;
+  /** Revisions of a deployment never dropped (a rollout's stable and current ones). */
+  pinned?: (ref: DeploymentRef) => readonly number[];
+  /** Told when a deployment's kept revisions are known or changed. */
+  recorded?: (ref: DeploymentRef) => void;
 }
 
 /** The latest wish for a deployment: its spec, or gone. */
@@ -40,12 +44,16 @@ export class RevisionRecorder {
   readonly #histories = new DeploymentMap<Revision[]>();
   readonly #wanted = new DeploymentMap<Wanted>();
   readonly #busy = new DeploymentMap<true>();
+  readonly #pinned: (ref: DeploymentRef) => readonly number[];
+  readonly #recorded: (ref: DeploymentRef) => void;
 
   constructor(options: RevisionRecorderOptions) {
     this.#store = options.store;
     this.#clock = options.clock;
     this.#log = options.log;
     this.#keep = options.keep ?? DEFAULT_REVISION_HISTORY;
+    this.#pinned = options.pinned ?? (() => []);
+    this.#recorded = options.recorded ?? (() => {});
     this.#retries = new RetryQueue({
       clock: options.clock,
       onDue: (ref) => void this.#drain(ref),
@@ -60,6 +68,11 @@ export class RevisionRecorder {
     } else if (event.type === "delete") {
       this.#want(event.ref, "deleted");
     }
+  }
+
+  /** The kept revisions of `ref`, oldest first; undefined until they were read. */
+  historyOf(ref: DeploymentRef): readonly Revision[] | undefined {
+    return this.#histories.get(ref);
   }
 
   /** Cancels pending retries (the operator stops). */
@@ -106,18 +119,24 @@ export class RevisionRecorder {
       this.#histories.delete(ref);
       return;
     }
+    const known = this.#histories.has(ref);
     this.#histories.set(ref, history);
     const recorded = recordRevision(history, {
       score: wanted.spec.score,
       generation: wanted.metadata.generation,
       now: this.#clock.now(),
       keep: this.#keep,
+      pinned: this.#pinned(ref),
     });
-    if (!recorded.created) return;
+    if (!recorded.created) {
+      if (!known) this.#recorded(ref);
+      return;
+    }
     await this.#store.put(ref, recorded.revision);
     const kept = new Set(recorded.revisions.map((r) => r.number));
     await this.#store.remove(ref, history.filter((r) => !kept.has(r.number)).map((r) => r.number));
     this.#histories.set(ref, recorded.revisions);
+    this.#recorded(ref);
     this.#log.info(
       `Deployment ${ref.namespace}/${ref.name} is at revision ${recorded.revision.number}: ` +
         recorded.revision.change,

@@ -16,6 +16,7 @@ import {
   type DeploymentRef,
   type DesiredState,
   desiredStateOf,
+  diffPerDevice,
   diffTargets,
   heldDeployment,
   inScope,
@@ -288,11 +289,18 @@ export class TargetingWriter {
     const store = this.#o.store;
     const deployment = view.deployments.get(ref);
     const targets = view.resolveTargets(ref);
-    const wanted = deployment ? desiredStateOf(deployment) : undefined;
     const current = view.desired.get(ref) ?? new Map<string, DesiredState>();
     const conflicts = this.#claims.conflictsOf(ref, targets);
     this.#refuse(ref, conflicts);
-    const diff = diffTargets(current, targets, wanted);
+    // A progressive rollout decides per device (rollout_controller.ts); until it has, nothing.
+    const wishes = deployment?.spec.rollout.strategy === "Progressive"
+      ? view.rolloutWishes.get(ref) ?? new Map<string, DesiredState | null>()
+      : undefined;
+    const wanted = deployment && !wishes ? desiredStateOf(deployment) : undefined;
+    const wishOf = (deviceId: string) => wishes ? wishes.get(deviceId) ?? undefined : wanted;
+    const diff = wishes
+      ? diffPerDevice(current, targets, (deviceId) => wishes.get(deviceId))
+      : diffTargets(current, targets, wanted);
     // A refused device keeps what it has: neither written nor, while targeted, removed.
     diff.put = diff.put.filter((deviceId) => !conflicts.has(deviceId));
     // A key that failed but is no longer to be written needs no retry.
@@ -331,7 +339,7 @@ export class TargetingWriter {
       }
     };
     const work = [
-      ...diff.put.map((deviceId) => () => write(deviceId, wanted)),
+      ...diff.put.map((deviceId) => () => write(deviceId, wishOf(deviceId))),
       ...diff.remove.map((deviceId) => () => write(deviceId, undefined)),
     ];
     for (let i = 0; i < work.length; i += WRITE_BATCH) {
