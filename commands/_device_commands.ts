@@ -5,12 +5,7 @@
  * one that does not answer in time, as a timeout naming what was asked.
  */
 import { Command, Option } from "@commander-js/extra-typings";
-import {
-  type NatsConnection,
-  PermissionViolationError,
-  RequestError,
-  TimeoutError,
-} from "@nats-io/nats-core";
+import { type NatsConnection, RequestError, TimeoutError } from "@nats-io/nats-core";
 import type { z } from "zod";
 import {
   Buckets,
@@ -24,7 +19,7 @@ import {
 } from "../core/mod.ts";
 import { FleetError } from "../core/errors.ts";
 import { printLine } from "../adapters/output.ts";
-import { openBucket } from "../adapters/nats/mod.ts";
+import { deniedByBroker, openBucket } from "../adapters/nats/mod.ts";
 import {
   offlineMessage,
   renderDiag,
@@ -65,14 +60,6 @@ export function principalOf(nc: NatsConnection): string {
 async function lastHeartbeat(nc: NatsConnection, deviceId: string): Promise<number | undefined> {
   const entry = await (await openBucket(nc, Buckets.deviceHeartbeat)).get(keys.heartbeat(deviceId));
   return entry?.operation === "PUT" ? entry.created.getTime() : undefined;
-}
-
-function deniedBy(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; depth++) {
-    if (e instanceof PermissionViolationError) return true;
-    e = e.cause;
-  }
-  return false;
 }
 
 /**
@@ -125,7 +112,7 @@ export async function askDevice<V extends CommandVerb>(
         offlineMessage(deviceId, await lastHeartbeat(nc, deviceId), Date.now()),
       );
     }
-    if (deniedBy(error)) {
+    if (deniedByBroker(error)) {
       throw new FleetError(
         "failure",
         `your role does not allow ${verb} on devices: the broker refused device-commands.${deviceId}.${verb} for ` +

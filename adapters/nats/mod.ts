@@ -58,3 +58,4 @@ export { type BucketEntry, readBucket, readBucketEntries } from "./snapshot.ts";
 export { ConnectionState } from "./connection_state.ts";
 export { ensureAuditStream, publishAudit, readAudit, type StoredAuditRecord } from "./audit.ts";
 export { ensureRolloutActionsStream, publishRolloutAction } from "./rollout_actions.ts";
+export { deniedByBroker } from "./denied.ts";

@@ -3,7 +3,7 @@
  * `fleet-rollout-actions`, which the operator creates and reads, and the publish of one action
  * in its sender's name, stored before it is acknowledged.
  */
-import { type NatsConnection, PermissionViolationError, RequestError } from "@nats-io/nats-core";
+import { type NatsConnection, RequestError } from "@nats-io/nats-core";
 import { DiscardPolicy, jetstream, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import {
   ROLLOUT_ACTIONS_MAX_AGE_MS,
@@ -14,6 +14,7 @@ import {
 import type { DeploymentRef } from "../../core/keys.ts";
 import { FleetError } from "../../core/errors.ts";
 import { ensureStream } from "./_stream.ts";
+import { deniedByBroker } from "./denied.ts";
 
 /**
  * Creates the rollout actions stream unless it exists: every action is kept for
@@ -42,14 +43,6 @@ export function ensureRolloutActionsStream(
   });
 }
 
-function deniedBy(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; depth++) {
-    if (e instanceof PermissionViolationError) return true;
-    e = e.cause;
-  }
-  return false;
-}
-
 /**
  * Stores `request` on `ref`'s action subject in `principal`'s name.
  *
@@ -70,7 +63,7 @@ export async function publishRolloutAction(
     });
     return ack.seq;
   } catch (error) {
-    if (deniedBy(error)) {
+    if (deniedByBroker(error)) {
       throw new FleetError(
         "failure",
         `your role does not allow rollout actions: the broker refused ${subject} for ` +
