@@ -1,9 +1,25 @@
 import assert from "node:assert/strict";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { principalOf, ROLLOUT_ACTIONS_STREAM } from "../core/mod.ts";
+import {
+  API_VERSION,
+  Buckets,
+  Deployment,
+  type DeploymentStatus,
+  keys,
+  principalOf,
+  ROLLOUT_ACTIONS_STREAM,
+} from "../core/mod.ts";
+import { systemClock } from "../adapters/clock.ts";
+import { NatsRolloutTarget } from "../cli/rollout_target.ts";
+import { waitForAction } from "../cli/rollout_wait.ts";
+import { NatsBucketKeeper } from "./nats_bucket_keeper.ts";
 import { silentLogger } from "../adapters/logger.ts";
-import { ensureRolloutActionsStream, publishRolloutAction } from "../adapters/nats/mod.ts";
+import {
+  ensureRolloutActionsStream,
+  openBucket,
+  publishRolloutAction,
+} from "../adapters/nats/mod.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import { startCalloutFixture } from "../testing/callout.ts";
 import { eventually } from "../testing/eventually.ts";
@@ -104,7 +120,7 @@ async function mayAct(nc: NatsConnection, principal: string): Promise<string> {
   }
 }
 
-Deno.test("Rollout actions through the callout: a maintainer acts in its own name only, a viewer not at all, the operator keeps and reads the stream", async () => {
+Deno.test("Rollout actions through the callout: a maintainer acts in its own name only, a viewer not at all, the operator keeps and reads the stream, a viewer sees it taken", async () => {
   await using t = await startCalloutFixture(false);
   const operator = await t.connectAs(await t.mint("fleet-operator", ["fleet-operator"]));
   const viewer = await t.connectAs(await t.mint("bob", ["fleet-viewer"]));
@@ -130,6 +146,66 @@ Deno.test("Rollout actions through the callout: a maintainer acts in its own nam
       `2 default/web pause by ${ada}`,
     ]);
     await feed.stop();
+
+    // The CLI's wait, with a viewer's rights: it reads the deployment and watches its status
+    // until the operator writes that it took the action.
+    const keeper = new NatsBucketKeeper({
+      nc: operator,
+      log: silentLogger,
+      replicas: 1,
+      clock: systemClock,
+    });
+    assert.ok(await keeper.ensureAll(new AbortController().signal));
+    await (await openBucket(admin, Buckets.deployments)).put(
+      keys.deployment(WEB),
+      JSON.stringify(Deployment.parse({
+        apiVersion: API_VERSION,
+        kind: "Deployment",
+        metadata: { name: "web", namespace: "default", generation: 1 },
+        spec: {
+          targetSelector: { matchLabels: { site: "lab" } },
+          score: { type: "PodmanV0", data: { services: [{ name: "web", image: "web:1" }] } },
+        },
+      })),
+    );
+    const target = new NatsRolloutTarget(viewer, silentLogger);
+    assert.equal((await target.read(WEB))?.rollout, undefined);
+    const waiting = waitForAction(target, { ref: WEB, verb: "pause", seq: 2 }, {
+      timeoutMs: 15_000,
+      clock: systemClock,
+    });
+    const status: DeploymentStatus = {
+      namespace: "default",
+      name: "web",
+      observedGeneration: 1,
+      aggregate: {
+        matchedDeviceCount: 0,
+        succeeded: 0,
+        failed: 0,
+        pending: 0,
+        unreachable: 0,
+        lastError: null,
+      },
+      rollout: {
+        phase: "Paused",
+        revision: { number: 1, hash: "1111111111111111" },
+        stable: null,
+        currentBatch: 1,
+        batches: [],
+        population: 0,
+        joined: 0,
+        startedAt: "2026-12-06T08:00:00Z",
+        message: "paused",
+        conditions: [],
+        lastAction: { seq: 2, verb: "pause", by: ada, at: "2026-12-06T08:00:01Z" },
+      },
+      updatedAt: "2026-12-06T08:00:01Z",
+    };
+    await (await openBucket(operator, Buckets.deploymentStatus)).put(
+      keys.deployment(WEB),
+      JSON.stringify(status),
+    );
+    assert.equal((await waiting).lastAction?.by, ada);
   } finally {
     for (const nc of [operator, viewer, maintainer, admin]) await nc.close();
   }
