@@ -214,6 +214,10 @@ Deno.test("fleet rollout status, the actions and undo on the nats target", async
   controller.abort();
   await feed.done;
 
+  const history = await fleet("rollout", "history", "web", ...url);
+  assert.equal(history.code, 0, history.shown);
+  assert.match(history.stdout, /^2 \(current\) .* web: localhost\/web:1 → localhost\/web:2$/m);
+
   // undo: a revision not kept is a usage error; by default the one before the newest.
   const unknown = await fleet("rollout", "undo", "web", "--to-revision", "9", ...url);
   assert.equal(unknown.code, 2, unknown.shown);
