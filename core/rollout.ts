@@ -607,6 +607,8 @@ class Decider {
       const batch = this.status.batches[b]!;
       const label = this.batchLabel(b);
       if (batch.startedAt === undefined) {
+        // Waiting to start: the batches before it keep the revision, their counts stay fresh.
+        this.recount();
         const manual = this.policy.batches[b]!.approval === "Manual";
         if (manual && batch.approvedBy === undefined) {
           this.status.message = `${label} waits for approval before ${

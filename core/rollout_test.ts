@@ -464,6 +464,13 @@ Deno.test("decideRollout() waits for approval of a Manual batch and starts it wh
   );
   fleet.decide();
   assert.deepEqual(fleet.eventTypes(), [], "waiting is announced once");
+  // Found end to end: a second decision while waiting gave the canary the stable revision back.
+  assert.equal(fleet.targeted(NEW).length, 1, "the canary keeps the revision while batch 2 waits");
+  assert.equal(fleet.status!.batches[0]!.healthy, 1);
+  fleet.decide([{ verb: "pause", by: "ops" }]);
+  fleet.decide();
+  assert.equal(fleet.targeted(NEW).length, 1, "and while the rollout is paused there");
+  fleet.decide([{ verb: "resume", by: "ops" }]);
 
   fleet.now += 30 * MINUTE;
   fleet.decide([{ verb: "approve", by: "mia" }]);

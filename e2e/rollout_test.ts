@@ -13,14 +13,28 @@ import {
 } from "../core/mod.ts";
 import { waitFor } from "../adapters/timers.ts";
 import type { LocalFleet } from "../sandbox/local_fleet.ts";
-import { containerIds, startFleet, waitForStatus, webDeployment } from "./_helpers.ts";
+import {
+  containerIds,
+  fleet as run,
+  startFleet,
+  waitForStatus,
+  webDeployment,
+} from "./_helpers.ts";
 import { story, testLogger } from "./_story.ts";
 
 const LAB = { matchLabels: { site: "lab" } };
 const DEVICES = ["lab-1", "lab-2", "lab-3", "lab-4"];
 
 /** `web` at `tag`, rolled out canary (1) → 50 % → rest, each batch baking `bake`. */
-function progressive(tag: string, extra: { healthcheck?: string[]; bake?: string } = {}) {
+function progressive(
+  tag: string,
+  extra: {
+    healthcheck?: string[];
+    bake?: string;
+    approval?: "Manual";
+    onFailure?: "Pause";
+  } = {},
+) {
   const d = webDeployment({ name: "web", tag, selector: LAB });
   const service = d.spec.score.data.services[0]!;
   return Deployment.parse({
@@ -41,9 +55,13 @@ function progressive(tag: string, extra: { healthcheck?: string[]; bake?: string
       minReadySeconds: 1,
       rollout: {
         strategy: "Progressive",
-        batches: [{ limit: 1 }, { limit: "50%" }],
+        batches: [{ limit: 1 }, {
+          limit: "50%",
+          ...(extra.approval ? { approval: "Manual" } : {}),
+        }],
         bake: extra.bake ?? "2s",
         deviceTimeout: "2m",
+        ...(extra.onFailure ? { onFailure: extra.onFailure } : {}),
       },
     },
   });
@@ -170,5 +188,112 @@ story(
       const t = await tags(fleet);
       return t.size === 4 && [...t.values()].every((v) => v === "v2") || undefined;
     });
+  },
+);
+
+story(
+  "progressive rollout from the CLI: approve a Manual batch, pause and resume, retry a failed batch, undo; an operator stopped mid-rollout resumes the same batches",
+  { deadlineMs: 10 * 60_000 },
+  async () => {
+    const log = testLogger();
+    await using fleet = await startFleet();
+    await fleet.startOperator();
+    for (const id of DEVICES) await fleet.startAgent({ deviceId: id, labels: { site: "lab" } });
+    const store = await fleet.store();
+    const cli = async (...args: string[]) => {
+      const result = await run(["rollout", ...args, "web", "--nats-url", fleet.natsUrls.join(",")]);
+      log.info(
+        `$ fleet rollout ${
+          args.join(" ")
+        } web → exit ${result.code}\n${result.stdout}${result.stderr}`,
+      );
+      return result;
+    };
+    await store.apply(webDeployment({ name: "web", tag: "v1", selector: LAB }));
+    await waitForStatus(fleet, { name: "web" }, { matched: 4, succeeded: 4 });
+
+    // Revision 2: the canary goes, the 50 % batch waits for a person's approval.
+    await store.apply(progressive("v2", { bake: "0s", approval: "Manual", onFailure: "Pause" }));
+    const waiting = await waitFor("batch 2 waiting for approval", async () => {
+      const rollout = await rolloutOf(fleet);
+      return rollout?.revision.number === 2 && rollout.currentBatch === 2 &&
+          /approv/.test(rollout.message)
+        ? rollout
+        : undefined;
+    }, 120_000);
+    const canary = [...await tags(fleet)].filter(([, t]) => t === "v2").map(([id]) => id);
+    assert.equal(canary.length, 1);
+    const shown = await cli("status");
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /approv/);
+
+    // The operator stops and comes back: the same rollout, the same canary, still waiting.
+    await fleet.stopOperator();
+    await fleet.startOperator();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const resumed = await rolloutOf(fleet);
+    assert.equal(resumed?.startedAt, waiting.startedAt);
+    assert.equal(resumed?.batches[0]?.startedAt, waiting.batches[0]?.startedAt);
+    assert.equal(resumed?.currentBatch, 2);
+    assert.deepEqual(
+      [...await tags(fleet)].filter(([, t]) => t === "v2").map(([id]) => id),
+      canary,
+    );
+
+    // Pause, resume, approve: each taken by the operator in the person's name.
+    const paused = await cli("pause");
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.equal((await rolloutOf(fleet))?.phase, "Paused");
+    assert.equal((await rolloutOf(fleet))?.pausedBy, "anonymous");
+    const again = await cli("pause");
+    assert.equal(again.code, 1, "pausing a paused rollout is refused");
+    assert.match(again.stderr, /already paused/);
+    assert.equal((await cli("resume")).code, 0);
+    const approved = await cli("approve");
+    assert.equal(approved.code, 0, approved.stderr);
+    await waitForPhase(fleet, 2, "Complete", []);
+    await waitFor("every device on v2", async () => {
+      const t = [...(await tags(fleet)).values()];
+      return t.length === 4 && t.every((v) => v === "v2") || undefined;
+    });
+
+    // Revision 3 fails its canary; onFailure Pause leaves it Degraded for a person.
+    await store.apply(progressive("does-not-exist", { bake: "0s", onFailure: "Pause" }));
+    const degraded = await waitForPhase(fleet, 3, "Degraded", []);
+    assert.equal(degraded.failure?.batch, 1);
+    const retried = await cli("retry");
+    assert.equal(retried.code, 0, retried.stderr);
+    // The canary runs it again (its agent pulls again) and fails again: Degraded anew.
+    const failedAgain = await waitFor("the retried canary failed again", async () => {
+      const rollout = await rolloutOf(fleet);
+      const retriedAt = rollout?.batches[0]?.retriedAt;
+      return rollout?.phase === "Degraded" && retriedAt !== undefined &&
+          rollout.failure !== undefined && rollout.failure.at >= retriedAt
+        ? rollout
+        : undefined;
+    }, 120_000);
+    assert.equal(failedAgain.lastAction?.verb, "retry");
+    const protectedIds = await containerIds(fleet);
+
+    // Undo: the workload of revision 2 again, as a new revision, without the user's file.
+    const undone = await cli("undo");
+    assert.equal(undone.code, 0, undone.stderr);
+    const back = await waitFor("the undo's revision Complete", async () => {
+      const rollout = await rolloutOf(fleet);
+      return rollout !== undefined && rollout.revision.number > 3 && rollout.phase === "Complete"
+        ? rollout
+        : undefined;
+    }, 120_000);
+    assert.equal(back.revision.number, 4);
+    await waitFor("every device on v2", async () => {
+      const t = [...(await tags(fleet)).values()];
+      return t.length === 4 && t.every((v) => v === "v2") || undefined;
+    });
+    // The devices the canary protected were never touched by the failure, the retry or the undo.
+    const ids = await containerIds(fleet);
+    const untouched = [...protectedIds].filter(([name, id]) => ids.get(name) === id);
+    assert.ok(untouched.length >= 3, `untouched: ${untouched.map(([n]) => n).join(", ")}`);
+    const final = await cli("status");
+    assert.match(final.stdout, /Complete/);
   },
 );

@@ -11,6 +11,7 @@ import {
   type DeploymentState,
   type DeploymentStatus,
   type DesiredState,
+  type DeviceWish,
   inScope,
   type InstanceConflict,
   type Labels,
@@ -51,10 +52,10 @@ export class FleetView {
   /** deployment → its progressive rollout's status, as the rollout controller decided it. */
   readonly rollouts = new DeploymentMap<RolloutStatus>();
   /**
-   * deployment → deviceId → what a progressive rollout gives the device (null: nothing);
-   * a device absent here keeps what it holds until the rollout decides on it.
+   * deployment → deviceId → what a progressive rollout gives the device (null: nothing;
+   * undefined, or absent: it keeps what it holds, as the rollout has not decided on it).
    */
-  readonly rolloutWishes = new DeploymentMap<Map<string, DesiredState | null>>();
+  readonly rolloutWishes = new DeploymentMap<Map<string, DeviceWish>>();
   /** namespace → the device selector an admin bound it to (core/tenancy.ts). */
   readonly bindings = new Map<string, string>();
   /** deployment → why it targets no device whatever the devices' labels (said on its status). */

@@ -1353,6 +1353,50 @@ Deno.test("Operator keeps a deployment's last revisions, one per workload change
   );
 });
 
+Deno.test("Operator (nats source) restarted while a batch waits for approval keeps the canary on the new revision", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  const ids = ["a1", "a2", "a3", "a4"];
+  for (const id of ids) await fleet.device(id, { site: "a" });
+  const first = await fleet.startOperator();
+  const v1 = deployment("web", SITE_A);
+  const ref = refOf(v1);
+  await fleet.store.apply(v1);
+  await fleet.waitForDesiredKeys(ids.map((id) => `${id}.default.web`));
+  for (const id of ids) await reportRevision(fleet, id, v1, 1, "Running");
+  const d = deployment("web", SITE_A, { image: "registry.local/web:v2" });
+  const v2 = Deployment.parse({
+    ...d,
+    spec: {
+      ...d.spec,
+      minReadySeconds: 1,
+      rollout: {
+        strategy: "Progressive",
+        batches: [{ limit: 1 }, { limit: "50%", approval: "Manual" }],
+        onFailure: "Pause",
+      },
+    },
+  });
+  await fleet.store.apply(v2);
+  const canary = (await eventually("one canary on v2", async () => {
+    const on = [...await imagesOf(fleet, ref)].filter(([, i]) => i.endsWith(":v2"));
+    return on.length === 1 ? on : undefined;
+  }))[0]![0];
+  await reportRevision(fleet, canary, v2, 2, "Running");
+  await eventually("batch 2 waiting for approval", async () => {
+    const rollout = (await fleet.statuses()).get(keys.deploymentStatus(ref))?.rollout;
+    return rollout?.currentBatch === 2 || undefined;
+  });
+  await sleep(1_500);
+  await first.stop();
+  await fleet.startOperator();
+  await sleep(1_000);
+  assert.deepEqual(
+    [...(await imagesOf(fleet, ref))].filter(([, i]) => i.endsWith(":v2")).map(([id]) => id),
+    [canary],
+  );
+});
+
 /** What each device's desired state holds for `ref`: deviceId → image. */
 async function imagesOf(fleet: TestFleet, ref: DeploymentRef): Promise<Map<string, string>> {
   const images = new Map<string, string>();
@@ -1395,7 +1439,7 @@ Deno.test("Operator (nats source) rolls a Progressive deployment out canary firs
   await using fleet = await TestFleet.open(ns);
   const ids = ["a1", "a2", "a3", "a4"];
   for (const id of ids) await fleet.device(id, { site: "a" });
-  await fleet.startOperator();
+  const first = await fleet.startOperator();
   const v1 = deployment("web", SITE_A);
   const ref = refOf(v1);
   await fleet.store.apply(v1);
@@ -1418,6 +1462,14 @@ Deno.test("Operator (nats source) rolls a Progressive deployment out canary firs
     return on.length === 1 && images.size === 4 ? on : undefined;
   });
   const canary = canaryPhase[0]!;
+  // A restarted operator resumes the same rollout: the same canary keeps v2, no other gets it.
+  await first.stop();
+  await fleet.startOperator();
+  await sleep(500);
+  assert.deepEqual(
+    [...(await imagesOf(fleet, ref))].filter(([, i]) => i.endsWith(":v2")).map(([id]) => id),
+    [canary],
+  );
   const status = await fleet.waitForStatus(ref, { generation: 2, matched: 4 });
   assert.equal(status.rollout?.revision.number, 2);
   assert.equal(status.rollout?.stable?.number, 1);

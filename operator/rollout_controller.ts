@@ -16,6 +16,7 @@ import {
   type DeploymentRef,
   type DesiredState,
   type DeviceObservation,
+  type DeviceWish,
   freezePopulation,
   isStale,
   progressivePolicy,
@@ -112,7 +113,9 @@ export class RolloutController {
     if (state === undefined) {
       received?.delete(deviceId);
     } else {
-      const key = `${state.revision ?? ""}/${state.phase}`;
+      // Every new report counts as received now: a device that fails again after a retry
+      // reports the same revision and phase, and that failure is after the retry.
+      const key = `${state.revision ?? ""}/${state.phase}/${state.lastEventAt}/${state.lastError}`;
       if (received === undefined) this.#received.set(ref, received = new Map());
       if (received.get(deviceId)?.key !== key) {
         received.set(deviceId, { key, at: this.#o.clock.now() });
@@ -313,46 +316,46 @@ export class RolloutController {
     targets: ReadonlyMap<string, RevisionRef | null>,
     history: readonly Revision[],
   ): boolean {
-    const values = new Map<number, DesiredState | null>();
-    const valueOf = (revision: RevisionRef | null): DesiredState | null => {
+    const values = new Map<number, DesiredState | undefined>();
+    const valueOf = (revision: RevisionRef | null): DesiredState | null | undefined => {
       if (revision === null) return null;
-      let value = values.get(revision.number);
+      if (values.has(revision.number)) return values.get(revision.number);
+      // Going back to a workload renumbers it (core/revisions.ts): the hash finds it.
+      const kept = history.find((r) => r.number === revision.number) ??
+        history.findLast((r) => r.hash === revision.hash);
+      const value: DesiredState | undefined = kept === undefined ? undefined : {
+        namespace: ref.namespace,
+        name: ref.name,
+        // The spec's own revision carries its generation (so the aggregate counts it);
+        // an older one the generation that made it (so devices on it are not rewritten).
+        generation: kept.hash === revisionHash(deployment.spec.score)
+          ? deployment.metadata.generation
+          : kept.generation,
+        score: kept.score,
+        ...(deployment.spec.minReadySeconds === undefined
+          ? {}
+          : { minReadySeconds: deployment.spec.minReadySeconds }),
+      };
       if (value === undefined) {
-        const kept = history.find((r) => r.number === revision.number);
-        value = kept === undefined ? null : {
-          namespace: ref.namespace,
-          name: ref.name,
-          // The spec's own revision carries its generation (so the aggregate counts it);
-          // an older one the generation that made it (so devices on it are not rewritten).
-          generation: kept.hash === revisionHash(deployment.spec.score)
-            ? deployment.metadata.generation
-            : kept.generation,
-          score: kept.score,
-          ...(deployment.spec.minReadySeconds === undefined
-            ? {}
-            : { minReadySeconds: deployment.spec.minReadySeconds }),
-        };
-        if (value === null) {
-          this.#o.log.warn(
-            `Deployment ${ref.namespace}/${ref.name}: revision ${revision.number} is no longer ` +
-              `kept; its devices keep what they run`,
-          );
-        }
-        values.set(revision.number, value);
+        this.#o.log.warn(
+          `Deployment ${ref.namespace}/${ref.name}: revision ${revision.number} is no longer ` +
+            `kept; its devices keep what they run`,
+        );
       }
+      values.set(revision.number, value);
       return value;
     };
     const before = this.#o.view.rolloutWishes.get(ref);
-    const wishes = new Map<string, DesiredState | null>();
+    const wishes = new Map<string, DeviceWish>();
     let changed = before === undefined || before.size !== targets.size;
     for (const [id, revision] of targets) {
       const value = valueOf(revision);
       wishes.set(id, value);
       if (!changed) {
         const old = before!.get(id);
-        changed = old === undefined || (old === null) !== (value === null) ||
-          (old !== null && value !== null &&
-            (old.generation !== value.generation || old.score !== value.score));
+        changed = !before!.has(id) || (old ?? null) !== (value ?? null) && (
+              !old || !value || old.generation !== value.generation || old.score !== value.score
+            );
       }
     }
     this.#o.view.rolloutWishes.set(ref, wishes);

@@ -16,6 +16,7 @@ import {
   type DeploymentRef,
   type DesiredState,
   desiredStateOf,
+  type DeviceWish,
   diffPerDevice,
   diffTargets,
   heldDeployment,
@@ -294,7 +295,7 @@ export class TargetingWriter {
     this.#refuse(ref, conflicts);
     // A progressive rollout decides per device (rollout_controller.ts); until it has, nothing.
     const wishes = deployment?.spec.rollout.strategy === "Progressive"
-      ? view.rolloutWishes.get(ref) ?? new Map<string, DesiredState | null>()
+      ? view.rolloutWishes.get(ref) ?? new Map<string, DeviceWish>()
       : undefined;
     const wanted = deployment && !wishes ? desiredStateOf(deployment) : undefined;
     const wishOf = (deviceId: string) => wishes ? wishes.get(deviceId) ?? undefined : wanted;
