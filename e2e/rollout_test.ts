@@ -12,6 +12,11 @@ import {
   type RolloutStatus,
 } from "../core/mod.ts";
 import { waitFor } from "../adapters/timers.ts";
+import { KubeClient } from "../adapters/kube/mod.ts";
+import { startKubeApiServer } from "../testing/kube_apiserver.ts";
+import { DeploymentType, installCrds } from "../operator/mod.ts";
+import { KubeDeploymentStore } from "../cli/kube_store.ts";
+import type { Condition } from "../crd/device_resource.ts";
 import type { LocalFleet } from "../sandbox/local_fleet.ts";
 import {
   containerIds,
@@ -20,7 +25,7 @@ import {
   waitForStatus,
   webDeployment,
 } from "./_helpers.ts";
-import { story, testLogger } from "./_story.ts";
+import { stopOnDeadline, story, testLogger } from "./_story.ts";
 
 const LAB = { matchLabels: { site: "lab" } };
 const DEVICES = ["lab-1", "lab-2", "lab-3", "lab-4"];
@@ -295,5 +300,82 @@ story(
     assert.ok(untouched.length >= 3, `untouched: ${untouched.map(([n]) => n).join(", ")}`);
     const final = await cli("status");
     assert.match(final.stdout, /Complete/);
+  },
+);
+
+interface DeploymentCr {
+  status?: { rollout?: RolloutStatus; conditions?: Condition[] };
+}
+
+story(
+  "progressive rollout on the kube source: status.rollout, conditions and printer columns on the Deployment; a bad image rolls back by itself; fleet rollout status --target kube",
+  { deadlineMs: 10 * 60_000 },
+  async () => {
+    const log = testLogger();
+    await using kube = stopOnDeadline(await startKubeApiServer());
+    using client = new KubeClient(kube.adminConfig);
+    await installCrds(client, log);
+    await using fleet = await startFleet();
+    await fleet.startOperator({ kube: client });
+    const ids = ["lab-1", "lab-2", "lab-3"];
+    for (const id of ids) await fleet.startAgent({ deviceId: id, labels: { site: "lab" } });
+    const store = new KubeDeploymentStore(client, log);
+    const cr = async () =>
+      (await client.get<DeploymentCr>(DeploymentType, "web", "default"))?.status;
+    const condition = (status: DeploymentCr["status"], type: string) =>
+      status?.conditions?.find((c) => c.type === type)?.status;
+
+    await store.apply(webDeployment({ name: "web", tag: "v1", selector: LAB }));
+    await waitFor("three devices on v1", async () => {
+      const t = [...(await tags(fleet)).values()];
+      return t.length === 3 && t.every((v) => v === "v1") || undefined;
+    }, 120_000);
+
+    await store.apply(progressive("v2", { bake: "1s" }));
+    const complete = await waitFor("revision 2 Complete on the Deployment", async () => {
+      const status = await cr();
+      return status?.rollout?.revision.number === 2 && status.rollout.phase === "Complete"
+        ? status
+        : undefined;
+    }, 180_000);
+    assert.equal(condition(complete, "Complete"), "True");
+    assert.equal(condition(complete, "Progressing"), "False");
+    assert.deepEqual(complete.rollout?.batches.map((b) => b.selected), [1, 1, 1]);
+    assert.deepEqual([...(await tags(fleet)).values()], ["v2", "v2", "v2"]);
+    const stableIds = await containerIds(fleet);
+
+    await store.apply(progressive("does-not-exist"));
+    const rolledBack = await waitFor("revision 3 RolledBack on the Deployment", async () => {
+      const status = await cr();
+      return status?.rollout?.revision.number === 3 && status.rollout.phase === "RolledBack"
+        ? status
+        : undefined;
+    }, 180_000);
+    assert.equal(condition(rolledBack, "Degraded"), "True");
+    assert.equal(condition(rolledBack, "Complete"), "False");
+    assert.equal(rolledBack.rollout?.stable?.number, 2);
+    await waitFor("every device on v2 again", async () => {
+      const t = [...(await tags(fleet)).values()];
+      return t.length === 3 && t.every((v) => v === "v2") || undefined;
+    });
+    const ids2 = await containerIds(fleet);
+    const kept = [...stableIds].filter(([name, id]) => ids2.get(name) === id);
+    assert.ok(kept.length >= 2, `untouched: ${kept.map(([n]) => n).join(", ")}`);
+
+    const shown = await run([
+      "rollout",
+      "status",
+      "web",
+      "--target",
+      "kube",
+      "--kubeconfig",
+      kube.kubeconfigPath,
+      "--nats-url",
+      fleet.natsUrls.join(","),
+    ]);
+    log.info(`$ fleet rollout status web --target kube\n${shown.stdout}${shown.stderr}`);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /RolledBack/);
+    assert.match(shown.stdout, /BATCH +SELECTED +UPDATED +HEALTHY +FAILED +TIMED OUT +OFFLINE/);
   },
 );
