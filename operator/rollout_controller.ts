@@ -14,6 +14,7 @@ import {
   type Clock,
   decideRollout,
   type DeploymentRef,
+  type DeploymentState,
   type DesiredState,
   type DeviceObservation,
   type DeviceWish,
@@ -36,6 +37,14 @@ import type { InitialRead } from "./initial_read.ts";
 import type { PopulationStore } from "./population_store.ts";
 import { RetryQueue } from "./retry_queue.ts";
 import type { RolloutActionEvent } from "./rollout_action_feed.ts";
+
+/**
+ * What makes a report new: the device wrote it again. A device that fails again after a
+ * retry reports the same revision and phase, and that failure comes after the retry.
+ */
+function reportKey(state: DeploymentState): string {
+  return `${state.revision ?? ""}/${state.phase}/${state.lastEventAt}/${state.lastError}`;
+}
 
 /** Changes arrive in bursts (a batch's reports); one decision after this pause takes them all. */
 const DECIDE_DELAY_MS = 20;
@@ -108,20 +117,33 @@ export class RolloutController {
 
   /** A device reported on `ref`: remembers when the control plane received a new verdict. */
   reported(ref: DeploymentRef, deviceId: string): void {
+    // Only progressive deployments need it: kept for every report it would grow with the fleet.
+    if (!this.#progressive(ref)) return;
     const state = this.#o.view.states.get(ref)?.get(deviceId);
     let received = this.#received.get(ref);
     if (state === undefined) {
       received?.delete(deviceId);
     } else {
-      // Every new report counts as received now: a device that fails again after a retry
-      // reports the same revision and phase, and that failure is after the retry.
-      const key = `${state.revision ?? ""}/${state.phase}/${state.lastEventAt}/${state.lastError}`;
+      const key = reportKey(state);
       if (received === undefined) this.#received.set(ref, received = new Map());
       if (received.get(deviceId)?.key !== key) {
         received.set(deviceId, { key, at: this.#o.clock.now() });
       }
     }
     this.mark(ref);
+  }
+
+  /** When the control plane received the device's report on `ref`; unknown: from `now` on. */
+  #receivedAt(ref: DeploymentRef, deviceId: string, now: number): number {
+    let received = this.#received.get(ref);
+    if (received === undefined) this.#received.set(ref, received = new Map());
+    let entry = received.get(deviceId);
+    if (entry === undefined) {
+      const state = this.#o.view.states.get(ref)?.get(deviceId);
+      entry = { key: state === undefined ? "" : reportKey(state), at: now };
+      received.set(deviceId, entry);
+    }
+    return entry.at;
   }
 
   /** A person's action from the stream; `{ ready }` once every kept one was read. */
@@ -269,14 +291,13 @@ export class RolloutController {
   #observe(ref: DeploymentRef, targets: ReadonlySet<string>, now: number) {
     const { view, staleAfterMs } = this.#o;
     const states = view.states.get(ref);
-    const received = this.#received.get(ref);
     const devices = new Map<string, DeviceObservation>();
     for (const id of targets) {
       const online = !isStale(view.lastSeen.get(id), now, staleAfterMs);
       if (!online) this.#onlineSince.delete(id);
       else if (!this.#onlineSince.has(id)) this.#onlineSince.set(id, now);
       const state = states?.get(id);
-      const report = state ? rolloutReportOf(state, received?.get(id)?.at ?? now) : undefined;
+      const report = state ? rolloutReportOf(state, this.#receivedAt(ref, id, now)) : undefined;
       const observation: DeviceObservation = { online };
       const since = this.#onlineSince.get(id);
       if (online && since !== undefined) observation.onlineSince = since;
