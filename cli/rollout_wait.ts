@@ -5,7 +5,7 @@
 import type { Clock } from "../core/clock.ts";
 import { FleetError } from "../core/errors.ts";
 import type { DeploymentRef } from "../core/keys.ts";
-import type { RolloutStatus } from "../core/rollout_status.ts";
+import type { AppliedAction, RolloutStatus } from "../core/rollout_status.ts";
 import type { RolloutTarget } from "./rollout_target.ts";
 
 /** What was asked, for the messages. */
@@ -14,6 +14,20 @@ export interface StoredAction {
   verb: string;
   /** Its sequence in the rollout actions stream. */
   seq: number;
+  /**
+   * The status's last action before it was stored: a stream the broker lost and made anew
+   * numbers from 1 again, so a lower number than that one's is still this action.
+   */
+  before?: AppliedAction | undefined;
+}
+
+/** Whether `rollout` shows `action` (or a later one) taken. */
+function taken(action: StoredAction, rollout: RolloutStatus | undefined): boolean {
+  const last = rollout?.lastAction;
+  if (last === undefined) return false;
+  const { before } = action;
+  const changed = before === undefined || last.seq !== before.seq || last.at !== before.at;
+  return changed && (last.seq >= action.seq || (before !== undefined && before.seq >= action.seq));
 }
 
 /**
@@ -32,7 +46,7 @@ export async function waitForAction(
   try {
     for await (const snapshot of target.watch(action.ref, expiry.signal)) {
       const rollout = snapshot?.rollout;
-      if (rollout?.lastAction !== undefined && rollout.lastAction.seq >= action.seq) return rollout;
+      if (rollout !== undefined && taken(action, rollout)) return rollout;
     }
   } finally {
     timer.cancel();
@@ -55,12 +69,12 @@ export async function waitForAction(
 export function actionOutcome(action: StoredAction, rollout: RolloutStatus): string {
   const { ref, verb, seq } = action;
   const name = `deployment ${ref.namespace}/${ref.name}`;
-  const taken = rollout.lastAction;
-  if (taken?.seq === seq && taken.refused !== undefined) {
-    throw new FleetError("failure", `${verb} of ${name} refused: ${taken.refused}`);
+  const last = rollout.lastAction;
+  if (last?.seq === seq && last.refused !== undefined) {
+    throw new FleetError("failure", `${verb} of ${name} refused: ${last.refused}`);
   }
-  const later = taken !== undefined && taken.seq > seq
-    ? ` (then ${taken.verb} by ${taken.by} was taken too)`
+  const later = last !== undefined && last.seq > seq
+    ? ` (then ${last.verb} by ${last.by} was taken too)`
     : "";
   return `${verb} of ${name} done${later}: ${rollout.phase} — ${rollout.message}`;
 }

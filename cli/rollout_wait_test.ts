@@ -66,6 +66,21 @@ Deno.test("waitForAction() waits until the status shows the action's sequence (o
   assert.equal(rollout.lastAction?.seq, 6);
 });
 
+Deno.test("waitForAction() knows its action in a stream the broker lost and made anew (numbers start over)", async () => {
+  const target = new PushedTarget();
+  const before = { seq: 8, verb: "pause", by: "a", at: "2026-12-06T08:00:00Z" };
+  const waiting = waitForAction(target, { ref: REF, verb: "resume", seq: 1, before }, {
+    timeoutMs: 30_000,
+    clock: new FakeClock(),
+  });
+  await settle();
+  target.push(before);
+  await settle();
+  target.push({ seq: 1, verb: "resume", by: "b", at: "2026-12-06T08:05:00Z" });
+  const rollout = await waiting;
+  assert.deepEqual([rollout.lastAction?.seq, rollout.lastAction?.verb], [1, "resume"]);
+});
+
 Deno.test("waitForAction() gives up after its timeout, saying the action is kept", async () => {
   const clock = new FakeClock();
   const waiting = waitForAction(new PushedTarget(), { ref: REF, verb: "retry", seq: 3 }, {

@@ -295,7 +295,7 @@ Examples:
         verb,
         ...(batch === undefined ? {} : { batch }),
       });
-      const action = { ref, verb, seq };
+      const action = { ref, verb, seq, before: snapshot.rollout.lastAction };
       const rollout = await waitForAction(opened.target, action, {
         timeoutMs: flags.timeout * 1000,
         clock: systemClock,

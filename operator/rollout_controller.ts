@@ -153,8 +153,12 @@ export class RolloutController {
       for (const ref of this.#rollouts.keys()) this.mark(ref);
       return;
     }
-    const applied = this.#statusOf(event.ref)?.lastAction?.seq ?? 0;
-    if (event.seq <= applied) return;
+    const applied = this.#statusOf(event.ref)?.lastAction;
+    // Taken already: stored before the decision that took it. A stream re-created after the
+    // broker lost it numbers from 1 again, but its actions are stored after that decision.
+    if (
+      applied !== undefined && event.seq <= applied.seq && event.at <= Date.parse(applied.at)
+    ) return;
     this.#rolloutOf(event.ref).actions.push(event);
     this.mark(event.ref);
   }

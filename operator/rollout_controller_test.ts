@@ -187,6 +187,17 @@ Deno.test("RolloutController waits for the actions stream to be read before deci
   assert.equal(again.lastAction?.seq, 8);
   assert.match(again.lastAction?.refused ?? "", /already paused/);
   assert.equal(again.pausedBy, "mia");
+  // The broker lost the stream and it was made anew: its numbers start over, its actions count.
+  r.clock.jump(1_000);
+  r.controller.onAction({
+    seq: 1,
+    ref: REF,
+    action: { verb: "resume", by: "ops" },
+    at: r.clock.now(),
+  });
+  await r.clock.advance(50);
+  assert.equal(r.view.rollouts.get(REF)?.phase, "Progressing");
+  assert.equal(r.view.rollouts.get(REF)?.lastAction?.seq, 1);
 });
 
 Deno.test("RolloutController writes nothing while its population cannot be stored, and retries with backoff", async () => {
