@@ -53,6 +53,7 @@ export function toEntry(ref: DeploymentRef, raw: string): DesiredEntry {
       score: resolveScore(state.score),
       revision,
       ...(state.minReadySeconds === undefined ? {} : { minReadyMs: state.minReadySeconds * 1000 }),
+      ...(state.retry === undefined ? {} : { retry: state.retry }),
     };
   } catch (error) {
     return { ref, generation: state.generation, error: (error as Error).message, revision };

@@ -109,6 +109,11 @@ interface Readiness {
   services: ServiceReport[];
 }
 
+/** The `retry` of a desired entry (0 when a person never retried it). */
+function retryOf(entry: DesiredEntry | undefined): number {
+  return entry !== undefined && "retry" in entry ? entry.retry ?? 0 : 0;
+}
+
 export class Reconciler {
   readonly #runtime: ContainerRuntime;
   readonly #log: Logger;
@@ -120,6 +125,8 @@ export class Reconciler {
   readonly #health = new Map<string, ServiceHealth>();
   /** refKey → the failure streak of a desired deployment. */
   readonly #failures = new Map<string, FailureBackoff>();
+  /** The desired state's `retry` each failure streak began under. */
+  readonly #failedRetry = new Map<string, number>();
   /** Containers whose healthcheck is running now. */
   readonly #checking = new Set<string>();
   readonly #onHealthcheckRun: () => void;
@@ -160,7 +167,12 @@ export class Reconciler {
 
     const readiness = await this.#observeServices(services, input.desired, now, wakeBy);
     for (const key of this.#failures.keys()) {
-      if (!input.desired.has(key)) this.#failures.delete(key);
+      const entry = input.desired.get(key);
+      // Gone, or a person retried its rollout (`fleet rollout retry`): the streak is over.
+      if (entry === undefined || retryOf(entry) !== this.#failedRetry.get(key)) {
+        this.#failures.delete(key);
+        this.#failedRetry.delete(key);
+      }
     }
 
     const failed = new Set<string>();
@@ -181,7 +193,15 @@ export class Reconciler {
         if (key === undefined) continue;
         failed.add(key);
         // Timed from the failure, not the pass: the next pull comes a whole backoff after this one.
-        if (entry) this.#fail(key, entry.generation, { what: message }, this.#clock.monotonic());
+        if (entry) {
+          this.#fail(
+            key,
+            entry.generation,
+            retryOf(entry),
+            { what: message },
+            this.#clock.monotonic(),
+          );
+        }
       }
     }
 
@@ -245,7 +265,7 @@ export class Reconciler {
       let { readyAt } = verdict;
       const crashLooping = isCrashLooping(health, now);
       if (crashLooping && verdict.newExits > 0 && s.container) {
-        await this.#backOffCrashLoop(s, health, now);
+        await this.#backOffCrashLoop(s, health, retryOf(desired.get(key)), now);
         readyAt = undefined; // removed
       }
       this.#health.set(slot, health);
@@ -308,12 +328,17 @@ export class Reconciler {
     return result;
   }
 
-  async #backOffCrashLoop(s: ServiceStatus, health: ServiceHealth, now: number): Promise<void> {
+  async #backOffCrashLoop(
+    s: ServiceStatus,
+    health: ServiceHealth,
+    retry: number,
+    now: number,
+  ): Promise<void> {
     const container = s.container!;
     const exit = await this.#lastExit(container.id);
     const exitCode = exit.exitCode ??
       (container.state === "running" ? undefined : container.exitCode);
-    this.#fail(refKey(s.ref), s.generation, {
+    this.#fail(refKey(s.ref), s.generation, retry, {
       what: `service ${s.service.name} is crash-looping: ${
         exitCode === undefined ? "keeps exiting" : `exited with code ${exitCode}`
       }, restarted ${health.restarts} times`,
@@ -350,11 +375,12 @@ export class Reconciler {
     return gone;
   }
 
-  #fail(key: string, generation: number, cause: FailureCause, now: number): void {
+  #fail(key: string, generation: number, retry: number, cause: FailureCause, now: number): void {
     this.#failures.set(
       key,
       recordFailure(this.#failures.get(key), generation, cause, now, this.#random()),
     );
+    this.#failedRetry.set(key, retry);
   }
 
   /**

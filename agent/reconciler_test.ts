@@ -167,6 +167,30 @@ Deno.test("Reconciler.pass() reports a failing create as Failed, naming the step
   );
 });
 
+Deno.test("Reconciler.pass() tries a failing deployment again at once when a person retried its rollout (a new retry value)", async () => {
+  const runtime = new MemoryRuntime(DEVICE);
+  runtime.failCreate.set("localhost/broken:1", "image localhost/broken:1 not found");
+  const bad = entry(ref("bad"), [service("bad", "localhost/broken:1")], 2);
+  const clock = new FakeClock();
+  const r = reconciler(runtime, silentLogger, { clock });
+  await r.pass({ deviceId: DEVICE, desired: desiredOf(bad), retained: noneRetained });
+  runtime.take();
+  await clock.advance(1_000);
+  // Within the backoff: the same value waits, a retried one is tried now.
+  await r.pass({ deviceId: DEVICE, desired: desiredOf(bad), retained: noneRetained });
+  assert.deepEqual(runtime.take(), []);
+  const retried = await r.pass({
+    deviceId: DEVICE,
+    desired: desiredOf({ ...bad, retry: 1 }),
+    retained: noneRetained,
+  });
+  assert.deepEqual(runtime.take(), ["ensureImage localhost/broken:1", "create fleet_pi-01_default_bad_bad"]);
+  assert.match(retried.assessments[0]?.error ?? "", /attempt 1, next in 10 s$/, "a new streak");
+  await clock.advance(1_000);
+  await r.pass({ deviceId: DEVICE, desired: desiredOf({ ...bad, retry: 1 }), retained: noneRetained });
+  assert.deepEqual(runtime.take(), [], "the retry is taken once");
+});
+
 Deno.test("Reconciler.pass() reports an unrunnable desired entry as Failed and touches nothing", async () => {
   const runtime = new MemoryRuntime(DEVICE);
   runtime.add(ref("web"), service("web", "localhost/web:1"));

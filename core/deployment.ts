@@ -139,6 +139,11 @@ export const DesiredState = z.object({
   score: ScoreEnvelope,
   /** The deployment's spec.minReadySeconds; absent when it has none (the agent's own applies). */
   minReadySeconds: z.number().int().nonnegative().optional(),
+  /**
+   * How often a person retried this device's rollout (`fleet rollout retry`): a new value makes
+   * the agent try a failing deployment again now, not after its failure backoff.
+   */
+  retry: z.number().int().positive().optional(),
 });
 export type DesiredState = z.infer<typeof DesiredState>;
 

@@ -46,10 +46,17 @@ export interface ObservedContainer {
 /**
  * One deployment's desired state as the agent holds it: runnable, or why not. `revision` is the
  * hash of the workload as received (core/revisions.ts revisionHash), when it could be read;
- * `minReadyMs` the deployment's minReadySeconds, when it has one.
+ * `minReadyMs` the deployment's minReadySeconds, when it has one; `retry` the desired state's.
  */
 export type DesiredEntry =
-  | { ref: DeploymentRef; generation: number; score: Score; revision?: string; minReadyMs?: number }
+  | {
+    ref: DeploymentRef;
+    generation: number;
+    score: Score;
+    revision?: string;
+    minReadyMs?: number;
+    retry?: number;
+  }
   | { ref: DeploymentRef; generation: number; error: string; revision?: string };
 
 export type Action =

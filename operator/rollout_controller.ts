@@ -73,6 +73,8 @@ interface Rollout {
   populationOf?: { revision: number; devices: RolloutDevice[] };
   /** Actions not yet applied, in stream order. */
   actions: RolloutActionEvent[];
+  /** Devices retried in the rollout of `revision`, and how often. */
+  retried?: { revision: number; counts: Map<string, number> };
   wake?: Timer;
 }
 
@@ -283,7 +285,14 @@ export class RolloutController {
     }
     view.rollouts.set(ref, status);
     this.#o.statusChanged(ref);
-    if (this.#setWishes(ref, deployment, decision.targets, history)) this.#o.wishesChanged(ref);
+    const retried = this.#retriesOf(ref, status.revision.number);
+    for (const id of decision.retry) {
+      const current = view.desired.get(ref)?.get(id)?.retry ?? 0;
+      retried.set(id, Math.max(retried.get(id) ?? 0, current) + 1);
+    }
+    if (this.#setWishes(ref, deployment, decision.targets, history, retried)) {
+      this.#o.wishesChanged(ref);
+    }
     rollout.wake?.cancel();
     delete rollout.wake;
     if (decision.wakeAt !== undefined) {
@@ -340,6 +349,7 @@ export class RolloutController {
     deployment: StoredDeployment,
     targets: ReadonlyMap<string, RevisionRef | null>,
     history: readonly Revision[],
+    retried: ReadonlyMap<string, number>,
   ): boolean {
     const values = new Map<number, DesiredState | undefined>();
     const valueOf = (revision: RevisionRef | null): DesiredState | null | undefined => {
@@ -373,18 +383,33 @@ export class RolloutController {
     const before = this.#o.view.rolloutWishes.get(ref);
     const wishes = new Map<string, DeviceWish>();
     let changed = before === undefined || before.size !== targets.size;
+    const desired = this.#o.view.desired.get(ref);
     for (const [id, revision] of targets) {
-      const value = valueOf(revision);
+      let value = valueOf(revision);
+      // A retried device's value says so (its agent tries again at once), until a new rollout;
+      // after a restart, the number is read back from what the device holds.
+      const current = desired?.get(id);
+      const retry = retried.get(id) ??
+        (current?.generation === value?.generation ? current?.retry : undefined);
+      if (value && retry !== undefined) value = { ...value, retry };
       wishes.set(id, value);
       if (!changed) {
         const old = before!.get(id);
         changed = !before!.has(id) || (old ?? null) !== (value ?? null) && (
-              !old || !value || old.generation !== value.generation || old.score !== value.score
+              !old || !value || old.generation !== value.generation ||
+              old.score !== value.score || old.retry !== value.retry
             );
       }
     }
     this.#o.view.rolloutWishes.set(ref, wishes);
     return changed;
+  }
+
+  /** The devices people retried in the rollout of `revision` of `ref`, with their count. */
+  #retriesOf(ref: DeploymentRef, revision: number): Map<string, number> {
+    const rollout = this.#rolloutOf(ref);
+    if (rollout.retried?.revision !== revision) rollout.retried = { revision, counts: new Map() };
+    return rollout.retried.counts;
   }
 
   #forget(ref: DeploymentRef): void {

@@ -43,12 +43,20 @@ class MemoryPopulations implements PopulationStore {
   }
 }
 
-function progressive(image: string, generation: number, bake = "0s"): StoredDeployment {
+function progressive(
+  image: string,
+  generation: number,
+  bake = "0s",
+  onFailure: "Pause" | "Rollback" = "Rollback",
+): StoredDeployment {
   const d = storedDeployment("web", SITE, image);
   return {
     ...d,
     metadata: { ...d.metadata, generation },
-    spec: { ...d.spec, rollout: { strategy: "Progressive", batches: [{ limit: 1 }], bake } },
+    spec: {
+      ...d.spec,
+      rollout: { strategy: "Progressive", batches: [{ limit: 1 }], bake, onFailure },
+    },
   };
 }
 
@@ -228,4 +236,44 @@ Deno.test("RolloutController lets go of a deployment that is Immediate again, an
   r.controller.mark(REF);
   await r.clock.advance(50);
   assert.equal(r.populations.saved.size, 0);
+});
+
+Deno.test("RolloutController marks a retried device's value so its agent tries again at once, once per retry", async () => {
+  const r = rig();
+  const v2 = progressive("localhost/web:v2", 2, "0s", "Pause");
+  r.controller.onAction({ ready: true });
+  r.apply(v2);
+  await r.clock.advance(50);
+  const canary = IDS.find((id) => r.imageOf(id) === "localhost/web:v2")!;
+  r.report(canary, v2, "Failed");
+  await r.clock.advance(50);
+  assert.equal(r.view.rollouts.get(REF)?.phase, "Degraded");
+  const retryOf = (id: string) => r.view.rolloutWishes.get(REF)?.get(id)?.retry;
+  assert.equal(retryOf(canary), undefined);
+  r.controller.onAction({
+    seq: 1,
+    ref: REF,
+    action: { verb: "retry", by: "mia" },
+    at: r.clock.now(),
+  });
+  await r.clock.advance(50);
+  assert.equal(retryOf(canary), 1);
+  assert.deepEqual(IDS.filter((id) => id !== canary).map(retryOf), [
+    undefined,
+    undefined,
+    undefined,
+  ]);
+  // Written; later decisions keep the number (the agent must not see it change back).
+  r.view.setDesired(REF, canary, r.view.rolloutWishes.get(REF)!.get(canary)!);
+  r.report(canary, v2, "Failed");
+  await r.clock.advance(50);
+  assert.equal(retryOf(canary), 1);
+  r.controller.onAction({
+    seq: 2,
+    ref: REF,
+    action: { verb: "retry", by: "mia" },
+    at: r.clock.now(),
+  });
+  await r.clock.advance(50);
+  assert.equal(retryOf(canary), 2);
 });
