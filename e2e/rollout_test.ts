@@ -81,6 +81,24 @@ async function tags(fleet: LocalFleet): Promise<Map<string, string>> {
   return out;
 }
 
+/** Waits until each of `count` devices runs `web` at `tag`. */
+async function waitForAll(fleet: LocalFleet, tag: string, count: number): Promise<void> {
+  await waitFor(`${count} devices on ${tag}`, async () => {
+    const t = [...(await tags(fleet)).values()];
+    return t.length === count && t.every((v) => v === tag) || undefined;
+  }, 120_000);
+}
+
+/** A fleet of four lab devices running their agents, its operator on the nats source. */
+async function labFleet(): Promise<LocalFleet> {
+  await using stack = new AsyncDisposableStack();
+  const fleet = stack.use(await startFleet());
+  await fleet.startOperator();
+  for (const id of DEVICES) await fleet.startAgent({ deviceId: id, labels: { site: "lab" } });
+  stack.move();
+  return fleet;
+}
+
 async function rolloutOf(fleet: LocalFleet): Promise<RolloutStatus | undefined> {
   const store = await fleet.store();
   const row = (await store.deployments()).find((r) => r.deployment.metadata.name === "web");
@@ -119,9 +137,7 @@ story(
   { deadlineMs: 10 * 60_000 },
   async () => {
     const log = testLogger();
-    await using fleet = await startFleet();
-    await fleet.startOperator();
-    for (const id of DEVICES) await fleet.startAgent({ deviceId: id, labels: { site: "lab" } });
+    await using fleet = await labFleet();
     const store = await fleet.store();
 
     // Revision 1 reaches every device (nothing ran before: the canary first, like any rollout).
@@ -173,11 +189,7 @@ story(
     log.info(`bad image timeline:\n${bad.join("\n")}`);
     assert.equal(rolledBack.failure?.batch, 1);
     assert.equal(rolledBack.stable?.number, 2);
-    const after = await waitFor("every device on v2 again", async () => {
-      const t = await tags(fleet);
-      return t.size === 4 && [...t.values()].every((v) => v === "v2") ? t : undefined;
-    });
-    assert.equal(after.size, 4);
+    await waitForAll(fleet, "v2", 4);
     // The three devices the canary protected kept their very containers.
     const ids = await containerIds(fleet);
     const kept = [...stableIds].filter(([name, id]) => ids.get(name) === id);
@@ -189,10 +201,7 @@ story(
     const back = await waitForPhase(fleet, 4, "RolledBack", sick);
     log.info(`failing healthcheck timeline:\n${sick.join("\n")}`);
     assert.match(back.failure?.message ?? "", /health/i);
-    await waitFor("every device on v2 again", async () => {
-      const t = await tags(fleet);
-      return t.size === 4 && [...t.values()].every((v) => v === "v2") || undefined;
-    });
+    await waitForAll(fleet, "v2", 4);
   },
 );
 
@@ -201,9 +210,7 @@ story(
   { deadlineMs: 10 * 60_000 },
   async () => {
     const log = testLogger();
-    await using fleet = await startFleet();
-    await fleet.startOperator();
-    for (const id of DEVICES) await fleet.startAgent({ deviceId: id, labels: { site: "lab" } });
+    await using fleet = await labFleet();
     const store = await fleet.store();
     const cli = async (...args: string[]) => {
       const result = await run(["rollout", ...args, "web", "--nats-url", fleet.natsUrls.join(",")]);
@@ -257,10 +264,7 @@ story(
     const approved = await cli("approve");
     assert.equal(approved.code, 0, approved.stderr);
     await waitForPhase(fleet, 2, "Complete", []);
-    await waitFor("every device on v2", async () => {
-      const t = [...(await tags(fleet)).values()];
-      return t.length === 4 && t.every((v) => v === "v2") || undefined;
-    });
+    await waitForAll(fleet, "v2", 4);
 
     // Revision 3 fails its canary; onFailure Pause leaves it Degraded for a person.
     await store.apply(progressive("does-not-exist", { bake: "0s", onFailure: "Pause" }));
@@ -290,10 +294,7 @@ story(
         : undefined;
     }, 120_000);
     assert.equal(back.revision.number, 4);
-    await waitFor("every device on v2", async () => {
-      const t = [...(await tags(fleet)).values()];
-      return t.length === 4 && t.every((v) => v === "v2") || undefined;
-    });
+    await waitForAll(fleet, "v2", 4);
     // The devices the canary protected were never touched by the failure, the retry or the undo.
     const ids = await containerIds(fleet);
     const untouched = [...protectedIds].filter(([name, id]) => ids.get(name) === id);
@@ -326,10 +327,7 @@ story(
       status?.conditions?.find((c) => c.type === type)?.status;
 
     await store.apply(webDeployment({ name: "web", tag: "v1", selector: LAB }));
-    await waitFor("three devices on v1", async () => {
-      const t = [...(await tags(fleet)).values()];
-      return t.length === 3 && t.every((v) => v === "v1") || undefined;
-    }, 120_000);
+    await waitForAll(fleet, "v1", 3);
 
     await store.apply(progressive("v2", { bake: "1s" }));
     const complete = await waitFor("revision 2 Complete on the Deployment", async () => {
@@ -354,10 +352,7 @@ story(
     assert.equal(condition(rolledBack, "Degraded"), "True");
     assert.equal(condition(rolledBack, "Complete"), "False");
     assert.equal(rolledBack.rollout?.stable?.number, 2);
-    await waitFor("every device on v2 again", async () => {
-      const t = [...(await tags(fleet)).values()];
-      return t.length === 3 && t.every((v) => v === "v2") || undefined;
-    });
+    await waitForAll(fleet, "v2", 3);
     const ids2 = await containerIds(fleet);
     const kept = [...stableIds].filter(([name, id]) => ids2.get(name) === id);
     assert.ok(kept.length >= 2, `untouched: ${kept.map(([n]) => n).join(", ")}`);

@@ -34,7 +34,6 @@ import { RevisionRecorder } from "./revision_recorder.ts";
 import type { RevisionStore } from "./revision_store.ts";
 import { NatsRevisions } from "./nats_revisions.ts";
 import type { PopulationStore } from "./population_store.ts";
-import { NatsPopulations } from "./nats_populations.ts";
 import type { RolloutActionFeed } from "./rollout_action_feed.ts";
 import { NatsRolloutActions } from "./nats_rollout_actions.ts";
 import { RolloutController } from "./rollout_controller.ts";
@@ -148,6 +147,7 @@ function portsFor(options: OperatorOptions, clock: Clock, log: Logger): Ports {
   const { nc, replicas } = options;
   const watch = { nc, log, clock, watchHeartbeatMs: options.watchHeartbeatMs ?? 5_000 };
   const source = options.source ?? { kind: "nats" };
+  const revisions = new NatsRevisions(nc, log);
   const kubeDevices = source.kind === "kube" && !options.deviceSink
     ? new KubeDeviceSink(source.client, log, clock)
     : undefined;
@@ -173,8 +173,8 @@ function portsFor(options: OperatorOptions, clock: Clock, log: Logger): Ports {
       log,
       heartbeatMs: options.deviceHeartbeatMs ?? 15_000,
     }),
-    revisions: new NatsRevisions(nc, log),
-    populations: new NatsPopulations(nc, log),
+    revisions,
+    populations: revisions,
     rolloutActions: new NatsRolloutActions({ nc, log, replicas }),
     deviceSink: options.deviceSink ?? kubeDevices,
     kubeDevices,

@@ -1321,6 +1321,25 @@ Deno.test("Operator keeps only reports of deployments targeted at their device, 
   assert.deepEqual(kept(), ["default/web a1"]);
 });
 
+Deno.test("NatsRevisions keeps a rollout's population of 30,000 devices in chunks beside the revisions, replaced whole and removed", async () => {
+  await using ns = await startNatsServer();
+  await using fleet = await TestFleet.open(ns);
+  await fleet.startOperator();
+  const store = new NatsRevisions(fleet.nc, silentLogger);
+  const ref = { namespace: "default", name: "web" };
+  const devices = (n: number, site: string) =>
+    Array.from({ length: n }, (_, i) => ({ id: `dev-${i}`, labels: { site, ring: `r${i % 7}` } }));
+  assert.equal(await store.load(ref), undefined);
+  await store.save(ref, 3, devices(30_000, "north"));
+  assert.deepEqual(await store.load(ref), { revision: 3, devices: devices(30_000, "north") });
+  // A smaller population of the next rollout replaces it whole, no chunk of the old one left.
+  await store.save(ref, 4, devices(10, "south"));
+  assert.deepEqual(await store.load(ref), { revision: 4, devices: devices(10, "south") });
+  assert.deepEqual(await store.list(ref), [], "no chunk is taken for a revision");
+  await store.removePopulation(ref);
+  assert.equal(await store.load(ref), undefined);
+});
+
 Deno.test("Operator keeps a deployment's last revisions, one per workload change, and fleet rollout history lists them", async () => {
   await using ns = await startNatsServer();
   await using fleet = await TestFleet.open(ns);
@@ -1356,32 +1375,13 @@ Deno.test("Operator keeps a deployment's last revisions, one per workload change
 Deno.test("Operator (nats source) restarted while a batch waits for approval keeps the canary on the new revision", async () => {
   await using ns = await startNatsServer();
   await using fleet = await TestFleet.open(ns);
-  const ids = ["a1", "a2", "a3", "a4"];
-  for (const id of ids) await fleet.device(id, { site: "a" });
-  const first = await fleet.startOperator();
-  const v1 = deployment("web", SITE_A);
-  const ref = refOf(v1);
-  await fleet.store.apply(v1);
-  await fleet.waitForDesiredKeys(ids.map((id) => `${id}.default.web`));
-  for (const id of ids) await reportRevision(fleet, id, v1, 1, "Running");
-  const d = deployment("web", SITE_A, { image: "registry.local/web:v2" });
-  const v2 = Deployment.parse({
-    ...d,
-    spec: {
-      ...d.spec,
-      minReadySeconds: 1,
-      rollout: {
-        strategy: "Progressive",
-        batches: [{ limit: 1 }, { limit: "50%", approval: "Manual" }],
-        onFailure: "Pause",
-      },
-    },
+  const { first, ref } = await runningV1(fleet);
+  const v2 = progressiveDeployment("registry.local/web:v2", {
+    batches: [{ limit: 1 }, { limit: "50%", approval: "Manual" }],
+    onFailure: "Pause",
   });
   await fleet.store.apply(v2);
-  const canary = (await eventually("one canary on v2", async () => {
-    const on = [...await imagesOf(fleet, ref)].filter(([, i]) => i.endsWith(":v2"));
-    return on.length === 1 ? on : undefined;
-  }))[0]![0];
+  const canary = await oneCanary(fleet, ref, ":v2");
   await reportRevision(fleet, canary, v2, 2, "Running");
   await eventually("batch 2 waiting for approval", async () => {
     const rollout = (await fleet.statuses()).get(keys.deploymentStatus(ref))?.rollout;
@@ -1396,6 +1396,39 @@ Deno.test("Operator (nats source) restarted while a batch waits for approval kee
     [canary],
   );
 });
+
+const LAB_IDS = ["a1", "a2", "a3", "a4"];
+
+/** Four devices running `web` v1 (reported with its revision) under a started operator. */
+async function runningV1(fleet: TestFleet) {
+  for (const id of LAB_IDS) await fleet.device(id, { site: "a" });
+  const first = await fleet.startOperator();
+  const v1 = deployment("web", SITE_A);
+  await fleet.store.apply(v1);
+  await fleet.waitForDesiredKeys(LAB_IDS.map((id) => `${id}.default.web`));
+  for (const id of LAB_IDS) await reportRevision(fleet, id, v1, 1, "Running");
+  return { first, ref: refOf(v1), ids: LAB_IDS };
+}
+
+/** `web` at `image`, rolled out progressively as `rollout` says. */
+function progressiveDeployment(image: string, rollout: Record<string, unknown>): Deployment {
+  const d = deployment("web", SITE_A, { image });
+  return Deployment.parse({
+    ...d,
+    spec: { ...d.spec, minReadySeconds: 1, rollout: { strategy: "Progressive", ...rollout } },
+  });
+}
+
+/** The one device given the image ending in `tag`, once exactly one has it. */
+async function oneCanary(fleet: TestFleet, ref: DeploymentRef, tag: string): Promise<string> {
+  const on = await eventually(`one canary on ${tag}`, async () => {
+    const ids = [...await imagesOf(fleet, ref)].filter(([, i]) => i.endsWith(tag)).map(([id]) =>
+      id
+    );
+    return ids.length === 1 ? ids : undefined;
+  });
+  return on[0]!;
+}
 
 /** What each device's desired state holds for `ref`: deviceId → image. */
 async function imagesOf(fleet: TestFleet, ref: DeploymentRef): Promise<Map<string, string>> {
@@ -1437,31 +1470,13 @@ async function reportRevision(
 Deno.test("Operator (nats source) rolls a Progressive deployment out canary first, and rolls a failed canary back", async () => {
   await using ns = await startNatsServer();
   await using fleet = await TestFleet.open(ns);
-  const ids = ["a1", "a2", "a3", "a4"];
-  for (const id of ids) await fleet.device(id, { site: "a" });
-  const first = await fleet.startOperator();
-  const v1 = deployment("web", SITE_A);
-  const ref = refOf(v1);
-  await fleet.store.apply(v1);
-  await fleet.waitForDesiredKeys(ids.map((id) => `${id}.default.web`));
-  for (const id of ids) await reportRevision(fleet, id, v1, 1, "Running");
+  const { first, ref, ids } = await runningV1(fleet);
 
-  const progressive = (image: string): Deployment => {
-    const d = deployment("web", SITE_A, { image });
-    return Deployment.parse({
-      ...d,
-      spec: { ...d.spec, rollout: { strategy: "Progressive", batches: [{ limit: 1 }] } },
-    });
-  };
+  const progressive = (image: string) => progressiveDeployment(image, { batches: [{ limit: 1 }] });
   const v2 = progressive("registry.local/web:v2");
   await fleet.store.apply(v2);
   // One canary gets v2; the others keep v1 until it is healthy.
-  const canaryPhase = await eventually("one canary on v2", async () => {
-    const images = await imagesOf(fleet, ref);
-    const on = [...images].filter(([, image]) => image.endsWith(":v2")).map(([id]) => id);
-    return on.length === 1 && images.size === 4 ? on : undefined;
-  });
-  const canary = canaryPhase[0]!;
+  const canary = await oneCanary(fleet, ref, ":v2");
   // A restarted operator resumes the same rollout: the same canary keeps v2, no other gets it.
   await first.stop();
   await fleet.startOperator();
@@ -1488,10 +1503,7 @@ Deno.test("Operator (nats source) rolls a Progressive deployment out canary firs
   // v3's canary fails: it goes back to v2, the others never leave it.
   const v3 = progressive("registry.local/web:v3-broken");
   await fleet.store.apply(v3);
-  const badCanary = (await eventually("one canary on v3", async () => {
-    const on = [...await imagesOf(fleet, ref)].filter(([, i]) => i.endsWith(":v3-broken"));
-    return on.length === 1 ? on : undefined;
-  }))[0]![0];
+  const badCanary = await oneCanary(fleet, ref, ":v3-broken");
   await reportRevision(fleet, badCanary, v3, 3, "Failed");
   const rolledBack = await eventually("the rollout RolledBack", async () => {
     const images = await imagesOf(fleet, ref);

@@ -8,5 +8,5 @@ export interface PopulationStore {
   /** Stores the population of the rollout of `revision`, replacing the one before. */
   save(ref: DeploymentRef, revision: number, devices: readonly RolloutDevice[]): Promise<void>;
   /** Forgets the population of a deleted deployment. */
-  remove(ref: DeploymentRef): Promise<void>;
+  removePopulation(ref: DeploymentRef): Promise<void>;
 }

@@ -422,7 +422,7 @@ export class RolloutController {
     if (view.rollouts.delete(ref)) this.#o.statusChanged(ref);
     if (had) this.#o.wishesChanged(ref);
     if (!view.deployments.has(ref)) {
-      void this.#o.populations.remove(ref).catch((error: unknown) => {
+      void this.#o.populations.removePopulation(ref).catch((error: unknown) => {
         this.#o.log.warn(
           `Could not forget the rollout population of ${ref.namespace}/${ref.name}: ` +
             `${(error as Error).message}`,

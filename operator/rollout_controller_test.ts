@@ -37,7 +37,7 @@ class MemoryPopulations implements PopulationStore {
     this.saved.set(`${ref.namespace}/${ref.name}`, { revision, devices: [...devices] });
     return Promise.resolve();
   }
-  remove(ref: DeploymentRef) {
+  removePopulation(ref: DeploymentRef) {
     this.saved.delete(`${ref.namespace}/${ref.name}`);
     return Promise.resolve();
   }
@@ -249,14 +249,17 @@ Deno.test("RolloutController marks a retried device's value so its agent tries a
   await r.clock.advance(50);
   assert.equal(r.view.rollouts.get(REF)?.phase, "Degraded");
   const retryOf = (id: string) => r.view.rolloutWishes.get(REF)?.get(id)?.retry;
+  const retry = async (seq: number) => {
+    r.controller.onAction({
+      seq,
+      ref: REF,
+      action: { verb: "retry", by: "mia" },
+      at: r.clock.now(),
+    });
+    await r.clock.advance(50);
+  };
   assert.equal(retryOf(canary), undefined);
-  r.controller.onAction({
-    seq: 1,
-    ref: REF,
-    action: { verb: "retry", by: "mia" },
-    at: r.clock.now(),
-  });
-  await r.clock.advance(50);
+  await retry(1);
   assert.equal(retryOf(canary), 1);
   assert.deepEqual(IDS.filter((id) => id !== canary).map(retryOf), [
     undefined,
@@ -268,12 +271,6 @@ Deno.test("RolloutController marks a retried device's value so its agent tries a
   r.report(canary, v2, "Failed");
   await r.clock.advance(50);
   assert.equal(retryOf(canary), 1);
-  r.controller.onAction({
-    seq: 2,
-    ref: REF,
-    action: { verb: "retry", by: "mia" },
-    at: r.clock.now(),
-  });
-  await r.clock.advance(50);
+  await retry(2);
   assert.equal(retryOf(canary), 2);
 });
