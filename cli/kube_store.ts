@@ -153,6 +153,7 @@ export class KubeDeploymentStore implements FleetStore {
             name: metadata.name,
             observedGeneration: status.observedGeneration,
             aggregate: status.aggregate,
+            ...(status.rollout === undefined ? {} : { rollout: status.rollout }),
             updatedAt: "",
           }
           : undefined,

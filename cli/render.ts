@@ -3,6 +3,7 @@ import YAML from "yaml";
 import {
   DEFAULT_STALE_AFTER_MS,
   formatSelector,
+  type RolloutStatus,
   unregisteredLabels,
   withoutDeviceId,
   withSelectableLabels,
@@ -39,10 +40,13 @@ export function renderDeployments(
   }
   if (rows.length === 0) return "No deployments.";
   const wide = format === "wide";
+  // Shown once a deployment rolls out progressively, as kubectl's REVISION and ROLLOUT columns.
+  const rollouts = rows.some((row) => row.status?.rollout !== undefined);
   const header = [
     "NAMESPACE",
     "NAME",
     "GEN",
+    ...(rollouts ? ["ROLLOUT"] : []),
     "MATCHED",
     "SUCCEEDED",
     "FAILED",
@@ -66,6 +70,7 @@ export function renderDeployments(
         deployment.metadata.namespace,
         deployment.metadata.name,
         gen,
+        ...(rollouts ? [rolloutCell(status?.rollout)] : []),
         String(a?.matchedDeviceCount ?? "-"),
         String(a?.succeeded ?? "-"),
         String(a?.failed ?? "-"),
@@ -88,6 +93,14 @@ export function renderDeployments(
     refused === undefined ? [] : [`${metadata.namespace}/${metadata.name} ${refused}`]
   );
   return [table, ...notes].join("\n\n");
+}
+
+/** `rev 3 Progressing 2/3`: the revision rolled out, the phase and, while moving, the batch. */
+function rolloutCell(rollout: RolloutStatus | undefined): string {
+  if (rollout === undefined) return "-";
+  const moving = rollout.phase !== "Complete" && rollout.phase !== "RolledBack";
+  const batch = moving ? ` ${rollout.currentBatch}/${rollout.batches.length}` : "";
+  return `rev ${rollout.revision.number} ${rollout.phase}${batch}`;
 }
 
 /** Marks a label no selector can match, in the LABELS column. */

@@ -155,6 +155,62 @@ Deno.test("renderDeployments() marks a refused generation with ! and says why un
   assert.match(wide.split("\n")[1] ?? "", /\s-\s+-\s*$/, "no images nor selector to show");
 });
 
+Deno.test("renderDeployments() adds a ROLLOUT column once a deployment rolls out progressively", () => {
+  const immediate: DeploymentRow = {
+    deployment: storedDeployment("api", { matchLabels: { site: "a" } }),
+    status: undefined,
+  };
+  assert.doesNotMatch(renderDeployments([immediate], "table", NOW), /ROLLOUT/);
+  const aggregate = {
+    matchedDeviceCount: 4,
+    succeeded: 1,
+    failed: 0,
+    pending: 3,
+    unreachable: 0,
+    lastError: null,
+  };
+  const rollout = {
+    phase: "Progressing" as const,
+    revision: { number: 3, hash: "abc" },
+    stable: { number: 2, hash: "def" },
+    currentBatch: 2,
+    batches: [0, 1, 2].map(() => ({
+      selected: 1,
+      updated: 0,
+      healthy: 0,
+      failed: 0,
+      timedOut: 0,
+      offline: 0,
+    })),
+    population: 4,
+    joined: 0,
+    startedAt: "2026-02-01T05:00:00Z",
+    message: "",
+    conditions: [],
+  };
+  const progressive: DeploymentRow = {
+    deployment: storedDeployment("web", { matchLabels: { site: "a" } }),
+    status: {
+      namespace: "default",
+      name: "web",
+      observedGeneration: 1,
+      aggregate,
+      rollout,
+      updatedAt: "2026-02-01T05:59:00Z",
+    },
+  };
+  const table = renderDeployments([immediate, progressive], "table", NOW);
+  const [header, api, web] = table.split("\n");
+  assert.match(header ?? "", /^NAMESPACE\s+NAME\s+GEN\s+ROLLOUT\s+MATCHED/);
+  assert.match(api ?? "", /^default\s+api\s+1\*\s+-\s/);
+  assert.match(web ?? "", /^default\s+web\s+1\s+rev 3 Progressing 2\/3\s+4\s/);
+  const done = {
+    ...progressive,
+    status: { ...progressive.status!, rollout: { ...rollout, phase: "RolledBack" as const } },
+  };
+  assert.match(renderDeployments([done], "table", NOW), /rev 3 RolledBack\s/);
+});
+
 Deno.test("renderDeployments() gives JSON and YAML readers the refusal, null when there is none", () => {
   const json = JSON.parse(renderDeployments([refusedRow()], "json", NOW));
   assert.equal(json.items[0].refused, REFUSAL);

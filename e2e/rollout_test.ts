@@ -372,5 +372,16 @@ story(
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, /RolledBack/);
     assert.match(shown.stdout, /BATCH +SELECTED +UPDATED +HEALTHY +FAILED +TIMED OUT +OFFLINE/);
+    const rows = await run([
+      "get",
+      "deployments",
+      "--target",
+      "kube",
+      "--kubeconfig",
+      kube.kubeconfigPath,
+    ]);
+    assert.equal(rows.code, 0, rows.stderr);
+    assert.match(rows.stdout, /ROLLOUT/);
+    assert.match(rows.stdout, /rev 3 RolledBack/);
   },
 );
