@@ -7,6 +7,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import {
   Buckets,
+  DEVICE_ID_LABEL,
   type DeviceInfo,
   type Heartbeat,
   keys,
@@ -16,7 +17,7 @@ import type { Logger } from "../adapters/logger.ts";
 import { connectNats, noCredentials } from "../adapters/nats/mod.ts";
 import { every } from "../adapters/timers.ts";
 import { KvPipeline } from "./_kv_pipeline.ts";
-import { deviceId, deviceLabels, registryLabels } from "./_sim_fleet.ts";
+import { deviceId, registryLabels } from "./_sim_fleet.ts";
 
 const HEARTBEAT_PERIOD_MS = 30_000;
 /** Device `i`'s agent instance id: one per simulated device, steady for the whole run. */
@@ -60,12 +61,14 @@ export interface DeviceSimulatorOptions {
   devices: number;
   /** Deployments, whose selectors the devices' labels are made for. */
   deployments: number;
+  /** Device i's registry labels. @default registryLabels(i, deployments) (_sim_fleet.ts) */
+  labelsOf?: (i: number) => Record<string, string>;
 }
 
 export class DeviceSimulator {
   readonly #pipes: KvPipeline[];
   readonly #n: number;
-  readonly #m: number;
+  readonly #labelsOf: (i: number) => Record<string, string>;
   /** Puts in flight per connection. */
   readonly window: number;
   /** Devices whose heartbeats stopped (kube's reachability phase). */
@@ -75,7 +78,8 @@ export class DeviceSimulator {
     this.window = options.window;
     this.#pipes = options.conns.map((nc) => new KvPipeline(nc, options.window));
     this.#n = options.devices;
-    this.#m = options.deployments;
+    const m = options.deployments;
+    this.#labelsOf = options.labelsOf ?? ((i) => registryLabels(i, m));
   }
 
   /** A put of device `i`, on its connection. */
@@ -89,7 +93,7 @@ export class DeviceSimulator {
    */
   async labelAll(): Promise<void> {
     for (let i = 0; i < this.#n; i++) {
-      const labels = registryLabels(i, this.#m);
+      const labels = this.#labelsOf(i);
       await this.put(
         i,
         Buckets.deviceLabels,
@@ -109,7 +113,7 @@ export class DeviceSimulator {
     for (let i = 0; i < this.#n; i++) {
       const info: DeviceInfo = {
         deviceId: deviceId(i),
-        labels: deviceLabels(i, this.#m),
+        labels: { ...this.#labelsOf(i), [DEVICE_ID_LABEL]: deviceId(i) },
         inventory: {
           hostname: deviceId(i),
           arch: "arm64",

@@ -1,15 +1,20 @@
 /**
- * The progressive rollout's decision at fleet scale (issue 15, item 5, the controller's half):
- * `--devices` devices (100,000) in 5 batches (a canary, 10 %, 25 %, 50 %, the rest) under a
+ * A progressive rollout at fleet scale (issue 15, item 5), in two parts.
+ *
+ * 1. The decision alone: `--devices` devices (100,000) in 5 batches (a canary, 10 %, 25 %, 50 %, the rest) under a
  * disruption budget per site, every device reporting healthy as soon as it is given the
  * revision. Each step's status goes through JSON, as it does through the store. Measured: the
  * CPU of each decision (wall time of a synchronous call), and per batch the decision that saw
  * its last healthy report and gave the next batch its first targets (the same call, so the
- * time between them is that call). What the operator adds around it (reading reports,
- * writing desired state) is not here: the decision is not wired into the operator yet.
- * Prints one line of figures, last.
+ * time between them is that call). One line of figures.
  *
- * `deno task bench:rollout [--devices 100000] [--sites 500]`
+ * 2. Through the real operator (bench/_rollout_operator.ts): a child `fleet operator run`, a
+ * nats-server and the same number of simulated devices answering desired state with healthy
+ * reports; per batch the time from its last healthy report to the next batch's first
+ * desired-state write, the operator's CPU seconds and peak RSS. One line of figures, last.
+ *
+ * `deno task bench:rollout [--devices 100000] [--sites 500] [--timeout 900] [--cpu-prof DIR]`
+ * (`--cpu-prof`: a V8 CPU profile of the operator process into DIR)
  */
 import { parseArgs } from "node:util";
 import {
@@ -23,18 +28,27 @@ import type { RevisionRef } from "../core/revisions.ts";
 import { RolloutStatus } from "../core/rollout_status.ts";
 import { fmt, median, say } from "./_figures.ts";
 import { printLine } from "../adapters/output.ts";
+import { createLogger } from "../adapters/logger.ts";
+import { ExitCode } from "../core/errors.ts";
+import { runOperatorRollout } from "./_rollout_operator.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
     devices: { type: "string", default: "100000" },
     sites: { type: "string", default: "500" },
+    timeout: { type: "string", default: "900" },
+    "cpu-prof": { type: "string" },
   },
 });
 const count = Number(values.devices);
 const sites = Number(values.sites);
 if (!Number.isInteger(count) || count < 10) throw new Error("--devices must be 10 or more");
 if (!Number.isInteger(sites) || sites < 1) throw new Error("--sites must be a positive integer");
+const timeoutSeconds = Number(values.timeout);
+if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1) {
+  throw new Error("--timeout must be a positive number of seconds");
+}
 
 const policy = progressivePolicy(Rollout.parse({
   strategy: "Progressive",
@@ -109,3 +123,12 @@ printLine(
     `next_batch_max=${fmt(Math.max(...transitions.map((t) => t.ms)))}ms ` +
     `decide_total=${fmt(totalMs / 1000)}s`,
 );
+
+const ok = await runOperatorRollout({
+  devices: count,
+  sites,
+  timeoutMs: timeoutSeconds * 1000,
+  cpuProfDir: values["cpu-prof"],
+  log: createLogger({ level: "warn" }),
+});
+if (!ok) Deno.exitCode = ExitCode.failure;

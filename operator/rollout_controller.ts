@@ -48,6 +48,14 @@ function reportKey(state: DeploymentState): string {
 
 /** Changes arrive in bursts (a batch's reports); one decision after this pause takes them all. */
 const DECIDE_DELAY_MS = 20;
+/**
+ * A pass waits at least this many times the computing time of the pass before it: a decision is
+ * O(devices) (~0.2 s at 100,000) and reports arrive all along a batch, so without the spacing
+ * the operator decides back to back and the desired-state writes of the batch starve
+ * (bench:rollout at 100,000 devices in 5 batches: 198 s and 182 s of operator CPU unspaced,
+ * 47 s and 33 s spaced).
+ */
+const DECIDE_SPACING = 2;
 
 /** Options of {@link RolloutController}. */
 export interface RolloutControllerOptions {
@@ -93,6 +101,8 @@ export class RolloutController {
   #running: Promise<void> | undefined;
   #again = false;
   #stopped = false;
+  /** Milliseconds the last pass computed, awaits left out. */
+  #computedMs = 0;
 
   constructor(options: RolloutControllerOptions) {
     this.#o = options;
@@ -195,7 +205,8 @@ export class RolloutController {
       this.#again = true;
       return;
     }
-    this.#timer = this.#o.clock.timer(DECIDE_DELAY_MS, () => {
+    const delayMs = Math.max(DECIDE_DELAY_MS, this.#computedMs * DECIDE_SPACING);
+    this.#timer = this.#o.clock.timer(delayMs, () => {
       this.#timer = undefined;
       this.#running = this.#pass().finally(() => {
         this.#running = undefined;
@@ -208,6 +219,7 @@ export class RolloutController {
   }
 
   async #pass(): Promise<void> {
+    this.#computedMs = 0;
     for (const ref of [...this.#dirty.keys()]) {
       this.#dirty.delete(ref);
       if (this.#stopped) return;
@@ -254,6 +266,7 @@ export class RolloutController {
         rollout.populationOf = { revision: revision.number, devices: frozen };
       }
     }
+    const computing = this.#o.clock.monotonic();
     const now = this.#o.clock.now();
     const actions = rollout.actions.splice(0);
     const decision = decideRollout({
@@ -298,6 +311,7 @@ export class RolloutController {
     if (decision.wakeAt !== undefined) {
       rollout.wake = this.#o.clock.timer(Math.max(0, decision.wakeAt - now), () => this.mark(ref));
     }
+    this.#computedMs += this.#o.clock.monotonic() - computing;
   }
 
   /** The matched devices, each with its reachability and last report. */

@@ -60,9 +60,12 @@ function progressive(
   };
 }
 
-/** A controller over a view of four online devices, every one running `v1` (revision 1). */
-function rig() {
-  const clock = new FakeClock();
+/**
+ * A controller over a view of four online devices, every one running `v1` (revision 1).
+ * `onStatus` runs inside each decision (when it hands its status on).
+ */
+function rig(options: { clock?: FakeClock; onStatus?: () => void } = {}) {
+  const clock = options.clock ?? new FakeClock();
   const view = new FleetView({ allowUnbound: true });
   const populations = new MemoryPopulations();
   let history: Revision[] = [];
@@ -78,7 +81,10 @@ function rig() {
     // Devices stay reachable however far the clock moves: heartbeats are not what is tested.
     staleAfterMs: 24 * 3_600_000,
     wishesChanged: (ref) => wishes.push(ref),
-    statusChanged: (ref) => statuses.push(ref),
+    statusChanged: (ref) => {
+      statuses.push(ref);
+      options.onStatus?.();
+    },
     retry: { initialMs: 1_000, maxMs: 8_000, factor: 2, jitter: 0 },
   });
   for (const id of IDS) {
@@ -273,4 +279,28 @@ Deno.test("RolloutController marks a retried device's value so its agent tries a
   assert.equal(retryOf(canary), 1);
   await retry(2);
   assert.equal(retryOf(canary), 2);
+});
+
+/** A fake clock whose monotonic time runs `computed` ms ahead: a test moves it inside a decision. */
+class ComputingClock extends FakeClock {
+  computed = 0;
+  override monotonic(): number {
+    return super.monotonic() + this.computed;
+  }
+}
+
+Deno.test("RolloutController waits twice what its last decision computed before the next, so a batch's writes are not starved", async () => {
+  const clock = new ComputingClock();
+  // Every decision computes 100 ms, as one over 100,000 devices does.
+  const r = rig({ clock, onStatus: () => clock.computed += 100 });
+  const v2 = progressive("localhost/web:v2", 2);
+  r.controller.onAction({ ready: true });
+  r.apply(v2);
+  await r.clock.advance(50);
+  const canary = IDS.find((id) => r.imageOf(id) === "localhost/web:v2")!;
+  r.report(canary, v2, "Running");
+  await r.clock.advance(150);
+  assert.equal(IDS.filter((id) => r.imageOf(id) === "localhost/web:v2").length, 1, "not yet");
+  await r.clock.advance(60);
+  assert.equal(IDS.filter((id) => r.imageOf(id) === "localhost/web:v2").length, 4);
 });
