@@ -289,18 +289,42 @@ class ComputingClock extends FakeClock {
   }
 }
 
-Deno.test("RolloutController waits twice what its last decision computed before the next, so a batch's writes are not starved", async () => {
+Deno.test("RolloutController spaces decisions for reports by twice what the last one computed, but not for the report that may end the batch", async () => {
   const clock = new ComputingClock();
   // Every decision computes 100 ms, as one over 100,000 devices does.
   const r = rig({ clock, onStatus: () => clock.computed += 100 });
-  const v2 = progressive("localhost/web:v2", 2);
+  const base = progressive("localhost/web:v2", 2);
+  const v2 = {
+    ...base,
+    spec: { ...base.spec, rollout: { ...base.spec.rollout, batches: [{ limit: 2 }] } },
+  };
+  r.controller.onAction({ ready: true });
+  r.apply(v2);
+  await r.clock.advance(50);
+  const canaries = IDS.filter((id) => r.imageOf(id) === "localhost/web:v2");
+  assert.equal(canaries.length, 2);
+  const healthy = () => r.view.rollouts.get(REF)?.batches[0]?.healthy;
+  r.report(canaries[0]!, v2, "Running");
+  await r.clock.advance(150);
+  assert.equal(healthy(), 0, "one of two reports: decided 200 ms after the last decision only");
+  r.report(canaries[1]!, v2, "Running");
+  await r.clock.advance(30);
+  assert.equal(IDS.filter((id) => r.imageOf(id) === "localhost/web:v2").length, 4);
+});
+
+Deno.test("RolloutController decides on a failure at once, however long its last decision computed", async () => {
+  const clock = new ComputingClock();
+  const r = rig({ clock, onStatus: () => clock.computed += 100 });
+  const base = progressive("localhost/web:v2", 2, "0s", "Pause");
+  const v2 = {
+    ...base,
+    spec: { ...base.spec, rollout: { ...base.spec.rollout, batches: [{ limit: 2 }] } },
+  };
   r.controller.onAction({ ready: true });
   r.apply(v2);
   await r.clock.advance(50);
   const canary = IDS.find((id) => r.imageOf(id) === "localhost/web:v2")!;
-  r.report(canary, v2, "Running");
-  await r.clock.advance(150);
-  assert.equal(IDS.filter((id) => r.imageOf(id) === "localhost/web:v2").length, 1, "not yet");
-  await r.clock.advance(60);
-  assert.equal(IDS.filter((id) => r.imageOf(id) === "localhost/web:v2").length, 4);
+  r.report(canary, v2, "Failed");
+  await r.clock.advance(30);
+  assert.equal(r.view.rollouts.get(REF)?.phase, "Degraded");
 });
