@@ -1,9 +1,9 @@
 /**
  * A progressive rollout at fleet scale (issue 15, item 5), in two parts.
  *
- * 1. The decision alone: `--devices` devices (100,000) in 5 batches (a canary, 10 %, 25 %, 50 %, the rest) under a
- * disruption budget per site, every device reporting healthy as soon as it is given the
- * revision. Each step's status goes through JSON, as it does through the store. Measured: the
+ * 1. The decision alone: `--devices` devices (100,000) in 5 batches (a canary, 10 %, 25 %,
+ * 50 %, the rest) under a disruption budget per site, every device reporting healthy as soon as
+ * it is given the revision. Each step's status goes through JSON, as it does through the store. Measured: the
  * CPU of each decision (wall time of a synchronous call), and per batch the decision that saw
  * its last healthy report and gave the next batch its first targets (the same call, so the
  * time between them is that call). One line of figures.

@@ -49,9 +49,9 @@ function reportKey(state: DeploymentState): string {
 /** Changes arrive in bursts (a batch's reports); one decision after this pause takes them all. */
 const DECIDE_DELAY_MS = 20;
 /**
- * A pass for reports waits at least this many times the computing time of the pass before it: a
- * decision is O(devices) (0.4–0.7 s at 100,000) and reports arrive all along a batch, so without the
- * spacing the operator decides back to back and the desired-state writes of the batch starve
+ * A pass for reports waits at least this many times the computing time of the pass before it:
+ * a decision is O(devices) (0.4–0.7 s at 100,000) and reports arrive all along a batch, so
+ * without the spacing the operator decides back to back and the batch's desired-state writes starve
  * (bench:rollout at 100,000 devices in 5 batches: 198 s and 182 s of operator CPU unspaced,
  * 40 s and 31 s spaced). Not spaced: a failure, reports that may be the last the current batch
  * waits for (the next batch starts ~1 s after its last report), and every other change (a

@@ -281,7 +281,7 @@ Deno.test("RolloutController marks a retried device's value so its agent tries a
   assert.equal(retryOf(canary), 2);
 });
 
-/** A fake clock whose monotonic time runs `computed` ms ahead: a test moves it inside a decision. */
+/** A fake clock whose monotonic time runs `computed` ms ahead, moved inside a decision. */
 class ComputingClock extends FakeClock {
   computed = 0;
   override monotonic(): number {
