@@ -54,8 +54,8 @@ const DECIDE_DELAY_MS = 20;
  * without the spacing the operator decides back to back and the batch's desired-state writes starve
  * (bench:rollout at 100,000 devices in 5 batches: 198 s and 182 s of operator CPU unspaced,
  * 40 s and 31 s spaced). Not spaced: a failure, reports that may be the last the current batch
- * waits for (the next batch starts ~1 s after its last report), and every other change (a
- * person's action, a bake's end, a new spec).
+ * waits for (the next batch starts ~1 s after its last report), a person's action, a bake's end
+ * or a device's timeout.
  */
 const DECIDE_SPACING = 2;
 
@@ -116,7 +116,7 @@ export class RolloutController {
     this.#o = options;
     this.#retries = new RetryQueue({
       clock: options.clock,
-      onDue: (ref) => this.mark(ref),
+      onDue: (ref) => this.#mark(ref, true),
       ...(options.retry ? { policy: options.retry } : {}),
     });
   }
@@ -127,9 +127,12 @@ export class RolloutController {
     return deployment?.spec.rollout.strategy === "Progressive" ? deployment : undefined;
   }
 
-  /** Something a decision of `ref` reads changed: decide again, shortly. */
+  /**
+   * Something a decision of `ref` reads changed (its targets, their reachability, its revisions):
+   * decide again, spaced as for reports. Several controllers mark on every change of theirs.
+   */
   mark(ref: DeploymentRef): void {
-    this.#mark(ref, true);
+    this.#mark(ref, false);
   }
 
   /** `soon`: within DECIDE_DELAY_MS; otherwise spaced by DECIDE_SPACING. */
@@ -188,7 +191,7 @@ export class RolloutController {
   onAction(event: RolloutActionEvent | { ready: true }): void {
     if ("ready" in event) {
       this.#actionsReady = true;
-      for (const ref of this.#rollouts.keys()) this.mark(ref);
+      for (const ref of this.#rollouts.keys()) this.#mark(ref, true);
       return;
     }
     const applied = this.#statusOf(event.ref)?.lastAction;
@@ -198,13 +201,13 @@ export class RolloutController {
       applied !== undefined && event.seq <= applied.seq && event.at <= Date.parse(applied.at)
     ) return;
     this.#rolloutOf(event.ref).actions.push(event);
-    this.mark(event.ref);
+    this.#mark(event.ref, true);
   }
 
   /** Every deployment, once the operator has read its inputs. */
   start(): void {
-    for (const ref of this.#o.view.deployments.keys()) this.mark(ref);
-    for (const ref of this.#o.view.rollouts.keys()) this.mark(ref);
+    for (const ref of this.#o.view.deployments.keys()) this.#mark(ref, true);
+    for (const ref of this.#o.view.rollouts.keys()) this.#mark(ref, true);
   }
 
   stop(): Promise<void> {
@@ -346,7 +349,10 @@ export class RolloutController {
     rollout.wake?.cancel();
     delete rollout.wake;
     if (decision.wakeAt !== undefined) {
-      rollout.wake = this.#o.clock.timer(Math.max(0, decision.wakeAt - now), () => this.mark(ref));
+      rollout.wake = this.#o.clock.timer(
+        Math.max(0, decision.wakeAt - now),
+        () => this.#mark(ref, true),
+      );
     }
     this.#computedMs += this.#o.clock.monotonic() - computing;
   }

@@ -328,3 +328,20 @@ Deno.test("RolloutController decides on a failure at once, however long its last
   await r.clock.advance(30);
   assert.equal(r.view.rollouts.get(REF)?.phase, "Degraded");
 });
+
+Deno.test("RolloutController spaces decisions other controllers ask for, not those a person's action asks for", async () => {
+  const clock = new ComputingClock();
+  const r = rig({ clock, onStatus: () => clock.computed += 100 });
+  r.controller.onAction({ ready: true });
+  r.apply(progressive("localhost/web:v2", 2));
+  await r.clock.advance(50);
+  const decisions = r.statuses.length;
+  r.controller.mark(REF);
+  await r.clock.advance(150);
+  assert.equal(r.statuses.length, decisions, "targets or reachability: 200 ms after");
+  await r.clock.advance(60);
+  assert.equal(r.statuses.length, decisions + 1);
+  r.controller.onAction({ seq: 1, ref: REF, action: { verb: "pause", by: "mia" }, at: 0 });
+  await r.clock.advance(30);
+  assert.equal(r.view.rollouts.get(REF)?.phase, "Paused");
+});
