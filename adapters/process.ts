@@ -68,12 +68,7 @@ export async function stopChild(
   signal: Deno.Signal,
   timeoutMs: number,
 ): Promise<void> {
-  try {
-    child.kill(signal);
-  } catch (error) {
-    // Already exited (e.g. crashed): nothing to signal.
-    if (!(error instanceof TypeError)) throw error;
-  }
+  signalChild(child, signal);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) => {
     timer = setTimeout(() => resolve("timeout"), timeoutMs);
@@ -81,8 +76,18 @@ export async function stopChild(
   const result = await Promise.race([exited, timedOut]);
   clearTimeout(timer);
   if (result === "timeout") {
-    child.kill("SIGKILL");
+    // It may exit between the timeout and this signal.
+    signalChild(child, "SIGKILL");
     await exited;
+  }
+}
+
+/** Sends `signal` to `child` unless it has exited already (then there is nothing to signal). */
+function signalChild(child: Deno.ChildProcess, signal: Deno.Signal): void {
+  try {
+    child.kill(signal);
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
   }
 }
 
