@@ -109,6 +109,17 @@ interface Readiness {
   services: ServiceReport[];
 }
 
+/** The create of the container `action` removes, when the plan makes it again. */
+function replacementOf(
+  action: Action,
+  actions: readonly Action[],
+): Extract<Action, { kind: "create" }> | undefined {
+  if (action.kind !== "remove") return undefined;
+  return actions.find((a): a is Extract<Action, { kind: "create" }> =>
+    a.kind === "create" && a.containerName === action.containerName
+  );
+}
+
 /** The `retry` of a desired entry (0 when a person never retried it). */
 function retryOf(entry: DesiredEntry | undefined): number {
   return entry !== undefined && "retry" in entry ? entry.retry ?? 0 : 0;
@@ -186,7 +197,7 @@ export class Reconciler {
       carried++;
       this.#log.info(describe(action), key ? { deployment: key.replace(".", "/") } : {});
       try {
-        await this.#carryOut(action);
+        await this.#carryOut(action, replacementOf(action, actions));
       } catch (error) {
         const message = (error as Error).message;
         this.#log.error(`Could not ${action.kind} container ${action.containerName}: ${message}`);
@@ -433,7 +444,11 @@ export class Reconciler {
     }
   }
 
-  async #carryOut(action: Action): Promise<void> {
+  /** @param replacement the create that follows a remove of the same container, if any */
+  async #carryOut(
+    action: Action,
+    replacement?: Extract<Action, { kind: "create" }>,
+  ): Promise<void> {
     switch (action.kind) {
       case "create": {
         await step("image pull", () => this.#runtime.ensureImage(action.service.image));
@@ -447,12 +462,18 @@ export class Reconciler {
       case "start":
         await step("start", () => this.#runtime.start(action.containerId));
         return;
-      case "remove":
+      case "remove": {
+        // A container replaced by a new one goes only once the new image is here: a tag no
+        // registry serves (or a registry out of reach) leaves the running container running.
+        if (replacement !== undefined) {
+          await step("image pull", () => this.#runtime.ensureImage(replacement.service.image));
+        }
         await step(
           "remove",
           () => this.#runtime.remove(action.containerId, this.#stopTimeoutSeconds),
         );
         return;
+      }
     }
   }
 }

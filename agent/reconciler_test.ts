@@ -184,10 +184,17 @@ Deno.test("Reconciler.pass() tries a failing deployment again at once when a per
     desired: desiredOf({ ...bad, retry: 1 }),
     retained: noneRetained,
   });
-  assert.deepEqual(runtime.take(), ["ensureImage localhost/broken:1", "create fleet_pi-01_default_bad_bad"]);
+  assert.deepEqual(runtime.take(), [
+    "ensureImage localhost/broken:1",
+    "create fleet_pi-01_default_bad_bad",
+  ]);
   assert.match(retried.assessments[0]?.error ?? "", /attempt 1, next in 10 s$/, "a new streak");
   await clock.advance(1_000);
-  await r.pass({ deviceId: DEVICE, desired: desiredOf({ ...bad, retry: 1 }), retained: noneRetained });
+  await r.pass({
+    deviceId: DEVICE,
+    desired: desiredOf({ ...bad, retry: 1 }),
+    retained: noneRetained,
+  });
   assert.deepEqual(runtime.take(), [], "the retry is taken once");
 });
 
@@ -270,6 +277,8 @@ Deno.test("Reconciler.pass() removes before it creates, so names and ports are f
   });
   assert.deepEqual(runtime.take(), [
     `remove fleet_pi-01_default_old_old timeout=${STOP_TIMEOUT}`,
+    // The replacement's image first: the running container stays if it cannot be pulled.
+    "ensureImage localhost/web:2",
     `remove fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`,
     "ensureImage localhost/new:1",
     "create fleet_pi-01_default_new_new",
@@ -281,6 +290,23 @@ Deno.test("Reconciler.pass() removes before it creates, so names and ports are f
   assert.equal(result.actions, 4);
   const web = runtime.containers.find((c) => c.name === "fleet_pi-01_default_web_web");
   assert.equal(web?.labels[ContainerLabels.generation], "2");
+});
+
+Deno.test("Reconciler.pass() leaves a running container running when its replacement's image cannot be pulled", async () => {
+  const runtime = new MemoryRuntime(DEVICE);
+  runtime.add(ref("web"), service("web", "localhost/web:1"));
+  runtime.failPull.set("localhost/web:bad", "manifest unknown");
+  const result = await reconciler(runtime).pass({
+    deviceId: DEVICE,
+    desired: desiredOf(entry(ref("web"), [service("web", "localhost/web:bad")], 2)),
+    retained: noneRetained,
+  });
+  assert.deepEqual(runtime.take(), ["ensureImage localhost/web:bad"]);
+  assert.deepEqual(runtime.containers.map((c) => [c.name, c.labels[ContainerLabels.generation]]), [
+    ["fleet_pi-01_default_web_web", "1"],
+  ]);
+  assert.equal(result.assessments[0]?.phase, "Failed");
+  assert.match(result.assessments[0]?.error ?? "", /image pull failed: manifest unknown/);
 });
 
 Deno.test("Reconciler.pass() skips a deployment's create after its remove failed", async () => {
@@ -297,6 +323,7 @@ Deno.test("Reconciler.pass() skips a deployment's create after its remove failed
     retained: noneRetained,
   });
   assert.deepEqual(runtime.take(), [
+    "ensureImage localhost/web:2",
     `remove fleet_pi-01_default_web_web timeout=${STOP_TIMEOUT}`,
     "ensureImage localhost/api:1",
     "create fleet_pi-01_default_api_api",
