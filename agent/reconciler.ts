@@ -92,11 +92,13 @@ async function step<T>(name: string, call: () => Promise<T>): Promise<T> {
   }
 }
 
-function describe(action: Action): string {
+function describe(action: Action, replacement: Action | undefined): string {
   return action.kind === "create"
     ? `Creating container ${action.containerName} (${action.service.image}): ${action.reason}`
     : action.kind === "start"
     ? `Starting container ${action.containerName}: ${action.reason}`
+    : replacement !== undefined
+    ? `Replacing container ${action.containerName}: ${action.reason}`
     : `Removing container ${action.containerName}: ${action.reason}`;
 }
 
@@ -195,12 +197,17 @@ export class Reconciler {
       const entry = key === undefined ? undefined : input.desired.get(key);
       if (entry && isBackingOff(this.#failures.get(key!), entry.generation, now)) continue;
       carried++;
-      this.#log.info(describe(action), key ? { deployment: key.replace(".", "/") } : {});
+      const replacement = replacementOf(action, actions);
+      this.#log.info(
+        describe(action, replacement),
+        key ? { deployment: key.replace(".", "/") } : {},
+      );
       try {
-        await this.#carryOut(action, replacementOf(action, actions));
+        await this.#carryOut(action, replacement);
       } catch (error) {
         const message = (error as Error).message;
-        this.#log.error(`Could not ${action.kind} container ${action.containerName}: ${message}`);
+        const verb = replacement === undefined ? action.kind : "replace";
+        this.#log.error(`Could not ${verb} container ${action.containerName}: ${message}`);
         if (key === undefined) continue;
         failed.add(key);
         // Timed from the failure, not the pass: the next pull comes a whole backoff after this one.

@@ -296,7 +296,9 @@ Deno.test("Reconciler.pass() leaves a running container running when its replace
   const runtime = new MemoryRuntime(DEVICE);
   runtime.add(ref("web"), service("web", "localhost/web:1"));
   runtime.failPull.set("localhost/web:bad", "manifest unknown");
-  const result = await reconciler(runtime).pass({
+  const lines: string[] = [];
+  const log = createLogger({ timestamps: false, write: (line) => lines.push(line) });
+  const result = await reconciler(runtime, log).pass({
     deviceId: DEVICE,
     desired: desiredOf(entry(ref("web"), [service("web", "localhost/web:bad")], 2)),
     retained: noneRetained,
@@ -307,6 +309,12 @@ Deno.test("Reconciler.pass() leaves a running container running when its replace
   ]);
   assert.equal(result.assessments[0]?.phase, "Failed");
   assert.match(result.assessments[0]?.error ?? "", /image pull failed: manifest unknown/);
+  assert.ok(
+    lines.some((l) =>
+      l.startsWith("ERROR Could not replace container fleet_pi-01_default_web_web: image pull")
+    ),
+    lines.join("\n"),
+  );
 });
 
 Deno.test("Reconciler.pass() skips a deployment's create after its remove failed", async () => {
