@@ -136,6 +136,8 @@ export interface RolloutEvent {
   batch?: number;
   /** Who, for events caused by a person's action. */
   by?: string;
+  /** ActionRefused: why, for the person who asked (the message says who and what too). */
+  reason?: string;
 }
 
 /** The outcome of {@link decideRollout}. */
@@ -552,6 +554,7 @@ class Decider {
     if (refusal !== undefined) {
       this.event("ActionRefused", `${action.verb} by ${action.by} refused: ${refusal}`, {
         by: action.by,
+        reason: refusal,
       });
       return;
     }
@@ -611,9 +614,11 @@ class Decider {
         this.recount();
         const manual = this.policy.batches[b]!.approval === "Manual";
         if (manual && batch.approvedBy === undefined) {
-          this.status.message = `${label} waits for approval before ${
+          const waits = `${label} waits for approval before ${
             this.getting(b)
           }: run fleet rollout approve`;
+          // Both hold it: the person reading must know of the pause as well.
+          this.status.message = this.status.phase === "Paused" ? this.pausedMessage(waits) : waits;
           if (arrived) this.event("WaitingForApproval", this.status.message, { batch: b + 1 });
           return;
         }

@@ -435,6 +435,8 @@ Deno.test("decideRollout() refuses actions that do not fit the phase, saying why
     "BatchStarted",
   ]);
   assert.match(fleet.last.events[1]!.message, /retry by mia refused: .*rollout is Progressing/);
+  assert.match(fleet.last.events[1]!.reason ?? "", /^.*rollout is Progressing/);
+  assert.doesNotMatch(fleet.last.events[1]!.reason ?? "", /refused/, "the reason alone");
   assert.match(fleet.last.events[2]!.message, /not paused/);
   fleet.decide([{ verb: "approve", by: "mia" }]);
   assert.match(fleet.last.events[0]!.message, /no batch waits for approval/);
@@ -470,6 +472,10 @@ Deno.test("decideRollout() waits for approval of a Manual batch and starts it wh
   fleet.decide([{ verb: "pause", by: "ops" }]);
   fleet.decide();
   assert.equal(fleet.targeted(NEW).length, 1, "and while the rollout is paused there");
+  assert.match(
+    fleet.status!.message,
+    /^Paused by ops at .*: Batch 2 of 3 waits for approval .*; run fleet rollout resume to continue$/,
+  );
   fleet.decide([{ verb: "resume", by: "ops" }]);
 
   fleet.now += 30 * MINUTE;

@@ -328,7 +328,9 @@ export class RolloutController {
         verb: last.action.verb,
         by: last.action.by,
         at: new Date(now).toISOString(),
-        ...(refused?.type === "ActionRefused" ? { refused: refused.message } : {}),
+        ...(refused?.type === "ActionRefused"
+          ? { refused: refused.reason ?? refused.message }
+          : {}),
       };
     } else if (previous?.lastAction !== undefined) status.lastAction = previous.lastAction;
     for (const event of decision.events) {
