@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { describeIssues, FleetError } from "../core/errors.ts";
 

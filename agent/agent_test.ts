@@ -29,7 +29,7 @@ import { FakeClock } from "../testing/fake_clock.ts";
 import { MemoryRuntime } from "../testing/memory_runtime.ts";
 import { keepDeviceConsumers, runTestAgent } from "../testing/agents.ts";
 import { systemClock } from "../adapters/clock.ts";
-import type { Agent } from "./agent.ts";
+import { type Agent, type AgentOptions, HEAP_SETTLE_MS } from "./agent.ts";
 import { eventually } from "../testing/eventually.ts";
 import type { ContainerRuntime } from "./runtime.ts";
 import { PodmanRuntime } from "./podman_runtime.ts";
@@ -106,6 +106,7 @@ class Fixture implements AsyncDisposable {
     clock: FakeClock,
     config: Record<string, unknown> = {},
     runtime: ContainerRuntime = this.runtime,
+    releaseHeap?: AgentOptions["releaseHeap"],
   ) {
     this.runtime.clock = clock;
     const listManaged = runtime.listManaged.bind(runtime);
@@ -120,6 +121,7 @@ class Fixture implements AsyncDisposable {
       runtime,
       clock,
       config: { intervals: INTERVALS, ...config },
+      ...(releaseHeap ? { releaseHeap } : {}),
     });
     return {
       /** Resolves once the desired state was read from NATS and acted on. */
@@ -247,6 +249,27 @@ Deno.test("Agent heartbeats every heartbeat_seconds, stamped with its own clock"
     await beatAt(T0 + heartbeatMs);
     await clock.advance(heartbeatMs);
     await beatAt(T0 + 2 * heartbeatMs);
+  } finally {
+    await run.stop();
+  }
+});
+
+Deno.test("Agent gives back the heap its start-up needed once, HEAP_SETTLE_MS after it started", async () => {
+  await using f = await Fixture.start();
+  const clock = new FakeClock(T0);
+  let releases = 0;
+  const run = f.run(clock, {}, f.runtime, () => {
+    releases++;
+    return { heapBefore: 2, heapAfter: 1 };
+  });
+  try {
+    await run.ready();
+    await clock.advance(HEAP_SETTLE_MS - 1);
+    assert.equal(releases, 0, "not before start-up has settled");
+    await clock.advance(1);
+    assert.equal(releases, 1);
+    await clock.advance(10 * HEAP_SETTLE_MS);
+    assert.equal(releases, 1, "once");
   } finally {
     await run.stop();
   }

@@ -24,7 +24,7 @@ import {
 import { parseJsonWith } from "../core/errors.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../adapters/logger.ts";
-import type { z } from "zod";
+import type * as z from "zod";
 
 /** Who asked: the principal token of the subject, as the broker enforced it. */
 export interface CommandOrigin {

@@ -1,5 +1,5 @@
 /** The agent's TOML configuration (`/etc/fleet-agent/config.toml`), validated with zod. */
-import { z } from "zod";
+import * as z from "zod";
 import { stringify as stringifyToml } from "smol-toml";
 import {
   DEFAULT_DEVICE_POLICY,

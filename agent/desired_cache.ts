@@ -1,5 +1,5 @@
 /** The last desired state seen, on local disk, so a device that boots offline still converges. */
-import { z } from "zod";
+import * as z from "zod";
 import { join } from "node:path";
 import type { Clock } from "../core/clock.ts";
 

@@ -25,7 +25,7 @@
  * _device_simulator.ts, _state_writes.ts) are those of bench:fleet.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { z } from "zod";
+import * as z from "zod";
 import { Condition, REACHABLE } from "../crd/device_resource.ts";
 import { Aggregate, Buckets } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";

@@ -46,7 +46,7 @@
  * ```
  */
 
-import { z } from "zod";
+import * as z from "zod";
 import {
   ConfigFileError,
   type ConfigFormat,

@@ -5,7 +5,7 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
-import { z } from "zod";
+import * as z from "zod";
 import {
   BUCKET_HISTORY,
   Buckets,

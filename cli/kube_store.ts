@@ -2,7 +2,7 @@
  * The kube source as the CLI sees it: apply (server-side, with the CLI's own field manager)
  * and delete Deployment objects, and read them and the Device objects back.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { DeviceSpec, DeviceStatus } from "../crd/device_resource.ts";
 import {
   API_VERSION,

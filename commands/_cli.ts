@@ -4,7 +4,7 @@
  */
 import { type Command, Option, type OptionValues } from "@commander-js/extra-typings";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { z } from "zod";
+import * as z from "zod";
 import { createLogger, LogFormats, type Logger, LogLevels } from "../adapters/logger.ts";
 import {
   connectNats,

@@ -6,7 +6,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { type NatsConnection, RequestError, TimeoutError } from "@nats-io/nats-core";
-import type { z } from "zod";
+import type * as z from "zod";
 import {
   Buckets,
   CommandReply,

@@ -4,7 +4,7 @@
  * validates them before anything is touched, and enrolls a target.
  */
 import { Option } from "@commander-js/extra-typings";
-import { z } from "zod";
+import * as z from "zod";
 import {
   describeIssues,
   DeviceAnnotations,

@@ -4,7 +4,7 @@
  * them, this machine when there is no --target.
  */
 import { Option } from "@commander-js/extra-typings";
-import { z } from "zod";
+import * as z from "zod";
 import { askSecret } from "../adapters/host/terminal.ts";
 import { LocalTarget, type Target, TargetError } from "../adapters/host/target.ts";
 import { parseSshTarget, type SshAddress, SshTarget } from "../adapters/host/ssh_target.ts";

@@ -4,7 +4,7 @@
  * input, never from the command line, or a sign-in with a code), and how long device keys live.
  */
 import { Option } from "@commander-js/extra-typings";
-import { z } from "zod";
+import * as z from "zod";
 import { printLine } from "../adapters/output.ts";
 import { deviceFlowLogin } from "../adapters/oidc/mod.ts";
 import {

@@ -1,7 +1,7 @@
 /** `fleet zitadel setup`: the Zitadel objects a Fleet installation needs, made once. */
 import { join } from "node:path";
 import { Command, Option } from "@commander-js/extra-typings";
-import { z } from "zod";
+import * as z from "zod";
 import { printLine } from "../adapters/output.ts";
 import {
   createZitadelManagement,

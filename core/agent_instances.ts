@@ -5,7 +5,7 @@
  * running at once show as instances that keep following each other. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { identifierSchema } from "./ids.ts";
 
 /** An agent process's id: random, made at start, never reused. */

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { identifierSchema } from "./ids.ts";
 import { isEmptySelector, Labels, LabelSelector } from "./selector.ts";
 import { Score, ScoreEnvelope } from "./score.ts";

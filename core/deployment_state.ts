@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { identifierSchema } from "./ids.ts";
 import { HealthStates } from "./service_health.ts";
 import { canonicalJson } from "./spec_hash.ts";

@@ -10,7 +10,7 @@
  * Pure: no I/O.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { identifierProblem, identifierSchema } from "./ids.ts";
 import { ContainerLabels, type ObservedContainer } from "./planner.ts";
 import { MIN_CREDIT, SessionId } from "./device_sessions.ts";

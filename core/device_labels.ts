@@ -4,7 +4,7 @@
  * itself, and `fleet.nationtech.io/device-id` always equals the device's identity. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { DEVICE_ID_LABEL } from "./device_info.ts";
 import { FleetError } from "./errors.ts";
 import { labelKeyProblem, Labels, labelValueProblem } from "./selector.ts";

@@ -24,7 +24,7 @@
  * Pure: no I/O.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { validateIdentifier } from "./ids.ts";
 
 /** The first token of every session subject. */

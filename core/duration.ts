@@ -3,7 +3,7 @@
  * ages and of the rollout policy's `bake` and `deviceTimeout`. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 
 const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const DURATION_PATTERN = /^(\d+)([smhd])$/;

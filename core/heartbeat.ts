@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { identifierSchema } from "./ids.ts";
 import { InstanceId } from "./agent_instances.ts";
 

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { FleetError } from "./errors.ts";
 
 /** RFC 1123 DNS label: what every deviceId, namespace and deployment name must be. */

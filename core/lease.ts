@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /**
  * The NATS KV bucket of leader-election leases. Not one of {@link Buckets}: only operators

@@ -8,7 +8,7 @@
  * "the newest revision" is always the one the spec asks for. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { ScoreEnvelope } from "./score.ts";
 import { specHash } from "./spec_hash.ts";
 import { FleetError } from "./errors.ts";

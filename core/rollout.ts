@@ -29,7 +29,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { z } from "zod";
+import * as z from "zod";
 import type { Labels } from "./selector.ts";
 import { matchesSelector } from "./selector.ts";
 import { canonicalJson } from "./spec_hash.ts";

@@ -7,7 +7,7 @@
  * what, when: the stream's timestamp is the control plane's clock). Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { validateIdentifier } from "./ids.ts";
 import type { DeploymentRef } from "./keys.ts";
 import { RolloutActionVerbs } from "./rollout.ts";

@@ -6,7 +6,7 @@
  * it into the values the rollout controller (core/rollout.ts) works with. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { LabelKey, LabelSelector } from "./selector.ts";
 import { Duration, parseDuration } from "./duration.ts";
 

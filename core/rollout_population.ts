@@ -7,7 +7,7 @@
  * batches. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { validateIdentifier } from "./ids.ts";
 import { type DeploymentRef, refKey } from "./keys.ts";
 import type { RolloutDevice } from "./rollout.ts";

@@ -5,7 +5,7 @@
  * Written by decideRollout (core/rollout.ts), which also reads it back to resume. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { RevisionRef } from "./revisions.ts";
 
 /**

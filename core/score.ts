@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { identifierSchema } from "./ids.ts";
 import { describeIssues } from "./errors.ts";
 import { Duration, parseDuration } from "./duration.ts";

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { FleetError } from "./errors.ts";
 
 /** Label key: optional DNS-subdomain prefix and '/', then a name of up to 63 characters. */

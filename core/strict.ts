@@ -8,7 +8,7 @@
  * keys the one schema declares. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { describeIssues, fieldPath, WireFormatError } from "./errors.ts";
 
 /**

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { z } from "zod";
+import * as z from "zod";
 import { parseStrictWith, unknownFields } from "./strict.ts";
 import { WireFormatError } from "./errors.ts";
 import { Deployment, DeploymentManifest } from "./deployment.ts";

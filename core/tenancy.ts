@@ -6,7 +6,7 @@
  * namespace's binding, so no selector a tenant writes reaches past the binding. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { API_GROUP, type DeploymentSpec, emptySelectorProblem } from "./deployment.ts";
 import {
   type Labels,

@@ -4,7 +4,7 @@
  * fields at several depths) into the same value.
  */
 import assert from "node:assert/strict";
-import type { z } from "zod";
+import type * as z from "zod";
 import YAML from "yaml";
 import {
   Deployment,

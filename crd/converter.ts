@@ -8,7 +8,7 @@
  * enforces, so tests can prove a generated CRD would be accepted). Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { canonicalJson } from "../core/spec_hash.ts";
 import { celField, celString, requirementsOf } from "./cel.ts";
 import {

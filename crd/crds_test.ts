@@ -8,7 +8,7 @@
  * rule rejects its case with its message.)
  */
 import assert from "node:assert/strict";
-import { z } from "zod";
+import * as z from "zod";
 import YAML from "yaml";
 import { structuralProblems, type StructuralSchema, type ValidationRule } from "./mod.ts";
 import {

@@ -6,7 +6,7 @@
  * operator; the condition is how whoever applied it learns why. Pure.
  * @module
  */
-import type { z } from "zod";
+import type * as z from "zod";
 import { DeploymentStatus } from "../core/deployment_status.ts";
 import { type Condition, Conditions, type ConditionStatus, kubeTime } from "./device_resource.ts";
 

@@ -4,7 +4,7 @@
  * device reports (inventory, free text, its own labels) in `spec`, liveness in `status`. Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { API_VERSION } from "../core/deployment.ts";
 import {
   DEVICE_ID_LABEL,

@@ -5,7 +5,7 @@
  * (`structural_check.ts`). Pure.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 
 /** The node types a structural schema may declare. */
 export const SchemaTypes = ["object", "array", "string", "integer", "number", "boolean"] as const;

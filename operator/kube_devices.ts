@@ -5,7 +5,7 @@
  * heartbeat staleness transitions only. Writes are queued per device (latest wins) and
  * retried, so a slow or restarting API server never blocks the operator.
  */
-import { z } from "zod";
+import * as z from "zod";
 import {
   type Condition,
   deviceConflictStatus,

@@ -1,5 +1,5 @@
 /** Installs the CRDs by server-side apply and waits until the API server serves them. */
-import { z } from "zod";
+import * as z from "zod";
 import { deploymentCrd, deviceCrd } from "../crd/crds.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { sleep } from "../adapters/timers.ts";

@@ -3,7 +3,7 @@
  * its `resourceVersion`, so the Lease reads in `kubectl get lease` as client-go's do.
  * @module
  */
-import { z } from "zod";
+import * as z from "zod";
 import { KubeApiError, type KubeClient } from "../adapters/kube/mod.ts";
 import { LeaseType, ObjectMeta } from "./kube_resources.ts";
 import {

@@ -1,5 +1,5 @@
 /** The Kubernetes resource types the kube source reads and writes. */
-import { z } from "zod";
+import * as z from "zod";
 import { API_GROUP, DeploymentSpec, describeIssues } from "../core/mod.ts";
 import type { ResourceType } from "../adapters/kube/mod.ts";
 import { DeploymentResourceStatus } from "../crd/deployment_resource.ts";

@@ -18,7 +18,7 @@ import {
   populationKey,
   populationKeys,
 } from "../core/rollout_population.ts";
-import type { z } from "zod";
+import type * as z from "zod";
 import type { Logger } from "../adapters/logger.ts";
 import { lazyBucket, readBucket } from "../adapters/nats/mod.ts";
 import type { RevisionStore } from "./revision_store.ts";

@@ -58,7 +58,7 @@ Deno.test("the agent unit restarts forever with backoff after the network is up,
   has("SyslogIdentifier=fleet-agent");
   has("WantedBy=multi-user.target");
   // A smaller V8 young generation for the agent only (bench:agent: about 4 MB less idle).
-  has("Environment=DENO_V8_FLAGS=--max-semi-space-size=1,--lite-mode");
+  has("Environment=DENO_V8_FLAGS=--max-semi-space-size=1,--lite-mode,--expose-gc");
   // A CA installed on the device (update-ca-certificates) is trusted for NATS and OIDC.
   has("Environment=DENO_TLS_CA_STORE=system,mozilla");
 });

@@ -9,7 +9,7 @@ import { silentLogger } from "../adapters/logger.ts";
 import { systemClock } from "../adapters/clock.ts";
 import { DeviceConsumerKeeper } from "../operator/device_consumers.ts";
 import { NatsDeviceConsumers } from "../operator/nats_device_consumers.ts";
-import { Agent } from "../agent/agent.ts";
+import { Agent, type AgentOptions } from "../agent/agent.ts";
 import { AgentConfig } from "../agent/config.ts";
 import type { ContainerRuntime } from "../agent/runtime.ts";
 import type { Clock } from "../core/clock.ts";
@@ -27,6 +27,8 @@ export interface TestAgentOptions {
   random?: () => number;
   /** How it proves who it is to NATS. @default no credentials */
   credentials?: CredentialSource;
+  /** Gives back spare heap once start-up has settled. @default the agent's */
+  releaseHeap?: AgentOptions["releaseHeap"];
 }
 
 /** A running test agent: its log lines (info and up) and how to stop it. */
@@ -54,6 +56,7 @@ export function runTestAgent(options: TestAgentOptions): TestAgent {
     runtimeDescription: "in memory",
     clock: options.clock,
     random: options.random ?? (() => 0),
+    ...(options.releaseHeap ? { releaseHeap: options.releaseHeap } : {}),
   });
   const controller = new AbortController();
   const done = agent.run(controller.signal);

@@ -12,7 +12,7 @@ import { silentLogger } from "../adapters/logger.ts";
 import type { MetricsRegistry } from "../adapters/metrics.ts";
 import { deviceInboxPrefix } from "../core/permissions.ts";
 import { principalInbox } from "../adapters/oidc/mod.ts";
-import type { z } from "zod";
+import type * as z from "zod";
 import { stringify } from "smol-toml";
 import {
   authorizerPolicy,

@@ -3,7 +3,7 @@
  * (`/usr/share/qemu/firmware/*.json`, the interop format libvirt reads), then the paths
  * distributions install to. Pure: the caller reads the files and says which paths exist.
  */
-import { z } from "zod";
+import * as z from "zod";
 import type { VmArch } from "./arch.ts";
 
 /** The directories QEMU's firmware interop spec says to search, highest priority first. */

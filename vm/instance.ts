@@ -1,5 +1,5 @@
 /** A provisioned VM's recorded state (`vm.json` in its directory) and its name rule. */
-import { z } from "zod";
+import * as z from "zod";
 import { VmArches } from "./arch.ts";
 import { Accels } from "./qemu_args.ts";
 import { VmUsageError } from "./errors.ts";

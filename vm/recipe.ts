@@ -4,7 +4,7 @@
  * one is reused at once.
  */
 import { createHash } from "node:crypto";
-import { z } from "zod";
+import * as z from "zod";
 import { archProfiles, type VmArch, VmArches } from "./arch.ts";
 import { ROOT_LABEL } from "./disk_layout.ts";
 

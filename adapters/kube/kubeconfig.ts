@@ -4,7 +4,7 @@
  */
 
 import { dirname, isAbsolute, join } from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import { parse as parseYaml } from "yaml";
 import { KubeConfigError } from "./errors.ts";
 

@@ -18,7 +18,7 @@
  */
 
 import { decodeJwt } from "jose";
-import { z } from "zod";
+import * as z from "zod";
 import { type Logger, silentLogger } from "../logger.ts";
 import { sleep as abortableSleep } from "../timers.ts";
 import { discover, errorMessage, OidcFetchError } from "./_discovery.ts";

@@ -4,7 +4,7 @@
  * versions that add fields keep working.
  */
 
-import { z } from "zod";
+import * as z from "zod";
 import type {
   ContainerGrants,
   ContainerHealth,

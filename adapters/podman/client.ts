@@ -6,7 +6,7 @@
 import { LogFrameDemuxer, logFrames } from "./log_frames.ts";
 import type { LogReadOptions } from "../../core/device_commands.ts";
 import { concat, type DataFrame } from "../../core/device_sessions.ts";
-import type { z } from "zod";
+import type * as z from "zod";
 import {
   healthConfig,
   LibpodContainerGrantsSchema,

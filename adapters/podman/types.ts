@@ -4,7 +4,7 @@
  * live in `_libpod.ts`.
  */
 
-import { z } from "zod";
+import * as z from "zod";
 
 // Podman's own rule for container names (libpod `define.NameRegex`).
 const containerName = z.string().regex(

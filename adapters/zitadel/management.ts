@@ -8,7 +8,7 @@
  * @module
  */
 
-import { z } from "zod";
+import * as z from "zod";
 
 /** The Management API calls this client makes, as Zitadel names them. */
 export const ZitadelCalls = {
