@@ -42,6 +42,7 @@ export class NatsRolloutActions implements RolloutActionFeed {
       ready = true;
       yield { ready: true };
     }
+    if (signal.aborted) return;
     const messages = await consumer.consume();
     try {
       for await (const msg of untilAborted(messages, signal)) {
@@ -53,7 +54,10 @@ export class NatsRolloutActions implements RolloutActionFeed {
         }
       }
     } finally {
-      await messages.close();
+      // Not close(): nats.js settles it through the messages' own queue, so messages that were
+      // never read (the signal aborted while they were being set up) never said closed, and an
+      // operator told to stop during its start waited for them for ever.
+      messages.stop();
     }
   }
 

@@ -23,6 +23,7 @@ import {
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import { startCalloutFixture } from "../testing/callout.ts";
 import { eventually } from "../testing/eventually.ts";
+import { withDeadline } from "../adapters/timers.ts";
 import { captureLogger, Collector, testConnection } from "../testing/nats.ts";
 import { NatsRolloutActions } from "./nats_rollout_actions.ts";
 import type { RolloutActionEvent } from "./rollout_action_feed.ts";
@@ -106,6 +107,24 @@ Deno.test("NatsRolloutActions creates the stream and says ready at once when it 
   await eventually("the action", () => feed.shown().length === 2);
   assert.deepEqual(feed.shown(), ["ready", "1 default/web retry by alice"]);
   await feed.stop();
+});
+
+Deno.test("NatsRolloutActions ends when its signal aborts before or while it starts reading", async () => {
+  await using ns = await startNatsServer();
+  await using nc = await testConnection(ns.url);
+  const feed = new NatsRolloutActions({ nc, log: silentLogger, replicas: 1 });
+  // An operator stopped during its start: aborts 0-8 ms in land at each step of setting up.
+  for (let steps = 0; steps <= 8; steps++) {
+    const controller = new AbortController();
+    const events: string[] = [];
+    const read = (async () => {
+      for await (const event of feed.follow(controller.signal)) events.push(shown(event));
+    })();
+    await new Promise((resolve) => setTimeout(resolve, steps));
+    controller.abort();
+    await withDeadline(read, 10_000, `follow() still reading 10 s after an abort at ${steps} ms`);
+    assert.ok(events.every((e) => e === "ready"), events.join(", "));
+  }
 });
 
 const ISSUER = "https://idp.test/realms/fleet";
