@@ -126,6 +126,12 @@ try {
     "the agent to register",
     async () => (await store.devices()).length === 1 || undefined,
   );
+  // Its desired-state consumer is created once it has registered; until the agent has read it
+  // (it retries after 1 s), a deployment would wait for its start, not for a reconcile.
+  await waitFor(
+    "the agent to read its desired state",
+    () => agent.lines.some((l) => l.includes("Read the desired state from NATS")) || undefined,
+  );
 
   // 1. apply → running, one deployment at a time.
   const latencies: number[] = [];
