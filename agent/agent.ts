@@ -224,7 +224,6 @@ export class Agent {
     });
 
     const settle = this.#clock.timer(HEAP_SETTLE_MS, () => this.#releaseHeap());
-    signal.addEventListener("abort", () => settle.cancel(), { once: true });
     const { heartbeat_seconds, republish_seconds } = config.intervals;
     const loops = [
       this.#reconcileLoop(signal),
@@ -235,7 +234,11 @@ export class Agent {
       }, this.#clock),
       this.#natsLoop(signal),
     ];
-    await Promise.all(loops);
+    try {
+      await Promise.all(loops);
+    } finally {
+      settle.cancel();
+    }
     // Whoever follows a log or runs a command hears why it ended before the connection goes.
     await Promise.all(
       this.#sessions.map((s) =>
