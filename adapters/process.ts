@@ -91,10 +91,22 @@ function signalChild(child: Deno.ChildProcess, signal: Deno.Signal): void {
   }
 }
 
-/** A free TCP port on 127.0.0.1, chosen by the OS (callers retry on the rare race). */
+/**
+ * Ports {@link freePort} handed out. Each is free again once its probe closes, and the OS offers
+ * it again soon enough: two servers started side by side were given the same port.
+ */
+const handedOut = new Set<number>();
+
+/** A free TCP port on 127.0.0.1, chosen by the OS, never one this process handed out before. */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
+  for (let draw = 0; draw < 1_000; draw++) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const { port } = listener.addr as Deno.NetAddr;
+    listener.close();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`The OS offered only ports this process handed out already (${handedOut.size})`);
 }

@@ -930,7 +930,7 @@ Deno.test("the rendered nats.conf of 3 servers forms a JetStream cluster through
       cluster: { port, routes },
     },
   }));
-  const running = [];
+  const running: ReturnType<typeof spawn>[] = [];
   try {
     for (const { name, local } of servers) {
       const file = join(dir.path, `${name}.conf`);
@@ -940,22 +940,19 @@ Deno.test("the rendered nats.conf of 3 servers forms a JetStream cluster through
         FLEET_CALLOUT_PASSWORD: '"pw"',
       }));
     }
-    // What the liveness probe asks: JetStream up, in a cluster with a meta leader.
-    for (const { local } of servers) {
-      await eventually(
-        "a JetStream cluster",
-        () => answers(`http://127.0.0.1:${local.monitor}/healthz?js-enabled-only=true`),
-        60_000,
-      );
-    }
-    const meta = await eventually("3 servers in the JetStream cluster", async () => {
-      const response = await fetch(`http://127.0.0.1:${servers[0]!.local.monitor}/jsz`);
-      const { meta_cluster: meta } = await response.json() as {
-        meta_cluster?: { name?: string; cluster_size?: number; leader?: string };
-      };
-      return meta?.cluster_size === 3 && meta.leader !== undefined ? meta : undefined;
+    // What the startup probe asks of each server: JetStream current, with a meta leader.
+    const meta = await eventually("every server in the JetStream cluster", async () => {
+      const states = await Promise.all(servers.map(({ local }) => metaState(local.monitor)));
+      if (states.every((state) => state.healthy && state.size === 3 && state.leader)) {
+        return states[0];
+      }
+      throw new Error(servers.map(({ name }, i) => `${name}: ${states[i]!.summary}`).join("; "));
     }, 60_000);
     assert.equal(meta.name, "fleet");
+  } catch (error) {
+    // The servers' own logs say why a cluster did not form.
+    const logs = await Promise.all(running.map((process) => process.stop()));
+    throw new Error(`${error}\n${logs.join("\n")}`, { cause: error });
   } finally {
     for (const process of running) {
       const log = await process.stop();
@@ -963,3 +960,21 @@ Deno.test("the rendered nats.conf of 3 servers forms a JetStream cluster through
     }
   }
 });
+
+/** What a server of a JetStream cluster says of itself on its monitoring port. */
+async function metaState(monitor: number) {
+  const healthz = await fetch(`http://127.0.0.1:${monitor}/healthz`);
+  const health = await healthz.text();
+  const jsz = await fetch(`http://127.0.0.1:${monitor}/jsz`);
+  const { meta_cluster: meta } = await jsz.json() as {
+    meta_cluster?: { name?: string; cluster_size?: number; leader?: string };
+  };
+  return {
+    healthy: healthz.ok,
+    name: meta?.name,
+    size: meta?.cluster_size,
+    leader: meta?.leader,
+    summary: `healthz ${healthz.status} ${health.trim()}, meta leader ${meta?.leader ?? "none"} ` +
+      `of ${meta?.cluster_size ?? "?"}`,
+  };
+}
