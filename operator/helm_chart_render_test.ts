@@ -931,23 +931,37 @@ Deno.test("the rendered nats.conf of 3 servers forms a JetStream cluster through
     },
   }));
   const running: ReturnType<typeof spawn>[] = [];
-  try {
-    for (const { name, local } of servers) {
-      const file = join(dir.path, `${name}.conf`);
-      await Deno.writeTextFile(file, onThisMachine(conf, local));
-      running.push(spawn("nats-server", ["--config", file], {
-        POD_NAME: name,
-        FLEET_CALLOUT_PASSWORD: '"pw"',
-      }));
-    }
-    // What the startup probe asks of each server: JetStream current, with a meta leader.
-    const meta = await eventually("every server in the JetStream cluster", async () => {
-      const states = await Promise.all(servers.map(({ local }) => metaState(local.monitor)));
-      if (states.every((state) => state.healthy && state.size === 3 && state.leader)) {
-        return states[0];
+  const start = async ({ name, local }: typeof servers[number]) => {
+    const file = join(dir.path, `${name}.conf`);
+    await Deno.writeTextFile(file, onThisMachine(conf, local));
+    running.push(spawn("nats-server", ["--config", file], {
+      POD_NAME: name,
+      FLEET_CALLOUT_PASSWORD: '"pw"',
+    }));
+  };
+  // What the startup probe asks of each server: JetStream current, with a meta leader; and,
+  // once all have started, a meta group of all 3.
+  const formed = (group: typeof servers) =>
+    eventually(`${group.map(({ name }) => name).join(", ")} in the JetStream cluster`, async () => {
+      const states = await Promise.all(group.map(({ local }) => metaState(local.monitor)));
+      const size = group.length === servers.length ? servers.length : undefined;
+      if (
+        states.every((state) =>
+          state.healthy && state.leader && (size ?? state.size) === state.size
+        )
+      ) {
+        return states[0]!;
       }
-      throw new Error(servers.map(({ name }, i) => `${name}: ${states[i]!.summary}`).join("; "));
+      throw new Error(group.map(({ name }, i) => `${name}: ${states[i]!.summary}`).join("; "));
     }, 60_000);
+  try {
+    // Three nats-server 2.10 started at once sometimes leave one out of the meta group for good
+    // (DESIGN.md §8). Two first, then the third joins the cluster they formed.
+    await start(servers[0]!);
+    await start(servers[1]!);
+    await formed(servers.slice(0, 2));
+    await start(servers[2]!);
+    const meta = await formed(servers);
     assert.equal(meta.name, "fleet");
   } catch (error) {
     // The servers' own logs say why a cluster did not form.
