@@ -16,6 +16,8 @@ export { type BucketName, Buckets } from "../../core/keys.ts";
 const STREAM_NAME_IN_USE = 10058;
 /** JetStream's `JSStreamMessageExceedsMaximumErr`: "message size exceeds maximum allowed". */
 const STREAM_MESSAGE_EXCEEDS_MAXIMUM = 10054;
+/** JetStream's `JSClusterNoPeersErrF`, e.g. "no suitable peers for placement". */
+const CLUSTER_NO_PEERS = 10005;
 
 /**
  * Whether `error` is JetStream refusing a compare-and-set write (`kv.create`, `kv.update`):
@@ -92,11 +94,25 @@ export async function ensureBucket(
       return await openBucket(nc, name);
     }
     throw new BucketError(
-      `Cannot create or open the "${name}" bucket on NATS: ${errorMessage(err)}`,
+      `Cannot create or open the "${name}" bucket on NATS: ${errorMessage(err)}` +
+        placementHint(err, settings.replicas),
       name,
       { cause: err },
     );
   }
+}
+
+/**
+ * What to check when JetStream has too few servers for the copies of a bucket. Besides a server
+ * down, a nats-server 2.10 started together with the others can stay out of JetStream's
+ * cluster while passing its health checks (DESIGN.md §8); restarting it brings it in.
+ */
+function placementHint(err: unknown, replicas: number): string {
+  if (!(err instanceof JetStreamApiError && err.code === CLUSTER_NO_PEERS)) return "";
+  return `. Its ${replicas} copies need ${replicas} NATS servers in JetStream's cluster: check ` +
+    `that they run. A server started together with the others can be left out of that cluster ` +
+    `while it looks healthy: \`nats server report jetstream\` lists the members; restart the ` +
+    `one that is missing`;
 }
 
 /**

@@ -14,6 +14,7 @@ import { silentLogger } from "../logger.ts";
 import { captureLogger } from "../../testing/nats.ts";
 import { eventually } from "../../testing/eventually.ts";
 import { startNatsServer } from "../../sandbox/nats_server.ts";
+import { startNatsCluster } from "../../testing/nats_cluster.ts";
 
 Deno.test("ensureBucket() creates a bucket once and then opens it, whatever the settings", async () => {
   await using ns = await startNatsServer();
@@ -138,6 +139,26 @@ Deno.test("ensureBucket() creates a bucket with its size limits; applyBucketLimi
       changed: false,
       overfull: false,
     });
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("ensureBucket() with more copies than JetStream has servers says what to check", async () => {
+  await using cluster = await startNatsCluster({ size: 2 });
+  const nc = await connect({ servers: cluster.urls });
+  try {
+    await assert.rejects(
+      ensureBucket(nc, Buckets.desiredState, { replicas: 3, history: 3 }),
+      (err: Error) => {
+        assert.match(err.message, /^Cannot create or open the "desired-state" bucket on NATS: /);
+        assert.match(err.message, /Its 3 copies need 3 NATS servers in JetStream's cluster/);
+        assert.match(err.message, /`nats server report jetstream` lists the members/);
+        return true;
+      },
+    );
+    const names = await (await jetstreamManager(nc)).streams.names().next();
+    assert.deepEqual(names, []);
   } finally {
     await nc.close();
   }
