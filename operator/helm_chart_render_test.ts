@@ -940,18 +940,13 @@ Deno.test("the rendered nats.conf of 3 servers forms a JetStream cluster through
     }));
   };
   // What the startup probe asks of each server: JetStream current, with a meta leader; and,
-  // once all have started, a meta group of all 3.
-  const formed = (group: typeof servers) =>
+  // when `size` is given, a meta group of that many.
+  const formed = (group: typeof servers, size?: number) =>
     eventually(`${group.map(({ name }) => name).join(", ")} in the JetStream cluster`, async () => {
       const states = await Promise.all(group.map(({ local }) => metaState(local.monitor)));
-      const size = group.length === servers.length ? servers.length : undefined;
-      if (
-        states.every((state) =>
-          state.healthy && state.leader && (size ?? state.size) === state.size
-        )
-      ) {
-        return states[0]!;
-      }
+      const ok = (state: typeof states[number]) =>
+        state.healthy && state.leader && (size === undefined || state.size === size);
+      if (states.every(ok)) return states[0]!;
       throw new Error(group.map(({ name }, i) => `${name}: ${states[i]!.summary}`).join("; "));
     }, 60_000);
   try {
@@ -961,7 +956,7 @@ Deno.test("the rendered nats.conf of 3 servers forms a JetStream cluster through
     await start(servers[1]!);
     await formed(servers.slice(0, 2));
     await start(servers[2]!);
-    const meta = await formed(servers);
+    const meta = await formed(servers, servers.length);
     assert.equal(meta.name, "fleet");
   } catch (error) {
     // The servers' own logs say why a cluster did not form.
