@@ -1,6 +1,6 @@
 /** The {@link BucketKeeper} on NATS: the JetStream KV buckets of DESIGN.md §2. */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import {
   AUDIT_STREAM,
   BUCKET_HISTORY,
@@ -17,6 +17,8 @@ import {
   ensureBucket,
   ensureBucketRetrying,
   ensureRolloutActionsStream,
+  hasJetStreamCode,
+  JetStreamCodes,
   refuseRollups,
 } from "../adapters/nats/mod.ts";
 import { type BucketKeeper, overfullMessage } from "./bucket_keeper.ts";
@@ -69,7 +71,7 @@ export class NatsBucketKeeper implements BucketKeeper {
       try {
         await jsm.streams.info(`KV_${bucket}`);
       } catch (error) {
-        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
+        if (hasJetStreamCode(error, JetStreamCodes.StreamNotFound)) {
           missing.push(bucket);
         } else throw error;
       }

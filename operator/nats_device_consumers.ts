@@ -15,18 +15,15 @@ import {
   AckPolicy,
   type ConsumerConfig,
   DeliverPolicy,
-  JetStreamApiCodes,
-  JetStreamApiError,
   jetstreamManager,
 } from "@nats-io/jetstream";
 import { Buckets, deviceConsumer, deviceOfConsumer } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { untilAborted } from "../adapters/timers.ts";
+import { hasJetStreamCode, JetStreamCodes } from "../adapters/nats/mod.ts";
 import type { DeviceConsumerStore } from "./device_consumers.ts";
 
 const STREAM = `KV_${Buckets.desiredState}`;
-/** JetStream's "consumer already exists" (with another config). */
-const CONSUMER_EXISTS = 10148;
 
 /** Options of {@link NatsDeviceConsumers}. */
 export interface NatsDeviceConsumersOptions {
@@ -57,7 +54,7 @@ export class NatsDeviceConsumers implements DeviceConsumerStore {
       // Creating one that exists with this very config changes nothing and succeeds.
       await jsm.consumers.add(STREAM, config);
     } catch (error) {
-      if (!(error instanceof JetStreamApiError && error.code === CONSUMER_EXISTS)) throw error;
+      if (!hasJetStreamCode(error, JetStreamCodes.ConsumerExists)) throw error;
       // Made with other settings (an older operator, another heartbeat): made anew.
       this.#log.info(
         `Re-creating the desired-state consumer of device ${deviceId}: ${error.message}`,
@@ -72,10 +69,7 @@ export class NatsDeviceConsumers implements DeviceConsumerStore {
     try {
       await jsm.consumers.delete(STREAM, deviceConsumer(deviceId).name);
     } catch (error) {
-      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound) {
-        return;
-      }
-      throw error;
+      if (!hasJetStreamCode(error, JetStreamCodes.ConsumerNotFound)) throw error;
     }
   }
 

@@ -238,7 +238,7 @@ WantedBy=multi-user.target
  * policy resolves workloads' host paths there too, and the podman socket lives in
  * /run/user/<uid>; connecting to a socket writes nothing to the file system). No
  * MemoryDenyWriteExecute: V8 compiles code at run time. MemoryMax: an idle agent is about
- * 70 MB resident.
+ * 60 MB resident (`deno task bench:agent`).
  */
 export const AGENT_SANDBOX = [
   "NoNewPrivileges=yes",

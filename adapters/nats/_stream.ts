@@ -1,14 +1,7 @@
 /** Creating a JetStream stream of the control plane once, whoever comes first. */
 import type { NatsConnection } from "@nats-io/nats-core";
-import {
-  JetStreamApiCodes,
-  JetStreamApiError,
-  jetstreamManager,
-  type StreamConfig,
-} from "@nats-io/jetstream";
-
-/** JetStream's "stream name already in use": someone else created it first. */
-const STREAM_NAME_IN_USE = 10058;
+import { jetstreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { hasJetStreamCode, JetStreamCodes } from "./jetstream_codes.ts";
 
 /**
  * Creates the stream `config.name` unless it exists; one that exists keeps its settings.
@@ -25,7 +18,7 @@ export async function ensureStream(
     await jsm.streams.info(config.name);
     return false;
   } catch (error) {
-    if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) {
+    if (!hasJetStreamCode(error, JetStreamCodes.StreamNotFound)) {
       throw new Error(
         `Cannot look up the "${config.name}" stream on NATS: ${(error as Error).message}`,
         { cause: error },
@@ -37,7 +30,7 @@ export async function ensureStream(
     return true;
   } catch (error) {
     // Created meanwhile by another operator.
-    if (error instanceof JetStreamApiError && error.code === STREAM_NAME_IN_USE) return false;
+    if (hasJetStreamCode(error, JetStreamCodes.StreamNameInUse)) return false;
     throw new Error(
       `Cannot create the "${config.name}" stream on NATS: ${(error as Error).message}`,
       { cause: error },

@@ -3,21 +3,15 @@
  */
 
 import { InvalidArgumentError, type NatsConnection } from "@nats-io/nats-core";
-import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { Clock } from "../../core/clock.ts";
 import { bucketLimits } from "../../core/limits.ts";
 import type { Logger } from "../logger.ts";
 import { sleep } from "../timers.ts";
+import { hasJetStreamCode, JetStreamCodes } from "./jetstream_codes.ts";
 
 export { type BucketName, Buckets } from "../../core/keys.ts";
-
-/** JetStream's `JSStreamNameExistErr`: "stream name already in use with a different configuration". */
-const STREAM_NAME_IN_USE = 10058;
-/** JetStream's `JSStreamMessageExceedsMaximumErr`: "message size exceeds maximum allowed". */
-const STREAM_MESSAGE_EXCEEDS_MAXIMUM = 10054;
-/** JetStream's `JSClusterNoPeersErrF`, e.g. "no suitable peers for placement". */
-const CLUSTER_NO_PEERS = 10005;
 
 /**
  * Whether `error` is JetStream refusing a compare-and-set write (`kv.create`, `kv.update`):
@@ -25,9 +19,11 @@ const CLUSTER_NO_PEERS = 10005;
  * By error code, not message text: the code is the server's contract, the text is not.
  */
 export function isWrongLastSequence(error: unknown): boolean {
-  return error instanceof JetStreamApiError &&
-    (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+  return hasJetStreamCode(
+    error,
+    JetStreamCodes.WrongLastSequence,
+    JetStreamCodes.WrongLastSequenceUnknown,
+  );
 }
 
 /**
@@ -44,7 +40,7 @@ export function isMaxPayloadExceeded(error: unknown): boolean {
  * ({@link bucketLimits}): no race, and no use retrying.
  */
 export function isValueTooLarge(error: unknown): boolean {
-  return error instanceof JetStreamApiError && error.code === STREAM_MESSAGE_EXCEEDS_MAXIMUM;
+  return hasJetStreamCode(error, JetStreamCodes.MessageExceedsMaximum);
 }
 
 /**
@@ -90,7 +86,7 @@ export async function ensureBucket(
     });
   } catch (err) {
     // Two processes racing to create it with different settings: the other one won.
-    if (err instanceof JetStreamApiError && err.code === STREAM_NAME_IN_USE) {
+    if (hasJetStreamCode(err, JetStreamCodes.StreamNameInUse)) {
       return await openBucket(nc, name);
     }
     throw new BucketError(
@@ -108,9 +104,12 @@ export async function ensureBucket(
  * cluster while passing its health checks (DESIGN.md §8); restarting it brings it in.
  */
 function placementHint(err: unknown, replicas: number): string {
-  if (!(err instanceof JetStreamApiError && err.code === CLUSTER_NO_PEERS)) return "";
-  return `. Its ${replicas} copies need ${replicas} NATS servers in JetStream's cluster: check ` +
-    `that they run. A server started together with the others can be left out of that cluster ` +
+  if (!hasJetStreamCode(err, JetStreamCodes.ClusterNoPeers)) return "";
+  const need = replicas === 1
+    ? "Its one copy needs a NATS server in JetStream's cluster: check that one runs"
+    : `Its ${replicas} copies need ${replicas} NATS servers in JetStream's cluster: check that ` +
+      `they run`;
+  return `. ${need}. A server started together with the others can be left out of that cluster ` +
     `while it looks healthy: \`nats server report jetstream\` lists the members; restart the ` +
     `one that is missing`;
 }

@@ -2,13 +2,18 @@
 import { PermissionViolationError } from "@nats-io/nats-core";
 
 /**
- * Whether `error`, or an error it was caused by, is the broker refusing a subject to this
- * user (DESIGN.md §8: on a request it is the cause of the RequestError).
+ * The broker's refusal of a subject to this user that `error` is or was caused by (DESIGN.md
+ * §8: on a request it is the cause of the RequestError); undefined when it is something else.
  */
-export function deniedByBroker(error: unknown): boolean {
+export function brokerDenial(error: unknown): PermissionViolationError | undefined {
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; depth++) {
-    if (e instanceof PermissionViolationError) return true;
+    if (e instanceof PermissionViolationError) return e;
     e = e.cause;
   }
-  return false;
+  return undefined;
+}
+
+/** Whether `error`, or an error it was caused by, is the broker refusing a subject. */
+export function deniedByBroker(error: unknown): boolean {
+  return brokerDenial(error) !== undefined;
 }

@@ -13,13 +13,11 @@
  * again. Events are those of `kv_watch.ts`: puts and deletes in stream order, and `ready` after
  * each complete read.
  */
-import { type NatsConnection, PermissionViolationError } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
 import {
   type ConsumerInfo,
   type ConsumerMessages,
   jetstream,
-  JetStreamApiCodes,
-  JetStreamApiError,
   jetstreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
@@ -29,6 +27,8 @@ import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import { drainFeed, Ending, errorMessage, OpenRetries, QueueFeed } from "./_feed.ts";
 import { kvEntryEvent } from "./_kv_entry.ts";
+import { brokerDenial } from "./denied.ts";
+import { hasJetStreamCode, JetStreamCodes } from "./jetstream_codes.ts";
 import { WatchError, type WatchEvent } from "./kv_watch.ts";
 
 /**
@@ -330,7 +330,7 @@ class DeviceFeed extends QueueFeed<WatchEvent, FeedRestart> {
     } catch (err) {
       // Already gone: the operator re-creates it either way. Otherwise the next heartbeat
       // shows the same consumer, and this starts over.
-      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)) {
+      if (!hasJetStreamCode(err, JetStreamCodes.ConsumerNotFound)) {
         this.#log.warn(`Could not delete the desired-state consumer: ${errorMessage(err)}`);
       }
     }
@@ -338,19 +338,17 @@ class DeviceFeed extends QueueFeed<WatchEvent, FeedRestart> {
 }
 
 function describeOpenError(consumer: DeviceConsumer, err: unknown): string {
-  if (err instanceof JetStreamApiError) {
-    if (err.code === JetStreamApiCodes.ConsumerNotFound) {
-      return `The control plane has not prepared this device's desired-state consumer ` +
-        `"${consumer.name}" yet; running from the local copy and waiting for it`;
-    }
-    if (err.code === JetStreamApiCodes.StreamNotFound) {
-      return `The desired-state bucket does not exist on NATS (yet); waiting for it`;
-    }
+  if (hasJetStreamCode(err, JetStreamCodes.ConsumerNotFound)) {
+    return `The control plane has not prepared this device's desired-state consumer ` +
+      `"${consumer.name}" yet; running from the local copy and waiting for it`;
   }
-  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : undefined;
-  if (err instanceof PermissionViolationError || cause instanceof PermissionViolationError) {
+  if (hasJetStreamCode(err, JetStreamCodes.StreamNotFound)) {
+    return `The desired-state bucket does not exist on NATS (yet); waiting for it`;
+  }
+  const denial = brokerDenial(err);
+  if (denial) {
     return `NATS does not allow this device to read its desired-state consumer ` +
-      `"${consumer.name}" (${(cause ?? err as Error).message}); retrying`;
+      `"${consumer.name}" (${denial.message}); retrying`;
   }
   return `Cannot read the desired state (${errorMessage(err)}); retrying`;
 }

@@ -14,21 +14,12 @@
  * plane judges a device's liveness on it, never on a timestamp the device wrote.
  */
 
-import {
-  createInbox,
-  nanos,
-  type NatsConnection,
-  nuid,
-  PermissionViolationError,
-  RequestError,
-} from "@nats-io/nats-core";
+import { createInbox, nanos, type NatsConnection, nuid, RequestError } from "@nats-io/nats-core";
 import {
   AckPolicy,
   type ConsumerMessages,
   DeliverPolicy,
   jetstream,
-  JetStreamApiCodes,
-  JetStreamApiError,
   jetstreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
@@ -39,6 +30,8 @@ import { sleep } from "../timers.ts";
 import { drainFeed, Ending, errorMessage, OpenRetries, QueueFeed, retryDelayMs } from "./_feed.ts";
 import { kvEntryEvent } from "./_kv_entry.ts";
 import { readGateOf } from "./_read_gate.ts";
+import { brokerDenial } from "./denied.ts";
+import { hasJetStreamCode, JetStreamCodes } from "./jetstream_codes.ts";
 
 /**
  * One change seen by {@link watchBucket}, in stream order. `created` is when the broker
@@ -391,13 +384,13 @@ function restartMessage(bucket: string, reason: WatchRestartReason): string {
 }
 
 function describeOpenError(bucket: string, err: unknown): string {
-  if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
+  if (hasJetStreamCode(err, JetStreamCodes.StreamNotFound)) {
     return `The "${bucket}" bucket does not exist on NATS (yet); waiting for it to be created`;
   }
-  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : undefined;
-  if (err instanceof PermissionViolationError || cause instanceof PermissionViolationError) {
+  const denial = brokerDenial(err);
+  if (denial) {
     return `NATS does not allow this process to watch the "${bucket}" bucket ` +
-      `(${(cause ?? err as Error).message}); retrying`;
+      `(${denial.message}); retrying`;
   }
   if (err instanceof RequestError && err.isNoResponders()) {
     return `NATS has no JetStream to serve the "${bucket}" bucket; retrying`;

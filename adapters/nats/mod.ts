@@ -59,3 +59,4 @@ export { ConnectionState } from "./connection_state.ts";
 export { ensureAuditStream, publishAudit, readAudit, type StoredAuditRecord } from "./audit.ts";
 export { ensureRolloutActionsStream, publishRolloutAction } from "./rollout_actions.ts";
 export { deniedByBroker } from "./denied.ts";
+export { hasJetStreamCode, JetStreamCodes } from "./jetstream_codes.ts";
