@@ -2,7 +2,9 @@
  * Agent figures with a real `fleet agent run` process, podman and nats-server:
  * apply → container running latency over N deployments (p50/p99), idle resident memory and
  * CPU with K deployments, and an agent restart that must confirm K unchanged deployments
- * without recreating any. Prints one line of figures, last.
+ * without recreating any. Beside the agent's memory it measures the runtime's floor, which no
+ * code of Fleet changes: the same runtime, flags and V8 flags running a program that only
+ * holds a TCP connection to the same NATS server. Prints one line of figures, last.
  *
  * The agent runs as the package runs it (`--program package`, the default): the bundle split
  * at main.ts's dynamic imports, the launcher's flags, the unit's V8 flags and its warm-up;
@@ -73,6 +75,40 @@ async function agentProgram(dir: string): Promise<{ args: string[]; env: Record<
   }).output();
   if (!warmUp.success) throw new Error(new TextDecoder().decode(warmUp.stderr));
   return { args, env };
+}
+
+/** The idle memory of the runtime's floor (see the module's comment), settled as the agent's. */
+async function floorSample(dir: string, natsUrl: string): Promise<ProcSample> {
+  const { hostname, port } = new URL(natsUrl);
+  const file = `${dir}/floor.js`;
+  await Deno.writeTextFile(
+    file,
+    `const conn = await Deno.connect(${JSON.stringify({ hostname, port: Number(port) })});\n` +
+      `await conn.read(new Uint8Array(4096));\n` +
+      `console.error("connected");\n` +
+      `setInterval(() => {}, 1 << 30);\n`,
+  );
+  const lines: string[] = [];
+  const floor = spawnLogged(
+    [...program.args.slice(0, -1), file],
+    (line) => lines.push(line),
+    program.env,
+  );
+  try {
+    await waitFor("the floor program to connect", () => lines.includes("connected") || undefined);
+    await sleep(15_000); // settle, as the agent did
+    return procStat(floor.child.pid);
+  } finally {
+    await floor.stop();
+  }
+}
+
+/** The figures of a sample: resident, file-backed and anonymous memory. */
+function memory(sample: ProcSample): string {
+  const mb = (kb: number) => (kb / 1024).toFixed(1);
+  return `rss=${mb(sample.rssKb)}MB (file-backed ${mb(sample.rssFileKb)}MB, anonymous ${
+    mb(sample.rssAnonKb)
+  }MB)`;
 }
 
 /** A `fleet agent run` child whose stderr lines are kept. */
@@ -190,19 +226,18 @@ try {
   const after = new Map((await managed()).map((c) => [c.name, c.id]));
   const recreated = [...before].filter(([name, id]) => after.get(name) !== id).length;
   const creates = agent.lines.filter((l) => l.includes("Creating container")).length;
+  const floor = await floorSample(dir, nats.url);
 
   printLine(
     `agent bench: apply→running p50=${percentile(latencies, 0.5).toFixed(0)}ms p99=${
       percentile(latencies, 0.99).toFixed(0)
-    }ms over ${total} deployments; program=${values.program}; idle with ${idleCount}: rss=${
-      (b.rssKb / 1024).toFixed(1)
-    }MB (file-backed ${(b.rssFileKb / 1024).toFixed(1)}MB, anonymous ${
-      (b.rssAnonKb / 1024).toFixed(1)
-    }MB) cpu=${
+    }ms over ${total} deployments; program=${values.program}; idle with ${idleCount}: ${
+      memory(b)
+    } cpu=${
       idleCpu.toFixed(2)
     }% of a core over ${idleSeconds}s; restart confirmed ${idleCount} unchanged in ${
       (confirmedMs / 1000).toFixed(2)
-    }s, recreated=${recreated}, creates=${creates}`,
+    }s, recreated=${recreated}, creates=${creates}; runtime floor: ${memory(floor)}`,
   );
 } finally {
   await agent.stop();
