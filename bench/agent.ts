@@ -7,7 +7,7 @@
  * holds a TCP connection to the same NATS server. Prints one line of figures, last.
  *
  * The agent runs as the package runs it (`--program package`, the default): the bundle split
- * at main.ts's dynamic imports, the launcher's flags, the unit's V8 flags and its warm-up;
+ * at main.ts's dynamic imports, the launcher's flags, the unit's environment and its warm-up;
  * `--program source` runs `deno run main.ts` instead.
  *
  * `deno task bench:agent [--deployments 20] [--idle 10] [--idle-seconds 60] [--program package]`
@@ -30,7 +30,7 @@ import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { cpuPercent, type ProcSample, procSample } from "./_proc.ts";
 import { percentile } from "./_figures.ts";
 import { spawnLogged } from "./_child_process.ts";
-import { AGENT_V8_FLAGS, AGENT_WARM_UP_ARGS, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
+import { AGENT_ENVIRONMENT, AGENT_WARM_UP_ARGS, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const { values } = parseArgs({
@@ -66,7 +66,7 @@ async function agentProgram(dir: string): Promise<{ args: string[]; env: Record<
   }).output();
   if (!bundled.success) throw new Error(new TextDecoder().decode(bundled.stderr));
   const args = ["run", ...LAUNCHER_RUN_FLAGS, `${dir}/app/main.js`];
-  const env = { DENO_V8_FLAGS: AGENT_V8_FLAGS, DENO_DIR: `${dir}/deno-dir` };
+  const env = { ...AGENT_ENVIRONMENT, DENO_DIR: `${dir}/deno-dir` };
   // As the unit does before it starts the agent (ExecStartPre).
   const warmUp = await new Deno.Command(Deno.execPath(), {
     args: [...args, ...AGENT_WARM_UP_ARGS],

@@ -61,6 +61,9 @@ Deno.test("the agent unit restarts forever with backoff after the network is up,
   has("Environment=DENO_V8_FLAGS=--max-semi-space-size=1,--lite-mode,--expose-gc");
   // A CA installed on the device (update-ca-certificates) is trusted for NATS and OIDC.
   has("Environment=DENO_TLS_CA_STORE=system,mozilla");
+  // journald's lines without colour codes; no check for a newer Deno on every start.
+  has("Environment=NO_COLOR=1");
+  has("Environment=DENO_NO_UPDATE_CHECK=1");
 });
 
 Deno.test("the agent runs in a sandbox: no privileges, nothing writable but its own directories", () => {
