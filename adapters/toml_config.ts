@@ -32,65 +32,61 @@ export class ConfigFileError extends FleetError {
   }
 }
 
-/** How to read one kind of config file. */
-export interface ConfigFormat<S extends z.ZodType> {
-  /** What the file must hold. Unknown keys are refused in every table, whatever it says. */
-  schema: S;
-  /** Makes the error thrown for `path` (a subclass, so callers can tell their file's errors). */
-  error: (path: string, detail: string, options?: ErrorOptions) => ConfigFileError;
-}
+/** One kind of config file: what its messages call it (see {@link ConfigFileError}), its schema. */
+export class TomlConfigFile<S extends z.ZodType> {
+  /** @param schema what the file must hold; unknown keys are refused in every table. */
+  constructor(readonly what: string, readonly schema: S) {}
 
-/**
- * Reads and validates the config file at `path`.
- *
- * @throws {ConfigFileError} (the format's own) naming the file and what is wrong with it.
- */
-export async function loadTomlConfig<S extends z.ZodType>(
-  format: ConfigFormat<S>,
-  path: string,
-): Promise<z.output<S>> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (cause) {
-    throw format.error(path, `the file ${readFailure(cause)}`, { cause });
+  /** The usage error for this kind of file at `path`, for callers that check more than it. */
+  error(path: string, detail: string, options?: ErrorOptions): ConfigFileError {
+    return new ConfigFileError(this.what, path, detail, options);
   }
-  return parseTomlConfig(format, text, path);
-}
 
-/**
- * Validates config text; `path` is only used in messages.
- *
- * @throws {ConfigFileError} (the format's own) for invalid TOML, unknown keys or invalid values.
- */
-export function parseTomlConfig<S extends z.ZodType>(
-  format: ConfigFormat<S>,
-  text: string,
-  path: string,
-): z.output<S> {
-  let raw: unknown;
-  try {
-    raw = parseToml(text);
-  } catch (cause) {
-    throw format.error(path, `not valid TOML${tomlErrorDetail(cause)}`, { cause });
+  /**
+   * Reads and validates the config file at `path`.
+   *
+   * @throws {ConfigFileError} naming the file and what is wrong with it.
+   */
+  async load(path: string): Promise<z.output<S>> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (cause) {
+      throw this.error(path, `the file ${readFailure(cause)}`, { cause });
+    }
+    return this.parse(text, path);
   }
-  const unknown = unknownKeys(format.schema, raw);
-  const result = format.schema.safeParse(raw);
-  if (unknown.length === 0 && result.success) return result.data;
-  // A misspelt required key is also reported missing: the suggestion already says it.
-  const explained = new Set(
-    unknown.flatMap((u) =>
-      u.suggestion?.table === u.table ? [keyPath([...u.table, u.suggestion.key])] : []
-    ),
-  );
-  const issues = result.success
-    ? []
-    : result.error.issues.filter((issue) => !explained.has(keyPath(issue.path)));
-  const problems = [
-    ...unknown.map(describeUnknownKey),
-    ...(issues.length > 0 ? [describeIssues(new z.ZodError(issues))] : []),
-  ];
-  throw format.error(path, problems.join("; "));
+
+  /**
+   * Validates config text; `path` is only used in messages.
+   *
+   * @throws {ConfigFileError} for invalid TOML, unknown keys or invalid values.
+   */
+  parse(text: string, path: string): z.output<S> {
+    let raw: unknown;
+    try {
+      raw = parseToml(text);
+    } catch (cause) {
+      throw this.error(path, `not valid TOML${tomlErrorDetail(cause)}`, { cause });
+    }
+    const unknown = unknownKeys(this.schema, raw);
+    const result = this.schema.safeParse(raw);
+    if (unknown.length === 0 && result.success) return result.data;
+    // A misspelt required key is also reported missing: the suggestion already says it.
+    const explained = new Set(
+      unknown.flatMap((u) =>
+        u.suggestion?.table === u.table ? [keyPath([...u.table, u.suggestion.key])] : []
+      ),
+    );
+    const issues = result.success
+      ? []
+      : result.error.issues.filter((issue) => !explained.has(keyPath(issue.path)));
+    const problems = [
+      ...unknown.map(describeUnknownKey),
+      ...(issues.length > 0 ? [describeIssues(new z.ZodError(issues))] : []),
+    ];
+    throw this.error(path, problems.join("; "));
+  }
 }
 
 /** Why a file could not be read, to follow "the file" or a field naming one: "does not exist". */
@@ -158,7 +154,8 @@ function tableName(table: PropertyKey[]): string {
   return `[${table.map((k) => tomlKey(String(k))).join(".")}]`;
 }
 
-function tomlKey(key: string): string {
+/** TOML spelling of a key: bare when it can be, quoted otherwise. */
+export function tomlKey(key: string): string {
   return /^[A-Za-z0-9_-]+$/.test(key) ? key : JSON.stringify(key);
 }
 

@@ -1,21 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as z from "zod";
-import {
-  closest,
-  ConfigFileError,
-  type ConfigFormat,
-  loadTomlConfig,
-  parseTomlConfig,
-  unknownKeys,
-} from "./toml_config.ts";
-
-class ToyConfigError extends ConfigFileError {
-  override name = "ToyConfigError";
-  constructor(path: string, detail: string, options?: ErrorOptions) {
-    super("toy config", path, detail, options);
-  }
-}
+import { closest, ConfigFileError, TomlConfigFile, unknownKeys } from "./toml_config.ts";
 
 const Toy = z.object({
   name: z.string(),
@@ -32,23 +18,20 @@ const Toy = z.object({
     .default([]),
 });
 
-const format: ConfigFormat<typeof Toy> = {
-  schema: Toy,
-  error: (path, detail, options) => new ToyConfigError(path, detail, options),
-};
+const toyConfigFile = new TomlConfigFile("toy config", Toy);
 
 function problem(text: string): string {
   try {
-    parseTomlConfig(format, text, "toy.toml");
+    toyConfigFile.parse(text, "toy.toml");
   } catch (error) {
-    assert.ok(error instanceof ToyConfigError, String(error));
+    assert.ok(error instanceof ConfigFileError, String(error));
     assert.equal(error.kind, "usage");
     assert.equal(error.path, "toy.toml");
     assert.ok(!error.message.includes("\n"), error.message);
     assert.ok(error.message.startsWith("Invalid toy config toy.toml: "), error.message);
     return error.detail;
   }
-  assert.fail("expected a ToyConfigError");
+  assert.fail("expected a ConfigFileError");
 }
 
 const VALID = `name = "a"
@@ -56,9 +39,8 @@ const VALID = `name = "a"
 url = "nats://x:4222"
 `;
 
-Deno.test("parseTomlConfig() returns the typed value with defaults", () => {
-  const config = parseTomlConfig(
-    format,
+Deno.test("TomlConfigFile.parse() returns the typed value with defaults", () => {
+  const config = toyConfigFile.parse(
     `${VALID}auth = { type = "token", token_file = "/t" }\n[tags]\n"any.key/here" = "v"\n` +
       `[[mounts]]\nsource = "/srv"\n`,
     "toy.toml",
@@ -72,14 +54,14 @@ Deno.test("parseTomlConfig() returns the typed value with defaults", () => {
   });
 });
 
-Deno.test("parseTomlConfig() names the line and column of a TOML syntax error", () => {
+Deno.test("TomlConfigFile.parse() names the line and column of a TOML syntax error", () => {
   assert.equal(
     problem(`name = "a"\nretry_seconds = \n`),
     "not valid TOML at line 2, column 17 (invalid value)",
   );
 });
 
-Deno.test("parseTomlConfig() refuses unknown keys at every level, with the key meant", () => {
+Deno.test("TomlConfigFile.parse() refuses unknown keys at every level, with the key meant", () => {
   assert.equal(
     problem(`retry_second = 3\n${VALID}`),
     "unknown key retry_second at the top level (did you mean retry_seconds?)",
@@ -106,7 +88,7 @@ Deno.test("parseTomlConfig() refuses unknown keys at every level, with the key m
   );
 });
 
-Deno.test("parseTomlConfig() reports unknown keys and invalid values together", () => {
+Deno.test("TomlConfigFile.parse() reports unknown keys and invalid values together", () => {
   assert.equal(
     problem(`name = "a"\nretry_seconds = 0\nnmae = "b"\n[server]\nurl = "u"\n`),
     "unknown key nmae at the top level (did you mean name?); " +
@@ -143,20 +125,20 @@ Deno.test("closest() forgives case, '-' for '_', small typos and a missing end",
   assert.equal(closest("ab", ["xy"]), undefined);
 });
 
-Deno.test("loadTomlConfig() says why the file cannot be read", async () => {
+Deno.test("TomlConfigFile.load() says why the file cannot be read", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fleet-toml-" });
   try {
     const path = join(dir, "toy.toml");
     await Deno.writeTextFile(path, VALID);
-    assert.equal((await loadTomlConfig(format, path)).name, "a");
+    assert.equal((await toyConfigFile.load(path)).name, "a");
     for (
       const [target, reason] of [
         [join(dir, "missing.toml"), "the file does not exist"],
         [dir, "the file is a directory"],
       ]
     ) {
-      await assert.rejects(loadTomlConfig(format, target!), (error: unknown) => {
-        assert.ok(error instanceof ToyConfigError);
+      await assert.rejects(toyConfigFile.load(target!), (error: unknown) => {
+        assert.ok(error instanceof ConfigFileError);
         assert.equal(error.message, `Invalid toy config ${target}: ${reason}`);
         return true;
       });

@@ -13,12 +13,7 @@ import {
   type UnselectableLabel,
   unselectableLabels,
 } from "../core/mod.ts";
-import {
-  ConfigFileError,
-  type ConfigFormat,
-  loadTomlConfig,
-  parseTomlConfig,
-} from "../adapters/toml_config.ts";
+import { TomlConfigFile, tomlKey } from "../adapters/toml_config.ts";
 import {
   natsTlsFromConfig,
   PIN_COMMAND,
@@ -185,41 +180,8 @@ export function devicePolicy(config: AgentConfig): DevicePolicy {
   };
 }
 
-/** An agent config file that cannot be used; the message names the file and the field. */
-export class ConfigError extends ConfigFileError {
-  override name = "ConfigError";
-  constructor(path: string, detail: string, options?: ErrorOptions) {
-    super("agent config", path, detail, options);
-  }
-}
-
-const format: ConfigFormat<typeof AgentConfig> = {
-  schema: AgentConfig,
-  error: (path, detail, options) => new ConfigError(path, detail, options),
-};
-
-/**
- * Validates TOML text; `path` is only used in messages.
- *
- * @throws {ConfigError} for invalid TOML, an unknown key or a value that breaks its rule.
- */
-export function parseAgentConfig(text: string, path: string): AgentConfig {
-  return parseTomlConfig(format, text, path);
-}
-
-/**
- * Reads and validates the config file.
- *
- * @throws {ConfigError} when it cannot be read or is invalid.
- */
-export function loadAgentConfig(path: string): Promise<AgentConfig> {
-  return loadTomlConfig(format, path);
-}
-
-/** TOML spelling of a key: bare when it can be. */
-function tomlKey(key: string): string {
-  return /^[A-Za-z0-9_-]+$/.test(key) ? key : JSON.stringify(key);
-}
+/** The agent's config file, `/etc/fleet-agent/config.toml` on a device. */
+export const agentConfigFile = new TomlConfigFile("agent config", AgentConfig);
 
 /** How to give a label a valid value in the config, and keep its text as an annotation. */
 function labelFix(label: UnselectableLabel, path: string): string {
@@ -252,13 +214,13 @@ export function labelWarnings(config: AgentConfig, path: string): string[] {
  * agent will read it; a new config holds only labels a selector can match. Only the fields
  * given are written, so the agent's defaults stay its own.
  *
- * @throws {ConfigError} when `config` is not a valid agent config or holds a label value that
+ * @throws {ConfigFileError} when `config` is not a valid agent config or holds a label value that
  *   is not a Kubernetes label value.
  */
 export function renderAgentConfig(config: z.input<typeof AgentConfig>, path: string): string {
   const bad = unselectableLabels(config.labels ?? {});
   if (bad.length > 0) {
-    throw new ConfigError(
+    throw agentConfigFile.error(
       path,
       bad.map((label) => `labels: ${label.problem}; ${labelFix(label, path)}`).join("; "),
     );
@@ -269,6 +231,6 @@ export function renderAgentConfig(config: z.input<typeof AgentConfig>, path: str
     stringifyToml(config),
     "",
   ].join("\n");
-  parseAgentConfig(text, path);
+  agentConfigFile.parse(text, path);
   return text;
 }

@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULT_DEVICE_POLICY } from "../core/mod.ts";
-import {
-  ConfigError,
-  devicePolicy,
-  labelWarnings,
-  loadAgentConfig,
-  parseAgentConfig,
-  renderAgentConfig,
-} from "./config.ts";
+import { agentConfigFile, devicePolicy, labelWarnings, renderAgentConfig } from "./config.ts";
+import { ConfigFileError } from "../adapters/toml_config.ts";
 
 const PATH = "/etc/fleet-agent/config.toml";
 
@@ -28,15 +22,15 @@ socket = "/run/podman/podman.sock"
 `;
 }
 
-/** Asserts that parsing fails with a ConfigError naming the file and every `mentions`. */
-function assertRejects(text: string, ...mentions: string[]): ConfigError {
+/** Asserts that parsing fails with a ConfigFileError naming the file and every `mentions`. */
+function assertRejects(text: string, ...mentions: string[]): ConfigFileError {
   let caught: unknown;
   try {
-    parseAgentConfig(text, PATH);
+    agentConfigFile.parse(text, PATH);
   } catch (error) {
     caught = error;
   }
-  assert.ok(caught instanceof ConfigError, `expected a ConfigError, got ${String(caught)}`);
+  assert.ok(caught instanceof ConfigFileError, `expected a ConfigFileError, got ${String(caught)}`);
   assert.equal(caught.path, PATH);
   assert.ok(caught.message.includes(PATH), `the message names the file: ${caught.message}`);
   assert.ok(!caught.message.includes("\n"), `the message is one line: ${caught.message}`);
@@ -46,8 +40,8 @@ function assertRejects(text: string, ...mentions: string[]): ConfigError {
   return caught;
 }
 
-Deno.test("parseAgentConfig() reads a config that sets every field", () => {
-  const config = parseAgentConfig(
+Deno.test("agentConfigFile.parse() reads a config that sets every field", () => {
+  const config = agentConfigFile.parse(
     `device_id = "pi-01"
 state_dir = "/srv/fleet-agent"
 
@@ -101,8 +95,8 @@ min_ready_seconds = 0
   });
 });
 
-Deno.test("parseAgentConfig() fills the defaults of a minimal config", () => {
-  assert.deepEqual(parseAgentConfig(minimal(), PATH), {
+Deno.test("agentConfigFile.parse() fills the defaults of a minimal config", () => {
+  assert.deepEqual(agentConfigFile.parse(minimal(), PATH), {
     device_id: "pi-01",
     labels: {},
     state_dir: "/var/lib/fleet-agent",
@@ -120,8 +114,8 @@ Deno.test("parseAgentConfig() fills the defaults of a minimal config", () => {
   });
 });
 
-Deno.test("parseAgentConfig() accepts userpass with an inline password", () => {
-  const config = parseAgentConfig(
+Deno.test("agentConfigFile.parse() accepts userpass with an inline password", () => {
+  const config = agentConfigFile.parse(
     minimal({
       nats:
         `urls = ["nats://a:4222"]\ncredentials = { type = "userpass", user = "u", password = "p" }`,
@@ -131,21 +125,21 @@ Deno.test("parseAgentConfig() accepts userpass with an inline password", () => {
   assert.deepEqual(config.nats.credentials, { type: "userpass", user: "u", password: "p" });
 });
 
-Deno.test("parseAgentConfig() rejects a config without device_id, naming the field", () => {
+Deno.test("agentConfigFile.parse() rejects a config without device_id, naming the field", () => {
   assertRejects(minimal({ deviceId: null }), "device_id");
 });
 
 for (const [bad, problem] of [["Pi.01", "dots"], ["pi*", "wildcards"], ["PI", "uppercase"]]) {
-  Deno.test(`parseAgentConfig() rejects device_id ${JSON.stringify(bad)}, naming the value and the RFC 1123 rule`, () => {
+  Deno.test(`agentConfigFile.parse() rejects device_id ${JSON.stringify(bad)}, naming the value and the RFC 1123 rule`, () => {
     assertRejects(minimal({ deviceId: bad! }), "device_id", `"${bad}"`, problem!, "RFC 1123");
   });
 }
 
-Deno.test("parseAgentConfig() rejects an empty nats.urls", () => {
+Deno.test("agentConfigFile.parse() rejects an empty nats.urls", () => {
   assertRejects(minimal({ nats: "urls = []" }), "nats.urls", "at least one NATS server");
 });
 
-Deno.test("parseAgentConfig() rejects a NATS URL of another scheme", () => {
+Deno.test("agentConfigFile.parse() rejects a NATS URL of another scheme", () => {
   assertRejects(
     minimal({ nats: `urls = ["nats://a:4222", "http://nats.example.com"]` }),
     "nats.urls[1]",
@@ -153,7 +147,7 @@ Deno.test("parseAgentConfig() rejects a NATS URL of another scheme", () => {
   );
 });
 
-Deno.test("parseAgentConfig() rejects userpass with both password and password_file", () => {
+Deno.test("agentConfigFile.parse() rejects userpass with both password and password_file", () => {
   assertRejects(
     minimal({
       nats:
@@ -164,7 +158,7 @@ Deno.test("parseAgentConfig() rejects userpass with both password and password_f
   );
 });
 
-Deno.test("parseAgentConfig() rejects userpass with neither password nor password_file", () => {
+Deno.test("agentConfigFile.parse() rejects userpass with neither password nor password_file", () => {
   assertRejects(
     minimal({ nats: `urls = ["nats://a:4222"]\ncredentials = { type = "userpass", user = "u" }` }),
     "nats.credentials",
@@ -172,11 +166,11 @@ Deno.test("parseAgentConfig() rejects userpass with neither password nor passwor
   );
 });
 
-Deno.test("parseAgentConfig() rejects a relative state_dir", () => {
+Deno.test("agentConfigFile.parse() rejects a relative state_dir", () => {
   assertRejects(minimal({ extra: `state_dir = "var/lib/fleet"\n` }), "state_dir", "absolute path");
 });
 
-Deno.test("parseAgentConfig() rejects a negative min_ready_seconds, naming the field", () => {
+Deno.test("agentConfigFile.parse() rejects a negative min_ready_seconds, naming the field", () => {
   assertRejects(
     minimal().replace("[podman]", "[intervals]\nmin_ready_seconds = -1\n\n[podman]"),
     "intervals.min_ready_seconds",
@@ -184,7 +178,7 @@ Deno.test("parseAgentConfig() rejects a negative min_ready_seconds, naming the f
   );
 });
 
-Deno.test("parseAgentConfig() rejects an unknown credentials type, naming the field", () => {
+Deno.test("agentConfigFile.parse() rejects an unknown credentials type, naming the field", () => {
   assertRejects(
     minimal({ nats: `urls = ["nats://a:4222"]\ncredentials = { type = "kerberos" }` }),
     "nats.credentials.type",
@@ -192,19 +186,19 @@ Deno.test("parseAgentConfig() rejects an unknown credentials type, naming the fi
   );
 });
 
-Deno.test("parseAgentConfig() says when the file is not valid TOML, and where", () => {
+Deno.test("agentConfigFile.parse() says when the file is not valid TOML, and where", () => {
   assertRejects(`device_id = "pi-01\n[nats]\n`, "not valid TOML at line 1");
   assertRejects(`device_id = pi-01\n`, "not valid TOML at line 1");
   assertRejects(`device_id = "pi-01"\n\nlabels = [\n`, "not valid TOML at line 4");
 });
 
-Deno.test("parseAgentConfig() rejects a label with an invalid key, naming the key", () => {
+Deno.test("agentConfigFile.parse() rejects a label with an invalid key, naming the key", () => {
   assertRejects(minimal({ extra: `labels = { "bad key!" = "x" }\n` }), "labels", `"bad key!"`);
   assertRejects(minimal({ extra: `labels = { "Example.com/tier" = "x" }\n` }), "labels", "prefix");
 });
 
-Deno.test("parseAgentConfig() reads a config of an earlier version whose label value is free text", () => {
-  const config = parseAgentConfig(
+Deno.test("agentConfigFile.parse() reads a config of an earlier version whose label value is free text", () => {
+  const config = agentConfigFile.parse(
     minimal({ extra: `labels = { site = "Building 7 / Room 3", tier = "edge" }\n` }),
     PATH,
   );
@@ -212,7 +206,7 @@ Deno.test("parseAgentConfig() reads a config of an earlier version whose label v
 });
 
 Deno.test("labelWarnings() names each label no selector can match, why, and how to fix it", () => {
-  const config = parseAgentConfig(
+  const config = agentConfigFile.parse(
     minimal({
       extra:
         `labels = { site = "Building 7 / Room 3", tier = "edge", "example.com/note" = "!!" }\n`,
@@ -234,11 +228,11 @@ Deno.test("labelWarnings() names each label no selector can match, why, and how 
   assert.match(note ?? "", /^Label example\.com\/note="!!" in .* cannot be selected/);
   assert.match(note ?? "", /set a value of letters, digits/);
   assert.match(note ?? "", /annotations = \{ "example\.com\/note" = "!!" \}$/);
-  assert.deepEqual(labelWarnings(parseAgentConfig(minimal(), PATH), PATH), []);
+  assert.deepEqual(labelWarnings(agentConfigFile.parse(minimal(), PATH), PATH), []);
 });
 
-Deno.test("parseAgentConfig() reads a description and annotations", () => {
-  const config = parseAgentConfig(
+Deno.test("agentConfigFile.parse() reads a description and annotations", () => {
+  const config = agentConfigFile.parse(
     minimal({
       extra: `description = "Gateway by the loading dock"\n` +
         `annotations = { room = "Building 7 / Room 3", "example.com/owner" = "Facilities" }\n`,
@@ -252,7 +246,7 @@ Deno.test("parseAgentConfig() reads a description and annotations", () => {
   });
 });
 
-Deno.test("parseAgentConfig() rejects an annotation with an invalid key and a description over its limit", () => {
+Deno.test("agentConfigFile.parse() rejects an annotation with an invalid key and a description over its limit", () => {
   assertRejects(
     minimal({ extra: `annotations = { "bad key!" = "x" }\n` }),
     "annotations",
@@ -265,7 +259,7 @@ Deno.test("parseAgentConfig() rejects an annotation with an invalid key and a de
   );
 });
 
-Deno.test("parseAgentConfig() rejects a misspelt key, naming its table and the key it meant", () => {
+Deno.test("agentConfigFile.parse() rejects a misspelt key, naming its table and the key it meant", () => {
   const error = assertRejects(
     minimal().replace("[podman]", "[intervals]\nheartbeat_second = 5\n\n[podman]"),
     "unknown key heartbeat_second in [intervals] (did you mean heartbeat_seconds?)",
@@ -276,14 +270,14 @@ Deno.test("parseAgentConfig() rejects a misspelt key, naming its table and the k
   );
 });
 
-Deno.test("parseAgentConfig() suggests a key of another table when it belongs there", () => {
+Deno.test("agentConfigFile.parse() suggests a key of another table when it belongs there", () => {
   assertRejects(
     minimal({ nats: `urls = ["nats://a:4222"]\nheartbeat_second = 5` }),
     "unknown key heartbeat_second in [nats] (did you mean heartbeat_seconds in [intervals]?)",
   );
 });
 
-Deno.test("parseAgentConfig() reports a misspelt required key once, as a misspelling", () => {
+Deno.test("agentConfigFile.parse() reports a misspelt required key once, as a misspelling", () => {
   const error = assertRejects(
     minimal({ deviceId: null, extra: `device-id = "pi-01"\n` }),
     "unknown key device-id at the top level (did you mean device_id?)",
@@ -295,7 +289,7 @@ Deno.test("parseAgentConfig() reports a misspelt required key once, as a misspel
   );
 });
 
-Deno.test("parseAgentConfig() rejects unknown keys in inline tables and lists what is known", () => {
+Deno.test("agentConfigFile.parse() rejects unknown keys in inline tables and lists what is known", () => {
   assertRejects(
     minimal({
       nats:
@@ -309,23 +303,23 @@ Deno.test("parseAgentConfig() rejects unknown keys in inline tables and lists wh
   );
   // Label names are the user's own: any valid one is accepted.
   assert.deepEqual(
-    parseAgentConfig(minimal({ extra: `labels = { sight = "lab" }\n` }), PATH).labels,
+    agentConfigFile.parse(minimal({ extra: `labels = { sight = "lab" }\n` }), PATH).labels,
     {
       sight: "lab",
     },
   );
 });
 
-Deno.test("loadAgentConfig() reads and validates a file", async () => {
+Deno.test("agentConfigFile.load() reads and validates a file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fleet-config-" });
   try {
     const path = join(dir, "config.toml");
     await Deno.writeTextFile(path, minimal());
-    assert.equal((await loadAgentConfig(path)).device_id, "pi-01");
+    assert.equal((await agentConfigFile.load(path)).device_id, "pi-01");
 
     await Deno.writeTextFile(path, minimal({ deviceId: "Pi.01" }));
-    await assert.rejects(loadAgentConfig(path), (error: unknown) => {
-      assert.ok(error instanceof ConfigError);
+    await assert.rejects(agentConfigFile.load(path), (error: unknown) => {
+      assert.ok(error instanceof ConfigFileError);
       assert.ok(error.message.includes(path) && error.message.includes("device_id"));
       return true;
     });
@@ -334,10 +328,10 @@ Deno.test("loadAgentConfig() reads and validates a file", async () => {
   }
 });
 
-Deno.test("loadAgentConfig() on a missing file says the file does not exist", async () => {
+Deno.test("agentConfigFile.load() on a missing file says the file does not exist", async () => {
   const path = "/nonexistent/fleet-agent/config.toml";
-  await assert.rejects(loadAgentConfig(path), (error: unknown) => {
-    assert.ok(error instanceof ConfigError);
+  await assert.rejects(agentConfigFile.load(path), (error: unknown) => {
+    assert.ok(error instanceof ConfigFileError);
     assert.equal(
       error.message,
       `Invalid agent config ${path}: the file does not exist`,
@@ -367,7 +361,7 @@ Deno.test("renderAgentConfig() writes a file the agent reads back as the same co
   };
   const text = renderAgentConfig(input, "/etc/fleet-agent/config.toml");
   assert.match(text, /^# Fleet agent configuration\. Edit with care/);
-  const parsed = parseAgentConfig(text, "config.toml");
+  const parsed = agentConfigFile.parse(text, "config.toml");
   assert.deepEqual(parsed.labels, input.labels);
   assert.equal(parsed.description, input.description);
   assert.deepEqual(parsed.annotations, input.annotations);
@@ -393,7 +387,7 @@ Deno.test("renderAgentConfig() refuses a label value no selector could match, wi
         podman: { socket: "/run/podman/podman.sock" },
       }, PATH),
     (error: unknown) => {
-      assert.ok(error instanceof ConfigError);
+      assert.ok(error instanceof ConfigFileError);
       assert.match(error.message, /label value "Building 7 \/ Room 3" must be at most 63/);
       assert.match(error.message, /site = "building-7-room-3"/);
       return true;
@@ -402,14 +396,14 @@ Deno.test("renderAgentConfig() refuses a label value no selector could match, wi
 });
 
 Deno.test("devicePolicy() of a config without [policy] is the default: no host paths, nothing privileged, Pi-sized limits", () => {
-  const policy = devicePolicy(parseAgentConfig(minimal(), PATH));
+  const policy = devicePolicy(agentConfigFile.parse(minimal(), PATH));
   assert.deepEqual(policy, DEFAULT_DEVICE_POLICY);
   assert.deepEqual(policy.limits, { memoryMb: 512, cpus: 1, pids: 512 });
   assert.deepEqual(policy.hostPaths, []);
 });
 
-Deno.test("parseAgentConfig() reads a [policy] table and devicePolicy() carries every field", () => {
-  const config = parseAgentConfig(
+Deno.test("agentConfigFile.parse() reads a [policy] table and devicePolicy() carries every field", () => {
+  const config = agentConfigFile.parse(
     `${minimal()}
 [policy]
 privileged = true
@@ -443,7 +437,7 @@ writable = true
   });
 });
 
-Deno.test("parseAgentConfig() rejects a host path prefix that is relative or has '..', naming it", () => {
+Deno.test("agentConfigFile.parse() rejects a host path prefix that is relative or has '..', naming it", () => {
   assertRejects(
     `${minimal()}\n[[policy.host_paths]]\nprefix = "/srv/../etc"\n`,
     "policy.host_paths[0].prefix",
@@ -455,7 +449,7 @@ Deno.test("parseAgentConfig() rejects a host path prefix that is relative or has
   );
 });
 
-Deno.test("parseAgentConfig() rejects a misspelt policy key instead of silently keeping the default", () => {
+Deno.test("agentConfigFile.parse() rejects a misspelt policy key instead of silently keeping the default", () => {
   assertRejects(`${minimal()}\n[policy]\nhost_netwrk = true\n`, "host_netwrk");
   assertRejects(`${minimal()}\n[policy.limits]\nmemory = 100\n`, "memory");
 });
@@ -465,7 +459,7 @@ Deno.test("the agent config README.md shows, [policy] included, is valid as writ
   const section = readme.slice(readme.indexOf("### Agent configuration"));
   const toml = /```toml\n([\s\S]*?)```/.exec(section)?.[1];
   assert.ok(toml, "README.md has a TOML block under Agent configuration");
-  const policy = devicePolicy(parseAgentConfig(toml, "README.md"));
+  const policy = devicePolicy(agentConfigFile.parse(toml, "README.md"));
   assert.deepEqual(
     policy.limits,
     DEFAULT_DEVICE_POLICY.limits,

@@ -7,7 +7,7 @@ import {
   userPasswordCredentials,
 } from "../adapters/nats/mod.ts";
 import { createTokenSource, loadPrivateKey, oidcCredentials } from "../adapters/oidc/mod.ts";
-import { ConfigError, type CredentialsConfig } from "./config.ts";
+import { agentConfigFile, type CredentialsConfig } from "./config.ts";
 
 /**
  * @param deviceId the device's NATS inbox prefix is derived from it: device permissions
@@ -33,7 +33,7 @@ export async function credentialsFromConfig(
       const key = await loadPrivateKey(c.key_file);
       const clientId = c.client_id ?? key.clientId;
       if (clientId === undefined) {
-        throw new ConfigError(
+        throw agentConfigFile.error(
           options.configPath,
           "nats.credentials.client_id: required unless the key file names its user (Zitadel key JSON)",
         );

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { decodeJwt } from "jose";
 import { silentLogger } from "../adapters/logger.ts";
 import { startTestProvider } from "../testing/oidc_provider.ts";
-import { parseAgentConfig } from "./config.ts";
+import { agentConfigFile } from "./config.ts";
 import { credentialsFromConfig } from "./credentials.ts";
 import { natsTlsFromConfig } from "../adapters/nats/mod.ts";
 
@@ -19,7 +19,7 @@ Deno.test('credentialsFromConfig() turns [nats.credentials] type = "oidc" into a
     const keyFile = join(dir, "device.key.json");
     await Deno.writeTextFile(keyFile, JSON.stringify(user.privateKeyJwk), { mode: 0o600 });
     const path = join(dir, "config.toml");
-    const config = parseAgentConfig(
+    const config = agentConfigFile.parse(
       `device_id = "pi-lab-1"
 [nats]
 urls = ["nats://127.0.0.1:4222"]
@@ -47,10 +47,10 @@ socket = "/run/podman/podman.sock"
   }
 });
 
-Deno.test("parseAgentConfig() requires an absolute key_file for oidc credentials", () => {
+Deno.test("agentConfigFile.parse() requires an absolute key_file for oidc credentials", () => {
   assert.throws(
     () =>
-      parseAgentConfig(
+      agentConfigFile.parse(
         `device_id = "pi-1"
 [nats]
 urls = ["nats://a:4222"]
@@ -66,7 +66,7 @@ socket = "/x"
 
 Deno.test("natsTlsFromConfig() reads [nats] ca_file and pin; a malformed pin is refused", () => {
   const config = (nats: string) =>
-    parseAgentConfig(
+    agentConfigFile.parse(
       `device_id = "pi-1"
 [nats]
 urls = ["tls://nats.example.com:4222"]
@@ -88,9 +88,9 @@ socket = "/x"
   );
 });
 
-Deno.test("parseAgentConfig() refuses OIDC credentials over plaintext NATS beyond loopback", () => {
+Deno.test("agentConfigFile.parse() refuses OIDC credentials over plaintext NATS beyond loopback", () => {
   const config = (urls: string, tls = "") =>
-    parseAgentConfig(
+    agentConfigFile.parse(
       `device_id = "pi-1"
 [nats]
 urls = [${urls}]

@@ -5,12 +5,10 @@
  */
 export {
   AgentConfig,
-  ConfigError,
+  agentConfigFile,
   CredentialsConfig,
-  loadAgentConfig,
   NoCredentials,
   OidcCredentials,
-  parseAgentConfig,
   renderAgentConfig,
   UserPasswordCredentials,
 } from "./config.ts";

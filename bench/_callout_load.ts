@@ -9,7 +9,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { silentLogger } from "../adapters/logger.ts";
 import { connectNats, type CredentialSource } from "../adapters/nats/mod.ts";
 import { deviceInboxPrefix } from "../core/permissions.ts";
-import { loadCalloutConfig, loadCalloutKeys } from "../callout/config.ts";
+import { calloutConfigFile, loadCalloutKeys } from "../callout/config.ts";
 import { calloutServerConfig, serverSettings } from "../callout/nats_config.ts";
 import { type NatsServer, startNatsServer } from "../sandbox/nats_server.ts";
 import { startTestProvider, type TestProvider } from "../testing/oidc_provider.ts";
@@ -74,7 +74,7 @@ export class CalloutLoad implements AsyncDisposable {
         jwt: { max_ttl_seconds: 600 },
       });
     const configPath = await write(4222);
-    const config = await loadCalloutConfig(configPath);
+    const config = await calloutConfigFile.load(configPath);
     const keys = await loadCalloutKeys(config, configPath);
     const ns = await startNatsServer({
       extraConfig: calloutServerConfig(serverSettings(config, keys)),

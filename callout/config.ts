@@ -47,13 +47,7 @@
  */
 
 import * as z from "zod";
-import {
-  ConfigFileError,
-  type ConfigFormat,
-  loadTomlConfig,
-  parseTomlConfig,
-  readFailure,
-} from "../adapters/toml_config.ts";
+import { readFailure, TomlConfigFile } from "../adapters/toml_config.ts";
 import { FleetRoles } from "../core/permissions.ts";
 import {
   natsTlsFromConfig,
@@ -162,36 +156,8 @@ export const CalloutConfig = z.object({
 /** The validated configuration. */
 export type CalloutConfig = z.infer<typeof CalloutConfig>;
 
-/** A config file (or a file it names) that cannot be used; names the file and the field. */
-export class CalloutConfigError extends ConfigFileError {
-  override name = "CalloutConfigError";
-  constructor(path: string, detail: string, options?: ErrorOptions) {
-    super("callout config", path, detail, options);
-  }
-}
-
-const format: ConfigFormat<typeof CalloutConfig> = {
-  schema: CalloutConfig,
-  error: (path, detail, options) => new CalloutConfigError(path, detail, options),
-};
-
-/**
- * Validates TOML text; `path` is only used in messages.
- *
- * @throws {CalloutConfigError} for invalid TOML, an unknown key or a field that breaks its rule.
- */
-export function parseCalloutConfig(text: string, path: string): CalloutConfig {
-  return parseTomlConfig(format, text, path);
-}
-
-/**
- * Reads and validates the config file.
- *
- * @throws {CalloutConfigError} when it cannot be read or is invalid.
- */
-export function loadCalloutConfig(path: string): Promise<CalloutConfig> {
-  return loadTomlConfig(format, path);
-}
+/** The callout's config file; the files it names are read by {@link loadCalloutKeys}. */
+export const calloutConfigFile = new TomlConfigFile("callout config", CalloutConfig);
 
 /** The decision rules of the authorizer, from the `[oidc]` and `[jwt]` sections. */
 export function authorizerPolicy(config: CalloutConfig): AuthorizerPolicy {
@@ -217,7 +183,7 @@ export interface CalloutKeys {
 /**
  * Reads the password and seed files the config names and loads the keys.
  *
- * @throws {CalloutConfigError} naming the field and the file that cannot be read or does
+ * @throws {ConfigFileError} naming the field and the file that cannot be read or does
  *   not hold the right kind of seed.
  */
 export async function loadCalloutKeys(config: CalloutConfig, path: string): Promise<CalloutKeys> {
@@ -226,7 +192,7 @@ export async function loadCalloutKeys(config: CalloutConfig, path: string): Prom
     const file = config.nats.password_file ?? "";
     password = (await readConfigFile(path, file, "nats.password_file")).trim();
     if (password === "") {
-      throw new CalloutConfigError(path, `nats.password_file: ${file} is empty`);
+      throw calloutConfigFile.error(path, `nats.password_file: ${file} is empty`);
     }
   }
   const issuer = await loadSeed(
@@ -253,7 +219,7 @@ async function loadSeed<K>(
     return load(seed);
   } catch (cause) {
     if (!(cause instanceof CalloutKeyError)) throw cause;
-    throw new CalloutConfigError(configPath, `${field}: ${file} is ${cause.message}`, {
+    throw calloutConfigFile.error(configPath, `${field}: ${file} is ${cause.message}`, {
       cause,
     });
   }
@@ -264,6 +230,6 @@ async function readConfigFile(configPath: string, file: string, field: string): 
   try {
     return await Deno.readTextFile(file);
   } catch (cause) {
-    throw new CalloutConfigError(configPath, `${field}: ${file} ${readFailure(cause)}`, { cause });
+    throw calloutConfigFile.error(configPath, `${field}: ${file} ${readFailure(cause)}`, { cause });
   }
 }

@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  authorizerPolicy,
-  CalloutConfigError,
-  loadCalloutConfig,
-  loadCalloutKeys,
-  parseCalloutConfig,
-} from "./config.ts";
+import { authorizerPolicy, calloutConfigFile, loadCalloutKeys } from "./config.ts";
+import { ConfigFileError } from "../adapters/toml_config.ts";
 import { generateSeeds, publicKeyOfSeed } from "./keys.ts";
 
 const MINIMAL = `
@@ -24,8 +19,8 @@ audience = "fleet-nats"
 roles = { fleet-device = "device" }
 `;
 
-Deno.test("parseCalloutConfig() fills the defaults", () => {
-  const config = parseCalloutConfig(MINIMAL, "callout.toml");
+Deno.test("calloutConfigFile.parse() fills the defaults", () => {
+  const config = calloutConfigFile.parse(MINIMAL, "callout.toml");
   assert.deepStrictEqual(config, {
     nats: { urls: ["tls://10.0.0.5:4222"], user: "fleet-callout", password: "pw" },
     account: { name: "FLEET", issuer_seed_file: "/etc/fleet-callout/issuer.nk" },
@@ -49,8 +44,8 @@ Deno.test("parseCalloutConfig() fills the defaults", () => {
   });
 });
 
-Deno.test("parseCalloutConfig() reads every field, Zitadel's role claim included", () => {
-  const config = parseCalloutConfig(
+Deno.test("calloutConfigFile.parse() reads every field, Zitadel's role claim included", () => {
+  const config = calloutConfigFile.parse(
     `
 [nats]
 urls = ["tls://nats-1:4222", "nats-2:4222"]
@@ -91,15 +86,15 @@ max_ttl_seconds = 900
 });
 
 function rejects(text: string, message: RegExp): void {
-  assert.throws(() => parseCalloutConfig(text, "/etc/fleet-callout/callout.toml"), (err) => {
-    assert.ok(err instanceof CalloutConfigError, String(err));
+  assert.throws(() => calloutConfigFile.parse(text, "/etc/fleet-callout/callout.toml"), (err) => {
+    assert.ok(err instanceof ConfigFileError, String(err));
     assert.ok(err.message.startsWith("Invalid callout config /etc/fleet-callout/callout.toml: "));
     assert.match(err.message, message);
     return true;
   });
 }
 
-Deno.test("parseCalloutConfig() names the field that breaks its rule", () => {
+Deno.test("calloutConfigFile.parse() names the field that breaks its rule", () => {
   rejects(
     MINIMAL.replace(`roles = { fleet-device = "device" }`, `roles = { x = "root" }`),
     /oidc\.roles\.x: /,
@@ -146,7 +141,7 @@ Deno.test("parseCalloutConfig() names the field that breaks its rule", () => {
   rejects("[nats\n", /not valid TOML/);
 });
 
-Deno.test("parseCalloutConfig() refuses an http issuer beyond loopback, a bad pin, and wss without TLS", () => {
+Deno.test("calloutConfigFile.parse() refuses an http issuer beyond loopback, a bad pin, and wss without TLS", () => {
   const withIssuer = (issuer: string) =>
     MINIMAL.replace("https://idp.example.com/realms/fleet", issuer);
   rejects(
@@ -154,7 +149,7 @@ Deno.test("parseCalloutConfig() refuses an http issuer beyond loopback, a bad pi
     /oidc\.issuer: the issuer "http:\/\/idp\.example\.com" is not https/,
   );
   assert.equal(
-    parseCalloutConfig(withIssuer("http://127.0.0.1:8080"), "c.toml").oidc.issuer,
+    calloutConfigFile.parse(withIssuer("http://127.0.0.1:8080"), "c.toml").oidc.issuer,
     "http://127.0.0.1:8080",
   );
   rejects(
@@ -167,18 +162,18 @@ Deno.test("parseCalloutConfig() refuses an http issuer beyond loopback, a bad pi
   );
 });
 
-Deno.test("parseCalloutConfig() refuses to send the callout's password in clear beyond loopback", () => {
+Deno.test("calloutConfigFile.parse() refuses to send the callout's password in clear beyond loopback", () => {
   const withUrls = (urls: string) =>
     MINIMAL.replace(`urls = ["tls://10.0.0.5:4222"]`, `urls = [${urls}]`);
   rejects(
     withUrls(`"nats://10.0.0.5:4222"`),
     /nats\.urls: Refusing to send the callout's password to NATS at nats:\/\/10\.0\.0\.5:4222 without TLS/,
   );
-  parseCalloutConfig(withUrls(`"nats://127.0.0.1:4222"`), "c.toml");
-  parseCalloutConfig(withUrls(`"tls://10.0.0.5:4222"`), "c.toml");
+  calloutConfigFile.parse(withUrls(`"nats://127.0.0.1:4222"`), "c.toml");
+  calloutConfigFile.parse(withUrls(`"tls://10.0.0.5:4222"`), "c.toml");
 });
 
-Deno.test("parseCalloutConfig() rejects an unknown key, naming its table and the key it meant", () => {
+Deno.test("calloutConfigFile.parse() rejects an unknown key, naming its table and the key it meant", () => {
   rejects(
     MINIMAL.replace(`audience = "fleet-nats"`, `audience = "fleet-nats"\nrole_claims = "roles"`),
     /^Invalid callout config \/etc\/fleet-callout\/callout\.toml: unknown key role_claims in \[oidc\] \(did you mean role_claim\?\)$/,
@@ -199,7 +194,7 @@ Deno.test("parseCalloutConfig() rejects an unknown key, naming its table and the
   );
   // Role names are the provider's own: any is a key of [oidc.roles].
   assert.deepStrictEqual(
-    parseCalloutConfig(
+    calloutConfigFile.parse(
       MINIMAL.replace(`{ fleet-device = "device" }`, `{ "urn:x:roles/dev" = "device" }`),
       "c.toml",
     ).oidc.roles,
@@ -207,9 +202,9 @@ Deno.test("parseCalloutConfig() rejects an unknown key, naming its table and the
   );
 });
 
-Deno.test("loadCalloutConfig() names a missing file", async () => {
-  await assert.rejects(loadCalloutConfig("/nonexistent/callout.toml"), (err) => {
-    assert.ok(err instanceof CalloutConfigError);
+Deno.test("calloutConfigFile.load() names a missing file", async () => {
+  await assert.rejects(calloutConfigFile.load("/nonexistent/callout.toml"), (err) => {
+    assert.ok(err instanceof ConfigFileError);
     assert.equal(
       err.message,
       "Invalid callout config /nonexistent/callout.toml: the file does not exist",
@@ -225,7 +220,7 @@ Deno.test("loadCalloutKeys() loads the seeds and the password file", async () =>
     await Deno.writeTextFile(join(dir, "issuer.nk"), issuerSeed + "\n");
     await Deno.writeTextFile(join(dir, "xkey.nk"), xkeySeed);
     await Deno.writeTextFile(join(dir, "pw"), "s3cret\n");
-    const config = parseCalloutConfig(
+    const config = calloutConfigFile.parse(
       MINIMAL.replace(`password = "pw"`, `password_file = "${dir}/pw"`)
         .replace("/etc/fleet-callout/issuer.nk", `${dir}/issuer.nk`)
         .replace("[account]", `[account]\nxkey_seed_file = "${dir}/xkey.nk"`),
@@ -267,12 +262,15 @@ Deno.test("loadCalloutKeys() names the field and the file that is wrong", async 
       ],
     ];
     for (const [text, message] of cases) {
-      await assert.rejects(loadCalloutKeys(parseCalloutConfig(text, "c.toml"), "c.toml"), (err) => {
-        assert.ok(err instanceof CalloutConfigError, String(err));
-        assert.match(err.message, /^Invalid callout config c\.toml: /);
-        assert.match(err.message, message);
-        return true;
-      });
+      await assert.rejects(
+        loadCalloutKeys(calloutConfigFile.parse(text, "c.toml"), "c.toml"),
+        (err) => {
+          assert.ok(err instanceof ConfigFileError, String(err));
+          assert.match(err.message, /^Invalid callout config c\.toml: /);
+          assert.match(err.message, message);
+          return true;
+        },
+      );
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

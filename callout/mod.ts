@@ -9,7 +9,7 @@
  *   verifier injected ({@link TokenVerifier}) and optional xkey encryption;
  * - {@link AccountSigningKey}: the issuer key, signing natively (~0.02 ms) instead of
  *   nkeys' tweetnacl (~9 ms);
- * - {@link loadCalloutConfig} / {@link loadCalloutKeys}: `callout.toml` and its seed files;
+ * - {@link calloutConfigFile} / {@link loadCalloutKeys}: `callout.toml` and its seed files;
  * - {@link calloutServerConfig}: the matching nats-server block.
  *
  * @module
@@ -24,11 +24,9 @@ export {
 export {
   authorizerPolicy,
   CalloutConfig,
-  CalloutConfigError,
+  calloutConfigFile,
   type CalloutKeys,
-  loadCalloutConfig,
   loadCalloutKeys,
-  parseCalloutConfig,
 } from "./config.ts";
 export {
   AccountSigningKey,

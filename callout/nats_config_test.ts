@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ACCOUNT_JETSTREAM_DEFAULTS } from "../core/limits.ts";
-import { parseCalloutConfig } from "./config.ts";
+import { calloutConfigFile } from "./config.ts";
 import { AccountSigningKey, generateSeeds } from "./keys.ts";
 import { calloutServerConfig, serverSettings } from "./nats_config.ts";
 
@@ -88,7 +88,7 @@ Deno.test("serverSettings() takes the account's JetStream limits from the config
     issuer: AccountSigningKey.fromSeed(generateSeeds().issuerSeed),
   };
   const config = (jetstream: string) =>
-    parseCalloutConfig(
+    calloutConfigFile.parse(
       `[nats]
 urls = ["nats://127.0.0.1:4222"]
 user = "c"

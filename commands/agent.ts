@@ -1,6 +1,6 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import { Agent, loadAgentConfig, PodmanRuntime } from "../agent/mod.ts";
-import { type AgentConfig, ConfigError } from "../agent/config.ts";
+import { Agent, type AgentConfig, agentConfigFile, PodmanRuntime } from "../agent/mod.ts";
+import { ConfigFileError } from "../adapters/toml_config.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { sleep } from "../adapters/timers.ts";
 import { systemClock } from "../adapters/clock.ts";
@@ -16,7 +16,7 @@ const CONFIG_ERROR_HOLD_MS = 30_000;
  * attempt's log: between a crash and the restart it showed nothing of the reason. So the agent
  * says what is wrong and stays up a while before exiting, which also spaces the restarts out.
  */
-async function holdBeforeExit(error: ConfigError, log: Logger): Promise<void> {
+async function holdBeforeExit(error: ConfigFileError, log: Logger): Promise<void> {
   if (Deno.env.get("INVOCATION_ID") === undefined) return;
   log.error(error.message);
   log.error(
@@ -32,7 +32,7 @@ async function holdBeforeExit(error: ConfigError, log: Logger): Promise<void> {
  * Deno permissions allow writing to its state directory and its podman socket only. Found at
  * start and reported as a config error, rather than as a denial in the middle of a reconcile.
  */
-function deniedWrites(config: AgentConfig, path: string): ConfigError | undefined {
+function deniedWrites(config: AgentConfig, path: string): ConfigFileError | undefined {
   const denied = [
     ["state_dir", config.state_dir],
     ["podman.socket", config.podman.socket],
@@ -40,7 +40,7 @@ function deniedWrites(config: AgentConfig, path: string): ConfigError | undefine
     Deno.permissions.querySync({ name: "write", path: file! }).state !== "granted"
   );
   if (denied.length === 0) return undefined;
-  return new ConfigError(
+  return agentConfigFile.error(
     path,
     denied.map(([field, file]) => `the agent may not write to ${field} ${file}`).join("; ") +
       ` (its service's Deno permissions allow /var/lib/fleet-agent and the podman socket ` +
@@ -70,9 +70,9 @@ The agent keeps running containers untouched while NATS is unreachable and conve
 when it returns. Logs go to stderr (journald under systemd).`,
     )
     .action(async (flags) => {
-      const config = await loadAgentConfig(flags.config).catch(
+      const config = await agentConfigFile.load(flags.config).catch(
         async (error: unknown): Promise<never> => {
-          if (error instanceof ConfigError) await holdBeforeExit(error, loggerFrom(flags));
+          if (error instanceof ConfigFileError) await holdBeforeExit(error, loggerFrom(flags));
           throw error;
         },
       );

@@ -7,11 +7,11 @@ import { printLine } from "../adapters/output.ts";
 import {
   authorizerPolicy,
   type CalloutConfig,
+  calloutConfigFile,
   type CalloutKeys,
   calloutServerConfig,
   type CalloutService,
   generateSeeds,
-  loadCalloutConfig,
   loadCalloutKeys,
   publicKeyOfSeed,
   serverSettings,
@@ -26,11 +26,11 @@ const configOption = () =>
     .default("/etc/fleet-callout/callout.toml").env("FLEET_CALLOUT_CONFIG");
 
 /**
- * The config and its keys; a bad file is a CalloutConfigError, a usage error (exit 2) naming
+ * The config and its keys; a bad file is a ConfigFileError, a usage error (exit 2) naming
  * the file and the field.
  */
 async function load(path: string): Promise<{ config: CalloutConfig; keys: CalloutKeys }> {
-  const config = await loadCalloutConfig(path);
+  const config = await calloutConfigFile.load(path);
   return { config, keys: await loadCalloutKeys(config, path) };
 }
 

@@ -13,8 +13,8 @@ import { startNatsServer } from "../sandbox/nats_server.ts";
 import { startTestProvider, ZITADEL_ROLES_CLAIM } from "../testing/oidc_provider.ts";
 import {
   authorizerPolicy,
+  calloutConfigFile,
   calloutServerConfig,
-  loadCalloutConfig,
   loadCalloutKeys,
   serverSettings,
   startCalloutService,
@@ -1256,7 +1256,7 @@ Deno.test("fleet apply, get and delete authenticate as an admin with OIDC flags,
         roles: { device: "device", admin: "admin", viewer: "viewer", maintainer: "maintainer" },
       },
     });
-    const config = await loadCalloutConfig(configPath);
+    const config = await calloutConfigFile.load(configPath);
     const keys = await loadCalloutKeys(config, configPath);
     await using ns = await startNatsServer({
       extraConfig: calloutServerConfig(serverSettings(config, keys)),

@@ -33,9 +33,9 @@ import {
 } from "../testing/oidc_provider.ts";
 import {
   authorizerPolicy,
+  calloutConfigFile,
   calloutServerConfig,
   type CalloutService,
-  loadCalloutConfig,
   loadCalloutKeys,
   serverSettings,
   startCalloutService,
@@ -74,7 +74,7 @@ story(
       wild: await idp.addMachineUser({ id: "wild", roles: ["device"], deviceId: "dev.*" }),
     };
     const configPath = await writeCalloutConfig(dir, idp);
-    const config = await loadCalloutConfig(configPath);
+    const config = await calloutConfigFile.load(configPath);
     const calloutKeys = await loadCalloutKeys(config, configPath);
     const log = testLogger();
     const issued: OidcCredentialSource[] = [];
@@ -340,7 +340,7 @@ story(
     await using idp = await startTestProvider({ accessTokenTtlSeconds: 4 });
     const dir = await Deno.makeTempDir({ prefix: "fleet-identity-" });
     const configPath = await writeCalloutConfig(dir, idp);
-    const config = await loadCalloutConfig(configPath);
+    const config = await calloutConfigFile.load(configPath);
     const calloutKeys = await loadCalloutKeys(config, configPath);
     await using nats = stopOnDeadline(
       await startNatsServer({

@@ -8,7 +8,7 @@ import { connect } from "@nats-io/transport-node";
 import { installConnectionResetGuard } from "../adapters/nats/mod.ts";
 import { createTokenSource, createTokenVerifier } from "../adapters/oidc/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
-import { parseAgentConfig } from "../agent/config.ts";
+import { agentConfigFile } from "../agent/config.ts";
 import { credentialsFromConfig } from "../agent/credentials.ts";
 import { deviceInboxPrefix } from "../core/permissions.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
@@ -18,8 +18,8 @@ import { eventually } from "../testing/eventually.ts";
 import { writeCalloutConfig } from "./_helpers.ts";
 import {
   authorizerPolicy,
+  calloutConfigFile,
   calloutServerConfig,
-  loadCalloutConfig,
   loadCalloutKeys,
   serverSettings,
   startCalloutService,
@@ -33,7 +33,7 @@ Deno.test("callout with Zitadel: a token without the roles scope is refused and 
   const device = await idp.addMachineUser({ id: "pi-7", roles: ["device"], deviceId: "pi-7" });
   const dir = await Deno.makeTempDir({ prefix: "fleet-zitadel-" });
   const calloutPath = await writeCalloutConfig(dir, idp);
-  const config = await loadCalloutConfig(calloutPath);
+  const config = await calloutConfigFile.load(calloutPath);
   const keys = await loadCalloutKeys(config, calloutPath);
   await using ns = await startNatsServer({
     extraConfig: calloutServerConfig(serverSettings(config, keys)),
@@ -80,7 +80,7 @@ Deno.test("callout with Zitadel: a token without the roles scope is refused and 
     // The agent's own credential path, configured for Zitadel as enroll writes it.
     const keyFile = join(dir, "device-key.json");
     await Deno.writeTextFile(keyFile, JSON.stringify(device.privateKeyJwk), { mode: 0o600 });
-    const agentConfig = parseAgentConfig(
+    const agentConfig = agentConfigFile.parse(
       `device_id = "pi-7"
 
 [nats]

@@ -7,7 +7,7 @@
  */
 import type { Target } from "../adapters/host/target.ts";
 import type { IdentityProvider } from "../adapters/zitadel/mod.ts";
-import { type CredentialsConfig, parseAgentConfig } from "../agent/config.ts";
+import { agentConfigFile, type CredentialsConfig } from "../agent/config.ts";
 import {
   CONFIG_PATH,
   DEVICE_KEY_PATH,
@@ -60,7 +60,7 @@ export async function rotateDeviceKey(o: RotateKeyOptions): Promise<RotateKeyRes
   const config = await readRootFile(o.target, CONFIG_PATH);
   const credentials = config === undefined
     ? undefined
-    : parseAgentConfig(config, CONFIG_PATH).nats.credentials;
+    : agentConfigFile.parse(config, CONFIG_PATH).nats.credentials;
   if (credentials?.type !== "oidc") {
     throw new EnrollError(
       `${where} has no agent signing in with a key (${

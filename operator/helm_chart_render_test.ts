@@ -6,7 +6,7 @@ import { KubeClient } from "../adapters/kube/client.ts";
 import { connectNats, userPasswordCredentials } from "../adapters/nats/mod.ts";
 import { silentLogger } from "../adapters/logger.ts";
 import { freePort, stopChild } from "../adapters/process.ts";
-import { parseCalloutConfig } from "../callout/config.ts";
+import { calloutConfigFile } from "../callout/config.ts";
 import { generateSeeds, publicKeyOfSeed } from "../callout/keys.ts";
 import { calloutServerConfig } from "../callout/nats_config.ts";
 import { ACCOUNT_JETSTREAM_DEFAULTS } from "../core/limits.ts";
@@ -328,7 +328,7 @@ Deno.test("helm template: the NATS config holds the auth-callout block of fleet 
 Deno.test("helm template: callout.toml is a valid callout config that matches the NATS config", async () => {
   const manifests = await render();
   const toml = configFile(manifests, "Secret", "fleet-callout-config", "callout.toml");
-  const config = parseCalloutConfig(toml, "callout.toml");
+  const config = calloutConfigFile.parse(toml, "callout.toml");
   assert.deepEqual(config.nats, {
     urls: ["tls://fleet-nats-headless.fleet.svc:4222"],
     ca_file: "/etc/fleet/nats-ca/ca.crt",

@@ -17,7 +17,7 @@ import { stringify } from "smol-toml";
 import {
   authorizerPolicy,
   type CalloutConfig,
-  loadCalloutConfig,
+  calloutConfigFile,
   loadCalloutKeys,
 } from "../callout/config.ts";
 import { curveKeyFromSeed, generateSeeds } from "../callout/keys.ts";
@@ -145,7 +145,7 @@ export async function startCalloutFixture(
     },
     jwt: { max_ttl_seconds: 600 },
   });
-  const config = await loadCalloutConfig(path);
+  const config = await calloutConfigFile.load(path);
   const keys = await loadCalloutKeys(config, path);
   const ns = await startNatsServer({
     extraConfig: calloutServerConfig(serverSettings(config, keys)),

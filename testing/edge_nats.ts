@@ -11,9 +11,9 @@ import { createTokenVerifier } from "../adapters/oidc/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import {
   authorizerPolicy,
+  calloutConfigFile,
   calloutServerConfig,
   type CalloutService,
-  loadCalloutConfig,
   loadCalloutKeys,
   serverSettings,
   startCalloutService,
@@ -64,7 +64,7 @@ export async function startEdgeNats(
   logger: Logger,
 ): Promise<EdgeNats> {
   const calloutPath = await writeCalloutConfig(dir, idp);
-  const config = await loadCalloutConfig(calloutPath);
+  const config = await calloutConfigFile.load(calloutPath);
   const keys = await loadCalloutKeys(config, calloutPath);
   const ns = await startNatsServer({
     websocket: true,

@@ -23,15 +23,14 @@ import {
 } from "../../adapters/oidc/mod.ts";
 import {
   authorizerPolicy,
-  CalloutConfigError,
+  calloutConfigFile,
   calloutServerConfig,
   type CalloutService,
-  loadCalloutConfig,
   loadCalloutKeys,
-  parseCalloutConfig,
   serverSettings,
   startCalloutService,
 } from "../../callout/mod.ts";
+import { ConfigFileError } from "../../adapters/toml_config.ts";
 import { startNatsServer } from "../../sandbox/nats_server.ts";
 import {
   type MachineUser,
@@ -106,7 +105,7 @@ async function startCallout(dir: string, setup: CalloutSetup) {
   // A config whose issuer check was bypassed names a placeholder https issuer.
   const issuer = setup.verifierIssuer === undefined ? setup.idp.issuer : "https://idp.invalid";
   const path = await writeCalloutFiles(dir, calloutFields(issuer, setup));
-  const config = await loadCalloutConfig(path);
+  const config = await calloutConfigFile.load(path);
   const keys = await loadCalloutKeys(config, path);
   const settings = serverSettings(config, keys);
   if (setup.serverXkey === false) delete settings.xkey;
@@ -339,9 +338,10 @@ story("transport attack: tokens of an http issuer beyond loopback are refused", 
   });
   const device = await idp.addMachineUser({ id: "dev-a", roles: ["device"], deviceId: "dev-a" });
   assert.throws(
-    () => parseCalloutConfig(calloutToml(dir.path, calloutFields(idp.issuer, {})), "callout.toml"),
+    () =>
+      calloutConfigFile.parse(calloutToml(dir.path, calloutFields(idp.issuer, {})), "callout.toml"),
     (err: unknown) => {
-      assert.ok(err instanceof CalloutConfigError);
+      assert.ok(err instanceof ConfigFileError);
       assert.match(err.message, /oidc\.issuer: the issuer "http:\/\/[\d.]+:\d+" is not https/);
       return true;
     },
