@@ -51,10 +51,10 @@ const idleSeconds = Number(values["idle-seconds"]);
 const log = createLogger({ level: "error" });
 const DEVICE = "bench-1";
 
-/** RSS and CPU of the agent, which must still be running. */
-function procStat(pid: number): ProcSample {
+/** RSS and CPU of a benchmarked process (`what`: "the agent"), which must still be running. */
+function procStat(pid: number, what: string): ProcSample {
   const sample = procSample(pid);
-  if (!sample) throw new Error(`the agent (pid ${pid}) exited during the benchmark`);
+  if (!sample) throw new Error(`${what} (pid ${pid}) exited during the benchmark`);
   return sample;
 }
 
@@ -97,7 +97,7 @@ async function floorSample(dir: string, natsUrl: string): Promise<ProcSample> {
   try {
     await waitFor("the floor program to connect", () => lines.includes("connected") || undefined);
     await sleep(15_000); // settle, as the agent did
-    return procStat(floor.child.pid);
+    return procStat(floor.child.pid, "the floor program");
   } finally {
     await floor.stop();
   }
@@ -200,10 +200,10 @@ try {
     60_000,
   );
   await sleep(15_000); // settle
-  const a = procStat(agent.child.pid);
+  const a = procStat(agent.child.pid, "the agent");
   const t0 = performance.now();
   await sleep(idleSeconds * 1000);
-  const b = procStat(agent.child.pid);
+  const b = procStat(agent.child.pid, "the agent");
   const idleCpu = cpuPercent(a, b, performance.now() - t0);
 
   // 3. Restart: confirm every deployment, recreate none.
