@@ -6,6 +6,20 @@
  * @module
  */
 
+/** The V8 heap of this process, as the agent's heap keeper sees it. */
+export interface V8Heap {
+  /** Bytes V8 holds for its heap now (`Deno.memoryUsage().heapTotal`). */
+  total(): number;
+  /** Compacts the heap; `undefined` when V8's gc is not exposed. See {@link releaseSpareHeap}. */
+  release(): HeapRelease | undefined;
+}
+
+/** This process's heap. */
+export const processHeap: V8Heap = {
+  total: () => Deno.memoryUsage().heapTotal,
+  release: () => releaseSpareHeap(),
+};
+
 /** What a collection freed, in bytes of V8 heap (`Deno.memoryUsage().heapTotal`). */
 export interface HeapRelease {
   heapBefore: number;

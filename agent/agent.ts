@@ -41,14 +41,8 @@ import { ExecSessions } from "./exec_sessions.ts";
 import { natsSessionTransport } from "./session.ts";
 import { agentJournal } from "../adapters/host/journal.ts";
 import { recordingWarnings, WarningRing } from "./warnings.ts";
-import { type HeapRelease, releaseSpareHeap } from "../adapters/v8_heap.ts";
-
-/**
- * How long after its start the agent gives back the heap its start-up needed: long enough for
- * the first reconcile and the NATS catch-up on a slow device, short enough that an idle agent
- * does not keep those pages for hours (V8 rarely collects in an idle process).
- */
-export const HEAP_SETTLE_MS = 30_000;
+import { processHeap, type V8Heap } from "../adapters/v8_heap.ts";
+import { HeapKeeper } from "./heap_keeper.ts";
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -68,8 +62,8 @@ export interface AgentOptions {
   configPath?: string;
   /** The failure backoff's jitter, a number in [0, 1) per failure. @default Math.random */
   random?: () => number;
-  /** Gives back spare heap pages once start-up has settled. @default releaseSpareHeap */
-  releaseHeap?: () => HeapRelease | undefined;
+  /** What the {@link HeapKeeper} compacts after a burst of work. @default processHeap */
+  heap?: V8Heap;
 }
 
 /** A sink that fails until NATS is connected; reports stay pending meanwhile. */
@@ -223,7 +217,12 @@ export class Agent {
       clock: this.#clock,
     });
 
-    const settle = this.#clock.timer(HEAP_SETTLE_MS, () => this.#releaseHeap());
+    const heapKeeper = new HeapKeeper({
+      heap: this.#options.heap ?? processHeap,
+      clock: this.#clock,
+      log: this.#log,
+    });
+    heapKeeper.start();
     const { heartbeat_seconds, republish_seconds } = config.intervals;
     const loops = [
       this.#reconcileLoop(signal),
@@ -237,7 +236,7 @@ export class Agent {
     try {
       await Promise.all(loops);
     } finally {
-      settle.cancel();
+      heapKeeper.stop();
     }
     // Whoever follows a log or runs a command hears why it ended before the connection goes.
     await Promise.all(
@@ -248,20 +247,6 @@ export class Agent {
     if (this.#cacheDirty) await this.#saveCache();
     await this.#nc?.close();
     log.info("Fleet agent stopped; containers keep running");
-  }
-
-  #releaseHeap(): void {
-    const released = (this.#options.releaseHeap ?? releaseSpareHeap)();
-    if (released === undefined) {
-      this.#log.debug(
-        "V8's gc is not exposed (--expose-gc): the heap start-up needed stays until V8 collects",
-      );
-      return;
-    }
-    const mb = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MB`;
-    this.#log.debug(
-      `Start-up settled: V8 heap ${mb(released.heapBefore)} → ${mb(released.heapAfter)}`,
-    );
   }
 
   get config(): AgentConfig {

@@ -79,7 +79,7 @@ export const LAUNCHER_RUN_FLAGS = ["--allow-all", "--no-config", "--no-lock", "-
  * idle agent about 4 MB smaller (bench:agent); it allocates little, so scavenges stay rare.
  * Lite mode (no optimizing compiler) saves another 6 MB of code and feedback (64 → 58 MB
  * idle with 10 deployments): the agent runs no hot loop an optimizer would pay off on.
- * `--expose-gc` lets the agent compact its heap once start-up has settled (agent/agent.ts).
+ * `--expose-gc` lets the agent compact its heap after start-up and bursts (agent/heap_keeper.ts).
  */
 export const AGENT_V8_FLAGS = "--max-semi-space-size=1,--lite-mode,--expose-gc";
 

@@ -27,8 +27,8 @@ export interface TestAgentOptions {
   random?: () => number;
   /** How it proves who it is to NATS. @default no credentials */
   credentials?: CredentialSource;
-  /** Gives back spare heap once start-up has settled. @default the agent's */
-  releaseHeap?: AgentOptions["releaseHeap"];
+  /** The heap the agent compacts after a burst of work. @default the agent's */
+  heap?: AgentOptions["heap"];
 }
 
 /** A running test agent: its log lines (info and up) and how to stop it. */
@@ -56,7 +56,7 @@ export function runTestAgent(options: TestAgentOptions): TestAgent {
     runtimeDescription: "in memory",
     clock: options.clock,
     random: options.random ?? (() => 0),
-    ...(options.releaseHeap ? { releaseHeap: options.releaseHeap } : {}),
+    ...(options.heap ? { heap: options.heap } : {}),
   });
   const controller = new AbortController();
   const done = agent.run(controller.signal);
