@@ -168,7 +168,7 @@ Deno.test("Two agents with one device id: the newer stands by, touches nothing, 
   } finally {
     for (const stop of stops.reverse()) await stop();
     await nc.close();
-    await ns.stop();
+    await ns[Symbol.asyncDispose]();
     for (const dir of stateDirs) await Deno.remove(dir, { recursive: true });
   }
 });

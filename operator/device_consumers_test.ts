@@ -50,7 +50,7 @@ async function setup(heartbeatMs = 1000) {
       controller.abort();
       await running;
       await nc.close();
-      await ns.stop();
+      await ns[Symbol.asyncDispose]();
     },
   };
 }

@@ -58,7 +58,7 @@ async function setup() {
     kv,
     async [Symbol.asyncDispose]() {
       await nc.close();
-      await ns.stop();
+      await ns[Symbol.asyncDispose]();
     },
   };
 }

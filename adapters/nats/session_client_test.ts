@@ -47,7 +47,7 @@ async function openSession() {
     async [Symbol.asyncDispose]() {
       await requester.close();
       await device.close();
-      await ns.stop();
+      await ns[Symbol.asyncDispose]();
     },
   };
 }

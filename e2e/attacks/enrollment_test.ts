@@ -209,8 +209,11 @@ Deno.test("attack: a package altered before it is installed is refused, nothing 
  * A folder to put first on PATH: its `ssh` and `ssh-keyscan` append their argv, one NUL-separated
  * record per line, to `argv.log` and run the real program. What they record is what `ps` shows
  * on this machine, and the remote command line is part of it: what `ps` shows on the device.
+ * Disposing of it removes the folder.
  */
-async function recordingSsh(): Promise<{ path: string; argv: () => Promise<string> }> {
+async function recordingSsh(): Promise<
+  { path: string; argv: () => Promise<string> } & AsyncDisposable
+> {
   const dir = await Deno.makeTempDir({ prefix: "fleet-attack-argv-" });
   for (const program of ["ssh", "ssh-keyscan"]) {
     await Deno.writeTextFile(
@@ -223,6 +226,7 @@ async function recordingSsh(): Promise<{ path: string; argv: () => Promise<strin
   return {
     path: `${dir}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`,
     argv: () => Deno.readTextFile(`${dir}/argv.log`).catch(() => ""),
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
 }
 
@@ -285,7 +289,7 @@ Deno.test("attack: a rotated-out device key no longer gets a token; no secret is
     );
   }
 
-  const ssh = await recordingSsh();
+  await using ssh = await recordingSsh();
   const rotated = await fleet(
     [
       "device",
