@@ -164,7 +164,13 @@ story(
     }
     await keysOf(Buckets.deviceState, expectDesired.map((k) => `state.${k}`));
     await keysOf(Buckets.deviceInfo, ["info.dev-1", "info.dev-2"]);
-    await waitForStatus(fleet, { name: "api" }, { generation: 1, matched: 2, succeeded: 2 });
+    // A status read can wait as long (one CI run: its first read had not returned in 30 s).
+    await waitForStatus(
+      fleet,
+      { name: "api" },
+      { generation: 1, matched: 2, succeeded: 2 },
+      120_000,
+    );
 
     // Bring it back: it rejoins and, read through it alone, holds the same data.
     await cluster.servers[victim]!.restart();
@@ -188,7 +194,17 @@ story(
     } finally {
       await direct.close();
     }
-    await waitForStatus(fleet, { name: "web" }, { generation: 2, matched: 2, succeeded: 2 });
-    await waitForStatus(fleet, { name: "api" }, { generation: 1, matched: 2, succeeded: 2 });
+    await waitForStatus(
+      fleet,
+      { name: "web" },
+      { generation: 2, matched: 2, succeeded: 2 },
+      120_000,
+    );
+    await waitForStatus(
+      fleet,
+      { name: "api" },
+      { generation: 1, matched: 2, succeeded: 2 },
+      120_000,
+    );
   },
 );
