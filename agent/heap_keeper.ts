@@ -3,7 +3,7 @@
  * log or exec session, a reconnect or a large change of desired state. V8 keeps the pages it
  * grew for a burst until a compacting collection, which an idle process rarely runs. Ten
  * `fleet logs` sessions of 1.5 MB each left an agent 1.5 MB larger three minutes later; with
- * these checks it was back to its idle size within a minute.
+ * these checks, 0.4 MB larger.
  * @module
  */
 import type { Clock, Timer } from "../core/mod.ts";
