@@ -42,7 +42,8 @@ import { natsSessionTransport } from "./session.ts";
 import { agentJournal } from "../adapters/host/journal.ts";
 import { recordingWarnings, WarningRing } from "./warnings.ts";
 import { processHeap, type V8Heap } from "../adapters/v8_heap.ts";
-import { HeapKeeper } from "./heap_keeper.ts";
+import { type CodePages, processCodePages } from "../adapters/code_pages.ts";
+import { MemoryKeeper } from "./memory_keeper.ts";
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -62,8 +63,10 @@ export interface AgentOptions {
   configPath?: string;
   /** The failure backoff's jitter, a number in [0, 1) per failure. @default Math.random */
   random?: () => number;
-  /** What the {@link HeapKeeper} compacts after a burst of work. @default processHeap */
+  /** What the {@link MemoryKeeper} compacts after a burst of work. @default processHeap */
   heap?: V8Heap;
+  /** The code pages the {@link MemoryKeeper} gives back. @default processCodePages */
+  code?: CodePages;
 }
 
 /** A sink that fails until NATS is connected; reports stay pending meanwhile. */
@@ -217,12 +220,13 @@ export class Agent {
       clock: this.#clock,
     });
 
-    const heapKeeper = new HeapKeeper({
+    const memoryKeeper = new MemoryKeeper({
       heap: this.#options.heap ?? processHeap,
+      code: this.#options.code ?? processCodePages,
       clock: this.#clock,
       log: this.#log,
     });
-    heapKeeper.start();
+    memoryKeeper.start();
     const { heartbeat_seconds, republish_seconds } = config.intervals;
     const loops = [
       this.#reconcileLoop(signal),
@@ -236,7 +240,7 @@ export class Agent {
     try {
       await Promise.all(loops);
     } finally {
-      heapKeeper.stop();
+      memoryKeeper.stop();
     }
     // Whoever follows a log or runs a command hears why it ended before the connection goes.
     await Promise.all(

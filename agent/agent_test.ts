@@ -30,7 +30,7 @@ import { MemoryRuntime } from "../testing/memory_runtime.ts";
 import { keepDeviceConsumers, runTestAgent } from "../testing/agents.ts";
 import { systemClock } from "../adapters/clock.ts";
 import type { Agent, AgentOptions } from "./agent.ts";
-import { HEAP_CHECK_MS, HEAP_SETTLE_MS } from "./heap_keeper.ts";
+import { HEAP_CHECK_MS, MEMORY_SETTLE_MS } from "./memory_keeper.ts";
 import { eventually } from "../testing/eventually.ts";
 import type { ContainerRuntime } from "./runtime.ts";
 import { PodmanRuntime } from "./podman_runtime.ts";
@@ -107,7 +107,7 @@ class Fixture implements AsyncDisposable {
     clock: FakeClock,
     config: Record<string, unknown> = {},
     runtime: ContainerRuntime = this.runtime,
-    heap?: AgentOptions["heap"],
+    memory?: Pick<AgentOptions, "heap" | "code">,
   ) {
     this.runtime.clock = clock;
     const listManaged = runtime.listManaged.bind(runtime);
@@ -122,7 +122,7 @@ class Fixture implements AsyncDisposable {
       runtime,
       clock,
       config: { intervals: INTERVALS, ...config },
-      ...(heap ? { heap } : {}),
+      ...(memory ? { memory } : {}),
     });
     return {
       /** Resolves once the desired state was read from NATS and acted on. */
@@ -255,25 +255,29 @@ Deno.test("Agent heartbeats every heartbeat_seconds, stamped with its own clock"
   }
 });
 
-Deno.test("Agent gives back the heap its start-up needed HEAP_SETTLE_MS after it started, then only after growth", async () => {
+Deno.test("Agent gives back the heap and code pages its start-up needed MEMORY_SETTLE_MS after it started, then only after growth", async () => {
   await using f = await Fixture.start();
   const clock = new FakeClock(T0);
   let releases = 0;
+  let codeReleases = 0;
   const run = f.run(clock, {}, f.runtime, {
-    total: () => 1,
-    release: () => {
-      releases++;
-      return { heapBefore: 2, heapAfter: 1 };
+    heap: {
+      total: () => 1,
+      release: () => {
+        releases++;
+        return { heapBefore: 2, heapAfter: 1 };
+      },
     },
+    code: { release: () => (codeReleases++, 20 * 1048576) },
   });
   try {
     await run.ready();
-    await clock.advance(HEAP_SETTLE_MS - 1);
-    assert.equal(releases, 0, "not before start-up has settled");
+    await clock.advance(MEMORY_SETTLE_MS - 1);
+    assert.equal(releases + codeReleases, 0, "not before start-up has settled");
     await clock.advance(1);
-    assert.equal(releases, 1);
+    assert.deepEqual([releases, codeReleases], [1, 1]);
     await clock.advance(10 * HEAP_CHECK_MS);
-    assert.equal(releases, 1, "a heap that did not grow is left alone");
+    assert.deepEqual([releases, codeReleases], [1, 1], "a heap that did not grow is left alone");
   } finally {
     await run.stop();
   }

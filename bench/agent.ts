@@ -2,18 +2,20 @@
  * Agent figures with a real `fleet agent run` process, podman and nats-server:
  * apply → container running latency over N deployments (p50/p99), idle resident memory and
  * CPU with K deployments, and an agent restart that must confirm K unchanged deployments
- * without recreating any. Beside the agent's memory it measures the runtime's floor, which no
- * code of Fleet changes: the same runtime, flags and V8 flags running a program that only
- * holds a TCP connection to the same NATS server. Prints one line of figures, last.
+ * without recreating any. Beside the agent's memory it measures the runtime's floor: the same
+ * runtime, flags and V8 flags running a program that only holds a TCP connection to the same
+ * NATS server and, like the agent, gives back its start-up's code pages
+ * (adapters/code_pages.ts). Prints one line of figures, last.
  *
  * The agent runs as the package runs it (`--program package`, the default): the bundle split
- * at main.ts's dynamic imports, the launcher's flags, the unit's environment and its warm-up;
- * `--program source` runs `deno run main.ts` instead.
+ * at main.ts's dynamic imports, the unit's flags, Deno permissions, environment and warm-up;
+ * `--program source` runs `deno run -A main.ts` instead.
  *
  * `deno task bench:agent [--deployments 20] [--idle 10] [--idle-seconds 60] [--program package]`
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
+import { dirname } from "node:path";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
@@ -30,9 +32,16 @@ import { singleServiceDeployment } from "../sandbox/deployments.ts";
 import { cpuPercent, type ProcSample, procSample } from "./_proc.ts";
 import { percentile } from "./_figures.ts";
 import { spawnLogged } from "./_child_process.ts";
-import { AGENT_ENVIRONMENT, AGENT_WARM_UP_ARGS, LAUNCHER_RUN_FLAGS } from "../packaging/deb.ts";
+import { MEMORY_SETTLE_MS } from "../agent/memory_keeper.ts";
+import {
+  AGENT_ENVIRONMENT,
+  AGENT_WARM_UP_ARGS,
+  type AgentPaths,
+  agentRunArgs,
+} from "../packaging/deb.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const CODE_PAGES = new URL("../adapters/code_pages.ts", import.meta.url).href;
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -58,14 +67,20 @@ function procStat(pid: number, what: string): ProcSample {
   return sample;
 }
 
-/** How the agent is started: `deno run` arguments before `agent run ...`, and environment. */
-async function agentProgram(dir: string): Promise<{ args: string[]; env: Record<string, string> }> {
+/**
+ * How the agent is started: `deno run` arguments before `agent run ...`, and environment.
+ * `paths`: where it writes, for its Deno permissions.
+ */
+async function agentProgram(
+  dir: string,
+  paths: AgentPaths,
+): Promise<{ args: string[]; env: Record<string, string> }> {
   if (values.program === "source") return { args: ["run", "-A", MAIN], env: {} };
   const bundled = await new Deno.Command(Deno.execPath(), {
     args: ["bundle", "--quiet", "--minify", "--code-splitting", "--outdir", `${dir}/app`, MAIN],
   }).output();
   if (!bundled.success) throw new Error(new TextDecoder().decode(bundled.stderr));
-  const args = ["run", ...LAUNCHER_RUN_FLAGS, `${dir}/app/main.js`];
+  const args = agentRunArgs(paths, `${dir}/app/main.js`);
   const env = { ...AGENT_ENVIRONMENT, DENO_DIR: `${dir}/deno-dir` };
   // As the unit does before it starts the agent (ExecStartPre).
   const warmUp = await new Deno.Command(Deno.execPath(), {
@@ -83,8 +98,10 @@ async function floorSample(dir: string, natsUrl: string): Promise<ProcSample> {
   const file = `${dir}/floor.js`;
   await Deno.writeTextFile(
     file,
-    `const conn = await Deno.connect(${JSON.stringify({ hostname, port: Number(port) })});\n` +
+    `import { releaseCodePages } from ${JSON.stringify(CODE_PAGES)};\n` +
+      `const conn = await Deno.connect(${JSON.stringify({ hostname, port: Number(port) })});\n` +
       `await conn.read(new Uint8Array(4096));\n` +
+      `releaseCodePages();\n` +
       `console.error("connected");\n` +
       `setInterval(() => {}, 1 << 30);\n`,
   );
@@ -155,7 +172,11 @@ const deployment = (i: number) =>
     selector: { matchLabels: { site: "bench" } },
   });
 
-const program = await agentProgram(dir);
+const program = await agentProgram(dir, {
+  stateDir: `${dir}/state`,
+  podmanSocketDir: dirname(podman.socketPath),
+});
+const agentStarted = performance.now();
 let agent = startAgent(config);
 try {
   await waitFor(
@@ -199,7 +220,8 @@ try {
     async () => (await managed()).length === idleCount || undefined,
     60_000,
   );
-  await sleep(15_000); // settle
+  // Settle, and past the moment the agent gives back what its start-up needed.
+  await sleep(Math.max(15_000, agentStarted + MEMORY_SETTLE_MS + 5_000 - performance.now()));
   const a = procStat(agent.child.pid, "the agent");
   const t0 = performance.now();
   await sleep(idleSeconds * 1000);

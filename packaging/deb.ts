@@ -3,6 +3,7 @@
  * scripts, the `/usr/bin/fleet` launcher and the `fleet-agent` systemd unit. Pure; the
  * build (`build.ts`) lays these out next to the Deno runtime and the bundled program.
  */
+import { GLIBC_PATHS } from "../adapters/code_pages.ts";
 
 /** A package cannot be built as asked; the message says which value and why. */
 export class PackagingError extends Error {
@@ -79,7 +80,7 @@ export const LAUNCHER_RUN_FLAGS = ["--allow-all", "--no-config", "--no-lock", "-
  * idle agent about 4 MB smaller (bench:agent); it allocates little, so scavenges stay rare.
  * Lite mode (no optimizing compiler) saves another 6 MB of code and feedback (64 → 58 MB
  * idle with 10 deployments): the agent runs no hot loop an optimizer would pay off on.
- * `--expose-gc` lets the agent compact its heap after start-up and bursts (agent/heap_keeper.ts).
+ * `--expose-gc` lets the agent compact its heap after start-up and bursts (agent/memory_keeper.ts).
  */
 export const AGENT_V8_FLAGS = "--max-semi-space-size=1,--lite-mode,--expose-gc";
 
@@ -145,7 +146,11 @@ export const DEVICE_AGENT_PATHS: AgentPaths = {
 /**
  * What the agent may do under Deno instead of `--allow-all`: write its state and connect to the
  * podman socket (which takes read and write access to its path), use the network, read the
- * environment variables and system facts it reports. No subprocess, FFI or remote import.
+ * environment variables and system facts it reports, and call the C library's `madvise` to give
+ * back the start-up's code pages (about 20 MB, adapters/code_pages.ts). No subprocess, other
+ * native library or remote import. Calling libc can do what the agent user may do; the unit's
+ * sandbox below, not Deno's permissions, is what bounds that user, and it already runs
+ * containers through podman.
  * Neither reads nor the network are narrowed: the device policy resolves the host paths
  * workloads ask for wherever they are, and the NATS servers and the OIDC issuer come from the
  * config, which may change after installation. What the agent user can read is bounded by the
@@ -159,6 +164,7 @@ export function agentDenoPermissions(paths: AgentPaths): string[] {
     "--allow-net",
     `--allow-env=${AGENT_ENV.join(",")}`,
     `--allow-sys=${AGENT_SYS.join(",")}`,
+    `--allow-ffi=${GLIBC_PATHS.join(",")}`,
   ];
 }
 
@@ -184,12 +190,16 @@ const AGENT_SYS = ["hostname", "osRelease", "systemMemoryInfo"];
  * under `root` (a device's is "/"; a test runs an unpacked package from its folder).
  */
 export function agentRuntimeArgs(paths: AgentPaths, root = "/"): string[] {
+  return [`${root}${DebPaths.runtime}`, ...agentRunArgs(paths, `${root}${DebPaths.program}`)];
+}
+
+/** `deno run` with the launcher's flags and the agent's permissions, running `program`. */
+export function agentRunArgs(paths: AgentPaths, program: string): string[] {
   return [
-    `${root}${DebPaths.runtime}`,
     "run",
     ...LAUNCHER_RUN_FLAGS.filter((flag) => flag !== "--allow-all"),
     ...agentDenoPermissions(paths),
-    `${root}${DebPaths.program}`,
+    program,
   ];
 }
 
@@ -251,7 +261,7 @@ WantedBy=multi-user.target
  * policy resolves workloads' host paths there too, and the podman socket lives in
  * /run/user/<uid>; connecting to a socket writes nothing to the file system). No
  * MemoryDenyWriteExecute: V8 compiles code at run time. MemoryMax: an idle agent is about
- * 60 MB resident (`deno task bench:agent`).
+ * 38 MB resident (`deno task bench:agent`).
  */
 export const AGENT_SANDBOX = [
   "NoNewPrivileges=yes",

@@ -97,13 +97,15 @@ Deno.test("the agent's Deno permissions name what it writes and uses instead of 
     "--allow-net",
     "--allow-env=INVOCATION_ID,JOURNAL_STREAM,NO_COLOR,FLEET_AGENT_CONFIG,FLEET_LOG_LEVEL,FLEET_LOG_FORMAT,HOME,XDG_RUNTIME_DIR",
     "--allow-sys=hostname,osRelease,systemMemoryInfo",
+    "--allow-ffi=/usr/lib/x86_64-linux-gnu/libc.so.6,/lib/x86_64-linux-gnu/libc.so.6,/usr/lib/aarch64-linux-gnu/libc.so.6,/lib/aarch64-linux-gnu/libc.so.6",
   ]);
   const agent = agentCommandLine(["agent", "run"]);
   assert.ok(agent.startsWith("/usr/lib/fleet/deno run --no-config "), agent);
   assert.ok(agent.endsWith(" /usr/lib/fleet/app/main.js agent run"), agent);
-  for (const broad of ["--allow-all", "-A ", "--allow-run", "--allow-ffi", "--allow-import"]) {
+  for (const broad of ["--allow-all", "-A ", "--allow-run", "--allow-ffi ", "--allow-import"]) {
     assert.ok(!agent.includes(broad), `${broad} in ${agent}`);
   }
+  assert.equal(agent.split(" --allow-ffi=").length, 2, "one library: the C library");
 });
 
 Deno.test("the agent's drop-in orders it after its user's systemd, which holds podman", () => {

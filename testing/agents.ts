@@ -27,8 +27,8 @@ export interface TestAgentOptions {
   random?: () => number;
   /** How it proves who it is to NATS. @default no credentials */
   credentials?: CredentialSource;
-  /** The heap the agent compacts after a burst of work. @default the agent's */
-  heap?: AgentOptions["heap"];
+  /** The heap and code pages the agent gives back after a burst of work. @default the agent's */
+  memory?: Pick<AgentOptions, "heap" | "code">;
 }
 
 /** A running test agent: its log lines (info and up) and how to stop it. */
@@ -56,7 +56,7 @@ export function runTestAgent(options: TestAgentOptions): TestAgent {
     runtimeDescription: "in memory",
     clock: options.clock,
     random: options.random ?? (() => 0),
-    ...(options.heap ? { heap: options.heap } : {}),
+    ...options.memory,
   });
   const controller = new AbortController();
   const done = agent.run(controller.signal);

@@ -13,7 +13,10 @@ export function denoEscapesScript(paths: { configFile: string; outside: string }
       JSON.stringify(paths.outside)
     }, "x")`,
     "run a program": `new Deno.Command("id").outputSync()`,
-    "load native code": `Deno.dlopen("libc.so.6", {})`,
+    // The C library, which the agent calls for madvise, is the one it may open, by its path.
+    "load another native library":
+      `Deno.dlopen(\`/usr/lib/\${Deno.build.arch}-linux-gnu/libm.so.6\`, {})`,
+    "make a pointer to any address": `Deno.UnsafePointer.create(4096n)`,
     "read an environment variable it does not use": `Deno.env.get("FLEET_NATS_PASSWORD")`,
     "import code from the network": `await import("https://example.com/x.js")`,
   });

@@ -38,7 +38,7 @@ Deno.test("code running as the agent cannot write, run, load or import what the 
     const text = new TextDecoder();
     assert.equal(out.code, 0, text.decode(out.stderr));
     const outcomes = escapeOutcomes(text.decode(out.stdout));
-    assert.equal(Object.keys(outcomes).length, 6, JSON.stringify(outcomes));
+    assert.equal(Object.keys(outcomes).length, 7, JSON.stringify(outcomes));
     for (const [attempt, outcome] of Object.entries(outcomes)) {
       // A denied import surfaces as a TypeError, every other denial as NotCapable.
       assert.match(
