@@ -14,7 +14,6 @@
  * `deno task bench:agent [--deployments 20] [--idle 10] [--idle-seconds 60] [--program package]`
  */
 import { parseArgs } from "node:util";
-import { fileURLToPath } from "node:url";
 import { dirname } from "node:path";
 import { ContainerLabels, MANAGED_BY } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
@@ -33,14 +32,8 @@ import { cpuPercent, type ProcSample, procSample } from "./_proc.ts";
 import { percentile } from "./_figures.ts";
 import { spawnLogged } from "./_child_process.ts";
 import { MEMORY_SETTLE_MS } from "../agent/memory_keeper.ts";
-import {
-  AGENT_ENVIRONMENT,
-  AGENT_WARM_UP_ARGS,
-  type AgentPaths,
-  agentRunArgs,
-} from "../packaging/deb.ts";
+import { memoryFigures, packagedAgent, SOURCE_PROGRAM } from "./_packaged_agent.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const CODE_PAGES = new URL("../adapters/code_pages.ts", import.meta.url).href;
 const { values } = parseArgs({
   args: Deno.args,
@@ -65,31 +58,6 @@ function procStat(pid: number, what: string): ProcSample {
   const sample = procSample(pid);
   if (!sample) throw new Error(`${what} (pid ${pid}) exited during the benchmark`);
   return sample;
-}
-
-/**
- * How the agent is started: `deno run` arguments before `agent run ...`, and environment.
- * `paths`: where it writes, for its Deno permissions.
- */
-async function agentProgram(
-  dir: string,
-  paths: AgentPaths,
-): Promise<{ args: string[]; env: Record<string, string> }> {
-  if (values.program === "source") return { args: ["run", "-A", MAIN], env: {} };
-  const bundled = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--quiet", "--minify", "--code-splitting", "--outdir", `${dir}/app`, MAIN],
-  }).output();
-  if (!bundled.success) throw new Error(new TextDecoder().decode(bundled.stderr));
-  const args = agentRunArgs(paths, `${dir}/app/main.js`);
-  const env = { ...AGENT_ENVIRONMENT, DENO_DIR: `${dir}/deno-dir` };
-  // As the unit does before it starts the agent (ExecStartPre).
-  const warmUp = await new Deno.Command(Deno.execPath(), {
-    args: [...args, ...AGENT_WARM_UP_ARGS],
-    env,
-    stdout: "null",
-  }).output();
-  if (!warmUp.success) throw new Error(new TextDecoder().decode(warmUp.stderr));
-  return { args, env };
 }
 
 /** The idle memory of the runtime's floor (see the module's comment), settled as the agent's. */
@@ -118,14 +86,6 @@ async function floorSample(dir: string, natsUrl: string): Promise<ProcSample> {
   } finally {
     await floor.stop();
   }
-}
-
-/** The figures of a sample: resident, file-backed and anonymous memory. */
-function memory(sample: ProcSample): string {
-  const mb = (kb: number) => (kb / 1024).toFixed(1);
-  return `rss=${mb(sample.rssKb)}MB (file-backed ${mb(sample.rssFileKb)}MB, anonymous ${
-    mb(sample.rssAnonKb)
-  }MB)`;
 }
 
 /** A `fleet agent run` child whose stderr lines are kept. */
@@ -172,7 +132,7 @@ const deployment = (i: number) =>
     selector: { matchLabels: { site: "bench" } },
   });
 
-const program = await agentProgram(dir, {
+const program = values.program === "source" ? SOURCE_PROGRAM : await packagedAgent(dir, {
   stateDir: `${dir}/state`,
   podmanSocketDir: dirname(podman.socketPath),
 });
@@ -254,12 +214,12 @@ try {
     `agent bench: apply→running p50=${percentile(latencies, 0.5).toFixed(0)}ms p99=${
       percentile(latencies, 0.99).toFixed(0)
     }ms over ${total} deployments; program=${values.program}; idle with ${idleCount}: ${
-      memory(b)
+      memoryFigures(b)
     } cpu=${
       idleCpu.toFixed(2)
     }% of a core over ${idleSeconds}s; restart confirmed ${idleCount} unchanged in ${
       (confirmedMs / 1000).toFixed(2)
-    }s, recreated=${recreated}, creates=${creates}; runtime floor: ${memory(floor)}`,
+    }s, recreated=${recreated}, creates=${creates}; runtime floor: ${memoryFigures(floor)}`,
   );
 } finally {
   await agent.stop();

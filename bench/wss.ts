@@ -3,23 +3,29 @@
  * (HAProxy in front of nats-server's WebSocket listener, as an OpenShift Route), against the
  * same over plain TCP, both with the auth callout checking OIDC tokens: from the process start
  * and from its "starting" line to "Connected to NATS", and to its first report (the device-info
- * key) seen by the control plane. Each run is a new device. Prints one line of figures, last.
+ * key) seen by the control plane. Each run is a new device. Then, over each transport, the
+ * idle memory of an agent as the package runs it (no deployments), once it has given back what
+ * its start-up needed. Prints one line of figures, last.
  *
  * `deno task bench:wss [--runs 5]`
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
+import { dirname } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { Buckets, keys } from "../core/mod.ts";
 import { createLogger } from "../adapters/logger.ts";
 import { connectNats } from "../adapters/nats/mod.ts";
 import { createTokenSource, oidcCredentials, principalInbox } from "../adapters/oidc/mod.ts";
-import { waitFor } from "../adapters/timers.ts";
+import { sleep, waitFor } from "../adapters/timers.ts";
 import { createOperator } from "../operator/mod.ts";
 import { startPodmanService } from "../sandbox/podman_service.ts";
 import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
 import { startEdgeNats, writeAgentConfig } from "../testing/edge_nats.ts";
 import { spawnLogged } from "./_child_process.ts";
+import { type ProcSample, procSample } from "./_proc.ts";
+import { type BenchProgram, memoryFigures, packagedAgent } from "./_packaged_agent.ts";
+import { MEMORY_SETTLE_MS } from "../agent/memory_keeper.ts";
 import { fmt, median, say } from "./_figures.ts";
 import { printLine } from "../adapters/output.ts";
 
@@ -32,6 +38,8 @@ const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer`);
 const log = createLogger({ level: "error" });
 const STEP_MS = 60_000;
+/** How long after the agent gave back its start-up's memory its idle memory is read. */
+const IDLE_AFTER_MS = 15_000;
 
 type Transport = "tcp" | "wss";
 interface Run {
@@ -82,10 +90,10 @@ function timeOf(line: string): number {
   return Date.parse(line.slice(0, line.indexOf(" ")));
 }
 
-async function measure(transport: Transport, n: number): Promise<Run> {
-  const deviceId = `${transport}-${n}`;
+/** A new device's machine user and agent config for `transport`; the config's path. */
+async function deviceConfig(transport: Transport, deviceId: string): Promise<string> {
   const user: MachineUser = await idp.addMachineUser({ id: deviceId, roles: ["device"] });
-  const config = await writeAgentConfig(dir, {
+  return await writeAgentConfig(dir, {
     deviceId,
     ...(transport === "wss"
       ? { urls: [edge.proxy.url], caFile: edge.certs.caFile }
@@ -94,6 +102,36 @@ async function measure(transport: Transport, n: number): Promise<Run> {
     user,
     podmanSocket: podman.socketPath,
   });
+}
+
+/**
+ * The idle memory of a packaged agent over `transport`, IDLE_AFTER_MS after it gave back what
+ * its start-up needed.
+ */
+async function idleMemory(program: BenchProgram, transport: Transport): Promise<ProcSample> {
+  const deviceId = `${transport}-idle`;
+  const config = await deviceConfig(transport, deviceId);
+  const started = performance.now();
+  const agent = spawnLogged(
+    [...program.args, "agent", "run", "--config", config],
+    () => {},
+    program.env,
+  );
+  try {
+    const key = keys.deviceInfo(deviceId);
+    await waitFor(`${deviceId} to report`, () => reportedAt.get(key), STEP_MS, 5);
+    await sleep(started + MEMORY_SETTLE_MS + IDLE_AFTER_MS - performance.now());
+    const sample = procSample(agent.child.pid);
+    if (!sample) throw new Error(`${deviceId}'s agent exited during the benchmark`);
+    return sample;
+  } finally {
+    await agent.stop();
+  }
+}
+
+async function measure(transport: Transport, n: number): Promise<Run> {
+  const deviceId = `${transport}-${n}`;
+  const config = await deviceConfig(transport, deviceId);
   const lines: string[] = [];
   let connectedAt: number | undefined;
   const started = performance.now();
@@ -127,6 +165,7 @@ async function measure(transport: Transport, n: number): Promise<Run> {
 }
 
 const results: Record<Transport, Run[]> = { tcp: [], wss: [] };
+const idle: Partial<Record<Transport, ProcSample>> = {};
 try {
   for (let n = 1; n <= runs; n++) {
     for (const transport of ["tcp", "wss"] as const) {
@@ -137,6 +176,14 @@ try {
           `(${fmt(run.connectedAfterStart)} ms after "starting"), reported ${fmt(run.reported)} ms`,
       );
     }
+  }
+  const packaged = await packagedAgent(dir, {
+    stateDir: dir,
+    podmanSocketDir: dirname(podman.socketPath),
+  });
+  for (const transport of ["tcp", "wss"] as const) {
+    idle[transport] = await idleMemory(packaged, transport);
+    say(`${transport} idle, as packaged: ${memoryFigures(idle[transport])}`);
   }
 } finally {
   watch.stop();
@@ -154,5 +201,6 @@ const figures = (transport: Transport) => {
 };
 printLine(
   `wss bench (agent process, auth callout + OIDC, ${runs} runs each): wss:// through HAProxy ` +
-    `edge TLS: ${figures("wss")}; tcp:// direct: ${figures("tcp")}`,
+    `edge TLS: ${figures("wss")}; tcp:// direct: ${figures("tcp")}; idle as packaged, no ` +
+    `deployments: wss:// ${memoryFigures(idle.wss!)}, tcp:// ${memoryFigures(idle.tcp!)}`,
 );
