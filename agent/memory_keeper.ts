@@ -105,7 +105,7 @@ export class MemoryKeeper {
   #releaseCode(): string {
     if (this.#codeRefused) return "code pages kept";
     try {
-      return `${mb(this.#o.code.release())} of code pages`;
+      return `${mb(this.#o.code.release())} of code pages (read back when used again)`;
     } catch (error) {
       // Harmless to run without: the kernel reclaims these pages itself when memory runs low.
       this.#codeRefused = true;

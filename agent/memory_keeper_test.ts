@@ -68,7 +68,7 @@ Deno.test("MemoryKeeper gives back heap and code pages once start-up has settled
     assert.deepEqual([heap.releases, code.releases], [1, 1]);
     assert.equal(heap.size, 11 * MB);
     assert.deepEqual(lines, [
-      "INFO  Gave back the memory start-up needed: 20.0 MB of code pages; V8 heap 15.0 MB → 11.0 MB",
+      "INFO  Gave back the memory start-up needed: 20.0 MB of code pages (read back when used again); V8 heap 15.0 MB → 11.0 MB",
     ]);
 
     heap.size += HEAP_GROWTH_BYTES - 1; // idle drift
@@ -131,7 +131,7 @@ Deno.test("MemoryKeeper gives back the code pages once and stops checking when V
   assert.equal(totals, 0, "no checks without a way to compact");
   assert.equal(code.releases, 1);
   assert.deepEqual(lines, [
-    "INFO  Gave back the memory start-up needed: 20.0 MB of code pages; V8 heap left to V8 (its gc is not exposed: no --expose-gc)",
+    "INFO  Gave back the memory start-up needed: 20.0 MB of code pages (read back when used again); V8 heap left to V8 (its gc is not exposed: no --expose-gc)",
   ]);
   k.stop();
 });
