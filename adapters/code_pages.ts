@@ -11,7 +11,7 @@
  * what the kernel's own reclaim does to them under memory pressure.
  * @module
  */
-import { FleetError } from "../core/errors.ts";
+import { errorMessage, FleetError } from "../core/errors.ts";
 
 /** This process's code pages, as the agent's memory keeper sees them. */
 export interface CodePages {
@@ -135,7 +135,7 @@ function openLibc(): Libc {
     libc = Deno.dlopen(path, LIBC_SYMBOLS).symbols;
   } catch (error) {
     throw new CodePagesError(
-      `cannot call ${path}: ${error instanceof Error ? error.message : String(error)}`,
+      `cannot call ${path}: ${errorMessage(error)}`,
       { cause: error },
     );
   }

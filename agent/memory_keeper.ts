@@ -10,7 +10,7 @@
  *   57 MB to 38 MB resident (bench:agent); it touches about 17 MB of them again.
  * @module
  */
-import type { Clock, Timer } from "../core/mod.ts";
+import { type Clock, errorMessage, type Timer } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { V8Heap } from "../adapters/v8_heap.ts";
 import type { CodePages } from "../adapters/code_pages.ts";
@@ -110,9 +110,7 @@ export class MemoryKeeper {
       // Harmless to run without: the kernel reclaims these pages itself when memory runs low.
       this.#codeRefused = true;
       this.#o.log.info(
-        `Keeping the runtime's start-up code in memory (about 20 MB): ${
-          error instanceof Error ? error.message : String(error)
-        }`,
+        `Keeping the runtime's start-up code in memory (about 20 MB): ${errorMessage(error)}`,
       );
       return "code pages kept";
     }

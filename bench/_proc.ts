@@ -30,6 +30,13 @@ export function procSample(pid: number | "self"): ProcSample | undefined {
   }
 }
 
+/** A sample of a benchmarked process (`what`: "the agent"), which must still be running. */
+export function runningSample(pid: number, what: string): ProcSample {
+  const sample = procSample(pid);
+  if (!sample) throw new Error(`${what} (pid ${pid}) exited during the benchmark`);
+  return sample;
+}
+
 /** Pid of the process whose argv[0] is `program` and whose command line names `marker`. */
 export function findPid(program: string, marker: string): number | undefined {
   for (const entry of Deno.readDirSync("/proc")) {

@@ -28,7 +28,7 @@ import { NatsDeviceLabelStore } from "../cli/device_labels.ts";
 import { createOperator } from "../operator/mod.ts";
 import { sleep, waitFor } from "../adapters/timers.ts";
 import { singleServiceDeployment } from "../sandbox/deployments.ts";
-import { cpuPercent, type ProcSample, procSample } from "./_proc.ts";
+import { cpuPercent, type ProcSample, runningSample } from "./_proc.ts";
 import { percentile } from "./_figures.ts";
 import { spawnLogged } from "./_child_process.ts";
 import { MEMORY_SETTLE_MS } from "../agent/memory_keeper.ts";
@@ -53,13 +53,6 @@ const idleSeconds = Number(values["idle-seconds"]);
 const log = createLogger({ level: "error" });
 const DEVICE = "bench-1";
 
-/** RSS and CPU of a benchmarked process (`what`: "the agent"), which must still be running. */
-function procStat(pid: number, what: string): ProcSample {
-  const sample = procSample(pid);
-  if (!sample) throw new Error(`${what} (pid ${pid}) exited during the benchmark`);
-  return sample;
-}
-
 /** The idle memory of the runtime's floor (see the module's comment), settled as the agent's. */
 async function floorSample(dir: string, natsUrl: string): Promise<ProcSample> {
   const { hostname, port } = new URL(natsUrl);
@@ -82,7 +75,7 @@ async function floorSample(dir: string, natsUrl: string): Promise<ProcSample> {
   try {
     await waitFor("the floor program to connect", () => lines.includes("connected") || undefined);
     await sleep(15_000); // settle, as the agent did
-    return procStat(floor.child.pid, "the floor program");
+    return runningSample(floor.child.pid, "the floor program");
   } finally {
     await floor.stop();
   }
@@ -182,10 +175,10 @@ try {
   );
   // Settle, and past the moment the agent gives back what its start-up needed.
   await sleep(Math.max(15_000, agentStarted + MEMORY_SETTLE_MS + 5_000 - performance.now()));
-  const a = procStat(agent.child.pid, "the agent");
+  const a = runningSample(agent.child.pid, "the agent");
   const t0 = performance.now();
   await sleep(idleSeconds * 1000);
-  const b = procStat(agent.child.pid, "the agent");
+  const b = runningSample(agent.child.pid, "the agent");
   const idleCpu = cpuPercent(a, b, performance.now() - t0);
 
   // 3. Restart: confirm every deployment, recreate none.

@@ -23,7 +23,7 @@ import { startPodmanService } from "../sandbox/podman_service.ts";
 import { type MachineUser, startTestProvider } from "../testing/oidc_provider.ts";
 import { startEdgeNats, writeAgentConfig } from "../testing/edge_nats.ts";
 import { spawnLogged } from "./_child_process.ts";
-import { type ProcSample, procSample } from "./_proc.ts";
+import { type ProcSample, runningSample } from "./_proc.ts";
 import { type BenchProgram, memoryFigures, packagedAgent } from "./_packaged_agent.ts";
 import { MEMORY_SETTLE_MS } from "../agent/memory_keeper.ts";
 import { fmt, median, say } from "./_figures.ts";
@@ -121,9 +121,7 @@ async function idleMemory(program: BenchProgram, transport: Transport): Promise<
     const key = keys.deviceInfo(deviceId);
     await waitFor(`${deviceId} to report`, () => reportedAt.get(key), STEP_MS, 5);
     await sleep(started + MEMORY_SETTLE_MS + IDLE_AFTER_MS - performance.now());
-    const sample = procSample(agent.child.pid);
-    if (!sample) throw new Error(`${deviceId}'s agent exited during the benchmark`);
-    return sample;
+    return runningSample(agent.child.pid, `${deviceId}'s agent`);
   } finally {
     await agent.stop();
   }

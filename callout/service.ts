@@ -13,6 +13,7 @@ import type { Histogram, MetricsRegistry } from "../adapters/metrics.ts";
 import { ConnectionState } from "../adapters/nats/mod.ts";
 import { systemClock } from "../adapters/clock.ts";
 import type { Clock } from "../core/clock.ts";
+import { errorMessage } from "../core/errors.ts";
 import type { UserLimits } from "../core/limits.ts";
 import type { NatsPermissions } from "../core/permissions.ts";
 import { authorize, type AuthorizerPolicy, type Decision } from "./authorizer.ts";
@@ -359,8 +360,4 @@ function rejectionReason(err: unknown): string | undefined {
   if (typeof err !== "object" || err === null || !("reason" in err)) return undefined;
   const reason = (err as { reason: unknown }).reason;
   return typeof reason === "string" && reason !== "" ? reason : undefined;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

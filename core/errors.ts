@@ -65,6 +65,11 @@ export class UsageError extends FleetError {
   }
 }
 
+/** The message of a thrown error, or the thrown value as text. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** The exit code for `error`: 2 for a usage error, 1 for anything else that was thrown. */
 export function exitCodeOf(error: unknown): number {
   return error instanceof FleetError ? exitCodes[error.kind] : ExitCode.failure;

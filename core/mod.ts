@@ -108,7 +108,14 @@ export {
   InvalidIdentifierError,
   validateIdentifier,
 } from "./ids.ts";
-export { describeIssues, fieldPath, parseJsonWith, parseWith, WireFormatError } from "./errors.ts";
+export {
+  describeIssues,
+  errorMessage,
+  fieldPath,
+  parseJsonWith,
+  parseWith,
+  WireFormatError,
+} from "./errors.ts";
 export { parseStrictWith, unknownFields } from "./strict.ts";
 export {
   formatSelector,

@@ -50,7 +50,7 @@ import {
   type ManagedUser,
   serveManagement,
 } from "./_zitadel_management.ts";
-import { errorMessage } from "../adapters/oidc/_discovery.ts";
+import { errorMessage } from "../core/errors.ts";
 import { DEVICE_CODE_GRANT_TYPE } from "../adapters/oidc/device_flow.ts";
 import {
   createTokenSource,

@@ -5,6 +5,7 @@
  */
 
 import type { KubeApiError, KubeStatus, KubeUnavailableError } from "./errors.ts";
+import { errorMessage } from "../../core/errors.ts";
 import type { WatchEvent, WatchEventType } from "./types.ts";
 
 /** How {@linkcode readWatchEvents} turns failures into the adapter's errors. */
@@ -48,7 +49,7 @@ export async function* readWatchEvents<T>(
         chunk = await readWithin(reader, context.idleTimeoutMs);
       } catch (err) {
         if (context.signal.aborted) return;
-        throw context.lost(`the watch connection broke (${describe(err)})`, err);
+        throw context.lost(`the watch connection broke (${errorMessage(err)})`, err);
       }
       if (chunk === "idle") {
         throw context.lost(
@@ -114,8 +115,4 @@ function parseLine<T>(line: string, context: WatchStreamContext): WatchEvent<T> 
   }
   if (typeof raw.type !== "string" || !EVENT_TYPES.has(raw.type)) return undefined;
   return { type: raw.type as WatchEventType, object: raw.object as T };
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -112,10 +112,6 @@ export class OpenRetries {
   }
 }
 
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** How one subscription ends, decided once: whatever happens after the first decision is ignored. */
 export class Ending<T> {
   readonly done: Promise<T>;

@@ -6,6 +6,7 @@ import { InvalidArgumentError, type NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { Clock } from "../../core/clock.ts";
+import { errorMessage } from "../../core/errors.ts";
 import { bucketLimits } from "../../core/limits.ts";
 import type { Logger } from "../logger.ts";
 import { sleep } from "../timers.ts";
@@ -245,8 +246,4 @@ export function lazyBucket(nc: NatsConnection, name: string): () => Promise<KV> 
     opening.catch(() => kv = undefined);
     return opening;
   };
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

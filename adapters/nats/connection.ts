@@ -17,7 +17,7 @@ import {
 import { connect } from "@nats-io/transport-node";
 import { createHash, X509Certificate } from "node:crypto";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
-import { type ErrorKind, FleetError } from "../../core/errors.ts";
+import { type ErrorKind, errorMessage, FleetError } from "../../core/errors.ts";
 import type { Logger } from "../logger.ts";
 import type { CredentialOptions, CredentialSource } from "./credentials.ts";
 import {
@@ -586,10 +586,6 @@ function hostPort(server: string): string {
 
 function secondsSince(start: number): string {
   return start === 0 ? "0" : ((Date.now() - start) / 1000).toFixed(1);
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** Waits `ms`, or less when `signal` aborts (then it resolves early, not rejects). */

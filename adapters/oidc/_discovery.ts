@@ -1,4 +1,5 @@
 /** OpenID Provider discovery and JSON fetching shared by the verifier and the token source. */
+import { errorMessage } from "../../core/errors.ts";
 
 /** Fetching from the provider failed: unreachable, timed out, not JSON, or an HTTP error. */
 export class OidcFetchError extends Error {
@@ -82,9 +83,4 @@ export async function fetchJsonObject(
     throw new OidcFetchError(`${url} did not answer a JSON object`, url, response.status);
   }
   return value as Record<string, unknown>;
-}
-
-/** The message of an error, or the value as text. */
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -21,7 +21,8 @@ import { decodeJwt } from "jose";
 import * as z from "zod";
 import { type Logger, silentLogger } from "../logger.ts";
 import { sleep as abortableSleep } from "../timers.ts";
-import { discover, errorMessage, OidcFetchError } from "./_discovery.ts";
+import { discover, OidcFetchError } from "./_discovery.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** `grant_type` of the device access token request (RFC 8628 §3.4). */
 export const DEVICE_CODE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code";

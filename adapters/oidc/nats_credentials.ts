@@ -12,7 +12,7 @@ import type { Clock, Timer } from "../../core/clock.ts";
 import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import type { CredentialOptions, CredentialSource } from "../nats/credentials.ts";
-import { errorMessage } from "./_discovery.ts";
+import { errorMessage } from "../../core/errors.ts";
 import type { TokenSource } from "./token_source.ts";
 
 /** Options of {@link oidcCredentials}. */

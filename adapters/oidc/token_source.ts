@@ -19,7 +19,8 @@ import { keyExpiryWarning } from "../../core/key_expiry.ts";
 import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
 import { zitadelScope } from "../../core/zitadel.ts";
-import { discover, errorMessage, OidcFetchError } from "./_discovery.ts";
+import { discover, OidcFetchError } from "./_discovery.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** `grant_type` of the RFC 7523 JWT-bearer authorization grant. */
 export const JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer";

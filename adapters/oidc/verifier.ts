@@ -29,7 +29,8 @@ import type { Clock } from "../../core/clock.ts";
 import { isLoopbackHost } from "../../core/network.ts";
 import { systemClock } from "../clock.ts";
 import type { Logger } from "../logger.ts";
-import { discover, errorMessage, fetchJsonObject } from "./_discovery.ts";
+import { discover, fetchJsonObject } from "./_discovery.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** The JWS algorithms accepted unless configured otherwise. */
 export const DEFAULT_ALGORITHMS: readonly string[] = ["RS256", "ES256", "EdDSA", "PS256"];
