@@ -318,7 +318,11 @@ class TestFleet implements AsyncDisposable {
     await this.#heartbeat.put(keys.heartbeat(deviceId), JSON.stringify(hb));
   }
 
-  /** What an agent writes on a phase change; returns the value written. */
+  /**
+   * What an agent writes on a phase change; returns the value written. An agent reports only
+   * on what it was given: once the operator targets the device (wait for its desired-state
+   * key), or the operator rightly ignores the report.
+   */
   async report(
     deviceId: string,
     ref: DeploymentRef,
@@ -583,12 +587,12 @@ Deno.test("Operator writes nothing in a steady state", async () => {
   const web = deployment("web", SITE_A);
   const ref = refOf(web);
   await fleet.store.apply(web);
+  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web"]);
   await fleet.report("a1", ref, 1, "Running");
   // lastError.at is part of the aggregate: a re-publication keeps the event's time.
   const failedAt = new Date().toISOString();
   await fleet.report("a2", ref, 1, "Failed", "exited with code 1", failedAt);
   await fleet.waitForStatus(ref, { generation: 1, matched: 2, succeeded: 1, failed: 1 });
-  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web"]);
 
   const before = { ...operator.stats };
   const statusRevisions = await fleet.revisions(Buckets.deploymentStatus);
@@ -618,11 +622,11 @@ Deno.test("Operator restart converges without rewriting unchanged keys", async (
   const first = await fleet.startOperator();
   await fleet.store.apply(web);
   await fleet.store.apply(api);
+  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web", "b1.team-b.api"]);
   await fleet.report("a1", refOf(web), 1, "Running");
   await fleet.report("b1", refOf(api), 1, "Failed", "port 8080 in use");
   await fleet.waitForStatus(refOf(web), { generation: 1, matched: 2, succeeded: 1 });
   await fleet.waitForStatus(refOf(api), { generation: 1, matched: 1, failed: 1 });
-  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web", "b1.team-b.api"]);
   await first.stop();
 
   const desiredRevisions = await fleet.revisions(Buckets.desiredState);
@@ -1191,6 +1195,7 @@ Deno.test("Operator ignores malformed device info, reports and deployments", asy
   const web = deployment("web", SITE_A);
   const ref = refOf(web);
   await fleet.store.apply(web);
+  await fleet.waitForDesiredKeys(["a1.default.web", "a2.default.web"]);
   await fleet.report("a1", ref, 1, "Running");
   await fleet.waitForStatus(ref, { generation: 1, matched: 2, succeeded: 1 });
 
