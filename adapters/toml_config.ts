@@ -10,7 +10,7 @@
  */
 import * as z from "zod";
 import { parse as parseToml, TomlError } from "smol-toml";
-import { describeIssues, FleetError } from "../core/errors.ts";
+import { describeIssues, errorMessage, FleetError } from "../core/errors.ts";
 
 /**
  * A config file that cannot be used: missing, unreadable, not TOML, an unknown key or a value
@@ -94,7 +94,7 @@ export function readFailure(cause: unknown): string {
   if (cause instanceof Deno.errors.NotFound) return "does not exist";
   if (cause instanceof Deno.errors.PermissionDenied) return "cannot be read (permission denied)";
   if (cause instanceof Deno.errors.IsADirectory) return "is a directory";
-  return `cannot be read (${cause instanceof Error ? cause.message : String(cause)})`;
+  return `cannot be read (${errorMessage(cause)})`;
 }
 
 /** ` at line 3, column 7 (invalid value)` for smol-toml's errors. */

@@ -14,6 +14,7 @@ import {
   ContainerLabels,
   currentFailure,
   type DesiredEntry,
+  errorMessage,
   type FailureBackoff,
   type FailureCause,
   healthcheckDueAt,
@@ -80,7 +81,7 @@ export interface ReconcilerOptions {
 /** A step of an action that failed, named as a person reads it: `image pull failed: ...`. */
 class StepFailure extends Error {
   constructor(step: string, cause: unknown) {
-    super(`${step} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(`${step} failed: ${errorMessage(cause)}`, { cause });
   }
 }
 

@@ -11,7 +11,7 @@ import {
   type LogLevel,
   LogLevels,
 } from "../adapters/logger.ts";
-import { errorDetail, exitCodeOf } from "../core/errors.ts";
+import { errorDetail, errorMessage, exitCodeOf } from "../core/errors.ts";
 
 export { ExitCode } from "../core/errors.ts";
 
@@ -43,7 +43,7 @@ export function reportError(error: unknown): number {
     level: recorded?.level ?? fromEnv("FLEET_LOG_LEVEL", LogLevels) ?? "info",
     format: recorded?.format ?? fromEnv("FLEET_LOG_FORMAT", LogFormats) ?? "text",
   });
-  log.error(error instanceof Error ? error.message : String(error));
+  log.error(errorMessage(error));
   log.debug(errorDetail(error));
   return exitCodeOf(error);
 }

@@ -8,7 +8,7 @@ import {
   RestartPolicies,
   WireFormatError,
 } from "../core/mod.ts";
-import { ExitCode, exitCodeOf, FleetError } from "../core/errors.ts";
+import { errorMessage, ExitCode, exitCodeOf, FleetError } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { printLine } from "../adapters/output.ts";
 import { type ManifestDocument, readManifests } from "../cli/manifests.ts";
@@ -87,7 +87,7 @@ async function itemsFromFiles(paths: readonly string[]): Promise<Item[]> {
 
 /** `error`, its message prefixed with where its object came from; same kind, same exit code. */
 function fromOrigin(origin: string | undefined, error: unknown): FleetError {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   const kind = exitCodeOf(error) === ExitCode.usage ? "usage" : "failure";
   return new FleetError(kind, origin ? `${origin}: ${message}` : message, { cause: error });
 }

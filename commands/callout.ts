@@ -20,6 +20,7 @@ import {
 import { logFormatOption, loggerFrom, logLevelOption, shutdownSignal, UsageError } from "./_cli.ts";
 import { healthPortOption, serveHealthIfAsked } from "./_health.ts";
 import { MetricsRegistry, registerBuildInfo } from "../adapters/metrics.ts";
+import { errorMessage } from "../core/errors.ts";
 
 const configOption = () =>
   new Option("-c, --config <path>", "callout config file (TOML)")
@@ -78,7 +79,7 @@ Every decision is logged with its reason; clients are only told "authorization f
       await verifier.refreshKeys().catch((err: unknown) => {
         log.warn(
           `Cannot read the OIDC provider's keys yet: ${
-            err instanceof Error ? err.message : String(err)
+            errorMessage(err)
           }; tokens are refused until it answers`,
           { issuer: config.oidc.issuer },
         );

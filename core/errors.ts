@@ -124,7 +124,7 @@ export function parseJsonWith<S extends z.ZodType>(
   try {
     json = JSON.parse(text);
   } catch (cause) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
+    const reason = errorMessage(cause);
     throw new WireFormatError(what, `not valid JSON (${reason})`, { cause });
   }
   return parseWith(schema, json, what);

@@ -15,6 +15,7 @@ import {
   readRootFile,
   writeAgentFile,
 } from "./steps.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** The agent's OIDC settings, as its config on the device has them. */
 export type OidcCredentials = Extract<CredentialsConfig, { type: "oidc" }>;
@@ -89,7 +90,7 @@ export async function rotateDeviceKey(o: RotateKeyOptions): Promise<RotateKeyRes
     throw await undo(
       new EnrollError(
         `The new key ${added.keyId} of ${o.deviceId} does not sign in (${
-          err instanceof Error ? err.message : String(err)
+          errorMessage(err)
         }); it was revoked again and the device keeps key ${oldKeyId}`,
         { cause: err },
       ),

@@ -24,7 +24,7 @@
 import denoJson from "../deno.json" with { type: "json" };
 import { ElfError, type ElfInfo, type ElfMachine, readElf } from "../packaging/elf.ts";
 import type { DebArch } from "../packaging/deb.ts";
-import { FleetError } from "../core/errors.ts";
+import { errorMessage, FleetError } from "../core/errors.ts";
 
 /** An architecture the image is built for (Debian's and OCI's name). */
 export type ImageArch = DebArch;
@@ -194,7 +194,7 @@ async function readInput(path: string, what: string): Promise<Uint8Array> {
     if (error instanceof Deno.errors.IsADirectory) {
       throw new ImageContextError(path, `${what} is a directory, not a file`, { cause: error });
     }
-    const detail = error instanceof Error ? error.message : String(error);
+    const detail = errorMessage(error);
     throw new ImageContextError(path, `cannot read ${what} (${detail})`, { cause: error });
   }
 }

@@ -13,6 +13,7 @@ import {
   type LeaseWrite,
   type StoredLease,
 } from "./lease_store.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /**
  * The name of the operator's leader-election Lease. The Helm chart creates the Lease and grants
@@ -139,7 +140,7 @@ export class KubeLeaseStore implements LeaseStore {
   }
 
   #error(verb: string, error: unknown): LeaseStoreError {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     // The chart's Role allows reading and renewing this Lease, not creating one.
     const hint = verb === "create" && error instanceof KubeApiError && error.isForbidden()
       ? "; the operator may only read and renew this Lease, which the Helm chart creates: " +

@@ -7,7 +7,7 @@
  * two replicas racing for the lease cannot both win.
  * @module
  */
-import type { Clock } from "../core/mod.ts";
+import { type Clock, errorMessage } from "../core/mod.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { systemClock } from "../adapters/clock.ts";
 import { DeadlineError, sleep, withDeadline } from "../adapters/timers.ts";
@@ -223,7 +223,7 @@ class Election {
     try {
       return await this.#tryAcquireOrRenew();
     } catch (error) {
-      this.#problem(error instanceof Error ? error.message : String(error));
+      this.#problem(errorMessage(error));
       return { kind: "failed" };
     }
   }
@@ -318,7 +318,7 @@ class Election {
         this.#clock,
       );
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorMessage(error);
       this.#log.warn(
         `Could not release the ${where} (${message}); a standby takes over once it expires`,
       );

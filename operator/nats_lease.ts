@@ -6,7 +6,13 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
-import { LEASE_BUCKET, LeaseRecord, OPERATOR_LEASE_KEY, parseJsonWith } from "../core/mod.ts";
+import {
+  errorMessage,
+  LEASE_BUCKET,
+  LeaseRecord,
+  OPERATOR_LEASE_KEY,
+  parseJsonWith,
+} from "../core/mod.ts";
 import { ensureBucket, isWrongLastSequence } from "../adapters/nats/mod.ts";
 import {
   type LeaseStore,
@@ -111,7 +117,7 @@ export class NatsLeaseStore implements LeaseStore {
   }
 
   #error(verb: string, error: unknown): LeaseStoreError {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     return new LeaseStoreError(
       `Cannot ${verb} the ${this.description}: ${message}`,
       this.description,

@@ -25,6 +25,7 @@ import { calloutServerConfig, serverSettings } from "../callout/nats_config.ts";
 import { startCalloutService, type TokenVerifier, type VerifiedToken } from "../callout/service.ts";
 import { startNatsServer } from "../sandbox/nats_server.ts";
 import { captureLogger } from "./nats.ts";
+import { errorMessage } from "../core/errors.ts";
 
 const ISSUER = "https://idp.test/realms/fleet";
 const AUDIENCE = "fleet-nats";
@@ -48,7 +49,7 @@ async function localIssuer() {
         const { payload } = await jwtVerify(token, keySet, { issuer: ISSUER, audience: AUDIENCE });
         return { claims: payload, expiresAt: (payload.exp ?? 0) * 1000 };
       } catch (err) {
-        throw new TestTokenRejected(err instanceof Error ? err.message : String(err));
+        throw new TestTokenRejected(errorMessage(err));
       }
     },
   };

@@ -9,6 +9,7 @@ import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { freePort } from "../adapters/process.ts";
 import { waitFor } from "../adapters/timers.ts";
 import { type NatsServer, NatsServerError, startNatsServer } from "../sandbox/nats_server.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** Raft elects the meta leader within seconds on an idle machine; on a loaded one (a CI
  * runner, or a build beside the tests) it took more than 30 s. */
@@ -193,7 +194,7 @@ class NatsClusterProcesses implements NatsCluster {
       );
       return undefined;
     } catch {
-      return last instanceof Error ? last.message : String(last);
+      return errorMessage(last);
     } finally {
       await nc.close();
     }

@@ -18,6 +18,7 @@ import {
   type WatchEvent,
 } from "./types.ts";
 import { readWatchEvents } from "./watch.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** Options of {@linkcode KubeClient}. */
 export interface KubeClientOptions {
@@ -681,7 +682,7 @@ function emptyWatch<T>(): AsyncIterable<WatchEvent<T>> {
 function describeFetchError(err: unknown): string {
   const parts: string[] = [];
   for (let e: unknown = err; e !== undefined && parts.length < 4; e = (e as Error).cause) {
-    parts.push(e instanceof Error ? e.message : String(e));
+    parts.push(errorMessage(e));
     if (!(e instanceof Error)) break;
   }
   const text = parts.filter((p) => !/^fetch failed$/i.test(p.trim())).join(": ") ||

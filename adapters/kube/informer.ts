@@ -8,6 +8,7 @@ import { sleep } from "../timers.ts";
 import type { KubeClient } from "./client.ts";
 import { KubeApiError, KubeGoneError, KubeUnavailableError } from "./errors.ts";
 import type { KubeList, KubeObject, ResourceType, WatchEvent } from "./types.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /**
  * What an informer yields. `ready` follows the initial list (`restarted: false`) and every
@@ -95,7 +96,7 @@ export async function* informer<T extends KubeObject = KubeObject>(
   /** Logs the first failure of an outage (and reminders); sleeps the backoff. */
   const failed = async (err: unknown, action: "list" | "watch"): Promise<void> => {
     const now = Date.now();
-    const message = err instanceof Error ? err.message : String(err);
+    const message = errorMessage(err);
     if (outage === undefined) {
       outage = { since: now, remindedAt: now };
       log.warn(`Cannot ${action} ${scope}; retrying until the API server is back: ${message}`);

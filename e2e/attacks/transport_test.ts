@@ -49,7 +49,7 @@ import { tempDir } from "../../testing/temp_dir.ts";
 import { type CalloutFields, calloutToml, writeCalloutFiles } from "../../testing/callout.ts";
 import { Command } from "@commander-js/extra-typings";
 import { enrollOptions, planEnroll } from "../../commands/_enroll.ts";
-import { UsageError } from "../../core/errors.ts";
+import { errorMessage, UsageError } from "../../core/errors.ts";
 import { story, testLogger } from "../_story.ts";
 
 /** The device's identity: OIDC tokens minted with its own key, as the agent does. */
@@ -262,7 +262,7 @@ story(
         }).then(async (nc) => {
           await nc.close();
           return "connected";
-        }, (err: unknown) => err instanceof Error ? err.message : String(err));
+        }, (err: unknown) => errorMessage(err));
         return { result, requests: { ...callout.service.stats } };
       } finally {
         credentials.stop();
